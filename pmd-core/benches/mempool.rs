@@ -1,0 +1,40 @@
+//! Cached mempool get/put, the shape of DPDK's `mempool_perf_autotest`: get `n_keep`
+//! buffers in bulks of `bulk`, then put them back in bulks of `bulk`. Throughput is
+//! reported in objects (one get plus one put each), like DPDK's "objects got+put".
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pmd_core::lcore;
+use pmd_core::mbuf::PktBatch;
+use pmd_core::Mempool;
+
+fn mempool_bench(c: &mut Criterion) {
+    let _lcore = lcore::register_current_thread(0).expect("bench thread as lcore 0");
+    let pool = Mempool::create("bench", 8191, 512).unwrap();
+    let mut g = c.benchmark_group("mempool_cache512");
+    for n_keep in [32usize, 128] {
+        for bulk in [1usize, 4, 8, 32] {
+            g.throughput(Throughput::Elements(n_keep as u64));
+            let mut batches: Vec<PktBatch> = (0..n_keep / bulk.min(n_keep))
+                .map(|_| PktBatch::new())
+                .collect();
+            g.bench_with_input(
+                BenchmarkId::new(format!("keep{n_keep}"), bulk),
+                &bulk,
+                |b, &bulk| {
+                    b.iter(|| {
+                        for batch in batches.iter_mut() {
+                            assert!(pool.alloc_bulk(batch, bulk).is_some());
+                        }
+                        for batch in batches.iter_mut() {
+                            batch.clear();
+                        }
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, mempool_bench);
+criterion_main!(benches);

@@ -1,0 +1,278 @@
+//! EAL initialisation and teardown: parse options, set up logging and memory, make the
+//! calling thread the main lcore, install Ctrl-C handling, and probe devices into ports.
+
+use crate::error::{Error, Result};
+use crate::ethdev::{Driver, Port, PortId};
+use crate::lcore::{self, LcoreGuard};
+use crate::memory::{self, MemoryConfig};
+use crate::options::{self, EalOptions, IovaMode, Lcore, LogLevel};
+use std::thread::JoinHandle;
+
+/// An initialised environment: the ports it probed and the lcores it may run on.
+/// Dropping it closes the ports and releases the main lcore.
+pub struct Eal {
+    opts: EalOptions,
+    ports: Vec<Port>,
+    _main: LcoreGuard,
+}
+
+impl std::fmt::Debug for Eal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eal")
+            .field("lcores", &self.opts.lcores)
+            .field("ports", &self.ports)
+            .finish()
+    }
+}
+
+/// Help text for `prog`: the EAL options and the drivers that `--vdev` can name.
+pub fn help_text(prog: &str, drivers: &[&dyn Driver]) -> String {
+    let mut s = options::usage(prog);
+    s.push_str("\nDrivers (--vdev NAME<n>,key=value,...):\n");
+    for d in drivers {
+        s.push_str(&format!("  {:<16} {}\n", d.name(), d.description()));
+    }
+    s
+}
+
+impl Eal {
+    /// Parses `args` (program name first; EAL options, then `--`, then application
+    /// options) and initialises. Returns the EAL and the application's arguments
+    /// (program name first). With `-h`, returns [`Error::Help`] carrying the help text.
+    pub fn from_args<S: AsRef<str>>(
+        args: &[S],
+        drivers: &[&dyn Driver],
+    ) -> Result<(Eal, Vec<String>)> {
+        let parsed = EalOptions::parse(args)?;
+        if parsed.eal.help {
+            let prog = args
+                .first()
+                .map(|s| s.as_ref().to_string())
+                .unwrap_or_else(|| "app".into());
+            return Err(Error::Help(help_text(&prog, drivers)));
+        }
+        Ok((Eal::init(parsed.eal, drivers)?, parsed.app_args))
+    }
+
+    /// Initialises from parsed (or built) options; `drivers` are the PMDs `--vdev` may name.
+    pub fn init(opts: EalOptions, drivers: &[&dyn Driver]) -> Result<Eal> {
+        init_logging(opts.log_level);
+        check_cpus(&opts.lcores)?;
+        if !opts.no_huge && opts.huge_dir.is_none() {
+            check_hugepages()?;
+        }
+        memory::configure(MemoryConfig {
+            no_huge: opts.no_huge,
+            huge_dir: opts.huge_dir.clone(),
+            file_prefix: opts.file_prefix.clone(),
+            iova_mode: opts.iova_mode.unwrap_or(IovaMode::Va),
+            limit_bytes: opts.memory_mb.map(|mb| mb << 20),
+        });
+        let main = opts
+            .lcores
+            .iter()
+            .find(|l| l.id == opts.main_lcore)
+            .copied()
+            .ok_or_else(|| Error::Lcore {
+                lcore: opts.main_lcore,
+                msg: "main lcore is not in the lcore list".into(),
+            })?;
+        let guard = lcore::register_current_thread(main.id)?;
+        if !lcore::pin_current_thread(main.cpu) {
+            tracing::warn!(
+                lcore = main.id,
+                cpu = main.cpu,
+                "could not pin the main lcore"
+            );
+        }
+        lcore::install_signal_handlers()?;
+        if !opts.allow.is_empty() {
+            return Err(Error::driver(
+                "pci",
+                "PCI devices were requested with -a, but no PCI driver is registered in this build; use --vdev devices",
+            ));
+        }
+        let mut ports = Vec::with_capacity(opts.vdevs.len());
+        for vdev in &opts.vdevs {
+            let prefix = vdev.driver_prefix();
+            let driver = drivers.iter().find(|d| d.name() == prefix).ok_or_else(|| {
+                let known: Vec<&str> = drivers.iter().map(|d| d.name()).collect();
+                Error::driver(
+                    &vdev.name,
+                    format!(
+                        "no driver named {prefix:?}; available: {}",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            let dev = driver.probe(vdev)?;
+            let id = ports.len() as PortId;
+            tracing::info!(port = id, device = vdev.name, mac = %dev.mac_addr(), "probed");
+            ports.push(Port::new(id, vdev.name.clone(), dev));
+        }
+        Ok(Eal {
+            opts,
+            ports,
+            _main: guard,
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &EalOptions {
+        &self.opts
+    }
+
+    /// All ports, indexed by port id.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// All ports, writable.
+    pub fn ports_mut(&mut self) -> &mut [Port] {
+        &mut self.ports
+    }
+
+    /// Port `id`, or an error naming the ports that exist.
+    pub fn port_mut(&mut self, id: PortId) -> Result<&mut Port> {
+        let n = self.ports.len();
+        self.ports.get_mut(id as usize).ok_or_else(|| Error::Port {
+            port: id,
+            msg: format!("no such port; {n} ports were probed"),
+        })
+    }
+
+    /// All lcores, sorted by id.
+    pub fn lcores(&self) -> &[Lcore] {
+        &self.opts.lcores
+    }
+
+    /// The main lcore (the thread that called `init`).
+    pub fn main_lcore(&self) -> Lcore {
+        self.opts
+            .lcores
+            .iter()
+            .copied()
+            .find(|l| l.id == self.opts.main_lcore)
+            .unwrap_or(Lcore {
+                id: self.opts.main_lcore,
+                cpu: 0,
+            })
+    }
+
+    /// The lcores other than the main one.
+    pub fn worker_lcores(&self) -> impl Iterator<Item = Lcore> + '_ {
+        let main = self.opts.main_lcore;
+        self.opts
+            .lcores
+            .iter()
+            .copied()
+            .filter(move |l| l.id != main)
+    }
+
+    /// Runs `f` on a new thread that is lcore `lc`, pinned to its CPU.
+    pub fn spawn<F, R>(&self, lc: Lcore, f: F) -> Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        lcore::spawn(lc.id, lc.cpu, f)
+    }
+}
+
+impl Drop for Eal {
+    fn drop(&mut self) {
+        for p in &mut self.ports {
+            p.close();
+        }
+    }
+}
+
+fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(env)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn online_cpus() -> Vec<u32> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let mut it = part.splitn(2, '-');
+        let a = it.next().and_then(|v| v.parse::<u32>().ok());
+        let b = it.next().and_then(|v| v.parse::<u32>().ok()).or(a);
+        if let (Some(a), Some(b)) = (a, b) {
+            cpus.extend(a..=b.min(a + 4096));
+        }
+    }
+    cpus
+}
+
+fn check_cpus(lcores: &[Lcore]) -> Result<()> {
+    let online = online_cpus();
+    if online.is_empty() {
+        return Ok(());
+    }
+    for l in lcores {
+        if !online.contains(&l.cpu) {
+            return Err(Error::Lcore {
+                lcore: l.id,
+                msg: format!(
+                    "CPU {} is not online (online CPUs: {}); pick lcores with -l among them",
+                    l.cpu,
+                    online
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_hugepages() -> Result<()> {
+    let pools = memory::hugepage_pools();
+    if pools.iter().any(|p| p.free > 0) {
+        return Ok(());
+    }
+    let size_kb = memory::default_hugepage_size()
+        .map(|b| b / 1024)
+        .unwrap_or(2048);
+    Err(Error::Memory(format!(
+        "no free hugepages. Reserve some with `echo 1024 > /sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages` \
+         (or `hugepage-setup reserve 1024`), or run with --no-huge"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_check_names_the_bad_cpu() {
+        let err = check_cpus(&[Lcore { id: 0, cpu: 4000 }])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CPU 4000 is not online"), "{err}");
+        assert!(check_cpus(&[Lcore { id: 0, cpu: 0 }]).is_ok());
+    }
+
+    #[test]
+    fn help_lists_drivers() {
+        let h = help_text("app", &[]);
+        assert!(h.contains("--vdev"));
+        assert!(h.contains("Drivers"));
+    }
+}

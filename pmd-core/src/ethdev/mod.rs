@@ -1,0 +1,246 @@
+//! The ethdev layer: the traits a driver implements ([`Driver`], [`Device`], [`RxQueue`],
+//! [`TxQueue`]), the [`Port`] state machine applications drive, owned queue handles, and
+//! statistics.
+//!
+//! Data path: an [`RxQueueHandle`] or [`TxQueueHandle`] is `Send` but not `Sync` and moves
+//! into the one lcore thread that polls it. Each burst costs one indirect call into the
+//! driver; per packet there is no allocation, lock, syscall or dynamic dispatch.
+
+mod port;
+mod stats;
+
+pub use port::{Port, PortState, RxQueueHandle, TxQueueHandle};
+pub use stats::{EthStats, QueueCounters, QueueStats};
+
+use crate::error::Result;
+use crate::mbuf::PktBatch;
+use crate::mempool::Mempool;
+use crate::options::VdevSpec;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Port number, in probe order.
+pub type PortId = u16;
+
+/// An Ethernet MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// A locally administered unicast address `02:00:00:00:xx:yy` derived from a number.
+    pub fn local(n: u16) -> MacAddr {
+        let [hi, lo] = n.to_be_bytes();
+        MacAddr([0x02, 0, 0, 0, hi, lo])
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for b in out.iter_mut() {
+            let p = parts
+                .next()
+                .filter(|p| p.len() == 2)
+                .ok_or_else(|| format!("invalid MAC address {s:?}: expected xx:xx:xx:xx:xx:xx"))?;
+            *b = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("invalid MAC address {s:?}: {p:?} is not hex"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("invalid MAC address {s:?}: more than 6 bytes"));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+/// Link state as reported by the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Link {
+    /// Carrier up.
+    pub up: bool,
+    /// Speed in Mbit/s (0 = unknown).
+    pub speed_mbps: u32,
+    /// Full duplex.
+    pub full_duplex: bool,
+}
+
+impl fmt::Display for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.up {
+            return write!(f, "down");
+        }
+        match self.speed_mbps {
+            0 => write!(f, "up"),
+            s => write!(
+                f,
+                "up {s} Mbps {}",
+                if self.full_duplex {
+                    "full-duplex"
+                } else {
+                    "half-duplex"
+                }
+            ),
+        }
+    }
+}
+
+/// What a device supports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevInfo {
+    /// Driver name (e.g. `net_null`).
+    pub driver: &'static str,
+    /// Most rx queues.
+    pub max_rx_queues: u16,
+    /// Most tx queues.
+    pub max_tx_queues: u16,
+    /// Fewest descriptors per queue.
+    pub min_desc: u16,
+    /// Most descriptors per queue.
+    pub max_desc: u16,
+    /// Descriptors used when the application asks for 0.
+    pub default_desc: u16,
+}
+
+/// Port configuration given to [`Port::configure`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConf {
+    /// Number of rx queues.
+    pub rx_queues: u16,
+    /// Number of tx queues.
+    pub tx_queues: u16,
+}
+
+impl Default for PortConf {
+    fn default() -> Self {
+        PortConf {
+            rx_queues: 1,
+            tx_queues: 1,
+        }
+    }
+}
+
+/// Everything a driver needs to set up an rx queue.
+#[derive(Clone, Debug)]
+pub struct RxQueueConf {
+    /// Descriptors (already validated against [`DevInfo`]).
+    pub nb_desc: u16,
+    /// Pool to fill the queue from.
+    pub pool: Mempool,
+    /// Counters the queue updates (the queue is their only writer).
+    pub stats: Arc<QueueStats>,
+}
+
+/// Everything a driver needs to set up a tx queue.
+#[derive(Clone, Debug)]
+pub struct TxQueueConf {
+    /// Descriptors (already validated against [`DevInfo`]).
+    pub nb_desc: u16,
+    /// Counters the queue updates (the queue is their only writer).
+    pub stats: Arc<QueueStats>,
+}
+
+/// A poll-mode driver: claims `--vdev` names by prefix and creates devices.
+pub trait Driver: Sync {
+    /// The vdev name prefix this driver claims (e.g. `net_null` for `net_null0`).
+    fn name(&self) -> &'static str;
+    /// One line on what the driver does and its arguments, for `--help`.
+    fn description(&self) -> &'static str;
+    /// Creates a device for `vdev`; bad arguments give an error that names them.
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>>;
+}
+
+/// One network device, driven through a [`Port`] (which enforces the call order).
+pub trait Device: Send {
+    /// Capabilities.
+    fn info(&self) -> DevInfo;
+    /// Applies a configuration (called while stopped).
+    fn configure(&mut self, conf: &PortConf) -> Result<()>;
+    /// Creates rx queue `qid` (< configured count).
+    fn setup_rx_queue(&mut self, qid: u16, conf: RxQueueConf) -> Result<Box<dyn RxQueue>>;
+    /// Creates tx queue `qid` (< configured count).
+    fn setup_tx_queue(&mut self, qid: u16, conf: TxQueueConf) -> Result<Box<dyn TxQueue>>;
+    /// Starts packet flow.
+    fn start(&mut self) -> Result<()>;
+    /// Stops packet flow.
+    fn stop(&mut self) -> Result<()>;
+    /// Releases device resources (queues may still exist and must stay memory-safe).
+    fn close(&mut self) {}
+    /// Current link state.
+    fn link(&self) -> Link;
+    /// The device's MAC address.
+    fn mac_addr(&self) -> MacAddr;
+    /// Turns promiscuous mode on or off.
+    fn set_promiscuous(&mut self, on: bool) -> Result<()>;
+    /// Whether promiscuous mode is on.
+    fn promiscuous(&self) -> bool;
+    /// Driver-specific counters, by name.
+    fn xstats(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}
+
+/// The driver side of an rx queue.
+pub trait RxQueue: Send {
+    /// Appends up to `max` received packets (`max <= batch.spare()`) to `batch`; returns
+    /// how many. Updates its [`QueueStats`].
+    fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize;
+}
+
+/// The driver side of a tx queue.
+pub trait TxQueue: Send {
+    /// Sends packets from the front of `batch`, removing those it took; returns how many.
+    /// Packets it could not send stay in `batch`, in order. Updates its [`QueueStats`].
+    fn tx_burst(&mut self, batch: &mut PktBatch) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parse_and_display() {
+        let m: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        assert_eq!(m, MacAddr::local(1));
+        assert_eq!(m.to_string(), "02:00:00:00:00:01");
+        assert_eq!("aa-bb-cc-dd-ee-ff".parse::<MacAddr>().unwrap().0[5], 0xff);
+        for bad in [
+            "",
+            "02:00",
+            "02:00:00:00:00:01:03",
+            "zz:00:00:00:00:00",
+            "2:0:0:0:0:1",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn link_display() {
+        assert_eq!(Link::default().to_string(), "down");
+        let l = Link {
+            up: true,
+            speed_mbps: 10000,
+            full_duplex: true,
+        };
+        assert_eq!(l.to_string(), "up 10000 Mbps full-duplex");
+    }
+}

@@ -1,0 +1,482 @@
+//! [`Port`]: the ethdev state machine around a driver's [`Device`], and the owned queue
+//! handles it hands out.
+
+use super::{
+    DevInfo, Device, EthStats, Link, MacAddr, PortConf, PortId, QueueStats, RxQueue, RxQueueConf,
+    TxQueue, TxQueueConf,
+};
+use crate::error::{Error, Result};
+use crate::mbuf::{PktBatch, DEFAULT_BURST};
+use crate::mempool::Mempool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+/// Where a port is in its life cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    /// Probed, not configured yet.
+    Probed,
+    /// Configured; queues may be set up.
+    Configured,
+    /// Passing packets.
+    Started,
+    /// Stopped after running; may be reconfigured or restarted.
+    Stopped,
+    /// Closed for good.
+    Closed,
+}
+
+impl PortState {
+    fn name(self) -> &'static str {
+        match self {
+            PortState::Probed => "not configured",
+            PortState::Configured => "configured",
+            PortState::Started => "started",
+            PortState::Stopped => "stopped",
+            PortState::Closed => "closed",
+        }
+    }
+}
+
+/// State shared between a port and its queue handles.
+#[derive(Debug, Default)]
+struct PortShared {
+    started: AtomicBool,
+}
+
+/// Proof that a queue is owned by a live handle.
+#[derive(Debug)]
+struct QueueToken;
+
+#[derive(Debug, Default)]
+struct QueueSlot {
+    stats: Arc<QueueStats>,
+    owner: Weak<QueueToken>,
+    set_up: bool,
+}
+
+/// A network port: a probed device plus the ethdev state machine.
+/// Calls made in the wrong state return [`Error::PortState`].
+pub struct Port {
+    id: PortId,
+    name: String,
+    dev: Box<dyn Device>,
+    state: PortState,
+    shared: Arc<PortShared>,
+    rxq: Vec<QueueSlot>,
+    txq: Vec<QueueSlot>,
+    stats_base: EthStats,
+}
+
+impl std::fmt::Debug for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Port")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl Port {
+    /// Wraps a probed device as port `id`.
+    pub fn new(id: PortId, name: impl Into<String>, dev: Box<dyn Device>) -> Port {
+        Port {
+            id,
+            name: name.into(),
+            dev,
+            state: PortState::Probed,
+            shared: Arc::default(),
+            rxq: Vec::new(),
+            txq: Vec::new(),
+            stats_base: EthStats::default(),
+        }
+    }
+
+    fn wrong_state(&self, op: &'static str, hint: &'static str) -> Error {
+        Error::PortState {
+            port: self.id,
+            op,
+            state: self.state.name(),
+            hint,
+        }
+    }
+
+    fn port_err(&self, msg: String) -> Error {
+        Error::Port { port: self.id, msg }
+    }
+
+    /// Port id.
+    pub fn id(&self) -> PortId {
+        self.id
+    }
+
+    /// Device name (the vdev name, e.g. `net_null0`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Current state.
+    pub fn state(&self) -> PortState {
+        self.state
+    }
+
+    /// Device capabilities.
+    pub fn info(&self) -> DevInfo {
+        self.dev.info()
+    }
+
+    /// Sets the number of rx and tx queues. Allowed before start or after stop.
+    pub fn configure(&mut self, conf: &PortConf) -> Result<()> {
+        match self.state {
+            PortState::Probed | PortState::Configured | PortState::Stopped => {}
+            _ => return Err(self.wrong_state("configure", "; stop it first")),
+        }
+        let info = self.dev.info();
+        if conf.rx_queues == 0 || conf.rx_queues > info.max_rx_queues {
+            return Err(self.port_err(format!(
+                "{} rx queues requested, {} supports 1..={}",
+                conf.rx_queues, info.driver, info.max_rx_queues
+            )));
+        }
+        if conf.tx_queues == 0 || conf.tx_queues > info.max_tx_queues {
+            return Err(self.port_err(format!(
+                "{} tx queues requested, {} supports 1..={}",
+                conf.tx_queues, info.driver, info.max_tx_queues
+            )));
+        }
+        if self
+            .rxq
+            .iter()
+            .chain(&self.txq)
+            .any(|q| q.owner.strong_count() > 0)
+        {
+            return Err(self.port_err(
+                "cannot reconfigure while queue handles are alive; drop them first".into(),
+            ));
+        }
+        self.dev.configure(conf)?;
+        self.rxq = (0..conf.rx_queues).map(|_| QueueSlot::default()).collect();
+        self.txq = (0..conf.tx_queues).map(|_| QueueSlot::default()).collect();
+        self.state = PortState::Configured;
+        Ok(())
+    }
+
+    fn check_queue_setup(
+        &self,
+        kind: &str,
+        slots: &[QueueSlot],
+        qid: u16,
+        nb_desc: u16,
+    ) -> Result<u16> {
+        match self.state {
+            PortState::Configured | PortState::Stopped => {}
+            PortState::Probed => {
+                return Err(self.wrong_state("set up queues", "; call configure first"))
+            }
+            _ => return Err(self.wrong_state("set up queues", "; stop it first")),
+        }
+        let slot = slots.get(qid as usize).ok_or_else(|| {
+            self.port_err(format!(
+                "{kind} queue {qid} does not exist: the port has {} {kind} queues",
+                slots.len()
+            ))
+        })?;
+        if slot.owner.strong_count() > 0 {
+            return Err(self.port_err(format!(
+                "{kind} queue {qid} is still owned by a handle; drop it first"
+            )));
+        }
+        let info = self.dev.info();
+        let nb = if nb_desc == 0 {
+            info.default_desc
+        } else {
+            nb_desc
+        };
+        if nb < info.min_desc || nb > info.max_desc {
+            return Err(self.port_err(format!(
+                "{nb} {kind} descriptors requested, {} supports {}..={}",
+                info.driver, info.min_desc, info.max_desc
+            )));
+        }
+        Ok(nb)
+    }
+
+    /// Sets up rx queue `qid` with `nb_desc` descriptors (0 = driver default) filled from
+    /// `pool`, and returns its owned handle.
+    pub fn setup_rx_queue(
+        &mut self,
+        qid: u16,
+        nb_desc: u16,
+        pool: &Mempool,
+    ) -> Result<RxQueueHandle> {
+        let nb_desc = self.check_queue_setup("rx", &self.rxq, qid, nb_desc)?;
+        let stats = self.rxq[qid as usize].stats.clone();
+        let q = self.dev.setup_rx_queue(
+            qid,
+            RxQueueConf {
+                nb_desc,
+                pool: pool.clone(),
+                stats,
+            },
+        )?;
+        let token = Arc::new(QueueToken);
+        let slot = &mut self.rxq[qid as usize];
+        slot.owner = Arc::downgrade(&token);
+        slot.set_up = true;
+        Ok(RxQueueHandle {
+            q,
+            shared: self.shared.clone(),
+            burst: DEFAULT_BURST,
+            port: self.id,
+            qid,
+            _token: token,
+        })
+    }
+
+    /// Sets up tx queue `qid` with `nb_desc` descriptors (0 = driver default) and returns
+    /// its owned handle.
+    pub fn setup_tx_queue(&mut self, qid: u16, nb_desc: u16) -> Result<TxQueueHandle> {
+        let nb_desc = self.check_queue_setup("tx", &self.txq, qid, nb_desc)?;
+        let stats = self.txq[qid as usize].stats.clone();
+        let q = self
+            .dev
+            .setup_tx_queue(qid, TxQueueConf { nb_desc, stats })?;
+        let token = Arc::new(QueueToken);
+        let slot = &mut self.txq[qid as usize];
+        slot.owner = Arc::downgrade(&token);
+        slot.set_up = true;
+        Ok(TxQueueHandle {
+            q,
+            shared: self.shared.clone(),
+            port: self.id,
+            qid,
+            _token: token,
+        })
+    }
+
+    /// Starts the port. Every configured queue must have been set up.
+    pub fn start(&mut self) -> Result<()> {
+        match self.state {
+            PortState::Configured | PortState::Stopped => {}
+            PortState::Started => return Ok(()),
+            PortState::Probed => {
+                return Err(
+                    self.wrong_state("start", "; call configure and set up its queues first")
+                )
+            }
+            PortState::Closed => return Err(self.wrong_state("start", "")),
+        }
+        if let Some(q) = self.rxq.iter().position(|q| !q.set_up) {
+            return Err(self.port_err(format!(
+                "rx queue {q} is not set up; set up every queue before start"
+            )));
+        }
+        if let Some(q) = self.txq.iter().position(|q| !q.set_up) {
+            return Err(self.port_err(format!(
+                "tx queue {q} is not set up; set up every queue before start"
+            )));
+        }
+        self.dev.start()?;
+        self.state = PortState::Started;
+        self.shared.started.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops the port; queue handles return 0 from their bursts until it starts again.
+    pub fn stop(&mut self) -> Result<()> {
+        match self.state {
+            PortState::Started => {}
+            PortState::Stopped => return Ok(()),
+            _ => return Err(self.wrong_state("stop", "; only a started port can be stopped")),
+        }
+        self.shared.started.store(false, Ordering::Release);
+        self.dev.stop()?;
+        self.state = PortState::Stopped;
+        Ok(())
+    }
+
+    /// Closes the port (stopping it first if needed). Final.
+    pub fn close(&mut self) {
+        if self.state == PortState::Closed {
+            return;
+        }
+        if self.state == PortState::Started {
+            if let Err(e) = self.stop() {
+                tracing::warn!(port = self.id, "stop during close failed: {e}");
+            }
+        }
+        self.dev.close();
+        self.state = PortState::Closed;
+    }
+
+    /// Current link state.
+    pub fn link(&self) -> Link {
+        self.dev.link()
+    }
+
+    /// Waits up to `timeout` for the link to come up; returns the last state seen.
+    pub fn wait_link_up(&self, timeout: std::time::Duration) -> Link {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let l = self.link();
+            if l.up || std::time::Instant::now() >= end {
+                return l;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// The port's MAC address.
+    pub fn mac_addr(&self) -> MacAddr {
+        self.dev.mac_addr()
+    }
+
+    /// Turns promiscuous mode on or off.
+    pub fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        if self.state == PortState::Closed {
+            return Err(self.wrong_state("change promiscuous mode", ""));
+        }
+        self.dev.set_promiscuous(on)
+    }
+
+    /// Whether promiscuous mode is on.
+    pub fn promiscuous(&self) -> bool {
+        self.dev.promiscuous()
+    }
+
+    fn raw_stats(&self) -> EthStats {
+        let mut s = EthStats::default();
+        for q in &self.rxq {
+            let c = q.stats.snapshot();
+            s.ipackets += c.packets;
+            s.ibytes += c.bytes;
+            s.ierrors += c.errors;
+            s.imissed += c.missed;
+            s.rx_nombuf += c.no_mbuf;
+        }
+        for q in &self.txq {
+            let c = q.stats.snapshot();
+            s.opackets += c.packets;
+            s.obytes += c.bytes;
+            s.oerrors += c.errors;
+        }
+        s
+    }
+
+    /// Port totals since the last [`Port::reset_stats`].
+    pub fn stats(&self) -> EthStats {
+        self.raw_stats().since(&self.stats_base)
+    }
+
+    /// Zeroes the totals reported by [`Port::stats`].
+    pub fn reset_stats(&mut self) {
+        self.stats_base = self.raw_stats();
+    }
+
+    /// Extended statistics by name: port totals, per-queue counters, then the driver's own.
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        let s = self.stats();
+        let mut v = vec![
+            ("rx_good_packets".to_string(), s.ipackets),
+            ("tx_good_packets".to_string(), s.opackets),
+            ("rx_good_bytes".to_string(), s.ibytes),
+            ("tx_good_bytes".to_string(), s.obytes),
+            ("rx_missed_errors".to_string(), s.imissed),
+            ("rx_errors".to_string(), s.ierrors),
+            ("tx_errors".to_string(), s.oerrors),
+            ("rx_mbuf_allocation_errors".to_string(), s.rx_nombuf),
+        ];
+        for (i, q) in self.rxq.iter().enumerate() {
+            let c = q.stats.snapshot();
+            v.push((format!("rx_q{i}_packets"), c.packets));
+            v.push((format!("rx_q{i}_bytes"), c.bytes));
+            v.push((format!("rx_q{i}_errors"), c.errors));
+        }
+        for (i, q) in self.txq.iter().enumerate() {
+            let c = q.stats.snapshot();
+            v.push((format!("tx_q{i}_packets"), c.packets));
+            v.push((format!("tx_q{i}_bytes"), c.bytes));
+        }
+        v.extend(self.dev.xstats());
+        v
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// An owned rx queue: move it into the one lcore thread that polls it.
+pub struct RxQueueHandle {
+    q: Box<dyn RxQueue>,
+    shared: Arc<PortShared>,
+    burst: usize,
+    port: PortId,
+    qid: u16,
+    _token: Arc<QueueToken>,
+}
+
+impl RxQueueHandle {
+    /// Receives up to the burst size (default 32, bounded by the batch's room) into `batch`;
+    /// returns how many were appended. Returns 0 while the port is not started.
+    #[inline]
+    pub fn rx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        if !self.shared.started.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let max = self.burst.min(batch.spare());
+        if max == 0 {
+            return 0;
+        }
+        self.q.rx_burst(batch, max)
+    }
+
+    /// Sets the largest burst one `rx_burst` call returns (1..=64).
+    pub fn set_burst(&mut self, burst: usize) {
+        self.burst = burst.clamp(1, crate::mbuf::BATCH_CAPACITY);
+    }
+
+    /// The port this queue belongs to.
+    pub fn port(&self) -> PortId {
+        self.port
+    }
+
+    /// Queue index.
+    pub fn queue(&self) -> u16 {
+        self.qid
+    }
+}
+
+/// An owned tx queue: move it into the one lcore thread that sends on it.
+pub struct TxQueueHandle {
+    q: Box<dyn TxQueue>,
+    shared: Arc<PortShared>,
+    port: PortId,
+    qid: u16,
+    _token: Arc<QueueToken>,
+}
+
+impl TxQueueHandle {
+    /// Sends packets from the front of `batch`; those not sent stay in it, in order.
+    /// Returns how many were sent (0 while the port is not started).
+    #[inline]
+    pub fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        if batch.is_empty() || !self.shared.started.load(Ordering::Relaxed) {
+            return 0;
+        }
+        self.q.tx_burst(batch)
+    }
+
+    /// The port this queue belongs to.
+    pub fn port(&self) -> PortId {
+        self.port
+    }
+
+    /// Queue index.
+    pub fn queue(&self) -> u16 {
+        self.qid
+    }
+}

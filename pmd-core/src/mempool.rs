@@ -1,0 +1,670 @@
+//! Pools of packet buffers: fixed-size elements carved from one memory segment, a shared
+//! lock-free store (an MP/MC ring) and a cache per lcore for bulk get/put without atomics.
+//!
+//! Lifetime: buffers point back at their pool, so the pool's memory must outlive them. The
+//! pool counts buffers handed out (per lcore, with plain stores) and, when its last handle
+//! is dropped, releases its memory only if every buffer has come back; otherwise it stays
+//! alive (logged), so late frees remain sound.
+
+use crate::error::{Error, Result};
+use crate::lcore;
+use crate::mbuf::{Mbuf, MbufHdr, PktBatch, RawMbuf, DEFAULT_BUF_SIZE, HEADROOM};
+use crate::memory::Segment;
+use crate::options::IovaMode;
+use crate::ring::RingCore;
+use crossbeam_utils::CachePadded;
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The largest per-lcore cache size.
+pub const MAX_CACHE_SIZE: u32 = 512;
+/// Slots in a cache: room for a full cache plus one maximal bulk put.
+const CACHE_SLOTS: usize = 2 * MAX_CACHE_SIZE as usize;
+/// Size of the buffer header in front of the data.
+const HDR_SIZE: usize = std::mem::size_of::<MbufHdr>();
+
+/// Per-lcore cache. Only the thread holding lcore id `i` touches `caches[i]`'s slots;
+/// the atomics are written with plain load/store by that thread and read by others.
+#[repr(C)]
+struct LcoreCache {
+    len: AtomicU32,
+    out: AtomicI64,
+    alloc_fail: AtomicU64,
+    objs: UnsafeCell<[RawMbuf; CACHE_SLOTS]>,
+}
+
+/// The shared part of a pool; buffers hold a raw pointer to it.
+pub(crate) struct PoolInner {
+    ring: RingCore<RawMbuf>,
+    caches: Box<[CachePadded<LcoreCache>]>,
+    cache_size: u32,
+    flush_thresh: u32,
+    uncached_out: CachePadded<AtomicI64>,
+    uncached_fail: AtomicU64,
+    name: String,
+    size: u32,
+    buf_len: u16,
+    seg: Segment,
+}
+
+// SAFETY: the ring is thread-safe; cache slots are touched only by the thread that holds the
+// cache's lcore id (ids are unique per live thread, see `lcore`); everything else is
+// immutable after creation or atomic.
+unsafe impl Sync for PoolInner {}
+// SAFETY: as above.
+unsafe impl Send for PoolInner {}
+
+impl PoolInner {
+    #[inline(always)]
+    fn cache(&self) -> Option<&LcoreCache> {
+        if self.cache_size == 0 {
+            return None;
+        }
+        self.caches.get(lcore::current_raw() as usize).map(|c| &**c)
+    }
+
+    /// Fills `out` completely, or nothing.
+    #[inline]
+    pub(crate) fn get_bulk(&self, out: &mut [RawMbuf]) -> bool {
+        let n = out.len();
+        match self.cache() {
+            Some(c) if n <= MAX_CACHE_SIZE as usize => {
+                // SAFETY: this thread is the only one holding this lcore id, hence the only
+                // one touching this cache's slots.
+                let objs = unsafe { &mut *c.objs.get() };
+                let mut len = c.len.load(Ordering::Relaxed) as usize;
+                if len < n {
+                    let want = self.cache_size as usize + n - len;
+                    let got = if self.ring.dequeue_mc_bulk(&mut objs[len..len + want]) {
+                        want
+                    } else if self.ring.dequeue_mc_bulk(&mut objs[len..n]) {
+                        n - len
+                    } else {
+                        0
+                    };
+                    if got == 0 {
+                        c.alloc_fail
+                            .store(c.alloc_fail.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                        return false;
+                    }
+                    len += got;
+                }
+                out.copy_from_slice(&objs[len - n..len]);
+                c.len.store((len - n) as u32, Ordering::Relaxed);
+                c.out
+                    .store(c.out.load(Ordering::Relaxed) + n as i64, Ordering::Relaxed);
+                true
+            }
+            _ => {
+                if !self.ring.dequeue_mc_bulk(out) {
+                    self.uncached_fail.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+                self.uncached_out.fetch_add(n as i64, Ordering::Relaxed);
+                true
+            }
+        }
+    }
+
+    /// Takes back buffers. The caller gives up every pointer in `bufs`.
+    #[inline]
+    pub(crate) fn put_bulk(&self, bufs: &[RawMbuf]) {
+        let n = bufs.len();
+        match self.cache() {
+            Some(c) if n <= MAX_CACHE_SIZE as usize => {
+                // SAFETY: sole user of this cache's slots, as in get_bulk.
+                let objs = unsafe { &mut *c.objs.get() };
+                let mut len = c.len.load(Ordering::Relaxed) as usize;
+                if len + n > CACHE_SLOTS {
+                    self.ring_put(&objs[..len]);
+                    len = 0;
+                }
+                objs[len..len + n].copy_from_slice(bufs);
+                len += n;
+                if len >= self.flush_thresh as usize {
+                    let keep = self.cache_size as usize;
+                    self.ring_put(&objs[keep..len]);
+                    len = keep;
+                }
+                c.len.store(len as u32, Ordering::Relaxed);
+                // Release: the pool may be torn down once the count reads zero, so this
+                // store is the last thing this path does with the pool.
+                c.out
+                    .store(c.out.load(Ordering::Relaxed) - n as i64, Ordering::Release);
+            }
+            _ => {
+                self.ring_put(bufs);
+                self.uncached_out.fetch_sub(n as i64, Ordering::Release);
+            }
+        }
+    }
+
+    #[inline]
+    fn ring_put(&self, bufs: &[RawMbuf]) {
+        // The ring holds every element of the pool, so this only fails if a buffer was
+        // returned twice, which ownership rules out.
+        let ok = self.ring.enqueue_mp_bulk(bufs);
+        debug_assert!(
+            ok,
+            "mempool {}: ring overflow (buffer freed twice?)",
+            self.name
+        );
+    }
+
+    /// Buffers handed out and not yet returned (a snapshot that never under-counts while
+    /// no one allocates).
+    fn outstanding(&self) -> i64 {
+        let cached: i64 = self
+            .caches
+            .iter()
+            .map(|c| c.out.load(Ordering::Acquire))
+            .sum();
+        cached + self.uncached_out.load(Ordering::Acquire)
+    }
+
+    fn available(&self) -> usize {
+        let cached: usize = self
+            .caches
+            .iter()
+            .map(|c| c.len.load(Ordering::Relaxed) as usize)
+            .sum();
+        self.ring.len() + cached
+    }
+}
+
+/// Owner of the pool allocation: frees it when the last [`Mempool`] handle goes, if safe.
+struct PoolOwner {
+    inner: NonNull<PoolInner>,
+}
+
+// SAFETY: PoolInner is Send + Sync.
+unsafe impl Send for PoolOwner {}
+// SAFETY: as above.
+unsafe impl Sync for PoolOwner {}
+
+impl Drop for PoolOwner {
+    fn drop(&mut self) {
+        // SAFETY: the allocation is alive until we free it below.
+        let inner = unsafe { self.inner.as_ref() };
+        let out = inner.outstanding();
+        if out == 0 {
+            // SAFETY: no handle and no buffer refers to the pool any more (no handle means
+            // no new allocations; a zero count means every buffer came back and its last
+            // touch of the pool happened before the release store we observed).
+            drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
+        } else {
+            tracing::warn!(
+                pool = inner.name,
+                outstanding = out,
+                "mempool dropped while buffers are still in use; keeping its memory"
+            );
+        }
+    }
+}
+
+/// Usage counters of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MempoolStats {
+    /// Buffers in the pool (ring plus caches).
+    pub available: usize,
+    /// Buffers handed out and not returned.
+    pub in_use: i64,
+    /// Allocation requests that failed because the pool was empty.
+    pub alloc_failures: u64,
+}
+
+/// A pool of packet buffers. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct Mempool {
+    owner: Arc<PoolOwner>,
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool")
+            .field("name", &self.inner().name)
+            .field("size", &self.inner().size)
+            .finish()
+    }
+}
+
+/// Parameters of [`Mempool::create_with`].
+#[derive(Debug, Clone)]
+pub struct MempoolConfig {
+    /// Number of buffers.
+    pub size: u32,
+    /// Per-lcore cache size (0 disables caching; at most [`MAX_CACHE_SIZE`]).
+    pub cache_size: u32,
+    /// Buffer size including headroom (DPDK's "data room size").
+    pub buf_size: u16,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            size: 8191,
+            cache_size: 256,
+            buf_size: DEFAULT_BUF_SIZE,
+        }
+    }
+}
+
+impl Mempool {
+    /// Creates a pool of `size` buffers of the default size, with a per-lcore cache of
+    /// `cache_size`, in memory from the process-wide configuration (hugepages after EAL init).
+    pub fn create(name: &str, size: u32, cache_size: u32) -> Result<Mempool> {
+        Self::create_with(
+            name,
+            &MempoolConfig {
+                size,
+                cache_size,
+                ..MempoolConfig::default()
+            },
+        )
+    }
+
+    /// Creates a pool with explicit parameters.
+    pub fn create_with(name: &str, cfg: &MempoolConfig) -> Result<Mempool> {
+        let err = |msg: String| Error::Mempool {
+            pool: name.to_string(),
+            msg,
+        };
+        if cfg.size == 0 {
+            return Err(err("a pool needs at least one buffer".into()));
+        }
+        if cfg.cache_size > MAX_CACHE_SIZE {
+            return Err(err(format!(
+                "cache size {} exceeds the maximum {MAX_CACHE_SIZE}",
+                cfg.cache_size
+            )));
+        }
+        if cfg.cache_size > cfg.size {
+            return Err(err(format!(
+                "cache size {} exceeds the pool size {}",
+                cfg.cache_size, cfg.size
+            )));
+        }
+        if cfg.buf_size < HEADROOM {
+            return Err(err(format!(
+                "buffer size {} is below the {HEADROOM}-byte headroom",
+                cfg.buf_size
+            )));
+        }
+        let elt = (HDR_SIZE + cfg.buf_size as usize).next_multiple_of(64);
+        let mem_cfg = crate::memory::config();
+        // In IOVA-as-PA mode an element must not straddle pages (they need not be
+        // physically contiguous), so lay elements out page by page.
+        let pa = mem_cfg.iova_mode == IovaMode::Pa;
+        let page = if mem_cfg.no_huge {
+            crate::memory::page_size_4k()
+        } else {
+            crate::memory::default_hugepage_size().unwrap_or(2 << 20)
+        };
+        let per_page = (page / elt).max(1);
+        let bytes = if pa && elt <= page {
+            (cfg.size as usize).div_ceil(per_page) * page
+        } else {
+            cfg.size as usize * elt
+        };
+        let seg = Segment::alloc(name, bytes)?;
+        let ring = RingCore::new(cfg.size as usize).ok_or_else(|| err("pool too large".into()))?;
+        // SAFETY: all-zero bytes are a valid LcoreCache (zero counters, null pointers).
+        let caches: Box<[CachePadded<LcoreCache>]> =
+            unsafe { Box::new_zeroed_slice(lcore::MAX_LCORE).assume_init() };
+        let inner = Box::new(PoolInner {
+            ring,
+            caches,
+            cache_size: cfg.cache_size,
+            flush_thresh: cfg.cache_size + cfg.cache_size / 2,
+            uncached_out: CachePadded::new(AtomicI64::new(0)),
+            uncached_fail: AtomicU64::new(0),
+            name: name.to_string(),
+            size: cfg.size,
+            buf_len: cfg.buf_size,
+            seg,
+        });
+        let pool_ptr: *const PoolInner = &*inner;
+        let mut offset = 0usize;
+        let mut batch = Vec::with_capacity(256);
+        for _ in 0..cfg.size {
+            if pa && elt <= page && offset % page + elt > page {
+                offset = offset.next_multiple_of(page);
+            }
+            // SAFETY: offset + elt <= bytes by construction of `bytes`; the element is
+            // 64-byte aligned (segment is page aligned, elt a multiple of 64).
+            let hdr = unsafe { inner.seg.as_ptr().add(offset) } as *mut MbufHdr;
+            let buf_off = offset + HDR_SIZE;
+            // SAFETY: writing a fresh header into our own memory.
+            unsafe {
+                hdr.write(MbufHdr {
+                    buf_addr: inner.seg.as_ptr().add(buf_off),
+                    buf_iova: inner.seg.iova_at(buf_off),
+                    data_off: HEADROOM,
+                    refcnt: std::sync::atomic::AtomicU16::new(1),
+                    nb_segs: 1,
+                    port: crate::mbuf::NO_PORT,
+                    ol_flags: 0,
+                    packet_type: 0,
+                    pkt_len: 0,
+                    data_len: 0,
+                    vlan_tci: 0,
+                    rss_hash: 0,
+                    buf_len: cfg.buf_size,
+                    headroom: HEADROOM,
+                    pool: pool_ptr,
+                })
+            };
+            batch.push(RawMbuf(hdr));
+            if batch.len() == batch.capacity() {
+                inner.ring_put(&batch);
+                batch.clear();
+            }
+            offset += elt;
+        }
+        inner.ring_put(&batch);
+        Ok(Mempool {
+            owner: Arc::new(PoolOwner {
+                inner: NonNull::from(Box::leak(inner)),
+            }),
+        })
+    }
+
+    #[inline(always)]
+    pub(crate) fn inner(&self) -> &PoolInner {
+        // SAFETY: the allocation lives at least as long as any owner handle.
+        unsafe { self.owner.inner.as_ref() }
+    }
+
+    /// Pool name.
+    pub fn name(&self) -> &str {
+        &self.inner().name
+    }
+
+    /// Number of buffers in the pool.
+    pub fn size(&self) -> u32 {
+        self.inner().size
+    }
+
+    /// Buffer size including headroom.
+    pub fn buf_size(&self) -> u16 {
+        self.inner().buf_len
+    }
+
+    /// Per-lcore cache size.
+    pub fn cache_size(&self) -> u32 {
+        self.inner().cache_size
+    }
+
+    /// The memory segment the buffers live in.
+    pub fn segment(&self) -> &Segment {
+        &self.inner().seg
+    }
+
+    /// Allocates one buffer (empty, default headroom), or `None` if the pool is empty.
+    #[inline]
+    pub fn alloc(&self) -> Option<Mbuf> {
+        let mut raw = [RawMbuf::NULL];
+        if !self.inner().get_bulk(&mut raw) {
+            return None;
+        }
+        // SAFETY: fresh from the pool, so owned and unaliased.
+        let mut m = unsafe { raw[0].into_mbuf() };
+        // SAFETY: see into_mbuf; the header is ours to reset.
+        unsafe { (*raw[0].0).reset() };
+        m.set_len(0);
+        Some(m)
+    }
+
+    /// Allocates `n` buffers at the end of `batch`, all or nothing, and returns them;
+    /// `None` (batch unchanged, failure counted) if the pool or the batch lacks room.
+    #[inline]
+    pub fn alloc_bulk<'b>(&self, batch: &'b mut PktBatch, n: usize) -> Option<&'b mut [Mbuf]> {
+        if n > batch.spare() {
+            return None;
+        }
+        let start = batch.len();
+        let slots = &mut batch.spare_raw()[..n];
+        if !self.inner().get_bulk(slots) {
+            return None;
+        }
+        for r in slots.iter() {
+            // SAFETY: fresh buffers from the pool: valid headers we own.
+            unsafe { (*r.0).reset() };
+        }
+        // SAFETY: the n slots now hold owned buffers.
+        unsafe { batch.commit_raw(n) };
+        Some(&mut batch.as_mut_slice()[start..])
+    }
+
+    /// Counters of this pool.
+    pub fn stats(&self) -> MempoolStats {
+        let inner = self.inner();
+        let fails: u64 = inner
+            .caches
+            .iter()
+            .map(|c| c.alloc_fail.load(Ordering::Relaxed))
+            .sum();
+        MempoolStats {
+            available: inner.available(),
+            in_use: inner.outstanding(),
+            alloc_failures: fails + inner.uncached_fail.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::SharedMbuf;
+
+    fn pool(name: &str, size: u32, cache: u32) -> Mempool {
+        Mempool::create(name, size, cache).unwrap()
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        assert!(Mempool::create("p0", 0, 0).is_err());
+        assert!(Mempool::create("p1", 10, 600).is_err());
+        assert!(Mempool::create("p2", 10, 20).is_err());
+        let e = Mempool::create_with(
+            "p3",
+            &MempoolConfig {
+                size: 4,
+                cache_size: 0,
+                buf_size: 10,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("headroom"), "{e}");
+    }
+
+    #[test]
+    fn buffer_basics() {
+        let p = pool("basics", 16, 0);
+        let mut m = p.alloc().unwrap();
+        assert_eq!(m.len(), 0);
+        assert_eq!(m.headroom(), HEADROOM as usize);
+        assert_eq!(m.tailroom(), (DEFAULT_BUF_SIZE - HEADROOM) as usize);
+        m.append(4).unwrap().copy_from_slice(&[1, 2, 3, 4]);
+        m.prepend(2).unwrap().copy_from_slice(&[9, 9]);
+        assert_eq!(m.data(), &[9, 9, 1, 2, 3, 4]);
+        assert!(m.adj(2));
+        assert!(m.trim(1));
+        assert_eq!(m.data(), &[1, 2, 3]);
+        assert!(!m.adj(4));
+        assert!(!m.set_len(100_000));
+        assert!(m.append(10_000).is_none());
+        assert!(m.prepend(1000).is_none());
+        assert!(!m.set_data_span(2170, 10));
+        assert!(m.set_data_span(0, 64));
+        assert_eq!(m.data_iova(), m.buf_iova());
+        assert!(m.copy_from(&[7; 60]));
+        assert_eq!(m.data(), &[7; 60]);
+        assert_eq!(p.stats().in_use, 1);
+        drop(m);
+        assert_eq!(p.stats().in_use, 0);
+        assert_eq!(p.stats().available, 16);
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_and_counted() {
+        let p = pool("exhaust", 40, 0);
+        let mut b1 = PktBatch::new();
+        assert!(p.alloc_bulk(&mut b1, 32).is_some());
+        let mut b2 = PktBatch::new();
+        assert!(p.alloc_bulk(&mut b2, 32).is_none(), "only 8 left");
+        assert!(b2.is_empty());
+        assert_eq!(p.stats().alloc_failures, 1);
+        assert!(p.alloc_bulk(&mut b2, 8).is_some());
+        assert!(p.alloc().is_none());
+        assert_eq!(p.stats().alloc_failures, 2);
+        drop(b1);
+        drop(b2);
+        assert_eq!(p.stats().available, 40);
+    }
+
+    #[test]
+    fn cached_alloc_and_free_on_an_lcore() {
+        let p = pool("cached", 2048, 256);
+        let p2 = p.clone();
+        std::thread::spawn(move || {
+            let _g = lcore::register_current_thread(90).unwrap();
+            let mut b = PktBatch::new();
+            for _ in 0..1000 {
+                let got = p2.alloc_bulk(&mut b, 32).unwrap();
+                assert_eq!(got.len(), 32);
+                for m in got.iter_mut() {
+                    assert!(m.set_len(60));
+                }
+                b.clear();
+            }
+            assert_eq!(p2.stats().in_use, 0);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(p.stats().available, 2048);
+        assert_eq!(p.stats().in_use, 0);
+    }
+
+    #[test]
+    fn no_buffer_lost_across_threads() {
+        // 10^6 get/put cycles split over two lcore threads that also pass buffers to each
+        // other (alloc on one lcore, free on the other).
+        let p = pool("two-threads", 1024, 64);
+        let (tx, rx) = crate::ring::spsc::<RawMbuf>(256).unwrap();
+        let (mut tx, mut rx) = (tx, rx);
+        let pa = p.clone();
+        let a = std::thread::spawn(move || {
+            let _g = lcore::register_current_thread(91).unwrap();
+            let mut b = PktBatch::new();
+            let mut cycles = 0u64;
+            while cycles < 500_000 {
+                if pa.alloc_bulk(&mut b, 8).is_none() {
+                    std::thread::yield_now();
+                    continue;
+                }
+                cycles += 8;
+                // Hand half to the other thread, free the rest here.
+                let raw: Vec<RawMbuf> = b.raw()[..4].to_vec();
+                let sent = tx.enqueue_burst(&raw);
+                b.disown_front(sent);
+                b.clear();
+            }
+        });
+        let pb = p.clone();
+        let b = std::thread::spawn(move || {
+            let _g = lcore::register_current_thread(92).unwrap();
+            let mut local = PktBatch::new();
+            let mut cycles = 0u64;
+            let mut idle = 0u32;
+            loop {
+                let n = rx.dequeue_burst(&mut local.spare_raw()[..16]);
+                // SAFETY: the other thread gave up ownership of these buffers.
+                unsafe { local.commit_raw(n) };
+                local.clear();
+                if let Some(_m) = pb.alloc() {
+                    cycles += 1;
+                }
+                if n == 0 {
+                    idle += 1;
+                    if idle > 200_000 && cycles >= 500_000 {
+                        break;
+                    }
+                    std::thread::yield_now();
+                } else {
+                    idle = 0;
+                }
+            }
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        let s = p.stats();
+        assert_eq!(s.in_use, 0, "{s:?}");
+        assert_eq!(s.available, 1024, "{s:?}");
+    }
+
+    #[test]
+    fn shared_buffers_return_on_last_drop() {
+        let p = pool("shared", 4, 0);
+        let mut m = p.alloc().unwrap();
+        m.copy_from(b"abc");
+        let s1: SharedMbuf = m.into_shared();
+        let s2 = s1.clone();
+        assert_eq!(s2.refcnt(), 2);
+        assert_eq!(s1.data(), b"abc");
+        let s1 = s1.try_unique().unwrap_err();
+        drop(s2);
+        assert_eq!(p.stats().in_use, 1);
+        let m = s1.try_unique().unwrap();
+        assert_eq!(m.refcnt(), 1);
+        drop(m);
+        assert_eq!(p.stats().in_use, 0);
+    }
+
+    #[test]
+    fn pool_outlives_its_handle_while_buffers_are_out() {
+        let p = pool("outlive", 8, 0);
+        let mut m = p.alloc().unwrap();
+        drop(p);
+        m.copy_from(&[1; 100]);
+        assert_eq!(m.data()[99], 1);
+        drop(m);
+    }
+
+    #[test]
+    fn batch_operations() {
+        let p = pool("batch", 64, 0);
+        let mut b = PktBatch::new();
+        for (i, m) in p.alloc_bulk(&mut b, 10).unwrap().iter_mut().enumerate() {
+            m.copy_from(&[i as u8]);
+        }
+        b.retain(|m| m.data()[0] % 2 == 0);
+        assert_eq!(b.len(), 5);
+        assert_eq!(p.stats().in_use, 5);
+        b.free_front(2);
+        assert_eq!(
+            b.iter().map(|m| m.data()[0]).collect::<Vec<_>>(),
+            vec![4, 6, 8]
+        );
+        let m = b.pop().unwrap();
+        assert_eq!(m.data(), &[8]);
+        b.push(m).unwrap();
+        b.truncate(1);
+        assert_eq!(p.stats().in_use, 1);
+        let mut full = PktBatch::new();
+        assert!(
+            p.alloc_bulk(&mut full, 64).is_none(),
+            "pool has only 63 left"
+        );
+        assert!(p.alloc_bulk(&mut full, 63).is_some());
+        let extra = b.pop().unwrap();
+        full.push(extra).unwrap();
+        let again = p.alloc();
+        assert!(again.is_none());
+        drop(full);
+        drop(b);
+        assert_eq!(p.stats().available, 64);
+    }
+}
