@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Once;
 use std::thread::JoinHandle;
 
@@ -23,6 +23,7 @@ thread_local! {
 
 static CLAIMED: [AtomicBool; MAX_LCORE] = [const { AtomicBool::new(false) }; MAX_LCORE];
 static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
 
 /// The lcore id of the calling thread, or `None` for a thread that is not an lcore.
 #[inline(always)]
@@ -139,11 +140,13 @@ pub fn request_stop() {
 /// Clears the stop flag (for applications that run several phases).
 pub fn clear_stop() {
     STOP.store(false, Ordering::Relaxed);
+    SIGNALS.store(0, Ordering::Relaxed);
 }
 
-/// Installs SIGINT and SIGTERM handlers that set the stop flag. A second signal while a
-/// stop is already pending terminates the process at once (exit code 130), so a stuck
-/// application can always be interrupted. Idempotent.
+/// Installs SIGINT and SIGTERM handlers that set the stop flag. A third signal terminates
+/// the process at once (exit code 130), so a stuck application can always be interrupted.
+/// (Not the second: `timeout` and shells deliver one signal twice, to the process and to
+/// its group.) Idempotent.
 pub fn install_signal_handlers() -> Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
@@ -153,7 +156,8 @@ pub fn install_signal_handlers() -> Result<()> {
             // which are async-signal-safe.
             let r = unsafe {
                 signal_hook::low_level::register(sig, || {
-                    if STOP.swap(true, Ordering::Relaxed) {
+                    STOP.store(true, Ordering::Relaxed);
+                    if SIGNALS.fetch_add(1, Ordering::Relaxed) >= 2 {
                         signal_hook::low_level::exit(130);
                     }
                 })

@@ -141,6 +141,8 @@ impl Default for PortConf {
 /// Everything a driver needs to set up an rx queue.
 #[derive(Clone, Debug)]
 pub struct RxQueueConf {
+    /// The port the queue belongs to (drivers stamp it into received buffers).
+    pub port: PortId,
     /// Descriptors (already validated against [`DevInfo`]).
     pub nb_desc: u16,
     /// Pool to fill the queue from.

@@ -215,6 +215,7 @@ impl Port {
         let q = self.dev.setup_rx_queue(
             qid,
             RxQueueConf {
+                port: self.id,
                 nb_desc,
                 pool: pool.clone(),
                 stats,
@@ -478,5 +479,23 @@ impl TxQueueHandle {
     /// Queue index.
     pub fn queue(&self) -> u16 {
         self.qid
+    }
+}
+
+impl std::fmt::Debug for RxQueueHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxQueueHandle")
+            .field("port", &self.port)
+            .field("queue", &self.qid)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TxQueueHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxQueueHandle")
+            .field("port", &self.port)
+            .field("queue", &self.qid)
+            .finish()
     }
 }

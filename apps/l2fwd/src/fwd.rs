@@ -1,0 +1,79 @@
+//! The forwarding loop one lcore runs.
+
+use pmd_core::ethdev::{MacAddr, PortId, RxQueueHandle, TxQueueHandle};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::{lcore, tsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One rx queue and the tx queue its packets go out on.
+pub struct Task {
+    rx: RxQueueHandle,
+    tx: TxQueueHandle,
+    dst_port: PortId,
+    /// Destination then source MAC, written over the first 12 bytes of each frame.
+    macs: Option<[u8; 12]>,
+    dropped: Arc<Vec<AtomicU64>>,
+}
+
+impl Task {
+    /// A task forwarding from `rx` to `tx` (port `dst_port`, whose MAC is `dst_mac`).
+    pub fn new(
+        rx: RxQueueHandle,
+        tx: TxQueueHandle,
+        dst_port: PortId,
+        dst_mac: MacAddr,
+        mac_updating: bool,
+        dropped: Arc<Vec<AtomicU64>>,
+    ) -> Task {
+        let macs = mac_updating.then(|| {
+            let mut m = [0u8; 12];
+            m[..6].copy_from_slice(&MacAddr([0x02, 0, 0, 0, 0, dst_port as u8]).0);
+            m[6..].copy_from_slice(&dst_mac.0);
+            m
+        });
+        Task {
+            rx,
+            tx,
+            dst_port,
+            macs,
+            dropped,
+        }
+    }
+
+    /// One rx burst, MAC rewrite and tx burst; unsent packets are dropped and counted.
+    #[inline]
+    fn poll(&mut self, batch: &mut PktBatch) {
+        if self.rx.rx_burst(batch) == 0 {
+            return;
+        }
+        if let Some(macs) = &self.macs {
+            for m in batch.iter_mut() {
+                if let Some(hdr) = m.data_mut().get_mut(..12) {
+                    hdr.copy_from_slice(macs);
+                }
+            }
+        }
+        self.tx.tx_burst(batch);
+        if !batch.is_empty() {
+            self.dropped[self.dst_port as usize].fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+        }
+    }
+}
+
+/// Polls `tasks` round-robin until a stop is requested. `tick`, if given, is called with
+/// the TSC once per loop and may ask the loop to stop by returning true.
+pub fn run(mut tasks: Vec<Task>, mut tick: Option<&mut dyn FnMut(u64) -> bool>) {
+    let mut batch = PktBatch::new();
+    while !lcore::stop_requested() {
+        for t in tasks.iter_mut() {
+            t.poll(&mut batch);
+        }
+        if let Some(tick) = tick.as_mut() {
+            if tick(tsc::rdtsc()) {
+                lcore::request_stop();
+            }
+        }
+    }
+}

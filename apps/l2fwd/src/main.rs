@@ -1,0 +1,299 @@
+//! l2fwd: forwards every packet received on a port to its paired port (0↔1, 2↔3, ...),
+//! optionally rewriting the MAC addresses, like DPDK's l2fwd sample application.
+//!
+//! ```text
+//! l2fwd [EAL options] -- -p PORTMASK [-q NQ] [-T PERIOD] [--[no-]mac-updating]
+//! ```
+
+mod fwd;
+mod report;
+
+use clap::Parser;
+use pmd_core::ethdev::{MacAddr, PortConf, PortId};
+use pmd_core::{lcore, tsc, Eal, Error, Mempool};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Application options (after `--`).
+#[derive(Parser, Debug)]
+#[command(
+    name = "l2fwd",
+    about = "Layer-2 forwarding between paired ports (EAL options go before --)"
+)]
+struct AppOpts {
+    /// Hexadecimal bitmask of the ports to use (e.g. 0x3 for ports 0 and 1).
+    #[arg(short = 'p', value_parser = parse_portmask)]
+    portmask: u64,
+    /// Number of rx ports each lcore polls.
+    #[arg(short = 'q', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    rx_per_lcore: u32,
+    /// Statistics period in seconds (0 disables).
+    #[arg(short = 'T', default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    period: u64,
+    /// Do not rewrite MAC addresses.
+    #[arg(long = "no-mac-updating", conflicts_with = "mac_updating")]
+    no_mac_updating: bool,
+    /// Rewrite destination MAC to 02:00:00:00:00:<dst port> and source MAC to the port's (default).
+    #[arg(long = "mac-updating")]
+    mac_updating: bool,
+    /// Stop by itself after this many seconds (fractions allowed).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Receive descriptors per port (0 = driver default).
+    #[arg(long, default_value_t = 1024)]
+    rxd: u16,
+    /// Transmit descriptors per port (0 = driver default).
+    #[arg(long, default_value_t = 1024)]
+    txd: u16,
+}
+
+fn parse_portmask(s: &str) -> Result<u64, String> {
+    let hex = s.trim_start_matches("0x").trim_start_matches("0X");
+    match u64::from_str_radix(hex, 16) {
+        Ok(0) => Err("portmask selects no port".into()),
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!(
+            "invalid portmask {s:?}: expected hexadecimal like 0x3"
+        )),
+    }
+}
+
+/// Mbufs for `ports` ports: enough for every ring, burst and cache (DPDK l2fwd's sizing).
+fn pool_size(ports: u32, rxd: u32, txd: u32, lcores: u32) -> u32 {
+    (ports * (rxd + txd + 32 + lcores * 256)).max(8192)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (eal, app_args) = match Eal::from_args(&args, pmd_drivers::ALL) {
+        Ok(v) => v,
+        Err(Error::Help(text)) => {
+            println!("{text}");
+            println!(
+                "{}",
+                <AppOpts as clap::CommandFactory>::command().render_help()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("l2fwd: EAL: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let opts = match AppOpts::try_parse_from(&app_args) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(eal, &opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("l2fwd: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn app_err(msg: String) -> Error {
+    Error::driver("l2fwd", msg)
+}
+
+fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
+    let nb_ports = eal.ports().len();
+    if nb_ports == 0 {
+        return Err(app_err(
+            "no Ethernet ports; add some with --vdev (e.g. --vdev net_null0 --vdev net_null1)"
+                .into(),
+        ));
+    }
+    let enabled: Vec<PortId> = (0..64u16).filter(|p| opts.portmask >> p & 1 == 1).collect();
+    if let Some(p) = enabled.iter().find(|&&p| p as usize >= nb_ports) {
+        return Err(app_err(format!(
+            "port {p} in portmask 0x{:x} does not exist ({nb_ports} ports probed)",
+            opts.portmask
+        )));
+    }
+    if enabled.len() % 2 != 0 {
+        return Err(app_err(format!(
+            "portmask 0x{:x} enables an odd number of ports; ports forward in pairs",
+            opts.portmask
+        )));
+    }
+    let mut dst_of = vec![0 as PortId; nb_ports];
+    for pair in enabled.chunks(2) {
+        dst_of[pair[0] as usize] = pair[1];
+        dst_of[pair[1] as usize] = pair[0];
+    }
+    let lcores: Vec<_> = eal.lcores().to_vec();
+    let needed = enabled.len().div_ceil(opts.rx_per_lcore as usize);
+    if needed > lcores.len() {
+        return Err(app_err(format!(
+            "{} ports at -q {} need {needed} lcores, only {} given with -l",
+            enabled.len(),
+            opts.rx_per_lcore,
+            lcores.len()
+        )));
+    }
+    let pool = Mempool::create(
+        "mbuf_pool",
+        pool_size(
+            enabled.len() as u32,
+            opts.rxd as u32,
+            opts.txd as u32,
+            lcores.len() as u32,
+        ),
+        256,
+    )?;
+
+    // Configure and set up every enabled port: one rx and one tx queue each.
+    let mut rxq = Vec::new();
+    let mut txq = Vec::new();
+    let mut macs = vec![MacAddr::default(); nb_ports];
+    for &p in &enabled {
+        let port = eal.port_mut(p)?;
+        port.configure(&PortConf::default())?;
+        rxq.push((p, port.setup_rx_queue(0, opts.rxd, &pool)?));
+        txq.push((p, Some(port.setup_tx_queue(0, opts.txd)?)));
+        port.set_promiscuous(true)?;
+        macs[p as usize] = port.mac_addr();
+        println!("Port {p} ({}): MAC {}", port.name(), port.mac_addr());
+    }
+    for &p in &enabled {
+        eal.port_mut(p)?.start()?;
+    }
+    for &p in &enabled {
+        let link = eal.ports()[p as usize].wait_link_up(Duration::from_secs(2));
+        println!("Port {p} link {link}");
+    }
+
+    // Assign rx ports to lcores in id order, `-q` per lcore; each task transmits on the
+    // paired port's only tx queue (so each tx queue has exactly one owner).
+    let dropped: Arc<Vec<AtomicU64>> = Arc::new((0..nb_ports).map(|_| AtomicU64::new(0)).collect());
+    let mac_updating = !opts.no_mac_updating;
+    let mut per_lcore: Vec<Vec<fwd::Task>> = (0..lcores.len()).map(|_| Vec::new()).collect();
+    for (i, (p, rx)) in rxq.into_iter().enumerate() {
+        let dst = dst_of[p as usize];
+        let tx = txq
+            .iter_mut()
+            .find(|(q, _)| *q == dst)
+            .and_then(|(_, t)| t.take())
+            .ok_or_else(|| app_err(format!("tx queue of port {dst} already assigned")))?;
+        let lc = i / opts.rx_per_lcore as usize;
+        println!("Lcore {}: RX port {p} -> TX port {dst}", lcores[lc].id);
+        per_lcore[lc].push(fwd::Task::new(
+            rx,
+            tx,
+            dst,
+            macs[dst as usize],
+            mac_updating,
+            dropped.clone(),
+        ));
+    }
+
+    let main_id = eal.main_lcore().id;
+    let mut workers = Vec::new();
+    let mut main_tasks = Vec::new();
+    for (lc, tasks) in lcores.iter().zip(per_lcore) {
+        if lc.id == main_id {
+            main_tasks = tasks;
+        } else if !tasks.is_empty() {
+            workers.push(eal.spawn(*lc, move || fwd::run(tasks, None))?);
+        }
+    }
+
+    let mut reporter = report::Reporter::new(&enabled, dropped.clone());
+    let period = (opts.period > 0).then(|| tsc::hz() * opts.period);
+    let deadline = opts
+        .duration
+        .map(|s| tsc::rdtsc() + (s * tsc::hz() as f64) as u64);
+    {
+        let eal_ref = &eal;
+        let mut tick = |now: u64| -> bool {
+            if period.is_some_and(|p| reporter.due(now, p)) {
+                reporter.print(eal_ref.ports(), now);
+            }
+            deadline.is_some_and(|d| now >= d)
+        };
+        if main_tasks.is_empty() {
+            while !lcore::stop_requested() {
+                if tick(tsc::rdtsc()) {
+                    lcore::request_stop();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            fwd::run(main_tasks, Some(&mut tick));
+        }
+    }
+    lcore::request_stop();
+    for w in workers {
+        if w.join().is_err() {
+            eprintln!("l2fwd: a forwarding lcore panicked");
+        }
+    }
+    for &p in &enabled {
+        let port = eal.port_mut(p)?;
+        print!("Closing port {p}...");
+        port.stop()?;
+        println!(" Done");
+    }
+    reporter.print(eal.ports(), tsc::rdtsc());
+    println!("Bye...");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portmask_parsing() {
+        assert_eq!(parse_portmask("0x3"), Ok(3));
+        assert_eq!(parse_portmask("f"), Ok(15));
+        assert!(parse_portmask("0").is_err());
+        assert!(parse_portmask("0xzz").is_err());
+        assert!(parse_portmask("").is_err());
+    }
+
+    #[test]
+    fn pool_sizing_matches_dpdk_l2fwd() {
+        assert_eq!(pool_size(2, 1024, 1024, 1), 8192);
+        assert_eq!(pool_size(4, 1024, 1024, 2), 4 * (2048 + 32 + 512));
+    }
+
+    #[test]
+    fn options_parse_like_dpdk() {
+        let o = AppOpts::try_parse_from([
+            "l2fwd",
+            "-p",
+            "0x3",
+            "-q",
+            "2",
+            "-T",
+            "1",
+            "--no-mac-updating",
+        ])
+        .unwrap();
+        assert_eq!(
+            (o.portmask, o.rx_per_lcore, o.period, o.no_mac_updating),
+            (3, 2, 1, true)
+        );
+        assert!(
+            AppOpts::try_parse_from(["l2fwd"]).is_err(),
+            "-p is required"
+        );
+        assert!(AppOpts::try_parse_from(["l2fwd", "-p", "3", "-q", "0"]).is_err());
+        assert!(AppOpts::try_parse_from([
+            "l2fwd",
+            "-p",
+            "3",
+            "--mac-updating",
+            "--no-mac-updating"
+        ])
+        .is_err());
+    }
+}

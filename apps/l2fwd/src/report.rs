@@ -1,0 +1,72 @@
+//! The statistics table, in DPDK l2fwd's format (so the same scripts parse both).
+
+use pmd_core::ethdev::{Port, PortId};
+use pmd_core::tsc;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Prints per-port and total counters, plus the forwarding rate since the last print.
+pub struct Reporter {
+    ports: Vec<PortId>,
+    dropped: Arc<Vec<AtomicU64>>,
+    last_tsc: u64,
+    last_sent: u64,
+}
+
+impl Reporter {
+    /// A reporter over `ports`, reading app-level drop counters from `dropped`.
+    pub fn new(ports: &[PortId], dropped: Arc<Vec<AtomicU64>>) -> Reporter {
+        Reporter {
+            ports: ports.to_vec(),
+            dropped,
+            last_tsc: tsc::rdtsc(),
+            last_sent: 0,
+        }
+    }
+
+    /// Whether `period` TSC ticks passed since the last print.
+    #[inline]
+    pub fn due(&self, now: u64, period: u64) -> bool {
+        now.wrapping_sub(self.last_tsc) >= period
+    }
+
+    /// Prints the table.
+    pub fn print(&mut self, all: &[Port], now: u64) {
+        let mut out = String::new();
+        if std::io::stdout().is_terminal() {
+            out.push_str("\x1b[2J\x1b[1;1H");
+        }
+        out.push_str("\nPort statistics ====================================");
+        let (mut sent, mut recv, mut drop) = (0u64, 0u64, 0u64);
+        for &p in &self.ports {
+            let s = all[p as usize].stats();
+            let d = self.dropped[p as usize].load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "\nStatistics for port {p} ------------------------------\
+                 \nPackets sent: {:>24}\nPackets received: {:>20}\nPackets dropped: {:>21}",
+                s.opackets, s.ipackets, d
+            ));
+            sent += s.opackets;
+            recv += s.ipackets;
+            drop += d;
+        }
+        let secs = now.wrapping_sub(self.last_tsc) as f64 / tsc::hz() as f64;
+        let rate = if secs > 0.0 {
+            (sent - self.last_sent.min(sent)) as f64 / secs / 1e6
+        } else {
+            0.0
+        };
+        out.push_str(&format!(
+            "\nAggregate statistics ===============================\
+             \nTotal packets sent: {sent:>18}\nTotal packets received: {recv:>14}\nTotal packets dropped: {drop:>15}\
+             \nTotal rate (Mpps): {rate:>19.3}\
+             \n====================================================\n"
+        ));
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+        self.last_tsc = now;
+        self.last_sent = sent;
+    }
+}
