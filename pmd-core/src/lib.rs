@@ -11,6 +11,7 @@
 //!
 //! Drivers (PMDs) live in their own crates and depend on this one, never the reverse.
 
+mod copy;
 pub mod eal;
 pub mod error;
 pub mod ethdev;

@@ -15,7 +15,7 @@ use crate::ring::RingCore;
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The largest per-lcore cache size.
@@ -29,10 +29,46 @@ const HDR_SIZE: usize = std::mem::size_of::<MbufHdr>();
 /// the atomics are written with plain load/store by that thread and read by others.
 #[repr(C)]
 struct LcoreCache {
-    len: AtomicU32,
-    out: AtomicI64,
+    /// Low 32 bits: buffers in `objs`. High 32 bits: buffers handed out through this
+    /// cache minus buffers returned through it (wrapping; read as `i32`). One word, so a
+    /// get or put updates both with one load and one store.
+    state: AtomicU64,
     alloc_fail: AtomicU64,
     objs: UnsafeCell<[RawMbuf; CACHE_SLOTS]>,
+}
+
+impl LcoreCache {
+    #[inline(always)]
+    fn len_of(state: u64) -> usize {
+        state as u32 as usize
+    }
+
+    /// State after taking `n` buffers out of the cache and handing them out.
+    #[inline(always)]
+    fn took(state: u64, n: usize) -> u64 {
+        state.wrapping_add((n as u64) << 32).wrapping_sub(n as u64)
+    }
+
+    /// State after `n` buffers came back into the cache.
+    #[inline(always)]
+    fn returned(state: u64, n: usize) -> u64 {
+        state.wrapping_sub((n as u64) << 32).wrapping_add(n as u64)
+    }
+
+    /// State after moving `k` buffers between the cache and the shared ring (positive:
+    /// ring to cache), which changes the length but not the handed-out count.
+    #[inline(always)]
+    fn moved(state: u64, k: isize) -> u64 {
+        state.wrapping_add(k as i64 as u64)
+    }
+
+    fn outstanding(&self) -> i64 {
+        (self.state.load(Ordering::Acquire) >> 32) as u32 as i32 as i64
+    }
+
+    fn len(&self) -> usize {
+        Self::len_of(self.state.load(Ordering::Relaxed))
+    }
 }
 
 /// The shared part of a pool; buffers hold a raw pointer to it.
@@ -65,16 +101,36 @@ impl PoolInner {
         self.caches.get(lcore::current_raw() as usize).map(|c| &**c)
     }
 
-    /// Fills `out` completely, or nothing.
-    #[inline]
+    /// Fills `out` completely, or nothing. The common case (an lcore whose cache holds
+    /// enough) is a few loads, a short copy and two stores; everything else is out of line.
+    #[inline(always)]
     pub(crate) fn get_bulk(&self, out: &mut [RawMbuf]) -> bool {
+        if let Some(c) = self.cache() {
+            let n = out.len();
+            let st = c.state.load(Ordering::Relaxed);
+            let len = LcoreCache::len_of(st);
+            if n <= len {
+                // SAFETY: this thread is the only one holding this lcore id, hence the only
+                // one touching this cache's slots.
+                let objs = unsafe { &*c.objs.get() };
+                crate::copy::copy_run(out, &objs[len - n..len]);
+                c.state.store(LcoreCache::took(st, n), Ordering::Relaxed);
+                return true;
+            }
+        }
+        self.get_bulk_slow(out)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn get_bulk_slow(&self, out: &mut [RawMbuf]) -> bool {
         let n = out.len();
         match self.cache() {
             Some(c) if n <= MAX_CACHE_SIZE as usize => {
-                // SAFETY: this thread is the only one holding this lcore id, hence the only
-                // one touching this cache's slots.
+                // SAFETY: sole user of this cache's slots, as in get_bulk.
                 let objs = unsafe { &mut *c.objs.get() };
-                let mut len = c.len.load(Ordering::Relaxed) as usize;
+                let mut st = c.state.load(Ordering::Relaxed);
+                let len = LcoreCache::len_of(st);
                 if len < n {
                     let want = self.cache_size as usize + n - len;
                     let got = if self.ring.dequeue_mc_bulk(&mut objs[len..len + want]) {
@@ -89,12 +145,11 @@ impl PoolInner {
                             .store(c.alloc_fail.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                         return false;
                     }
-                    len += got;
+                    st = LcoreCache::moved(st, got as isize);
                 }
-                out.copy_from_slice(&objs[len - n..len]);
-                c.len.store((len - n) as u32, Ordering::Relaxed);
-                c.out
-                    .store(c.out.load(Ordering::Relaxed) + n as i64, Ordering::Relaxed);
+                let len = LcoreCache::len_of(st);
+                crate::copy::copy_run(out, &objs[len - n..len]);
+                c.state.store(LcoreCache::took(st, n), Ordering::Relaxed);
                 true
             }
             _ => {
@@ -108,31 +163,53 @@ impl PoolInner {
         }
     }
 
-    /// Takes back buffers. The caller gives up every pointer in `bufs`.
-    #[inline]
+    /// Takes back buffers. The caller gives up every pointer in `bufs`. The common case
+    /// (the lcore's cache stays under its flush threshold) is inline; the rest is not.
+    #[inline(always)]
     pub(crate) fn put_bulk(&self, bufs: &[RawMbuf]) {
+        if let Some(c) = self.cache() {
+            let n = bufs.len();
+            let st = c.state.load(Ordering::Relaxed);
+            let len = LcoreCache::len_of(st);
+            if len + n < self.flush_thresh as usize {
+                // SAFETY: sole user of this cache's slots, as in get_bulk.
+                let objs = unsafe { &mut *c.objs.get() };
+                crate::copy::copy_run(&mut objs[len..len + n], bufs);
+                // Release: the pool may be torn down once the count reads zero, so this
+                // store is the last thing this path does with the pool.
+                c.state
+                    .store(LcoreCache::returned(st, n), Ordering::Release);
+                return;
+            }
+        }
+        self.put_bulk_slow(bufs)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn put_bulk_slow(&self, bufs: &[RawMbuf]) {
         let n = bufs.len();
         match self.cache() {
             Some(c) if n <= MAX_CACHE_SIZE as usize => {
                 // SAFETY: sole user of this cache's slots, as in get_bulk.
                 let objs = unsafe { &mut *c.objs.get() };
-                let mut len = c.len.load(Ordering::Relaxed) as usize;
+                let mut st = c.state.load(Ordering::Relaxed);
+                let len = LcoreCache::len_of(st);
                 if len + n > CACHE_SLOTS {
                     self.ring_put(&objs[..len]);
-                    len = 0;
+                    st = LcoreCache::moved(st, -(len as isize));
                 }
-                objs[len..len + n].copy_from_slice(bufs);
-                len += n;
+                let len = LcoreCache::len_of(st);
+                crate::copy::copy_run(&mut objs[len..len + n], bufs);
+                st = LcoreCache::returned(st, n);
+                let len = LcoreCache::len_of(st);
                 if len >= self.flush_thresh as usize {
                     let keep = self.cache_size as usize;
                     self.ring_put(&objs[keep..len]);
-                    len = keep;
+                    st = LcoreCache::moved(st, -((len - keep) as isize));
                 }
-                c.len.store(len as u32, Ordering::Relaxed);
-                // Release: the pool may be torn down once the count reads zero, so this
-                // store is the last thing this path does with the pool.
-                c.out
-                    .store(c.out.load(Ordering::Relaxed) - n as i64, Ordering::Release);
+                // Release: as in put_bulk.
+                c.state.store(st, Ordering::Release);
             }
             _ => {
                 self.ring_put(bufs);
@@ -156,20 +233,12 @@ impl PoolInner {
     /// Buffers handed out and not yet returned (a snapshot that never under-counts while
     /// no one allocates).
     fn outstanding(&self) -> i64 {
-        let cached: i64 = self
-            .caches
-            .iter()
-            .map(|c| c.out.load(Ordering::Acquire))
-            .sum();
+        let cached: i64 = self.caches.iter().map(|c| c.outstanding()).sum();
         cached + self.uncached_out.load(Ordering::Acquire)
     }
 
     fn available(&self) -> usize {
-        let cached: usize = self
-            .caches
-            .iter()
-            .map(|c| c.len.load(Ordering::Relaxed) as usize)
-            .sum();
+        let cached: usize = self.caches.iter().map(|c| c.len()).sum();
         self.ring.len() + cached
     }
 }
@@ -273,6 +342,13 @@ impl Mempool {
         };
         if cfg.size == 0 {
             return Err(err("a pool needs at least one buffer".into()));
+        }
+        if cfg.size > i32::MAX as u32 {
+            return Err(err(format!(
+                "{} buffers is too many (at most {})",
+                cfg.size,
+                i32::MAX
+            )));
         }
         if cfg.cache_size > MAX_CACHE_SIZE {
             return Err(err(format!(
@@ -436,6 +512,25 @@ impl Mempool {
         // SAFETY: the n slots now hold owned buffers.
         unsafe { batch.commit_raw(n) };
         Some(&mut batch.as_mut_slice()[start..])
+    }
+
+    /// Takes `out.len()` buffers as raw pointers, all or nothing, without touching them
+    /// (no header reset): the object-level get, for drivers that keep buffers in their own
+    /// shadow rings. Make them owned with [`RawMbuf::into_mbuf`].
+    #[inline]
+    pub fn get_raw_bulk(&self, out: &mut [RawMbuf]) -> bool {
+        self.inner().get_bulk(out)
+    }
+
+    /// Returns raw buffers to this pool without touching them.
+    ///
+    /// # Safety
+    /// Every entry must be a buffer of this pool that the caller owns (from
+    /// [`Mempool::get_raw_bulk`] or [`crate::Mbuf::into_raw`]), with reference count 1,
+    /// and nothing may use it afterwards.
+    #[inline]
+    pub unsafe fn put_raw_bulk(&self, bufs: &[RawMbuf]) {
+        self.inner().put_bulk(bufs)
     }
 
     /// Counters of this pool.
@@ -603,6 +698,25 @@ mod tests {
         let s = p.stats();
         assert_eq!(s.in_use, 0, "{s:?}");
         assert_eq!(s.available, 1024, "{s:?}");
+    }
+
+    #[test]
+    fn raw_get_and_put() {
+        let p = pool("raw", 64, 32);
+        std::thread::spawn(move || {
+            let _g = lcore::register_current_thread(93).unwrap();
+            let mut raw = [RawMbuf::NULL; 40];
+            assert!(p.get_raw_bulk(&mut raw));
+            assert!(raw.iter().all(|r| !r.is_null()));
+            assert!(!p.get_raw_bulk(&mut [RawMbuf::NULL; 40]), "only 24 left");
+            assert_eq!(p.stats().in_use, 40);
+            // SAFETY: we own these buffers, fresh from this pool.
+            unsafe { p.put_raw_bulk(&raw) };
+            assert_eq!(p.stats().in_use, 0);
+            assert_eq!(p.stats().available, 64);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -45,6 +45,8 @@ impl Task {
     #[inline]
     fn poll(&mut self, batch: &mut PktBatch) {
         if self.rx.rx_burst(batch) == 0 {
+            // Idle: let the tx queue flush anything it holds back.
+            self.tx.tx_burst(batch);
             return;
         }
         if let Some(macs) = &self.macs {

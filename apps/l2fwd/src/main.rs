@@ -156,8 +156,9 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     for &p in &enabled {
         let port = eal.port_mut(p)?;
         port.configure(&PortConf::default())?;
-        rxq.push((p, port.setup_rx_queue(0, opts.rxd, &pool)?));
-        txq.push((p, Some(port.setup_tx_queue(0, opts.txd)?)));
+        let info = port.info();
+        rxq.push((p, port.setup_rx_queue(0, info.clamp_desc(opts.rxd), &pool)?));
+        txq.push((p, Some(port.setup_tx_queue(0, info.clamp_desc(opts.txd))?)));
         port.set_promiscuous(true)?;
         macs[p as usize] = port.mac_addr();
         println!("Port {p} ({}): MAC {}", port.name(), port.mac_addr());

@@ -47,9 +47,7 @@ impl Config {
                     "missing argument 'iface': name the interface to use, e.g. iface=eth0".into(),
                 ))
             }
-            Some(s) if s.is_empty() => {
-                return Err(bad("argument 'iface' is empty: name an interface".into()))
-            }
+            Some("") => return Err(bad("argument 'iface' is empty: name an interface".into())),
             Some(s) if s.len() > sys::IFNAME_MAX || s.contains(['/', '\0']) => {
                 return Err(bad(format!(
                     "invalid interface name '{s}': at most {} characters, no '/'",

@@ -1,1 +1,350 @@
-//! AF_PACKET PMD (being written).
+//! `net_af_packet`: a poll-mode driver for any Linux network interface, through
+//! `AF_PACKET` sockets with memory-mapped `TPACKET_V2` rx and tx rings (`PACKET_MMAP`).
+//!
+//! ```text
+//! --vdev net_af_packet0,iface=eth0[,qpairs=N][,blocksz=B][,framesz=F][,framecnt=C][,qdisc_bypass=0|1]
+//! ```
+//!
+//! | argument       | default | meaning                                                      |
+//! |----------------|---------|--------------------------------------------------------------|
+//! | `iface`        | —       | interface to attach to (required; see `ip link`)             |
+//! | `qpairs`       | 1       | queue pairs, 1..=16: one socket each, in a `PACKET_FANOUT_HASH` group |
+//! | `blocksz`      | 4096    | ring block size, a multiple of the page size                 |
+//! | `framesz`      | 2048    | ring frame size, a multiple of 16 (largest packet: `framesz - 32` on tx) |
+//! | `framecnt`     | 512     | frames per ring (per direction and queue pair)               |
+//! | `qdisc_bypass` | 0       | 1: transmit with `PACKET_QDISC_BYPASS` (skips the qdisc layer) |
+//!
+//! Each queue pair owns one socket, bound to the interface with `ETH_P_ALL`, whose rx and tx
+//! rings share one mapping. Received frames are copied into mbufs; transmitted packets are
+//! copied into the tx ring and one `sendto` per burst tells the kernel to send them. The
+//! socket does not see its own transmissions (`PACKET_IGNORE_OUTGOING`, or a filter on the
+//! packet type on kernels older than 4.20). Kernel drops (`PACKET_STATISTICS`) are reported
+//! as missed packets, read only when the kernel flags losses.
+//!
+//! The driver never changes the interface's state: if it is down, the link reports down and
+//! no packets flow. Promiscuous mode is a `PACKET_MR_PROMISC` membership, dropped with the
+//! device. Opening the sockets needs `CAP_NET_RAW`.
+
+#![warn(missing_docs)]
+
+mod config;
+mod rxtx;
+mod socket;
+mod sys;
+
+pub use rxtx::{AfPacketRxQueue, AfPacketTxQueue};
+
+use config::Config;
+use pmd_core::error::{Error, Result};
+use pmd_core::ethdev::{
+    DevInfo, Device, Driver, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+};
+use pmd_core::options::VdevSpec;
+use socket::{OpenError, SocketSet};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The driver name, and the vdev prefix it claims.
+pub const DRIVER_NAME: &str = "net_af_packet";
+
+/// The `AF_PACKET` driver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AfPacketDriver;
+
+/// The driver instance to register.
+pub static DRIVER: AfPacketDriver = AfPacketDriver;
+
+fn needs_cap(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+impl Driver for AfPacketDriver {
+    fn name(&self) -> &'static str {
+        DRIVER_NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "AF_PACKET (PACKET_MMAP) on a Linux interface: iface=NAME[,qpairs=1..16]\
+         [,blocksz=4096][,framesz=2048][,framecnt=512][,qdisc_bypass=0|1]"
+    }
+
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
+        Ok(Box::new(AfPacketDevice::open(vdev)?))
+    }
+}
+
+/// One `AF_PACKET` device: an interface and one socket per queue pair.
+pub struct AfPacketDevice {
+    name: String,
+    cfg: Config,
+    ifindex: libc::c_int,
+    mac: MacAddr,
+    /// Socket for interface ioctls (receives nothing); `None` once closed.
+    ctrl: Option<OwnedFd>,
+    /// The queue sockets; `None` once closed.
+    set: Option<SocketSet>,
+    conf: PortConf,
+    promisc: bool,
+}
+
+impl std::fmt::Debug for AfPacketDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfPacketDevice")
+            .field("name", &self.name)
+            .field("iface", &self.cfg.iface)
+            .field("ifindex", &self.ifindex)
+            .field("qpairs", &self.cfg.qpairs)
+            .finish()
+    }
+}
+
+impl AfPacketDevice {
+    /// Validates the arguments, finds the interface and opens its sockets.
+    pub fn open(vdev: &VdevSpec) -> Result<AfPacketDevice> {
+        let cfg = Config::from_vdev(vdev)?;
+        let name = vdev.name.clone();
+        let ctrl = sys::packet_socket().map_err(|e| {
+            if needs_cap(&e) {
+                Error::driver(
+                    name.clone(),
+                    format!("AF_PACKET needs CAP_NET_RAW: run as root ({e})"),
+                )
+            } else {
+                Error::io(format!("{name}: socket(AF_PACKET)"), e)
+            }
+        })?;
+        let ifindex = sys::if_index(ctrl.as_raw_fd(), &cfg.iface).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                Error::driver(
+                    name.clone(),
+                    format!("interface '{}' not found (see `ip link`)", cfg.iface),
+                )
+            } else {
+                Error::io(format!("{name}: looking up interface '{}'", cfg.iface), e)
+            }
+        })?;
+        let mac = sys::if_hwaddr(ctrl.as_raw_fd(), &cfg.iface)
+            .map(MacAddr)
+            .map_err(|e| Error::io(format!("{name}: MAC address of '{}'", cfg.iface), e))?;
+        let q = usize::from(cfg.qpairs);
+        let set = SocketSet::open(&cfg, ifindex, q, q).map_err(|e| open_error(&name, &cfg, e))?;
+        tracing::info!(
+            "{name}: AF_PACKET on {} (ifindex {ifindex}, {mac}), {} queue pair(s), {} frames of {} bytes",
+            cfg.iface,
+            cfg.qpairs,
+            cfg.geom.frame_nr,
+            cfg.geom.frame_size
+        );
+        Ok(AfPacketDevice {
+            name,
+            ifindex,
+            mac,
+            ctrl: Some(ctrl),
+            set: Some(set),
+            conf: PortConf {
+                rx_queues: cfg.qpairs,
+                tx_queues: cfg.qpairs,
+            },
+            cfg,
+            promisc: false,
+        })
+    }
+
+    fn closed(&self) -> Error {
+        Error::driver(self.name.clone(), "the device is closed")
+    }
+
+    fn sockets(&self) -> Result<&SocketSet> {
+        self.set.as_ref().ok_or_else(|| self.closed())
+    }
+}
+
+fn open_error(name: &str, cfg: &Config, e: OpenError) -> Error {
+    if needs_cap(&e.err) {
+        return Error::driver(
+            name,
+            format!(
+                "AF_PACKET needs CAP_NET_RAW: run as root ({}: {})",
+                e.step, e.err
+            ),
+        );
+    }
+    Error::io(format!("{name}: {} on '{}'", e.step, cfg.iface), e.err)
+}
+
+impl Device for AfPacketDevice {
+    fn info(&self) -> DevInfo {
+        let desc = u16::try_from(self.cfg.geom.frame_nr).unwrap_or(u16::MAX);
+        DevInfo {
+            driver: DRIVER_NAME,
+            max_rx_queues: self.cfg.qpairs,
+            max_tx_queues: self.cfg.qpairs,
+            // The ring size is set by framecnt at probe; any requested count is accepted.
+            min_desc: 1,
+            max_desc: u16::MAX,
+            default_desc: desc,
+        }
+    }
+
+    /// Accepts up to `qpairs` queues each way. If fewer rx queues than open sockets
+    /// would receive, the sockets are reopened so that traffic is spread (fanout) only
+    /// over the rx queues that will be polled; extra tx-only sockets receive nothing.
+    fn configure(&mut self, conf: &PortConf) -> Result<()> {
+        let max = self.cfg.qpairs;
+        for (kind, n) in [("rx", conf.rx_queues), ("tx", conf.tx_queues)] {
+            if n == 0 || n > max {
+                return Err(Error::driver(
+                    self.name.clone(),
+                    format!("{n} {kind} queues requested; qpairs={max} allows 1..={max}"),
+                ));
+            }
+        }
+        let rx = usize::from(conf.rx_queues);
+        let total = usize::from(conf.rx_queues.max(conf.tx_queues));
+        let set = self.sockets()?;
+        if set.rx != rx || set.socks.len() != total {
+            let new = SocketSet::open(&self.cfg, self.ifindex, rx, total)
+                .map_err(|e| open_error(&self.name, &self.cfg, e))?;
+            if self.promisc {
+                sys::set_promisc(new.socks[0].fd(), self.ifindex, true).map_err(|e| {
+                    Error::io(format!("{}: enabling promiscuous mode", self.name), e)
+                })?;
+            }
+            self.set = Some(new);
+        }
+        self.conf = conf.clone();
+        Ok(())
+    }
+
+    fn setup_rx_queue(&mut self, qid: u16, conf: RxQueueConf) -> Result<Box<dyn RxQueue>> {
+        let set = self.sockets()?;
+        if qid >= self.conf.rx_queues {
+            return Err(Error::driver(
+                self.name.clone(),
+                format!(
+                    "rx queue {qid} does not exist ({} configured)",
+                    self.conf.rx_queues
+                ),
+            ));
+        }
+        let sock = set.socks[usize::from(qid)].clone();
+        let q = AfPacketRxQueue::new(sock, conf.port, conf.pool, conf.stats).ok_or_else(|| {
+            Error::driver(
+                self.name.clone(),
+                format!("rx queue {qid} is already in use; drop it first"),
+            )
+        })?;
+        Ok(Box::new(q))
+    }
+
+    fn setup_tx_queue(&mut self, qid: u16, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
+        let set = self.sockets()?;
+        if qid >= self.conf.tx_queues {
+            return Err(Error::driver(
+                self.name.clone(),
+                format!(
+                    "tx queue {qid} does not exist ({} configured)",
+                    self.conf.tx_queues
+                ),
+            ));
+        }
+        let sock = set.socks[usize::from(qid)].clone();
+        let q = AfPacketTxQueue::new(sock, conf.stats).ok_or_else(|| {
+            Error::driver(
+                self.name.clone(),
+                format!("tx queue {qid} is already in use; drop it first"),
+            )
+        })?;
+        Ok(Box::new(q))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        self.sockets()?;
+        if !self.link().up {
+            tracing::warn!(
+                "{}: interface '{}' is down or has no carrier; no packets will flow until it is up",
+                self.name,
+                self.cfg.iface
+            );
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        // Queues keep their own references to their sockets and mappings.
+        self.set = None;
+        self.ctrl = None;
+        self.promisc = false;
+    }
+
+    fn link(&self) -> Link {
+        let Some(ctrl) = &self.ctrl else {
+            return Link::default();
+        };
+        let fd = ctrl.as_raw_fd();
+        let Ok(flags) = sys::if_flags(fd, &self.cfg.iface) else {
+            return Link::default();
+        };
+        let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
+        if flags & want != want {
+            return Link::default();
+        }
+        let (speed_mbps, full_duplex) = sys::if_speed(fd, &self.cfg.iface).unwrap_or((0, false));
+        Link {
+            up: true,
+            speed_mbps,
+            full_duplex,
+        }
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        let set = self.sockets()?;
+        if on == self.promisc {
+            return Ok(());
+        }
+        sys::set_promisc(set.socks[0].fd(), self.ifindex, on).map_err(|e| {
+            Error::io(
+                format!(
+                    "{}: turning promiscuous mode {}",
+                    self.name,
+                    if on { "on" } else { "off" }
+                ),
+                e,
+            )
+        })?;
+        self.promisc = on;
+        Ok(())
+    }
+
+    fn promiscuous(&self) -> bool {
+        self.promisc
+    }
+
+    /// Per receiving socket: packets the kernel saw and dropped (PACKET_STATISTICS).
+    fn xstats(&self) -> Vec<(String, u64)> {
+        let Some(set) = &self.set else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        for (i, s) in set.socks.iter().take(set.rx).enumerate() {
+            let _ = s.fetch_stats();
+            v.push((
+                format!("rx_q{i}_kernel_packets"),
+                s.kernel_packets.load(std::sync::atomic::Ordering::Relaxed),
+            ));
+            v.push((
+                format!("rx_q{i}_kernel_drops"),
+                s.kernel_drops.load(std::sync::atomic::Ordering::Relaxed),
+            ));
+        }
+        v
+    }
+}

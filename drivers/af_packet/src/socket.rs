@@ -63,15 +63,28 @@ impl PacketSocket {
         receive: bool,
         fanout: Option<u32>,
     ) -> Result<PacketSocket, OpenError> {
+        Self::open_with(cfg, ifindex, receive, fanout, true)
+    }
+
+    /// [`PacketSocket::open`], optionally without asking the kernel to drop our own
+    /// transmissions (as on kernels older than 4.20; for tests of the fallback filter).
+    pub(crate) fn open_with(
+        cfg: &Config,
+        ifindex: libc::c_int,
+        receive: bool,
+        fanout: Option<u32>,
+        try_ignore_outgoing: bool,
+    ) -> Result<PacketSocket, OpenError> {
         let fd = sys::packet_socket().map_err(step("socket(AF_PACKET)"))?;
         let raw = sys::raw(&fd);
         sys::set_packet_opt(raw, sys::PACKET_VERSION, sys::TPACKET_V2)
             .map_err(step("PACKET_VERSION"))?;
-        let ignore_outgoing = match sys::set_packet_opt(raw, sys::PACKET_IGNORE_OUTGOING, 1) {
-            Ok(()) => true,
-            Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => false,
-            Err(e) => return Err(step("PACKET_IGNORE_OUTGOING")(e)),
-        };
+        let ignore_outgoing = try_ignore_outgoing
+            && match sys::set_packet_opt(raw, sys::PACKET_IGNORE_OUTGOING, 1) {
+                Ok(()) => true,
+                Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => false,
+                Err(e) => return Err(step("PACKET_IGNORE_OUTGOING")(e)),
+            };
         sys::set_packet_opt(raw, sys::PACKET_AUXDATA, 0).map_err(step("PACKET_AUXDATA"))?;
         sys::set_packet_opt(raw, sys::PACKET_LOSS, 1).map_err(step("PACKET_LOSS"))?;
         if cfg.qdisc_bypass {

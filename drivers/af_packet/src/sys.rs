@@ -203,7 +203,12 @@ pub(crate) fn packet_socket() -> io::Result<OwnedFd> {
 }
 
 /// `setsockopt(fd, level, name, &val, sizeof val)`.
-pub(crate) fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
+pub(crate) fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
     // SAFETY: `val` points to a live, initialised `T` of the length passed.
     cvt(unsafe {
         libc::setsockopt(
@@ -238,6 +243,17 @@ pub(crate) fn if_flags(fd: RawFd, name: &str) -> io::Result<u32> {
     cvt(unsafe { libc::ioctl(fd, SIOCGIFFLAGS as _, &mut r as *mut IfReq) })?;
     // SAFETY: the kernel filled in the flags member.
     Ok(unsafe { r.data.flags } as u16 as u32)
+}
+
+/// Brings an interface up (tests only: the driver never changes interface state).
+#[cfg(test)]
+pub(crate) fn if_set_up(fd: RawFd, name: &str) -> io::Result<()> {
+    const SIOCSIFFLAGS: u64 = 0x8914;
+    let flags = if_flags(fd, name)? | libc::IFF_UP as u32;
+    let mut r = IfReq::new(name)?;
+    r.data.flags = flags as u16 as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads the name and flags of our ifreq.
+    cvt(unsafe { libc::ioctl(fd, SIOCSIFFLAGS as _, &mut r as *mut IfReq) }).map(drop)
 }
 
 /// Hardware address of the interface (first 6 bytes).
@@ -392,7 +408,10 @@ impl Geometry {
             frame_size,
             frame_nr,
         };
-        if g.ring_bytes().checked_mul(2).is_none_or(|b| b > (1 << 40)) {
+        if g.ring_bytes()
+            .checked_mul(2)
+            .map_or(true, |b| b > (1 << 40))
+        {
             return Err(format!(
                 "rings of {frame_nr} frames of blocksz={block_size} are too large"
             ));
@@ -413,7 +432,8 @@ impl Geometry {
     /// Offset of frame `i` (< frame_nr) from the start of its ring.
     pub fn frame_offset(&self, i: u32) -> usize {
         let fpb = self.frames_per_block();
-        (i / fpb) as usize * self.block_size as usize + (i % fpb) as usize * self.frame_size as usize
+        (i / fpb) as usize * self.block_size as usize
+            + (i % fpb) as usize * self.frame_size as usize
     }
 
     fn req(&self) -> TpacketReq {
@@ -486,7 +506,8 @@ impl PacketRing {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        let base =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
         Ok(PacketRing { base, len, geom })
     }
 
@@ -558,7 +579,7 @@ impl PacketRing {
     pub fn copy_from_rx(&self, i: u32, off: usize, dst: &mut [u8]) -> bool {
         if off
             .checked_add(dst.len())
-            .is_none_or(|end| end > self.geom.frame_size as usize)
+            .map_or(true, |end| end > self.geom.frame_size as usize)
         {
             return false;
         }

@@ -8,7 +8,7 @@
 use pmd_core::ethdev::Driver;
 
 /// Every driver in this build, in the order `--help` lists them.
-pub static ALL: &[&dyn Driver] = &[&pmd_null::DRIVER, &pmd_ring::DRIVER /*AFP*/];
+pub static ALL: &[&dyn Driver] = &[&pmd_null::DRIVER, &pmd_ring::DRIVER, &pmd_af_packet::DRIVER];
 
 #[cfg(test)]
 mod tests {

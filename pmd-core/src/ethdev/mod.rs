@@ -138,6 +138,18 @@ impl Default for PortConf {
     }
 }
 
+impl DevInfo {
+    /// `wanted` descriptors brought within the device's limits (0 = its default), like
+    /// DPDK's `rte_eth_dev_adjust_nb_rx_tx_desc`.
+    pub fn clamp_desc(&self, wanted: u16) -> u16 {
+        if wanted == 0 {
+            self.default_desc
+        } else {
+            wanted.clamp(self.min_desc, self.max_desc)
+        }
+    }
+}
+
 /// Everything a driver needs to set up an rx queue.
 #[derive(Clone, Debug)]
 pub struct RxQueueConf {
@@ -211,6 +223,7 @@ pub trait RxQueue: Send {
 pub trait TxQueue: Send {
     /// Sends packets from the front of `batch`, removing those it took; returns how many.
     /// Packets it could not send stay in `batch`, in order. Updates its [`QueueStats`].
+    /// Called with an empty batch, it flushes anything the driver still holds back.
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize;
 }
 

@@ -462,10 +462,11 @@ pub struct TxQueueHandle {
 
 impl TxQueueHandle {
     /// Sends packets from the front of `batch`; those not sent stay in it, in order.
-    /// Returns how many were sent (0 while the port is not started).
+    /// Returns how many left the batch (0 while the port is not started). An empty batch
+    /// is a flush: drivers that batch doorbells push out what they still hold.
     #[inline]
     pub fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
-        if batch.is_empty() || !self.shared.started.load(Ordering::Relaxed) {
+        if !self.shared.started.load(Ordering::Relaxed) {
             return 0;
         }
         self.q.tx_burst(batch)

@@ -36,7 +36,7 @@ pub struct QueueCounters {
     pub errors: u64,
     /// Packets dropped because the queue was full (rx: device/peer side drops).
     pub missed: u64,
-    /// Receive attempts that found the mempool empty.
+    /// Receive buffers that could not be allocated (the mempool was empty).
     pub no_mbuf: u64,
 }
 
@@ -60,7 +60,7 @@ impl QueueStats {
         bump(&self.c.missed, n);
     }
 
-    /// Counts failed buffer allocations.
+    /// Counts buffers that could not be allocated.
     #[inline(always)]
     pub fn add_no_mbuf(&self, n: u64) {
         bump(&self.c.no_mbuf, n);

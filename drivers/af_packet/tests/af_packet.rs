@@ -1,0 +1,710 @@
+//! End-to-end tests over a veth pair in a private network namespace per test.
+//! They need root (CAP_NET_ADMIN for the namespace, CAP_NET_RAW for the sockets); without
+//! it they print why and pass.
+
+use pmd_af_packet::DRIVER;
+use pmd_core::ethdev::{Device, Driver, Port, PortConf, QueueStats, RxQueueConf, TxQueueConf};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::mempool::Mempool;
+use pmd_core::options::VdevSpec;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ETHERTYPE_TEST: u16 = 0x88b5;
+
+// ---- environment -----------------------------------------------------------------
+
+fn have_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("{test}: skipped: needs root (network namespaces and AF_PACKET sockets)");
+        return false;
+    }
+    true
+}
+
+fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running ip {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network namespace holding a veth pair `va` <-> `vb`, both up, IPv6 off.
+/// Deleted on drop (also when the test panics).
+struct NetNs {
+    name: String,
+}
+
+static NS_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl NetNs {
+    /// Creates the namespace, or `None` (with a message) if this host cannot.
+    fn new(test: &str) -> Option<NetNs> {
+        if !have_root(test) {
+            return None;
+        }
+        let name = format!(
+            "pmdafp-{}-{}",
+            std::process::id(),
+            NS_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        if let Err(e) = ip(&["netns", "add", &name]) {
+            eprintln!("{test}: skipped: cannot create a network namespace: {e}");
+            return None;
+        }
+        let ns = NetNs { name };
+        let n = ns.name.as_str();
+        let sysctl = Command::new("ip")
+            .args(["netns", "exec", n, "sysctl", "-q", "-w"])
+            .args([
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ])
+            .status()
+            .expect("run sysctl");
+        assert!(sysctl.success(), "sysctl in {n} failed");
+        ip(&[
+            "-n", n, "link", "add", "va", "type", "veth", "peer", "name", "vb",
+        ])
+        .unwrap();
+        ip(&["-n", n, "link", "set", "va", "up"]).unwrap();
+        ip(&["-n", n, "link", "set", "vb", "up"]).unwrap();
+        Some(ns)
+    }
+
+    /// Runs `f` on a thread that has entered the namespace (setns is per thread).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        let h = std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: setns on a namespace fd we hold, for this thread only.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        });
+        match h.join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+// ---- a plain AF_PACKET socket on the peer end -------------------------------------
+
+struct Peer {
+    fd: OwnedFd,
+}
+
+impl Peer {
+    /// A raw socket on `iface` receiving ethertype `proto`, with a large receive buffer
+    /// and a 50 ms receive timeout.
+    fn open(iface: &str, proto: u16) -> Peer {
+        let cname = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: plain syscalls on a socket we own; structures are fully initialised.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto.to_be()));
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = OwnedFd::from_raw_fd(fd);
+            let ifindex = libc::if_nametoindex(cname.as_ptr());
+            assert!(ifindex > 0, "no {iface}");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto.to_be();
+            sll.sll_ifindex = ifindex as i32;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let big: libc::c_int = 16 << 20;
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&big as *const libc::c_int).cast(),
+                4,
+            );
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            Peer { fd }
+        }
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: sending from a live buffer of the given length.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// One frame, or `None` after the receive timeout.
+    fn recv(&self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: receiving into a live buffer of the given length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some(buf)
+    }
+}
+
+// ---- test frames -----------------------------------------------------------------
+
+fn frame_len(seq: u32) -> usize {
+    60 + (seq as usize * 37) % 1441
+}
+
+/// An Ethernet frame of ethertype 0x88b5 with `seq` in the payload and a pattern after it.
+fn test_frame(dst: [u8; 6], seq: u32) -> Vec<u8> {
+    let len = frame_len(seq);
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0xaa, 0x01]);
+    f.extend_from_slice(&ETHERTYPE_TEST.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < len {
+        f.push((f.len() as u32 ^ seq.wrapping_mul(7)) as u8);
+    }
+    f
+}
+
+/// An IPv4/UDP frame whose source port varies with `seq` (so flow hashing spreads it),
+/// with `seq` in the payload.
+fn udp_frame(dst: [u8; 6], seq: u32) -> Vec<u8> {
+    let payload = 64 + (seq as usize * 13) % 400;
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0xaa, 0x02]);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let total = (20 + 8 + payload) as u16;
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2,
+    ];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let mut sum = 0u32;
+    for w in ip.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&(10_000 + seq as u16).to_be_bytes());
+    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < 14 + total as usize {
+        f.push(f.len() as u8 ^ seq as u8);
+    }
+    f
+}
+
+fn frame_seq(f: &[u8]) -> Option<u32> {
+    if f.len() >= 18 && f[12..14] == ETHERTYPE_TEST.to_be_bytes() {
+        return Some(u32::from_be_bytes(f[14..18].try_into().unwrap()));
+    }
+    if f.len() >= 46 && f[12..14] == [0x08, 0x00] && f[14 + 9] == 17 {
+        return Some(u32::from_be_bytes(f[42..46].try_into().unwrap()));
+    }
+    None
+}
+
+// ---- port setup ------------------------------------------------------------------
+
+fn pool(name: &str) -> Mempool {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = format!("afp-{name}-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    Mempool::create(&n, 1024, 0).unwrap()
+}
+
+fn probe(spec: &str) -> pmd_core::Result<Box<dyn Device>> {
+    let vdev: VdevSpec = spec.parse().unwrap();
+    assert_eq!(vdev.driver_prefix(), DRIVER.name());
+    DRIVER.probe(&vdev)
+}
+
+fn open_port(spec: &str, conf: PortConf) -> Port {
+    let dev = probe(spec).unwrap();
+    let name = spec.split(',').next().unwrap().to_string();
+    let mut port = Port::new(0, name, dev);
+    port.configure(&conf).unwrap();
+    port
+}
+
+// ---- tests -----------------------------------------------------------------------
+
+#[test]
+fn receives_injected_frames_byte_for_byte() {
+    let Some(ns) = NetNs::new("receives_injected_frames_byte_for_byte") else {
+        return;
+    };
+    ns.run(|| {
+        let mut port = open_port("net_af_packet0,iface=va", PortConf::default());
+        let p = pool("rx");
+        let mut rxq = port.setup_rx_queue(0, 0, &p).unwrap();
+        let _txq = port.setup_tx_queue(0, 0).unwrap();
+        port.start().unwrap();
+        assert!(port.wait_link_up(Duration::from_secs(2)).up);
+        let mac = port.mac_addr().0;
+
+        const N: u32 = 300;
+        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        for seq in 0..N {
+            peer.send(&test_frame(mac, seq));
+        }
+
+        let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut other = 0u64;
+        let mut bytes = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut batch = PktBatch::new();
+        while got.len() < N as usize && Instant::now() < deadline {
+            if rxq.rx_burst(&mut batch) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            for m in batch.iter() {
+                bytes += m.len() as u64;
+                match frame_seq(m.data()) {
+                    Some(s) => assert!(got.insert(s, m.data().to_vec()).is_none(), "dup {s}"),
+                    None => other += 1,
+                }
+            }
+            batch.clear();
+        }
+        assert_eq!(got.len(), N as usize, "received {} of {N}", got.len());
+        for seq in 0..N {
+            assert_eq!(got[&seq], test_frame(mac, seq), "frame {seq} differs");
+        }
+        // Nothing more arrives (no duplicates, no echo of anything).
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(rxq.rx_burst(&mut batch), 0);
+
+        let s = port.stats();
+        let want_bytes: u64 = (0..N).map(|s| frame_len(s) as u64).sum();
+        assert_eq!(other, 0, "unexpected frames on the wire");
+        assert_eq!(s.ipackets, u64::from(N));
+        assert_eq!(s.ibytes, want_bytes);
+        assert_eq!(bytes, want_bytes);
+        assert_eq!((s.ierrors, s.imissed, s.rx_nombuf), (0, 0, 0));
+        let xs = port.xstats();
+        assert!(xs.iter().any(|(k, _)| k == "rx_q0_kernel_drops"), "{xs:?}");
+        port.stop().unwrap();
+        port.close();
+    });
+}
+
+#[test]
+fn transmits_frames_byte_for_byte() {
+    let Some(ns) = NetNs::new("transmits_frames_byte_for_byte") else {
+        return;
+    };
+    ns.run(|| {
+        let mut port = open_port("net_af_packet0,iface=va", PortConf::default());
+        let p = pool("tx");
+        let _rxq = port.setup_rx_queue(0, 0, &p).unwrap();
+        let mut txq = port.setup_tx_queue(0, 0).unwrap();
+        port.start().unwrap();
+        assert!(port.wait_link_up(Duration::from_secs(2)).up);
+
+        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        let dst = [0xff; 6];
+        const N: u32 = 300;
+        let mut next = 0u32;
+        let mut batch = PktBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (next < N || !batch.is_empty()) && Instant::now() < deadline {
+            let room = batch.spare().min((N - next) as usize);
+            if room > 0 {
+                let start = batch.len();
+                p.alloc_bulk(&mut batch, room).unwrap();
+                for m in &mut batch.as_mut_slice()[start..] {
+                    assert!(m.copy_from(&test_frame(dst, next)));
+                    next += 1;
+                }
+            }
+            let before = batch.len();
+            let sent = txq.tx_burst(&mut batch);
+            assert_eq!(before - batch.len(), sent);
+            if sent == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert!(batch.is_empty(), "tx stalled with {} left", batch.len());
+
+        let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while got.len() < N as usize && Instant::now() < deadline {
+            if let Some(f) = peer.recv() {
+                let s = frame_seq(&f).expect("a test frame");
+                assert!(got.insert(s, f).is_none(), "dup {s}");
+            }
+        }
+        assert_eq!(got.len(), N as usize, "peer got {} of {N}", got.len());
+        for seq in 0..N {
+            assert_eq!(got[&seq], test_frame(dst, seq), "frame {seq} differs");
+        }
+        // Exactly N: nothing more shows up.
+        assert!(peer.recv().is_none());
+
+        let s = port.stats();
+        let want_bytes: u64 = (0..N).map(|s| frame_len(s) as u64).sum();
+        assert_eq!(s.opackets, u64::from(N));
+        assert_eq!(s.obytes, want_bytes);
+        assert_eq!(s.oerrors, 0);
+        // Our own transmissions are not received back.
+        assert_eq!(s.ipackets, 0);
+
+        // A packet longer than a frame holds (2048 - 32) is dropped, counted, consumed;
+        // the one after it still goes out.
+        p.alloc_bulk(&mut batch, 2).unwrap();
+        let mut big = test_frame(dst, 1000);
+        big.resize(2017, 0xee);
+        assert!(batch.as_mut_slice()[0].copy_from(&big));
+        assert!(batch.as_mut_slice()[1].copy_from(&test_frame(dst, 1001)));
+        assert_eq!(txq.tx_burst(&mut batch), 2);
+        assert!(batch.is_empty());
+        let s = port.stats();
+        assert_eq!((s.opackets, s.oerrors), (u64::from(N) + 1, 1));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = None;
+        while last.is_none() && Instant::now() < deadline {
+            last = peer.recv();
+        }
+        assert_eq!(last.as_deref().and_then(frame_seq), Some(1001));
+    });
+}
+
+#[test]
+fn two_queue_pairs_fan_out_without_duplicates() {
+    let Some(ns) = NetNs::new("two_queue_pairs_fan_out_without_duplicates") else {
+        return;
+    };
+    ns.run(|| {
+        let conf = PortConf {
+            rx_queues: 2,
+            tx_queues: 2,
+        };
+        let mut port = open_port("net_af_packet0,iface=va,qpairs=2", conf);
+        assert_eq!(port.info().max_rx_queues, 2);
+        let p = pool("fanout");
+        let mut rxqs = vec![
+            port.setup_rx_queue(0, 0, &p).unwrap(),
+            port.setup_rx_queue(1, 0, &p).unwrap(),
+        ];
+        let txqs = [
+            port.setup_tx_queue(0, 0).unwrap(),
+            port.setup_tx_queue(1, 0).unwrap(),
+        ];
+        port.start().unwrap();
+        assert!(port.wait_link_up(Duration::from_secs(2)).up);
+        let mac = port.mac_addr().0;
+
+        const N: u32 = 400;
+        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        for seq in 0..N {
+            peer.send(&udp_frame(mac, seq));
+        }
+        let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut per_queue = [0usize; 2];
+        let mut batch = PktBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < N as usize && Instant::now() < deadline {
+            let mut any = false;
+            for (q, rxq) in rxqs.iter_mut().enumerate() {
+                if rxq.rx_burst(&mut batch) > 0 {
+                    any = true;
+                }
+                for m in batch.iter() {
+                    let s = frame_seq(m.data()).expect("a test frame");
+                    assert!(got.insert(s, m.data().to_vec()).is_none(), "dup {s}");
+                    per_queue[q] += 1;
+                }
+                batch.clear();
+            }
+            if !any {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert_eq!(got.len(), N as usize, "received {} of {N}", got.len());
+        for seq in 0..N {
+            assert_eq!(got[&seq], udp_frame(mac, seq), "frame {seq} differs");
+        }
+        assert!(
+            per_queue.iter().all(|&n| n > 0),
+            "fanout did not spread 400 flows: {per_queue:?}"
+        );
+        let s = port.stats();
+        assert_eq!(s.ipackets, u64::from(N));
+        drop(rxqs);
+
+        // Reconfigured with one rx queue, everything lands on it.
+        port.stop().unwrap();
+        drop(txqs);
+        port.configure(&PortConf {
+            rx_queues: 1,
+            tx_queues: 2,
+        })
+        .unwrap();
+        let mut rxq = port.setup_rx_queue(0, 0, &p).unwrap();
+        let _t0 = port.setup_tx_queue(0, 0).unwrap();
+        let _t1 = port.setup_tx_queue(1, 0).unwrap();
+        port.start().unwrap();
+        for seq in 0..100 {
+            peer.send(&udp_frame(mac, seq));
+        }
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while n < 100 && Instant::now() < deadline {
+            n += rxq.rx_burst(&mut batch);
+            batch.clear();
+        }
+        assert_eq!(n, 100);
+    });
+}
+
+#[test]
+fn bad_arguments_give_clear_errors() {
+    let err = |spec: &str| probe(spec).err().expect("probe should fail").to_string();
+    let e = err("net_af_packet0");
+    assert!(e.contains("missing argument 'iface'"), "{e}");
+    let e = err("net_af_packet0,iface=lo,qpairs=0");
+    assert!(e.contains("qpairs=0") && e.contains("1..=16"), "{e}");
+    let e = err("net_af_packet0,iface=lo,speed=fast");
+    assert!(e.contains("unknown argument(s) 'speed'"), "{e}");
+    assert!(e.contains("'iface'"), "{e}");
+    let e = err("net_af_packet0,iface=lo,framecnt=511");
+    assert!(e.contains("framecnt=511"), "{e}");
+    let e = err("net_af_packet0,iface=pmdafpnosuch0");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(
+            e,
+            "net_af_packet0: interface 'pmdafpnosuch0' not found (see `ip link`)"
+        );
+    } else {
+        assert!(e.contains("CAP_NET_RAW"), "{e}");
+    }
+}
+
+#[test]
+fn promiscuous_link_and_mac() {
+    let Some(ns) = NetNs::new("promiscuous_link_and_mac") else {
+        return;
+    };
+    let nsname = ns.name.clone();
+    let details = move |dev: &str| ip(&["-n", &nsname, "-d", "link", "show", dev]).unwrap();
+    let d = details.clone();
+    ns.run(move || {
+        let mut port = open_port("net_af_packet0,iface=va", PortConf::default());
+        let info = d("va");
+        assert!(info.contains(&port.mac_addr().to_string()), "{info}");
+        let link = port.wait_link_up(Duration::from_secs(2));
+        assert!(link.up, "{link}");
+        assert!(!port.promiscuous());
+        assert!(info.contains("promiscuity 0"), "{info}");
+        port.set_promiscuous(true).unwrap();
+        port.set_promiscuous(true).unwrap();
+        assert!(port.promiscuous());
+        let info = d("va");
+        assert!(info.contains("promiscuity 1"), "{info}");
+        port.set_promiscuous(false).unwrap();
+        assert!(!port.promiscuous());
+        assert!(d("va").contains("promiscuity 0"));
+        // Closing drops a membership left on.
+        port.set_promiscuous(true).unwrap();
+        port.close();
+        assert!(d("va").contains("promiscuity 0"));
+    });
+    // Taking the peer down makes the link report down (without us changing state).
+    ip(&["-n", &ns.name, "link", "set", "vb", "down"]).unwrap();
+    ns.run(|| {
+        let port = open_port("net_af_packet0,iface=va", PortConf::default());
+        assert!(!port.link().up);
+    });
+}
+
+#[test]
+fn queues_stay_usable_after_the_device_is_closed() {
+    let Some(ns) = NetNs::new("queues_stay_usable_after_the_device_is_closed") else {
+        return;
+    };
+    ns.run(|| {
+        let mut dev = probe("net_af_packet0,iface=va").unwrap();
+        dev.configure(&PortConf::default()).unwrap();
+        let p = pool("closed");
+        let rx_stats = Arc::new(QueueStats::default());
+        let tx_stats = Arc::new(QueueStats::default());
+        let mut rxq = dev
+            .setup_rx_queue(
+                0,
+                RxQueueConf {
+                    port: 3,
+                    nb_desc: 512,
+                    pool: p.clone(),
+                    stats: rx_stats.clone(),
+                },
+            )
+            .unwrap();
+        // One rx queue per ring.
+        assert!(dev
+            .setup_rx_queue(
+                0,
+                RxQueueConf {
+                    port: 3,
+                    nb_desc: 512,
+                    pool: p.clone(),
+                    stats: Arc::default(),
+                },
+            )
+            .is_err());
+        let mut txq = dev
+            .setup_tx_queue(
+                0,
+                TxQueueConf {
+                    nb_desc: 512,
+                    stats: tx_stats.clone(),
+                },
+            )
+            .unwrap();
+        let mac = dev.mac_addr().0;
+        dev.start().unwrap();
+        dev.stop().unwrap();
+        dev.close();
+        assert!(!dev.link().up);
+        assert!(dev.set_promiscuous(true).is_err());
+        drop(dev);
+
+        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        peer.send(&test_frame(mac, 7));
+        let mut batch = PktBatch::new();
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while n == 0 && Instant::now() < deadline {
+            n = rxq.rx_burst(&mut batch, 32);
+        }
+        assert_eq!(n, 1);
+        assert_eq!(batch.as_slice()[0].data(), &test_frame(mac, 7)[..]);
+        assert_eq!(batch.as_slice()[0].port(), 3);
+        batch.clear();
+        p.alloc_bulk(&mut batch, 1).unwrap();
+        batch.as_mut_slice()[0].copy_from(&test_frame([0xff; 6], 8));
+        assert_eq!(txq.tx_burst(&mut batch), 1);
+        let mut f = None;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while f.is_none() && Instant::now() < deadline {
+            f = peer.recv();
+        }
+        assert_eq!(f.as_deref().and_then(frame_seq), Some(8));
+        assert_eq!(rx_stats.snapshot().packets, 1);
+        assert_eq!(tx_stats.snapshot().packets, 1);
+    });
+}
+
+#[test]
+fn small_rings_count_drops_and_apply_backpressure() {
+    let Some(ns) = NetNs::new("small_rings_count_drops_and_apply_backpressure") else {
+        return;
+    };
+    ns.run(|| {
+        let mut port = open_port("net_af_packet0,iface=va,framecnt=16", PortConf::default());
+        assert_eq!(port.info().default_desc, 16);
+        let p = pool("small");
+        let mut rxq = port.setup_rx_queue(0, 0, &p).unwrap();
+        let mut txq = port.setup_tx_queue(0, 0).unwrap();
+        port.start().unwrap();
+        assert!(port.wait_link_up(Duration::from_secs(2)).up);
+        let mac = port.mac_addr().0;
+        let peer = Peer::open("vb", ETHERTYPE_TEST);
+
+        // 100 frames into a 16-frame ring that nobody drains: 84 are dropped by the kernel.
+        for seq in 0..100 {
+            peer.send(&test_frame(mac, seq));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut batch = PktBatch::new();
+        let mut got = Vec::new();
+        while rxq.rx_burst(&mut batch) > 0 {
+            got.extend(batch.iter().map(|m| frame_seq(m.data()).unwrap()));
+            batch.clear();
+        }
+        assert_eq!(got, (0..16).collect::<Vec<_>>());
+        // The next frame carries TP_STATUS_LOSING, which makes the queue read the drops.
+        peer.send(&test_frame(mac, 100));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while batch.is_empty() && Instant::now() < deadline {
+            rxq.rx_burst(&mut batch);
+        }
+        assert_eq!(frame_seq(batch.as_slice()[0].data()), Some(100));
+        batch.clear();
+        let s = port.stats();
+        assert_eq!((s.ipackets, s.imissed), (17, 84));
+
+        // 200 frames through a 16-frame tx ring: backpressure, but all go out in order.
+        let dst = [0xff; 6];
+        let mut next = 0u32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (next < 200 || !batch.is_empty()) && Instant::now() < deadline {
+            let room = batch.spare().min((200 - next) as usize);
+            if room > 0 {
+                let start = batch.len();
+                p.alloc_bulk(&mut batch, room).unwrap();
+                for m in &mut batch.as_mut_slice()[start..] {
+                    m.copy_from(&test_frame(dst, next));
+                    next += 1;
+                }
+            }
+            if txq.tx_burst(&mut batch) == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        assert!(batch.is_empty());
+        let mut seqs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while seqs.len() < 200 && Instant::now() < deadline {
+            if let Some(f) = peer.recv() {
+                seqs.push(frame_seq(&f).unwrap());
+            }
+        }
+        assert_eq!(seqs, (0..200).collect::<Vec<_>>());
+        assert_eq!(port.stats().opackets, 200);
+    });
+}
