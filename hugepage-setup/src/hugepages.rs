@@ -46,7 +46,9 @@ impl Amount {
         let has_suffix = s.ends_with(['k', 'K', 'm', 'M', 'g', 'G']);
         match memory::parse_size(s) {
             Some(b) if has_suffix => Ok(Amount::Bytes(b as u64)),
-            _ => Err(format!("invalid amount {s:?}: give a page count (1024) or a size (2G, 512M)")),
+            _ => Err(format!(
+                "invalid amount {s:?}: give a page count (1024) or a size (2G, 512M)"
+            )),
         }
     }
 
@@ -83,7 +85,9 @@ pub struct Status {
 }
 
 fn default_page_kb() -> u64 {
-    memory::default_hugepage_size().map(|b| b as u64 / 1024).unwrap_or(2048)
+    memory::default_hugepage_size()
+        .map(|b| b as u64 / 1024)
+        .unwrap_or(2048)
 }
 
 /// Reads the current state.
@@ -103,7 +107,10 @@ pub fn status(sys: &SysPaths) -> Result<Status, String> {
     nodes.sort_by_key(|n| n.node);
     let default_kb = default_page_kb();
     let mounts_text = fs::read_to_string(&sys.mounts).unwrap_or_default();
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
     Ok(Status {
@@ -133,12 +140,29 @@ impl Status {
             s.push_str("  none: this kernel has no hugepage support; use --no-huge\n");
         }
         for p in &self.pools {
-            let default = if p.size_kb == self.default_kb { " (default)" } else { "" };
-            let _ = writeln!(s, "  {:>4} pages{default}: {} reserved, {} free", size_name(p.size_kb), p.total, p.free);
+            let default = if p.size_kb == self.default_kb {
+                " (default)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "  {:>4} pages{default}: {} reserved, {} free",
+                size_name(p.size_kb),
+                p.total,
+                p.free
+            );
         }
         for n in &self.nodes {
             for p in &n.pools {
-                let _ = writeln!(s, "  node {} {:>4}: {} reserved, {} free", n.node, size_name(p.size_kb), p.total, p.free);
+                let _ = writeln!(
+                    s,
+                    "  node {} {:>4}: {} reserved, {} free",
+                    n.node,
+                    size_name(p.size_kb),
+                    p.total,
+                    p.free
+                );
             }
         }
         s.push_str("hugetlbfs mounts:\n");
@@ -146,12 +170,21 @@ impl Status {
             s.push_str("  none (not needed: the EAL uses memfd; mount one for --huge-dir)\n");
         }
         for m in &self.mounts {
-            let _ = writeln!(s, "  {} (pagesize {})", m.path.display(), size_name(m.page_size as u64 / 1024));
+            let _ = writeln!(
+                s,
+                "  {} (pagesize {})",
+                m.path.display(),
+                size_name(m.page_size as u64 / 1024)
+            );
         }
         match self.memlock {
             None => s.push_str("memlock limit: unlimited\n"),
             Some(b) => {
-                let _ = writeln!(s, "memlock limit: {} KiB (raise with `ulimit -l unlimited` for large pools)", b / 1024);
+                let _ = writeln!(
+                    s,
+                    "memlock limit: {} KiB (raise with `ulimit -l unlimited` for large pools)",
+                    b / 1024
+                );
             }
         }
         let free: u64 = self.pools.iter().map(|p| p.free * p.size_kb).sum();
@@ -166,17 +199,34 @@ impl Status {
 
     /// JSON report (hand-written: a fixed, flat shape).
     pub fn to_json(&self) -> String {
-        let pool = |p: &HugepagePool| format!("{{\"size_kb\":{},\"total\":{},\"free\":{}}}", p.size_kb, p.total, p.free);
+        let pool = |p: &HugepagePool| {
+            format!(
+                "{{\"size_kb\":{},\"total\":{},\"free\":{}}}",
+                p.size_kb, p.total, p.free
+            )
+        };
         let pools: Vec<String> = self.pools.iter().map(pool).collect();
         let nodes: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| format!("{{\"node\":{},\"pools\":[{}]}}", n.node, n.pools.iter().map(pool).collect::<Vec<_>>().join(",")))
+            .map(|n| {
+                format!(
+                    "{{\"node\":{},\"pools\":[{}]}}",
+                    n.node,
+                    n.pools.iter().map(pool).collect::<Vec<_>>().join(",")
+                )
+            })
             .collect();
         let mounts: Vec<String> = self
             .mounts
             .iter()
-            .map(|m| format!("{{\"path\":{},\"page_size\":{}}}", json_str(&m.path.display().to_string()), m.page_size))
+            .map(|m| {
+                format!(
+                    "{{\"path\":{},\"page_size\":{}}}",
+                    json_str(&m.path.display().to_string()),
+                    m.page_size
+                )
+            })
             .collect();
         format!(
             "{{\"default_page_kb\":{},\"pools\":[{}],\"nodes\":[{}],\"mounts\":[{}],\"memlock_bytes\":{}}}",
@@ -216,7 +266,12 @@ fn page_kb_arg(page_size: Option<&str>) -> Result<u64, String> {
 }
 
 /// Sets the number of reserved pages; returns a report of what the kernel granted.
-pub fn reserve(sys: &SysPaths, amount: Amount, page_size: Option<&str>, node: Option<u32>) -> Result<String, String> {
+pub fn reserve(
+    sys: &SysPaths,
+    amount: Amount,
+    page_size: Option<&str>,
+    node: Option<u32>,
+) -> Result<String, String> {
     let kb = page_kb_arg(page_size)?;
     let base = match node {
         Some(n) => sys.nodes.join(format!("node{n}/hugepages")),
@@ -224,16 +279,29 @@ pub fn reserve(sys: &SysPaths, amount: Amount, page_size: Option<&str>, node: Op
     };
     let dir = base.join(format!("hugepages-{kb}kB"));
     if !dir.is_dir() {
-        let sizes: Vec<String> = memory::hugepage_pools_in(&base).iter().map(|p| size_name(p.size_kb)).collect();
+        let sizes: Vec<String> = memory::hugepage_pools_in(&base)
+            .iter()
+            .map(|p| size_name(p.size_kb))
+            .collect();
         return Err(match node {
-            Some(n) if !sys.nodes.join(format!("node{n}")).is_dir() => format!("NUMA node {n} does not exist"),
-            _ => format!("no {} hugepages on this system (available sizes: {})", size_name(kb), sizes.join(", ")),
+            Some(n) if !sys.nodes.join(format!("node{n}")).is_dir() => {
+                format!("NUMA node {n} does not exist")
+            }
+            _ => format!(
+                "no {} hugepages on this system (available sizes: {})",
+                size_name(kb),
+                sizes.join(", ")
+            ),
         });
     }
     let want = amount.pages(kb * 1024);
     let file = dir.join("nr_hugepages");
     fs::write(&file, format!("{want}\n")).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied { " (run as root)" } else { "" };
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (run as root)"
+        } else {
+            ""
+        };
         format!("writing {}: {e}{hint}", file.display())
     })?;
     let got: u64 = fs::read_to_string(&file)
@@ -248,7 +316,11 @@ pub fn reserve(sys: &SysPaths, amount: Amount, page_size: Option<&str>, node: Op
             size_name(kb)
         ))
     } else {
-        Ok(format!("{got} x {} hugepages reserved{where_} ({} MiB)", size_name(kb), got * kb / 1024))
+        Ok(format!(
+            "{got} x {} hugepages reserved{where_} ({} MiB)",
+            size_name(kb),
+            got * kb / 1024
+        ))
     }
 }
 
@@ -260,14 +332,27 @@ pub fn mount(dir: &Path, page_size: Option<&str>) -> Result<String, String> {
     }
     fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let status = std::process::Command::new("mount")
-        .args(["-t", "hugetlbfs", "-o", &format!("pagesize={}", size_name(kb)), "nodev"])
+        .args([
+            "-t",
+            "hugetlbfs",
+            "-o",
+            &format!("pagesize={}", size_name(kb)),
+            "nodev",
+        ])
         .arg(dir)
         .status()
         .map_err(|e| format!("running mount: {e}"))?;
     if !status.success() {
-        return Err(format!("mount -t hugetlbfs at {} failed (root needed; is the page size supported?)", dir.display()));
+        return Err(format!(
+            "mount -t hugetlbfs at {} failed (root needed; is the page size supported?)",
+            dir.display()
+        ));
     }
-    Ok(format!("hugetlbfs (pagesize {}) mounted at {}", size_name(kb), dir.display()))
+    Ok(format!(
+        "hugetlbfs (pagesize {}) mounted at {}",
+        size_name(kb),
+        dir.display()
+    ))
 }
 
 /// Unmounts the hugetlbfs at `dir`.
@@ -281,7 +366,10 @@ pub fn unmount(dir: &Path) -> Result<String, String> {
         .status()
         .map_err(|e| format!("running umount: {e}"))?;
     if !status.success() {
-        return Err(format!("umount {} failed (in use by a running application?)", canon.display()));
+        return Err(format!(
+            "umount {} failed (in use by a running application?)",
+            canon.display()
+        ));
     }
     Ok(format!("unmounted {}", canon.display()))
 }
@@ -328,13 +416,26 @@ mod tests {
         let sys = fake_sys("status");
         let s = status(&sys).unwrap();
         assert_eq!(s.pools.len(), 2);
-        assert_eq!(s.pools[0], HugepagePool { size_kb: 2048, total: 8, free: 3 });
+        assert_eq!(
+            s.pools[0],
+            HugepagePool {
+                size_kb: 2048,
+                total: 8,
+                free: 3
+            }
+        );
         assert_eq!(s.nodes.len(), 1);
         assert_eq!(s.mounts[0].path, PathBuf::from("/mnt/h"));
         let text = s.to_text();
-        assert!(text.contains("2M pages") && text.contains("8 reserved, 3 free"), "{text}");
+        assert!(
+            text.contains("2M pages") && text.contains("8 reserved, 3 free"),
+            "{text}"
+        );
         let json = s.to_json();
-        assert!(json.contains("\"size_kb\":2048,\"total\":8,\"free\":3"), "{json}");
+        assert!(
+            json.contains("\"size_kb\":2048,\"total\":8,\"free\":3"),
+            "{json}"
+        );
         assert!(json.contains("\"path\":\"/mnt/h\""), "{json}");
     }
 
@@ -343,10 +444,15 @@ mod tests {
         let sys = fake_sys("reserve");
         let msg = reserve(&sys, Amount::Pages(16), Some("2M"), None).unwrap();
         assert!(msg.contains("16 x 2M"), "{msg}");
-        assert_eq!(fs::read_to_string(sys.global.join("hugepages-2048kB/nr_hugepages")).unwrap(), "16\n");
+        assert_eq!(
+            fs::read_to_string(sys.global.join("hugepages-2048kB/nr_hugepages")).unwrap(),
+            "16\n"
+        );
         let msg = reserve(&sys, Amount::Bytes(8 << 20), Some("2M"), Some(0)).unwrap();
         assert!(msg.contains("4 x 2M") && msg.contains("node 0"), "{msg}");
-        assert!(reserve(&sys, Amount::Pages(1), Some("2M"), Some(7)).unwrap_err().contains("node 7 does not exist"));
+        assert!(reserve(&sys, Amount::Pages(1), Some("2M"), Some(7))
+            .unwrap_err()
+            .contains("node 7 does not exist"));
         let e = reserve(&sys, Amount::Pages(1), Some("16M"), None).unwrap_err();
         assert!(e.contains("no 16M hugepages") && e.contains("2M"), "{e}");
         assert!(reserve(&sys, Amount::Pages(1), Some("x"), None).is_err());

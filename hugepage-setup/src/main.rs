@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "hugepage-setup", about = "Reserve hugepages and mount hugetlbfs for pmd-core applications")]
+#[command(
+    name = "hugepage-setup",
+    about = "Reserve hugepages and mount hugetlbfs for pmd-core applications"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -68,10 +71,16 @@ fn main() -> ExitCode {
                 print!("{}", s.to_text());
             }
         }),
-        Cmd::Reserve { amount, page_size, node } => Amount::parse(&amount)
+        Cmd::Reserve {
+            amount,
+            page_size,
+            node,
+        } => Amount::parse(&amount)
             .and_then(|a| hugepages::reserve(&sys, a, page_size.as_deref(), node))
             .map(|msg| println!("{msg}")),
-        Cmd::Mount { dir, page_size } => hugepages::mount(&dir, page_size.as_deref()).map(|msg| println!("{msg}")),
+        Cmd::Mount { dir, page_size } => {
+            hugepages::mount(&dir, page_size.as_deref()).map(|msg| println!("{msg}"))
+        }
         Cmd::Unmount { dir } => hugepages::unmount(&dir).map(|msg| println!("{msg}")),
     };
     match result {

@@ -189,15 +189,11 @@ fn forwards_both_ways_over_veth_then_stops_on_sigint() {
     );
 
     // pa_out -> pa_in (port 0) -> port 1 (pb_in) -> pb_out, and back.
-    let forward = ns.run(move || {
-        one_way("pa_out", "pb_out", mac_a, [2, 0, 0, 0, 0, 1], mac_b)
-    });
+    let forward = ns.run(move || one_way("pa_out", "pb_out", mac_a, [2, 0, 0, 0, 0, 1], mac_b));
     if let Err(e) = forward {
         panic!("{e}\n{}", l2fwd.transcript());
     }
-    let reverse = ns.run(move || {
-        one_way("pb_out", "pa_out", mac_b, [2, 0, 0, 0, 0, 0], mac_a)
-    });
+    let reverse = ns.run(move || one_way("pb_out", "pa_out", mac_b, [2, 0, 0, 0, 0, 0], mac_a));
     if let Err(e) = reverse {
         panic!("{e}\n{}", l2fwd.transcript());
     }

@@ -35,7 +35,7 @@ pub(crate) fn validate_rx(
     if off < sys::TPACKET2_HDRLEN {
         return Err(RxReject::MacInHeader);
     }
-    if off.checked_add(len).map_or(true, |end| end > frame_size) {
+    if off.checked_add(len).is_none_or(|end| end > frame_size) {
         return Err(RxReject::OutOfFrame);
     }
     if len != h.len as usize {
@@ -120,7 +120,7 @@ impl AfPacketRxQueue {
         if losing
             && self
                 .last_fetch
-                .map_or(true, |b| self.bursts.wrapping_sub(b) >= STATS_MIN_BURSTS)
+                .is_none_or(|b| self.bursts.wrapping_sub(b) >= STATS_MIN_BURSTS)
         {
             self.last_fetch = Some(self.bursts);
             if self.sock.fetch_stats().is_err() {

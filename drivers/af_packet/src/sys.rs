@@ -380,12 +380,12 @@ impl Geometry {
         page_size: u32,
     ) -> Result<Geometry, String> {
         let min_frame = tpacket_align(TPACKET2_HDRLEN + 64) as u32;
-        if frame_size < min_frame || frame_size % TPACKET_ALIGNMENT as u32 != 0 {
+        if frame_size < min_frame || !frame_size.is_multiple_of(TPACKET_ALIGNMENT as u32) {
             return Err(format!(
                 "framesz={frame_size} must be a multiple of {TPACKET_ALIGNMENT} and at least {min_frame}"
             ));
         }
-        if block_size == 0 || block_size % page_size != 0 {
+        if block_size == 0 || !block_size.is_multiple_of(page_size) {
             return Err(format!(
                 "blocksz={block_size} must be a non-zero multiple of the page size ({page_size})"
             ));
@@ -396,7 +396,7 @@ impl Geometry {
             ));
         }
         let per_block = block_size / frame_size;
-        if frame_nr == 0 || frame_nr % per_block != 0 {
+        if frame_nr == 0 || !frame_nr.is_multiple_of(per_block) {
             return Err(format!(
                 "framecnt={frame_nr} must be a non-zero multiple of the frames per block \
                  (blocksz/framesz = {per_block})"
@@ -408,10 +408,7 @@ impl Geometry {
             frame_size,
             frame_nr,
         };
-        if g.ring_bytes()
-            .checked_mul(2)
-            .map_or(true, |b| b > (1 << 40))
-        {
+        if g.ring_bytes().checked_mul(2).is_none_or(|b| b > (1 << 40)) {
             return Err(format!(
                 "rings of {frame_nr} frames of blocksz={block_size} are too large"
             ));
@@ -579,7 +576,7 @@ impl PacketRing {
     pub fn copy_from_rx(&self, i: u32, off: usize, dst: &mut [u8]) -> bool {
         if off
             .checked_add(dst.len())
-            .map_or(true, |end| end > self.geom.frame_size as usize)
+            .is_none_or(|end| end > self.geom.frame_size as usize)
         {
             return false;
         }

@@ -108,7 +108,12 @@ impl Proc {
 
     /// Waits until stdout contains `needle` at least `count` times. Fails (with the
     /// output) if the process exits first or `timeout` passes.
-    pub fn wait_for(&mut self, needle: &str, count: usize, timeout: Duration) -> Result<(), String> {
+    pub fn wait_for(
+        &mut self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.stdout().matches(needle).count() >= count {
@@ -404,9 +409,8 @@ impl RawSock {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             // SAFETY: sending from a live buffer of the given length.
-            let n = unsafe {
-                libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0)
-            };
+            let n =
+                unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
             if n == frame.len() as isize {
                 return;
             }

@@ -1,0 +1,111 @@
+//! Bad command lines give clear messages and the right exit codes, never a panic.
+//! (2: EAL or application option errors; 1: failures while setting up; 0: help.)
+
+mod common;
+
+use common::{run_l2fwd, unique, Finished};
+use std::time::Duration;
+
+/// Runs l2fwd with `--no-huge`, a unique file prefix, then `args`.
+fn l2fwd(args: &[&str]) -> Finished {
+    let prefix = unique("cli");
+    let mut all = vec!["--no-huge", "--file-prefix", &prefix];
+    all.extend_from_slice(args);
+    let r = run_l2fwd(&all, Duration::from_secs(10));
+    let t = r.transcript();
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(r.code().is_some(), "killed by a signal\n{t}");
+    r
+}
+
+/// Asserts `r` failed with `code` (or any failure if `None`) and stderr has every `needles`.
+fn assert_fails(r: &Finished, code: Option<i32>, needles: &[&str]) {
+    let t = r.transcript();
+    match code {
+        Some(c) => assert_eq!(r.code(), Some(c), "{t}"),
+        None => assert_ne!(r.code(), Some(0), "{t}"),
+    }
+    for n in needles {
+        assert!(r.stderr.contains(n), "stderr should mention {n:?}\n{t}");
+    }
+    assert!(!r.stdout.contains("Bye..."), "{t}");
+}
+
+const TWO_NULLS: [&str; 4] = ["--vdev", "net_null0", "--vdev", "net_null1"];
+
+#[test]
+fn unknown_eal_option_is_named() {
+    let r = l2fwd(&["--bogus", "--vdev", "net_null0", "--", "-p", "0x1"]);
+    assert_fails(&r, Some(2), &["'--bogus'"]);
+}
+
+#[test]
+fn reversed_lcore_range() {
+    let r = l2fwd(&["-l", "5-2", "--vdev", "net_null0", "--", "-p", "0x1"]);
+    assert_fails(&r, Some(2), &["5-2", "-l"]);
+}
+
+#[test]
+fn unknown_driver_lists_the_drivers() {
+    let r = l2fwd(&["-l", "0", "--vdev", "net_nothing0", "--", "-p", "0x1"]);
+    assert_fails(
+        &r,
+        None,
+        &[
+            "no driver named",
+            "net_nothing",
+            "net_null",
+            "net_ring",
+            "net_af_packet",
+        ],
+    );
+}
+
+#[test]
+fn odd_number_of_ports_in_portmask() {
+    let mut args = vec!["-l", "0"];
+    args.extend_from_slice(&TWO_NULLS);
+    args.extend_from_slice(&["--", "-p", "0x1"]);
+    assert_fails(&l2fwd(&args), None, &["odd", "0x1"]);
+}
+
+#[test]
+fn portmask_names_a_missing_port() {
+    let mut args = vec!["-l", "0"];
+    args.extend_from_slice(&TWO_NULLS);
+    args.extend_from_slice(&["--", "-p", "0x4"]);
+    assert_fails(&l2fwd(&args), None, &["port 2", "does not exist"]);
+}
+
+#[test]
+fn missing_portmask() {
+    let mut args = vec!["-l", "0"];
+    args.extend_from_slice(&TWO_NULLS);
+    assert_fails(&l2fwd(&args), Some(2), &["-p"]);
+    // Same with an empty application part.
+    args.push("--");
+    assert_fails(&l2fwd(&args), Some(2), &["-p"]);
+}
+
+#[test]
+fn help_lists_options_and_drivers() {
+    let r = l2fwd(&["-h"]);
+    let t = r.transcript();
+    assert_eq!(r.code(), Some(0), "{t}");
+    for want in [
+        "--vdev",
+        "--no-huge",
+        "-l",
+        "net_af_packet",
+        "net_null",
+        "-p",
+    ] {
+        assert!(r.stdout.contains(want), "help should list {want:?}\n{t}");
+    }
+}
+
+#[test]
+fn bad_vdev_argument_names_it() {
+    let r = l2fwd(&["-l", "0", "--vdev", "net_null0,size=3", "--", "-p", "0x1"]);
+    assert_fails(&r, None, &["net_null0", "size"]);
+}
