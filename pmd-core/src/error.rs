@@ -58,6 +58,9 @@ pub enum Error {
         /// What happened.
         msg: String,
     },
+    /// An application-level configuration that cannot work (e.g. an odd port count).
+    #[error("{0}")]
+    Config(String),
     /// `-h`/`--help` was given: print this text and exit with code 0.
     #[error("{0}")]
     Help(String),
@@ -101,7 +104,7 @@ impl Error {
     /// (2 for command-line mistakes, 1 otherwise).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Options(_) => 2,
+            Error::Options(_) | Error::Config(_) => 2,
             Error::Help(_) => 0,
             _ => 1,
         }

@@ -99,7 +99,7 @@ fn main() -> ExitCode {
 }
 
 fn app_err(msg: String) -> Error {
-    Error::driver("l2fwd", msg)
+    Error::Config(msg)
 }
 
 fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
@@ -117,7 +117,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             opts.portmask
         )));
     }
-    if enabled.len() % 2 != 0 {
+    if !enabled.len().is_multiple_of(2) {
         return Err(app_err(format!(
             "portmask 0x{:x} enables an odd number of ports; ports forward in pairs",
             opts.portmask

@@ -206,7 +206,7 @@ fn forwards_both_ways_over_veth_then_stops_on_sigint() {
     } else {
         eprintln!("{TEST}: child {pid} is not l2fwd itself; signalling by file prefix");
         let st = Command::new("pkill")
-            .args(["-INT", "-f", &format!("--file-prefix {prefix} ")])
+            .args(["-INT", "-f", &format!("file-prefix {prefix} ")])
             .status()
             .expect("running pkill");
         assert!(st.success(), "pkill found no l2fwd");

@@ -445,7 +445,7 @@ impl RawSock {
             if n < 0 {
                 return None;
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             assert!(n as usize <= buf.len(), "frame of {n} bytes truncated");
