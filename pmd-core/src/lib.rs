@@ -20,6 +20,7 @@ pub mod mbuf;
 pub mod memory;
 pub mod mempool;
 pub mod options;
+pub mod pci;
 pub mod pci_addr;
 pub mod ring;
 pub mod tsc;

@@ -52,6 +52,55 @@ static USED: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 static REGISTRY: Mutex<Vec<SegmentInfo>> = Mutex::new(Vec::new());
 
+/// What happened to a segment, as told to listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentEvent {
+    /// The segment was mapped (or existed when the listener was added).
+    Added,
+    /// The segment is about to be unmapped.
+    Removed,
+}
+
+/// A callback told about every segment (e.g. to DMA-map it for a device).
+pub type SegmentListener = Box<dyn Fn(SegmentEvent, &SegmentInfo) -> Result<()> + Send + Sync>;
+
+static LISTENERS: Mutex<Vec<(u64, SegmentListener)>> = Mutex::new(Vec::new());
+static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
+
+/// Registers `f`: it is called at once with [`SegmentEvent::Added`] for every live segment,
+/// then for every segment added or removed later. If it fails for a live segment it is not
+/// registered and the error is returned; if it fails for a new segment, that allocation
+/// fails. Returns an id for [`remove_listener`].
+pub fn add_listener(f: SegmentListener) -> Result<u64> {
+    let mut listeners = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
+    for seg in segments() {
+        f(SegmentEvent::Added, &seg)?;
+    }
+    let id = NEXT_LISTENER.fetch_add(1, Ordering::Relaxed);
+    listeners.push((id, f));
+    Ok(id)
+}
+
+/// Unregisters a listener (it is not told about anything after this returns).
+pub fn remove_listener(id: u64) {
+    LISTENERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(i, _)| *i != id);
+}
+
+fn notify(event: SegmentEvent, seg: &SegmentInfo) -> Result<()> {
+    let listeners = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut first_err = None;
+    for (_, f) in listeners.iter() {
+        if let Err(e) = f(event, seg) {
+            tracing::warn!(segment = seg.name, ?event, "segment listener failed: {e}");
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
 /// Sets the process-wide memory configuration (done by [`crate::Eal::init`]).
 pub fn configure(cfg: MemoryConfig) {
     *CONFIG.write().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
@@ -145,7 +194,9 @@ impl Segment {
         REGISTRY
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(info);
+            .push(info.clone());
+        // On failure `seg` drops here, which tells the listeners it is gone again.
+        notify(SegmentEvent::Added, &info)?;
         Ok(seg)
     }
 
@@ -270,6 +321,15 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        let info = REGISTRY
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|s| s.id == self.id)
+            .cloned();
+        if let Some(info) = info {
+            let _ = notify(SegmentEvent::Removed, &info);
+        }
         // SAFETY: unmapping our own mapping; nothing refers to it any more (owners of the
         // segment guarantee that before dropping it).
         unsafe { libc::munmap(self.va.as_ptr() as *mut libc::c_void, self.len) };
@@ -489,6 +549,14 @@ fn hugetlbfs_page_size(dir: &Path) -> Result<usize> {
         })
 }
 
+/// Physical address of the byte at `va` (which must be mapped and touched), from
+/// /proc/self/pagemap; needs root (CAP_SYS_ADMIN).
+pub fn virt_to_phys(va: usize) -> Result<u64> {
+    let small = page_size_4k();
+    let base = va - va % small;
+    Ok(physical_addresses(base, small, small)?[0] + (va - base) as u64)
+}
+
 /// Physical address of each page of `va..va+len`, from /proc/self/pagemap.
 fn physical_addresses(va: usize, len: usize, page_size: usize) -> Result<Vec<u64>> {
     use std::os::unix::fs::FileExt;
@@ -532,6 +600,49 @@ mod tests {
         drop(seg);
         assert!(used_bytes() < used);
         assert!(!segments().iter().any(|s| s.name == "t-ordinary"));
+    }
+
+    #[test]
+    fn listeners_see_existing_and_new_segments() {
+        use std::sync::{Arc, Mutex as M};
+        let before = Segment::alloc_with("t-listen-old", 4096, &MemoryConfig::default()).unwrap();
+        let seen: Arc<M<Vec<(SegmentEvent, String)>>> = Arc::default();
+        let s2 = seen.clone();
+        let id = add_listener(Box::new(move |ev, seg| {
+            if seg.name.starts_with("t-listen") {
+                s2.lock().unwrap().push((ev, seg.name.clone()));
+            }
+            Ok(())
+        }))
+        .unwrap();
+        let after = Segment::alloc_with("t-listen-new", 4096, &MemoryConfig::default()).unwrap();
+        drop(after);
+        remove_listener(id);
+        drop(before);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                (SegmentEvent::Added, "t-listen-old".to_string()),
+                (SegmentEvent::Added, "t-listen-new".to_string()),
+                (SegmentEvent::Removed, "t-listen-new".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_listener_fails_the_allocation() {
+        let id = add_listener(Box::new(|ev, seg| {
+            if ev == SegmentEvent::Added && seg.name == "t-refused" {
+                return Err(Error::Memory("refused by test".into()));
+            }
+            Ok(())
+        }))
+        .unwrap();
+        let r = Segment::alloc_with("t-refused", 4096, &MemoryConfig::default());
+        remove_listener(id);
+        assert!(r.unwrap_err().to_string().contains("refused by test"));
+        assert!(!segments().iter().any(|s| s.name == "t-refused"));
     }
 
     #[test]
