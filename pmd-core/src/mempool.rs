@@ -95,9 +95,8 @@ unsafe impl Send for PoolInner {}
 impl PoolInner {
     #[inline(always)]
     fn cache(&self) -> Option<&LcoreCache> {
-        if self.cache_size == 0 {
-            return None;
-        }
+        // A pool without caching has an empty `caches`, so one bounds check covers both
+        // "no cache" and "not an lcore thread".
         self.caches.get(lcore::current_raw() as usize).map(|c| &**c)
     }
 
@@ -287,8 +286,16 @@ pub struct MempoolStats {
 /// A pool of packet buffers. Cheap to clone (a shared handle).
 #[derive(Clone)]
 pub struct Mempool {
-    owner: Arc<PoolOwner>,
+    /// The pool itself, kept here so the hot path needs no hop through the `Arc`.
+    inner: NonNull<PoolInner>,
+    /// Keeps the pool alive; dropped with the last handle.
+    _owner: Arc<PoolOwner>,
 }
+
+// SAFETY: `inner` points at the Send + Sync PoolInner that `owner` keeps alive.
+unsafe impl Send for Mempool {}
+// SAFETY: as above.
+unsafe impl Sync for Mempool {}
 
 impl std::fmt::Debug for Mempool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -387,8 +394,14 @@ impl Mempool {
         let seg = Segment::alloc(name, bytes)?;
         let ring = RingCore::new(cfg.size as usize).ok_or_else(|| err("pool too large".into()))?;
         // SAFETY: all-zero bytes are a valid LcoreCache (zero counters, null pointers).
-        let caches: Box<[CachePadded<LcoreCache>]> =
-            unsafe { Box::new_zeroed_slice(lcore::MAX_LCORE).assume_init() };
+        let caches: Box<[CachePadded<LcoreCache>]> = unsafe {
+            Box::new_zeroed_slice(if cfg.cache_size == 0 {
+                0
+            } else {
+                lcore::MAX_LCORE
+            })
+            .assume_init()
+        };
         let inner = Box::new(PoolInner {
             ring,
             caches,
@@ -440,17 +453,18 @@ impl Mempool {
             offset += elt;
         }
         inner.ring_put(&batch);
+        let inner = NonNull::from(Box::leak(inner));
         Ok(Mempool {
-            owner: Arc::new(PoolOwner {
-                inner: NonNull::from(Box::leak(inner)),
-            }),
+            inner,
+            _owner: Arc::new(PoolOwner { inner }),
         })
     }
 
     #[inline(always)]
     pub(crate) fn inner(&self) -> &PoolInner {
-        // SAFETY: the allocation lives at least as long as any owner handle.
-        unsafe { self.owner.inner.as_ref() }
+        // SAFETY: the allocation lives at least as long as any owner handle, and this
+        // handle holds one.
+        unsafe { self.inner.as_ref() }
     }
 
     /// Pool name.
