@@ -17,12 +17,12 @@ pub struct SysPaths {
 }
 
 impl SysPaths {
-    /// The live system.
-    pub fn system() -> SysPaths {
+    /// The same files under another root directory (a fake tree in tests).
+    pub fn under(root: &Path) -> SysPaths {
         SysPaths {
-            global: "/sys/kernel/mm/hugepages".into(),
-            nodes: "/sys/devices/system/node".into(),
-            mounts: "/proc/mounts".into(),
+            global: root.join("sys/kernel/mm/hugepages"),
+            nodes: root.join("sys/devices/system/node"),
+            mounts: root.join("proc/mounts"),
         }
     }
 }
@@ -198,7 +198,14 @@ impl Status {
     }
 
     /// JSON report (hand-written: a fixed, flat shape).
+    #[cfg(test)]
     pub fn to_json(&self) -> String {
+        self.to_json_with("")
+    }
+
+    /// JSON report with `extra` (already-rendered `"key":value` pairs, comma-separated)
+    /// appended to the top-level object.
+    pub fn to_json_with(&self, extra: &str) -> String {
         let pool = |p: &HugepagePool| {
             format!(
                 "{{\"size_kb\":{},\"total\":{},\"free\":{}}}",
@@ -229,17 +236,20 @@ impl Status {
             })
             .collect();
         format!(
-            "{{\"default_page_kb\":{},\"pools\":[{}],\"nodes\":[{}],\"mounts\":[{}],\"memlock_bytes\":{}}}",
+            "{{\"default_page_kb\":{},\"pools\":[{}],\"nodes\":[{}],\"mounts\":[{}],\"memlock_bytes\":{}{}{}}}",
             self.default_kb,
             pools.join(","),
             nodes.join(","),
             mounts.join(","),
-            self.memlock.map_or("null".to_string(), |b| b.to_string())
+            self.memlock.map_or("null".to_string(), |b| b.to_string()),
+            if extra.is_empty() { "" } else { "," },
+            extra
         )
     }
 }
 
-fn json_str(s: &str) -> String {
+/// A JSON string literal for `s`.
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -437,6 +447,7 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("\"path\":\"/mnt/h\""), "{json}");
+        let _ = fs::remove_dir_all(sys.global.parent().unwrap());
     }
 
     #[test]
@@ -456,6 +467,7 @@ mod tests {
         let e = reserve(&sys, Amount::Pages(1), Some("16M"), None).unwrap_err();
         assert!(e.contains("no 16M hugepages") && e.contains("2M"), "{e}");
         assert!(reserve(&sys, Amount::Pages(1), Some("x"), None).is_err());
+        let _ = fs::remove_dir_all(sys.global.parent().unwrap());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `hugepage-setup`: reserve hugepages, mount and unmount hugetlbfs, and show the state of
-//! both, for the framework's EAL.
+//! `hugepage-setup`: reserve hugepages, mount and unmount hugetlbfs, show the state of both,
+//! and hand PCI network devices to user-space drivers (and back), for the framework's EAL.
 //!
 //! ```text
 //! hugepage-setup status [--json]
@@ -7,11 +7,16 @@
 //! hugepage-setup reserve 2G --page-size 1G --node 0
 //! hugepage-setup mount /mnt/huge [--page-size 2M]
 //! hugepage-setup unmount /mnt/huge
+//! hugepage-setup bind 0000:03:00.0 vfio-pci [--force]
+//! hugepage-setup unbind 0000:03:00.0     # back to the driver it had before `bind`
+//! hugepage-setup noiommu [on|off]
 //! ```
 
+mod devices;
 mod hugepages;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use devices::Host;
 use hugepages::{Amount, SysPaths};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,16 +24,35 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "hugepage-setup",
-    about = "Reserve hugepages and mount hugetlbfs for pmd-core applications"
+    about = "Reserve hugepages, mount hugetlbfs and bind PCI devices for pmd-core applications"
 )]
 struct Cli {
+    /// Test support: read and write sys/, dev/, proc/ and run/ under DIR instead of `/`.
+    /// With anything but `/`, interface state comes from DIR/test-net/<iface> files and the
+    /// kernel's driver binding is emulated.
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        value_name = "DIR",
+        default_value = "/"
+    )]
+    sysfs_root: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// `on` / `off`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    On,
+    Off,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show hugepage pools (per size and NUMA node), hugetlbfs mounts and the memlock limit.
+    /// Show hugepage pools (per size and NUMA node), hugetlbfs mounts, the memlock limit,
+    /// PCI network devices and the kernel's support for user-space device access.
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -58,30 +82,91 @@ enum Cmd {
         /// Mount point.
         dir: PathBuf,
     },
+    /// Bind a PCI device to DRIVER (vfio-pci, uio_pci_generic, ...), remembering its
+    /// current driver for `unbind`. Devices with an active interface are refused.
+    Bind {
+        /// PCI address, e.g. 0000:03:00.0.
+        addr: String,
+        /// Target driver.
+        driver: String,
+        /// Bind even if the device looks in use (active interface, kernel-held non-NIC).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give a device back to the driver it had before `bind` (or, with no record, just
+    /// detach it from its driver).
+    Unbind {
+        /// PCI address, e.g. 0000:03:00.0.
+        addr: String,
+        /// Detach even if the device looks in use (only matters without a record).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show, or turn on/off, vfio's unsafe no-IOMMU mode (no DMA isolation!).
+    Noiommu {
+        /// New state; omit to show the current one.
+        state: Option<OnOff>,
+    },
+}
+
+fn status(cli: &Cli, json: bool) -> Result<(), String> {
+    let sys = SysPaths::under(&cli.sysfs_root);
+    let host = Host::new(&cli.sysfs_root);
+    let huge = hugepages::status(&sys)?;
+    let pci = devices::pci_status(&host.root, host.net.as_ref())?;
+    if json {
+        println!("{}", huge.to_json_with(&pci.json_fields()));
+    } else {
+        print!("{}{}", huge.to_text(), pci.to_text());
+        if pci.kernel.noiommu_enabled {
+            eprintln!("{}", devices::NOIOMMU_WARNING);
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let sys = SysPaths::system();
-    let result = match cli.cmd {
-        Cmd::Status { json } => hugepages::status(&sys).map(|s| {
-            if json {
-                println!("{}", s.to_json());
-            } else {
-                print!("{}", s.to_text());
-            }
-        }),
+    let result = match &cli.cmd {
+        Cmd::Status { json } => status(&cli, *json),
         Cmd::Reserve {
             amount,
             page_size,
             node,
-        } => Amount::parse(&amount)
-            .and_then(|a| hugepages::reserve(&sys, a, page_size.as_deref(), node))
+        } => Amount::parse(amount)
+            .and_then(|a| {
+                hugepages::reserve(
+                    &SysPaths::under(&cli.sysfs_root),
+                    a,
+                    page_size.as_deref(),
+                    *node,
+                )
+            })
             .map(|msg| println!("{msg}")),
         Cmd::Mount { dir, page_size } => {
-            hugepages::mount(&dir, page_size.as_deref()).map(|msg| println!("{msg}"))
+            hugepages::mount(dir, page_size.as_deref()).map(|msg| println!("{msg}"))
         }
-        Cmd::Unmount { dir } => hugepages::unmount(&dir).map(|msg| println!("{msg}")),
+        Cmd::Unmount { dir } => hugepages::unmount(dir).map(|msg| println!("{msg}")),
+        Cmd::Bind {
+            addr,
+            driver,
+            force,
+        } => devices::bind_cmd(&mut Host::new(&cli.sysfs_root), addr, driver, *force)
+            .map(|msg| println!("{msg}")),
+        Cmd::Unbind { addr, force } => {
+            devices::unbind_cmd(&mut Host::new(&cli.sysfs_root), addr, *force)
+                .map(|msg| println!("{msg}"))
+        }
+        Cmd::Noiommu { state } => devices::noiommu_cmd(
+            &mut Host::new(&cli.sysfs_root),
+            state.map(|s| s == OnOff::On),
+        )
+        .map(|(msg, warn)| {
+            println!("{msg}");
+            if warn {
+                eprintln!("{}", devices::NOIOMMU_WARNING);
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

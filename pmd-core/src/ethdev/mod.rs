@@ -172,14 +172,36 @@ pub struct TxQueueConf {
     pub stats: Arc<QueueStats>,
 }
 
-/// A poll-mode driver: claims `--vdev` names by prefix and creates devices.
+/// A PCI vendor/device id pair that a driver claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciId {
+    /// Vendor id (e.g. 0x8086).
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+}
+
+/// A poll-mode driver: claims `--vdev` names by prefix (virtual devices) and/or PCI ids
+/// (devices the EAL opened through VFIO or UIO), and creates devices.
 pub trait Driver: Sync {
-    /// The vdev name prefix this driver claims (e.g. `net_null` for `net_null0`).
+    /// The vdev name prefix this driver claims (e.g. `net_null` for `net_null0`), or its
+    /// name (e.g. `net_igb`) for a PCI driver.
     fn name(&self) -> &'static str;
     /// One line on what the driver does and its arguments, for `--help`.
     fn description(&self) -> &'static str;
     /// Creates a device for `vdev`; bad arguments give an error that names them.
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>>;
+    /// PCI ids this driver claims (none for virtual-device drivers).
+    fn pci_ids(&self) -> &'static [PciId] {
+        &[]
+    }
+    /// Creates a device for an opened PCI function whose id is in [`Driver::pci_ids`].
+    fn probe_pci(&self, dev: Arc<dyn crate::pci::PciBackend>) -> Result<Box<dyn Device>> {
+        Err(crate::Error::driver(
+            self.name(),
+            format!("is not a PCI driver (asked to take {})", dev.addr()),
+        ))
+    }
 }
 
 /// One network device, driven through a [`Port`] (which enforces the call order).
