@@ -6,6 +6,8 @@ use crate::ethdev::{Driver, Port, PortId};
 use crate::lcore::{self, LcoreGuard};
 use crate::memory::{self, MemoryConfig};
 use crate::options::{self, EalOptions, IovaMode, Lcore, LogLevel};
+use crate::pci::open::{self as pci_open, AccessMode, HostPaths, Opened};
+use crate::pci::PciAddr;
 use std::thread::JoinHandle;
 
 /// An initialised environment: the ports it probed and the lcores it may run on.
@@ -13,6 +15,8 @@ use std::thread::JoinHandle;
 pub struct Eal {
     opts: EalOptions,
     ports: Vec<Port>,
+    /// PCI functions opened at init (through VFIO or UIO), in address order.
+    pci: Vec<(PciAddr, Opened)>,
     _main: LcoreGuard,
 }
 
@@ -61,11 +65,13 @@ impl Eal {
         if !opts.no_huge && opts.huge_dir.is_none() {
             check_hugepages()?;
         }
+        let pci_addrs = pci_candidates(&opts, drivers);
+        let iova_mode = choose_iova_mode(&opts, &pci_addrs)?;
         memory::configure(MemoryConfig {
             no_huge: opts.no_huge,
             huge_dir: opts.huge_dir.clone(),
             file_prefix: opts.file_prefix.clone(),
-            iova_mode: opts.iova_mode.unwrap_or(IovaMode::Va),
+            iova_mode,
             limit_bytes: opts.memory_mb.map(|mb| mb << 20),
         });
         let main = opts
@@ -86,12 +92,6 @@ impl Eal {
             );
         }
         lcore::install_signal_handlers()?;
-        if !opts.allow.is_empty() {
-            return Err(Error::driver(
-                "pci",
-                "PCI devices were requested with -a, but no PCI driver is registered in this build; use --vdev devices",
-            ));
-        }
         let mut ports = Vec::with_capacity(opts.vdevs.len());
         for vdev in &opts.vdevs {
             let prefix = vdev.driver_prefix();
@@ -110,11 +110,24 @@ impl Eal {
             tracing::info!(port = id, device = vdev.name, mac = %dev.mac_addr(), "probed");
             ports.push(Port::new(id, vdev.name.clone(), dev));
         }
+        let pci = probe_pci(&pci_addrs, drivers, &mut ports)?;
         Ok(Eal {
             opts,
             ports,
+            pci,
             _main: guard,
         })
+    }
+
+    /// PCI functions the EAL opened (those given with `-a`, and bound devices a
+    /// registered driver claims), with their backends.
+    pub fn pci_devices(&self) -> impl Iterator<Item = (PciAddr, &Opened)> {
+        self.pci.iter().map(|(a, o)| (*a, o))
+    }
+
+    /// The opened PCI function at `addr`, if the EAL opened it.
+    pub fn pci_device(&self, addr: PciAddr) -> Option<&Opened> {
+        self.pci.iter().find(|(a, _)| *a == addr).map(|(_, o)| o)
     }
 
     /// The options in force.
@@ -185,6 +198,74 @@ impl Drop for Eal {
             p.close();
         }
     }
+}
+
+/// The devices the EAL should open: every `-a` device; without `-a`, every device bound
+/// to vfio-pci or UIO that a registered driver claims and `-b` does not block.
+fn pci_candidates(opts: &EalOptions, drivers: &[&dyn Driver]) -> Vec<PciAddr> {
+    if opts.no_pci {
+        return Vec::new();
+    }
+    if !opts.allow.is_empty() {
+        return opts.allow.clone();
+    }
+    let claimed = |v: u16, d: u16| drivers.iter().any(|dr| dr.pci_ids().iter().any(|id| id.vendor == v && id.device == d));
+    pci_open::list_bound(&HostPaths::default())
+        .into_iter()
+        .filter(|b| !opts.block.contains(&b.addr) && claimed(b.vendor, b.device))
+        .map(|b| b.addr)
+        .collect()
+}
+
+/// `--iova-mode` if given (checked against what the devices need), else what the
+/// devices need (PA for no-IOMMU and UIO, VA for VFIO with an IOMMU), else VA.
+fn choose_iova_mode(opts: &EalOptions, addrs: &[PciAddr]) -> Result<IovaMode> {
+    let mut needs = Vec::new();
+    for a in addrs {
+        needs.push((*a, pci_open::required_iova_mode(*a, AccessMode::Auto)?));
+    }
+    let needed = pci_open::common_iova_mode(needs.iter().map(|(_, m)| *m));
+    match (opts.iova_mode, needed) {
+        (Some(IovaMode::Va), Some(IovaMode::Pa)) => {
+            let who: Vec<String> = needs.iter().filter(|(_, m)| *m == IovaMode::Pa).map(|(a, _)| a.to_string()).collect();
+            Err(Error::Config(format!(
+                "{} can only use physical addresses (no IOMMU or UIO): run with --iova-mode pa, or bind to vfio-pci with an IOMMU",
+                who.join(", ")
+            )))
+        }
+        (Some(m), _) => Ok(m),
+        (None, Some(m)) => {
+            tracing::info!("IOVA mode {m} chosen for the PCI devices");
+            Ok(m)
+        }
+        (None, None) => Ok(IovaMode::Va),
+    }
+}
+
+/// Opens the PCI candidates and creates ports for those a driver claims.
+fn probe_pci(addrs: &[PciAddr], drivers: &[&dyn Driver], ports: &mut Vec<Port>) -> Result<Vec<(PciAddr, Opened)>> {
+    let mut opened = Vec::new();
+    for &addr in addrs {
+        let dev = pci_open::open_device(addr, AccessMode::Auto)?;
+        let (vendor, device) = pci_open::sysfs_ids(addr, &HostPaths::default())?;
+        let driver = drivers
+            .iter()
+            .find(|d| d.pci_ids().iter().any(|id| id.vendor == vendor && id.device == device));
+        match driver {
+            Some(d) => {
+                let port_dev = d.probe_pci(dev.backend())?;
+                let id = ports.len() as PortId;
+                tracing::info!(port = id, pci = %addr, driver = d.name(), mac = %port_dev.mac_addr(), "probed");
+                ports.push(Port::new(id, addr.to_string(), port_dev));
+            }
+            None => tracing::info!(
+                pci = %addr,
+                "opened {vendor:04x}:{device:04x}; no driver in this build claims it (the application can use it through Eal::pci_device)"
+            ),
+        }
+        opened.push((addr, dev));
+    }
+    Ok(opened)
 }
 
 fn init_logging(level: LogLevel) {
@@ -268,6 +349,23 @@ mod tests {
             .to_string();
         assert!(err.contains("CPU 4000 is not online"), "{err}");
         assert!(check_cpus(&[Lcore { id: 0, cpu: 0 }]).is_ok());
+    }
+
+    #[test]
+    fn iova_mode_defaults_to_va_and_honours_the_option() {
+        let o = EalOptions::builder().no_pci(true).build().unwrap();
+        assert_eq!(choose_iova_mode(&o, &[]).unwrap(), IovaMode::Va);
+        let o = EalOptions::builder().iova_mode(IovaMode::Pa).build().unwrap();
+        assert_eq!(choose_iova_mode(&o, &[]).unwrap(), IovaMode::Pa);
+        assert!(pci_candidates(&EalOptions::builder().no_pci(true).build().unwrap(), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_missing_allowed_device_is_a_clear_error() {
+        let addr: PciAddr = "0000:7f:1f.7".parse().unwrap();
+        let o = EalOptions::builder().allow("0000:7f:1f.7").build().unwrap();
+        let err = choose_iova_mode(&o, &[addr]).unwrap_err().to_string();
+        assert!(err.contains("no such PCI device"), "{err}");
     }
 
     #[test]
