@@ -137,6 +137,9 @@ pub struct SegmentInfo {
     pub iova: u64,
     /// Whether IOVAs are contiguous over the whole segment.
     pub iova_contiguous: bool,
+    /// The backing file descriptor, valid while the segment lives (for sharing the memory
+    /// with a peer process, e.g. vhost-user's SET_MEM_TABLE). Offset 0 maps `va`.
+    pub fd: std::os::fd::RawFd,
 }
 
 /// Live segments (a snapshot).
@@ -275,6 +278,7 @@ impl Segment {
                 .page_pa
                 .windows(2)
                 .all(|w| w[1] == w[0] + self.page_size as u64),
+            fd: self.fd.as_raw_fd(),
         }
     }
 

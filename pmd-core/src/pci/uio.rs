@@ -515,6 +515,7 @@ pub(crate) mod tests {
             page_size: 4096,
             iova: 0x1000,
             iova_contiguous: true,
+            fd: -1,
         };
         let e = check_pa_segment(&seg, "uio").unwrap_err().to_string();
         assert!(e.contains("--iova-mode pa"), "{e}");
