@@ -1501,16 +1501,24 @@ impl VfioDevice {
     }
 }
 
+/// A zeroed `struct vfio_region_info` query buffer of `argsz` bytes (u64 storage: the
+/// struct and its sparse areas need 8-byte alignment) with `argsz` and `index` set.
+/// Layout: argsz (u32 @0), flags (u32 @4), index (u32 @8), cap_offset (u32 @12),
+/// size (u64 @16), offset (u64 @24).
+fn region_info_request(argsz: u32, index: u32) -> Vec<u64> {
+    let mut buf = vec![0u64; (argsz.max(REGION_INFO_SIZE as u32) as usize).div_ceil(8)];
+    let mut head = [0u8; 16];
+    head[..4].copy_from_slice(&argsz.to_ne_bytes());
+    head[8..12].copy_from_slice(&index.to_ne_bytes());
+    buf[0] = u64::from_ne_bytes(head[..8].try_into().expect("8 bytes"));
+    buf[1] = u64::from_ne_bytes(head[8..].try_into().expect("8 bytes"));
+    buf
+}
+
 fn query_region(file: &File, index: u32) -> Result<RegionInfo> {
     let mut argsz = REGION_INFO_SIZE as u32;
     for _ in 0..3 {
-        // u64 storage: the struct (and the sparse areas) need 8-byte alignment.
-        let mut buf = vec![0u64; (argsz as usize).div_ceil(8)];
-        // argsz and index are the first two u32 fields (first word, native byte order).
-        let mut w = [0u8; 8];
-        w[..4].copy_from_slice(&argsz.to_ne_bytes());
-        w[4..].copy_from_slice(&index.to_ne_bytes());
-        buf[0] = u64::from_ne_bytes(w);
+        let mut buf = region_info_request(argsz, index);
         // SAFETY: VFIO_DEVICE_GET_REGION_INFO takes a pointer to a vfio_region_info whose
         // argsz says how many bytes (here: the whole, 8-aligned buffer) the kernel may write.
         unsafe {
@@ -1722,6 +1730,18 @@ impl PciBackend for VfioDevice {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn region_info_request_puts_the_index_after_the_flags() {
+        let buf = region_info_request(32, 7);
+        let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(read_u32(&bytes, 0), Some(32), "argsz");
+        assert_eq!(read_u32(&bytes, 4), Some(0), "flags are the kernel's to fill");
+        assert_eq!(read_u32(&bytes, 8), Some(7), "index");
+        assert_eq!(std::mem::offset_of!(sys::vfio_region_info, index), 8);
+    }
+
     use super::*;
 
     #[test]

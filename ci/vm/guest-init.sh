@@ -1,0 +1,293 @@
+#!/bin/sh
+# /init of the test guest (ci/vm/build-initramfs.sh puts it there; ci/vm/run-guest.sh boots it).
+# Runs the PCI-path checks inside the emulated machine and prints, on the console, one line per check:
+#
+#   GUEST-CHECK <name> PASS|FAIL <detail>
+#
+# then `GUEST-DONE <passed> <failed>`, and powers off. The mode comes from the kernel command line
+# (pmdvm.mode=iommu|noiommu). Failing commands have their output echoed as "  | ..." lines under
+# the check, and the first line of it goes into the detail.
+#
+# Machine layout (ci/vm/run-guest.sh; each NIC on its own pcie-root-port, so in bus order):
+#   igb A, igb B (one wire) | virtio-net modern, virtio-net transitional (one wire) | e1000e | guard virtio-net
+# The guard NIC is found by its MAC address (52:54:00:99:00:01).
+export PATH=/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/shm /tmp /run && mount -t tmpfs tmpfs /dev/shm && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /run
+exec </dev/console >/dev/console 2>&1
+echo 1 > /proc/sys/kernel/printk          # keep kernel messages from splitting our lines; dmesg is dumped on failure
+ulimit -l unlimited 2>/dev/null   # as a DPDK-style app would run; vfio maps the hugepages
+
+mode=iommu; watchdog=150
+for w in $(cat /proc/cmdline); do
+  case $w in pmdvm.mode=*) mode=${w#pmdvm.mode=} ;; pmdvm.watchdog=*) watchdog=${w#pmdvm.watchdog=} ;; esac
+done
+GUARD_MAC=52:54:00:99:00:01
+T0=$(cut -d' ' -f1 /proc/uptime)
+echo; echo "GUEST-START mode=$mode kernel=$(uname -r) uptime=${T0}s"
+
+# Watchdog: whatever hangs, the guest still ends (the host's timeout is the last resort).
+( sleep "$watchdog"; echo; echo "GUEST-WATCHDOG fired after ${watchdog}s"; poweroff -f ) &
+
+passed=0; failed=0
+oneline() { tr '\n\r\t' '   ' | sed 's/  */ /g; s/^ //; s/ $//' | cut -c1-400; }
+check() { # check NAME PASS|FAIL DETAIL...
+  n=$1; r=$2; shift 2
+  if [ "$r" = PASS ]; then passed=$((passed + 1)); else r=FAIL; failed=$((failed + 1)); fi
+  echo "GUEST-CHECK $n $r $(printf '%s' "$*" | oneline)"
+}
+# run CMD...: runs it bounded by a timeout, output in $OUT, exit status in $RC.
+run() { OUT=$(timeout "${RUN_TIMEOUT:-60}" "$@" 2>&1); RC=$?; }
+firstline() { printf '%s\n' "$OUT" | grep -v '^[[:space:]]*$' | head -1; }
+showlog() { printf '%s\n' "$OUT" | sed 's/^/  | /'; }   # the whole output of the last command, for diagnosis
+have() { [ -x "/bin/$1" ]; }
+drv() { # drv ADDR: the device's current driver or "none"
+  if [ -e "/sys/bus/pci/devices/$1/driver" ]; then basename "$(readlink "/sys/bus/pci/devices/$1/driver")"; else echo none; fi
+}
+drivers_snapshot() { # what `ls -l /sys/bus/pci/devices/*/driver` shows, without the link timestamps
+  for d in /sys/bus/pci/devices/*; do echo "$(basename "$d") $(readlink "$d/driver" 2>/dev/null || echo none)"; done
+}
+hs() { run /bin/hugepage-setup "$@"; }
+
+# ---- modules ------------------------------------------------------------------------------------
+modfail=""
+for m in $(cat /modlist); do
+  b=$(basename "$m" .ko)
+  if [ "$b" = vfio ] && [ "$mode" = noiommu ]; then
+    o=$(insmod "$m" enable_unsafe_noiommu_mode=1 2>&1) || modfail="$modfail $b($o)"
+  else
+    o=$(insmod "$m" 2>&1) || modfail="$modfail $b($o)"
+  fi
+done
+sleep 1   # let the NIC drivers probe and name their interfaces
+for d in vfio-pci uio_pci_generic; do [ -d "/sys/bus/pci/drivers/$d" ] || modfail="$modfail no-driver:$d"; done
+[ -e /dev/vfio/vfio ] || modfail="$modfail no-/dev/vfio/vfio"
+groups=$(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)
+if [ -z "$modfail" ]; then check modules PASS "$(wc -l < /modlist) modules loaded; iommu groups: $groups"
+else check modules FAIL "insmod failed:$modfail"; fi
+
+# ---- the NICs -----------------------------------------------------------------------------------
+IGB_A=""; IGB_B=""; VIRTIO_M=""; VIRTIO_L=""; E1000E=""; GUARD=""; GUARD_IF=""
+for i in /sys/class/net/*; do
+  [ "$(cat "$i/address" 2>/dev/null)" = "$GUARD_MAC" ] || continue
+  GUARD_IF=$(basename "$i"); p=$(readlink -f "$i/device")
+  case $(basename "$p") in virtio*) p=$(dirname "$p") ;; esac
+  GUARD=$(basename "$p")
+done
+for d in /sys/bus/pci/devices/*; do
+  a=$(basename "$d")
+  case "$(cat "$d/vendor"):$(cat "$d/device")" in
+    0x8086:0x10c9) if [ -z "$IGB_A" ]; then IGB_A=$a; elif [ -z "$IGB_B" ]; then IGB_B=$a; fi ;;
+    0x1af4:0x1041) [ "$a" = "$GUARD" ] || [ -n "$VIRTIO_M" ] || VIRTIO_M=$a ;;
+    0x1af4:0x1000) [ -n "$VIRTIO_L" ] || VIRTIO_L=$a ;;
+    0x8086:0x10d3) [ -n "$E1000E" ] || E1000E=$a ;;
+  esac
+done
+nics="igb=$IGB_A,$IGB_B virtio-modern=$VIRTIO_M virtio-legacy=$VIRTIO_L e1000e=$E1000E guard=$GUARD($GUARD_IF)"
+echo "GUEST-NICS $nics"
+for a in "$IGB_A" "$IGB_B" "$VIRTIO_M" "$VIRTIO_L" "$E1000E"; do echo "  $a $(drv "$a") group=$(basename "$(readlink /sys/bus/pci/devices/$a/iommu_group 2>/dev/null)" 2>/dev/null)"; done
+if [ -n "$IGB_A" ] && [ -n "$IGB_B" ] && [ -n "$VIRTIO_M" ] && [ -n "$VIRTIO_L" ] && [ -n "$E1000E" ] && [ -n "$GUARD_IF" ]; then
+  check nics PASS "$nics"
+else
+  check nics FAIL "not all NICs found: $nics"
+fi
+if [ "$mode" = iommu ]; then
+  # every NIC in an IOMMU group of its own (vfio-pci needs the whole group)
+  bad=""
+  for a in "$IGB_A" "$IGB_B" "$VIRTIO_M" "$VIRTIO_L" "$E1000E" "$GUARD"; do
+    g=/sys/bus/pci/devices/$a/iommu_group/devices
+    [ -d "$g" ] && [ "$(ls "$g" | wc -l)" = 1 ] || bad="$bad $a"
+  done
+  if [ "$groups" -gt 0 ] && [ -z "$bad" ]; then check iommu-groups PASS "$groups groups, each NIC alone in its group"
+  else check iommu-groups FAIL "groups=$groups; not alone or no group:$bad"; fi
+fi
+
+# ---- the machine itself: binding through sysfs, with busybox only -------------------------------
+# Tells a broken machine (kernel, modules, QEMU) apart from a bug in hugepage-setup: igb B goes to
+# the mode's user-space driver and back to igb by hand. hugepage-setup never touches igb B.
+[ "$mode" = iommu ] && sys_target=vfio-pci || sys_target=uio_pci_generic
+if [ -n "$IGB_B" ]; then
+  d=/sys/bus/pci/devices/$IGB_B; o0=$(drv "$IGB_B")
+  [ -e "$d/driver" ] && echo "$IGB_B" > "$d/driver/unbind"
+  echo "$sys_target" > "$d/driver_override"; echo "$IGB_B" > /sys/bus/pci/drivers_probe
+  o1=$(drv "$IGB_B")
+  echo "$IGB_B" > "$d/driver/unbind" 2>/dev/null; echo > "$d/driver_override"; echo "$IGB_B" > /sys/bus/pci/drivers_probe
+  o2=$(drv "$IGB_B")
+  if [ "$o1" = "$sys_target" ] && [ "$o2" = "$o0" ]; then check sysfs-bind PASS "$IGB_B $o0 -> $o1 -> $o2 by hand"
+  else check sysfs-bind FAIL "$IGB_B $o0 -> $o1 -> $o2 (wanted $sys_target, then $o0)"; fi
+else
+  check sysfs-bind FAIL "no second igb"
+fi
+
+# ---- hugepages ----------------------------------------------------------------------------------
+nr=/proc/sys/vm/nr_hugepages
+if have hugepage-setup; then
+  hs reserve 64
+  got=$(cat $nr)
+  if [ $RC = 0 ] && [ "$got" -ge 64 ]; then check hugepages-reserve PASS "hugepage-setup reserve 64: nr_hugepages=$got"
+  else check hugepages-reserve FAIL "hugepage-setup reserve 64: rc=$RC nr_hugepages=$got: $(firstline)"; showlog; fi
+  hs mount /mnt/huge
+  if [ $RC = 0 ] && grep -q ' /mnt/huge hugetlbfs ' /proc/mounts; then check hugepages-mount PASS "hugetlbfs at /mnt/huge"
+  else check hugepages-mount FAIL "hugepage-setup mount /mnt/huge: rc=$RC: $(firstline)"; showlog; fi
+else
+  echo 64 > $nr; mkdir -p /mnt/huge; mount -t hugetlbfs -o pagesize=2M none /mnt/huge
+  check hugepages-reserve FAIL "hugepage-setup binary missing (fallback echo: nr_hugepages=$(cat $nr))"
+  check hugepages-mount FAIL "hugepage-setup binary missing (fallback mount: $(grep -c ' /mnt/huge hugetlbfs ' /proc/mounts) mount)"
+fi
+grep -q ' /mnt/huge hugetlbfs ' /proc/mounts && HUGE_OPT="--huge-dir /mnt/huge" || HUGE_OPT=""
+
+# ---- status -------------------------------------------------------------------------------------
+if have hugepage-setup; then
+  hs status
+  missing=""; for a in "$IGB_A" "$IGB_B" "$VIRTIO_M" "$VIRTIO_L" "$E1000E" "$GUARD"; do printf '%s' "$OUT" | grep -q "$a" || missing="$missing $a"; done
+  if [ $RC = 0 ] && [ -z "$missing" ]; then check status PASS "lists all 6 NICs"
+  else check status FAIL "rc=$RC, NICs not listed:$missing: $(firstline)"; fi
+  showlog
+  hs status --json
+  j=$(printf '%s' "$OUT" | tr -d ' \n\t')
+  missing=""; for a in "$IGB_A" "$E1000E" "$GUARD"; do printf '%s' "$OUT" | grep -q "$a" || missing="$missing $a"; done
+  case $j in
+    \{*\}|\[*\]) okjson=1 ;; *) okjson=0 ;;
+  esac
+  if [ $RC = 0 ] && [ $okjson = 1 ] && [ -z "$missing" ]; then check status-json PASS "JSON, lists the NICs"
+  else check status-json FAIL "rc=$RC json=$okjson, NICs not listed:$missing: $(firstline)"; showlog; fi
+else
+  check status FAIL "hugepage-setup binary missing"
+  check status-json FAIL "hugepage-setup binary missing"
+fi
+
+# ---- the binding guard --------------------------------------------------------------------------
+# The guard NIC stays on its kernel driver with its interface up and addressed: bind must refuse.
+[ "$mode" = iommu ] && guard_target=vfio-pci || guard_target=uio_pci_generic
+if [ -z "$GUARD_IF" ]; then
+  check guard FAIL "guard NIC (mac $GUARD_MAC) not found"
+elif ! have hugepage-setup; then
+  check guard FAIL "hugepage-setup binary missing"
+else
+  ip link set "$GUARD_IF" up && ip addr add 192.0.2.1/24 dev "$GUARD_IF"
+  before=$(drv "$GUARD")
+  hs bind "$GUARD" $guard_target
+  after=$(drv "$GUARD")
+  addr_kept=$(ip -4 addr show dev "$GUARD_IF" | grep -c '192.0.2.1/24')
+  if [ $RC != 0 ] && printf '%s' "$OUT" | grep -qi active && [ "$before" = "$after" ] && [ "$addr_kept" = 1 ]; then
+    check guard PASS "refused (rc=$RC): $(firstline); driver still $after"
+  else
+    check guard FAIL "bind $GUARD ($GUARD_IF up, 192.0.2.1/24) $guard_target: rc=$RC driver $before->$after addr_kept=$addr_kept: $(firstline)"; showlog
+  fi
+fi
+
+# ---- bad inputs ---------------------------------------------------------------------------------
+bad_input() { # bad_input NAME WHAT ARGS...: must fail with a message that names WHAT (an ERE), and
+  # leave every driver binding alone. "unrecognized subcommand" is no answer: bind must exist.
+  n=$1; what=$2; shift 2
+  if ! have hugepage-setup; then check "$n" FAIL "hugepage-setup binary missing"; return; fi
+  s0=$(drivers_snapshot)
+  hs "$@"
+  s1=$(drivers_snapshot)
+  msg=$(printf '%s\n' "$OUT" | grep -v '^[[:space:]]*$' | head -2 | oneline)   # clap puts the missing argument on line 2
+  if [ "$s0" != "$s1" ]; then
+    check "$n" FAIL "hugepage-setup $*: driver bindings changed (rc=$RC): $msg"
+    printf '%s\n' "$s0" > /tmp/s0; printf '%s\n' "$s1" > /tmp/s1; diff /tmp/s0 /tmp/s1 | sed 's/^/  | /'
+  elif [ $RC = 0 ]; then check "$n" FAIL "hugepage-setup $*: exited 0: $msg"; showlog
+  elif [ $RC -ge 124 ]; then check "$n" FAIL "hugepage-setup $*: rc=$RC (timeout, signal or panic): $msg"; showlog
+  elif [ -z "$msg" ] || printf '%s' "$OUT" | grep -q 'panicked'; then check "$n" FAIL "hugepage-setup $*: rc=$RC without a clear message: $msg"; showlog
+  elif printf '%s' "$OUT" | grep -q 'unrecognized subcommand'; then check "$n" FAIL "hugepage-setup $*: rc=$RC: the subcommand does not exist: $msg"
+  elif ! printf '%s' "$OUT" | grep -Eqi -- "$what"; then check "$n" FAIL "hugepage-setup $*: rc=$RC but the message does not name the problem (/$what/): $msg"; showlog
+  else check "$n" PASS "rc=$RC: $msg"; fi
+}
+[ "$mode" = iommu ] && bad_target=vfio-pci || bad_target=uio_pci_generic
+bad_input bad-malformed '0000:00:1f|address|malformed|invalid|required|usage' bind 0000:00:1f
+bad_input bad-malformed-addr '0000:00:1f|address|malformed|invalid' bind 0000:00:1f $bad_target
+bad_input bad-nodev '0000:00:1f\.7' bind 0000:00:1f.7 $bad_target
+bad_input bad-driver 'no_such_driver' bind "${IGB_A:-0000:01:00.0}" no_such_driver
+
+# ---- bind, check, unbind ------------------------------------------------------------------------
+# bind_dev NAME ADDR DRIVER: hugepage-setup bind, then sysfs must agree and the device node exist.
+bind_dev() {
+  n=$1; a=$2; want=$3
+  k=$(echo "$n" | sed 's/-/_/g'); eval "ORIG_$k=\$(drv \"\$a\")"
+  if [ -z "$a" ]; then check "bind-$n" FAIL "device not found"; return; fi
+  if ! have hugepage-setup; then check "bind-$n" FAIL "hugepage-setup binary missing"; return; fi
+  before=$(drv "$a")
+  hs bind "$a" "$want"
+  got=$(drv "$a")
+  node=""
+  if [ "$want" = vfio-pci ]; then
+    g=$(basename "$(readlink "/sys/bus/pci/devices/$a/iommu_group" 2>/dev/null)" 2>/dev/null)
+    [ -n "$g" ] && [ -e "/dev/vfio/$g" ] && node=/dev/vfio/$g
+  else
+    u=$(ls "/sys/bus/pci/devices/$a/uio" 2>/dev/null | head -1)
+    [ -n "$u" ] && [ -e "/dev/$u" ] && node=/dev/$u
+  fi
+  if [ $RC = 0 ] && [ "$got" = "$want" ] && [ -n "$node" ]; then check "bind-$n" PASS "$a $before -> $got ($node)"
+  else check "bind-$n" FAIL "bind $a $want: rc=$RC driver $before -> $got node=${node:-none}: $(firstline)"; showlog; fi
+}
+# pci_dev NAME ADDR [EAL-OPTIONS...] -- [APP-OPTIONS...]: pci-check passes with every CHECK line PASS.
+pci_dev() {
+  n=$1; a=$2; shift 2
+  if [ -z "$a" ]; then check "pci-$n" FAIL "device not found"; return; fi
+  if ! have pci-check; then check "pci-$n" FAIL "pci-check binary missing"; return; fi
+  eal=""; while [ $# -gt 0 ] && [ "$1" != -- ]; do eal="$eal $1"; shift; done; shift
+  RUN_TIMEOUT=120 run /bin/pci-check -l 0 $HUGE_OPT --file-prefix "vm-$n" $eal -- "$a" "$@"
+  total=$(printf '%s\n' "$OUT" | grep -c '^CHECK ')
+  fails=$(printf '%s\n' "$OUT" | grep '^CHECK ' | grep -vc '^CHECK [^ ]* [^ ]* PASS')
+  if [ $RC = 0 ] && [ "$total" -gt 0 ] && [ "$fails" = 0 ]; then
+    check "pci-$n" PASS "$total CHECK lines PASS ($a$eal -- $*)"
+    printf '%s\n' "$OUT" | grep '^CHECK ' | sed 's/^/  | /'
+  else
+    f=$(printf '%s\n' "$OUT" | grep '^CHECK ' | grep -v '^CHECK [^ ]* [^ ]* PASS' | head -1)
+    [ -n "$f" ] || f=$(firstline)
+    check "pci-$n" FAIL "rc=$RC, $fails of $total CHECK lines failed ($a$eal -- $*): $f"
+    showlog
+  fi
+}
+# unbind_dev NAME ADDR: hugepage-setup unbind must give the device back to the driver it had before bind.
+unbind_dev() {
+  n=$1; a=$2
+  k=$(echo "$n" | sed 's/-/_/g'); eval "orig=\$ORIG_$k"
+  if [ -z "$a" ]; then check "unbind-$n" FAIL "device not found"; return; fi
+  if ! have hugepage-setup; then check "unbind-$n" FAIL "hugepage-setup binary missing"; return; fi
+  hs unbind "$a"
+  got=$(drv "$a")
+  if [ $RC = 0 ] && [ "$got" = "$orig" ]; then check "unbind-$n" PASS "$a back on $got"
+  else check "unbind-$n" FAIL "unbind $a: rc=$RC driver $got, expected $orig: $(firstline)"; showlog; fi
+}
+
+if [ "$mode" = iommu ]; then
+  bind_dev igb "$IGB_A" vfio-pci
+  bind_dev virtio-modern "$VIRTIO_M" vfio-pci
+  bind_dev virtio-legacy "$VIRTIO_L" vfio-pci
+  pci_dev igb "$IGB_A" -- --expect igb
+  pci_dev virtio-modern "$VIRTIO_M" -- --expect virtio-modern
+  pci_dev virtio-legacy "$VIRTIO_L" -- --expect virtio-legacy
+  unbind_dev igb "$IGB_A"
+  unbind_dev virtio-modern "$VIRTIO_M"
+  unbind_dev virtio-legacy "$VIRTIO_L"
+else
+  # Debian's kernel has no CONFIG_VFIO_NOIOMMU: hugepage-setup must say so instead of pretending.
+  if ! have hugepage-setup; then check noiommu-refused FAIL "hugepage-setup binary missing"
+  else
+    hs noiommu on
+    p=/sys/module/vfio/parameters/enable_unsafe_noiommu_mode
+    if [ $RC != 0 ] && [ -n "$(firstline)" ] && ! printf '%s' "$OUT" | grep -q panicked; then
+      check noiommu-refused PASS "rc=$RC: $(firstline)"
+    else check noiommu-refused FAIL "noiommu on: rc=$RC (param file $( [ -e $p ] && cat $p || echo absent)): $(firstline)"; fi
+    showlog
+  fi
+  bind_dev uio-e1000e "$E1000E" uio_pci_generic
+  bind_dev uio-igb "$IGB_A" uio_pci_generic
+  pci_dev uio-e1000e "$E1000E" --iova-mode pa -- --mode uio --expect e1000e
+  pci_dev uio-igb "$IGB_A" --iova-mode pa -- --mode uio --expect igb
+  unbind_dev uio-e1000e "$E1000E"
+  unbind_dev uio-igb "$IGB_A"
+fi
+
+# ---- the end ------------------------------------------------------------------------------------
+if [ $failed -gt 0 ]; then
+  echo "--- dmesg (last 40 lines) ---"; dmesg | tail -40 | sed 's/^/  dmesg| /'
+fi
+echo "GUEST-DONE $passed $failed (uptime $(cut -d' ' -f1 /proc/uptime)s)"
+sync
+poweroff -f

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the QEMU guest harness needs (ci/vm/test.sh): QEMU and a Debian kernel from
+# bookworm-backports, busybox, cpio, xz, kmod. Idempotent; needs root.
+#
+# The bookworm-backports entry is derived from the machine's own Debian entry (first stanza of
+# /etc/apt/sources.list.d/debian.sources), so no mirror address is written down here.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "ci/vm/install.sh: run as root (it installs packages)" >&2; exit 1; }
+start=$(date +%s.%N)
+src=/etc/apt/sources.list.d/debian.sources
+bp=/etc/apt/sources.list.d/backports.sources
+updated=0
+
+has_backports() {
+  grep -qsE '^Suites:.*\bbookworm-backports\b' /etc/apt/sources.list.d/*.sources 2>/dev/null ||
+    grep -qsE '^deb .* bookworm-backports( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+}
+if ! has_backports; then
+  [ -r "$src" ] || { echo "ci/vm/install.sh: $src not found; cannot derive a bookworm-backports entry" >&2; exit 1; }
+  echo "ci/vm/install.sh: adding bookworm-backports to $bp (derived from $src)"
+  sed -n '1,/^$/p' "$src" | sed 's/^Suites:.*/Suites: bookworm-backports/' > "$bp.tmp"
+  grep -q '^Suites: bookworm-backports$' "$bp.tmp" || { rm -f "$bp.tmp"; echo "ci/vm/install.sh: could not derive an entry from $src" >&2; exit 1; }
+  mv "$bp.tmp" "$bp"
+  apt-get update -q >/dev/null
+  updated=1
+fi
+
+missing() { local p out=(); for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || out+=("$p"); done; echo "${out[*]:-}"; }
+inst() { # inst [apt options] -- packages
+  local opts=() ; while [ "$1" != -- ]; do opts+=("$1"); shift; done; shift
+  [ $updated = 1 ] || { apt-get update -q >/dev/null; updated=1; }
+  echo "ci/vm/install.sh: installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${opts[@]}" "$@" >/dev/null
+}
+m=$(missing qemu-system-x86 linux-image-amd64)
+[ -z "$m" ] || inst -t bookworm-backports -- $m
+m=$(missing busybox-static cpio xz-utils kmod)
+[ -z "$m" ] || inst -- $m
+
+ls /lib/modules/*/kernel/drivers/vfio >/dev/null 2>&1 || { echo "ci/vm/install.sh: no Debian kernel modules under /lib/modules" >&2; exit 1; }
+end=$(date +%s.%N)
+printf 'ci/vm/install.sh: ready (%s, kernel %s) in %.1f s\n' \
+  "$(qemu-system-x86_64 --version | head -1)" "$(ls /lib/modules | sort -V | tail -1)" "$(awk "BEGIN{print $end-$start}")"

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Tests the PCI path (vfio-pci behind a virtual IOMMU; uio_pci_generic with physical addresses when
+# there is none; the binding guard; bad inputs) inside QEMU guests: the host's own PCI devices are
+# never bound, unbound or reset. Needs root (it installs packages).
+#
+#   ci/vm/test.sh            install, build, boot both guests, print a summary; non-zero on any failure
+#
+# Steps: ci/vm/install.sh; cargo build --release -p hugepage-setup -p pci-check;
+# ci/vm/build-initramfs.sh; ci/vm/run-guest.sh iommu and noiommu, one at a time; each console is
+# saved to target/vm/<mode>.log. A binary that does not build is left out of the guest and its
+# checks FAIL "binary missing".
+# Environment: VM_MODES (default "iommu noiommu"), VM_TIMEOUT (per guest, default 180 s).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+[ "$(id -u)" = 0 ] || { echo "ci/vm/test.sh: run as root (installs QEMU and a kernel)" >&2; exit 1; }
+out=target/vm
+mkdir -p "$out"
+rm -f "$out"/build*.log
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
+T0=$(now)
+
+# 1. packages
+t=$(now)
+bash ci/vm/install.sh || { echo "ci/vm/test.sh: install failed" >&2; exit 1; }
+t_install=$(secs "$t" "$(now)")
+
+# 2. our binaries (one package at a time if the pair does not build, so one broken crate does not hide the other)
+t=$(now)
+built=()
+if cargo build --release -q -p hugepage-setup -p pci-check 2> "$out/build.log"; then
+  built=(hugepage-setup pci-check)
+else
+  for p in hugepage-setup pci-check; do
+    if cargo build --release -q -p "$p" 2> "$out/build-$p.log"; then built+=("$p")
+    else echo "ci/vm/test.sh: $p does not build (see $out/build-$p.log): its checks will FAIL \"binary missing\"" >&2
+         grep -m3 -E '^error' "$out/build-$p.log" | sed 's/^/    /' >&2; fi
+  done
+fi
+t_build=$(secs "$t" "$(now)")
+
+# 3. initramfs
+t=$(now)
+VM_BINARIES="${built[*]:-}" bash ci/vm/build-initramfs.sh "$out/initramfs.cpio.gz" || { echo "ci/vm/test.sh: initramfs build failed" >&2; exit 1; }
+t_initramfs=$(secs "$t" "$(now)")
+
+# 4. the guests, one at a time
+common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
+expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy"
+expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb"
+status=0
+declare -A wall qrc
+for mode in ${VM_MODES:-iommu noiommu}; do
+  echo "ci/vm/test.sh: booting the $mode guest (TCG)..."
+  t=$(now)
+  VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
+  qrc[$mode]=$?
+  wall[$mode]=$(secs "$t" "$(now)")
+  # the console without carriage returns and terminal escapes
+  tr -d '\r' < "$out/$mode.raw" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' > "$out/$mode.log"; rm -f "$out/$mode.raw"
+done
+
+# 5. summary
+echo
+printf '%-8s %-22s %-5s %s\n' MODE CHECK RESULT DETAIL
+for mode in ${VM_MODES:-iommu noiommu}; do
+  log=$out/$mode.log
+  grep -a '^GUEST-CHECK ' "$log" | while read -r _ name res detail; do
+    printf '%-8s %-22s %-5s %s\n' "$mode" "$name" "$res" "$(echo "$detail" | cut -c1-110)"
+  done
+done
+echo
+printf '%-8s %8s %7s %7s %s\n' MODE WALL_S PASSED FAILED NOTES
+for mode in ${VM_MODES:-iommu noiommu}; do
+  log=$out/$mode.log
+  var=expect_$mode
+  p=$(grep -ac '^GUEST-CHECK [^ ]* PASS' "$log"); f=$(grep -ac '^GUEST-CHECK [^ ]* FAIL' "$log")
+  notes=()
+  missing=""; for c in ${!var}; do grep -aq "^GUEST-CHECK $c \(PASS\|FAIL\)" "$log" || missing="$missing $c"; done
+  extra=""; for c in $(grep -a '^GUEST-CHECK ' "$log" | awk '{print $2}'); do case " ${!var} " in *" $c "*) ;; *) extra="$extra $c" ;; esac; done
+  dup=$(grep -a '^GUEST-CHECK ' "$log" | awk '{print $2}' | sort | uniq -d | tr '\n' ' ')
+  grep -aq '^GUEST-DONE ' "$log" || notes+=("GUEST-DONE missing")
+  grep -aq '^GUEST-WATCHDOG' "$log" && notes+=("guest watchdog fired")
+  [ "${qrc[$mode]}" = 0 ] || notes+=("qemu exit ${qrc[$mode]}$([ "${qrc[$mode]}" = 124 ] && echo ' (timeout)')")
+  [ -z "$missing" ] || notes+=("checks missing:$missing")
+  [ -z "$extra" ] || notes+=("unexpected checks:$extra")
+  [ -z "$dup" ] || notes+=("duplicated checks: $dup")
+  [ "$f" = 0 ] || notes+=("$f failed")
+  [ ${#notes[@]} = 0 ] || status=1
+  printf '%-8s %8s %7s %7s %s\n' "$mode" "${wall[$mode]}" "$p" "$f" "$(IFS=';'; echo "${notes[*]:-ok}")"
+done
+echo
+echo "timings: install ${t_install}s, cargo build ${t_build}s, initramfs ${t_initramfs}s, total $(secs "$T0" "$(now)")s"
+echo "binaries in the guest: ${built[*]:-none}; console logs: $out/<mode>.log"
+if [ $status != 0 ]; then
+  echo
+  echo "ci/vm/test.sh: FAILED. Failing checks with the output of their commands:"
+  for mode in ${VM_MODES:-iommu noiommu}; do
+    # each FAIL line and the "  | " lines under it
+    awk -v m="$mode" '/^GUEST-CHECK /{show = ($3 == "FAIL"); if (show) print m ": " $0; next}
+                      /^  \| / {if (show) print m ":   " $0; next} {show = 0}' "$out/$mode.log"
+    grep -a '^GUEST-WATCHDOG' "$out/$mode.log" | sed "s/^/$mode: /"
+  done
+fi
+exit $status
