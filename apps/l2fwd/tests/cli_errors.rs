@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::{run_l2fwd, unique, Finished};
+use common::{run_l2fwd, Finished};
+use pmd_testkit::unique;
 use std::time::Duration;
 
 /// Runs l2fwd with `--no-huge`, a unique file prefix, then `args`.
 fn l2fwd(args: &[&str]) -> Finished {
-    let prefix = unique("cli");
+    let prefix = unique("l2fwdt-cli");
     let mut all = vec!["--no-huge", "--file-prefix", &prefix];
     all.extend_from_slice(args);
     let r = run_l2fwd(&all, Duration::from_secs(10));

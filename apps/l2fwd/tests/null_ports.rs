@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::{run_l2fwd, stat_values, unique, Finished};
+use common::{run_l2fwd, stat_values, Finished};
+use pmd_testkit::unique;
 use std::time::Duration;
 
 /// Runs l2fwd on net_null0 + net_null1 for 2.5 s with `extra_eal` and `extra_app` options.
 fn run_null(tag: &str, extra_eal: &[&str], extra_app: &[&str]) -> Finished {
-    let prefix = unique(tag);
+    let prefix = unique(&format!("l2fwdt-{tag}"));
     let mut args = vec!["-l", "0", "--file-prefix", &prefix];
     args.extend_from_slice(extra_eal);
     args.extend_from_slice(&["--vdev", "net_null0", "--vdev", "net_null1"]);

@@ -10,7 +10,8 @@
 
 mod common;
 
-use common::{fmt_mac, have_root, NetNs, Proc, RawSock, L2FWD};
+use common::{Proc, L2FWD};
+use pmd_testkit::{fmt_mac, have_root, unique, NetNs, RawSock};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,6 +20,10 @@ const ETHERTYPE_TEST: u16 = 0x88b5;
 const N: u32 = 2000;
 /// Source MAC of the injected frames (l2fwd must replace it).
 const INJECT_SRC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
+/// How long the capture socket waits per receive (also the granularity of the deadlines).
+const RECV_TIMEOUT: Duration = Duration::from_millis(20);
+/// How long an injection retries while the veth queue is full (`ENOBUFS`).
+const SEND_PATIENCE: Duration = Duration::from_secs(2);
 
 fn frame_len(seq: u32) -> usize {
     // 60..=1514, visiting many sizes.
@@ -50,8 +55,8 @@ fn one_way(
     want_dst: [u8; 6],
     want_src: [u8; 6],
 ) -> Result<(), String> {
-    let cap = RawSock::open(capture_if, ETHERTYPE_TEST);
-    let inj = RawSock::open(inject_if, ETHERTYPE_TEST);
+    let cap = RawSock::open(capture_if, ETHERTYPE_TEST, RECV_TIMEOUT);
+    let inj = RawSock::open(inject_if, ETHERTYPE_TEST, RECV_TIMEOUT);
     let sent: Vec<Vec<u8>> = (0..N).map(|s| test_frame(dst, s)).collect();
 
     let (got, extra) = std::thread::scope(|s| {
@@ -85,7 +90,7 @@ fn one_way(
             (got, extra)
         });
         for (i, f) in sent.iter().enumerate() {
-            inj.send(f);
+            inj.send_retrying(f, SEND_PATIENCE);
             // Pace a little so neither the kernel backlog nor the PMD's ring overflows.
             if i % 64 == 63 {
                 std::thread::sleep(Duration::from_millis(2));
@@ -160,7 +165,7 @@ fn forwards_both_ways_over_veth_then_stops_on_sigint() {
     }
     let started = Instant::now();
     // Declared before the process so that it is dropped (deleted) after it is killed.
-    let Some(ns) = NetNs::new(TEST) else {
+    let Some(ns) = NetNs::new("l2fwdt", TEST) else {
         return;
     };
     ns.veth("pa_in", "pa_out");
@@ -168,9 +173,9 @@ fn forwards_both_ways_over_veth_then_stops_on_sigint() {
     let mac_a = ns.mac("pa_in");
     let mac_b = ns.mac("pb_in");
 
-    let prefix = common::unique("veth");
+    let prefix = unique("l2fwdt-veth");
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.name, L2FWD])
+    cmd.args(["netns", "exec", ns.name(), L2FWD])
         .args(["-l", "0", "--no-huge", "--file-prefix", &prefix])
         .args(["--vdev", "net_af_packet0,iface=pa_in"])
         .args(["--vdev", "net_af_packet1,iface=pb_in"])

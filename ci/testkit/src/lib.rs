@@ -1,1 +1,160 @@
-//! Test support (being written).
+//! Test support shared by the workspace's integration tests (a dev-dependency only):
+//!
+//! - [`have_root`]: whether the namespace/raw-socket tests can run, with a skip message;
+//! - [`unique`]: names unique to the test process (file prefixes, namespaces);
+//! - [`ip`]: runs the `ip` tool;
+//! - [`NetNs`]: a private network namespace (IPv6 off) with veth pairs, deleted on drop;
+//! - [`RawSock`]: a raw `AF_PACKET` socket on one interface, to inject and capture frames;
+//! - [`parse_mac`] and [`fmt_mac`]: MAC addresses as `aa:bb:cc:dd:ee:ff`.
+//!
+//! Everything panics on unexpected failures (it is for tests). Tests that need root call
+//! [`have_root`] or [`NetNs::new`] first and return early, passing, when they get
+//! `false`/`None`: both print why the test is skipped.
+
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod netns;
+mod rawsock;
+
+pub use netns::NetNs;
+pub use rawsock::RawSock;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Whether we run as root; if not, prints why `test` is skipped.
+pub fn have_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("{test}: skipped: needs root (network namespaces and AF_PACKET sockets)");
+        return false;
+    }
+    true
+}
+
+/// A name unique to this test process and call: `{prefix}-{pid}-{n}`, where `n` counts
+/// the calls in this process (shared with [`NetNs::new`], which names namespaces this way).
+///
+/// For example `unique("l2fwdt-null")` gives `l2fwdt-null-1234-0`, then `l2fwdt-null-1234-1`.
+pub fn unique(prefix: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `ip args`, returning its stdout, or an error with its stderr.
+pub fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running ip {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Parses a MAC address written as six colon-separated hexadecimal bytes
+/// (`02:00:00:00:aa:01`, as `ip link` prints it). `None` unless there are exactly six.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in mac.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Formats bytes (normally a 6-byte MAC address, e.g. `&frame[..6]`) as lower-case
+/// hexadecimal pairs joined by colons: `02:00:00:00:aa:01`.
+pub fn fmt_mac(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ_and_carry_prefix_and_pid() {
+        let pid = std::process::id();
+        let a = unique("tk-a");
+        let b = unique("tk-a");
+        assert_ne!(a, b);
+        for name in [&a, &b] {
+            let rest = name.strip_prefix(&format!("tk-a-{pid}-")).expect(name);
+            assert!(rest.parse::<u32>().is_ok(), "{name}");
+        }
+        // Later calls count up, also across prefixes and threads.
+        let n = |s: &str| s.rsplit('-').next().unwrap().parse::<u32>().unwrap();
+        assert!(n(&b) > n(&a));
+        let from_threads: Vec<String> = (0..8)
+            .map(|_| std::thread::spawn(|| unique("tk-t")))
+            .map(|h| h.join().unwrap())
+            .collect();
+        let mut seqs: Vec<u32> = from_threads.iter().map(|s| n(s)).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 8, "{from_threads:?}");
+        assert!(unique("x").starts_with(&format!("x-{pid}-")));
+    }
+
+    #[test]
+    fn parses_macs() {
+        assert_eq!(
+            parse_mac("02:00:00:00:aa:01"),
+            Some([0x02, 0, 0, 0, 0xaa, 0x01])
+        );
+        assert_eq!(
+            parse_mac("FF:ff:Ff:00:0:9"),
+            Some([0xff, 0xff, 0xff, 0, 0, 9])
+        );
+        assert_eq!(
+            parse_mac("de:ad:be:ef:00:01"),
+            Some([0xde, 0xad, 0xbe, 0xef, 0, 1])
+        );
+    }
+
+    #[test]
+    fn rejects_bad_macs() {
+        for bad in [
+            "",
+            "02:00:00:00:aa",
+            "02:00:00:00:aa:01:02",
+            "02:00:00:00:aa:",
+            ":02:00:00:00:aa",
+            "02:00:00:00:aa:0g",
+            "02:00:00:00:aa:100",
+            "02-00-00-00-aa-01",
+            "020000:00:aa:01",
+            "link/ether",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_macs() {
+        assert_eq!(fmt_mac(&[0x02, 0, 0, 0, 0xaa, 0x01]), "02:00:00:00:aa:01");
+        assert_eq!(fmt_mac(&[0xff; 6]), "ff:ff:ff:ff:ff:ff");
+        assert_eq!(fmt_mac(&[]), "");
+        assert_eq!(fmt_mac(&[0xab]), "ab");
+    }
+
+    #[test]
+    fn format_and_parse_round_trip() {
+        for mac in [[0u8; 6], [0xff; 6], [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]] {
+            assert_eq!(parse_mac(&fmt_mac(&mac)), Some(mac));
+        }
+    }
+}

@@ -7,9 +7,8 @@ use pmd_core::ethdev::{Device, Driver, Port, PortConf, QueueStats, RxQueueConf, 
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
 use pmd_core::options::VdevSpec;
+use pmd_testkit::{ip, NetNs, RawSock};
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,170 +17,21 @@ const ETHERTYPE_TEST: u16 = 0x88b5;
 
 // ---- environment -----------------------------------------------------------------
 
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{test}: skipped: needs root (network namespaces and AF_PACKET sockets)");
-        return false;
-    }
-    true
+/// How long the peer socket waits per receive: also how long "nothing more arrives" is
+/// watched for.
+const PEER_RECV_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// A private network namespace (see [`NetNs::new`]) holding a veth pair `va` <-> `vb`,
+/// both up. `None` (with a message) if this host cannot make one.
+fn netns(test: &str) -> Option<NetNs> {
+    let ns = NetNs::new("pmdafp", test)?;
+    ns.veth("va", "vb");
+    Some(ns)
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("running ip {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A network namespace holding a veth pair `va` <-> `vb`, both up, IPv6 off.
-/// Deleted on drop (also when the test panics).
-struct NetNs {
-    name: String,
-}
-
-static NS_SEQ: AtomicU32 = AtomicU32::new(0);
-
-impl NetNs {
-    /// Creates the namespace, or `None` (with a message) if this host cannot.
-    fn new(test: &str) -> Option<NetNs> {
-        if !have_root(test) {
-            return None;
-        }
-        let name = format!(
-            "pmdafp-{}-{}",
-            std::process::id(),
-            NS_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        if let Err(e) = ip(&["netns", "add", &name]) {
-            eprintln!("{test}: skipped: cannot create a network namespace: {e}");
-            return None;
-        }
-        let ns = NetNs { name };
-        let n = ns.name.as_str();
-        let sysctl = Command::new("ip")
-            .args(["netns", "exec", n, "sysctl", "-q", "-w"])
-            .args([
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ])
-            .status()
-            .expect("run sysctl");
-        assert!(sysctl.success(), "sysctl in {n} failed");
-        ip(&[
-            "-n", n, "link", "add", "va", "type", "veth", "peer", "name", "vb",
-        ])
-        .unwrap();
-        ip(&["-n", n, "link", "set", "va", "up"]).unwrap();
-        ip(&["-n", n, "link", "set", "vb", "up"]).unwrap();
-        Some(ns)
-    }
-
-    /// Runs `f` on a thread that has entered the namespace (setns is per thread).
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        let h = std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).expect("open netns");
-            // SAFETY: setns on a namespace fd we hold, for this thread only.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        });
-        match h.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        }
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        if let Err(e) = ip(&["netns", "del", &self.name]) {
-            eprintln!("warning: {e}");
-        }
-    }
-}
-
-// ---- a plain AF_PACKET socket on the peer end -------------------------------------
-
-struct Peer {
-    fd: OwnedFd,
-}
-
-impl Peer {
-    /// A raw socket on `iface` receiving ethertype `proto`, with a large receive buffer
-    /// and a 50 ms receive timeout.
-    fn open(iface: &str, proto: u16) -> Peer {
-        let cname = std::ffi::CString::new(iface).unwrap();
-        // SAFETY: plain syscalls on a socket we own; structures are fully initialised.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto.to_be()));
-            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            let fd = OwnedFd::from_raw_fd(fd);
-            let ifindex = libc::if_nametoindex(cname.as_ptr());
-            assert!(ifindex > 0, "no {iface}");
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto.to_be();
-            sll.sll_ifindex = ifindex as i32;
-            let rc = libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-            let big: libc::c_int = 16 << 20;
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&big as *const libc::c_int).cast(),
-                4,
-            );
-            let tv = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 50_000,
-            };
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-            Peer { fd }
-        }
-    }
-
-    fn send(&self, frame: &[u8]) {
-        // SAFETY: sending from a live buffer of the given length.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        assert_eq!(
-            n,
-            frame.len() as isize,
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// One frame, or `None` after the receive timeout.
-    fn recv(&self) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: receiving into a live buffer of the given length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return None;
-        }
-        buf.truncate(n as usize);
-        Some(buf)
-    }
+/// A plain `AF_PACKET` socket on the peer end `vb`, for ethertype 0x88b5.
+fn open_peer() -> RawSock {
+    RawSock::open("vb", ETHERTYPE_TEST, PEER_RECV_TIMEOUT)
 }
 
 // ---- test frames -----------------------------------------------------------------
@@ -273,7 +123,7 @@ fn open_port(spec: &str, conf: PortConf) -> Port {
 
 #[test]
 fn receives_injected_frames_byte_for_byte() {
-    let Some(ns) = NetNs::new("receives_injected_frames_byte_for_byte") else {
+    let Some(ns) = netns("receives_injected_frames_byte_for_byte") else {
         return;
     };
     ns.run(|| {
@@ -286,7 +136,7 @@ fn receives_injected_frames_byte_for_byte() {
         let mac = port.mac_addr().0;
 
         const N: u32 = 300;
-        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        let peer = open_peer();
         for seq in 0..N {
             peer.send(&test_frame(mac, seq));
         }
@@ -334,7 +184,7 @@ fn receives_injected_frames_byte_for_byte() {
 
 #[test]
 fn transmits_frames_byte_for_byte() {
-    let Some(ns) = NetNs::new("transmits_frames_byte_for_byte") else {
+    let Some(ns) = netns("transmits_frames_byte_for_byte") else {
         return;
     };
     ns.run(|| {
@@ -345,7 +195,7 @@ fn transmits_frames_byte_for_byte() {
         port.start().unwrap();
         assert!(port.wait_link_up(Duration::from_secs(2)).up);
 
-        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        let peer = open_peer();
         let dst = [0xff; 6];
         const N: u32 = 300;
         let mut next = 0u32;
@@ -415,7 +265,7 @@ fn transmits_frames_byte_for_byte() {
 
 #[test]
 fn two_queue_pairs_fan_out_without_duplicates() {
-    let Some(ns) = NetNs::new("two_queue_pairs_fan_out_without_duplicates") else {
+    let Some(ns) = netns("two_queue_pairs_fan_out_without_duplicates") else {
         return;
     };
     ns.run(|| {
@@ -439,7 +289,7 @@ fn two_queue_pairs_fan_out_without_duplicates() {
         let mac = port.mac_addr().0;
 
         const N: u32 = 400;
-        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        let peer = open_peer();
         for seq in 0..N {
             peer.send(&udp_frame(mac, seq));
         }
@@ -527,10 +377,10 @@ fn bad_arguments_give_clear_errors() {
 
 #[test]
 fn promiscuous_link_and_mac() {
-    let Some(ns) = NetNs::new("promiscuous_link_and_mac") else {
+    let Some(ns) = netns("promiscuous_link_and_mac") else {
         return;
     };
-    let nsname = ns.name.clone();
+    let nsname = ns.name().to_string();
     let details = move |dev: &str| ip(&["-n", &nsname, "-d", "link", "show", dev]).unwrap();
     let d = details.clone();
     ns.run(move || {
@@ -555,7 +405,7 @@ fn promiscuous_link_and_mac() {
         assert!(d("va").contains("promiscuity 0"));
     });
     // Taking the peer down makes the link report down (without us changing state).
-    ip(&["-n", &ns.name, "link", "set", "vb", "down"]).unwrap();
+    ns.ip(&["link", "set", "vb", "down"]);
     ns.run(|| {
         let port = open_port("net_af_packet0,iface=va", PortConf::default());
         assert!(!port.link().up);
@@ -564,7 +414,7 @@ fn promiscuous_link_and_mac() {
 
 #[test]
 fn queues_stay_usable_after_the_device_is_closed() {
-    let Some(ns) = NetNs::new("queues_stay_usable_after_the_device_is_closed") else {
+    let Some(ns) = netns("queues_stay_usable_after_the_device_is_closed") else {
         return;
     };
     ns.run(|| {
@@ -613,7 +463,7 @@ fn queues_stay_usable_after_the_device_is_closed() {
         assert!(dev.set_promiscuous(true).is_err());
         drop(dev);
 
-        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        let peer = open_peer();
         peer.send(&test_frame(mac, 7));
         let mut batch = PktBatch::new();
         let mut n = 0;
@@ -641,7 +491,7 @@ fn queues_stay_usable_after_the_device_is_closed() {
 
 #[test]
 fn small_rings_count_drops_and_apply_backpressure() {
-    let Some(ns) = NetNs::new("small_rings_count_drops_and_apply_backpressure") else {
+    let Some(ns) = netns("small_rings_count_drops_and_apply_backpressure") else {
         return;
     };
     ns.run(|| {
@@ -653,7 +503,7 @@ fn small_rings_count_drops_and_apply_backpressure() {
         port.start().unwrap();
         assert!(port.wait_link_up(Duration::from_secs(2)).up);
         let mac = port.mac_addr().0;
-        let peer = Peer::open("vb", ETHERTYPE_TEST);
+        let peer = open_peer();
 
         // 100 frames into a 16-frame ring that nobody drains: 84 are dropped by the kernel.
         for seq in 0..100 {
