@@ -209,7 +209,13 @@ fn pci_candidates(opts: &EalOptions, drivers: &[&dyn Driver]) -> Vec<PciAddr> {
     if !opts.allow.is_empty() {
         return opts.allow.clone();
     }
-    let claimed = |v: u16, d: u16| drivers.iter().any(|dr| dr.pci_ids().iter().any(|id| id.vendor == v && id.device == d));
+    let claimed = |v: u16, d: u16| {
+        drivers.iter().any(|dr| {
+            dr.pci_ids()
+                .iter()
+                .any(|id| id.vendor == v && id.device == d)
+        })
+    };
     pci_open::list_bound(&HostPaths::default())
         .into_iter()
         .filter(|b| !opts.block.contains(&b.addr) && claimed(b.vendor, b.device))
@@ -227,7 +233,11 @@ fn choose_iova_mode(opts: &EalOptions, addrs: &[PciAddr]) -> Result<IovaMode> {
     let needed = pci_open::common_iova_mode(needs.iter().map(|(_, m)| *m));
     match (opts.iova_mode, needed) {
         (Some(IovaMode::Va), Some(IovaMode::Pa)) => {
-            let who: Vec<String> = needs.iter().filter(|(_, m)| *m == IovaMode::Pa).map(|(a, _)| a.to_string()).collect();
+            let who: Vec<String> = needs
+                .iter()
+                .filter(|(_, m)| *m == IovaMode::Pa)
+                .map(|(a, _)| a.to_string())
+                .collect();
             Err(Error::Config(format!(
                 "{} can only use physical addresses (no IOMMU or UIO): run with --iova-mode pa, or bind to vfio-pci with an IOMMU",
                 who.join(", ")
@@ -243,14 +253,20 @@ fn choose_iova_mode(opts: &EalOptions, addrs: &[PciAddr]) -> Result<IovaMode> {
 }
 
 /// Opens the PCI candidates and creates ports for those a driver claims.
-fn probe_pci(addrs: &[PciAddr], drivers: &[&dyn Driver], ports: &mut Vec<Port>) -> Result<Vec<(PciAddr, Opened)>> {
+fn probe_pci(
+    addrs: &[PciAddr],
+    drivers: &[&dyn Driver],
+    ports: &mut Vec<Port>,
+) -> Result<Vec<(PciAddr, Opened)>> {
     let mut opened = Vec::new();
     for &addr in addrs {
         let dev = pci_open::open_device(addr, AccessMode::Auto)?;
         let (vendor, device) = pci_open::sysfs_ids(addr, &HostPaths::default())?;
-        let driver = drivers
-            .iter()
-            .find(|d| d.pci_ids().iter().any(|id| id.vendor == vendor && id.device == device));
+        let driver = drivers.iter().find(|d| {
+            d.pci_ids()
+                .iter()
+                .any(|id| id.vendor == vendor && id.device == device)
+        });
         match driver {
             Some(d) => {
                 let port_dev = d.probe_pci(dev.backend())?;
@@ -355,9 +371,14 @@ mod tests {
     fn iova_mode_defaults_to_va_and_honours_the_option() {
         let o = EalOptions::builder().no_pci(true).build().unwrap();
         assert_eq!(choose_iova_mode(&o, &[]).unwrap(), IovaMode::Va);
-        let o = EalOptions::builder().iova_mode(IovaMode::Pa).build().unwrap();
+        let o = EalOptions::builder()
+            .iova_mode(IovaMode::Pa)
+            .build()
+            .unwrap();
         assert_eq!(choose_iova_mode(&o, &[]).unwrap(), IovaMode::Pa);
-        assert!(pci_candidates(&EalOptions::builder().no_pci(true).build().unwrap(), &[]).is_empty());
+        assert!(
+            pci_candidates(&EalOptions::builder().no_pci(true).build().unwrap(), &[]).is_empty()
+        );
     }
 
     #[test]

@@ -456,7 +456,12 @@ fn main() -> ExitCode {
     // With --mode auto, let the EAL open the device (as `-a ADDR`), choosing the IOVA mode
     // it needs; an explicit --mode opens it here instead.
     let mut eal_args = args.clone();
-    if let Ok(AppOpts { addr: Some(addr), mode: Mode::Auto, .. }) = AppOpts::try_parse_from(&early) {
+    if let Ok(AppOpts {
+        addr: Some(addr),
+        mode: Mode::Auto,
+        ..
+    }) = AppOpts::try_parse_from(&early)
+    {
         if !has_allow(&args) {
             eal_args.insert(1.min(eal_args.len()), format!("--allow={addr}"));
         }

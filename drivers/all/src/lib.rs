@@ -8,7 +8,12 @@
 use pmd_core::ethdev::Driver;
 
 /// Every driver in this build, in the order `--help` lists them.
-pub static ALL: &[&dyn Driver] = &[&pmd_null::DRIVER, &pmd_ring::DRIVER, &pmd_af_packet::DRIVER];
+pub static ALL: &[&dyn Driver] = &[
+    &pmd_null::DRIVER,
+    &pmd_ring::DRIVER,
+    &pmd_af_packet::DRIVER,
+    &pmd_virtio::DRIVER,
+];
 
 #[cfg(test)]
 mod tests {

@@ -65,7 +65,9 @@ impl MmioRegion {
     }
 
     fn check(&self, offset: usize, width: usize) -> Result<()> {
-        if !offset.is_multiple_of(width) || offset.checked_add(width).is_none_or(|end| end > self.len) {
+        if !offset.is_multiple_of(width)
+            || offset.checked_add(width).is_none_or(|end| end > self.len)
+        {
             return Err(Error::driver(
                 "mmio",
                 format!("register offset {offset:#x} (width {width}) is outside the {:#x}-byte BAR or unaligned", self.len),

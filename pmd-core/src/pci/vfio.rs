@@ -1737,7 +1737,11 @@ mod tests {
         let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
         assert_eq!(bytes.len(), 32);
         assert_eq!(read_u32(&bytes, 0), Some(32), "argsz");
-        assert_eq!(read_u32(&bytes, 4), Some(0), "flags are the kernel's to fill");
+        assert_eq!(
+            read_u32(&bytes, 4),
+            Some(0),
+            "flags are the kernel's to fill"
+        );
         assert_eq!(read_u32(&bytes, 8), Some(7), "index");
         assert_eq!(std::mem::offset_of!(sys::vfio_region_info, index), 8);
     }

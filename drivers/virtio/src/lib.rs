@@ -1,0 +1,186 @@
+//! `net_virtio_user`: a virtio-net poll-mode driver whose device is a vhost-user back end
+//! (DPDK's `net_vhost`, a software switch, ...) reached over a unix socket.
+//!
+//! Layers:
+//! - [`queue`]: the split virtqueue, driver side, hardened against a hostile device;
+//! - [`transport`]: the [`transport::Transport`] trait (features, queue setup,
+//!   notifications); [`user`] implements it as a vhost-user front end, a virtio-pci
+//!   transport can implement it on the same queue code;
+//! - [`net`]: the virtio-net PMD (rx/tx queues, header handling, ethdev glue).
+//!
+//! Vdev arguments (DPDK's names): `path=/tmp/vhost.sock` (required), `queues=N` (queue
+//! pairs, default 1), `queue_size=256` (descriptors per queue, a power of two up to
+//! 4096), `mac=xx:xx:xx:xx:xx:xx` (default: a random locally administered address).
+//!
+//! Memory constraint: the back end can only reach memory it was told about. The memory
+//! table (every live segment: mempools and the rings) is sent at each port start, so
+//! create every mempool whose buffers go through the port *before* starting it; a
+//! mempool created later is unknown to the back end until the port is stopped and started
+//! again (DPDK's virtio-user has the same rule). vhost-user allows at most 8 regions, so
+//! at most 8 live segments.
+//!
+//! Not supported yet: packed virtqueues, the control queue (so no receive filtering:
+//! the port is always promiscuous), multi-buffer packets, offloads.
+
+#![warn(missing_docs)]
+
+pub mod net;
+pub mod queue;
+pub mod transport;
+pub mod user;
+
+use net::{NetConf, VirtioNet};
+use pmd_core::error::{Error, Result};
+use pmd_core::ethdev::{Device, Driver, MacAddr};
+use pmd_core::options::VdevSpec;
+use std::path::PathBuf;
+
+/// The driver name (vdev prefix).
+pub const DRIVER_NAME: &str = "net_virtio_user";
+
+const KNOWN_ARGS: &[&str] = &["path", "queues", "queue_size", "mac"];
+
+/// The virtio-user driver.
+pub struct VirtioUserDriver;
+
+/// The instance to register with the EAL.
+pub static DRIVER: VirtioUserDriver = VirtioUserDriver;
+
+/// Settings parsed from the vdev arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtioUserConf {
+    /// Path of the back end's vhost-user socket.
+    pub path: PathBuf,
+    /// Queue pairs.
+    pub queues: u16,
+    /// Descriptors per queue.
+    pub queue_size: u16,
+    /// MAC address, if given.
+    pub mac: Option<MacAddr>,
+}
+
+impl VirtioUserConf {
+    /// Parses and validates the vdev arguments.
+    pub fn from_vdev(vdev: &VdevSpec) -> Result<VirtioUserConf> {
+        vdev.check_known(KNOWN_ARGS)?;
+        let path = vdev.arg("path").ok_or_else(|| {
+            Error::driver(
+                &vdev.name,
+                "missing path=<vhost-user socket> (e.g. path=/tmp/vhost.sock)",
+            )
+        })?;
+        let queues = vdev.parse_arg::<u16>("queues")?.unwrap_or(1);
+        if !(1..=8).contains(&queues) {
+            return Err(Error::driver(
+                &vdev.name,
+                format!("queues={queues}: expected 1..=8"),
+            ));
+        }
+        let queue_size = vdev.parse_arg::<u16>("queue_size")?.unwrap_or(256);
+        if queue::Layout::new(queue_size).is_none() || queue_size < 64 {
+            return Err(Error::driver(
+                &vdev.name,
+                format!(
+                    "queue_size={queue_size}: expected a power of two in 64..={}",
+                    queue::MAX_QUEUE_SIZE
+                ),
+            ));
+        }
+        let mac = vdev.parse_arg::<MacAddr>("mac")?;
+        Ok(VirtioUserConf {
+            path: PathBuf::from(path),
+            queues,
+            queue_size,
+            mac,
+        })
+    }
+}
+
+/// A random locally administered unicast MAC (what virtio-user reports when none is given).
+pub fn random_local_mac() -> MacAddr {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let v = h.finish().to_le_bytes();
+    MacAddr([(v[0] & 0xfc) | 0x02, v[1], v[2], v[3], v[4], v[5]])
+}
+
+impl Driver for VirtioUserDriver {
+    fn name(&self) -> &'static str {
+        DRIVER_NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "virtio-net over a vhost-user back end; path=<socket> queues=1 queue_size=256 mac=<addr>"
+    }
+
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
+        let c = VirtioUserConf::from_vdev(vdev)?;
+        let mac = c.mac.unwrap_or_else(random_local_mac);
+        let t = user::VirtioUser::connect(&vdev.name, &c.path, c.queues, mac)?;
+        let dev = VirtioNet::new(
+            NetConf {
+                name: vdev.name.clone(),
+                queue_size: c.queue_size,
+                queue_pairs: c.queues,
+                mac,
+            },
+            Box::new(t),
+        )?;
+        Ok(Box::new(dev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_arguments() {
+        let c = VirtioUserConf::from_vdev(
+            &"net_virtio_user0,path=/tmp/x.sock,queues=2,queue_size=512,mac=02:00:00:00:00:09"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.path, PathBuf::from("/tmp/x.sock"));
+        assert_eq!((c.queues, c.queue_size), (2, 512));
+        assert_eq!(c.mac, Some(MacAddr::local(9)));
+        for bad in [
+            "net_virtio_user0",
+            "net_virtio_user0,path=/x,queues=0",
+            "net_virtio_user0,path=/x,queue_size=100",
+            "net_virtio_user0,path=/x,queue_size=8192",
+            "net_virtio_user0,path=/x,mac=zz",
+            "net_virtio_user0,path=/x,bogus=1",
+        ] {
+            assert!(
+                VirtioUserConf::from_vdev(&bad.parse().unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn probe_without_back_end_says_what_to_do() {
+        let e = DRIVER
+            .probe(
+                &"net_virtio_user0,path=/nonexistent/vhost.sock"
+                    .parse()
+                    .unwrap(),
+            )
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("cannot connect") && e.contains("running?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn random_mac_is_local_unicast() {
+        let m = random_local_mac();
+        assert_eq!(m.0[0] & 0x03, 0x02);
+    }
+}

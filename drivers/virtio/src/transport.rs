@@ -1,0 +1,61 @@
+//! The seam between the virtio-net PMD and how it reaches the device.
+//!
+//! The net layer ([`crate::net`]) only needs: the device's feature bits and a way to
+//! accept a subset, the device's MAC (if it has config space), a notifier per queue, and
+//! a way to hand the device the queue addresses and start/stop it. [`crate::user`] (a
+//! vhost-user front end) implements it today; a virtio-pci transport (modern or legacy)
+//! implements the same trait on top of the same [`crate::queue`] code.
+
+use crate::queue::{AddrMode, RingAddrs};
+use pmd_core::error::Result;
+use pmd_core::ethdev::MacAddr;
+use std::sync::Arc;
+
+/// Tells the device there is new work in one queue ("kick": an eventfd write for
+/// vhost-user, a doorbell register write for PCI). Called from the queue's lcore.
+pub trait Notifier: Send + Sync {
+    /// Notifies the device.
+    fn notify(&self);
+}
+
+/// What the transport needs to (re)start one queue on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSetup {
+    /// Where the ring is (in the transport's [`AddrMode`]).
+    pub addrs: RingAddrs,
+    /// The index the device starts reading the available ring at.
+    pub base: u16,
+}
+
+/// A virtio transport: how the PMD reaches the device's feature bits, configuration and
+/// queues. Queue index `2k` is receive queue `k`, `2k + 1` transmit queue `k` (virtio-net).
+pub trait Transport: Send {
+    /// Short description for logs and errors (e.g. `vhost-user:/tmp/vhost.sock`).
+    fn describe(&self) -> String;
+    /// Which addresses descriptors and ring addresses must carry.
+    fn addr_mode(&self) -> AddrMode;
+    /// Feature bits the device offers.
+    fn device_features(&self) -> u64;
+    /// Accepts `wanted & device_features()` (the transport may add bits of its own, like
+    /// `VHOST_USER_F_PROTOCOL_FEATURES`); returns the negotiated set.
+    fn negotiate(&mut self, wanted: u64) -> Result<u64>;
+    /// The device's MAC address, if it has one to give.
+    fn mac(&self) -> Option<MacAddr>;
+    /// Most queue pairs the device supports.
+    fn max_queue_pairs(&self) -> u16;
+    /// The notifier for queue `index`.
+    fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>>;
+    /// Tells the device about all queues (every queue index `0..rings.len()` exactly once,
+    /// in order) and starts it. Shared memory must already hold the rings.
+    fn start(&mut self, rings: &[RingSetup]) -> Result<()>;
+    /// Stops the device; returns, per queue, the index it would resume at.
+    fn stop(&mut self) -> Result<Vec<u16>>;
+    /// Whether the device is reachable and running.
+    fn link_up(&self) -> bool;
+    /// Transport-specific counters.
+    fn xstats(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    /// Releases the device (closes the connection); the default does nothing.
+    fn close(&mut self) {}
+}
