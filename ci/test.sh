@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
-  bash ci/setup.sh
+  bash ci/setup.sh --dpdk   # DPDK is the interop peer of the protocol PMD tests
 else
   echo "ci/test.sh: not root: skipping machine setup; namespace tests will be skipped" >&2
 fi
