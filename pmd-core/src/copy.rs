@@ -8,34 +8,41 @@
 #[inline(always)]
 pub(crate) fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     let n = src.len().min(dst.len());
-    let (dst, src) = (&mut dst[..n], &src[..n]);
-    if n > 64 {
-        dst.copy_from_slice(src);
-        return;
-    }
-    let mut i = 0;
-    while i + 8 <= n {
-        chunk::<T, 8>(dst, src, i);
-        i += 8;
-    }
-    if n - i >= 4 {
-        chunk::<T, 4>(dst, src, i);
-        i += 4;
-    }
-    if n - i >= 2 {
-        chunk::<T, 2>(dst, src, i);
-        i += 2;
-    }
-    if n - i >= 1 {
-        dst[i] = src[i];
-    }
+    // SAFETY: n is at most the length of both slices, which cannot overlap (one is
+    // borrowed mutably).
+    unsafe { copy_run_raw(dst.as_mut_ptr(), src.as_ptr(), n) }
 }
 
+/// Copies `n` elements from `s` to `d`.
+///
+/// # Safety
+/// `s..s+n` must be readable, `d..d+n` writable, and the two must not overlap.
 #[inline(always)]
-fn chunk<T: Copy, const K: usize>(dst: &mut [T], src: &[T], at: usize) {
-    let s: &[T; K] = src[at..at + K].try_into().expect("K elements");
-    let d: &mut [T; K] = (&mut dst[at..at + K]).try_into().expect("K elements");
-    *d = *s;
+pub(crate) unsafe fn copy_run_raw<T: Copy>(d: *mut T, s: *const T, n: usize) {
+    // SAFETY: every copy stays within 0..n, which the caller guarantees is readable at `s`,
+    // writable at `d`, and not overlapping.
+    unsafe {
+        if n > 64 {
+            std::ptr::copy_nonoverlapping(s, d, n);
+            return;
+        }
+        let mut i = 0;
+        while i + 8 <= n {
+            std::ptr::copy_nonoverlapping(s.add(i), d.add(i), 8);
+            i += 8;
+        }
+        if n & 4 != 0 {
+            std::ptr::copy_nonoverlapping(s.add(i), d.add(i), 4);
+            i += 4;
+        }
+        if n & 2 != 0 {
+            std::ptr::copy_nonoverlapping(s.add(i), d.add(i), 2);
+            i += 2;
+        }
+        if n & 1 != 0 {
+            *d.add(i) = *s.add(i);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -88,8 +88,8 @@ impl<T: Copy> RingCore<T> {
         // SAFETY: idx + first <= size and the remainder starts at slot 0; both ranges lie in
         // `slots`, and the caller owns them.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(idx), first);
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), base, src.len() - first);
+            crate::copy::copy_run_raw(base.add(idx), src.as_ptr(), first);
+            crate::copy::copy_run_raw(base, src.as_ptr().add(first), src.len() - first);
         }
     }
 
@@ -106,8 +106,8 @@ impl<T: Copy> RingCore<T> {
         // SAFETY: as in write_slots; the slots were initialised by the producer that
         // published them (acquire on the producer tail).
         unsafe {
-            std::ptr::copy_nonoverlapping(base.add(idx), dst.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(base, dst.as_mut_ptr().add(first), dst.len() - first);
+            crate::copy::copy_run_raw(dst.as_mut_ptr(), base.add(idx), first);
+            crate::copy::copy_run_raw(dst.as_mut_ptr().add(first), base, dst.len() - first);
         }
     }
 

@@ -77,6 +77,34 @@ pub trait PciBackend: Send + Sync {
         Ok(u32::from_le_bytes(b))
     }
 
+    /// Reads `buf.len()` bytes at `offset` of I/O-port BAR `bar` (e.g. the register block
+    /// of a legacy virtio device). The default says the backend cannot reach I/O ports.
+    fn read_io(&self, bar: u8, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let _ = (offset, buf);
+        Err(crate::error::Error::driver(
+            "pci",
+            format!(
+                "{}: this backend ({:?}) cannot access I/O-port BAR {bar}",
+                self.addr(),
+                self.kind()
+            ),
+        ))
+    }
+
+    /// Writes `buf` at `offset` of I/O-port BAR `bar`. The default says the backend cannot
+    /// reach I/O ports.
+    fn write_io(&self, bar: u8, offset: u64, buf: &[u8]) -> Result<()> {
+        let _ = (offset, buf);
+        Err(crate::error::Error::driver(
+            "pci",
+            format!(
+                "{}: this backend ({:?}) cannot access I/O-port BAR {bar}",
+                self.addr(),
+                self.kind()
+            ),
+        ))
+    }
+
     /// Turns bus mastering (DMA) and memory decoding on or off.
     fn set_bus_master(&self, on: bool) -> Result<()> {
         let mut cmd = self.read_config16(PCI_COMMAND)?;

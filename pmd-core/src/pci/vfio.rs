@@ -1658,6 +1658,28 @@ impl PciBackend for VfioDevice {
         Ok(region)
     }
 
+    /// Through the kernel (pread on the BAR's region): works for I/O-port BARs.
+    fn read_io(&self, bar: u8, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if bar > 5 {
+            return Err(vfio_err(
+                self.addr,
+                format!("BAR {bar} does not exist (0..=5)"),
+            ));
+        }
+        self.read_region(bar.into(), offset, buf)
+    }
+
+    /// Through the kernel (pwrite on the BAR's region): works for I/O-port BARs.
+    fn write_io(&self, bar: u8, offset: u64, buf: &[u8]) -> Result<()> {
+        if bar > 5 {
+            return Err(vfio_err(
+                self.addr,
+                format!("BAR {bar} does not exist (0..=5)"),
+            ));
+        }
+        self.write_region(bar.into(), offset, buf)
+    }
+
     fn dma_map(&self, seg: &SegmentInfo) -> Result<()> {
         if self.group.noiommu {
             check_pa_segment(seg, "vfio no-IOMMU")
