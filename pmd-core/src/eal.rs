@@ -58,6 +58,30 @@ impl Eal {
         Ok((Eal::init(parsed.eal, drivers)?, parsed.app_args))
     }
 
+    /// [`Eal::from_args`] for an application's `main`: on `-h` prints the EAL help followed
+    /// by `app_help()` and returns exit code 0; on an error prints it (prefixed with the
+    /// program name) and returns the error's exit code (2 for bad options).
+    pub fn from_args_for_app<S: AsRef<str>>(
+        args: &[S],
+        drivers: &[&dyn Driver],
+        app_help: impl FnOnce() -> String,
+    ) -> std::result::Result<(Eal, Vec<String>), std::process::ExitCode> {
+        match Eal::from_args(args, drivers) {
+            Ok(v) => Ok(v),
+            Err(Error::Help(text)) => {
+                println!("{text}\n{}", app_help());
+                Err(std::process::ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                let prog = args
+                    .first()
+                    .map(|a| a.as_ref().rsplit('/').next().unwrap_or("app").to_string());
+                eprintln!("{}: {e}", prog.unwrap_or_else(|| "app".into()));
+                Err(std::process::ExitCode::from(e.exit_code() as u8))
+            }
+        }
+    }
+
     /// Initialises from parsed (or built) options; `drivers` are the PMDs `--vdev` may name.
     pub fn init(opts: EalOptions, drivers: &[&dyn Driver]) -> Result<Eal> {
         init_logging(opts.log_level);

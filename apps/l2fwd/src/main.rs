@@ -67,20 +67,14 @@ fn pool_size(ports: u32, rxd: u32, txd: u32, lcores: u32) -> u32 {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (eal, app_args) = match Eal::from_args(&args, pmd_drivers::ALL) {
+    let help = || {
+        <AppOpts as clap::CommandFactory>::command()
+            .render_help()
+            .to_string()
+    };
+    let (eal, app_args) = match Eal::from_args_for_app(&args, pmd_drivers::ALL, help) {
         Ok(v) => v,
-        Err(Error::Help(text)) => {
-            println!("{text}");
-            println!(
-                "{}",
-                <AppOpts as clap::CommandFactory>::command().render_help()
-            );
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("l2fwd: EAL: {e}");
-            return ExitCode::from(e.exit_code() as u8);
-        }
+        Err(code) => return code,
     };
     let opts = match AppOpts::try_parse_from(&app_args) {
         Ok(o) => o,

@@ -466,20 +466,14 @@ fn main() -> ExitCode {
             eal_args.insert(1.min(eal_args.len()), format!("--allow={addr}"));
         }
     }
-    let (eal, app) = match Eal::from_args(&eal_args, pmd_drivers::ALL) {
+    let help = || {
+        <AppOpts as clap::CommandFactory>::command()
+            .render_help()
+            .to_string()
+    };
+    let (eal, app) = match Eal::from_args_for_app(&eal_args, pmd_drivers::ALL, help) {
         Ok(v) => v,
-        Err(Error::Help(text)) => {
-            println!("{text}");
-            println!(
-                "{}",
-                <AppOpts as clap::CommandFactory>::command().render_help()
-            );
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("pci-check: {e}");
-            return ExitCode::from(e.exit_code() as u8);
-        }
+        Err(code) => return code,
     };
     let opts = match AppOpts::try_parse_from(&app) {
         Ok(o) => o,
