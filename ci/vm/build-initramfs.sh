@@ -9,7 +9,7 @@
 # Binaries that are not built yet are left out (the guest reports their checks as FAIL "binary
 # missing"). Reproducible: sorted file list, fixed mtimes, no gzip name/time.
 # Environment: KVER (default: newest under /lib/modules), TARGET_DIR (default: target/release),
-# VM_BINARIES (which of them to take, default "hugepage-setup pci-check").
+# VM_BINARIES (which of them to take, default "hugepage-setup pci-check l2fwd frame-blast").
 set -euo pipefail
 [ $# = 1 ] || { echo "usage: $0 OUT.cpio.gz" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
@@ -52,7 +52,7 @@ depmod -b "$root" "$kver" 2>/dev/null || true   # modules.dep for modprobe insid
 
 # Our binaries and what they link against (the dynamic loader lands at the path ldd names).
 : > "$root/binaries"
-for b in ${VM_BINARIES-hugepage-setup pci-check}; do
+for b in ${VM_BINARIES-hugepage-setup pci-check l2fwd frame-blast}; do
   if [ -x "$tdir/$b" ]; then
     cp "$tdir/$b" "$root/bin/$b"; echo "$b" >> "$root/binaries"
     { ldd "$tdir/$b" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | while read -r lib; do

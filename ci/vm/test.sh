@@ -5,7 +5,8 @@
 #
 #   ci/vm/test.sh            install, build, boot both guests, print a summary; non-zero on any failure
 #
-# Steps: ci/vm/install.sh; cargo build --release -p hugepage-setup -p pci-check;
+# Steps: ci/vm/install.sh; cargo build --release -p hugepage-setup -p pci-check -p l2fwd, and
+# frame-blast of pmd-testkit;
 # ci/vm/build-initramfs.sh; ci/vm/run-guest.sh iommu and noiommu, one at a time; each console is
 # saved to target/vm/<mode>.log. A binary that does not build is left out of the guest and its
 # checks FAIL "binary missing".
@@ -28,11 +29,15 @@ t_install=$(secs "$t" "$(now)")
 # 2. our binaries (one package at a time if the pair does not build, so one broken crate does not hide the other)
 t=$(now)
 built=()
-if cargo build --release -q -p hugepage-setup -p pci-check 2> "$out/build.log"; then
-  built=(hugepage-setup pci-check)
+# l2fwd and frame-blast (crate pmd-testkit) drive the guest's l2fwd-virtio-* checks.
+bins=(hugepage-setup pci-check l2fwd frame-blast)
+pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; l2fwd) echo "l2fwd --bin l2fwd" ;; *) echo "$1" ;; esac; }
+if cargo build --release -q -p hugepage-setup -p pci-check -p l2fwd --bin l2fwd -p pmd-testkit --bin frame-blast 2> "$out/build.log"; then
+  built=("${bins[@]}")
 else
-  for p in hugepage-setup pci-check; do
-    if cargo build --release -q -p "$p" 2> "$out/build-$p.log"; then built+=("$p")
+  for p in "${bins[@]}"; do
+    # shellcheck disable=SC2046
+    if cargo build --release -q -p $(pkg_of "$p") 2> "$out/build-$p.log"; then built+=("$p")
     else echo "ci/vm/test.sh: $p does not build (see $out/build-$p.log): its checks will FAIL \"binary missing\"" >&2
          grep -m3 -E '^error' "$out/build-$p.log" | sed 's/^/    /' >&2; fi
   done
@@ -46,8 +51,8 @@ t_initramfs=$(secs "$t" "$(now)")
 
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
-expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy"
-expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb"
+expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern"
+expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy"
 status=0
 declare -A wall qrc
 for mode in ${VM_MODES:-iommu noiommu}; do

@@ -19,24 +19,44 @@
 //! again (DPDK's virtio-user has the same rule). vhost-user allows at most 8 regions, so
 //! at most 8 live segments.
 //!
+//! PCI: the same driver claims virtio-net PCI functions (1af4:1041 modern, 1af4:1000
+//! transitional) that the EAL opened (`-a ADDR`), through the [`pci`] transport (modern
+//! capabilities when present, else the legacy I/O-port interface). Descriptors then carry
+//! IOVAs, so every buffer must come from EAL memory (which VFIO maps for the device).
+//!
 //! Not supported yet: packed virtqueues, the control queue (so no receive filtering:
 //! the port is always promiscuous), multi-buffer packets, offloads.
 
 #![warn(missing_docs)]
 
 pub mod net;
+pub mod pci;
 pub mod queue;
 pub mod transport;
 pub mod user;
 
 use net::{NetConf, VirtioNet};
 use pmd_core::error::{Error, Result};
-use pmd_core::ethdev::{Device, Driver, MacAddr};
+use pmd_core::ethdev::{Device, Driver, MacAddr, PciId};
 use pmd_core::options::VdevSpec;
+use pmd_core::pci::PciBackend;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The driver name (vdev prefix).
 pub const DRIVER_NAME: &str = "net_virtio_user";
+
+/// The PCI functions the driver claims: transitional and modern virtio-net.
+pub const PCI_IDS: &[PciId] = &[
+    PciId {
+        vendor: pci::VIRTIO_PCI_VENDOR,
+        device: pci::VIRTIO_PCI_DEVICE_NET_TRANSITIONAL,
+    },
+    PciId {
+        vendor: pci::VIRTIO_PCI_VENDOR,
+        device: pci::VIRTIO_PCI_DEVICE_NET_MODERN,
+    },
+];
 
 const KNOWN_ARGS: &[&str] = &["path", "queues", "queue_size", "mac"];
 
@@ -124,6 +144,32 @@ impl Driver for VirtioUserDriver {
                 queue_size: c.queue_size,
                 queue_pairs: c.queues,
                 mac,
+            },
+            Box::new(t),
+        )?;
+        Ok(Box::new(dev))
+    }
+
+    fn pci_ids(&self) -> &'static [PciId] {
+        PCI_IDS
+    }
+
+    fn probe_pci(&self, dev: Arc<dyn PciBackend>) -> Result<Box<dyn Device>> {
+        let name = dev.addr().to_string();
+        let t = pci::VirtioPci::probe(dev)?;
+        let queue_size = t.queue_size()?;
+        tracing::info!(
+            device = name,
+            modern = t.is_modern(),
+            queue_size,
+            "virtio-net PCI function probed"
+        );
+        let dev = VirtioNet::new(
+            NetConf {
+                name,
+                queue_size,
+                queue_pairs: 1,
+                mac: random_local_mac(),
             },
             Box::new(t),
         )?;

@@ -23,10 +23,20 @@
 //! [`VRING_AVAIL_F_NO_INTERRUPT`] (it polls) and kicks only while the device leaves
 //! [`VRING_USED_F_NO_NOTIFY`] clear; with it, `used_event` is kept half the index space
 //! ahead (no interrupts) and kicks follow `avail_event` (the `vring_need_event` rule).
+//!
+//! [`Virtqueue`] is the interface the net layer uses; [`SplitQueue`] and
+//! [`packed::PackedQueue`] implement it, and the rx/tx queues are generic over it, so the
+//! choice costs nothing per packet (static dispatch, one monomorphized copy per layout).
 
 use pmd_core::memory::Segment;
 use std::sync::atomic::{fence, AtomicU16, Ordering};
 use std::sync::Arc;
+
+// Declared here (not in lib.rs) so the packed ring lives next to the split one:
+// `crate::queue::packed`.
+#[path = "packed.rs"]
+pub mod packed;
+pub use packed::PackedQueue;
 
 /// Descriptor flag: the buffer continues in the descriptor named by `next`.
 pub const VRING_DESC_F_NEXT: u16 = 1;
@@ -472,6 +482,95 @@ impl SplitQueue {
             .map(|(i, _)| i as u16)
     }
 }
+
+/// The driver side of a virtqueue, split or packed: what the net layer needs. All methods
+/// are meant to be statically dispatched (generic code), never through `dyn`.
+pub trait Virtqueue: Send + 'static {
+    /// Queue index on the device.
+    fn index(&self) -> u16;
+    /// Entries.
+    fn size(&self) -> u16;
+    /// Buffers that can be pushed now.
+    fn num_free(&self) -> usize;
+    /// Buffers pushed and not yet returned.
+    fn in_flight(&self) -> usize;
+    /// Whether the device broke the protocol and the queue stopped consuming.
+    fn is_broken(&self) -> bool;
+    /// The value the device starts (or resumes) at, as `SET_VRING_BASE` carries it: the
+    /// free-running avail index (split), or position | avail wrap counter << 15 (packed).
+    fn avail_idx(&self) -> u16;
+    /// Ring addresses for the transport (packed: desc = ring, avail = driver event
+    /// suppression, used = device event suppression).
+    fn addrs(&self, mode: AddrMode) -> RingAddrs;
+    /// Posts one single-descriptor buffer (visible after [`Virtqueue::publish`]); returns
+    /// its id, or `None` if none is free.
+    fn push(&mut self, addr: u64, len: u32, writable: bool) -> Option<u16>;
+    /// Makes every pushed buffer visible to the device.
+    fn publish(&mut self);
+    /// Whether the device wants a notification for what was published since the last call.
+    fn kick_needed(&mut self) -> bool;
+    /// Takes up to `out.len()` validated used buffers; returns `(taken, errors)`.
+    fn poll_used(&mut self, out: &mut [UsedElem]) -> (usize, u64);
+    /// Ids of all buffers still in flight.
+    fn in_flight_ids(&self) -> Vec<u16>;
+}
+
+macro_rules! impl_virtqueue {
+    ($t:ty) => {
+        impl Virtqueue for $t {
+            #[inline(always)]
+            fn index(&self) -> u16 {
+                <$t>::index(self)
+            }
+            #[inline(always)]
+            fn size(&self) -> u16 {
+                <$t>::size(self)
+            }
+            #[inline(always)]
+            fn num_free(&self) -> usize {
+                <$t>::num_free(self)
+            }
+            #[inline(always)]
+            fn in_flight(&self) -> usize {
+                <$t>::in_flight(self)
+            }
+            #[inline(always)]
+            fn is_broken(&self) -> bool {
+                <$t>::is_broken(self)
+            }
+            #[inline(always)]
+            fn avail_idx(&self) -> u16 {
+                <$t>::avail_idx(self)
+            }
+            #[inline(always)]
+            fn addrs(&self, mode: AddrMode) -> RingAddrs {
+                <$t>::addrs(self, mode)
+            }
+            #[inline(always)]
+            fn push(&mut self, addr: u64, len: u32, writable: bool) -> Option<u16> {
+                <$t>::push(self, addr, len, writable)
+            }
+            #[inline(always)]
+            fn publish(&mut self) {
+                <$t>::publish(self)
+            }
+            #[inline(always)]
+            fn kick_needed(&mut self) -> bool {
+                <$t>::kick_needed(self)
+            }
+            #[inline(always)]
+            fn poll_used(&mut self, out: &mut [UsedElem]) -> (usize, u64) {
+                <$t>::poll_used(self, out)
+            }
+            fn in_flight_ids(&self) -> Vec<u16> {
+                <$t>::in_flight_ids(self).collect()
+            }
+        }
+    };
+}
+
+impl_virtqueue!(SplitQueue);
+impl_virtqueue!(PackedQueue);
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -410,6 +410,46 @@ impl PciBackend for UioDevice {
         Ok(region)
     }
 
+    /// Through sysfs: `resource<bar>` of an I/O-port BAR takes 1-, 2- and 4-byte reads.
+    fn read_io(&self, bar: u8, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if bar > 5 {
+            return Err(Error::driver(
+                "uio",
+                format!("BAR {bar} does not exist (0..=5)"),
+            ));
+        }
+        let path = self.dev_dir.join(format!("resource{bar}"));
+        File::open(&path)
+            .and_then(|f| f.read_exact_at(buf, offset))
+            .map_err(|e| {
+                Error::io(
+                    format!("{}: reading {} at {offset:#x}", self.addr, path.display()),
+                    e,
+                )
+            })
+    }
+
+    /// Through sysfs: `resource<bar>` of an I/O-port BAR takes 1-, 2- and 4-byte writes.
+    fn write_io(&self, bar: u8, offset: u64, buf: &[u8]) -> Result<()> {
+        if bar > 5 {
+            return Err(Error::driver(
+                "uio",
+                format!("BAR {bar} does not exist (0..=5)"),
+            ));
+        }
+        let path = self.dev_dir.join(format!("resource{bar}"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.write_all_at(buf, offset))
+            .map_err(|e| {
+                Error::io(
+                    format!("{}: writing {} at {offset:#x}", self.addr, path.display()),
+                    e,
+                )
+            })
+    }
+
     fn dma_map(&self, seg: &SegmentInfo) -> Result<()> {
         check_pa_segment(seg, "uio")
     }

@@ -1,0 +1,342 @@
+//! Shared by the interop tests (`interop.rs`: split rings, `interop_packed.rs`: packed
+//! rings): DPDK's vhost-user back end, `dpdk-testpmd` with `net_vhost0` in macswap mode,
+//! bounces every frame we send; we check each one comes back byte for byte with the MAC
+//! addresses swapped. Needs root, hugepages and `dpdk-testpmd`; otherwise it prints why
+//! and passes.
+
+#![allow(dead_code)]
+
+use pmd_core::ethdev::{Device, Driver, MacAddr, PortConf};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::options::EalOptions;
+use pmd_core::options::VdevSpec;
+use pmd_core::{Eal, Mempool};
+use pmd_virtio::net::{NetConf, NetOptions, VirtioNet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const N: u32 = 1000;
+/// Frames after the stop/start.
+const RESTART_N: u32 = 300;
+const PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// testpmd plus its socket and log; killed and removed on drop (also on panic).
+pub struct Testpmd {
+    child: Child,
+    sock: PathBuf,
+    log: PathBuf,
+}
+
+impl Testpmd {
+    fn start(sock: &Path, prefix: &str, log: &Path) -> Testpmd {
+        Self::start_mode(sock, prefix, log, "macswap")
+    }
+
+    /// testpmd's net_vhost with forwarding mode `mode` (macswap, rxonly, ...).
+    pub fn start_mode(sock: &Path, prefix: &str, log: &Path, mode: &str) -> Testpmd {
+        let _ = std::fs::remove_file(sock);
+        let out = std::fs::File::create(log).unwrap();
+        let child = Command::new("dpdk-testpmd")
+            .args(["-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512"])
+            .args(["--huge-dir", "/mnt/pmd-huge", "--file-prefix", prefix])
+            .arg("--vdev")
+            .arg(format!("net_vhost0,iface={},queues=1", sock.display()))
+            .args([
+                "--",
+                &format!("--forward-mode={mode}"),
+                "--nb-cores=1",
+                "--stats-period",
+                "1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn dpdk-testpmd");
+        Testpmd {
+            child,
+            sock: sock.to_path_buf(),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// testpmd's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Testpmd {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.sock);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+pub fn skip_reason() -> Option<String> {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (hugepages for DPDK)".into());
+    }
+    if Command::new("dpdk-testpmd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Some("dpdk-testpmd is not installed (apt-get install dpdk)".into());
+    }
+    if !Path::new("/mnt/pmd-huge").exists() {
+        return Some("no hugetlbfs mount at /mnt/pmd-huge".into());
+    }
+    None
+}
+
+fn frame(seq: u32) -> Vec<u8> {
+    let len = 60 + (seq as usize * 37) % (1514 - 60 + 1);
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&PEER);
+    f[6..12].copy_from_slice(&OURS);
+    f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    f[14..18].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in f[18..].iter_mut().enumerate() {
+        *b = (seq as usize * 7 + i) as u8;
+    }
+    f
+}
+
+/// `net_virtio_user` as the crate's driver builds it, plus `packed_vq=0|1` (DPDK's name):
+/// the test-side stand-in until `lib.rs` parses that argument itself.
+pub struct PackedAwareDriver;
+
+impl Driver for PackedAwareDriver {
+    fn name(&self) -> &'static str {
+        pmd_virtio::DRIVER_NAME
+    }
+    fn description(&self) -> &'static str {
+        "net_virtio_user with packed_vq=0|1 (test driver)"
+    }
+    fn probe(&self, vdev: &VdevSpec) -> pmd_core::Result<Box<dyn Device>> {
+        vdev.check_known(&["path", "queue_size", "mac", "packed_vq"])?;
+        let path = vdev.arg("path").expect("path=");
+        let queue_size = vdev.parse_arg::<u16>("queue_size")?.unwrap_or(256);
+        let mac = vdev.parse_arg::<MacAddr>("mac")?.unwrap_or(MacAddr(OURS));
+        let packed_vq = vdev.parse_arg::<u8>("packed_vq")?.unwrap_or(0) == 1;
+        let t = pmd_virtio::user::VirtioUser::connect(&vdev.name, Path::new(path), 1, mac)?;
+        let dev = VirtioNet::with_options(
+            NetConf {
+                name: vdev.name.clone(),
+                queue_size,
+                queue_pairs: 1,
+                mac,
+            },
+            NetOptions { packed_vq },
+            Box::new(t),
+        )?;
+        Ok(Box::new(dev))
+    }
+}
+
+/// The 1000-frame macswap round trip; `packed` asks for packed rings (and checks they
+/// were negotiated).
+pub fn macswap_round_trip(test: &str, packed: bool) {
+    if let Some(why) = skip_reason() {
+        eprintln!("{test}: skipped: {why}");
+        return;
+    }
+    let pid = std::process::id();
+    let sock = PathBuf::from(format!("/tmp/pmd-virtio-interop-{pid}.sock"));
+    let log = PathBuf::from(format!("/tmp/pmd-virtio-interop-{pid}.log"));
+    let tp = Testpmd::start(&sock, &format!("pmdvirtio{pid}"), &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "testpmd did not create {} in time; log:\n{}",
+            sock.display(),
+            tp.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Our side: EAL with memfd hugepages, one virtio-user port, main lcore on CPU 0
+    // (testpmd forwards on CPU 1).
+    let opts = EalOptions::builder()
+        .lcores("0")
+        .no_pci(true)
+        .file_prefix(&format!("pmdvu{pid}"))
+        .vdev(&format!(
+            "net_virtio_user0,path={},queue_size=256,mac=02:00:00:00:00:01{}",
+            sock.display(),
+            if packed { ",packed_vq=1" } else { "" }
+        ))
+        .build()
+        .unwrap();
+    let mut eal = if packed {
+        Eal::init(opts, &[&PackedAwareDriver]).unwrap()
+    } else {
+        Eal::init(opts, &[&pmd_virtio::DRIVER]).unwrap()
+    };
+    let pool = Mempool::create("virtio-interop", 2048, 0).unwrap();
+    assert!(pool.segment().is_huge(), "test runs on hugepages");
+    let port = eal.port_mut(0).unwrap();
+    port.configure(&PortConf::default()).unwrap();
+    let mut rx = port.setup_rx_queue(0, 0, &pool).unwrap();
+    let mut tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    let link = port.wait_link_up(Duration::from_secs(5));
+    assert!(link.up, "link down");
+    let xs = port.xstats();
+    let features = xs.iter().find(|(k, _)| k == "features").unwrap().1;
+    eprintln!("negotiated features {features:#x}, xstats {xs:?}");
+    assert!(features & (1 << 32) != 0, "VERSION_1 negotiated");
+    let offered = xs.iter().find(|(k, _)| k == "device_features").unwrap().1;
+    assert_eq!(
+        features & (1 << 34) != 0,
+        packed,
+        "RING_PACKED negotiated iff asked for (offered {offered:#x})"
+    );
+
+    // Phase 0: N frames. Phase 1: after a stop/start (the rings resume where
+    // GET_VRING_BASE said), RESTART_N more.
+    let total = N + RESTART_N;
+    let mut next = 0u32;
+    let mut got = vec![false; total as usize];
+    let mut received = 0u32;
+    let mut rb = PktBatch::new();
+    for (phase, end) in [N, total].into_iter().enumerate() {
+        if phase == 1 {
+            let port = eal.port_mut(0).unwrap();
+            port.stop().unwrap();
+            port.start().unwrap();
+            assert!(
+                port.wait_link_up(Duration::from_secs(5)).up,
+                "link down after restart"
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while received < end {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: sent {next}, received {received}; stats {:?}\ntestpmd log:\n{}",
+                port_stats(&eal),
+                tp.log()
+            );
+            // Keep at most 128 frames in flight so the 256-entry rx ring never overflows.
+            if next < end && next - received < 128 {
+                let mut b = PktBatch::new();
+                while b.len() < 32 && next < end && next - received < 128 {
+                    let mut m = pool.alloc().expect("pool");
+                    let f = frame(next);
+                    assert!(m.copy_from(&f));
+                    b.push(m).unwrap();
+                    next += 1;
+                }
+                while !b.is_empty() {
+                    tx.tx_burst(&mut b);
+                    assert!(Instant::now() < deadline, "tx stuck");
+                }
+            }
+            rb.clear();
+            rx.rx_burst(&mut rb);
+            for m in rb.iter() {
+                let d = m.data();
+                assert!(d.len() >= 18, "runt of {} bytes", d.len());
+                let seq = u32::from_be_bytes(d[14..18].try_into().unwrap());
+                assert!(seq < end, "bad sequence {seq}");
+                let mut want = frame(seq);
+                want[..6].copy_from_slice(&OURS);
+                want[6..12].copy_from_slice(&PEER);
+                assert_eq!(d.len(), want.len(), "length of frame {seq}");
+                assert!(d == &want[..], "contents of frame {seq}");
+                assert!(!got[seq as usize], "duplicate frame {seq}");
+                got[seq as usize] = true;
+                received += 1;
+            }
+        }
+        let s = port_stats(&eal);
+        eprintln!("port stats: {s:?}");
+        assert_eq!((s.ipackets, s.opackets), (end as u64, end as u64));
+        assert_eq!((s.ierrors, s.oerrors, s.rx_nombuf), (0, 0, 0));
+    }
+    let port = eal.port_mut(0).unwrap();
+    port.stop().unwrap();
+    drop(rx);
+    drop(tx);
+    drop(rb);
+    assert_eq!(pool.stats().in_use, 0, "no leaked buffers");
+    drop(tp);
+}
+
+fn port_stats(eal: &Eal) -> pmd_core::ethdev::EthStats {
+    eal.ports()[0].stats()
+}
+
+/// Blasts 64-byte frames for `secs` seconds through a `packed_vq=1` port into testpmd's
+/// `rxonly` net_vhost; prints our tx rate and testpmd's log tail (its Rx-pps lines).
+pub fn packed_tx_rate(secs: u64) {
+    if let Some(why) = skip_reason() {
+        eprintln!("packed_tx_rate: skipped: {why}");
+        return;
+    }
+    let pid = std::process::id();
+    let sock = PathBuf::from(format!("/tmp/pmd-virtio-rate-{pid}.sock"));
+    let log = PathBuf::from(format!("/tmp/pmd-virtio-rate-{pid}.log"));
+    let tp = Testpmd::start_mode(&sock, &format!("pmdvrate{pid}"), &log, "rxonly");
+    while !sock.exists() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let opts = EalOptions::builder()
+        .lcores("0")
+        .no_pci(true)
+        .file_prefix(&format!("pmdvur{pid}"))
+        .vdev(&format!(
+            "net_virtio_user0,path={},queue_size=256,packed_vq=1",
+            sock.display()
+        ))
+        .build()
+        .unwrap();
+    let mut eal = Eal::init(opts, &[&PackedAwareDriver]).unwrap();
+    let pool = Mempool::create("virtio-rate", 8191, 256).unwrap();
+    let port = eal.port_mut(0).unwrap();
+    port.configure(&PortConf::default()).unwrap();
+    let _rx = port.setup_rx_queue(0, 0, &pool).unwrap();
+    let mut tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    assert!(port.wait_link_up(Duration::from_secs(5)).up);
+    let mut f = frame(0);
+    f.resize(64, 0);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut b = PktBatch::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        while b.len() < 32 {
+            let Some(mut m) = pool.alloc() else { break };
+            assert!(m.copy_from(&f));
+            b.push(m).unwrap();
+        }
+        sent += tx.tx_burst(&mut b) as u64;
+    }
+    let mpps = sent as f64 / start.elapsed().as_secs_f64() / 1e6;
+    eprintln!("packed tx {mpps:.2} Mpps (ours, 64 B, {secs} s)");
+    b.clear();
+    let port = eal.port_mut(0).unwrap();
+    port.stop().unwrap();
+    let l = tp.log();
+    let rx: Vec<&str> = l.lines().filter(|x| x.contains("Rx-pps")).collect();
+    eprintln!("testpmd Rx-pps samples: {rx:?}");
+}
