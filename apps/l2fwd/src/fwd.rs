@@ -65,8 +65,10 @@ impl Task {
 }
 
 /// Polls `tasks` round-robin until a stop is requested. `tick`, if given, is called with
-/// the TSC once per loop and may ask the loop to stop by returning true.
-pub fn run(mut tasks: Vec<Task>, mut tick: Option<&mut dyn FnMut(u64) -> bool>) {
+/// the TSC once per loop and may ask the loop to stop by returning true. Gives the tasks
+/// back, so their queues outlive the ports' stop (a device must stop before its queues
+/// and their buffers go away).
+pub fn run(mut tasks: Vec<Task>, mut tick: Option<&mut dyn FnMut(u64) -> bool>) -> Vec<Task> {
     let mut batch = PktBatch::new();
     while !lcore::stop_requested() {
         for t in tasks.iter_mut() {
@@ -78,4 +80,5 @@ pub fn run(mut tasks: Vec<Task>, mut tick: Option<&mut dyn FnMut(u64) -> bool>) 
             }
         }
     }
+    tasks
 }

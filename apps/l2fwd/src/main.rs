@@ -221,13 +221,15 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         } else {
-            fwd::run(main_tasks, Some(&mut tick));
+            main_tasks = fwd::run(main_tasks, Some(&mut tick));
         }
     }
     lcore::request_stop();
+    let mut finished = vec![main_tasks];
     for w in workers {
-        if w.join().is_err() {
-            eprintln!("l2fwd: a forwarding lcore panicked");
+        match w.join() {
+            Ok(tasks) => finished.push(tasks),
+            Err(_) => eprintln!("l2fwd: a forwarding lcore panicked"),
         }
     }
     for &p in &enabled {
@@ -236,6 +238,8 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         port.stop()?;
         println!(" Done");
     }
+    // Queues (and the buffers devices still hold) go only after their ports stopped.
+    drop(finished);
     reporter.print(eal.ports(), tsc::rdtsc());
     println!("Bye...");
     Ok(())

@@ -24,7 +24,10 @@
 //! capabilities when present, else the legacy I/O-port interface). Descriptors then carry
 //! IOVAs, so every buffer must come from EAL memory (which VFIO maps for the device).
 //!
-//! Not supported yet: packed virtqueues, the control queue (so no receive filtering:
+//! Packed virtqueues (`VIRTIO_F_RING_PACKED`) are used with `packed_vq=1` on virtio-user,
+//! and on PCI whenever the device offers them (QEMU: `packed=on`).
+//!
+//! Not supported yet: the control queue (so no receive filtering:
 //! the port is always promiscuous), multi-buffer packets, offloads.
 
 #![warn(missing_docs)]
@@ -46,6 +49,9 @@ use std::sync::Arc;
 /// The driver name (vdev prefix).
 pub const DRIVER_NAME: &str = "net_virtio_user";
 
+/// The driver name PCI virtio-net ports report.
+pub const PCI_DRIVER_NAME: &str = "net_virtio";
+
 /// The PCI functions the driver claims: transitional and modern virtio-net.
 pub const PCI_IDS: &[PciId] = &[
     PciId {
@@ -58,7 +64,7 @@ pub const PCI_IDS: &[PciId] = &[
     },
 ];
 
-const KNOWN_ARGS: &[&str] = &["path", "queues", "queue_size", "mac"];
+const KNOWN_ARGS: &[&str] = &["path", "queues", "queue_size", "mac", "packed_vq"];
 
 /// The virtio-user driver.
 pub struct VirtioUserDriver;
@@ -77,6 +83,8 @@ pub struct VirtioUserConf {
     pub queue_size: u16,
     /// MAC address, if given.
     pub mac: Option<MacAddr>,
+    /// Ask for packed virtqueues (`packed_vq=1`).
+    pub packed_vq: bool,
 }
 
 impl VirtioUserConf {
@@ -107,11 +115,22 @@ impl VirtioUserConf {
             ));
         }
         let mac = vdev.parse_arg::<MacAddr>("mac")?;
+        let packed_vq = match vdev.parse_arg::<u8>("packed_vq")? {
+            None | Some(0) => false,
+            Some(1) => true,
+            Some(v) => {
+                return Err(Error::driver(
+                    &vdev.name,
+                    format!("packed_vq={v}: expected 0 or 1"),
+                ))
+            }
+        };
         Ok(VirtioUserConf {
             path: PathBuf::from(path),
             queues,
             queue_size,
             mac,
+            packed_vq,
         })
     }
 }
@@ -131,19 +150,23 @@ impl Driver for VirtioUserDriver {
     }
 
     fn description(&self) -> &'static str {
-        "virtio-net over a vhost-user back end; path=<socket> queues=1 queue_size=256 mac=<addr>"
+        "virtio-net over a vhost-user back end (and virtio-net PCI functions); path=<socket> queues=1 queue_size=256 mac=<addr> packed_vq=0|1"
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         let c = VirtioUserConf::from_vdev(vdev)?;
         let mac = c.mac.unwrap_or_else(random_local_mac);
         let t = user::VirtioUser::connect(&vdev.name, &c.path, c.queues, mac)?;
-        let dev = VirtioNet::new(
+        let dev = VirtioNet::with_options(
             NetConf {
+                driver: DRIVER_NAME,
                 name: vdev.name.clone(),
                 queue_size: c.queue_size,
                 queue_pairs: c.queues,
                 mac,
+            },
+            net::NetOptions {
+                packed_vq: c.packed_vq,
             },
             Box::new(t),
         )?;
@@ -164,13 +187,16 @@ impl Driver for VirtioUserDriver {
             queue_size,
             "virtio-net PCI function probed"
         );
-        let dev = VirtioNet::new(
+        // A device configured with packed rings (QEMU `packed=on`) offers them: use them.
+        let dev = VirtioNet::with_options(
             NetConf {
+                driver: PCI_DRIVER_NAME,
                 name,
                 queue_size,
                 queue_pairs: 1,
                 mac: random_local_mac(),
             },
+            net::NetOptions { packed_vq: true },
             Box::new(t),
         )?;
         Ok(Box::new(dev))

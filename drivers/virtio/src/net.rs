@@ -101,6 +101,8 @@ const RX_REFILL_MIN: usize = 32;
 /// Settings of a virtio-net device that do not come from the transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetConf {
+    /// Driver name reported in [`DevInfo`] (`net_virtio_user` or `net_virtio`).
+    pub driver: &'static str,
     /// Device name (the vdev name).
     pub name: String,
     /// Descriptors per queue (the most a queue may use; a power of two).
@@ -325,7 +327,7 @@ impl VirtioNet {
 impl Device for VirtioNet {
     fn info(&self) -> DevInfo {
         DevInfo {
-            driver: crate::DRIVER_NAME,
+            driver: self.conf.driver,
             max_rx_queues: self.pairs,
             max_tx_queues: self.pairs,
             min_desc: 64.min(self.conf.queue_size),
@@ -813,6 +815,7 @@ mod tests {
             rings: rings.clone(),
         };
         let conf = NetConf {
+            driver: crate::DRIVER_NAME,
             name: "net_virtio_test1".into(),
             queue_size: 64,
             queue_pairs: 1,
@@ -903,6 +906,7 @@ mod tests {
             rings: rings.clone(),
         };
         let conf = NetConf {
+            driver: crate::DRIVER_NAME,
             name: "net_virtio_test0".into(),
             queue_size: 64,
             queue_pairs: 1,

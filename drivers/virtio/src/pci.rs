@@ -1388,6 +1388,7 @@ mod tests {
         let (b2, _) = modern_backend(F_LOW, modern_caps(4, 0));
         let net = VirtioNet::new(
             NetConf {
+                driver: crate::PCI_DRIVER_NAME,
                 name: "pci".into(),
                 queue_size: 256,
                 queue_pairs: 1,

@@ -139,6 +139,7 @@ impl Driver for PackedAwareDriver {
         let t = pmd_virtio::user::VirtioUser::connect(&vdev.name, Path::new(path), 1, mac)?;
         let dev = VirtioNet::with_options(
             NetConf {
+                driver: pmd_virtio::DRIVER_NAME,
                 name: vdev.name.clone(),
                 queue_size,
                 queue_pairs: 1,
