@@ -91,6 +91,8 @@ set -- $(nic_by_mac 52:54:00:00:03:01); GEN_IF=${1:-}; GEN=${2:-}
 set -- $(nic_by_mac 52:54:00:00:03:02); CAP_IF=${1:-}; CAP=${2:-}
 set -- $(nic_by_mac 52:54:00:00:01:11); VIRTIO_M1=${2:-}
 set -- $(nic_by_mac 52:54:00:00:01:12); VIRTIO_L1=${2:-}
+set -- $(nic_by_mac 52:54:00:00:01:03); VIRTIO_P=${2:-}    # packed=on pair (iommu guest only)
+set -- $(nic_by_mac 52:54:00:00:01:13); VIRTIO_P1=${2:-}
 set --
 for d in /sys/bus/pci/devices/*; do
   a=$(basename "$d")
@@ -103,6 +105,7 @@ for d in /sys/bus/pci/devices/*; do
 done
 nics="igb=$IGB_A,$IGB_B virtio-modern=$VIRTIO_M virtio-legacy=$VIRTIO_L e1000e=$E1000E guard=$GUARD($GUARD_IF)"
 nics="$nics gen=$GEN($GEN_IF) cap=$CAP($CAP_IF) virtio-modern-p1=$VIRTIO_M1 virtio-legacy-p1=$VIRTIO_L1"
+[ "$mode" = iommu ] && nics="$nics virtio-packed=$VIRTIO_P,$VIRTIO_P1"
 echo "GUEST-NICS $nics"
 for a in "$IGB_A" "$IGB_B" "$VIRTIO_M" "$VIRTIO_L" "$E1000E"; do echo "  $a $(drv "$a") group=$(basename "$(readlink /sys/bus/pci/devices/$a/iommu_group 2>/dev/null)" 2>/dev/null)"; done
 if [ -n "$IGB_A" ] && [ -n "$IGB_B" ] && [ -n "$VIRTIO_M" ] && [ -n "$VIRTIO_L" ] && [ -n "$E1000E" ] && [ -n "$GUARD_IF" ]; then
@@ -314,6 +317,9 @@ N_FRAMES=500
 if [ -n "$GEN_IF" ] && [ -n "$CAP_IF" ]; then
   ip link set "$GEN_IF" up; ip link set "$CAP_IF" up; ip link set "$CAP_IF" promisc on
 fi
+# L2FWD_FEATURE (set around a call): a feature name (as the driver logs it, e.g. RING_PACKED)
+# that every port's "virtio-net features negotiated" line in l2fwd's log must contain.
+L2FWD_FEATURE=""
 l2fwd_virtio() { # l2fwd_virtio NAME RUN-ID DRIVER PORT0 PORT1 [EAL-OPTIONS...]
   n=$1; runid=$2; target=$3; p0=$4; p1=$5; shift 5; eal_extra="$*"
   for b in l2fwd frame-blast hugepage-setup; do have $b || { check "$n" FAIL "$b binary missing"; return; }; done
@@ -351,20 +357,29 @@ l2fwd_virtio() { # l2fwd_virtio NAME RUN-ID DRIVER PORT0 PORT1 [EAL-OPTIONS...]
   recv=$(grep 'Total packets received' "$log" | tail -1 | awk '{print $NF}')
   cnt=$(grep '^FRAME-COUNT [ob]' "$clog" | tail -1 | cut -d' ' -f2-)
   feat=$(grep -o 'negotiated=[^ ]* ([^)]*)' "$log" | head -1)
+  nneg=$(grep -c 'negotiated=[^ ]* ([^)]*)' "$log")
+  featok=1; featmsg=""
+  if [ -n "$L2FWD_FEATURE" ]; then
+    # both ports, each with the feature among the negotiated names
+    nfeat=$(grep -o 'negotiated=[^ ]* ([^)]*)' "$log" | grep -c "[(|]$L2FWD_FEATURE[|)]")
+    [ "$nneg" -ge 2 ] && [ "$nfeat" = "$nneg" ] || featok=0
+    featmsg="$L2FWD_FEATURE negotiated on $nfeat of $nneg ports"
+  fi
   times=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN{printf "start %.1fs, traffic %.1fs, stop %.1fs", b-a, c-b, d-c}')
-  if [ $src = 0 ] && [ $crc = 0 ] && [ $lrc = 0 ] && [ "${recv:-0}" -ge $N_FRAMES ]; then
-    check "$n" PASS "$p0 -> $p1${eal_extra:+ ($eal_extra)}: cap got $cnt; l2fwd rx total $recv, exit 0; $times; $feat"
+  if [ $src = 0 ] && [ $crc = 0 ] && [ $lrc = 0 ] && [ "${recv:-0}" -ge $N_FRAMES ] && [ $featok = 1 ]; then
+    check "$n" PASS "$p0 -> $p1${eal_extra:+ ($eal_extra)}: cap got $cnt; l2fwd rx total $recv, exit 0; $times; ${featmsg:+$featmsg: }$feat"
   else
-    check "$n" FAIL "$p0 -> $p1: send rc=$src ($(printf '%s' "$sout" | head -1)); count rc=$crc ($cnt); l2fwd rc=$lrc rx total ${recv:-none}; $times"
+    check "$n" FAIL "$p0 -> $p1: send rc=$src ($(printf '%s' "$sout" | head -1)); count rc=$crc ($cnt); l2fwd rc=$lrc rx total ${recv:-none}; ${featmsg:+$featmsg ($feat); }$times"
     OUT=$(cat "$log" "$clog"); showlog
   fi
 }
 if [ "$mode" = iommu ]; then
   l2fwd_virtio l2fwd-virtio-modern 1 vfio-pci "$VIRTIO_M" "$VIRTIO_M1"
-  # PACKED RING (for later): a packed=on pair (one more port-0 device on hub 1 and a port-1
-  # device on hub 4 in run-guest.sh, found by MAC above) runs here as
-  #   l2fwd_virtio l2fwd-virtio-packed 3 vfio-pci "$VIRTIO_P" "$VIRTIO_P1"
-  # with l2fwd-virtio-packed added to expect_iommu in ci/vm/test.sh.
+  # The packed=on pair (modern, iommu_platform=on): the PCI probe asks for packed rings
+  # whenever the device offers them, and both ports must have negotiated RING_PACKED.
+  L2FWD_FEATURE=RING_PACKED
+  l2fwd_virtio l2fwd-virtio-packed 3 vfio-pci "$VIRTIO_P" "$VIRTIO_P1"
+  L2FWD_FEATURE=""
 else
   l2fwd_virtio l2fwd-virtio-legacy 2 uio_pci_generic "$VIRTIO_L" "$VIRTIO_L1" --iova-mode pa
 fi

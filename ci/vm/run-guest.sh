@@ -7,7 +7,7 @@
 # noiommu: plain q35, no IOMMU.
 # Six NICs, each on its own pcie-root-port (two igb on one bus collide over their VF slots), in this
 # bus order: igb A, igb B (wired together on hub 0), virtio-net modern and transitional (hub 1),
-# e1000e (hub 2), the guard virtio-net with MAC 52:54:00:99:00:01 (hub 3); four more
+# e1000e (hub 2), the guard virtio-net with MAC 52:54:00:99:00:01 (hub 3); six more
 # virtio-net for the l2fwd checks (three in noiommu mode; see below). -netdev hubport needs
 # no host privileges and nothing leaves QEMU. Host devices are never touched.
 # Environment: VM_TIMEOUT (seconds before QEMU is killed, default 240; the guest's own watchdog
@@ -36,12 +36,17 @@ nics=(
 # guest. The iommu guest forwards between the modern pair, the noiommu guest between the legacy
 # pair. In iommu mode the modern pair offers VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on):
 # without it QEMU's virtio devices bypass the virtual IOMMU and would read our IOVAs (= virtual
-# addresses) as guest-physical ones. The packed-ring pair (packed=on) goes here later: one more
-# port-0 device on hub 1 and one port-1 device on hub 4.
+# addresses) as guest-physical ones. The iommu guest also has the packed-ring pair (packed=on,
+# iommu_platform=on too; modern only): port 0 52:54:00:00:01:03 on hub 1, port 1
+# 52:54:00:00:01:13 on hub 4, sharing gen and cap with the other pairs (one l2fwd at a time;
+# frame-blast's run id tells the checks apart). They come after the modern port-0 device in bus
+# order, so the first 1af4:1041 stays "virtio-modern".
 extra=("virtio-net-pci,mac=52:54:00:00:03:01 hubid=1")
 if [ "$mode" = iommu ]; then
   nics[2]="virtio-net-pci,mac=52:54:00:00:01:01,iommu_platform=on hubid=1"
-  extra+=("virtio-net-pci,mac=52:54:00:00:01:11,iommu_platform=on hubid=4")
+  extra+=("virtio-net-pci,mac=52:54:00:00:01:11,iommu_platform=on hubid=4"
+          "virtio-net-pci,mac=52:54:00:00:01:03,iommu_platform=on,packed=on hubid=1"
+          "virtio-net-pci,mac=52:54:00:00:01:13,iommu_platform=on,packed=on hubid=4")
 fi
 extra+=(
   "virtio-net-pci,mac=52:54:00:00:01:12,disable-modern=on,disable-legacy=off hubid=4"

@@ -56,6 +56,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The base (position | wrap counter << 15) a fresh packed ring starts at.
+const PACKED_FRESH_BASE: u16 = 1 << 15;
+
 /// Red Hat / virtio vendor id.
 pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
 /// Transitional virtio-net device id (legacy interface, maybe also modern).
@@ -765,12 +768,19 @@ impl VirtioPci {
 
     /// A restarted device begins every ring at index 0: refuse rings that already ran
     /// (their used index is not 0), which only rings set up again after a stop avoid.
+    /// Packed rings start at position 0 with wrap counter 1 (base `0x8000`); one that ran
+    /// has a descriptor with `USED` set (handed back in lap 1, or posted in lap 0).
     fn check_fresh(&self, r: &RingSetup) -> Result<()> {
-        if r.base != 0 {
+        let packed = self.features & crate::net::VIRTIO_F_RING_PACKED != 0;
+        let fresh_base = if packed { PACKED_FRESH_BASE } else { 0 };
+        if r.base != fresh_base {
             return Err(self.err(format!(
-                "queue {}: virtio-pci cannot resume a ring at index {} (set the queue up again)",
+                "queue {}: virtio-pci cannot resume a ring at index {:#x} (set the queue up again)",
                 r.addrs.index, r.base
             )));
+        }
+        if packed {
+            return self.check_fresh_packed(r);
         }
         let used_idx_iova = r.addrs.used + 2;
         let Some(seg) = memory::segments().into_iter().find(|s| {
@@ -790,6 +800,36 @@ impl VirtioPci {
                  device on stop, so set the queues up again before restarting",
                 r.addrs.index
             )));
+        }
+        Ok(())
+    }
+
+    /// [`VirtioPci::check_fresh`] for a packed ring: no descriptor may have `USED` set.
+    fn check_fresh_packed(&self, r: &RingSetup) -> Result<()> {
+        use crate::queue::packed::VRING_PACKED_DESC_F_USED;
+        let a = r.addrs;
+        let len = 16 * u64::from(a.size);
+        let Some(seg) = memory::segments().into_iter().find(|s| {
+            s.iova_contiguous && a.desc >= s.iova && a.desc + len <= s.iova + s.len as u64
+        }) else {
+            return Ok(()); // cannot look: trust the caller
+        };
+        let va = seg.va + (a.desc - seg.iova) as usize;
+        for i in 0..usize::from(a.size) {
+            // SAFETY: the descriptor ring lies inside a live, IOVA-contiguous segment (checked
+            // above; the queue holding it keeps it alive); flags (offset 14) are 2-aligned.
+            let flags = unsafe {
+                (*((va + 16 * i + 14) as *const std::sync::atomic::AtomicU16))
+                    .load(Ordering::Acquire)
+            };
+            if flags & VRING_PACKED_DESC_F_USED != 0 {
+                return Err(self.err(format!(
+                    "queue {}: the packed ring already ran (descriptor {i} flags {flags:#x}); \
+                     virtio-pci resets the device on stop, so set the queues up again before \
+                     restarting",
+                    a.index
+                )));
+            }
         }
         Ok(())
     }
@@ -1685,6 +1725,60 @@ mod tests {
         t.close();
         assert_eq!(*status_writes(&sim).last().unwrap(), 0);
         assert!(t.start(&rings(128)).is_err(), "closed");
+    }
+
+    /// Packed rings (QEMU `packed=on`): a fresh ring starts at position 0 with wrap counter
+    /// 1 (base 0x8000), which must be accepted; one the device handed buffers back on (or
+    /// base 0, what a stop reports) must be refused. The three addresses go to queue_desc,
+    /// queue_driver (driver event suppression) and queue_device (device event suppression).
+    #[test]
+    fn packed_rings_start_at_wrap_counter_one() {
+        use crate::net::VIRTIO_F_RING_PACKED;
+        use crate::queue::packed::{tests::SimPackedDevice, PackedLayout};
+        use crate::queue::PackedQueue;
+        let (mut t, sim) = sim_transport(OFFERED | VIRTIO_F_RING_PACKED, false);
+        let f = t.negotiate(WANTED_FEATURES | VIRTIO_F_RING_PACKED).unwrap();
+        assert_ne!(f & VIRTIO_F_RING_PACKED, 0);
+        let l = PackedLayout::new(64).unwrap();
+        let mem = Arc::new(memory::Segment::alloc("pci-packed-test", 2 * l.total).unwrap());
+        let mut qs = [0u16, 1]
+            .map(|i| PackedQueue::new(mem.clone(), usize::from(i) * l.total, i, 64, true).unwrap());
+        // What the net layer hands over: the addresses and the base taken at queue setup.
+        let r: Vec<RingSetup> = qs
+            .iter()
+            .map(|q| RingSetup {
+                addrs: q.addrs(AddrMode::Iova),
+                base: q.avail_idx(),
+            })
+            .collect();
+        assert_eq!(r[0].base, PACKED_FRESH_BASE);
+        // A receive buffer posted before DRIVER_OK, as the rx queue setup does.
+        qs[0].push(0x1000, 2048, true).unwrap();
+        qs[0].publish();
+        t.start(&r).unwrap();
+        {
+            let s = sim.st.lock().unwrap_or_else(|e| e.into_inner());
+            for (q, r) in s.queues.iter().zip(&r) {
+                let a = r.addrs;
+                assert_eq!((q.size, q.enable), (64, 1));
+                assert_eq!((q.desc, q.driver, q.device), (a.desc, a.avail, a.used));
+                assert_eq!(a.avail, a.desc + l.driver_event_off as u64);
+                assert_eq!(a.used, a.desc + l.device_event_off as u64);
+            }
+        }
+        assert_eq!(t.stop().unwrap(), vec![0, 0]);
+        // Base 0 (what stop reports for a queue not set up again) is no packed start.
+        let mut r0 = r.clone();
+        r0[1].base = 0;
+        let e = t.start(&r0).unwrap_err().to_string();
+        assert!(e.contains("cannot resume"), "{e}");
+        // The device handed the buffer back: the ring ran, even though the base is fresh.
+        let mut dev = SimPackedDevice::at(qs[0].addrs(AddrMode::Va));
+        let (id, _) = dev.take_avail()[0];
+        dev.complete(id, 64);
+        let e = t.start(&r).unwrap_err().to_string();
+        assert!(e.contains("already ran"), "{e}");
+        assert_eq!(sim.st.lock().unwrap_or_else(|e| e.into_inner()).status, 0);
     }
 
     #[test]
