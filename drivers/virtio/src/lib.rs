@@ -27,11 +27,20 @@
 //! Packed virtqueues (`VIRTIO_F_RING_PACKED`) are used with `packed_vq=1` on virtio-user,
 //! and on PCI whenever the device offers them (QEMU: `packed=on`).
 //!
-//! Not supported yet: the control queue (so no receive filtering:
-//! the port is always promiscuous), multi-buffer packets, offloads.
+//! Control queue and multiqueue ([`ctrl`]): `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_MQ`
+//! are negotiated when the transport can serve a control queue. virtio-user *emulates* it
+//! (vhost-user back ends, DPDK's included, offer `CTRL_VQ` but leave the queue to the
+//! VMM): `VQ_PAIRS_SET n` becomes `SET_VRING_ENABLE` on the rings, and since vhost-user
+//! has no receive filtering, `CTRL_RX` is not offered: the port stays promiscuous and
+//! refuses to leave it with an error. A device that serves the queue itself (virtio-pci,
+//! once its transport opts in with [`transport::CtrlMode::Device`]) gets a real control
+//! virtqueue at index `2 * max_pairs`.
+//!
+//! Not supported yet: multi-buffer packets, offloads.
 
 #![warn(missing_docs)]
 
+pub mod ctrl;
 pub mod net;
 pub mod pci;
 pub mod queue;

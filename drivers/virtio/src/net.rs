@@ -18,13 +18,24 @@
 //! (freeing their mbufs in bulk) when fewer than half the descriptors are free or the
 //! burst does not fit. One notification per burst at most, and only when the device asks.
 //!
+//! Control queue and multiqueue: when the transport can serve a control queue
+//! ([`Transport::ctrl_mode`]), `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_CTRL_RX` are asked
+//! for, and `VIRTIO_NET_F_MQ` too when the transport reports more than one queue pair. At
+//! each start the driver sends `MQ VQ_PAIRS_SET <configured pairs>` (with MQ) and
+//! `RX PROMISC <mode>` (with CTRL_RX); [`Device::set_promiscuous`] sends `RX PROMISC` while
+//! started. With [`CtrlMode::Device`] the commands go through a [`CtrlQueue`] at index
+//! `2 * max_pairs` (1 pair without MQ); with [`CtrlMode::Emulated`] (vhost-user) the
+//! transport executes them. Without `CTRL_RX` the port cannot leave promiscuous mode and
+//! says so. A failed command at start fails the start.
+//!
 //! Memory: the rings of all queues live in one segment allocated at `configure`; buffers
 //! live in mempool segments. Everything must exist before `start` (the vhost-user
 //! transport sends its memory table then): see the crate documentation.
 
+use crate::ctrl::{CtrlCommand, CtrlQueue};
 use crate::queue::packed::PackedLayout;
 use crate::queue::{AddrMode, Layout, PackedQueue, RingAddrs, SplitQueue, UsedElem, Virtqueue};
-use crate::transport::{Notifier, RingSetup, Transport};
+use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, QueueStats, RxQueue, RxQueueConf, TxQueue,
@@ -42,8 +53,10 @@ pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
 /// Feature bit: the configuration has a link status field.
 pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
-/// Feature bit: control virtqueue (not supported by this driver).
+/// Feature bit: control virtqueue (asked for when the transport can serve one).
 pub const VIRTIO_NET_F_CTRL_VQ: u64 = 1 << 17;
+/// Feature bit: receive filtering commands (promiscuous, all-multicast) on the control queue.
+pub const VIRTIO_NET_F_CTRL_RX: u64 = 1 << 18;
 /// Feature bit: multiqueue with automatic receive steering (needs the control queue).
 pub const VIRTIO_NET_F_MQ: u64 = 1 << 22;
 /// Feature bit: indirect descriptors (not used).
@@ -80,6 +93,7 @@ pub fn feature_names(features: u64) -> String {
         (VIRTIO_NET_F_MRG_RXBUF, "MRG_RXBUF"),
         (VIRTIO_NET_F_STATUS, "STATUS"),
         (VIRTIO_NET_F_CTRL_VQ, "CTRL_VQ"),
+        (VIRTIO_NET_F_CTRL_RX, "CTRL_RX"),
         (VIRTIO_NET_F_MQ, "MQ"),
         (VIRTIO_F_INDIRECT_DESC, "INDIRECT_DESC"),
         (VIRTIO_F_EVENT_IDX, "EVENT_IDX"),
@@ -151,6 +165,16 @@ pub struct VirtioNet {
     active: Arc<AtomicBool>,
     started: bool,
     promisc: bool,
+    /// Who serves control commands (None unless CTRL_VQ was negotiated).
+    ctrl_mode: CtrlMode,
+    /// The control queue, with [`CtrlMode::Device`] (created at configure).
+    ctrl: Option<CtrlQueue>,
+    /// Device queue index of the control queue.
+    ctrl_index: u16,
+    /// Emulated control commands: (succeeded, failed).
+    ctrl_emulated: (u64, u64),
+    /// Queue pairs the device was last told to use (VQ_PAIRS_SET), 0 if never.
+    active_pairs: u16,
 }
 
 impl std::fmt::Debug for VirtioNet {
@@ -193,9 +217,31 @@ impl VirtioNet {
                 );
             }
         }
+        let mode = transport.ctrl_mode();
+        if mode != CtrlMode::None && offered & VIRTIO_NET_F_CTRL_VQ != 0 {
+            wanted |= VIRTIO_NET_F_CTRL_VQ | VIRTIO_NET_F_CTRL_RX;
+            // MQ depends on CTRL_VQ; only worth it with more than one pair.
+            if transport.max_queue_pairs() > 1 {
+                wanted |= VIRTIO_NET_F_MQ;
+            }
+        }
         let features = transport.negotiate(wanted & offered)?;
         let mac = transport.mac().unwrap_or(conf.mac);
-        let pairs = conf.queue_pairs.min(transport.max_queue_pairs()).max(1);
+        let ctrl_mode = if features & VIRTIO_NET_F_CTRL_VQ != 0 {
+            mode
+        } else {
+            CtrlMode::None
+        };
+        let mq = ctrl_mode != CtrlMode::None && features & VIRTIO_NET_F_MQ != 0;
+        let max_pairs = transport.max_queue_pairs().max(1);
+        // A device serving its own queues uses one pair unless MQ is negotiated; vhost-user
+        // back ends run every ring they are given (the MQ protocol feature).
+        let pairs = if ctrl_mode == CtrlMode::Device && !mq {
+            1
+        } else {
+            conf.queue_pairs.min(max_pairs).max(1)
+        };
+        let ctrl_index = 2 * if mq { max_pairs } else { 1 };
         tracing::info!(
             device = conf.name,
             transport = transport.describe(),
@@ -216,6 +262,11 @@ impl VirtioNet {
             active: Arc::new(AtomicBool::new(false)),
             started: false,
             promisc: true,
+            ctrl_mode,
+            ctrl: None,
+            ctrl_index,
+            ctrl_emulated: (0, 0),
+            active_pairs: 0,
         })
     }
 
@@ -227,6 +278,63 @@ impl VirtioNet {
     /// Length of the virtio-net header on this device.
     pub fn hdr_len(&self) -> usize {
         self.hdr_len
+    }
+
+    /// Who serves control commands on this device ([`CtrlMode::None`] when `CTRL_VQ`
+    /// was not negotiated).
+    pub fn ctrl_mode(&self) -> CtrlMode {
+        self.ctrl_mode
+    }
+
+    /// Sends one control command (the port must be started) and waits for its ack.
+    pub fn ctrl_command(&mut self, cmd: CtrlCommand) -> Result<()> {
+        if !self.started {
+            return Err(self.err(format!("{cmd}: the port is not started")));
+        }
+        let needs = match cmd {
+            CtrlCommand::Promisc(_) | CtrlCommand::AllMulti(_) => VIRTIO_NET_F_CTRL_RX,
+            CtrlCommand::VqPairsSet(_) => VIRTIO_NET_F_MQ,
+        };
+        if self.features & VIRTIO_NET_F_CTRL_VQ == 0 || self.features & needs == 0 {
+            return Err(self.err(format!(
+                "{cmd}: not negotiated with the device (features {})",
+                feature_names(self.features)
+            )));
+        }
+        match self.ctrl_mode {
+            CtrlMode::None => Err(self.err(format!("{cmd}: no control queue"))),
+            CtrlMode::Device => {
+                let q = self
+                    .ctrl
+                    .as_mut()
+                    .ok_or_else(|| Error::driver(&self.conf.name, "control queue not set up"))?;
+                q.execute(cmd)
+            }
+            CtrlMode::Emulated => {
+                let r = self.transport.ctrl_command(cmd);
+                if r.is_ok() {
+                    self.ctrl_emulated.0 += 1;
+                } else {
+                    self.ctrl_emulated.1 += 1;
+                }
+                r
+            }
+        }
+    }
+
+    /// Runs the commands that bring the device in line with the port's settings.
+    fn apply_ctrl(&mut self, pairs: u16) -> Result<()> {
+        if self.ctrl_mode == CtrlMode::None {
+            return Ok(());
+        }
+        if self.features & VIRTIO_NET_F_MQ != 0 {
+            self.ctrl_command(CtrlCommand::VqPairsSet(pairs))?;
+            self.active_pairs = pairs;
+        }
+        if self.features & VIRTIO_NET_F_CTRL_RX != 0 {
+            self.ctrl_command(CtrlCommand::Promisc(self.promisc))?;
+        }
+        Ok(())
     }
 
     fn err(&self, msg: impl Into<String>) -> Error {
@@ -352,6 +460,16 @@ impl Device for VirtioNet {
             )?));
         }
         self.slots = vec![RingSlot::default(); n];
+        if self.ctrl_mode == CtrlMode::Device && self.ctrl.is_none() {
+            let notifier = self.transport.notifier(self.ctrl_index)?;
+            self.ctrl = Some(CtrlQueue::new(
+                &self.conf.name,
+                self.ctrl_index,
+                self.packed(),
+                self.transport.addr_mode(),
+                notifier,
+            )?);
+        }
         Ok(())
     }
 
@@ -408,6 +526,12 @@ impl Device for VirtioNet {
                 base: s.base,
             });
         }
+        let pairs = (rings.len() / 2) as u16;
+        if let Some(c) = self.ctrl.as_mut() {
+            // Fresh at every start: the device starts it at index 0 (a reset forgot it).
+            c.reset();
+            rings.push(c.setup());
+        }
         self.active.store(true, Ordering::Release);
         if let Err(e) = self.transport.start(&rings) {
             // Best effort: make sure the device is not using the rings.
@@ -416,11 +540,19 @@ impl Device for VirtioNet {
             return Err(e);
         }
         self.started = true;
+        if let Err(e) = self.apply_ctrl(pairs) {
+            self.started = false;
+            let _ = self.transport.stop();
+            self.active.store(false, Ordering::Release);
+            return Err(e);
+        }
         tracing::info!(
             device = self.conf.name,
             features = format_args!("{:#x} ({})", self.features, feature_names(self.features)),
             hdr_len = self.hdr_len,
             queues = rings.len(),
+            ctrl = ?self.ctrl_mode,
+            pairs,
             "virtio-net started"
         );
         Ok(())
@@ -431,8 +563,10 @@ impl Device for VirtioNet {
             return Ok(());
         }
         self.started = false;
-        let bases = self.transport.stop()?;
+        let mut bases = self.transport.stop()?;
         self.active.store(false, Ordering::Release);
+        // The control ring (if the transport reported it) starts fresh every time.
+        bases.truncate(self.slots.len());
         for (s, b) in self.slots.iter_mut().zip(bases) {
             s.base = b;
         }
@@ -460,10 +594,23 @@ impl Device for VirtioNet {
     }
 
     fn set_promiscuous(&mut self, on: bool) -> Result<()> {
-        // Without a control queue there is no receive filtering: always promiscuous.
-        if !on {
-            return Err(self.err("cannot leave promiscuous mode without a control queue"));
+        if self.features & VIRTIO_NET_F_CTRL_RX == 0 {
+            // No receive filtering: the device delivers everything, always promiscuous.
+            if !on {
+                return Err(self.err(format!(
+                    "cannot leave promiscuous mode: VIRTIO_NET_F_CTRL_RX is not negotiated \
+                     (control queue: {:?}; a vhost-user back end does not filter receive \
+                     traffic), the port stays promiscuous",
+                    self.ctrl_mode
+                )));
+            }
+            self.promisc = true;
+            return Ok(());
         }
+        if self.started {
+            self.ctrl_command(CtrlCommand::Promisc(on))?;
+        }
+        // Not started: sent at the next start.
         self.promisc = on;
         Ok(())
     }
@@ -480,7 +627,22 @@ impl Device for VirtioNet {
                 self.transport.device_features(),
             ),
             ("net_hdr_len".to_string(), self.hdr_len as u64),
+            (
+                "ctrl_mode".to_string(),
+                match self.ctrl_mode {
+                    CtrlMode::None => 0,
+                    CtrlMode::Device => 1,
+                    CtrlMode::Emulated => 2,
+                },
+            ),
+            ("ctrl_active_pairs".to_string(), self.active_pairs as u64),
         ];
+        let (ok, failed) = match &self.ctrl {
+            Some(c) => (c.ok, c.failed),
+            None => self.ctrl_emulated,
+        };
+        v.push(("ctrl_commands_ok".to_string(), ok));
+        v.push(("ctrl_commands_failed".to_string(), failed));
         v.extend(self.transport.xstats());
         v
     }
@@ -800,6 +962,149 @@ mod tests {
         }
         fn link_up(&self) -> bool {
             self.started
+        }
+    }
+
+    /// A transport whose device serves a control queue (like virtio-pci), played by
+    /// `SimCtrlDevice`; data queues are not served.
+    struct CtrlTransport {
+        features: u64,
+        kicks: Arc<CountingNotifier>,
+        ctrl: Arc<crate::ctrl::tests::SimCtrlDevice>,
+        started: bool,
+        ring_indices: Arc<std::sync::Mutex<Vec<u16>>>,
+    }
+
+    impl Transport for CtrlTransport {
+        fn describe(&self) -> String {
+            "test-ctrl".into()
+        }
+        fn addr_mode(&self) -> AddrMode {
+            AddrMode::Va
+        }
+        fn device_features(&self) -> u64 {
+            self.features
+        }
+        fn negotiate(&mut self, wanted: u64) -> Result<u64> {
+            self.features &= wanted;
+            Ok(self.features)
+        }
+        fn mac(&self) -> Option<MacAddr> {
+            None
+        }
+        fn max_queue_pairs(&self) -> u16 {
+            4
+        }
+        fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>> {
+            if index == 8 {
+                Ok(self.ctrl.clone())
+            } else {
+                Ok(self.kicks.clone())
+            }
+        }
+        fn start(&mut self, rings: &[RingSetup]) -> Result<()> {
+            *self.ring_indices.lock().unwrap() = rings.iter().map(|r| r.addrs.index).collect();
+            let c = *rings.last().unwrap();
+            self.ctrl
+                .attach(c, self.features & VIRTIO_F_RING_PACKED != 0);
+            self.started = true;
+            Ok(())
+        }
+        fn stop(&mut self) -> Result<Vec<u16>> {
+            self.started = false;
+            Ok(vec![0; 5])
+        }
+        fn link_up(&self) -> bool {
+            self.started
+        }
+        fn ctrl_mode(&self) -> CtrlMode {
+            CtrlMode::Device
+        }
+    }
+
+    #[test]
+    fn control_queue_through_the_net_layer() {
+        use crate::ctrl::tests::{Reply, SimCtrlDevice};
+        for packed in [false, true] {
+            let ctrl = SimCtrlDevice::new();
+            let idx = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let t = CtrlTransport {
+                features: VIRTIO_F_VERSION_1
+                    | VIRTIO_NET_F_CTRL_VQ
+                    | VIRTIO_NET_F_CTRL_RX
+                    | VIRTIO_NET_F_MQ
+                    | VIRTIO_F_RING_PACKED,
+                kicks: Arc::new(CountingNotifier(AtomicU64::new(0))),
+                ctrl: ctrl.clone(),
+                started: false,
+                ring_indices: idx.clone(),
+            };
+            let conf = NetConf {
+                driver: crate::DRIVER_NAME,
+                name: format!("net_virtio_ctrl{}", u8::from(packed)),
+                queue_size: 64,
+                queue_pairs: 2,
+                mac: MacAddr::local(9),
+            };
+            let dev = VirtioNet::with_options(conf, NetOptions { packed_vq: packed }, Box::new(t))
+                .unwrap();
+            let f = dev.features();
+            assert_eq!(
+                f & (VIRTIO_NET_F_CTRL_VQ | VIRTIO_NET_F_CTRL_RX | VIRTIO_NET_F_MQ),
+                VIRTIO_NET_F_CTRL_VQ | VIRTIO_NET_F_CTRL_RX | VIRTIO_NET_F_MQ
+            );
+            assert_eq!(dev.ctrl_mode(), CtrlMode::Device);
+            let name = format!("net_virtio_ctrl{}", u8::from(packed));
+            let mut port = Port::new(0, &name, Box::new(dev));
+            assert_eq!(port.info().max_rx_queues, 2, "min(conf, device)");
+            let pool = Mempool::create(&format!("{name}-pool"), 512, 0).unwrap();
+            port.configure(&PortConf {
+                rx_queues: 2,
+                tx_queues: 2,
+            })
+            .unwrap();
+            let rx: Vec<_> = (0..2)
+                .map(|q| port.setup_rx_queue(q, 0, &pool).unwrap())
+                .collect();
+            let tx: Vec<_> = (0..2).map(|q| port.setup_tx_queue(q, 0).unwrap()).collect();
+            // Promiscuous off before start: remembered, sent at start.
+            port.set_promiscuous(false).unwrap();
+            port.start().unwrap();
+            // Control queue at 2 * max_pairs (4) = 8, after the 4 data rings.
+            assert_eq!(*idx.lock().unwrap(), vec![0, 1, 2, 3, 8]);
+            assert_eq!(
+                *ctrl.seen.lock().unwrap(),
+                vec![vec![4, 0, 2, 0], vec![0, 0, 0]],
+                "VQ_PAIRS_SET 2, PROMISC 0"
+            );
+            port.set_promiscuous(true).unwrap();
+            assert!(port.promiscuous());
+            assert_eq!(ctrl.seen.lock().unwrap()[2], vec![0, 0, 1]);
+            // The device refuses: an error, and the mode does not change.
+            *ctrl.reply.lock().unwrap() = Reply::Ack(crate::ctrl::VIRTIO_NET_ERR);
+            let e = port.set_promiscuous(false).unwrap_err().to_string();
+            assert!(e.contains("rejected RX PROMISC 0"), "{e}");
+            assert!(port.promiscuous());
+            let xs = port.xstats();
+            let get = |k: &str| xs.iter().find(|(n, _)| n == k).unwrap().1;
+            assert_eq!(
+                (get("ctrl_commands_ok"), get("ctrl_commands_failed")),
+                (3, 1)
+            );
+            assert_eq!(get("ctrl_active_pairs"), 2);
+            // A restart: fresh control ring, commands again.
+            port.stop().unwrap();
+            *ctrl.reply.lock().unwrap() = Reply::Ack(0);
+            port.start().unwrap();
+            assert_eq!(ctrl.seen.lock().unwrap().len(), 6);
+            // A device that never answers: start fails with a timeout, nothing hangs.
+            port.stop().unwrap();
+            *ctrl.reply.lock().unwrap() = Reply::Silent;
+            let e = port.start().unwrap_err().to_string();
+            assert!(e.contains("no completion"), "{e}");
+            drop(rx);
+            drop(tx);
+            assert_eq!(pool.stats().in_use, 0);
         }
     }
 

@@ -6,6 +6,7 @@
 //! vhost-user front end) implements it today; a virtio-pci transport (modern or legacy)
 //! implements the same trait on top of the same [`crate::queue`] code.
 
+use crate::ctrl::CtrlCommand;
 use crate::queue::{AddrMode, RingAddrs};
 use pmd_core::error::Result;
 use pmd_core::ethdev::MacAddr;
@@ -27,6 +28,23 @@ pub struct RingSetup {
     pub base: u16,
 }
 
+/// Who serves the virtio-net control queue (`VIRTIO_NET_F_CTRL_VQ`) on a transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtrlMode {
+    /// Nobody: the net layer does not ask for `CTRL_VQ` (nor `MQ`), so the device runs one
+    /// queue pair and stays promiscuous. The default, for transports that have not opted in.
+    None,
+    /// The device: the net layer drives a control virtqueue ([`crate::ctrl::CtrlQueue`])
+    /// at index `2 * N` (`N` = [`Transport::max_queue_pairs`] with `MQ` negotiated, else 1)
+    /// and passes its ring to [`Transport::start`] after the data queues. virtio-pci.
+    Device,
+    /// The transport itself: the device's back end does not process a control queue, so
+    /// the transport executes each command ([`Transport::ctrl_command`]) by its own means
+    /// and no control ring is given to the device. vhost-user (back ends offer `CTRL_VQ`
+    /// for the VMM to serve; the VMM is us).
+    Emulated,
+}
+
 /// A virtio transport: how the PMD reaches the device's feature bits, configuration and
 /// queues. Queue index `2k` is receive queue `k`, `2k + 1` transmit queue `k` (virtio-net).
 pub trait Transport: Send {
@@ -41,12 +59,14 @@ pub trait Transport: Send {
     fn negotiate(&mut self, wanted: u64) -> Result<u64>;
     /// The device's MAC address, if it has one to give.
     fn mac(&self) -> Option<MacAddr>;
-    /// Most queue pairs the device supports.
+    /// Most queue pairs the device supports (for a device with `VIRTIO_NET_F_MQ`: its
+    /// `max_virtqueue_pairs`, which also places the control queue at `2 * N`).
     fn max_queue_pairs(&self) -> u16;
     /// The notifier for queue `index`.
     fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>>;
-    /// Tells the device about all queues (every queue index `0..rings.len()` exactly once,
-    /// in order) and starts it. Shared memory must already hold the rings.
+    /// Tells the device about all queues (every data queue index `0..2 * pairs` exactly
+    /// once, in order; with [`CtrlMode::Device`] the control ring follows, at its own
+    /// index) and starts it. Shared memory must already hold the rings.
     fn start(&mut self, rings: &[RingSetup]) -> Result<()>;
     /// Stops the device; returns, per queue, the index it would resume at.
     fn stop(&mut self) -> Result<Vec<u16>>;
@@ -58,4 +78,19 @@ pub trait Transport: Send {
     }
     /// Releases the device (closes the connection); the default does nothing.
     fn close(&mut self) {}
+    /// Who serves the control queue; the default is [`CtrlMode::None`]. A transport
+    /// returning [`CtrlMode::Device`] must accept the control ring in [`Transport::start`]
+    /// (index `2 * N`, after the data rings, possibly with a gap when fewer pairs than
+    /// `N` are configured) and give a notifier for it.
+    fn ctrl_mode(&self) -> CtrlMode {
+        CtrlMode::None
+    }
+    /// Executes a control command ([`CtrlMode::Emulated`] only; called while started).
+    /// The default refuses.
+    fn ctrl_command(&mut self, cmd: CtrlCommand) -> Result<()> {
+        Err(pmd_core::error::Error::driver(
+            self.describe(),
+            format!("{cmd}: this transport has no control queue"),
+        ))
+    }
 }

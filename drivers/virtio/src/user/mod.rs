@@ -14,13 +14,27 @@
 //! ring when protocol features were negotiated. At stop: SET_VRING_ENABLE 0 and
 //! GET_VRING_BASE per ring.
 //!
+//! Control queue: emulated here ([`CtrlMode::Emulated`]). vhost-user back ends (DPDK's
+//! `net_vhost` included) offer `VIRTIO_NET_F_CTRL_VQ` because in a VM the VMM serves the
+//! control queue and only passes the data rings on; a control ring handed to the back end
+//! would never be answered. As the VMM-side of the connection, this front end offers the
+//! net layer `CTRL_VQ` (and `MQ` when the back end has more than one queue pair) and runs
+//! the commands itself: `MQ VQ_PAIRS_SET n` enables rings `0..2n` and disables the others
+//! with SET_VRING_ENABLE (needs protocol features; without them only `n` = all started
+//! pairs is accepted). There is no vhost-user message for receive filtering, so
+//! `VIRTIO_NET_F_CTRL_RX` is withheld from the net layer (the port stays promiscuous) and
+//! RX commands other than "promiscuous on" are refused. The back end's SET_FEATURES gets
+//! the negotiated bits it offered itself, as a VMM would send them.
+//!
 //! Everything the back end sends is checked (request code, flags, size) before use; a
 //! malformed reply is an error naming the request, and the connection is not used again.
 
 pub mod proto;
 
+use crate::ctrl::CtrlCommand;
+use crate::net::{VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ};
 use crate::queue::AddrMode;
-use crate::transport::{Notifier, RingSetup, Transport};
+use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
 use proto::{Conn, MemRegion, Request};
@@ -212,13 +226,23 @@ impl Transport for VirtioUser {
     }
 
     fn device_features(&self) -> u64 {
-        self.device_features
+        // The device the net layer sees: the back end's data path plus the control queue
+        // this front end emulates (see the module documentation).
+        let mut f = (self.device_features & !VIRTIO_NET_F_CTRL_RX) | VIRTIO_NET_F_CTRL_VQ;
+        if self.queue_num > 1 {
+            f |= VIRTIO_NET_F_MQ;
+        } else {
+            f &= !VIRTIO_NET_F_MQ;
+        }
+        f
     }
 
     fn negotiate(&mut self, wanted: u64) -> Result<u64> {
-        let mut f = wanted & self.device_features;
+        let mut f = wanted & self.device_features();
         f |= self.device_features & proto::VHOST_USER_F_PROTOCOL_FEATURES;
-        self.conn.set_u64(Request::SetFeatures, f)?;
+        // The back end only hears of bits it offered.
+        self.conn
+            .set_u64(Request::SetFeatures, f & self.device_features)?;
         self.features = f;
         Ok(f)
     }
@@ -328,5 +352,44 @@ impl Transport for VirtioUser {
 
     fn close(&mut self) {
         let _ = self.conn.socket().shutdown(std::net::Shutdown::Both);
+    }
+
+    fn ctrl_mode(&self) -> CtrlMode {
+        CtrlMode::Emulated
+    }
+
+    fn ctrl_command(&mut self, cmd: CtrlCommand) -> Result<()> {
+        match cmd {
+            CtrlCommand::VqPairsSet(n) => {
+                let started = (self.running / 2) as u16;
+                if n == 0 || n > started {
+                    return Err(self.err(format!(
+                        "{cmd}: expected 1..={started} (the started queue pairs)"
+                    )));
+                }
+                if self.features & proto::VHOST_USER_F_PROTOCOL_FEATURES == 0 {
+                    // Every started ring runs; nothing can be switched off.
+                    if n == started {
+                        return Ok(());
+                    }
+                    return Err(self.err(format!(
+                        "{cmd}: the back end has no protocol features (SET_VRING_ENABLE), \
+                         all {started} started pairs stay enabled"
+                    )));
+                }
+                for i in 0..self.running as u32 {
+                    let on = u32::from(i < 2 * n as u32);
+                    self.conn
+                        .set(Request::SetVringEnable, &proto::vring_state(i, on), &[])?;
+                }
+                tracing::debug!(pairs = n, "vhost-user: emulated VQ_PAIRS_SET");
+                Ok(())
+            }
+            // The back end delivers everything it gets: promiscuous is the only mode.
+            CtrlCommand::Promisc(true) => Ok(()),
+            _ => Err(self.err(format!(
+                "{cmd}: vhost-user has no receive filtering (the port stays promiscuous)"
+            ))),
+        }
     }
 }

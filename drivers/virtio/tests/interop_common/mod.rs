@@ -36,16 +36,27 @@ impl Testpmd {
 
     /// testpmd's net_vhost with forwarding mode `mode` (macswap, rxonly, ...).
     pub fn start_mode(sock: &Path, prefix: &str, log: &Path, mode: &str) -> Testpmd {
+        Self::start_queues(sock, prefix, log, mode, 1)
+    }
+
+    /// testpmd's net_vhost with `queues` queue pairs (`--rxq/--txq` as many, one
+    /// forwarding core) and forwarding mode `mode`.
+    pub fn start_queues(sock: &Path, prefix: &str, log: &Path, mode: &str, queues: u16) -> Testpmd {
         let _ = std::fs::remove_file(sock);
         let out = std::fs::File::create(log).unwrap();
         let child = Command::new("dpdk-testpmd")
             .args(["-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512"])
             .args(["--huge-dir", "/mnt/pmd-huge", "--file-prefix", prefix])
             .arg("--vdev")
-            .arg(format!("net_vhost0,iface={},queues=1", sock.display()))
+            .arg(format!(
+                "net_vhost0,iface={},queues={queues}",
+                sock.display()
+            ))
             .args([
                 "--",
                 &format!("--forward-mode={mode}"),
+                &format!("--rxq={queues}"),
+                &format!("--txq={queues}"),
                 "--nb-cores=1",
                 "--stats-period",
                 "1",
@@ -340,4 +351,167 @@ pub fn packed_tx_rate(secs: u64) {
     let l = tp.log();
     let rx: Vec<&str> = l.lines().filter(|x| x.contains("Rx-pps")).collect();
     eprintln!("testpmd Rx-pps samples: {rx:?}");
+}
+
+/// Waits for testpmd's socket.
+fn wait_socket(tp: &Testpmd, sock: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "testpmd did not create {} in time; log:\n{}",
+            sock.display(),
+            tp.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Multiqueue: testpmd's net_vhost with `queues=2` (macswap, `--rxq=2 --txq=2`), our port
+/// with `queues=2` and 2 rx + 2 tx queues. CTRL_VQ and MQ must be negotiated (the control
+/// queue emulated by virtio-user: VQ_PAIRS_SET 2 at start), frames go out alternately on
+/// both tx queues and every one must come back, byte for byte, on one of our rx queues
+/// (which one is the back end's choice; the total is counted). Then a stop/start.
+pub fn mq_round_trip(test: &str) {
+    if let Some(why) = skip_reason() {
+        eprintln!("{test}: skipped: {why}");
+        return;
+    }
+    let pid = std::process::id();
+    let sock = PathBuf::from(format!("/tmp/pmd-virtio-mq-{pid}.sock"));
+    let log = PathBuf::from(format!("/tmp/pmd-virtio-mq-{pid}.log"));
+    let tp = Testpmd::start_queues(&sock, &format!("pmdvmq{pid}"), &log, "macswap", 2);
+    wait_socket(&tp, &sock);
+    let opts = EalOptions::builder()
+        .lcores("0")
+        .no_pci(true)
+        .file_prefix(&format!("pmdvumq{pid}"))
+        .vdev(&format!(
+            "net_virtio_user0,path={},queues=2,queue_size=256,mac=02:00:00:00:00:01",
+            sock.display()
+        ))
+        .build()
+        .unwrap();
+    let mut eal = Eal::init(opts, &[&pmd_virtio::DRIVER]).unwrap();
+    let pool = Mempool::create("virtio-mq", 4096, 0).unwrap();
+    let port = eal.port_mut(0).unwrap();
+    assert_eq!(port.info().max_rx_queues, 2);
+    port.configure(&PortConf {
+        rx_queues: 2,
+        tx_queues: 2,
+    })
+    .unwrap();
+    let mut rxs = vec![
+        port.setup_rx_queue(0, 0, &pool).unwrap(),
+        port.setup_rx_queue(1, 0, &pool).unwrap(),
+    ];
+    let mut txs = vec![
+        port.setup_tx_queue(0, 0).unwrap(),
+        port.setup_tx_queue(1, 0).unwrap(),
+    ];
+    port.start().unwrap();
+    assert!(port.wait_link_up(Duration::from_secs(5)).up, "link down");
+    let xs = port.xstats();
+    let get = |k: &str| xs.iter().find(|(n, _)| n == k).map(|x| x.1);
+    let features = get("features").unwrap();
+    eprintln!(
+        "negotiated features {features:#x} ({}), xstats {xs:?}",
+        pmd_virtio::net::feature_names(features)
+    );
+    assert!(features & (1 << 17) != 0, "CTRL_VQ negotiated");
+    assert!(features & (1 << 22) != 0, "MQ negotiated");
+    assert_eq!(get("ctrl_mode"), Some(2), "emulated by virtio-user");
+    assert_eq!(get("ctrl_active_pairs"), Some(2), "VQ_PAIRS_SET 2 at start");
+    assert_eq!(get("ctrl_commands_ok"), Some(1));
+    // No receive filtering on vhost-user: staying promiscuous is fine, leaving is an
+    // error that says why.
+    port.set_promiscuous(true).unwrap();
+    let e = port.set_promiscuous(false).unwrap_err().to_string();
+    assert!(e.contains("CTRL_RX") && e.contains("promiscuous"), "{e}");
+    assert!(port.promiscuous());
+
+    let total = N + RESTART_N;
+    let mut next = 0u32;
+    let mut got = vec![false; total as usize];
+    let mut received = 0u32;
+    let mut per_rxq = [0u32; 2];
+    let mut per_txq = [0u32; 2];
+    let mut rb = PktBatch::new();
+    for (phase, end) in [N, total].into_iter().enumerate() {
+        if phase == 1 {
+            let port = eal.port_mut(0).unwrap();
+            port.stop().unwrap();
+            port.start().unwrap();
+            assert!(
+                port.wait_link_up(Duration::from_secs(5)).up,
+                "link down after restart"
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while received < end {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: sent {next}, received {received} (per rx queue {per_rxq:?}); \
+                 stats {:?}\ntestpmd log:\n{}",
+                port_stats(&eal),
+                tp.log()
+            );
+            // Alternate tx queues by burst; at most 128 in flight (256-entry rx rings).
+            if next < end && next - received < 128 {
+                let q = ((next / 16) % 2) as usize;
+                let mut b = PktBatch::new();
+                while b.len() < 16 && next < end && next - received < 128 {
+                    let mut m = pool.alloc().expect("pool");
+                    assert!(m.copy_from(&frame(next)));
+                    b.push(m).unwrap();
+                    next += 1;
+                }
+                per_txq[q] += b.len() as u32;
+                while !b.is_empty() {
+                    txs[q].tx_burst(&mut b);
+                    assert!(Instant::now() < deadline, "tx stuck");
+                }
+            }
+            for (qi, rx) in rxs.iter_mut().enumerate() {
+                rb.clear();
+                rx.rx_burst(&mut rb);
+                for m in rb.iter() {
+                    let d = m.data();
+                    assert!(d.len() >= 18, "runt of {} bytes", d.len());
+                    let seq = u32::from_be_bytes(d[14..18].try_into().unwrap());
+                    assert!(seq < end, "bad sequence {seq}");
+                    let mut want = frame(seq);
+                    want[..6].copy_from_slice(&OURS);
+                    want[6..12].copy_from_slice(&PEER);
+                    assert_eq!(d.len(), want.len(), "length of frame {seq}");
+                    assert!(d == &want[..], "contents of frame {seq}");
+                    assert!(!got[seq as usize], "duplicate frame {seq}");
+                    got[seq as usize] = true;
+                    received += 1;
+                    per_rxq[qi] += 1;
+                }
+            }
+        }
+        let s = port_stats(&eal);
+        eprintln!("phase {phase}: per tx queue {per_txq:?}, per rx queue {per_rxq:?}, stats {s:?}");
+        assert_eq!((s.ipackets, s.opackets), (end as u64, end as u64));
+        assert_eq!((s.ierrors, s.oerrors, s.rx_nombuf), (0, 0, 0));
+    }
+    assert!(per_txq.iter().all(|&n| n > 0), "both tx queues used");
+    let port = eal.port_mut(0).unwrap();
+    assert_eq!(
+        port.xstats()
+            .iter()
+            .find(|(k, _)| k == "ctrl_commands_ok")
+            .unwrap()
+            .1,
+        2,
+        "VQ_PAIRS_SET again at the restart"
+    );
+    port.stop().unwrap();
+    drop(rxs);
+    drop(txs);
+    drop(rb);
+    assert_eq!(pool.stats().in_use, 0, "no leaked buffers");
+    drop(tp);
 }
