@@ -316,18 +316,17 @@ impl PackedQueue {
     /// the driver event suppression structure and `used` the device's (what
     /// `SET_VRING_ADDR` carries for packed rings).
     pub fn addrs(&self, mode: AddrMode) -> RingAddrs {
-        let off = self.base as usize - self.mem.as_ptr() as usize;
-        let at = |o: usize| match mode {
-            AddrMode::Va => self.base as u64 + o as u64,
-            AddrMode::Iova => self.mem.iova_at(off + o),
-        };
-        RingAddrs {
-            index: self.index,
-            size: self.layout.size,
-            desc: at(0),
-            avail: at(self.layout.driver_event_off),
-            used: at(self.layout.device_event_off),
-        }
+        super::ring_addrs(
+            &self.mem,
+            self.base,
+            mode,
+            (self.index, self.layout.size),
+            [
+                0,
+                self.layout.driver_event_off,
+                self.layout.device_event_off,
+            ],
+        )
     }
 
     /// Posts one buffer (not visible to the device until [`PackedQueue::publish`]);

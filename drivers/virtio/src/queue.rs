@@ -344,18 +344,13 @@ impl SplitQueue {
 
     /// Addresses of the three parts, in the address space `mode` names.
     pub fn addrs(&self, mode: AddrMode) -> RingAddrs {
-        let off = self.base as usize - self.mem.as_ptr() as usize;
-        let at = |o: usize| match mode {
-            AddrMode::Va => self.base as u64 + o as u64,
-            AddrMode::Iova => self.mem.iova_at(off + o),
-        };
-        RingAddrs {
-            index: self.index,
-            size: self.layout.size,
-            desc: at(0),
-            avail: at(self.layout.avail_off),
-            used: at(self.layout.used_off),
-        }
+        ring_addrs(
+            &self.mem,
+            self.base,
+            mode,
+            (self.index, self.layout.size),
+            [0, self.layout.avail_off, self.layout.used_off],
+        )
     }
 
     /// Posts one buffer (not visible to the device until [`SplitQueue::publish`]);
@@ -571,6 +566,29 @@ macro_rules! impl_virtqueue {
 
 impl_virtqueue!(SplitQueue);
 impl_virtqueue!(PackedQueue);
+
+/// The addresses of a ring's three parts (`parts` are byte offsets from `base`, which lies
+/// in `mem`) in the address space `mode` names, for queue `index` of `size` entries.
+pub(crate) fn ring_addrs(
+    mem: &Segment,
+    base: *mut u8,
+    mode: AddrMode,
+    (index, size): (u16, u16),
+    parts: [usize; 3],
+) -> RingAddrs {
+    let off = base as usize - mem.as_ptr() as usize;
+    let at = |o: usize| match mode {
+        AddrMode::Va => base as u64 + o as u64,
+        AddrMode::Iova => mem.iova_at(off + o),
+    };
+    RingAddrs {
+        index,
+        size,
+        desc: at(parts[0]),
+        avail: at(parts[1]),
+        used: at(parts[2]),
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod tests {
