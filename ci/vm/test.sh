@@ -31,8 +31,11 @@ t=$(now)
 built=()
 # l2fwd and frame-blast (crate pmd-testkit) drive the guest's l2fwd-virtio-* checks.
 bins=(hugepage-setup pci-check l2fwd frame-blast)
-pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; l2fwd) echo "l2fwd --bin l2fwd" ;; *) echo "$1" ;; esac; }
-if cargo build --release -q -p hugepage-setup -p pci-check -p l2fwd --bin l2fwd -p pmd-testkit --bin frame-blast 2> "$out/build.log"; then
+pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; *) echo "$1 --bins" ;; esac; }
+all_built() { local b; for b in "${bins[@]}"; do [ -x "target/release/$b" ] || return 1; done; }
+# (--bins, not --bin NAME: a --bin filter applies to every -p package and would skip the others.)
+if cargo build --release -q -p hugepage-setup -p pci-check -p l2fwd -p pmd-testkit --bins 2> "$out/build.log" \
+   && all_built; then
   built=("${bins[@]}")
 else
   for p in "${bins[@]}"; do
