@@ -292,12 +292,18 @@ fn probe_pci(
                 .any(|id| id.vendor == vendor && id.device == device)
         });
         match driver {
-            Some(d) => {
-                let port_dev = d.probe_pci(dev.backend())?;
-                let id = ports.len() as PortId;
-                tracing::info!(port = id, pci = %addr, driver = d.name(), mac = %port_dev.mac_addr(), "probed");
-                ports.push(Port::new(id, addr.to_string(), port_dev));
-            }
+            // Like DPDK, a device its driver cannot use is reported and skipped (it stays
+            // open for the application), rather than failing the whole initialisation.
+            Some(d) => match d.probe_pci(dev.backend()) {
+                Ok(port_dev) => {
+                    let id = ports.len() as PortId;
+                    tracing::info!(port = id, pci = %addr, driver = d.name(), mac = %port_dev.mac_addr(), "probed");
+                    ports.push(Port::new(id, addr.to_string(), port_dev));
+                }
+                Err(e) => {
+                    tracing::error!(pci = %addr, driver = d.name(), "device cannot be used: {e}")
+                }
+            },
             None => tracing::info!(
                 pci = %addr,
                 "opened {vendor:04x}:{device:04x}; no driver in this build claims it (the application can use it through Eal::pci_device)"
