@@ -44,9 +44,18 @@
 //! that were set up again (a reset device restarts its rings at index 0).
 //!
 //! Interrupts are never used (the PMD polls): queues get no MSI-X vector.
+//!
+//! **Control queue**: when the device offers `VIRTIO_NET_F_CTRL_VQ` and has a usable queue
+//! at index 2 ([`CTRL_QUEUE_INDEX`]; `MQ` stays off, so one data pair), the transport
+//! reports [`CtrlMode::Device`] and the net layer drives a real control virtqueue of
+//! [`CTRL_QUEUE_SIZE`] entries there (`RX PROMISC` with `CTRL_RX`). Modern devices take
+//! any power of two up to the queue's maximum; legacy devices fix every queue's size, so
+//! the control queue is only used when the device's is exactly [`CTRL_QUEUE_SIZE`] (QEMU:
+//! 64). Otherwise the transport reports [`CtrlMode::None`] and the port stays promiscuous.
 
+use crate::ctrl::CTRL_QUEUE_SIZE;
 use crate::queue::{AddrMode, Layout, RingAddrs, MAX_QUEUE_SIZE, RING_ALIGN};
-use crate::transport::{Notifier, RingSetup, Transport};
+use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
 use pmd_core::memory;
@@ -58,6 +67,9 @@ use std::time::{Duration, Instant};
 
 /// The base (position | wrap counter << 15) a fresh packed ring starts at.
 const PACKED_FRESH_BASE: u16 = 1 << 15;
+
+/// Device queue index of the control queue: `2 * N` with `N` = 1 (`MQ` is not used on PCI).
+pub const CTRL_QUEUE_INDEX: u16 = 2;
 
 /// Red Hat / virtio vendor id.
 pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
@@ -463,6 +475,8 @@ pub struct VirtioPci {
     live: Arc<AtomicBool>,
     /// The notifier of each queue handed out, to kick them all at start.
     notifiers: Vec<Arc<PciNotifier>>,
+    /// Who serves the control queue (decided at probe, see [`VirtioPci::ctrl_mode`]).
+    ctrl_mode: CtrlMode,
 }
 
 impl std::fmt::Debug for VirtioPci {
@@ -578,6 +592,7 @@ impl VirtioPci {
             closed: false,
             live: Arc::new(AtomicBool::new(false)),
             notifiers: Vec::new(),
+            ctrl_mode: CtrlMode::None,
         };
         t.backend.set_bus_master(true)?;
         t.reset()?;
@@ -587,6 +602,18 @@ impl VirtioPci {
         if t.is_modern() && t.device_features & crate::net::VIRTIO_F_VERSION_1 == 0 {
             let _ = t.set_status(STATUS_FAILED);
             return Err(t.err("modern device does not offer VIRTIO_F_VERSION_1"));
+        }
+        if t.device_features & crate::net::VIRTIO_NET_F_CTRL_VQ != 0 {
+            t.ctrl_mode = match t.ctrl_queue_unusable()? {
+                None => CtrlMode::Device,
+                Some(why) => {
+                    tracing::warn!(
+                        device = t.name,
+                        "CTRL_VQ offered but not used ({why}): the port stays promiscuous"
+                    );
+                    CtrlMode::None
+                }
+            };
         }
         Ok(t)
     }
@@ -727,6 +754,36 @@ impl VirtioPci {
         Ok(size)
     }
 
+    /// Why the device's control queue ([`CTRL_QUEUE_INDEX`]) cannot hold a ring of
+    /// [`CTRL_QUEUE_SIZE`] entries, if it cannot.
+    fn ctrl_queue_unusable(&self) -> Result<Option<String>> {
+        let q = CTRL_QUEUE_INDEX;
+        Ok(match &self.iface {
+            Iface::Modern(m) => {
+                let n = m.common.r16(common::NUM_QUEUES)?;
+                if n <= q {
+                    Some(format!("the device has {n} queues, no control queue {q}"))
+                } else {
+                    m.common.w16(common::Q_SELECT, q)?;
+                    let max = m.common.r16(common::Q_SIZE)?;
+                    (max < CTRL_QUEUE_SIZE).then(|| {
+                        format!("control queue {q} allows {max} entries, {CTRL_QUEUE_SIZE} needed")
+                    })
+                }
+            }
+            Iface::Legacy(io) => {
+                io.w16(legacy::QUEUE_SELECT, q)?;
+                let size = io.r16(legacy::QUEUE_SIZE)?;
+                (size != CTRL_QUEUE_SIZE).then(|| {
+                    format!(
+                        "legacy control queue {q} has {size} entries; the control ring has \
+                         {CTRL_QUEUE_SIZE} and legacy sizes are fixed"
+                    )
+                })
+            }
+        })
+    }
+
     fn read_config(&self, off: usize, buf: &mut [u8]) -> Result<()> {
         match &self.iface {
             Iface::Modern(m) => {
@@ -845,7 +902,7 @@ impl VirtioPci {
                 }
                 c.w16(common::Q_SELECT, q)?;
                 let max = c.r16(common::Q_SIZE)?;
-                if max == 0 || a.size > max {
+                if max == 0 || a.size > max || !a.size.is_power_of_two() {
                     return Err(self.err(format!(
                         "queue {q}: {} entries asked, the device allows {max}",
                         a.size
@@ -985,8 +1042,12 @@ impl Transport for VirtioPci {
     }
 
     fn max_queue_pairs(&self) -> u16 {
-        // MQ needs the control queue, which this driver does not drive.
+        // One pair: MQ is not asked for, which keeps the control queue at index 2.
         1
+    }
+
+    fn ctrl_mode(&self) -> CtrlMode {
+        self.ctrl_mode
     }
 
     fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>> {
@@ -1010,9 +1071,21 @@ impl Transport for VirtioPci {
             self.rehandshake()?;
         }
         let res = (|| {
+            // Data rings 0..2n in order; with a control queue, its ring last, at its index.
+            let ctrl = self.ctrl_mode == CtrlMode::Device
+                && rings
+                    .last()
+                    .is_some_and(|r| r.addrs.index == CTRL_QUEUE_INDEX);
+            let data = rings.len() - usize::from(ctrl);
             for (i, r) in rings.iter().enumerate() {
-                if r.addrs.index as usize != i {
+                if i < data && r.addrs.index as usize != i {
                     return Err(self.err("rings out of order"));
+                }
+                if i >= data && (!data.is_multiple_of(2) || data > usize::from(CTRL_QUEUE_INDEX)) {
+                    return Err(self.err(format!(
+                        "control ring {} after {data} data rings",
+                        r.addrs.index
+                    )));
                 }
                 self.setup_queue(r)?;
             }
@@ -1029,7 +1102,7 @@ impl Transport for VirtioPci {
             // setup): one notification per queue now tells the device about them.
             self.live.store(true, Ordering::Release);
             for n in &self.notifiers {
-                if (n.queue as usize) < rings.len() {
+                if rings.iter().any(|r| r.addrs.index == n.queue) {
                     n.kick();
                 }
             }
@@ -1106,8 +1179,8 @@ mod tests {
         guest_features: u32,
         status: u8,
         select: u16,
-        sizes: [u16; 2],
-        pfn: [u32; 2],
+        sizes: Vec<u16>,
+        pfn: [u32; 3],
         notified: Vec<u16>,
         status_writes: Vec<u8>,
         mac: [u8; 6],
@@ -1225,7 +1298,7 @@ mod tests {
                 (legacy::GUEST_FEATURES, 4) => m.guest_features = v,
                 (legacy::QUEUE_PFN, 4) => {
                     let q = m.select as usize;
-                    if q < 2 {
+                    if q < 3 {
                         m.pfn[q] = v;
                     }
                 }
@@ -1235,7 +1308,7 @@ mod tests {
                     m.status = v as u8;
                     m.status_writes.push(v as u8);
                     if v == 0 {
-                        m.pfn = [0; 2];
+                        m.pfn = [0; 3];
                         m.guest_features = 0;
                     }
                 }
@@ -1504,7 +1577,8 @@ mod tests {
         status: u8,
         refuse_features_ok: bool,
         select: u16,
-        queues: [SimQueue; 2],
+        num_queues: u16,
+        queues: [SimQueue; 3],
         writes: Vec<(usize, u32)>,
     }
 
@@ -1528,7 +1602,7 @@ mod tests {
             let q = s.queues.get(s.select as usize).copied();
             let v: u32 = match off {
                 common::DF => (s.features >> (32 * s.dfselect)) as u32,
-                common::NUM_QUEUES => 2,
+                common::NUM_QUEUES => s.num_queues.into(),
                 common::STATUS => s.status.into(),
                 common::CFG_GENERATION => 0,
                 common::Q_SIZE => q.map_or(0, |q| q.size.into()),
@@ -1562,11 +1636,12 @@ mod tests {
                         *s = SimState {
                             features: s.features,
                             refuse_features_ok: s.refuse_features_ok,
+                            num_queues: s.num_queues,
                             writes: w,
                             queues: [SimQueue {
                                 size: 256,
                                 ..Default::default()
-                            }; 2],
+                            }; 3],
                             ..Default::default()
                         };
                     }
@@ -1589,9 +1664,21 @@ mod tests {
     }
 
     fn sim_transport(features: u64, refuse: bool) -> (VirtioPci, Arc<SimCommon>) {
+        let (t, sim, _) = sim_transport_queues(features, refuse, 2);
+        (t, sim)
+    }
+
+    /// [`sim_transport`] with `queues` queues (of 256 entries at most); also returns the
+    /// notify area.
+    fn sim_transport_queues(
+        features: u64,
+        refuse: bool,
+        queues: u16,
+    ) -> (VirtioPci, Arc<SimCommon>, MmioRegion) {
         let sim = Arc::new(SimCommon::default());
         {
             let mut s = sim.st.lock().unwrap_or_else(|e| e.into_inner());
+            s.num_queues = queues;
             s.features = features;
             s.refuse_features_ok = refuse;
             s.status = 0x0f; // left running by a previous driver
@@ -1600,14 +1687,14 @@ mod tests {
         let device = region_over_memory(0x100);
         let regs = ModernRegs {
             common: sim.clone(),
-            notify: Arc::new(MmioWindow::new(notify, 0, 0x100).unwrap()),
+            notify: Arc::new(MmioWindow::new(notify.clone(), 0, 0x100).unwrap()),
             notify_mult: 4,
             notify_len: 0x100,
             device: Some(Arc::new(MmioWindow::new(device, 0, 0x100).unwrap())),
         };
         let (b, _) = modern_backend(F_LOW, modern_caps(4, 0));
         let t = VirtioPci::modern_from_regs(b, regs).unwrap();
-        (t, sim)
+        (t, sim, notify)
     }
 
     fn status_writes(sim: &SimCommon) -> Vec<u8> {
@@ -1680,7 +1767,7 @@ mod tests {
         );
         {
             let s = sim.st.lock().unwrap_or_else(|e| e.into_inner());
-            for (i, q) in s.queues.iter().enumerate() {
+            for (i, q) in s.queues.iter().take(2).enumerate() {
                 let r = rings(128)[i].addrs;
                 assert_eq!(
                     *q,
@@ -1789,7 +1876,7 @@ mod tests {
         assert_eq!(*status_writes(&sim).last().unwrap(), STATUS_FAILED);
     }
 
-    fn legacy_backend(sizes: [u16; 2], kind: BackendKind) -> Arc<FakeBackend> {
+    fn legacy_backend(sizes: &[u16], kind: BackendKind) -> Arc<FakeBackend> {
         let mut c = config(0x1000, &[]);
         c[0x10] = 0xc1; // BAR 0: I/O space
         let mut b = FakeBackend::new(c, HashMap::new());
@@ -1801,7 +1888,7 @@ mod tests {
                 | VIRTIO_NET_F_STATUS
                 | VIRTIO_F_EVENT_IDX
                 | VIRTIO_NET_F_CTRL_VQ) as u32;
-            m.sizes = sizes;
+            m.sizes = sizes.to_vec();
             m.mac = [0x52, 0x54, 0, 0, 1, 2];
             m.status = 7;
         }
@@ -1819,7 +1906,7 @@ mod tests {
 
     #[test]
     fn legacy_device_over_io_bar() {
-        let b = legacy_backend([256, 256], BackendKind::Model);
+        let b = legacy_backend(&[256, 256], BackendKind::Model);
         let mut t = VirtioPci::probe(b.clone()).unwrap();
         assert!(!t.is_modern());
         assert_eq!(t.queue_size().unwrap(), 256);
@@ -1866,7 +1953,7 @@ mod tests {
         assert!(t.link_up());
         {
             let m = b.legacy.lock().unwrap_or_else(|e| e.into_inner());
-            assert_eq!(m.pfn, [0x100, 0x110]);
+            assert_eq!(m.pfn, [0x100, 0x110, 0]);
             // No FEATURES_OK in legacy; resets after the failed starts.
             assert_eq!(&m.status_writes[..4], &[0, 1, 3, 0]);
             assert_eq!(
@@ -1893,11 +1980,11 @@ mod tests {
         assert_eq!(b.legacy.lock().unwrap_or_else(|e| e.into_inner()).status, 0);
         // Legacy queues of different sizes, a missing queue, a size not a power of two.
         for sizes in [[256, 128], [256, 0], [256, 100]] {
-            let t = VirtioPci::probe(legacy_backend(sizes, BackendKind::Model)).unwrap();
+            let t = VirtioPci::probe(legacy_backend(&sizes, BackendKind::Model)).unwrap();
             assert!(t.queue_size().is_err(), "{sizes:?}");
         }
         // BAR 0 not an I/O BAR.
-        let b = legacy_backend([256, 256], BackendKind::Model);
+        let b = legacy_backend(&[256, 256], BackendKind::Model);
         b.cfg.lock().unwrap_or_else(|e| e.into_inner())[0x10] = 0;
         assert!(VirtioPci::probe(b).is_err());
     }
@@ -1906,7 +1993,7 @@ mod tests {
     fn bypassing_devices_refuse_iova_as_va_behind_vfio() {
         // The unit tests' memory configuration is IOVA-as-VA.
         assert_eq!(memory::config().iova_mode, IovaMode::Va);
-        let b = legacy_backend([256, 256], BackendKind::Vfio);
+        let b = legacy_backend(&[256, 256], BackendKind::Vfio);
         let mut t = VirtioPci::probe(b.clone()).unwrap();
         let e = t.negotiate(WANTED_FEATURES).unwrap_err().to_string();
         assert!(e.contains("--iova-mode pa"), "{e}");
@@ -1927,5 +2014,130 @@ mod tests {
             bar.read8_at(common::STATUS).unwrap() & STATUS_FEATURES_OK,
             0
         );
+    }
+
+    /// The control ring as the net layer passes it: index 2, after the data rings.
+    fn ctrl_ring(size: u16) -> RingSetup {
+        RingSetup {
+            addrs: RingAddrs {
+                index: CTRL_QUEUE_INDEX,
+                size,
+                desc: 0x12_0000,
+                avail: 0x12_1000,
+                used: 0x12_2000,
+            },
+            base: 0,
+        }
+    }
+
+    const CTRL_WANTED: u64 =
+        WANTED_FEATURES | VIRTIO_NET_F_CTRL_VQ | crate::net::VIRTIO_NET_F_CTRL_RX;
+
+    /// A modern device with a third queue serves the control queue: the transport says
+    /// so, the net layer asks for CTRL_VQ + CTRL_RX (not MQ), and the control ring is
+    /// programmed at index 2 with its own size (any power of two up to the maximum).
+    #[test]
+    fn modern_control_queue_at_index_2() {
+        use crate::net::{VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_MQ};
+        let offered = OFFERED | VIRTIO_NET_F_CTRL_RX | VIRTIO_NET_F_MQ;
+        // Two queues only: no control queue, whatever the features say.
+        let (t, _) = sim_transport(offered, false);
+        assert_eq!(t.ctrl_mode(), CtrlMode::None);
+        let (mut t, sim, notify) = sim_transport_queues(offered, false, 3);
+        assert_eq!(t.ctrl_mode(), CtrlMode::Device);
+        assert_eq!(t.max_queue_pairs(), 1);
+        let f = t.negotiate(CTRL_WANTED).unwrap();
+        assert_eq!(
+            f & (VIRTIO_NET_F_CTRL_VQ | VIRTIO_NET_F_CTRL_RX | VIRTIO_NET_F_MQ),
+            VIRTIO_NET_F_CTRL_VQ | VIRTIO_NET_F_CTRL_RX
+        );
+        let n = t.notifier(CTRL_QUEUE_INDEX).unwrap();
+        let mut r = rings(256);
+        r.push(ctrl_ring(CTRL_QUEUE_SIZE));
+        t.start(&r).unwrap();
+        {
+            let s = sim.st.lock().unwrap_or_else(|e| e.into_inner());
+            let c = ctrl_ring(CTRL_QUEUE_SIZE).addrs;
+            assert_eq!(
+                s.queues[2],
+                SimQueue {
+                    size: CTRL_QUEUE_SIZE,
+                    enable: 1,
+                    desc: c.desc,
+                    driver: c.avail,
+                    device: c.used
+                }
+            );
+            assert_eq!((s.queues[0].size, s.queues[1].size), (256, 256));
+        }
+        // Queue 2's doorbell (notify_off 2 * multiplier 4) rung at start, then on notify.
+        assert_eq!(notify.read16_at(8).unwrap(), CTRL_QUEUE_INDEX);
+        notify.write16_at(8, 0xeeee).unwrap();
+        n.notify();
+        assert_eq!(notify.read16_at(8).unwrap(), CTRL_QUEUE_INDEX);
+        assert_eq!(t.stop().unwrap(), vec![0, 0, 0]);
+        // Any power of two up to the maximum; not beyond it, not other sizes.
+        for (size, ok) in [(16, true), (256, true), (512, false), (48, false)] {
+            let mut r = rings(256);
+            r.push(ctrl_ring(size));
+            assert_eq!(t.start(&r).is_ok(), ok, "{size}");
+            if ok {
+                assert_eq!(
+                    sim.st.lock().unwrap_or_else(|e| e.into_inner()).queues[2].size,
+                    size
+                );
+                t.stop().unwrap();
+            }
+        }
+        // The control ring must follow the data rings at its own index.
+        let mut r = rings(256);
+        let mut c = ctrl_ring(64);
+        c.addrs.index = 3;
+        r.push(c);
+        assert!(t.start(&r).unwrap_err().to_string().contains("order"));
+        let e = t.start(&[rings(256)[0], ctrl_ring(64)]).unwrap_err();
+        assert!(e.to_string().contains("control ring"), "{e}");
+        // Through the net layer: the control queue is the device's, at index 2, one pair.
+        let (t, _, _) = sim_transport_queues(offered, false, 3);
+        let net = VirtioNet::new(
+            NetConf {
+                driver: crate::PCI_DRIVER_NAME,
+                name: "pci-ctrl".into(),
+                queue_size: 256,
+                queue_pairs: 1,
+                mac: MacAddr::local(1),
+            },
+            Box::new(t),
+        )
+        .unwrap();
+        assert_eq!(net.ctrl_mode(), CtrlMode::Device);
+    }
+
+    /// Legacy queue sizes are fixed: the control queue is used only when the device's is
+    /// exactly the control ring's size (QEMU: 64), and the ring must have that size.
+    #[test]
+    fn legacy_control_queue_uses_the_fixed_size() {
+        for sizes in [&[256, 256][..], &[256, 256, 128], &[256, 256, 0]] {
+            let t = VirtioPci::probe(legacy_backend(sizes, BackendKind::Model)).unwrap();
+            assert_eq!(t.ctrl_mode(), CtrlMode::None, "{sizes:?}");
+        }
+        let b = legacy_backend(&[256, 256, CTRL_QUEUE_SIZE], BackendKind::Model);
+        let mut t = VirtioPci::probe(b.clone()).unwrap();
+        assert_eq!(t.ctrl_mode(), CtrlMode::Device);
+        assert_eq!(t.queue_size().unwrap(), 256, "data rings keep their size");
+        let f = t.negotiate(CTRL_WANTED).unwrap();
+        assert_ne!(f & VIRTIO_NET_F_CTRL_VQ, 0);
+        t.notifier(CTRL_QUEUE_INDEX).unwrap();
+        // A control ring of another size than the device's: refused.
+        let mut r = contiguous(rings(256));
+        r.extend(contiguous(vec![ctrl_ring(128)]));
+        let e = t.start(&r).unwrap_err().to_string();
+        assert!(e.contains("exactly"), "{e}");
+        let mut r = contiguous(rings(256));
+        r.extend(contiguous(vec![ctrl_ring(CTRL_QUEUE_SIZE)]));
+        t.start(&r).unwrap();
+        let m = b.legacy.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(m.pfn, [0x100, 0x110, 0x120]);
+        assert_eq!(m.notified, vec![CTRL_QUEUE_INDEX], "kicked at start");
     }
 }
