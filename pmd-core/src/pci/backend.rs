@@ -81,28 +81,14 @@ pub trait PciBackend: Send + Sync {
     /// of a legacy virtio device). The default says the backend cannot reach I/O ports.
     fn read_io(&self, bar: u8, offset: u64, buf: &mut [u8]) -> Result<()> {
         let _ = (offset, buf);
-        Err(crate::error::Error::driver(
-            "pci",
-            format!(
-                "{}: this backend ({:?}) cannot access I/O-port BAR {bar}",
-                self.addr(),
-                self.kind()
-            ),
-        ))
+        Err(no_io_ports(self.addr(), self.kind(), bar))
     }
 
     /// Writes `buf` at `offset` of I/O-port BAR `bar`. The default says the backend cannot
     /// reach I/O ports.
     fn write_io(&self, bar: u8, offset: u64, buf: &[u8]) -> Result<()> {
         let _ = (offset, buf);
-        Err(crate::error::Error::driver(
-            "pci",
-            format!(
-                "{}: this backend ({:?}) cannot access I/O-port BAR {bar}",
-                self.addr(),
-                self.kind()
-            ),
-        ))
+        Err(no_io_ports(self.addr(), self.kind(), bar))
     }
 
     /// Turns bus mastering (DMA) and memory decoding on or off.
@@ -115,4 +101,13 @@ pub trait PciBackend: Send + Sync {
         }
         self.write_config(PCI_COMMAND, &cmd.to_le_bytes())
     }
+}
+
+/// The error of a backend that cannot reach I/O-port BARs (the default of
+/// [`PciBackend::read_io`] and [`PciBackend::write_io`]).
+fn no_io_ports(addr: PciAddr, kind: BackendKind, bar: u8) -> crate::error::Error {
+    crate::error::Error::driver(
+        "pci",
+        format!("{addr}: this backend ({kind:?}) cannot access I/O-port BAR {bar}"),
+    )
 }
