@@ -12,6 +12,7 @@
 //! Drivers (PMDs) live in their own crates and depend on this one, never the reverse.
 
 mod copy;
+pub mod csum;
 pub mod eal;
 pub mod error;
 pub mod ethdev;

@@ -51,6 +51,9 @@ use std::sync::Arc;
 pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 /// Feature bit: the driver can merge receive buffers (header carries `num_buffers`).
 pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
+/// Feature bit: the driver accepts packets with a partial checksum (`NEEDS_CSUM`) and
+/// checksum-validated packets (`DATA_VALID`).
+pub const VIRTIO_NET_F_GUEST_CSUM: u64 = 1 << 1;
 /// Feature bit: the configuration has a link status field.
 pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
 /// Feature bit: control virtqueue (asked for when the transport can serve one).
@@ -69,8 +72,17 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 pub const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
 
 /// Features the net layer asks for (the transport may add its own).
-pub const WANTED_FEATURES: u64 =
-    VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC | VIRTIO_NET_F_MRG_RXBUF | VIRTIO_F_EVENT_IDX;
+pub const WANTED_FEATURES: u64 = VIRTIO_F_VERSION_1
+    | VIRTIO_NET_F_MAC
+    | VIRTIO_NET_F_MRG_RXBUF
+    | VIRTIO_F_EVENT_IDX
+    | VIRTIO_NET_F_GUEST_CSUM;
+
+/// Net header flag: the packet's L4 checksum is partial; the driver completes it from
+/// `csum_start`, storing the result at `csum_start + csum_offset`.
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// Net header flag: the device has validated the packet's checksums.
+pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
 
 /// Size of `struct virtio_net_hdr` without `num_buffers`.
 pub const NET_HDR_LEN_LEGACY: usize = 10;
@@ -89,6 +101,7 @@ pub fn net_hdr_len(features: u64) -> usize {
 /// Names of the feature bits this driver knows, for logs.
 pub fn feature_names(features: u64) -> String {
     const NAMES: &[(u64, &str)] = &[
+        (VIRTIO_NET_F_GUEST_CSUM, "GUEST_CSUM"),
         (VIRTIO_NET_F_MAC, "MAC"),
         (VIRTIO_NET_F_MRG_RXBUF, "MRG_RXBUF"),
         (VIRTIO_NET_F_STATUS, "STATUS"),
@@ -398,6 +411,7 @@ impl VirtioNet {
             port: conf.port,
             hdr_len: self.hdr_len,
             mrg: self.features & VIRTIO_NET_F_MRG_RXBUF != 0,
+            guest_csum: self.features & VIRTIO_NET_F_GUEST_CSUM != 0,
             va: self.transport.addr_mode() == AddrMode::Va,
             notifier,
             active: self.active.clone(),
@@ -684,6 +698,29 @@ fn release<Q: Virtqueue>(vq: &Q, bufs: &mut [RawMbuf], active: &AtomicBool, what
     }
 }
 
+/// Applies a received net header's checksum flags (`(flags, csum_start, csum_offset)`):
+/// completes a partial checksum in software (`NEEDS_CSUM`) or trusts the device's
+/// validation (`DATA_VALID`); either way the buffer is flagged `RX_L4_CKSUM_GOOD`.
+/// Returns false when the device's offsets lie outside the packet (a malformed header).
+fn apply_rx_csum(m: &mut pmd_core::Mbuf, (flags, start, offset): (u8, u16, u16)) -> bool {
+    if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+        let (start, field) = (start as usize, start as usize + offset as usize);
+        let data = m.data_mut();
+        if field + 2 > data.len() || start >= data.len() {
+            return false;
+        }
+        // The field holds the pseudo-header sum; the one's-complement sum of everything
+        // from csum_start, folded and inverted, is the final checksum.
+        let sum = !pmd_core::csum::ones_complement_sum(&data[start..]);
+        let sum = if sum == 0 { 0xffff } else { sum };
+        data[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+        m.set_ol_flags(m.ol_flags() | pmd_core::mbuf::RX_L4_CKSUM_GOOD);
+    } else if flags & VIRTIO_NET_HDR_F_DATA_VALID != 0 {
+        m.set_ol_flags(m.ol_flags() | pmd_core::mbuf::RX_L4_CKSUM_GOOD);
+    }
+    true
+}
+
 struct VirtioRx<Q: Virtqueue> {
     vq: Q,
     /// Buffer owned by each descriptor id (NULL when free).
@@ -693,6 +730,8 @@ struct VirtioRx<Q: Virtqueue> {
     port: u16,
     hdr_len: usize,
     mrg: bool,
+    /// GUEST_CSUM negotiated: header flags say which checksums to complete or trust.
+    guest_csum: bool,
     va: bool,
     notifier: Arc<dyn Notifier>,
     active: Arc<AtomicBool>,
@@ -781,6 +820,22 @@ impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
             if !m.set_data_span(off, plen) {
                 errors += 1;
                 continue;
+            }
+            if self.guest_csum {
+                // SAFETY: the header lies in the buffer, hdr_len bytes before the data
+                // offset; flags is byte 0, csum_start/csum_offset bytes 6 and 8.
+                let hdr = unsafe {
+                    let h = m.buf_ptr().add(off - self.hdr_len);
+                    (
+                        h.read(),
+                        std::ptr::read_unaligned(h.add(6) as *const u16),
+                        std::ptr::read_unaligned(h.add(8) as *const u16),
+                    )
+                };
+                if !apply_rx_csum(&mut m, hdr) {
+                    errors += 1;
+                    continue;
+                }
             }
             m.set_port(self.port);
             bytes += plen as u64;
@@ -1198,6 +1253,66 @@ mod tests {
         drop(rx);
         drop(tx);
         assert_eq!(pool.stats().in_use, 0, "everything freed");
+    }
+
+    #[test]
+    fn guest_csum_completes_partial_checksums_and_rejects_bad_offsets() {
+        let pool = Mempool::create("virtio-csum-test", 64, 0).unwrap();
+        // Ethernet (14) + IPv4 (20) + UDP (8) + 11 bytes of payload.
+        let (src, dst) = ([10u8, 0, 0, 1], [10u8, 0, 0, 2]);
+        let udp_len = 8 + 11u16;
+        let mut pkt = vec![0u8; 14 + 20 + udp_len as usize];
+        pkt[12..14].copy_from_slice(&[0x08, 0x00]);
+        pkt[14] = 0x45;
+        pkt[23] = 17;
+        pkt[26..30].copy_from_slice(&src);
+        pkt[30..34].copy_from_slice(&dst);
+        pkt[34..36].copy_from_slice(&1234u16.to_be_bytes());
+        pkt[36..38].copy_from_slice(&5678u16.to_be_bytes());
+        pkt[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        for (i, b) in pkt[42..].iter_mut().enumerate() {
+            *b = i as u8 * 7 + 1;
+        }
+        // The device leaves the pseudo-header sum in the checksum field (CHECKSUM_PARTIAL).
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&src);
+        pseudo.extend_from_slice(&dst);
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&udp_len.to_be_bytes());
+        let partial = pmd_core::csum::ones_complement_sum(&pseudo);
+        pkt[40..42].copy_from_slice(&partial.to_be_bytes());
+
+        let mut m = pool.alloc().unwrap();
+        assert!(m.copy_from(&pkt));
+        assert!(apply_rx_csum(&mut m, (VIRTIO_NET_HDR_F_NEEDS_CSUM, 34, 6)));
+        assert_ne!(m.ol_flags() & pmd_core::mbuf::RX_L4_CKSUM_GOOD, 0);
+        // Verify: pseudo-header + UDP segment now sums to all ones.
+        let mut all = pseudo.clone();
+        all.extend_from_slice(&m.data()[34..]);
+        assert_eq!(pmd_core::csum::ones_complement_sum(&all), 0xffff);
+        assert_eq!(&m.data()[..40], &pkt[..40], "only the checksum changed");
+
+        // DATA_VALID: trusted, untouched.
+        let mut v = pool.alloc().unwrap();
+        assert!(v.copy_from(&pkt));
+        assert!(apply_rx_csum(&mut v, (VIRTIO_NET_HDR_F_DATA_VALID, 0, 0)));
+        assert_ne!(v.ol_flags() & pmd_core::mbuf::RX_L4_CKSUM_GOOD, 0);
+        assert_eq!(v.data(), &pkt[..]);
+        // No flags: nothing claimed.
+        let mut n = pool.alloc().unwrap();
+        assert!(n.copy_from(&pkt));
+        assert!(apply_rx_csum(&mut n, (0, 0, 0)));
+        assert_eq!(n.ol_flags(), 0);
+        // Hostile offsets: start or field beyond the packet.
+        for (start, off) in [(34u16, 65535u16), (60, 0), (u16::MAX, u16::MAX), (52, 1)] {
+            let mut h = pool.alloc().unwrap();
+            assert!(h.copy_from(&pkt));
+            assert!(
+                !apply_rx_csum(&mut h, (VIRTIO_NET_HDR_F_NEEDS_CSUM, start, off)),
+                "{start} {off}"
+            );
+            assert_eq!(h.data(), &pkt[..]);
+        }
     }
 
     #[test]
