@@ -41,6 +41,38 @@ impl Task {
         }
     }
 
+    /// The port this task transmits on.
+    pub fn dst_port(&self) -> PortId {
+        self.dst_port
+    }
+
+    /// Sends up to `n` 64-byte frames (broadcast, EtherType 0x88b5, the local
+    /// experimental type) on this task's tx queue; returns how many went out.
+    pub fn send_first(&mut self, pool: &pmd_core::Mempool, n: u32) -> u32 {
+        let mut sent = 0;
+        let mut batch = PktBatch::new();
+        let mut tries = 0;
+        while sent < n && tries < 1000 {
+            let want = ((n - sent) as usize).min(pmd_core::mbuf::DEFAULT_BURST);
+            if pool.alloc_bulk(&mut batch, want).is_none() {
+                break;
+            }
+            for m in batch.iter_mut() {
+                let Some(f) = m.append(60) else { continue };
+                f.fill(0);
+                f[..6].fill(0xff);
+                if let Some(macs) = &self.macs {
+                    f[6..12].copy_from_slice(&macs[6..]);
+                }
+                f[12..14].copy_from_slice(&[0x88, 0xb5]);
+            }
+            sent += self.tx.tx_burst(&mut batch) as u32;
+            batch.clear();
+            tries += 1;
+        }
+        sent
+    }
+
     /// One rx burst, MAC rewrite and tx burst; unsent packets are dropped and counted.
     #[inline]
     fn poll(&mut self, batch: &mut PktBatch) {

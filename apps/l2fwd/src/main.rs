@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! l2fwd [EAL options] -- -p PORTMASK [-q NQ] [-T PERIOD] [--[no-]mac-updating]
+//!       [--duration SECS] [--rxd N] [--txd N] [--tx-first N]
 //! ```
 
 mod fwd;
@@ -47,6 +48,10 @@ struct AppOpts {
     /// Transmit descriptors per port (0 = driver default).
     #[arg(long, default_value_t = 1024)]
     txd: u16,
+    /// Send this many 64-byte frames out of each port before forwarding starts (to
+    /// measure forwarding on ports wired back to back, like testpmd's --tx-first).
+    #[arg(long = "tx-first", value_name = "N", default_value_t = 0)]
+    tx_first: u32,
 }
 
 fn parse_portmask(s: &str) -> Result<u64, String> {
@@ -189,7 +194,16 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         ));
     }
 
+    if opts.tx_first > 0 {
+        for t in per_lcore.iter_mut().flatten() {
+            let sent = t.send_first(&pool, opts.tx_first);
+            println!("Port {}: sent {sent} first frames", t.dst_port());
+        }
+    }
+
     let main_id = eal.main_lcore().id;
+    let fwd_lcores = per_lcore.iter().filter(|t| !t.is_empty()).count().max(1);
+    let started_tsc = tsc::rdtsc();
     let mut workers = Vec::new();
     let mut main_tasks = Vec::new();
     for (lc, tasks) in lcores.iter().zip(per_lcore) {
@@ -240,7 +254,9 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     }
     // Queues (and the buffers devices still hold) go only after their ports stopped.
     drop(finished);
-    reporter.print(eal.ports(), tsc::rdtsc());
+    let end_tsc = tsc::rdtsc();
+    reporter.print(eal.ports(), end_tsc);
+    report::print_summary(eal.ports(), &enabled, end_tsc - started_tsc, fwd_lcores);
     println!("Bye...");
     Ok(())
 }

@@ -70,3 +70,27 @@ impl Reporter {
         self.last_sent = sent;
     }
 }
+
+/// Prints the run's forwarding rate and its cost: TSC cycles per forwarded packet, summed
+/// over the forwarding lcores (each polls all the time, so its cycles are all spent on
+/// forwarding or polling).
+pub fn print_summary(all: &[Port], ports: &[PortId], ticks: u64, lcores: usize) {
+    let sent: u64 = ports
+        .iter()
+        .map(|&p| all[p as usize].stats().opackets)
+        .sum();
+    let secs = ticks as f64 / tsc::hz() as f64;
+    let mpps = if secs > 0.0 {
+        sent as f64 / secs / 1e6
+    } else {
+        0.0
+    };
+    let cycles = if sent > 0 {
+        format!("{:.1}", ticks as f64 * lcores as f64 / sent as f64)
+    } else {
+        "-".into()
+    };
+    println!(
+        "Forwarded {sent} packets in {secs:.2} s on {lcores} lcore(s): {mpps:.3} Mpps, {cycles} TSC cycles per packet"
+    );
+}

@@ -13,6 +13,8 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_ring::DRIVER,
     &pmd_af_packet::DRIVER,
     &pmd_virtio::DRIVER,
+    &pmd_ixgbe::DRIVER,
+    &pmd_igb::DRIVER,
 ];
 
 #[cfg(test)]

@@ -12,4 +12,4 @@ pub mod vfio;
 
 pub use crate::pci_addr::{PciAddr, PciAddrError};
 pub use backend::{BackendKind, IrqWait, PciBackend};
-pub use mmio::{MmioRegion, Reg32};
+pub use mmio::{MmioRegion, Reg32, RegisterModel};

@@ -1,0 +1,186 @@
+//! Advanced receive and transmit descriptors, 16 bytes each.
+//!
+//! Layouts: Intel 82599 10 GbE Controller Datasheet, section 7.1.6 (advanced receive
+//! descriptors, read and write-back formats) and 7.2.3.2.4 (advanced transmit data
+//! descriptor); the 82576 GbE Controller Datasheet, sections 7.1.5 and 7.2.2.3, uses the
+//! same layouts. Every field is little-endian.
+
+/// An advanced receive descriptor as two 64-bit words.
+///
+/// Read format (driver → device): `w0` = packet buffer address, `w1` = header buffer
+/// address (0: no header split). Write-back format (device → driver): `w0` = packet
+/// type/RSS type (bits 31:0) and RSS hash (bits 63:32); `w1` = extended status (bits
+/// 19:0) and extended errors (bits 31:20), packet length (bits 47:32), VLAN tag (63:48).
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxDesc {
+    /// Buffer address (read) / packet info and RSS hash (write-back).
+    pub w0: u64,
+    /// Header address (read) / status, errors, length, VLAN (write-back).
+    pub w1: u64,
+}
+
+/// Receive write-back status: descriptor done.
+pub const RXD_STAT_DD: u32 = 1 << 0;
+/// Receive write-back status: end of packet.
+pub const RXD_STAT_EOP: u32 = 1 << 1;
+/// Receive write-back status: VLAN packet (tag in the VLAN field).
+pub const RXD_STAT_VP: u32 = 1 << 3;
+/// Receive write-back status: UDP checksum calculated.
+pub const RXD_STAT_UDPCS: u32 = 1 << 4;
+/// Receive write-back status: L4 (TCP/UDP) checksum calculated.
+pub const RXD_STAT_L4CS: u32 = 1 << 5;
+/// Receive write-back status: IPv4 checksum calculated.
+pub const RXD_STAT_IPCS: u32 = 1 << 6;
+
+impl RxDesc {
+    /// The read format: post a buffer at `addr`.
+    #[inline(always)]
+    pub fn read(addr: u64) -> RxDesc {
+        RxDesc { w0: addr, w1: 0 }
+    }
+
+    /// Write-back: status and error bits (bits 31:0 of `w1`).
+    #[inline(always)]
+    pub fn status_error(&self) -> u32 {
+        self.w1 as u32
+    }
+
+    /// Write-back: packet length in bytes.
+    #[inline(always)]
+    pub fn length(&self) -> u16 {
+        (self.w1 >> 32) as u16
+    }
+
+    /// Write-back: VLAN tag.
+    #[inline(always)]
+    pub fn vlan(&self) -> u16 {
+        (self.w1 >> 48) as u16
+    }
+
+    /// Write-back: RSS type (bits 3:0 of `w0`; 0 = no hash computed).
+    #[inline(always)]
+    pub fn rss_type(&self) -> u8 {
+        (self.w0 & 0xf) as u8
+    }
+
+    /// Write-back: RSS hash.
+    #[inline(always)]
+    pub fn rss_hash(&self) -> u32 {
+        (self.w0 >> 32) as u32
+    }
+
+    /// Builds a write-back descriptor (for device models and tests).
+    pub fn write_back(
+        status_error: u32,
+        length: u16,
+        vlan: u16,
+        rss_type: u8,
+        hash: u32,
+    ) -> RxDesc {
+        RxDesc {
+            w0: u64::from(rss_type & 0xf) | u64::from(hash) << 32,
+            w1: u64::from(status_error) | u64::from(length) << 32 | u64::from(vlan) << 48,
+        }
+    }
+}
+
+/// An advanced transmit descriptor as two 64-bit words.
+///
+/// Data descriptor (driver → device): `w0` = buffer address; `w1` bits 15:0 = data length
+/// (DTALEN), 23:20 = descriptor type (DTYP, 0011b = data), 31:24 = command (DCMD), 35:32 =
+/// status (STA, DD is bit 32 in write-back), 45:40 = POPTS, 63:46 = PAYLEN. Write-back:
+/// `w1` bit 32 (STA.DD) set by the device when the descriptor had RS set.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxDesc {
+    /// Buffer address.
+    pub w0: u64,
+    /// cmd_type_len (bits 31:0) and olinfo_status (bits 63:32).
+    pub w1: u64,
+}
+
+/// Transmit descriptor type: advanced data descriptor (DTYP = 0011b, bits 23:20).
+pub const TXD_DTYP_DATA: u32 = 0x3 << 20;
+/// Transmit command: end of packet.
+pub const TXD_CMD_EOP: u32 = 1 << 24;
+/// Transmit command: insert the Ethernet FCS (CRC).
+pub const TXD_CMD_IFCS: u32 = 1 << 25;
+/// Transmit command: report status (the device writes DD back).
+pub const TXD_CMD_RS: u32 = 1 << 27;
+/// Transmit command: descriptor extension (advanced format).
+pub const TXD_CMD_DEXT: u32 = 1 << 29;
+/// Transmit write-back status: descriptor done (bit 0 of olinfo_status).
+pub const TXD_STAT_DD: u32 = 1 << 0;
+/// Shift of PAYLEN within olinfo_status.
+pub const TXD_PAYLEN_SHIFT: u32 = 14;
+
+impl TxDesc {
+    /// A single-buffer data descriptor for a whole packet of `len` bytes at `addr`.
+    #[inline(always)]
+    pub fn data(addr: u64, len: u16, rs: bool) -> TxDesc {
+        let cmd = TXD_DTYP_DATA
+            | TXD_CMD_DEXT
+            | TXD_CMD_IFCS
+            | TXD_CMD_EOP
+            | if rs { TXD_CMD_RS } else { 0 }
+            | u32::from(len);
+        let olinfo = u32::from(len) << TXD_PAYLEN_SHIFT;
+        TxDesc {
+            w0: addr,
+            w1: u64::from(cmd) | u64::from(olinfo) << 32,
+        }
+    }
+
+    /// cmd_type_len.
+    #[inline(always)]
+    pub fn cmd_type_len(&self) -> u32 {
+        self.w1 as u32
+    }
+
+    /// olinfo_status (holds STA.DD after write-back).
+    #[inline(always)]
+    pub fn olinfo_status(&self) -> u32 {
+        (self.w1 >> 32) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_16_bytes() {
+        assert_eq!(std::mem::size_of::<RxDesc>(), 16);
+        assert_eq!(std::mem::size_of::<TxDesc>(), 16);
+        assert_eq!(std::mem::align_of::<RxDesc>(), 16);
+    }
+
+    #[test]
+    fn rx_write_back_fields() {
+        // 82599 datasheet 7.1.6.2: length in bytes 12-13, VLAN in 14-15, status in 8-11,
+        // RSS hash in 4-7, RSS type in bits 3:0 of byte 0.
+        let d = RxDesc::write_back(RXD_STAT_DD | RXD_STAT_EOP, 60, 0x123, 1, 0xdead_beef);
+        // SAFETY: RxDesc is repr(C), 16 bytes of plain integers.
+        let bytes: [u8; 16] = unsafe { std::mem::transmute(d) };
+        assert_eq!(&bytes[12..14], &60u16.to_le_bytes());
+        assert_eq!(&bytes[14..16], &0x123u16.to_le_bytes());
+        assert_eq!(bytes[8] & 3, 3);
+        assert_eq!(&bytes[4..8], &0xdead_beefu32.to_le_bytes());
+        assert_eq!(d.length(), 60);
+        assert_eq!(d.vlan(), 0x123);
+        assert_eq!(d.rss_type(), 1);
+        assert_eq!(d.rss_hash(), 0xdead_beef);
+    }
+
+    #[test]
+    fn tx_data_descriptor_fields() {
+        // 82599 datasheet 7.2.3.2.4: DTALEN 15:0, DTYP 23:20 = 0011b, DCMD 31:24 with
+        // EOP (24), IFCS (25), RS (27), DEXT (29); PAYLEN in olinfo 31:14.
+        let d = TxDesc::data(0x1000, 64, true);
+        assert_eq!(d.w0, 0x1000);
+        assert_eq!(d.cmd_type_len(), 0x2b30_0040);
+        assert_eq!(d.olinfo_status(), 64 << 14);
+        assert_eq!(TxDesc::data(0, 1514, false).cmd_type_len(), 0x2330_05ea);
+    }
+}

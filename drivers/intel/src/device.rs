@@ -1,0 +1,300 @@
+//! One ethdev [`Device`] for every Intel chip: the chip-specific parts (reset, link,
+//! filters, global enables, register layout) come from a [`Chip`]; queue setup,
+//! start/stop with resume, promiscuous mode and statistics are written once here.
+
+use crate::bar::{Bar, QueuePos};
+use crate::counters::{CounterSet, CounterSpec};
+use crate::queues::QueueLayout;
+use crate::rx::{RxCsumBits, RxRing, RxRingConf};
+use crate::tx::{TxRing, TxRingConf};
+use pmd_core::ethdev::{
+    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+};
+use pmd_core::pci::PciBackend;
+use pmd_core::{Error, Result};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `start` waits for the link before reporting it down (and starting anyway, as
+/// a cable may be plugged in later).
+pub const LINK_WAIT: Duration = Duration::from_secs(2);
+
+/// What differs between Intel chips.
+pub trait Chip: Send + 'static {
+    /// Driver name (DPDK's, e.g. `net_ixgbe`).
+    const DRIVER: &'static str;
+    /// Chip name for messages (e.g. `82599`).
+    const CHIP: &'static str;
+    /// Length of BAR 0 (the register space).
+    const BAR0_LEN: usize;
+    /// Where the queue registers are.
+    const LAYOUT: QueueLayout;
+    /// Most rx / tx queues.
+    const MAX_QUEUES: (u16, u16);
+    /// Write-back error bits that make a received packet bad.
+    const RX_ERR: u32;
+    /// Write-back checksum error bits.
+    const RX_CSUM: RxCsumBits;
+    /// TXDCTL value without the enable bit (thresholds).
+    const TXDCTL: u32;
+    /// Statistics registers.
+    const COUNTERS: &'static [CounterSpec];
+
+    /// Masks interrupts, resets the device and waits until it is ready.
+    fn reset(bar: &Bar) -> Result<()>;
+    /// The MAC address from the NVM.
+    fn mac(bar: &Bar) -> Result<MacAddr>;
+    /// Starts link setup (auto-negotiation) after reset.
+    fn start_link(bar: &Bar);
+    /// Current link state.
+    fn link(bar: &Bar) -> Link;
+    /// Receive-side setup with receive disabled: CRC strip, filters, RSS over `queues`.
+    fn configure(bar: &Bar, rx_queues: usize, promisc: bool);
+    /// Sets unicast/multicast promiscuous mode.
+    fn set_promisc(bar: &Bar, on: bool);
+    /// SRRCTL value for buffers of `kib` KiB.
+    fn srrctl(kib: u32) -> u32;
+    /// Called around the programming of a tx queue (`true` before, `false` after).
+    fn tx_setup_window(bar: &Bar, open: bool) {
+        let _ = (bar, open);
+    }
+    /// Global transmit enable (before the tx queues are enabled).
+    fn enable_tx(bar: &Bar);
+    /// Global receive enable (after the rx queues are enabled).
+    fn enable_rx(bar: &Bar);
+    /// Global receive disable (before the rx queues are disabled).
+    fn disable_rx(bar: &Bar);
+    /// Global transmit disable (after the tx queues are disabled).
+    fn disable_tx(bar: &Bar);
+    /// Before DMA stops at close (e.g. clear the driver-loaded bit).
+    fn release(bar: &Bar) {
+        let _ = bar;
+    }
+}
+
+/// An initialised Intel NIC as an ethdev device.
+pub struct IntelDevice<C: Chip> {
+    backend: Arc<dyn PciBackend>,
+    bar: Bar,
+    mac: MacAddr,
+    rxq: Vec<QueuePos>,
+    txq: Vec<QueuePos>,
+    promisc: bool,
+    started: bool,
+    counters: RefCell<CounterSet>,
+    _chip: std::marker::PhantomData<C>,
+}
+
+impl<C: Chip> std::fmt::Debug for IntelDevice<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(C::DRIVER)
+            .field("name", &self.bar.name())
+            .field("mac", &self.mac)
+            .finish()
+    }
+}
+
+impl<C: Chip> IntelDevice<C> {
+    /// Enables DMA, maps BAR 0, resets the chip, reads its MAC and starts link setup.
+    pub fn init(backend: Arc<dyn PciBackend>, name: &str) -> Result<IntelDevice<C>> {
+        backend.set_bus_master(true)?;
+        let region = backend.map_bar(0)?;
+        if region.len() < C::BAR0_LEN {
+            return Err(Error::driver(
+                C::DRIVER,
+                format!(
+                    "{name}: BAR 0 is {:#x} bytes, an {} has {:#x}; is this the right device?",
+                    region.len(),
+                    C::CHIP,
+                    C::BAR0_LEN
+                ),
+            ));
+        }
+        let bar = Bar::new(region, C::DRIVER, name);
+        C::reset(&bar)?;
+        let mac = C::mac(&bar)?;
+        let mut counters = CounterSet::new(C::COUNTERS);
+        counters.clear_hw(bar.region());
+        C::start_link(&bar);
+        tracing::info!(device = name, chip = C::CHIP, %mac, "device initialised");
+        Ok(IntelDevice {
+            backend,
+            bar,
+            mac,
+            rxq: Vec::new(),
+            txq: Vec::new(),
+            promisc: true,
+            started: false,
+            counters: RefCell::new(counters),
+            _chip: std::marker::PhantomData,
+        })
+    }
+
+    /// The device's registers (for chip-specific extras and tests).
+    pub fn bar(&self) -> &Bar {
+        &self.bar
+    }
+}
+
+impl<C: Chip> Device for IntelDevice<C> {
+    fn info(&self) -> DevInfo {
+        DevInfo {
+            driver: C::DRIVER,
+            max_rx_queues: C::MAX_QUEUES.0,
+            max_tx_queues: C::MAX_QUEUES.1,
+            min_desc: 64,
+            max_desc: 4096,
+            default_desc: 512,
+        }
+    }
+
+    fn configure(&mut self, conf: &PortConf) -> Result<()> {
+        let (max_rx, max_tx) = C::MAX_QUEUES;
+        if conf.rx_queues == 0 || conf.rx_queues > max_rx {
+            return Err(self.bar.err(format!(
+                "{} rx queues: 1..={max_rx} supported",
+                conf.rx_queues
+            )));
+        }
+        if conf.tx_queues == 0 || conf.tx_queues > max_tx {
+            return Err(self.bar.err(format!(
+                "{} tx queues: 1..={max_tx} supported",
+                conf.tx_queues
+            )));
+        }
+        C::configure(&self.bar, conf.rx_queues as usize, self.promisc);
+        self.rxq = vec![QueuePos::default(); conf.rx_queues as usize];
+        self.txq = vec![QueuePos::default(); conf.tx_queues as usize];
+        Ok(())
+    }
+
+    fn setup_rx_queue(&mut self, qid: u16, conf: RxQueueConf) -> Result<Box<dyn RxQueue>> {
+        let q = qid as usize;
+        let l = C::LAYOUT;
+        l.disable(&self.bar, l.rxdctl(q));
+        let (tail, enable) = l.rx_handles(&self.bar, q)?;
+        let ring = RxRing::new(RxRingConf {
+            driver: C::DRIVER,
+            name: format!("{}-rx{qid}", self.bar.name()),
+            size: conf.nb_desc,
+            pool: conf.pool,
+            tail,
+            error_mask: C::RX_ERR,
+            port: conf.port,
+            stats: conf.stats,
+            vlan_strip: false,
+            csum: Some(C::RX_CSUM),
+            enable: Some(enable),
+        })?;
+        if ring.buf_len() < 2048 {
+            return Err(self.bar.err(format!(
+                "rx queue {qid}: pool buffers hold {} bytes; at least 2048 are needed",
+                ring.buf_len()
+            )));
+        }
+        // Buffer size in KiB (SRRCTL.BSIZEPACKET), at most 16 KiB.
+        let kib = (ring.buf_len() / 1024).min(16) as u32;
+        self.rxq[q] = l.program_rx(&self.bar, q, &ring, C::srrctl(kib));
+        Ok(Box::new(ring))
+    }
+
+    fn setup_tx_queue(&mut self, qid: u16, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
+        let q = qid as usize;
+        let l = C::LAYOUT;
+        l.disable(&self.bar, l.txdctl(q));
+        let (tail, enable) = l.tx_handles(&self.bar, q)?;
+        let ring = TxRing::new(TxRingConf {
+            driver: C::DRIVER,
+            name: format!("{}-tx{qid}", self.bar.name()),
+            size: conf.nb_desc,
+            tail,
+            stats: conf.stats,
+            enable: Some(enable),
+        })?;
+        C::tx_setup_window(&self.bar, true);
+        self.txq[q] = l.program_tx(&self.bar, q, &ring);
+        C::tx_setup_window(&self.bar, false);
+        Ok(Box::new(ring))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let l = C::LAYOUT;
+        C::enable_tx(&self.bar);
+        for (q, pos) in self.txq.iter().enumerate() {
+            l.enable_tx(&self.bar, q, *pos, C::TXDCTL)?;
+        }
+        for (q, pos) in self.rxq.iter().enumerate() {
+            l.enable_rx(&self.bar, q, *pos)?;
+        }
+        C::enable_rx(&self.bar);
+        self.started = true;
+        let link = match self.bar.wait("link up", LINK_WAIT, |b| C::link(b).up) {
+            Ok(()) => C::link(&self.bar),
+            Err(_) => {
+                tracing::warn!(
+                    device = self.bar.name(),
+                    "link is down after {} s; check the cable and the link partner",
+                    LINK_WAIT.as_secs()
+                );
+                Link::default()
+            }
+        };
+        tracing::info!(
+            device = self.bar.name(),
+            %link,
+            rxq = self.rxq.len(),
+            txq = self.txq.len(),
+            "started"
+        );
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let l = C::LAYOUT;
+        C::disable_rx(&self.bar);
+        // The rings are frozen while the port is stopped: resume where the device stopped.
+        for q in 0..self.rxq.len() {
+            self.rxq[q] = l.stop_rx(&self.bar, q);
+        }
+        for q in 0..self.txq.len() {
+            self.txq[q] = l.stop_tx(&self.bar, q);
+        }
+        C::disable_tx(&self.bar);
+        self.counters.borrow_mut().fold(self.bar.region());
+        self.started = false;
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if self.started {
+            let _ = self.stop();
+        }
+        C::release(&self.bar);
+        let _ = self.backend.set_bus_master(false);
+    }
+
+    fn link(&self) -> Link {
+        C::link(&self.bar)
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        self.promisc = on;
+        C::set_promisc(&self.bar, on);
+        Ok(())
+    }
+
+    fn promiscuous(&self) -> bool {
+        self.promisc
+    }
+
+    fn xstats(&self) -> Vec<(String, u64)> {
+        let mut c = self.counters.borrow_mut();
+        c.fold(self.bar.region());
+        c.to_vec()
+    }
+}

@@ -1,0 +1,315 @@
+//! A receive descriptor ring: buffers posted from a mempool, burst receive that checks DD,
+//! refill in bulk, one tail write per refill.
+//!
+//! Ring positions: `next` is the oldest posted descriptor (the next to complete), `post`
+//! the next descriptor to give a buffer. Descriptors `next..post` (mod size) are owned by
+//! the device; one slot always stays empty so that a full ring (tail one behind head)
+//! differs from an empty one (tail == head).
+
+use crate::desc::{RxDesc, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_VP};
+use pmd_core::ethdev::{QueueStats, RxQueue};
+use pmd_core::mbuf::{
+    PktBatch, RawMbuf, BATCH_CAPACITY, RX_IP_CKSUM_BAD, RX_IP_CKSUM_GOOD, RX_L4_CKSUM_BAD,
+    RX_L4_CKSUM_GOOD, RX_RSS_HASH, RX_VLAN_STRIPPED,
+};
+use pmd_core::memory::Segment;
+use pmd_core::pci::Reg32;
+use pmd_core::{Error, Mempool, Result};
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+
+/// Refill once this many descriptors are empty (one tail write per refill).
+const REFILL_THRESH: usize = 32;
+
+/// How to build an [`RxRing`].
+pub struct RxRingConf {
+    /// Driver name (for errors).
+    pub driver: &'static str,
+    /// Ring name (for errors and the memory registry), e.g. `ixgbe0-rx0`.
+    pub name: String,
+    /// Descriptors: a power of two, at least 64.
+    pub size: u16,
+    /// Pool receive buffers come from.
+    pub pool: Mempool,
+    /// The queue's tail register (RDT).
+    pub tail: Reg32,
+    /// Error bits of this chip's write-back status word that make a packet bad.
+    pub error_mask: u32,
+    /// Port id stamped into received buffers.
+    pub port: u16,
+    /// Counters (this ring is their only writer).
+    pub stats: Arc<QueueStats>,
+    /// Whether the device strips VLAN tags into the descriptor.
+    pub vlan_strip: bool,
+    /// This chip's checksum error bits, to report checksum results in `ol_flags` (None:
+    /// report nothing).
+    pub csum: Option<RxCsumBits>,
+    /// The queue's control register and its enable bit: cleared when the ring is dropped,
+    /// so the device stops writing into buffers that go back to the pool.
+    pub enable: Option<(Reg32, u32)>,
+}
+
+/// Where a chip reports checksum errors in the write-back status/error word (the
+/// "checked" bits, IPCS and L4CS, are common to both chips).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxCsumBits {
+    /// IPv4 header checksum error.
+    pub ip_err: u32,
+    /// TCP/UDP checksum error.
+    pub l4_err: u32,
+}
+
+/// A receive ring (the [`RxQueue`] of the Intel PMDs).
+pub struct RxRing {
+    mem: Arc<Segment>,
+    descs: *mut RxDesc,
+    bufs: Vec<RawMbuf>,
+    mask: usize,
+    next: usize,
+    post: usize,
+    /// Skipping the rest of a multi-descriptor (oversized) packet.
+    in_chain: bool,
+    tail: Reg32,
+    pool: Mempool,
+    error_mask: u32,
+    port: u16,
+    stats: Arc<QueueStats>,
+    vlan_strip: bool,
+    buf_len: usize,
+    scratch: PktBatch,
+    enable: Option<(Reg32, u32)>,
+    csum: Option<RxCsumBits>,
+}
+
+// SAFETY: the ring exclusively owns its descriptor memory (kept alive by `mem`) and its
+// buffers; moving it to another thread moves that ownership.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    /// Allocates the descriptor ring and posts a buffer in every slot but one. The tail
+    /// register is not written: the driver writes [`RxRing::tail_value`] once the queue
+    /// is enabled (the datasheets' order).
+    pub fn new(conf: RxRingConf) -> Result<RxRing> {
+        let size = conf.size as usize;
+        if !size.is_power_of_two() || size < 64 {
+            return Err(Error::driver(
+                conf.driver,
+                format!(
+                    "{}: ring size {size} must be a power of two >= 64",
+                    conf.name
+                ),
+            ));
+        }
+        let mem = Arc::new(crate::ring_memory(
+            conf.driver,
+            &conf.name,
+            size * std::mem::size_of::<RxDesc>(),
+        )?);
+        let buf_len = usize::from(conf.pool.buf_size()) - usize::from(pmd_core::mbuf::HEADROOM);
+        let mut ring = RxRing {
+            descs: mem.as_ptr().cast(),
+            mem,
+            bufs: vec![RawMbuf::NULL; size],
+            mask: size - 1,
+            next: 0,
+            post: 0,
+            in_chain: false,
+            tail: conf.tail,
+            pool: conf.pool,
+            error_mask: conf.error_mask,
+            port: conf.port,
+            stats: conf.stats,
+            vlan_strip: conf.vlan_strip,
+            buf_len,
+            scratch: PktBatch::new(),
+            enable: conf.enable,
+            csum: conf.csum,
+        };
+        ring.post_buffers();
+        if ring.posted() == 0 {
+            return Err(Error::driver(
+                conf.driver,
+                format!(
+                    "{}: could not allocate any receive buffer from pool {}",
+                    conf.name,
+                    ring.pool.name()
+                ),
+            ));
+        }
+        Ok(ring)
+    }
+
+    /// IOVA of the descriptor ring (for RDBAL/RDBAH).
+    pub fn desc_iova(&self) -> u64 {
+        self.mem.iova_at(0)
+    }
+
+    /// Length of the descriptor ring in bytes (for RDLEN).
+    pub fn desc_bytes(&self) -> u32 {
+        ((self.mask + 1) * std::mem::size_of::<RxDesc>()) as u32
+    }
+
+    /// Data bytes each posted buffer holds (for the buffer-size register).
+    pub fn buf_len(&self) -> usize {
+        self.buf_len
+    }
+
+    /// The value for the tail register: one past the last posted descriptor.
+    pub fn tail_value(&self) -> u32 {
+        self.post as u32
+    }
+
+    /// Descriptors owned by the device.
+    pub fn posted(&self) -> usize {
+        (self.post.wrapping_sub(self.next)) & self.mask
+    }
+
+    fn desc(&self, i: usize) -> *mut RxDesc {
+        // SAFETY (of the callers' use): i is masked to the ring, which holds mask+1
+        // descriptors in `mem`.
+        self.descs.wrapping_add(i & self.mask)
+    }
+
+    /// Posts buffers in every empty slot but one (in bulk); returns how many.
+    fn post_buffers(&mut self) -> usize {
+        let mut total = 0;
+        loop {
+            let empty = self.mask - self.posted();
+            let n = empty.min(BATCH_CAPACITY);
+            if n == 0 {
+                break;
+            }
+            if self.pool.alloc_bulk(&mut self.scratch, n).is_none() {
+                self.stats.add_no_mbuf(n as u64);
+                break;
+            }
+            for k in 0..n {
+                let i = self.post;
+                let iova = self.scratch.as_slice()[k].data_iova();
+                // SAFETY: `i` is a slot of the ring not owned by the device (between post
+                // and next); the descriptor memory is live while `mem` is.
+                unsafe { self.desc(i).write_volatile(RxDesc::read(iova)) };
+                self.bufs[i] = self.scratch.raw()[k];
+                self.post = (i + 1) & self.mask;
+            }
+            // The ring owns them now (through `bufs`).
+            self.scratch.disown_front(n);
+            total += n;
+        }
+        total
+    }
+}
+
+impl RxQueue for RxRing {
+    #[inline]
+    fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
+        let max = max.min(batch.spare());
+        let spare = batch.spare_raw();
+        let mut k = 0;
+        let mut bytes = 0u64;
+        let mut errors = 0u64;
+        let mut in_flight = self.posted();
+        while k < max && in_flight > 0 {
+            let i = self.next;
+            // SAFETY: `i` is posted (in_flight > 0): the slot holds our descriptor.
+            let d = unsafe { self.desc(i).read_volatile() };
+            let st = d.status_error();
+            if st & RXD_STAT_DD == 0 {
+                break;
+            }
+            // Read the rest of the descriptor only after seeing DD (the device writes the
+            // status last).
+            fence(Ordering::Acquire);
+            // SAFETY: re-read after the fence for the other fields.
+            let d = unsafe { self.desc(i).read_volatile() };
+            self.next = (i + 1) & self.mask;
+            in_flight -= 1;
+            let raw = std::mem::replace(&mut self.bufs[i], RawMbuf::NULL);
+            // SAFETY: the slot was posted, so `bufs` held the buffer we gave the device;
+            // it is taken out of `bufs` above.
+            let mut m = unsafe { raw.into_mbuf() };
+            let eop = st & RXD_STAT_EOP != 0;
+            if self.in_chain || !eop {
+                // Part of a packet larger than one buffer: dropped whole, counted once.
+                if !self.in_chain {
+                    errors += 1;
+                }
+                self.in_chain = !eop;
+                continue;
+            }
+            let len = usize::from(d.length());
+            if st & self.error_mask != 0 || len == 0 || len > self.buf_len {
+                errors += 1;
+                continue;
+            }
+            let off = m.headroom();
+            if !m.set_data_span(off, len) {
+                errors += 1;
+                continue;
+            }
+            m.set_port(self.port);
+            let mut flags = 0;
+            if d.rss_type() != 0 {
+                m.set_rss_hash(d.rss_hash());
+                flags |= RX_RSS_HASH;
+            }
+            if self.vlan_strip && st & RXD_STAT_VP != 0 {
+                m.set_vlan_tci(d.vlan());
+                flags |= RX_VLAN_STRIPPED;
+            }
+            if let Some(c) = self.csum {
+                if st & RXD_STAT_IPCS != 0 {
+                    flags |= if st & c.ip_err != 0 {
+                        RX_IP_CKSUM_BAD
+                    } else {
+                        RX_IP_CKSUM_GOOD
+                    };
+                }
+                if st & RXD_STAT_L4CS != 0 {
+                    flags |= if st & c.l4_err != 0 {
+                        RX_L4_CKSUM_BAD
+                    } else {
+                        RX_L4_CKSUM_GOOD
+                    };
+                }
+            }
+            if flags != 0 {
+                m.set_ol_flags(flags);
+            }
+            bytes += len as u64;
+            spare[k] = m.into_raw();
+            k += 1;
+        }
+        // SAFETY: the first k spare slots hold buffers we own; k <= max <= spare().
+        unsafe { batch.commit_raw(k) };
+        if k > 0 {
+            self.stats.add(k as u64, bytes);
+        }
+        if errors > 0 {
+            self.stats.add_errors(errors);
+        }
+        if self.mask - self.posted() >= REFILL_THRESH && self.post_buffers() > 0 {
+            // Descriptors must be visible before the device sees the new tail.
+            fence(Ordering::Release);
+            self.tail.write(self.post as u32);
+        }
+        k
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        if let Some((reg, bit)) = &self.enable {
+            reg.write(reg.read() & !bit);
+        }
+        let mut b = PktBatch::new();
+        for raw in self.bufs.iter_mut().filter(|r| !r.is_null()) {
+            if b.spare() == 0 {
+                b.clear();
+            }
+            let raw = std::mem::replace(raw, RawMbuf::NULL);
+            // SAFETY: buffers in `bufs` are owned by the ring (posted, never completed).
+            let _ = b.push(unsafe { raw.into_mbuf() });
+        }
+    }
+}
