@@ -7,9 +7,11 @@
 #   ci/vm/build-initramfs.sh OUT.cpio.gz
 #
 # Binaries that are not built yet are left out (the guest reports their checks as FAIL "binary
-# missing"). Reproducible: sorted file list, fixed mtimes, no gzip name/time.
+# missing"). DPDK's dpdk-testpmd goes in too when it is installed (see below). Reproducible:
+# sorted file list, fixed mtimes, no gzip name/time.
 # Environment: KVER (default: newest under /lib/modules), TARGET_DIR (default: target/release),
-# VM_BINARIES (which of them to take, default "hugepage-setup pci-check l2fwd frame-blast").
+# VM_BINARIES (which of them to take, default "hugepage-setup pci-check l2fwd frame-blast"),
+# DPDK_TESTPMD (default: dpdk-testpmd on PATH; empty: leave DPDK out).
 set -euo pipefail
 [ $# = 1 ] || { echo "usage: $0 OUT.cpio.gz" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,9 +64,58 @@ for b in ${VM_BINARIES-hugepage-setup pci-check l2fwd frame-blast}; do
     echo "build-initramfs: $tdir/$b not built: left out (its checks will FAIL \"binary missing\")" >&2
   fi
 done
+
+# DPDK 22.11's own testpmd (Debian's dpdk package), the benchmark reference of the iommu guest's
+# dpdk-igb-testpmd check: the binary at /bin/dpdk-testpmd, its ldd closure, and the two plugins it
+# needs at run time and does not link (the igb PMD librte_net_e1000 and the ring mempool driver
+# librte_mempool_ring) with their closures. Only those, not the 380 files of the PMD directory:
+# the guest passes the plugins with -d (EAL's own directory scan only takes names ending in .so or
+# .so.<ABI>.<minor>, so the .so.<ABI> names copied here are loaded by -d alone). Libraries that
+# live in the PMD directory (some are linked by testpmd, e.g. librte_bus_pci) are stored there
+# once, under their soname, whichever path ldd names them by; the guest runs testpmd with
+# LD_LIBRARY_PATH set to that directory (there is no ld.so.cache in the image).
+# /etc/dpdk-testpmd.env tells the guest where they are. Left out (the check then SKIPs) when
+# dpdk-testpmd is not installed or DPDK_TESTPMD is empty.
+dpdk_note="dpdk-testpmd: not installed, left out"
+testpmd=${DPDK_TESTPMD-$(command -v dpdk-testpmd || true)}
+if [ -n "$testpmd" ] && [ -x "$testpmd" ]; then
+  plugin() { # plugin NAME: the NAME.so.<ABI> file (soname form) of a DPDK plugin, empty if none
+    local f; for f in /usr/lib/*/dpdk/pmds-*/"$1".so.*; do
+      case ${f##*.so.} in *.*) ;; [0-9]*) echo "$f"; return ;; esac
+    done
+  }
+  plugins=("$(plugin librte_net_e1000)" "$(plugin librte_mempool_ring)")
+  if [ -z "${plugins[0]}" ] || [ -z "${plugins[1]}" ]; then
+    dpdk_note="dpdk-testpmd: librte_net_e1000 or librte_mempool_ring not found under /usr/lib/*/dpdk/pmds-*: left out"
+    echo "build-initramfs: $dpdk_note" >&2
+  else
+    pmddir=$(dirname "${plugins[0]}")
+    before=$(du -sk "$root" | cut -f1)
+    : > "$root/dpdk-files"
+    put() { # put SRC DEST: SRC's content (symlinks followed) at DEST in the image, once
+      [ -e "$root$2" ] && return
+      mkdir -p "$root$(dirname "$2")"; cp -L "$1" "$root$2"; echo "$2" >> "$root/dpdk-files"
+    }
+    put "$testpmd" /bin/dpdk-testpmd
+    for f in "$testpmd" "${plugins[@]}"; do
+      [ "$f" = "$testpmd" ] || put "$f" "$f"
+      { ldd "$f" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | while read -r lib; do
+        case $(realpath "$lib") in
+          "$pmddir"/*) put "$lib" "$pmddir/$(basename "$lib")" ;;
+          *) put "$lib" "$lib" ;;
+        esac
+      done
+    done
+    printf 'DPDK_LIBDIR=%s\nDPDK_PLUGINS="-d %s -d %s"\n' "$pmddir" "${plugins[0]}" "${plugins[1]}" > "$root/etc/dpdk-testpmd.env"
+    echo dpdk-testpmd >> "$root/binaries"
+    dpdk_note="dpdk-testpmd: $(wc -l < "$root/dpdk-files") files, $(( $(du -sk "$root" | cut -f1) - before )) KiB unpacked"
+    rm "$root/dpdk-files"
+  fi
+fi
+
 cp "$here/guest-init.sh" "$root/init"; chmod 755 "$root/init"
 
 find "$root" -exec touch -h -d @0 {} +
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible -R 0:0 --quiet | gzip -n -1) > "$out.tmp"
 mv "$out.tmp" "$out"
-echo "build-initramfs: $out ($(du -k "$out" | cut -f1) KiB, kernel $kver, modules $(wc -l < "$root/modlist"), binaries: $(tr '\n' ' ' < "$root/binaries"))"
+echo "build-initramfs: $out ($(du -k "$out" | cut -f1) KiB, kernel $kver, modules $(wc -l < "$root/modlist"), binaries: $(tr '\n' ' ' < "$root/binaries")); $dpdk_note"

@@ -52,6 +52,9 @@ extra+=(
   "virtio-net-pci,mac=52:54:00:00:01:12,disable-modern=on,disable-legacy=off hubid=4"
   "virtio-net-pci,mac=52:54:00:00:03:02 hubid=4"
 )
+# The igb l2fwd pair (both modes): port 0 on hub 1 with gen, port 1 on hub 4 with cap. Last in
+# bus order, so igb A and B (the hub-0 pair) stay the first two 8086:10c9 functions.
+extra+=("igb,mac=52:54:00:00:04:01 hubid=1" "igb,mac=52:54:00:00:04:11 hubid=4")
 nics+=("${extra[@]}")
 devs=()
 i=0

@@ -10,7 +10,12 @@
 # ci/vm/build-initramfs.sh; ci/vm/run-guest.sh iommu and noiommu, one at a time; each console is
 # saved to target/vm/<mode>.log. A binary that does not build is left out of the guest and its
 # checks FAIL "binary missing".
-# Environment: VM_MODES (default "iommu noiommu"), VM_TIMEOUT (per guest, default 180 s).
+# The iommu guest also measures a forwarding rate on the looped igb pair with DPDK's own testpmd
+# (when the host has it) and with our l2fwd; their GUEST-BENCH lines and ratio are printed. A check
+# may SKIP (e.g. no dpdk-testpmd on the host): that is not a failure.
+# Environment: VM_MODES (default "iommu noiommu"), VM_TIMEOUT (per guest, default 180 s),
+# VM_NO_BUILD=1 (no cargo build: take the binaries already in target/release, e.g. while the
+# crates are being edited), DPDK_TESTPMD (build-initramfs.sh: empty leaves DPDK out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "ci/vm/test.sh: run as root (installs QEMU and a kernel)" >&2; exit 1; }
@@ -34,7 +39,11 @@ bins=(hugepage-setup pci-check l2fwd frame-blast)
 pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; *) echo "$1 --bins" ;; esac; }
 all_built() { local b; for b in "${bins[@]}"; do [ -x "target/release/$b" ] || return 1; done; }
 # (--bins, not --bin NAME: a --bin filter applies to every -p package and would skip the others.)
-if cargo build --release -q -p hugepage-setup -p pci-check -p l2fwd -p pmd-testkit --bins 2> "$out/build.log" \
+if [ "${VM_NO_BUILD:-0}" = 1 ]; then
+  for p in "${bins[@]}"; do
+    if [ -x "target/release/$p" ]; then built+=("$p"); else echo "ci/vm/test.sh: VM_NO_BUILD=1 and target/release/$p missing: its checks will FAIL \"binary missing\"" >&2; fi
+  done
+elif cargo build --release -q -p hugepage-setup -p pci-check -p l2fwd -p pmd-testkit --bins 2> "$out/build.log" \
    && all_built; then
   built=("${bins[@]}")
 else
@@ -54,8 +63,8 @@ t_initramfs=$(secs "$t" "$(now)")
 
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
-expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed"
-expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy"
+expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb dpdk-igb-testpmd l2fwd-igb-loop"
+expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy l2fwd-igb-uio"
 status=0
 declare -A wall qrc
 for mode in ${VM_MODES:-iommu noiommu}; do
@@ -78,13 +87,13 @@ for mode in ${VM_MODES:-iommu noiommu}; do
   done
 done
 echo
-printf '%-8s %8s %7s %7s %s\n' MODE WALL_S PASSED FAILED NOTES
+printf '%-8s %8s %7s %7s %7s %s\n' MODE WALL_S PASSED FAILED SKIPPED NOTES
 for mode in ${VM_MODES:-iommu noiommu}; do
   log=$out/$mode.log
   var=expect_$mode
-  p=$(grep -ac '^GUEST-CHECK [^ ]* PASS' "$log"); f=$(grep -ac '^GUEST-CHECK [^ ]* FAIL' "$log")
+  p=$(grep -ac '^GUEST-CHECK [^ ]* PASS' "$log"); f=$(grep -ac '^GUEST-CHECK [^ ]* FAIL' "$log"); sk=$(grep -ac '^GUEST-CHECK [^ ]* SKIP' "$log")
   notes=()
-  missing=""; for c in ${!var}; do grep -aq "^GUEST-CHECK $c \(PASS\|FAIL\)" "$log" || missing="$missing $c"; done
+  missing=""; for c in ${!var}; do grep -aq "^GUEST-CHECK $c \(PASS\|FAIL\|SKIP\)" "$log" || missing="$missing $c"; done
   extra=""; for c in $(grep -a '^GUEST-CHECK ' "$log" | awk '{print $2}'); do case " ${!var} " in *" $c "*) ;; *) extra="$extra $c" ;; esac; done
   dup=$(grep -a '^GUEST-CHECK ' "$log" | awk '{print $2}' | sort | uniq -d | tr '\n' ' ')
   grep -aq '^GUEST-DONE ' "$log" || notes+=("GUEST-DONE missing")
@@ -95,8 +104,20 @@ for mode in ${VM_MODES:-iommu noiommu}; do
   [ -z "$dup" ] || notes+=("duplicated checks: $dup")
   [ "$f" = 0 ] || notes+=("$f failed")
   [ ${#notes[@]} = 0 ] || status=1
-  printf '%-8s %8s %7s %7s %s\n' "$mode" "${wall[$mode]}" "$p" "$f" "$(IFS=';'; echo "${notes[*]:-ok}")"
+  printf '%-8s %8s %7s %7s %7s %s\n' "$mode" "${wall[$mode]}" "$p" "$f" "$sk" "$(IFS=';'; echo "${notes[*]:-ok}")"
 done
+# 6. forwarding benchmark (iommu guest): DPDK testpmd and our l2fwd on the looped igb pair
+# (GUEST-BENCH lines; how the figures are computed: guest-init.sh, "forwarding benchmark").
+bench=$(for mode in ${VM_MODES:-iommu noiommu}; do grep -a '^GUEST-BENCH ' "$out/$mode.log"; done)
+if [ -n "$bench" ]; then
+  echo
+  printf '%s\n' "$bench"
+  bpps() { printf '%s\n' "$bench" | awk -v n="$1" '$2 == n {for (i = 3; i <= NF; i++) if ($i ~ /^pps=/) {sub(/^pps=/, "", $i); print $i; exit}}'; }
+  dp=$(bpps dpdk-igb-testpmd); lp=$(bpps l2fwd-igb-loop)
+  if [ -n "$dp" ] && [ -n "$lp" ] && [ "$dp" -gt 0 ]; then
+    awk -v l="$lp" -v d="$dp" 'BEGIN {printf "GUEST-BENCH ratio l2fwd-igb-loop/dpdk-igb-testpmd = %.2f (%d / %d pps)\n", l / d, l, d}'
+  fi
+fi
 echo
 echo "timings: install ${t_install}s, cargo build ${t_build}s, initramfs ${t_initramfs}s, total $(secs "$T0" "$(now)")s"
 echo "binaries in the guest: ${built[*]:-none}; console logs: $out/<mode>.log"

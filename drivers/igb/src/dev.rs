@@ -97,8 +97,17 @@ impl Chip for I82576 {
     }
 
     fn start_link(bar: &Bar) {
-        // Set link up; the PHY auto-negotiates by default after reset.
+        // Set link up, then (re)start auto-negotiation in the PHY (4.5.7.2): the link comes
+        // up when it completes.
         bar.set_bits(CTRL, CTRL_SLU);
+        let restart = phy_read(bar, PHY_CTRL)
+            .and_then(|c| phy_write(bar, PHY_CTRL, c | PHY_CTRL_AN_ENABLE | PHY_CTRL_RESTART_AN));
+        if let Err(e) = restart {
+            tracing::warn!(
+                device = bar.name(),
+                "could not restart auto-negotiation: {e}"
+            );
+        }
     }
 
     fn link(bar: &Bar) -> Link {
@@ -168,4 +177,38 @@ impl Chip for I82576 {
     fn release(bar: &Bar) {
         bar.clear_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
     }
+}
+
+/// MDIO accesses complete within about 64 us on hardware.
+const MDIC_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// Runs one MDIC access and returns the final MDIC value.
+fn mdic(bar: &Bar, cmd: u32) -> Result<u32> {
+    bar.wr(MDIC, cmd);
+    bar.wait("PHY access (MDIC.R)", MDIC_TIMEOUT, |b| {
+        b.rd(MDIC) & MDIC_READY != 0
+    })?;
+    let v = bar.rd(MDIC);
+    if v & MDIC_ERROR != 0 {
+        return Err(bar.err(format!("PHY register access {cmd:#x} failed (MDIC.E)")));
+    }
+    Ok(v)
+}
+
+/// Reads PHY register `reg` of the internal PHY.
+fn phy_read(bar: &Bar, reg: u32) -> Result<u16> {
+    let v = mdic(
+        bar,
+        reg << MDIC_REG_SHIFT | PHY_ADDR << MDIC_PHY_SHIFT | MDIC_OP_READ,
+    )?;
+    Ok((v & MDIC_DATA_MASK) as u16)
+}
+
+/// Writes PHY register `reg` of the internal PHY.
+fn phy_write(bar: &Bar, reg: u32, value: u16) -> Result<()> {
+    mdic(
+        bar,
+        u32::from(value) | reg << MDIC_REG_SHIFT | PHY_ADDR << MDIC_PHY_SHIFT | MDIC_OP_WRITE,
+    )
+    .map(|_| ())
 }

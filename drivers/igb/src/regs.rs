@@ -30,6 +30,31 @@ pub const CTRL_EXT: usize = 0x00018;
 /// CTRL_EXT: driver loaded.
 pub const CTRL_EXT_DRV_LOAD: u32 = 1 << 28;
 
+/// MDI Control: PHY register access (8.2.4).
+pub const MDIC: usize = 0x00020;
+/// MDIC: data field (bits 15:0).
+pub const MDIC_DATA_MASK: u32 = 0xffff;
+/// MDIC: PHY register address shift (bits 20:16).
+pub const MDIC_REG_SHIFT: u32 = 16;
+/// MDIC: PHY address shift (bits 25:21).
+pub const MDIC_PHY_SHIFT: u32 = 21;
+/// MDIC: write opcode (bits 27:26 = 01b).
+pub const MDIC_OP_WRITE: u32 = 1 << 26;
+/// MDIC: read opcode (bits 27:26 = 10b).
+pub const MDIC_OP_READ: u32 = 2 << 26;
+/// MDIC: ready (the access completed).
+pub const MDIC_READY: u32 = 1 << 28;
+/// MDIC: error (no PHY answered).
+pub const MDIC_ERROR: u32 = 1 << 30;
+/// Address of the internal PHY on the MDIO bus.
+pub const PHY_ADDR: u32 = 1;
+/// PHY Control register (IEEE 802.3 clause 22 register 0; 82576 8.23.1).
+pub const PHY_CTRL: u32 = 0;
+/// PHY Control: restart auto-negotiation.
+pub const PHY_CTRL_RESTART_AN: u16 = 1 << 9;
+/// PHY Control: auto-negotiation enable.
+pub const PHY_CTRL_AN_ENABLE: u16 = 1 << 12;
+
 /// Interrupt Cause Read (8.8.1).
 pub const ICR: usize = 0x000C0;
 /// Interrupt Mask Clear (8.8.4).
@@ -178,7 +203,10 @@ mod tests {
     /// Values written down from the 82576 datasheet's register summary (table 8-2).
     #[test]
     fn offsets_match_the_datasheet() {
-        assert_eq!((CTRL, STATUS, EECD, CTRL_EXT), (0x0, 0x8, 0x10, 0x18));
+        assert_eq!(
+            (CTRL, STATUS, EECD, CTRL_EXT, MDIC),
+            (0x0, 0x8, 0x10, 0x18, 0x20)
+        );
         assert_eq!((ICR, IMC, EIMC), (0xC0, 0xD8, 0x1528));
         assert_eq!(
             (RCTL, TCTL, RAL0, RAH0, MRQC),
@@ -213,6 +241,11 @@ mod tests {
         assert_eq!((CTRL_SLU, CTRL_RST), (0x40, 0x0400_0000));
         assert_eq!((STATUS_LU, STATUS_GIO_MASTER_ENABLE), (0x2, 0x8_0000));
         assert_eq!(EECD_AUTO_RD, 0x200);
+        assert_eq!(
+            (MDIC_OP_WRITE, MDIC_OP_READ, MDIC_READY, MDIC_ERROR),
+            (0x0400_0000, 0x0800_0000, 0x1000_0000, 0x4000_0000)
+        );
+        assert_eq!((PHY_CTRL_RESTART_AN, PHY_CTRL_AN_ENABLE), (0x200, 0x1000));
         assert_eq!(
             (RCTL_EN, RCTL_UPE, RCTL_MPE, RCTL_BAM, RCTL_SECRC),
             (0x2, 0x8, 0x10, 0x8000, 0x0400_0000)
