@@ -15,6 +15,7 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_virtio::DRIVER,
     &pmd_ixgbe::DRIVER,
     &pmd_igb::DRIVER,
+    &pmd_ixgbe_model::DRIVER,
 ];
 
 #[cfg(test)]

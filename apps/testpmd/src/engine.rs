@@ -1,0 +1,305 @@
+//! Forwarding streams and the per-lcore loop, one monomorphized loop per mode (no dynamic
+//! dispatch per packet).
+
+use crate::opts::Mode;
+use crate::pkt;
+use pmd_core::ethdev::{PortId, RxQueueHandle, TxQueueHandle};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::{lcore, tsc, Mempool};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counters of one stream (single writer: its lcore).
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Packets received.
+    pub rx: AtomicU64,
+    /// Packets sent.
+    pub tx: AtomicU64,
+    /// Packets the tx queue did not take (freed).
+    pub tx_dropped: AtomicU64,
+    /// Packets with a bad IPv4 header checksum (csum mode).
+    pub bad_ip: AtomicU64,
+    /// Packets with a bad L4 checksum (csum mode).
+    pub bad_l4: AtomicU64,
+}
+
+impl StreamStats {
+    fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// How a stream builds and rewrites frames.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamParams {
+    /// Destination MAC (`mac` mode, generated frames).
+    pub dst_mac: [u8; 6],
+    /// Source MAC (the tx port's).
+    pub src_mac: [u8; 6],
+    /// Generated frame length without FCS.
+    pub len: usize,
+    /// Flows for flowgen.
+    pub flows: u32,
+    /// Most packets per rx burst.
+    pub burst: usize,
+}
+
+/// One rx queue forwarded to one tx queue.
+pub struct Stream {
+    /// Port received on.
+    pub rx_port: PortId,
+    /// Port transmitted on.
+    pub tx_port: PortId,
+    rx: RxQueueHandle,
+    tx: TxQueueHandle,
+    /// Counters.
+    pub stats: Arc<StreamStats>,
+    /// `mac` mode: destination then source MAC written over each frame.
+    macs: [u8; 12],
+    /// Template of generated frames.
+    template: Vec<u8>,
+    /// Flows for flowgen, and the next one.
+    flows: u32,
+    next_flow: u32,
+}
+
+impl Stream {
+    /// A stream from `rx` to `tx`, with `p` for generated frames and `mac` mode.
+    pub fn new(
+        rx_port: PortId,
+        mut rx: RxQueueHandle,
+        tx_port: PortId,
+        tx: TxQueueHandle,
+        p: &StreamParams,
+    ) -> Stream {
+        let (macs, len, flows) = ((p.dst_mac, p.src_mac), p.len, p.flows);
+        rx.set_burst(p.burst);
+        let mut m = [0u8; 12];
+        m[..6].copy_from_slice(&macs.0);
+        m[6..].copy_from_slice(&macs.1);
+        Stream {
+            rx_port,
+            tx_port,
+            rx,
+            tx,
+            stats: Arc::default(),
+            macs: m,
+            template: pkt::udp_frame(len, macs.1, macs.0, pkt::SRC_IP, pkt::DST_IP, pkt::UDP_PORT),
+            flows,
+            next_flow: 0,
+        }
+    }
+
+    /// Fills `batch` with up to `n` generated frames from `pool`; flowgen varies the
+    /// source address and UDP port per packet over `flows` flows.
+    #[inline]
+    fn generate(&mut self, pool: &Mempool, batch: &mut PktBatch, n: usize, flowgen: bool) {
+        let Some(bufs) = pool.alloc_bulk(batch, n) else {
+            return;
+        };
+        for m in bufs.iter_mut() {
+            let Some(d) = m.append(self.template.len()) else {
+                continue;
+            };
+            d.copy_from_slice(&self.template);
+            if flowgen {
+                let f = self.next_flow;
+                self.next_flow = if f + 1 >= self.flows { 0 } else { f + 1 };
+                // Source 198.18.x.y and UDP source port vary; patch the IPv4 checksum
+                // incrementally (RFC 1624) and leave UDP's at 0 (allowed for IPv4).
+                let hi = (f >> 8) as u8;
+                let lo = f as u8;
+                d[28] = hi;
+                d[29] = lo;
+                let old = u16::from_be_bytes([self.template[24], self.template[25]]);
+                let sum = u32::from(!old)
+                    + u32::from(!u16::from_be_bytes([self.template[28], self.template[29]]))
+                    + u32::from(u16::from_be_bytes([hi, lo]));
+                let sum = (sum & 0xffff) + (sum >> 16);
+                let sum = (sum & 0xffff) + (sum >> 16);
+                d[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+                d[34..36].copy_from_slice(&(1024 + (f & 0x3fff) as u16).to_be_bytes());
+                d[40] = 0;
+                d[41] = 0;
+            }
+        }
+    }
+
+    /// Sends what is in `batch`, counting what went and freeing what did not.
+    #[inline]
+    fn send(&mut self, batch: &mut PktBatch) {
+        let n = batch.len() as u64;
+        let sent = self.tx.tx_burst(batch) as u64;
+        StreamStats::add(&self.stats.tx, sent);
+        if sent < n {
+            StreamStats::add(&self.stats.tx_dropped, n - sent);
+            batch.clear();
+        }
+    }
+
+    /// Sends one burst of generated frames (--tx-first).
+    pub fn tx_first(&mut self, pool: &Mempool, burst: usize) {
+        let mut b = PktBatch::new();
+        self.generate(pool, &mut b, burst, false);
+        self.send(&mut b);
+    }
+}
+
+/// A forwarding mode's per-burst work.
+trait Engine {
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, burst: usize);
+}
+
+struct Io;
+impl Engine for Io {
+    #[inline(always)]
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+        let n = s.rx.rx_burst(batch);
+        if n == 0 {
+            s.tx.tx_burst(batch); // idle: let the queue flush
+            return;
+        }
+        StreamStats::add(&s.stats.rx, n as u64);
+        s.send(batch);
+    }
+}
+
+struct Mac;
+impl Engine for Mac {
+    #[inline(always)]
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+        let n = s.rx.rx_burst(batch);
+        if n == 0 {
+            return;
+        }
+        StreamStats::add(&s.stats.rx, n as u64);
+        for m in batch.iter_mut() {
+            if let Some(h) = m.data_mut().get_mut(..12) {
+                h.copy_from_slice(&s.macs);
+            }
+        }
+        s.send(batch);
+    }
+}
+
+struct Macswap;
+impl Engine for Macswap {
+    #[inline(always)]
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+        let n = s.rx.rx_burst(batch);
+        if n == 0 {
+            return;
+        }
+        StreamStats::add(&s.stats.rx, n as u64);
+        for m in batch.iter_mut() {
+            if let Some(h) = m.data_mut().get_mut(..12) {
+                let (d, src) = h.split_at_mut(6);
+                d.swap_with_slice(src);
+            }
+        }
+        s.send(batch);
+    }
+}
+
+struct Rxonly;
+impl Engine for Rxonly {
+    #[inline(always)]
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+        let n = s.rx.rx_burst(batch);
+        if n > 0 {
+            StreamStats::add(&s.stats.rx, n as u64);
+            batch.clear();
+        }
+    }
+}
+
+struct Txonly {
+    pool: Mempool,
+    flowgen: bool,
+}
+impl Engine for Txonly {
+    #[inline(always)]
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, burst: usize) {
+        if self.flowgen {
+            // flowgen also drains what comes back.
+            let n = s.rx.rx_burst(batch);
+            if n > 0 {
+                StreamStats::add(&s.stats.rx, n as u64);
+                batch.clear();
+            }
+        }
+        s.generate(&self.pool, batch, burst, self.flowgen);
+        s.send(batch);
+    }
+}
+
+struct Csum;
+impl Engine for Csum {
+    #[inline(always)]
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+        let n = s.rx.rx_burst(batch);
+        if n == 0 {
+            return;
+        }
+        StreamStats::add(&s.stats.rx, n as u64);
+        let (mut ip, mut l4) = (0, 0);
+        for m in batch.iter() {
+            let r = pkt::verify(m.data());
+            ip += u64::from(r.bad_ip);
+            l4 += u64::from(r.bad_l4);
+        }
+        StreamStats::add(&s.stats.bad_ip, ip);
+        StreamStats::add(&s.stats.bad_l4, l4);
+        s.send(batch);
+    }
+}
+
+fn run_with<E: Engine>(
+    mut e: E,
+    streams: &mut [Stream],
+    burst: usize,
+    tick: &mut Option<&mut dyn FnMut(u64) -> bool>,
+) {
+    let mut batch = PktBatch::new();
+    while !lcore::stop_requested() {
+        for s in streams.iter_mut() {
+            e.burst(s, &mut batch, burst);
+        }
+        if let Some(t) = tick.as_mut() {
+            if t(tsc::rdtsc()) {
+                lcore::request_stop();
+            }
+        }
+    }
+}
+
+/// Forwards `streams` in `mode` until a stop is requested; `tick` (on the main lcore) is
+/// called once per loop with the TSC and may stop the run. Gives the streams back so their
+/// queues outlive the ports' stop.
+pub fn run(
+    mode: Mode,
+    pool: &Mempool,
+    mut streams: Vec<Stream>,
+    burst: usize,
+    mut tick: Option<&mut dyn FnMut(u64) -> bool>,
+) -> Vec<Stream> {
+    let s = &mut streams[..];
+    match mode {
+        Mode::Io => run_with(Io, s, burst, &mut tick),
+        Mode::Mac => run_with(Mac, s, burst, &mut tick),
+        Mode::Macswap => run_with(Macswap, s, burst, &mut tick),
+        Mode::Rxonly => run_with(Rxonly, s, burst, &mut tick),
+        Mode::Csum => run_with(Csum, s, burst, &mut tick),
+        Mode::Txonly | Mode::Flowgen => run_with(
+            Txonly {
+                pool: pool.clone(),
+                flowgen: mode == Mode::Flowgen,
+            },
+            s,
+            burst,
+            &mut tick,
+        ),
+    }
+    streams
+}

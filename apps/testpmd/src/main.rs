@@ -1,0 +1,292 @@
+//! testpmd: forwards packets between ports in one of DPDK testpmd's forwarding modes,
+//! with its non-interactive command line, periodic statistics and final forward
+//! statistics.
+//!
+//! ```text
+//! testpmd [EAL options] -- [--forward-mode=io|mac|macswap|rxonly|txonly|csum|flowgen]
+//!         [--nb-cores=N] [--rxq=N] [--txq=N] [--rxd=N] [--txd=N] [--burst=N]
+//!         [--txpkts=LEN] [--stats-period=SECS] [--tx-first] [--duration=SECS] ...
+//! ```
+//!
+//! Ports pair up 0↔1, 2↔3, ... (an odd last port forwards to itself). Each rx queue `q`
+//! of a port is one stream to tx queue `q` of its peer; streams are spread over the
+//! forwarding lcores (the `-l` lcores after the main one, or the main lcore alone).
+
+mod engine;
+mod opts;
+mod pkt;
+mod stats;
+
+use clap::Parser;
+use engine::Stream;
+use opts::{Mode, Opts};
+use pmd_core::ethdev::{PortConf, PortId};
+use pmd_core::{lcore, tsc, Eal, Error, Mempool};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let help = || {
+        <Opts as clap::CommandFactory>::command()
+            .render_help()
+            .to_string()
+    };
+    let (eal, app_args) = match Eal::from_args_for_app(&args, pmd_drivers::ALL, help) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let opts = match Opts::try_parse_from(&app_args) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(eal, &opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("testpmd: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn cfg_err(msg: String) -> Error {
+    Error::Config(msg)
+}
+
+/// The peer of each port: 0↔1, 2↔3, ...; an odd last port is its own peer.
+fn peers(n: usize) -> Vec<PortId> {
+    (0..n)
+        .map(|p| {
+            let q = p ^ 1;
+            (if q < n { q } else { p }) as PortId
+        })
+        .collect()
+}
+
+/// Mbufs needed: every rx and tx ring full, plus bursts and caches (testpmd's sizing).
+fn pool_size(opts: &Opts, ports: usize, rxd: u32, txd: u32, lcores: u32) -> u32 {
+    if opts.total_num_mbufs > 0 {
+        return opts.total_num_mbufs;
+    }
+    let per_port = u32::from(opts.rxq) * rxd + u32::from(opts.txq) * txd;
+    (ports as u32 * per_port + lcores * (opts.mbcache + u32::from(opts.burst)) * 2).max(8192)
+}
+
+fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
+    if opts.interactive {
+        return Err(cfg_err(
+            "interactive mode (-i) is not supported; options select the mode and Ctrl-C stops"
+                .into(),
+        ));
+    }
+    let nb_ports = eal.ports().len();
+    if nb_ports == 0 {
+        return Err(cfg_err(
+            "no Ethernet ports; add some with --vdev (e.g. --vdev net_null0 --vdev net_null1) or -a PCI-ADDRESS".into(),
+        ));
+    }
+    if opts.rxq != opts.txq {
+        return Err(cfg_err(format!(
+            "--rxq={} and --txq={} differ: each rx queue forwards to the tx queue with its index, so give both the same count",
+            opts.rxq, opts.txq
+        )));
+    }
+    let ports: Vec<PortId> = (0..nb_ports as PortId).collect();
+    let peer = peers(nb_ports);
+
+    // Forwarding lcores: those after the main lcore, else the main lcore itself.
+    let main = eal.main_lcore();
+    let mut fwd: Vec<_> = eal
+        .lcores()
+        .iter()
+        .copied()
+        .filter(|l| l.id != main.id)
+        .collect();
+    if fwd.is_empty() {
+        fwd.push(main);
+    }
+    if usize::from(opts.nb_cores) > fwd.len() {
+        return Err(cfg_err(format!(
+            "--nb-cores={} but only {} forwarding lcore(s) available (the -l list minus the main lcore)",
+            opts.nb_cores,
+            fwd.len()
+        )));
+    }
+    fwd.truncate(opts.nb_cores.into());
+
+    let info0 = eal.ports()[0].info();
+    let rxd = info0.clamp_desc(opts.rxd);
+    let txd = info0.clamp_desc(opts.txd);
+    let pool = Mempool::create(
+        "mbuf_pool",
+        pool_size(opts, nb_ports, rxd.into(), txd.into(), fwd.len() as u32 + 1),
+        opts.mbcache,
+    )?;
+
+    let mut rxqs = Vec::new();
+    let mut txqs: Vec<Vec<Option<_>>> = Vec::new();
+    let mut macs = Vec::new();
+    for &p in &ports {
+        let port = eal.port_mut(p)?;
+        port.configure(&PortConf {
+            rx_queues: opts.rxq,
+            tx_queues: opts.txq,
+        })?;
+        let info = port.info();
+        let mut rq = Vec::new();
+        let mut tq = Vec::new();
+        for q in 0..opts.rxq {
+            rq.push(port.setup_rx_queue(q, info.clamp_desc(opts.rxd), &pool)?);
+        }
+        for q in 0..opts.txq {
+            tq.push(Some(port.setup_tx_queue(q, info.clamp_desc(opts.txd))?));
+        }
+        port.set_promiscuous(true)?;
+        macs.push(port.mac_addr());
+        println!(
+            "Configuring Port {p} ({}): {} rxq, {} txq, MAC {}",
+            port.name(),
+            opts.rxq,
+            opts.txq,
+            port.mac_addr()
+        );
+        rxqs.push(rq);
+        txqs.push(tq);
+    }
+    for &p in &ports {
+        eal.port_mut(p)?.start()?;
+    }
+    for &p in &ports {
+        let link = eal.ports()[p as usize].wait_link_up(Duration::from_secs(2));
+        println!("Port {p}: link {link}");
+    }
+
+    // Streams: (port, rxq q) -> (peer, txq q), spread round-robin over the lcores.
+    let mut per_lcore: Vec<Vec<Stream>> = (0..fwd.len()).map(|_| Vec::new()).collect();
+    let mut counters = Vec::new();
+    let mut stream_ids = Vec::new();
+    let mut i = 0;
+    for (p, rq) in rxqs.into_iter().enumerate() {
+        let dst = peer[p];
+        for (q, rx) in rq.into_iter().enumerate() {
+            let tx = txqs[dst as usize][q]
+                .take()
+                .ok_or_else(|| cfg_err(format!("tx queue {q} of port {dst} already used")))?;
+            let dst_mac = opts.peer_mac(dst).0;
+            let params = engine::StreamParams {
+                dst_mac,
+                src_mac: macs[dst as usize].0,
+                len: usize::from(opts.txpkts) - 4,
+                flows: opts.flowgen_flows,
+                burst: opts.burst.into(),
+            };
+            let s = Stream::new(p as PortId, rx, dst, tx, &params);
+            counters.push((s.rx_port, s.tx_port, s.stats.clone()));
+            stream_ids.push((s.rx_port, q as u16, s.tx_port, q as u16, s.stats.clone()));
+            per_lcore[i % fwd.len()].push(s);
+            i += 1;
+        }
+    }
+    println!(
+        "{:?} packet forwarding - ports={} - cores={} - streams={} - burst={}",
+        opts.mode,
+        nb_ports,
+        fwd.len(),
+        counters.len(),
+        opts.burst
+    );
+    for (lc, streams) in fwd.iter().zip(&per_lcore) {
+        for s in streams {
+            println!(
+                "Logical Core {} (socket 0) forwards packets on {} streams: RX P={}/Q -> TX P={}",
+                lc.id,
+                streams.len(),
+                s.rx_port,
+                s.tx_port
+            );
+        }
+    }
+    if opts.tx_first {
+        for s in per_lcore.iter_mut().flatten() {
+            s.tx_first(&pool, opts.burst.into());
+        }
+    }
+
+    let burst = usize::from(opts.burst);
+    let mode = opts.mode;
+    let mut workers = Vec::new();
+    let mut main_streams = Vec::new();
+    for (lc, streams) in fwd.iter().zip(per_lcore) {
+        if lc.id == main.id {
+            main_streams = streams;
+        } else {
+            let pool = pool.clone();
+            workers.push(eal.spawn(*lc, move || engine::run(mode, &pool, streams, burst, None))?);
+        }
+    }
+
+    let mut periodic = stats::Periodic::new(eal.ports(), &ports);
+    let period = (opts.stats_period > 0).then(|| tsc::hz() * opts.stats_period);
+    let deadline = opts
+        .duration
+        .map(|s| tsc::rdtsc() + (s * tsc::hz() as f64) as u64);
+    {
+        let all = eal.ports();
+        let mut tick = |now: u64| -> bool {
+            if period.is_some_and(|p| periodic.due(now, p)) {
+                periodic.print(all, now);
+            }
+            deadline.is_some_and(|d| now >= d)
+        };
+        if main_streams.is_empty() {
+            while !lcore::stop_requested() {
+                if tick(tsc::rdtsc()) {
+                    lcore::request_stop();
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        } else {
+            main_streams = engine::run(mode, &pool, main_streams, burst, Some(&mut tick));
+        }
+    }
+    lcore::request_stop();
+    println!("\nTelling cores to stop...\nWaiting for lcores to finish...");
+    let mut finished = vec![main_streams];
+    for w in workers {
+        match w.join() {
+            Ok(s) => finished.push(s),
+            Err(_) => eprintln!("testpmd: a forwarding lcore panicked"),
+        }
+    }
+    if stream_ids.len() > ports.len() {
+        print!("{}", stats::format_streams(&stream_ids));
+    }
+    let per_port = stats::totals(eal.ports(), &ports, &counters);
+    print!("{}", stats::format_final(&per_port, mode == Mode::Csum));
+    println!("\nDone.");
+    for &p in &ports {
+        print!("\nStopping port {p}...");
+        eal.port_mut(p)?.stop()?;
+        println!("Done");
+    }
+    // Queues (and buffers devices still hold) go only after their ports stopped.
+    drop(finished);
+    println!("\nBye...");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_pair_up() {
+        assert_eq!(peers(1), vec![0]);
+        assert_eq!(peers(2), vec![1, 0]);
+        assert_eq!(peers(3), vec![1, 0, 2]);
+        assert_eq!(peers(4), vec![1, 0, 3, 2]);
+    }
+}

@@ -1,0 +1,137 @@
+//! testpmd's command line (after `--`), with DPDK testpmd's option names.
+
+use clap::{Parser, ValueEnum};
+use pmd_core::ethdev::MacAddr;
+
+/// How packets are forwarded (DPDK's `--forward-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Forward packets unchanged.
+    Io,
+    /// Rewrite the source MAC (the tx port's) and destination MAC (the peer's).
+    Mac,
+    /// Swap source and destination MACs.
+    Macswap,
+    /// Receive and drop.
+    Rxonly,
+    /// Send generated UDP packets; receive nothing.
+    Txonly,
+    /// Verify (and report) IPv4, UDP and TCP checksums, then forward like `io`.
+    Csum,
+    /// Send generated UDP packets over many flows (varied addresses); receive and drop.
+    Flowgen,
+}
+
+/// Application options.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "testpmd",
+    about = "Packet forwarding test app (non-interactive; EAL options go before --)"
+)]
+pub struct Opts {
+    /// Forwarding mode.
+    #[arg(long = "forward-mode", value_enum, default_value = "io")]
+    pub mode: Mode,
+    /// Forwarding lcores (taken from the -l list, after the main lcore).
+    #[arg(long = "nb-cores", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nb_cores: u16,
+    /// Rx queues per port.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub rxq: u16,
+    /// Tx queues per port.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub txq: u16,
+    /// Rx descriptors per queue (0 = driver default).
+    #[arg(long, default_value_t = 0)]
+    pub rxd: u16,
+    /// Tx descriptors per queue (0 = driver default).
+    #[arg(long, default_value_t = 0)]
+    pub txd: u16,
+    /// Packets per burst.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub burst: u16,
+    /// Length of generated packets (txonly, flowgen), 64..=1518 bytes with the FCS.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(64..=1518))]
+    pub txpkts: u16,
+    /// Print port statistics every N seconds (0: only at the end).
+    #[arg(long = "stats-period", default_value_t = 0)]
+    pub stats_period: u64,
+    /// Send a burst of generated packets out of every forwarding stream before forwarding.
+    #[arg(long = "tx-first")]
+    pub tx_first: bool,
+    /// Mbufs in the pool (0: sized from ports, queues and descriptors).
+    #[arg(long = "total-num-mbufs", default_value_t = 0)]
+    pub total_num_mbufs: u32,
+    /// Per-lcore mempool cache size.
+    #[arg(long, default_value_t = 250)]
+    pub mbcache: u32,
+    /// Destination MAC for `mac` mode: `PORT,MAC` (repeatable; default 02:00:00:00:00:PORT).
+    #[arg(long = "eth-peer", value_parser = parse_peer)]
+    pub eth_peer: Vec<(u16, MacAddr)>,
+    /// Flows for flowgen mode.
+    #[arg(long = "flowgen-flows", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub flowgen_flows: u32,
+    /// Start forwarding at once (always the case; accepted for compatibility).
+    #[arg(short = 'a', long = "auto-start")]
+    pub auto_start: bool,
+    /// Stop by itself after this many seconds (testpmd runs until Ctrl-C otherwise).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Interactive prompt: not supported.
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+}
+
+fn parse_peer(s: &str) -> Result<(u16, MacAddr), String> {
+    let (p, m) = s
+        .split_once(',')
+        .ok_or_else(|| format!("--eth-peer {s:?}: expected PORT,MAC"))?;
+    let port = p
+        .parse()
+        .map_err(|_| format!("--eth-peer {s:?}: bad port number {p:?}"))?;
+    let mac = m
+        .parse()
+        .map_err(|_| format!("--eth-peer {s:?}: bad MAC {m:?}"))?;
+    Ok((port, mac))
+}
+
+impl Opts {
+    /// The destination MAC `mac` mode writes for packets leaving `port`.
+    pub fn peer_mac(&self, port: u16) -> MacAddr {
+        self.eth_peer
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == port)
+            .map_or(MacAddr([0x02, 0, 0, 0, 0, port as u8]), |(_, m)| *m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dpdk_style_options() {
+        let o = Opts::try_parse_from([
+            "testpmd",
+            "--forward-mode=macswap",
+            "--nb-cores=1",
+            "--rxq=2",
+            "--txq=2",
+            "--txpkts=128",
+            "--stats-period",
+            "1",
+            "--tx-first",
+            "--eth-peer=1,02:00:00:00:00:09",
+        ])
+        .unwrap();
+        assert_eq!(o.mode, Mode::Macswap);
+        assert_eq!((o.rxq, o.txq, o.txpkts, o.stats_period), (2, 2, 128, 1));
+        assert!(o.tx_first);
+        assert_eq!(o.peer_mac(1).to_string(), "02:00:00:00:00:09");
+        assert_eq!(o.peer_mac(3).to_string(), "02:00:00:00:00:03");
+        assert!(Opts::try_parse_from(["testpmd", "--forward-mode=bogus"]).is_err());
+        assert!(Opts::try_parse_from(["testpmd", "--txpkts=10"]).is_err());
+        assert!(Opts::try_parse_from(["testpmd", "--eth-peer=1"]).is_err());
+    }
+}

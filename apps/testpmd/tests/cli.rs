@@ -1,0 +1,103 @@
+//! testpmd end to end: modes on null and ring ports, final statistics, CLI errors.
+
+use std::process::Command;
+
+fn testpmd(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_testpmd"))
+        .args(args)
+        .output()
+        .expect("run testpmd");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The accumulated (RX-packets, TX-packets, TX-dropped) of the final statistics.
+fn accumulated(out: &str) -> (u64, u64, u64) {
+    let acc = out
+        .split("Accumulated forward statistics")
+        .nth(1)
+        .expect("final statistics printed");
+    let num = |key: &str| -> u64 {
+        let rest = acc.split(key).nth(1).expect(key);
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    (num("RX-packets:"), num("TX-packets:"), num("TX-dropped:"))
+}
+
+#[test]
+fn every_mode_forwards_on_null_ports_and_reports_consistent_totals() {
+    for mode in [
+        "io", "mac", "macswap", "rxonly", "txonly", "csum", "flowgen",
+    ] {
+        let (code, out) = testpmd(&[
+            "--no-huge",
+            "-l",
+            "0",
+            "--vdev",
+            "net_null0",
+            "--vdev",
+            "net_null1",
+            "--",
+            &format!("--forward-mode={mode}"),
+            "--duration=0.3",
+            "--stats-period=1",
+        ]);
+        assert_eq!(code, 0, "{mode}: {out}");
+        let (rx, tx, dropped) = accumulated(&out);
+        match mode {
+            "rxonly" => assert!(rx > 0 && tx == 0, "{mode}: {out}"),
+            "txonly" => assert!(rx == 0 && tx > 0, "{mode}: {out}"),
+            "flowgen" => assert!(tx > 0, "{mode}: {out}"),
+            _ => assert_eq!(
+                rx,
+                tx + dropped,
+                "{mode}: every received packet sent or dropped"
+            ),
+        }
+        assert!(out.contains("Forward statistics for port 1"), "{mode}");
+    }
+}
+
+#[test]
+fn tx_first_on_a_loopback_ring_circulates_the_burst() {
+    // net_ring with no arguments loops its tx back to its rx: the one port is its own peer.
+    let (code, out) = testpmd(&[
+        "--no-huge",
+        "-l",
+        "0",
+        "--vdev",
+        "net_ring0",
+        "--",
+        "--forward-mode=io",
+        "--tx-first",
+        "--burst=16",
+        "--duration=0.3",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (rx, tx, dropped) = accumulated(&out);
+    assert_eq!(dropped, 0);
+    // The 16 first packets are sent once more than they are received (they may be in the
+    // ring when the run stops).
+    assert!(tx >= rx && tx - rx <= 16, "rx {rx} tx {tx}");
+    assert!(rx > 1000, "the burst went round: {rx}");
+}
+
+#[test]
+fn bad_options_are_clear_errors() {
+    let base = ["--no-huge", "-l", "0", "--vdev", "net_null0", "--"];
+    for (extra, want) in [
+        (&["--rxq=2", "--txq=1"][..], "give both the same count"),
+        (&["--nb-cores=2"][..], "forwarding lcore"),
+        (&["-i"][..], "interactive mode"),
+        (&["--forward-mode=bogus"][..], "invalid value"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, out) = testpmd(&args);
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(out.contains(want), "{extra:?}: {out}");
+    }
+    let (code, out) = testpmd(&["--no-huge", "-l", "0", "--", "--duration=0.1"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("no Ethernet ports"), "{out}");
+}

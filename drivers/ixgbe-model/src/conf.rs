@@ -1,0 +1,333 @@
+//! What a model is built from: its MAC address, an optional traffic generator, the faults
+//! to inject and how many transmitted frames to keep, plus the vdev-style argument parser.
+
+use pmd_core::{Error, Result};
+
+/// A MAC address, most significant byte first (as on the wire).
+pub type MacAddr = [u8; 6];
+
+/// The MAC address a model gets when none is configured (locally administered, unicast).
+pub const DEFAULT_MAC: MacAddr = [0x02, 0x1b, 0x21, 0x00, 0x00, 0x01];
+/// The source MAC of generated frames when none is configured.
+pub const DEFAULT_GEN_SRC_MAC: MacAddr = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+
+/// The traffic source on the model's wire: IPv4/UDP frames with a sequence number in the
+/// payload, spread over `flows` UDP source ports (see [`Generator::frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generator {
+    /// Frames to send in total.
+    pub frames: u64,
+    /// Frame length without the CRC, [`Generator::MIN_SIZE`]..=[`Generator::MAX_SIZE`].
+    pub size: usize,
+    /// Distinct flows (UDP source ports), 1..=[`Generator::MAX_FLOWS`].
+    pub flows: u32,
+    /// Destination MAC of every frame (the model's own MAC to pass the unicast filter).
+    pub dst_mac: MacAddr,
+    /// Source MAC of every frame.
+    pub src_mac: MacAddr,
+    /// When the target rx queue has no free descriptor: drop the frame (counted as
+    /// missed) instead of waiting for the driver to post buffers.
+    pub drop_when_full: bool,
+}
+
+impl Generator {
+    /// Smallest frame (without CRC) the generator builds.
+    pub const MIN_SIZE: usize = 60;
+    /// Largest frame (without CRC) the generator builds.
+    pub const MAX_SIZE: usize = 1514;
+    /// Most flows: one per UDP source port from 1024 up.
+    pub const MAX_FLOWS: u32 = 64512;
+
+    /// `frames` minimum-size frames of one flow to `dst_mac`, waiting when queues are full.
+    pub fn new(frames: u64, dst_mac: MacAddr) -> Generator {
+        Generator {
+            frames,
+            size: Self::MIN_SIZE,
+            flows: 1,
+            dst_mac,
+            src_mac: DEFAULT_GEN_SRC_MAC,
+            drop_when_full: false,
+        }
+    }
+
+    /// Checks the size and flow count.
+    pub fn validate(&self) -> Result<()> {
+        if !(Self::MIN_SIZE..=Self::MAX_SIZE).contains(&self.size) {
+            return Err(Error::Config(format!(
+                "ixgbe model: generator frame size {} is outside {}..={} (bytes without CRC)",
+                self.size,
+                Self::MIN_SIZE,
+                Self::MAX_SIZE
+            )));
+        }
+        if !(1..=Self::MAX_FLOWS).contains(&self.flows) {
+            return Err(Error::Config(format!(
+                "ixgbe model: generator flow count {} is outside 1..={}",
+                self.flows,
+                Self::MAX_FLOWS
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Faults the model injects; each shows at the register level as the datasheet behaviour
+/// of the failure it stands for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// LINKS never reports the link up (also switchable with `Model82599::set_link`).
+    pub link_down: bool,
+    /// CTRL.RST never self-clears (and EEPROM auto-read / DMA init never complete).
+    pub reset_hang: bool,
+    /// Every Nth frame written to a receive queue carries the RXE error bit.
+    pub rx_error_every: Option<u32>,
+    /// Transmit descriptors are not processed: TDH stops, no DD is written back.
+    pub tx_stall: bool,
+}
+
+/// How to build a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelConf {
+    /// The MAC address in the model's EEPROM (loaded into RAL0/RAH0 at reset).
+    pub mac: MacAddr,
+    /// Traffic to send from the moment the model exists (it waits for the link and for
+    /// receive descriptors).
+    pub generator: Option<Generator>,
+    /// Faults to inject.
+    pub faults: Faults,
+    /// Transmitted frames to keep for `Model82599::captured` (the last N; 0 keeps none).
+    pub capture: usize,
+}
+
+impl Default for ModelConf {
+    /// [`DEFAULT_MAC`], no generator, no faults, no capture.
+    fn default() -> Self {
+        ModelConf {
+            mac: DEFAULT_MAC,
+            generator: None,
+            faults: Faults::default(),
+            capture: 0,
+        }
+    }
+}
+
+impl ModelConf {
+    /// Checks the generator and fault settings.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(g) = &self.generator {
+            g.validate()?;
+        }
+        if self.faults.rx_error_every == Some(0) {
+            return Err(Error::Config(
+                "ixgbe model: rx_error_every must be at least 1 (every Nth frame)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keys [`conf_from_args`] accepts.
+pub const ARG_KEYS: &[&str] = &["mac", "gen", "size", "flows", "link", "fault", "capture"];
+
+/// Builds a [`ModelConf`] from vdev-style `key=value` arguments: `mac=aa:bb:cc:dd:ee:ff`,
+/// `gen=<frames>` (a generator to the model's MAC), `size=<60..=1514>`, `flows=<N>`,
+/// `link=up|down`, `fault=reset_hang|tx_stall|rx_error:<N>` (may repeat) and
+/// `capture=<N>` (at most 2^20 frames). Unknown keys, repeated keys (other than `fault`) and bad values are
+/// errors that say what is expected.
+pub fn conf_from_args(args: &[(String, String)]) -> Result<ModelConf> {
+    let mut conf = ModelConf::default();
+    let mut seen: Vec<&str> = Vec::new();
+    let (mut frames, mut size, mut flows) = (None, None, None);
+    for (key, value) in args {
+        let key = key.as_str();
+        if !ARG_KEYS.contains(&key) {
+            return Err(Error::Config(format!(
+                "ixgbe model: unknown argument '{key}'; known arguments: {}",
+                ARG_KEYS.join(", ")
+            )));
+        }
+        if key != "fault" && seen.contains(&key) {
+            return Err(Error::Config(format!(
+                "ixgbe model: argument '{key}' is given twice"
+            )));
+        }
+        seen.push(key);
+        let v = value.as_str();
+        match key {
+            "mac" => {
+                conf.mac = parse_mac(v)
+                    .ok_or_else(|| bad(key, v, "expected six hex bytes like 02:1b:21:00:00:01"))?
+            }
+            "gen" => frames = Some(parse_num::<u64>(key, v, 1, u64::MAX)?),
+            "size" => {
+                size = Some(parse_num::<usize>(
+                    key,
+                    v,
+                    Generator::MIN_SIZE,
+                    Generator::MAX_SIZE,
+                )?)
+            }
+            "flows" => flows = Some(parse_num::<u32>(key, v, 1, Generator::MAX_FLOWS)?),
+            "capture" => conf.capture = parse_num::<usize>(key, v, 0, 1 << 20)?,
+            "link" => {
+                conf.faults.link_down = match v {
+                    "up" => false,
+                    "down" => true,
+                    _ => return Err(bad(key, v, "expected 'up' or 'down'")),
+                }
+            }
+            _ => parse_fault(v, &mut conf.faults)?,
+        }
+    }
+    match frames {
+        Some(frames) => {
+            let mut g = Generator::new(frames, conf.mac);
+            g.size = size.unwrap_or(g.size);
+            g.flows = flows.unwrap_or(g.flows);
+            conf.generator = Some(g);
+        }
+        None if size.is_some() || flows.is_some() => {
+            return Err(Error::Config(
+                "ixgbe model: 'size' and 'flows' configure the generator; add gen=<frames>".into(),
+            ))
+        }
+        None => {}
+    }
+    conf.validate()?;
+    Ok(conf)
+}
+
+fn bad(key: &str, value: &str, reason: &str) -> Error {
+    Error::Config(format!(
+        "ixgbe model: invalid value '{value}' for argument '{key}': {reason}"
+    ))
+}
+
+fn parse_num<T>(key: &str, v: &str, min: T, max: T) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match v.parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(bad(key, v, &format!("expected a number in {min}..={max}"))),
+    }
+}
+
+fn parse_fault(v: &str, faults: &mut Faults) -> Result<()> {
+    const EXPECTED: &str = "expected reset_hang, tx_stall or rx_error:<N> (N >= 1)";
+    match v {
+        "reset_hang" => faults.reset_hang = true,
+        "tx_stall" => faults.tx_stall = true,
+        _ => {
+            let n = v
+                .strip_prefix("rx_error:")
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| bad("fault", v, EXPECTED))?;
+            faults.rx_error_every = Some(n);
+        }
+    }
+    Ok(())
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (two hex digits per byte).
+pub fn parse_mac(s: &str) -> Option<MacAddr> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = conf_from_args(&args(&[
+            ("mac", "02:aa:bb:cc:dd:ee"),
+            ("gen", "1000"),
+            ("size", "128"),
+            ("flows", "8"),
+            ("link", "down"),
+            ("fault", "reset_hang"),
+            ("fault", "rx_error:10"),
+            ("fault", "tx_stall"),
+            ("capture", "16"),
+        ]))
+        .unwrap();
+        let mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+        assert_eq!(c.mac, mac);
+        let g = c.generator.unwrap();
+        assert_eq!((g.frames, g.size, g.flows, g.dst_mac), (1000, 128, 8, mac));
+        assert!(!g.drop_when_full);
+        assert_eq!(
+            c.faults,
+            Faults {
+                link_down: true,
+                reset_hang: true,
+                rx_error_every: Some(10),
+                tx_stall: true
+            }
+        );
+        assert_eq!(c.capture, 16);
+        assert_eq!(conf_from_args(&[]).unwrap(), ModelConf::default());
+    }
+
+    #[test]
+    fn rejects_bad_input_with_a_clear_message() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("speed", "10")], "unknown argument 'speed'"),
+            (
+                &[("mac", "02:00:00:00:00")],
+                "invalid value '02:00:00:00:00' for argument 'mac'",
+            ),
+            (&[("mac", "02:00:00:00:00:0g")], "six hex bytes"),
+            (&[("gen", "0")], "1..="),
+            (&[("gen", "-1")], "argument 'gen'"),
+            (&[("gen", "1"), ("size", "59")], "60..=1514"),
+            (&[("gen", "1"), ("size", "1515")], "60..=1514"),
+            (&[("gen", "1"), ("flows", "0")], "argument 'flows'"),
+            (&[("size", "64")], "add gen=<frames>"),
+            (&[("link", "sideways")], "'up' or 'down'"),
+            (&[("fault", "rx_error:0")], "rx_error:<N>"),
+            (&[("fault", "explode")], "reset_hang, tx_stall"),
+            (&[("capture", "x")], "argument 'capture'"),
+            (&[("gen", "1"), ("gen", "2")], "given twice"),
+        ];
+        for (a, want) in cases {
+            let e = conf_from_args(&args(a)).unwrap_err().to_string();
+            assert!(e.contains(want), "{a:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn validates_generators_and_faults() {
+        let mut g = Generator::new(1, DEFAULT_MAC);
+        assert!(g.validate().is_ok());
+        g.flows = Generator::MAX_FLOWS + 1;
+        assert!(g.validate().is_err());
+        let conf = ModelConf {
+            faults: Faults {
+                rx_error_every: Some(0),
+                ..Faults::default()
+            },
+            ..ModelConf::default()
+        };
+        assert!(conf.validate().is_err());
+        assert_eq!(parse_mac("ff:ff:ff:ff:ff:ff:00"), None);
+        assert_eq!(parse_mac("1:2:3:4:5:6"), None);
+    }
+}

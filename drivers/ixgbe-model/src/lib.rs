@@ -1,0 +1,65 @@
+//! A behavioural model of the Intel 82599 10 GbE controller, so the ixgbe poll-mode
+//! driver runs unmodified in-process, with no hardware.
+//!
+//! [`Model82599::new`] builds a device and its thread; [`Model82599::backend`] is the
+//! [`pmd_core::pci::PciBackend`] the driver probes. The model follows the Intel 82599
+//! 10 GbE Controller Datasheet for what the driver relies on: reset and EEPROM
+//! auto-read (4.6.3), link bring-up through auto-negotiation (LINKS, AUTOC), interrupt
+//! cause and mask registers, L2 filtering (7.1.1.1), RSS with the Toeplitz hash and the
+//! redirection table (7.1.2.8), advanced receive descriptors with write-back (7.1.6),
+//! advanced transmit descriptors with DD write-back (7.2.3), and the clear-on-read
+//! statistics (8.2.3.23).
+//!
+//! All device memory access goes through the model's IOMMU ([`iommu`]): descriptor rings
+//! and buffers must lie inside live memory segments, otherwise the access is refused,
+//! counted as a DMA fault and the queue stops. Traffic comes from a [`Generator`] or
+//! from [`Model82599::inject`]; transmitted frames are counted, captured and handed to
+//! an optional sink. [`Faults`] make the device misbehave the way real ones do.
+
+#![warn(missing_docs)]
+
+mod backend;
+pub mod conf;
+mod config;
+mod device;
+mod engine;
+pub mod frame;
+mod gen;
+pub mod hw;
+pub mod iommu;
+mod model;
+mod packet;
+mod regfile;
+pub mod rss;
+mod rx;
+pub mod stats;
+mod timers;
+mod tx;
+pub mod vdev;
+mod wire;
+
+pub use conf::{conf_from_args, Faults, Generator, MacAddr, ModelConf};
+pub use iommu::DmaFault;
+pub use model::Model82599;
+pub use rx::RxOutcome;
+pub use stats::ModelStats;
+pub use vdev::DRIVER;
+pub use wire::Sink;
+
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Locks `m`, carrying on after a panic elsewhere poisoned it (the model's state stays
+/// consistent at every unlock).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Read-locks `l` (ignoring poison, as [`lock`]).
+pub(crate) fn lock_read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write-locks `l` (ignoring poison, as [`lock`]).
+pub(crate) fn lock_write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
