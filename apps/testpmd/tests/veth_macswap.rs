@@ -36,7 +36,7 @@ fn macswap_echoes_every_frame_over_veth() {
     ns.veth("t_in", "t_out");
     let mac_in = ns.mac("t_in");
     let prefix = unique("tpmdt");
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_testpmd")])
         .args(["-l", "0", "--no-huge", "--file-prefix", &prefix])
         .args(["--vdev", "net_af_packet0,iface=t_in"])
