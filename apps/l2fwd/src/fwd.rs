@@ -74,12 +74,14 @@ impl Task {
     }
 
     /// One rx burst, MAC rewrite and tx burst; unsent packets are dropped and counted.
+    /// Returns how many packets were received.
     #[inline]
-    fn poll(&mut self, batch: &mut PktBatch) {
-        if self.rx.rx_burst(batch) == 0 {
+    fn poll(&mut self, batch: &mut PktBatch) -> usize {
+        let n = self.rx.rx_burst(batch);
+        if n == 0 {
             // Idle: let the tx queue flush anything it holds back.
             self.tx.tx_burst(batch);
-            return;
+            return 0;
         }
         if let Some(macs) = &self.macs {
             for m in batch.iter_mut() {
@@ -93,18 +95,31 @@ impl Task {
             self.dropped[self.dst_port as usize].fetch_add(batch.len() as u64, Ordering::Relaxed);
             batch.clear();
         }
+        n
     }
 }
 
 /// Polls `tasks` round-robin until a stop is requested. `tick`, if given, is called with
 /// the TSC once per loop and may ask the loop to stop by returning true. Gives the tasks
 /// back, so their queues outlive the ports' stop (a device must stop before its queues
-/// and their buffers go away).
-pub fn run(mut tasks: Vec<Task>, mut tick: Option<&mut dyn FnMut(u64) -> bool>) -> Vec<Task> {
+/// and their buffers go away). With `BUSY`, also returns the TSC ticks spent in polls
+/// that received packets (the forwarding work, without idle polling).
+pub fn run<const BUSY: bool>(
+    mut tasks: Vec<Task>,
+    mut tick: Option<&mut dyn FnMut(u64) -> bool>,
+) -> (Vec<Task>, u64) {
     let mut batch = PktBatch::new();
+    let mut busy = 0u64;
     while !lcore::stop_requested() {
         for t in tasks.iter_mut() {
-            t.poll(&mut batch);
+            if BUSY {
+                let t0 = tsc::rdtsc();
+                if t.poll(&mut batch) > 0 {
+                    busy += tsc::rdtsc() - t0;
+                }
+            } else {
+                t.poll(&mut batch);
+            }
         }
         if let Some(tick) = tick.as_mut() {
             if tick(tsc::rdtsc()) {
@@ -112,5 +127,5 @@ pub fn run(mut tasks: Vec<Task>, mut tick: Option<&mut dyn FnMut(u64) -> bool>) 
             }
         }
     }
-    tasks
+    (tasks, busy)
 }

@@ -52,6 +52,9 @@ struct AppOpts {
     /// measure forwarding on ports wired back to back, like testpmd's --tx-first).
     #[arg(long = "tx-first", value_name = "N", default_value_t = 0)]
     tx_first: u32,
+    /// Also measure TSC cycles spent forwarding (polls that received packets), per packet.
+    #[arg(long = "busy-cycles")]
+    busy_cycles: bool,
 }
 
 fn parse_portmask(s: &str) -> Result<u64, String> {
@@ -94,6 +97,19 @@ fn main() -> ExitCode {
             eprintln!("l2fwd: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+/// The forwarding loop, with or without busy-cycle accounting.
+fn fwd_run(
+    busy: bool,
+    tasks: Vec<fwd::Task>,
+    tick: Option<&mut dyn FnMut(u64) -> bool>,
+) -> (Vec<fwd::Task>, u64) {
+    if busy {
+        fwd::run::<true>(tasks, tick)
+    } else {
+        fwd::run::<false>(tasks, tick)
     }
 }
 
@@ -201,6 +217,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         }
     }
 
+    let busy = opts.busy_cycles;
     let main_id = eal.main_lcore().id;
     let fwd_lcores = per_lcore.iter().filter(|t| !t.is_empty()).count().max(1);
     let started_tsc = tsc::rdtsc();
@@ -210,11 +227,12 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         if lc.id == main_id {
             main_tasks = tasks;
         } else if !tasks.is_empty() {
-            workers.push(eal.spawn(*lc, move || fwd::run(tasks, None))?);
+            workers.push(eal.spawn(*lc, move || fwd_run(busy, tasks, None))?);
         }
     }
 
     let mut reporter = report::Reporter::new(&enabled, dropped.clone());
+    let mut busy_ticks = 0u64;
     let period = (opts.period > 0).then(|| tsc::hz() * opts.period);
     let deadline = opts
         .duration
@@ -235,14 +253,19 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         } else {
-            main_tasks = fwd::run(main_tasks, Some(&mut tick));
+            let (t, b) = fwd_run(busy, main_tasks, Some(&mut tick));
+            main_tasks = t;
+            busy_ticks += b;
         }
     }
     lcore::request_stop();
     let mut finished = vec![main_tasks];
     for w in workers {
         match w.join() {
-            Ok(tasks) => finished.push(tasks),
+            Ok((tasks, b)) => {
+                finished.push(tasks);
+                busy_ticks += b;
+            }
             Err(_) => eprintln!("l2fwd: a forwarding lcore panicked"),
         }
     }
@@ -257,6 +280,9 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     let end_tsc = tsc::rdtsc();
     reporter.print(eal.ports(), end_tsc);
     report::print_summary(eal.ports(), &enabled, end_tsc - started_tsc, fwd_lcores);
+    if busy {
+        report::print_busy(eal.ports(), &enabled, busy_ticks);
+    }
     println!("Bye...");
     Ok(())
 }
