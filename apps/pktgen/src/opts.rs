@@ -1,0 +1,63 @@
+//! pktgen's command line (after `--`).
+
+use clap::Parser;
+use pmd_core::ethdev::MacAddr;
+use std::net::Ipv4Addr;
+
+/// Application options.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "pktgen",
+    about = "Generates UDP frames on one port, receives on another (or the same), and measures rate, loss and latency (EAL options go before --)"
+)]
+pub struct Opts {
+    /// Port to send on.
+    #[arg(long = "tx-port", default_value_t = 0)]
+    pub tx_port: u16,
+    /// Port to receive on (default: the tx port's pair, 1 for 0; the same port if only one exists).
+    #[arg(long = "rx-port")]
+    pub rx_port: Option<u16>,
+    /// Send rate in Mpps (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Frame sizes without FCS, cycled per packet (e.g. 60 or 60,124,1514).
+    #[arg(long, value_delimiter = ',', default_value = "60", value_parser = clap::value_parser!(u16).range(60..=1514))]
+    pub size: Vec<u16>,
+    /// Destination MAC (default: the rx port's MAC).
+    #[arg(long = "dst-mac")]
+    pub dst_mac: Option<MacAddr>,
+    /// Source MAC (default: the tx port's MAC).
+    #[arg(long = "src-mac")]
+    pub src_mac: Option<MacAddr>,
+    /// Source IPv4 address of flow 0 (flows count up from it).
+    #[arg(long = "src-ip", default_value = "198.18.0.1")]
+    pub src_ip: Ipv4Addr,
+    /// Destination IPv4 address.
+    #[arg(long = "dst-ip", default_value = "198.19.0.1")]
+    pub dst_ip: Ipv4Addr,
+    /// UDP source port of flow 0 (flows count up from it).
+    #[arg(long, default_value_t = 1024)]
+    pub sport: u16,
+    /// UDP destination port.
+    #[arg(long, default_value_t = 4321)]
+    pub dport: u16,
+    /// Number of flows (source address and port vary over them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub flows: u32,
+    /// Stop sending after this many frames (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Run this many seconds (default: until Ctrl-C, or until --count frames were sent and
+    /// received or a second passed).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Frames per burst.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub burst: u16,
+    /// Live table period in seconds (0: none).
+    #[arg(short = 'T', long = "stats-period", default_value_t = 1)]
+    pub period: u64,
+    /// Print the final summary as one JSON object (for scripts).
+    #[arg(long)]
+    pub json: bool,
+}

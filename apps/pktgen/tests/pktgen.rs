@@ -1,0 +1,137 @@
+//! pktgen end to end: exact counts and latency over ring ports and over a veth pair with
+//! af_packet ports, JSON output, rate limiting, CLI errors.
+
+use pmd_testkit::{have_root, unique, NetNs};
+use std::process::Command;
+
+fn pktgen(pre: &[&str], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pktgen"))
+        .args(pre)
+        .arg("--")
+        .args(args)
+        .output()
+        .expect("run pktgen");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The number after `"key":` in a flat JSON object.
+fn json_num(json: &str, key: &str) -> f64 {
+    let rest = json
+        .split(&format!("\"{key}\":"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {key} in {json}"));
+    rest.split([',', '}'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad {key} in {json}"))
+}
+
+#[test]
+fn loopback_ring_delivers_every_frame_with_latency() {
+    let (code, out, err) = pktgen(
+        &["--no-huge", "-l", "0", "--vdev", "net_ring0"],
+        &[
+            "--count",
+            "50000",
+            "--size",
+            "60,124,1514",
+            "--flows",
+            "8",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let json = out.lines().last().unwrap();
+    assert_eq!(json_num(json, "sent"), 50000.0, "{json}");
+    assert_eq!(json_num(json, "received"), 50000.0, "{json}");
+    assert_eq!(json_num(json, "lost"), 0.0);
+    assert_eq!(json_num(json, "reordered"), 0.0);
+    // Sizes cycle: 16667 + 16667 + 16666 frames of 60, 124, 1514 bytes.
+    assert_eq!(
+        json_num(json, "sent_bytes"),
+        (16667 * 60 + 16667 * 124 + 16666 * 1514) as f64
+    );
+    assert!(json_num(json, "p50") > 0.0, "{json}");
+    assert!(json_num(json, "max") >= json_num(json, "p99"));
+}
+
+#[test]
+fn rate_limit_holds_and_two_ports_work() {
+    let (code, out, err) = pktgen(
+        &[
+            "--no-huge",
+            "-l",
+            "0,1",
+            "--vdev",
+            "net_ring0,rx=pa,tx=pb",
+            "--vdev",
+            "net_ring1,rx=pb,tx=pa",
+        ],
+        &["--rate", "0.2", "--duration", "1", "--json", "-T", "0"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let json = out.lines().last().unwrap();
+    let mpps = json_num(json, "tx_mpps");
+    assert!(
+        (0.15..=0.21).contains(&mpps),
+        "rate {mpps} for --rate 0.2: {json}"
+    );
+    assert!(
+        json_num(json, "received") >= json_num(json, "sent") - 64.0,
+        "{json}"
+    );
+}
+
+#[test]
+fn veth_pair_with_af_packet_counts_exactly() {
+    const TEST: &str = "veth_pair_with_af_packet_counts_exactly";
+    if !have_root(TEST) {
+        return;
+    }
+    let Some(ns) = NetNs::new("pktgent", TEST) else {
+        return;
+    };
+    ns.veth("pg_a", "pg_b");
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_pktgen")])
+        .args(["--no-huge", "-l", "0", "--file-prefix", &unique("pktgent")])
+        .args([
+            "--vdev",
+            "net_af_packet0,iface=pg_a",
+            "--vdev",
+            "net_af_packet1,iface=pg_b",
+        ])
+        .args([
+            "--", "--count", "5000", "--rate", "0.05", "--size", "60,1000", "--json", "-T", "0",
+        ])
+        .output()
+        .expect("run pktgen");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = text.lines().last().unwrap();
+    assert_eq!(json_num(json, "sent"), 5000.0, "{json}");
+    assert_eq!(json_num(json, "received"), 5000.0, "{json}");
+    assert_eq!(json_num(json, "lost"), 0.0, "{json}");
+}
+
+#[test]
+fn bad_ports_are_named() {
+    let (code, _, err) = pktgen(
+        &["--no-huge", "-l", "0", "--vdev", "net_ring0"],
+        &["--rx-port", "3"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--rx-port 3: only 1 port"), "{err}");
+    let (code, _, err) = pktgen(&["--no-huge", "-l", "0"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no Ethernet ports"), "{err}");
+}
