@@ -13,7 +13,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace 2>&1 | tee target/test.log
 # Belt and braces: make sure no namespace or hugepage file of ours was left behind.
-left=$(ip netns list 2>/dev/null | grep -E '^(pmdafp|l2fwdt|pmdtk|pmd-demo)' || true)
+left=$(ip netns list 2>/dev/null | grep -E '^(pmdafp|pmdxdp|l2fwdt|tpmdt|pktgent|pmdtk|pmd-demo)' || true)
 [ -z "$left" ] || { echo "ci/test.sh: tests left network namespaces behind: $left" >&2; exit 1; }
 # The PCI path inside QEMU guests (ci/vm/): needs root; PMD_SKIP_VM=1 skips it for quick local runs.
 if [ "${PMD_SKIP_VM:-0}" = 1 ]; then echo "ci/test.sh: PMD_SKIP_VM=1: skipping the QEMU guest tests (ci/vm/test.sh)" >&2; elif [ "$(id -u)" = 0 ]; then bash ci/vm/test.sh; else echo "ci/test.sh: not root: skipping the QEMU guest tests (ci/vm/test.sh)" >&2; fi

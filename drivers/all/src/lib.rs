@@ -16,6 +16,7 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_ixgbe::DRIVER,
     &pmd_igb::DRIVER,
     &pmd_ixgbe_model::DRIVER,
+    &pmd_af_xdp::DRIVER,
 ];
 
 #[cfg(test)]

@@ -1,0 +1,184 @@
+//! Vdev argument parsing and validation (no system calls).
+
+use crate::prog::AttachMode;
+use crate::sys::IFNAME_MAX;
+use crate::xsk::BindMode;
+use pmd_core::error::{Error, Result};
+use pmd_core::options::VdevSpec;
+
+/// Argument keys the driver accepts (DPDK's names, plus `mode`, `xdp_mode`, `frame_size`).
+pub(crate) const KNOWN_ARGS: &[&str] = &[
+    "iface",
+    "start_queue",
+    "queue_count",
+    "mode",
+    "force_copy",
+    "xdp_mode",
+    "frame_size",
+];
+
+/// Most queues one device drives.
+pub(crate) const MAX_QUEUES: u16 = 64;
+/// Default UMEM frame size.
+pub(crate) const DEFAULT_FRAME_SIZE: u32 = 2048;
+
+/// A validated device configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Config {
+    pub iface: String,
+    pub start_queue: u32,
+    pub queue_count: u16,
+    pub bind: BindMode,
+    pub attach: AttachMode,
+    pub frame_size: u32,
+}
+
+impl Config {
+    /// Parses and validates the vdev arguments.
+    pub fn from_vdev(vdev: &VdevSpec) -> Result<Config> {
+        vdev.check_known(KNOWN_ARGS)?;
+        let bad = |msg: String| Error::driver(vdev.name.clone(), msg);
+        let iface = match vdev.arg("iface") {
+            None => {
+                return Err(bad(
+                    "missing argument 'iface': name the interface to use, e.g. iface=eth0".into(),
+                ))
+            }
+            Some("") => return Err(bad("argument 'iface' is empty: name an interface".into())),
+            Some(s) if s.len() > IFNAME_MAX || s.contains(['/', '\0']) => {
+                return Err(bad(format!(
+                    "invalid interface name '{s}': at most {IFNAME_MAX} characters, no '/'"
+                )))
+            }
+            Some(s) => s.to_string(),
+        };
+        let start_queue: u32 = vdev.parse_arg("start_queue")?.unwrap_or(0);
+        let queue_count: u16 = vdev.parse_arg("queue_count")?.unwrap_or(1);
+        if !(1..=MAX_QUEUES).contains(&queue_count) {
+            return Err(bad(format!(
+                "queue_count={queue_count} is out of range: use 1..={MAX_QUEUES}"
+            )));
+        }
+        if start_queue > u32::from(u16::MAX) {
+            return Err(bad(format!(
+                "start_queue={start_queue} is out of range: use 0..={}",
+                u16::MAX
+            )));
+        }
+        let force_copy = match vdev.parse_arg::<u8>("force_copy")?.unwrap_or(0) {
+            0 => false,
+            1 => true,
+            n => return Err(bad(format!("force_copy={n}: use 0 or 1"))),
+        };
+        let bind = match vdev.arg("mode") {
+            None | Some("auto") => BindMode::Auto,
+            Some("copy") => BindMode::Copy,
+            Some("zerocopy" | "zero-copy" | "zc") => BindMode::ZeroCopy,
+            Some(m) => return Err(bad(format!("mode={m}: use copy, zerocopy or auto"))),
+        };
+        let bind = match (force_copy, bind) {
+            (false, b) => b,
+            (true, BindMode::ZeroCopy) => {
+                return Err(bad(
+                    "force_copy=1 contradicts mode=zerocopy: give one of them".into(),
+                ))
+            }
+            (true, _) => BindMode::Copy,
+        };
+        let attach = match vdev.arg("xdp_mode") {
+            None | Some("auto") => AttachMode::Auto,
+            Some("native" | "drv") => AttachMode::Native,
+            Some("generic" | "skb") => AttachMode::Generic,
+            Some(m) => return Err(bad(format!("xdp_mode={m}: use native, generic or auto"))),
+        };
+        let frame_size: u32 = vdev.parse_arg("frame_size")?.unwrap_or(DEFAULT_FRAME_SIZE);
+        if frame_size != 2048 && frame_size != 4096 {
+            return Err(bad(format!(
+                "frame_size={frame_size}: use 2048 or 4096 (a power of two the kernel accepts \
+                 for aligned UMEM chunks)"
+            )));
+        }
+        Ok(Config {
+            iface,
+            start_queue,
+            queue_count,
+            bind,
+            attach,
+            frame_size,
+        })
+    }
+
+    /// Largest packet an rx frame holds (the kernel keeps `XDP_PACKET_HEADROOM` in front).
+    pub fn max_rx_len(&self) -> u32 {
+        self.frame_size - crate::uapi::XDP_PACKET_HEADROOM
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::from_vdev(&s.parse().unwrap())
+    }
+
+    fn err(s: &str) -> String {
+        parse(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("net_af_xdp0,iface=eth0").unwrap();
+        assert_eq!(c.iface, "eth0");
+        assert_eq!((c.start_queue, c.queue_count), (0, 1));
+        assert_eq!(c.bind, BindMode::Auto);
+        assert_eq!(c.attach, AttachMode::Auto);
+        assert_eq!(c.frame_size, 2048);
+        assert_eq!(c.max_rx_len(), 1792);
+    }
+
+    #[test]
+    fn all_args() {
+        let c = parse(
+            "net_af_xdp1,iface=veth0,start_queue=2,queue_count=4,mode=copy,xdp_mode=generic,frame_size=4096",
+        )
+        .unwrap();
+        assert_eq!((c.start_queue, c.queue_count), (2, 4));
+        assert_eq!(c.bind, BindMode::Copy);
+        assert_eq!(c.attach, AttachMode::Generic);
+        assert_eq!(c.frame_size, 4096);
+        assert_eq!(
+            parse("net_af_xdp0,iface=a,mode=zerocopy").unwrap().bind,
+            BindMode::ZeroCopy
+        );
+        assert_eq!(
+            parse("net_af_xdp0,iface=a,force_copy=1").unwrap().bind,
+            BindMode::Copy
+        );
+        assert_eq!(
+            parse("net_af_xdp0,iface=a,xdp_mode=native").unwrap().attach,
+            AttachMode::Native
+        );
+    }
+
+    #[test]
+    fn bad_args_are_named() {
+        assert!(err("net_af_xdp0").contains("missing argument 'iface'"));
+        assert!(err("net_af_xdp0,iface=").contains("empty"));
+        assert!(err("net_af_xdp0,iface=abcdefghijklmnopq").contains("invalid interface"));
+        assert!(err("net_af_xdp0,iface=a,queue_count=0").contains("1..=64"));
+        assert!(err("net_af_xdp0,iface=a,queue_count=x").contains("'queue_count'"));
+        assert!(err("net_af_xdp0,iface=a,start_queue=70000").contains("start_queue=70000"));
+        assert!(err("net_af_xdp0,iface=a,start_queue=-1").contains("'start_queue'"));
+        assert!(err("net_af_xdp0,iface=a,mode=fast").contains("copy, zerocopy or auto"));
+        assert!(err("net_af_xdp0,iface=a,xdp_mode=hw").contains("native, generic or auto"));
+        assert!(err("net_af_xdp0,iface=a,force_copy=2").contains("force_copy=2"));
+        assert!(err("net_af_xdp0,iface=a,force_copy=1,mode=zerocopy").contains("contradicts"));
+        assert!(err("net_af_xdp0,iface=a,frame_size=3000").contains("2048 or 4096"));
+        let e = err("net_af_xdp0,iface=a,shared_umem=1");
+        assert!(
+            e.contains("'shared_umem'") && e.contains("'queue_count'"),
+            "{e}"
+        );
+    }
+}

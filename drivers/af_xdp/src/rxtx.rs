@@ -1,0 +1,470 @@
+//! The data path: [`AfXdpRxQueue`] and [`AfXdpTxQueue`].
+//!
+//! Per burst and in bulk: rx reads up to a burst of descriptors, copies the frames into
+//! mbufs allocated in one call, releases the descriptors and hands the frames back on the
+//! fill ring with one index update; tx first reclaims every completed frame, copies the
+//! packets into free frames, posts them with one index update and calls `sendto` only
+//! when the kernel set `XDP_RING_NEED_WAKEUP`. No allocation, lock or syscall per packet.
+//!
+//! The kernel is a peer: a descriptor is used only if its address lies in this queue's
+//! frames and its length inside one frame (and in the mbuf); anything else is counted as
+//! an error and dropped.
+
+use crate::xsk::{KickCounters, RxRings, TxRings, Xsk};
+use crate::{sys, uapi::XdpDesc};
+use pmd_core::ethdev::{QueueStats, RxQueue, TxQueue};
+use pmd_core::mbuf::{PktBatch, BATCH_CAPACITY, HEADROOM};
+use pmd_core::mempool::Mempool;
+use std::sync::Arc;
+
+/// Smallest frame we transmit (an Ethernet header).
+const ETH_HLEN: usize = 14;
+/// Bursts between two reads of the kernel's drop counters (`XDP_STATISTICS`, one
+/// syscall): rare enough to cost nothing even when polling an idle queue.
+pub(crate) const STATS_EVERY: u32 = 1 << 16;
+/// Descriptors the kernel sends per `sendto` in copy mode (`TX_BATCH_SIZE` in
+/// net/xdp/xsk.c); a longer backlog takes more kicks.
+const KERNEL_TX_BATCH: u32 = 32;
+
+/// The bounds an rx descriptor from the kernel must keep.
+#[derive(Clone, Copy, Debug)]
+struct RxLimits {
+    /// End of the rx frames (UMEM address): frames below it are this queue's.
+    rx_end: u64,
+    /// UMEM frame size (a power of two).
+    frame_size: u64,
+    /// Largest packet an mbuf of the queue's pool holds.
+    room: usize,
+}
+
+/// What an rx descriptor is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RxDesc {
+    /// A packet to deliver; the frame (its start) goes back to the fill ring after.
+    Good(u64),
+    /// One of our frames, but the length is unusable (0, past the frame, or longer than
+    /// an mbuf): drop the packet, recycle the frame.
+    Bad(u64),
+    /// Not one of our rx frames: drop it, recycle nothing.
+    Foreign,
+}
+
+impl RxLimits {
+    #[inline(always)]
+    fn check(&self, d: &XdpDesc) -> RxDesc {
+        let offset = d.addr & (self.frame_size - 1);
+        let frame = d.addr - offset;
+        if frame >= self.rx_end {
+            return RxDesc::Foreign;
+        }
+        let len = u64::from(d.len);
+        if len == 0 || len as usize > self.room || offset + len > self.frame_size {
+            return RxDesc::Bad(frame);
+        }
+        RxDesc::Good(frame)
+    }
+}
+
+/// An rx queue: copies frames from the socket's rx ring into mbufs.
+pub struct AfXdpRxQueue {
+    rings: Option<RxRings>,
+    xsk: Arc<Xsk>,
+    pool: Mempool,
+    stats: Arc<QueueStats>,
+    port: u16,
+    /// What an rx descriptor may point at.
+    limits: RxLimits,
+    bursts: u32,
+    /// Kernel drops already reported as missed.
+    reported_drops: u64,
+}
+
+impl std::fmt::Debug for AfXdpRxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdpRxQueue")
+            .field("xsk", &self.xsk)
+            .finish()
+    }
+}
+
+impl AfXdpRxQueue {
+    /// Takes the rx half of `xsk`; `None` if another rx queue holds it.
+    pub(crate) fn new(
+        xsk: Arc<Xsk>,
+        port: u16,
+        pool: Mempool,
+        stats: Arc<QueueStats>,
+    ) -> Option<AfXdpRxQueue> {
+        let rings = xsk.take_rx()?;
+        let u = xsk.umem();
+        let limits = RxLimits {
+            rx_end: u.frame_addr(u.rx_frames()),
+            frame_size: u64::from(u.frame_size()),
+            room: usize::from(pool.buf_size()).saturating_sub(usize::from(HEADROOM)),
+        };
+        Some(AfXdpRxQueue {
+            limits,
+            reported_drops: kernel_drops(&xsk),
+            rings: Some(rings),
+            xsk,
+            pool,
+            stats,
+            port,
+            bursts: 0,
+        })
+    }
+
+    /// Reports drops the kernel counted since the last look as missed packets.
+    #[cold]
+    fn account_kernel_drops(&mut self) {
+        let total = kernel_drops(&self.xsk);
+        if total > self.reported_drops {
+            self.stats.add_missed(total - self.reported_drops);
+            self.reported_drops = total;
+        }
+    }
+}
+
+/// Packets the kernel dropped on this socket's rx side (no fill frame, rx ring full).
+fn kernel_drops(xsk: &Xsk) -> u64 {
+    xsk.statistics()
+        .map(|s| s.rx_dropped + s.rx_ring_full)
+        .unwrap_or(0)
+}
+
+impl RxQueue for AfXdpRxQueue {
+    fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
+        self.bursts = self.bursts.wrapping_add(1);
+        if self.bursts.is_multiple_of(STATS_EVERY) {
+            self.account_kernel_drops();
+        }
+        let Some(r) = self.rings.as_mut() else {
+            return 0;
+        };
+        let max = max.min(batch.spare()).min(BATCH_CAPACITY);
+        let n = r.rx.ready(max as u32) as usize;
+        if n == 0 {
+            if !r.stash.is_empty() {
+                let lost = r.refill(&[]);
+                self.stats.add_errors(lost);
+            }
+            if r.fill.needs_wakeup() {
+                wake_rx(&self.xsk);
+            }
+            return 0;
+        }
+        let start = batch.len();
+        let Some(mbufs) = self.pool.alloc_bulk(batch, n) else {
+            // Leave the frames on the ring; the kernel drops (and counts) what does not fit.
+            self.stats.add_no_mbuf(n as u64);
+            return 0;
+        };
+        let umem = self.xsk.umem();
+        let mut fill = [0u64; BATCH_CAPACITY];
+        let mut nfill = 0usize;
+        let (mut used, mut bytes, mut errors) = (0usize, 0u64, 0u64);
+        for i in 0..n {
+            let d = r.rx.get(i as u32);
+            let frame = match self.limits.check(&d) {
+                RxDesc::Good(frame) => frame,
+                RxDesc::Bad(frame) => {
+                    log_rejected(&d);
+                    fill[nfill] = frame;
+                    nfill += 1;
+                    errors += 1;
+                    continue;
+                }
+                RxDesc::Foreign => {
+                    log_rejected(&d);
+                    errors += 1;
+                    continue;
+                }
+            };
+            fill[nfill] = frame;
+            nfill += 1;
+            let len = d.len as usize;
+            let m = &mut mbufs[used];
+            if !m.set_len(len) || !umem.copy_out(d.addr, m.data_mut()) {
+                errors += 1; // cannot happen after `check`
+                continue;
+            }
+            m.set_port(self.port);
+            used += 1;
+            bytes += len as u64;
+        }
+        r.rx.release(n as u32);
+        errors += r.refill(&fill[..nfill]);
+        if r.fill.needs_wakeup() {
+            wake_rx(&self.xsk);
+        }
+        batch.truncate(start + used);
+        if used > 0 {
+            self.stats.add(used as u64, bytes);
+        }
+        if errors > 0 {
+            self.stats.add_errors(errors);
+        }
+        used
+    }
+}
+
+#[cold]
+fn log_rejected(d: &XdpDesc) {
+    tracing::debug!(
+        "net_af_xdp: rx descriptor rejected: addr {:#x} len {}",
+        d.addr,
+        d.len
+    );
+}
+
+/// The kernel asked for a wake-up to refill from the fill ring (zero-copy drivers).
+#[cold]
+fn wake_rx(xsk: &Xsk) {
+    KickCounters::bump(&xsk.kicks.rx);
+    // Errors (e.g. ENETDOWN) only mean nothing happened; the next burst retries.
+    let _ = sys::kick_rx(xsk.fd());
+}
+
+impl Drop for AfXdpRxQueue {
+    fn drop(&mut self) {
+        if let Some(r) = self.rings.take() {
+            self.xsk.put_rx(r);
+        }
+    }
+}
+
+/// Where the tx frames are: the UMEM addresses a completion may carry.
+#[derive(Clone, Copy, Debug)]
+struct TxFrames {
+    /// First tx frame.
+    start: u64,
+    /// End of the UMEM.
+    end: u64,
+    /// Frame size.
+    size: u64,
+    /// Number of tx frames (the most the free list may hold).
+    count: usize,
+}
+
+impl TxFrames {
+    /// Whether `a` is the start of one of the tx frames (what we post, so what a
+    /// completion must carry).
+    #[inline(always)]
+    fn owns(self, a: u64) -> bool {
+        a >= self.start && a < self.end && a.is_multiple_of(self.size)
+    }
+
+    /// Moves every completed frame back to the free list; returns bad completions.
+    #[inline(always)]
+    fn reclaim(self, r: &mut TxRings) -> u64 {
+        let n = r.comp.ready(r.comp.size());
+        let mut errors = 0;
+        for i in 0..n {
+            let a = r.comp.get(i);
+            if self.owns(a) && r.free.len() < self.count {
+                r.free.push(a);
+            } else {
+                errors += 1;
+            }
+        }
+        if n > 0 {
+            r.comp.release(n);
+        }
+        errors
+    }
+}
+
+/// A tx queue: copies packets into free UMEM frames and posts them on the tx ring.
+pub struct AfXdpTxQueue {
+    rings: Option<TxRings>,
+    xsk: Arc<Xsk>,
+    stats: Arc<QueueStats>,
+    frames: TxFrames,
+}
+
+impl std::fmt::Debug for AfXdpTxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdpTxQueue")
+            .field("xsk", &self.xsk)
+            .finish()
+    }
+}
+
+impl AfXdpTxQueue {
+    /// Takes the tx half of `xsk`; `None` if another tx queue holds it.
+    pub(crate) fn new(xsk: Arc<Xsk>, stats: Arc<QueueStats>) -> Option<AfXdpTxQueue> {
+        let rings = xsk.take_tx()?;
+        let u = xsk.umem();
+        let frames = TxFrames {
+            start: u.frame_addr(u.rx_frames()),
+            end: u.len(),
+            size: u64::from(u.frame_size()),
+            count: (u.len() / u64::from(u.frame_size())) as usize - u.rx_frames() as usize,
+        };
+        Some(AfXdpTxQueue {
+            rings: Some(rings),
+            xsk,
+            stats,
+            frames,
+        })
+    }
+}
+
+/// Kicks the kernel until it has taken what the tx ring holds (copy mode sends a bounded
+/// batch per call), or it reports it cannot go on now; returns 1 on an unexpected error.
+#[cold]
+fn kick_tx(xsk: &Xsk, r: &mut TxRings) -> u64 {
+    let mut budget = r.tx.pending() / KERNEL_TX_BATCH + 2;
+    loop {
+        KickCounters::bump(&xsk.kicks.tx);
+        match sys::kick_tx(xsk.fd()) {
+            Ok(()) => return 0,
+            Err(e) => match e.raw_os_error() {
+                // More waiting than one call sends, a dropped frame, or a signal.
+                Some(libc::EAGAIN | libc::EBUSY | libc::EINTR) => {
+                    budget -= 1;
+                    if budget == 0 || r.tx.pending() == 0 {
+                        return 0;
+                    }
+                }
+                // Out of socket buffers or link down: the frames wait for the next burst.
+                Some(libc::ENOBUFS | libc::ENETDOWN | libc::ENXIO) => return 0,
+                _ => {
+                    log_kick_error(&e);
+                    return 1;
+                }
+            },
+        }
+    }
+}
+
+#[cold]
+fn log_kick_error(e: &std::io::Error) {
+    tracing::debug!("net_af_xdp: tx kick failed: {e}");
+}
+
+impl TxQueue for AfXdpTxQueue {
+    /// Returns how many packets left the batch: those posted plus those dropped as
+    /// invalid (shorter than an Ethernet header or longer than a frame; counted as errors).
+    fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        let frames = self.frames;
+        let Some(r) = self.rings.as_mut() else {
+            return 0;
+        };
+        let mut errors = frames.reclaim(r);
+        let want = batch.len().min(r.free.len()) as u32;
+        let slots = r.tx.free(want);
+        let umem = self.xsk.umem();
+        let (mut posted, mut consumed, mut bytes) = (0u32, 0usize, 0u64);
+        for m in batch.iter() {
+            let pkt = m.data();
+            if pkt.len() < ETH_HLEN || pkt.len() as u64 > frames.size {
+                errors += 1;
+                consumed += 1;
+                continue;
+            }
+            if posted == slots {
+                break;
+            }
+            let Some(addr) = r.free.pop() else { break };
+            if !umem.copy_in(addr, pkt) {
+                // Cannot happen (length checked, frame ours); drop rather than stall.
+                r.free.push(addr);
+                errors += 1;
+                consumed += 1;
+                continue;
+            }
+            r.tx.set(
+                posted,
+                XdpDesc {
+                    addr,
+                    len: pkt.len() as u32,
+                    options: 0,
+                },
+            );
+            posted += 1;
+            consumed += 1;
+            bytes += pkt.len() as u64;
+        }
+        if posted > 0 {
+            r.tx.submit(posted);
+        }
+        // Kick when something waits in the tx ring, or when we ran out of frames (their
+        // completions may need the kernel to run) -- and only if the kernel asks for it.
+        let starved = r.free.is_empty();
+        if (starved || r.tx.pending() > 0) && r.tx.needs_wakeup() {
+            errors += kick_tx(&self.xsk, r);
+            if starved {
+                errors += frames.reclaim(r);
+            }
+        }
+        batch.free_front(consumed);
+        if posted > 0 {
+            self.stats.add(u64::from(posted), bytes);
+        }
+        if errors > 0 {
+            self.stats.add_errors(errors);
+        }
+        consumed
+    }
+}
+
+impl Drop for AfXdpTxQueue {
+    fn drop(&mut self) {
+        if let Some(r) = self.rings.take() {
+            self.xsk.put_tx(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(addr: u64, len: u32) -> XdpDesc {
+        XdpDesc {
+            addr,
+            len,
+            options: 0,
+        }
+    }
+
+    #[test]
+    fn rx_descriptors_from_the_kernel_are_bounded() {
+        // 4 rx frames of 2048 bytes; mbufs hold 2048 bytes.
+        let l = RxLimits {
+            rx_end: 4 * 2048,
+            frame_size: 2048,
+            room: 2048,
+        };
+        assert_eq!(l.check(&desc(256, 60)), RxDesc::Good(0));
+        assert_eq!(l.check(&desc(3 * 2048 + 256, 1792)), RxDesc::Good(3 * 2048));
+        assert_eq!(l.check(&desc(2048, 2048)), RxDesc::Good(2048));
+        // Past the frame end, empty, or longer than an mbuf: drop, but recycle the frame.
+        assert_eq!(l.check(&desc(2048 + 256, 1793)), RxDesc::Bad(2048));
+        assert_eq!(l.check(&desc(256, 0)), RxDesc::Bad(0));
+        assert_eq!(l.check(&desc(256, u32::MAX)), RxDesc::Bad(0));
+        let small = RxLimits { room: 100, ..l };
+        assert_eq!(small.check(&desc(256, 101)), RxDesc::Bad(0));
+        // Tx frames, beyond the UMEM, absurd addresses: not ours.
+        assert_eq!(l.check(&desc(4 * 2048, 60)), RxDesc::Foreign);
+        assert_eq!(l.check(&desc(1 << 40, 60)), RxDesc::Foreign);
+        assert_eq!(l.check(&desc(u64::MAX, 60)), RxDesc::Foreign);
+    }
+
+    #[test]
+    fn completions_must_be_our_tx_frames() {
+        let t = TxFrames {
+            start: 4 * 2048,
+            end: 8 * 2048,
+            size: 2048,
+            count: 4,
+        };
+        assert!(t.owns(4 * 2048));
+        assert!(t.owns(7 * 2048));
+        assert!(!t.owns(3 * 2048), "an rx frame");
+        assert!(!t.owns(8 * 2048), "past the end");
+        assert!(!t.owns(4 * 2048 + 1), "not a frame start");
+        assert!(!t.owns(u64::MAX));
+    }
+}
