@@ -3,6 +3,7 @@
 use pmd_core::ethdev::{MacAddr, PortId, RxQueueHandle, TxQueueHandle};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::{lcore, tsc};
+use pmd_pcap::CaptureTap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,6 +15,14 @@ pub struct Task {
     /// Destination then source MAC, written over the first 12 bytes of each frame.
     macs: Option<[u8; 12]>,
     dropped: Arc<Vec<AtomicU64>>,
+    /// `--pcap-capture` taps, if any: `None` keeps the default loop unchanged.
+    capture: Option<Box<Taps>>,
+}
+
+/// Capture taps of one task: what its rx queue receives, what it hands to its tx queue.
+struct Taps {
+    rx: Option<CaptureTap>,
+    tx: Option<CaptureTap>,
 }
 
 impl Task {
@@ -38,7 +47,19 @@ impl Task {
             dst_port,
             macs,
             dropped,
+            capture: None,
         }
+    }
+
+    /// The port this task receives on.
+    pub fn rx_port(&self) -> PortId {
+        self.rx.port()
+    }
+
+    /// Records what this task receives (`rx`) and what it transmits (`tx`, after the MAC
+    /// rewrite) into captures.
+    pub fn set_capture(&mut self, rx: Option<CaptureTap>, tx: Option<CaptureTap>) {
+        self.capture = (rx.is_some() || tx.is_some()).then(|| Box::new(Taps { rx, tx }));
     }
 
     /// The port this task transmits on.
@@ -66,6 +87,9 @@ impl Task {
                 }
                 f[12..14].copy_from_slice(&[0x88, 0xb5]);
             }
+            if let Some(t) = self.capture.as_mut().and_then(|c| c.tx.as_mut()) {
+                t.record(&batch);
+            }
             sent += self.tx.tx_burst(&mut batch) as u32;
             batch.clear();
             tries += 1;
@@ -74,20 +98,31 @@ impl Task {
     }
 
     /// One rx burst, MAC rewrite and tx burst; unsent packets are dropped and counted.
-    /// Returns how many packets were received.
-    #[inline]
-    fn poll(&mut self, batch: &mut PktBatch) -> usize {
+    /// Returns how many packets were received. With `CAPTURE`, also feeds the capture
+    /// taps (without it, the loop is the same as before captures existed).
+    #[inline(always)]
+    fn poll<const CAPTURE: bool>(&mut self, batch: &mut PktBatch) -> usize {
         let n = self.rx.rx_burst(batch);
         if n == 0 {
             // Idle: let the tx queue flush anything it holds back.
             self.tx.tx_burst(batch);
             return 0;
         }
+        if CAPTURE {
+            if let Some(t) = self.capture.as_mut().and_then(|c| c.rx.as_mut()) {
+                t.record(batch);
+            }
+        }
         if let Some(macs) = &self.macs {
             for m in batch.iter_mut() {
                 if let Some(hdr) = m.data_mut().get_mut(..12) {
                     hdr.copy_from_slice(macs);
                 }
+            }
+        }
+        if CAPTURE {
+            if let Some(t) = self.capture.as_mut().and_then(|c| c.tx.as_mut()) {
+                t.record(batch);
             }
         }
         self.tx.tx_burst(batch);
@@ -103,8 +138,9 @@ impl Task {
 /// the TSC once per loop and may ask the loop to stop by returning true. Gives the tasks
 /// back, so their queues outlive the ports' stop (a device must stop before its queues
 /// and their buffers go away). With `BUSY`, also returns the TSC ticks spent in polls
-/// that received packets (the forwarding work, without idle polling).
-pub fn run<const BUSY: bool>(
+/// that received packets (the forwarding work, without idle polling). With `CAPTURE`,
+/// tasks feed their `--pcap-capture` taps.
+pub fn run<const BUSY: bool, const CAPTURE: bool>(
     mut tasks: Vec<Task>,
     mut tick: Option<&mut dyn FnMut(u64) -> bool>,
 ) -> (Vec<Task>, u64) {
@@ -114,11 +150,11 @@ pub fn run<const BUSY: bool>(
         for t in tasks.iter_mut() {
             if BUSY {
                 let t0 = tsc::rdtsc();
-                if t.poll(&mut batch) > 0 {
+                if t.poll::<CAPTURE>(&mut batch) > 0 {
                     busy += tsc::rdtsc() - t0;
                 }
             } else {
-                t.poll(&mut batch);
+                t.poll::<CAPTURE>(&mut batch);
             }
         }
         if let Some(tick) = tick.as_mut() {

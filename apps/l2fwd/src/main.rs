@@ -3,9 +3,10 @@
 //!
 //! ```text
 //! l2fwd [EAL options] -- -p PORTMASK [-q NQ] [-T PERIOD] [--[no-]mac-updating]
-//!       [--duration SECS] [--rxd N] [--txd N] [--tx-first N]
+//!       [--duration SECS] [--rxd N] [--txd N] [--tx-first N] [--pcap-capture PORT:FILE]
 //! ```
 
+mod capture;
 mod fwd;
 mod report;
 
@@ -55,6 +56,9 @@ struct AppOpts {
     /// Also measure TSC cycles spent forwarding (polls that received packets), per packet.
     #[arg(long = "busy-cycles")]
     busy_cycles: bool,
+    /// Record what PORT receives and what is sent on it into a pcap FILE (repeatable).
+    #[arg(long = "pcap-capture", value_name = "PORT:FILE", value_parser = capture::parse_spec)]
+    pcap_capture: Vec<(PortId, std::path::PathBuf)>,
 }
 
 fn parse_portmask(s: &str) -> Result<u64, String> {
@@ -100,16 +104,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// The forwarding loop, with or without busy-cycle accounting.
+/// The forwarding loop, with or without busy-cycle accounting and pcap capture.
 fn fwd_run(
-    busy: bool,
+    (busy, capture): (bool, bool),
     tasks: Vec<fwd::Task>,
     tick: Option<&mut dyn FnMut(u64) -> bool>,
 ) -> (Vec<fwd::Task>, u64) {
-    if busy {
-        fwd::run::<true>(tasks, tick)
-    } else {
-        fwd::run::<false>(tasks, tick)
+    match (busy, capture) {
+        (false, false) => fwd::run::<false, false>(tasks, tick),
+        (true, false) => fwd::run::<true, false>(tasks, tick),
+        (false, true) => fwd::run::<false, true>(tasks, tick),
+        (true, true) => fwd::run::<true, true>(tasks, tick),
     }
 }
 
@@ -210,6 +215,8 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         ));
     }
 
+    let captures = capture::attach(&opts.pcap_capture, &enabled, &mut per_lcore)?;
+
     if opts.tx_first > 0 {
         for t in per_lcore.iter_mut().flatten() {
             let sent = t.send_first(&pool, opts.tx_first);
@@ -218,6 +225,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     }
 
     let busy = opts.busy_cycles;
+    let mode = (busy, !captures.is_empty());
     let main_id = eal.main_lcore().id;
     let fwd_lcores = per_lcore.iter().filter(|t| !t.is_empty()).count().max(1);
     let started_tsc = tsc::rdtsc();
@@ -227,7 +235,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         if lc.id == main_id {
             main_tasks = tasks;
         } else if !tasks.is_empty() {
-            workers.push(eal.spawn(*lc, move || fwd_run(busy, tasks, None))?);
+            workers.push(eal.spawn(*lc, move || fwd_run(mode, tasks, None))?);
         }
     }
 
@@ -253,7 +261,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         } else {
-            let (t, b) = fwd_run(busy, main_tasks, Some(&mut tick));
+            let (t, b) = fwd_run(mode, main_tasks, Some(&mut tick));
             main_tasks = t;
             busy_ticks += b;
         }
@@ -283,6 +291,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     if busy {
         report::print_busy(eal.ports(), &enabled, busy_ticks);
     }
+    capture::finish(captures);
     println!("Bye...");
     Ok(())
 }

@@ -98,7 +98,10 @@ pub fn print_summary(all: &[Port], ports: &[PortId], ticks: u64, lcores: usize) 
 /// Prints the TSC cycles spent in polls that received packets, per packet sent: the cost
 /// of forwarding itself, without idle polling.
 pub fn print_busy(all: &[Port], ports: &[PortId], busy_ticks: u64) {
-    let sent: u64 = ports.iter().map(|&p| all[p as usize].stats().opackets).sum();
+    let sent: u64 = ports
+        .iter()
+        .map(|&p| all[p as usize].stats().opackets)
+        .sum();
     if sent > 0 {
         println!(
             "Busy forwarding: {:.1} TSC cycles per packet ({busy_ticks} cycles in polls that received packets)",

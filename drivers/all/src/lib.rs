@@ -17,6 +17,8 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_igb::DRIVER,
     &pmd_ixgbe_model::DRIVER,
     &pmd_af_xdp::DRIVER,
+    &pmd_tap::DRIVER,
+    &pmd_pcap::DRIVER,
 ];
 
 #[cfg(test)]

@@ -1,0 +1,65 @@
+//! `net_pcap`: a port whose wire is pcap files, with DPDK net_pcap's arguments, plus
+//! [`Capture`], which records any port's traffic into a pcap file.
+//!
+//! ```text
+//! --vdev net_pcap0[,rx_pcap=in.pcap][,tx_pcap=out.pcap][,infinite_rx=1]
+//! ```
+//!
+//! | argument      | meaning                                                              |
+//! |---------------|----------------------------------------------------------------------|
+//! | `rx_pcap`     | a pcap or pcapng file (Ethernet link type) replayed on rx              |
+//! | `tx_pcap`     | a pcap file created (truncated) and written with what is sent        |
+//! | `infinite_rx` | 1: replay the rx files in a loop (default 0: the port goes idle at the end) |
+//!
+//! Rx files are loaded into memory when the device is probed, so a damaged file is
+//! reported at once and rx does no file I/O: each burst copies the next frames into mbufs,
+//! as fast as the application polls. Each port start replays from the beginning. A tx
+//! queue appends one pcap record per packet (one timestamp per burst) into a 1 MiB write
+//! buffer; stop, close and idle (empty) tx bursts write the buffer out, so the file is
+//! complete once the port is stopped. Without a `tx_pcap`, transmitted packets are dropped
+//! and counted as sent; without an `rx_pcap`, nothing is received.
+//!
+//! Frames larger than the mbuf data room (2048 bytes by default) are skipped and counted
+//! as rx errors; there are no chained mbufs.
+
+#![warn(missing_docs)]
+
+mod capture;
+mod config;
+mod device;
+mod file;
+mod rxtx;
+
+pub use capture::{Capture, CaptureOptions, CaptureStats, CaptureTap};
+pub use device::PcapDevice;
+pub use file::{Trace, MAX_RECORD};
+pub use rxtx::{PcapRxQueue, PcapTxQueue};
+
+use pmd_core::error::Result;
+use pmd_core::ethdev::{Device, Driver};
+use pmd_core::options::VdevSpec;
+
+/// The driver name, and the vdev prefix it claims.
+pub const DRIVER_NAME: &str = "net_pcap";
+
+/// The pcap driver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcapDriver;
+
+/// The driver instance to register.
+pub static DRIVER: PcapDriver = PcapDriver;
+
+impl Driver for PcapDriver {
+    fn name(&self) -> &'static str {
+        DRIVER_NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "pcap files as a port: [rx_pcap=FILE (replay)][,tx_pcap=FILE (record)]\
+         [,infinite_rx=0|1]"
+    }
+
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
+        Ok(Box::new(PcapDevice::open(vdev)?))
+    }
+}

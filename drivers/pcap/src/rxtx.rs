@@ -1,0 +1,174 @@
+//! The data path: rx copies frames from a file loaded in memory into mbufs; tx appends
+//! records to a buffered file.
+
+use crate::file::{now, Sink, Trace};
+use pmd_core::ethdev::{QueueStats, RxQueue, TxQueue};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::mempool::Mempool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An rx queue replaying one file: each burst copies the next frames into mbufs. At the end
+/// of the file it wraps (`infinite_rx=1`) or goes idle; each port start rewinds it.
+pub struct PcapRxQueue {
+    trace: Arc<Trace>,
+    next: usize,
+    infinite: bool,
+    /// The device's start count; a change means "rewind".
+    starts: Arc<AtomicU64>,
+    seen_starts: u64,
+    pool: Mempool,
+    stats: Arc<QueueStats>,
+    port: u16,
+}
+
+impl std::fmt::Debug for PcapRxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapRxQueue")
+            .field("frames", &self.trace.len())
+            .field("next", &self.next)
+            .field("infinite", &self.infinite)
+            .finish()
+    }
+}
+
+impl PcapRxQueue {
+    pub(crate) fn new(
+        trace: Arc<Trace>,
+        infinite: bool,
+        starts: Arc<AtomicU64>,
+        port: u16,
+        pool: Mempool,
+        stats: Arc<QueueStats>,
+    ) -> PcapRxQueue {
+        PcapRxQueue {
+            trace,
+            next: 0,
+            infinite,
+            seen_starts: starts.load(Ordering::Relaxed),
+            starts,
+            pool,
+            stats,
+            port,
+        }
+    }
+}
+
+impl RxQueue for PcapRxQueue {
+    fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
+        let starts = self.starts.load(Ordering::Relaxed);
+        if starts != self.seen_starts {
+            self.seen_starts = starts;
+            self.next = 0;
+        }
+        let total = self.trace.len();
+        let n = if self.infinite {
+            max
+        } else {
+            max.min(total - self.next)
+        };
+        if n == 0 || total == 0 {
+            return 0;
+        }
+        let start = batch.len();
+        let Some(mbufs) = self.pool.alloc_bulk(batch, n) else {
+            self.stats.add_no_mbuf(n as u64);
+            return 0;
+        };
+        let mut used = 0usize;
+        let mut bytes = 0u64;
+        let mut errors = 0u64;
+        for _ in 0..n {
+            let frame = self.trace.frame(self.next);
+            self.next += 1;
+            if self.next == total && self.infinite {
+                self.next = 0;
+            }
+            let m = &mut mbufs[used];
+            if m.copy_from(frame) {
+                m.set_port(self.port);
+                used += 1;
+                bytes += frame.len() as u64;
+            } else {
+                // Larger than the mbuf data room (no chained mbufs): skipped.
+                errors += 1;
+            }
+        }
+        batch.truncate(start + used);
+        if used > 0 {
+            self.stats.add(used as u64, bytes);
+        }
+        if errors > 0 {
+            self.stats.add_errors(errors);
+        }
+        used
+    }
+}
+
+/// A tx queue: appends each packet to its file as a pcap record (one timestamp per
+/// burst), through a large write buffer; or, without a file, drops everything and counts
+/// it as sent (DPDK's `tx_drop`).
+pub struct PcapTxQueue {
+    sink: Option<Arc<Sink>>,
+    stats: Arc<QueueStats>,
+}
+
+impl std::fmt::Debug for PcapTxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapTxQueue")
+            .field("file", &self.sink.as_ref().map(|s| s.path()))
+            .finish()
+    }
+}
+
+impl PcapTxQueue {
+    pub(crate) fn new(sink: Option<Arc<Sink>>, stats: Arc<QueueStats>) -> PcapTxQueue {
+        PcapTxQueue { sink, stats }
+    }
+}
+
+impl TxQueue for PcapTxQueue {
+    /// Takes every packet. Those that could not be written (the device was closed, or the
+    /// file system refused) are counted as errors. An empty burst pushes buffered records
+    /// out to the file.
+    fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        let n = batch.len();
+        let Some(sink) = &self.sink else {
+            if n > 0 {
+                let bytes = batch.iter().map(|m| m.len() as u64).sum();
+                self.stats.add(n as u64, bytes);
+                batch.clear();
+            }
+            return n;
+        };
+        if n == 0 {
+            if sink.flush().is_err() {
+                self.stats.add_errors(1);
+            }
+            return 0;
+        }
+        let ts = now();
+        let (sent, bytes) = sink
+            .with(|w| {
+                let mut sent = 0u64;
+                let mut bytes = 0u64;
+                for m in batch.iter() {
+                    let d = m.data();
+                    if w.write(ts, d.len() as u32, d).is_ok() {
+                        sent += 1;
+                        bytes += d.len() as u64;
+                    }
+                }
+                (sent, bytes)
+            })
+            .unwrap_or((0, 0));
+        batch.clear();
+        if sent > 0 {
+            self.stats.add(sent, bytes);
+        }
+        if sent < n as u64 {
+            self.stats.add_errors(n as u64 - sent);
+        }
+        n
+    }
+}

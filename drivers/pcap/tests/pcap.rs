@@ -1,0 +1,476 @@
+//! `net_pcap` end to end: frames written through a tx queue come back byte for byte through
+//! an rx queue and through third-party readers (the `pcap-file` crate's reader, and
+//! `tcpdump -r` when installed); infinite replay; damaged files; and [`pmd_pcap::Capture`].
+//! No root needed: everything happens in files under the temporary directory.
+
+use pcap_file::pcap::PcapReader;
+use pmd_core::ethdev::{Device, Driver, Port, PortConf};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::mempool::Mempool;
+use pmd_core::options::VdevSpec;
+use pmd_pcap::{Capture, CaptureOptions, DRIVER};
+use pmd_testkit::unique;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A directory of its own for one test, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(unique(&format!("pmdpcap-{tag}")));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn frame(seq: u32) -> Vec<u8> {
+    let len = 60 + (seq as usize * 37) % 1455;
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0xbb, 0x01, 0x02, 0, 0, 0, 0xaa, 0x01]);
+    f.extend_from_slice(&0x88b5u16.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < len {
+        f.push((f.len() as u32 ^ seq.wrapping_mul(13)) as u8);
+    }
+    f
+}
+
+fn pool() -> Mempool {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = format!("pcapt-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    Mempool::create(&n, 1024, 0).unwrap()
+}
+
+fn probe(spec: &str) -> pmd_core::Result<Box<dyn Device>> {
+    let vdev: VdevSpec = spec.parse().unwrap();
+    assert_eq!(vdev.driver_prefix(), DRIVER.name());
+    DRIVER.probe(&vdev)
+}
+
+fn port(spec: &str) -> Port {
+    let mut p = Port::new(0, "net_pcap0", probe(spec).unwrap());
+    p.configure(&PortConf::default()).unwrap();
+    p
+}
+
+/// Sends `frames` through a new port recording into `path`, then stops and closes it.
+fn record(path: &Path, frames: &[Vec<u8>]) {
+    let mut port = port(&format!("net_pcap0,tx_pcap={}", path.display()));
+    let p = pool();
+    let _rx = port.setup_rx_queue(0, 0, &p).unwrap();
+    let mut tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    let mut batch = PktBatch::new();
+    for chunk in frames.chunks(32) {
+        p.alloc_bulk(&mut batch, chunk.len()).unwrap();
+        for (m, f) in batch.iter_mut().zip(chunk) {
+            assert!(m.copy_from(f));
+        }
+        assert_eq!(tx.tx_burst(&mut batch), chunk.len());
+        assert!(batch.is_empty());
+    }
+    let s = port.stats();
+    let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    assert_eq!(
+        (s.opackets, s.obytes, s.oerrors),
+        (frames.len() as u64, bytes, 0)
+    );
+    port.stop().unwrap();
+    port.close();
+}
+
+/// Everything an rx queue replays until it has been idle for 20 polls (or `limit` frames).
+fn replay(rx: &mut pmd_core::ethdev::RxQueueHandle, limit: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut batch = PktBatch::new();
+    let mut idle = 0;
+    while idle < 20 && got.len() < limit {
+        if rx.rx_burst(&mut batch) == 0 {
+            idle += 1;
+            continue;
+        }
+        idle = 0;
+        got.extend(batch.iter().map(|m| m.data().to_vec()));
+        batch.clear();
+    }
+    got
+}
+
+/// The frames of a pcap file, read with the `pcap-file` crate's own reader.
+fn read_with_pcap_file(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    assert_eq!(r.header().datalink, pcap_file::DataLink::ETHERNET);
+    let mut v = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        assert_eq!(p.orig_len as usize, p.data.len());
+        v.push(p.data.into_owned());
+    }
+    v
+}
+
+/// `tcpdump -r path -x` as (count, hex bytes of each frame), or `None` if not installed.
+fn read_with_tcpdump(path: &Path) -> Option<Vec<Vec<u8>>> {
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-x", "-e", "-r"])
+        .arg(path)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each frame: a summary line, then lines "\t0x0000:  hhhh hhhh ..." of the bytes
+    // after the Ethernet header (-x without -xx skips the link header).
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(hex) = line.trim_start().strip_prefix("0x") {
+            let (_, words) = hex.split_once(':').unwrap();
+            let cur = frames.last_mut().unwrap();
+            for w in words.split_whitespace() {
+                for i in (0..w.len()).step_by(2) {
+                    cur.push(u8::from_str_radix(&w[i..i + 2], 16).unwrap());
+                }
+            }
+        } else {
+            frames.push(Vec::new());
+        }
+    }
+    Some(frames)
+}
+
+#[test]
+fn tx_then_rx_round_trip_byte_for_byte() {
+    let dir = TempDir::new("rt");
+    let file = dir.file("out.pcap");
+    const N: u32 = 500;
+    let frames: Vec<Vec<u8>> = (0..N).map(frame).collect();
+    record(&file, &frames);
+
+    // Third-party readers see exactly the frames sent.
+    assert_eq!(read_with_pcap_file(&file), frames);
+    match read_with_tcpdump(&file) {
+        Some(t) => {
+            assert_eq!(t.len(), frames.len(), "tcpdump frame count");
+            for (i, (got, want)) in t.iter().zip(&frames).enumerate() {
+                assert_eq!(got[..], want[14..], "tcpdump frame {i}");
+            }
+        }
+        None => eprintln!(
+            "tx_then_rx_round_trip_byte_for_byte: tcpdump not installed, its check skipped"
+        ),
+    }
+
+    // Our rx replays them once, then goes idle.
+    let mut port = port(&format!("net_pcap1,rx_pcap={}", file.display()));
+    let p = pool();
+    let mut rx = port.setup_rx_queue(0, 0, &p).unwrap();
+    let mut tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    assert!(port.link().up);
+    let got = replay(&mut rx, usize::MAX);
+    assert_eq!(got.len(), N as usize);
+    assert_eq!(got, frames);
+    let s = port.stats();
+    let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    assert_eq!((s.ipackets, s.ibytes, s.ierrors), (u64::from(N), bytes, 0));
+    let xs = port.xstats();
+    assert!(
+        xs.contains(&("rx_q0_file_packets".into(), u64::from(N))),
+        "{xs:?}"
+    );
+
+    // Without a tx file, sent packets are dropped and counted (DPDK's tx_drop).
+    let mut batch = PktBatch::new();
+    p.alloc_bulk(&mut batch, 3).unwrap();
+    for m in batch.iter_mut() {
+        m.copy_from(&frame(1));
+    }
+    assert_eq!(tx.tx_burst(&mut batch), 3);
+    assert_eq!(port.stats().opackets, 3);
+
+    // A restart replays from the beginning.
+    port.stop().unwrap();
+    port.start().unwrap();
+    assert_eq!(replay(&mut rx, usize::MAX), frames);
+    assert_eq!(p.stats().in_use, 0, "every buffer went back to the pool");
+}
+
+#[test]
+fn infinite_rx_loops_over_the_file() {
+    let dir = TempDir::new("inf");
+    let file = dir.file("five.pcap");
+    let frames: Vec<Vec<u8>> = (0..5).map(frame).collect();
+    record(&file, &frames);
+    let mut port = port(&format!(
+        "net_pcap0,rx_pcap={},infinite_rx=1",
+        file.display()
+    ));
+    let p = pool();
+    let mut rx = port.setup_rx_queue(0, 0, &p).unwrap();
+    let _tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    let got = replay(&mut rx, 1003);
+    assert!(got.len() >= 1003, "{}", got.len());
+    for (i, f) in got.iter().enumerate() {
+        assert_eq!(f, &frames[i % 5], "frame {i}");
+    }
+    // Still going.
+    let mut batch = PktBatch::new();
+    assert_eq!(rx.rx_burst(&mut batch), 32);
+}
+
+#[test]
+fn bad_files_give_clear_errors() {
+    let dir = TempDir::new("bad");
+    let err = |spec: String| probe(&spec).err().expect("probe should fail").to_string();
+
+    let garbage = dir.file("garbage.pcap");
+    std::fs::write(&garbage, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let e = err(format!("net_pcap0,rx_pcap={}", garbage.display()));
+    assert_eq!(
+        e,
+        format!(
+            "net_pcap0: rx_pcap {}: not a pcap or pcapng file (starts with 0x47455420)",
+            garbage.display()
+        )
+    );
+
+    let good = dir.file("good.pcap");
+    record(&good, &(0..10).map(frame).collect::<Vec<_>>());
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.file("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let e = err(format!("net_pcap0,rx_pcap={}", cut.display()));
+    assert!(
+        e.contains("truncated: record 10 at byte") && e.contains("after 9 complete packets"),
+        "{e}"
+    );
+
+    let empty = dir.file("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let e = err(format!("net_pcap0,rx_pcap={}", empty.display()));
+    assert!(e.contains("not a pcap file: only 0 bytes"), "{e}");
+
+    let e = err(format!(
+        "net_pcap0,rx_pcap={}",
+        dir.file("missing.pcap").display()
+    ));
+    assert!(e.contains("missing.pcap: cannot read: No such file"), "{e}");
+
+    let e = err(format!(
+        "net_pcap0,tx_pcap={}",
+        dir.file("no/such/dir/out.pcap").display()
+    ));
+    assert!(e.contains("cannot create: No such file"), "{e}");
+
+    // An empty (header only) file with infinite_rx has nothing to loop over.
+    let hdr = dir.file("hdr.pcap");
+    record(&hdr, &[]);
+    let e = err(format!("net_pcap0,rx_pcap={},infinite_rx=1", hdr.display()));
+    assert!(e.contains("no packets, so infinite_rx=1"), "{e}");
+    // Without infinite_rx it is a port that receives nothing.
+    let mut port = port(&format!("net_pcap0,rx_pcap={}", hdr.display()));
+    let p = pool();
+    let mut rx = port.setup_rx_queue(0, 0, &p).unwrap();
+    let _tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    assert!(replay(&mut rx, 10).is_empty());
+
+    let e = err("net_pcap0,rx_pcap=a.pcap,speed=1".into());
+    assert!(e.contains("unknown argument(s) 'speed'"), "{e}");
+}
+
+#[test]
+fn tx_file_is_complete_after_stop_and_keeps_growing_after_restart() {
+    let dir = TempDir::new("stop");
+    let file = dir.file("out.pcap");
+    let mut port = port(&format!("net_pcap0,tx_pcap={}", file.display()));
+    let p = pool();
+    let _rx = port.setup_rx_queue(0, 0, &p).unwrap();
+    let mut tx = port.setup_tx_queue(0, 0).unwrap();
+    let send = |tx: &mut pmd_core::ethdev::TxQueueHandle, seqs: std::ops::Range<u32>| {
+        let mut batch = PktBatch::new();
+        for s in seqs {
+            p.alloc_bulk(&mut batch, 1).unwrap()[0].copy_from(&frame(s));
+            if batch.spare() == 0 {
+                tx.tx_burst(&mut batch);
+            }
+        }
+        tx.tx_burst(&mut batch);
+    };
+    port.start().unwrap();
+    send(&mut tx, 0..100);
+    port.stop().unwrap();
+    // Complete while stopped (the queue still exists, the file is not closed).
+    let want: Vec<Vec<u8>> = (0..100).map(frame).collect();
+    assert_eq!(read_with_pcap_file(&file), want);
+    port.start().unwrap();
+    send(&mut tx, 100..150);
+    // An idle (empty) burst writes the buffer out too.
+    tx.tx_burst(&mut PktBatch::new());
+    let want: Vec<Vec<u8>> = (0..150).map(frame).collect();
+    assert_eq!(read_with_pcap_file(&file), want);
+    port.close();
+    // After close the queue refuses packets (counted as errors) and the file stays whole.
+    send(&mut tx, 150..151);
+    assert_eq!(read_with_pcap_file(&file), want);
+}
+
+#[test]
+fn capture_records_what_passes_through_a_tap() {
+    let dir = TempDir::new("cap");
+    let file = dir.file("cap.pcap");
+    let cap = Capture::create(&file).unwrap();
+    let mut taps = [cap.tap(), cap.tap()];
+    let p = pool();
+    let mut batch = PktBatch::new();
+    const N: u32 = 2000;
+    let mut next = 0u32;
+    // Two taps (as two lcores would), alternating bursts of up to 64.
+    while next < N {
+        let n = (N - next).min(1 + next % 64);
+        p.alloc_bulk(&mut batch, n as usize).unwrap();
+        for m in batch.iter_mut() {
+            m.copy_from(&frame(next));
+            next += 1;
+        }
+        taps[(next % 2) as usize].record(&batch);
+        // The batch is untouched: still ours to forward.
+        assert_eq!(batch.len(), n as usize);
+        batch.clear();
+        // Pace so that the writer keeps up (nothing is dropped in this test).
+        if next % 512 < 64 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while cap.stats().written < cap.stats().captured && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    drop(taps);
+    let s = cap.finish().unwrap();
+    assert_eq!(
+        (s.captured, s.dropped, s.written),
+        (u64::from(N), 0, u64::from(N))
+    );
+    let got = read_with_pcap_file(&file);
+    let want: Vec<Vec<u8>> = (0..N).map(frame).collect();
+    assert_eq!(got, want);
+    assert_eq!(p.stats().in_use, 0);
+}
+
+#[test]
+fn capture_drops_instead_of_waiting_and_truncates_to_snaplen() {
+    let dir = TempDir::new("capdrop");
+    let file = dir.file("cap.pcap");
+    let cap = Capture::with_options(
+        &file,
+        &CaptureOptions {
+            buffers: 64,
+            bursts: 2,
+            snaplen: 100,
+        },
+    )
+    .unwrap();
+    let mut tap = cap.tap();
+    let p = pool();
+    let mut batch = PktBatch::new();
+    p.alloc_bulk(&mut batch, 32).unwrap();
+    for m in batch.iter_mut() {
+        m.copy_from(&frame(39)); // 1503 bytes
+    }
+    // Far more than 2 bursts / 64 buffers at once: some are dropped, none waits.
+    let t = Instant::now();
+    for _ in 0..200 {
+        tap.record(&batch);
+    }
+    assert!(t.elapsed() < Duration::from_secs(1));
+    drop(tap);
+    let s = cap.finish().unwrap();
+    assert_eq!(s.captured + s.dropped, 200 * 32);
+    assert!(s.dropped > 0, "{s:?}");
+    assert_eq!(s.written, s.captured);
+    let mut r = PcapReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let mut n = 0;
+    while let Some(pkt) = r.next_packet() {
+        let pkt = pkt.unwrap();
+        assert_eq!((pkt.data.len(), pkt.orig_len), (100, 1503));
+        assert_eq!(pkt.data[..], frame(39)[..100]);
+        n += 1;
+    }
+    assert_eq!(n, s.written);
+}
+
+/// DPDK's own net_pcap (testpmd, io forwarding on one port looped to itself) replays a file
+/// we wrote and records into a file we then replay: both ways byte for byte.
+#[test]
+fn dpdk_testpmd_reads_our_file_and_we_read_its_file() {
+    if !pmd_testkit::have_root("dpdk_testpmd_reads_our_file_and_we_read_its_file") {
+        return;
+    }
+    if Command::new("dpdk-testpmd").arg("-v").output().is_err() {
+        eprintln!("dpdk_testpmd_reads_our_file_and_we_read_its_file: skipped: no dpdk-testpmd (apt-get install dpdk)");
+        return;
+    }
+    let dir = TempDir::new("dpdk");
+    let ours = dir.file("ours.pcap");
+    let theirs = dir.file("dpdk.pcap");
+    const N: u32 = 300;
+    let frames: Vec<Vec<u8>> = (0..N).map(frame).collect();
+    record(&ours, &frames);
+    let prefix = unique("pmdpcapdpdk");
+    let vdev = format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        ours.display(),
+        theirs.display()
+    );
+    let out = Command::new("timeout")
+        .args([
+            "-s",
+            "INT",
+            "4",
+            "dpdk-testpmd",
+            "-l",
+            "0,1",
+            "--no-pci",
+            "--no-huge",
+        ])
+        .args(["-m", "512", "--file-prefix", &prefix, "--vdev", &vdev, "--"])
+        .args([
+            "--forward-mode=io",
+            "--port-topology=loop",
+            "--stats-period",
+            "1",
+        ])
+        // Without --no-flush-rx testpmd drains (and drops) what rx has before forwarding.
+        .args(["--total-num-mbufs=4096", "--no-flush-rx"])
+        .output()
+        .expect("running dpdk-testpmd");
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!("TX-packets: {N} ")),
+        "testpmd did not forward {N} packets:\n{log}"
+    );
+    let mut port = port(&format!("net_pcap0,rx_pcap={}", theirs.display()));
+    let p = pool();
+    let mut rx = port.setup_rx_queue(0, 0, &p).unwrap();
+    let _tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    assert_eq!(replay(&mut rx, usize::MAX), frames, "{log}");
+}

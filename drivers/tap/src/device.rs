@@ -1,0 +1,349 @@
+//! [`TapDevice`]: creating or attaching to the interface, its queue fds, and its state.
+
+use crate::config::{Config, MacChoice};
+use crate::rxtx::{TapFd, TapRxQueue, TapTxQueue};
+use crate::{sys, DRIVER_NAME, MAX_QUEUES};
+use pmd_core::error::{Error, Result};
+use pmd_core::ethdev::{
+    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+};
+use pmd_core::options::VdevSpec;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+/// Speed reported while the link is up (a tap has none; DPDK's net_tap says 10G too).
+const TAP_SPEED_MBPS: u32 = 10_000;
+
+/// One tap device: a kernel tap interface and one fd per rx queue.
+pub struct TapDevice {
+    name: String,
+    /// The interface's actual name.
+    iface: String,
+    /// The interface existed before we attached (it is never deleted by us).
+    existed: bool,
+    multi_queue: bool,
+    /// Socket for interface ioctls; `None` once closed.
+    ctrl: Option<OwnedFd>,
+    /// Queue fds: one per rx queue (tx queue `i` writes on fd `i % len`); empty once closed.
+    fds: Vec<Arc<TapFd>>,
+    conf: PortConf,
+    mac: MacAddr,
+    /// We brought the interface up at start (and take it down again at stop).
+    raised: bool,
+}
+
+impl std::fmt::Debug for TapDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TapDevice")
+            .field("name", &self.name)
+            .field("iface", &self.iface)
+            .field("existed", &self.existed)
+            .field("multi_queue", &self.multi_queue)
+            .field("queues", &self.fds.len())
+            .finish()
+    }
+}
+
+fn needs_cap(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+/// Opens `/dev/net/tun`, with the errors a user can act on.
+fn open_tun(name: &str) -> Result<OwnedFd> {
+    sys::open_tun().map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => Error::driver(
+            name,
+            format!(
+                "{} is missing: load the tun module (`modprobe tun`) or create the node \
+                 (`mkdir -p /dev/net && mknod /dev/net/tun c 10 200`) ({e})",
+                sys::TUN_PATH.to_string_lossy()
+            ),
+        ),
+        _ if needs_cap(&e) => Error::driver(
+            name,
+            format!(
+                "cannot open {}: a tap interface needs CAP_NET_ADMIN, run as root ({e})",
+                sys::TUN_PATH.to_string_lossy()
+            ),
+        ),
+        _ => Error::io(
+            format!("{name}: opening {}", sys::TUN_PATH.to_string_lossy()),
+            e,
+        ),
+    })
+}
+
+/// Attaches a new fd to `iface` with `flags`; returns it and the interface's name.
+fn attach(name: &str, iface: &str, flags: libc::c_short) -> Result<(OwnedFd, String)> {
+    let fd = open_tun(name)?;
+    let actual = sys::tun_set_iff(&fd, iface, flags).map_err(|e| attach_error(name, iface, e))?;
+    Ok((fd, actual))
+}
+
+fn attach_error(name: &str, iface: &str, e: io::Error) -> Error {
+    let msg = match e.raw_os_error() {
+        _ if needs_cap(&e) => format!(
+            "creating or attaching to tap interface '{iface}' needs CAP_NET_ADMIN: run as root ({e})"
+        ),
+        Some(libc::EBUSY) => format!(
+            "tap interface '{iface}' is in use by another process (without multi_queue a tap \
+             takes one user) ({e})"
+        ),
+        Some(libc::EINVAL) => format!(
+            "the kernel refused tap interface '{iface}': an invalid name, or a tun/other \
+             device of that name with other flags ({e})"
+        ),
+        Some(libc::E2BIG) => format!("tap interface '{iface}' has no room for more queues ({e})"),
+        _ => return Error::io(format!("{name}: TUNSETIFF on '{iface}'"), e),
+    };
+    Error::driver(name, msg)
+}
+
+/// Checks that an existing interface is a tap (not a tun or another kind of device).
+fn check_existing(name: &str, ctrl: &OwnedFd, iface: &str) -> Result<()> {
+    match sys::if_driver(ctrl, iface) {
+        Ok((drv, bus)) if drv == "tun" && bus == "tap" => Ok(()),
+        Ok((drv, _)) if drv == "tun" => Err(Error::driver(
+            name,
+            format!("interface '{iface}' is a tun (layer 3) device; net_tap needs a tap"),
+        )),
+        Ok((drv, _)) => Err(Error::driver(
+            name,
+            format!(
+                "interface '{iface}' exists and is not a tap device (driver '{drv}'); \
+                 choose another name with iface=NAME"
+            ),
+        )),
+        Err(e) => Err(Error::driver(
+            name,
+            format!("interface '{iface}' exists and is not a tap device ({e})"),
+        )),
+    }
+}
+
+impl TapDevice {
+    /// Validates the arguments, then creates the tap interface (or attaches to the
+    /// existing tap of that name) and sets its MAC address if asked to.
+    pub fn open(vdev: &VdevSpec) -> Result<TapDevice> {
+        let cfg = Config::from_vdev(vdev)?;
+        let name = vdev.name.clone();
+        let ctrl = sys::ctrl_socket()
+            .map_err(|e| Error::io(format!("{name}: socket for interface ioctls"), e))?;
+        let existed = !cfg.iface.contains('%') && sys::if_index(&ctrl, &cfg.iface).is_ok();
+        if existed {
+            check_existing(&name, &ctrl, &cfg.iface)?;
+        }
+        let base = sys::IFF_TAP | sys::IFF_NO_PI;
+        let mq = base | sys::IFF_MULTI_QUEUE;
+        // A new interface is always multi-queue (so any queue count can be configured
+        // later); an existing one keeps the mode it was created with.
+        let (fd, iface, multi_queue) = match attach(&name, &cfg.iface, mq) {
+            Ok((fd, iface)) => (fd, iface, true),
+            Err(_) if existed => {
+                let (fd, iface) = attach(&name, &cfg.iface, base)?;
+                (fd, iface, false)
+            }
+            Err(e) => return Err(e),
+        };
+        if let MacChoice::Set(mac) = cfg.mac {
+            sys::if_set_hwaddr(&ctrl, &iface, mac.0).map_err(|e| {
+                Error::io(format!("{name}: setting the MAC address of '{iface}'"), e)
+            })?;
+        }
+        let mac = sys::if_hwaddr(&ctrl, &iface)
+            .map(MacAddr)
+            .map_err(|e| Error::io(format!("{name}: MAC address of '{iface}'"), e))?;
+        if cfg.persist && !existed {
+            sys::tun_set_persist(&fd, true)
+                .map_err(|e| Error::io(format!("{name}: TUNSETPERSIST on '{iface}'"), e))?;
+        }
+        tracing::info!(
+            "{name}: tap interface {iface} ({}, {mac}, {})",
+            if existed { "existing" } else { "created" },
+            if multi_queue {
+                "multi-queue"
+            } else {
+                "single queue"
+            }
+        );
+        Ok(TapDevice {
+            name,
+            iface,
+            existed,
+            multi_queue,
+            ctrl: Some(ctrl),
+            fds: vec![Arc::new(TapFd::new(fd))],
+            conf: PortConf::default(),
+            mac,
+            raised: false,
+        })
+    }
+
+    /// The kernel interface's name.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Whether the interface existed before this device attached to it.
+    pub fn existed(&self) -> bool {
+        self.existed
+    }
+
+    fn err(&self, msg: impl Into<String>) -> Error {
+        Error::driver(self.name.clone(), msg)
+    }
+
+    fn ctrl(&self) -> Result<&OwnedFd> {
+        self.ctrl
+            .as_ref()
+            .ok_or_else(|| self.err("the device is closed"))
+    }
+
+    fn flags(&self) -> u32 {
+        self.ctrl
+            .as_ref()
+            .and_then(|c| sys::if_flags(c, &self.iface).ok())
+            .unwrap_or(0)
+    }
+
+    fn set_flag(&self, mask: u32, on: bool, what: &str) -> Result<()> {
+        sys::if_set_flags(self.ctrl()?, &self.iface, mask, on).map_err(|e| {
+            Error::io(
+                format!(
+                    "{}: turning {what} {} on '{}'",
+                    self.name,
+                    if on { "on" } else { "off" },
+                    self.iface
+                ),
+                e,
+            )
+        })
+    }
+}
+
+impl Device for TapDevice {
+    fn info(&self) -> DevInfo {
+        DevInfo {
+            driver: DRIVER_NAME,
+            max_rx_queues: if self.multi_queue { MAX_QUEUES } else { 1 },
+            max_tx_queues: MAX_QUEUES,
+            // No descriptor ring: the kernel queues frames (txqueuelen); any count is accepted.
+            min_desc: 1,
+            max_desc: u16::MAX,
+            default_desc: 1024,
+        }
+    }
+
+    /// One fd per rx queue (the kernel spreads flows over them); tx queues share them.
+    fn configure(&mut self, conf: &PortConf) -> Result<()> {
+        self.ctrl()?;
+        let want = usize::from(conf.rx_queues);
+        if want > 1 && !self.multi_queue {
+            return Err(self.err(format!(
+                "{want} rx queues need a multi-queue tap, and '{}' was created without \
+                 multi_queue (recreate it: ip tuntap add {} mode tap multi_queue)",
+                self.iface, self.iface
+            )));
+        }
+        let flags = sys::IFF_TAP | sys::IFF_NO_PI | sys::IFF_MULTI_QUEUE;
+        while self.fds.len() < want {
+            let (fd, _) = attach(&self.name, &self.iface, flags)?;
+            self.fds.push(Arc::new(TapFd::new(fd)));
+        }
+        self.fds.truncate(want.max(1));
+        self.conf = conf.clone();
+        Ok(())
+    }
+
+    fn setup_rx_queue(&mut self, qid: u16, conf: RxQueueConf) -> Result<Box<dyn RxQueue>> {
+        self.ctrl()?;
+        let fd = self
+            .fds
+            .get(usize::from(qid))
+            .filter(|_| qid < self.conf.rx_queues)
+            .ok_or_else(|| {
+                self.err(format!(
+                    "rx queue {qid} does not exist ({} configured)",
+                    self.conf.rx_queues
+                ))
+            })?;
+        Ok(Box::new(TapRxQueue::new(
+            fd.clone(),
+            conf.port,
+            conf.pool,
+            conf.stats,
+        )))
+    }
+
+    fn setup_tx_queue(&mut self, qid: u16, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
+        self.ctrl()?;
+        if qid >= self.conf.tx_queues || self.fds.is_empty() {
+            return Err(self.err(format!(
+                "tx queue {qid} does not exist ({} configured)",
+                self.conf.tx_queues
+            )));
+        }
+        let fd = self.fds[usize::from(qid) % self.fds.len()].clone();
+        Ok(Box::new(TapTxQueue::new(fd, conf.stats)))
+    }
+
+    /// Brings the interface up (it stays up at stop if it was up before).
+    fn start(&mut self) -> Result<()> {
+        let up = libc::IFF_UP as u32;
+        if self.flags() & up == 0 {
+            self.set_flag(up, true, "the interface")?;
+            self.raised = true;
+        }
+        Ok(())
+    }
+
+    /// Takes the interface down again if start brought it up.
+    fn stop(&mut self) -> Result<()> {
+        if self.raised {
+            self.set_flag(libc::IFF_UP as u32, false, "the interface")?;
+            self.raised = false;
+        }
+        Ok(())
+    }
+
+    /// Closes the device's fds: a tap it created (without `persist`) disappears once the
+    /// queue handles are gone too.
+    fn close(&mut self) {
+        if self.raised {
+            if let Err(e) = self.stop() {
+                tracing::warn!("{}: {e}", self.name);
+            }
+        }
+        self.fds.clear();
+        self.ctrl = None;
+    }
+
+    fn link(&self) -> Link {
+        let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
+        if self.flags() & want != want {
+            return Link::default();
+        }
+        Link {
+            up: true,
+            speed_mbps: TAP_SPEED_MBPS,
+            full_duplex: true,
+        }
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        self.set_flag(libc::IFF_PROMISC as u32, on, "promiscuous mode")
+    }
+
+    fn promiscuous(&self) -> bool {
+        self.flags() & libc::IFF_PROMISC as u32 != 0
+    }
+
+    fn xstats(&self) -> Vec<(String, u64)> {
+        vec![("tap_queue_fds".to_string(), self.fds.len() as u64)]
+    }
+}

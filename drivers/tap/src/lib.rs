@@ -1,0 +1,72 @@
+//! `net_tap`: a poll-mode driver for a Linux tap interface, the kernel's virtual Ethernet
+//! device backed by a file descriptor (`/dev/net/tun`). What the port transmits, the kernel
+//! receives on the interface; what the kernel sends out of the interface, the port
+//! receives. DPDK net_tap's arguments:
+//!
+//! ```text
+//! --vdev net_tap0[,iface=dtap0][,mac=xx:xx:xx:xx:xx:xx|mac=fixed][,persist=1]
+//! ```
+//!
+//! | argument  | default      | meaning                                                       |
+//! |-----------|--------------|---------------------------------------------------------------|
+//! | `iface`   | `dtap<N>`    | interface name (`N` = the device number); `%d` lets the kernel pick |
+//! | `mac`     | kernel's     | MAC address given to the interface; `fixed` = `00:64:74:61:70:<'0'+N>` |
+//! | `persist` | 0            | 1: keep an interface this device created after it closes      |
+//!
+//! If no interface of that name exists, one is created (`IFF_TAP | IFF_NO_PI`,
+//! multi-queue) and deleted when the device and its queues are closed, unless `persist=1`.
+//! An existing tap is attached to and never deleted; it keeps its mode (a tap created
+//! without `multi_queue` allows one rx queue).
+//!
+//! Each rx queue has its own fd (`IFF_MULTI_QUEUE`: the kernel spreads flows over them);
+//! tx queue `i` writes on fd `i % rx queues`. All fds are non-blocking. Receive is one
+//! `read` per frame until `EAGAIN` or the burst is full; transmit is one `write` per frame:
+//! a tap has no batch interface, so each packet costs one system call each way. Nothing is
+//! allocated per packet (mbufs come from the pool in bulk).
+//!
+//! Start brings the interface up (stop takes it down again if start raised it); the link
+//! is up while the interface is up and running. The port's MAC address is the interface's;
+//! promiscuous mode is the interface's `IFF_PROMISC` flag. Creating or attaching needs
+//! `CAP_NET_ADMIN`.
+
+#![warn(missing_docs)]
+
+mod config;
+mod device;
+mod rxtx;
+mod sys;
+
+pub use device::TapDevice;
+pub use rxtx::{TapRxQueue, TapTxQueue};
+
+use pmd_core::error::Result;
+use pmd_core::ethdev::{Device, Driver};
+use pmd_core::options::VdevSpec;
+
+/// The driver name, and the vdev prefix it claims.
+pub const DRIVER_NAME: &str = "net_tap";
+
+/// Most queues per direction (DPDK's `RTE_PMD_TAP_MAX_QUEUES`).
+pub const MAX_QUEUES: u16 = 16;
+
+/// The tap driver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TapDriver;
+
+/// The driver instance to register.
+pub static DRIVER: TapDriver = TapDriver;
+
+impl Driver for TapDriver {
+    fn name(&self) -> &'static str {
+        DRIVER_NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "Linux tap interface (/dev/net/tun), created or attached: [iface=dtapN]\
+         [,mac=xx:xx:xx:xx:xx:xx|fixed][,persist=0|1]"
+    }
+
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
+        Ok(Box::new(TapDevice::open(vdev)?))
+    }
+}
