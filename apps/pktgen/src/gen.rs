@@ -51,6 +51,8 @@ pub struct Sender {
     pub burst: usize,
     /// Counters.
     pub shared: Arc<Shared>,
+    /// Frames to replay instead of the templates.
+    pub replay: Option<Arc<pmd_pcap::Trace>>,
     seq: u64,
     next_tpl: usize,
     flow: u32,
@@ -76,6 +78,7 @@ impl Sender {
             count: 0,
             burst: 32,
             shared,
+            replay: None,
             seq: 0,
             next_tpl: 0,
             flow: 0,
@@ -111,22 +114,32 @@ impl Sender {
                 return;
             }
             let now = tsc::rdtsc();
-            for m in self.batch.iter_mut() {
-                let t = &self.templates[self.next_tpl];
-                self.next_tpl = if self.next_tpl + 1 == self.templates.len() {
-                    0
-                } else {
-                    self.next_tpl + 1
-                };
-                if let Some(d) = m.append(t.len()) {
-                    t.write(d, self.flow, self.seq, now);
+            if let Some(trace) = &self.replay {
+                for m in self.batch.iter_mut() {
+                    let f = trace.frame((self.seq % trace.len() as u64) as usize);
+                    if let Some(d) = m.append(f.len()) {
+                        d.copy_from_slice(f);
+                    }
+                    self.seq += 1;
                 }
-                self.flow = if self.flow + 1 == self.flows {
-                    0
-                } else {
-                    self.flow + 1
-                };
-                self.seq += 1;
+            } else {
+                for m in self.batch.iter_mut() {
+                    let t = &self.templates[self.next_tpl];
+                    self.next_tpl = if self.next_tpl + 1 == self.templates.len() {
+                        0
+                    } else {
+                        self.next_tpl + 1
+                    };
+                    if let Some(d) = m.append(t.len()) {
+                        t.write(d, self.flow, self.seq, now);
+                    }
+                    self.flow = if self.flow + 1 == self.flows {
+                        0
+                    } else {
+                        self.flow + 1
+                    };
+                    self.seq += 1;
+                }
             }
         }
         let bytes: u64 = self.batch.iter().map(|m| m.len() as u64).sum();
@@ -147,6 +160,8 @@ pub struct Receiver {
     pub rx: RxQueueHandle,
     /// Counters.
     pub shared: Arc<Shared>,
+    /// Replay mode: every frame counts as ours.
+    pub count_all: bool,
     hist: Histogram,
     next_seq: u64,
     ns_per_tick: f64,
@@ -160,6 +175,7 @@ impl Receiver {
         Receiver {
             rx,
             shared,
+            count_all: false,
             hist: Histogram::default(),
             next_seq: 0,
             ns_per_tick: 1e9 / tsc::hz() as f64,
@@ -187,6 +203,10 @@ impl Receiver {
                         } else {
                             self.next_seq = seq + 1;
                         }
+                    }
+                    None if self.count_all => {
+                        ours += 1;
+                        bytes += m.len() as u64;
                     }
                     None => other += 1,
                 }

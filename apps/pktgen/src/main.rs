@@ -126,7 +126,20 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     sender.per_tick = opts.rate * 1e6 / tsc::hz() as f64;
     sender.count = opts.count;
     sender.burst = opts.burst.into();
-    let receiver = Receiver::new(rxq, shared.clone());
+    let mut receiver = Receiver::new(rxq, shared.clone());
+    if let Some(path) = &opts.pcap {
+        let trace =
+            pmd_pcap::Trace::load(path).map_err(|e| Error::Config(format!("--pcap: {e}")))?;
+        if trace.is_empty() {
+            return Err(Error::Config(format!(
+                "--pcap {}: no frames to replay",
+                path.display()
+            )));
+        }
+        eprintln!("Replaying {} frames from {}", trace.len(), path.display());
+        sender.replay = Some(Arc::new(trace));
+        receiver.count_all = true;
+    }
 
     // Lcores: the ones after the main lcore send and receive; with one, it does both; with
     // none, the main lcore does both and reports in between.

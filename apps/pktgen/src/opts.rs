@@ -57,6 +57,10 @@ pub struct Opts {
     /// Live table period in seconds (0: none).
     #[arg(short = 'T', long = "stats-period", default_value_t = 1)]
     pub period: u64,
+    /// Replay the frames of this pcap file (in order, looping) instead of generating
+    /// UDP frames; every frame received then counts (no latency or reordering).
+    #[arg(long)]
+    pub pcap: Option<std::path::PathBuf>,
     /// Print the final summary as one JSON object (for scripts).
     #[arg(long)]
     pub json: bool,

@@ -135,3 +135,53 @@ fn bad_ports_are_named() {
     assert_ne!(code, 0);
     assert!(err.contains("no Ethernet ports"), "{err}");
 }
+
+/// A classic pcap file (microsecond timestamps, Ethernet) of `frames`.
+fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        b.extend_from_slice(&(i as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(f);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn replays_a_pcap_in_a_loop() {
+    let dir = std::env::temp_dir().join(unique("pktgen-pcap"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("in.pcap");
+    let frames: Vec<Vec<u8>> = (0..7u8)
+        .map(|i| vec![i; 60 + usize::from(i) * 100])
+        .collect();
+    write_pcap(&path, &frames);
+    let (code, out, err) = pktgen(
+        &["--no-huge", "-l", "0", "--vdev", "net_ring0"],
+        &[
+            "--pcap",
+            path.to_str().unwrap(),
+            "--count",
+            "700",
+            "--json",
+            "-T",
+            "0",
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 0, "{err}");
+    let json = out.lines().last().unwrap();
+    assert_eq!(json_num(json, "sent"), 700.0, "{json}");
+    assert_eq!(json_num(json, "received"), 700.0, "{json}");
+    let per_cycle: usize = frames.iter().map(Vec::len).sum();
+    assert_eq!(json_num(json, "sent_bytes"), (per_cycle * 100) as f64);
+    assert!(err.contains("Replaying 7 frames"), "{err}");
+}
