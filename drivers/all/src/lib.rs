@@ -19,6 +19,7 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_af_xdp::DRIVER,
     &pmd_tap::DRIVER,
     &pmd_pcap::DRIVER,
+    &pmd_memif::DRIVER,
 ];
 
 #[cfg(test)]

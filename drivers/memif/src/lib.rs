@@ -1,0 +1,89 @@
+//! `net_memif`: the shared memory packet interface (memif protocol 2.0, as libmemif, VPP
+//! and DPDK's `net_memif` speak it), in both roles.
+//!
+//! ```text
+//! --vdev net_memif0[,role=server|client][,id=N][,socket=/path][,socket-abstract=yes|no]
+//!                  [,rsize=LOG2][,bsize=N][,mac=xx:xx:xx:xx:xx:xx][,secret=S][,zero-copy=no]
+//! ```
+//!
+//! | argument          | default           | meaning                                               |
+//! |-------------------|-------------------|-------------------------------------------------------|
+//! | `role`            | `client`          | `server` listens; `client` connects and owns the memory (`master`/`slave` accepted) |
+//! | `id`              | 0                 | interface id; the server accepts only a client asking for its id |
+//! | `socket`          | `/run/memif.sock` | control socket                                        |
+//! | `socket-abstract` | `yes`             | the socket name is in the abstract namespace (DPDK's default) |
+//! | `rsize`           | 10                | ring size, log2 (1..=14); the client asks, the server caps at 14 |
+//! | `bsize`           | 2048              | packet buffer size (client); longer packets span several descriptors |
+//! | `mac`             | `02:fe:..`        | the port's MAC address                                |
+//! | `secret`          | none              | shared secret checked in INIT (1..=23 bytes)          |
+//! | `zero-copy`       | `no`              | only `no`: packets are copied                         |
+//!
+//! Queues: the port's rx and tx queue counts (`configure`) are the rings this side
+//! offers; the client ends up with `min(its count, the server's)` rings each way (HELLO
+//! carries the server's limits, the client's ADD_RINGs the result). Extra queues stay
+//! idle.
+//!
+//! Life cycle: a server binds its socket at probe; `start` launches a control thread
+//! that accepts one client at a time (a server) or connects and re-connects every 200 ms
+//! (a client). The link is up from CONNECTED/CONNECT until DISCONNECT or end-of-file;
+//! then the server listens again and the client retries. `stop` sends DISCONNECT.
+//!
+//! Safety model: the peer is untrusted. Control messages must be exactly 128 bytes with
+//! a known type and at most one descriptor; every field is checked against the state and
+//! our limits (wrong version, id, secret, region or ring index, ring outside its region,
+//! ring too large, region fd that is not a sealed memfd, ring fd that is not an eventfd,
+//! ...), and a failure sends DISCONNECT with the reason and counts `ctrl_rejected` /
+//! `ctrl_malformed_msgs`. On the data path every peer counter and descriptor is checked
+//! (see `rxtx.rs`); shared memory is only touched through atomics, volatile accesses and
+//! raw copies within checked bounds.
+//!
+//! Copy mode only (no zero-copy): the client's buffers live in its own region, the
+//! server copies into/out of the client's buffers; mbufs never enter shared memory, so
+//! a reconnect cannot leak or double-free them.
+
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod config;
+pub mod control;
+pub mod device;
+pub mod handshake;
+pub mod proto;
+pub mod ring;
+pub mod rxtx;
+pub mod session;
+pub mod shm;
+pub mod sock;
+
+pub use config::{Config, Role};
+pub use device::MemifDevice;
+
+use pmd_core::error::Result;
+use pmd_core::ethdev::{Device, Driver};
+use pmd_core::options::VdevSpec;
+
+/// The driver name, and the vdev prefix it claims.
+pub const DRIVER_NAME: &str = "net_memif";
+
+/// The memif driver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemifDriver;
+
+/// The driver instance to register.
+pub static DRIVER: MemifDriver = MemifDriver;
+
+impl Driver for MemifDriver {
+    fn name(&self) -> &'static str {
+        DRIVER_NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "memif 2.0 shared memory interface (libmemif/VPP/DPDK compatible): role=server|client\
+         [,id=0][,socket=/run/memif.sock][,socket-abstract=yes|no][,rsize=10][,bsize=2048]\
+         [,mac=..][,secret=..]"
+    }
+
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
+        Ok(Box::new(MemifDevice::open(vdev)?))
+    }
+}

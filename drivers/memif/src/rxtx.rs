@@ -1,0 +1,546 @@
+//! The data path: burst receive and transmit over memif rings, copying packets between
+//! mbufs and the shared packet buffers (copy mode).
+//!
+//! Who moves which counter (memif 2.0, as libmemif, VPP and DPDK implement it):
+//!
+//! | ring | producer of packets | `head` moved by | `tail` moved by |
+//! |---|---|---|---|
+//! | client-to-server | client (its own buffers) | client, after filling | server, after reading |
+//! | server-to-client | server (into the client's buffers) | client, when it offers empty buffers | server, after filling |
+//!
+//! Everything the peer controls is checked before use: its counter must stay within
+//! what the ring allows (otherwise the ring is corrupt: counted, and the control thread
+//! disconnects), and every descriptor it wrote must name a mapped region and lie inside
+//! it, with a length that fits the buffer (otherwise that packet is dropped and counted).
+//! A client uses its own table of buffer offsets, never the ones in shared memory.
+//! Per burst: one acquire load and one release store of the peer's and our counter; per
+//! packet: a descriptor read/write and a copy. No allocation, lock or system call, except
+//! the eventfd write when the receiving peer asked for interrupts (pollers set
+//! `RING_FLAG_MASK_INT`, as we do).
+
+use crate::config::Role;
+use crate::control::{Fault, Shared};
+use crate::proto::{DESC_FLAG_NEXT, RING_FLAG_MASK_INT};
+use crate::ring::{Desc, RingPtr};
+use crate::session::Session;
+use pmd_core::ethdev::{PortId, QueueStats, RxQueue, TxQueue};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::Mempool;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Most descriptors one transmitted packet may span on a server-to-client ring.
+const MAX_CHAIN: usize = 64;
+
+/// Driver-specific error counters of one queue (single writer: the queue).
+#[derive(Debug, Default)]
+pub struct QueueErrors {
+    /// The peer's ring counter was out of range (the connection is then dropped).
+    pub bad_ring: AtomicU64,
+    /// Descriptors naming a missing region, or a buffer outside its region / too long.
+    pub bad_desc: AtomicU64,
+    /// Packets dropped because they did not fit (rx: the mbuf; tx: the chain limit).
+    pub too_long: AtomicU64,
+}
+
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// A region as the data path sees it.
+#[derive(Clone, Copy, Debug)]
+struct RegionView {
+    base: *mut u8,
+    len: u64,
+}
+
+impl RegionView {
+    /// Address of `[offset, offset + len)` if it lies inside the region.
+    #[inline(always)]
+    fn span(&self, offset: u32, len: u32) -> Option<*mut u8> {
+        if offset as u64 + len as u64 <= self.len {
+            // SAFETY: offset + len <= region length, so the pointer stays inside.
+            Some(unsafe { self.base.add(offset as usize) })
+        } else {
+            None
+        }
+    }
+}
+
+/// One ring attached to a queue for the lifetime of a session.
+struct Attached {
+    /// Keeps the regions mapped while `ring` and the pointers below are used.
+    _session: Arc<Session>,
+    ring: RingPtr,
+    role: Role,
+    size: u32,
+    /// Our counter: consumer position (rx) or producer position (tx).
+    ours: u16,
+    /// Client rx: slots offered (our `head`). Client tx: last `tail` seen.
+    aux: u16,
+    /// Client: first buffer of this ring and the buffer size.
+    buf: *mut u8,
+    bsize: u32,
+    /// Server: the client's regions.
+    regions: Box<[RegionView]>,
+    /// Interrupt eventfd (owned by the session).
+    intr: RawFd,
+}
+
+// SAFETY: raw pointers into regions the `Arc<Session>` keeps mapped; the queue that owns
+// this is used by one thread at a time.
+unsafe impl Send for Attached {}
+
+impl Attached {
+    fn new(s: Arc<Session>, rx: bool, qid: u16) -> Option<Attached> {
+        let info = if rx { s.rx_ring(qid) } else { s.tx_ring(qid) }?;
+        let (buf, bsize) = match s.role {
+            Role::Client => {
+                let r0 = s.regions.first()?;
+                // SAFETY: the client laid out this ring's buffers inside region 0.
+                (unsafe { r0.base().add(info.buf_base as usize) }, s.bsize)
+            }
+            Role::Server => (std::ptr::null_mut(), 0),
+        };
+        let regions = s
+            .regions
+            .iter()
+            .map(|r| RegionView {
+                base: r.base(),
+                len: r.len(),
+            })
+            .collect();
+        Some(Attached {
+            ring: info.ring,
+            role: s.role,
+            size: info.ring.size(),
+            ours: 0,
+            aux: 0,
+            buf,
+            bsize,
+            regions,
+            intr: info.intr.as_raw_fd(),
+            _session: s,
+        })
+    }
+
+    /// Client: our buffer of `slot`.
+    #[inline(always)]
+    fn own_buf(&self, slot: u16) -> *mut u8 {
+        // SAFETY: masked slot < ring size; the layout reserved ring size buffers.
+        unsafe {
+            self.buf
+                .add((slot & self.ring.mask()) as usize * self.bsize as usize)
+        }
+    }
+
+    /// Where the data of a received descriptor is, if it is valid.
+    #[inline(always)]
+    fn rx_src(&self, slot: u16, d: &Desc) -> Option<*const u8> {
+        match self.role {
+            Role::Client => (d.length <= self.bsize).then(|| self.own_buf(slot) as *const u8),
+            Role::Server => self
+                .regions
+                .get(d.region as usize)?
+                .span(d.offset, d.length)
+                .map(|p| p as *const u8),
+        }
+    }
+}
+
+/// Re-reads the session when the generation changed; returns the attached ring if any.
+#[inline(always)]
+fn sync<'a>(
+    shared: &Shared,
+    gen: &mut u64,
+    att: &'a mut Option<Attached>,
+    rx: bool,
+    qid: u16,
+) -> Option<&'a mut Attached> {
+    if shared.generation() != *gen {
+        reattach(shared, gen, att, rx, qid);
+    }
+    att.as_mut()
+}
+
+#[cold]
+fn reattach(shared: &Shared, gen: &mut u64, att: &mut Option<Attached>, rx: bool, qid: u16) {
+    let (g, s) = shared.current();
+    *gen = g;
+    *att = s.and_then(|s| Attached::new(s, rx, qid));
+}
+
+/// A memif receive queue.
+pub struct MemifRxQueue {
+    shared: Arc<Shared>,
+    qid: u16,
+    port: PortId,
+    pool: Mempool,
+    stats: Arc<QueueStats>,
+    errs: Arc<QueueErrors>,
+    gen: u64,
+    att: Option<Attached>,
+}
+
+impl std::fmt::Debug for MemifRxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemifRxQueue")
+            .field("qid", &self.qid)
+            .field("attached", &self.att.is_some())
+            .finish()
+    }
+}
+
+impl MemifRxQueue {
+    /// A queue that follows `shared`'s sessions.
+    pub fn new(
+        shared: Arc<Shared>,
+        qid: u16,
+        port: PortId,
+        pool: Mempool,
+        stats: Arc<QueueStats>,
+        errs: Arc<QueueErrors>,
+    ) -> MemifRxQueue {
+        MemifRxQueue {
+            shared,
+            qid,
+            port,
+            pool,
+            stats,
+            errs,
+            gen: u64::MAX,
+            att: None,
+        }
+    }
+}
+
+impl RxQueue for MemifRxQueue {
+    fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
+        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, true, self.qid) else {
+            return 0;
+        };
+        let ring = a.ring;
+        // The peer's counter: head (server reading client-to-server), tail (client
+        // reading server-to-client).
+        let (peer, limit) = match a.role {
+            Role::Server => (ring.head().load(Ordering::Acquire), a.size),
+            Role::Client => (
+                ring.tail().load(Ordering::Acquire),
+                a.aux.wrapping_sub(a.ours) as u32,
+            ),
+        };
+        let avail = peer.wrapping_sub(a.ours) as u32;
+        if avail > limit {
+            bump(&self.errs.bad_ring, 1);
+            self.stats.add_errors(1);
+            self.shared.report_fault(Fault::RingIndex);
+            return 0;
+        }
+        let mut got = 0usize;
+        if avail > 0 {
+            let want = (avail as usize).min(max);
+            let start = batch.len();
+            if let Some(mbufs) = self.pool.alloc_bulk(batch, want) {
+                let mut cur = a.ours;
+                let mut left = avail;
+                let (mut bytes, mut bad, mut long) = (0u64, 0u64, 0u64);
+                'pkt: while got < want && left > 0 {
+                    let m = &mut mbufs[got];
+                    // Fresh buffer (or one a dropped packet used): all room after the headroom.
+                    let room = m.buf_len() - m.headroom();
+                    m.set_len(room);
+                    let dst = m.data_mut();
+                    let (mut len, mut slots, mut ok) = (0usize, 0u32, true);
+                    loop {
+                        if slots == left {
+                            // The chain is not complete yet: leave it for the next burst.
+                            break 'pkt;
+                        }
+                        let slot = cur.wrapping_add(slots as u16);
+                        let d = ring.desc(slot);
+                        slots += 1;
+                        match a.rx_src(slot, &d) {
+                            None => {
+                                if ok {
+                                    bad += 1;
+                                }
+                                ok = false;
+                            }
+                            Some(src) if ok => {
+                                let n = d.length as usize;
+                                if let Some(out) = dst.get_mut(len..len + n) {
+                                    // SAFETY: `src..src+n` was checked to lie inside a
+                                    // mapped region; `out` is exactly n bytes of our mbuf.
+                                    // A raw copy: the peer may write the source meanwhile.
+                                    unsafe {
+                                        std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), n)
+                                    };
+                                    len += n;
+                                } else {
+                                    long += 1;
+                                    ok = false;
+                                }
+                            }
+                            Some(_) => {}
+                        }
+                        if d.flags & DESC_FLAG_NEXT == 0 {
+                            break;
+                        }
+                    }
+                    cur = cur.wrapping_add(slots as u16);
+                    left -= slots;
+                    if ok {
+                        m.set_len(len);
+                        m.set_port(self.port);
+                        bytes += len as u64;
+                        got += 1;
+                    }
+                }
+                batch.truncate(start + got);
+                a.ours = cur;
+                if a.role == Role::Server {
+                    ring.tail().store(cur, Ordering::Release);
+                }
+                self.stats.add(got as u64, bytes);
+                if bad + long > 0 {
+                    bump(&self.errs.bad_desc, bad);
+                    bump(&self.errs.too_long, long);
+                    self.stats.add_errors(bad + long);
+                }
+            } else {
+                self.stats.add_no_mbuf(want as u64);
+            }
+        }
+        if a.role == Role::Client {
+            // Offer every free buffer again (their offsets and region were written at
+            // setup; only the capacity is restored).
+            let target = a.ours.wrapping_add(a.size as u16);
+            let mut h = a.aux;
+            while h != target {
+                ring.set_desc_len(h, 0, a.bsize);
+                h = h.wrapping_add(1);
+            }
+            if h != a.aux {
+                a.aux = h;
+                ring.head().store(h, Ordering::Release);
+            }
+        }
+        got
+    }
+}
+
+/// A memif transmit queue.
+pub struct MemifTxQueue {
+    shared: Arc<Shared>,
+    qid: u16,
+    stats: Arc<QueueStats>,
+    errs: Arc<QueueErrors>,
+    gen: u64,
+    att: Option<Attached>,
+}
+
+impl std::fmt::Debug for MemifTxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemifTxQueue")
+            .field("qid", &self.qid)
+            .field("attached", &self.att.is_some())
+            .finish()
+    }
+}
+
+impl MemifTxQueue {
+    /// A queue that follows `shared`'s sessions.
+    pub fn new(
+        shared: Arc<Shared>,
+        qid: u16,
+        stats: Arc<QueueStats>,
+        errs: Arc<QueueErrors>,
+    ) -> MemifTxQueue {
+        MemifTxQueue {
+            shared,
+            qid,
+            stats,
+            errs,
+            gen: u64::MAX,
+            att: None,
+        }
+    }
+
+    /// Client: writes packets into our own buffers on the client-to-server ring.
+    fn tx_client(
+        a: &mut Attached,
+        batch: &PktBatch,
+        errs: &QueueErrors,
+    ) -> Result<(usize, u64), ()> {
+        let ring = a.ring;
+        let tail = ring.tail().load(Ordering::Acquire);
+        // The server may only move tail forward, up to what we produced.
+        if tail.wrapping_sub(a.aux) > a.ours.wrapping_sub(a.aux) {
+            bump(&errs.bad_ring, 1);
+            return Err(());
+        }
+        a.aux = tail;
+        let mut free = a.size - a.ours.wrapping_sub(tail) as u32;
+        let (mut n, mut bytes) = (0usize, 0u64);
+        for m in batch.iter() {
+            let data = m.data();
+            let slots = if data.len() <= a.bsize as usize {
+                1
+            } else {
+                data.len().div_ceil(a.bsize as usize) as u32
+            };
+            if slots > free {
+                break;
+            }
+            let mut off = 0usize;
+            for k in 0..slots {
+                let slot = a.ours.wrapping_add(k as u16);
+                let chunk = (data.len() - off).min(a.bsize as usize);
+                // SAFETY: our own buffer of `slot` has bsize >= chunk bytes; the source is
+                // `chunk` bytes of the mbuf. Raw copy into memory the peer may read.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(data.as_ptr().add(off), a.own_buf(slot), chunk)
+                };
+                // Region and offset of our slots were written at setup and are ours to
+                // read back never (we copy into `own_buf`), so only flags and length.
+                let flags = if k + 1 < slots { DESC_FLAG_NEXT } else { 0 };
+                ring.set_desc_len(slot, flags, chunk as u32);
+                off += chunk;
+            }
+            a.ours = a.ours.wrapping_add(slots as u16);
+            free -= slots;
+            bytes += data.len() as u64;
+            n += 1;
+        }
+        if n > 0 {
+            ring.head().store(a.ours, Ordering::Release);
+        }
+        Ok((n, bytes))
+    }
+
+    /// Server: fills the buffers the client offered on the server-to-client ring.
+    /// Returns (packets taken from the batch, of which dropped, bytes sent).
+    fn tx_server(
+        a: &mut Attached,
+        batch: &PktBatch,
+        errs: &QueueErrors,
+    ) -> Result<(usize, u64, u64), Fault> {
+        let ring = a.ring;
+        let head = ring.head().load(Ordering::Acquire);
+        let mut free = head.wrapping_sub(a.ours) as u32;
+        if free > a.size {
+            bump(&errs.bad_ring, 1);
+            return Err(Fault::RingIndex);
+        }
+        let (mut n, mut dropped, mut bytes) = (0usize, 0u64, 0u64);
+        let mut chain = [(std::ptr::null_mut::<u8>(), 0u32); MAX_CHAIN];
+        for m in batch.iter() {
+            let data = m.data();
+            // Pass 1: pick descriptors until their capacity holds the packet.
+            let (mut k, mut cap) = (0usize, 0usize);
+            loop {
+                if k as u32 == free || k == MAX_CHAIN {
+                    break;
+                }
+                let d = ring.desc(a.ours.wrapping_add(k as u16));
+                let Some(p) = a
+                    .regions
+                    .get(d.region as usize)
+                    .and_then(|r| r.span(d.offset, d.length))
+                else {
+                    bump(&errs.bad_desc, 1);
+                    return if n > 0 {
+                        Ok((n, dropped, bytes))
+                    } else {
+                        Err(Fault::TxDesc)
+                    };
+                };
+                chain[k] = (p, d.length);
+                k += 1;
+                cap += d.length as usize;
+                if cap >= data.len() {
+                    break;
+                }
+            }
+            if k == 0 {
+                break; // no offered buffer left
+            }
+            if cap < data.len() {
+                if k == MAX_CHAIN {
+                    // Would need more descriptors than we chain: drop it.
+                    bump(&errs.too_long, 1);
+                    dropped += 1;
+                    n += 1;
+                    continue;
+                }
+                break; // not enough offered buffers yet
+            }
+            // Pass 2: copy and publish the lengths.
+            let mut off = 0usize;
+            for (j, &(p, c)) in chain[..k].iter().enumerate() {
+                let chunk = (data.len() - off).min(c as usize);
+                // SAFETY: `p..p+c` was checked inside a mapped region and chunk <= c;
+                // the source is `chunk` bytes of the mbuf.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr().add(off), p, chunk) };
+                let flags = if j + 1 < k { DESC_FLAG_NEXT } else { 0 };
+                ring.set_desc_len(a.ours.wrapping_add(j as u16), flags, chunk as u32);
+                off += chunk;
+            }
+            a.ours = a.ours.wrapping_add(k as u16);
+            free -= k as u32;
+            bytes += data.len() as u64;
+            n += 1;
+        }
+        if n as u64 > dropped {
+            ring.tail().store(a.ours, Ordering::Release);
+        }
+        Ok((n, dropped, bytes))
+    }
+}
+
+impl TxQueue for MemifTxQueue {
+    fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, false, self.qid) else {
+            return 0;
+        };
+        if batch.is_empty() {
+            return 0;
+        }
+        let res = match a.role {
+            Role::Client => Self::tx_client(a, batch, &self.errs)
+                .map(|(n, b)| (n, 0, b))
+                .map_err(|_| Fault::RingIndex),
+            Role::Server => Self::tx_server(a, batch, &self.errs),
+        };
+        match res {
+            Ok((n, dropped, bytes)) => {
+                let sent = n as u64 - dropped;
+                if sent > 0 && a.ring.flags() & RING_FLAG_MASK_INT == 0 {
+                    kick(a.intr);
+                }
+                self.stats.add(sent, bytes);
+                if dropped > 0 {
+                    self.stats.add_errors(dropped);
+                }
+                batch.free_front(n);
+                n
+            }
+            Err(f) => {
+                self.stats.add_errors(1);
+                self.shared.report_fault(f);
+                0
+            }
+        }
+    }
+}
+
+/// Signals an interrupt eventfd (only when the receiver did not mask interrupts).
+#[cold]
+fn kick(fd: RawFd) {
+    let one = 1u64;
+    // SAFETY: 8 bytes from a live u64 to an eventfd the session keeps open (checked to be
+    // a non-blocking eventfd); EAGAIN means a signal is already pending.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}

@@ -1,0 +1,232 @@
+//! Shared memory regions (DPDK memif.rst, "Shared memory format"): the client creates them
+//! as sealed memfds and passes the fds in ADD_REGION; the server maps what it receives,
+//! after checking that the descriptor really is a memory file that can hold the region
+//! and that the peer cannot shrink it underneath us (which would turn our accesses into
+//! SIGBUS).
+//!
+//! A [`Region`] hands out only raw addresses inside bounds it has checked; every access
+//! to the memory behind them is volatile, atomic or a raw copy (the peer writes it
+//! concurrently), never a Rust reference.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+/// Largest region we create or map (the protocol's descriptor offsets are 32-bit).
+pub const MAX_REGION_SIZE: u64 = 1 << 32;
+
+/// A mapped shared memory region.
+#[derive(Debug)]
+pub struct Region {
+    base: NonNull<u8>,
+    /// Bytes usable by descriptors and rings (what ADD_REGION announced).
+    len: u64,
+    /// Bytes mapped (`len` rounded up to the backing page size).
+    map_len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the region owns its mapping; the pointer is only an address, and all accesses
+// through it are volatile/atomic/raw copies coordinated by the ring protocol.
+unsafe impl Send for Region {}
+// SAFETY: as above.
+unsafe impl Sync for Region {}
+
+fn huge_page_size() -> Option<usize> {
+    pmd_core::memory::default_hugepage_size().ok()
+}
+
+impl Region {
+    /// Creates a region of at least `len` bytes in a new memfd, sealed against shrinking,
+    /// on hugepages if `huge` and the kernel allows (otherwise ordinary shared memory).
+    /// The announced size is rounded up to the page size (a hugetlb mapping must be).
+    pub fn create(name: &str, len: u64, huge: bool) -> io::Result<Region> {
+        if len == 0 || len > MAX_REGION_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("region of {len} bytes: must be 1..=4 GiB"),
+            ));
+        }
+        let cname = std::ffi::CString::new(name.replace('\0', "_"))
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad memfd name"))?;
+        let base_flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        let mut attempt = Vec::new();
+        if huge {
+            if let Some(hp) = huge_page_size() {
+                let shift = hp.trailing_zeros();
+                attempt.push((
+                    base_flags | libc::MFD_HUGETLB | (shift << libc::MFD_HUGE_SHIFT),
+                    hp,
+                ));
+            }
+        }
+        attempt.push((base_flags, pmd_core::memory::page_size_4k()));
+        let mut last = io::Error::other("no attempt");
+        for (flags, page) in attempt {
+            match Self::create_with(&cname, len, flags, page) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn create_with(
+        cname: &std::ffi::CStr,
+        len: u64,
+        flags: u32,
+        page: usize,
+    ) -> io::Result<Region> {
+        // SAFETY: valid NUL-terminated name; result checked.
+        let fd = unsafe { libc::memfd_create(cname.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let map_len = (len as usize).next_multiple_of(page);
+        // SAFETY: plain syscalls on our descriptor.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), map_len as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let base = map(&fd, map_len)?;
+        Ok(Region {
+            base,
+            len: map_len as u64,
+            map_len,
+            fd,
+        })
+    }
+
+    /// Maps a region the peer announced as `size` bytes in `fd`. Refuses (with a short
+    /// reason fit for a DISCONNECT message) anything but a regular memory file of at
+    /// least that size, sealed against shrinking.
+    pub fn map_peer(fd: OwnedFd, size: u64) -> Result<Region, String> {
+        if size == 0 || size > MAX_REGION_SIZE {
+            return Err(format!("Invalid region size {size}"));
+        }
+        // SAFETY: `st` is plain data filled by fstat on a descriptor we own.
+        let st = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
+                return Err("Region fd: fstat failed".into());
+            }
+            st
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err("Region fd is not a memory file".into());
+        }
+        // SAFETY: plain syscall on our descriptor.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+            return Err("Region fd must be a memfd sealed with F_SEAL_SHRINK".into());
+        }
+        let page = (st.st_blksize as usize).max(pmd_core::memory::page_size_4k());
+        let map_len = (size as usize).next_multiple_of(page);
+        // Only [0, size) is ever accessed, so the file must cover that much; the mapping
+        // itself is rounded up to whole pages.
+        if (st.st_size as u64) < size {
+            return Err(format!(
+                "Region size {size} exceeds its file ({} bytes)",
+                st.st_size
+            ));
+        }
+        let base = map(&fd, map_len).map_err(|e| format!("Region mmap failed: {e}"))?;
+        Ok(Region {
+            base,
+            len: size,
+            map_len,
+            fd,
+        })
+    }
+
+    /// Usable bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Always false (regions are never empty).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The backing descriptor (sent in ADD_REGION).
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Base address, for bounds-checked views ([`crate::ring::RingPtr`], buffer copies).
+    pub fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Whether `[offset, offset + len)` lies inside the region.
+    #[inline(always)]
+    pub fn contains(&self, offset: u64, len: u64) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+}
+
+fn map(fd: &OwnedFd, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh shared mapping chosen by the kernel; result checked.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned NULL"))
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; the owners of the region (sessions, held by queues
+        // through `Arc`) guarantee nothing uses it any more.
+        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_then_map_as_peer() {
+        let r = Region::create("memif-test", 10_000, false).unwrap();
+        assert_eq!(r.len(), 12_288);
+        let dup = r.fd().try_clone().unwrap();
+        let p = Region::map_peer(dup, 10_000).unwrap();
+        assert!(p.contains(0, 10_000) && !p.contains(9_999, 2) && !p.contains(u64::MAX, 2));
+        let dup = r.fd().try_clone().unwrap();
+        assert!(Region::map_peer(dup, 1 << 20)
+            .unwrap_err()
+            .contains("exceeds"));
+    }
+
+    #[test]
+    fn refuses_unsealed_and_odd_fds() {
+        // SAFETY: plain syscall; result checked.
+        let fd = unsafe { libc::memfd_create(c"plain".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: fresh fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: our fd.
+        unsafe { libc::ftruncate(fd.as_raw_fd(), 4096) };
+        assert!(Region::map_peer(fd, 4096).unwrap_err().contains("sealed"));
+        let (r, _w) = std::io::pipe().unwrap();
+        assert!(Region::map_peer(r.into(), 4096)
+            .unwrap_err()
+            .contains("not a memory"));
+    }
+}
