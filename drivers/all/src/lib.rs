@@ -12,14 +12,14 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_null::DRIVER,
     &pmd_ring::DRIVER,
     &pmd_af_packet::DRIVER,
+    &pmd_af_xdp::DRIVER,
     &pmd_virtio::DRIVER,
+    &pmd_memif::DRIVER,
     &pmd_ixgbe::DRIVER,
     &pmd_igb::DRIVER,
     &pmd_ixgbe_model::DRIVER,
-    &pmd_af_xdp::DRIVER,
     &pmd_tap::DRIVER,
     &pmd_pcap::DRIVER,
-    &pmd_memif::DRIVER,
 ];
 
 #[cfg(test)]
