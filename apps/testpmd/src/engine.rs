@@ -85,7 +85,14 @@ impl Stream {
             tx,
             stats: Arc::default(),
             macs: m,
-            template: pkt::udp_frame(len, macs.1, macs.0, pkt::SRC_IP, pkt::DST_IP, pkt::UDP_PORT),
+            template: {
+                let mut t =
+                    pkt::udp_frame(len, macs.1, macs.0, pkt::SRC_IP, pkt::DST_IP, pkt::UDP_PORT);
+                // The payload is not rewritten per packet, so no UDP checksum (0 is valid
+                // for IPv4), as DPDK's txonly sends.
+                t[40..42].fill(0);
+                t
+            },
             flows,
             next_flow: 0,
         }
@@ -102,7 +109,9 @@ impl Stream {
             let Some(d) = m.append(self.template.len()) else {
                 continue;
             };
-            d.copy_from_slice(&self.template);
+            // Like DPDK's txonly, only the headers are written per packet (a constant-size
+            // copy, inlined); the payload is whatever the buffer holds.
+            d[..pkt::HDRS].copy_from_slice(&self.template[..pkt::HDRS]);
             if flowgen {
                 let f = self.next_flow;
                 self.next_flow = if f + 1 >= self.flows { 0 } else { f + 1 };

@@ -931,7 +931,12 @@ impl<Q: Virtqueue> TxQueue for VirtioTx<Q> {
                 self.stats.add_errors(1);
                 continue;
             };
-            hdr.fill(0);
+            // Constant-size stores (a variable-length fill is a `memset` call per packet).
+            match hdr.len() {
+                NET_HDR_LEN => hdr.copy_from_slice(&[0; NET_HDR_LEN]),
+                NET_HDR_LEN_LEGACY => hdr.copy_from_slice(&[0; NET_HDR_LEN_LEGACY]),
+                _ => hdr.fill(0),
+            }
             let addr = if self.va {
                 m.data_mut().as_mut_ptr() as u64
             } else {
