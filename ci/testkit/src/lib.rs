@@ -5,7 +5,8 @@
 //! - [`ip`]: runs the `ip` tool;
 //! - [`NetNs`]: a private network namespace (IPv6 off) with veth pairs, deleted on drop;
 //! - [`RawSock`]: a raw `AF_PACKET` socket on one interface, to inject and capture frames;
-//! - [`parse_mac`] and [`fmt_mac`]: MAC addresses as `aa:bb:cc:dd:ee:ff`.
+//! - [`parse_mac`] and [`fmt_mac`]: MAC addresses as `aa:bb:cc:dd:ee:ff`;
+//! - [`perf`]: the tx-only / rx-only loop of the PMDs' `*_perf` examples.
 //!
 //! Everything panics on unexpected failures (it is for tests). Tests that need root call
 //! [`have_root`] or [`NetNs::new`] first and return early, passing, when they get
@@ -15,6 +16,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod netns;
+pub mod perf;
 mod rawsock;
 
 pub use netns::NetNs;
