@@ -443,6 +443,9 @@ impl Mempool {
                     buf_len: cfg.buf_size,
                     headroom: HEADROOM,
                     pool: pool_ptr,
+                    next: std::ptr::null_mut(),
+                    tx_offload: crate::mbuf::TxOffload::default(),
+                    vlan_tci_outer: 0,
                 })
             };
             batch.push(RawMbuf(hdr));

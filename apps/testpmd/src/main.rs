@@ -134,6 +134,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         port.configure(&PortConf {
             rx_queues: opts.rxq,
             tx_queues: opts.txq,
+            ..Default::default()
         })?;
         let info = port.info();
         let mut rq = Vec::new();

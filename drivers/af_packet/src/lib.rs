@@ -144,6 +144,7 @@ impl AfPacketDevice {
             conf: PortConf {
                 rx_queues: cfg.qpairs,
                 tx_queues: cfg.qpairs,
+                ..Default::default()
             },
             cfg,
             promisc: false,
@@ -183,6 +184,7 @@ impl Device for AfPacketDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: desc,
+            ..Default::default()
         }
     }
 

@@ -272,6 +272,7 @@ fn two_queue_pairs_fan_out_without_duplicates() {
         let conf = PortConf {
             rx_queues: 2,
             tx_queues: 2,
+            ..Default::default()
         };
         let mut port = open_port("net_af_packet0,iface=va,qpairs=2", conf);
         assert_eq!(port.info().max_rx_queues, 2);
@@ -332,6 +333,7 @@ fn two_queue_pairs_fan_out_without_duplicates() {
         port.configure(&PortConf {
             rx_queues: 1,
             tx_queues: 2,
+            ..Default::default()
         })
         .unwrap();
         let mut rxq = port.setup_rx_queue(0, 0, &p).unwrap();
@@ -427,6 +429,8 @@ fn queues_stay_usable_after_the_device_is_closed() {
             .setup_rx_queue(
                 0,
                 RxQueueConf {
+                    offloads: Default::default(),
+                    max_rx_pktlen: 1522,
                     port: 3,
                     nb_desc: 512,
                     pool: p.clone(),
@@ -439,6 +443,8 @@ fn queues_stay_usable_after_the_device_is_closed() {
             .setup_rx_queue(
                 0,
                 RxQueueConf {
+                    offloads: Default::default(),
+                    max_rx_pktlen: 1522,
                     port: 3,
                     nb_desc: 512,
                     pool: p.clone(),
@@ -450,6 +456,7 @@ fn queues_stay_usable_after_the_device_is_closed() {
             .setup_tx_queue(
                 0,
                 TxQueueConf {
+                    offloads: Default::default(),
                     nb_desc: 512,
                     stats: tx_stats.clone(),
                 },

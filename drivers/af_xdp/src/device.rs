@@ -114,6 +114,7 @@ impl AfXdpDevice {
             conf: PortConf {
                 rx_queues: cfg.queue_count,
                 tx_queues: cfg.queue_count,
+                ..Default::default()
             },
             cfg,
             promisc: false,
@@ -307,6 +308,7 @@ impl Device for AfXdpDevice {
             min_desc: MIN_DESC,
             max_desc: MAX_DESC,
             default_desc: DEFAULT_DESC,
+            ..Default::default()
         }
     }
 

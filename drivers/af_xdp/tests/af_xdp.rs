@@ -215,6 +215,7 @@ fn two_queues_receive_and_transmit() {
         let conf = PortConf {
             rx_queues: 2,
             tx_queues: 2,
+            ..Default::default()
         };
         let mut port = open_port("net_af_xdp0,iface=va,queue_count=2", conf);
         assert_eq!(port.info().max_rx_queues, 2);
@@ -353,6 +354,8 @@ fn detaches_on_stop_close_and_drop() {
             .setup_rx_queue(
                 0,
                 pmd_core::ethdev::RxQueueConf {
+                    offloads: Default::default(),
+                    max_rx_pktlen: 1522,
                     port: 0,
                     nb_desc: 64,
                     pool: p.clone(),

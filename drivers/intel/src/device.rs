@@ -146,6 +146,7 @@ impl<C: Chip> Device for IntelDevice<C> {
             min_desc: 64,
             max_desc: 4096,
             default_desc: 512,
+            ..Default::default()
         }
     }
 

@@ -34,6 +34,7 @@ fn the_ixgbe_driver_receives_with_rss_and_transmits() {
     dev.configure(&PortConf {
         rx_queues: 4,
         tx_queues: 1,
+        ..Default::default()
     })
     .unwrap();
     let pool = Mempool::create("drv-model", 4096, 0).unwrap();
@@ -42,6 +43,8 @@ fn the_ixgbe_driver_receives_with_rss_and_transmits() {
             dev.setup_rx_queue(
                 q,
                 RxQueueConf {
+                    offloads: Default::default(),
+                    max_rx_pktlen: 1522,
                     port: 0,
                     nb_desc: 256,
                     pool: pool.clone(),
@@ -55,6 +58,7 @@ fn the_ixgbe_driver_receives_with_rss_and_transmits() {
         .setup_tx_queue(
             0,
             TxQueueConf {
+                offloads: Default::default(),
                 nb_desc: 256,
                 stats: Arc::default(),
             },

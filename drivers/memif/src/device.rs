@@ -129,6 +129,7 @@ impl Device for MemifDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1 << self.cfg.rsize,
+            ..Default::default()
         }
     }
 

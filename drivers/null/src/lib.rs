@@ -114,6 +114,7 @@ impl Device for NullDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            ..Default::default()
         }
     }
 
@@ -326,7 +327,8 @@ mod tests {
         assert!(
             p.configure(&PortConf {
                 rx_queues: 3,
-                tx_queues: 1
+                tx_queues: 1,
+                ..Default::default()
             })
             .is_err(),
             "too many queues"
@@ -334,6 +336,7 @@ mod tests {
         p.configure(&PortConf {
             rx_queues: 2,
             tx_queues: 1,
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(p.state(), PortState::Configured);

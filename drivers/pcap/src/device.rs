@@ -113,6 +113,7 @@ impl Device for PcapDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 512,
+            ..Default::default()
         }
     }
 

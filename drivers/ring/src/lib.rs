@@ -195,6 +195,7 @@ impl Device for RingDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            ..Default::default()
         }
     }
 
@@ -389,6 +390,7 @@ mod tests {
         p.configure(&PortConf {
             rx_queues: queues,
             tx_queues: queues,
+            ..Default::default()
         })
         .unwrap();
         p

@@ -232,6 +232,7 @@ impl Device for TapDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            ..Default::default()
         }
     }
 

@@ -254,6 +254,7 @@ fn two_queues_on_a_multi_queue_tap() {
         let conf = PortConf {
             rx_queues: 2,
             tx_queues: 2,
+            ..Default::default()
         };
         let mut port = open_port("net_tap0,iface=dtapmq", conf);
         let info = pmd_testkit::ip(&["-n", &nsname, "-d", "link", "show", "dtapmq"]).unwrap();
@@ -342,6 +343,7 @@ fn existing_and_persistent_interfaces_stay() {
             .configure(&PortConf {
                 rx_queues: 2,
                 tx_queues: 2,
+                ..Default::default()
             })
             .unwrap_err()
             .to_string();

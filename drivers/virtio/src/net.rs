@@ -455,6 +455,7 @@ impl Device for VirtioNet {
             min_desc: 64.min(self.conf.queue_size),
             max_desc: self.conf.queue_size,
             default_desc: self.conf.queue_size,
+            ..Default::default()
         }
     }
 
@@ -1121,6 +1122,7 @@ mod tests {
             port.configure(&PortConf {
                 rx_queues: 2,
                 tx_queues: 2,
+                ..Default::default()
             })
             .unwrap();
             let rx: Vec<_> = (0..2)

@@ -6,9 +6,11 @@
 //! into the one lcore thread that polls it. Each burst costs one indirect call into the
 //! driver; per packet there is no allocation, lock, syscall or dynamic dispatch.
 
+mod offloads;
 mod port;
 mod stats;
 
+pub use offloads::{RxOffloads, TxOffloads};
 pub use port::{Port, PortState, RxQueueHandle, TxQueueHandle};
 pub use stats::{EthStats, QueueCounters, QueueStats};
 
@@ -118,6 +120,49 @@ pub struct DevInfo {
     pub max_desc: u16,
     /// Descriptors used when the application asks for 0.
     pub default_desc: u16,
+    /// Receive offloads the device can do.
+    pub rx_offload_capa: RxOffloads,
+    /// Transmit offloads the device can do.
+    pub tx_offload_capa: TxOffloads,
+    /// Largest frame it receives, bytes (Ethernet header to payload end, no CRC).
+    pub max_rx_pktlen: u32,
+    /// Smallest MTU it accepts.
+    pub min_mtu: u16,
+    /// Largest MTU it accepts.
+    pub max_mtu: u16,
+    /// Most segments one transmitted packet may have (TSO included).
+    pub nb_seg_max: u16,
+    /// Most segments one transmitted packet of at most MTU size may have.
+    pub nb_mtu_seg_max: u16,
+}
+
+/// Bytes a frame carries beyond its MTU-sized payload: the Ethernet header and two VLAN
+/// tags (QinQ). No CRC: every PMD here hands frames over without it.
+pub const L2_OVERHEAD: u32 = 14 + 2 * 4;
+
+/// The default MTU of a port whose device has none of its own.
+pub const DEFAULT_MTU: u16 = 1500;
+
+impl Default for DevInfo {
+    /// A device with one queue each way, no offloads, single-segment packets and a
+    /// 1500-byte MTU: drivers start from this and state what they add.
+    fn default() -> Self {
+        DevInfo {
+            driver: "unknown",
+            max_rx_queues: 1,
+            max_tx_queues: 1,
+            min_desc: 1,
+            max_desc: 4096,
+            default_desc: 512,
+            rx_offload_capa: RxOffloads::NONE,
+            tx_offload_capa: TxOffloads::NONE,
+            max_rx_pktlen: u32::from(DEFAULT_MTU) + L2_OVERHEAD,
+            min_mtu: 68,
+            max_mtu: DEFAULT_MTU,
+            nb_seg_max: 1,
+            nb_mtu_seg_max: 1,
+        }
+    }
 }
 
 /// Port configuration given to [`Port::configure`].
@@ -127,6 +172,12 @@ pub struct PortConf {
     pub rx_queues: u16,
     /// Number of tx queues.
     pub tx_queues: u16,
+    /// Receive offloads for every queue; each must be in [`DevInfo::rx_offload_capa`].
+    pub rx_offloads: RxOffloads,
+    /// Transmit offloads for every queue; each must be in [`DevInfo::tx_offload_capa`].
+    pub tx_offloads: TxOffloads,
+    /// MTU to set (`None` keeps the device's own, or [`DEFAULT_MTU`]).
+    pub mtu: Option<u16>,
 }
 
 impl Default for PortConf {
@@ -134,6 +185,9 @@ impl Default for PortConf {
         PortConf {
             rx_queues: 1,
             tx_queues: 1,
+            rx_offloads: RxOffloads::NONE,
+            tx_offloads: TxOffloads::NONE,
+            mtu: None,
         }
     }
 }
@@ -161,6 +215,12 @@ pub struct RxQueueConf {
     pub pool: Mempool,
     /// Counters the queue updates (the queue is their only writer).
     pub stats: Arc<QueueStats>,
+    /// Receive offloads asked for (port-wide plus per-queue; all within the device's
+    /// capabilities). Without [`RxOffloads::SCATTER`], a frame larger than one buffer is
+    /// dropped and counted as an error; with it, it arrives as a chain.
+    pub offloads: RxOffloads,
+    /// Largest frame the port accepts now (MTU plus [`L2_OVERHEAD`]).
+    pub max_rx_pktlen: u32,
 }
 
 /// Everything a driver needs to set up a tx queue.
@@ -170,6 +230,8 @@ pub struct TxQueueConf {
     pub nb_desc: u16,
     /// Counters the queue updates (the queue is their only writer).
     pub stats: Arc<QueueStats>,
+    /// Transmit offloads asked for (port-wide plus per-queue, within capabilities).
+    pub offloads: TxOffloads,
 }
 
 /// A PCI vendor/device id pair that a driver claims.
@@ -232,6 +294,16 @@ pub trait Device: Send {
     fn xstats(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// The MTU of the device itself when it has one (a kernel interface's), else `None`
+    /// (the port keeps the value).
+    fn mtu(&self) -> Option<u16> {
+        None
+    }
+    /// Applies an MTU already checked against [`DevInfo::min_mtu`]/[`DevInfo::max_mtu`].
+    /// The default accepts it: a software port has no wire of its own.
+    fn set_mtu(&mut self, _mtu: u16) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The driver side of an rx queue.
@@ -247,6 +319,13 @@ pub trait TxQueue: Send {
     /// Packets it could not send stay in `batch`, in order. Updates its [`QueueStats`].
     /// Called with an empty batch, it flushes anything the driver still holds back.
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize;
+    /// Gets packets with transmit offload requests ready for this queue (DPDK's
+    /// `rte_eth_tx_prepare`): checks their header lengths and writes what the device
+    /// expects (by default the pseudo-header sums of [`crate::offload::prepare`]). Returns
+    /// how many packets from the front are ready; the first one that is not stops it.
+    fn tx_prepare(&mut self, batch: &mut PktBatch) -> usize {
+        crate::offload::prepare_batch(batch)
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! handles it hands out.
 
 use super::{
-    DevInfo, Device, EthStats, Link, MacAddr, PortConf, PortId, QueueStats, RxQueue, RxQueueConf,
-    TxQueue, TxQueueConf,
+    DevInfo, Device, EthStats, Link, MacAddr, PortConf, PortId, QueueStats, RxOffloads, RxQueue,
+    RxQueueConf, TxOffloads, TxQueue, TxQueueConf, DEFAULT_MTU, L2_OVERHEAD,
 };
 use crate::error::{Error, Result};
 use crate::mbuf::{PktBatch, DEFAULT_BURST};
@@ -53,6 +53,9 @@ struct QueueSlot {
     stats: Arc<QueueStats>,
     owner: Weak<QueueToken>,
     set_up: bool,
+    /// Data room of the rx queue's pool buffers and whether it scatters (rx only).
+    rx_room: usize,
+    scatter: bool,
 }
 
 /// A network port: a probed device plus the ethdev state machine.
@@ -66,6 +69,9 @@ pub struct Port {
     rxq: Vec<QueueSlot>,
     txq: Vec<QueueSlot>,
     stats_base: EthStats,
+    rx_offloads: RxOffloads,
+    tx_offloads: TxOffloads,
+    mtu: u16,
 }
 
 impl std::fmt::Debug for Port {
@@ -81,7 +87,11 @@ impl std::fmt::Debug for Port {
 impl Port {
     /// Wraps a probed device as port `id`.
     pub fn new(id: PortId, name: impl Into<String>, dev: Box<dyn Device>) -> Port {
+        let mtu = dev.mtu().unwrap_or(DEFAULT_MTU);
         Port {
+            rx_offloads: RxOffloads::NONE,
+            tx_offloads: TxOffloads::NONE,
+            mtu,
             id,
             name: name.into(),
             dev,
@@ -145,6 +155,7 @@ impl Port {
                 conf.tx_queues, info.driver, info.max_tx_queues
             )));
         }
+        self.check_offloads(&info, conf.rx_offloads, conf.tx_offloads)?;
         if self
             .rxq
             .iter()
@@ -155,11 +166,100 @@ impl Port {
                 "cannot reconfigure while queue handles are alive; drop them first".into(),
             ));
         }
+        if let Some(mtu) = conf.mtu {
+            self.apply_mtu(&info, mtu)?;
+        }
         self.dev.configure(conf)?;
+        self.rx_offloads = conf.rx_offloads;
+        self.tx_offloads = conf.tx_offloads;
         self.rxq = (0..conf.rx_queues).map(|_| QueueSlot::default()).collect();
         self.txq = (0..conf.tx_queues).map(|_| QueueSlot::default()).collect();
         self.state = PortState::Configured;
         Ok(())
+    }
+
+    /// Refuses offloads the device lacks, naming them and listing what it has.
+    fn check_offloads(&self, info: &DevInfo, rx: RxOffloads, tx: TxOffloads) -> Result<()> {
+        let rx_missing = rx.minus(info.rx_offload_capa);
+        if !rx_missing.is_empty() {
+            return Err(self.port_err(format!(
+                "{} does not support rx offload {rx_missing}; it supports: {}",
+                info.driver, info.rx_offload_capa
+            )));
+        }
+        let tx_missing = tx.minus(info.tx_offload_capa);
+        if !tx_missing.is_empty() {
+            return Err(self.port_err(format!(
+                "{} does not support tx offload {tx_missing}; it supports: {}",
+                info.driver, info.tx_offload_capa
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply_mtu(&mut self, info: &DevInfo, mtu: u16) -> Result<()> {
+        if mtu < info.min_mtu || mtu > info.max_mtu {
+            return Err(self.port_err(format!(
+                "MTU {mtu} is out of range: {} supports {}..={}",
+                info.driver, info.min_mtu, info.max_mtu
+            )));
+        }
+        self.check_rx_room(mtu)?;
+        self.dev.set_mtu(mtu)?;
+        self.mtu = mtu;
+        Ok(())
+    }
+
+    /// A frame of MTU size must fit one rx buffer unless the queue scatters: refusing
+    /// here is what keeps a too-small pool from dropping every large frame.
+    fn check_rx_room(&self, mtu: u16) -> Result<()> {
+        let frame = (u32::from(mtu) + L2_OVERHEAD) as usize;
+        for (q, slot) in self.rxq.iter().enumerate() {
+            if slot.set_up && !slot.scatter && frame > slot.rx_room {
+                return Err(self.rx_room_err(q, mtu, slot.rx_room));
+            }
+        }
+        Ok(())
+    }
+
+    fn rx_room_err(&self, q: usize, mtu: u16, room: usize) -> Error {
+        let frame = u32::from(mtu) + L2_OVERHEAD;
+        self.port_err(format!(
+            "MTU {mtu} needs {frame}-byte frames but rx queue {q}'s buffers hold {room} bytes: \
+             enable the SCATTER rx offload (testpmd --enable-scatter), use larger buffers \
+             (--mbuf-size {}) or lower the MTU",
+            frame as usize + usize::from(crate::mbuf::HEADROOM)
+        ))
+    }
+
+    /// The port's MTU (the device's own when it has one, e.g. a kernel interface's).
+    pub fn mtu(&self) -> u16 {
+        self.dev.mtu().unwrap_or(self.mtu)
+    }
+
+    /// Sets the MTU: checked against the device's range and, for queues already set up
+    /// without scatter, against their buffers.
+    pub fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        if self.state == PortState::Closed {
+            return Err(self.wrong_state("set the MTU", ""));
+        }
+        let info = self.dev.info();
+        self.apply_mtu(&info, mtu)
+    }
+
+    /// Largest frame the port accepts at its MTU (MTU plus [`L2_OVERHEAD`]).
+    pub fn max_frame_len(&self) -> u32 {
+        u32::from(self.mtu()) + L2_OVERHEAD
+    }
+
+    /// Receive offloads configured for the port.
+    pub fn rx_offloads(&self) -> RxOffloads {
+        self.rx_offloads
+    }
+
+    /// Transmit offloads configured for the port.
+    pub fn tx_offloads(&self) -> TxOffloads {
+        self.tx_offloads
     }
 
     fn check_queue_setup(
@@ -210,7 +310,27 @@ impl Port {
         nb_desc: u16,
         pool: &Mempool,
     ) -> Result<RxQueueHandle> {
+        self.setup_rx_queue_with(qid, nb_desc, pool, RxOffloads::NONE)
+    }
+
+    /// [`Port::setup_rx_queue`] with per-queue offloads added to the port's.
+    pub fn setup_rx_queue_with(
+        &mut self,
+        qid: u16,
+        nb_desc: u16,
+        pool: &Mempool,
+        offloads: RxOffloads,
+    ) -> Result<RxQueueHandle> {
         let nb_desc = self.check_queue_setup("rx", &self.rxq, qid, nb_desc)?;
+        let info = self.dev.info();
+        self.check_offloads(&info, offloads, TxOffloads::NONE)?;
+        let offloads = offloads | self.rx_offloads;
+        let room = usize::from(pool.buf_size()).saturating_sub(usize::from(crate::mbuf::HEADROOM));
+        let scatter = offloads.contains(RxOffloads::SCATTER);
+        let mtu = self.mtu();
+        if !scatter && self.max_frame_len() as usize > room {
+            return Err(self.rx_room_err(qid as usize, mtu, room));
+        }
         let stats = self.rxq[qid as usize].stats.clone();
         let q = self.dev.setup_rx_queue(
             qid,
@@ -219,12 +339,16 @@ impl Port {
                 nb_desc,
                 pool: pool.clone(),
                 stats,
+                offloads,
+                max_rx_pktlen: self.max_frame_len(),
             },
         )?;
         let token = Arc::new(QueueToken);
         let slot = &mut self.rxq[qid as usize];
         slot.owner = Arc::downgrade(&token);
         slot.set_up = true;
+        slot.rx_room = room;
+        slot.scatter = scatter;
         Ok(RxQueueHandle {
             q,
             shared: self.shared.clone(),
@@ -238,11 +362,28 @@ impl Port {
     /// Sets up tx queue `qid` with `nb_desc` descriptors (0 = driver default) and returns
     /// its owned handle.
     pub fn setup_tx_queue(&mut self, qid: u16, nb_desc: u16) -> Result<TxQueueHandle> {
+        self.setup_tx_queue_with(qid, nb_desc, TxOffloads::NONE)
+    }
+
+    /// [`Port::setup_tx_queue`] with per-queue offloads added to the port's.
+    pub fn setup_tx_queue_with(
+        &mut self,
+        qid: u16,
+        nb_desc: u16,
+        offloads: TxOffloads,
+    ) -> Result<TxQueueHandle> {
         let nb_desc = self.check_queue_setup("tx", &self.txq, qid, nb_desc)?;
+        let info = self.dev.info();
+        self.check_offloads(&info, RxOffloads::NONE, offloads)?;
         let stats = self.txq[qid as usize].stats.clone();
-        let q = self
-            .dev
-            .setup_tx_queue(qid, TxQueueConf { nb_desc, stats })?;
+        let q = self.dev.setup_tx_queue(
+            qid,
+            TxQueueConf {
+                nb_desc,
+                stats,
+                offloads: offloads | self.tx_offloads,
+            },
+        )?;
         let token = Arc::new(QueueToken);
         let slot = &mut self.txq[qid as usize];
         slot.owner = Arc::downgrade(&token);
@@ -278,6 +419,9 @@ impl Port {
                 "tx queue {q} is not set up; set up every queue before start"
             )));
         }
+        // The MTU may have changed since the queues were set up (a kernel interface's
+        // can change under us): a frame that cannot be received must fail here, not vanish.
+        self.check_rx_room(self.mtu())?;
         self.dev.start()?;
         self.state = PortState::Started;
         self.shared.started.store(true, Ordering::Release);
@@ -470,6 +614,14 @@ impl TxQueueHandle {
             return 0;
         }
         self.q.tx_burst(batch)
+    }
+
+    /// Prepares packets with transmit offload requests for this queue (DPDK's
+    /// `rte_eth_tx_prepare`): returns how many from the front are ready to send; the
+    /// first that is not (bad header lengths, or an offload the port cannot do) stops it.
+    #[inline]
+    pub fn tx_prepare(&mut self, batch: &mut PktBatch) -> usize {
+        self.q.tx_prepare(batch)
     }
 
     /// The port this queue belongs to.

@@ -33,6 +33,7 @@ pub fn side(id: u16, spec: &str, queues: u16) -> Side {
     port.configure(&PortConf {
         rx_queues: queues,
         tx_queues: queues,
+        ..Default::default()
     })
     .expect("configure");
     let rx = (0..queues)

@@ -399,6 +399,7 @@ pub fn mq_round_trip(test: &str) {
     port.configure(&PortConf {
         rx_queues: 2,
         tx_queues: 2,
+        ..Default::default()
     })
     .unwrap();
     let mut rxs = vec![

@@ -1,5 +1,19 @@
-//! Packet buffers: [`Mbuf`] (one owned buffer that returns to its pool on drop),
-//! [`SharedMbuf`] (a reference-counted read-only view), and [`PktBatch`] (a burst).
+//! Packet buffers: [`Mbuf`] (one owned packet, a chain of one or more buffers, that
+//! returns every buffer to its pool on drop), [`SharedMbuf`] (a reference-counted,
+//! read-only packet), and [`PktBatch`] (a burst).
+//!
+//! A packet larger than one buffer is a chain: the head carries the packet's metadata
+//! (`pkt_len`, `nb_segs`, offload flags) and each segment its own `data_len`. Single-segment
+//! packets never touch the header's second cache line: a buffer in its pool always has
+//! `next` null and `nb_segs` 1, so allocation resets only the first line.
+
+mod batch;
+mod chain;
+pub mod flags;
+
+pub use batch::{PktBatch, BATCH_CAPACITY, DEFAULT_BURST};
+pub use chain::{ChainError, Segments, SegmentsMut, MAX_SEGS};
+pub use flags::*;
 
 use crate::mempool::PoolInner;
 use std::mem::ManuallyDrop;
@@ -13,21 +27,10 @@ pub const DEFAULT_BUF_SIZE: u16 = 2048 + HEADROOM;
 /// Port value of a buffer that no port has touched.
 pub const NO_PORT: u16 = u16::MAX;
 
-/// Receive offload flag: the IP checksum was checked and is good.
-pub const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
-/// Receive offload flag: the IP checksum was checked and is bad.
-pub const RX_IP_CKSUM_BAD: u64 = 1 << 4;
-/// Receive offload flag: the L4 checksum was checked and is good.
-pub const RX_L4_CKSUM_GOOD: u64 = 1 << 8;
-/// Receive offload flag: the L4 checksum was checked and is bad.
-pub const RX_L4_CKSUM_BAD: u64 = 1 << 3;
-/// Receive offload flag: `rss_hash` holds a valid RSS hash.
-pub const RX_RSS_HASH: u64 = 1 << 1;
-/// Receive offload flag: `vlan_tci` holds a stripped VLAN tag.
-pub const RX_VLAN_STRIPPED: u64 = 1 << 6;
-
-/// The buffer header, at the start of each pool element, one cache line.
-/// Buffer data follows it in the same element.
+/// The buffer header, at the start of each pool element: two cache lines. The first holds
+/// everything a receive path writes; the second the chain link and the transmit offload
+/// fields, touched only by multi-segment packets and offload requests. Buffer data follows
+/// the header in the same element.
 #[repr(C, align(64))]
 pub(crate) struct MbufHdr {
     pub(crate) buf_addr: *mut u8,
@@ -45,12 +48,32 @@ pub(crate) struct MbufHdr {
     pub(crate) buf_len: u16,
     pub(crate) headroom: u16,
     pub(crate) pool: *const PoolInner,
+    // -- second cache line --
+    /// Next segment of the chain (null for the last). Null in every free buffer.
+    pub(crate) next: *mut MbufHdr,
+    pub(crate) tx_offload: TxOffload,
+    pub(crate) vlan_tci_outer: u16,
 }
 
-const _: () = assert!(std::mem::size_of::<MbufHdr>() == 64);
+const _: () = assert!(std::mem::size_of::<MbufHdr>() == 128);
+const _: () = assert!(std::mem::offset_of!(MbufHdr, pool) < 64);
+const _: () = assert!(std::mem::offset_of!(MbufHdr, next) == 64);
 
 impl MbufHdr {
-    /// Puts the header into its freshly-allocated state.
+    /// Sets the first segment's length and moves the packet length by the same amount
+    /// (for a single segment: sets both).
+    #[inline(always)]
+    pub(crate) fn set_first_len(&mut self, len: u16) {
+        if self.nb_segs == 1 {
+            self.pkt_len = u32::from(len);
+        } else {
+            self.pkt_len = self.pkt_len - u32::from(self.data_len) + u32::from(len);
+        }
+        self.data_len = len;
+    }
+
+    /// Puts the header's first cache line into its freshly-allocated state (the second
+    /// already is: see the module docs).
     #[inline(always)]
     pub(crate) fn reset(&mut self) {
         self.data_off = self.headroom;
@@ -66,7 +89,9 @@ impl MbufHdr {
     }
 }
 
-/// An owned packet buffer: unique access to its data; returns to its pool when dropped.
+/// An owned packet: the head of a chain of one or more buffers, with unique access to all
+/// of them. Dropping it returns every segment to its own pool. It moves between threads
+/// as one value.
 #[repr(transparent)]
 pub struct Mbuf {
     hdr: NonNull<MbufHdr>,
@@ -130,7 +155,8 @@ impl Mbuf {
         RawMbuf(ManuallyDrop::new(self).hdr.as_ptr())
     }
 
-    /// The packet bytes.
+    /// The bytes of the first segment: the whole packet when [`Mbuf::is_contiguous`];
+    /// see [`Mbuf::segments`] for the rest of a chain.
     #[inline(always)]
     pub fn data(&self) -> &[u8] {
         let h = self.h();
@@ -141,7 +167,7 @@ impl Mbuf {
         }
     }
 
-    /// The packet bytes, writable.
+    /// The bytes of the first segment, writable.
     #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let h = self.h();
@@ -151,10 +177,28 @@ impl Mbuf {
         }
     }
 
-    /// Packet length in bytes.
+    /// Packet length in bytes, over every segment (DPDK's `pkt_len`).
     #[inline(always)]
     pub fn len(&self) -> usize {
+        self.h().pkt_len as usize
+    }
+
+    /// Bytes in the first segment (DPDK's `data_len`).
+    #[inline(always)]
+    pub fn data_len(&self) -> usize {
         self.h().data_len as usize
+    }
+
+    /// Number of segments (1 for a packet in one buffer).
+    #[inline(always)]
+    pub fn nb_segs(&self) -> u16 {
+        self.h().nb_segs
+    }
+
+    /// Whether the whole packet is in the first buffer, so [`Mbuf::data`] is all of it.
+    #[inline(always)]
+    pub fn is_contiguous(&self) -> bool {
+        self.h().nb_segs == 1
     }
 
     /// Whether the packet has no bytes.
@@ -163,13 +207,13 @@ impl Mbuf {
         self.len() == 0
     }
 
-    /// Bytes free in front of the data.
+    /// Bytes free in front of the first segment's data.
     #[inline(always)]
     pub fn headroom(&self) -> usize {
         self.h().data_off as usize
     }
 
-    /// Bytes free after the data.
+    /// Bytes free after the first segment's data.
     #[inline(always)]
     pub fn tailroom(&self) -> usize {
         let h = self.h();
@@ -181,22 +225,25 @@ impl Mbuf {
         self.h().buf_len as usize
     }
 
-    /// Sets the packet length, keeping the start; fails (false) if it exceeds the buffer.
-    /// New bytes hold whatever the buffer held before.
+    /// Sets the first segment's length, keeping its start (and the packet length with it);
+    /// fails (false) if it exceeds the buffer. New bytes hold whatever the buffer held.
     #[inline(always)]
     pub fn set_len(&mut self, len: usize) -> bool {
         let h = self.h_mut();
         if len > (h.buf_len - h.data_off) as usize {
             return false;
         }
-        h.data_len = len as u16;
-        h.pkt_len = len as u32;
+        h.set_first_len(len as u16);
         true
     }
 
-    /// Extends the packet by `n` bytes at the end and returns them, or `None` without room.
+    /// Extends the packet by `n` bytes at the end of its last segment and returns them, or
+    /// `None` if that segment lacks room (see [`Mbuf::extend_from_slice`] to grow a chain).
     pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
-        let old = self.len();
+        if !self.is_contiguous() {
+            return self.append_last(n);
+        }
+        let old = self.data_len();
         if !self.set_len(old + n) {
             return None;
         }
@@ -215,7 +262,8 @@ impl Mbuf {
         Some(&mut self.data_mut()[..n])
     }
 
-    /// Removes `n` bytes from the front; false if the packet is shorter.
+    /// Removes `n` bytes from the front of the first segment; false (nothing changed) if
+    /// that segment is shorter (as DPDK's `rte_pktmbuf_adj`).
     pub fn adj(&mut self, n: usize) -> bool {
         let h = self.h_mut();
         if n > h.data_len as usize {
@@ -227,14 +275,27 @@ impl Mbuf {
         true
     }
 
-    /// Removes `n` bytes from the end; false if the packet is shorter.
+    /// Removes `n` bytes from the end of the packet, across segments (segments left empty
+    /// go back to their pools); false (nothing changed) if the packet is shorter.
     pub fn trim(&mut self, n: usize) -> bool {
         let len = self.len();
-        n <= len && self.set_len(len - n)
+        if n > len {
+            return false;
+        }
+        if self.is_contiguous() {
+            return self.set_len(len - n);
+        }
+        self.truncate(len - n);
+        true
     }
 
-    /// Copies `bytes` in as the whole packet (from the default headroom); false if too long.
+    /// Copies `bytes` in as the whole packet (from the default headroom, in the first
+    /// buffer; a chain's other segments are freed); false (nothing changed) if too long.
     pub fn copy_from(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > self.buf_len() - usize::from(self.h().headroom) {
+            return false;
+        }
+        self.free_tail();
         let h = self.h_mut();
         h.data_off = h.headroom;
         if !self.set_len(bytes.len()) {
@@ -268,7 +329,7 @@ impl Mbuf {
         self.h_mut().rss_hash = hash;
     }
 
-    /// Offload flags (`RX_*` constants).
+    /// Offload flags ([`flags`]: `RX_*` from the driver, `TX_*` requests).
     #[inline(always)]
     pub fn ol_flags(&self) -> u64 {
         self.h().ol_flags
@@ -290,7 +351,8 @@ impl Mbuf {
         self.h_mut().packet_type = t;
     }
 
-    /// VLAN tag stripped by the driver (valid with [`RX_VLAN_STRIPPED`]).
+    /// VLAN tag stripped by the driver (valid with [`RX_VLAN_STRIPPED`]), or to insert
+    /// (with [`TX_VLAN`]; the inner tag with [`TX_QINQ`]).
     pub fn vlan_tci(&self) -> u16 {
         self.h().vlan_tci
     }
@@ -300,7 +362,31 @@ impl Mbuf {
         self.h_mut().vlan_tci = tci;
     }
 
-    /// IOVA (the address a device uses for DMA) of the first data byte.
+    /// Outer VLAN tag of a QinQ packet (stripped with [`RX_QINQ_STRIPPED`], inserted with
+    /// [`TX_QINQ`]).
+    pub fn vlan_tci_outer(&self) -> u16 {
+        self.h().vlan_tci_outer
+    }
+
+    /// Sets the outer VLAN tag.
+    pub fn set_vlan_tci_outer(&mut self, tci: u16) {
+        self.h_mut().vlan_tci_outer = tci;
+    }
+
+    /// Header lengths and segment size for transmit offloads (meaningful with the `TX_*`
+    /// flags that need them; not reset on allocation, like DPDK's).
+    #[inline(always)]
+    pub fn tx_offload(&self) -> TxOffload {
+        self.h().tx_offload
+    }
+
+    /// Sets the transmit offload lengths.
+    #[inline(always)]
+    pub fn set_tx_offload(&mut self, t: TxOffload) {
+        self.h_mut().tx_offload = t;
+    }
+
+    /// IOVA (the address a device uses for DMA) of the first data byte of the first segment.
     #[inline(always)]
     pub fn data_iova(&self) -> u64 {
         let h = self.h();
@@ -331,8 +417,7 @@ impl Mbuf {
             return false;
         }
         h.data_off = offset as u16;
-        h.data_len = len as u16;
-        h.pkt_len = len as u32;
+        h.set_first_len(len as u16);
         true
     }
 
@@ -369,8 +454,8 @@ impl std::fmt::Debug for Mbuf {
     }
 }
 
-/// A shared, read-only packet buffer; the buffer returns to its pool when the last
-/// clone is dropped.
+/// A shared, read-only packet (one buffer or a chain); every segment returns to its pool
+/// when the last clone is dropped.
 pub struct SharedMbuf {
     hdr: NonNull<MbufHdr>,
 }
@@ -386,7 +471,27 @@ impl SharedMbuf {
         unsafe { self.hdr.as_ref() }
     }
 
-    /// The packet bytes.
+    /// Packet length over every segment.
+    pub fn len(&self) -> usize {
+        self.h().pkt_len as usize
+    }
+
+    /// Whether the packet has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of segments.
+    pub fn nb_segs(&self) -> u16 {
+        self.h().nb_segs
+    }
+
+    /// The segments' bytes, in order.
+    pub fn segments(&self) -> Segments<'_> {
+        Segments::new(self.hdr.as_ptr())
+    }
+
+    /// The first segment's bytes (the whole packet when it has one segment).
     pub fn data(&self) -> &[u8] {
         let h = self.h();
         // SAFETY: bounds invariant as for Mbuf; nobody writes while shared.
@@ -442,19 +547,34 @@ impl Drop for SharedMbuf {
     }
 }
 
-/// Returns buffers to their pools, in bulk for runs of buffers from the same pool.
+/// Returns packets to their pools, in bulk for runs of single-segment buffers from the
+/// same pool; chains go segment by segment, each to its own pool.
 ///
 /// # Safety
-/// Every entry must be an owned, non-null buffer with refcount 1 that nothing else refers to.
+/// Every entry must be an owned, non-null packet (chain head) with refcount 1 that
+/// nothing else refers to.
 #[inline]
 pub(crate) unsafe fn free_raw_bulk(bufs: &[RawMbuf]) {
     let Some(first) = bufs.first() else { return };
     // SAFETY: headers of owned buffers are valid.
+    if unsafe { (*first.0).nb_segs } != 1 {
+        // SAFETY: forwarded contract.
+        return unsafe { free_chains_slow(bufs) };
+    }
+    // SAFETY: as above.
     let mut pool = unsafe { (*first.0).pool };
     let mut start = 0;
     for (i, b) in bufs.iter().enumerate().skip(1) {
         // SAFETY: as above.
-        let p = unsafe { (*b.0).pool };
+        let (p, segs) = unsafe { ((*b.0).pool, (*b.0).nb_segs) };
+        if segs != 1 {
+            // SAFETY: the run start..i is single-segment buffers of `pool`; the rest is
+            // forwarded under the caller's contract.
+            unsafe {
+                (*pool).put_bulk(&bufs[start..i]);
+                return free_chains_slow(&bufs[i..]);
+            }
+        }
         if p != pool {
             // SAFETY: the pool outlives its buffers; the run start..i belongs to it.
             unsafe { (*pool).put_bulk(&bufs[start..i]) };
@@ -466,189 +586,27 @@ pub(crate) unsafe fn free_raw_bulk(bufs: &[RawMbuf]) {
     unsafe { (*pool).put_bulk(&bufs[start..]) };
 }
 
-/// The most buffers a [`PktBatch`] holds.
-pub const BATCH_CAPACITY: usize = 64;
-/// The burst size apps use by default.
-pub const DEFAULT_BURST: usize = 32;
-
-/// A burst of owned packet buffers: what `rx_burst` fills and `tx_burst` drains.
-/// Dropping it (or [`PktBatch::clear`]) frees what it still holds, in bulk.
-pub struct PktBatch {
-    len: usize,
-    bufs: [RawMbuf; BATCH_CAPACITY],
-}
-
-impl Default for PktBatch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl PktBatch {
-    /// An empty batch.
-    pub const fn new() -> Self {
-        PktBatch {
-            len: 0,
-            bufs: [RawMbuf::NULL; BATCH_CAPACITY],
-        }
-    }
-
-    /// Number of buffers held.
-    #[inline(always)]
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the batch holds nothing.
-    #[inline(always)]
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Room left.
-    #[inline(always)]
-    pub fn spare(&self) -> usize {
-        BATCH_CAPACITY - self.len
-    }
-
-    /// The buffers held.
-    #[inline(always)]
-    pub fn as_slice(&self) -> &[Mbuf] {
-        // SAFETY: the first `len` entries are owned, non-null buffers, and `Mbuf` is a
-        // transparent non-null wrapper of the same pointer.
-        unsafe { std::slice::from_raw_parts(self.bufs.as_ptr() as *const Mbuf, self.len) }
-    }
-
-    /// The buffers held, writable.
-    #[inline(always)]
-    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
-        // SAFETY: as in `as_slice`, with unique access.
-        unsafe { std::slice::from_raw_parts_mut(self.bufs.as_mut_ptr() as *mut Mbuf, self.len) }
-    }
-
-    /// Iterates over the buffers.
-    pub fn iter(&self) -> std::slice::Iter<'_, Mbuf> {
-        self.as_slice().iter()
-    }
-
-    /// Iterates over the buffers, writable.
-    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Mbuf> {
-        self.as_mut_slice().iter_mut()
-    }
-
-    /// The buffers held, as raw pointers (for drivers that park them).
-    #[inline(always)]
-    pub fn raw(&self) -> &[RawMbuf] {
-        &self.bufs[..self.len]
-    }
-
-    /// Adds a buffer at the end, or gives it back when full.
-    #[inline]
-    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
-        if self.len == BATCH_CAPACITY {
-            return Err(m);
-        }
-        self.bufs[self.len] = m.into_raw();
-        self.len += 1;
-        Ok(())
-    }
-
-    /// Removes the last buffer.
-    #[inline]
-    pub fn pop(&mut self) -> Option<Mbuf> {
-        if self.len == 0 {
-            return None;
-        }
-        self.len -= 1;
-        // SAFETY: entry `len` was owned and is now out of the batch.
-        Some(unsafe { self.bufs[self.len].into_mbuf() })
-    }
-
-    /// Frees every buffer held (in bulk).
-    #[inline]
-    pub fn clear(&mut self) {
-        let n = self.len;
-        self.len = 0;
-        // SAFETY: the entries were owned and are no longer in the batch.
-        unsafe { free_raw_bulk(&self.bufs[..n]) };
-    }
-
-    /// Frees the buffers after the first `keep`.
-    pub fn truncate(&mut self, keep: usize) {
-        if keep < self.len {
-            let n = self.len;
-            self.len = keep;
-            // SAFETY: entries keep..n were owned and are no longer in the batch.
-            unsafe { free_raw_bulk(&self.bufs[keep..n]) };
-        }
-    }
-
-    /// Keeps only the buffers for which `f` returns true (in order); frees the others.
-    pub fn retain(&mut self, mut f: impl FnMut(&mut Mbuf) -> bool) {
-        let mut kept = 0;
-        let mut dropped = PktBatch::new();
-        for i in 0..self.len {
-            // SAFETY: entry i is owned; we move it either back into the batch or out.
-            let mut m = unsafe { self.bufs[i].into_mbuf() };
-            if f(&mut m) {
-                self.bufs[kept] = m.into_raw();
-                kept += 1;
-            } else {
-                // Cannot fail: at most BATCH_CAPACITY buffers are dropped.
-                let _ = dropped.push(m);
+/// The out-of-line part of [`free_raw_bulk`] once a chain is met: every segment of every
+/// packet is unlinked (restoring the free-buffer state: `next` null, `nb_segs` 1) and
+/// returned to its own pool.
+///
+/// # Safety
+/// As [`free_raw_bulk`].
+#[cold]
+#[inline(never)]
+unsafe fn free_chains_slow(bufs: &[RawMbuf]) {
+    for b in bufs {
+        let mut seg = b.0;
+        while !seg.is_null() {
+            // SAFETY: every segment of an owned chain is owned through its head and valid;
+            // links are only ever made by the chain API, to buffers it owned.
+            unsafe {
+                let next = (*seg).next;
+                (*seg).next = std::ptr::null_mut();
+                (*seg).nb_segs = 1;
+                (*(*seg).pool).put_bulk(std::slice::from_ref(&RawMbuf(seg)));
+                seg = next;
             }
         }
-        self.len = kept;
-    }
-
-    /// Removes the first `n` buffers (clamped to `len`) from the batch without freeing them,
-    /// shifting the rest to the front. For drivers that took ownership of them through
-    /// [`PktBatch::raw`]; a caller that did not leaks them (memory-safe, but lost).
-    #[inline]
-    pub fn disown_front(&mut self, n: usize) {
-        let n = n.min(self.len);
-        if n < self.len {
-            self.bufs.copy_within(n..self.len, 0);
-        }
-        self.len -= n;
-    }
-
-    /// Frees the first `n` buffers (clamped) and shifts the rest to the front: what a
-    /// driver that copied the packets out (to a socket or a device ring) calls.
-    #[inline]
-    pub fn free_front(&mut self, n: usize) {
-        let n = n.min(self.len);
-        // SAFETY: entries 0..n are owned; disown_front removes them from the batch right after.
-        unsafe { free_raw_bulk(&self.bufs[..n]) };
-        self.disown_front(n);
-    }
-
-    /// The unused slots, for a driver to write raw buffer pointers into before
-    /// [`PktBatch::commit_raw`].
-    #[inline(always)]
-    pub fn spare_raw(&mut self) -> &mut [RawMbuf] {
-        &mut self.bufs[self.len..]
-    }
-
-    /// Adopts the first `n` entries of [`PktBatch::spare_raw`] as held buffers.
-    ///
-    /// # Safety
-    /// Those entries must be owned buffers (see [`RawMbuf::into_mbuf`]), and `n <= spare()`.
-    #[inline(always)]
-    pub unsafe fn commit_raw(&mut self, n: usize) {
-        debug_assert!(n <= self.spare());
-        self.len += n;
-    }
-}
-
-impl Drop for PktBatch {
-    fn drop(&mut self) {
-        self.clear();
-    }
-}
-
-impl std::fmt::Debug for PktBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
     }
 }
