@@ -11,7 +11,7 @@ mod fwd;
 mod report;
 
 use clap::Parser;
-use pmd_core::ethdev::{MacAddr, PortConf, PortId};
+use pmd_core::ethdev::{MacAddr, PortConf, PortId, RxOffloads, TxOffloads};
 use pmd_core::{lcore, tsc, Eal, Error, Mempool};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
@@ -175,8 +175,14 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     let mut macs = vec![MacAddr::default(); nb_ports];
     for &p in &enabled {
         let port = eal.port_mut(p)?;
-        port.configure(&PortConf::default())?;
+        // Frames of any size the port takes: scatter into chains and send chains where the
+        // driver can, so jumbo frames are forwarded rather than refused.
         let info = port.info();
+        port.configure(&PortConf {
+            rx_offloads: info.rx_offload_capa & RxOffloads::SCATTER,
+            tx_offloads: info.tx_offload_capa & TxOffloads::MULTI_SEGS,
+            ..Default::default()
+        })?;
         rxq.push((p, port.setup_rx_queue(0, info.clamp_desc(opts.rxd), &pool)?));
         txq.push((p, Some(port.setup_tx_queue(0, info.clamp_desc(opts.txd))?)));
         port.set_promiscuous(true)?;

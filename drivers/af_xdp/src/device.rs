@@ -10,7 +10,8 @@ use crate::xsk::{BindMode, Xsk, XskConfig, XskError};
 use crate::DRIVER_NAME;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxOffloads, TxQueue,
+    TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::options::VdevSpec;
 use std::io;
@@ -127,6 +128,35 @@ impl AfXdpDevice {
 
     fn err(&self, msg: String) -> Error {
         Error::driver(self.name.clone(), msg)
+    }
+
+    /// A frame of the interface's MTU must fit one UMEM frame: this PMD has no XDP
+    /// multi-buffer, and the kernel would drop larger frames where no counter of ours sees
+    /// them. Refusing at start is what keeps them from vanishing.
+    fn check_mtu_fits_frame(&self) -> Result<()> {
+        let Some(mtu) = self.mtu() else {
+            return Ok(());
+        };
+        let frame = u32::from(mtu) + L2_OVERHEAD;
+        let room = self.cfg.max_rx_len();
+        if frame <= room {
+            return Ok(());
+        }
+        let best = 4096 - crate::uapi::XDP_PACKET_HEADROOM - L2_OVERHEAD;
+        Err(self.err(format!(
+            "{} has MTU {mtu}: its {frame}-byte frames do not fit a {}-byte UMEM frame \
+             ({room} bytes after the XDP headroom) and XDP multi-buffer is not supported; \
+             lower the MTU (ip link set {} mtu {}){}",
+            self.cfg.iface,
+            self.cfg.frame_size,
+            self.cfg.iface,
+            room - L2_OVERHEAD,
+            if u32::from(mtu) <= best && self.cfg.frame_size < 4096 {
+                format!(" or use frame_size=4096 (MTU up to {best})")
+            } else {
+                String::new()
+            }
+        )))
     }
 
     /// The socket of queue `qid`, created with rings of (at least) `nb_desc` entries if
@@ -308,6 +338,13 @@ impl Device for AfXdpDevice {
             min_desc: MIN_DESC,
             max_desc: MAX_DESC,
             default_desc: DEFAULT_DESC,
+            // One UMEM frame per packet (no XDP multi-buffer): frames up to the frame's
+            // room; chains are sent by copying their segments into one frame.
+            tx_offload_capa: TxOffloads::MULTI_SEGS,
+            max_rx_pktlen: self.cfg.max_rx_len(),
+            max_mtu: (self.cfg.max_rx_len() - L2_OVERHEAD) as u16,
+            nb_seg_max: pmd_core::mbuf::MAX_SEGS,
+            nb_mtu_seg_max: pmd_core::mbuf::MAX_SEGS,
             ..Default::default()
         }
     }
@@ -378,6 +415,7 @@ impl Device for AfXdpDevice {
         if self.link.is_some() {
             return Ok(());
         }
+        self.check_mtu_fits_frame()?;
         let map = prog.map();
         for q in 0..map.entries() {
             let Some(i) = q.checked_sub(self.cfg.start_queue).map(|i| i as usize) else {
@@ -433,6 +471,21 @@ impl Device for AfXdpDevice {
         self.socks.clear();
         self.ctrl = None;
         self.promisc = false;
+    }
+
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        Err(self.err(format!(
+            "the MTU is the interface's: set it with `ip link set {} mtu {mtu}` before \
+             starting the port",
+            self.cfg.iface
+        )))
+    }
+
+    fn mtu(&self) -> Option<u16> {
+        let ctrl = self.ctrl.as_ref()?;
+        sys::if_mtu(sys::raw(ctrl), &self.cfg.iface)
+            .ok()
+            .and_then(|m| u16::try_from(m).ok())
     }
 
     fn link(&self) -> Link {

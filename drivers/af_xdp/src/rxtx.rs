@@ -357,8 +357,8 @@ impl TxQueue for AfXdpTxQueue {
         let umem = self.xsk.umem();
         let (mut posted, mut consumed, mut bytes) = (0u32, 0usize, 0u64);
         for m in batch.iter() {
-            let pkt = m.data();
-            if pkt.len() < ETH_HLEN || pkt.len() as u64 > frames.size {
+            let plen = m.len();
+            if plen < ETH_HLEN || plen as u64 > frames.size {
                 errors += 1;
                 consumed += 1;
                 continue;
@@ -367,7 +367,18 @@ impl TxQueue for AfXdpTxQueue {
                 break;
             }
             let Some(addr) = r.free.pop() else { break };
-            if !umem.copy_in(addr, pkt) {
+            // A chain is copied segment by segment into the one frame.
+            let copied = if m.is_contiguous() {
+                umem.copy_in(addr, m.data())
+            } else {
+                let mut ok = true;
+                let _ = m.for_each_chunk(0, plen, |piece, at| {
+                    ok &= umem.within_frame(addr, at + piece.len())
+                        && umem.copy_in(addr + at as u64, piece);
+                });
+                ok
+            };
+            if !copied {
                 // Cannot happen (length checked, frame ours); drop rather than stall.
                 r.free.push(addr);
                 errors += 1;
@@ -378,13 +389,13 @@ impl TxQueue for AfXdpTxQueue {
                 posted,
                 XdpDesc {
                     addr,
-                    len: pkt.len() as u32,
+                    len: plen as u32,
                     options: 0,
                 },
             );
             posted += 1;
             consumed += 1;
-            bytes += pkt.len() as u64;
+            bytes += plen as u64;
         }
         if posted > 0 {
             r.tx.submit(posted);

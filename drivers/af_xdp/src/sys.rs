@@ -276,6 +276,7 @@ struct IfReq {
 union IfReqData {
     flags: libc::c_short,
     ifindex: libc::c_int,
+    mtu: libc::c_int,
     hwaddr: libc::sockaddr,
     ptr: *mut libc::c_void,
     _pad: [u8; 24],
@@ -314,6 +315,15 @@ pub(crate) fn if_index(fd: RawFd, name: &str) -> io::Result<u32> {
     // SAFETY: SIOCGIFINDEX filled in the ifindex member.
     let i = unsafe { r.data.ifindex };
     u32::try_from(i).map_err(|_| io::Error::other("negative ifindex"))
+}
+
+/// The interface's MTU.
+pub(crate) fn if_mtu(fd: RawFd, name: &str) -> io::Result<u32> {
+    let mut r = IfReq::new(name)?;
+    r.ioctl(fd, libc::SIOCGIFMTU)?;
+    // SAFETY: SIOCGIFMTU filled in the mtu member.
+    let m = unsafe { r.data.mtu };
+    u32::try_from(m).map_err(|_| io::Error::other("negative MTU"))
 }
 
 /// Interface flags (`IFF_*`).

@@ -48,14 +48,11 @@ fn transmit(txq: &mut TxQueueHandle, pool: &Mempool, frames: &[Vec<u8>]) {
     let mut batch = PktBatch::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while (next < frames.len() || !batch.is_empty()) && Instant::now() < deadline {
-        let room = batch.spare().min(frames.len() - next);
-        if room > 0 {
-            let start = batch.len();
-            pool.alloc_bulk(&mut batch, room).unwrap();
-            for m in &mut batch.as_mut_slice()[start..] {
-                assert!(m.copy_from(&frames[next]));
-                next += 1;
-            }
+        // One buffer per frame, or a chain when the pool's buffers are smaller.
+        while batch.spare() > 0 && next < frames.len() {
+            let m = pmd_core::Mbuf::from_slice(&frames[next], pool).unwrap();
+            batch.push(m).unwrap();
+            next += 1;
         }
         let before = batch.len();
         let sent = txq.tx_burst(&mut batch);
@@ -201,6 +198,67 @@ fn transmits_frames_byte_for_byte() {
             last = peer.recv();
         }
         assert_eq!(last.as_deref().and_then(frame_seq), Some(5001));
+    });
+}
+
+#[test]
+fn transmits_chains_whole_and_refuses_a_jumbo_mtu_at_start() {
+    let Some(ns) = netns("transmits_chains_whole", 1) else {
+        return;
+    };
+    ns.run(|| {
+        let mut port = open_port("net_af_xdp0,iface=va", PortConf::default());
+        // 200-byte buffers: every frame above 200 bytes leaves as a chain.
+        let small = Mempool::create_with(
+            "afxdp-chains",
+            &MempoolConfig {
+                size: 4096,
+                cache_size: 0,
+                buf_size: 200 + pmd_core::mbuf::HEADROOM,
+            },
+        )
+        .unwrap();
+        let p = pool("chains-rx");
+        let (_rxqs, mut txqs) = start(&mut port, &p, 1);
+        let peer = open_peer();
+        const N: u32 = 300;
+        let frames: Vec<Vec<u8>> = (0..N).map(|s| test_frame([0xff; 6], s)).collect();
+        transmit(&mut txqs[0], &small, &frames);
+        let got = peer_collect(&peer, N as usize);
+        assert_eq!(got.len(), N as usize);
+        for seq in 0..N {
+            assert_eq!(got[&seq], frames[seq as usize], "frame {seq} differs");
+        }
+        assert_eq!(port.stats().oerrors, 0);
+        assert_eq!(small.stats().in_use, 0);
+        drop(txqs);
+        drop(_rxqs);
+        port.stop().unwrap();
+    });
+    // A 9000-byte MTU cannot fit a 2048-byte UMEM frame: start fails and says what to do.
+    ns.ip(&["link", "set", "va", "mtu", "9000"]);
+    ns.ip(&["link", "set", "vb", "mtu", "9000"]);
+    let nsname = ns.name().to_string();
+    ns.run(move || {
+        let mut port = open_port("net_af_xdp0,iface=va", PortConf::default());
+        assert_eq!(port.mtu(), 9000, "the port reports the interface's MTU");
+        let big = Mempool::create_with(
+            "afxdp-jumbo",
+            &MempoolConfig {
+                size: 2048,
+                cache_size: 0,
+                buf_size: 9216 + pmd_core::mbuf::HEADROOM,
+            },
+        )
+        .unwrap();
+        let _rx = port.setup_rx_queue(0, 0, &big).unwrap();
+        let _tx = port.setup_tx_queue(0, 0).unwrap();
+        let e = port.start().unwrap_err().to_string();
+        assert!(e.contains("MTU 9000") && e.contains("lower the MTU"), "{e}");
+        assert!(
+            !xdp_attached(&nsname, "va"),
+            "nothing attached after a refused start"
+        );
     });
 }
 

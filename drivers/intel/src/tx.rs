@@ -162,6 +162,14 @@ impl TxQueue for TxRing {
             }
             return 0;
         }
+        // One data descriptor per packet: chains go out linearized when they fit their
+        // first buffer; one that does not is dropped and counted, never sent truncated.
+        let n = batch.contiguous_front(n);
+        if n == 0 {
+            batch.drop_first();
+            self.stats.add_errors(1);
+            return 1;
+        }
         let mut bytes = 0u64;
         for (k, m) in batch.iter().take(n).enumerate() {
             let i = (self.next + k) & self.mask;

@@ -8,7 +8,8 @@ use crate::sock::Listener;
 use crate::DRIVER_NAME;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+    DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::options::VdevSpec;
 use std::sync::atomic::Ordering;
@@ -129,6 +130,13 @@ impl Device for MemifDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1 << self.cfg.rsize,
+            // Descriptor chains both ways: any frame size, as mbuf chains with SCATTER.
+            rx_offload_capa: RxOffloads::SCATTER,
+            tx_offload_capa: TxOffloads::MULTI_SEGS,
+            max_rx_pktlen: u32::from(u16::MAX),
+            max_mtu: u16::MAX - L2_OVERHEAD as u16,
+            nb_seg_max: pmd_core::mbuf::MAX_SEGS,
+            nb_mtu_seg_max: pmd_core::mbuf::MAX_SEGS,
             ..Default::default()
         }
     }
@@ -156,6 +164,7 @@ impl Device for MemifDevice {
             conf.pool,
             conf.stats,
             errs,
+            conf.offloads.contains(RxOffloads::SCATTER),
         )))
     }
 

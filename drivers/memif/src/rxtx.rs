@@ -24,7 +24,7 @@ use crate::proto::{DESC_FLAG_NEXT, RING_FLAG_MASK_INT};
 use crate::ring::{Desc, RingPtr};
 use crate::session::Session;
 use pmd_core::ethdev::{PortId, QueueStats, RxQueue, TxQueue};
-use pmd_core::mbuf::PktBatch;
+use pmd_core::mbuf::{ChainError, Mbuf, PktBatch};
 use pmd_core::Mempool;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -180,6 +180,9 @@ pub struct MemifRxQueue {
     pool: Mempool,
     stats: Arc<QueueStats>,
     errs: Arc<QueueErrors>,
+    /// Chain frames larger than one buffer (the SCATTER rx offload); otherwise drop them
+    /// as too long.
+    scatter: bool,
     gen: u64,
     att: Option<Attached>,
 }
@@ -202,8 +205,10 @@ impl MemifRxQueue {
         pool: Mempool,
         stats: Arc<QueueStats>,
         errs: Arc<QueueErrors>,
+        scatter: bool,
     ) -> MemifRxQueue {
         MemifRxQueue {
+            scatter,
             shared,
             qid,
             port,
@@ -245,7 +250,7 @@ impl RxQueue for MemifRxQueue {
             if let Some(mbufs) = self.pool.alloc_bulk(batch, want) {
                 let mut cur = a.ours;
                 let mut left = avail;
-                let (mut bytes, mut bad, mut long) = (0u64, 0u64, 0u64);
+                let (mut bytes, mut bad, mut long, mut nomem) = (0u64, 0u64, 0u64, 0u64);
                 'pkt: while got < want && left > 0 {
                     let m = &mut mbufs[got];
                     // Fresh buffer (or one a dropped packet used): all room after the headroom.
@@ -253,6 +258,8 @@ impl RxQueue for MemifRxQueue {
                     m.set_len(room);
                     let dst = m.data_mut();
                     let (mut len, mut slots, mut ok) = (0usize, 0u32, true);
+                    // Bytes past the first buffer, as further segments (with SCATTER).
+                    let mut ovf: Option<Mbuf> = None;
                     loop {
                         if slots == left {
                             // The chain is not complete yet: leave it for the next burst.
@@ -270,17 +277,40 @@ impl RxQueue for MemifRxQueue {
                             }
                             Some(src) if ok => {
                                 let n = d.length as usize;
-                                if let Some(out) = dst.get_mut(len..len + n) {
-                                    // SAFETY: `src..src+n` was checked to lie inside a
-                                    // mapped region; `out` is exactly n bytes of our mbuf.
-                                    // A raw copy: the peer may write the source meanwhile.
-                                    unsafe {
-                                        std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), n)
-                                    };
-                                    len += n;
-                                } else {
-                                    long += 1;
-                                    ok = false;
+                                // Into the first buffer while it has room.
+                                let here = n.min(dst.len() - len);
+                                // SAFETY: `src..src+n` was checked to lie inside a mapped
+                                // region; the destination is `here` bytes of our mbuf. A
+                                // raw copy: the peer may write the source meanwhile.
+                                unsafe {
+                                    std::ptr::copy_nonoverlapping(
+                                        src,
+                                        dst[len..].as_mut_ptr(),
+                                        here,
+                                    )
+                                };
+                                len += here;
+                                if here < n {
+                                    if !self.scatter {
+                                        long += 1;
+                                        ok = false;
+                                    } else if let Err(e) =
+                                        // SAFETY: as above, for the rest of the span.
+                                        unsafe {
+                                            fill_overflow(
+                                                &mut ovf,
+                                                &self.pool,
+                                                src.add(here),
+                                                n - here,
+                                            )
+                                        }
+                                    {
+                                        match e {
+                                            ChainError::NoBuffers => nomem += 1,
+                                            _ => long += 1,
+                                        }
+                                        ok = false;
+                                    }
                                 }
                             }
                             Some(_) => {}
@@ -294,7 +324,13 @@ impl RxQueue for MemifRxQueue {
                     if ok {
                         m.set_len(len);
                         m.set_port(self.port);
-                        bytes += len as u64;
+                        if let Some(o) = ovf.take() {
+                            if m.chain(o).is_err() {
+                                long += 1;
+                                continue;
+                            }
+                        }
+                        bytes += m.len() as u64;
                         got += 1;
                     }
                 }
@@ -308,6 +344,9 @@ impl RxQueue for MemifRxQueue {
                     bump(&self.errs.bad_desc, bad);
                     bump(&self.errs.too_long, long);
                     self.stats.add_errors(bad + long);
+                }
+                if nomem > 0 {
+                    self.stats.add_no_mbuf(nomem);
                 }
             } else {
                 self.stats.add_no_mbuf(want as u64);
@@ -385,11 +424,11 @@ impl MemifTxQueue {
         let mut free = a.size - a.ours.wrapping_sub(tail) as u32;
         let (mut n, mut bytes) = (0usize, 0u64);
         for m in batch.iter() {
-            let data = m.data();
-            let slots = if data.len() <= a.bsize as usize {
+            let plen = m.len();
+            let slots = if plen <= a.bsize as usize {
                 1
             } else {
-                data.len().div_ceil(a.bsize as usize) as u32
+                plen.div_ceil(a.bsize as usize) as u32
             };
             if slots > free {
                 break;
@@ -397,12 +436,9 @@ impl MemifTxQueue {
             let mut off = 0usize;
             for k in 0..slots {
                 let slot = a.ours.wrapping_add(k as u16);
-                let chunk = (data.len() - off).min(a.bsize as usize);
-                // SAFETY: our own buffer of `slot` has bsize >= chunk bytes; the source is
-                // `chunk` bytes of the mbuf. Raw copy into memory the peer may read.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(data.as_ptr().add(off), a.own_buf(slot), chunk)
-                };
+                let chunk = (plen - off).min(a.bsize as usize);
+                // SAFETY: our own buffer of `slot` has bsize >= chunk bytes.
+                unsafe { copy_packet(m, off, a.own_buf(slot), chunk) };
                 // Region and offset of our slots were written at setup and are ours to
                 // read back never (we copy into `own_buf`), so only flags and length.
                 let flags = if k + 1 < slots { DESC_FLAG_NEXT } else { 0 };
@@ -411,7 +447,7 @@ impl MemifTxQueue {
             }
             a.ours = a.ours.wrapping_add(slots as u16);
             free -= slots;
-            bytes += data.len() as u64;
+            bytes += plen as u64;
             n += 1;
         }
         if n > 0 {
@@ -437,7 +473,7 @@ impl MemifTxQueue {
         let (mut n, mut dropped, mut bytes) = (0usize, 0u64, 0u64);
         let mut chain = [(std::ptr::null_mut::<u8>(), 0u32); MAX_CHAIN];
         for m in batch.iter() {
-            let data = m.data();
+            let plen = m.len();
             // Pass 1: pick descriptors until their capacity holds the packet.
             let (mut k, mut cap) = (0usize, 0usize);
             loop {
@@ -460,14 +496,14 @@ impl MemifTxQueue {
                 chain[k] = (p, d.length);
                 k += 1;
                 cap += d.length as usize;
-                if cap >= data.len() {
+                if cap >= plen {
                     break;
                 }
             }
             if k == 0 {
                 break; // no offered buffer left
             }
-            if cap < data.len() {
+            if cap < plen {
                 if k == MAX_CHAIN {
                     // Would need more descriptors than we chain: drop it.
                     bump(&errs.too_long, 1);
@@ -480,17 +516,16 @@ impl MemifTxQueue {
             // Pass 2: copy and publish the lengths.
             let mut off = 0usize;
             for (j, &(p, c)) in chain[..k].iter().enumerate() {
-                let chunk = (data.len() - off).min(c as usize);
-                // SAFETY: `p..p+c` was checked inside a mapped region and chunk <= c;
-                // the source is `chunk` bytes of the mbuf.
-                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr().add(off), p, chunk) };
+                let chunk = (plen - off).min(c as usize);
+                // SAFETY: `p..p+c` was checked inside a mapped region and chunk <= c.
+                unsafe { copy_packet(m, off, p, chunk) };
                 let flags = if j + 1 < k { DESC_FLAG_NEXT } else { 0 };
                 ring.set_desc_len(a.ours.wrapping_add(j as u16), flags, chunk as u32);
                 off += chunk;
             }
             a.ours = a.ours.wrapping_add(k as u16);
             free -= k as u32;
-            bytes += data.len() as u64;
+            bytes += plen as u64;
             n += 1;
         }
         if n as u64 > dropped {
@@ -534,6 +569,62 @@ impl TxQueue for MemifTxQueue {
             }
         }
     }
+}
+
+/// Copies packet bytes `[off, off + n)` (across its segments) to `dst`, with raw copies:
+/// `dst` is shared memory the peer may touch.
+///
+/// # Safety
+/// `dst..dst + n` must be writable memory; `off + n <= m.len()`.
+#[inline(always)]
+unsafe fn copy_packet(m: &Mbuf, off: usize, dst: *mut u8, n: usize) {
+    if m.is_contiguous() {
+        // SAFETY: the caller's contract; the source is n bytes of the first segment.
+        unsafe { std::ptr::copy_nonoverlapping(m.data().as_ptr().add(off), dst, n) };
+        return;
+    }
+    let _ = m.for_each_chunk(off, n, |piece, at| {
+        // SAFETY: `at + piece.len() <= n`, inside the caller's destination.
+        unsafe { std::ptr::copy_nonoverlapping(piece.as_ptr(), dst.add(at), piece.len()) }
+    });
+}
+
+/// Appends `n` bytes from peer memory at `src` to the overflow chain `ovf`, taking new
+/// segments from `pool` as each fills.
+///
+/// # Safety
+/// `src..src + n` must be readable (inside a checked region).
+#[cold]
+unsafe fn fill_overflow(
+    ovf: &mut Option<Mbuf>,
+    pool: &Mempool,
+    src: *const u8,
+    n: usize,
+) -> Result<(), ChainError> {
+    let mut done = 0;
+    while done < n {
+        let o = match ovf {
+            Some(o) if o.last_tailroom() > 0 => o,
+            _ => {
+                let seg = pool.alloc().ok_or(ChainError::NoBuffers)?;
+                match ovf {
+                    Some(o) => {
+                        o.chain(seg).map_err(|(e, _)| e)?;
+                        o
+                    }
+                    None => ovf.insert(seg),
+                }
+            }
+        };
+        let k = (n - done).min(o.last_tailroom());
+        let Some(out) = o.append(k) else {
+            return Err(ChainError::TooLong);
+        };
+        // SAFETY: the caller vouches for the source; `out` is k bytes of our segment.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(done), out.as_mut_ptr(), k) };
+        done += k;
+    }
+    Ok(())
 }
 
 /// Signals an interrupt eventfd (only when the receiver did not mask interrupts).

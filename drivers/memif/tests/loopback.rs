@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{exchange, frame, side, wait_for, Side};
+use common::{exchange, frame, frame_upto, side, side_with, wait_for, Side};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -28,6 +28,21 @@ const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
 /// `n` frames each way between a server and a client; `a_is_server` picks which of the
 /// two threads holds the server.
 fn run(a_is_server: bool, queues: u16, n: u32, extra: &str, abstract_ns: bool) {
+    run_with(a_is_server, queues, n, extra, abstract_ns, None, 1514);
+}
+
+/// [`run`] with pools of `data_room`-byte buffers and SCATTER (see `side_with`), and
+/// frames of up to `max_len` bytes.
+fn run_with(
+    a_is_server: bool,
+    queues: u16,
+    n: u32,
+    extra: &str,
+    abstract_ns: bool,
+    data_room: Option<u16>,
+    max_len: usize,
+) {
+    let frame = move |d, s, dir, seq| frame_upto(d, s, dir, seq, max_len);
     let sock = socket(abstract_ns);
     let role = |server: bool| if server { "server" } else { "client" };
     let extra = if extra.is_empty() {
@@ -38,12 +53,13 @@ fn run(a_is_server: bool, queues: u16, n: u32, extra: &str, abstract_ns: bool) {
     let spec_a = format!("net_memif0,role={},{sock}{extra}", role(a_is_server));
     let spec_b = format!("net_memif1,role={},{sock}{extra}", role(!a_is_server));
     // The server binds at probe, so probe it first.
+    let side = |id, spec: &str| side_with(id, spec, queues, data_room);
     let (mut a, mut b) = if a_is_server {
-        let a = side(0, &spec_a, queues);
-        (a, side(1, &spec_b, queues))
+        let a = side(0, &spec_a);
+        (a, side(1, &spec_b))
     } else {
-        let b = side(1, &spec_b, queues);
-        (side(0, &spec_a, queues), b)
+        let b = side(1, &spec_b);
+        (side(0, &spec_a), b)
     };
     for s in [&a, &b] {
         wait_for(10, "link up", || s.port.link().up);
@@ -109,6 +125,15 @@ fn chained_descriptors_small_ring() {
     // rings wrap many times.
     run(true, 2, 5_000, "bsize=256,rsize=6", true);
     run(false, 1, 5_000, "bsize=256,rsize=6", true);
+}
+
+#[test]
+fn jumbo_frames_as_mbuf_chains_both_ways() {
+    // Frames of 60..=9014 bytes (a 9000-byte MTU) from 1000-byte buffers: every frame
+    // above 1000 bytes leaves as an mbuf chain, crosses as a descriptor chain (2048-byte
+    // memif buffers) and arrives as an mbuf chain, byte for byte.
+    run_with(true, 1, 3_000, "", true, Some(1000), 9014);
+    run_with(false, 2, 3_000, "bsize=4096", true, Some(1000), 9014);
 }
 
 #[test]

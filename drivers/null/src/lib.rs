@@ -8,8 +8,8 @@
 
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Driver, Link, MacAddr, PortConf, QueueStats, RxQueue, RxQueueConf, TxQueue,
-    TxQueueConf,
+    DevInfo, Device, Driver, Link, MacAddr, PortConf, QueueStats, RxOffloads, RxQueue, RxQueueConf,
+    TxOffloads, TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::mbuf::PktBatch;
 use pmd_core::options::VdevSpec;
@@ -114,6 +114,12 @@ impl Device for NullDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            rx_offload_capa: RxOffloads::SCATTER,
+            tx_offload_capa: TxOffloads::MULTI_SEGS,
+            max_rx_pktlen: 9000,
+            max_mtu: 9000 - L2_OVERHEAD as u16,
+            nb_seg_max: pmd_core::mbuf::MAX_SEGS,
+            nb_mtu_seg_max: pmd_core::mbuf::MAX_SEGS,
             ..Default::default()
         }
     }
@@ -128,7 +134,23 @@ impl Device for NullDevice {
         template[..6].fill(0xff);
         template[6..12].copy_from_slice(&self.mac.0);
         template[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+        let room = usize::from(conf.pool.buf_size()) - usize::from(pmd_core::mbuf::HEADROOM);
+        let size = usize::from(self.conf.size);
+        let tail = if size <= room {
+            None
+        } else if conf.offloads.contains(RxOffloads::SCATTER) {
+            Some(template[room..].to_vec())
+        } else {
+            return Err(Error::driver(
+                "net_null",
+                format!(
+                    "size={size} does not fit the pool's {room}-byte buffers: enable the \
+                     SCATTER rx offload or use larger buffers"
+                ),
+            ));
+        };
         Ok(Box::new(NullRx {
+            tail,
             pool: conf.pool,
             stats: conf.stats,
             port: conf.port,
@@ -184,6 +206,8 @@ struct NullRx {
     port: u16,
     size: u16,
     template: Option<Vec<u8>>,
+    /// Bytes past the first buffer, for packets larger than one (rx with SCATTER).
+    tail: Option<Vec<u8>>,
     no_rx: bool,
 }
 
@@ -198,6 +222,9 @@ impl RxQueue for NullRx {
             return 0;
         };
         let size = self.size as usize;
+        if let Some(tail) = &self.tail {
+            return self.rx_chains(batch, max, tail.len());
+        }
         for m in bufs.iter_mut() {
             m.set_len(size);
             m.set_port(self.port);
@@ -209,6 +236,44 @@ impl RxQueue for NullRx {
         }
         self.stats.add(max as u64, (max * size) as u64);
         max
+    }
+}
+
+impl NullRx {
+    /// Packets larger than one buffer: the head filled to its end, the rest chained from
+    /// the pool. Packets whose chain cannot be completed are dropped and counted.
+    #[cold]
+    fn rx_chains(&mut self, batch: &mut PktBatch, max: usize, tail_len: usize) -> usize {
+        let start = batch.len() - max;
+        let size = self.size as usize;
+        let head_len = size - tail_len;
+        let tail = self.tail.as_deref().unwrap_or_default();
+        let mut failed = 0;
+        // Take the new packets out (reversed), then put back, in order, those completed.
+        let mut fresh = PktBatch::new();
+        while batch.len() > start {
+            if let Some(m) = batch.pop() {
+                let _ = fresh.push(m);
+            }
+        }
+        while let Some(mut m) = fresh.pop() {
+            m.set_len(head_len);
+            m.set_port(self.port);
+            if let Some(t) = &self.template {
+                m.data_mut().copy_from_slice(&t[..head_len]);
+            }
+            if m.extend_from_slice(tail, &self.pool).is_err() {
+                failed += 1;
+                continue;
+            }
+            let _ = batch.push(m);
+        }
+        let got = max - failed;
+        if failed > 0 {
+            self.stats.add_no_mbuf(failed as u64);
+        }
+        self.stats.add(got as u64, (got * size) as u64);
+        got
     }
 }
 
@@ -240,6 +305,43 @@ impl TxQueue for NullTx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jumbo_packets_need_scatter_and_arrive_as_chains() {
+        let pool = Mempool::create("null-jumbo", 512, 0).unwrap();
+        let dev = || {
+            NullDriver
+                .probe(&"net_null0,size=9000,copy=1".parse().unwrap())
+                .unwrap()
+        };
+        let mut p = Port::new(0, "net_null0", dev());
+        p.configure(&PortConf::default()).unwrap();
+        let e = p.setup_rx_queue(0, 0, &pool).unwrap_err().to_string();
+        assert!(e.contains("size=9000") && e.contains("SCATTER"), "{e}");
+        let mut p = Port::new(0, "net_null0", dev());
+        p.configure(&PortConf {
+            rx_offloads: RxOffloads::SCATTER,
+            tx_offloads: TxOffloads::MULTI_SEGS,
+            mtu: Some(8978),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut rx = p.setup_rx_queue(0, 0, &pool).unwrap();
+        let mut tx = p.setup_tx_queue(0, 0).unwrap();
+        p.start().unwrap();
+        let mut b = PktBatch::new();
+        assert_eq!(rx.rx_burst(&mut b), 32);
+        for m in b.iter() {
+            assert_eq!((m.len(), m.nb_segs()), (9000, 5));
+            let v = m.to_vec();
+            assert_eq!(&v[..6], &[0xff; 6]);
+            assert!(v[14..].iter().all(|&x| x == 0));
+        }
+        assert_eq!(tx.tx_burst(&mut b), 32);
+        let s = p.stats();
+        assert_eq!((s.ipackets, s.ibytes, s.obytes), (32, 32 * 9000, 32 * 9000));
+        assert_eq!(pool.stats().in_use, 0, "every segment went back");
+    }
     use pmd_core::ethdev::{Port, PortState};
     use pmd_core::Error;
 

@@ -195,6 +195,13 @@ impl Device for RingDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            // Packets move as pointers: chains pass through whole.
+            rx_offload_capa: pmd_core::ethdev::RxOffloads::SCATTER,
+            tx_offload_capa: pmd_core::ethdev::TxOffloads::MULTI_SEGS,
+            max_rx_pktlen: u32::from(u16::MAX),
+            max_mtu: u16::MAX - pmd_core::ethdev::L2_OVERHEAD as u16,
+            nb_seg_max: pmd_core::mbuf::MAX_SEGS,
+            nb_mtu_seg_max: pmd_core::mbuf::MAX_SEGS,
             ..Default::default()
         }
     }
@@ -416,6 +423,27 @@ mod tests {
             .all(|(i, m)| m.data() == [i as u8; 60] && m.port() == 0));
         let s = p.stats();
         assert_eq!((s.ipackets, s.opackets, s.ibytes), (10, 10, 600));
+    }
+
+    #[test]
+    fn chains_pass_through_whole() {
+        let pool = Mempool::create("ring-chain", 128, 0).unwrap();
+        let mut p = started_port(0, "net_ring0", 1);
+        let mut rx = p.setup_rx_queue(0, 0, &pool).unwrap();
+        let mut tx = p.setup_tx_queue(0, 0).unwrap();
+        p.start().unwrap();
+        let frame: Vec<u8> = (0..9014).map(|i| (i % 251) as u8).collect();
+        let mut b = PktBatch::new();
+        for _ in 0..3 {
+            b.push(pmd_core::Mbuf::from_slice(&frame, &pool).unwrap())
+                .unwrap();
+        }
+        assert_eq!(tx.tx_burst(&mut b), 3);
+        assert_eq!(rx.rx_burst(&mut b), 3);
+        assert!(b.iter().all(|m| m.nb_segs() == 5 && m.to_vec() == frame));
+        assert_eq!(p.stats().ibytes, 3 * 9014);
+        drop(b);
+        assert_eq!(pool.stats().in_use, 0);
     }
 
     #[test]

@@ -917,6 +917,14 @@ impl<Q: Virtqueue> TxQueue for VirtioTx<Q> {
         if n == 0 {
             return 0;
         }
+        // One descriptor per packet: chains go out linearized when they fit their first
+        // buffer; one that does not is dropped and counted, never sent truncated.
+        let n = batch.contiguous_front(n);
+        if n == 0 {
+            batch.drop_first();
+            self.stats.add_errors(1);
+            return 1;
+        }
         let mut sent = 0u64;
         let mut bytes = 0u64;
         for i in 0..n {

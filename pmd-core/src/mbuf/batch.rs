@@ -159,6 +159,28 @@ impl PktBatch {
         self.disown_front(n);
     }
 
+    /// For drivers that send one buffer per packet: makes the first `n` packets (clamped)
+    /// contiguous, linearizing chains that fit their first buffer, and returns how many
+    /// from the front are contiguous now (fewer than `n` when a chain does not fit: the
+    /// driver sends those before it and drops and counts that one). Single-segment
+    /// packets cost one read of a field already in cache.
+    #[inline]
+    pub fn contiguous_front(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        for (i, m) in self.as_mut_slice()[..n].iter_mut().enumerate() {
+            if !m.is_contiguous() && m.linearize().is_err() {
+                return i;
+            }
+        }
+        n
+    }
+
+    /// Frees the first packet and reports it gone (for a driver dropping a packet it
+    /// cannot send, after counting it).
+    pub fn drop_first(&mut self) {
+        self.free_front(1);
+    }
+
     /// The unused slots, for a driver to write raw buffer pointers into before
     /// [`PktBatch::commit_raw`].
     #[inline(always)]

@@ -386,6 +386,29 @@ impl Mbuf {
         Ok(())
     }
 
+    /// Calls `f(piece, at)` for the pieces of segments covering packet bytes
+    /// `[off, off + len)`, in order, `at` being the piece's position from `off`: how a PMD
+    /// copies a packet into device or peer memory without caring where segments end.
+    /// `OutOfRange` (nothing called) if the span runs past the end.
+    #[inline]
+    pub fn for_each_chunk<'a>(
+        &'a self,
+        off: usize,
+        len: usize,
+        f: impl FnMut(&'a [u8], usize),
+    ) -> Result<(), ChainError> {
+        copy_span(self.segments(), off, len, self.len(), f)
+    }
+
+    /// Bytes free after the last segment's data.
+    pub fn last_tailroom(&self) -> usize {
+        let l = self.last_seg();
+        // SAFETY: `l` is a segment of this owned chain.
+        unsafe {
+            usize::from((*l).buf_len) - usize::from((*l).data_off) - usize::from((*l).data_len)
+        }
+    }
+
     /// The whole packet as one vector (for tests, tools and slow paths).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len());

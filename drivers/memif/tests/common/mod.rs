@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use pmd_core::ethdev::{Driver, Port, PortConf, RxQueueHandle, TxQueueHandle};
+use pmd_core::ethdev::{Driver, Port, PortConf, RxOffloads, RxQueueHandle, TxQueueHandle};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mempool;
 use std::time::{Duration, Instant};
@@ -25,14 +25,34 @@ pub struct Side {
 
 /// Probes `spec` as port `id`, with `queues` queues each way, and starts it.
 pub fn side(id: u16, spec: &str, queues: u16) -> Side {
+    side_with(id, spec, queues, None)
+}
+
+/// [`side`] with a pool of `data_room`-byte buffers and the SCATTER rx offload (frames
+/// larger than a buffer arrive as chains), or default buffers without it.
+pub fn side_with(id: u16, spec: &str, queues: u16, data_room: Option<u16>) -> Side {
     let vdev = spec.parse().expect("vdev spec");
     let dev = pmd_memif::DRIVER.probe(&vdev).expect("probe");
     let mut port = Port::new(id, spec.split(',').next().unwrap(), dev);
-    let pool =
-        Mempool::create(&format!("memif-test-{id}-{}", std::process::id()), 4096, 0).expect("pool");
+    let pool = Mempool::create_with(
+        &format!("memif-test-{id}-{}", std::process::id()),
+        &pmd_core::mempool::MempoolConfig {
+            size: 4096,
+            cache_size: 0,
+            buf_size: data_room.map_or(pmd_core::mbuf::DEFAULT_BUF_SIZE, |r| {
+                r + pmd_core::mbuf::HEADROOM
+            }),
+        },
+    )
+    .expect("pool");
     port.configure(&PortConf {
         rx_queues: queues,
         tx_queues: queues,
+        rx_offloads: if data_room.is_some() {
+            RxOffloads::SCATTER
+        } else {
+            RxOffloads::NONE
+        },
         ..Default::default()
     })
     .expect("configure");
@@ -75,15 +95,20 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Length of frame `seq` (60..=1514 bytes).
-pub fn frame_len(seq: u32) -> usize {
-    60 + (seq as usize * 37) % (1514 - 60 + 1)
+/// Length of frame `seq` (60..=`max` bytes).
+pub fn frame_len(seq: u32, max: usize) -> usize {
+    60 + (seq as usize * 37) % (max - 60 + 1)
 }
 
 /// Frame `seq` from `src` to `dst`: ethertype 0x88b5, `dir` and `seq` after it, then a
-/// pattern.
+/// pattern; 60..=1514 bytes.
 pub fn frame(dst: [u8; 6], src: [u8; 6], dir: u8, seq: u32) -> Vec<u8> {
-    let mut f = vec![0u8; frame_len(seq)];
+    frame_upto(dst, src, dir, seq, 1514)
+}
+
+/// [`frame`] with lengths up to `max` bytes.
+pub fn frame_upto(dst: [u8; 6], src: [u8; 6], dir: u8, seq: u32, max: usize) -> Vec<u8> {
+    let mut f = vec![0u8; frame_len(seq, max)];
     f[..6].copy_from_slice(&dst);
     f[6..12].copy_from_slice(&src);
     f[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
@@ -134,8 +159,8 @@ pub fn exchange(
             if pending[qi].spare() == 0 {
                 break;
             }
-            let mut m = side.pool.alloc().expect("pool has room");
-            assert!(m.copy_from(&send(next)));
+            // One buffer, or a chain when the frame is larger than the pool's buffers.
+            let m = pmd_core::Mbuf::from_slice(&send(next), &side.pool).expect("pool has room");
             pending[qi].push(m).unwrap();
             next += 1;
         }
@@ -146,7 +171,8 @@ pub fn exchange(
             rb.clear();
             rx.rx_burst(&mut rb);
             for m in rb.iter() {
-                let d = m.data();
+                let whole = m.to_vec();
+                let d = &whole[..];
                 assert_eq!(d[14], peer_dir, "direction byte");
                 let seq = seq_of(d);
                 assert!(seq < n_in, "bad sequence {seq}");
