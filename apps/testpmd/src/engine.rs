@@ -31,14 +31,14 @@ impl StreamStats {
 }
 
 /// How a stream builds and rewrites frames.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StreamParams {
     /// Destination MAC (`mac` mode, generated frames).
     pub dst_mac: [u8; 6],
     /// Source MAC (the tx port's).
     pub src_mac: [u8; 6],
-    /// Generated frame length without FCS.
-    pub len: usize,
+    /// Segment lengths of generated frames (their sum is the frame length, no FCS).
+    pub segs: Vec<usize>,
     /// Flows for flowgen.
     pub flows: u32,
     /// Most packets per rx burst.
@@ -59,6 +59,8 @@ pub struct Stream {
     macs: [u8; 12],
     /// Template of generated frames.
     template: Vec<u8>,
+    /// Segment lengths of generated frames (one entry: a single buffer).
+    segs: Vec<usize>,
     /// Flows for flowgen, and the next one.
     flows: u32,
     next_flow: u32,
@@ -73,7 +75,8 @@ impl Stream {
         tx: TxQueueHandle,
         p: &StreamParams,
     ) -> Stream {
-        let (macs, len, flows) = ((p.dst_mac, p.src_mac), p.len, p.flows);
+        let (macs, flows) = ((p.dst_mac, p.src_mac), p.flows);
+        let len: usize = p.segs.iter().sum();
         rx.set_burst(p.burst);
         let mut m = [0u8; 12];
         m[..6].copy_from_slice(&macs.0);
@@ -93,8 +96,39 @@ impl Stream {
                 t[40..42].fill(0);
                 t
             },
+            segs: p.segs.clone(),
             flows,
             next_flow: 0,
+        }
+    }
+
+    /// Generated frames of several segments: each segment from its own buffer, the
+    /// template's bytes spread over them; a packet the pool cannot complete is not sent.
+    #[cold]
+    fn generate_chains(&mut self, pool: &Mempool, batch: &mut PktBatch, n: usize) {
+        for _ in 0..n.min(batch.spare()) {
+            let mut at = 0;
+            let mut head: Option<pmd_core::Mbuf> = None;
+            for &len in &self.segs {
+                let Some(mut seg) = pool.alloc() else {
+                    return;
+                };
+                if !seg.copy_from(&self.template[at..at + len]) {
+                    return;
+                }
+                at += len;
+                match head.as_mut() {
+                    None => head = Some(seg),
+                    Some(h) => {
+                        if h.chain(seg).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Some(h) = head {
+                let _ = batch.push(h);
+            }
         }
     }
 
@@ -102,6 +136,9 @@ impl Stream {
     /// source address and UDP port per packet over `flows` flows.
     #[inline]
     fn generate(&mut self, pool: &Mempool, batch: &mut PktBatch, n: usize, flowgen: bool) {
+        if self.segs.len() > 1 {
+            return self.generate_chains(pool, batch, n);
+        }
         let Some(bufs) = pool.alloc_bulk(batch, n) else {
             return;
         };
@@ -254,7 +291,12 @@ impl Engine for Csum {
         StreamStats::add(&s.stats.rx, n as u64);
         let (mut ip, mut l4) = (0, 0);
         for m in batch.iter() {
-            let r = pkt::verify(m.data());
+            // A chain is verified whole (copied out: a cold path for jumbo frames).
+            let r = if m.is_contiguous() {
+                pkt::verify(m.data())
+            } else {
+                pkt::verify(&m.to_vec())
+            };
             ip += u64::from(r.bad_ip);
             l4 += u64::from(r.bad_l4);
         }

@@ -20,7 +20,7 @@ mod stats;
 use clap::Parser;
 use engine::Stream;
 use opts::{Mode, Opts};
-use pmd_core::ethdev::{PortConf, PortId};
+use pmd_core::ethdev::{PortConf, PortId, RxOffloads, TxOffloads};
 use pmd_core::{lcore, tsc, Eal, Error, Mempool};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -120,21 +120,43 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     let info0 = eal.ports()[0].info();
     let rxd = info0.clamp_desc(opts.rxd);
     let txd = info0.clamp_desc(opts.txd);
-    let pool = Mempool::create(
+    let pool = Mempool::create_with(
         "mbuf_pool",
-        pool_size(opts, nb_ports, rxd.into(), txd.into(), fwd.len() as u32 + 1),
-        opts.mbcache,
+        &pmd_core::mempool::MempoolConfig {
+            size: pool_size(opts, nb_ports, rxd.into(), txd.into(), fwd.len() as u32 + 1),
+            cache_size: opts.mbcache,
+            buf_size: opts.mbuf_size,
+        },
     )?;
+    let room = usize::from(opts.mbuf_size) - usize::from(pmd_core::mbuf::HEADROOM);
+    if let Some(&big) = opts.txpkts.segments().iter().find(|&&l| l > room) {
+        return Err(cfg_err(format!(
+            "--txpkts segment of {big} bytes does not fit a {room}-byte mbuf: split it \
+             (--txpkts=A,B,...) or raise --mbuf-size"
+        )));
+    }
 
     let mut rxqs = Vec::new();
     let mut txqs: Vec<Vec<Option<_>>> = Vec::new();
     let mut macs = Vec::new();
     for &p in &ports {
         let port = eal.port_mut(p)?;
+        let info = port.info();
+        let mut rx_offloads = opts.rx_offloads.unwrap_or_default();
+        if opts.enable_scatter {
+            rx_offloads |= RxOffloads::SCATTER;
+        }
+        // Multi-segment generated packets need MULTI_SEGS; ask for it where the port has it
+        // (as DPDK's testpmd does by default), so forwarded chains go out whole.
+        let tx_offloads = opts
+            .tx_offloads
+            .unwrap_or(info.tx_offload_capa & TxOffloads::MULTI_SEGS);
         port.configure(&PortConf {
             rx_queues: opts.rxq,
             tx_queues: opts.txq,
-            ..Default::default()
+            rx_offloads,
+            tx_offloads,
+            mtu: opts.max_pkt_len.map(|l| l.saturating_sub(18)),
         })?;
         let info = port.info();
         let mut rq = Vec::new();
@@ -180,7 +202,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             let params = engine::StreamParams {
                 dst_mac,
                 src_mac: macs[dst as usize].0,
-                len: usize::from(opts.txpkts) - 4,
+                segs: opts.txpkts.segments(),
                 flows: opts.flowgen_flows,
                 burst: opts.burst.into(),
             };

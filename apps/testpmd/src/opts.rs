@@ -1,7 +1,7 @@
 //! testpmd's command line (after `--`), with DPDK testpmd's option names.
 
 use clap::{Parser, ValueEnum};
-use pmd_core::ethdev::MacAddr;
+use pmd_core::ethdev::{MacAddr, RxOffloads, TxOffloads};
 
 /// How packets are forwarded (DPDK's `--forward-mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -50,9 +50,27 @@ pub struct Opts {
     /// Packets per burst.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub burst: u16,
-    /// Length of generated packets (txonly, flowgen), 64..=1518 bytes with the FCS.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(64..=1518))]
-    pub txpkts: u16,
+    /// Segment lengths of generated packets (txonly, flowgen), comma-separated, as DPDK's
+    /// `--txpkts=A,B,...`: the packet is their sum (64..=9220 bytes with the 4-byte FCS,
+    /// which is not sent), one mbuf per segment.
+    #[arg(long, default_value = "64", value_parser = parse_txpkts)]
+    pub txpkts: TxPkts,
+    /// Data room of each mbuf, headroom included (DPDK's `--mbuf-size`).
+    #[arg(long = "mbuf-size", default_value_t = pmd_core::mbuf::DEFAULT_BUF_SIZE,
+          value_parser = clap::value_parser!(u16).range(256..))]
+    pub mbuf_size: u16,
+    /// Largest frame to receive, bytes with the FCS: sets the MTU to this minus 18.
+    #[arg(long = "max-pkt-len", value_parser = clap::value_parser!(u16).range(64..))]
+    pub max_pkt_len: Option<u16>,
+    /// Receive frames larger than one mbuf as chains (the SCATTER rx offload).
+    #[arg(long = "enable-scatter")]
+    pub enable_scatter: bool,
+    /// Rx offloads for every port: a DPDK bit mask (0x...) or names (VLAN_STRIP,SCATTER).
+    #[arg(long = "rx-offloads", value_parser = RxOffloads::parse)]
+    pub rx_offloads: Option<RxOffloads>,
+    /// Tx offloads for every port: a DPDK bit mask (0x...) or names (MULTI_SEGS,TCP_TSO).
+    #[arg(long = "tx-offloads", value_parser = TxOffloads::parse)]
+    pub tx_offloads: Option<TxOffloads>,
     /// Print port statistics every N seconds (0: only at the end).
     #[arg(long = "stats-period", default_value_t = 0)]
     pub stats_period: u64,
@@ -80,6 +98,47 @@ pub struct Opts {
     /// Interactive prompt: not supported.
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
+}
+
+/// Segment lengths of generated packets (`--txpkts`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxPkts(pub Vec<u16>);
+
+impl TxPkts {
+    /// Segment lengths of the frame (the last one less the FCS).
+    pub fn segments(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.0.iter().map(|&s| usize::from(s)).collect();
+        if let Some(l) = v.last_mut() {
+            *l -= 4;
+        }
+        v.retain(|&l| l > 0);
+        v
+    }
+}
+
+fn parse_txpkts(s: &str) -> Result<TxPkts, String> {
+    let segs = s
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("--txpkts {s:?}: {p:?} is not a segment length (1..=65535)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: u32 = segs.iter().map(|&n| u32::from(n)).sum();
+    if !(64..=9220).contains(&total) || segs.len() > 64 {
+        return Err(format!(
+            "--txpkts {s:?}: the segments must add up to 64..=9220 bytes (with the FCS), at most 64 of them"
+        ));
+    }
+    if *segs.last().unwrap_or(&0) <= 4 {
+        return Err(format!(
+            "--txpkts {s:?}: the last segment must be longer than the 4-byte FCS"
+        ));
+    }
+    Ok(TxPkts(segs))
 }
 
 fn parse_peer(s: &str) -> Result<(u16, MacAddr), String> {
@@ -126,12 +185,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.mode, Mode::Macswap);
-        assert_eq!((o.rxq, o.txq, o.txpkts, o.stats_period), (2, 2, 128, 1));
+        assert_eq!((o.rxq, o.txq, o.stats_period), (2, 2, 1));
+        assert_eq!(o.txpkts, TxPkts(vec![128]));
         assert!(o.tx_first);
         assert_eq!(o.peer_mac(1).to_string(), "02:00:00:00:00:09");
         assert_eq!(o.peer_mac(3).to_string(), "02:00:00:00:00:03");
         assert!(Opts::try_parse_from(["testpmd", "--forward-mode=bogus"]).is_err());
         assert!(Opts::try_parse_from(["testpmd", "--txpkts=10"]).is_err());
+        assert!(Opts::try_parse_from(["testpmd", "--txpkts=9000,300"]).is_err());
+        assert!(Opts::try_parse_from(["testpmd", "--txpkts=100,2"]).is_err());
+        assert!(Opts::try_parse_from(["testpmd", "--rx-offloads=bogus"]).is_err());
+        let j = Opts::try_parse_from([
+            "testpmd",
+            "--txpkts=2048,2048,4904",
+            "--mbuf-size=2176",
+            "--max-pkt-len=9018",
+            "--enable-scatter",
+            "--rx-offloads=0x1",
+            "--tx-offloads=MULTI_SEGS",
+        ])
+        .unwrap();
+        assert_eq!(j.txpkts.segments().iter().sum::<usize>(), 8996);
+        assert_eq!(j.txpkts.segments(), [2048, 2048, 4900]);
+        assert_eq!(j.max_pkt_len, Some(9018));
+        assert_eq!(j.rx_offloads, Some(RxOffloads::VLAN_STRIP));
+        assert_eq!(j.tx_offloads, Some(TxOffloads::MULTI_SEGS));
         assert!(Opts::try_parse_from(["testpmd", "--eth-peer=1"]).is_err());
     }
 }

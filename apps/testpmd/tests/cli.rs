@@ -84,6 +84,58 @@ fn tx_first_on_a_loopback_ring_circulates_the_burst() {
 }
 
 #[test]
+fn multi_segment_packets_circulate_whole() {
+    // --txpkts=1000,1000,1018: 3014-byte frames of three mbufs each (1024-byte data
+    // room), looped through net_ring with scatter and MULTI_SEGS.
+    let (code, out) = testpmd(&[
+        "--no-huge",
+        "-l",
+        "0",
+        "--vdev",
+        "net_ring0",
+        "--",
+        "--forward-mode=io",
+        "--tx-first",
+        "--burst=16",
+        "--txpkts=1000,1000,1018",
+        "--mbuf-size=1152",
+        "--enable-scatter",
+        "--max-pkt-len=3018",
+        "--stats-period=1",
+        "--duration=1.3",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (rx, tx, dropped) = accumulated(&out);
+    assert_eq!(dropped, 0, "{out}");
+    assert!(rx > 1000 && tx >= rx, "rx {rx} tx {tx}");
+    // The periodic NIC statistics: every packet is 3014 bytes.
+    let nic = out
+        .split("NIC statistics for port 0")
+        .nth(1)
+        .expect("NIC stats");
+    let num = |key: &str| -> u64 {
+        let rest = nic.split(key).nth(1).expect(key);
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (pk, by) = (num("RX-packets:"), num("RX-bytes:"));
+    assert!(pk > 0 && by == pk * 3014, "{pk} packets, {by} bytes");
+    // A segment larger than the mbuf is refused before anything runs.
+    let (code, out) = testpmd(&[
+        "--no-huge",
+        "-l",
+        "0",
+        "--vdev",
+        "net_ring0",
+        "--",
+        "--txpkts=3000",
+        "--mbuf-size=1152",
+        "--duration=0.1",
+    ]);
+    assert_ne!(code, 0);
+    assert!(out.contains("raise --mbuf-size"), "{out}");
+}
+
+#[test]
 fn bad_options_are_clear_errors() {
     let base = ["--no-huge", "-l", "0", "--vdev", "net_null0", "--"];
     for (extra, want) in [
