@@ -53,6 +53,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// The largest frame pktgen sends, bytes without FCS.
+const MAX_FRAME: u16 = 9216;
+
 fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     let nb = eal.ports().len() as u16;
     if nb == 0 {
@@ -72,7 +75,21 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             )));
         }
     }
-    let pool = Mempool::create("pktgen_pool", 16384, 256)?;
+    // Buffers that hold the largest frame in one piece: jumbo sizes, and any replayed
+    // frame up to 9216 bytes.
+    let largest = if opts.pcap.is_some() {
+        MAX_FRAME
+    } else {
+        opts.size.iter().copied().max().unwrap_or(60)
+    };
+    let pool = Mempool::create_with(
+        "pktgen_pool",
+        &pmd_core::mempool::MempoolConfig {
+            size: 16384,
+            cache_size: 256,
+            buf_size: pmd_core::mbuf::DEFAULT_BUF_SIZE.max(largest + pmd_core::mbuf::HEADROOM),
+        },
+    )?;
     let mut ports = vec![txp];
     if rxp != txp {
         ports.push(rxp);
@@ -137,6 +154,12 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             )));
         }
         eprintln!("Replaying {} frames from {}", trace.len(), path.display());
+        if let Some(i) = (0..trace.len()).find(|&i| trace.frame(i).len() > usize::from(MAX_FRAME)) {
+            return Err(Error::Config(format!(
+                "--pcap: frame {i} has {} bytes; pktgen sends frames of at most {MAX_FRAME}",
+                trace.frame(i).len()
+            )));
+        }
         sender.replay = Some(Arc::new(trace));
         receiver.count_all = true;
     }

@@ -20,8 +20,8 @@ pub struct Opts {
     /// Send rate in Mpps (0: as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Frame sizes without FCS, cycled per packet (e.g. 60 or 60,124,1514).
-    #[arg(long, value_delimiter = ',', default_value = "60", value_parser = clap::value_parser!(u16).range(60..=1514))]
+    /// Frame sizes without FCS, cycled per packet (e.g. 60 or 60,124,1514,9014), up to 9216.
+    #[arg(long, value_delimiter = ',', default_value = "60", value_parser = clap::value_parser!(u16).range(60..=9216))]
     pub size: Vec<u16>,
     /// Destination MAC (default: the rx port's MAC).
     #[arg(long = "dst-mac")]

@@ -61,6 +61,27 @@ fn loopback_ring_delivers_every_frame_with_latency() {
 }
 
 #[test]
+fn jumbo_sizes_are_sent_whole() {
+    let (code, out, err) = pktgen(
+        &["--no-huge", "-l", "0", "--vdev", "net_ring0"],
+        &["--count", "3000", "--size", "60,9014,9216", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let json = out.lines().last().unwrap();
+    assert_eq!(json_num(json, "received"), 3000.0, "{json}");
+    assert_eq!(json_num(json, "lost"), 0.0);
+    assert_eq!(
+        json_num(json, "sent_bytes"),
+        (1000 * (60 + 9014 + 9216)) as f64
+    );
+    let (code, _, err) = pktgen(
+        &["--no-huge", "-l", "0", "--vdev", "net_ring0"],
+        &["--count", "1", "--size", "9217"],
+    );
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
 fn rate_limit_holds_and_two_ports_work() {
     let (code, out, err) = pktgen(
         &[
