@@ -16,8 +16,11 @@ pub(crate) const KNOWN_ARGS: &[&str] = &[
 
 /// Most queue pairs.
 pub(crate) const MAX_QPAIRS: u16 = 16;
-/// Default frame size.
+/// Default frame size (for interfaces whose MTU it holds, up to 1946).
 pub(crate) const DEFAULT_FRAMESZ: u32 = 2048;
+/// Largest frame size picked from the MTU when `framesz` is not given (MTU up to 16282);
+/// larger frames need an explicit `framesz`.
+pub(crate) const MAX_AUTO_FRAMESZ: u32 = 16384;
 /// Default block size.
 pub(crate) const DEFAULT_BLOCKSZ: u32 = 4096;
 /// Default frames per ring.
@@ -28,8 +31,31 @@ pub(crate) const DEFAULT_FRAMECNT: u32 = 512;
 pub(crate) struct Config {
     pub iface: String,
     pub qpairs: u16,
+    /// The ring layout in use (for the default MTU until [`Config::geometry_for_mtu`]).
     pub geom: Geometry,
     pub qdisc_bypass: bool,
+    /// `blocksz`, `framesz` and `framecnt` as given (`None`: derived).
+    pub blocksz: Option<u32>,
+    pub framesz: Option<u32>,
+    pub framecnt: Option<u32>,
+    pub page: u32,
+}
+
+/// A ring layout for frames of `frame_size`: blocks of the given size or else the
+/// smallest page multiple (at least the default) holding a frame, and the given frame
+/// count or else the default rounded up to whole blocks.
+fn build_geometry(
+    blocksz: Option<u32>,
+    frame_size: u32,
+    framecnt: Option<u32>,
+    page: u32,
+) -> std::result::Result<Geometry, String> {
+    let block = blocksz.unwrap_or_else(|| DEFAULT_BLOCKSZ.max(frame_size.div_ceil(page) * page));
+    let count = framecnt.unwrap_or_else(|| {
+        let per_block = (block / frame_size.max(1)).max(1);
+        DEFAULT_FRAMECNT.div_ceil(per_block) * per_block
+    });
+    Geometry::new(block, frame_size, count, page)
 }
 
 impl Config {
@@ -62,10 +88,11 @@ impl Config {
                 "qpairs={qpairs} is out of range: use 1..={MAX_QPAIRS}"
             )));
         }
-        let blocksz: u32 = vdev.parse_arg("blocksz")?.unwrap_or(DEFAULT_BLOCKSZ);
-        let framesz: u32 = vdev.parse_arg("framesz")?.unwrap_or(DEFAULT_FRAMESZ);
-        let framecnt: u32 = vdev.parse_arg("framecnt")?.unwrap_or(DEFAULT_FRAMECNT);
-        let geom = Geometry::new(blocksz, framesz, framecnt, page).map_err(bad)?;
+        let blocksz: Option<u32> = vdev.parse_arg("blocksz")?;
+        let framesz: Option<u32> = vdev.parse_arg("framesz")?;
+        let framecnt: Option<u32> = vdev.parse_arg("framecnt")?;
+        let geom = build_geometry(blocksz, framesz.unwrap_or(DEFAULT_FRAMESZ), framecnt, page)
+            .map_err(bad)?;
         let qdisc_bypass = match vdev.parse_arg::<u8>("qdisc_bypass")?.unwrap_or(0) {
             0 => false,
             1 => true,
@@ -76,7 +103,56 @@ impl Config {
             qpairs,
             geom,
             qdisc_bypass,
+            blocksz,
+            framesz,
+            framecnt,
+            page,
         })
+    }
+
+    /// The ring layout for an interface MTU of `mtu`: with `framesz` given, the current
+    /// one if its frames hold a whole frame of that MTU (else an error saying what to
+    /// do); otherwise frames sized from the MTU (at least the default, at most
+    /// [`MAX_AUTO_FRAMESZ`]: the flag says whether that cap was hit).
+    pub fn geometry_for_mtu(&self, mtu: u32) -> std::result::Result<(Geometry, bool), String> {
+        let need = sys::frame_size_for_mtu(mtu);
+        if let Some(f) = self.framesz {
+            if f < need {
+                return Err(format!(
+                    "interface '{}' has MTU {mtu}, whose frames need framesz >= {need}, but \
+                     framesz={f}: raise framesz (or leave it out to size frames from the MTU) \
+                     or lower the MTU",
+                    self.iface
+                ));
+            }
+            return Ok((self.geom, false));
+        }
+        let frame = if need <= DEFAULT_FRAMESZ {
+            DEFAULT_FRAMESZ
+        } else if need <= self.page {
+            need.next_power_of_two()
+        } else {
+            need.div_ceil(self.page) * self.page
+        };
+        let capped = frame > MAX_AUTO_FRAMESZ;
+        let frame = frame.min(MAX_AUTO_FRAMESZ);
+        let g = build_geometry(self.blocksz, frame, self.framecnt, self.page).map_err(|e| {
+            format!(
+                "interface '{}' has MTU {mtu}, which needs {frame}-byte ring frames: {e} \
+                 (or give framesz)",
+                self.iface
+            )
+        })?;
+        Ok((g, capped))
+    }
+
+    /// Largest MTU the rings can hold: that of the frames given, else of the largest
+    /// frames picked from the MTU.
+    pub fn max_mtu(&self) -> u32 {
+        sys::max_mtu_for_frame(
+            self.framesz
+                .map_or(MAX_AUTO_FRAMESZ, |_| self.geom.frame_size),
+        )
     }
 }
 
@@ -112,6 +188,44 @@ mod tests {
         assert_eq!(c.qpairs, 4);
         assert_eq!(c.geom.block_nr, 8);
         assert!(c.qdisc_bypass);
+    }
+
+    #[test]
+    fn frames_sized_from_the_mtu() {
+        let c = parse("net_af_packet0,iface=eth0").unwrap();
+        let g = |mtu| c.geometry_for_mtu(mtu).unwrap();
+        assert_eq!(g(1500).0, c.geom);
+        assert_eq!(g(1946).0.frame_size, 2048);
+        let (j, capped) = g(9000);
+        assert!(!capped);
+        assert_eq!(
+            (j.frame_size, j.block_size, j.frame_nr),
+            (12288, 12288, 512)
+        );
+        assert!(sys::max_mtu_for_frame(j.frame_size) >= 9000);
+        let (l, capped) = g(65536);
+        assert!(capped);
+        assert_eq!(l.frame_size, MAX_AUTO_FRAMESZ);
+        assert_eq!(c.max_mtu(), 16282);
+        // 3000 fits a page: frames of 4096, one per block.
+        assert_eq!(g(3000).0.frame_size, 4096);
+
+        // framesz given: kept when it holds the MTU, refused with a hint when not.
+        let c = parse("net_af_packet0,iface=va,framesz=2048").unwrap();
+        assert_eq!(c.geometry_for_mtu(1500).unwrap().0, c.geom);
+        assert_eq!(c.max_mtu(), 1946);
+        let e = c.geometry_for_mtu(9000).unwrap_err();
+        assert!(
+            e.contains("MTU 9000") && e.contains("framesz=2048") && e.contains(">= 9104"),
+            "{e}"
+        );
+        // framesz without blocksz: blocks grow to hold a frame.
+        let c = parse("net_af_packet0,iface=va,framesz=9216").unwrap();
+        assert_eq!(c.geom.block_size, 12288);
+        // blocksz given too small for the MTU's frames.
+        let c = parse("net_af_packet0,iface=va,blocksz=4096").unwrap();
+        let e = c.geometry_for_mtu(9000).unwrap_err();
+        assert!(e.contains("MTU 9000") && e.contains("blocksz=4096"), "{e}");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! |----------------|---------|--------------------------------------------------------------|
 //! | `iface`        | —       | interface to attach to (required; see `ip link`)             |
 //! | `qpairs`       | 1       | queue pairs, 1..=16: one socket each, in a `PACKET_FANOUT_HASH` group |
-//! | `blocksz`      | 4096    | ring block size, a multiple of the page size                 |
-//! | `framesz`      | 2048    | ring frame size, a multiple of 16 (largest packet: `framesz - 32` on tx) |
+//! | `blocksz`      | 4096, or one frame | ring block size, a multiple of the page size and at least a frame |
+//! | `framesz`      | from the MTU | ring frame size, a multiple of 16; by default 2048, or larger to hold a whole frame of the interface's MTU (up to 16384) |
 //! | `framecnt`     | 512     | frames per ring (per direction and queue pair)               |
 //! | `qdisc_bypass` | 0       | 1: transmit with `PACKET_QDISC_BYPASS` (skips the qdisc layer) |
 //!
@@ -21,7 +21,18 @@
 //! packet type on kernels older than 4.20). Kernel drops (`PACKET_STATISTICS`) are reported
 //! as missed packets, read only when the kernel flags losses.
 //!
-//! The driver never changes the interface's state: if it is down, the link reports down and
+//! Frames up to the interface's MTU (plus the Ethernet header and two VLAN tags) fit a
+//! ring frame: without `framesz`, frames are sized from the MTU read at probe; a `framesz`
+//! too small for the MTU is refused at probe and start. A frame longer than one mbuf
+//! arrives as a chain with the `SCATTER` rx offload, and is counted as an rx error
+//! without it. Transmitted chains are copied segment by segment.
+//!
+//! A frame leaves as it came: the kernel takes the (outer) VLAN tag out of received frames
+//! and reports it beside them; the driver puts it back, so received bytes equal the wire
+//! bytes. With the `VLAN_STRIP` rx offload it stays out, in `vlan_tci` with
+//! `RX_VLAN | RX_VLAN_STRIPPED`. On tx, `TX_VLAN` / `TX_QINQ` tags are written while copying.
+//!
+//! The driver never changes the interface's state (except its MTU, when asked): if it is down, the link reports down and
 //! no packets flow. Promiscuous mode is a `PACKET_MR_PROMISC` membership, dropped with the
 //! device. Opening the sockets needs `CAP_NET_RAW`.
 
@@ -37,7 +48,8 @@ pub use rxtx::{AfPacketRxQueue, AfPacketTxQueue};
 use config::Config;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Driver, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+    DevInfo, Device, Driver, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    TxQueue, TxQueueConf,
 };
 use pmd_core::options::VdevSpec;
 use socket::{OpenError, SocketSet};
@@ -65,7 +77,7 @@ impl Driver for AfPacketDriver {
 
     fn description(&self) -> &'static str {
         "AF_PACKET (PACKET_MMAP) on a Linux interface: iface=NAME[,qpairs=1..16]\
-         [,blocksz=4096][,framesz=2048][,framecnt=512][,qdisc_bypass=0|1]"
+         [,blocksz=4096][,framesz=2048 or from the MTU][,framecnt=512][,qdisc_bypass=0|1]"
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
@@ -101,7 +113,7 @@ impl std::fmt::Debug for AfPacketDevice {
 impl AfPacketDevice {
     /// Validates the arguments, finds the interface and opens its sockets.
     pub fn open(vdev: &VdevSpec) -> Result<AfPacketDevice> {
-        let cfg = Config::from_vdev(vdev)?;
+        let mut cfg = Config::from_vdev(vdev)?;
         let name = vdev.name.clone();
         let ctrl = sys::packet_socket().map_err(|e| {
             if needs_cap(&e) {
@@ -126,6 +138,21 @@ impl AfPacketDevice {
         let mac = sys::if_hwaddr(ctrl.as_raw_fd(), &cfg.iface)
             .map(MacAddr)
             .map_err(|e| Error::io(format!("{name}: MAC address of '{}'", cfg.iface), e))?;
+        let mtu = sys::if_mtu(ctrl.as_raw_fd(), &cfg.iface)
+            .map_err(|e| Error::io(format!("{name}: MTU of '{}'", cfg.iface), e))?;
+        let (geom, capped) = cfg
+            .geometry_for_mtu(mtu)
+            .map_err(|m| Error::driver(name.clone(), m))?;
+        if capped {
+            tracing::warn!(
+                "{name}: '{}' has MTU {mtu}; ring frames of {} bytes hold frames up to MTU {} \
+                 only, longer ones are counted as rx errors (give framesz to go further)",
+                cfg.iface,
+                geom.frame_size,
+                sys::max_mtu_for_frame(geom.frame_size)
+            );
+        }
+        cfg.geom = geom;
         let q = usize::from(cfg.qpairs);
         let set = SocketSet::open(&cfg, ifindex, q, q).map_err(|e| open_error(&name, &cfg, e))?;
         tracing::info!(
@@ -158,7 +185,37 @@ impl AfPacketDevice {
     fn sockets(&self) -> Result<&SocketSet> {
         self.set.as_ref().ok_or_else(|| self.closed())
     }
+
+    fn ctrl_fd(&self) -> Result<std::os::fd::RawFd> {
+        self.ctrl
+            .as_ref()
+            .map(|c| c.as_raw_fd())
+            .ok_or_else(|| self.closed())
+    }
+
+    /// The interface's MTU now, checked against the ring frames.
+    fn check_mtu_fits(&self) -> Result<()> {
+        let mtu = sys::if_mtu(self.ctrl_fd()?, &self.cfg.iface)
+            .map_err(|e| Error::io(format!("{}: MTU of '{}'", self.name, self.cfg.iface), e))?;
+        let frame = self.cfg.geom.frame_size;
+        if mtu > sys::max_mtu_for_frame(frame) {
+            return Err(Error::driver(
+                self.name.clone(),
+                format!(
+                    "interface '{}' has MTU {mtu}, whose frames need framesz >= {}, but the \
+                     rings have {frame}-byte frames: set the MTU through the port before \
+                     setting up queues, probe with a larger framesz, or lower the MTU",
+                    self.cfg.iface,
+                    sys::frame_size_for_mtu(mtu)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// Most segments of a transmitted packet (every segment is copied into one ring frame).
+const NB_SEG_MAX: u16 = pmd_core::mbuf::MAX_SEGS;
 
 fn open_error(name: &str, cfg: &Config, e: OpenError) -> Error {
     if needs_cap(&e.err) {
@@ -176,6 +233,8 @@ fn open_error(name: &str, cfg: &Config, e: OpenError) -> Error {
 impl Device for AfPacketDevice {
     fn info(&self) -> DevInfo {
         let desc = u16::try_from(self.cfg.geom.frame_nr).unwrap_or(u16::MAX);
+        // What the ring frames hold (or, with frames sized from the MTU, could be regrown to).
+        let max_mtu = self.cfg.max_mtu().min(u32::from(u16::MAX));
         DevInfo {
             driver: DRIVER_NAME,
             max_rx_queues: self.cfg.qpairs,
@@ -184,7 +243,15 @@ impl Device for AfPacketDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: desc,
-            ..Default::default()
+            rx_offload_capa: RxOffloads::VLAN_STRIP | RxOffloads::SCATTER,
+            tx_offload_capa: TxOffloads::VLAN_INSERT
+                | TxOffloads::QINQ_INSERT
+                | TxOffloads::MULTI_SEGS,
+            max_rx_pktlen: max_mtu + sys::L2_OVERHEAD as u32,
+            min_mtu: 68,
+            max_mtu: u16::try_from(max_mtu).unwrap_or(u16::MAX),
+            nb_seg_max: NB_SEG_MAX,
+            nb_mtu_seg_max: NB_SEG_MAX,
         }
     }
 
@@ -230,12 +297,13 @@ impl Device for AfPacketDevice {
             ));
         }
         let sock = set.socks[usize::from(qid)].clone();
-        let q = AfPacketRxQueue::new(sock, conf.port, conf.pool, conf.stats).ok_or_else(|| {
-            Error::driver(
-                self.name.clone(),
-                format!("rx queue {qid} is already in use; drop it first"),
-            )
-        })?;
+        let q = AfPacketRxQueue::new(sock, conf.port, conf.pool, conf.stats, conf.offloads)
+            .ok_or_else(|| {
+                Error::driver(
+                    self.name.clone(),
+                    format!("rx queue {qid} is already in use; drop it first"),
+                )
+            })?;
         Ok(Box::new(q))
     }
 
@@ -262,6 +330,7 @@ impl Device for AfPacketDevice {
 
     fn start(&mut self) -> Result<()> {
         self.sockets()?;
+        self.check_mtu_fits()?;
         if !self.link().up {
             tracing::warn!(
                 "{}: interface '{}' is down or has no carrier; no packets will flow until it is up",
@@ -328,6 +397,75 @@ impl Device for AfPacketDevice {
 
     fn promiscuous(&self) -> bool {
         self.promisc
+    }
+
+    /// The interface's MTU, read from the kernel (`None` once closed; 65535 for larger).
+    fn mtu(&self) -> Option<u16> {
+        let fd = self.ctrl.as_ref()?.as_raw_fd();
+        let mtu = sys::if_mtu(fd, &self.cfg.iface).ok()?;
+        Some(u16::try_from(mtu).unwrap_or(u16::MAX))
+    }
+
+    /// Sets the interface's MTU (SIOCSIFMTU, needs CAP_NET_ADMIN). When frames are sized
+    /// from the MTU and the new one needs larger ring frames, the sockets are reopened,
+    /// which needs every queue to be dropped first.
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        let fd = self.ctrl_fd()?;
+        let set = self.sockets()?;
+        let (geom, _) = self
+            .cfg
+            .geometry_for_mtu(u32::from(mtu))
+            .map_err(|m| Error::driver(self.name.clone(), m))?;
+        let grow = geom.frame_size > self.cfg.geom.frame_size;
+        if grow
+            && set.socks.iter().any(|s| {
+                s.rx_claimed.load(std::sync::atomic::Ordering::Acquire)
+                    || s.tx_claimed.load(std::sync::atomic::Ordering::Acquire)
+            })
+        {
+            return Err(Error::driver(
+                self.name.clone(),
+                format!(
+                    "MTU {mtu} needs {}-byte ring frames but the rings in use have {}: drop \
+                     the port's queues, set the MTU, then set them up again (or probe with \
+                     framesz={})",
+                    geom.frame_size, self.cfg.geom.frame_size, geom.frame_size
+                ),
+            ));
+        }
+        sys::if_set_mtu(fd, &self.cfg.iface, u32::from(mtu)).map_err(|e| {
+            let what = format!(
+                "{}: setting the MTU of '{}' to {mtu}{}",
+                self.name,
+                self.cfg.iface,
+                if needs_cap(&e) {
+                    " (needs CAP_NET_ADMIN)"
+                } else {
+                    ""
+                }
+            );
+            Error::io(what, e)
+        })?;
+        if grow {
+            let (rx, total) = (set.rx, set.socks.len());
+            let mut cfg = self.cfg.clone();
+            cfg.geom = geom;
+            let new = SocketSet::open(&cfg, self.ifindex, rx, total)
+                .map_err(|e| open_error(&self.name, &cfg, e))?;
+            if self.promisc {
+                sys::set_promisc(new.socks[0].fd(), self.ifindex, true).map_err(|e| {
+                    Error::io(format!("{}: enabling promiscuous mode", self.name), e)
+                })?;
+            }
+            self.set = Some(new);
+            self.cfg = cfg;
+            tracing::info!(
+                "{}: MTU {mtu}: rings reopened with {}-byte frames",
+                self.name,
+                geom.frame_size
+            );
+        }
+        Ok(())
     }
 
     /// Per receiving socket: packets the kernel saw and dropped (PACKET_STATISTICS).

@@ -11,45 +11,47 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 // ---- if_packet.h -----------------------------------------------------------------
 
-pub(crate) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
-pub(crate) const PACKET_DROP_MEMBERSHIP: libc::c_int = 2;
-pub(crate) const PACKET_RX_RING: libc::c_int = 5;
-pub(crate) const PACKET_STATISTICS: libc::c_int = 6;
-pub(crate) const PACKET_AUXDATA: libc::c_int = 8;
-pub(crate) const PACKET_VERSION: libc::c_int = 10;
-pub(crate) const PACKET_TX_RING: libc::c_int = 13;
-pub(crate) const PACKET_LOSS: libc::c_int = 14;
-pub(crate) const PACKET_FANOUT: libc::c_int = 18;
-pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = 20;
-pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+pub(crate) const PACKET_ADD_MEMBERSHIP: libc::c_int = libc::PACKET_ADD_MEMBERSHIP;
+pub(crate) const PACKET_DROP_MEMBERSHIP: libc::c_int = libc::PACKET_DROP_MEMBERSHIP;
+pub(crate) const PACKET_RX_RING: libc::c_int = libc::PACKET_RX_RING;
+pub(crate) const PACKET_STATISTICS: libc::c_int = libc::PACKET_STATISTICS;
+pub(crate) const PACKET_AUXDATA: libc::c_int = libc::PACKET_AUXDATA;
+pub(crate) const PACKET_VERSION: libc::c_int = libc::PACKET_VERSION;
+pub(crate) const PACKET_TX_RING: libc::c_int = libc::PACKET_TX_RING;
+pub(crate) const PACKET_LOSS: libc::c_int = libc::PACKET_LOSS;
+pub(crate) const PACKET_FANOUT: libc::c_int = libc::PACKET_FANOUT;
+pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = libc::PACKET_QDISC_BYPASS;
+pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = libc::PACKET_IGNORE_OUTGOING;
 
-pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = 1;
-pub(crate) const PACKET_FANOUT_HASH: u32 = 0;
-pub(crate) const TPACKET_V2: libc::c_int = 1;
+pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = libc::PACKET_MR_PROMISC as libc::c_ushort;
+pub(crate) const PACKET_FANOUT_HASH: u32 = libc::PACKET_FANOUT_HASH;
+pub(crate) const TPACKET_V2: libc::c_int = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
 /// `sll_pkttype` of a frame this host sent.
-pub(crate) const PACKET_OUTGOING: u8 = 4;
+pub(crate) const PACKET_OUTGOING: u8 = libc::PACKET_OUTGOING;
 
 /// Rx frame status: owned by the kernel.
-pub(crate) const TP_STATUS_KERNEL: u32 = 0;
+pub(crate) const TP_STATUS_KERNEL: u32 = libc::TP_STATUS_KERNEL;
 /// Rx frame status: holds a packet for user space.
-pub(crate) const TP_STATUS_USER: u32 = 1 << 0;
+pub(crate) const TP_STATUS_USER: u32 = libc::TP_STATUS_USER;
 /// Rx frame status flag: the kernel dropped packets since the last PACKET_STATISTICS.
-pub(crate) const TP_STATUS_LOSING: u32 = 1 << 2;
-/// Rx frame status flag: `tp_vlan_tci` holds a stripped VLAN tag.
-pub(crate) const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+pub(crate) const TP_STATUS_LOSING: u32 = libc::TP_STATUS_LOSING;
+/// Rx frame status flag: `tp_vlan_tci` holds a VLAN tag the kernel took out of the frame.
+pub(crate) const TP_STATUS_VLAN_VALID: u32 = libc::TP_STATUS_VLAN_VALID;
+/// Rx frame status flag: `tp_vlan_tpid` holds that tag's TPID (else it was 0x8100).
+pub(crate) const TP_STATUS_VLAN_TPID_VALID: u32 = libc::TP_STATUS_VLAN_TPID_VALID;
 
 /// Tx frame status: free for user space.
-pub(crate) const TP_STATUS_AVAILABLE: u32 = 0;
+pub(crate) const TP_STATUS_AVAILABLE: u32 = libc::TP_STATUS_AVAILABLE;
 /// Tx frame status: filled, waiting for the kernel.
-pub(crate) const TP_STATUS_SEND_REQUEST: u32 = 1 << 0;
+pub(crate) const TP_STATUS_SEND_REQUEST: u32 = libc::TP_STATUS_SEND_REQUEST;
 /// Tx frame status: the kernel rejected the frame (only without PACKET_LOSS).
-pub(crate) const TP_STATUS_WRONG_FORMAT: u32 = 1 << 2;
+pub(crate) const TP_STATUS_WRONG_FORMAT: u32 = libc::TP_STATUS_WRONG_FORMAT;
 
-pub(crate) const ETH_P_ALL: u16 = 0x0003;
+pub(crate) const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
 /// Smallest frame the kernel transmits (an Ethernet header).
-pub(crate) const ETH_HLEN: usize = 14;
+pub(crate) const ETH_HLEN: usize = libc::ETH_HLEN as usize;
 
-const TPACKET_ALIGNMENT: usize = 16;
+const TPACKET_ALIGNMENT: usize = libc::TPACKET_ALIGNMENT;
 
 /// `TPACKET_ALIGN(x)` from if_packet.h.
 pub(crate) const fn tpacket_align(x: usize) -> usize {
@@ -73,6 +75,8 @@ pub(crate) struct Tpacket2Hdr {
 }
 
 const _: () = assert!(size_of::<Tpacket2Hdr>() == 32);
+const _: () = assert!(size_of::<Tpacket2Hdr>() == size_of::<libc::tpacket2_hdr>());
+const _: () = assert!(TPACKET2_HDRLEN == libc::TPACKET2_HDRLEN);
 const _: () = assert!(size_of::<libc::sockaddr_ll>() == 20);
 
 /// Offset of the `sockaddr_ll` the kernel writes after the header of an rx frame.
@@ -81,6 +85,24 @@ pub(crate) const RX_SLL_OFFSET: usize = tpacket_align(size_of::<Tpacket2Hdr>());
 pub(crate) const TPACKET2_HDRLEN: usize = RX_SLL_OFFSET + size_of::<libc::sockaddr_ll>();
 /// Where the kernel expects tx packet data (`TPACKET2_HDRLEN - sizeof(sockaddr_ll)`).
 pub(crate) const TX_DATA_OFFSET: usize = TPACKET2_HDRLEN - size_of::<libc::sockaddr_ll>();
+
+/// Largest offset of the packet in an rx frame that we plan for: the kernel puts the
+/// network header at `TPACKET_ALIGN(TPACKET2_HDRLEN + max(maclen, 16))` (80 for
+/// Ethernet, so the packet starts at 66); counting the whole 80 leaves some slack.
+pub(crate) const RX_MAX_MAC_OFFSET: usize = tpacket_align(TPACKET2_HDRLEN + 16);
+/// Bytes a frame carries beyond its MTU: the Ethernet header and two VLAN tags.
+pub(crate) const L2_OVERHEAD: usize = ETH_HLEN + 2 * 4;
+
+/// Smallest ring frame size that holds a whole frame of an interface with MTU `mtu`
+/// (the rx header, the packet offset, the Ethernet header and two VLAN tags).
+pub(crate) const fn frame_size_for_mtu(mtu: u32) -> u32 {
+    tpacket_align(RX_MAX_MAC_OFFSET + mtu as usize + L2_OVERHEAD) as u32
+}
+
+/// Largest MTU whose frames a ring frame of `frame_size` bytes holds.
+pub(crate) const fn max_mtu_for_frame(frame_size: u32) -> u32 {
+    frame_size.saturating_sub((RX_MAX_MAC_OFFSET + L2_OVERHEAD) as u32)
+}
 
 /// `struct tpacket_req`.
 #[repr(C)]
@@ -112,6 +134,8 @@ struct PacketMreq {
 // ---- sockios.h / if.h / ethtool.h ------------------------------------------------
 
 const SIOCGIFFLAGS: u64 = 0x8913;
+const SIOCGIFMTU: libc::c_ulong = libc::SIOCGIFMTU;
+const SIOCSIFMTU: libc::c_ulong = libc::SIOCSIFMTU;
 const SIOCGIFHWADDR: u64 = 0x8927;
 const SIOCGIFINDEX: u64 = 0x8933;
 const SIOCETHTOOL: u64 = 0x8946;
@@ -131,6 +155,7 @@ struct IfReq {
 union IfReqData {
     flags: libc::c_short,
     ifindex: libc::c_int,
+    mtu: libc::c_int,
     hwaddr: libc::sockaddr,
     ptr: *mut libc::c_void,
     _pad: [u8; 24],
@@ -243,6 +268,24 @@ pub(crate) fn if_flags(fd: RawFd, name: &str) -> io::Result<u32> {
     cvt(unsafe { libc::ioctl(fd, SIOCGIFFLAGS as _, &mut r as *mut IfReq) })?;
     // SAFETY: the kernel filled in the flags member.
     Ok(unsafe { r.data.flags } as u16 as u32)
+}
+
+/// MTU of the interface (bytes of payload after the Ethernet header).
+pub(crate) fn if_mtu(fd: RawFd, name: &str) -> io::Result<u32> {
+    let mut r = IfReq::new(name)?;
+    // SAFETY: SIOCGIFMTU reads the name and writes the int mtu member of our ifreq.
+    cvt(unsafe { libc::ioctl(fd, SIOCGIFMTU as _, &mut r as *mut IfReq) })?;
+    // SAFETY: the kernel filled in the mtu member.
+    Ok(unsafe { r.data.mtu }.max(0) as u32)
+}
+
+/// Sets the MTU of the interface (needs CAP_NET_ADMIN).
+pub(crate) fn if_set_mtu(fd: RawFd, name: &str, mtu: u32) -> io::Result<()> {
+    let mut r = IfReq::new(name)?;
+    r.data.mtu =
+        libc::c_int::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: SIOCSIFMTU reads the name and the int mtu member of our ifreq.
+    cvt(unsafe { libc::ioctl(fd, SIOCSIFMTU as _, &mut r as *mut IfReq) }).map(drop)
 }
 
 /// Brings an interface up (tests only: the driver never changes interface state).
@@ -460,6 +503,7 @@ pub(crate) struct RxFrameHdr {
     pub snaplen: u32,
     pub mac: u16,
     pub vlan_tci: u16,
+    pub vlan_tpid: u16,
     pub pkttype: u8,
 }
 
@@ -565,6 +609,7 @@ impl PacketRing {
                 snaplen: std::ptr::addr_of!((*h).tp_snaplen).read_volatile(),
                 mac: std::ptr::addr_of!((*h).tp_mac).read_volatile(),
                 vlan_tci: std::ptr::addr_of!((*h).tp_vlan_tci).read_volatile(),
+                vlan_tpid: std::ptr::addr_of!((*h).tp_vlan_tpid).read_volatile(),
                 pkttype: p.add(RX_SLL_OFFSET + 10).read_volatile(),
             }
         }
@@ -593,22 +638,43 @@ impl PacketRing {
         self.geom.frame_size as usize - TX_DATA_OFFSET
     }
 
-    /// Copies `pkt` into tx frame `i` and sets `tp_len` (not the status); false (nothing
-    /// written) if it does not fit.
+    /// Copies the pieces of one packet of `len` bytes in total (segments, a VLAN tag)
+    /// back to back into tx frame `i` and sets `tp_len` (not the status); false if `len`
+    /// does not fit the frame or the pieces do not add up to `len` (the frame may then
+    /// hold part of them, which is harmless: its status is unchanged).
     #[inline(always)]
-    pub fn fill_tx(&self, i: u32, pkt: &[u8]) -> bool {
-        if pkt.len() > self.tx_capacity() {
+    pub fn fill_tx_parts<'a>(
+        &self,
+        i: u32,
+        len: usize,
+        parts: impl IntoIterator<Item = &'a [u8]>,
+    ) -> bool {
+        if len > self.tx_capacity() {
             return false;
         }
         let p = self.frame(Dir::Tx, i);
+        let mut at = 0usize;
+        for part in parts {
+            if part.len() > len - at {
+                return false;
+            }
+            // SAFETY: TX_DATA_OFFSET + at + part.len() <= TX_DATA_OFFSET + len <=
+            // frame_size (checked above); the frame is available to user space (the
+            // caller saw AVAILABLE/WRONG_FORMAT), so the kernel does not touch it until we
+            // set SEND_REQUEST; `part` is ordinary memory, not the mapping.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), p.add(TX_DATA_OFFSET + at), part.len())
+            };
+            at += part.len();
+        }
+        if at != len {
+            return false;
+        }
         let h = p.cast::<Tpacket2Hdr>();
-        // SAFETY: TX_DATA_OFFSET + len <= frame_size (checked above); the frame is
-        // available to user space (the caller saw AVAILABLE/WRONG_FORMAT), so the kernel
-        // does not touch it until we set SEND_REQUEST.
+        // SAFETY: the header is inside the frame and user-owned, as above.
         unsafe {
-            std::ptr::copy_nonoverlapping(pkt.as_ptr(), p.add(TX_DATA_OFFSET), pkt.len());
-            std::ptr::addr_of_mut!((*h).tp_len).write_volatile(pkt.len() as u32);
-            std::ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(pkt.len() as u32);
+            std::ptr::addr_of_mut!((*h).tp_len).write_volatile(len as u32);
+            std::ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(len as u32);
         }
         true
     }
@@ -649,6 +715,20 @@ mod tests {
         assert_eq!(TX_DATA_OFFSET, 32);
         assert_eq!(size_of::<IfReq>(), 40);
         assert_eq!(size_of::<PacketMreq>(), 16);
+    }
+
+    #[test]
+    fn frame_sizes_for_mtus() {
+        assert_eq!(RX_MAX_MAC_OFFSET, 80);
+        assert_eq!(frame_size_for_mtu(1500), 1616);
+        assert_eq!(frame_size_for_mtu(9000), 9104);
+        assert_eq!(max_mtu_for_frame(2048), 1946);
+        for mtu in [68, 1500, 1501, 9000, 9216, 16000] {
+            let f = frame_size_for_mtu(mtu);
+            assert_eq!(f % 16, 0);
+            assert!(max_mtu_for_frame(f) >= mtu);
+            assert!(max_mtu_for_frame(f - 16) < mtu);
+        }
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub struct CaptureOptions {
     /// Bursts in flight (the channel's capacity).
     pub bursts: usize,
     /// Bytes kept of each packet (longer ones are truncated; the record keeps the
-    /// original length). At most the mbuf data room, 2048.
+    /// original length). Packets larger than one buffer of the capture's pool are copied
+    /// as chains, so the default keeps every packet whole.
     pub snaplen: u16,
 }
 
@@ -51,7 +52,7 @@ impl Default for CaptureOptions {
         CaptureOptions {
             buffers: 8191,
             bursts: 1024,
-            snaplen: 2048,
+            snaplen: u16::MAX,
         }
     }
 }
@@ -131,8 +132,6 @@ impl Capture {
                 ..MempoolConfig::default()
             },
         )?;
-        let room =
-            usize::from(pool.buf_size()).saturating_sub(usize::from(pmd_core::mbuf::HEADROOM));
         let file = FileWriter::create(&path).map_err(cerr)?;
         let (tx, rx) = sync_channel(opts.bursts);
         let shared = Arc::new(Shared::default());
@@ -145,7 +144,7 @@ impl Capture {
             path,
             tx: Some(tx),
             pool,
-            snaplen: usize::from(opts.snaplen).min(room),
+            snaplen: usize::from(opts.snaplen),
             shared,
             writer: Some(writer),
         })
@@ -228,7 +227,8 @@ fn write_loop(rx: Receiver<Chunk>, mut file: FileWriter, shared: &Shared) -> std
                 if result.is_ok() {
                     let mut n = 0;
                     for (m, &orig) in chunk.pkts.iter().zip(&chunk.orig) {
-                        if let Err(e) = file.write(chunk.ts, orig, m.data()) {
+                        let caplen = m.len() as u32;
+                        if let Err(e) = file.write_segments(chunk.ts, orig, caplen, m.segments()) {
                             result = Err(std::io::Error::other(e));
                             break;
                         }
@@ -249,6 +249,31 @@ fn write_loop(rx: Receiver<Chunk>, mut file: FileWriter, shared: &Shared) -> std
         }
     }
     result.and(file.finish())
+}
+
+/// Copies the first `snaplen` bytes of `m` (every segment of a chain) into the fresh
+/// buffer `c`, chaining buffers from `pool` past the first; false if the pool ran out.
+#[inline]
+fn copy_chain(c: &mut Mbuf, m: &Mbuf, snaplen: usize, pool: &Mempool) -> bool {
+    let mut left = m.len().min(snaplen);
+    let mut first = true;
+    for seg in m.segments() {
+        if left == 0 {
+            break;
+        }
+        let piece = &seg[..seg.len().min(left)];
+        left -= piece.len();
+        // The first piece usually fits the buffer (a plain copy, as for one segment).
+        if first && c.copy_from(piece) {
+            first = false;
+            continue;
+        }
+        first = false;
+        if c.extend_from_slice(piece, pool).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Records bursts into a [`Capture`]. `Send`: give one to each lcore.
@@ -295,10 +320,13 @@ impl CaptureTap {
             return;
         };
         for ((c, m), o) in copies.iter_mut().zip(pkts).zip(chunk.orig.iter_mut()) {
-            let d = m.data();
-            *o = d.len() as u32;
-            // Cannot fail: snaplen is within the data room.
-            c.copy_from(&d[..d.len().min(self.snaplen)]);
+            *o = m.len() as u32;
+            if !copy_chain(c, m, self.snaplen, &self.pool) {
+                // The pool ran out for a chain's segments: the burst is not recorded
+                // (`chunk` goes back to the pool on drop).
+                self.drop_count(n);
+                return;
+            }
         }
         match tx.try_send(chunk) {
             Ok(()) => {

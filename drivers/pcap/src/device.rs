@@ -6,11 +6,17 @@ use crate::rxtx::{PcapRxQueue, PcapTxQueue};
 use crate::DRIVER_NAME;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+    DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    TxQueue, TxQueueConf, L2_OVERHEAD,
 };
+use pmd_core::mbuf::MAX_SEGS;
 use pmd_core::options::VdevSpec;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Largest frame the port takes: what a record of the files it writes holds
+/// ([`crate::file::SNAPLEN`]). Longer frames in an rx file are still replayed whole.
+const MAX_FRAME: u32 = crate::file::SNAPLEN;
 
 /// Devices probed so far, for their MAC addresses.
 static INSTANCES: AtomicU16 = AtomicU16::new(0);
@@ -113,7 +119,13 @@ impl Device for PcapDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 512,
-            ..Default::default()
+            rx_offload_capa: RxOffloads::SCATTER,
+            tx_offload_capa: TxOffloads::MULTI_SEGS,
+            max_rx_pktlen: MAX_FRAME,
+            min_mtu: 68,
+            max_mtu: (MAX_FRAME - L2_OVERHEAD) as u16,
+            nb_seg_max: MAX_SEGS,
+            nb_mtu_seg_max: MAX_SEGS,
         }
     }
 
@@ -145,9 +157,7 @@ impl Device for PcapDevice {
             trace,
             self.infinite_rx,
             self.starts.clone(),
-            conf.port,
-            conf.pool,
-            conf.stats,
+            conf,
         )))
     }
 

@@ -19,8 +19,11 @@
 //! complete once the port is stopped. Without a `tx_pcap`, transmitted packets are dropped
 //! and counted as sent; without an `rx_pcap`, nothing is received.
 //!
-//! Frames larger than the mbuf data room (2048 bytes by default) are skipped and counted
-//! as rx errors; there are no chained mbufs.
+//! Frames larger than one mbuf's data room (2048 bytes by default) are replayed as mbuf
+//! chains when the rx queue has the `SCATTER` offload, and otherwise skipped and counted as
+//! rx errors. Transmitted chains are recorded whole (`MULTI_SEGS`), as are the chains a
+//! [`Capture`] sees; records hold at most [`SNAPLEN`] bytes (longer packets are truncated,
+//! keeping their original length). Byte counters count whole packets.
 
 #![warn(missing_docs)]
 
@@ -32,7 +35,7 @@ mod rxtx;
 
 pub use capture::{Capture, CaptureOptions, CaptureStats, CaptureTap};
 pub use device::PcapDevice;
-pub use file::{Trace, MAX_RECORD};
+pub use file::{Trace, MAX_RECORD, SNAPLEN};
 pub use rxtx::{PcapRxQueue, PcapTxQueue};
 
 use pmd_core::error::Result;

@@ -1,8 +1,8 @@
 //! The data path: rx copies frames from a file loaded in memory into mbufs; tx appends
 //! records to a buffered file.
 
-use crate::file::{now, Sink, Trace};
-use pmd_core::ethdev::{QueueStats, RxQueue, TxQueue};
+use crate::file::{now, Sink, Trace, SNAPLEN};
+use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 /// An rx queue replaying one file: each burst copies the next frames into mbufs. At the end
 /// of the file it wraps (`infinite_rx=1`) or goes idle; each port start rewinds it.
+///
+/// A frame larger than one buffer becomes a chain with [`RxOffloads::SCATTER`] (extra
+/// segments from the queue's pool); without it, it is skipped and counted as an rx error.
 pub struct PcapRxQueue {
     trace: Arc<Trace>,
     next: usize,
@@ -20,6 +23,7 @@ pub struct PcapRxQueue {
     pool: Mempool,
     stats: Arc<QueueStats>,
     port: u16,
+    scatter: bool,
 }
 
 impl std::fmt::Debug for PcapRxQueue {
@@ -28,6 +32,7 @@ impl std::fmt::Debug for PcapRxQueue {
             .field("frames", &self.trace.len())
             .field("next", &self.next)
             .field("infinite", &self.infinite)
+            .field("scatter", &self.scatter)
             .finish()
     }
 }
@@ -37,9 +42,7 @@ impl PcapRxQueue {
         trace: Arc<Trace>,
         infinite: bool,
         starts: Arc<AtomicU64>,
-        port: u16,
-        pool: Mempool,
-        stats: Arc<QueueStats>,
+        conf: RxQueueConf,
     ) -> PcapRxQueue {
         PcapRxQueue {
             trace,
@@ -47,9 +50,10 @@ impl PcapRxQueue {
             infinite,
             seen_starts: starts.load(Ordering::Relaxed),
             starts,
-            pool,
-            stats,
-            port,
+            scatter: conf.offloads.contains(RxOffloads::SCATTER),
+            pool: conf.pool,
+            stats: conf.stats,
+            port: conf.port,
         }
     }
 }
@@ -78,20 +82,36 @@ impl RxQueue for PcapRxQueue {
         let mut used = 0usize;
         let mut bytes = 0u64;
         let mut errors = 0u64;
+        let mut no_mbuf = 0u64;
         for _ in 0..n {
             let frame = self.trace.frame(self.next);
-            self.next += 1;
-            if self.next == total && self.infinite {
-                self.next = 0;
-            }
             let m = &mut mbufs[used];
-            if m.copy_from(frame) {
+            let ok = if m.copy_from(frame) {
+                true
+            } else if self.scatter {
+                // Larger than one buffer: the head's data room, then segments.
+                let head = m.tailroom();
+                m.copy_from(&frame[..head]);
+                if m.extend_from_slice(&frame[head..], &self.pool).is_err() {
+                    // The pool is dry: stop here and replay this frame next time.
+                    m.set_len(0);
+                    no_mbuf += 1;
+                    break;
+                }
+                true
+            } else {
+                // Larger than one buffer and no SCATTER: skipped, counted.
+                errors += 1;
+                false
+            };
+            if ok {
                 m.set_port(self.port);
                 used += 1;
                 bytes += frame.len() as u64;
-            } else {
-                // Larger than the mbuf data room (no chained mbufs): skipped.
-                errors += 1;
+            }
+            self.next += 1;
+            if self.next == total && self.infinite {
+                self.next = 0;
             }
         }
         batch.truncate(start + used);
@@ -101,12 +121,15 @@ impl RxQueue for PcapRxQueue {
         if errors > 0 {
             self.stats.add_errors(errors);
         }
+        if no_mbuf > 0 {
+            self.stats.add_no_mbuf(no_mbuf);
+        }
         used
     }
 }
 
-/// A tx queue: appends each packet to its file as a pcap record (one timestamp per
-/// burst), through a large write buffer; or, without a file, drops everything and counts
+/// A tx queue: appends each packet (a chain with all its segments) to its file as a pcap
+/// record (one timestamp per burst), through a large write buffer; or, without a file, drops everything and counts
 /// it as sent (DPDK's `tx_drop`).
 pub struct PcapTxQueue {
     sink: Option<Arc<Sink>>,
@@ -153,10 +176,14 @@ impl TxQueue for PcapTxQueue {
                 let mut sent = 0u64;
                 let mut bytes = 0u64;
                 for m in batch.iter() {
-                    let d = m.data();
-                    if w.write(ts, d.len() as u32, d).is_ok() {
+                    // Chains whole, every segment; beyond the snaplen truncated (the
+                    // record keeps the length), as DPDK's net_pcap does.
+                    let len = m.len() as u32;
+                    if w.write_segments(ts, len, len.min(SNAPLEN), m.segments())
+                        .is_ok()
+                    {
                         sent += 1;
-                        bytes += d.len() as u64;
+                        bytes += u64::from(len);
                     }
                 }
                 (sent, bytes)

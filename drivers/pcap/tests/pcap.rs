@@ -474,3 +474,242 @@ fn dpdk_testpmd_reads_our_file_and_we_read_its_file() {
     port.start().unwrap();
     assert_eq!(replay(&mut rx, usize::MAX), frames, "{log}");
 }
+
+// ---- jumbo frames and mbuf chains ----------------------------------------------------
+
+/// Frames of 60, 1514, 9014 and 20000 bytes (the last two larger than a default mbuf),
+/// each with its own pattern.
+fn jumbo_frames() -> Vec<Vec<u8>> {
+    [60usize, 1514, 9014, 20_000]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let mut f = frame(i as u32);
+            f.truncate(18);
+            while f.len() < len {
+                f.push(
+                    (f.len() as u32)
+                        .wrapping_mul(2_654_435_761)
+                        .rotate_right(i as u32) as u8,
+                );
+            }
+            f
+        })
+        .collect()
+}
+
+/// A pool whose buffers hold 512 bytes of data.
+fn small_pool() -> Mempool {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = format!("pcapsmall-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    Mempool::create_with(
+        &n,
+        &pmd_core::mempool::MempoolConfig {
+            size: 1024,
+            cache_size: 0,
+            buf_size: 512 + pmd_core::mbuf::HEADROOM,
+        },
+    )
+    .unwrap()
+}
+
+/// Writes `frames` with the `pcap-file` crate's writer (snaplen 65535).
+fn write_with_pcap_file(path: &Path, frames: &[Vec<u8>]) {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let hdr = PcapHeader {
+        snaplen: 65_535,
+        datalink: pcap_file::DataLink::ETHERNET,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(std::fs::File::create(path).unwrap(), hdr).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_millis(i as u64),
+            f.len() as u32,
+            f,
+        ))
+        .unwrap();
+    }
+}
+
+/// Everything an rx queue replays until idle, as (bytes joined over the segments, segment
+/// count); checks that each packet's length is its segments' total.
+fn replay_chains(rx: &mut pmd_core::ethdev::RxQueueHandle) -> Vec<(Vec<u8>, u16)> {
+    let mut got = Vec::new();
+    let mut batch = PktBatch::new();
+    let mut idle = 0;
+    while idle < 20 {
+        if rx.rx_burst(&mut batch) == 0 {
+            idle += 1;
+            continue;
+        }
+        idle = 0;
+        for m in batch.iter() {
+            let v = m.to_vec();
+            assert_eq!(v.len(), m.len());
+            assert_eq!(m.segments().map(<[u8]>::len).sum::<usize>(), m.len());
+            got.push((v, m.nb_segs()));
+        }
+        batch.clear();
+    }
+    got
+}
+
+#[test]
+fn jumbo_frames_replay_as_chains_with_scatter_and_are_counted_errors_without() {
+    use pmd_core::ethdev::{RxOffloads, TxOffloads};
+    let dir = TempDir::new("jumbo");
+    let file = dir.file("jumbo.pcap");
+    let frames = jumbo_frames();
+    write_with_pcap_file(&file, &frames);
+    let spec = format!("net_pcap0,rx_pcap={}", file.display());
+
+    let info = probe(&spec).unwrap().info();
+    assert!(info.rx_offload_capa.contains(RxOffloads::SCATTER));
+    assert!(info.tx_offload_capa.contains(TxOffloads::MULTI_SEGS));
+    assert!(
+        info.max_rx_pktlen >= 65_535 && info.nb_seg_max > 1,
+        "{info:?}"
+    );
+
+    // SCATTER, 512-byte buffers: every frame arrives whole, as a chain of 512-byte segments.
+    let mut pt = port(&spec);
+    let small = small_pool();
+    let e = pt.setup_rx_queue(0, 0, &small).unwrap_err().to_string();
+    assert!(e.contains("SCATTER"), "{e}");
+    let mut rx = pt
+        .setup_rx_queue_with(0, 0, &small, RxOffloads::SCATTER)
+        .unwrap();
+    let _tx = pt.setup_tx_queue(0, 0).unwrap();
+    pt.start().unwrap();
+    let got = replay_chains(&mut rx);
+    assert_eq!(got.len(), frames.len());
+    for ((bytes, segs), want) in got.iter().zip(&frames) {
+        assert_eq!(bytes, want, "frame of {} bytes differs", want.len());
+        assert_eq!(
+            usize::from(*segs),
+            want.len().div_ceil(512),
+            "{}",
+            want.len()
+        );
+    }
+    let s = pt.stats();
+    let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    assert_eq!(
+        (s.ipackets, s.ibytes, s.ierrors, s.rx_nombuf),
+        (4, total, 0, 0)
+    );
+    drop(rx);
+    assert_eq!(
+        small.stats().in_use,
+        0,
+        "every segment went back to the pool"
+    );
+
+    // No SCATTER, 2048-byte buffers: the two frames larger than a buffer are counted
+    // errors, the others arrive.
+    let mut pt = port(&spec);
+    let p = pool();
+    let mut rx = pt.setup_rx_queue(0, 0, &p).unwrap();
+    let _tx = pt.setup_tx_queue(0, 0).unwrap();
+    pt.start().unwrap();
+    let got = replay_chains(&mut rx);
+    let want: Vec<(Vec<u8>, u16)> = frames[..2].iter().map(|f| (f.clone(), 1)).collect();
+    assert_eq!(got, want);
+    let s = pt.stats();
+    assert_eq!((s.ipackets, s.ibytes, s.ierrors), (2, 60 + 1514, 2));
+
+    // A pool too small for a chain: counted as rx_nombuf, the frame is not lost but
+    // replayed once buffers are back.
+    let tiny = Mempool::create_with(
+        "pcaptiny-jumbo",
+        &pmd_core::mempool::MempoolConfig {
+            size: 30,
+            cache_size: 0,
+            buf_size: 512 + pmd_core::mbuf::HEADROOM,
+        },
+    )
+    .unwrap();
+    let mut pt = port(&spec);
+    let mut rx = pt
+        .setup_rx_queue_with(0, 0, &tiny, RxOffloads::SCATTER)
+        .unwrap();
+    let _tx = pt.setup_tx_queue(0, 0).unwrap();
+    pt.start().unwrap();
+    let mut batch = PktBatch::new();
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        rx.rx_burst(&mut batch);
+        seen.extend(batch.iter().map(|m| m.to_vec()));
+        batch.clear();
+    }
+    // 20000 bytes need 40 segments of a 30-buffer pool: never; the others come.
+    assert_eq!(seen, frames[..3].to_vec());
+    let s = pt.stats();
+    assert!(s.rx_nombuf > 0 && s.ierrors == 0, "{s:?}");
+    assert_eq!(tiny.stats().in_use, 0);
+}
+
+#[test]
+fn chains_are_recorded_whole_by_tx_and_capture() {
+    use pmd_core::ethdev::TxOffloads;
+    use pmd_core::mbuf::Mbuf;
+    let dir = TempDir::new("chains");
+    let out = dir.file("tx.pcap");
+    let frames = jumbo_frames();
+    let small = small_pool();
+    let chains = |batch: &mut PktBatch| {
+        for f in &frames {
+            let m = Mbuf::from_slice(f, &small).unwrap();
+            assert_eq!(usize::from(m.nb_segs()), f.len().div_ceil(512));
+            batch.push(m).unwrap();
+        }
+    };
+
+    // tx: every segment of every chain, in one record each.
+    let mut port = port(&format!("net_pcap0,tx_pcap={}", out.display()));
+    let p = pool();
+    let _rx = port.setup_rx_queue(0, 0, &p).unwrap();
+    let mut tx = port
+        .setup_tx_queue_with(0, 0, TxOffloads::MULTI_SEGS)
+        .unwrap();
+    port.start().unwrap();
+    let mut batch = PktBatch::new();
+    chains(&mut batch);
+    assert_eq!(tx.tx_burst(&mut batch), frames.len());
+    port.stop().unwrap();
+    let s = port.stats();
+    let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    assert_eq!((s.opackets, s.obytes, s.oerrors), (4, total, 0));
+    assert_eq!(read_with_pcap_file(&out), frames);
+    assert_eq!(small.stats().in_use, 0);
+
+    // Capture: chains whole (default snaplen), and cut at a snaplen across segments.
+    for (snaplen, name) in [(u16::MAX, "cap.pcap"), (1000, "cap1000.pcap")] {
+        let file = dir.file(name);
+        let cap = Capture::with_options(
+            &file,
+            &CaptureOptions {
+                snaplen,
+                ..CaptureOptions::default()
+            },
+        )
+        .unwrap();
+        let mut tap = cap.tap();
+        chains(&mut batch);
+        tap.record(&batch);
+        batch.clear();
+        drop(tap);
+        let s = cap.finish().unwrap();
+        assert_eq!((s.captured, s.dropped, s.written), (4, 0, 4));
+        let mut r = PcapReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        for want in &frames {
+            let pkt = r.next_packet().unwrap().unwrap();
+            let keep = want.len().min(usize::from(snaplen));
+            assert_eq!(pkt.orig_len as usize, want.len());
+            assert_eq!(pkt.data[..], want[..keep], "snaplen {snaplen}");
+        }
+        assert!(r.next_packet().is_none());
+    }
+    assert_eq!(small.stats().in_use, 0);
+}

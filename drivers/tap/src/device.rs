@@ -2,14 +2,16 @@
 
 use crate::config::{Config, MacChoice};
 use crate::rxtx::{TapFd, TapRxQueue, TapTxQueue};
-use crate::{sys, DRIVER_NAME, MAX_QUEUES};
+use crate::{sys, DRIVER_NAME, MAX_MTU, MAX_QUEUES, MIN_MTU, TX_MAX_SEGS};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+    DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::options::VdevSpec;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Speed reported while the link is up (a tap has none; DPDK's net_tap says 10G too).
@@ -31,6 +33,9 @@ pub struct TapDevice {
     mac: MacAddr,
     /// We brought the interface up at start (and take it down again at stop).
     raised: bool,
+    /// The largest frame rx queues must take (MTU + [`L2_OVERHEAD`]), shared with the
+    /// scattering rx queues so that they grow their spare segments when the MTU grows.
+    max_frame: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for TapDevice {
@@ -177,6 +182,7 @@ impl TapDevice {
             conf: PortConf::default(),
             mac,
             raised: false,
+            max_frame: Arc::new(AtomicU32::new(0)),
         })
     }
 
@@ -232,7 +238,13 @@ impl Device for TapDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
-            ..Default::default()
+            rx_offload_capa: RxOffloads::SCATTER,
+            tx_offload_capa: TxOffloads::MULTI_SEGS,
+            max_rx_pktlen: u32::from(MAX_MTU) + L2_OVERHEAD,
+            min_mtu: MIN_MTU,
+            max_mtu: MAX_MTU,
+            nb_seg_max: TX_MAX_SEGS,
+            nb_mtu_seg_max: TX_MAX_SEGS,
         }
     }
 
@@ -269,12 +281,10 @@ impl Device for TapDevice {
                     self.conf.rx_queues
                 ))
             })?;
-        Ok(Box::new(TapRxQueue::new(
-            fd.clone(),
-            conf.port,
-            conf.pool,
-            conf.stats,
-        )))
+        let fd = fd.clone();
+        self.max_frame
+            .fetch_max(conf.max_rx_pktlen, Ordering::Relaxed);
+        Ok(Box::new(TapRxQueue::new(fd, conf, self.max_frame.clone())))
     }
 
     fn setup_tx_queue(&mut self, qid: u16, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
@@ -346,5 +356,35 @@ impl Device for TapDevice {
 
     fn xstats(&self) -> Vec<(String, u64)> {
         vec![("tap_queue_fds".to_string(), self.fds.len() as u64)]
+    }
+
+    /// The kernel interface's MTU (`SIOCGIFMTU`; someone may change it under us).
+    fn mtu(&self) -> Option<u16> {
+        let ctrl = self.ctrl.as_ref()?;
+        sys::if_mtu(ctrl, &self.iface)
+            .ok()
+            .map(|m| m.min(u32::from(u16::MAX)) as u16)
+    }
+
+    /// Sets the kernel interface's MTU (`SIOCSIFMTU`); scattering rx queues grow their
+    /// spare segments to match on their next burst.
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        sys::if_set_mtu(self.ctrl()?, &self.iface, mtu).map_err(|e| {
+            let hint = if needs_cap(&e) {
+                ": changing an interface's MTU needs CAP_NET_ADMIN, run as root"
+            } else {
+                &format!(" (a tap takes {MIN_MTU}..={MAX_MTU})")[..]
+            };
+            Error::io(
+                format!(
+                    "{}: setting the MTU of '{}' to {mtu}{hint}",
+                    self.name, self.iface
+                ),
+                e,
+            )
+        })?;
+        self.max_frame
+            .store(u32::from(mtu) + L2_OVERHEAD, Ordering::Relaxed);
+        Ok(())
     }
 }

@@ -18,9 +18,17 @@
 //! An existing tap is attached to and never deleted; it keeps its mode (a tap created
 //! without `multi_queue` allows one rx queue).
 //!
+//! Frames larger than one mbuf: with the `SCATTER` rx offload they arrive as chains (one
+//! `readv` into the head buffer and spare segments kept ready, so small frames cost no more
+//! than before); without it they are dropped and counted as rx errors (one overflow byte
+//! after the buffers tells them apart: the tap returns the bytes copied, not the frame's
+//! length, so they are never delivered cut short). Chains are sent
+//! whole with one `writev` (`MULTI_SEGS`, at most [`TX_MAX_SEGS`] segments). The port's MTU
+//! is the kernel interface's (`SIOCGIFMTU`/`SIOCSIFMTU`, [`MIN_MTU`]..=[`MAX_MTU`]).
+//!
 //! Each rx queue has its own fd (`IFF_MULTI_QUEUE`: the kernel spreads flows over them);
 //! tx queue `i` writes on fd `i % rx queues`. All fds are non-blocking. Receive is one
-//! `read` per frame until `EAGAIN` or the burst is full; transmit is one `write` per frame:
+//! `readv` per frame until `EAGAIN` or the burst is full; transmit is one `write` per frame:
 //! a tap has no batch interface, so each packet costs one system call each way. Nothing is
 //! allocated per packet (mbufs come from the pool in bulk).
 //!
@@ -48,6 +56,16 @@ pub const DRIVER_NAME: &str = "net_tap";
 
 /// Most queues per direction (DPDK's `RTE_PMD_TAP_MAX_QUEUES`).
 pub const MAX_QUEUES: u16 = 16;
+
+/// Largest MTU a tap takes (the kernel's 65535-byte frame limit less the Ethernet header).
+pub const MAX_MTU: u16 = 65_521;
+
+/// Smallest MTU a tap takes (IPv4's minimum, as the kernel's tun driver).
+pub const MIN_MTU: u16 = 68;
+
+/// Most segments of one transmitted chain: one `writev` takes at most the kernel's
+/// `UIO_MAXIOV` buffers. Longer chains are dropped and counted as tx errors.
+pub const TX_MAX_SEGS: u16 = 1024;
 
 /// The tap driver.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,12 +1,14 @@
-//! The data path: one `read` per received frame, one `write` per sent frame (a tap has no
-//! batch interface), straight between the tap fd and mbuf data.
+//! The data path: one `read` (`readv` when scattering) per received frame, one `write`
+//! (`writev` for a chain) per sent frame (a tap has no batch interface), straight between
+//! the tap fd and mbuf data.
 
 use crate::sys;
-use pmd_core::ethdev::{QueueStats, RxQueue, TxQueue};
-use pmd_core::mbuf::PktBatch;
+use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue};
+use pmd_core::mbuf::{Mbuf, PktBatch, HEADROOM};
 use pmd_core::mempool::Mempool;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Smallest frame a tap accepts (an Ethernet header); the kernel rejects shorter writes.
@@ -32,13 +34,87 @@ impl TapFd {
 /// or the burst is full.
 ///
 /// Buffers come from a small stash refilled from the pool in bulk, so an empty poll (one
-/// `read` that returns `EAGAIN`) allocates and frees nothing.
+/// `readv` that returns `EAGAIN`) allocates and frees nothing.
+///
+/// Each read is one `readv` into the head mbuf's data room, then (with
+/// [`RxOffloads::SCATTER`]) a set of spare segments kept ready for the port's largest frame,
+/// then one overflow byte. A frame that fits the head costs what a `read` costs; a larger
+/// one takes the spares it filled as a chain, and the set is topped up from the pool. The
+/// tap returns the bytes it copied, not the frame's length, so the overflow byte is what
+/// tells a frame that did not fit from one that filled the buffers exactly: such a frame
+/// (larger than one buffer without scatter, or than every buffer offered) is dropped and
+/// counted as an rx error, never delivered cut short.
 pub struct TapRxQueue {
     fd: Arc<TapFd>,
     pool: Mempool,
     stash: PktBatch,
     stats: Arc<QueueStats>,
     port: u16,
+    /// `iov[0]`: the head (set per read); then each spare, in fill order; last: `overflow`.
+    iov: sys::IoVecs,
+    /// The byte after every buffer offered (boxed: `iov` keeps its address).
+    overflow: Box<[u8; 1]>,
+    /// Scatter state, with [`RxOffloads::SCATTER`].
+    sg: Option<Scatter>,
+}
+
+/// The spare segments of a scattering rx queue.
+struct Scatter {
+    /// Spare segments, each set to its whole data room, in reverse order of use (the next
+    /// to fill is the last; `iov[1 + i]` is `spares[len - 1 - i]`).
+    spares: Vec<Mbuf>,
+    /// Data room of one segment.
+    seg_room: usize,
+    /// The largest frame the spares are sized for.
+    cap_frame: usize,
+    /// The port's largest frame now (the device raises it when the MTU grows).
+    limit: Arc<AtomicU32>,
+}
+
+impl Scatter {
+    /// Tops the spare set up to what the current limit needs beside a head of `head_room`
+    /// bytes (allocating only what was used since the last call) and rebuilds `iov` when
+    /// it changed. False if the pool ran dry (nothing may be read then).
+    fn refill(
+        &mut self,
+        pool: &Mempool,
+        head_room: usize,
+        iov: &mut sys::IoVecs,
+        overflow: &mut [u8],
+    ) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed) as usize;
+        if limit > self.cap_frame {
+            self.cap_frame = limit;
+        }
+        let want = self
+            .cap_frame
+            .saturating_sub(head_room)
+            .div_ceil(self.seg_room)
+            .min(sys::IOV_MAX - 2);
+        if self.spares.len() == want && iov.len() == want + 2 {
+            return true;
+        }
+        while self.spares.len() < want {
+            let Some(mut m) = pool.alloc() else {
+                return false;
+            };
+            let room = m.tailroom();
+            m.set_len(room);
+            self.spares.push(m);
+        }
+        iov.clear();
+        iov.push_mut(&mut []);
+        for m in self.spares.iter_mut().rev() {
+            iov.push_mut(m.data_mut());
+        }
+        iov.push_mut(overflow);
+        true
+    }
+
+    /// Bytes the spares offer.
+    fn spare_bytes(&self) -> usize {
+        self.spares.len() * self.seg_room
+    }
 }
 
 impl std::fmt::Debug for TapRxQueue {
@@ -46,24 +122,47 @@ impl std::fmt::Debug for TapRxQueue {
         f.debug_struct("TapRxQueue")
             .field("fd", &self.fd)
             .field("port", &self.port)
+            .field("scatter", &self.sg.is_some())
             .finish()
     }
 }
 
 impl TapRxQueue {
-    pub(crate) fn new(
-        fd: Arc<TapFd>,
-        port: u16,
-        pool: Mempool,
-        stats: Arc<QueueStats>,
-    ) -> TapRxQueue {
+    /// `limit`: the port's largest frame, shared with the device (used with SCATTER).
+    pub(crate) fn new(fd: Arc<TapFd>, conf: RxQueueConf, limit: Arc<AtomicU32>) -> TapRxQueue {
+        let room = usize::from(conf.pool.buf_size()).saturating_sub(usize::from(HEADROOM));
+        let scatter = conf.offloads.contains(RxOffloads::SCATTER);
+        let sg = scatter.then(|| Scatter {
+            spares: Vec::new(),
+            seg_room: room.max(1),
+            cap_frame: conf.max_rx_pktlen as usize,
+            limit,
+        });
+        let mut overflow = Box::new([0u8; 1]);
+        let mut iov = sys::IoVecs::with_capacity(if scatter { sys::IOV_MAX } else { 2 });
+        iov.push_mut(&mut []);
+        iov.push_mut(&mut overflow[..]);
         TapRxQueue {
             fd,
-            pool,
+            pool: conf.pool,
             stash: PktBatch::new(),
-            stats,
-            port,
+            stats: conf.stats,
+            port: conf.port,
+            iov,
+            overflow,
+            sg,
         }
+    }
+
+    /// Reads one frame into `m` (already set to its whole data room), the spares and the
+    /// overflow byte; returns how many bytes the kernel copied.
+    #[inline(always)]
+    fn read_one(&mut self, fd: RawFd, m: &mut Mbuf) -> io::Result<usize> {
+        self.iov.set_mut(0, m.data_mut());
+        // SAFETY: iov[0] is `m`'s data room, borrowed mutably for this call; the other
+        // entries are the data rooms of the spares and the overflow byte, which this queue
+        // owns and nothing else touches (spares are only chained after the call).
+        unsafe { sys::readv(fd, &self.iov) }
     }
 }
 
@@ -89,7 +188,16 @@ impl RxQueue for TapRxQueue {
             // The whole data room (stale bytes, about to be overwritten by the frame).
             let room = m.len() + m.tailroom();
             m.set_len(room);
-            match sys::read(fd, m.data_mut()) {
+            if let Some(sg) = &mut self.sg {
+                if !sg.refill(&self.pool, room, &mut self.iov, &mut self.overflow[..]) {
+                    m.set_len(0);
+                    let _ = self.stash.push(m);
+                    self.stats.add_no_mbuf(1);
+                    break;
+                }
+            }
+            let res = self.read_one(fd, &mut m);
+            match res {
                 Ok(n) if (ETH_HLEN..=room).contains(&n) => {
                     m.set_len(n);
                     m.set_port(self.port);
@@ -98,8 +206,36 @@ impl RxQueue for TapRxQueue {
                     // Cannot fail: got < max <= the batch's spare room.
                     let _ = batch.push(m);
                 }
+                Ok(n)
+                    if n > room
+                        && self
+                            .sg
+                            .as_ref()
+                            .is_some_and(|sg| n <= room + sg.spare_bytes()) =>
+                {
+                    // Scattered: the head is full, the spares it spilled into follow.
+                    let sg = self.sg.as_mut().expect("checked above");
+                    let mut left = n - room;
+                    while left > 0 {
+                        let Some(mut seg) = sg.spares.pop() else {
+                            break;
+                        };
+                        let take = left.min(seg.len());
+                        seg.set_len(take);
+                        left -= take;
+                        if let Err((_, seg)) = m.chain(seg) {
+                            // Cannot happen (a few segments of a u16-sized frame).
+                            drop(seg);
+                        }
+                    }
+                    m.set_port(self.port);
+                    bytes += m.len() as u64;
+                    got += 1;
+                    let _ = batch.push(m);
+                }
                 Ok(_) => {
-                    // Truncated (larger than the mbuf data room) or runt: dropped.
+                    // Larger than the buffers offered (it reached the overflow byte) or a
+                    // runt: dropped.
                     errors += 1;
                     m.set_len(0);
                     let _ = self.stash.push(m);
@@ -128,10 +264,13 @@ impl RxQueue for TapRxQueue {
     }
 }
 
-/// A tx queue: one `write` per frame (the kernel has no batched write for a tap).
+/// A tx queue: one `write` per frame (the kernel has no batched write for a tap); a chain
+/// goes out whole with one `writev` of its segments.
 pub struct TapTxQueue {
     fd: Arc<TapFd>,
     stats: Arc<QueueStats>,
+    /// The `writev` array, allocated once.
+    iov: sys::IoVecs,
 }
 
 impl std::fmt::Debug for TapTxQueue {
@@ -142,14 +281,18 @@ impl std::fmt::Debug for TapTxQueue {
 
 impl TapTxQueue {
     pub(crate) fn new(fd: Arc<TapFd>, stats: Arc<QueueStats>) -> TapTxQueue {
-        TapTxQueue { fd, stats }
+        TapTxQueue {
+            fd,
+            stats,
+            iov: sys::IoVecs::with_capacity(sys::IOV_MAX),
+        }
     }
 }
 
 impl TxQueue for TapTxQueue {
     /// Returns how many packets left the batch: those written plus those dropped as invalid
-    /// (shorter than an Ethernet header, or refused by the kernel, e.g. while the interface
-    /// is down; counted as errors). Stops at `EAGAIN`/`ENOBUFS`, leaving the rest.
+    /// (shorter than an Ethernet header, more than [`crate::TX_MAX_SEGS`] segments, or
+    /// refused by the kernel, e.g. while the interface is down; counted as errors). Stops at `EAGAIN`/`ENOBUFS`, leaving the rest.
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
         let fd = self.fd.fd.as_raw_fd();
         let mut consumed = 0usize;
@@ -159,14 +302,19 @@ impl TxQueue for TapTxQueue {
         let mut iter = batch.iter();
         let mut next = iter.next();
         while let Some(m) = next {
-            let pkt = m.data();
-            if pkt.len() < ETH_HLEN {
+            let len = m.len();
+            if len < ETH_HLEN {
                 errors += 1;
             } else {
-                match sys::write(fd, pkt) {
+                let res = if m.is_contiguous() {
+                    sys::write(fd, m.data())
+                } else {
+                    sys::writev(fd, &mut self.iov, m.segments())
+                };
+                match res {
                     Ok(_) => {
                         sent += 1;
-                        bytes += pkt.len() as u64;
+                        bytes += len as u64;
                     }
                     Err(e) => match e.kind() {
                         io::ErrorKind::Interrupted => continue,

@@ -24,6 +24,8 @@ pub(crate) const TUN_PATH: &CStr = c"/dev/net/tun";
 // ---- sockios.h / if.h / ethtool.h ------------------------------------------------
 
 const SIOCGIFFLAGS: u64 = 0x8913;
+const SIOCGIFMTU: u64 = 0x8921;
+const SIOCSIFMTU: u64 = 0x8922;
 const SIOCSIFFLAGS: u64 = 0x8914;
 const SIOCSIFHWADDR: u64 = 0x8924;
 const SIOCGIFHWADDR: u64 = 0x8927;
@@ -46,6 +48,7 @@ struct IfReq {
 union IfReqData {
     flags: libc::c_short,
     ifindex: libc::c_int,
+    mtu: libc::c_int,
     hwaddr: libc::sockaddr,
     ptr: *mut libc::c_void,
     _pad: [u8; 24],
@@ -145,13 +148,11 @@ pub(crate) fn tun_set_persist(fd: &OwnedFd, on: bool) -> io::Result<()> {
         .map(drop)
 }
 
-/// Reads one frame into `buf`; returns the frame's full length, which is larger than
-/// `buf.len()` when the frame did not fit (then only `buf.len()` bytes were copied).
+/// Writes one frame.
 #[inline(always)]
-pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is live and
-    // writable.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+pub(crate) fn write(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel reads `frame.len()` bytes from `frame`, which is live.
+    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -159,11 +160,102 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Writes one frame.
-#[inline(always)]
-pub(crate) fn write(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
-    // SAFETY: the kernel reads `frame.len()` bytes from `frame`, which is live.
-    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+/// Most buffers one `readv`/`writev` takes (the kernel's `UIO_MAXIOV`).
+pub(crate) const IOV_MAX: usize = crate::TX_MAX_SEGS as usize;
+
+/// A reusable `iovec` array, allocated once per queue. The addresses it holds are only
+/// meaningful while the buffers they were taken from are alive and unused elsewhere.
+pub(crate) struct IoVecs(Vec<libc::iovec>);
+
+// SAFETY: plain addresses; the queue that owns an `IoVecs` also owns (or borrows for the
+// call) every buffer they point at, and only uses them inside the system call.
+unsafe impl Send for IoVecs {}
+
+impl IoVecs {
+    /// An empty array with room for `n` entries (never grown past it on the data path).
+    pub fn with_capacity(n: usize) -> IoVecs {
+        IoVecs(Vec::with_capacity(n))
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Appends a buffer the kernel may write into.
+    pub fn push_mut(&mut self, buf: &mut [u8]) {
+        self.0.push(libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        });
+    }
+
+    /// Replaces entry `i` (< len) with a buffer the kernel may write into.
+    #[inline(always)]
+    pub fn set_mut(&mut self, i: usize, buf: &mut [u8]) {
+        self.0[i] = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+    }
+}
+
+impl std::fmt::Debug for IoVecs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoVecs")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+/// Reads one frame scattered over the buffers of `iov`, in order; returns the bytes copied.
+/// A frame larger than every buffer is cut short without notice (tun returns the length
+/// copied, not the frame's): offer one byte more than a frame may have to tell.
+///
+/// # Safety
+/// Every entry of `iov` must describe live, writable memory that nothing else reads or
+/// writes during the call.
+#[inline]
+pub(crate) unsafe fn readv(fd: RawFd, iov: &IoVecs) -> io::Result<usize> {
+    // SAFETY: the caller vouches for every buffer; the kernel writes at most their lengths.
+    let n = unsafe { libc::readv(fd, iov.0.as_ptr(), iov.0.len() as libc::c_int) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes one frame gathered from `segs` (in order) with one `writev`, using `iov` as the
+/// array; `EMSGSIZE` without a system call if there are more than its capacity.
+#[inline]
+pub(crate) fn writev<'a>(
+    fd: RawFd,
+    iov: &mut IoVecs,
+    segs: impl Iterator<Item = &'a [u8]>,
+) -> io::Result<usize> {
+    iov.0.clear();
+    let cap = iov.0.capacity().min(IOV_MAX);
+    for s in segs {
+        if iov.0.len() == cap {
+            iov.0.clear();
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        iov.0.push(libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        });
+    }
+    // SAFETY: every entry points at a slice borrowed for this call ('a outlives it); the
+    // kernel only reads them.
+    let n = unsafe { libc::writev(fd, iov.0.as_ptr(), iov.0.len() as libc::c_int) };
+    // The addresses are not kept past the borrow.
+    iov.0.clear();
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -207,6 +299,21 @@ pub(crate) fn if_set_flags(fd: &OwnedFd, name: &str, mask: u32, on: bool) -> io:
     let mut r = IfReq::new(name)?;
     r.data.flags = new as u16 as libc::c_short;
     ioctl_ifreq(fd.as_raw_fd(), SIOCSIFFLAGS, &mut r)
+}
+
+/// MTU of the interface.
+pub(crate) fn if_mtu(fd: &OwnedFd, name: &str) -> io::Result<u32> {
+    let mut r = IfReq::new(name)?;
+    ioctl_ifreq(fd.as_raw_fd(), SIOCGIFMTU, &mut r)?;
+    // SAFETY: the kernel filled in the mtu member.
+    Ok(unsafe { r.data.mtu } as u32)
+}
+
+/// Sets the MTU of the interface.
+pub(crate) fn if_set_mtu(fd: &OwnedFd, name: &str, mtu: u16) -> io::Result<()> {
+    let mut r = IfReq::new(name)?;
+    r.data.mtu = libc::c_int::from(mtu);
+    ioctl_ifreq(fd.as_raw_fd(), SIOCSIFMTU, &mut r)
 }
 
 /// Hardware address of the interface.

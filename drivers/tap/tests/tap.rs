@@ -696,3 +696,281 @@ fn interop_with_dpdk_testpmd_macswap_over_af_packet() {
     assert_eq!(late, 0, "more than 500 frames came back");
     assert_eq!((opackets, ipackets), (500, 500));
 }
+
+// ---- jumbo frames, chains and the MTU ------------------------------------------------
+
+/// A raw `AF_PACKET` receiver for frames up to 64 KiB (the testkit's `RawSock` takes at
+/// most 4 KiB), bound to one interface and ethertype; closed on drop.
+struct BigRecv(std::os::fd::OwnedFd);
+
+impl BigRecv {
+    fn open(iface: &str, proto: u16) -> BigRecv {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: socket(2) has no memory preconditions.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto.to_be())) };
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: a fresh descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: a NUL-terminated name that outlives the call.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(ifindex > 0, "no interface {iface}");
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto.to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: binds to a fully initialised address of the length given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        // SAFETY: passes a live timeval of the length given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        BigRecv(fd)
+    }
+
+    /// One frame, or `None` after 50 ms; panics on a frame cut short.
+    fn recv(&self) -> Option<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let mut buf = vec![0u8; 65_536];
+        // SAFETY: receives into a live buffer of the length given (MSG_TRUNC only makes
+        // the kernel report the full length).
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+            )
+        };
+        if n < 0 {
+            return None;
+        }
+        assert!(n as usize <= buf.len(), "a {n}-byte frame was cut short");
+        buf.truncate(n as usize);
+        Some(buf)
+    }
+}
+
+/// A test frame of exactly `len` bytes to `dst`, with `seq` after the ethertype.
+fn sized_frame(dst: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
+    let mut f = test_frame(dst, seq);
+    f.truncate(18);
+    while f.len() < len {
+        f.push(
+            (f.len() as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_right(seq % 32) as u8,
+        );
+    }
+    f
+}
+
+/// A pool of buffers with 512 bytes of data room each.
+fn small_pool(name: &str) -> Mempool {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = format!("tapsmall-{name}-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    Mempool::create_with(
+        &n,
+        &pmd_core::mempool::MempoolConfig {
+            size: 2048,
+            cache_size: 0,
+            buf_size: 512 + pmd_core::mbuf::HEADROOM,
+        },
+    )
+    .unwrap()
+}
+
+const JUMBO_SIZES: [usize; 4] = [60, 1001, 1514, 9014];
+
+#[test]
+fn jumbo_frames_as_chains_both_ways_at_mtu_9000() {
+    use pmd_core::ethdev::{RxOffloads, TxOffloads};
+    use pmd_core::mbuf::Mbuf;
+    let Some(ns) = NetNs::new("pmdtap", "jumbo_frames_as_chains_both_ways_at_mtu_9000") else {
+        return;
+    };
+    let nsname = ns.name().to_string();
+    ns.run(move || {
+        let link = |dev: &str| pmd_testkit::ip(&["-n", &nsname, "link", "show", dev]).unwrap();
+        let mut port = open_port("net_tap0,iface=dtapj", PortConf::default());
+        let info = port.info();
+        assert!(info.rx_offload_capa.contains(RxOffloads::SCATTER));
+        assert!(info.tx_offload_capa.contains(TxOffloads::MULTI_SEGS));
+        assert_eq!((info.min_mtu, info.max_mtu), (68, pmd_tap::MAX_MTU));
+        assert_eq!(port.mtu(), 1500, "the kernel's MTU");
+        let small = small_pool("jumbo");
+
+        // 512-byte buffers without scatter are refused; with it, set up at MTU 1500 ...
+        let e = port.setup_rx_queue(0, 0, &small).unwrap_err().to_string();
+        assert!(e.contains("SCATTER"), "{e}");
+        let mut rxq = port
+            .setup_rx_queue_with(0, 0, &small, RxOffloads::SCATTER)
+            .unwrap();
+        let mut txq = port
+            .setup_tx_queue_with(0, 0, TxOffloads::MULTI_SEGS)
+            .unwrap();
+        // ... then the MTU goes to 9000 (the queue grows its spare segments to match).
+        let e = port.set_mtu(pmd_tap::MAX_MTU + 1).unwrap_err().to_string();
+        assert!(e.contains("out of range"), "{e}");
+        port.set_mtu(9000).unwrap();
+        assert_eq!(port.mtu(), 9000);
+        assert!(link("dtapj").contains("mtu 9000"), "{}", link("dtapj"));
+        port.start().unwrap();
+        assert!(port.wait_link_up(Duration::from_secs(2)).up);
+        let mac = port.mac_addr().0;
+
+        // Kernel -> port: each frame whole, as a chain of 512-byte segments.
+        let peer = RawSock::open("dtapj", ETHERTYPE_TEST, PEER_RECV_TIMEOUT);
+        let frames: Vec<Vec<u8>> = JUMBO_SIZES
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| sized_frame(mac, i as u32, len))
+            .collect();
+        for _ in 0..3 {
+            for f in &frames {
+                peer.send_retrying(f, Duration::from_secs(2));
+            }
+        }
+        let mut got = Vec::new();
+        let mut batch = PktBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 3 * frames.len() && Instant::now() < deadline {
+            if rxq.rx_burst(&mut batch) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for m in batch.iter() {
+                assert_eq!(m.segments().map(<[u8]>::len).sum::<usize>(), m.len());
+                got.push((m.to_vec(), m.nb_segs()));
+            }
+            batch.clear();
+        }
+        assert_eq!(got.len(), 3 * frames.len());
+        for (i, (bytes, segs)) in got.iter().enumerate() {
+            let want = &frames[i % frames.len()];
+            assert_eq!(bytes, want, "frame {i} ({} bytes) differs", want.len());
+            assert_eq!(usize::from(*segs), want.len().div_ceil(512), "frame {i}");
+        }
+        let s = port.stats();
+        let total: u64 = 3 * JUMBO_SIZES.iter().map(|&l| l as u64).sum::<u64>();
+        assert_eq!(
+            (s.ipackets, s.ibytes, s.ierrors, s.rx_nombuf),
+            (12, total, 0, 0)
+        );
+
+        // Port -> kernel: chains of 512-byte segments arrive whole.
+        let big = BigRecv::open("dtapj", ETHERTYPE_TEST);
+        let frames: Vec<Vec<u8>> = JUMBO_SIZES
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| sized_frame([0xff; 6], 100 + i as u32, len))
+            .collect();
+        for f in &frames {
+            let m = Mbuf::from_slice(f, &small).unwrap();
+            assert_eq!(usize::from(m.nb_segs()), f.len().div_ceil(512));
+            batch.push(m).unwrap();
+        }
+        assert_eq!(txq.tx_burst(&mut batch), frames.len());
+        for (i, want) in frames.iter().enumerate() {
+            let f = (0..40).find_map(|_| big.recv());
+            assert_eq!(f.as_ref(), Some(want), "frame {i} ({} bytes)", want.len());
+        }
+        assert!(big.recv().is_none(), "more than {} frames", frames.len());
+        let s = port.stats();
+        let total: u64 = JUMBO_SIZES.iter().map(|&l| l as u64).sum();
+        assert_eq!((s.opackets, s.obytes, s.oerrors), (4, total, 0));
+
+        port.stop().unwrap();
+        drop((rxq, txq));
+        assert_eq!(
+            small.stats().in_use,
+            0,
+            "every segment went back to the pool"
+        );
+        port.close();
+    });
+    assert!(!exists(&ns, "dtapj"));
+}
+
+#[test]
+fn frames_larger_than_a_buffer_without_scatter_are_counted_errors() {
+    use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueueConf};
+    let Some(ns) = NetNs::new(
+        "pmdtap",
+        "frames_larger_than_a_buffer_without_scatter_are_counted_errors",
+    ) else {
+        return;
+    };
+    ns.run(|| {
+        // At the driver level: a port would refuse 512-byte buffers at MTU 1500 without
+        // scatter, but a frame larger than the buffers must still never arrive cut short.
+        let mut dev = probe("net_tap0,iface=dtapns").unwrap();
+        dev.configure(&PortConf::default()).unwrap();
+        let small = small_pool("noscatter");
+        let stats = Arc::new(QueueStats::default());
+        let mut rxq = dev
+            .setup_rx_queue(
+                0,
+                RxQueueConf {
+                    port: 0,
+                    nb_desc: 64,
+                    pool: small.clone(),
+                    stats: stats.clone(),
+                    offloads: RxOffloads::NONE,
+                    max_rx_pktlen: 1522,
+                },
+            )
+            .unwrap();
+        dev.start().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !dev.link().up && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mac = dev.mac_addr().0;
+        let peer = RawSock::open("dtapns", ETHERTYPE_TEST, PEER_RECV_TIMEOUT);
+        // 512 bytes fit exactly; 513, 1001 and 1514 do not.
+        let sizes = [60usize, 513, 512, 1001, 1514, 61];
+        for (i, &len) in sizes.iter().enumerate() {
+            peer.send_retrying(&sized_frame(mac, i as u32, len), Duration::from_secs(2));
+        }
+        let mut got = Vec::new();
+        let mut batch = PktBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while (got.len() < 3 || stats.snapshot().errors < 3) && Instant::now() < deadline {
+            rxq.rx_burst(&mut batch, 32);
+            got.extend(batch.iter().map(|m| (m.to_vec(), m.nb_segs())));
+            batch.clear();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let want: Vec<(Vec<u8>, u16)> = [(0, 60), (2, 512), (5, 61)]
+            .iter()
+            .map(|&(i, len)| (sized_frame(mac, i, len), 1))
+            .collect();
+        assert_eq!(got, want);
+        let c = stats.snapshot();
+        assert_eq!((c.packets, c.bytes, c.errors), (3, 60 + 512 + 61, 3));
+        dev.stop().unwrap();
+        drop(rxq);
+        dev.close();
+        assert_eq!(small.stats().in_use, 0);
+    });
+    assert!(!exists(&ns, "dtapns"));
+}
