@@ -186,6 +186,23 @@ fn sum_span(m: &Mbuf, off: usize, len: usize) -> u64 {
     acc
 }
 
+/// Completes a partial checksum, as a virtio or tap peer hands it over (`NEEDS_CSUM`):
+/// the 16-bit field at `start + offset` holds the pseudo-header sum; the folded, inverted
+/// sum of every byte from `start` to the end (across segments) goes in its place. Both
+/// offsets come from a peer: false (packet unchanged) when they do not fit the packet.
+pub fn complete_partial_checksum(m: &mut Mbuf, start: usize, offset: usize) -> bool {
+    let len = m.len();
+    let Some(field) = start.checked_add(offset) else {
+        return false;
+    };
+    if start >= len || field.checked_add(2).is_none_or(|e| e > len) {
+        return false;
+    }
+    let c = !csum::fold(sum_span(m, start, len - start));
+    let c = if c == 0 { 0xffff } else { c };
+    m.write(field, &c.to_be_bytes()).is_ok()
+}
+
 /// Computes in software what `TX_IP_CKSUM` and `TX_TCP_CKSUM`/`TX_UDP_CKSUM` ask for, over
 /// every segment, and clears those flags. A UDP checksum of 0 is sent as 0xffff.
 pub fn checksum(m: &mut Mbuf) -> Result<(), OffloadError> {
@@ -576,6 +593,28 @@ mod tests {
             assert_eq!(payload, want);
             assert_eq!(p.stats().in_use, 0);
         }
+    }
+
+    #[test]
+    fn partial_checksum_completed_across_segments_and_bad_offsets_refused() {
+        let p = pool("ofl-partial", 91);
+        let want = udp_frame(500);
+        let mut f = want.clone();
+        // What a sender leaves: the pseudo-header sum in the UDP checksum field.
+        let ph = {
+            let mut acc = csum::add(0, &f[26..34]);
+            acc += 17 + (f.len() - 34) as u64;
+            csum::fold(acc)
+        };
+        f[40..42].copy_from_slice(&ph.to_be_bytes());
+        let mut m = Mbuf::from_slice(&f[..75], &p).unwrap();
+        m.extend_from_slice(&f[75..], &p).unwrap();
+        for (start, off) in [(600, 6), (34, 600), (usize::MAX, 6), (34, usize::MAX)] {
+            assert!(!complete_partial_checksum(&mut m, start, off));
+        }
+        assert_eq!(m.to_vec(), f, "refused offsets leave the packet as it was");
+        assert!(complete_partial_checksum(&mut m, 34, 6));
+        assert_eq!(m.to_vec(), want);
     }
 
     #[test]

@@ -38,8 +38,8 @@ use crate::queue::{AddrMode, Layout, PackedQueue, RingAddrs, SplitQueue, UsedEle
 use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, QueueStats, RxQueue, RxQueueConf, TxQueue,
-    TxQueueConf,
+    DevInfo, Device, Link, MacAddr, PortConf, QueueStats, RxOffloads, RxQueue, RxQueueConf,
+    TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::mbuf::{PktBatch, RawMbuf, BATCH_CAPACITY};
 use pmd_core::memory::Segment;
@@ -49,6 +49,10 @@ use std::sync::Arc;
 
 /// Feature bit: the device has a MAC address in its configuration.
 pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
+/// Largest frame the PMD takes: a jumbo frame with room to spare (DPDK's virtio allows
+/// more; this is what is tested).
+pub const MAX_FRAME: u32 = 9728;
+
 /// Feature bit: the driver can merge receive buffers (header carries `num_buffers`).
 pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
 /// Feature bit: the driver accepts packets with a partial checksum (`NEEDS_CSUM`) and
@@ -418,6 +422,9 @@ impl VirtioNet {
             used: [UsedElem::default(); BATCH_CAPACITY],
             skip: 0,
             scratch: PktBatch::new(),
+            scatter: conf.offloads.contains(RxOffloads::SCATTER),
+            partial: None,
+            need: 0,
         };
         rx.refill();
         if rx.vq.num_free() == rx.vq.size() as usize {
@@ -455,6 +462,10 @@ impl Device for VirtioNet {
             min_desc: 64.min(self.conf.queue_size),
             max_desc: self.conf.queue_size,
             default_desc: self.conf.queue_size,
+            // Merged receive buffers (MRG_RXBUF) arrive as mbuf chains with SCATTER.
+            rx_offload_capa: RxOffloads::SCATTER,
+            max_rx_pktlen: MAX_FRAME,
+            max_mtu: (MAX_FRAME - L2_OVERHEAD) as u16,
             ..Default::default()
         }
     }
@@ -705,16 +716,11 @@ fn release<Q: Virtqueue>(vq: &Q, bufs: &mut [RawMbuf], active: &AtomicBool, what
 /// Returns false when the device's offsets lie outside the packet (a malformed header).
 fn apply_rx_csum(m: &mut pmd_core::Mbuf, (flags, start, offset): (u8, u16, u16)) -> bool {
     if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-        let (start, field) = (start as usize, start as usize + offset as usize);
-        let data = m.data_mut();
-        if field + 2 > data.len() || start >= data.len() {
+        // The field holds the pseudo-header sum; the one's-complement sum of everything
+        // from csum_start (over every segment), folded and inverted, is the checksum.
+        if !pmd_core::offload::complete_partial_checksum(m, start.into(), offset.into()) {
             return false;
         }
-        // The field holds the pseudo-header sum; the one's-complement sum of everything
-        // from csum_start, folded and inverted, is the final checksum.
-        let sum = !pmd_core::csum::ones_complement_sum(&data[start..]);
-        let sum = if sum == 0 { 0xffff } else { sum };
-        data[field..field + 2].copy_from_slice(&sum.to_be_bytes());
         m.set_ol_flags(m.ol_flags() | pmd_core::mbuf::RX_L4_CKSUM_GOOD);
     } else if flags & VIRTIO_NET_HDR_F_DATA_VALID != 0 {
         m.set_ol_flags(m.ol_flags() | pmd_core::mbuf::RX_L4_CKSUM_GOOD);
@@ -740,6 +746,12 @@ struct VirtioRx<Q: Virtqueue> {
     /// Buffers still to drop of a multi-buffer packet.
     skip: u16,
     scratch: PktBatch,
+    /// SCATTER requested: merged buffers (MRG_RXBUF) become mbuf chains.
+    scatter: bool,
+    /// A merged packet still waiting for `need` more buffers, with its header's checksum
+    /// fields.
+    partial: Option<(pmd_core::Mbuf, (u8, u16, u16))>,
+    need: u16,
 }
 
 impl<Q: Virtqueue> VirtioRx<Q> {
@@ -799,6 +811,35 @@ impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
                 self.skip -= 1;
                 continue; // drops m
             }
+            if self.need > 0 {
+                // A further buffer of a merged packet: no header, data from where the
+                // descriptor started.
+                self.need -= 1;
+                let start = m.headroom() - self.hdr_len;
+                let ok = e.ok && m.set_data_span(start, e.len as usize);
+                let Some((mut head, hdr)) = self.partial.take() else {
+                    continue;
+                };
+                if !ok || head.chain(m).is_err() {
+                    errors += 1;
+                    self.skip = self.need;
+                    self.need = 0;
+                    continue;
+                }
+                if self.need > 0 {
+                    self.partial = Some((head, hdr));
+                    continue;
+                }
+                if self.guest_csum && !apply_rx_csum(&mut head, hdr) {
+                    errors += 1;
+                    continue;
+                }
+                head.set_port(self.port);
+                bytes += head.len() as u64;
+                spare[k] = head.into_raw();
+                k += 1;
+                continue;
+            }
             let len = e.len as usize;
             if !e.ok || len < self.hdr_len {
                 errors += u64::from(e.ok);
@@ -812,8 +853,29 @@ impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
                     std::ptr::read_unaligned(m.buf_ptr().add(off - self.hdr_len + 10) as *const u16)
                 };
                 if nb > 1 {
-                    self.skip = nb - 1;
-                    errors += 1;
+                    // Bounded by the ring: a device claiming more buffers than it could
+                    // have filled is lying.
+                    if !self.scatter || nb > self.vq.size() {
+                        self.skip = nb - 1;
+                        errors += 1;
+                        continue;
+                    }
+                    if !m.set_data_span(off, len - self.hdr_len) {
+                        self.skip = nb - 1;
+                        errors += 1;
+                        continue;
+                    }
+                    // SAFETY: as above; flags is byte 0, csum_start/offset bytes 6 and 8.
+                    let hdr = unsafe {
+                        let h = m.buf_ptr().add(off - self.hdr_len);
+                        (
+                            h.read(),
+                            std::ptr::read_unaligned(h.add(6) as *const u16),
+                            std::ptr::read_unaligned(h.add(8) as *const u16),
+                        )
+                    };
+                    self.partial = Some((m, hdr));
+                    self.need = nb - 1;
                     continue;
                 }
             }

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use pmd_core::ethdev::{Device, Driver, MacAddr, PortConf};
+use pmd_core::ethdev::{Device, Driver, MacAddr, PortConf, RxOffloads};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::options::EalOptions;
 use pmd_core::options::VdevSpec;
@@ -118,7 +118,12 @@ pub fn skip_reason() -> Option<String> {
 }
 
 fn frame(seq: u32) -> Vec<u8> {
-    let len = 60 + (seq as usize * 37) % (1514 - 60 + 1);
+    frame_upto(seq, 1514)
+}
+
+/// Frame `seq` of 60..=`max` bytes.
+fn frame_upto(seq: u32, max: usize) -> Vec<u8> {
+    let len = 60 + (seq as usize * 37) % (max - 60 + 1);
     let mut f = vec![0u8; len];
     f[..6].copy_from_slice(&PEER);
     f[6..12].copy_from_slice(&OURS);
@@ -166,6 +171,19 @@ impl Driver for PackedAwareDriver {
 /// The 1000-frame macswap round trip; `packed` asks for packed rings (and checks they
 /// were negotiated).
 pub fn macswap_round_trip(test: &str, packed: bool) {
+    round_trip(test, packed, false)
+}
+
+/// [`macswap_round_trip`] with frames up to 9014 bytes (a 9000-byte MTU): sent from
+/// single 9 KiB buffers, received into 2 KiB buffers that the device merges
+/// (MRG_RXBUF) and the PMD chains (SCATTER).
+pub fn jumbo_round_trip(test: &str, packed: bool) {
+    round_trip(test, packed, true)
+}
+
+fn round_trip(test: &str, packed: bool, jumbo: bool) {
+    let max_len = if jumbo { 9014 } else { 1514 };
+    let frame = |seq| frame_upto(seq, max_len);
     if let Some(why) = skip_reason() {
         eprintln!("{test}: skipped: {why}");
         return;
@@ -205,8 +223,30 @@ pub fn macswap_round_trip(test: &str, packed: bool) {
     };
     let pool = Mempool::create("virtio-interop", 2048, 0).unwrap();
     assert!(pool.segment().is_huge(), "test runs on hugepages");
+    let tx_pool = if jumbo {
+        Mempool::create_with(
+            "virtio-interop-tx",
+            &pmd_core::mempool::MempoolConfig {
+                size: 512,
+                cache_size: 0,
+                buf_size: 9216 + pmd_core::mbuf::HEADROOM,
+            },
+        )
+        .unwrap()
+    } else {
+        pool.clone()
+    };
     let port = eal.port_mut(0).unwrap();
-    port.configure(&PortConf::default()).unwrap();
+    port.configure(&PortConf {
+        rx_offloads: if jumbo {
+            RxOffloads::SCATTER
+        } else {
+            RxOffloads::NONE
+        },
+        mtu: jumbo.then_some(9000),
+        ..Default::default()
+    })
+    .unwrap();
     let mut rx = port.setup_rx_queue(0, 0, &pool).unwrap();
     let mut tx = port.setup_tx_queue(0, 0).unwrap();
     port.start().unwrap();
@@ -229,6 +269,7 @@ pub fn macswap_round_trip(test: &str, packed: bool) {
     let mut next = 0u32;
     let mut got = vec![false; total as usize];
     let mut received = 0u32;
+    let mut merged = 0u32;
     let mut rb = PktBatch::new();
     for (phase, end) in [N, total].into_iter().enumerate() {
         if phase == 1 {
@@ -248,11 +289,13 @@ pub fn macswap_round_trip(test: &str, packed: bool) {
                 port_stats(&eal),
                 tp.log()
             );
-            // Keep at most 128 frames in flight so the 256-entry rx ring never overflows.
-            if next < end && next - received < 128 {
+            // Keep few enough frames in flight that the 256-entry rx ring never overflows
+            // (a jumbo frame takes up to five of its 2 KiB buffers).
+            let window = if jumbo { 32 } else { 128 };
+            if next < end && next - received < window {
                 let mut b = PktBatch::new();
-                while b.len() < 32 && next < end && next - received < 128 {
-                    let mut m = pool.alloc().expect("pool");
+                while b.len() < 32 && next < end && next - received < window {
+                    let mut m = tx_pool.alloc().expect("pool");
                     let f = frame(next);
                     assert!(m.copy_from(&f));
                     b.push(m).unwrap();
@@ -266,8 +309,12 @@ pub fn macswap_round_trip(test: &str, packed: bool) {
             rb.clear();
             rx.rx_burst(&mut rb);
             for m in rb.iter() {
-                let d = m.data();
+                let whole = m.to_vec();
+                let d = &whole[..];
                 assert!(d.len() >= 18, "runt of {} bytes", d.len());
+                if d.len() > 2048 {
+                    merged += 1;
+                }
                 let seq = u32::from_be_bytes(d[14..18].try_into().unwrap());
                 assert!(seq < end, "bad sequence {seq}");
                 let mut want = frame(seq);
@@ -285,12 +332,19 @@ pub fn macswap_round_trip(test: &str, packed: bool) {
         assert_eq!((s.ipackets, s.opackets), (end as u64, end as u64));
         assert_eq!((s.ierrors, s.oerrors, s.rx_nombuf), (0, 0, 0));
     }
+    if jumbo {
+        assert!(
+            merged > 500,
+            "{merged} frames arrived as chains of merged buffers"
+        );
+    }
     let port = eal.port_mut(0).unwrap();
     port.stop().unwrap();
     drop(rx);
     drop(tx);
     drop(rb);
     assert_eq!(pool.stats().in_use, 0, "no leaked buffers");
+    assert_eq!(tx_pool.stats().in_use, 0, "no leaked buffers");
     drop(tp);
 }
 
