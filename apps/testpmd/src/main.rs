@@ -5,7 +5,8 @@
 //! ```text
 //! testpmd [EAL options] -- [--forward-mode=io|mac|macswap|rxonly|txonly|csum|flowgen]
 //!         [--nb-cores=N] [--rxq=N] [--txq=N] [--rxd=N] [--txd=N] [--burst=N]
-//!         [--txpkts=LEN] [--stats-period=SECS] [--tx-first] [--duration=SECS] ...
+//!         [--txpkts=LEN[,LEN...]] [--mbuf-size=N] [--max-pkt-len=N] [--enable-scatter]
+//!         [--rx-offloads=MASK] [--tx-offloads=MASK] [--stats-period=SECS] [--tx-first] [--duration=SECS] ...
 //! ```
 //!
 //! Ports pair up 0↔1, 2↔3, ... (an odd last port forwards to itself). Each rx queue `q`

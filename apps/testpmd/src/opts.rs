@@ -51,8 +51,8 @@ pub struct Opts {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub burst: u16,
     /// Segment lengths of generated packets (txonly, flowgen), comma-separated, as DPDK's
-    /// `--txpkts=A,B,...`: the packet is their sum (64..=9220 bytes with the 4-byte FCS,
-    /// which is not sent), one mbuf per segment.
+    /// `--txpkts=A,B,...`: the frame is their sum (60..=9216 bytes, no FCS: the same
+    /// frames DPDK's testpmd sends for the same option), one mbuf per segment.
     #[arg(long, default_value = "64", value_parser = parse_txpkts)]
     pub txpkts: TxPkts,
     /// Data room of each mbuf, headroom included (DPDK's `--mbuf-size`).
@@ -105,14 +105,9 @@ pub struct Opts {
 pub struct TxPkts(pub Vec<u16>);
 
 impl TxPkts {
-    /// Segment lengths of the frame (the last one less the FCS).
+    /// Segment lengths of the frame.
     pub fn segments(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self.0.iter().map(|&s| usize::from(s)).collect();
-        if let Some(l) = v.last_mut() {
-            *l -= 4;
-        }
-        v.retain(|&l| l > 0);
-        v
+        self.0.iter().map(|&s| usize::from(s)).collect()
     }
 }
 
@@ -128,14 +123,9 @@ fn parse_txpkts(s: &str) -> Result<TxPkts, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let total: u32 = segs.iter().map(|&n| u32::from(n)).sum();
-    if !(64..=9220).contains(&total) || segs.len() > 64 {
+    if !(60..=9216).contains(&total) || segs.len() > 64 {
         return Err(format!(
-            "--txpkts {s:?}: the segments must add up to 64..=9220 bytes (with the FCS), at most 64 of them"
-        ));
-    }
-    if *segs.last().unwrap_or(&0) <= 4 {
-        return Err(format!(
-            "--txpkts {s:?}: the last segment must be longer than the 4-byte FCS"
+            "--txpkts {s:?}: the segments must add up to 60..=9216 bytes, at most 64 of them"
         ));
     }
     Ok(TxPkts(segs))
@@ -193,7 +183,7 @@ mod tests {
         assert!(Opts::try_parse_from(["testpmd", "--forward-mode=bogus"]).is_err());
         assert!(Opts::try_parse_from(["testpmd", "--txpkts=10"]).is_err());
         assert!(Opts::try_parse_from(["testpmd", "--txpkts=9000,300"]).is_err());
-        assert!(Opts::try_parse_from(["testpmd", "--txpkts=100,2"]).is_err());
+        assert!(Opts::try_parse_from(["testpmd", "--txpkts=100,0"]).is_err());
         assert!(Opts::try_parse_from(["testpmd", "--rx-offloads=bogus"]).is_err());
         let j = Opts::try_parse_from([
             "testpmd",
@@ -205,8 +195,8 @@ mod tests {
             "--tx-offloads=MULTI_SEGS",
         ])
         .unwrap();
-        assert_eq!(j.txpkts.segments().iter().sum::<usize>(), 8996);
-        assert_eq!(j.txpkts.segments(), [2048, 2048, 4900]);
+        assert_eq!(j.txpkts.segments().iter().sum::<usize>(), 9000);
+        assert_eq!(j.txpkts.segments(), [2048, 2048, 4904]);
         assert_eq!(j.max_pkt_len, Some(9018));
         assert_eq!(j.rx_offloads, Some(RxOffloads::VLAN_STRIP));
         assert_eq!(j.tx_offloads, Some(TxOffloads::MULTI_SEGS));

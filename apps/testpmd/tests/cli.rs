@@ -85,7 +85,7 @@ fn tx_first_on_a_loopback_ring_circulates_the_burst() {
 
 #[test]
 fn multi_segment_packets_circulate_whole() {
-    // --txpkts=1000,1000,1018: 3014-byte frames of three mbufs each (1024-byte data
+    // --txpkts=1000,1000,1018: 3018-byte frames of three mbufs each (1024-byte data
     // room), looped through net_ring with scatter and MULTI_SEGS.
     let (code, out) = testpmd(&[
         "--no-huge",
@@ -108,7 +108,7 @@ fn multi_segment_packets_circulate_whole() {
     let (rx, tx, dropped) = accumulated(&out);
     assert_eq!(dropped, 0, "{out}");
     assert!(rx > 1000 && tx >= rx, "rx {rx} tx {tx}");
-    // The periodic NIC statistics: every packet is 3014 bytes.
+    // The periodic NIC statistics: every packet is 3018 bytes.
     let nic = out
         .split("NIC statistics for port 0")
         .nth(1)
@@ -118,7 +118,7 @@ fn multi_segment_packets_circulate_whole() {
         rest.split_whitespace().next().unwrap().parse().unwrap()
     };
     let (pk, by) = (num("RX-packets:"), num("RX-bytes:"));
-    assert!(pk > 0 && by == pk * 3014, "{pk} packets, {by} bytes");
+    assert!(pk > 0 && by == pk * 3018, "{pk} packets, {by} bytes");
     // A segment larger than the mbuf is refused before anything runs.
     let (code, out) = testpmd(&[
         "--no-huge",

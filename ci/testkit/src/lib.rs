@@ -6,7 +6,9 @@
 //! - [`NetNs`]: a private network namespace (IPv6 off) with veth pairs, deleted on drop;
 //! - [`RawSock`]: a raw `AF_PACKET` socket on one interface, to inject and capture frames;
 //! - [`parse_mac`] and [`fmt_mac`]: MAC addresses as `aa:bb:cc:dd:ee:ff`;
-//! - [`perf`]: the tx-only / rx-only loop of the PMDs' `*_perf` examples.
+//! - [`perf`]: the tx-only / rx-only loop of the PMDs' `*_perf` examples;
+//! - [`frames`]: jumbo, odd, tagged, broadcast and multicast test frames, and a check that
+//!   each crosses a forwarder once and intact.
 //!
 //! Everything panics on unexpected failures (it is for tests). Tests that need root call
 //! [`have_root`] or [`NetNs::new`] first and return early, passing, when they get
@@ -15,6 +17,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod frames;
 mod netns;
 pub mod perf;
 mod rawsock;

@@ -7,8 +7,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Largest frame [`RawSock::recv`] and [`RawSock::recv_incoming`] accept (larger ones
-/// panic rather than being cut short).
-const RECV_BUF: usize = 4096;
+/// panic rather than being cut short): a 64 KiB GSO frame plus tags.
+const RECV_BUF: usize = 65536 + 64;
 
 /// A raw `AF_PACKET` socket bound to one interface and one ethertype. Closed on drop.
 pub struct RawSock {
@@ -63,6 +63,11 @@ impl RawSock {
         let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &big);
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
             .unwrap_or_else(|e| panic!("SO_RCVTIMEO on {iface}: {e}"));
+        // The kernel strips a received frame's VLAN tag into metadata; with the aux data
+        // the receive puts it back, so what the test sees is the frame on the wire.
+        let one: libc::c_int = 1;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one)
+            .unwrap_or_else(|e| panic!("PACKET_AUXDATA on {iface}: {e}"));
         RawSock { fd }
     }
 
@@ -123,32 +128,73 @@ impl RawSock {
         }
     }
 
-    /// One frame and its `sll_pkttype`, or `None` after the receive timeout.
+    /// One frame and its `sll_pkttype`, or `None` after the receive timeout; a VLAN tag
+    /// the kernel stripped is put back after the MAC addresses.
     /// Panics if the frame is longer than [`RECV_BUF`].
     fn recv_with_type(&self) -> Option<(Vec<u8>, u8)> {
         let mut buf = vec![0u8; RECV_BUF];
         // SAFETY: sockaddr_ll is plain old data, for which all zero bytes are valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: receives into live buffers of the lengths given; with MSG_TRUNC the kernel
-        // still writes at most `buf.len()` bytes (it only reports the full length).
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC,
-                (&mut sll as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
+        // Room for one PACKET_AUXDATA control message, 8-byte aligned.
+        let mut ctrl = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
         };
+        // SAFETY: msghdr is plain old data, for which all zero bytes are valid.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+        // SAFETY: every pointer in `msg` is to a live buffer of the length given; with
+        // MSG_TRUNC the kernel still writes at most `buf.len()` bytes.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
         if n < 0 {
             return None;
         }
         assert!(n as usize <= buf.len(), "frame of {n} bytes truncated");
         buf.truncate(n as usize);
+        if let Some(tag) = stripped_tag(&msg) {
+            if buf.len() >= 12 {
+                buf.splice(12..12, tag);
+            }
+        }
         Some((buf, sll.sll_pkttype))
     }
+}
+
+/// The VLAN tag (TPID and TCI, wire order) the kernel reported as stripped in a
+/// received message's `PACKET_AUXDATA`, if any.
+fn stripped_tag(msg: &libc::msghdr) -> Option<[u8; 4]> {
+    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk its control buffer within
+    // msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: `c` points at a control message header inside the buffer.
+        let h = unsafe { &*c };
+        if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == libc::PACKET_AUXDATA {
+            // SAFETY: a PACKET_AUXDATA message carries a tpacket_auxdata (read unaligned).
+            let aux: libc::tpacket_auxdata =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            if aux.tp_status & libc::TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                aux.tp_vlan_tpid
+            } else {
+                0x8100
+            };
+            let [a, b] = tpid.to_be_bytes();
+            let [x, y] = aux.tp_vlan_tci.to_be_bytes();
+            return Some([a, b, x, y]);
+        }
+        // SAFETY: as above.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    None
 }
 
 /// `setsockopt(fd, level, name, value)`.
