@@ -43,6 +43,9 @@ pub struct StreamParams {
     pub flows: u32,
     /// Most packets per rx burst.
     pub burst: usize,
+    /// The tx port computes IPv4/TCP/UDP checksums (csum mode asks it to; otherwise the
+    /// mode computes them in software).
+    pub tx_csum_hw: bool,
 }
 
 /// One rx queue forwarded to one tx queue.
@@ -61,6 +64,8 @@ pub struct Stream {
     template: Vec<u8>,
     /// Segment lengths of generated frames (one entry: a single buffer).
     segs: Vec<usize>,
+    /// See [`StreamParams::tx_csum_hw`].
+    tx_csum_hw: bool,
     /// Flows for flowgen, and the next one.
     flows: u32,
     next_flow: u32,
@@ -97,6 +102,7 @@ impl Stream {
                 t
             },
             segs: p.segs.clone(),
+            tx_csum_hw: p.tx_csum_hw,
             flows,
             next_flow: 0,
         }
@@ -302,6 +308,24 @@ impl Engine for Csum {
         }
         StreamStats::add(&s.stats.bad_ip, ip);
         StreamStats::add(&s.stats.bad_l4, l4);
+        // Then, as DPDK's csum engine, recompute the checksums of IPv4 TCP/UDP packets:
+        // by the tx port when it has the offloads, in software otherwise.
+        for m in batch.iter_mut() {
+            if pkt::request_checksums(m) && !s.tx_csum_hw {
+                // Lengths were checked against the packet: cannot fail; if it did, the
+                // packet would go out with its checksums as received.
+                let _ = pmd_core::offload::checksum(m);
+            }
+        }
+        if s.tx_csum_hw {
+            let ready = s.tx.tx_prepare(batch);
+            if ready < batch.len() {
+                // A packet the port cannot prepare is counted as dropped, with the rest.
+                let dropped = (batch.len() - ready) as u64;
+                batch.truncate(ready);
+                StreamStats::add(&s.stats.tx_dropped, dropped);
+            }
+        }
         s.send(batch);
     }
 }

@@ -139,6 +139,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
 
     let mut rxqs = Vec::new();
     let mut txqs: Vec<Vec<Option<_>>> = Vec::new();
+    let mut port_tx_offloads = Vec::new();
     let mut macs = Vec::new();
     for &p in &ports {
         let port = eal.port_mut(p)?;
@@ -179,6 +180,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         );
         rxqs.push(rq);
         txqs.push(tq);
+        port_tx_offloads.push(tx_offloads);
     }
     for &p in &ports {
         eal.port_mut(p)?.start()?;
@@ -206,6 +208,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
                 segs: opts.txpkts.segments(),
                 flows: opts.flowgen_flows,
                 burst: opts.burst.into(),
+                tx_csum_hw: port_tx_offloads[dst as usize].contains(TxOffloads::CHECKSUM),
             };
             let s = Stream::new(p as PortId, rx, dst, tx, &params);
             counters.push((s.rx_port, s.tx_port, s.stats.clone()));

@@ -60,6 +60,46 @@ fn udp_checksum(src: &[u8], dst: &[u8], seg: &[u8]) -> u16 {
     }
 }
 
+/// Sets the transmit checksum requests of an IPv4 TCP or UDP packet (untagged or with one
+/// 802.1Q tag) from its headers: `TX_IPV4 | TX_IP_CKSUM | TX_TCP_CKSUM/TX_UDP_CKSUM` and the
+/// l2/l3/l4 lengths. Returns false (nothing changed) for anything else. The headers must
+/// be in the first segment. (Three fixed fields are read: a full parser is not needed.)
+pub fn request_checksums(m: &mut pmd_core::Mbuf) -> bool {
+    use pmd_core::mbuf::{TxOffload, TX_IPV4, TX_IP_CKSUM, TX_TCP_CKSUM, TX_UDP_CKSUM};
+    let d = m.data();
+    let l2 = match d.get(12..14) {
+        Some([0x08, 0x00]) => 14,
+        Some([0x81, 0x00]) if d.get(16..18) == Some(&[0x08, 0x00]) => 18,
+        _ => return false,
+    };
+    let Some(&vihl) = d.get(l2) else {
+        return false;
+    };
+    let l3 = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || l3 < 20 {
+        return false;
+    }
+    let (flag, l4) = match d.get(l2 + 9) {
+        Some(6) => match d.get(l2 + l3 + 12) {
+            Some(off) => (TX_TCP_CKSUM, usize::from(off >> 4) * 4),
+            None => return false,
+        },
+        Some(17) => (TX_UDP_CKSUM, 8),
+        _ => return false,
+    };
+    if l4 < 8 || l2 + l3 + l4 > d.len() {
+        return false;
+    }
+    m.set_tx_offload(TxOffload {
+        l2_len: l2 as u8,
+        l3_len: l3 as u16,
+        l4_len: l4 as u8,
+        ..Default::default()
+    });
+    m.set_ol_flags(m.ol_flags() | TX_IPV4 | TX_IP_CKSUM | flag);
+    true
+}
+
 /// What the `csum` mode found in one packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CsumResult {
@@ -104,6 +144,45 @@ pub fn verify(frame: &[u8]) -> CsumResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csum_requests_then_software_fallback_fix_corrupt_checksums() {
+        let pool = pmd_core::Mempool::create("tpmd-csum", 16, 0).unwrap();
+        let good = udp_frame(
+            300,
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            SRC_IP,
+            DST_IP,
+            UDP_PORT,
+        );
+        let mut bad = good.clone();
+        bad[24] ^= 0xff; // IPv4 checksum
+        bad[40] ^= 0x0f; // UDP checksum
+        assert_eq!(
+            verify(&bad),
+            CsumResult {
+                bad_ip: true,
+                bad_l4: true
+            }
+        );
+        let mut m = pmd_core::Mbuf::from_slice(&bad, &pool).unwrap();
+        assert!(request_checksums(&mut m));
+        assert_eq!(
+            (
+                m.tx_offload().l2_len,
+                m.tx_offload().l3_len,
+                m.tx_offload().l4_len
+            ),
+            (14, 20, 8)
+        );
+        pmd_core::offload::checksum(&mut m).unwrap();
+        assert_eq!(m.to_vec(), good);
+        // Not IPv4 TCP/UDP: untouched.
+        let mut arp = pmd_core::Mbuf::from_slice(&[0u8; 60], &pool).unwrap();
+        assert!(!request_checksums(&mut arp));
+        assert_eq!(arp.ol_flags(), 0);
+    }
 
     #[test]
     fn generated_frames_have_valid_checksums_and_verify_catches_corruption() {

@@ -56,6 +56,26 @@ impl Chip for I82576 {
         CounterSpec::reg("rx_length_errors", RLEC),
     ];
 
+    const MAX_FRAME: u32 = MAX_FRAME;
+
+    fn set_max_frame(bar: &Bar, mfs: u32) {
+        // RLPML counts the CRC and applies to tagged frames too: room for two tags.
+        bar.wr(RLPML, mfs.min(MAX_FRAME) + 8);
+        if mfs > STD_MAX_FRAME {
+            bar.set_bits(RCTL, RCTL_LPE);
+        } else {
+            bar.clear_bits(RCTL, RCTL_LPE);
+        }
+    }
+
+    fn set_vlan_strip(bar: &Bar, _q: usize, on: bool) {
+        // The 82576 strips device-wide (CTRL.VME): a queue asking for it turns it on for
+        // all (DPDK's igb treats VLAN_STRIP as a port offload too).
+        if on {
+            bar.set_bits(CTRL, CTRL_VME);
+        }
+    }
+
     fn reset(bar: &Bar) -> Result<()> {
         bar.wr(IMC, u32::MAX);
         bar.wr(EIMC, u32::MAX);
@@ -130,6 +150,8 @@ impl Chip for I82576 {
     fn configure(bar: &Bar, rx_queues: usize, promisc: bool) {
         bar.clear_bits(RCTL, RCTL_EN);
         bar.set_bits(RCTL, RCTL_BAM | RCTL_SECRC);
+        // VLAN stripping is turned on again by the rx queues that ask for it.
+        bar.clear_bits(CTRL, CTRL_VME);
         Self::set_promisc(bar, promisc);
         if rx_queues <= 1 {
             bar.wr(MRQC, 0);

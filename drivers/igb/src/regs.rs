@@ -74,6 +74,16 @@ pub const RCTL_MPE: u32 = 1 << 4;
 pub const RCTL_BAM: u32 = 1 << 15;
 /// RCTL: strip Ethernet CRC.
 pub const RCTL_SECRC: u32 = 1 << 26;
+/// RCTL: long packets up to RLPML accepted (LPE).
+pub const RCTL_LPE: u32 = 1 << 5;
+/// Receive Long Packet Maximum Length (8.10.4; RLPML.RLPML in bits 13:0, bytes with CRC).
+pub const RLPML: usize = 0x05004;
+/// Largest frame the 82576 takes (jumbo frames up to 9.5 KB).
+pub const MAX_FRAME: u32 = 9728;
+/// Frame size at and below which long packets stay disabled.
+pub const STD_MAX_FRAME: u32 = 1518;
+/// CTRL: strip VLAN tags into the descriptor (VME; device-wide on the 82576).
+pub const CTRL_VME: u32 = 1 << 30;
 /// Transmit Control (8.12.1).
 pub const TCTL: usize = 0x00400;
 /// TCTL: transmit enable.
@@ -256,5 +266,6 @@ mod tests {
             (SRRCTL_DESCTYPE_ADV_ONEBUF, SRRCTL_DROP_EN),
             (0x0200_0000, 0x8000_0000)
         );
+        assert_eq!((RCTL_LPE, RLPML, CTRL_VME), (0x20, 0x5004, 0x4000_0000));
     }
 }

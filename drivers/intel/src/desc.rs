@@ -115,6 +115,96 @@ pub const TXD_STAT_DD: u32 = 1 << 0;
 /// Shift of PAYLEN within olinfo_status.
 pub const TXD_PAYLEN_SHIFT: u32 = 14;
 
+/// Transmit command: insert the VLAN tag of the context descriptor (VLE).
+pub const TXD_CMD_VLE: u32 = 1 << 30;
+/// Transmit command: TCP segmentation (TSE).
+pub const TXD_CMD_TSE: u32 = 1 << 31;
+/// Transmit olinfo: shift of the context index (IDX, bits 6:4).
+pub const TXD_IDX_SHIFT: u32 = 4;
+/// Transmit olinfo: insert the IPv4 header checksum (POPTS.IXSM).
+pub const TXD_POPTS_IXSM: u32 = 1 << 8;
+/// Transmit olinfo: insert the TCP/UDP checksum (POPTS.TXSM).
+pub const TXD_POPTS_TXSM: u32 = 1 << 9;
+/// Largest PAYLEN (18 bits): the most bytes one (TSO) packet may carry.
+pub const TXD_PAYLEN_MAX: u32 = (1 << 18) - 1;
+
+/// Context descriptor type (DTYP = 0010b, bits 23:20 of type_tucmd_mlhl).
+pub const TXD_DTYP_CTXT: u32 = 0x2 << 20;
+/// Context vlan_macip_lens: shift of MACLEN (bits 15:9; IPLEN is bits 8:0).
+pub const CTX_MACLEN_SHIFT: u32 = 9;
+/// Context vlan_macip_lens: shift of the VLAN tag (bits 31:16).
+pub const CTX_VLAN_SHIFT: u32 = 16;
+/// Context TUCMD: the packet is IPv4 (bit 10 of type_tucmd_mlhl).
+pub const CTX_TUCMD_IPV4: u32 = 1 << 10;
+/// Context TUCMD: L4 type TCP (L4T = 01b, bits 12:11; 00b is UDP).
+pub const CTX_TUCMD_L4T_TCP: u32 = 1 << 11;
+/// Context mss_l4len_idx: shift of L4LEN (bits 15:8).
+pub const CTX_L4LEN_SHIFT: u32 = 8;
+/// Context mss_l4len_idx: shift of MSS (bits 31:16).
+pub const CTX_MSS_SHIFT: u32 = 16;
+/// Context mss_l4len_idx: shift of IDX (bits 6:4), the context slot.
+pub const CTX_IDX_SHIFT: u32 = 4;
+/// Longest MACLEN (7 bits).
+pub const CTX_MACLEN_MAX: u32 = 0x7f;
+/// Longest IPLEN (9 bits).
+pub const CTX_IPLEN_MAX: u32 = 0x1ff;
+
+/// L4 protocol of a transmit context.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CtxL4 {
+    /// No L4 offload.
+    #[default]
+    None,
+    /// TCP checksum (and segmentation with TSO).
+    Tcp,
+    /// UDP checksum.
+    Udp,
+}
+
+/// The offload context of an advanced context descriptor (82599 7.2.3.2.3, 82576
+/// 7.2.2.2): what the data descriptors that follow it use. Fields that the requested
+/// offloads do not need are zero, so equal requests compare equal (context caching).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxContext {
+    /// VLAN tag to insert (with VLE in the data descriptor).
+    pub vlan: u16,
+    /// MAC header length (MACLEN, 7 bits).
+    pub l2_len: u8,
+    /// IP header length (IPLEN, 9 bits).
+    pub l3_len: u16,
+    /// L4 header length (L4LEN, TSO only).
+    pub l4_len: u8,
+    /// Maximum segment size (MSS, TSO only).
+    pub mss: u16,
+    /// The packet is IPv4 (TUCMD.IPV4).
+    pub ipv4: bool,
+    /// L4 protocol (TUCMD.L4T).
+    pub l4: CtxL4,
+}
+
+impl TxContext {
+    /// The context descriptor for slot `idx`.
+    pub fn descriptor(&self, idx: u32) -> TxDesc {
+        let vlan_macip_lens = u32::from(self.l3_len) & CTX_IPLEN_MAX
+            | (u32::from(self.l2_len) & CTX_MACLEN_MAX) << CTX_MACLEN_SHIFT
+            | u32::from(self.vlan) << CTX_VLAN_SHIFT;
+        let mut tucmd = TXD_DTYP_CTXT | TXD_CMD_DEXT;
+        if self.ipv4 {
+            tucmd |= CTX_TUCMD_IPV4;
+        }
+        if self.l4 == CtxL4::Tcp {
+            tucmd |= CTX_TUCMD_L4T_TCP;
+        }
+        let mss_l4len_idx = u32::from(self.mss) << CTX_MSS_SHIFT
+            | u32::from(self.l4_len) << CTX_L4LEN_SHIFT
+            | (idx & 0x7) << CTX_IDX_SHIFT;
+        TxDesc {
+            w0: u64::from(vlan_macip_lens),
+            w1: u64::from(tucmd) | u64::from(mss_l4len_idx) << 32,
+        }
+    }
+}
+
 impl TxDesc {
     /// A single-buffer data descriptor for a whole packet of `len` bytes at `addr`.
     #[inline(always)]
@@ -126,6 +216,17 @@ impl TxDesc {
             | if rs { TXD_CMD_RS } else { 0 }
             | u32::from(len);
         let olinfo = u32::from(len) << TXD_PAYLEN_SHIFT;
+        TxDesc {
+            w0: addr,
+            w1: u64::from(cmd) | u64::from(olinfo) << 32,
+        }
+    }
+
+    /// One data descriptor of a packet: `len` bytes at `addr`, with `cmd` (VLE, TSE,
+    /// EOP, RS; DTYP, DEXT and IFCS are added) and `olinfo` (PAYLEN, POPTS, IDX).
+    #[inline(always)]
+    pub fn data_seg(addr: u64, len: u16, cmd: u32, olinfo: u32) -> TxDesc {
+        let cmd = TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS | cmd | u32::from(len);
         TxDesc {
             w0: addr,
             w1: u64::from(cmd) | u64::from(olinfo) << 32,
@@ -182,5 +283,60 @@ mod tests {
         assert_eq!(d.cmd_type_len(), 0x2b30_0040);
         assert_eq!(d.olinfo_status(), 64 << 14);
         assert_eq!(TxDesc::data(0, 1514, false).cmd_type_len(), 0x2330_05ea);
+    }
+
+    #[test]
+    fn tx_context_descriptor_fields() {
+        // 82599 datasheet 7.2.3.2.3 (82576 7.2.2.2 is the same): IPLEN 8:0, MACLEN 15:9,
+        // VLAN 31:16; TUCMD.IPV4 bit 10, L4T 12:11 (01b TCP), DTYP 23:20 = 0010b, DEXT
+        // bit 29; IDX 6:4, L4LEN 15:8, MSS 31:16 of mss_l4len_idx.
+        let c = TxContext {
+            vlan: 0x0123,
+            l2_len: 14,
+            l3_len: 20,
+            l4_len: 20,
+            mss: 1460,
+            ipv4: true,
+            l4: CtxL4::Tcp,
+        };
+        let d = c.descriptor(0);
+        // SAFETY: TxDesc is repr(C), 16 bytes of plain integers.
+        let bytes: [u8; 16] = unsafe { std::mem::transmute(d) };
+        assert_eq!(
+            &bytes[0..4],
+            &(20u32 | 14 << 9 | 0x0123 << 16).to_le_bytes()
+        );
+        assert_eq!(&bytes[4..8], &[0; 4], "SEQNUM_SEED unused");
+        assert_eq!(
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+            0x2020_0c00
+        );
+        assert_eq!(
+            u32::from_le_bytes(bytes[12..16].try_into().unwrap()),
+            1460 << 16 | 20 << 8
+        );
+        let udp = TxContext {
+            l2_len: 18,
+            l3_len: 40,
+            l4: CtxL4::Udp,
+            ..Default::default()
+        };
+        let d = udp.descriptor(1);
+        assert_eq!(d.w0 as u32, 40 | 18 << 9);
+        assert_eq!(d.cmd_type_len(), 0x2020_0000, "IPv6/UDP: no TUCMD bits");
+        assert_eq!(d.olinfo_status(), 1 << 4);
+    }
+
+    #[test]
+    fn tx_offload_data_descriptor_fields() {
+        // DCMD VLE bit 30, TSE bit 31; POPTS IXSM bit 8, TXSM bit 9 of olinfo_status.
+        let d = TxDesc::data_seg(
+            0x2000,
+            100,
+            TXD_CMD_VLE | TXD_CMD_TSE | TXD_CMD_EOP,
+            1000 << TXD_PAYLEN_SHIFT | TXD_POPTS_IXSM | TXD_POPTS_TXSM,
+        );
+        assert_eq!(d.cmd_type_len(), 0xE330_0064);
+        assert_eq!(d.olinfo_status(), 0x00FA_0300);
     }
 }

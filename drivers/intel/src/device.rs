@@ -8,11 +8,13 @@ use crate::queues::QueueLayout;
 use crate::rx::{RxCsumBits, RxRing, RxRingConf};
 use crate::tx::{TxRing, TxRingConf};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+    DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    TxQueue, TxQueueConf, DEFAULT_MTU,
 };
 use pmd_core::pci::PciBackend;
 use pmd_core::{Error, Result};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +42,16 @@ pub trait Chip: Send + 'static {
     const TXDCTL: u32;
     /// Statistics registers.
     const COUNTERS: &'static [CounterSpec];
+    /// Largest frame the MAC takes, CRC included (without VLAN tags: the MAC allows
+    /// four more bytes per tag).
+    const MAX_FRAME: u32;
+
+    /// Programs the largest frame accepted, `mfs` bytes with CRC and without VLAN tags
+    /// (jumbo frames enabled above 1518).
+    fn set_max_frame(bar: &Bar, mfs: u32);
+    /// Turns hardware VLAN stripping on or off for rx queue `q` (tag into the write-back
+    /// descriptor).
+    fn set_vlan_strip(bar: &Bar, q: usize, on: bool);
 
     /// Masks interrupts, resets the device and waits until it is ready.
     fn reset(bar: &Bar) -> Result<()>;
@@ -82,6 +94,9 @@ pub struct IntelDevice<C: Chip> {
     txq: Vec<QueuePos>,
     promisc: bool,
     started: bool,
+    mtu: u16,
+    /// Per tx queue: tells its ring that the hardware context is gone (after a stop).
+    tx_ctx_lost: Vec<Arc<AtomicBool>>,
     counters: RefCell<CounterSet>,
     _chip: std::marker::PhantomData<C>,
 }
@@ -126,6 +141,8 @@ impl<C: Chip> IntelDevice<C> {
             txq: Vec::new(),
             promisc: true,
             started: false,
+            mtu: DEFAULT_MTU,
+            tx_ctx_lost: Vec::new(),
             counters: RefCell::new(counters),
             _chip: std::marker::PhantomData,
         })
@@ -135,7 +152,18 @@ impl<C: Chip> IntelDevice<C> {
     pub fn bar(&self) -> &Bar {
         &self.bar
     }
+
+    /// Frame size register value for `mtu`: Ethernet header and CRC added.
+    fn mfs(mtu: u16) -> u32 {
+        (u32::from(mtu) + ETH_HLEN_CRC).min(C::MAX_FRAME)
+    }
 }
+
+/// Ethernet header plus CRC: what MAXFRS/RLPML count beyond the MTU.
+const ETH_HLEN_CRC: u32 = 14 + 4;
+
+/// Most segments of a transmitted packet (see [`crate::tx::MAX_SEGS`]).
+pub const TX_MAX_SEGS: u16 = crate::tx::MAX_SEGS;
 
 impl<C: Chip> Device for IntelDevice<C> {
     fn info(&self) -> DevInfo {
@@ -146,6 +174,16 @@ impl<C: Chip> Device for IntelDevice<C> {
             min_desc: 64,
             max_desc: 4096,
             default_desc: 512,
+            rx_offload_capa: RxOffloads::SCATTER | RxOffloads::VLAN_STRIP | RxOffloads::CHECKSUM,
+            tx_offload_capa: TxOffloads::MULTI_SEGS
+                | TxOffloads::CHECKSUM
+                | TxOffloads::TCP_TSO
+                | TxOffloads::VLAN_INSERT,
+            // With a VLAN tag, MTU + 14 + 4 bytes (no CRC).
+            max_rx_pktlen: C::MAX_FRAME,
+            max_mtu: (C::MAX_FRAME - ETH_HLEN_CRC) as u16,
+            nb_seg_max: TX_MAX_SEGS,
+            nb_mtu_seg_max: TX_MAX_SEGS,
             ..Default::default()
         }
     }
@@ -165,8 +203,10 @@ impl<C: Chip> Device for IntelDevice<C> {
             )));
         }
         C::configure(&self.bar, conf.rx_queues as usize, self.promisc);
+        C::set_max_frame(&self.bar, Self::mfs(self.mtu));
         self.rxq = vec![QueuePos::default(); conf.rx_queues as usize];
         self.txq = vec![QueuePos::default(); conf.tx_queues as usize];
+        self.tx_ctx_lost = (0..conf.tx_queues).map(|_| Arc::default()).collect();
         Ok(())
     }
 
@@ -184,7 +224,10 @@ impl<C: Chip> Device for IntelDevice<C> {
             error_mask: C::RX_ERR,
             port: conf.port,
             stats: conf.stats,
-            vlan_strip: false,
+            vlan_strip: conf.offloads.contains(RxOffloads::VLAN_STRIP),
+            scatter: conf.offloads.contains(RxOffloads::SCATTER),
+            // A tagged frame may be 4 bytes longer; the CRC is stripped.
+            max_frame: (C::MAX_FRAME + 4) as usize,
             csum: Some(C::RX_CSUM),
             enable: Some(enable),
         })?;
@@ -197,6 +240,7 @@ impl<C: Chip> Device for IntelDevice<C> {
         // Buffer size in KiB (SRRCTL.BSIZEPACKET), at most 16 KiB.
         let kib = (ring.buf_len() / 1024).min(16) as u32;
         self.rxq[q] = l.program_rx(&self.bar, q, &ring, C::srrctl(kib));
+        C::set_vlan_strip(&self.bar, q, conf.offloads.contains(RxOffloads::VLAN_STRIP));
         Ok(Box::new(ring))
     }
 
@@ -212,6 +256,7 @@ impl<C: Chip> Device for IntelDevice<C> {
             tail,
             stats: conf.stats,
             enable: Some(enable),
+            ctx_lost: self.tx_ctx_lost[q].clone(),
         })?;
         C::tx_setup_window(&self.bar, true);
         self.txq[q] = l.program_tx(&self.bar, q, &ring);
@@ -221,6 +266,7 @@ impl<C: Chip> Device for IntelDevice<C> {
 
     fn start(&mut self) -> Result<()> {
         let l = C::LAYOUT;
+        C::set_max_frame(&self.bar, Self::mfs(self.mtu));
         C::enable_tx(&self.bar);
         for (q, pos) in self.txq.iter().enumerate() {
             l.enable_tx(&self.bar, q, *pos, C::TXDCTL)?;
@@ -260,6 +306,7 @@ impl<C: Chip> Device for IntelDevice<C> {
         }
         for q in 0..self.txq.len() {
             self.txq[q] = l.stop_tx(&self.bar, q);
+            self.tx_ctx_lost[q].store(true, Ordering::Relaxed);
         }
         C::disable_tx(&self.bar);
         self.counters.borrow_mut().fold(self.bar.region());
@@ -291,6 +338,19 @@ impl<C: Chip> Device for IntelDevice<C> {
 
     fn promiscuous(&self) -> bool {
         self.promisc
+    }
+
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        let max = C::MAX_FRAME - ETH_HLEN_CRC;
+        if u32::from(mtu) > max {
+            return Err(self.bar.err(format!(
+                "MTU {mtu} is above the {} maximum of {max}; lower it",
+                C::CHIP
+            )));
+        }
+        self.mtu = mtu;
+        C::set_max_frame(&self.bar, Self::mfs(mtu));
+        Ok(())
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {

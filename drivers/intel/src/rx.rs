@@ -1,6 +1,10 @@
 //! A receive descriptor ring: buffers posted from a mempool, burst receive that checks DD,
 //! refill in bulk, one tail write per refill.
 //!
+//! A frame spread over several descriptors (EOP clear on all but the last) becomes an
+//! mbuf chain when the queue scatters, kept across bursts until its EOP arrives and
+//! bounded by `max_segs`; without scatter it is dropped whole and counted once.
+//!
 //! Ring positions: `next` is the oldest posted descriptor (the next to complete), `post`
 //! the next descriptor to give a buffer. Descriptors `next..post` (mod size) are owned by
 //! the device; one slot always stays empty so that a full ring (tail one behind head)
@@ -9,8 +13,8 @@
 use crate::desc::{RxDesc, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_VP};
 use pmd_core::ethdev::{QueueStats, RxQueue};
 use pmd_core::mbuf::{
-    PktBatch, RawMbuf, BATCH_CAPACITY, RX_IP_CKSUM_BAD, RX_IP_CKSUM_GOOD, RX_L4_CKSUM_BAD,
-    RX_L4_CKSUM_GOOD, RX_RSS_HASH, RX_VLAN_STRIPPED,
+    Mbuf, PktBatch, RawMbuf, BATCH_CAPACITY, RX_IP_CKSUM_BAD, RX_IP_CKSUM_GOOD, RX_L4_CKSUM_BAD,
+    RX_L4_CKSUM_GOOD, RX_RSS_HASH, RX_VLAN, RX_VLAN_STRIPPED,
 };
 use pmd_core::memory::Segment;
 use pmd_core::pci::Reg32;
@@ -41,6 +45,10 @@ pub struct RxRingConf {
     pub stats: Arc<QueueStats>,
     /// Whether the device strips VLAN tags into the descriptor.
     pub vlan_strip: bool,
+    /// Receive frames spanning several descriptors as mbuf chains (SCATTER).
+    pub scatter: bool,
+    /// Largest frame the device can deliver (bounds the segments of a chain).
+    pub max_frame: usize,
     /// This chip's checksum error bits, to report checksum results in `ol_flags` (None:
     /// report nothing).
     pub csum: Option<RxCsumBits>,
@@ -67,8 +75,13 @@ pub struct RxRing {
     mask: usize,
     next: usize,
     post: usize,
-    /// Skipping the rest of a multi-descriptor (oversized) packet.
+    /// Skipping the rest of a multi-descriptor packet (dropped).
     in_chain: bool,
+    /// With scatter: the chain of a frame whose EOP has not arrived yet.
+    partial: Option<Mbuf>,
+    /// Most segments of one chain.
+    max_segs: u16,
+    scatter: bool,
     tail: Reg32,
     pool: Mempool,
     error_mask: u32,
@@ -114,6 +127,9 @@ impl RxRing {
             next: 0,
             post: 0,
             in_chain: false,
+            partial: None,
+            max_segs: conf.max_frame.div_ceil(buf_len.max(1)).clamp(1, 64) as u16,
+            scatter: conf.scatter,
             tail: conf.tail,
             pool: conf.pool,
             error_mask: conf.error_mask,
@@ -200,6 +216,61 @@ impl RxRing {
     }
 }
 
+/// What became of one descriptor of a multi-descriptor frame.
+enum Seg {
+    /// Added to the chain in progress; more descriptors follow.
+    Pending,
+    /// Dropped (true: count the frame as an error, once).
+    Dropped(bool),
+    /// The frame's last descriptor: the whole chain.
+    Complete(Mbuf),
+}
+
+impl RxRing {
+    /// Handles a descriptor of a frame that spans several: chains it with scatter (up
+    /// to `max_segs` segments), else drops the frame whole. `len` is the descriptor's
+    /// length, bounded here by the buffer size.
+    #[cold]
+    #[inline(never)]
+    fn segment(&mut self, mut m: Mbuf, len: usize, eop: bool) -> Seg {
+        if self.in_chain {
+            // The rest of a frame already dropped and counted.
+            self.in_chain = !eop;
+            return Seg::Dropped(false);
+        }
+        let off = m.headroom();
+        if !self.scatter || len > self.buf_len || !m.set_data_span(off, len) {
+            self.partial = None;
+            self.in_chain = !eop;
+            return Seg::Dropped(true);
+        }
+        let head = match self.partial.take() {
+            None => m,
+            Some(mut head) => {
+                if head.nb_segs() >= self.max_segs {
+                    // Longer than any frame the device may deliver: a broken device.
+                    self.in_chain = !eop;
+                    return Seg::Dropped(true);
+                }
+                if let Err((_, _m)) = head.chain(m) {
+                    self.in_chain = !eop;
+                    return Seg::Dropped(true);
+                }
+                head
+            }
+        };
+        if eop {
+            if head.is_empty() {
+                return Seg::Dropped(true);
+            }
+            Seg::Complete(head)
+        } else {
+            self.partial = Some(head);
+            Seg::Pending
+        }
+    }
+}
+
 impl RxQueue for RxRing {
     #[inline]
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
@@ -229,23 +300,30 @@ impl RxQueue for RxRing {
             // it is taken out of `bufs` above.
             let mut m = unsafe { raw.into_mbuf() };
             let eop = st & RXD_STAT_EOP != 0;
-            if self.in_chain || !eop {
-                // Part of a packet larger than one buffer: dropped whole, counted once.
-                if !self.in_chain {
-                    errors += 1;
-                }
-                self.in_chain = !eop;
-                continue;
-            }
             let len = usize::from(d.length());
-            if st & self.error_mask != 0 || len == 0 || len > self.buf_len {
-                errors += 1;
-                continue;
-            }
-            let off = m.headroom();
-            if !m.set_data_span(off, len) {
-                errors += 1;
-                continue;
+            if self.in_chain || !eop || self.partial.is_some() {
+                match self.segment(m, len, eop) {
+                    Seg::Pending => continue,
+                    Seg::Dropped(counted) => {
+                        errors += u64::from(counted);
+                        continue;
+                    }
+                    Seg::Complete(head) => m = head,
+                }
+                if st & self.error_mask != 0 {
+                    errors += 1;
+                    continue;
+                }
+            } else {
+                if st & self.error_mask != 0 || len == 0 || len > self.buf_len {
+                    errors += 1;
+                    continue;
+                }
+                let off = m.headroom();
+                if !m.set_data_span(off, len) {
+                    errors += 1;
+                    continue;
+                }
             }
             m.set_port(self.port);
             let mut flags = 0;
@@ -255,7 +333,7 @@ impl RxQueue for RxRing {
             }
             if self.vlan_strip && st & RXD_STAT_VP != 0 {
                 m.set_vlan_tci(d.vlan());
-                flags |= RX_VLAN_STRIPPED;
+                flags |= RX_VLAN | RX_VLAN_STRIPPED;
             }
             if let Some(c) = self.csum {
                 if st & RXD_STAT_IPCS != 0 {
@@ -276,7 +354,7 @@ impl RxQueue for RxRing {
             if flags != 0 {
                 m.set_ol_flags(flags);
             }
-            bytes += len as u64;
+            bytes += m.len() as u64;
             spare[k] = m.into_raw();
             k += 1;
         }

@@ -24,6 +24,8 @@ fn rx_ring(pool: &Mempool, size: u16) -> (RxRing, pmd_core::pci::MmioRegion, Arc
         port: 3,
         stats: stats.clone(),
         vlan_strip: true,
+        scatter: false,
+        max_frame: 9732,
         csum: Some(pmd_intel::RxCsumBits {
             ip_err: 1 << 31,
             l4_err: 1 << 30,
@@ -139,6 +141,8 @@ fn rx_ignores_dd_beyond_what_was_posted_and_rejects_bad_sizes() {
         port: 0,
         stats: Arc::default(),
         vlan_strip: false,
+        scatter: false,
+        max_frame: 9732,
         csum: None,
         enable: None,
     })
@@ -176,6 +180,7 @@ fn tx_sends_reclaims_in_groups_and_reports_a_full_ring() {
         tail: bar.reg32(0).unwrap(),
         stats: stats.clone(),
         enable: None,
+        ctx_lost: Default::default(),
     })
     .unwrap();
     let base = ring.desc_iova() as *mut TxDesc;

@@ -33,8 +33,8 @@ pub struct Generator {
 impl Generator {
     /// Smallest frame (without CRC) the generator builds.
     pub const MIN_SIZE: usize = 60;
-    /// Largest frame (without CRC) the generator builds.
-    pub const MAX_SIZE: usize = 1514;
+    /// Largest frame (without CRC) the generator builds: a 9728-byte jumbo frame.
+    pub const MAX_SIZE: usize = 9724;
     /// Most flows: one per UDP source port from 1024 up.
     pub const MAX_FLOWS: u32 = 64512;
 
@@ -130,7 +130,7 @@ impl ModelConf {
 pub const ARG_KEYS: &[&str] = &["mac", "gen", "size", "flows", "link", "fault", "capture"];
 
 /// Builds a [`ModelConf`] from vdev-style `key=value` arguments: `mac=aa:bb:cc:dd:ee:ff`,
-/// `gen=<frames>` (a generator to the model's MAC), `size=<60..=1514>`, `flows=<N>`,
+/// `gen=<frames>` (a generator to the model's MAC), `size=<60..=9724>`, `flows=<N>`,
 /// `link=up|down`, `fault=reset_hang|tx_stall|rx_error:<N>` (may repeat) and
 /// `capture=<N>` (at most 2^20 frames). Unknown keys, repeated keys (other than `fault`) and bad values are
 /// errors that say what is expected.
@@ -297,8 +297,8 @@ mod tests {
             (&[("mac", "02:00:00:00:00:0g")], "six hex bytes"),
             (&[("gen", "0")], "1..="),
             (&[("gen", "-1")], "argument 'gen'"),
-            (&[("gen", "1"), ("size", "59")], "60..=1514"),
-            (&[("gen", "1"), ("size", "1515")], "60..=1514"),
+            (&[("gen", "1"), ("size", "59")], "60..=9724"),
+            (&[("gen", "1"), ("size", "9725")], "60..=9724"),
             (&[("gen", "1"), ("flows", "0")], "argument 'flows'"),
             (&[("size", "64")], "add gen=<frames>"),
             (&[("link", "sideways")], "'up' or 'down'"),

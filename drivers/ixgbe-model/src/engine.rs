@@ -28,6 +28,10 @@ pub(crate) struct TxQueueState {
     pub oversize: bool,
     /// Stopped by a fault until the queue is disabled and enabled again.
     pub stopped: bool,
+    /// Offloads asked for by the first data descriptor of the frame in progress.
+    pub req: Option<crate::offload::Request>,
+    /// The two context slots (7.2.3.2.3, IDX 0 and 1).
+    pub ctx: [Option<crate::offload::Ctx>; 2],
 }
 
 /// Everything the data path keeps between frames.

@@ -114,6 +114,52 @@ pub const DEVICE_82599_SFP: u16 = 0x10FB;
 /// PCI class code: network controller, Ethernet (02h/00h/00h; 9.3).
 pub const CLASS_ETHERNET: u32 = 0x02_0000;
 
+/// Transmit DCMD: insert the context's VLAN tag (VLE, 7.2.3.2.4).
+pub const TXD_CMD_VLE: u32 = 1 << 30;
+/// Transmit DCMD: TCP segmentation (TSE).
+pub const TXD_CMD_TSE: u32 = 1 << 31;
+/// Transmit olinfo: POPTS.IXSM (insert the IPv4 header checksum).
+pub const TXD_POPTS_IXSM: u32 = 1 << 8;
+/// Transmit olinfo: POPTS.TXSM (insert the TCP/UDP checksum).
+pub const TXD_POPTS_TXSM: u32 = 1 << 9;
+/// Transmit olinfo: the context slot (IDX, bits 6:4).
+pub const TXD_OLINFO_IDX_SHIFT: u32 = 4;
+/// Transmit olinfo: PAYLEN (bits 31:14).
+pub const TXD_OLINFO_PAYLEN_SHIFT: u32 = 14;
+/// Most bytes a TSO packet gathers (PAYLEN is 18 bits, plus headers).
+pub const TX_MAX_TSO: usize = (1 << 18) + 512;
+
+/// Context vlan_macip_lens (7.2.3.2.3): MACLEN shift (bits 15:9; IPLEN is 8:0).
+pub const CTX_MACLEN_SHIFT: u32 = 9;
+/// Context vlan_macip_lens: VLAN shift (bits 31:16).
+pub const CTX_VLAN_SHIFT: u32 = 16;
+/// Context TUCMD: IPv4 (bit 10 of type_tucmd_mlhl).
+pub const CTX_TUCMD_IPV4: u32 = 1 << 10;
+/// Context TUCMD: the L4T field (bits 12:11).
+pub const CTX_TUCMD_L4T_MASK: u32 = 3 << 11;
+/// Context TUCMD: L4T = TCP (01b; 00b is UDP).
+pub const CTX_TUCMD_L4T_TCP: u32 = 1 << 11;
+/// Context mss_l4len_idx: L4LEN shift (bits 15:8).
+pub const CTX_L4LEN_SHIFT: u32 = 8;
+/// Context mss_l4len_idx: MSS shift (bits 31:16).
+pub const CTX_MSS_SHIFT: u32 = 16;
+/// Context mss_l4len_idx: IDX shift (bits 6:4).
+pub const CTX_IDX_SHIFT: u32 = 4;
+
+/// RXDCTL: VLAN mode enable, strip the tag into the descriptor (8.2.3.8.6).
+pub const RXDCTL_VME: u32 = 1 << 30;
+/// Receive write-back status: VLAN packet (VP, 7.1.6.2).
+pub const RXD_STAT_VP: u32 = 1 << 3;
+/// Largest MAXFRS.MFS the model takes (9.5 KB jumbo frames, with CRC).
+pub const MAX_MFS: usize = 9728;
+
+/// TCP flags fixed per TSO frame.
+pub const TCP_FIN: u8 = 0x01;
+/// TCP PSH.
+pub const TCP_PSH: u8 = 0x08;
+/// TCP CWR.
+pub const TCP_CWR: u8 = 0x80;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +194,9 @@ mod tests {
         assert_eq!(TXD_DTYP_CTXT, 0x0020_0000);
         assert_eq!(pmd_intel::desc::TXD_DTYP_DATA & TXD_DTYP_MASK, 0x0030_0000);
         assert_eq!(RING_LEN_MASK & 0x7f, 0);
+        assert_eq!((TXD_CMD_VLE, TXD_CMD_TSE), (0x4000_0000, 0x8000_0000));
+        assert_eq!((TXD_POPTS_IXSM, TXD_POPTS_TXSM), (0x100, 0x200));
+        assert_eq!((CTX_TUCMD_IPV4, CTX_TUCMD_L4T_TCP), (0x400, 0x800));
+        assert_eq!((RXDCTL_VME, RXD_STAT_VP), (0x4000_0000, 0x8));
     }
 }

@@ -7,7 +7,9 @@
 //! auto-read (4.6.3), link bring-up through auto-negotiation (LINKS, AUTOC), interrupt
 //! cause and mask registers, L2 filtering (7.1.1.1), RSS with the Toeplitz hash and the
 //! redirection table (7.1.2.8), advanced receive descriptors with write-back (7.1.6),
-//! advanced transmit descriptors with DD write-back (7.2.3), and the clear-on-read
+//! advanced transmit data and context descriptors with DD write-back (7.2.3) and their
+//! offloads (checksums, TSO, VLAN insertion), jumbo frames up to 9728 bytes over several
+//! receive descriptors, VLAN stripping (RXDCTL.VME), and the clear-on-read
 //! statistics (8.2.3.23).
 //!
 //! All device memory access goes through the model's IOMMU ([`iommu`]): descriptor rings
@@ -28,6 +30,7 @@ mod gen;
 pub mod hw;
 pub mod iommu;
 mod model;
+mod offload;
 mod packet;
 mod regfile;
 pub mod rss;

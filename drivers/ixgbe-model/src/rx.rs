@@ -6,6 +6,8 @@
 use crate::device::Device;
 use crate::engine::Engine;
 use crate::hw::*;
+// The model's own reading of these (the driver's register list has them too).
+use crate::hw::{HLREG0_JUMBOEN, MAXFRS, MAXFRS_MFS_SHIFT, RXDCTL_VME, STD_MAX_FRAME};
 use crate::packet::{parse, Parsed, Transport, L3, L4};
 use crate::rss::{classify, RssResult};
 use crate::stats::bump;
@@ -147,7 +149,7 @@ enum Route {
 /// else 1518, four more with a VLAN tag.
 fn max_frame(dev: &Device, vlan: bool) -> usize {
     let base = if dev.regs.get(HLREG0) & HLREG0_JUMBOEN != 0 {
-        (dev.regs.get(MAXFRS) >> MAXFRS_MFS_SHIFT) as usize
+        ((dev.regs.get(MAXFRS) >> MAXFRS_MFS_SHIFT) as usize).min(MAX_MFS)
     } else {
         STD_MAX_FRAME
     };
@@ -340,6 +342,18 @@ fn deliver(
     parsed: &Parsed,
     rss: RssResult,
 ) -> RxOutcome {
+    // VLAN stripping (RXDCTL.VME): the tag leaves the data for the write-back descriptor.
+    let stripped: Vec<u8>;
+    let (frame, vlan, vp) = if dev.regs.get(rxdctl(queue)) & RXDCTL_VME != 0
+        && frame.len() >= 18
+        && frame[12..14] == [0x81, 0x00]
+    {
+        stripped = [&frame[..12], &frame[16..]].concat();
+        let tci = u16::from_be_bytes([frame[14], frame[15]]);
+        (&stripped[..], tci, RXD_STAT_VP)
+    } else {
+        (frame, 0, 0)
+    };
     let chunks: Vec<&[u8]> = frame.chunks(ring.buf_len).collect();
     let mut slots = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
@@ -367,12 +381,13 @@ fn deliver(
     for (i, (&di, chunk)) in slots.iter().zip(&chunks).enumerate() {
         let mut status = RXD_STAT_DD;
         if i == last {
-            status |= RXD_STAT_EOP | offload;
+            status |= RXD_STAT_EOP | offload | vp;
             if inject_error {
                 status |= RXD_ERR_RXE;
             }
         }
-        let mut d = RxDesc::write_back(status, chunk.len() as u16, 0, rss.rss_type, rss.hash);
+        let tag = if i == last { vlan } else { 0 };
+        let mut d = RxDesc::write_back(status, chunk.len() as u16, tag, rss.rss_type, rss.hash);
         d.w0 |= u64::from(ptype);
         if let Err(f) = dev.write_rx_desc(di, d) {
             return dma_fault(dev, engine, queue, f);

@@ -1,7 +1,8 @@
 //! The transmit path (7.2): for each enabled queue, descriptors from TDH up to TDT are
 //! fetched; advanced data descriptors (DTYP 0011b) contribute their buffer to the frame
-//! in progress, which goes on the wire at EOP; advanced context descriptors (DTYP 0010b)
-//! carry offload context the model does not need. Descriptors with RS get DD written
+//! in progress, which goes on the wire at EOP after the offloads its first data
+//! descriptor asked for ([`crate::offload`]); advanced context descriptors (DTYP 0010b)
+//! load one of the queue's two context slots. Descriptors with RS get DD written
 //! back (bit 0 of the status field, 7.2.3.2.4); TDH advances past every descriptor
 //! processed.
 
@@ -106,6 +107,9 @@ fn poll_queue(
         let dext = cmd & TXD_CMD_DEXT != 0;
         match cmd & TXD_DTYP_MASK {
             t if dext && t == TXD_DTYP_DATA => {
+                if st.req.is_none() {
+                    st.req = Some(crate::offload::Request::decode(cmd, (d[1] >> 32) as u32));
+                }
                 if let Err(f) = gather(dev, st, d[0], (cmd & TXD_DTALEN_MASK) as usize) {
                     bump(&dev.counters.dma_faults, 1);
                     stop(dev, q, st, &f);
@@ -115,7 +119,10 @@ fn poll_queue(
                     finish_frame(dev, st, out.as_deref_mut());
                 }
             }
-            t if dext && t == TXD_DTYP_CTXT => {}
+            t if dext && t == TXD_DTYP_CTXT => {
+                let (idx, ctx) = crate::offload::decode_ctx(d);
+                st.ctx[idx] = Some(ctx);
+            }
             t => {
                 bump(&dev.counters.errors, 1);
                 let why = format!(
@@ -149,7 +156,7 @@ fn gather(
     addr: u64,
     len: usize,
 ) -> Result<(), crate::iommu::DmaFault> {
-    if st.oversize || st.pending.len() + len > TX_MAX_FRAME {
+    if st.oversize || st.pending.len() + len > TX_MAX_TSO {
         st.oversize = true;
         return Ok(());
     }
@@ -165,25 +172,41 @@ fn gather(
 /// The frame in progress is complete: pad it (HLREG0.TXPADEN), count it and put it on
 /// the wire, unless it is empty or oversize (errors) or the link is down (lost).
 fn finish_frame(dev: &Device, st: &mut TxQueueState, out: Option<&mut Vec<Vec<u8>>>) {
-    let mut frame = std::mem::take(&mut st.pending);
+    let frame = std::mem::take(&mut st.pending);
     let oversize = std::mem::take(&mut st.oversize);
+    let req = st.req.take().unwrap_or_default();
     let c = &dev.counters;
-    if oversize || frame.is_empty() {
+    if oversize || frame.is_empty() || (!req.tse && frame.len() > TX_MAX_FRAME) {
         bump(&c.errors, 1);
         return;
     }
-    if dev.regs.get(HLREG0) & HLREG0_TXPADEN != 0 && frame.len() < MIN_FRAME - CRC_LEN {
-        frame.resize(MIN_FRAME - CRC_LEN, 0);
-    }
+    let frames = match crate::offload::apply(frame, req, st.ctx[req.idx]) {
+        Ok(f) => f,
+        Err(why) => {
+            tracing::warn!(model = dev.id, "transmit offload refused: {why}");
+            bump(&c.errors, 1);
+            return;
+        }
+    };
     if !dev.link_is_up() {
-        bump(&c.tx_link_down, 1);
+        bump(&c.tx_link_down, frames.len() as u64);
         return;
     }
-    dev.regs.count(GPTC, 1);
-    dev.regs.count_tx_octets((frame.len() + CRC_LEN) as u64);
-    bump(&c.tx_frames, 1);
-    bump(&c.tx_bytes, frame.len() as u64);
-    if let Some(out) = out {
-        out.push(frame);
+    let mut out = out;
+    for mut frame in frames {
+        if frame.len() > TX_MAX_FRAME {
+            bump(&c.errors, 1);
+            continue;
+        }
+        if dev.regs.get(HLREG0) & HLREG0_TXPADEN != 0 && frame.len() < MIN_FRAME - CRC_LEN {
+            frame.resize(MIN_FRAME - CRC_LEN, 0);
+        }
+        dev.regs.count(GPTC, 1);
+        dev.regs.count_tx_octets((frame.len() + CRC_LEN) as u64);
+        bump(&c.tx_frames, 1);
+        bump(&c.tx_bytes, frame.len() as u64);
+        if let Some(out) = out.as_deref_mut() {
+            out.push(frame);
+        }
     }
 }

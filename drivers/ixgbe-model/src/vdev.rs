@@ -24,7 +24,7 @@ impl Driver for ModelDriver {
     }
 
     fn description(&self) -> &'static str {
-        "an in-process Intel 82599 model run by the ixgbe PMD: [mac=MAC] [gen=FRAMES [size=60..1514] [flows=N]] [link=up|down] [fault=reset_hang|tx_stall|rx_error:N] [capture=N]"
+        "an in-process Intel 82599 model run by the ixgbe PMD: [mac=MAC] [gen=FRAMES [size=60..9724] [flows=N]] [link=up|down] [fault=reset_hang|tx_stall|rx_error:N] [capture=N]"
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {

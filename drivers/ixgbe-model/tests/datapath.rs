@@ -12,6 +12,7 @@ use pmd_intel::{RxCsumBits, RxRing, RxRingConf, TxRing, TxRingConf};
 use pmd_ixgbe::regs::*;
 use pmd_ixgbe_model::frame::{frame_seq, ipv4_frame, Ipv4Flow, L4Proto};
 use pmd_ixgbe_model::hw::*;
+use pmd_ixgbe_model::hw::{HLREG0_JUMBOEN, MAXFRS, MAXFRS_MFS_SHIFT, TXD_DTYP_CTXT};
 use pmd_ixgbe_model::rss::toeplitz;
 use pmd_ixgbe_model::{Generator, ModelConf, RxOutcome};
 use std::sync::Arc;
@@ -481,6 +482,8 @@ fn the_pmd_intel_rings_run_against_the_model_in_loopback() {
         port: 1,
         stats: Arc::new(QueueStats::default()),
         vlan_strip: false,
+        scatter: false,
+        max_frame: 9732,
         csum: Some(RxCsumBits {
             ip_err: RXD_ERR_IPE,
             l4_err: RXD_ERR_L4E,
@@ -504,6 +507,7 @@ fn the_pmd_intel_rings_run_against_the_model_in_loopback() {
         tail: bar.reg32(tdt(0)).unwrap(),
         stats: Arc::new(QueueStats::default()),
         enable: Some((bar.reg32(txdctl(0)).unwrap(), DCTL_ENABLE)),
+        ctx_lost: Default::default(),
     })
     .unwrap();
     nic.wr(DMATXCTL, DMATXCTL_TE);

@@ -57,6 +57,26 @@ impl Chip for X82599 {
         CounterSpec::reg("rx_undersize_errors", RUC),
     ];
 
+    const MAX_FRAME: u32 = MAX_FRAME;
+
+    fn set_max_frame(bar: &Bar, mfs: u32) {
+        // 8.2.3.22.13: MFS counts the CRC; tagged frames may be 4 bytes longer.
+        bar.wr(MAXFRS, mfs.min(MAX_FRAME) << MAXFRS_MFS_SHIFT);
+        if mfs > STD_MAX_FRAME {
+            bar.set_bits(HLREG0, HLREG0_JUMBOEN);
+        } else {
+            bar.clear_bits(HLREG0, HLREG0_JUMBOEN);
+        }
+    }
+
+    fn set_vlan_strip(bar: &Bar, q: usize, on: bool) {
+        if on {
+            bar.set_bits(rxdctl(q), RXDCTL_VME);
+        } else {
+            bar.clear_bits(rxdctl(q), RXDCTL_VME);
+        }
+    }
+
     fn reset(bar: &Bar) -> Result<()> {
         bar.wr(EIMC, EIMC_ALL);
         // Master disable: let outstanding DMA finish first (5.2.5.3.2). A device that never

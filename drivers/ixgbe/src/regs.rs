@@ -60,6 +60,16 @@ pub const HLREG0: usize = 0x04240;
 pub const HLREG0_RXCRCSTRP: u32 = 1 << 1;
 /// HLREG0: pad short frames on transmit.
 pub const HLREG0_TXPADEN: u32 = 1 << 10;
+/// HLREG0: accept jumbo frames up to MAXFRS.MFS (8.2.3.22.8).
+pub const HLREG0_JUMBOEN: u32 = 1 << 2;
+/// Max Frame Size (8.2.3.22.13): MFS in bits 31:16, bytes with CRC, without VLAN tags.
+pub const MAXFRS: usize = 0x04268;
+/// MAXFRS: shift of MFS.
+pub const MAXFRS_MFS_SHIFT: u32 = 16;
+/// Largest MFS the 82599 takes with jumbo frames (9.5 KB, 1.4.5 / 8.2.3.22.13).
+pub const MAX_FRAME: u32 = 9728;
+/// Frame size at and below which jumbo frames stay disabled.
+pub const STD_MAX_FRAME: u32 = 1518;
 /// Receive Checksum Control (8.2.3.7.5).
 pub const RXCSUM: usize = 0x05000;
 /// RXCSUM: IP payload checksum enable.
@@ -135,6 +145,8 @@ pub const fn rxdctl(q: usize) -> usize {
 }
 /// RXDCTL / TXDCTL: queue enable.
 pub const DCTL_ENABLE: u32 = 1 << 25;
+/// RXDCTL: strip VLAN tags of this queue's frames into the descriptor (VME, 8.2.3.8.6).
+pub const RXDCTL_VME: u32 = 1 << 30;
 /// SRRCTL: packet buffer size field, in 1 KiB units (bits 4:0).
 pub const SRRCTL_BSIZEPKT_SHIFT: u32 = 10;
 /// SRRCTL: descriptor type advanced one-buffer (DESCTYPE = 001b, bits 27:25).
@@ -264,5 +276,9 @@ mod tests {
         assert_eq!(AUTOC_RESTART_AN, 0x1000);
         assert_eq!(RAH_AV, 0x8000_0000);
         assert_eq!(CTRL_EXT_DRV_LOAD, 0x1000_0000);
+        assert_eq!(
+            (HLREG0_JUMBOEN, MAXFRS, RXDCTL_VME),
+            (0x4, 0x4268, 0x4000_0000)
+        );
     }
 }

@@ -205,7 +205,10 @@ impl Port {
             )));
         }
         self.check_rx_room(mtu)?;
-        self.dev.set_mtu(mtu)?;
+        // A device whose own MTU (a kernel interface's) is already this one is not asked.
+        if self.dev.mtu() != Some(mtu) {
+            self.dev.set_mtu(mtu)?;
+        }
         self.mtu = mtu;
         Ok(())
     }

@@ -106,6 +106,32 @@ impl<'a> Iterator for SegmentsMut<'a> {
     }
 }
 
+/// The segments of a packet as `(iova, len)`: where a device reads each one (DMA), in
+/// order.
+pub struct SegmentIovas<'a> {
+    cur: *const MbufHdr,
+    _p: PhantomData<&'a Mbuf>,
+}
+
+impl Iterator for SegmentIovas<'_> {
+    type Item = (u64, usize);
+    #[inline]
+    fn next(&mut self) -> Option<(u64, usize)> {
+        if self.cur.is_null() {
+            return None;
+        }
+        let h = self.cur;
+        // SAFETY: a segment of a chain borrowed for the iterator's lifetime.
+        unsafe {
+            self.cur = (*h).next;
+            Some((
+                (*h).buf_iova + u64::from((*h).data_off),
+                usize::from((*h).data_len),
+            ))
+        }
+    }
+}
+
 impl Mbuf {
     #[inline(always)]
     fn head_ptr(&self) -> *mut MbufHdr {
@@ -128,6 +154,16 @@ impl Mbuf {
     #[inline]
     pub fn segments(&self) -> Segments<'_> {
         Segments::new(self.head_ptr())
+    }
+
+    /// Each segment's IOVA (DMA address of its first data byte) and length, in order: what
+    /// a NIC driver writes into one data descriptor per segment.
+    #[inline]
+    pub fn segment_iovas(&self) -> SegmentIovas<'_> {
+        SegmentIovas {
+            cur: self.head_ptr(),
+            _p: PhantomData,
+        }
     }
 
     /// The segments' bytes, writable, in order.
@@ -694,6 +730,22 @@ mod tests {
         assert_eq!(p.stats().in_use, 3);
         drop(s2);
         assert_eq!(p.stats().in_use, 0);
+    }
+
+    #[test]
+    fn segment_iovas_follow_the_chain() {
+        let p = small_pool("ch-iova", 16);
+        let m = Mbuf::from_slice(&pattern(150), &p).unwrap();
+        let v: Vec<(u64, usize)> = m.segment_iovas().collect();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0], (m.data_iova(), 64));
+        assert_eq!(v.iter().map(|x| x.1).sum::<usize>(), 150);
+        // Each segment's IOVA points at its data: the segment's own offset into its buffer.
+        for ((iova, _), seg) in v.iter().zip(m.segments()) {
+            let seg_va = seg.as_ptr() as u64;
+            let base = p.segment().as_ptr() as u64;
+            assert_eq!(*iova, p.segment().iova_at((seg_va - base) as usize));
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod chain;
 pub mod flags;
 
 pub use batch::{PktBatch, BATCH_CAPACITY, DEFAULT_BURST};
-pub use chain::{ChainError, Segments, SegmentsMut, MAX_SEGS};
+pub use chain::{ChainError, SegmentIovas, Segments, SegmentsMut, MAX_SEGS};
 pub use flags::*;
 
 use crate::mempool::PoolInner;
