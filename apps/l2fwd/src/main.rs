@@ -53,6 +53,11 @@ struct AppOpts {
     /// measure forwarding on ports wired back to back, like testpmd's --tx-first).
     #[arg(long = "tx-first", value_name = "N", default_value_t = 0)]
     tx_first: u32,
+    /// Receive coalesced TCP super-frames (the TCP_LRO rx offload) and send them as TSO
+    /// (TCP_TSO) on ports that have both (testpmd's name): a tap forwards 64 KiB
+    /// segments of a kernel TCP flow whole instead of MTU-sized frames.
+    #[arg(long = "enable-lro")]
+    enable_lro: bool,
     /// Also measure TSC cycles spent forwarding (polls that received packets), per packet.
     #[arg(long = "busy-cycles")]
     busy_cycles: bool,
@@ -178,9 +183,14 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         // Frames of any size the port takes: scatter into chains and send chains where the
         // driver can, so jumbo frames are forwarded rather than refused.
         let info = port.info();
+        let (mut rx_off, mut tx_off) = (RxOffloads::SCATTER, TxOffloads::MULTI_SEGS);
+        if opts.enable_lro {
+            rx_off |= RxOffloads::TCP_LRO;
+            tx_off |= TxOffloads::TCP_TSO;
+        }
         port.configure(&PortConf {
-            rx_offloads: info.rx_offload_capa & RxOffloads::SCATTER,
-            tx_offloads: info.tx_offload_capa & TxOffloads::MULTI_SEGS,
+            rx_offloads: info.rx_offload_capa & rx_off,
+            tx_offloads: info.tx_offload_capa & tx_off,
             ..Default::default()
         })?;
         rxq.push((p, port.setup_rx_queue(0, info.clamp_desc(opts.rxd), &pool)?));

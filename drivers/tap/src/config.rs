@@ -6,7 +6,7 @@ use pmd_core::ethdev::MacAddr;
 use pmd_core::options::VdevSpec;
 
 /// Argument keys the driver accepts (DPDK net_tap's names).
-pub(crate) const KNOWN_ARGS: &[&str] = &["iface", "mac", "persist"];
+pub(crate) const KNOWN_ARGS: &[&str] = &["iface", "mac", "persist", "gso"];
 
 /// Interface name prefix when `iface` is not given (`dtap` + the device number).
 pub(crate) const DEFAULT_PREFIX: &str = "dtap";
@@ -29,6 +29,9 @@ pub(crate) struct Config {
     pub mac: MacChoice,
     /// Keep a created interface after close.
     pub persist: bool,
+    /// Exchange TCP super-frames with the kernel whatever the application configures
+    /// (vnet headers, `TCP_LRO` on rx, `TCP_TSO` for received super-frames on tx).
+    pub gso: bool,
 }
 
 /// The number at the end of a device name (`net_tap3` -> 3), 0 without one.
@@ -106,10 +109,16 @@ impl Config {
             Some("0" | "no" | "false") => false,
             Some(v) => return Err(bad(format!("persist={v}: use persist or persist=0|1"))),
         };
+        let gso = match vdev.arg("gso") {
+            None | Some("0" | "no" | "false") => false,
+            Some("" | "1" | "yes" | "true") => true,
+            Some(v) => return Err(bad(format!("gso={v}: use gso=0|1"))),
+        };
         Ok(Config {
             iface,
             mac,
             persist,
+            gso,
         })
     }
 }
@@ -161,6 +170,9 @@ mod tests {
         assert!(err("net_tap0,mac=zz").contains("mac=zz"));
         assert!(err("net_tap0,mac=01:00:00:00:00:01").contains("multicast"));
         assert!(err("net_tap0,persist=2").contains("persist=2"));
+        assert!(err("net_tap0,gso=2").contains("gso=0|1"));
+        assert!(parse("net_tap0,gso=1").unwrap().gso);
+        assert!(!parse("net_tap0").unwrap().gso);
         let e = err("net_tap0,remote=eth0");
         assert!(e.contains("'remote'") && e.contains("'iface'"), "{e}");
     }

@@ -1,7 +1,8 @@
 //! [`TapDevice`]: creating or attaching to the interface, its queue fds, and its state.
 
 use crate::config::{Config, MacChoice};
-use crate::rxtx::{TapFd, TapRxQueue, TapTxQueue};
+use crate::rxtx::{TapFd, TapRxQueue, TapTxQueue, VnetTx};
+use crate::vnet::{RxProcessor, VnetStats, VNET_HDR_LEN};
 use crate::{sys, DRIVER_NAME, MAX_MTU, MAX_QUEUES, MIN_MTU, TX_MAX_SEGS};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
@@ -36,7 +37,26 @@ pub struct TapDevice {
     /// The largest frame rx queues must take (MTU + [`L2_OVERHEAD`]), shared with the
     /// scattering rx queues so that they grow their spare segments when the MTU grows.
     max_frame: Arc<AtomicU32>,
+    /// `persist=1` was given.
+    persist: bool,
+    /// `gso=1` was given: vnet headers, LRO and TSO whatever the configuration.
+    gso_arg: bool,
+    /// The interface has `IFF_VNET_HDR` (every frame has a virtio-net header).
+    vnet: bool,
+    /// The kernel may hand over super-frames (`TUN_F_TSO4/6`), delivered as `RX_LRO`.
+    lro: bool,
+    /// Received super-frames go out as GSO frames (`TCP_TSO` configured, or `gso=1`).
+    tso: bool,
+    /// Counters of the vnet path, shared with the queues.
+    vstats: Arc<VnetStats>,
 }
+
+/// Receive offloads that need vnet headers (the kernel's checksum and GSO metadata).
+const RX_VNET: RxOffloads =
+    RxOffloads(RxOffloads::TCP_LRO.0 | RxOffloads::TCP_CKSUM.0 | RxOffloads::UDP_CKSUM.0);
+/// Transmit offloads that need vnet headers (the kernel completes checksums, segments).
+const TX_VNET: TxOffloads =
+    TxOffloads(TxOffloads::TCP_TSO.0 | TxOffloads::TCP_CKSUM.0 | TxOffloads::UDP_CKSUM.0);
 
 impl std::fmt::Debug for TapDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +183,7 @@ impl TapDevice {
             sys::tun_set_persist(&fd, true)
                 .map_err(|e| Error::io(format!("{name}: TUNSETPERSIST on '{iface}'"), e))?;
         }
+        let vnet = sys::tun_get_flags(&fd).is_ok_and(|f| f & sys::IFF_VNET_HDR != 0);
         tracing::info!(
             "{name}: tap interface {iface} ({}, {mac}, {})",
             if existed { "existing" } else { "created" },
@@ -183,7 +204,92 @@ impl TapDevice {
             mac,
             raised: false,
             max_frame: Arc::new(AtomicU32::new(0)),
+            persist: cfg.persist,
+            gso_arg: cfg.gso,
+            vnet,
+            lro: false,
+            tso: false,
+            vstats: Arc::new(VnetStats::default()),
         })
+    }
+
+    /// `TUNSETIFF` flags of this device's fds.
+    fn attach_flags(&self, vnet: bool) -> libc::c_short {
+        let mut f = sys::IFF_TAP | sys::IFF_NO_PI;
+        if self.multi_queue {
+            f |= sys::IFF_MULTI_QUEUE;
+        }
+        if vnet {
+            f |= sys::IFF_VNET_HDR;
+        }
+        f
+    }
+
+    /// Turns vnet headers on or off. `IFF_VNET_HDR` belongs to the interface and the
+    /// kernel only takes it from the attach that finds no other queue, so every fd is
+    /// closed and one attached again (a tap we created is made persistent meanwhile, so
+    /// that it survives having no fd).
+    fn set_vnet(&mut self, on: bool) -> Result<()> {
+        let hold = !self.existed && !self.persist;
+        if hold {
+            let fd0 = self
+                .fds
+                .first()
+                .ok_or_else(|| self.err("the device is closed"))?;
+            sys::tun_set_persist(fd0.fd(), true).map_err(|e| {
+                Error::io(
+                    format!("{}: TUNSETPERSIST on '{}'", self.name, self.iface),
+                    e,
+                )
+            })?;
+        }
+        self.fds.clear();
+        let res = attach(&self.name, &self.iface, self.attach_flags(on));
+        let res = match res {
+            Ok((fd, _)) => Ok(fd),
+            // Keep the interface attached (and deletable) with the old mode.
+            Err(e) => match attach(&self.name, &self.iface, self.attach_flags(!on)) {
+                Ok((fd, _)) => {
+                    self.fds.push(Arc::new(TapFd::new(fd)));
+                    Err(e)
+                }
+                Err(_) => Err(e),
+            },
+        };
+        if hold {
+            if let Some(fd) = res.as_ref().ok().or(self.fds.first().map(|f| f.fd())) {
+                let _ = sys::tun_set_persist(fd, false);
+            }
+        }
+        let fd = res?;
+        let now = sys::tun_get_flags(&fd).is_ok_and(|f| f & sys::IFF_VNET_HDR != 0);
+        self.fds.push(Arc::new(TapFd::new(fd)));
+        self.vnet = now;
+        if now != on {
+            return Err(self.err(format!(
+                "cannot turn vnet headers (needed by the checksum/LRO/TSO offloads) {} on                  '{}': other fds still hold the interface (queues of an earlier                  configuration, or another process); release them, or configure no such                  offload",
+                if on { "on" } else { "off" },
+                self.iface
+            )));
+        }
+        Ok(())
+    }
+
+    /// Header size and the kernel's offloads (`TUN_F_*`) for the vnet mode just set.
+    fn apply_vnet_offloads(&self) -> Result<()> {
+        let fd = self
+            .fds
+            .first()
+            .ok_or_else(|| self.err("the device is closed"))?;
+        let io = |what: &str, e| Error::io(format!("{}: {what} on '{}'", self.name, self.iface), e);
+        sys::tun_set_vnet_hdr_sz(fd.fd(), VNET_HDR_LEN as libc::c_int)
+            .map_err(|e| io("TUNSETVNETHDRSZ", e))?;
+        let flags = if self.lro {
+            libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN
+        } else {
+            0
+        };
+        sys::tun_set_offload(fd.fd(), flags).map_err(|e| io("TUNSETOFFLOAD", e))
     }
 
     /// The kernel interface's name.
@@ -238,8 +344,8 @@ impl Device for TapDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
-            rx_offload_capa: RxOffloads::SCATTER,
-            tx_offload_capa: TxOffloads::MULTI_SEGS,
+            rx_offload_capa: RxOffloads::SCATTER | RX_VNET,
+            tx_offload_capa: TxOffloads::MULTI_SEGS | TX_VNET | TxOffloads::IPV4_CKSUM,
             max_rx_pktlen: u32::from(MAX_MTU) + L2_OVERHEAD,
             min_mtu: MIN_MTU,
             max_mtu: MAX_MTU,
@@ -259,7 +365,18 @@ impl Device for TapDevice {
                 self.iface, self.iface
             )));
         }
-        let flags = sys::IFF_TAP | sys::IFF_NO_PI | sys::IFF_MULTI_QUEUE;
+        let need_vnet = self.gso_arg
+            || !(conf.rx_offloads & RX_VNET).is_empty()
+            || !(conf.tx_offloads & TX_VNET).is_empty();
+        if need_vnet != self.vnet {
+            self.set_vnet(need_vnet)?;
+        }
+        self.lro = self.vnet && (self.gso_arg || conf.rx_offloads.contains(RxOffloads::TCP_LRO));
+        self.tso = self.gso_arg || conf.tx_offloads.contains(TxOffloads::TCP_TSO);
+        if self.vnet {
+            self.apply_vnet_offloads()?;
+        }
+        let flags = self.attach_flags(self.vnet) | sys::IFF_MULTI_QUEUE;
         while self.fds.len() < want {
             let (fd, _) = attach(&self.name, &self.iface, flags)?;
             self.fds.push(Arc::new(TapFd::new(fd)));
@@ -284,7 +401,17 @@ impl Device for TapDevice {
         let fd = fd.clone();
         self.max_frame
             .fetch_max(conf.max_rx_pktlen, Ordering::Relaxed);
-        Ok(Box::new(TapRxQueue::new(fd, conf, self.max_frame.clone())))
+        let vnet = self.vnet.then(|| RxProcessor {
+            lro: self.lro || conf.offloads.contains(RxOffloads::TCP_LRO),
+            stats: self.vstats.clone(),
+        });
+        Ok(Box::new(TapRxQueue::new(
+            fd,
+            conf,
+            self.max_frame.clone(),
+            vnet,
+            self.lro,
+        )))
     }
 
     fn setup_tx_queue(&mut self, qid: u16, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
@@ -296,7 +423,16 @@ impl Device for TapDevice {
             )));
         }
         let fd = self.fds[usize::from(qid) % self.fds.len()].clone();
-        Ok(Box::new(TapTxQueue::new(fd, conf.stats)))
+        let vnet = self.vnet.then(|| VnetTx {
+            tso: self.tso || conf.offloads.contains(TxOffloads::TCP_TSO),
+            stats: self.vstats.clone(),
+        });
+        Ok(Box::new(TapTxQueue::new(
+            fd,
+            conf.stats,
+            vnet,
+            self.vstats.clone(),
+        )))
     }
 
     /// Brings the interface up (it stays up at stop if it was up before).
@@ -309,11 +445,25 @@ impl Device for TapDevice {
         Ok(())
     }
 
-    /// Takes the interface down again if start brought it up.
+    /// Takes the interface down again if start brought it up. An interface no longer in
+    /// this namespace (moved with `ip link set ... netns`, the fds still work) is left as
+    /// it is.
     fn stop(&mut self) -> Result<()> {
         if self.raised {
-            self.set_flag(libc::IFF_UP as u32, false, "the interface")?;
             self.raised = false;
+            let gone = self
+                .ctrl
+                .as_ref()
+                .is_some_and(|c| sys::if_index(c, &self.iface).is_err());
+            if gone {
+                tracing::info!(
+                    "{}: '{}' is no longer in this network namespace; left as it is",
+                    self.name,
+                    self.iface
+                );
+                return Ok(());
+            }
+            self.set_flag(libc::IFF_UP as u32, false, "the interface")?;
         }
         Ok(())
     }
@@ -355,7 +505,13 @@ impl Device for TapDevice {
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {
-        vec![("tap_queue_fds".to_string(), self.fds.len() as u64)]
+        let mut v = vec![
+            ("tap_queue_fds".to_string(), self.fds.len() as u64),
+            ("tap_vnet_hdr".to_string(), u64::from(self.vnet)),
+            ("tap_kernel_tso".to_string(), u64::from(self.lro)),
+        ];
+        v.extend(self.vstats.xstats());
+        v
     }
 
     /// The kernel interface's MTU (`SIOCGIFMTU`; someone may change it under us).

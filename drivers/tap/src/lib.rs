@@ -43,6 +43,7 @@ mod config;
 mod device;
 mod rxtx;
 mod sys;
+pub mod vnet;
 
 pub use device::TapDevice;
 pub use rxtx::{TapRxQueue, TapTxQueue};
@@ -81,7 +82,7 @@ impl Driver for TapDriver {
 
     fn description(&self) -> &'static str {
         "Linux tap interface (/dev/net/tun), created or attached: [iface=dtapN]\
-         [,mac=xx:xx:xx:xx:xx:xx|fixed][,persist=0|1]"
+         [,mac=xx:xx:xx:xx:xx:xx|fixed][,persist=0|1][,gso=0|1]"
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {

@@ -3,9 +3,13 @@
 //! the tap fd and mbuf data.
 
 use crate::sys;
+use crate::vnet::{self, RxProcessor, VnetError, VnetHdr, VnetStats, VNET_HDR_LEN};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue};
-use pmd_core::mbuf::{Mbuf, PktBatch, HEADROOM};
+use pmd_core::mbuf::{
+    Mbuf, PktBatch, HEADROOM, RX_LRO, TX_IP_CKSUM, TX_L4_MASK, TX_TCP_CKSUM, TX_TCP_SEG,
+};
 use pmd_core::mempool::Mempool;
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,6 +32,21 @@ impl TapFd {
     pub fn new(fd: OwnedFd) -> TapFd {
         TapFd { fd }
     }
+
+    /// The fd, for ioctls.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+/// The vnet state of an rx queue whose tap has `IFF_VNET_HDR`.
+struct VnetRx {
+    /// Where each read puts the frame's header (`iov[0]`; boxed: `iov` keeps its address).
+    hdr: Box<[u8; VNET_HDR_LEN]>,
+    proc: RxProcessor,
+    /// Segments of a super-frame cut in software that did not fit the burst (never more
+    /// than its capacity, [`vnet::MAX_SW_SEGS`], so it never grows).
+    pending: VecDeque<Mbuf>,
 }
 
 /// An rx queue: reads frames from its tap fd into mbufs until the fd is empty (`EAGAIN`)
@@ -54,8 +73,12 @@ pub struct TapRxQueue {
     iov: sys::IoVecs,
     /// The byte after every buffer offered (boxed: `iov` keeps its address).
     overflow: Box<[u8; 1]>,
-    /// Scatter state, with [`RxOffloads::SCATTER`].
+    /// Scatter state, with [`RxOffloads::SCATTER`] (or super-frames to take).
     sg: Option<Scatter>,
+    /// With vnet headers: the header buffer, what to do with it, pending segments.
+    vnet: Option<VnetRx>,
+    /// Index of the head buffer in `iov` (1 behind a vnet header, else 0).
+    head_idx: usize,
 }
 
 /// The spare segments of a scattering rx queue.
@@ -81,7 +104,9 @@ impl Scatter {
         head_room: usize,
         iov: &mut sys::IoVecs,
         overflow: &mut [u8],
+        hdr: Option<&mut [u8]>,
     ) -> bool {
+        let head_idx = usize::from(hdr.is_some());
         let limit = self.limit.load(Ordering::Relaxed) as usize;
         if limit > self.cap_frame {
             self.cap_frame = limit;
@@ -90,8 +115,8 @@ impl Scatter {
             .cap_frame
             .saturating_sub(head_room)
             .div_ceil(self.seg_room)
-            .min(sys::IOV_MAX - 2);
-        if self.spares.len() == want && iov.len() == want + 2 {
+            .min(sys::IOV_MAX - 3);
+        if self.spares.len() == want && iov.len() == want + 2 + head_idx {
             return true;
         }
         while self.spares.len() < want {
@@ -103,6 +128,9 @@ impl Scatter {
             self.spares.push(m);
         }
         iov.clear();
+        if let Some(h) = hdr {
+            iov.push_mut(h);
+        }
         iov.push_mut(&mut []);
         for m in self.spares.iter_mut().rev() {
             iov.push_mut(m.data_mut());
@@ -129,17 +157,39 @@ impl std::fmt::Debug for TapRxQueue {
 
 impl TapRxQueue {
     /// `limit`: the port's largest frame, shared with the device (used with SCATTER).
-    pub(crate) fn new(fd: Arc<TapFd>, conf: RxQueueConf, limit: Arc<AtomicU32>) -> TapRxQueue {
+    /// `vnet`: the tap has vnet headers; what to do with them. With `gso` the kernel
+    /// hands over super-frames: the queue scatters and keeps room for them.
+    pub(crate) fn new(
+        fd: Arc<TapFd>,
+        conf: RxQueueConf,
+        limit: Arc<AtomicU32>,
+        vnet: Option<RxProcessor>,
+        gso: bool,
+    ) -> TapRxQueue {
         let room = usize::from(conf.pool.buf_size()).saturating_sub(usize::from(HEADROOM));
-        let scatter = conf.offloads.contains(RxOffloads::SCATTER);
+        let scatter = conf.offloads.contains(RxOffloads::SCATTER) || gso;
+        let cap_frame = if gso {
+            (conf.max_rx_pktlen as usize).max(vnet::GSO_MAX_FRAME)
+        } else {
+            conf.max_rx_pktlen as usize
+        };
         let sg = scatter.then(|| Scatter {
             spares: Vec::new(),
             seg_room: room.max(1),
-            cap_frame: conf.max_rx_pktlen as usize,
+            cap_frame,
             limit,
         });
         let mut overflow = Box::new([0u8; 1]);
-        let mut iov = sys::IoVecs::with_capacity(if scatter { sys::IOV_MAX } else { 2 });
+        let mut vnet = vnet.map(|proc| VnetRx {
+            hdr: Box::new([0u8; VNET_HDR_LEN]),
+            proc,
+            pending: VecDeque::with_capacity(vnet::MAX_SW_SEGS),
+        });
+        let mut iov = sys::IoVecs::with_capacity(if scatter { sys::IOV_MAX } else { 3 });
+        let head_idx = usize::from(vnet.is_some());
+        if let Some(v) = &mut vnet {
+            iov.push_mut(&mut v.hdr[..]);
+        }
         iov.push_mut(&mut []);
         iov.push_mut(&mut overflow[..]);
         TapRxQueue {
@@ -151,6 +201,8 @@ impl TapRxQueue {
             iov,
             overflow,
             sg,
+            vnet,
+            head_idx,
         }
     }
 
@@ -158,10 +210,11 @@ impl TapRxQueue {
     /// overflow byte; returns how many bytes the kernel copied.
     #[inline(always)]
     fn read_one(&mut self, fd: RawFd, m: &mut Mbuf) -> io::Result<usize> {
-        self.iov.set_mut(0, m.data_mut());
-        // SAFETY: iov[0] is `m`'s data room, borrowed mutably for this call; the other
-        // entries are the data rooms of the spares and the overflow byte, which this queue
-        // owns and nothing else touches (spares are only chained after the call).
+        self.iov.set_mut(self.head_idx, m.data_mut());
+        // SAFETY: iov[head_idx] is `m`'s data room, borrowed mutably for this call; the
+        // other entries are the vnet header buffer, the data rooms of the spares and the
+        // overflow byte, which this queue owns and nothing else touches (spares are only
+        // chained after the call).
         unsafe { sys::readv(fd, &self.iov) }
     }
 }
@@ -173,6 +226,17 @@ impl RxQueue for TapRxQueue {
         let mut got = 0usize;
         let mut bytes = 0u64;
         let mut errors = 0u64;
+        // Segments of a super-frame cut in software go first.
+        if let Some(v) = &mut self.vnet {
+            while got < max {
+                let Some(p) = v.pending.pop_front() else {
+                    break;
+                };
+                bytes += p.len() as u64;
+                got += 1;
+                let _ = batch.push(p);
+            }
+        }
         while got < max {
             let Some(mut m) = self.stash.pop() else {
                 if self
@@ -189,22 +253,28 @@ impl RxQueue for TapRxQueue {
             let room = m.len() + m.tailroom();
             m.set_len(room);
             if let Some(sg) = &mut self.sg {
-                if !sg.refill(&self.pool, room, &mut self.iov, &mut self.overflow[..]) {
+                let hdr = self.vnet.as_mut().map(|v| &mut v.hdr[..]);
+                if !sg.refill(&self.pool, room, &mut self.iov, &mut self.overflow[..], hdr) {
                     m.set_len(0);
                     let _ = self.stash.push(m);
                     self.stats.add_no_mbuf(1);
                     break;
                 }
             }
-            let res = self.read_one(fd, &mut m);
-            match res {
+            let mut res = self.read_one(fd, &mut m);
+            if let (Some(v), Ok(n)) = (&self.vnet, &mut res) {
+                if *n < VNET_HDR_LEN {
+                    v.proc.stats.count(VnetError::Short);
+                    *n = 0; // a runt: dropped below
+                } else {
+                    *n -= VNET_HDR_LEN;
+                }
+            }
+            let m = match res {
                 Ok(n) if (ETH_HLEN..=room).contains(&n) => {
                     m.set_len(n);
                     m.set_port(self.port);
-                    bytes += n as u64;
-                    got += 1;
-                    // Cannot fail: got < max <= the batch's spare room.
-                    let _ = batch.push(m);
+                    m
                 }
                 Ok(n)
                     if n > room
@@ -229,9 +299,7 @@ impl RxQueue for TapRxQueue {
                         }
                     }
                     m.set_port(self.port);
-                    bytes += m.len() as u64;
-                    got += 1;
-                    let _ = batch.push(m);
+                    m
                 }
                 Ok(_) => {
                     // Larger than the buffers offered (it reached the overflow byte) or a
@@ -239,6 +307,7 @@ impl RxQueue for TapRxQueue {
                     errors += 1;
                     m.set_len(0);
                     let _ = self.stash.push(m);
+                    continue;
                 }
                 Err(e) => {
                     m.set_len(0);
@@ -250,6 +319,32 @@ impl RxQueue for TapRxQueue {
                             errors += 1;
                             break;
                         }
+                    }
+                }
+            };
+            match &mut self.vnet {
+                None => {
+                    bytes += m.len() as u64;
+                    got += 1;
+                    // Cannot fail: got < max <= the batch's spare room.
+                    let _ = batch.push(m);
+                }
+                Some(v) => {
+                    let h = VnetHdr::from_bytes(&v.hdr);
+                    let pending = &mut v.pending;
+                    let res = v.proc.process(&h, m, &self.pool, |p| {
+                        if got < max {
+                            bytes += p.len() as u64;
+                            got += 1;
+                            let _ = batch.push(p);
+                        } else {
+                            // Within capacity: check_rx bounds the segment count and
+                            // `pending` is empty when a frame is read.
+                            pending.push_back(p);
+                        }
+                    });
+                    if res.is_err() {
+                        errors += 1;
                     }
                 }
             }
@@ -271,6 +366,20 @@ pub struct TapTxQueue {
     stats: Arc<QueueStats>,
     /// The `writev` array, allocated once.
     iov: sys::IoVecs,
+    /// With vnet headers: the offload state.
+    vnet: Option<VnetTx>,
+    /// The device's vnet counters (also counted without vnet headers: refused super-frames).
+    vstats: Arc<VnetStats>,
+}
+
+/// The vnet state of a tx queue whose tap has `IFF_VNET_HDR`.
+#[derive(Debug)]
+pub(crate) struct VnetTx {
+    /// Received super-frames (`RX_LRO` + `tso_segsz`) go out as GSO frames (the queue
+    /// has `TCP_TSO`, or the device `gso=1`).
+    pub tso: bool,
+    /// The device's counters.
+    pub stats: Arc<VnetStats>,
 }
 
 impl std::fmt::Debug for TapTxQueue {
@@ -280,13 +389,44 @@ impl std::fmt::Debug for TapTxQueue {
 }
 
 impl TapTxQueue {
-    pub(crate) fn new(fd: Arc<TapFd>, stats: Arc<QueueStats>) -> TapTxQueue {
+    pub(crate) fn new(
+        fd: Arc<TapFd>,
+        stats: Arc<QueueStats>,
+        vnet: Option<VnetTx>,
+        vstats: Arc<VnetStats>,
+    ) -> TapTxQueue {
         TapTxQueue {
             fd,
             stats,
             iov: sys::IoVecs::with_capacity(sys::IOV_MAX),
+            vnet,
+            vstats,
         }
     }
+}
+
+/// A received super-frame (`RX_LRO` with `tso_segsz`, larger than one segment): without
+/// vnet headers it would reach the kernel as one oversized frame with a partial checksum.
+fn is_super_frame(m: &Mbuf) -> bool {
+    let t = m.tx_offload();
+    m.ol_flags() & RX_LRO != 0
+        && t.tso_segsz > 0
+        && m.len()
+            > usize::from(t.l2_len)
+                + usize::from(t.l3_len)
+                + usize::from(t.l4_len)
+                + usize::from(t.tso_segsz)
+}
+
+/// Computes the IPv4 header checksum a packet asks for (`TX_IP_CKSUM`) in software: the
+/// kernel completes L4 checksums and segments, but never fills in an IPv4 checksum of a
+/// packet it does not segment.
+fn ip_checksum(m: &mut Mbuf) -> bool {
+    let f = m.ol_flags();
+    m.set_ol_flags(f & !(TX_L4_MASK | TX_TCP_SEG));
+    let ok = pmd_core::offload::checksum(m).is_ok();
+    m.set_ol_flags(f & !TX_IP_CKSUM);
+    ok
 }
 
 impl TxQueue for TapTxQueue {
@@ -299,14 +439,53 @@ impl TxQueue for TapTxQueue {
         let mut sent = 0u64;
         let mut bytes = 0u64;
         let mut errors = 0u64;
-        let mut iter = batch.iter();
+        let mut iter = batch.iter_mut();
         let mut next = iter.next();
-        while let Some(m) = next {
+        while let Some(m) = next.as_deref_mut() {
             let len = m.len();
-            if len < ETH_HLEN {
+            // The vnet header in front of the frame, if the tap takes one.
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            let bad = match &self.vnet {
+                _ if len < ETH_HLEN => true,
+                None if is_super_frame(m) => {
+                    self.vstats
+                        .tx_offload_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                None => false,
+                Some(v) => match vnet::tx_header(m, v.tso) {
+                    Some(h) => {
+                        let gso = h.gso_type != vnet::GSO_NONE;
+                        if m.ol_flags() & TX_IP_CKSUM != 0 && !gso && !ip_checksum(m) {
+                            v.stats.tx_offload_errors.fetch_add(1, Ordering::Relaxed);
+                            true
+                        } else {
+                            if gso {
+                                v.stats.tx_gso_packets.fetch_add(1, Ordering::Relaxed);
+                            } else if h.flags != 0 {
+                                v.stats.tx_csum_packets.fetch_add(1, Ordering::Relaxed);
+                            }
+                            hdr = h.to_bytes();
+                            false
+                        }
+                    }
+                    None => {
+                        v.stats.tx_offload_errors.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                },
+            };
+            if bad {
                 errors += 1;
             } else {
-                let res = if m.is_contiguous() {
+                let res = if self.vnet.is_some() {
+                    sys::writev(
+                        fd,
+                        &mut self.iov,
+                        std::iter::once(&hdr[..]).chain(m.segments()),
+                    )
+                } else if m.is_contiguous() {
                     sys::write(fd, m.data())
                 } else {
                     sys::writev(fd, &mut self.iov, m.segments())
@@ -335,5 +514,26 @@ impl TxQueue for TapTxQueue {
             self.stats.add_errors(errors);
         }
         consumed
+    }
+
+    /// As [`pmd_core::offload::prepare`], except that a TSO packet's TCP checksum field
+    /// gets the pseudo-header sum *with* the L4 length: the kernel's segmentation (unlike
+    /// a NIC's) adjusts that sum per segment.
+    fn tx_prepare(&mut self, batch: &mut PktBatch) -> usize {
+        for (i, m) in batch.iter_mut().enumerate() {
+            let f = m.ol_flags();
+            let ok = if f & TX_TCP_SEG != 0 {
+                m.set_ol_flags((f & !(TX_TCP_SEG | TX_L4_MASK)) | TX_TCP_CKSUM);
+                let r = pmd_core::offload::prepare(m);
+                m.set_ol_flags(f);
+                r.is_ok() && m.tx_offload().tso_segsz > 0
+            } else {
+                pmd_core::offload::prepare(m).is_ok()
+            };
+            if !ok {
+                return i;
+            }
+        }
+        batch.len()
     }
 }

@@ -17,6 +17,8 @@ pub(crate) const IFF_TAP: libc::c_short = 0x0002;
 pub(crate) const IFF_NO_PI: libc::c_short = 0x1000;
 /// One fd per queue.
 pub(crate) const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+/// Every frame read or written is preceded by a `struct virtio_net_hdr`.
+pub(crate) const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
 
 /// The tun character device.
 pub(crate) const TUN_PATH: &CStr = c"/dev/net/tun";
@@ -146,6 +148,43 @@ pub(crate) fn tun_set_persist(fd: &OwnedFd, on: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its argument by value.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, libc::c_ulong::from(on)) })
         .map(drop)
+}
+
+/// The interface's flags as the kernel keeps them (`TUNGETIFF`): what the device really
+/// does (e.g. whether it has `IFF_VNET_HDR`), whatever the last attach asked for.
+pub(crate) fn tun_get_flags(fd: &OwnedFd) -> io::Result<libc::c_short> {
+    let mut r = IfReq::new("x")?;
+    // SAFETY: TUNGETIFF writes one `struct ifreq`, which `r` is, alive and writable.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, &mut r as *mut IfReq) })?;
+    // SAFETY: the kernel filled in the flags member.
+    Ok(unsafe { r.data.flags })
+}
+
+/// Sets the size of the virtio-net header in front of each frame (`TUNSETVNETHDRSZ`).
+pub(crate) fn tun_set_vnet_hdr_sz(fd: &OwnedFd, size: libc::c_int) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is live.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETVNETHDRSZ as _,
+            &size as *const libc::c_int,
+        )
+    })
+    .map(drop)
+}
+
+/// Tells the kernel which offloads the reader handles (`TUNSETOFFLOAD`, `TUN_F_*`): what
+/// it may hand over with partial checksums or as GSO super-frames.
+pub(crate) fn tun_set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD as _,
+            libc::c_ulong::from(flags),
+        )
+    })
+    .map(drop)
 }
 
 /// Writes one frame.
