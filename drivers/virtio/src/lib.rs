@@ -36,11 +36,16 @@
 //! once its transport opts in with [`transport::CtrlMode::Device`]) gets a real control
 //! virtqueue at index `2 * max_pairs`.
 //!
-//! Not supported yet: multi-buffer packets, offloads.
+//! Multi-segment packets and offloads: received frames larger than one buffer arrive as
+//! chains (`MRG_RXBUF` + SCATTER); transmitted chains go out as descriptor chains
+//! (`MULTI_SEGS`, up to [`net::TX_SEG_MAX`] segments; virtio-user only: with IOVAs they
+//! are linearized). TCP/UDP checksum and TSO offloads map to the device's `CSUM` and
+//! `HOST_TSO4/6`, LRO to `GUEST_TSO4/6` (see [`net`] for what the capabilities promise).
 
 #![warn(missing_docs)]
 
 pub mod ctrl;
+pub mod hdr;
 pub mod net;
 pub mod pci;
 pub mod queue;

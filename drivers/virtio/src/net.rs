@@ -10,13 +10,29 @@
 //! the mbuf's data offset (so the virtio-net header lands in the headroom and the frame at
 //! the usual data offset). Harvested buffers become packets of `used.len - hdr_len` bytes;
 //! the ring is refilled in bulk from the mempool. With `VIRTIO_NET_F_MRG_RXBUF` a packet
-//! spanning several buffers (`num_buffers > 1`, only for frames larger than one buffer)
-//! is dropped and counted as an error: chained mbufs are not supported yet.
+//! spanning several buffers (`num_buffers > 1`) becomes an mbuf chain when the queue has
+//! SCATTER (dropped and counted otherwise). Every header field is validated first
+//! ([`crate::hdr`]): bad checksum offsets, GSO types, `gso_size` 0, `hdr_len` or
+//! `num_buffers` are counted errors with their own xstats. `NEEDS_CSUM`/`DATA_VALID` give
+//! `RX_L4_CKSUM_GOOD`; a GSO frame (only with `GUEST_TSO4/6`, negotiated again at
+//! configure when the port asks for TCP_LRO + SCATTER) is flagged `RX_LRO` with
+//! `tso_segsz = gso_size`.
 //!
-//! Transmit: the zeroed header is prepended in the packet's headroom and the packet goes
-//! out as one device-readable descriptor. Completed descriptors are reclaimed in bursts
-//! (freeing their mbufs in bulk) when fewer than half the descriptors are free or the
-//! burst does not fit. One notification per burst at most, and only when the device asks.
+//! Transmit: the header goes in the first segment's headroom; a packet of N segments is
+//! one descriptor chain of N descriptors (header + first segment, then one per segment;
+//! split: `next` links, packed: consecutive entries) when N <= `nb_seg_max` (min(ring,
+//! [`TX_SEG_MAX`]); each segment's process address over vhost-user, its IOVA over PCI).
+//! Longer chains are linearized (xstat `tx_linearized`) or dropped if they do not
+//! fit their first buffer (`tx_too_many_segs`). A packet that needs more descriptors than
+//! are free stays in the batch. Offloads: capabilities follow what was negotiated —
+//! TCP/UDP_CKSUM with `CSUM` (a `NEEDS_CSUM` header, pseudo-header sum in the field),
+//! TCP_TSO with `CSUM` + `HOST_TSO4/6` (gso_type/gso_size/hdr_len). A packet flagged
+//! anyway gets its checksums computed in software; TSO without `HOST_TSO` for its IP
+//! version, UDP segmentation or SCTP checksums are dropped and counted
+//! (`tx_offload_errors`). The IPv4 header checksum is always computed here. Completed
+//! chains are reclaimed in bursts (freeing their mbufs in bulk) when fewer than half the
+//! descriptors are free or the burst does not fit. One notification per burst at most,
+//! and only when the device asks.
 //!
 //! Control queue and multiqueue: when the transport can serve a control queue
 //! ([`Transport::ctrl_mode`]), `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_CTRL_RX` are asked
@@ -33,20 +49,36 @@
 //! transport sends its memory table then): see the crate documentation.
 
 use crate::ctrl::{CtrlCommand, CtrlQueue};
+use crate::hdr::{check_num_buffers, rx_hdr_apply, NetCounters, NetHdr};
 use crate::queue::packed::PackedLayout;
 use crate::queue::{AddrMode, Layout, PackedQueue, RingAddrs, SplitQueue, UsedElem, Virtqueue};
 use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, QueueStats, RxOffloads, RxQueue, RxQueueConf,
-    TxQueue, TxQueueConf, L2_OVERHEAD,
+    TxOffloads, TxQueue, TxQueueConf, L2_OVERHEAD,
 };
-use pmd_core::mbuf::{PktBatch, RawMbuf, BATCH_CAPACITY};
+use pmd_core::mbuf::{
+    PktBatch, RawMbuf, BATCH_CAPACITY, TX_IPV4, TX_IPV6, TX_IP_CKSUM, TX_L4_MASK, TX_TCP_CKSUM,
+    TX_TCP_SEG, TX_UDP_CKSUM, TX_UDP_SEG,
+};
 use pmd_core::memory::Segment;
+use pmd_core::offload::OffloadError;
 use pmd_core::Mempool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// Feature bit: the device completes partial checksums of transmitted packets
+/// (`NEEDS_CSUM` headers): `TX_TCP_CKSUM` / `TX_UDP_CKSUM` offload.
+pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
+/// Feature bit: the driver takes TCPv4 GSO super-frames on receive (`RX_LRO`).
+pub const VIRTIO_NET_F_GUEST_TSO4: u64 = 1 << 7;
+/// Feature bit: the driver takes TCPv6 GSO super-frames on receive (`RX_LRO`).
+pub const VIRTIO_NET_F_GUEST_TSO6: u64 = 1 << 8;
+/// Feature bit: the device segments TCPv4 super-frames (`TX_TCP_SEG`).
+pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
+/// Feature bit: the device segments TCPv6 super-frames (`TX_TCP_SEG`).
+pub const VIRTIO_NET_F_HOST_TSO6: u64 = 1 << 12;
 /// Feature bit: the device has a MAC address in its configuration.
 pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 /// Largest frame the PMD takes: a jumbo frame with room to spare (DPDK's virtio allows
@@ -76,11 +108,34 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 pub const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
 
 /// Features the net layer asks for (the transport may add its own).
+///
+/// `GUEST_TSO4/6` are not among them: they are negotiated again at configure when the
+/// port asks for [`RxOffloads::TCP_LRO`] (DPDK's rule: no super-frames unless asked).
 pub const WANTED_FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_NET_F_MAC
     | VIRTIO_NET_F_MRG_RXBUF
     | VIRTIO_F_EVENT_IDX
-    | VIRTIO_NET_F_GUEST_CSUM;
+    | VIRTIO_NET_F_GUEST_CSUM
+    | VIRTIO_NET_F_CSUM
+    | VIRTIO_NET_F_HOST_TSO4
+    | VIRTIO_NET_F_HOST_TSO6;
+
+/// `GUEST_TSO4 | GUEST_TSO6`: asked for only with [`RxOffloads::TCP_LRO`].
+pub const GUEST_TSO: u64 = VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_GUEST_TSO6;
+
+/// Most descriptors (segments) one transmitted packet may take.
+pub const TX_SEG_MAX: u16 = 64;
+
+/// Net header GSO type: not a GSO frame.
+pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+/// Net header GSO type: TCPv4 super-frame.
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+/// Net header GSO type: UDP fragmentation (UFO; never negotiated here).
+pub const VIRTIO_NET_HDR_GSO_UDP: u8 = 3;
+/// Net header GSO type: TCPv6 super-frame.
+pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+/// Net header GSO type bit: the TCP ECN/CWR flag must be kept on every segment.
+pub const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
 
 /// Net header flag: the packet's L4 checksum is partial; the driver completes it from
 /// `csum_start`, storing the result at `csum_start + csum_offset`.
@@ -105,7 +160,12 @@ pub fn net_hdr_len(features: u64) -> usize {
 /// Names of the feature bits this driver knows, for logs.
 pub fn feature_names(features: u64) -> String {
     const NAMES: &[(u64, &str)] = &[
+        (VIRTIO_NET_F_CSUM, "CSUM"),
         (VIRTIO_NET_F_GUEST_CSUM, "GUEST_CSUM"),
+        (VIRTIO_NET_F_GUEST_TSO4, "GUEST_TSO4"),
+        (VIRTIO_NET_F_GUEST_TSO6, "GUEST_TSO6"),
+        (VIRTIO_NET_F_HOST_TSO4, "HOST_TSO4"),
+        (VIRTIO_NET_F_HOST_TSO6, "HOST_TSO6"),
         (VIRTIO_NET_F_MAC, "MAC"),
         (VIRTIO_NET_F_MRG_RXBUF, "MRG_RXBUF"),
         (VIRTIO_NET_F_STATUS, "STATUS"),
@@ -172,8 +232,12 @@ pub struct VirtioNet {
     conf: NetConf,
     transport: Box<dyn Transport>,
     features: u64,
+    /// What was asked for at probe (before `& offered`), without `GUEST_TSO`.
+    wanted: u64,
     hdr_len: usize,
     mac: MacAddr,
+    /// Header errors and transmit fallbacks, shared with the queues.
+    counters: Arc<NetCounters>,
     pairs: u16,
     rings: Option<Arc<Segment>>,
     slots: Vec<RingSlot>,
@@ -272,6 +336,8 @@ impl VirtioNet {
             conf,
             transport,
             features,
+            wanted,
+            counters: Arc::new(NetCounters::default()),
             mac,
             pairs,
             rings: None,
@@ -416,6 +482,8 @@ impl VirtioNet {
             hdr_len: self.hdr_len,
             mrg: self.features & VIRTIO_NET_F_MRG_RXBUF != 0,
             guest_csum: self.features & VIRTIO_NET_F_GUEST_CSUM != 0,
+            features: self.features,
+            counters: self.counters.clone(),
             va: self.transport.addr_mode() == AddrMode::Va,
             notifier,
             active: self.active.clone(),
@@ -438,8 +506,17 @@ impl VirtioNet {
 
     fn tx_queue<Q: Virtqueue>(&mut self, vq: Q, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
         let notifier = self.transport.notifier(vq.index())?;
+        let seg_max = TX_SEG_MAX.min(vq.size());
         Ok(Box::new(VirtioTx {
             bufs: vec![RawMbuf::NULL; vq.size() as usize],
+            seg_max,
+            parts: Vec::with_capacity(seg_max as usize),
+            csum: self.features & VIRTIO_NET_F_CSUM != 0,
+            tso4: self.features & (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4)
+                == VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4,
+            tso6: self.features & (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO6)
+                == VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO6,
+            counters: self.counters.clone(),
             vq,
             stats: conf.stats,
             hdr_len: self.hdr_len,
@@ -455,6 +532,27 @@ impl VirtioNet {
 
 impl Device for VirtioNet {
     fn info(&self) -> DevInfo {
+        let f = self.features;
+        let offered = self.transport.device_features();
+        let mut rx_capa = RxOffloads::SCATTER;
+        if f & VIRTIO_NET_F_GUEST_CSUM != 0 {
+            rx_capa |= RxOffloads::TCP_CKSUM | RxOffloads::UDP_CKSUM;
+            // GSO frames span many buffers: LRO needs merged buffers too.
+            if f & VIRTIO_NET_F_MRG_RXBUF != 0 && offered & GUEST_TSO != 0 {
+                rx_capa |= RxOffloads::TCP_LRO;
+            }
+        }
+        let seg_max = TX_SEG_MAX.min(self.conf.queue_size);
+        let mut tx_capa = TxOffloads::NONE;
+        if seg_max > 1 {
+            tx_capa |= TxOffloads::MULTI_SEGS;
+        }
+        if f & VIRTIO_NET_F_CSUM != 0 {
+            tx_capa |= TxOffloads::TCP_CKSUM | TxOffloads::UDP_CKSUM;
+            if f & (VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6) != 0 {
+                tx_capa |= TxOffloads::TCP_TSO;
+            }
+        }
         DevInfo {
             driver: self.conf.driver,
             max_rx_queues: self.pairs,
@@ -463,7 +561,10 @@ impl Device for VirtioNet {
             max_desc: self.conf.queue_size,
             default_desc: self.conf.queue_size,
             // Merged receive buffers (MRG_RXBUF) arrive as mbuf chains with SCATTER.
-            rx_offload_capa: RxOffloads::SCATTER,
+            rx_offload_capa: rx_capa,
+            tx_offload_capa: tx_capa,
+            nb_seg_max: seg_max,
+            nb_mtu_seg_max: seg_max,
             max_rx_pktlen: MAX_FRAME,
             max_mtu: (MAX_FRAME - L2_OVERHEAD) as u16,
             ..Default::default()
@@ -476,6 +577,25 @@ impl Device for VirtioNet {
                 "virtio-net needs as many rx as tx queues (at least 1), got {} rx and {} tx",
                 conf.rx_queues, conf.tx_queues
             )));
+        }
+        let lro = conf.rx_offloads.contains(RxOffloads::TCP_LRO);
+        if lro && !conf.rx_offloads.contains(RxOffloads::SCATTER) {
+            return Err(self.err(
+                "the TCP_LRO rx offload needs SCATTER too: a GSO super-frame spans many                  receive buffers",
+            ));
+        }
+        let tso = if lro { GUEST_TSO } else { 0 };
+        if (self.features & GUEST_TSO) != (tso & self.transport.device_features()) {
+            // GUEST_TSO4/6 only when asked for (DPDK's rule); the device is not running, so
+            // features may be negotiated again (vhost-user SET_FEATURES, PCI reset).
+            let offered = self.transport.device_features();
+            self.features = self.transport.negotiate((self.wanted | tso) & offered)?;
+            tracing::info!(
+                device = self.conf.name,
+                negotiated =
+                    format_args!("{:#x} ({})", self.features, feature_names(self.features)),
+                "virtio-net features negotiated again for TCP_LRO"
+            );
         }
         let n = 2 * conf.rx_queues as usize;
         let stride = ring_stride(self.conf.queue_size);
@@ -669,6 +789,7 @@ impl Device for VirtioNet {
         };
         v.push(("ctrl_commands_ok".to_string(), ok));
         v.push(("ctrl_commands_failed".to_string(), failed));
+        v.extend(self.counters.xstats());
         v.extend(self.transport.xstats());
         v
     }
@@ -710,22 +831,17 @@ fn release<Q: Virtqueue>(vq: &Q, bufs: &mut [RawMbuf], active: &AtomicBool, what
     }
 }
 
-/// Applies a received net header's checksum flags (`(flags, csum_start, csum_offset)`):
-/// completes a partial checksum in software (`NEEDS_CSUM`) or trusts the device's
-/// validation (`DATA_VALID`); either way the buffer is flagged `RX_L4_CKSUM_GOOD`.
-/// Returns false when the device's offsets lie outside the packet (a malformed header).
+/// Applies a received header's checksum fields (`(flags, csum_start, csum_offset)`) as
+/// the receive path does; false when the device's offsets lie outside the packet.
+#[cfg(test)]
 fn apply_rx_csum(m: &mut pmd_core::Mbuf, (flags, start, offset): (u8, u16, u16)) -> bool {
-    if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-        // The field holds the pseudo-header sum; the one's-complement sum of everything
-        // from csum_start (over every segment), folded and inverted, is the checksum.
-        if !pmd_core::offload::complete_partial_checksum(m, start.into(), offset.into()) {
-            return false;
-        }
-        m.set_ol_flags(m.ol_flags() | pmd_core::mbuf::RX_L4_CKSUM_GOOD);
-    } else if flags & VIRTIO_NET_HDR_F_DATA_VALID != 0 {
-        m.set_ol_flags(m.ol_flags() | pmd_core::mbuf::RX_L4_CKSUM_GOOD);
-    }
-    true
+    let h = NetHdr {
+        flags,
+        csum_start: start,
+        csum_offset: offset,
+        ..NetHdr::default()
+    };
+    rx_hdr_apply(m, &h, VIRTIO_NET_F_GUEST_CSUM, &NetCounters::default()).is_ok()
 }
 
 struct VirtioRx<Q: Virtqueue> {
@@ -739,6 +855,9 @@ struct VirtioRx<Q: Virtqueue> {
     mrg: bool,
     /// GUEST_CSUM negotiated: header flags say which checksums to complete or trust.
     guest_csum: bool,
+    /// Negotiated features (what a header may ask for).
+    features: u64,
+    counters: Arc<NetCounters>,
     va: bool,
     notifier: Arc<dyn Notifier>,
     active: Arc<AtomicBool>,
@@ -748,9 +867,8 @@ struct VirtioRx<Q: Virtqueue> {
     scratch: PktBatch,
     /// SCATTER requested: merged buffers (MRG_RXBUF) become mbuf chains.
     scatter: bool,
-    /// A merged packet still waiting for `need` more buffers, with its header's checksum
-    /// fields.
-    partial: Option<(pmd_core::Mbuf, (u8, u16, u16))>,
+    /// A merged packet still waiting for `need` more buffers, with its header.
+    partial: Option<(pmd_core::Mbuf, NetHdr)>,
     need: u16,
 }
 
@@ -792,6 +910,29 @@ impl<Q: Virtqueue> VirtioRx<Q> {
     }
 }
 
+impl<Q: Virtqueue> VirtioRx<Q> {
+    /// The header the device wrote `hdr_len` bytes before the data offset `off`.
+    #[inline(always)]
+    fn read_hdr(&self, m: &mut pmd_core::Mbuf, off: usize) -> NetHdr {
+        // SAFETY: the descriptor started hdr_len bytes before the data offset, inside the
+        // buffer (off >= hdr_len was checked at queue setup: the headroom holds it), and
+        // the device wrote the header there; hdr_len is 10 or 12.
+        let b = unsafe {
+            std::slice::from_raw_parts(m.buf_ptr().add(off - self.hdr_len), self.hdr_len)
+        };
+        NetHdr::parse(b).unwrap_or_default()
+    }
+
+    /// Applies a complete packet's header; false (counted) if the header is refused.
+    #[inline(always)]
+    fn finish(&self, m: &mut pmd_core::Mbuf, h: &NetHdr) -> bool {
+        if h.gso_type == 0 && (!self.guest_csum || h.flags == 0) {
+            return true;
+        }
+        rx_hdr_apply(m, h, self.features, &self.counters).is_ok()
+    }
+}
+
 impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
     #[inline]
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
@@ -801,7 +942,8 @@ impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
         let mut k = 0;
         let mut bytes = 0u64;
         let spare = batch.spare_raw();
-        for e in &self.used[..n] {
+        for i in 0..n {
+            let e = self.used[i];
             let raw = std::mem::replace(&mut self.bufs[e.id as usize], RawMbuf::NULL);
             debug_assert!(!raw.is_null());
             // SAFETY: the id was validated as in flight, so `bufs` held the buffer we
@@ -830,7 +972,7 @@ impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
                     self.partial = Some((head, hdr));
                     continue;
                 }
-                if self.guest_csum && !apply_rx_csum(&mut head, hdr) {
+                if !self.finish(&mut head, &hdr) {
                     errors += 1;
                     continue;
                 }
@@ -846,59 +988,34 @@ impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
                 continue;
             }
             let off = m.headroom();
-            if self.mrg {
-                // SAFETY: the header lies in the buffer, hdr_len bytes before the data
-                // offset (the descriptor started there); num_buffers is at byte 10.
-                let nb = unsafe {
-                    std::ptr::read_unaligned(m.buf_ptr().add(off - self.hdr_len + 10) as *const u16)
-                };
-                if nb > 1 {
-                    // Bounded by the ring: a device claiming more buffers than it could
-                    // have filled is lying.
-                    if !self.scatter || nb > self.vq.size() {
-                        self.skip = nb - 1;
-                        errors += 1;
-                        continue;
-                    }
-                    if !m.set_data_span(off, len - self.hdr_len) {
-                        self.skip = nb - 1;
-                        errors += 1;
-                        continue;
-                    }
-                    // SAFETY: as above; flags is byte 0, csum_start/offset bytes 6 and 8.
-                    let hdr = unsafe {
-                        let h = m.buf_ptr().add(off - self.hdr_len);
-                        (
-                            h.read(),
-                            std::ptr::read_unaligned(h.add(6) as *const u16),
-                            std::ptr::read_unaligned(h.add(8) as *const u16),
-                        )
-                    };
-                    self.partial = Some((m, hdr));
-                    self.need = nb - 1;
+            let hdr = self.read_hdr(&mut m, off);
+            if self.mrg && hdr.num_buffers > 1 {
+                // Bounded by the ring: a device claiming more buffers than it could
+                // have filled is lying.
+                let nb = hdr.num_buffers;
+                if let Err(e) = check_num_buffers(nb, self.vq.size()) {
+                    self.counters.rx_hdr(&e);
+                    self.skip = nb.min(self.vq.size()) - 1;
+                    errors += 1;
                     continue;
                 }
+                if !self.scatter || !m.set_data_span(off, len - self.hdr_len) {
+                    self.skip = nb - 1;
+                    errors += 1;
+                    continue;
+                }
+                self.partial = Some((m, hdr));
+                self.need = nb - 1;
+                continue;
             }
             let plen = len - self.hdr_len;
             if !m.set_data_span(off, plen) {
                 errors += 1;
                 continue;
             }
-            if self.guest_csum {
-                // SAFETY: the header lies in the buffer, hdr_len bytes before the data
-                // offset; flags is byte 0, csum_start/csum_offset bytes 6 and 8.
-                let hdr = unsafe {
-                    let h = m.buf_ptr().add(off - self.hdr_len);
-                    (
-                        h.read(),
-                        std::ptr::read_unaligned(h.add(6) as *const u16),
-                        std::ptr::read_unaligned(h.add(8) as *const u16),
-                    )
-                };
-                if !apply_rx_csum(&mut m, hdr) {
-                    errors += 1;
-                    continue;
-                }
+            if !self.finish(&mut m, &hdr) {
+                errors += 1;
+                continue;
             }
             m.set_port(self.port);
             bytes += plen as u64;
@@ -939,6 +1056,106 @@ struct VirtioTx<Q: Virtqueue> {
     done: PktBatch,
     /// Packets dropped for lack of headroom.
     bad: PktBatch,
+    /// Most descriptors one packet may take (1: chains are linearized).
+    seg_max: u16,
+    /// Descriptor parts of the chain being posted (capacity `seg_max`, never grows).
+    parts: Vec<(u64, u32)>,
+    /// CSUM negotiated: TCP/UDP checksums go to the device as `NEEDS_CSUM`.
+    csum: bool,
+    /// HOST_TSO4 (with CSUM) negotiated.
+    tso4: bool,
+    /// HOST_TSO6 (with CSUM) negotiated.
+    tso6: bool,
+    counters: Arc<NetCounters>,
+}
+
+/// Transmit flags that ask for work on the packet or in the header.
+const TX_WORK: u64 = TX_L4_MASK | TX_TCP_SEG | TX_IP_CKSUM | TX_UDP_SEG;
+
+/// Why a transmit offload request could not be met.
+#[derive(Debug)]
+enum TxOffloadError {
+    /// Bad lengths, flags or an unsupported request (from `pmd_core::offload`).
+    Offload(OffloadError),
+    /// `TX_TCP_SEG` for an IP version whose HOST_TSO was not negotiated.
+    TsoNotNegotiated,
+}
+
+impl std::fmt::Display for TxOffloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxOffloadError::Offload(e) => write!(f, "{e}"),
+            TxOffloadError::TsoNotNegotiated => f.write_str(
+                "TX_TCP_SEG but the device did not negotiate HOST_TSO for this IP version \
+                 (check the port's tx_offload_capa for TCP_TSO)",
+            ),
+        }
+    }
+}
+
+impl From<OffloadError> for TxOffloadError {
+    fn from(e: OffloadError) -> Self {
+        TxOffloadError::Offload(e)
+    }
+}
+
+/// The header for a packet with transmit requests (`ol_flags & TX_WORK != 0`), after
+/// doing in software what the device will not: the IPv4 header checksum always (virtio
+/// has no such offload; with TSO the device rewrites it per segment), TCP/UDP checksums
+/// when `csum` (VIRTIO_NET_F_CSUM) was not negotiated. With it, the checksum field gets
+/// the pseudo-header sum and the header `NEEDS_CSUM` from `l2_len + l3_len`; TSO sets
+/// `gso_type`/`gso_size`/`hdr_len` from `tso_segsz` and the header lengths.
+fn tx_offload_hdr(
+    m: &mut pmd_core::Mbuf,
+    csum: bool,
+    tso4: bool,
+    tso6: bool,
+) -> Result<NetHdr, TxOffloadError> {
+    let ol = m.ol_flags();
+    if ol & TX_UDP_SEG != 0 {
+        return Err(OffloadError::Unsupported.into());
+    }
+    let t = m.tx_offload();
+    let start = u16::from(t.l2_len) + t.l3_len;
+    if ol & TX_TCP_SEG != 0 {
+        let gso_type = match ol & (TX_IPV4 | TX_IPV6) {
+            TX_IPV4 if tso4 => VIRTIO_NET_HDR_GSO_TCPV4,
+            TX_IPV6 if tso6 => VIRTIO_NET_HDR_GSO_TCPV6,
+            _ => return Err(TxOffloadError::TsoNotNegotiated),
+        };
+        // Checks the lengths and tso_segsz; writes the pseudo-header sum without the
+        // length (what a segmenting device expects) and zeroes the IPv4 checksum.
+        pmd_core::offload::prepare(m)?;
+        return Ok(NetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: start + u16::from(t.l4_len),
+            gso_size: t.tso_segsz,
+            csum_start: start,
+            csum_offset: 16,
+            num_buffers: 0,
+        });
+    }
+    let l4 = ol & TX_L4_MASK;
+    if csum && (l4 == TX_TCP_CKSUM || l4 == TX_UDP_CKSUM) {
+        if ol & TX_IP_CKSUM != 0 {
+            // IPv4 header checksum here, L4 by the device.
+            m.set_ol_flags(ol & !TX_L4_MASK);
+            let r = pmd_core::offload::checksum(m);
+            m.set_ol_flags(ol & !TX_IP_CKSUM);
+            r?;
+        }
+        pmd_core::offload::prepare(m)?;
+        return Ok(NetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            csum_start: start,
+            csum_offset: if l4 == TX_TCP_CKSUM { 16 } else { 6 },
+            ..NetHdr::default()
+        });
+    }
+    // Not negotiated (or IPv4 header only): in software, over every segment.
+    pmd_core::offload::checksum(m)?;
+    Ok(NetHdr::default())
 }
 
 impl<Q: Virtqueue> VirtioTx<Q> {
@@ -966,6 +1183,18 @@ impl<Q: Virtqueue> VirtioTx<Q> {
             }
         }
     }
+
+    /// Frees a packet the queue will not send (its raw pointer stays in the caller's
+    /// batch, which disowns it afterwards) and counts it.
+    #[inline(never)]
+    fn drop_packet(&mut self, raw: RawMbuf) {
+        self.bad.spare_raw()[0] = raw;
+        // SAFETY: the batch owns the buffer and disowns it after the burst; `bad` has room
+        // (it is emptied right after each use).
+        unsafe { self.bad.commit_raw(1) };
+        self.bad.clear();
+        self.stats.add_errors(1);
+    }
 }
 
 impl<Q: Virtqueue> TxQueue for VirtioTx<Q> {
@@ -975,59 +1204,106 @@ impl<Q: Virtqueue> TxQueue for VirtioTx<Q> {
         if self.vq.num_free() < size / 2 || self.vq.num_free() < batch.len() {
             self.reclaim();
         }
-        let n = batch.len().min(self.vq.num_free());
-        if n == 0 {
-            return 0;
-        }
-        // One descriptor per packet: chains go out linearized when they fit their first
-        // buffer; one that does not is dropped and counted, never sent truncated.
-        let n = batch.contiguous_front(n);
-        if n == 0 {
-            batch.drop_first();
-            self.stats.add_errors(1);
-            return 1;
-        }
+        let mut reclaimed = false;
+        let mut taken = 0;
         let mut sent = 0u64;
         let mut bytes = 0u64;
-        for i in 0..n {
-            let raw = batch.raw()[i];
-            let m = &mut batch.as_mut_slice()[i];
+        while taken < batch.len() {
+            let raw = batch.raw()[taken];
+            let m = &mut batch.as_mut_slice()[taken];
+            let segs = m.nb_segs();
+            // Descriptors this packet takes: one per segment (the header shares the first),
+            // or one after linearizing a chain longer than seg_max.
+            let need = if segs <= self.seg_max {
+                segs as usize
+            } else {
+                1
+            };
+            if need > self.vq.num_free() {
+                if reclaimed {
+                    break;
+                }
+                reclaimed = true;
+                self.reclaim();
+                continue;
+            }
+            taken += 1;
+            if segs > self.seg_max {
+                if m.linearize().is_err() {
+                    NetCounters::bump(&self.counters.tx_too_many_segs);
+                    self.drop_packet(raw);
+                    continue;
+                }
+                NetCounters::bump(&self.counters.tx_linearized);
+            }
+            let hdr_vals = if m.ol_flags() & TX_WORK != 0 {
+                match tx_offload_hdr(m, self.csum, self.tso4, self.tso6) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::debug!(queue = self.vq.index(), error = %e, "tx offload refused; packet dropped");
+                        NetCounters::bump(&self.counters.tx_offload_errors);
+                        self.drop_packet(raw);
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             let plen = m.len();
             let Some(hdr) = m.prepend(self.hdr_len) else {
-                self.bad.spare_raw()[0] = raw;
-                // SAFETY: the batch owns the buffer and disowns it below; `bad` has room
-                // (it is emptied right after each use).
-                unsafe { self.bad.commit_raw(1) };
-                self.bad.clear();
-                self.stats.add_errors(1);
+                self.drop_packet(raw);
                 continue;
             };
-            // Constant-size stores (a variable-length fill is a `memset` call per packet).
-            match hdr.len() {
-                NET_HDR_LEN => hdr.copy_from_slice(&[0; NET_HDR_LEN]),
-                NET_HDR_LEN_LEGACY => hdr.copy_from_slice(&[0; NET_HDR_LEN_LEGACY]),
-                _ => hdr.fill(0),
+            match hdr_vals {
+                // Constant-size stores (a variable-length fill is a `memset` call per packet).
+                None => match hdr.len() {
+                    NET_HDR_LEN => hdr.copy_from_slice(&[0; NET_HDR_LEN]),
+                    NET_HDR_LEN_LEGACY => hdr.copy_from_slice(&[0; NET_HDR_LEN_LEGACY]),
+                    _ => hdr.fill(0),
+                },
+                Some(h) => h.write(hdr),
             }
+            let m = &batch.as_slice()[taken - 1];
+            let first = m.data();
             let addr = if self.va {
-                m.data_mut().as_mut_ptr() as u64
+                first.as_ptr() as u64
             } else {
                 m.data_iova()
             };
-            let id = self
-                .vq
-                .push(addr, (plen + self.hdr_len) as u32, false)
-                .expect("n <= num_free");
+            let id = if need == 1 {
+                self.vq.push(addr, first.len() as u32, false)
+            } else {
+                // Each segment where the device reads it: the process address over
+                // vhost-user, the IOVA over PCI.
+                self.parts.clear();
+                if self.va {
+                    for seg in m.segments() {
+                        self.parts.push((seg.as_ptr() as u64, seg.len() as u32));
+                    }
+                } else {
+                    for (iova, len) in m.segment_iovas() {
+                        self.parts.push((iova, len as u32));
+                    }
+                }
+                self.vq.push_chain(&self.parts, false)
+            }
+            .expect("need <= num_free");
             self.bufs[id as usize] = raw;
             sent += 1;
             bytes += plen as u64;
         }
-        self.vq.publish();
-        if self.vq.kick_needed() {
-            self.notifier.notify();
+        if taken == 0 {
+            return 0;
         }
-        batch.disown_front(n);
+        if sent > 0 {
+            self.vq.publish();
+            if self.vq.kick_needed() {
+                self.notifier.notify();
+            }
+        }
+        batch.disown_front(taken);
         self.stats.add(sent, bytes);
-        n
+        taken
     }
 }
 

@@ -13,9 +13,12 @@
 //! Both sides walk the same ring. The driver makes a descriptor available by writing it
 //! with `AVAIL` = its avail wrap counter and `USED` = the inverse; the device hands it back
 //! by overwriting a descriptor (in ring order) with its buffer `id`, the written `len` and
-//! `AVAIL` = `USED` = its used wrap counter. Every buffer here is a single descriptor, so
-//! ring positions and buffers correspond one to one, and the free buffer ids (kept in
-//! private memory) never outnumber the free ring positions.
+//! `AVAIL` = `USED` = its used wrap counter. A buffer is one descriptor or a chain of
+//! `k` consecutive ones linked with `NEXT` (transmit of multi-segment packets), each
+//! carrying the buffer id (the spec reads it from the last); the device writes one used
+//! descriptor for the chain, at the chain's first position, and the next one `k`
+//! positions later. The driver remembers each id's `k` in private memory, so free ring
+//! positions (`size` minus descriptors in use) and free buffer ids are tracked apart.
 //!
 //! Batches: descriptors pushed since the last [`PackedQueue::publish`] are written
 //! completely except for the first one's flags, which `publish` stores last with release
@@ -24,7 +27,9 @@
 //! The ring is written by an untrusted peer. [`PackedQueue::poll_used`] reads each
 //! descriptor's flags once (acquire) and classifies them against the used wrap counter
 //! `w`: (`AVAIL`, `USED`) = (w, w) is used, (w, !w) is still ours and pending; anything
-//! else on a position we published is a wrap counter mismatch. A used descriptor while
+//! else on a position we published is a wrap counter mismatch (where nothing is
+//! outstanding the position holds the previous lap: the device's used flags or a chain's
+//! non-first descriptor, which the device never overwrites). A used descriptor while
 //! nothing is outstanding (the device claims one we never made available), an `id` out of
 //! range or not in flight, or a wrap mismatch count one error each and mark the queue
 //! broken: it stops consuming. A `len` larger than a device-writable buffer is returned
@@ -41,7 +46,7 @@ use pmd_core::memory::Segment;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// Descriptor flag: the buffer continues in the next descriptor (never set by this driver).
+/// Descriptor flag: the buffer continues in the next descriptor (chains).
 pub const VRING_DESC_F_NEXT: u16 = 1;
 /// Descriptor flag: the buffer is device-writable (otherwise device-readable).
 pub const VRING_DESC_F_WRITE: u16 = 2;
@@ -109,7 +114,10 @@ impl PackedLayout {
 struct Slot {
     in_flight: bool,
     writable: bool,
+    /// Bytes posted (the whole chain's).
     len: u32,
+    /// Ring positions (descriptors) the buffer takes.
+    ndesc: u16,
 }
 
 /// The driver side of one packed virtqueue (single-threaded: owned by one lcore).
@@ -121,6 +129,8 @@ pub struct PackedQueue {
     event_idx: bool,
     free: Vec<u16>,
     slots: Vec<Slot>,
+    /// Ring positions taken by buffers pushed and not yet returned.
+    desc_used: u16,
     /// Next ring position to fill, and the avail wrap counter for it.
     next_avail: u16,
     avail_wrap: bool,
@@ -205,6 +215,7 @@ impl PackedQueue {
             event_idx,
             free: (0..size).rev().collect(),
             slots: vec![Slot::default(); size as usize],
+            desc_used: 0,
             next_avail: 0,
             avail_wrap: true,
             head: 0,
@@ -278,10 +289,11 @@ impl PackedQueue {
         self.layout.size
     }
 
-    /// Buffer ids free for [`PackedQueue::push`].
+    /// Ring positions (descriptors) free: a chain of `k` parts needs `k`. Free buffer ids
+    /// are never fewer (each buffer takes at least one position).
     #[inline(always)]
     pub fn num_free(&self) -> usize {
-        self.free.len()
+        (self.layout.size - self.desc_used) as usize
     }
 
     /// Buffers handed to the device (pushed) and not yet returned.
@@ -333,12 +345,17 @@ impl PackedQueue {
     /// returns its id, or `None` if none is free.
     #[inline(always)]
     pub fn push(&mut self, addr: u64, len: u32, writable: bool) -> Option<u16> {
+        if self.desc_used == self.layout.size {
+            return None;
+        }
         let id = self.free.pop()?;
         self.slots[id as usize] = Slot {
             in_flight: true,
             writable,
             len,
+            ndesc: 1,
         };
+        self.desc_used += 1;
         let pos = self.next_avail;
         let flags = avail_flags(self.avail_wrap) | if writable { VRING_DESC_F_WRITE } else { 0 };
         let d = self.desc_ptr(pos);
@@ -362,6 +379,53 @@ impl PackedQueue {
             self.next_avail = 0;
             self.avail_wrap = !self.avail_wrap;
         }
+        Some(id)
+    }
+
+    /// Posts one buffer made of `parts` (address, length): consecutive descriptors linked
+    /// with [`VRING_DESC_F_NEXT`], all carrying the buffer id. Returns the id, or `None`
+    /// (nothing posted) if `parts` is empty or fewer than `parts.len()` positions are free.
+    pub fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16> {
+        let n = parts.len();
+        if n == 0 || n > self.num_free() {
+            return None;
+        }
+        let id = self.free.pop()?;
+        let wflag = if writable { VRING_DESC_F_WRITE } else { 0 };
+        let mut total = 0u32;
+        for (i, &(addr, len)) in parts.iter().enumerate() {
+            total = total.saturating_add(len);
+            let pos = self.next_avail;
+            let next = if i + 1 < n { VRING_DESC_F_NEXT } else { 0 };
+            let flags = avail_flags(self.avail_wrap) | wflag | next;
+            let d = self.desc_ptr(pos);
+            // SAFETY: an in-bounds descriptor past the published position: the device does
+            // not read it before the head's flags are stored at publish.
+            unsafe {
+                std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).addr), addr);
+                std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).len), len);
+                std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).id), id);
+            }
+            if self.pending == 0 {
+                self.head = pos;
+                self.head_flags = flags;
+            } else {
+                self.flags_at(pos).store(flags, Ordering::Relaxed);
+            }
+            self.pending += 1;
+            self.next_avail += 1;
+            if self.next_avail == self.layout.size {
+                self.next_avail = 0;
+                self.avail_wrap = !self.avail_wrap;
+            }
+        }
+        self.slots[id as usize] = Slot {
+            in_flight: true,
+            writable,
+            len: total,
+            ndesc: n as u16,
+        };
+        self.desc_used += n as u16;
         Some(id)
     }
 
@@ -445,11 +509,12 @@ impl PackedQueue {
             let w = if self.used_wrap { BOTH } else { 0 };
             let f = flags & BOTH;
             if f != w {
-                // (w, !w) is ours, still pending; (!w, !w) is the previous lap, fine only
-                // where nothing is outstanding; (!w, w) is never valid.
+                // (w, !w) is ours, still pending. Where nothing is outstanding the position
+                // holds the previous lap: (!w, !w) written by the device, or (!w, w) where
+                // the driver made a chain's non-first descriptor available (the device
+                // writes only one used descriptor per chain). Anything else is invalid.
                 let pending = f == w ^ VRING_PACKED_DESC_F_USED;
-                let stale = f == w ^ BOTH;
-                if !(pending || (stale && self.outstanding == 0)) {
+                if !(pending || self.outstanding == 0) {
                     errors += self.fail("descriptor flags do not match the wrap counter", flags);
                 }
                 break;
@@ -467,8 +532,13 @@ impl PackedQueue {
                     std::ptr::read_volatile(std::ptr::addr_of!((*d).len)),
                 )
             };
-            let Some(s) = self.slots.get_mut(id as usize).filter(|s| s.in_flight) else {
-                errors += self.fail("used id out of range or not in flight", flags);
+            let outstanding = self.outstanding;
+            let Some(s) = self
+                .slots
+                .get_mut(id as usize)
+                .filter(|s| s.in_flight && s.ndesc <= outstanding)
+            else {
+                errors += self.fail("used id out of range, not in flight or unpublished", flags);
                 break;
             };
             s.in_flight = false;
@@ -476,13 +546,16 @@ impl PackedQueue {
             if !ok {
                 errors += 1;
             }
+            let k = s.ndesc;
             self.free.push(id);
             out[n] = UsedElem { id, len, ok };
             n += 1;
-            self.outstanding -= 1;
-            self.next_used += 1;
-            if self.next_used == self.layout.size {
-                self.next_used = 0;
+            // The device skips the rest of the chain: the next used descriptor is k on.
+            self.outstanding -= k;
+            self.desc_used -= k;
+            self.next_used += k;
+            if self.next_used >= self.layout.size {
+                self.next_used -= self.layout.size;
                 self.used_wrap = !self.used_wrap;
             }
         }
@@ -613,6 +686,19 @@ pub(crate) mod tests {
             if !elems.is_empty() {
                 let f = if first_wrap { BOTH } else { 0 };
                 self.flags(first).store(f, Ordering::Release);
+            }
+        }
+
+        /// Returns a chain of `k` descriptors as one used descriptor; the next used one
+        /// goes `k` positions on.
+        pub(crate) fn complete_chain(&mut self, id: u16, len: u32, k: u16) {
+            self.complete(id, len);
+            for _ in 1..k {
+                self.used_pos += 1;
+                if self.used_pos == self.size {
+                    self.used_pos = 0;
+                    self.used_wrap = !self.used_wrap;
+                }
             }
         }
 
@@ -962,6 +1048,76 @@ pub(crate) mod tests {
             broken += q.is_broken() as u32;
         }
         assert!(broken > 0, "the garbage did trip the checks");
+    }
+
+    #[test]
+    fn chains_take_consecutive_positions_and_return_whole() {
+        for size in [8u16, 64] {
+            let mut q = queue(size, false);
+            let mut dev = SimPackedDevice::new(&q);
+            let mut out = vec![UsedElem::default(); size as usize];
+            assert_eq!(q.push_chain(&[], false), None);
+            let mut seq = 0u64;
+            for round in 0..5_000u32 {
+                // A few chains of 1..=5 parts, as many as fit: positions wrap mid-chain.
+                let mut posted = Vec::new();
+                let mut want = 0usize;
+                for j in 0..3u32 {
+                    let k = ((round + j) % 5 + 1) as usize;
+                    let parts: Vec<(u64, u32)> =
+                        (0..k).map(|i| (seq + i as u64, 1 + i as u32)).collect();
+                    seq += k as u64;
+                    let free = q.num_free();
+                    match q.push_chain(&parts, false) {
+                        Some(id) => {
+                            assert_eq!(q.num_free(), free - k);
+                            posted.push((id, parts));
+                            want += k;
+                        }
+                        None => assert!(k > free, "refused only without room"),
+                    }
+                }
+                q.publish();
+                let got = dev.take_avail();
+                assert_eq!(got.len(), want, "one ring descriptor per part");
+                let mut at = 0;
+                for (id, parts) in &posted {
+                    for (i, p) in parts.iter().enumerate() {
+                        let d = got[at].1;
+                        assert_eq!(d.id, *id, "every descriptor carries the buffer id");
+                        assert_eq!((d.addr, d.len), *p);
+                        assert_eq!(d.flags & VRING_DESC_F_NEXT != 0, i + 1 < parts.len());
+                        at += 1;
+                    }
+                }
+                for (id, parts) in &posted {
+                    dev.complete_chain(*id, 0, parts.len() as u16);
+                }
+                let (n, e) = q.poll_used(&mut out);
+                assert_eq!((n, e), (posted.len(), 0), "round {round}");
+                assert_eq!(q.num_free(), size as usize);
+                assert_eq!(q.in_flight(), 0);
+            }
+            assert!(!q.is_broken());
+        }
+    }
+
+    #[test]
+    fn hostile_chain_completion_past_what_was_published() {
+        // One 3-descriptor chain published; the device claims a second one at +3.
+        let mut q = queue(8, false);
+        let mut dev = SimPackedDevice::new(&q);
+        let a = q.push_chain(&[(1, 1), (2, 2), (3, 3)], false).unwrap();
+        q.publish();
+        let b = q.push_chain(&[(4, 4), (5, 5)], false).unwrap(); // never published
+        dev.take_avail();
+        dev.complete_chain(a, 0, 3);
+        dev.complete(b, 0);
+        let mut out = [UsedElem::default(); 8];
+        assert_eq!(q.poll_used(&mut out), (1, 1));
+        assert_eq!(out[0].id, a);
+        assert!(q.is_broken());
+        assert_eq!(q.in_flight(), 1, "b stays owned for release");
     }
 
     #[test]

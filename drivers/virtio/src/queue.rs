@@ -141,9 +141,16 @@ pub struct UsedElem {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
+    /// True for the head descriptor of a buffer in flight (never for the rest of a chain,
+    /// so a device naming a non-head id is caught).
     in_flight: bool,
     writable: bool,
+    /// Bytes posted (the whole chain's for a head).
     len: u32,
+    /// Descriptors in the buffer's chain (1 for a single descriptor).
+    ndesc: u16,
+    /// Next descriptor of the chain (private copy: the shared table is not trusted).
+    next: u16,
 }
 
 /// Reads and writes of the used ring and the descriptor table are volatile: the peer
@@ -159,6 +166,8 @@ pub struct SplitQueue {
     event_idx: bool,
     free: Vec<u16>,
     slots: Vec<Slot>,
+    /// Buffers (chains) in flight.
+    bufs_in_flight: usize,
     /// Next available index to write (shadow of `avail.idx` once published).
     avail_idx: u16,
     /// `avail.idx` at the last notification decision.
@@ -264,6 +273,7 @@ impl SplitQueue {
             event_idx,
             free: (0..size).rev().collect(),
             slots: vec![Slot::default(); size as usize],
+            bufs_in_flight: 0,
             avail_idx: 0,
             kick_base: 0,
             last_used: 0,
@@ -319,10 +329,10 @@ impl SplitQueue {
         self.free.len()
     }
 
-    /// Buffers handed to the device (pushed) and not yet returned.
+    /// Buffers (descriptor chains) handed to the device (pushed) and not yet returned.
     #[inline(always)]
     pub fn in_flight(&self) -> usize {
-        self.layout.size as usize - self.free.len()
+        self.bufs_in_flight
     }
 
     /// Whether the device broke the protocol badly enough (used index ran ahead of the
@@ -362,7 +372,10 @@ impl SplitQueue {
             in_flight: true,
             writable,
             len,
+            ndesc: 1,
+            next: 0,
         };
+        self.bufs_in_flight += 1;
         let d = Desc {
             addr,
             len,
@@ -375,6 +388,64 @@ impl SplitQueue {
         self.avail_u16(slot).store(id, Ordering::Relaxed);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         Some(id)
+    }
+
+    /// Posts one buffer made of `parts` (address, length) linked with
+    /// [`VRING_DESC_F_NEXT`], one descriptor each; returns the head's id (what the used
+    /// ring will name), or `None` (nothing posted) if `parts` is empty or fewer than
+    /// `parts.len()` descriptors are free.
+    pub fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16> {
+        let n = parts.len();
+        if n == 0 || n > self.free.len() || n > self.layout.size as usize {
+            return None;
+        }
+        let flags = if writable { VRING_DESC_F_WRITE } else { 0 };
+        let head = *self.free.last()?;
+        let mut total = 0u32;
+        let mut prev: Option<u16> = None;
+        for &(addr, len) in parts {
+            // Cannot fail: n <= free.len().
+            let id = self.free.pop()?;
+            total = total.saturating_add(len);
+            if let Some(p) = prev {
+                self.slots[p as usize].next = id;
+                // SAFETY: p < size: inside the descriptor table; only `next` and `flags`
+                // of a descriptor not yet published are rewritten.
+                unsafe {
+                    let d = (self.base as *mut Desc).add(p as usize);
+                    std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).next), id);
+                    std::ptr::write_volatile(
+                        std::ptr::addr_of_mut!((*d).flags),
+                        flags | VRING_DESC_F_NEXT,
+                    );
+                }
+            }
+            self.slots[id as usize] = Slot {
+                in_flight: false,
+                writable,
+                len,
+                ndesc: 0,
+                next: 0,
+            };
+            let d = Desc {
+                addr,
+                len,
+                flags,
+                next: 0,
+            };
+            // SAFETY: id < size, so the descriptor is inside the table, which is 16-aligned.
+            unsafe { std::ptr::write_volatile((self.base as *mut Desc).add(id as usize), d) };
+            prev = Some(id);
+        }
+        let h = &mut self.slots[head as usize];
+        h.in_flight = true;
+        h.len = total;
+        h.ndesc = n as u16;
+        self.bufs_in_flight += 1;
+        let slot = 2 + (self.avail_idx & self.mask) as usize;
+        self.avail_u16(slot).store(head, Ordering::Relaxed);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        Some(head)
     }
 
     /// Makes every pushed buffer visible to the device (release store of `avail.idx`).
@@ -454,7 +525,14 @@ impl SplitQueue {
             if !ok {
                 errors += 1;
             }
+            let (ndesc, mut next) = (s.ndesc, s.next);
             self.free.push(id as u16);
+            // The rest of a chain, from the private links (each was set at push_chain).
+            for _ in 1..ndesc {
+                self.free.push(next);
+                next = self.slots[next as usize].next;
+            }
+            self.bufs_in_flight -= 1;
             out[n] = UsedElem {
                 id: id as u16,
                 len,
@@ -485,7 +563,7 @@ pub trait Virtqueue: Send + 'static {
     fn index(&self) -> u16;
     /// Entries.
     fn size(&self) -> u16;
-    /// Buffers that can be pushed now.
+    /// Descriptors free now (a chain of `k` parts needs `k`).
     fn num_free(&self) -> usize;
     /// Buffers pushed and not yet returned.
     fn in_flight(&self) -> usize;
@@ -500,6 +578,9 @@ pub trait Virtqueue: Send + 'static {
     /// Posts one single-descriptor buffer (visible after [`Virtqueue::publish`]); returns
     /// its id, or `None` if none is free.
     fn push(&mut self, addr: u64, len: u32, writable: bool) -> Option<u16>;
+    /// Posts one buffer of several descriptors (a chain, one per part); returns its id,
+    /// or `None` (nothing posted) unless `parts.len()` descriptors are free.
+    fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16>;
     /// Makes every pushed buffer visible to the device.
     fn publish(&mut self);
     /// Whether the device wants a notification for what was published since the last call.
@@ -544,6 +625,10 @@ macro_rules! impl_virtqueue {
             #[inline(always)]
             fn push(&mut self, addr: u64, len: u32, writable: bool) -> Option<u16> {
                 <$t>::push(self, addr, len, writable)
+            }
+            #[inline]
+            fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16> {
+                <$t>::push_chain(self, parts, writable)
             }
             #[inline(always)]
             fn publish(&mut self) {
@@ -904,6 +989,80 @@ pub(crate) mod tests {
         q.push(0, 1, false).unwrap();
         q.publish();
         assert!(!q.kick_needed());
+    }
+
+    #[test]
+    fn chains_link_descriptors_and_return_whole() {
+        let mut q = queue(8, false);
+        let mut dev = SimDevice::new(&q);
+        let mut out = [UsedElem::default(); 8];
+        assert_eq!(q.push_chain(&[], false), None);
+        assert_eq!(
+            q.push_chain(&[(1, 1); 9], false),
+            None,
+            "more than the ring"
+        );
+        // Many rounds of mixed chain lengths: the free list must come back whole.
+        for round in 0..5_000u32 {
+            let k = (round % 5 + 1) as usize;
+            let parts: Vec<(u64, u32)> = (0..k)
+                .map(|i| (0x1000 * i as u64 + 1, 10 + i as u32))
+                .collect();
+            let head = q.push_chain(&parts, false).unwrap();
+            let single = q.push(0x9999, 5, false).unwrap();
+            assert_eq!(q.num_free(), 8 - k - 1);
+            if k + 1 < 8 {
+                assert_eq!(q.push_chain(&[(0, 1); 8], false), None, "does not fit");
+                assert_eq!(q.num_free(), 8 - k - 1, "nothing taken");
+            }
+            q.publish();
+            let got = dev.take_avail();
+            assert_eq!(got.len(), 2);
+            assert_eq!(got[0].0, head);
+            // Walk the chain as a device would.
+            let mut d = got[0].1;
+            for (i, p) in parts.iter().enumerate() {
+                assert_eq!((d.addr, d.len), *p);
+                if i + 1 < k {
+                    assert_eq!(d.flags, VRING_DESC_F_NEXT);
+                    assert!(d.next < 8);
+                    // SAFETY: test: d.next < size, inside the table.
+                    d = unsafe {
+                        std::ptr::read_volatile((dev.desc as *const Desc).add(d.next as usize))
+                    };
+                } else {
+                    assert_eq!(d.flags, 0);
+                }
+            }
+            dev.write_elem(single as u32, 0);
+            dev.write_elem(head as u32, 0);
+            dev.publish();
+            assert_eq!(q.poll_used(&mut out), (2, 0));
+            assert_eq!((out[0].id, out[1].id), (single, head));
+            assert_eq!(q.num_free(), 8);
+            assert_eq!(q.in_flight(), 0);
+        }
+    }
+
+    #[test]
+    fn hostile_chain_member_id_is_not_in_flight() {
+        let mut q = queue(8, false);
+        let mut dev = SimDevice::new(&q);
+        let head = q.push_chain(&[(1, 1), (2, 2), (3, 3)], false).unwrap();
+        let other = q.push(4, 4, false).unwrap();
+        q.publish();
+        let got = dev.take_avail();
+        let member = got[0].1.next;
+        dev.write_elem(member as u32, 0); // a chain member, not a head
+        dev.write_elem(head as u32, 0);
+        dev.publish();
+        let mut out = [UsedElem::default(); 8];
+        assert_eq!(q.poll_used(&mut out), (1, 1));
+        assert_eq!(out[0].id, head);
+        assert_eq!(q.num_free(), 7, "the chain's three descriptors are back");
+        dev.complete(other, 0);
+        assert_eq!(q.poll_used(&mut out), (1, 0));
+        assert_eq!(q.num_free(), 8);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod chains;
+pub mod offloads;
+
 use pmd_core::ethdev::{Device, Driver, MacAddr, PortConf, RxOffloads};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::options::EalOptions;
@@ -42,6 +45,20 @@ impl Testpmd {
     /// testpmd's net_vhost with `queues` queue pairs (`--rxq/--txq` as many, one
     /// forwarding core) and forwarding mode `mode`.
     pub fn start_queues(sock: &Path, prefix: &str, log: &Path, mode: &str, queues: u16) -> Testpmd {
+        Self::start_args(sock, prefix, log, mode, queues, "", &[])
+    }
+
+    /// The general form: `vdev_extra` is appended to the net_vhost arguments (e.g.
+    /// `,tso=1`), `extra` to testpmd's own (e.g. `--max-pkt-len=9600`).
+    pub fn start_args(
+        sock: &Path,
+        prefix: &str,
+        log: &Path,
+        mode: &str,
+        queues: u16,
+        vdev_extra: &str,
+        extra: &[&str],
+    ) -> Testpmd {
         let _ = std::fs::remove_file(sock);
         let out = std::fs::File::create(log).unwrap();
         let child = Command::new("dpdk-testpmd")
@@ -49,7 +66,7 @@ impl Testpmd {
             .args(["--huge-dir", "/mnt/pmd-huge", "--file-prefix", prefix])
             .arg("--vdev")
             .arg(format!(
-                "net_vhost0,iface={},queues={queues}",
+                "net_vhost0,iface={},queues={queues}{vdev_extra}",
                 sock.display()
             ))
             .args([
@@ -61,6 +78,7 @@ impl Testpmd {
                 "--stats-period",
                 "1",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -408,7 +426,7 @@ pub fn packed_tx_rate(secs: u64) {
 }
 
 /// Waits for testpmd's socket.
-fn wait_socket(tp: &Testpmd, sock: &Path) {
+pub fn wait_socket(tp: &Testpmd, sock: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !sock.exists() {
         assert!(
@@ -570,3 +588,71 @@ pub fn mq_round_trip(test: &str) {
     assert_eq!(pool.stats().in_use, 0, "no leaked buffers");
     drop(tp);
 }
+
+/// Our side of an offload scenario: EAL, a `net_virtio_user0` port on testpmd's socket
+/// (`packed` asks for packed rings), configured with `conf`, one rx queue on `pool`.
+/// `pools` makes the rx pool and anything else (before the port starts: the back end
+/// learns the memory table at start).
+pub fn open_port<T>(
+    sock: &Path,
+    prefix: &str,
+    packed: bool,
+    conf: &PortConf,
+    pools: impl FnOnce() -> (Mempool, T),
+) -> (
+    Eal,
+    (Mempool, T),
+    pmd_core::ethdev::RxQueueHandle,
+    pmd_core::ethdev::TxQueueHandle,
+) {
+    let opts = EalOptions::builder()
+        .lcores("0")
+        .no_pci(true)
+        .file_prefix(prefix)
+        .vdev(&format!(
+            "net_virtio_user0,path={},queue_size=256,mac=02:00:00:00:00:01{}",
+            sock.display(),
+            if packed { ",packed_vq=1" } else { "" }
+        ))
+        .build()
+        .unwrap();
+    let mut eal = Eal::init(opts, &[&PackedAwareDriver]).unwrap();
+    let (pool, extra) = pools();
+    let port = eal.port_mut(0).unwrap();
+    port.configure(conf).unwrap();
+    let rx = port.setup_rx_queue(0, 0, &pool).unwrap();
+    let tx = port.setup_tx_queue(0, 0).unwrap();
+    port.start().unwrap();
+    assert!(port.wait_link_up(Duration::from_secs(5)).up, "link down");
+    (eal, (pool, extra), rx, tx)
+}
+
+/// An xstat of port 0.
+pub fn xstat(eal: &Eal, name: &str) -> u64 {
+    eal.ports()[0]
+        .xstats()
+        .iter()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("no xstat {name}"))
+        .1
+}
+
+/// Port 0's stats.
+pub fn stats(eal: &Eal) -> pmd_core::ethdev::EthStats {
+    port_stats(eal)
+}
+
+/// A 60..=9014-byte test frame (what the jumbo round trip sends).
+pub fn jumbo_frame(seq: u32) -> Vec<u8> {
+    frame_upto(seq, 9014)
+}
+
+/// The frame as it comes back from macswap.
+pub fn swapped(mut f: Vec<u8>) -> Vec<u8> {
+    f[..6].copy_from_slice(&OURS);
+    f[6..12].copy_from_slice(&PEER);
+    f
+}
+
+/// Our MAC and testpmd's peer MAC as the frames carry them.
+pub const MACS: ([u8; 6], [u8; 6]) = (OURS, PEER);
