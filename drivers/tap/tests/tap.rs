@@ -699,77 +699,6 @@ fn interop_with_dpdk_testpmd_macswap_over_af_packet() {
 
 // ---- jumbo frames, chains and the MTU ------------------------------------------------
 
-/// A raw `AF_PACKET` receiver for frames up to 64 KiB (the testkit's `RawSock` takes at
-/// most 4 KiB), bound to one interface and ethertype; closed on drop.
-struct BigRecv(std::os::fd::OwnedFd);
-
-impl BigRecv {
-    fn open(iface: &str, proto: u16) -> BigRecv {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY: socket(2) has no memory preconditions.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto.to_be())) };
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: a fresh descriptor nothing else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let name = std::ffi::CString::new(iface).unwrap();
-        // SAFETY: a NUL-terminated name that outlives the call.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert!(ifindex > 0, "no interface {iface}");
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto.to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: binds to a fully initialised address of the length given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        // SAFETY: passes a live timeval of the length given.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
-        BigRecv(fd)
-    }
-
-    /// One frame, or `None` after 50 ms; panics on a frame cut short.
-    fn recv(&self) -> Option<Vec<u8>> {
-        use std::os::fd::AsRawFd;
-        let mut buf = vec![0u8; 65_536];
-        // SAFETY: receives into a live buffer of the length given (MSG_TRUNC only makes
-        // the kernel report the full length).
-        let n = unsafe {
-            libc::recv(
-                self.0.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC,
-            )
-        };
-        if n < 0 {
-            return None;
-        }
-        assert!(n as usize <= buf.len(), "a {n}-byte frame was cut short");
-        buf.truncate(n as usize);
-        Some(buf)
-    }
-}
-
 /// A test frame of exactly `len` bytes to `dst`, with `seq` after the ethertype.
 fn sized_frame(dst: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
     let mut f = test_frame(dst, seq);
@@ -877,7 +806,7 @@ fn jumbo_frames_as_chains_both_ways_at_mtu_9000() {
         );
 
         // Port -> kernel: chains of 512-byte segments arrive whole.
-        let big = BigRecv::open("dtapj", ETHERTYPE_TEST);
+        let big = RawSock::open("dtapj", ETHERTYPE_TEST, Duration::from_millis(50));
         let frames: Vec<Vec<u8>> = JUMBO_SIZES
             .iter()
             .enumerate()

@@ -356,11 +356,46 @@ impl PackedQueue {
             ndesc: 1,
         };
         self.desc_used += 1;
-        let pos = self.next_avail;
         let flags = avail_flags(self.avail_wrap) | if writable { VRING_DESC_F_WRITE } else { 0 };
+        self.write_next(addr, len, id, flags);
+        Some(id)
+    }
+
+    /// Posts one buffer made of `parts` (address, length): consecutive descriptors linked
+    /// with [`VRING_DESC_F_NEXT`], all carrying the buffer id. Returns the id, or `None`
+    /// (nothing posted) if `parts` is empty or fewer than `parts.len()` positions are free.
+    pub fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16> {
+        let n = parts.len();
+        if n == 0 || n > self.num_free() {
+            return None;
+        }
+        let id = self.free.pop()?;
+        let wflag = if writable { VRING_DESC_F_WRITE } else { 0 };
+        let mut total = 0u32;
+        for (i, &(addr, len)) in parts.iter().enumerate() {
+            total = total.saturating_add(len);
+            let next = if i + 1 < n { VRING_DESC_F_NEXT } else { 0 };
+            self.write_next(addr, len, id, avail_flags(self.avail_wrap) | wflag | next);
+        }
+        self.slots[id as usize] = Slot {
+            in_flight: true,
+            writable,
+            len: total,
+            ndesc: n as u16,
+        };
+        self.desc_used += n as u16;
+        Some(id)
+    }
+
+    /// Writes one descriptor at the next available position (`flags` with the avail/used
+    /// bits of the current wrap) and advances past it. The first of a batch only gets its
+    /// flags at [`PackedQueue::publish`].
+    #[inline(always)]
+    fn write_next(&mut self, addr: u64, len: u32, id: u16, flags: u16) {
+        let pos = self.next_avail;
         let d = self.desc_ptr(pos);
-        // SAFETY: an in-bounds descriptor; the device does not read this position until it
-        // is published (it is past the published position), so plain volatile writes do.
+        // SAFETY: an in-bounds descriptor past the published position: the device does not
+        // read it before the head's flags are stored at publish.
         unsafe {
             std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).addr), addr);
             std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).len), len);
@@ -379,54 +414,6 @@ impl PackedQueue {
             self.next_avail = 0;
             self.avail_wrap = !self.avail_wrap;
         }
-        Some(id)
-    }
-
-    /// Posts one buffer made of `parts` (address, length): consecutive descriptors linked
-    /// with [`VRING_DESC_F_NEXT`], all carrying the buffer id. Returns the id, or `None`
-    /// (nothing posted) if `parts` is empty or fewer than `parts.len()` positions are free.
-    pub fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16> {
-        let n = parts.len();
-        if n == 0 || n > self.num_free() {
-            return None;
-        }
-        let id = self.free.pop()?;
-        let wflag = if writable { VRING_DESC_F_WRITE } else { 0 };
-        let mut total = 0u32;
-        for (i, &(addr, len)) in parts.iter().enumerate() {
-            total = total.saturating_add(len);
-            let pos = self.next_avail;
-            let next = if i + 1 < n { VRING_DESC_F_NEXT } else { 0 };
-            let flags = avail_flags(self.avail_wrap) | wflag | next;
-            let d = self.desc_ptr(pos);
-            // SAFETY: an in-bounds descriptor past the published position: the device does
-            // not read it before the head's flags are stored at publish.
-            unsafe {
-                std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).addr), addr);
-                std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).len), len);
-                std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).id), id);
-            }
-            if self.pending == 0 {
-                self.head = pos;
-                self.head_flags = flags;
-            } else {
-                self.flags_at(pos).store(flags, Ordering::Relaxed);
-            }
-            self.pending += 1;
-            self.next_avail += 1;
-            if self.next_avail == self.layout.size {
-                self.next_avail = 0;
-                self.avail_wrap = !self.avail_wrap;
-            }
-        }
-        self.slots[id as usize] = Slot {
-            in_flight: true,
-            writable,
-            len: total,
-            ndesc: n as u16,
-        };
-        self.desc_used += n as u16;
-        Some(id)
     }
 
     /// Makes every pushed buffer visible to the device (release store of the first

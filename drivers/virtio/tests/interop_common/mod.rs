@@ -223,39 +223,7 @@ fn round_trip(test: &str, packed: bool, jumbo: bool) {
 
     // Our side: EAL with memfd hugepages, one virtio-user port, main lcore on CPU 0
     // (testpmd forwards on CPU 1).
-    let opts = EalOptions::builder()
-        .lcores("0")
-        .no_pci(true)
-        .file_prefix(&format!("pmdvu{pid}"))
-        .vdev(&format!(
-            "net_virtio_user0,path={},queue_size=256,mac=02:00:00:00:00:01{}",
-            sock.display(),
-            if packed { ",packed_vq=1" } else { "" }
-        ))
-        .build()
-        .unwrap();
-    let mut eal = if packed {
-        Eal::init(opts, &[&PackedAwareDriver]).unwrap()
-    } else {
-        Eal::init(opts, &[&pmd_virtio::DRIVER]).unwrap()
-    };
-    let pool = Mempool::create("virtio-interop", 2048, 0).unwrap();
-    assert!(pool.segment().is_huge(), "test runs on hugepages");
-    let tx_pool = if jumbo {
-        Mempool::create_with(
-            "virtio-interop-tx",
-            &pmd_core::mempool::MempoolConfig {
-                size: 512,
-                cache_size: 0,
-                buf_size: 9216 + pmd_core::mbuf::HEADROOM,
-            },
-        )
-        .unwrap()
-    } else {
-        pool.clone()
-    };
-    let port = eal.port_mut(0).unwrap();
-    port.configure(&PortConf {
+    let conf = PortConf {
         rx_offloads: if jumbo {
             RxOffloads::SCATTER
         } else {
@@ -263,13 +231,27 @@ fn round_trip(test: &str, packed: bool, jumbo: bool) {
         },
         mtu: jumbo.then_some(9000),
         ..Default::default()
-    })
-    .unwrap();
-    let mut rx = port.setup_rx_queue(0, 0, &pool).unwrap();
-    let mut tx = port.setup_tx_queue(0, 0).unwrap();
-    port.start().unwrap();
-    let link = port.wait_link_up(Duration::from_secs(5));
-    assert!(link.up, "link down");
+    };
+    let (mut eal, (pool, tx_pool), mut rx, mut tx) =
+        open_port(&sock, &format!("pmdvu{pid}"), packed, &conf, || {
+            let pool = Mempool::create("virtio-interop", 2048, 0).unwrap();
+            assert!(pool.segment().is_huge(), "test runs on hugepages");
+            let tx_pool = if jumbo {
+                Mempool::create_with(
+                    "virtio-interop-tx",
+                    &pmd_core::mempool::MempoolConfig {
+                        size: 512,
+                        cache_size: 0,
+                        buf_size: 9216 + pmd_core::mbuf::HEADROOM,
+                    },
+                )
+                .unwrap()
+            } else {
+                pool.clone()
+            };
+            (pool, tx_pool)
+        });
+    let port = eal.port_mut(0).unwrap();
     let xs = port.xstats();
     let features = xs.iter().find(|(k, _)| k == "features").unwrap().1;
     eprintln!("negotiated features {features:#x}, xstats {xs:?}");
