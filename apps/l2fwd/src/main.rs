@@ -58,6 +58,11 @@ struct AppOpts {
     /// segments of a kernel TCP flow whole instead of MTU-sized frames.
     #[arg(long = "enable-lro")]
     enable_lro: bool,
+    /// Largest frame to receive, bytes with the 4-byte FCS (DPDK's `--max-pkt-len`): sets
+    /// every port's MTU to this minus 18. Kernel-backed ports keep the interface's MTU
+    /// unless this is given.
+    #[arg(long = "max-pkt-len", value_parser = clap::value_parser!(u16).range(64..))]
+    max_pkt_len: Option<u16>,
     /// Also measure TSC cycles spent forwarding (polls that received packets), per packet.
     #[arg(long = "busy-cycles")]
     busy_cycles: bool,
@@ -191,6 +196,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         port.configure(&PortConf {
             rx_offloads: info.rx_offload_capa & rx_off,
             tx_offloads: info.tx_offload_capa & tx_off,
+            mtu: opts.max_pkt_len.map(|l| l.saturating_sub(18)),
             ..Default::default()
         })?;
         rxq.push((p, port.setup_rx_queue(0, info.clamp_desc(opts.rxd), &pool)?));

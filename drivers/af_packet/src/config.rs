@@ -26,6 +26,18 @@ pub(crate) const DEFAULT_BLOCKSZ: u32 = 4096;
 /// Default frames per ring.
 pub(crate) const DEFAULT_FRAMECNT: u32 = 512;
 
+/// Ring frame bytes a received super-frame needs with `PACKET_VNET_HDR`: the rx header,
+/// the packet offset, the virtio-net header and a 64 KiB frame (GSO's largest).
+pub(crate) const VNET_FRAME_NEED: u32 = sys::tpacket_align(
+    sys::RX_MAX_MAC_OFFSET + pmd_tap::vnet::VNET_HDR_LEN + pmd_tap::vnet::GSO_MAX_FRAME,
+) as u32;
+/// Default block size with vnet headers: 512 KiB (a power of two, so the kernel's block
+/// allocation wastes nothing), seven super-frames each.
+pub(crate) const VNET_BLOCKSZ: u32 = 512 * 1024;
+/// Default frames per ring with vnet headers (rounded up to whole blocks): 70 frames of
+/// 73 KiB, 5 MiB per ring.
+pub(crate) const VNET_FRAMECNT: u32 = 64;
+
 /// A validated device configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Config {
@@ -39,6 +51,9 @@ pub(crate) struct Config {
     pub framesz: Option<u32>,
     pub framecnt: Option<u32>,
     pub page: u32,
+    /// Sockets use `PACKET_VNET_HDR` (an offload needing it is configured) and rings of
+    /// [`Config::geometry_for_vnet`].
+    pub vnet: bool,
 }
 
 /// A ring layout for frames of `frame_size`: blocks of the given size or else the
@@ -107,6 +122,7 @@ impl Config {
             framesz,
             framecnt,
             page,
+            vnet: false,
         })
     }
 
@@ -144,6 +160,34 @@ impl Config {
             )
         })?;
         Ok((g, capped))
+    }
+
+    /// The ring layout with vnet headers, whose rx frames must hold a whole 64 KiB
+    /// super-frame ([`VNET_FRAME_NEED`]): the given sizes if large enough (else an error
+    /// saying what to do), otherwise [`VNET_BLOCKSZ`] blocks cut into as many such frames
+    /// as fit, [`VNET_FRAMECNT`] of them rounded up to whole blocks.
+    pub fn geometry_for_vnet(&self) -> std::result::Result<Geometry, String> {
+        let need = VNET_FRAME_NEED;
+        let hint = "(the checksum/LRO/TSO offloads receive 64 KiB super-frames): raise it, \
+                    leave it out, or configure no such offload";
+        if let Some(f) = self.framesz.filter(|&f| f < need) {
+            return Err(format!("framesz={f} is below {need} {hint}"));
+        }
+        let block = self
+            .blocksz
+            .unwrap_or(VNET_BLOCKSZ.div_ceil(self.page) * self.page);
+        if block < need.max(self.framesz.unwrap_or(0)) {
+            return Err(format!("blocksz={block} is below {need} {hint}"));
+        }
+        let frame = self.framesz.unwrap_or_else(|| {
+            let per = block / need;
+            (block / per) & !(sys::tpacket_align(1) as u32 - 1)
+        });
+        let per = block / frame;
+        let count = self
+            .framecnt
+            .unwrap_or_else(|| VNET_FRAMECNT.div_ceil(per) * per);
+        Geometry::new(block, frame, count, self.page)
     }
 
     /// Largest MTU the rings can hold: that of the frames given, else of the largest
@@ -226,6 +270,32 @@ mod tests {
         let c = parse("net_af_packet0,iface=va,blocksz=4096").unwrap();
         let e = c.geometry_for_mtu(9000).unwrap_err();
         assert!(e.contains("MTU 9000") && e.contains("blocksz=4096"), "{e}");
+    }
+
+    #[test]
+    fn vnet_frames_hold_super_frames() {
+        let c = parse("net_af_packet0,iface=eth0").unwrap();
+        let g = c.geometry_for_vnet().unwrap();
+        assert!(g.frame_size >= VNET_FRAME_NEED && g.frame_size.is_multiple_of(16));
+        assert_eq!((g.block_size, g.frames_per_block()), (VNET_BLOCKSZ, 7));
+        assert_eq!(g.frame_nr, 70);
+        // What the kernel's rx path needs: mac offset + 64 KiB + Ethernet + 2 tags.
+        assert!(g.frame_size as usize >= 90 + 65_536 + 22);
+        let c = parse("net_af_packet0,iface=eth0,framecnt=14").unwrap();
+        assert_eq!(c.geometry_for_vnet().unwrap().frame_nr, 14);
+        let e = parse("net_af_packet0,iface=eth0,framesz=2048")
+            .unwrap()
+            .geometry_for_vnet()
+            .unwrap_err();
+        assert!(
+            e.contains("framesz=2048") && e.contains("super-frames"),
+            "{e}"
+        );
+        let e = parse("net_af_packet0,iface=eth0,blocksz=8192")
+            .unwrap()
+            .geometry_for_vnet()
+            .unwrap_err();
+        assert!(e.contains("blocksz=8192"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,19 @@
 //! bytes. With the `VLAN_STRIP` rx offload it stays out, in `vlan_tci` with
 //! `RX_VLAN | RX_VLAN_STRIPPED`. On tx, `TX_VLAN` / `TX_QINQ` tags are written while copying.
 //!
+//! Offloads (`PACKET_VNET_HDR`): when the configuration asks for `TCP_LRO`, `TCP_CKSUM`
+//! or `UDP_CKSUM` on rx, or `TCP_TSO`, `TCP_CKSUM`, `UDP_CKSUM` or `IPV4_CKSUM` on tx, the
+//! sockets are reopened with a `struct virtio_net_hdr` in front of every frame, and rings
+//! whose frames hold a 64 KiB super-frame (see `Config::geometry_for_vnet`; without these
+//! offloads nothing changes). The kernel then hands over GSO super-frames whole, with
+//! partial checksums: with `TCP_LRO` they are delivered as `RX_LRO` chains (`tso_segsz`
+//! and the header lengths set), otherwise cut into MSS-sized packets in software; partial
+//! checksums are completed. Every header is checked against its frame first (the
+//! header logic is `pmd_tap::vnet`'s); a header that does not fit is dropped, counted as
+//! an rx error and by kind in the xstats (`rx_vnet_err_*`). On tx, `TX_TCP_SEG` packets
+//! (and, with `TCP_TSO`, received super-frames) go to the kernel as GSO frames, and L4
+//! checksum requests as partial checksums, which the kernel (or the device) completes.
+//!
 //! The driver never changes the interface's state (except its MTU, when asked): if it is down, the link reports down and
 //! no packets flow. Promiscuous mode is a `PACKET_MR_PROMISC` membership, dropped with the
 //! device. Opening the sockets needs `CAP_NET_RAW`.
@@ -44,6 +57,7 @@ mod socket;
 mod sys;
 
 pub use rxtx::{AfPacketRxQueue, AfPacketTxQueue};
+pub use rxtx::{RX_VNET, TX_VNET};
 
 use config::Config;
 use pmd_core::error::{Error, Result};
@@ -52,9 +66,11 @@ use pmd_core::ethdev::{
     TxQueue, TxQueueConf,
 };
 use pmd_core::options::VdevSpec;
+use pmd_tap::vnet::{RxProcessor, VnetStats};
 use socket::{OpenError, SocketSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_af_packet";
@@ -97,6 +113,12 @@ pub struct AfPacketDevice {
     set: Option<SocketSet>,
     conf: PortConf,
     promisc: bool,
+    /// Received super-frames are kept whole (`TCP_LRO` configured).
+    lro: bool,
+    /// Received super-frames go out as GSO frames (`TCP_TSO` configured).
+    tso: bool,
+    /// Counters of the vnet path, shared with the queues.
+    vstats: Arc<VnetStats>,
 }
 
 impl std::fmt::Debug for AfPacketDevice {
@@ -175,6 +197,9 @@ impl AfPacketDevice {
             },
             cfg,
             promisc: false,
+            lro: false,
+            tso: false,
+            vstats: Arc::default(),
         })
     }
 
@@ -243,10 +268,11 @@ impl Device for AfPacketDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: desc,
-            rx_offload_capa: RxOffloads::VLAN_STRIP | RxOffloads::SCATTER,
+            rx_offload_capa: RxOffloads::VLAN_STRIP | RxOffloads::SCATTER | RX_VNET,
             tx_offload_capa: TxOffloads::VLAN_INSERT
                 | TxOffloads::QINQ_INSERT
-                | TxOffloads::MULTI_SEGS,
+                | TxOffloads::MULTI_SEGS
+                | TX_VNET,
             max_rx_pktlen: max_mtu + sys::L2_OVERHEAD as u32,
             min_mtu: 68,
             max_mtu: u16::try_from(max_mtu).unwrap_or(u16::MAX),
@@ -270,17 +296,43 @@ impl Device for AfPacketDevice {
         }
         let rx = usize::from(conf.rx_queues);
         let total = usize::from(conf.rx_queues.max(conf.tx_queues));
+        let vnet =
+            !(conf.rx_offloads & RX_VNET).is_empty() || !(conf.tx_offloads & TX_VNET).is_empty();
+        let mut cfg = self.cfg.clone();
+        if vnet != cfg.vnet {
+            cfg.vnet = vnet;
+            cfg.geom = if vnet {
+                cfg.geometry_for_vnet()
+            } else {
+                let mtu = sys::if_mtu(self.ctrl_fd()?, &cfg.iface)
+                    .map_err(|e| Error::io(format!("{}: MTU of '{}'", self.name, cfg.iface), e))?;
+                cfg.geometry_for_mtu(mtu).map(|(g, _)| g)
+            }
+            .map_err(|m| Error::driver(self.name.clone(), m))?;
+        }
         let set = self.sockets()?;
-        if set.rx != rx || set.socks.len() != total {
-            let new = SocketSet::open(&self.cfg, self.ifindex, rx, total)
-                .map_err(|e| open_error(&self.name, &self.cfg, e))?;
+        if set.rx != rx || set.socks.len() != total || cfg.vnet != self.cfg.vnet {
+            let new = SocketSet::open(&cfg, self.ifindex, rx, total)
+                .map_err(|e| open_error(&self.name, &cfg, e))?;
             if self.promisc {
                 sys::set_promisc(new.socks[0].fd(), self.ifindex, true).map_err(|e| {
                     Error::io(format!("{}: enabling promiscuous mode", self.name), e)
                 })?;
             }
+            if cfg.vnet != self.cfg.vnet {
+                tracing::info!(
+                    "{}: virtio-net headers {} ({} frames of {} bytes)",
+                    self.name,
+                    if cfg.vnet { "on" } else { "off" },
+                    cfg.geom.frame_nr,
+                    cfg.geom.frame_size
+                );
+            }
             self.set = Some(new);
+            self.cfg = cfg;
         }
+        self.lro = conf.rx_offloads.contains(RxOffloads::TCP_LRO);
+        self.tso = conf.tx_offloads.contains(TxOffloads::TCP_TSO);
         self.conf = conf.clone();
         Ok(())
     }
@@ -297,13 +349,17 @@ impl Device for AfPacketDevice {
             ));
         }
         let sock = set.socks[usize::from(qid)].clone();
-        let q = AfPacketRxQueue::new(sock, conf.port, conf.pool, conf.stats, conf.offloads)
+        let vnet = sock.vnet.then(|| RxProcessor {
+            lro: self.lro || conf.offloads.contains(RxOffloads::TCP_LRO),
+            stats: self.vstats.clone(),
+        });
+        let q = AfPacketRxQueue::new(sock, conf.port, conf.pool, conf.stats, conf.offloads, vnet)
             .ok_or_else(|| {
-                Error::driver(
-                    self.name.clone(),
-                    format!("rx queue {qid} is already in use; drop it first"),
-                )
-            })?;
+            Error::driver(
+                self.name.clone(),
+                format!("rx queue {qid} is already in use; drop it first"),
+            )
+        })?;
         Ok(Box::new(q))
     }
 
@@ -319,7 +375,11 @@ impl Device for AfPacketDevice {
             ));
         }
         let sock = set.socks[usize::from(qid)].clone();
-        let q = AfPacketTxQueue::new(sock, conf.stats).ok_or_else(|| {
+        let vnet = sock.vnet.then(|| rxtx::VnetTx {
+            tso: self.tso || conf.offloads.contains(TxOffloads::TCP_TSO),
+            stats: self.vstats.clone(),
+        });
+        let q = AfPacketTxQueue::new(sock, conf.stats, vnet).ok_or_else(|| {
             Error::driver(
                 self.name.clone(),
                 format!("tx queue {qid} is already in use; drop it first"),
@@ -468,12 +528,16 @@ impl Device for AfPacketDevice {
         Ok(())
     }
 
-    /// Per receiving socket: packets the kernel saw and dropped (PACKET_STATISTICS).
+    /// Per receiving socket: packets the kernel saw and dropped (PACKET_STATISTICS); then
+    /// whether vnet headers are on (`vnet_hdr`) and the vnet path's counters, refused
+    /// headers by kind (`rx_vnet_err_*`).
     fn xstats(&self) -> Vec<(String, u64)> {
         let Some(set) = &self.set else {
             return Vec::new();
         };
         let mut v = Vec::new();
+        v.push(("vnet_hdr".to_string(), u64::from(self.cfg.vnet)));
+        v.extend(self.vstats.xstats());
         for (i, s) in set.socks.iter().take(set.rx).enumerate() {
             let _ = s.fetch_stats();
             v.push((

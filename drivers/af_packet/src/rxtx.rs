@@ -2,13 +2,30 @@
 
 use crate::socket::PacketSocket;
 use crate::sys::{self, Dir, RxFrameHdr};
-use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, TxQueue};
-use pmd_core::mbuf::{Mbuf, PktBatch, RX_VLAN, RX_VLAN_STRIPPED, TX_QINQ, TX_VLAN};
+use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, TxOffloads, TxQueue};
+use pmd_core::mbuf::{
+    Mbuf, PktBatch, RX_VLAN, RX_VLAN_STRIPPED, TX_IP_CKSUM, TX_L4_MASK, TX_QINQ, TX_TCP_CKSUM,
+    TX_TCP_SEG, TX_VLAN,
+};
 use pmd_core::mempool::Mempool;
 use pmd_core::offload::{TPID_8021AD, TPID_8021Q};
+use pmd_tap::vnet::{self, RxProcessor, VnetHdr, VnetStats, VNET_HDR_LEN};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// Receive offloads that need vnet headers (the kernel's checksum and GSO metadata).
+pub const RX_VNET: RxOffloads =
+    RxOffloads(RxOffloads::TCP_LRO.0 | RxOffloads::TCP_CKSUM.0 | RxOffloads::UDP_CKSUM.0);
+/// Transmit offloads that need vnet headers (the kernel completes checksums, segments;
+/// `IPV4_CKSUM` is done in software on that path).
+pub const TX_VNET: TxOffloads = TxOffloads(
+    TxOffloads::TCP_TSO.0
+        | TxOffloads::TCP_CKSUM.0
+        | TxOffloads::UDP_CKSUM.0
+        | TxOffloads::IPV4_CKSUM.0,
+);
 
 /// Why an rx frame was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,12 +39,17 @@ pub(crate) enum RxReject {
 }
 
 /// Checks an rx frame header against the frame size; returns the packet's (offset in
-/// frame, length in the frame).
+/// frame, length in the frame). `before`: bytes the kernel puts in front of the packet
+/// (a virtio-net header), which must lie after the frame header too.
 #[inline(always)]
-pub(crate) fn validate_rx(h: &RxFrameHdr, frame_size: usize) -> Result<(usize, usize), RxReject> {
+pub(crate) fn validate_rx(
+    h: &RxFrameHdr,
+    frame_size: usize,
+    before: usize,
+) -> Result<(usize, usize), RxReject> {
     let off = h.mac as usize;
     let len = h.snaplen as usize;
-    if off < sys::TPACKET2_HDRLEN {
+    if off < sys::TPACKET2_HDRLEN + before {
         return Err(RxReject::MacInHeader);
     }
     if off.checked_add(len).is_none_or(|end| end > frame_size) {
@@ -144,6 +166,47 @@ pub struct AfPacketRxQueue {
     bursts: u64,
     last_fetch: Option<u64>,
     reported_drops: u64,
+    /// With vnet headers (`PACKET_VNET_HDR`): what to do with them.
+    vnet: Option<VnetRx>,
+}
+
+/// The vnet state of an rx queue whose socket has `PACKET_VNET_HDR`.
+#[derive(Debug)]
+pub(crate) struct VnetRx {
+    /// The checks of the untrusted header and their effect (LRO or software segmentation).
+    proc: RxProcessor,
+    /// Segments of a super-frame cut in software that did not fit the burst: at most one
+    /// frame's ([`vnet::MAX_SW_SEGS`], its capacity, so it never grows), as no frame is
+    /// taken while any wait.
+    pending: VecDeque<Mbuf>,
+}
+
+impl VnetRx {
+    /// The rx state for `proc`.
+    pub(crate) fn new(proc: RxProcessor) -> VnetRx {
+        VnetRx {
+            proc,
+            pending: VecDeque::with_capacity(vnet::MAX_SW_SEGS),
+        }
+    }
+}
+
+/// The header of a received frame, as read from the ring (`bytes`), for the packet as
+/// delivered: a VLAN tag put back in front of the headers (`tagged`) moves every offset
+/// by 4 (the kernel counts them without it). Saturating: an offset that would overflow
+/// stays out of range and is refused by the checks.
+#[inline(always)]
+pub(crate) fn rx_vnet_header(bytes: &[u8; VNET_HDR_LEN], tagged: bool) -> VnetHdr {
+    let mut h = VnetHdr::from_bytes(bytes);
+    if tagged {
+        if h.flags & vnet::F_NEEDS_CSUM != 0 {
+            h.csum_start = h.csum_start.saturating_add(4);
+        }
+        if h.hdr_len != 0 {
+            h.hdr_len = h.hdr_len.saturating_add(4);
+        }
+    }
+    h
 }
 
 impl std::fmt::Debug for AfPacketRxQueue {
@@ -157,13 +220,16 @@ impl std::fmt::Debug for AfPacketRxQueue {
 
 impl AfPacketRxQueue {
     /// Takes the rx ring of `sock`; `None` if another rx queue holds it. `offloads`:
-    /// SCATTER and VLAN_STRIP are honoured.
+    /// SCATTER and VLAN_STRIP are honoured. `vnet`: what to do with the virtio-net
+    /// headers of a socket that has them (then frames always scatter: super-frames
+    /// exceed any buffer).
     pub(crate) fn new(
         sock: Arc<PacketSocket>,
         port: u16,
         pool: Mempool,
         stats: Arc<QueueStats>,
         offloads: RxOffloads,
+        vnet: Option<RxProcessor>,
     ) -> Option<AfPacketRxQueue> {
         if sock.rx_claimed.swap(true, Ordering::Acquire) {
             return None;
@@ -178,8 +244,9 @@ impl AfPacketRxQueue {
             nframes: g.frame_nr,
             frame_size: g.frame_size as usize,
             room,
-            scatter: offloads.contains(RxOffloads::SCATTER),
+            scatter: offloads.contains(RxOffloads::SCATTER) || vnet.is_some(),
             strip: offloads.contains(RxOffloads::VLAN_STRIP),
+            vnet: vnet.map(VnetRx::new),
             pool,
             stats,
             port,
@@ -216,6 +283,26 @@ impl AfPacketRxQueue {
             m.chain(tail).map_err(|_| RxDrop::Error)?;
         }
         Ok(())
+    }
+
+    /// Reads the virtio-net header in front of the packet in rx frame `f` (at `off`) into
+    /// `raw` and the packet into a pool buffer (a chain when larger).
+    #[inline(always)]
+    fn vnet_fill(
+        &self,
+        f: u32,
+        off: usize,
+        p: &RxPacket,
+        raw: &mut [u8; VNET_HDR_LEN],
+    ) -> Result<Mbuf, RxDrop> {
+        // validate_rx checked off >= the frame headers + the vnet header.
+        let at = off.checked_sub(VNET_HDR_LEN).ok_or(RxDrop::Error)?;
+        if !self.sock.ring.copy_from_rx(f, at, raw) {
+            return Err(RxDrop::Error);
+        }
+        let mut m = self.pool.alloc().ok_or(RxDrop::NoMbuf)?;
+        self.fill(f, p, &mut m)?;
+        Ok(m)
     }
 
     /// The bytes of the packet from `from` on, as a chain of pool buffers (built from the
@@ -266,9 +353,97 @@ impl AfPacketRxQueue {
     }
 }
 
+impl AfPacketRxQueue {
+    /// [`RxQueue::rx_burst`] with vnet headers: each frame's header is checked
+    /// ([`vnet::check_rx`]) and applied (partial checksum completed, super-frame kept whole
+    /// as `RX_LRO` or cut into segments); a refused header drops the frame, counted as an
+    /// rx error and in the xstat of its kind. Frames are taken one at a time while the
+    /// burst has room; segments beyond it wait for the next burst.
+    fn rx_burst_vnet(&mut self, batch: &mut PktBatch, max: usize, mut v: VnetRx) -> usize {
+        let max = max.min(batch.spare());
+        let mut got = 0usize;
+        let mut bytes = 0u64;
+        let mut errors = 0u64;
+        let mut no_mbuf = 0u64;
+        let mut losing = false;
+        while got < max {
+            let Some(p) = v.pending.pop_front() else {
+                break;
+            };
+            bytes += p.len() as u64;
+            got += 1;
+            let _ = batch.push(p);
+        }
+        let sock = &*self.sock;
+        let ring = &sock.ring;
+        let mut f = self.idx;
+        while got < max && ring.status(Dir::Rx, f) & sys::TP_STATUS_USER != 0 {
+            let h = ring.rx_header(f);
+            losing |= h.status & sys::TP_STATUS_LOSING != 0;
+            if sock.ignore_outgoing || h.pkttype != sys::PACKET_OUTGOING {
+                match validate_rx(&h, self.frame_size, VNET_HDR_LEN) {
+                    Ok((off, len)) => {
+                        let mut raw = [0u8; VNET_HDR_LEN];
+                        let tag = rx_tag(&h);
+                        let p = RxPacket {
+                            off,
+                            len,
+                            tag: if self.strip { None } else { tag },
+                        };
+                        match self.vnet_fill(f, off, &p, &mut raw) {
+                            Err(RxDrop::Error) => errors += 1,
+                            Err(RxDrop::NoMbuf) => no_mbuf += 1,
+                            Ok(mut m) => {
+                                let vh = rx_vnet_header(&raw, p.tag.is_some());
+                                m.set_port(self.port);
+                                if self.strip && tag.is_some() {
+                                    m.set_vlan_tci(h.vlan_tci);
+                                    m.set_ol_flags(RX_VLAN | RX_VLAN_STRIPPED);
+                                }
+                                let pending = &mut v.pending;
+                                let res = v.proc.process(&vh, m, &self.pool, |s| {
+                                    if got < max {
+                                        bytes += s.len() as u64;
+                                        got += 1;
+                                        let _ = batch.push(s);
+                                    } else {
+                                        pending.push_back(s);
+                                    }
+                                });
+                                if res.is_err() {
+                                    errors += 1;
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            ring.set_status(Dir::Rx, f, sys::TP_STATUS_KERNEL);
+            f = self.next(f);
+        }
+        self.idx = f;
+        self.vnet = Some(v);
+        if got > 0 {
+            self.stats.add(got as u64, bytes);
+        }
+        if errors > 0 {
+            self.stats.add_errors(errors);
+        }
+        if no_mbuf > 0 {
+            self.stats.add_no_mbuf(no_mbuf);
+        }
+        self.account_drops(losing);
+        got
+    }
+}
+
 impl RxQueue for AfPacketRxQueue {
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         self.bursts = self.bursts.wrapping_add(1);
+        if let Some(v) = self.vnet.take() {
+            return self.rx_burst_vnet(batch, max, v);
+        }
         // Never more than the ring holds: counting must not wrap onto frames already counted.
         let max = max.min(batch.spare()).min(self.nframes as usize);
         let sock = &*self.sock;
@@ -303,7 +478,7 @@ impl RxQueue for AfPacketRxQueue {
             if !sock.ignore_outgoing && h.pkttype == sys::PACKET_OUTGOING {
                 // Our own (or the host's) transmission looped back: not received traffic.
             } else {
-                match validate_rx(&h, self.frame_size) {
+                match validate_rx(&h, self.frame_size, 0) {
                     Ok((off, len)) => {
                         let tag = rx_tag(&h);
                         let p = RxPacket {
@@ -365,6 +540,61 @@ pub struct AfPacketTxQueue {
     /// The last kick stopped early (EAGAIN/ENOBUFS): frames wait for another kick.
     kick_pending: bool,
     stats: Arc<QueueStats>,
+    /// With vnet headers (`PACKET_VNET_HDR`): the offload state.
+    vnet: Option<VnetTx>,
+}
+
+/// The vnet state of a tx queue whose socket has `PACKET_VNET_HDR`.
+#[derive(Debug)]
+pub(crate) struct VnetTx {
+    /// Received super-frames (`RX_LRO` + `tso_segsz`) go out as GSO frames (`TCP_TSO`).
+    pub tso: bool,
+    /// The device's counters.
+    pub stats: Arc<VnetStats>,
+}
+
+impl VnetTx {
+    /// The header to send `m` with, `ntag` tag bytes inserted after its MAC addresses
+    /// (offsets move by as much); `None` (counted) when its offload requests do not fit
+    /// its headers. A non-GSO IPv4 checksum request is done here in software: the kernel
+    /// completes L4 checksums and segments, but never fills in an IPv4 header checksum.
+    #[inline]
+    fn header(&self, m: &mut Mbuf, ntag: usize) -> Option<[u8; VNET_HDR_LEN]> {
+        let Some(mut h) = vnet::tx_header(m, self.tso) else {
+            self.stats.tx_offload_errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let gso = h.gso_type != vnet::GSO_NONE;
+        if m.ol_flags() & TX_IP_CKSUM != 0 && !gso && !ip_checksum(m) {
+            self.stats.tx_offload_errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if gso {
+            self.stats.tx_gso_packets.fetch_add(1, Ordering::Relaxed);
+        } else if h.flags != 0 {
+            self.stats.tx_csum_packets.fetch_add(1, Ordering::Relaxed);
+        }
+        if ntag > 0 {
+            // ntag <= 8: these stay far below u16::MAX for headers parse_tcp accepted.
+            if h.flags & vnet::F_NEEDS_CSUM != 0 {
+                h.csum_start = h.csum_start.saturating_add(ntag as u16);
+            }
+            if h.hdr_len != 0 {
+                h.hdr_len = h.hdr_len.saturating_add(ntag as u16);
+            }
+        }
+        Some(h.to_bytes())
+    }
+}
+
+/// Computes the IPv4 header checksum a packet asks for (`TX_IP_CKSUM`) in software,
+/// leaving its L4 request for the kernel.
+fn ip_checksum(m: &mut Mbuf) -> bool {
+    let f = m.ol_flags();
+    m.set_ol_flags(f & !(TX_L4_MASK | TX_TCP_SEG));
+    let ok = pmd_core::offload::checksum(m).is_ok();
+    m.set_ol_flags(f & !TX_IP_CKSUM);
+    ok
 }
 
 impl std::fmt::Debug for AfPacketTxQueue {
@@ -377,8 +607,13 @@ impl std::fmt::Debug for AfPacketTxQueue {
 }
 
 impl AfPacketTxQueue {
-    /// Takes the tx ring of `sock`; `None` if another tx queue holds it.
-    pub(crate) fn new(sock: Arc<PacketSocket>, stats: Arc<QueueStats>) -> Option<AfPacketTxQueue> {
+    /// Takes the tx ring of `sock`; `None` if another tx queue holds it. `vnet`: the
+    /// offload state for a socket with vnet headers.
+    pub(crate) fn new(
+        sock: Arc<PacketSocket>,
+        stats: Arc<QueueStats>,
+        vnet: Option<VnetTx>,
+    ) -> Option<AfPacketTxQueue> {
         if sock.tx_claimed.swap(true, Ordering::Acquire) {
             return None;
         }
@@ -389,6 +624,7 @@ impl AfPacketTxQueue {
             kick_pending: false,
             sock,
             stats,
+            vnet,
         })
     }
 }
@@ -405,11 +641,16 @@ impl TxQueue for AfPacketTxQueue {
         let mut bytes = 0u64;
         let mut errors = 0u64;
         let mut full = false;
-        for m in batch.iter() {
+        for m in batch.iter_mut() {
             let (tags, ntag) = tx_tags(m);
             let len = m.len() + ntag;
-            let first = m.data();
-            if len < sys::ETH_HLEN || len > self.capacity || (ntag > 0 && first.len() < TAG_AT) {
+            // The virtio-net header in front of the frame, if the socket takes one.
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            let hlen = if self.vnet.is_some() { VNET_HDR_LEN } else { 0 };
+            if len < sys::ETH_HLEN
+                || len + hlen > self.capacity
+                || (ntag > 0 && m.data_len() < TAG_AT)
+            {
                 errors += 1;
                 consumed += 1;
                 continue;
@@ -423,12 +664,24 @@ impl TxQueue for AfPacketTxQueue {
                     break;
                 }
             }
+            if let Some(v) = &self.vnet {
+                match v.header(m, ntag) {
+                    Some(h) => hdr = h,
+                    None => {
+                        errors += 1;
+                        consumed += 1;
+                        continue;
+                    }
+                }
+            }
+            let head = std::iter::once(&hdr[..hlen]);
+            let first = m.data();
             let filled = if ntag == 0 {
-                ring.fill_tx_parts(f, len, m.segments())
+                ring.fill_tx_parts(f, hlen + len, head.chain(m.segments()))
             } else {
                 let (mac, rest) = first.split_at(TAG_AT);
                 let parts = [mac, &tags[..ntag], rest];
-                ring.fill_tx_parts(f, len, parts.into_iter().chain(m.segments().skip(1)))
+                ring.fill_tx_parts(f, hlen + len, head.chain(parts).chain(m.segments().skip(1)))
             };
             if !filled {
                 // Cannot happen (length checked above); drop rather than stall.
@@ -467,6 +720,28 @@ impl TxQueue for AfPacketTxQueue {
             self.stats.add_errors(errors);
         }
         consumed
+    }
+
+    /// As [`pmd_core::offload::prepare`], except that with vnet headers a TSO packet's TCP
+    /// checksum field gets the pseudo-header sum *with* the L4 length: the kernel's
+    /// segmentation (unlike a NIC's) adjusts that sum per segment.
+    fn tx_prepare(&mut self, batch: &mut PktBatch) -> usize {
+        let vnet = self.vnet.is_some();
+        for (i, m) in batch.iter_mut().enumerate() {
+            let f = m.ol_flags();
+            let ok = if vnet && f & TX_TCP_SEG != 0 {
+                m.set_ol_flags((f & !(TX_TCP_SEG | TX_L4_MASK)) | TX_TCP_CKSUM);
+                let r = pmd_core::offload::prepare(m);
+                m.set_ol_flags(f);
+                r.is_ok() && m.tx_offload().tso_segsz > 0
+            } else {
+                pmd_core::offload::prepare(m).is_ok()
+            };
+            if !ok {
+                return i;
+            }
+        }
+        batch.len()
     }
 }
 
@@ -517,9 +792,9 @@ mod tests {
 
     #[test]
     fn accepts_a_normal_frame() {
-        assert_eq!(validate_rx(&hdr(66, 60, 60), 2048), Ok((66, 60)));
+        assert_eq!(validate_rx(&hdr(66, 60, 60), 2048, 0), Ok((66, 60)));
         assert_eq!(
-            validate_rx(&hdr(66, 2048 - 66, 2048 - 66), 2048),
+            validate_rx(&hdr(66, 2048 - 66, 2048 - 66), 2048, 0),
             Ok((66, 2048 - 66))
         );
     }
@@ -527,19 +802,19 @@ mod tests {
     #[test]
     fn rejects_out_of_frame() {
         assert_eq!(
-            validate_rx(&hdr(66, 2048 - 65, 2048 - 65), 2048),
+            validate_rx(&hdr(66, 2048 - 65, 2048 - 65), 2048, 0),
             Err(RxReject::OutOfFrame)
         );
         assert_eq!(
-            validate_rx(&hdr(u16::MAX, u32::MAX, u32::MAX), 2048),
+            validate_rx(&hdr(u16::MAX, u32::MAX, u32::MAX), 2048, 0),
             Err(RxReject::OutOfFrame)
         );
         assert_eq!(
-            validate_rx(&hdr(0, 60, 60), 2048),
+            validate_rx(&hdr(0, 60, 60), 2048, 0),
             Err(RxReject::MacInHeader)
         );
         assert_eq!(
-            validate_rx(&hdr(51, 60, 60), 2048),
+            validate_rx(&hdr(51, 60, 60), 2048, 0),
             Err(RxReject::MacInHeader)
         );
     }
@@ -593,7 +868,7 @@ mod tests {
         h.status |= sys::TP_STATUS_VLAN_VALID | sys::TP_STATUS_VLAN_TPID_VALID;
         h.vlan_tci = 0x2007;
         h.vlan_tpid = TPID_8021AD;
-        let (off, len) = validate_rx(&h, frame.len()).unwrap();
+        let (off, len) = validate_rx(&h, frame.len(), 0).unwrap();
         let p = RxPacket {
             off,
             len,
@@ -670,12 +945,13 @@ mod tests {
                     pool.clone(),
                     rs.clone(),
                     RxOffloads::NONE,
+                    None,
                 )
                 .unwrap();
                 // Another socket sends (a socket never sees its own transmissions).
                 let sender =
                     Arc::new(PacketSocket::open_with(&cfg, ifindex, false, None, true).unwrap());
-                let mut txq = AfPacketTxQueue::new(sender, Arc::default()).unwrap();
+                let mut txq = AfPacketTxQueue::new(sender, Arc::default(), None).unwrap();
                 let mut batch = PktBatch::new();
                 for (i, m) in pool
                     .alloc_bulk(&mut batch, 5)
@@ -704,10 +980,145 @@ mod tests {
         .unwrap();
     }
 
+    /// An Ethernet/IPv4/TCP frame of `payload` bytes (checksum field 0).
+    fn tcp_frame(payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+        f[23] = 6;
+        f[14 + 20 + 12] = 5 << 4;
+        f
+    }
+
+    /// The header as delivered: a re-inserted VLAN tag moves csum_start and hdr_len by 4,
+    /// never overflowing.
+    #[test]
+    fn vnet_header_offsets_follow_a_reinserted_tag() {
+        let h = VnetHdr {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let b = h.to_bytes();
+        assert_eq!(rx_vnet_header(&b, false), h);
+        let t = rx_vnet_header(&b, true);
+        assert_eq!((t.csum_start, t.hdr_len, t.csum_offset), (38, 58, 16));
+        let mut big = h;
+        big.csum_start = u16::MAX;
+        big.hdr_len = u16::MAX - 1;
+        let t = rx_vnet_header(&big.to_bytes(), true);
+        assert_eq!((t.csum_start, t.hdr_len), (u16::MAX, u16::MAX));
+        // Without NEEDS_CSUM the checksum offsets mean nothing: left alone.
+        let plain = VnetHdr::default();
+        assert_eq!(rx_vnet_header(&plain.to_bytes(), true), plain);
+    }
+
+    /// Every field of a received header is untrusted: each bad kind is refused with its
+    /// own counted error (one xstat each), the packet dropped, nothing panics; good ones
+    /// are applied (LRO kept whole, or segmented).
+    #[test]
+    fn untrusted_vnet_headers_are_counted_not_trusted() {
+        let pool = Mempool::create("afp-vnet", 512, 0).unwrap();
+        let stats = Arc::new(VnetStats::default());
+        let frame = tcp_frame(4000);
+        let pkt = |pool: &Mempool| {
+            let mut m = pool.alloc().unwrap();
+            let room = m.len() + m.tailroom();
+            assert!(m.copy_from(&frame[..room]));
+            let mut tail = pool.alloc().unwrap();
+            assert!(tail.copy_from(&frame[room..]));
+            m.chain(tail).map_err(|_| ()).unwrap();
+            m
+        };
+        let gso = VnetHdr {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1000,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        use pmd_tap::vnet::VnetError as E;
+        let bad = [
+            (
+                VnetHdr {
+                    csum_start: 9000,
+                    ..gso
+                },
+                E::CsumOffsets,
+            ),
+            (
+                VnetHdr {
+                    csum_offset: 8000,
+                    ..gso
+                },
+                E::CsumOffsets,
+            ),
+            (VnetHdr { gso_size: 0, ..gso }, E::GsoSizeZero),
+            (
+                VnetHdr {
+                    hdr_len: 9000,
+                    ..gso
+                },
+                E::HdrLen,
+            ),
+            (VnetHdr { gso_type: 3, ..gso }, E::GsoType),
+            (
+                VnetHdr {
+                    gso_type: 0x42,
+                    ..gso
+                },
+                E::GsoType,
+            ),
+            (VnetHdr { flags: 0, ..gso }, E::GsoWithoutCsum),
+            (
+                VnetHdr {
+                    csum_start: 30,
+                    ..gso
+                },
+                E::GsoHeaders,
+            ),
+            (VnetHdr { gso_size: 1, ..gso }, E::TooManySegments),
+        ];
+        for lro in [false, true] {
+            let proc = RxProcessor {
+                lro,
+                stats: stats.clone(),
+            };
+            for (h, e) in bad {
+                let mut out = 0;
+                let before = stats.errors(e);
+                assert_eq!(proc.process(&h, pkt(&pool), &pool, |_| out += 1), Err(e));
+                assert_eq!((out, stats.errors(e)), (0, before + 1), "{h:?}");
+            }
+            let mut lens = Vec::new();
+            proc.process(&gso, pkt(&pool), &pool, |m| lens.push(m.len()))
+                .unwrap();
+            if lro {
+                assert_eq!(lens, [frame.len()]);
+            } else {
+                assert_eq!(lens, [1054, 1054, 1054, 1054]);
+            }
+        }
+        let xs = stats.xstats();
+        for e in E::ALL {
+            assert!(xs.iter().any(|(n, _)| n == e.xstat()), "{}", e.xstat());
+        }
+        assert_eq!(stats.total_errors(), 2 * bad.len() as u64);
+        assert_eq!(stats.rx_lro_packets.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.rx_gso_segments.load(Ordering::Relaxed), 4);
+        // All buffers came back.
+        assert_eq!(pool.stats().in_use, 0);
+    }
+
     #[test]
     fn rejects_truncated() {
         assert_eq!(
-            validate_rx(&hdr(66, 1900, 9000), 2048),
+            validate_rx(&hdr(66, 1900, 9000), 2048, 0),
             Err(RxReject::Truncated)
         );
     }

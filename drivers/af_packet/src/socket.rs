@@ -19,6 +19,8 @@ pub(crate) struct PacketSocket {
     /// The kernel filters our own transmissions (PACKET_IGNORE_OUTGOING); if false the
     /// rx path skips frames whose `sll_pkttype` is PACKET_OUTGOING.
     pub ignore_outgoing: bool,
+    /// Frames carry a virtio-net header (`PACKET_VNET_HDR`, [`Config::vnet`]).
+    pub vnet: bool,
     /// An rx queue owns the rx ring.
     pub rx_claimed: AtomicBool,
     /// A tx queue owns the tx ring.
@@ -87,6 +89,10 @@ impl PacketSocket {
             };
         sys::set_packet_opt(raw, sys::PACKET_AUXDATA, 0).map_err(step("PACKET_AUXDATA"))?;
         sys::set_packet_opt(raw, sys::PACKET_LOSS, 1).map_err(step("PACKET_LOSS"))?;
+        if cfg.vnet {
+            // Must precede the rings: the kernel refuses it (EBUSY) once they exist.
+            sys::set_packet_opt(raw, sys::PACKET_VNET_HDR, 1).map_err(step("PACKET_VNET_HDR"))?;
+        }
         if cfg.qdisc_bypass {
             sys::set_packet_opt(raw, sys::PACKET_QDISC_BYPASS, 1)
                 .map_err(step("PACKET_QDISC_BYPASS"))?;
@@ -102,6 +108,7 @@ impl PacketSocket {
             ring,
             fd,
             ignore_outgoing,
+            vnet: cfg.vnet,
             rx_claimed: AtomicBool::new(false),
             tx_claimed: AtomicBool::new(false),
             rx_next: AtomicU32::new(0),

@@ -22,6 +22,8 @@ pub(crate) const PACKET_LOSS: libc::c_int = libc::PACKET_LOSS;
 pub(crate) const PACKET_FANOUT: libc::c_int = libc::PACKET_FANOUT;
 pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = libc::PACKET_QDISC_BYPASS;
 pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = libc::PACKET_IGNORE_OUTGOING;
+/// A `struct virtio_net_hdr` in front of every rx and tx frame (set before the rings).
+pub(crate) const PACKET_VNET_HDR: libc::c_int = libc::PACKET_VNET_HDR;
 
 pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = libc::PACKET_MR_PROMISC as libc::c_ushort;
 pub(crate) const PACKET_FANOUT_HASH: u32 = libc::PACKET_FANOUT_HASH;

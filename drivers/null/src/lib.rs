@@ -116,8 +116,8 @@ impl Device for NullDevice {
             default_desc: 1024,
             rx_offload_capa: RxOffloads::SCATTER,
             tx_offload_capa: TxOffloads::MULTI_SEGS,
-            max_rx_pktlen: 9000,
-            max_mtu: 9000 - L2_OVERHEAD as u16,
+            max_rx_pktlen: u32::from(u16::MAX),
+            max_mtu: u16::MAX - L2_OVERHEAD as u16,
             nb_seg_max: pmd_core::mbuf::MAX_SEGS,
             nb_mtu_seg_max: pmd_core::mbuf::MAX_SEGS,
             ..Default::default()
