@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest initramfs for ci/vm/run-guest.sh: busybox userland, the vfio/uio modules
 # (and the NIC drivers igb, e1000e, virtio_net, so unbind can be seen to restore them) for the
-# installed Debian kernel, decompressed with their dependencies, our release binaries with the
+# Debian kernel ci/vm/install.sh unpacked under KROOT, decompressed with their dependencies, our release binaries with the
 # shared libraries ldd reports (and the dynamic loader at its path), and ci/vm/guest-init.sh as /init.
 #
 #   ci/vm/build-initramfs.sh OUT.cpio.gz
@@ -9,7 +9,8 @@
 # Binaries that are not built yet are left out (the guest reports their checks as FAIL "binary
 # missing"). DPDK's dpdk-testpmd goes in too when it is installed (see below). Reproducible:
 # sorted file list, fixed mtimes, no gzip name/time.
-# Environment: KVER (default: newest under /lib/modules), TARGET_DIR (default: target/release),
+# Environment: KROOT (default target/vm/kernel), KVER (default: newest under KROOT/lib/modules),
+# TARGET_DIR (default: target/release),
 # VM_BINARIES (which of them to take, default "hugepage-setup pci-check l2fwd frame-blast"),
 # DPDK_TESTPMD (default: dpdk-testpmd on PATH; empty: leave DPDK out).
 set -euo pipefail
@@ -17,9 +18,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=$(realpath -m "$1")
-kver=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -1)}
-[ -n "$kver" ] && [ -d "/lib/modules/$kver" ] || { echo "$0: no kernel modules under /lib/modules (run ci/vm/install.sh)" >&2; exit 1; }
-[ -e "/boot/vmlinuz-$kver" ] || { echo "$0: /boot/vmlinuz-$kver missing" >&2; exit 1; }
+kroot=${KROOT:-$repo/target/vm/kernel}
+kver=${KVER:-$(ls "$kroot/lib/modules" 2>/dev/null | sort -V | tail -1)}
+[ -n "$kver" ] && [ -d "$kroot/lib/modules/$kver" ] || { echo "$0: no kernel modules under $kroot/lib/modules (run ci/vm/install.sh)" >&2; exit 1; }
+[ -e "$kroot/boot/vmlinuz-$kver" ] || { echo "$0: $kroot/boot/vmlinuz-$kver missing" >&2; exit 1; }
 bb=$(command -v busybox || true)
 [ -n "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 || { echo "$0: need a static busybox (apt-get install busybox-static)" >&2; exit 1; }
 tdir=${TARGET_DIR:-$repo/target/release}
@@ -37,11 +39,11 @@ for a in modprobe insmod rmmod lsmod depmod poweroff reboot halt ip; do ln -s ..
 
 # Modules, in load order (modprobe's own resolution), decompressed: busybox insmod reads plain .ko.
 mods=(vfio vfio_iommu_type1 vfio-pci uio uio_pci_generic igb e1000e virtio_net)
-for m in "${mods[@]}"; do modprobe -S "$kver" --show-depends "$m"; done |
+for m in "${mods[@]}"; do modprobe -d "$kroot" -S "$kver" --show-depends "$m"; done |
   awk '/^insmod/{print $2}' | awk '!seen[$0]++' > "$root/modpaths"
 : > "$root/modlist"
 while read -r f; do
-  rel=${f#/lib/modules/"$kver"/}; rel=${rel%.xz}; rel=${rel%.zst}; rel=${rel%.gz}
+  rel=${f#"$kroot"/lib/modules/"$kver"/}; rel=${rel%.xz}; rel=${rel%.zst}; rel=${rel%.gz}
   mkdir -p "$root/lib/modules/$kver/$(dirname "$rel")"
   case $f in
     *.xz) xz -dc "$f" ;; *.zst) zstd -dcq "$f" ;; *.gz) gzip -dc "$f" ;; *) cat "$f" ;;
@@ -49,7 +51,7 @@ while read -r f; do
   echo "/lib/modules/$kver/$rel" >> "$root/modlist"
 done < "$root/modpaths"
 rm "$root/modpaths"
-cp "/lib/modules/$kver/modules.builtin" "/lib/modules/$kver/modules.order" "$root/lib/modules/$kver/" 2>/dev/null || true
+cp "$kroot/lib/modules/$kver/modules.builtin" "$kroot/lib/modules/$kver/modules.order" "$root/lib/modules/$kver/" 2>/dev/null || true
 depmod -b "$root" "$kver" 2>/dev/null || true   # modules.dep for modprobe inside the guest
 
 # Our binaries and what they link against (the dynamic loader lands at the path ldd names).

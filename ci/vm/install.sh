@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the QEMU guest harness needs (ci/vm/test.sh): QEMU and a Debian kernel from
-# bookworm-backports, busybox, cpio, xz, kmod. Idempotent; needs root.
+# Installs what the QEMU guest harness needs (ci/vm/test.sh): QEMU from bookworm-backports,
+# busybox, cpio, xz, kmod; and a Debian kernel from bookworm-backports for the GUEST, which is
+# downloaded and unpacked under KROOT (default target/vm/kernel), never installed: the host
+# gets no kernel, modules or boot entries. Idempotent; needs root.
 #
 # The bookworm-backports entry is derived from the machine's own Debian entry (first stanza of
 # /etc/apt/sources.list.d/debian.sources), so no mirror address is written down here.
@@ -32,12 +34,27 @@ inst() { # inst [apt options] -- packages
   echo "ci/vm/install.sh: installing $*"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${opts[@]}" "$@" >/dev/null
 }
-m=$(missing qemu-system-x86 linux-image-amd64)
+m=$(missing qemu-system-x86)
 [ -z "$m" ] || inst -t bookworm-backports -- $m
 m=$(missing busybox-static cpio xz-utils kmod)
 [ -z "$m" ] || inst -- $m
 
-ls /lib/modules/*/kernel/drivers/vfio >/dev/null 2>&1 || { echo "ci/vm/install.sh: no Debian kernel modules under /lib/modules" >&2; exit 1; }
+# The guest kernel: the package linux-image-amd64 points at, unpacked (dpkg -x) with its
+# module index built there (depmod -b); nothing of it lands in /boot or /lib/modules.
+KROOT=${KROOT:-$(cd "$(dirname "$0")/../.." && pwd)/target/vm/kernel}
+if ! ls "$KROOT"/lib/modules/*/kernel/drivers/vfio >/dev/null 2>&1; then
+  [ $updated = 1 ] || { apt-get update -q >/dev/null; updated=1; }
+  pkg=$(apt-cache depends -t bookworm-backports linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [ -n "$pkg" ] || { echo "ci/vm/install.sh: cannot tell which kernel package linux-image-amd64 (bookworm-backports) needs" >&2; exit 1; }
+  dl=$(mktemp -d)
+  echo "ci/vm/install.sh: unpacking $pkg into $KROOT (for the guest; not installed)"
+  (cd "$dl" && apt-get download -q -t bookworm-backports "$pkg" >/dev/null) || { rm -rf "$dl"; echo "ci/vm/install.sh: download of $pkg failed" >&2; exit 1; }
+  rm -rf "$KROOT"; mkdir -p "$KROOT"
+  dpkg -x "$dl"/*.deb "$KROOT"; rm -rf "$dl"
+  kv=$(ls "$KROOT/lib/modules" | sort -V | tail -1)
+  depmod -b "$KROOT" "$kv"
+fi
+ls "$KROOT"/lib/modules/*/kernel/drivers/vfio >/dev/null 2>&1 || { echo "ci/vm/install.sh: no kernel modules under $KROOT/lib/modules" >&2; exit 1; }
 end=$(date +%s.%N)
-printf 'ci/vm/install.sh: ready (%s, kernel %s) in %.1f s\n' \
-  "$(qemu-system-x86_64 --version | head -1)" "$(ls /lib/modules | sort -V | tail -1)" "$(awk "BEGIN{print $end-$start}")"
+printf 'ci/vm/install.sh: ready (%s, guest kernel %s in %s) in %.1f s\n' \
+  "$(qemu-system-x86_64 --version | head -1)" "$(ls "$KROOT/lib/modules" | sort -V | tail -1)" "$KROOT" "$(awk "BEGIN{print $end-$start}")"

@@ -11,12 +11,13 @@
 # virtio-net for the l2fwd checks (three in noiommu mode; see below). -netdev hubport needs
 # no host privileges and nothing leaves QEMU. Host devices are never touched.
 # Environment: VM_TIMEOUT (seconds before QEMU is killed, default 240; the guest's own watchdog
-# powers it off 30 s before), KVER.
+# powers it off 30 s before), KROOT (the unpacked guest kernel, default target/vm/kernel), KVER.
 set -euo pipefail
 [ $# = 2 ] || { echo "usage: $0 iommu|noiommu INITRAMFS" >&2; exit 2; }
 mode=$1; initrd=$2
 [ -r "$initrd" ] || { echo "$0: $initrd not readable" >&2; exit 1; }
-kver=${KVER:-$(ls /lib/modules | sort -V | tail -1)}
+kroot=${KROOT:-$(cd "$(dirname "$0")/../.." && pwd)/target/vm/kernel}
+kver=${KVER:-$(ls "$kroot/lib/modules" | sort -V | tail -1)}
 case $mode in
   iommu)   machine=(-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on); append="intel_iommu=on" ;;
   noiommu) machine=(-machine q35); append="" ;;
@@ -67,6 +68,6 @@ done
 timeout_s=${VM_TIMEOUT:-240}
 fg=(); [ -t 0 ] && fg=(--foreground)   # run by hand in a terminal: QEMU keeps the tty
 exec timeout "${fg[@]}" -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -accel tcg -cpu max -m 1G -smp 1 \
-  -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
+  -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" \
   -append "console=ttyS0 quiet panic=-1 pmdvm.mode=$mode pmdvm.watchdog=$((timeout_s > 60 ? timeout_s - 30 : timeout_s / 2)) $append" \
   -nographic -no-reboot -nodefaults -serial stdio -vga none "${devs[@]}"

@@ -26,6 +26,7 @@ pub mod pci;
 pub mod pci_addr;
 pub mod ring;
 pub mod tsc;
+pub mod vnet;
 
 pub use eal::Eal;
 pub use error::{Error, Result};

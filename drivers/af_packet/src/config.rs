@@ -29,7 +29,7 @@ pub(crate) const DEFAULT_FRAMECNT: u32 = 512;
 /// Ring frame bytes a received super-frame needs with `PACKET_VNET_HDR`: the rx header,
 /// the packet offset, the virtio-net header and a 64 KiB frame (GSO's largest).
 pub(crate) const VNET_FRAME_NEED: u32 = sys::tpacket_align(
-    sys::RX_MAX_MAC_OFFSET + pmd_tap::vnet::VNET_HDR_LEN + pmd_tap::vnet::GSO_MAX_FRAME,
+    sys::RX_MAX_MAC_OFFSET + pmd_core::vnet::VNET_HDR_LEN + pmd_core::vnet::GSO_MAX_FRAME,
 ) as u32;
 /// Default block size with vnet headers: 512 KiB (a power of two, so the kernel's block
 /// allocation wastes nothing), seven super-frames each.

@@ -40,7 +40,7 @@
 //! partial checksums: with `TCP_LRO` they are delivered as `RX_LRO` chains (`tso_segsz`
 //! and the header lengths set), otherwise cut into MSS-sized packets in software; partial
 //! checksums are completed. Every header is checked against its frame first (the
-//! header logic is `pmd_tap::vnet`'s); a header that does not fit is dropped, counted as
+//! header logic is `pmd_core::vnet`'s); a header that does not fit is dropped, counted as
 //! an rx error and by kind in the xstats (`rx_vnet_err_*`). On tx, `TX_TCP_SEG` packets
 //! (and, with `TCP_TSO`, received super-frames) go to the kernel as GSO frames, and L4
 //! checksum requests as partial checksums, which the kernel (or the device) completes.
@@ -66,7 +66,7 @@ use pmd_core::ethdev::{
     TxQueue, TxQueueConf,
 };
 use pmd_core::options::VdevSpec;
-use pmd_tap::vnet::{RxProcessor, VnetStats};
+use pmd_core::vnet::{RxProcessor, VnetStats};
 use socket::{OpenError, SocketSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};

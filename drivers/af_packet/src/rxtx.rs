@@ -3,13 +3,10 @@
 use crate::socket::PacketSocket;
 use crate::sys::{self, Dir, RxFrameHdr};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, TxOffloads, TxQueue};
-use pmd_core::mbuf::{
-    Mbuf, PktBatch, RX_VLAN, RX_VLAN_STRIPPED, TX_IP_CKSUM, TX_L4_MASK, TX_QINQ, TX_TCP_CKSUM,
-    TX_TCP_SEG, TX_VLAN,
-};
+use pmd_core::mbuf::{Mbuf, PktBatch, RX_VLAN, RX_VLAN_STRIPPED, TX_IP_CKSUM, TX_QINQ, TX_VLAN};
 use pmd_core::mempool::Mempool;
 use pmd_core::offload::{TPID_8021AD, TPID_8021Q};
-use pmd_tap::vnet::{self, RxProcessor, VnetHdr, VnetStats, VNET_HDR_LEN};
+use pmd_core::vnet::{self, RxProcessor, VnetHdr, VnetStats, VNET_HDR_LEN};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -565,7 +562,7 @@ impl VnetTx {
             return None;
         };
         let gso = h.gso_type != vnet::GSO_NONE;
-        if m.ol_flags() & TX_IP_CKSUM != 0 && !gso && !ip_checksum(m) {
+        if m.ol_flags() & TX_IP_CKSUM != 0 && !gso && !pmd_core::vnet::ip_checksum_for_kernel(m) {
             self.stats.tx_offload_errors.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -585,16 +582,6 @@ impl VnetTx {
         }
         Some(h.to_bytes())
     }
-}
-
-/// Computes the IPv4 header checksum a packet asks for (`TX_IP_CKSUM`) in software,
-/// leaving its L4 request for the kernel.
-fn ip_checksum(m: &mut Mbuf) -> bool {
-    let f = m.ol_flags();
-    m.set_ol_flags(f & !(TX_L4_MASK | TX_TCP_SEG));
-    let ok = pmd_core::offload::checksum(m).is_ok();
-    m.set_ol_flags(f & !TX_IP_CKSUM);
-    ok
 }
 
 impl std::fmt::Debug for AfPacketTxQueue {
@@ -726,22 +713,11 @@ impl TxQueue for AfPacketTxQueue {
     /// checksum field gets the pseudo-header sum *with* the L4 length: the kernel's
     /// segmentation (unlike a NIC's) adjusts that sum per segment.
     fn tx_prepare(&mut self, batch: &mut PktBatch) -> usize {
-        let vnet = self.vnet.is_some();
-        for (i, m) in batch.iter_mut().enumerate() {
-            let f = m.ol_flags();
-            let ok = if vnet && f & TX_TCP_SEG != 0 {
-                m.set_ol_flags((f & !(TX_TCP_SEG | TX_L4_MASK)) | TX_TCP_CKSUM);
-                let r = pmd_core::offload::prepare(m);
-                m.set_ol_flags(f);
-                r.is_ok() && m.tx_offload().tso_segsz > 0
-            } else {
-                pmd_core::offload::prepare(m).is_ok()
-            };
-            if !ok {
-                return i;
-            }
+        if self.vnet.is_some() {
+            pmd_core::vnet::prepare_batch_for_kernel(batch)
+        } else {
+            pmd_core::offload::prepare_batch(batch)
         }
-        batch.len()
     }
 }
 
@@ -1042,7 +1018,7 @@ mod tests {
             csum_start: 34,
             csum_offset: 16,
         };
-        use pmd_tap::vnet::VnetError as E;
+        use pmd_core::vnet::VnetError as E;
         let bad = [
             (
                 VnetHdr {

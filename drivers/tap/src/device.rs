@@ -2,7 +2,6 @@
 
 use crate::config::{Config, MacChoice};
 use crate::rxtx::{TapFd, TapRxQueue, TapTxQueue, VnetTx};
-use crate::vnet::{RxProcessor, VnetStats, VNET_HDR_LEN};
 use crate::{sys, DRIVER_NAME, MAX_MTU, MAX_QUEUES, MIN_MTU, TX_MAX_SEGS};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
@@ -10,6 +9,7 @@ use pmd_core::ethdev::{
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::options::VdevSpec;
+use pmd_core::vnet::{RxProcessor, VnetStats, VNET_HDR_LEN};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};

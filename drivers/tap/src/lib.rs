@@ -4,7 +4,7 @@
 //! receives. DPDK net_tap's arguments:
 //!
 //! ```text
-//! --vdev net_tap0[,iface=dtap0][,mac=xx:xx:xx:xx:xx:xx|mac=fixed][,persist=1]
+//! --vdev net_tap0[,iface=dtap0][,mac=xx:xx:xx:xx:xx:xx|mac=fixed][,persist=1][,gso=1]
 //! ```
 //!
 //! | argument  | default      | meaning                                                       |
@@ -12,6 +12,7 @@
 //! | `iface`   | `dtap<N>`    | interface name (`N` = the device number); `%d` lets the kernel pick |
 //! | `mac`     | kernel's     | MAC address given to the interface; `fixed` = `00:64:74:61:70:<'0'+N>` |
 //! | `persist` | 0            | 1: keep an interface this device created after it closes      |
+//! | `gso`     | 0            | 1: vnet headers and kernel TSO as if TCP_LRO and TCP_TSO were configured |
 //!
 //! If no interface of that name exists, one is created (`IFF_TAP | IFF_NO_PI`,
 //! multi-queue) and deleted when the device and its queues are closed, unless `persist=1`.
@@ -25,6 +26,14 @@
 //! length, so they are never delivered cut short). Chains are sent
 //! whole with one `writev` (`MULTI_SEGS`, at most [`TX_MAX_SEGS`] segments). The port's MTU
 //! is the kernel interface's (`SIOCGIFMTU`/`SIOCSIFMTU`, [`MIN_MTU`]..=[`MAX_MTU`]).
+//!
+//! Offloads (`IFF_VNET_HDR` + `TUNSETOFFLOAD`, only while an offload that needs them is
+//! configured, so the default path is unchanged): every frame carries a virtio-net header
+//! ([`pmd_core::vnet`], checked as untrusted input, each refusal an `rx_vnet_err_*` xstat).
+//! With `TCP_LRO` the kernel's TSO super-frames (up to 64 KiB) arrive whole as `RX_LRO`
+//! chains; without it they are segmented in software; partial checksums are completed.
+//! `TX_TCP_SEG` (or a forwarded `RX_LRO` packet on a queue with `TCP_TSO`) goes out as a
+//! GSO frame the kernel segments; `TX_TCP_CKSUM`/`TX_UDP_CKSUM` as `NEEDS_CSUM`.
 //!
 //! Each rx queue has its own fd (`IFF_MULTI_QUEUE`: the kernel spreads flows over them);
 //! tx queue `i` writes on fd `i % rx queues`. All fds are non-blocking. Receive is one
@@ -43,7 +52,6 @@ mod config;
 mod device;
 mod rxtx;
 mod sys;
-pub mod vnet;
 
 pub use device::TapDevice;
 pub use rxtx::{TapRxQueue, TapTxQueue};

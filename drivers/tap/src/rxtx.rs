@@ -3,12 +3,10 @@
 //! the tap fd and mbuf data.
 
 use crate::sys;
-use crate::vnet::{self, RxProcessor, VnetError, VnetHdr, VnetStats, VNET_HDR_LEN};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue};
-use pmd_core::mbuf::{
-    Mbuf, PktBatch, HEADROOM, RX_LRO, TX_IP_CKSUM, TX_L4_MASK, TX_TCP_CKSUM, TX_TCP_SEG,
-};
+use pmd_core::mbuf::{Mbuf, PktBatch, HEADROOM, RX_LRO, TX_IP_CKSUM};
 use pmd_core::mempool::Mempool;
+use pmd_core::vnet::{self, RxProcessor, VnetError, VnetHdr, VnetStats, VNET_HDR_LEN};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -418,17 +416,6 @@ fn is_super_frame(m: &Mbuf) -> bool {
                 + usize::from(t.tso_segsz)
 }
 
-/// Computes the IPv4 header checksum a packet asks for (`TX_IP_CKSUM`) in software: the
-/// kernel completes L4 checksums and segments, but never fills in an IPv4 checksum of a
-/// packet it does not segment.
-fn ip_checksum(m: &mut Mbuf) -> bool {
-    let f = m.ol_flags();
-    m.set_ol_flags(f & !(TX_L4_MASK | TX_TCP_SEG));
-    let ok = pmd_core::offload::checksum(m).is_ok();
-    m.set_ol_flags(f & !TX_IP_CKSUM);
-    ok
-}
-
 impl TxQueue for TapTxQueue {
     /// Returns how many packets left the batch: those written plus those dropped as invalid
     /// (shorter than an Ethernet header, more than [`crate::TX_MAX_SEGS`] segments, or
@@ -457,7 +444,10 @@ impl TxQueue for TapTxQueue {
                 Some(v) => match vnet::tx_header(m, v.tso) {
                     Some(h) => {
                         let gso = h.gso_type != vnet::GSO_NONE;
-                        if m.ol_flags() & TX_IP_CKSUM != 0 && !gso && !ip_checksum(m) {
+                        if m.ol_flags() & TX_IP_CKSUM != 0
+                            && !gso
+                            && !pmd_core::vnet::ip_checksum_for_kernel(m)
+                        {
                             v.stats.tx_offload_errors.fetch_add(1, Ordering::Relaxed);
                             true
                         } else {
@@ -520,20 +510,6 @@ impl TxQueue for TapTxQueue {
     /// gets the pseudo-header sum *with* the L4 length: the kernel's segmentation (unlike
     /// a NIC's) adjusts that sum per segment.
     fn tx_prepare(&mut self, batch: &mut PktBatch) -> usize {
-        for (i, m) in batch.iter_mut().enumerate() {
-            let f = m.ol_flags();
-            let ok = if f & TX_TCP_SEG != 0 {
-                m.set_ol_flags((f & !(TX_TCP_SEG | TX_L4_MASK)) | TX_TCP_CKSUM);
-                let r = pmd_core::offload::prepare(m);
-                m.set_ol_flags(f);
-                r.is_ok() && m.tx_offload().tso_segsz > 0
-            } else {
-                pmd_core::offload::prepare(m).is_ok()
-            };
-            if !ok {
-                return i;
-            }
-        }
-        batch.len()
+        pmd_core::vnet::prepare_batch_for_kernel(batch)
     }
 }

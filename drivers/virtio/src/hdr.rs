@@ -16,6 +16,7 @@ use crate::net::{
     VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
 };
 use pmd_core::mbuf::{TxOffload, RX_L4_CKSUM_GOOD, RX_LRO};
+use pmd_core::vnet::{VnetHdr, VNET_HDR_LEN};
 use pmd_core::Mbuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,38 +41,40 @@ pub struct NetHdr {
 
 impl NetHdr {
     /// Reads a header from the first 10 (legacy) or 12 bytes of `b` (little-endian, as
-    /// virtio 1.x has it); `None` if `b` is shorter than 10.
+    /// virtio 1.x has it; the first 10 are [`VnetHdr`]'s); `None` if `b` is shorter than 10.
     #[inline(always)]
     pub fn parse(b: &[u8]) -> Option<NetHdr> {
-        let u = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-        if b.len() < 10 {
-            return None;
-        }
+        let v = VnetHdr::from_bytes(b.get(..VNET_HDR_LEN)?.try_into().ok()?);
         Some(NetHdr {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u(2),
-            gso_size: u(4),
-            csum_start: u(6),
-            csum_offset: u(8),
-            num_buffers: if b.len() >= 12 { u(10) } else { 0 },
+            flags: v.flags,
+            gso_type: v.gso_type,
+            hdr_len: v.hdr_len,
+            gso_size: v.gso_size,
+            csum_start: v.csum_start,
+            csum_offset: v.csum_offset,
+            num_buffers: b
+                .get(VNET_HDR_LEN..VNET_HDR_LEN + 2)
+                .map_or(0, |n| u16::from_le_bytes([n[0], n[1]])),
         })
     }
 
     /// Writes the header into `out` (10 or 12 bytes; `num_buffers` only if it fits).
     #[inline(always)]
     pub fn write(&self, out: &mut [u8]) {
-        if out.len() < 10 {
+        let v = VnetHdr {
+            flags: self.flags,
+            gso_type: self.gso_type,
+            hdr_len: self.hdr_len,
+            gso_size: self.gso_size,
+            csum_start: self.csum_start,
+            csum_offset: self.csum_offset,
+        };
+        let Some(base) = out.get_mut(..VNET_HDR_LEN) else {
             return;
-        }
-        out[0] = self.flags;
-        out[1] = self.gso_type;
-        out[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        out[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        out[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        out[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-        if out.len() >= 12 {
-            out[10..12].copy_from_slice(&self.num_buffers.to_le_bytes());
+        };
+        base.copy_from_slice(&v.to_bytes());
+        if let Some(n) = out.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + 2) {
+            n.copy_from_slice(&self.num_buffers.to_le_bytes());
         }
     }
 }

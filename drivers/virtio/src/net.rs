@@ -64,6 +64,7 @@ use pmd_core::mbuf::{
 };
 use pmd_core::memory::Segment;
 use pmd_core::offload::OffloadError;
+use pmd_core::vnet;
 use pmd_core::Mempool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -126,22 +127,22 @@ pub const GUEST_TSO: u64 = VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_GUEST_TSO6;
 /// Most descriptors (segments) one transmitted packet may take.
 pub const TX_SEG_MAX: u16 = 64;
 
-/// Net header GSO type: not a GSO frame.
-pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+/// Net header GSO type: not a GSO frame (the shared definition, [`pmd_core::vnet`]).
+pub const VIRTIO_NET_HDR_GSO_NONE: u8 = vnet::GSO_NONE;
 /// Net header GSO type: TCPv4 super-frame.
-pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = vnet::GSO_TCPV4;
 /// Net header GSO type: UDP fragmentation (UFO; never negotiated here).
-pub const VIRTIO_NET_HDR_GSO_UDP: u8 = 3;
+pub const VIRTIO_NET_HDR_GSO_UDP: u8 = vnet::GSO_UDP;
 /// Net header GSO type: TCPv6 super-frame.
-pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = vnet::GSO_TCPV6;
 /// Net header GSO type bit: the TCP ECN/CWR flag must be kept on every segment.
-pub const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+pub const VIRTIO_NET_HDR_GSO_ECN: u8 = vnet::GSO_ECN;
 
 /// Net header flag: the packet's L4 checksum is partial; the driver completes it from
 /// `csum_start`, storing the result at `csum_start + csum_offset`.
-pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = vnet::F_NEEDS_CSUM;
 /// Net header flag: the device has validated the packet's checksums.
-pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = vnet::F_DATA_VALID;
 
 /// Size of `struct virtio_net_hdr` without `num_buffers`.
 pub const NET_HDR_LEN_LEGACY: usize = 10;

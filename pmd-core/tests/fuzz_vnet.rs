@@ -1,4 +1,4 @@
-//! A fuzz-style test of the rx vnet-header path (`pmd_tap::vnet`), from a fixed seed:
+//! A fuzz-style test of the rx vnet-header path (`pmd_core::vnet`), from a fixed seed:
 //! random headers (biased to edges: offsets at and past the frame's end, gso_size 0,
 //! unknown gso types, hdr_len around the frame length) on frames that are random bytes
 //! or real Ethernet/IPv4-or-IPv6/TCP super-frames (up to 64 KiB, VLAN-tagged or not),
@@ -11,7 +11,7 @@
 
 use pmd_core::mbuf::{Mbuf, HEADROOM, RX_LRO};
 use pmd_core::mempool::{Mempool, MempoolConfig};
-use pmd_tap::vnet::{
+use pmd_core::vnet::{
     check_rx, RxAction, RxProcessor, VnetError, VnetHdr, VnetStats, F_DATA_VALID, F_NEEDS_CSUM,
     GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP,
 };

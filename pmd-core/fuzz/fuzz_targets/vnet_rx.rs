@@ -1,15 +1,15 @@
 //! libFuzzer target: the input is a virtio-net header (10 bytes), a mode byte (bit 0:
 //! keep super-frames whole as LRO; the rest: where the first segment ends), then the
 //! frame, laid out as a chain of segments of 1 + (mode >> 1) bytes first and then as the
-//! pool's buffers give. It goes through `RxProcessor::process`, the code the tap's rx
-//! queue runs. Must never panic; a refused header is counted exactly once; no mbuf leaks.
+//! pool's buffers give. It goes through `RxProcessor::process`, the code the tap's and
+//! af_packet's rx queues run. Must never panic; a refused header is counted exactly once; no mbuf leaks.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pmd_core::mbuf::HEADROOM;
 use pmd_core::mempool::{Mempool, MempoolConfig};
-use pmd_tap::vnet::{RxProcessor, VnetHdr, VnetStats, VNET_HDR_LEN};
+use pmd_core::vnet::{RxProcessor, VnetHdr, VnetStats, VNET_HDR_LEN};
 use std::sync::{Arc, OnceLock};
 
 fn pool() -> &'static Mempool {

@@ -1,14 +1,17 @@
-//! The virtio-net header (`struct virtio_net_hdr`, `linux/virtio_net.h`) a tap puts in
-//! front of every frame with `IFF_VNET_HDR`: checksum and segmentation metadata between
-//! the kernel and the port. No system calls here: this is the parser and the header
-//! builder, checked against the frame before any byte is trusted.
+//! The virtio-net header (`struct virtio_net_hdr`, `linux/virtio_net.h`) that the kernel
+//! puts in front of every frame of a tap (`IFF_VNET_HDR`) or a packet socket
+//! (`PACKET_VNET_HDR`), and a virtio device in front of every buffer: checksum and
+//! segmentation metadata between the kernel (or the device) and the port. No system calls
+//! here: this is the parser, the checks and the header builder the PMDs share, and the
+//! software fallbacks they apply, every field checked against the frame before any byte is
+//! trusted.
 //!
 //! What arrives from the kernel is untrusted input. [`check_rx`] accepts a header only if
 //! every offset it names lies inside the frame and a GSO header describes a real
 //! Ethernet/IPv4-or-IPv6/TCP header block in the first segment; anything else is a
 //! [`VnetError`], counted by name in the port's xstats and never a panic.
 
-use pmd_core::mbuf::{Mbuf, TxOffload, TX_IPV4, TX_IPV6, TX_L4_MASK, TX_TCP_SEG, TX_UDP_CKSUM};
+use crate::mbuf::{Mbuf, TxOffload, TX_IPV4, TX_IPV6, TX_L4_MASK, TX_TCP_SEG, TX_UDP_CKSUM};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,8 +32,8 @@ pub const GSO_UDP: u8 = 3;
 pub const GSO_TCPV6: u8 = 4;
 /// `gso_type` bit: the super-frame has ECN (CWR) set.
 pub const GSO_ECN: u8 = 0x80;
-/// Largest Ethernet + IP + TCP header block taken (as [`pmd_core::offload::MAX_HDR_LEN`]).
-pub const MAX_HDR_LEN: usize = pmd_core::offload::MAX_HDR_LEN;
+/// Largest Ethernet + IP + TCP header block taken (as [`crate::offload::MAX_HDR_LEN`]).
+pub const MAX_HDR_LEN: usize = crate::offload::MAX_HDR_LEN;
 /// Largest frame the kernel hands over with TSO on (64 KiB of IP packet plus the
 /// Ethernet header and two tags); rx queues keep room for it.
 pub const GSO_MAX_FRAME: usize = 65_536 + 14 + 8;
@@ -94,7 +97,7 @@ impl VnetHdr {
 /// Why a received header (or a packet to send) was refused. Each has an xstat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VnetError {
-    /// The read returned fewer bytes than the header itself.
+    /// Fewer bytes arrived than the header itself.
     Short,
     /// `csum_start`/`csum_offset` point past the frame.
     CsumOffsets,
@@ -148,7 +151,7 @@ impl VnetError {
 impl fmt::Display for VnetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            VnetError::Short => "a read shorter than the virtio-net header",
+            VnetError::Short => "a frame shorter than the virtio-net header",
             VnetError::CsumOffsets => "csum_start/csum_offset point past the frame",
             VnetError::GsoSizeZero => "a GSO frame with gso_size 0",
             VnetError::HdrLen => "hdr_len is larger than the frame",
@@ -327,7 +330,7 @@ pub fn check_rx(h: &VnetHdr, m: &Mbuf) -> Result<RxAction, VnetError> {
 pub fn tx_header(m: &Mbuf, tso: bool) -> Option<VnetHdr> {
     let flags = m.ol_flags();
     let t = m.tx_offload();
-    let lro = flags & pmd_core::mbuf::RX_LRO != 0 && t.tso_segsz > 0;
+    let lro = flags & crate::mbuf::RX_LRO != 0 && t.tso_segsz > 0;
     if flags & TX_TCP_SEG != 0 || (lro && tso) {
         // The header block is read from the packet itself (the lengths of a packet
         // received elsewhere may be unset); the L4 start must match what was given.
@@ -355,7 +358,7 @@ pub fn tx_header(m: &Mbuf, tso: bool) -> Option<VnetHdr> {
         return Some(VnetHdr::default());
     }
     let off = match l4 {
-        pmd_core::mbuf::TX_TCP_CKSUM => TCP_CSUM_OFF,
+        crate::mbuf::TX_TCP_CKSUM => TCP_CSUM_OFF,
         TX_UDP_CKSUM => UDP_CSUM_OFF,
         _ => return None,
     };
@@ -459,10 +462,10 @@ impl RxProcessor {
         &self,
         h: &VnetHdr,
         mut m: Mbuf,
-        pool: &pmd_core::Mempool,
+        pool: &crate::Mempool,
         mut out: impl FnMut(Mbuf),
     ) -> Result<(), VnetError> {
-        use pmd_core::mbuf::{RX_L4_CKSUM_GOOD, RX_L4_CKSUM_NONE, RX_LRO, TX_IP_CKSUM};
+        use crate::mbuf::{RX_L4_CKSUM_GOOD, RX_L4_CKSUM_NONE, RX_LRO, TX_IP_CKSUM};
         let action = check_rx(h, &m).inspect_err(|&e| self.stats.count(e))?;
         match action {
             RxAction::Plain { valid } => {
@@ -472,7 +475,7 @@ impl RxProcessor {
                 out(m);
             }
             RxAction::Csum { start, offset } => {
-                if !pmd_core::offload::complete_partial_checksum(&mut m, start, offset) {
+                if !crate::offload::complete_partial_checksum(&mut m, start, offset) {
                     // check_rx vouched for the offsets; kept as a guard.
                     self.stats.count(VnetError::CsumOffsets);
                     return Err(VnetError::CsumOffsets);
@@ -497,7 +500,7 @@ impl RxProcessor {
                         TX_IPV4 | TX_IP_CKSUM
                     };
                     m.set_ol_flags(TX_TCP_SEG | ip);
-                    let n = pmd_core::offload::tso_segment(m, pool, |mut s| {
+                    let n = crate::offload::tso_segment(m, pool, |mut s| {
                         s.set_ol_flags(RX_L4_CKSUM_GOOD);
                         out(s)
                     })
@@ -514,4 +517,38 @@ impl RxProcessor {
         }
         Ok(())
     }
+}
+
+/// Computes the IPv4 header checksum a packet asks for (`TX_IP_CKSUM`) in software,
+/// leaving its L4 request (checksum or segmentation) for the kernel, which completes L4
+/// checksums and segments but never fills in the IPv4 checksum of a packet it does not
+/// segment. False if the packet's lengths do not allow it.
+pub fn ip_checksum_for_kernel(m: &mut Mbuf) -> bool {
+    let f = m.ol_flags();
+    m.set_ol_flags(f & !(TX_L4_MASK | TX_TCP_SEG));
+    let ok = crate::offload::checksum(m).is_ok();
+    m.set_ol_flags(f & !crate::mbuf::TX_IP_CKSUM);
+    ok
+}
+
+/// `tx_prepare` for a port whose kernel completes checksums and segments from a vnet
+/// header: like [`crate::offload::prepare`], except that a TSO packet's TCP checksum field
+/// gets the pseudo-header sum with its length (what the kernel wants, unlike a NIC).
+/// Returns how many packets from the front are ready.
+pub fn prepare_batch_for_kernel(batch: &mut crate::PktBatch) -> usize {
+    for (i, m) in batch.iter_mut().enumerate() {
+        let f = m.ol_flags();
+        let ok = if f & TX_TCP_SEG != 0 {
+            m.set_ol_flags((f & !(TX_TCP_SEG | TX_L4_MASK)) | crate::mbuf::TX_TCP_CKSUM);
+            let r = crate::offload::prepare(m);
+            m.set_ol_flags(f);
+            r.is_ok() && m.tx_offload().tso_segsz > 0
+        } else {
+            crate::offload::prepare(m).is_ok()
+        };
+        if !ok {
+            return i;
+        }
+    }
+    batch.len()
 }
