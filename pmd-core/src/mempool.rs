@@ -531,6 +531,40 @@ impl Mempool {
         Some(&mut batch.as_mut_slice()[start..])
     }
 
+    /// [`Mempool::alloc_bulk`] with every buffer already `len` bytes long (what a
+    /// receive path that fills whole buffers wants: one pass over the headers instead of
+    /// a reset and a `set_len` each). `None` (nothing taken) also when `len` exceeds the
+    /// data room.
+    #[inline]
+    pub fn alloc_bulk_len<'b>(
+        &self,
+        batch: &'b mut PktBatch,
+        n: usize,
+        len: u16,
+    ) -> Option<&'b mut [Mbuf]> {
+        if n > batch.spare() || u32::from(len) + u32::from(HEADROOM) > u32::from(self.buf_size()) {
+            return None;
+        }
+        let start = batch.len();
+        let slots = &mut batch.spare_raw()[..n];
+        if !self.inner().get_bulk(slots) {
+            return None;
+        }
+        for r in slots.iter() {
+            // SAFETY: fresh buffers from the pool: valid headers we own; `len` fits the
+            // data room after the default headroom (checked above).
+            unsafe {
+                let h = &mut *r.0;
+                h.reset();
+                h.data_len = len;
+                h.pkt_len = u32::from(len);
+            }
+        }
+        // SAFETY: the n slots now hold owned buffers.
+        unsafe { batch.commit_raw(n) };
+        Some(&mut batch.as_mut_slice()[start..])
+    }
+
     /// Takes `out.len()` buffers as raw pointers, all or nothing, without touching them
     /// (no header reset): the object-level get, for drivers that keep buffers in their own
     /// shadow rings. Make them owned with [`RawMbuf::into_mbuf`].

@@ -145,13 +145,12 @@ impl Stream {
         if self.segs.len() > 1 {
             return self.generate_chains(pool, batch, n);
         }
-        let Some(bufs) = pool.alloc_bulk(batch, n) else {
+        // Buffers come already frame-long (the frame fits one: checked at start-up).
+        let Some(bufs) = pool.alloc_bulk_len(batch, n, self.template.len() as u16) else {
             return;
         };
         for m in bufs.iter_mut() {
-            let Some(d) = m.append(self.template.len()) else {
-                continue;
-            };
+            let d = m.data_mut();
             // Like DPDK's txonly, only the headers are written per packet (a constant-size
             // copy, inlined); the payload is whatever the buffer holds.
             d[..pkt::HDRS].copy_from_slice(&self.template[..pkt::HDRS]);

@@ -217,16 +217,19 @@ impl RxQueue for NullRx {
         if self.no_rx {
             return 0;
         }
-        let Some(bufs) = self.pool.alloc_bulk(batch, max) else {
+        let size = self.size as usize;
+        if let Some(tail) = &self.tail {
+            if self.pool.alloc_bulk(batch, max).is_none() {
+                self.stats.add_no_mbuf(max as u64);
+                return 0;
+            }
+            return self.rx_chains(batch, max, tail.len());
+        }
+        let Some(bufs) = self.pool.alloc_bulk_len(batch, max, self.size) else {
             self.stats.add_no_mbuf(max as u64);
             return 0;
         };
-        let size = self.size as usize;
-        if let Some(tail) = &self.tail {
-            return self.rx_chains(batch, max, tail.len());
-        }
         for m in bufs.iter_mut() {
-            m.set_len(size);
             m.set_port(self.port);
         }
         if let Some(t) = &self.template {

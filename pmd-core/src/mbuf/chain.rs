@@ -209,10 +209,10 @@ impl Mbuf {
         // in (ownership moves to this chain); its nb_segs goes back to the segment value.
         unsafe {
             (*last).next = t;
-            (*t).nb_segs = 1;
+            (*t).set_nb_segs(1);
         }
         let h = self.h_mut();
-        h.nb_segs = segs as u16;
+        h.set_nb_segs(segs as u16);
         h.pkt_len = len as u32;
         Ok(())
     }
@@ -294,7 +294,7 @@ impl Mbuf {
             last = s;
             // Kept current so that dropping `head` after a failure frees every segment.
             let h = head.h_mut();
-            h.nb_segs += 1;
+            h.set_nb_segs(h.nb_segs + 1);
             h.pkt_len += c.len() as u32;
         }
         debug_assert_eq!(usize::from(head.nb_segs()), nsegs);
@@ -323,7 +323,7 @@ impl Mbuf {
             free_segments(tail);
         }
         let hd = self.h_mut();
-        hd.nb_segs = segs;
+        hd.set_nb_segs(segs);
         hd.pkt_len = len as u32;
     }
 
@@ -362,7 +362,7 @@ impl Mbuf {
             }
             free_segments((*h).next);
             (*h).next = ptr::null_mut();
-            (*h).nb_segs = 1;
+            (*h).set_nb_segs(1);
             (*h).data_len = total as u16;
         }
         Ok(())
@@ -496,8 +496,8 @@ unsafe fn free_segments(mut seg: *mut MbufHdr) {
         unsafe {
             let next = (*seg).next;
             (*seg).next = ptr::null_mut();
-            (*seg).nb_segs = 1;
-            (*(*seg).pool).put_bulk(std::slice::from_ref(&RawMbuf(seg)));
+            (*seg).set_nb_segs(1);
+            (*(*seg).pool_ptr()).put_bulk(std::slice::from_ref(&RawMbuf(seg)));
             seg = next;
         }
     }

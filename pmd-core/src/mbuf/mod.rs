@@ -47,6 +47,7 @@ pub(crate) struct MbufHdr {
     pub(crate) rss_hash: u32,
     pub(crate) buf_len: u16,
     pub(crate) headroom: u16,
+    /// The buffer's pool, with bit 0 set on the head of a chain (see [`CHAIN_TAG`]).
     pub(crate) pool: *const PoolInner,
     // -- second cache line --
     /// Next segment of the chain (null for the last). Null in every free buffer.
@@ -59,7 +60,28 @@ const _: () = assert!(std::mem::size_of::<MbufHdr>() == 128);
 const _: () = assert!(std::mem::offset_of!(MbufHdr, pool) < 64);
 const _: () = assert!(std::mem::offset_of!(MbufHdr, next) == 64);
 
+/// Bit 0 of a header's `pool` word: set on the head of a chain (`nb_segs > 1`). The free
+/// path compares whole pool words to find runs of buffers from one pool, so a chain head
+/// breaks a run like a buffer of another pool would, and single-segment buffers pay one
+/// compare each, as before chains existed. Pools are aligned, so bit 0 is free.
+pub(crate) const CHAIN_TAG: usize = 1;
+
 impl MbufHdr {
+    /// The buffer's pool (the chain tag masked off).
+    #[inline(always)]
+    pub(crate) fn pool_ptr(&self) -> *const PoolInner {
+        (self.pool as usize & !CHAIN_TAG) as *const PoolInner
+    }
+
+    /// Sets the segment count and the chain tag with it (every write of `nb_segs` goes
+    /// through here).
+    #[inline(always)]
+    pub(crate) fn set_nb_segs(&mut self, n: u16) {
+        self.nb_segs = n;
+        let bare = self.pool as usize & !CHAIN_TAG;
+        self.pool = (bare | if n > 1 { CHAIN_TAG } else { 0 }) as *const PoolInner;
+    }
+
     /// Sets the first segment's length and moves the packet length by the same amount
     /// (for a single segment: sets both).
     #[inline(always)]
@@ -557,27 +579,22 @@ impl Drop for SharedMbuf {
 pub(crate) unsafe fn free_raw_bulk(bufs: &[RawMbuf]) {
     let Some(first) = bufs.first() else { return };
     // SAFETY: headers of owned buffers are valid.
-    if unsafe { (*first.0).nb_segs } != 1 {
+    let mut pool = unsafe { (*first.0).pool };
+    if pool as usize & CHAIN_TAG != 0 {
         // SAFETY: forwarded contract.
         return unsafe { free_chains_slow(bufs) };
     }
-    // SAFETY: as above.
-    let mut pool = unsafe { (*first.0).pool };
     let mut start = 0;
     for (i, b) in bufs.iter().enumerate().skip(1) {
         // SAFETY: as above.
-        let (p, segs) = unsafe { ((*b.0).pool, (*b.0).nb_segs) };
-        if segs != 1 {
-            // SAFETY: the run start..i is single-segment buffers of `pool`; the rest is
-            // forwarded under the caller's contract.
-            unsafe {
-                (*pool).put_bulk(&bufs[start..i]);
-                return free_chains_slow(&bufs[i..]);
-            }
-        }
+        let p = unsafe { (*b.0).pool };
         if p != pool {
             // SAFETY: the pool outlives its buffers; the run start..i belongs to it.
             unsafe { (*pool).put_bulk(&bufs[start..i]) };
+            if p as usize & CHAIN_TAG != 0 {
+                // SAFETY: the rest is forwarded under the caller's contract.
+                return unsafe { free_chains_slow(&bufs[i..]) };
+            }
             pool = p;
             start = i;
         }
@@ -603,8 +620,8 @@ unsafe fn free_chains_slow(bufs: &[RawMbuf]) {
             unsafe {
                 let next = (*seg).next;
                 (*seg).next = std::ptr::null_mut();
-                (*seg).nb_segs = 1;
-                (*(*seg).pool).put_bulk(std::slice::from_ref(&RawMbuf(seg)));
+                (*seg).set_nb_segs(1);
+                (*(*seg).pool_ptr()).put_bulk(std::slice::from_ref(&RawMbuf(seg)));
                 seg = next;
             }
         }
