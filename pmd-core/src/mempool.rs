@@ -514,21 +514,7 @@ impl Mempool {
     /// `None` (batch unchanged, failure counted) if the pool or the batch lacks room.
     #[inline]
     pub fn alloc_bulk<'b>(&self, batch: &'b mut PktBatch, n: usize) -> Option<&'b mut [Mbuf]> {
-        if n > batch.spare() {
-            return None;
-        }
-        let start = batch.len();
-        let slots = &mut batch.spare_raw()[..n];
-        if !self.inner().get_bulk(slots) {
-            return None;
-        }
-        for r in slots.iter() {
-            // SAFETY: fresh buffers from the pool: valid headers we own.
-            unsafe { (*r.0).reset() };
-        }
-        // SAFETY: the n slots now hold owned buffers.
-        unsafe { batch.commit_raw(n) };
-        Some(&mut batch.as_mut_slice()[start..])
+        self.alloc_bulk_len(batch, n, 0)
     }
 
     /// [`Mempool::alloc_bulk`] with every buffer already `len` bytes long (what a

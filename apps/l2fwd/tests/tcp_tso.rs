@@ -16,27 +16,11 @@
 
 mod common;
 
+use common::tcp::{received, transfer as tcp_transfer, BYTES};
 use common::{Proc, L2FWD};
 use pmd_testkit::{unique, NetNs};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
-
-const BYTES: usize = 20 * 1000 * 1000;
-const PORT: u16 = 5201;
-
-fn pattern(i: usize) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-/// Packets received on `port` in l2fwd's last statistics print.
-fn received(out: &str, port: u16) -> Option<u64> {
-    let at = out.rfind(&format!("Statistics for port {port} "))?;
-    let rest = &out[at..];
-    let line = rest.lines().find(|l| l.starts_with("Packets received:"))?;
-    line.split_whitespace().last()?.parse().ok()
-}
 
 /// Runs the transfer with l2fwd's `--enable-lro` when `gso`; returns the packets port 0 and
 /// port 1 received.
@@ -64,40 +48,7 @@ fn transfer(gso: bool, test: &str) -> Option<(u64, u64)> {
         ns.ip(&["link", "set", dev, "up"]);
         ns.ip(&["link", "set", "lo", "up"]);
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = b.spawn(move || -> Result<usize, String> {
-        let l = TcpListener::bind(("10.9.0.2", PORT)).map_err(|e| format!("bind: {e}"))?;
-        tx.send(()).unwrap();
-        let (mut s, _) = l.accept().map_err(|e| format!("accept: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut at = 0usize;
-        loop {
-            let n = s.read(&mut buf).map_err(|e| format!("read at {at}: {e}"))?;
-            if n == 0 {
-                return Ok(at);
-            }
-            for (k, &x) in buf[..n].iter().enumerate() {
-                if x != pattern(at + k) {
-                    return Err(format!("byte {} differs", at + k));
-                }
-            }
-            at += n;
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let sent = a.run(|| -> Result<usize, String> {
-        let addr = "10.9.0.2:5201".parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .map_err(|e| format!("connect: {e}"))?;
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        let data: Vec<u8> = (0..BYTES).map(pattern).collect();
-        for c in data.chunks(1 << 20) {
-            s.write_all(c).map_err(|e| format!("write: {e}"))?;
-        }
-        Ok(BYTES)
-    });
-    let got = server.join().expect("server thread");
+    let (sent, got) = tcp_transfer(&a, &b, "10.9.0.2", 5201);
     let tso0 = a.ip(&["-s", "link", "show", "tso0"]);
     // Stop l2fwd (SIGINT to the process `ip netns exec` became) for its final statistics.
     let _ = Command::new("kill")

@@ -18,28 +18,11 @@
 
 mod common;
 
+use common::tcp::{received, transfer as tcp_transfer, BYTES};
 use common::{Proc, L2FWD};
 use pmd_testkit::{unique, NetNs};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
-
-const BYTES: usize = 20 * 1000 * 1000;
-const PORT: u16 = 5202;
-
-fn pattern(i: usize) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-/// Packets received on `port` in l2fwd's last statistics print.
-fn received(out: &str, port: u16) -> Option<u64> {
-    let at = out.rfind(&format!("Statistics for port {port} "))?;
-    let line = out[at..]
-        .lines()
-        .find(|l| l.starts_with("Packets received:"))?;
-    line.split_whitespace().last()?.parse().ok()
-}
 
 /// Runs the transfer (`--enable-lro` when `lro`); returns the packets port 0 received.
 fn transfer(lro: bool, test: &str) -> Option<u64> {
@@ -77,36 +60,7 @@ fn transfer(lro: bool, test: &str) -> Option<u64> {
     l2fwd
         .wait_for("Port 1 link", 1, Duration::from_secs(20))
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = b.spawn(move || -> Result<usize, String> {
-        let l = TcpListener::bind(("10.9.1.2", PORT)).map_err(|e| format!("bind: {e}"))?;
-        tx.send(()).unwrap();
-        let (mut s, _) = l.accept().map_err(|e| format!("accept: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut at = 0usize;
-        loop {
-            let n = s.read(&mut buf).map_err(|e| format!("read at {at}: {e}"))?;
-            if n == 0 {
-                return Ok(at);
-            }
-            if let Some(k) = (0..n).find(|&k| buf[k] != pattern(at + k)) {
-                return Err(format!("byte {} differs", at + k));
-            }
-            at += n;
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let sent = a.run(|| -> Result<usize, String> {
-        let addr = format!("10.9.1.2:{PORT}").parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .map_err(|e| format!("connect: {e}"))?;
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        let data: Vec<u8> = (0..BYTES).map(pattern).collect();
-        s.write_all(&data).map_err(|e| format!("write: {e}"))?;
-        Ok(BYTES)
-    });
-    let got = server.join().expect("server thread");
+    let (sent, got) = tcp_transfer(&a, &b, "10.9.1.2", 5202);
     // Stop l2fwd (SIGINT to the process `ip netns exec` became) for its final statistics.
     let _ = Command::new("kill")
         .args(["-INT", &l2fwd.pid().to_string()])

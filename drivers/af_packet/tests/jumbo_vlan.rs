@@ -2,9 +2,9 @@
 //! pair with MTU 9000 in a private network namespace per test. They need root; without
 //! it they print why and pass.
 //!
-//! The peer end `vb` is watched by a plain `ETH_P_ALL` socket that puts back the VLAN tag
-//! the kernel reports beside each frame (`PACKET_AUXDATA`, as libpcap does), so what it
-//! returns is the frame as it was on the wire.
+//! The peer end `vb` is watched by the testkit's `ETH_P_ALL` raw socket, which puts back
+//! the VLAN tag the kernel reports beside each frame (`PACKET_AUXDATA`, as libpcap does),
+//! so what it returns is the frame as it was on the wire.
 
 use pmd_af_packet::DRIVER;
 use pmd_core::ethdev::{
@@ -13,15 +13,14 @@ use pmd_core::ethdev::{
 use pmd_core::mbuf::{Mbuf, PktBatch, RX_VLAN, RX_VLAN_STRIPPED, TX_QINQ, TX_VLAN};
 use pmd_core::mempool::{Mempool, MempoolConfig};
 use pmd_core::options::VdevSpec;
-use pmd_testkit::NetNs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use pmd_testkit::frames::{self, frame, ETH_P_ALL};
+use pmd_testkit::{NetNs, RawSock};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const ETHERTYPE_TEST: u16 = 0x88b5;
 /// Source MAC of every test frame (how the peer tells them from anything else).
-const SRC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x09];
+const SRC: [u8; 6] = frames::INJECT_SRC;
 const MCAST: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01];
 const BCAST: [u8; 6] = [0xff; 6];
 
@@ -38,137 +37,25 @@ fn netns(test: &str, mtu: u32) -> Option<NetNs> {
     Some(ns)
 }
 
-/// A raw `ETH_P_ALL` socket on `vb` that reports frames with their VLAN tag put back.
-struct Peer {
-    fd: OwnedFd,
-}
+/// The peer end `vb`: the testkit's raw `ETH_P_ALL` socket (it puts back the VLAN tag
+/// the kernel strips), keeping only the test frames.
+struct Peer(RawSock);
 
 impl Peer {
     fn open() -> Peer {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: socket(2) has no memory preconditions.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: a fresh descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let name = std::ffi::CString::new("vb").unwrap();
-        // SAFETY: a valid NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert!(ifindex > 0);
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: binds to an initialised address of the length given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-        let one: libc::c_int = 1;
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        let big: libc::c_int = 16 << 20;
-        for (level, name, p, len) in [
-            (
-                libc::SOL_PACKET,
-                libc::PACKET_AUXDATA,
-                (&one as *const libc::c_int).cast::<libc::c_void>(),
-                std::mem::size_of::<libc::c_int>(),
-            ),
-            (
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>(),
-            ),
-            (
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&big as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>(),
-            ),
-        ] {
-            // SAFETY: `p` points to a live value of `len` bytes.
-            let rc =
-                unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, p, len as libc::socklen_t) };
-            assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
-        }
-        Peer { fd }
+        Peer(RawSock::open("vb", ETH_P_ALL, Duration::from_millis(50)))
     }
 
     fn send(&self, frame: &[u8]) {
-        // SAFETY: sends from a live buffer of the length given.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        assert_eq!(
-            n,
-            frame.len() as isize,
-            "send of {} bytes: {}",
-            frame.len(),
-            std::io::Error::last_os_error()
-        );
+        self.0.send(frame);
     }
 
     /// The next test frame that arrived on `vb` (tag put back), or `None` after 50 ms.
     fn recv(&self) -> Option<Vec<u8>> {
         loop {
-            let mut buf = vec![0u8; 16384];
-            let mut ctrl = [0u64; 16];
-            // SAFETY: all-zero is a valid sockaddr_ll.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut iov = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            };
-            // SAFETY: all-zero is a valid msghdr; the pointers are set below.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
-            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = ctrl.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&ctrl);
-            // SAFETY: every buffer msg points to is live and of the length given.
-            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
-            if n < 0 {
-                return None;
-            }
-            assert!((n as usize) <= buf.len(), "frame of {n} bytes truncated");
-            buf.truncate(n as usize);
-            if sll.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            // SAFETY: walking the control messages the kernel wrote into `ctrl`.
-            let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-            while !c.is_null() {
-                // SAFETY: `c` is a control message header inside `ctrl`.
-                let (level, ty) = unsafe { ((*c).cmsg_level, (*c).cmsg_type) };
-                if level == libc::SOL_PACKET && ty == libc::PACKET_AUXDATA {
-                    // SAFETY: a PACKET_AUXDATA message carries a tpacket_auxdata.
-                    let aux: libc::tpacket_auxdata =
-                        unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
-                    if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
-                        let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                            aux.tp_vlan_tpid
-                        } else {
-                            0x8100
-                        };
-                        let mut tag = tpid.to_be_bytes().to_vec();
-                        tag.extend_from_slice(&aux.tp_vlan_tci.to_be_bytes());
-                        buf.splice(12..12, tag);
-                    }
-                }
-                // SAFETY: as above.
-                c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
-            }
-            if buf.len() >= 12 && buf[6..12] == SRC {
-                return Some(buf);
+            let f = self.0.recv_incoming()?;
+            if f.len() >= 12 && f[6..12] == SRC {
+                return Some(f);
             }
         }
     }
@@ -176,33 +63,9 @@ impl Peer {
 
 // ---- test frames -----------------------------------------------------------------
 
-/// A test frame of `len` bytes to `dst`, with `tags` (TPID, TCI) after the MAC
-/// addresses, ethertype 0x88b5, `seq` and then a pattern.
-fn frame(dst: [u8; 6], tags: &[(u16, u16)], len: usize, seq: u32) -> Vec<u8> {
-    let mut f = Vec::with_capacity(len);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&SRC);
-    for (tpid, tci) in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&tci.to_be_bytes());
-    }
-    f.extend_from_slice(&ETHERTYPE_TEST.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    while f.len() < len {
-        f.push((f.len() as u32 ^ seq.wrapping_mul(13)) as u8);
-    }
-    assert_eq!(f.len(), len);
-    f
-}
-
 /// Where `seq` sits: after the tags.
 fn seq_of(f: &[u8]) -> u32 {
-    let mut at = 12;
-    while matches!(u16::from_be_bytes([f[at], f[at + 1]]), 0x8100 | 0x88a8) {
-        at += 4;
-    }
-    assert_eq!(u16::from_be_bytes([f[at], f[at + 1]]), ETHERTYPE_TEST);
-    u32::from_be_bytes(f[at + 2..at + 6].try_into().unwrap())
+    frames::seq_of(f).expect("a test frame")
 }
 
 const Q: (u16, u16) = (0x8100, 0x0064); // VLAN 100
