@@ -176,21 +176,24 @@ impl TxRing {
             self.rs_head = (self.rs_head + 1) & self.mask;
             self.rs_len -= 1;
             let end = (last + 1) & self.mask;
+            // Buffers of the group go to `done` a batch at a time (slots of context and
+            // non-first segment descriptors are null), freed in bulk.
             while self.clean != end {
-                let b = std::mem::replace(&mut self.bufs[self.clean], RawMbuf::NULL);
-                if !b.is_null() {
-                    if self.done.spare() == 0 {
-                        self.done.clear();
-                    }
-                    self.done.spare_raw()[0] = b;
-                    // SAFETY: `b` was in flight, owned by the ring, and is out of `bufs`.
-                    unsafe { self.done.commit_raw(1) };
+                let spare = self.done.spare_raw();
+                let mut n = 0;
+                while self.clean != end && n < spare.len() {
+                    let b = std::mem::replace(&mut self.bufs[self.clean], RawMbuf::NULL);
+                    spare[n] = b;
+                    n += usize::from(!b.is_null());
+                    self.clean = (self.clean + 1) & self.mask;
+                    freed += 1;
                 }
-                self.clean = (self.clean + 1) & self.mask;
-                freed += 1;
+                // SAFETY: the first n spare slots hold buffers that were in flight, owned by
+                // the ring, and are out of `bufs` now.
+                unsafe { self.done.commit_raw(n) };
+                self.done.clear();
             }
         }
-        self.done.clear();
         freed
     }
 
