@@ -1209,6 +1209,41 @@ impl<Q: Virtqueue> TxQueue for VirtioTx<Q> {
         let mut taken = 0;
         let mut sent = 0u64;
         let mut bytes = 0u64;
+        // Fast path, as before chains existed: the leading packets of one segment without
+        // offload requests, up to the free descriptors, one descriptor each.
+        let limit = batch.len().min(self.vq.num_free());
+        while taken < limit {
+            let raw = batch.raw()[taken];
+            let m = &mut batch.as_mut_slice()[taken];
+            if !m.is_contiguous() || m.ol_flags() & TX_WORK != 0 {
+                break;
+            }
+            taken += 1;
+            let plen = m.len();
+            let Some(hdr) = m.prepend(self.hdr_len) else {
+                self.drop_packet(raw);
+                continue;
+            };
+            // Constant-size stores (a variable-length fill is a `memset` call per packet).
+            match hdr.len() {
+                NET_HDR_LEN => hdr.copy_from_slice(&[0; NET_HDR_LEN]),
+                NET_HDR_LEN_LEGACY => hdr.copy_from_slice(&[0; NET_HDR_LEN_LEGACY]),
+                _ => hdr.fill(0),
+            }
+            let addr = if self.va {
+                m.data_mut().as_mut_ptr() as u64
+            } else {
+                m.data_iova()
+            };
+            let id = self
+                .vq
+                .push(addr, (plen + self.hdr_len) as u32, false)
+                .expect("taken <= num_free");
+            self.bufs[id as usize] = raw;
+            sent += 1;
+            bytes += plen as u64;
+        }
+        // Chains and offload requests (and whatever follows the first of them).
         while taken < batch.len() {
             let raw = batch.raw()[taken];
             let m = &mut batch.as_mut_slice()[taken];
