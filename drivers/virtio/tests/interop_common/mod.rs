@@ -30,6 +30,9 @@ pub struct Testpmd {
     child: Child,
     sock: PathBuf,
     log: PathBuf,
+    /// DPDK's runtime directory for the file prefix (created even with --in-memory),
+    /// removed on drop.
+    runtime_dir: PathBuf,
 }
 
 impl Testpmd {
@@ -63,7 +66,15 @@ impl Testpmd {
         let out = std::fs::File::create(log).unwrap();
         let child = Command::new("dpdk-testpmd")
             .args(["-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512"])
-            .args(["--huge-dir", "/mnt/pmd-huge", "--file-prefix", prefix])
+            // --in-memory: no runtime directory or hugepage files are left behind (the
+            // prefix still names the process in `ps`).
+            .args([
+                "--huge-dir",
+                "/mnt/pmd-huge",
+                "--in-memory",
+                "--file-prefix",
+                prefix,
+            ])
             .arg("--vdev")
             .arg(format!(
                 "net_vhost0,iface={},queues={queues}{vdev_extra}",
@@ -88,6 +99,7 @@ impl Testpmd {
             child,
             sock: sock.to_path_buf(),
             log: log.to_path_buf(),
+            runtime_dir: Path::new("/var/run/dpdk").join(prefix),
         }
     }
 
@@ -112,6 +124,7 @@ impl Drop for Testpmd {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.sock);
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
     }
 }
 
