@@ -28,6 +28,19 @@ pub use rawsock::RawSock;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// Whether `program` is an executable file in a `PATH` directory. Probing DPDK's
+/// `dpdk-testpmd` by running it (`-v`, `--version`) starts its EAL, which leaves
+/// /var/run/dpdk/rte behind; this only looks.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 /// Whether we run as root; if not, prints why `test` is skipped.
 pub fn have_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -93,12 +93,7 @@ impl Drop for Testpmd {
 }
 
 fn dpdk_missing() -> Option<String> {
-    let ok = Command::new("dpdk-testpmd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
+    let ok = pmd_testkit::on_path("dpdk-testpmd");
     (!ok).then(|| "dpdk-testpmd is not installed (apt-get install dpdk)".to_string())
 }
 

@@ -21,12 +21,7 @@ fn skip_reason() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("needs root (hugepages for DPDK)".into());
     }
-    let ok = Command::new("dpdk-testpmd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
+    let ok = pmd_testkit::on_path("dpdk-testpmd");
     if !ok {
         return Some("dpdk-testpmd is not installed (apt-get install -y dpdk)".into());
     }

@@ -422,7 +422,7 @@ fn dpdk_testpmd_reads_our_file_and_we_read_its_file() {
     if !pmd_testkit::have_root("dpdk_testpmd_reads_our_file_and_we_read_its_file") {
         return;
     }
-    if Command::new("dpdk-testpmd").arg("-v").output().is_err() {
+    if !pmd_testkit::on_path("dpdk-testpmd") {
         eprintln!("dpdk_testpmd_reads_our_file_and_we_read_its_file: skipped: no dpdk-testpmd (apt-get install dpdk)");
         return;
     }

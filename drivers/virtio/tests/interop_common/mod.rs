@@ -133,13 +133,7 @@ pub fn skip_reason() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("needs root (hugepages for DPDK)".into());
     }
-    if Command::new("dpdk-testpmd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
+    if !pmd_testkit::on_path("dpdk-testpmd") {
         return Some("dpdk-testpmd is not installed (apt-get install dpdk)".into());
     }
     if !Path::new("/mnt/pmd-huge").exists() {
