@@ -20,6 +20,7 @@ pub mod lcore;
 pub mod mbuf;
 pub mod memory;
 pub mod mempool;
+pub mod netif;
 pub mod offload;
 pub mod options;
 pub mod pci;
