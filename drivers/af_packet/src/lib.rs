@@ -65,11 +65,12 @@ use pmd_core::ethdev::{
     DevInfo, Device, Driver, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf,
 };
+use pmd_core::netif::{self, Interface, NetifError};
 use pmd_core::options::VdevSpec;
 use pmd_core::vnet::{RxProcessor, VnetStats};
 use socket::{OpenError, SocketSet};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 /// The driver name, and the vdev prefix it claims.
@@ -105,10 +106,11 @@ impl Driver for AfPacketDriver {
 pub struct AfPacketDevice {
     name: String,
     cfg: Config,
-    ifindex: libc::c_int,
+    ifindex: u32,
     mac: MacAddr,
-    /// Socket for interface ioctls (receives nothing); `None` once closed.
-    ctrl: Option<OwnedFd>,
+    /// The interface, its requests going through an `AF_PACKET` socket that receives
+    /// nothing; `None` once closed.
+    netif: Option<Interface>,
     /// The queue sockets; `None` once closed.
     set: Option<SocketSet>,
     conf: PortConf,
@@ -137,7 +139,7 @@ impl AfPacketDevice {
     pub fn open(vdev: &VdevSpec) -> Result<AfPacketDevice> {
         let mut cfg = Config::from_vdev(vdev)?;
         let name = vdev.name.clone();
-        let ctrl = sys::packet_socket().map_err(|e| {
+        let ctrl = netif::packet_socket().map_err(|e| {
             if needs_cap(&e) {
                 Error::driver(
                     name.clone(),
@@ -147,21 +149,24 @@ impl AfPacketDevice {
                 Error::io(format!("{name}: socket(AF_PACKET)"), e)
             }
         })?;
-        let ifindex = sys::if_index(ctrl.as_raw_fd(), &cfg.iface).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENODEV) {
-                Error::driver(
-                    name.clone(),
-                    format!("interface '{}' not found (see `ip link`)", cfg.iface),
-                )
-            } else {
-                Error::io(format!("{name}: looking up interface '{}'", cfg.iface), e)
-            }
+        let netif = Interface::by_name_on(ctrl, &cfg.iface).map_err(|e| match e {
+            NetifError::NotFound { .. } => Error::driver(
+                name.clone(),
+                format!("interface '{}' not found (see `ip link`)", cfg.iface),
+            ),
+            e => Error::io(
+                format!("{name}: looking up interface '{}'", cfg.iface),
+                e.into(),
+            ),
         })?;
-        let mac = sys::if_hwaddr(ctrl.as_raw_fd(), &cfg.iface)
+        let ifindex = netif.index();
+        let mac = netif
+            .mac()
             .map(MacAddr)
-            .map_err(|e| Error::io(format!("{name}: MAC address of '{}'", cfg.iface), e))?;
-        let mtu = sys::if_mtu(ctrl.as_raw_fd(), &cfg.iface)
-            .map_err(|e| Error::io(format!("{name}: MTU of '{}'", cfg.iface), e))?;
+            .map_err(|e| Error::io(format!("{name}: MAC address of '{}'", cfg.iface), e.into()))?;
+        let mtu = netif
+            .mtu()
+            .map_err(|e| Error::io(format!("{name}: MTU of '{}'", cfg.iface), e.into()))?;
         let (geom, capped) = cfg
             .geometry_for_mtu(mtu)
             .map_err(|m| Error::driver(name.clone(), m))?;
@@ -188,7 +193,7 @@ impl AfPacketDevice {
             name,
             ifindex,
             mac,
-            ctrl: Some(ctrl),
+            netif: Some(netif),
             set: Some(set),
             conf: PortConf {
                 rx_queues: cfg.qpairs,
@@ -211,17 +216,31 @@ impl AfPacketDevice {
         self.set.as_ref().ok_or_else(|| self.closed())
     }
 
-    fn ctrl_fd(&self) -> Result<std::os::fd::RawFd> {
-        self.ctrl
-            .as_ref()
-            .map(|c| c.as_raw_fd())
-            .ok_or_else(|| self.closed())
+    fn netif(&self) -> Result<&Interface> {
+        self.netif.as_ref().ok_or_else(|| self.closed())
+    }
+
+    /// The interface's MTU now.
+    fn iface_mtu(&self) -> Result<u32> {
+        self.netif()?.mtu().map_err(|e| {
+            Error::io(
+                format!("{}: MTU of '{}'", self.name, self.cfg.iface),
+                e.into(),
+            )
+        })
+    }
+
+    /// Gives the first socket of `set` the promiscuous membership (the device's setting
+    /// carried over to reopened sockets).
+    fn set_packet_promisc(&self, set: &SocketSet) -> Result<()> {
+        self.netif()?
+            .set_packet_promisc(set.socks[0].as_fd(), true)
+            .map_err(|e| Error::io(format!("{}: enabling promiscuous mode", self.name), e.into()))
     }
 
     /// The interface's MTU now, checked against the ring frames.
     fn check_mtu_fits(&self) -> Result<()> {
-        let mtu = sys::if_mtu(self.ctrl_fd()?, &self.cfg.iface)
-            .map_err(|e| Error::io(format!("{}: MTU of '{}'", self.name, self.cfg.iface), e))?;
+        let mtu = self.iface_mtu()?;
         let frame = self.cfg.geom.frame_size;
         if mtu > sys::max_mtu_for_frame(frame) {
             return Err(Error::driver(
@@ -304,9 +323,7 @@ impl Device for AfPacketDevice {
             cfg.geom = if vnet {
                 cfg.geometry_for_vnet()
             } else {
-                let mtu = sys::if_mtu(self.ctrl_fd()?, &cfg.iface)
-                    .map_err(|e| Error::io(format!("{}: MTU of '{}'", self.name, cfg.iface), e))?;
-                cfg.geometry_for_mtu(mtu).map(|(g, _)| g)
+                cfg.geometry_for_mtu(self.iface_mtu()?).map(|(g, _)| g)
             }
             .map_err(|m| Error::driver(self.name.clone(), m))?;
         }
@@ -315,9 +332,7 @@ impl Device for AfPacketDevice {
             let new = SocketSet::open(&cfg, self.ifindex, rx, total)
                 .map_err(|e| open_error(&self.name, &cfg, e))?;
             if self.promisc {
-                sys::set_promisc(new.socks[0].fd(), self.ifindex, true).map_err(|e| {
-                    Error::io(format!("{}: enabling promiscuous mode", self.name), e)
-                })?;
+                self.set_packet_promisc(&new)?;
             }
             if cfg.vnet != self.cfg.vnet {
                 tracing::info!(
@@ -408,28 +423,12 @@ impl Device for AfPacketDevice {
     fn close(&mut self) {
         // Queues keep their own references to their sockets and mappings.
         self.set = None;
-        self.ctrl = None;
+        self.netif = None;
         self.promisc = false;
     }
 
     fn link(&self) -> Link {
-        let Some(ctrl) = &self.ctrl else {
-            return Link::default();
-        };
-        let fd = ctrl.as_raw_fd();
-        let Ok(flags) = sys::if_flags(fd, &self.cfg.iface) else {
-            return Link::default();
-        };
-        let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
-        if flags & want != want {
-            return Link::default();
-        }
-        let (speed_mbps, full_duplex) = sys::if_speed(fd, &self.cfg.iface).unwrap_or((0, false));
-        Link {
-            up: true,
-            speed_mbps,
-            full_duplex,
-        }
+        self.netif.as_ref().map(Interface::link).unwrap_or_default()
     }
 
     fn mac_addr(&self) -> MacAddr {
@@ -441,16 +440,18 @@ impl Device for AfPacketDevice {
         if on == self.promisc {
             return Ok(());
         }
-        sys::set_promisc(set.socks[0].fd(), self.ifindex, on).map_err(|e| {
-            Error::io(
-                format!(
-                    "{}: turning promiscuous mode {}",
-                    self.name,
-                    if on { "on" } else { "off" }
-                ),
-                e,
-            )
-        })?;
+        self.netif()?
+            .set_packet_promisc(set.socks[0].as_fd(), on)
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "{}: turning promiscuous mode {}",
+                        self.name,
+                        if on { "on" } else { "off" }
+                    ),
+                    e.into(),
+                )
+            })?;
         self.promisc = on;
         Ok(())
     }
@@ -461,8 +462,7 @@ impl Device for AfPacketDevice {
 
     /// The interface's MTU, read from the kernel (`None` once closed; 65535 for larger).
     fn mtu(&self) -> Option<u16> {
-        let fd = self.ctrl.as_ref()?.as_raw_fd();
-        let mtu = sys::if_mtu(fd, &self.cfg.iface).ok()?;
+        let mtu = self.netif.as_ref()?.mtu().ok()?;
         Some(u16::try_from(mtu).unwrap_or(u16::MAX))
     }
 
@@ -470,7 +470,7 @@ impl Device for AfPacketDevice {
     /// from the MTU and the new one needs larger ring frames, the sockets are reopened,
     /// which needs every queue to be dropped first.
     fn set_mtu(&mut self, mtu: u16) -> Result<()> {
-        let fd = self.ctrl_fd()?;
+        let netif = self.netif()?;
         let set = self.sockets()?;
         let (geom, _) = self
             .cfg
@@ -493,7 +493,8 @@ impl Device for AfPacketDevice {
                 ),
             ));
         }
-        sys::if_set_mtu(fd, &self.cfg.iface, u32::from(mtu)).map_err(|e| {
+        netif.set_mtu(u32::from(mtu)).map_err(|e| {
+            let e = io::Error::from(e);
             let what = format!(
                 "{}: setting the MTU of '{}' to {mtu}{}",
                 self.name,
@@ -513,9 +514,7 @@ impl Device for AfPacketDevice {
             let new = SocketSet::open(&cfg, self.ifindex, rx, total)
                 .map_err(|e| open_error(&self.name, &cfg, e))?;
             if self.promisc {
-                sys::set_promisc(new.socks[0].fd(), self.ifindex, true).map_err(|e| {
-                    Error::io(format!("{}: enabling promiscuous mode", self.name), e)
-                })?;
+                self.set_packet_promisc(&new)?;
             }
             self.set = Some(new);
             self.cfg = cfg;

@@ -901,9 +901,9 @@ mod tests {
         std::thread::spawn(|| {
             // SAFETY: moves only this thread into a new, empty network namespace.
             assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-            let ctl = sys::packet_socket().unwrap();
-            sys::if_set_up(sys::raw(&ctl), "lo").unwrap();
-            let ifindex = sys::if_index(sys::raw(&ctl), "lo").unwrap();
+            let lo = pmd_core::netif::Interface::by_name("lo").unwrap();
+            lo.set_up(true).unwrap();
+            let ifindex = lo.index();
             let cfg = crate::config::Config::from_vdev(
                 &"net_af_packet0,iface=lo,framecnt=64".parse().unwrap(),
             )

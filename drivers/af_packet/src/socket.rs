@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::sys::{self, PacketRing};
 use std::io;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -61,7 +61,7 @@ impl PacketSocket {
     /// `fanout` (`PACKET_FANOUT` argument) joins a fanout group after binding.
     pub fn open(
         cfg: &Config,
-        ifindex: libc::c_int,
+        ifindex: u32,
         receive: bool,
         fanout: Option<u32>,
     ) -> Result<PacketSocket, OpenError> {
@@ -72,36 +72,39 @@ impl PacketSocket {
     /// transmissions (as on kernels older than 4.20; for tests of the fallback filter).
     pub(crate) fn open_with(
         cfg: &Config,
-        ifindex: libc::c_int,
+        ifindex: u32,
         receive: bool,
         fanout: Option<u32>,
         try_ignore_outgoing: bool,
     ) -> Result<PacketSocket, OpenError> {
-        let fd = sys::packet_socket().map_err(step("socket(AF_PACKET)"))?;
-        let raw = sys::raw(&fd);
-        sys::set_packet_opt(raw, sys::PACKET_VERSION, sys::TPACKET_V2)
+        let fd = pmd_core::netif::packet_socket().map_err(step("socket(AF_PACKET)"))?;
+        let raw = fd.as_raw_fd();
+        let tpacket_v2 = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+        sys::set_packet_opt(raw, libc::PACKET_VERSION, tpacket_v2)
             .map_err(step("PACKET_VERSION"))?;
         let ignore_outgoing = try_ignore_outgoing
-            && match sys::set_packet_opt(raw, sys::PACKET_IGNORE_OUTGOING, 1) {
+            && match sys::set_packet_opt(raw, libc::PACKET_IGNORE_OUTGOING, 1) {
                 Ok(()) => true,
                 Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => false,
                 Err(e) => return Err(step("PACKET_IGNORE_OUTGOING")(e)),
             };
-        sys::set_packet_opt(raw, sys::PACKET_AUXDATA, 0).map_err(step("PACKET_AUXDATA"))?;
-        sys::set_packet_opt(raw, sys::PACKET_LOSS, 1).map_err(step("PACKET_LOSS"))?;
+        sys::set_packet_opt(raw, libc::PACKET_AUXDATA, 0).map_err(step("PACKET_AUXDATA"))?;
+        sys::set_packet_opt(raw, libc::PACKET_LOSS, 1).map_err(step("PACKET_LOSS"))?;
         if cfg.vnet {
             // Must precede the rings: the kernel refuses it (EBUSY) once they exist.
-            sys::set_packet_opt(raw, sys::PACKET_VNET_HDR, 1).map_err(step("PACKET_VNET_HDR"))?;
+            // A `struct virtio_net_hdr` is then in front of every rx and tx frame.
+            sys::set_packet_opt(raw, libc::PACKET_VNET_HDR, 1).map_err(step("PACKET_VNET_HDR"))?;
         }
         if cfg.qdisc_bypass {
-            sys::set_packet_opt(raw, sys::PACKET_QDISC_BYPASS, 1)
+            sys::set_packet_opt(raw, libc::PACKET_QDISC_BYPASS, 1)
                 .map_err(step("PACKET_QDISC_BYPASS"))?;
         }
-        let ring = PacketRing::create(raw, cfg.geom).map_err(step("PACKET_RX_RING/TX_RING"))?;
-        let proto = if receive { sys::ETH_P_ALL } else { 0 };
+        let ring =
+            PacketRing::create(fd.as_fd(), cfg.geom).map_err(step("PACKET_RX_RING/TX_RING"))?;
+        let proto = if receive { libc::ETH_P_ALL as u16 } else { 0 };
         sys::bind_ll(raw, ifindex, proto).map_err(step("bind"))?;
         if let Some(arg) = fanout {
-            sys::set_packet_opt(raw, sys::PACKET_FANOUT, arg as libc::c_int)
+            sys::set_packet_opt(raw, libc::PACKET_FANOUT, arg as libc::c_int)
                 .map_err(step("PACKET_FANOUT"))?;
         }
         Ok(PacketSocket {
@@ -120,7 +123,7 @@ impl PacketSocket {
 
     /// The socket's fd.
     pub fn fd(&self) -> RawFd {
-        sys::raw(&self.fd)
+        self.fd.as_raw_fd()
     }
 
     /// Reads PACKET_STATISTICS (resetting the kernel's counters) into the running totals.
@@ -131,6 +134,12 @@ impl PacketSocket {
         self.kernel_packets
             .fetch_add(u64::from(st.tp_packets), Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -154,7 +163,7 @@ impl SocketSet {
     /// Opens `total` sockets of which the first `rx` receive.
     pub fn open(
         cfg: &Config,
-        ifindex: libc::c_int,
+        ifindex: u32,
         rx: usize,
         total: usize,
     ) -> Result<SocketSet, OpenError> {
@@ -168,8 +177,8 @@ impl SocketSet {
                 let mut tries = 0;
                 loop {
                     let seq = GROUP_SEQ.fetch_add(1, Ordering::Relaxed);
-                    let id = fanout_group_id(std::process::id(), ifindex as u32, seq);
-                    let arg = u32::from(id) | (sys::PACKET_FANOUT_HASH << 16);
+                    let id = fanout_group_id(std::process::id(), ifindex, seq);
+                    let arg = u32::from(id) | (libc::PACKET_FANOUT_HASH << 16);
                     match PacketSocket::open(cfg, ifindex, true, Some(arg)) {
                         Ok(s) => {
                             fanout = Some(arg);

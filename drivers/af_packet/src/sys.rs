@@ -1,55 +1,22 @@
-//! The kernel side: `AF_PACKET` constants and structures (from `linux/if_packet.h`,
-//! `linux/sockios.h`, `linux/ethtool.h`), and small safe wrappers around the socket
-//! calls and the `PACKET_MMAP` ring mapping. Every `unsafe` block of the crate that
-//! touches the kernel lives here.
+//! The kernel side of the `AF_PACKET` socket: the `PACKET_MMAP` ring layout
+//! (`linux/if_packet.h`, through `libc`), small safe wrappers around the socket calls, and
+//! the ring mapping. Interface requests (index, MTU, MAC, flags, speed, promiscuous
+//! membership) are `pmd_core::netif`'s. Every `unsafe` block of the crate that touches the
+//! kernel lives here.
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
+use memmap2::{MmapOptions, MmapRaw};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-// ---- if_packet.h -----------------------------------------------------------------
+pub(crate) use libc::{
+    PACKET_OUTGOING, TPACKET2_HDRLEN, TP_STATUS_AVAILABLE, TP_STATUS_KERNEL, TP_STATUS_LOSING,
+    TP_STATUS_SEND_REQUEST, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
+    TP_STATUS_WRONG_FORMAT,
+};
+pub(crate) use pmd_core::netif::IFNAME_MAX;
 
-pub(crate) const PACKET_ADD_MEMBERSHIP: libc::c_int = libc::PACKET_ADD_MEMBERSHIP;
-pub(crate) const PACKET_DROP_MEMBERSHIP: libc::c_int = libc::PACKET_DROP_MEMBERSHIP;
-pub(crate) const PACKET_RX_RING: libc::c_int = libc::PACKET_RX_RING;
-pub(crate) const PACKET_STATISTICS: libc::c_int = libc::PACKET_STATISTICS;
-pub(crate) const PACKET_AUXDATA: libc::c_int = libc::PACKET_AUXDATA;
-pub(crate) const PACKET_VERSION: libc::c_int = libc::PACKET_VERSION;
-pub(crate) const PACKET_TX_RING: libc::c_int = libc::PACKET_TX_RING;
-pub(crate) const PACKET_LOSS: libc::c_int = libc::PACKET_LOSS;
-pub(crate) const PACKET_FANOUT: libc::c_int = libc::PACKET_FANOUT;
-pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = libc::PACKET_QDISC_BYPASS;
-pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = libc::PACKET_IGNORE_OUTGOING;
-/// A `struct virtio_net_hdr` in front of every rx and tx frame (set before the rings).
-pub(crate) const PACKET_VNET_HDR: libc::c_int = libc::PACKET_VNET_HDR;
-
-pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = libc::PACKET_MR_PROMISC as libc::c_ushort;
-pub(crate) const PACKET_FANOUT_HASH: u32 = libc::PACKET_FANOUT_HASH;
-pub(crate) const TPACKET_V2: libc::c_int = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
-/// `sll_pkttype` of a frame this host sent.
-pub(crate) const PACKET_OUTGOING: u8 = libc::PACKET_OUTGOING;
-
-/// Rx frame status: owned by the kernel.
-pub(crate) const TP_STATUS_KERNEL: u32 = libc::TP_STATUS_KERNEL;
-/// Rx frame status: holds a packet for user space.
-pub(crate) const TP_STATUS_USER: u32 = libc::TP_STATUS_USER;
-/// Rx frame status flag: the kernel dropped packets since the last PACKET_STATISTICS.
-pub(crate) const TP_STATUS_LOSING: u32 = libc::TP_STATUS_LOSING;
-/// Rx frame status flag: `tp_vlan_tci` holds a VLAN tag the kernel took out of the frame.
-pub(crate) const TP_STATUS_VLAN_VALID: u32 = libc::TP_STATUS_VLAN_VALID;
-/// Rx frame status flag: `tp_vlan_tpid` holds that tag's TPID (else it was 0x8100).
-pub(crate) const TP_STATUS_VLAN_TPID_VALID: u32 = libc::TP_STATUS_VLAN_TPID_VALID;
-
-/// Tx frame status: free for user space.
-pub(crate) const TP_STATUS_AVAILABLE: u32 = libc::TP_STATUS_AVAILABLE;
-/// Tx frame status: filled, waiting for the kernel.
-pub(crate) const TP_STATUS_SEND_REQUEST: u32 = libc::TP_STATUS_SEND_REQUEST;
-/// Tx frame status: the kernel rejected the frame (only without PACKET_LOSS).
-pub(crate) const TP_STATUS_WRONG_FORMAT: u32 = libc::TP_STATUS_WRONG_FORMAT;
-
-pub(crate) const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
 /// Smallest frame the kernel transmits (an Ethernet header).
 pub(crate) const ETH_HLEN: usize = libc::ETH_HLEN as usize;
 
@@ -60,33 +27,14 @@ pub(crate) const fn tpacket_align(x: usize) -> usize {
     (x + TPACKET_ALIGNMENT - 1) & !(TPACKET_ALIGNMENT - 1)
 }
 
-/// `struct tpacket2_hdr`.
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-pub(crate) struct Tpacket2Hdr {
-    pub tp_status: u32,
-    pub tp_len: u32,
-    pub tp_snaplen: u32,
-    pub tp_mac: u16,
-    pub tp_net: u16,
-    pub tp_sec: u32,
-    pub tp_nsec: u32,
-    pub tp_vlan_tci: u16,
-    pub tp_vlan_tpid: u16,
-    pub tp_padding: [u8; 4],
-}
-
-const _: () = assert!(size_of::<Tpacket2Hdr>() == 32);
-const _: () = assert!(size_of::<Tpacket2Hdr>() == size_of::<libc::tpacket2_hdr>());
-const _: () = assert!(TPACKET2_HDRLEN == libc::TPACKET2_HDRLEN);
-const _: () = assert!(size_of::<libc::sockaddr_ll>() == 20);
-
 /// Offset of the `sockaddr_ll` the kernel writes after the header of an rx frame.
-pub(crate) const RX_SLL_OFFSET: usize = tpacket_align(size_of::<Tpacket2Hdr>());
-/// `TPACKET2_HDRLEN`.
-pub(crate) const TPACKET2_HDRLEN: usize = RX_SLL_OFFSET + size_of::<libc::sockaddr_ll>();
+pub(crate) const RX_SLL_OFFSET: usize = tpacket_align(size_of::<libc::tpacket2_hdr>());
 /// Where the kernel expects tx packet data (`TPACKET2_HDRLEN - sizeof(sockaddr_ll)`).
 pub(crate) const TX_DATA_OFFSET: usize = TPACKET2_HDRLEN - size_of::<libc::sockaddr_ll>();
+
+const _: () = assert!(size_of::<libc::tpacket2_hdr>() == 32);
+const _: () = assert!(size_of::<libc::sockaddr_ll>() == 20);
+const _: () = assert!(TPACKET2_HDRLEN == RX_SLL_OFFSET + size_of::<libc::sockaddr_ll>());
 
 /// Largest offset of the packet in an rx frame that we plan for: the kernel puts the
 /// network header at `TPACKET_ALIGN(TPACKET2_HDRLEN + max(maclen, 16))` (80 for
@@ -106,105 +54,6 @@ pub(crate) const fn max_mtu_for_frame(frame_size: u32) -> u32 {
     frame_size.saturating_sub((RX_MAX_MAC_OFFSET + L2_OVERHEAD) as u32)
 }
 
-/// `struct tpacket_req`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct TpacketReq {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-}
-
-/// `struct tpacket_stats`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TpacketStats {
-    pub tp_packets: u32,
-    pub tp_drops: u32,
-}
-
-/// `struct packet_mreq`.
-#[repr(C)]
-struct PacketMreq {
-    mr_ifindex: libc::c_int,
-    mr_type: libc::c_ushort,
-    mr_alen: libc::c_ushort,
-    mr_address: [u8; 8],
-}
-
-// ---- sockios.h / if.h / ethtool.h ------------------------------------------------
-
-const SIOCGIFFLAGS: u64 = 0x8913;
-const SIOCGIFMTU: libc::c_ulong = libc::SIOCGIFMTU;
-const SIOCSIFMTU: libc::c_ulong = libc::SIOCSIFMTU;
-const SIOCGIFHWADDR: u64 = 0x8927;
-const SIOCGIFINDEX: u64 = 0x8933;
-const SIOCETHTOOL: u64 = 0x8946;
-const ETHTOOL_GSET: u32 = 0x1;
-/// Longest interface name (IFNAMSIZ - 1).
-pub(crate) const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
-
-/// `struct ifreq` (name plus the union, 40 bytes on 64-bit targets).
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: IfReqData,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-union IfReqData {
-    flags: libc::c_short,
-    ifindex: libc::c_int,
-    mtu: libc::c_int,
-    hwaddr: libc::sockaddr,
-    ptr: *mut libc::c_void,
-    _pad: [u8; 24],
-}
-
-impl IfReq {
-    fn new(name: &str) -> io::Result<IfReq> {
-        let b = name.as_bytes();
-        if b.is_empty() || b.len() > IFNAME_MAX || b.contains(&0) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let mut r = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            data: IfReqData { _pad: [0; 24] },
-        };
-        for (d, s) in r.name.iter_mut().zip(b) {
-            *d = *s as libc::c_char;
-        }
-        Ok(r)
-    }
-}
-
-/// `struct ethtool_cmd` (the legacy ETHTOOL_GSET layout).
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolCmd {
-    cmd: u32,
-    supported: u32,
-    advertising: u32,
-    speed: u16,
-    duplex: u8,
-    port: u8,
-    phy_address: u8,
-    transceiver: u8,
-    autoneg: u8,
-    mdio_support: u8,
-    maxtxpkt: u32,
-    maxrxpkt: u32,
-    speed_hi: u16,
-    eth_tp_mdix: u8,
-    eth_tp_mdix_ctrl: u8,
-    lp_advertising: u32,
-    reserved: [u32; 2],
-}
-
-const _: () = assert!(size_of::<EthtoolCmd>() == 44);
-
 // ---- socket helpers --------------------------------------------------------------
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -213,20 +62,6 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(rc)
     }
-}
-
-/// Opens an `AF_PACKET` `SOCK_RAW` socket that receives nothing until bound with a protocol.
-pub(crate) fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with constant arguments.
-    let fd = cvt(unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            0, // protocol 0: no packets until bind() names one
-        )
-    })?;
-    // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `setsockopt(fd, level, name, &val, sizeof val)`.
@@ -254,90 +89,14 @@ pub(crate) fn set_packet_opt(fd: RawFd, name: libc::c_int, val: libc::c_int) -> 
     setsockopt(fd, libc::SOL_PACKET, name, &val)
 }
 
-/// Interface index of `name`, looked up in the network namespace of `fd`.
-pub(crate) fn if_index(fd: RawFd, name: &str) -> io::Result<libc::c_int> {
-    let mut r = IfReq::new(name)?;
-    // SAFETY: SIOCGIFINDEX reads the name and writes the int member of our ifreq.
-    cvt(unsafe { libc::ioctl(fd, SIOCGIFINDEX as _, &mut r as *mut IfReq) })?;
-    // SAFETY: the kernel filled in the ifindex member.
-    Ok(unsafe { r.data.ifindex })
-}
-
-/// Interface flags (`IFF_*`).
-pub(crate) fn if_flags(fd: RawFd, name: &str) -> io::Result<u32> {
-    let mut r = IfReq::new(name)?;
-    // SAFETY: SIOCGIFFLAGS writes the short flags member of our ifreq.
-    cvt(unsafe { libc::ioctl(fd, SIOCGIFFLAGS as _, &mut r as *mut IfReq) })?;
-    // SAFETY: the kernel filled in the flags member.
-    Ok(unsafe { r.data.flags } as u16 as u32)
-}
-
-/// MTU of the interface (bytes of payload after the Ethernet header).
-pub(crate) fn if_mtu(fd: RawFd, name: &str) -> io::Result<u32> {
-    let mut r = IfReq::new(name)?;
-    // SAFETY: SIOCGIFMTU reads the name and writes the int mtu member of our ifreq.
-    cvt(unsafe { libc::ioctl(fd, SIOCGIFMTU as _, &mut r as *mut IfReq) })?;
-    // SAFETY: the kernel filled in the mtu member.
-    Ok(unsafe { r.data.mtu }.max(0) as u32)
-}
-
-/// Sets the MTU of the interface (needs CAP_NET_ADMIN).
-pub(crate) fn if_set_mtu(fd: RawFd, name: &str, mtu: u32) -> io::Result<()> {
-    let mut r = IfReq::new(name)?;
-    r.data.mtu =
-        libc::c_int::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: SIOCSIFMTU reads the name and the int mtu member of our ifreq.
-    cvt(unsafe { libc::ioctl(fd, SIOCSIFMTU as _, &mut r as *mut IfReq) }).map(drop)
-}
-
-/// Brings an interface up (tests only: the driver never changes interface state).
-#[cfg(test)]
-pub(crate) fn if_set_up(fd: RawFd, name: &str) -> io::Result<()> {
-    const SIOCSIFFLAGS: u64 = 0x8914;
-    let flags = if_flags(fd, name)? | libc::IFF_UP as u32;
-    let mut r = IfReq::new(name)?;
-    r.data.flags = flags as u16 as libc::c_short;
-    // SAFETY: SIOCSIFFLAGS reads the name and flags of our ifreq.
-    cvt(unsafe { libc::ioctl(fd, SIOCSIFFLAGS as _, &mut r as *mut IfReq) }).map(drop)
-}
-
-/// Hardware address of the interface (first 6 bytes).
-pub(crate) fn if_hwaddr(fd: RawFd, name: &str) -> io::Result<[u8; 6]> {
-    let mut r = IfReq::new(name)?;
-    // SAFETY: SIOCGIFHWADDR writes a sockaddr into our ifreq.
-    cvt(unsafe { libc::ioctl(fd, SIOCGIFHWADDR as _, &mut r as *mut IfReq) })?;
-    // SAFETY: the kernel filled in the sockaddr member.
-    let sa = unsafe { r.data.hwaddr };
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *d = *s as u8;
-    }
-    Ok(mac)
-}
-
-/// Speed (Mbit/s, 0 = unknown) and full duplex, through ETHTOOL_GSET.
-pub(crate) fn if_speed(fd: RawFd, name: &str) -> io::Result<(u32, bool)> {
-    let mut cmd = EthtoolCmd {
-        cmd: ETHTOOL_GSET,
-        ..EthtoolCmd::default()
-    };
-    let mut r = IfReq::new(name)?;
-    r.data.ptr = (&mut cmd as *mut EthtoolCmd).cast();
-    // SAFETY: SIOCETHTOOL with ETHTOOL_GSET writes one `ethtool_cmd` through `ifr_data`,
-    // which points to `cmd`, alive for the call.
-    cvt(unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut r as *mut IfReq) })?;
-    let speed = u32::from(cmd.speed) | (u32::from(cmd.speed_hi) << 16);
-    let speed = if speed == u32::MAX { 0 } else { speed };
-    Ok((speed, cmd.duplex == 1))
-}
-
 /// Binds `fd` to interface `ifindex` with ethertype `proto` (0: transmit only).
-pub(crate) fn bind_ll(fd: RawFd, ifindex: libc::c_int, proto: u16) -> io::Result<()> {
+pub(crate) fn bind_ll(fd: RawFd, ifindex: u32, proto: u16) -> io::Result<()> {
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as libc::c_ushort;
     sll.sll_protocol = proto.to_be();
-    sll.sll_ifindex = ifindex;
+    sll.sll_ifindex = libc::c_int::try_from(ifindex)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `sll` is a valid sockaddr_ll of the length passed.
     cvt(unsafe {
         libc::bind(
@@ -349,32 +108,16 @@ pub(crate) fn bind_ll(fd: RawFd, ifindex: libc::c_int, proto: u16) -> io::Result
     .map(drop)
 }
 
-/// Adds or drops a PACKET_MR_PROMISC membership on `fd`.
-pub(crate) fn set_promisc(fd: RawFd, ifindex: libc::c_int, on: bool) -> io::Result<()> {
-    let mreq = PacketMreq {
-        mr_ifindex: ifindex,
-        mr_type: PACKET_MR_PROMISC,
-        mr_alen: 0,
-        mr_address: [0; 8],
-    };
-    let opt = if on {
-        PACKET_ADD_MEMBERSHIP
-    } else {
-        PACKET_DROP_MEMBERSHIP
-    };
-    setsockopt(fd, libc::SOL_PACKET, opt, &mreq)
-}
-
 /// Reads (and thereby resets) the socket's PACKET_STATISTICS.
-pub(crate) fn packet_stats(fd: RawFd) -> io::Result<TpacketStats> {
-    let mut st = MaybeUninit::<TpacketStats>::zeroed();
-    let mut len = size_of::<TpacketStats>() as libc::socklen_t;
+pub(crate) fn packet_stats(fd: RawFd) -> io::Result<libc::tpacket_stats> {
+    let mut st = MaybeUninit::<libc::tpacket_stats>::zeroed();
+    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `st`.
     cvt(unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_PACKET,
-            PACKET_STATISTICS,
+            libc::PACKET_STATISTICS,
             st.as_mut_ptr().cast(),
             &mut len,
         )
@@ -478,8 +221,8 @@ impl Geometry {
             + (i % fpb) as usize * self.frame_size as usize
     }
 
-    fn req(&self) -> TpacketReq {
-        TpacketReq {
+    fn req(&self) -> libc::tpacket_req {
+        libc::tpacket_req {
             tp_block_size: self.block_size,
             tp_block_nr: self.block_nr,
             tp_frame_size: self.frame_size,
@@ -513,45 +256,27 @@ pub(crate) struct RxFrameHdr {
 ///
 /// The memory is shared with the kernel: a frame belongs to user space only while its
 /// status says so, and status words are accessed atomically. All other accesses are
-/// bounds-checked copies within one frame.
+/// bounds-checked copies within one frame. Which thread may touch which frames is
+/// arbitrated by the owner (one rx queue and one tx queue per socket, see
+/// `PacketSocket`); `&PacketRing` methods never make references into the shared memory
+/// that could alias a kernel write.
 pub(crate) struct PacketRing {
-    base: NonNull<u8>,
-    len: usize,
+    /// Both rings: a plain shared read-write mapping of the socket.
+    map: MmapRaw,
     geom: Geometry,
 }
 
-// SAFETY: the mapping is plain shared memory; `PacketRing` only hands out copies and
-// atomic status accesses. Which thread may touch which frames is arbitrated by the owner
-// (one rx queue and one tx queue per socket, see `PacketSocket`).
-unsafe impl Send for PacketRing {}
-// SAFETY: as above; `&PacketRing` methods use atomics or raw copies, never references
-// into the shared memory that could alias a kernel write.
-unsafe impl Sync for PacketRing {}
-
 impl PacketRing {
     /// Creates the rx and tx rings on `fd` and maps them.
-    pub fn create(fd: RawFd, geom: Geometry) -> io::Result<PacketRing> {
+    pub fn create(fd: BorrowedFd<'_>, geom: Geometry) -> io::Result<PacketRing> {
         let req = geom.req();
-        setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &req)?;
-        setsockopt(fd, libc::SOL_PACKET, PACKET_TX_RING, &req)?;
-        let len = geom.ring_bytes() * 2;
-        // SAFETY: mapping the socket's rings, a fresh shared mapping that nothing aliases.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        Ok(PacketRing { base, len, geom })
+        let raw = fd.as_raw_fd();
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)?;
+        let map = MmapOptions::new()
+            .len(geom.ring_bytes() * 2)
+            .map_raw(raw)?;
+        Ok(PacketRing { map, geom })
     }
 
     /// The ring layout.
@@ -569,9 +294,9 @@ impl PacketRing {
             Dir::Tx => self.geom.ring_bytes(),
         };
         let off = ring + self.geom.frame_offset(i);
-        debug_assert!(off + self.geom.frame_size as usize <= self.len);
+        debug_assert!(off + self.geom.frame_size as usize <= self.map.len());
         // SAFETY: off + frame_size <= len: the frame lies inside the mapping.
-        unsafe { self.base.as_ptr().add(off) }
+        unsafe { self.map.as_mut_ptr().add(off) }
     }
 
     #[inline(always)]
@@ -600,7 +325,7 @@ impl PacketRing {
     #[inline(always)]
     pub fn rx_header(&self, i: u32) -> RxFrameHdr {
         let p = self.frame(Dir::Rx, i);
-        let h = p.cast::<Tpacket2Hdr>();
+        let h = p.cast::<libc::tpacket2_hdr>();
         // SAFETY: the header and the sockaddr_ll after it are within the frame
         // (frame_size >= TPACKET2_HDRLEN, checked by Geometry::new) and aligned; volatile
         // reads because the memory is shared with the kernel.
@@ -672,7 +397,7 @@ impl PacketRing {
         if at != len {
             return false;
         }
-        let h = p.cast::<Tpacket2Hdr>();
+        let h = p.cast::<libc::tpacket2_hdr>();
         // SAFETY: the header is inside the frame and user-owned, as above.
         unsafe {
             std::ptr::addr_of_mut!((*h).tp_len).write_volatile(len as u32);
@@ -680,19 +405,6 @@ impl PacketRing {
         }
         true
     }
-}
-
-impl Drop for PacketRing {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `create` mapped; nothing refers to it any more
-        // (all accessors borrow `self`).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
-
-/// The fd of a socket, for the helpers above.
-pub(crate) fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }
 
 /// The system page size.
@@ -715,8 +427,6 @@ mod tests {
         assert_eq!(RX_SLL_OFFSET, 32);
         assert_eq!(TPACKET2_HDRLEN, 52);
         assert_eq!(TX_DATA_OFFSET, 32);
-        assert_eq!(size_of::<IfReq>(), 40);
-        assert_eq!(size_of::<PacketMreq>(), 16);
     }
 
     #[test]
