@@ -13,9 +13,9 @@ use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxOffloads, TxQueue,
     TxQueueConf, L2_OVERHEAD,
 };
+use pmd_core::netif::{self, Interface, NetifError};
 use pmd_core::options::VdevSpec;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -42,8 +42,9 @@ pub struct AfXdpDevice {
     prog: Option<XdpProgram>,
     /// The socket of each queue index, created at its first queue setup.
     socks: Vec<Option<Arc<Xsk>>>,
-    /// Socket for interface ioctls and the promiscuous membership; `None` once closed.
-    ctrl: Option<OwnedFd>,
+    /// The interface, its requests going through an `AF_PACKET` socket that also holds
+    /// the promiscuous membership; `None` once closed.
+    netif: Option<Interface>,
     name: String,
     cfg: Config,
     ifindex: u32,
@@ -70,28 +71,29 @@ impl AfXdpDevice {
         let cfg = Config::from_vdev(vdev)?;
         let name = vdev.name.clone();
         let err = |msg: String| Error::driver(name.clone(), msg);
-        let ctrl = sys::packet_socket().map_err(|e| {
+        let ctrl = netif::packet_socket().map_err(|e| {
             if denied(&e) {
                 err(format!("{ROOT_HINT} ({e})"))
             } else {
                 Error::io(format!("{name}: socket(AF_PACKET)"), e)
             }
         })?;
-        let fd = sys::raw(&ctrl);
-        let ifindex = sys::if_index(fd, &cfg.iface).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENODEV) {
-                err(format!(
-                    "interface '{}' not found (see `ip link`)",
-                    cfg.iface
-                ))
-            } else {
-                Error::io(format!("{name}: looking up interface '{}'", cfg.iface), e)
-            }
+        let netif = Interface::by_name_on(ctrl, &cfg.iface).map_err(|e| match e {
+            NetifError::NotFound { .. } => err(format!(
+                "interface '{}' not found (see `ip link`)",
+                cfg.iface
+            )),
+            e => Error::io(
+                format!("{name}: looking up interface '{}'", cfg.iface),
+                e.into(),
+            ),
         })?;
-        let mac = sys::if_hwaddr(fd, &cfg.iface)
+        let ifindex = netif.index();
+        let mac = netif
+            .mac()
             .map(MacAddr)
-            .map_err(|e| Error::io(format!("{name}: MAC address of '{}'", cfg.iface), e))?;
-        check_channels(&name, &cfg, fd)?;
+            .map_err(|e| Error::io(format!("{name}: MAC address of '{}'", cfg.iface), e.into()))?;
+        check_channels(&name, &cfg, &netif)?;
         check_af_xdp(&name)?;
         let entries = cfg.start_queue + u32::from(cfg.queue_count);
         let map =
@@ -108,7 +110,7 @@ impl AfXdpDevice {
             link: None,
             prog: Some(prog),
             socks: (0..cfg.queue_count).map(|_| None).collect(),
-            ctrl: Some(ctrl),
+            netif: Some(netif),
             name,
             ifindex,
             mac,
@@ -264,12 +266,11 @@ impl AfXdpDevice {
 
 /// Fails if the queues asked for are beyond the interface's channel count (when the
 /// driver reports one).
-fn check_channels(name: &str, cfg: &Config, fd: std::os::fd::RawFd) -> Result<()> {
-    let Ok(ch) = sys::if_channels(fd, &cfg.iface) else {
+fn check_channels(name: &str, cfg: &Config, netif: &Interface) -> Result<()> {
+    let Ok(ch) = netif.channels() else {
         return Ok(()); // not reported (EOPNOTSUPP): bind will tell
     };
-    let rx = ch.rx_count + ch.combined_count;
-    let tx = ch.tx_count + ch.combined_count;
+    let (rx, tx) = (ch.rx_queues(), ch.tx_queues());
     let have = rx.min(tx);
     let want = cfg.start_queue + u32::from(cfg.queue_count);
     if have > 0 && want > have {
@@ -469,7 +470,7 @@ impl Device for AfXdpDevice {
         self.link = None;
         self.prog = None;
         self.socks.clear();
-        self.ctrl = None;
+        self.netif = None;
         self.promisc = false;
     }
 
@@ -482,30 +483,12 @@ impl Device for AfXdpDevice {
     }
 
     fn mtu(&self) -> Option<u16> {
-        let ctrl = self.ctrl.as_ref()?;
-        sys::if_mtu(sys::raw(ctrl), &self.cfg.iface)
-            .ok()
-            .and_then(|m| u16::try_from(m).ok())
+        let mtu = self.netif.as_ref()?.mtu().ok()?;
+        u16::try_from(mtu).ok()
     }
 
     fn link(&self) -> Link {
-        let Some(ctrl) = &self.ctrl else {
-            return Link::default();
-        };
-        let fd = sys::raw(ctrl);
-        let Ok(flags) = sys::if_flags(fd, &self.cfg.iface) else {
-            return Link::default();
-        };
-        let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
-        if flags & want != want {
-            return Link::default();
-        }
-        let (speed_mbps, full_duplex) = sys::if_speed(fd, &self.cfg.iface).unwrap_or((0, false));
-        Link {
-            up: true,
-            speed_mbps,
-            full_duplex,
-        }
+        self.netif.as_ref().map(Interface::link).unwrap_or_default()
     }
 
     fn mac_addr(&self) -> MacAddr {
@@ -513,22 +496,24 @@ impl Device for AfXdpDevice {
     }
 
     fn set_promiscuous(&mut self, on: bool) -> Result<()> {
-        let Some(ctrl) = &self.ctrl else {
+        let Some(netif) = &self.netif else {
             return Err(self.closed());
         };
         if on == self.promisc {
             return Ok(());
         }
-        sys::set_promisc(sys::raw(ctrl), self.ifindex, on).map_err(|e| {
-            Error::io(
-                format!(
-                    "{}: turning promiscuous mode {}",
-                    self.name,
-                    if on { "on" } else { "off" }
-                ),
-                e,
-            )
-        })?;
+        netif
+            .set_packet_promisc(netif.socket(), on)
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "{}: turning promiscuous mode {}",
+                        self.name,
+                        if on { "on" } else { "off" }
+                    ),
+                    e.into(),
+                )
+            })?;
         self.promisc = on;
         Ok(())
     }

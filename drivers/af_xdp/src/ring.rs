@@ -9,8 +9,10 @@
 //! misbehaving kernel can hand us bad descriptors (which the data path validates) but
 //! never make us access memory outside the mapping.
 
-use crate::sys::Mapping;
-use crate::uapi::{XdpRingOffset, XDP_RING_NEED_WAKEUP};
+use crate::sys;
+use crate::uapi::XdpDesc;
+use libc::{xdp_ring_offset, XDP_RING_NEED_WAKEUP};
+use memmap2::MmapRaw;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
@@ -20,12 +22,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Descriptor types a ring can hold: plain integers, any bit pattern valid.
 pub(crate) trait Desc: Copy {}
 impl Desc for u64 {}
-impl Desc for crate::uapi::XdpDesc {}
+impl Desc for XdpDesc {}
 
 /// A mapped ring: the mapping and pointers to its parts, checked to lie inside it.
 struct RingMap<T: Desc> {
     /// Keeps the memory mapped; everything below points into it.
-    _map: Mapping,
+    _map: MmapRaw,
     producer: *const AtomicU32,
     consumer: *const AtomicU32,
     flags: *const AtomicU32,
@@ -40,13 +42,18 @@ unsafe impl<T: Desc> Send for RingMap<T> {}
 
 impl<T: Desc> RingMap<T> {
     /// Maps the ring of `size` entries (a power of two) at `pgoff` with layout `off`.
-    fn new(fd: RawFd, pgoff: u64, off: &XdpRingOffset, size: u32) -> io::Result<RingMap<T>> {
+    fn new(fd: RawFd, pgoff: u64, off: &xdp_ring_offset, size: u32) -> io::Result<RingMap<T>> {
         if !size.is_power_of_two() {
             return Err(io::Error::other(format!(
                 "ring size {size} is not a power of two"
             )));
         }
-        let bad = |what: &str| io::Error::other(format!("kernel ring offsets: {what} {off:?}"));
+        let bad = |what: &str| {
+            io::Error::other(format!(
+                "kernel ring offsets: {what} (producer {}, consumer {}, desc {}, flags {})",
+                off.producer, off.consumer, off.desc, off.flags
+            ))
+        };
         let desc_off = usize::try_from(off.desc).map_err(|_| bad("descriptors out of range"))?;
         let len = (size as usize)
             .checked_mul(size_of::<T>())
@@ -67,8 +74,8 @@ impl<T: Desc> RingMap<T> {
         if !desc_off.is_multiple_of(align_of::<T>()) {
             return Err(bad("misaligned descriptors"));
         }
-        let map = Mapping::new(fd, len, pgoff)?;
-        let base = map.ptr();
+        let map = sys::map_ring(fd, len, pgoff)?;
+        let base = map.as_mut_ptr();
         // SAFETY: every offset was checked above to leave its object (a 4-byte word, or
         // `size` descriptors) inside the `len`-byte mapping, properly aligned (the
         // mapping is page aligned).
@@ -139,7 +146,7 @@ pub(crate) struct ProdRing<T: Desc> {
 
 impl<T: Desc> ProdRing<T> {
     /// Maps a producer ring.
-    pub fn new(fd: RawFd, pgoff: u64, off: &XdpRingOffset, size: u32) -> io::Result<Self> {
+    pub fn new(fd: RawFd, pgoff: u64, off: &xdp_ring_offset, size: u32) -> io::Result<Self> {
         let ring = RingMap::<T>::new(fd, pgoff, off, size)?;
         let prod = ring.producer().load(Ordering::Relaxed);
         let cons_limit = ring.consumer().load(Ordering::Acquire).wrapping_add(size);
@@ -205,7 +212,7 @@ pub(crate) struct ConsRing<T: Desc> {
 
 impl<T: Desc> ConsRing<T> {
     /// Maps a consumer ring.
-    pub fn new(fd: RawFd, pgoff: u64, off: &XdpRingOffset, size: u32) -> io::Result<Self> {
+    pub fn new(fd: RawFd, pgoff: u64, off: &xdp_ring_offset, size: u32) -> io::Result<Self> {
         let ring = RingMap::<T>::new(fd, pgoff, off, size)?;
         let cons = ring.consumer().load(Ordering::Relaxed);
         let prod = ring.producer().load(Ordering::Acquire);
@@ -253,11 +260,11 @@ pub(crate) mod fake {
     /// through which the test plays the kernel.
     pub(crate) struct FakeKernel {
         pub fd: OwnedFd,
-        view: Mapping,
+        view: MmapRaw,
     }
 
     /// The ring layout the fake uses (u64 descriptors, 8 of them fit).
-    pub(crate) const OFF: XdpRingOffset = XdpRingOffset {
+    pub(crate) const OFF: xdp_ring_offset = xdp_ring_offset {
         producer: 0,
         consumer: 64,
         desc: 192,
@@ -273,21 +280,21 @@ pub(crate) mod fake {
                 assert_eq!(libc::ftruncate(fd, 4096), 0);
                 OwnedFd::from_raw_fd(fd)
             };
-            let view = Mapping::new(fd.as_raw_fd(), 4096, 0).unwrap();
+            let view = sys::map_ring(fd.as_raw_fd(), 4096, 0).unwrap();
             FakeKernel { fd, view }
         }
 
         pub fn word(&self, off: u64) -> &AtomicU32 {
             // SAFETY: 4-byte aligned offsets inside the 4096-byte mapping, which lives as
             // long as `self`.
-            unsafe { &*self.view.ptr().add(off as usize).cast::<AtomicU32>() }
+            unsafe { &*self.view.as_mut_ptr().add(off as usize).cast::<AtomicU32>() }
         }
 
         pub fn slot(&self, i: usize) -> u64 {
             // SAFETY: slot i < 8 of the u64 array at offset 192, inside the mapping.
             unsafe {
                 self.view
-                    .ptr()
+                    .as_mut_ptr()
                     .add(192 + 8 * i)
                     .cast::<u64>()
                     .read_volatile()
@@ -298,7 +305,7 @@ pub(crate) mod fake {
             // SAFETY: as in `slot`.
             unsafe {
                 self.view
-                    .ptr()
+                    .as_mut_ptr()
                     .add(192 + 8 * i)
                     .cast::<u64>()
                     .write_volatile(v)
@@ -387,14 +394,14 @@ mod tests {
             ProdRing::<u64>::new(fd, 0, &OFF, 6).is_err(),
             "not a power of two"
         );
-        let outside = XdpRingOffset { flags: 4096, ..OFF };
+        let outside = xdp_ring_offset { flags: 4096, ..OFF };
         assert!(ConsRing::<u64>::new(fd, 0, &outside, 8).is_err());
-        let misaligned = XdpRingOffset {
+        let misaligned = xdp_ring_offset {
             consumer: 66,
             ..OFF
         };
         assert!(ConsRing::<u64>::new(fd, 0, &misaligned, 8).is_err());
-        let huge = XdpRingOffset {
+        let huge = xdp_ring_offset {
             desc: u64::MAX,
             ..OFF
         };

@@ -1,12 +1,14 @@
-//! Thin, safe wrappers around the system calls the driver makes: sockets and their
-//! options, `mmap`, interface ioctls, the `bpf(2)` call, and the wake-up kicks.
-//! Layouts come from [`crate::uapi`].
+//! Thin, safe wrappers around the system calls the driver makes: the XDP socket and its
+//! options, the ring mappings, the `bpf(2)` call, and the wake-up kicks. Layouts come
+//! from `libc` and [`crate::uapi`]; interface requests are `pmd_core::netif`'s.
 
-use crate::uapi::{self, EthtoolChannels, EthtoolCmd, PacketMreq, SockaddrXdp};
+use crate::uapi;
+use memmap2::{MmapOptions, MmapRaw};
 use std::io;
-use std::mem::size_of;
+use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
+
+pub(crate) use pmd_core::netif::IFNAME_MAX;
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -27,14 +29,7 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
 /// Opens an `AF_XDP` socket.
 pub(crate) fn xdp_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with constant arguments.
-    owned(unsafe { libc::socket(uapi::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
-}
-
-/// Opens an `AF_PACKET` socket with protocol 0: it receives nothing, and serves for
-/// interface ioctls and the promiscuous-mode membership.
-pub(crate) fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with constant arguments.
-    owned(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
+    owned(unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
 }
 
 /// `setsockopt(fd, level, name, value)`.
@@ -58,27 +53,28 @@ pub(crate) fn setsockopt<T: Copy>(
 }
 
 /// Integer-only `repr(C)` structures the kernel may fill with any bytes.
-trait Plain: Copy + Default {}
-impl Plain for uapi::XdpMmapOffsets {}
-impl Plain for uapi::XdpStatistics {}
-impl Plain for uapi::XdpOptions {}
+trait Plain: Copy {}
+impl Plain for libc::xdp_mmap_offsets {}
+impl Plain for libc::xdp_statistics {}
+impl Plain for libc::xdp_options {}
 
 /// `getsockopt` of an `SOL_XDP` option into a `T`; returns it and the length the kernel
 /// wrote.
 fn getsockopt_xdp<T: Plain>(fd: RawFd, name: libc::c_int) -> io::Result<(T, usize)> {
-    let mut v = T::default();
+    let mut v = MaybeUninit::<T>::zeroed();
     let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `v`, a live `T`; `T: Plain` is
-    // only implemented for structs of integers, valid for any bytes.
-    cvt(unsafe { libc::getsockopt(fd, uapi::SOL_XDP, name, (&mut v as *mut T).cast(), &mut len) })?;
-    Ok((v, len as usize))
+    // SAFETY: the kernel writes at most `len` bytes into `v`, a live `T`-sized buffer.
+    cvt(unsafe { libc::getsockopt(fd, libc::SOL_XDP, name, v.as_mut_ptr().cast(), &mut len) })?;
+    // SAFETY: `T: Plain` is only implemented for structs of integers, valid for any
+    // bytes, and every byte is initialised (zeroed, then maybe written by the kernel).
+    Ok((unsafe { v.assume_init() }, len as usize))
 }
 
 /// The ring offsets (`XDP_MMAP_OFFSETS`); fails on kernels without the `flags` fields
 /// (before 5.4, which lack need-wakeup too).
-pub(crate) fn mmap_offsets(fd: RawFd) -> io::Result<uapi::XdpMmapOffsets> {
-    let (off, len) = getsockopt_xdp::<uapi::XdpMmapOffsets>(fd, uapi::XDP_MMAP_OFFSETS)?;
-    if len != size_of::<uapi::XdpMmapOffsets>() {
+pub(crate) fn mmap_offsets(fd: RawFd) -> io::Result<libc::xdp_mmap_offsets> {
+    let (off, len) = getsockopt_xdp::<libc::xdp_mmap_offsets>(fd, libc::XDP_MMAP_OFFSETS)?;
+    if len != size_of::<libc::xdp_mmap_offsets>() {
         return Err(io::Error::other(
             "the kernel reports no ring flags (XDP_MMAP_OFFSETS v1): it is older than 5.4 and \
              lacks need-wakeup; upgrade the kernel",
@@ -88,20 +84,20 @@ pub(crate) fn mmap_offsets(fd: RawFd) -> io::Result<uapi::XdpMmapOffsets> {
 }
 
 /// The socket's `XDP_STATISTICS`.
-pub(crate) fn xdp_statistics(fd: RawFd) -> io::Result<uapi::XdpStatistics> {
-    getsockopt_xdp::<uapi::XdpStatistics>(fd, uapi::XDP_STATISTICS).map(|(s, _)| s)
+pub(crate) fn xdp_statistics(fd: RawFd) -> io::Result<libc::xdp_statistics> {
+    getsockopt_xdp::<libc::xdp_statistics>(fd, libc::XDP_STATISTICS).map(|(s, _)| s)
 }
 
 /// Whether the bound socket runs in zero-copy mode (`XDP_OPTIONS`).
 pub(crate) fn xdp_zero_copy(fd: RawFd) -> io::Result<bool> {
-    let (o, _) = getsockopt_xdp::<uapi::XdpOptions>(fd, uapi::XDP_OPTIONS)?;
-    Ok(o.flags & uapi::XDP_OPTIONS_ZEROCOPY != 0)
+    let (o, _) = getsockopt_xdp::<libc::xdp_options>(fd, libc::XDP_OPTIONS)?;
+    Ok(o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
 }
 
 /// Binds an XDP socket to queue `queue` of interface `ifindex` with `flags`.
 pub(crate) fn bind_xdp(fd: RawFd, ifindex: u32, queue: u32, flags: u16) -> io::Result<()> {
-    let sa = SockaddrXdp {
-        sxdp_family: uapi::AF_XDP as u16,
+    let sa = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
         sxdp_flags: flags,
         sxdp_ifindex: ifindex,
         sxdp_queue_id: queue,
@@ -111,8 +107,8 @@ pub(crate) fn bind_xdp(fd: RawFd, ifindex: u32, queue: u32, flags: u16) -> io::R
     cvt(unsafe {
         libc::bind(
             fd,
-            (&sa as *const SockaddrXdp).cast(),
-            size_of::<SockaddrXdp>() as libc::socklen_t,
+            (&sa as *const libc::sockaddr_xdp).cast(),
+            size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
         )
     })
     .map(drop)
@@ -162,56 +158,15 @@ pub(crate) fn kick_rx(fd: RawFd) -> io::Result<()> {
 
 // ---- mmap --------------------------------------------------------------------------
 
-/// A shared mapping of part of a socket (one ring), unmapped on drop.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain shared memory, only an address here; who may access
-// which part of it is decided by the ring types built on top.
-unsafe impl Send for Mapping {}
-
-impl Mapping {
-    /// Maps `len` bytes of `fd` at page offset `pgoff` (one of the `XDP_*PGOFF*` values).
-    pub fn new(fd: RawFd, len: usize, pgoff: u64) -> io::Result<Mapping> {
-        // SAFETY: a fresh shared mapping at an address of the kernel's choosing; nothing
-        // else refers to it.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                pgoff as libc::off_t,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        Ok(Mapping { ptr, len })
-    }
-
-    /// Start of the mapping.
-    pub fn ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `new` mapped; the ring types that point into it
-        // own it and are being dropped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
+/// Maps `len` bytes of `fd` at page offset `pgoff` (one of the `XDP_*PGOFF*` values),
+/// shared and read-write, with its pages populated up front (`MAP_POPULATE`) so that the
+/// data path takes no page faults. Unmapped when the result is dropped.
+pub(crate) fn map_ring(fd: RawFd, len: usize, pgoff: u64) -> io::Result<MmapRaw> {
+    MmapOptions::new()
+        .offset(pgoff)
+        .len(len)
+        .populate()
+        .map_raw(fd)
 }
 
 // ---- bpf(2) ------------------------------------------------------------------------
@@ -257,140 +212,6 @@ pub(crate) unsafe fn bpf_fd<A: BpfAttr>(cmd: libc::c_long, attr: &mut A) -> io::
     let fd = unsafe { bpf(cmd, attr) }?;
     let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::other("bpf returned a bad fd"))?;
     owned(fd)
-}
-
-// ---- interface ioctls ----------------------------------------------------------------
-
-/// Longest interface name (IFNAMSIZ - 1).
-pub(crate) const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
-
-/// `struct ifreq`: the name plus a 24-byte union.
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: IfReqData,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-union IfReqData {
-    flags: libc::c_short,
-    ifindex: libc::c_int,
-    mtu: libc::c_int,
-    hwaddr: libc::sockaddr,
-    ptr: *mut libc::c_void,
-    _pad: [u8; 24],
-}
-
-const _: () = assert!(size_of::<IfReq>() == 40);
-
-impl IfReq {
-    fn new(name: &str) -> io::Result<IfReq> {
-        let b = name.as_bytes();
-        if b.is_empty() || b.len() > IFNAME_MAX || b.contains(&0) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let mut r = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            data: IfReqData { _pad: [0; 24] },
-        };
-        for (d, s) in r.name.iter_mut().zip(b) {
-            *d = *s as libc::c_char;
-        }
-        Ok(r)
-    }
-
-    /// `ioctl(fd, req, self)`.
-    fn ioctl(&mut self, fd: RawFd, req: u64) -> io::Result<()> {
-        // SAFETY: every request used here reads or writes one `struct ifreq` (or, for
-        // SIOCETHTOOL, the buffer `data.ptr` points to, which callers keep alive).
-        cvt(unsafe { libc::ioctl(fd, req as _, self as *mut IfReq) }).map(drop)
-    }
-}
-
-/// Index of interface `name`.
-pub(crate) fn if_index(fd: RawFd, name: &str) -> io::Result<u32> {
-    let mut r = IfReq::new(name)?;
-    r.ioctl(fd, uapi::SIOCGIFINDEX)?;
-    // SAFETY: SIOCGIFINDEX filled in the ifindex member.
-    let i = unsafe { r.data.ifindex };
-    u32::try_from(i).map_err(|_| io::Error::other("negative ifindex"))
-}
-
-/// The interface's MTU.
-pub(crate) fn if_mtu(fd: RawFd, name: &str) -> io::Result<u32> {
-    let mut r = IfReq::new(name)?;
-    r.ioctl(fd, libc::SIOCGIFMTU)?;
-    // SAFETY: SIOCGIFMTU filled in the mtu member.
-    let m = unsafe { r.data.mtu };
-    u32::try_from(m).map_err(|_| io::Error::other("negative MTU"))
-}
-
-/// Interface flags (`IFF_*`).
-pub(crate) fn if_flags(fd: RawFd, name: &str) -> io::Result<u32> {
-    let mut r = IfReq::new(name)?;
-    r.ioctl(fd, uapi::SIOCGIFFLAGS)?;
-    // SAFETY: SIOCGIFFLAGS filled in the flags member.
-    Ok(unsafe { r.data.flags } as u16 as u32)
-}
-
-/// The interface's hardware address.
-pub(crate) fn if_hwaddr(fd: RawFd, name: &str) -> io::Result<[u8; 6]> {
-    let mut r = IfReq::new(name)?;
-    r.ioctl(fd, uapi::SIOCGIFHWADDR)?;
-    // SAFETY: SIOCGIFHWADDR filled in the sockaddr member.
-    let sa = unsafe { r.data.hwaddr };
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *d = *s as u8;
-    }
-    Ok(mac)
-}
-
-/// `SIOCETHTOOL` with `buf` (whose first `u32` is the ethtool command).
-fn ethtool<T>(fd: RawFd, name: &str, buf: &mut T) -> io::Result<()> {
-    let mut r = IfReq::new(name)?;
-    r.data.ptr = (buf as *mut T).cast();
-    // `buf` outlives the call, as IfReq::ioctl requires.
-    r.ioctl(fd, uapi::SIOCETHTOOL)
-}
-
-/// Speed (Mbit/s, 0 = unknown) and full duplex, through `ETHTOOL_GSET`.
-pub(crate) fn if_speed(fd: RawFd, name: &str) -> io::Result<(u32, bool)> {
-    let mut cmd = EthtoolCmd {
-        cmd: uapi::ETHTOOL_GSET,
-        ..EthtoolCmd::default()
-    };
-    ethtool(fd, name, &mut cmd)?;
-    let speed = u32::from(cmd.speed) | (u32::from(cmd.speed_hi) << 16);
-    Ok((if speed == u32::MAX { 0 } else { speed }, cmd.duplex == 1))
-}
-
-/// The interface's channel counts (`ethtool -l`).
-pub(crate) fn if_channels(fd: RawFd, name: &str) -> io::Result<EthtoolChannels> {
-    let mut ch = EthtoolChannels {
-        cmd: uapi::ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
-    ethtool(fd, name, &mut ch)?;
-    Ok(ch)
-}
-
-/// Adds or drops a `PACKET_MR_PROMISC` membership of the `AF_PACKET` socket `fd`
-/// (the kernel drops it when the socket closes, also on a crash).
-pub(crate) fn set_promisc(fd: RawFd, ifindex: u32, on: bool) -> io::Result<()> {
-    let mreq = PacketMreq {
-        mr_ifindex: ifindex as libc::c_int,
-        mr_type: uapi::PACKET_MR_PROMISC,
-        mr_alen: 0,
-        mr_address: [0; 8],
-    };
-    let opt = if on {
-        uapi::PACKET_ADD_MEMBERSHIP
-    } else {
-        uapi::PACKET_DROP_MEMBERSHIP
-    };
-    setsockopt(fd, libc::SOL_PACKET, opt, &mreq)
 }
 
 /// The fd of an owned descriptor.

@@ -11,7 +11,7 @@
 
 use crate::ring::{ConsRing, ProdRing};
 use crate::sys;
-use crate::uapi::{self, XdpDesc};
+use crate::uapi::XdpDesc;
 use crate::umem::Umem;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -161,7 +161,7 @@ impl Xsk {
         debug_assert_eq!(umem.len(), u64::from(2 * n) * u64::from(cfg.frame_size));
         let fd = sys::xdp_socket().map_err(step("socket(AF_XDP)"))?;
         let raw = sys::raw(&fd);
-        let reg = uapi::XdpUmemReg {
+        let reg = libc::xdp_umem_reg {
             addr: umem.addr(),
             len: umem.len(),
             chunk_size: cfg.frame_size,
@@ -169,25 +169,26 @@ impl Xsk {
             flags: 0,
             tx_metadata_len: 0,
         };
-        sys::setsockopt(raw, uapi::SOL_XDP, uapi::XDP_UMEM_REG, &reg)
+        sys::setsockopt(raw, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
             .map_err(step("XDP_UMEM_REG"))?;
         let size = n as libc::c_int;
         for (opt, name) in [
-            (uapi::XDP_UMEM_FILL_RING, "XDP_UMEM_FILL_RING"),
-            (uapi::XDP_UMEM_COMPLETION_RING, "XDP_UMEM_COMPLETION_RING"),
-            (uapi::XDP_RX_RING, "XDP_RX_RING"),
-            (uapi::XDP_TX_RING, "XDP_TX_RING"),
+            (libc::XDP_UMEM_FILL_RING, "XDP_UMEM_FILL_RING"),
+            (libc::XDP_UMEM_COMPLETION_RING, "XDP_UMEM_COMPLETION_RING"),
+            (libc::XDP_RX_RING, "XDP_RX_RING"),
+            (libc::XDP_TX_RING, "XDP_TX_RING"),
         ] {
-            sys::setsockopt(raw, uapi::SOL_XDP, opt, &size).map_err(step(name))?;
+            sys::setsockopt(raw, libc::SOL_XDP, opt, &size).map_err(step(name))?;
         }
         let off = sys::mmap_offsets(raw).map_err(step("XDP_MMAP_OFFSETS"))?;
-        let mut fill = ProdRing::<u64>::new(raw, uapi::XDP_UMEM_PGOFF_FILL_RING, &off.fr, n)
+        let mut fill = ProdRing::<u64>::new(raw, libc::XDP_UMEM_PGOFF_FILL_RING, &off.fr, n)
             .map_err(step("mmap of the fill ring"))?;
-        let comp = ConsRing::<u64>::new(raw, uapi::XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, n)
+        let comp = ConsRing::<u64>::new(raw, libc::XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, n)
             .map_err(step("mmap of the completion ring"))?;
-        let rx = ConsRing::<XdpDesc>::new(raw, uapi::XDP_PGOFF_RX_RING, &off.rx, n)
+        // libc types the rx and tx ring offsets as `off_t` (both are positive).
+        let rx = ConsRing::<XdpDesc>::new(raw, libc::XDP_PGOFF_RX_RING as u64, &off.rx, n)
             .map_err(step("mmap of the rx ring"))?;
-        let tx = ProdRing::<XdpDesc>::new(raw, uapi::XDP_PGOFF_TX_RING, &off.tx, n)
+        let tx = ProdRing::<XdpDesc>::new(raw, libc::XDP_PGOFF_TX_RING as u64, &off.tx, n)
             .map_err(step("mmap of the tx ring"))?;
 
         // Every rx frame starts on the fill ring, which holds exactly that many: it can
@@ -262,7 +263,7 @@ impl Xsk {
     }
 
     /// The kernel's counters for this socket.
-    pub fn statistics(&self) -> io::Result<uapi::XdpStatistics> {
+    pub fn statistics(&self) -> io::Result<libc::xdp_statistics> {
         sys::xdp_statistics(self.fd())
     }
 }
@@ -286,21 +287,21 @@ fn bind(fd: RawFd, cfg: &XskConfig) -> Result<(), XskError> {
 }
 
 fn bind_once(fd: RawFd, cfg: &XskConfig) -> Result<(), XskError> {
-    let nw = uapi::XDP_USE_NEED_WAKEUP;
+    let nw = libc::XDP_USE_NEED_WAKEUP;
     let attempt = |flags: u16, what: &'static str| {
         sys::bind_xdp(fd, cfg.ifindex, cfg.queue, flags | nw).map_err(step(what))
     };
     match cfg.bind {
-        BindMode::Copy => attempt(uapi::XDP_COPY, "bind (XDP_COPY)"),
-        BindMode::ZeroCopy => attempt(uapi::XDP_ZEROCOPY, "bind (XDP_ZEROCOPY)"),
-        BindMode::Auto => match attempt(uapi::XDP_ZEROCOPY, "bind (XDP_ZEROCOPY)") {
+        BindMode::Copy => attempt(libc::XDP_COPY, "bind (XDP_COPY)"),
+        BindMode::ZeroCopy => attempt(libc::XDP_ZEROCOPY, "bind (XDP_ZEROCOPY)"),
+        BindMode::Auto => match attempt(libc::XDP_ZEROCOPY, "bind (XDP_ZEROCOPY)") {
             Err(e) if matches!(e.err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
                 tracing::debug!(
                     "queue {}: no zero-copy ({}); binding in copy mode",
                     cfg.queue,
                     e.err
                 );
-                attempt(uapi::XDP_COPY, "bind (XDP_COPY)")
+                attempt(libc::XDP_COPY, "bind (XDP_COPY)")
             }
             r => r,
         },
