@@ -8,6 +8,7 @@ use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
+use pmd_core::netif::{DriverInfo, Flags, Interface, NetifError};
 use pmd_core::options::VdevSpec;
 use pmd_core::vnet::{RxProcessor, VnetStats, VNET_HDR_LEN};
 use std::io;
@@ -26,8 +27,8 @@ pub struct TapDevice {
     /// The interface existed before we attached (it is never deleted by us).
     existed: bool,
     multi_queue: bool,
-    /// Socket for interface ioctls; `None` once closed.
-    ctrl: Option<OwnedFd>,
+    /// The interface, for its requests; `None` once closed.
+    netif: Option<Interface>,
     /// Queue fds: one per rx queue (tx queue `i` writes on fd `i % len`); empty once closed.
     fds: Vec<Arc<TapFd>>,
     conf: PortConf,
@@ -126,25 +127,39 @@ fn attach_error(name: &str, iface: &str, e: io::Error) -> Error {
 }
 
 /// Checks that an existing interface is a tap (not a tun or another kind of device).
-fn check_existing(name: &str, ctrl: &OwnedFd, iface: &str) -> Result<()> {
-    match sys::if_driver(ctrl, iface) {
-        Ok((drv, bus)) if drv == "tun" && bus == "tap" => Ok(()),
-        Ok((drv, _)) if drv == "tun" => Err(Error::driver(
+fn check_existing(name: &str, netif: &Interface) -> Result<()> {
+    let iface = netif.name();
+    match netif.driver_info() {
+        Ok(DriverInfo { driver, bus_info }) if driver == "tun" && bus_info == "tap" => Ok(()),
+        Ok(DriverInfo { driver, .. }) if driver == "tun" => Err(Error::driver(
             name,
             format!("interface '{iface}' is a tun (layer 3) device; net_tap needs a tap"),
         )),
-        Ok((drv, _)) => Err(Error::driver(
+        Ok(DriverInfo { driver, .. }) => Err(Error::driver(
             name,
             format!(
-                "interface '{iface}' exists and is not a tap device (driver '{drv}'); \
+                "interface '{iface}' exists and is not a tap device (driver '{driver}'); \
                  choose another name with iface=NAME"
             ),
         )),
         Err(e) => Err(Error::driver(
             name,
-            format!("interface '{iface}' exists and is not a tap device ({e})"),
+            format!(
+                "interface '{iface}' exists and is not a tap device ({})",
+                io::Error::from(e)
+            ),
         )),
     }
+}
+
+/// Finds the interface `iface` that attaching created or found.
+fn find(name: &str, iface: &str) -> Result<Interface> {
+    Interface::by_name(iface).map_err(|e| match e {
+        NetifError::Socket { source } => {
+            Error::io(format!("{name}: socket for interface ioctls"), source)
+        }
+        e => Error::io(format!("{name}: looking up '{iface}'"), e.into()),
+    })
 }
 
 impl TapDevice {
@@ -153,11 +168,15 @@ impl TapDevice {
     pub fn open(vdev: &VdevSpec) -> Result<TapDevice> {
         let cfg = Config::from_vdev(vdev)?;
         let name = vdev.name.clone();
-        let ctrl = sys::ctrl_socket()
-            .map_err(|e| Error::io(format!("{name}: socket for interface ioctls"), e))?;
-        let existed = !cfg.iface.contains('%') && sys::if_index(&ctrl, &cfg.iface).is_ok();
-        if existed {
-            check_existing(&name, &ctrl, &cfg.iface)?;
+        // A name with `%d` is a pattern the kernel fills in: always a new interface.
+        let existing = if cfg.iface.contains('%') {
+            None
+        } else {
+            Interface::by_name(&cfg.iface).ok()
+        };
+        let existed = existing.is_some();
+        if let Some(netif) = &existing {
+            check_existing(&name, netif)?;
         }
         let base = sys::IFF_TAP | sys::IFF_NO_PI;
         let mq = base | sys::IFF_MULTI_QUEUE;
@@ -171,14 +190,22 @@ impl TapDevice {
             }
             Err(e) => return Err(e),
         };
+        let netif = match existing {
+            Some(netif) => netif,
+            None => find(&name, &iface)?,
+        };
         if let MacChoice::Set(mac) = cfg.mac {
-            sys::if_set_hwaddr(&ctrl, &iface, mac.0).map_err(|e| {
-                Error::io(format!("{name}: setting the MAC address of '{iface}'"), e)
+            netif.set_mac(mac.0).map_err(|e| {
+                Error::io(
+                    format!("{name}: setting the MAC address of '{iface}'"),
+                    e.into(),
+                )
             })?;
         }
-        let mac = sys::if_hwaddr(&ctrl, &iface)
+        let mac = netif
+            .mac()
             .map(MacAddr)
-            .map_err(|e| Error::io(format!("{name}: MAC address of '{iface}'"), e))?;
+            .map_err(|e| Error::io(format!("{name}: MAC address of '{iface}'"), e.into()))?;
         if cfg.persist && !existed {
             sys::tun_set_persist(&fd, true)
                 .map_err(|e| Error::io(format!("{name}: TUNSETPERSIST on '{iface}'"), e))?;
@@ -198,7 +225,7 @@ impl TapDevice {
             iface,
             existed,
             multi_queue,
-            ctrl: Some(ctrl),
+            netif: Some(netif),
             fds: vec![Arc::new(TapFd::new(fd))],
             conf: PortConf::default(),
             mac,
@@ -306,21 +333,29 @@ impl TapDevice {
         Error::driver(self.name.clone(), msg)
     }
 
-    fn ctrl(&self) -> Result<&OwnedFd> {
-        self.ctrl
+    fn netif(&self) -> Result<&Interface> {
+        self.netif
             .as_ref()
             .ok_or_else(|| self.err("the device is closed"))
     }
 
-    fn flags(&self) -> u32 {
-        self.ctrl
+    /// The interface's flags now (none once closed or unreadable).
+    fn flags(&self) -> Flags {
+        self.netif
             .as_ref()
-            .and_then(|c| sys::if_flags(c, &self.iface).ok())
-            .unwrap_or(0)
+            .and_then(|n| n.flags().ok())
+            .unwrap_or_default()
     }
 
-    fn set_flag(&self, mask: u32, on: bool, what: &str) -> Result<()> {
-        sys::if_set_flags(self.ctrl()?, &self.iface, mask, on).map_err(|e| {
+    /// Turns a flag on or off with `set` ([`Interface::set_up`] or
+    /// [`Interface::set_promisc`]); `what` names it in the error.
+    fn set_flag(
+        &self,
+        set: fn(&Interface, bool) -> std::result::Result<(), NetifError>,
+        on: bool,
+        what: &str,
+    ) -> Result<()> {
+        set(self.netif()?, on).map_err(|e| {
             Error::io(
                 format!(
                     "{}: turning {what} {} on '{}'",
@@ -328,7 +363,7 @@ impl TapDevice {
                     if on { "on" } else { "off" },
                     self.iface
                 ),
-                e,
+                e.into(),
             )
         })
     }
@@ -356,7 +391,7 @@ impl Device for TapDevice {
 
     /// One fd per rx queue (the kernel spreads flows over them); tx queues share them.
     fn configure(&mut self, conf: &PortConf) -> Result<()> {
-        self.ctrl()?;
+        self.netif()?;
         let want = usize::from(conf.rx_queues);
         if want > 1 && !self.multi_queue {
             return Err(self.err(format!(
@@ -387,7 +422,7 @@ impl Device for TapDevice {
     }
 
     fn setup_rx_queue(&mut self, qid: u16, conf: RxQueueConf) -> Result<Box<dyn RxQueue>> {
-        self.ctrl()?;
+        self.netif()?;
         let fd = self
             .fds
             .get(usize::from(qid))
@@ -415,7 +450,7 @@ impl Device for TapDevice {
     }
 
     fn setup_tx_queue(&mut self, qid: u16, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
-        self.ctrl()?;
+        self.netif()?;
         if qid >= self.conf.tx_queues || self.fds.is_empty() {
             return Err(self.err(format!(
                 "tx queue {qid} does not exist ({} configured)",
@@ -437,9 +472,8 @@ impl Device for TapDevice {
 
     /// Brings the interface up (it stays up at stop if it was up before).
     fn start(&mut self) -> Result<()> {
-        let up = libc::IFF_UP as u32;
-        if self.flags() & up == 0 {
-            self.set_flag(up, true, "the interface")?;
+        if !self.flags().is_up() {
+            self.set_flag(Interface::set_up, true, "the interface")?;
             self.raised = true;
         }
         Ok(())
@@ -451,10 +485,7 @@ impl Device for TapDevice {
     fn stop(&mut self) -> Result<()> {
         if self.raised {
             self.raised = false;
-            let gone = self
-                .ctrl
-                .as_ref()
-                .is_some_and(|c| sys::if_index(c, &self.iface).is_err());
+            let gone = self.netif.as_ref().is_some_and(|n| !n.exists());
             if gone {
                 tracing::info!(
                     "{}: '{}' is no longer in this network namespace; left as it is",
@@ -463,7 +494,7 @@ impl Device for TapDevice {
                 );
                 return Ok(());
             }
-            self.set_flag(libc::IFF_UP as u32, false, "the interface")?;
+            self.set_flag(Interface::set_up, false, "the interface")?;
         }
         Ok(())
     }
@@ -477,12 +508,12 @@ impl Device for TapDevice {
             }
         }
         self.fds.clear();
-        self.ctrl = None;
+        self.netif = None;
     }
 
     fn link(&self) -> Link {
-        let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
-        if self.flags() & want != want {
+        let flags = self.flags();
+        if !(flags.is_up() && flags.is_running()) {
             return Link::default();
         }
         Link {
@@ -497,11 +528,11 @@ impl Device for TapDevice {
     }
 
     fn set_promiscuous(&mut self, on: bool) -> Result<()> {
-        self.set_flag(libc::IFF_PROMISC as u32, on, "promiscuous mode")
+        self.set_flag(Interface::set_promisc, on, "promiscuous mode")
     }
 
     fn promiscuous(&self) -> bool {
-        self.flags() & libc::IFF_PROMISC as u32 != 0
+        self.flags().is_promisc()
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {
@@ -516,16 +547,15 @@ impl Device for TapDevice {
 
     /// The kernel interface's MTU (`SIOCGIFMTU`; someone may change it under us).
     fn mtu(&self) -> Option<u16> {
-        let ctrl = self.ctrl.as_ref()?;
-        sys::if_mtu(ctrl, &self.iface)
-            .ok()
-            .map(|m| m.min(u32::from(u16::MAX)) as u16)
+        let mtu = self.netif.as_ref()?.mtu().ok()?;
+        Some(mtu.min(u32::from(u16::MAX)) as u16)
     }
 
     /// Sets the kernel interface's MTU (`SIOCSIFMTU`); scattering rx queues grow their
     /// spare segments to match on their next burst.
     fn set_mtu(&mut self, mtu: u16) -> Result<()> {
-        sys::if_set_mtu(self.ctrl()?, &self.iface, mtu).map_err(|e| {
+        self.netif()?.set_mtu(u32::from(mtu)).map_err(|e| {
+            let e = io::Error::from(e);
             let hint = if needs_cap(&e) {
                 ": changing an interface's MTU needs CAP_NET_ADMIN, run as root"
             } else {

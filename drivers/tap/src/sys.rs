@@ -1,108 +1,26 @@
-//! The kernel side: `/dev/net/tun` and interface ioctls (from `linux/if_tun.h`,
-//! `linux/sockios.h`, `linux/ethtool.h`) behind small safe wrappers. Every `unsafe` block
-//! of the crate lives here.
+//! The kernel side of the tap device: `/dev/net/tun` and its ioctls (`linux/if_tun.h`,
+//! constants from `libc`) and the frame reads and writes, behind small safe wrappers.
+//! Interface requests (index, flags, MTU, MAC, driver) are `pmd_core::netif`'s. Every
+//! `unsafe` block of the crate lives here.
 
+use pmd_core::netif::IfReq;
 use std::ffi::CStr;
 use std::io;
-use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-// ---- if_tun.h --------------------------------------------------------------------
+pub(crate) use pmd_core::netif::IFNAME_MAX;
 
-const TUNSETIFF: u64 = 0x4004_54ca;
-const TUNSETPERSIST: u64 = 0x4004_54cb;
 /// Layer-2 (Ethernet) device.
-pub(crate) const IFF_TAP: libc::c_short = 0x0002;
+pub(crate) const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
 /// No packet information header in front of each frame.
-pub(crate) const IFF_NO_PI: libc::c_short = 0x1000;
+pub(crate) const IFF_NO_PI: libc::c_short = libc::IFF_NO_PI as libc::c_short;
 /// One fd per queue.
-pub(crate) const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+pub(crate) const IFF_MULTI_QUEUE: libc::c_short = libc::IFF_MULTI_QUEUE as libc::c_short;
 /// Every frame read or written is preceded by a `struct virtio_net_hdr`.
 pub(crate) const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
 
 /// The tun character device.
 pub(crate) const TUN_PATH: &CStr = c"/dev/net/tun";
-
-// ---- sockios.h / if.h / ethtool.h ------------------------------------------------
-
-const SIOCGIFFLAGS: u64 = 0x8913;
-const SIOCGIFMTU: u64 = 0x8921;
-const SIOCSIFMTU: u64 = 0x8922;
-const SIOCSIFFLAGS: u64 = 0x8914;
-const SIOCSIFHWADDR: u64 = 0x8924;
-const SIOCGIFHWADDR: u64 = 0x8927;
-const SIOCGIFINDEX: u64 = 0x8933;
-const SIOCETHTOOL: u64 = 0x8946;
-const ETHTOOL_GDRVINFO: u32 = 0x3;
-const ARPHRD_ETHER: libc::sa_family_t = 1;
-/// Longest interface name (IFNAMSIZ - 1).
-pub(crate) const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
-
-/// `struct ifreq` (name plus the union, 40 bytes on 64-bit targets).
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: IfReqData,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-union IfReqData {
-    flags: libc::c_short,
-    ifindex: libc::c_int,
-    mtu: libc::c_int,
-    hwaddr: libc::sockaddr,
-    ptr: *mut libc::c_void,
-    _pad: [u8; 24],
-}
-
-const _: () = assert!(size_of::<IfReq>() == 40);
-
-impl IfReq {
-    fn new(name: &str) -> io::Result<IfReq> {
-        let b = name.as_bytes();
-        if b.is_empty() || b.len() > IFNAME_MAX || b.contains(&0) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let mut r = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            data: IfReqData { _pad: [0; 24] },
-        };
-        for (d, s) in r.name.iter_mut().zip(b) {
-            *d = *s as libc::c_char;
-        }
-        Ok(r)
-    }
-
-    fn name(&self) -> String {
-        let bytes: Vec<u8> = self
-            .name
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-/// `struct ethtool_drvinfo`.
-#[repr(C)]
-struct EthtoolDrvinfo {
-    cmd: u32,
-    driver: [u8; 32],
-    version: [u8; 32],
-    fw_version: [u8; 32],
-    bus_info: [u8; 32],
-    erom_version: [u8; 32],
-    reserved2: [u8; 12],
-    n_priv_flags: u32,
-    n_stats: u32,
-    testinfo_len: u32,
-    eedump_len: u32,
-    regdump_len: u32,
-}
-
-const _: () = assert!(size_of::<EthtoolDrvinfo>() == 196);
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -110,12 +28,6 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(rc)
     }
-}
-
-fn ioctl_ifreq(fd: RawFd, req: u64, r: &mut IfReq) -> io::Result<()> {
-    // SAFETY: every request used with this helper reads and/or writes one `struct ifreq`,
-    // which `r` is, alive and writable for the duration of the call.
-    cvt(unsafe { libc::ioctl(fd, req as _, r as *mut IfReq) }).map(drop)
 }
 
 // ---- tun fds ---------------------------------------------------------------------
@@ -138,15 +50,17 @@ pub(crate) fn open_tun() -> io::Result<OwnedFd> {
 /// (a `%d` in `name` is filled in by the kernel).
 pub(crate) fn tun_set_iff(fd: &OwnedFd, name: &str, flags: libc::c_short) -> io::Result<String> {
     let mut r = IfReq::new(name)?;
-    r.data.flags = flags;
-    ioctl_ifreq(fd.as_raw_fd(), TUNSETIFF, &mut r)?;
+    r.set_flags(flags);
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `r` is, alive and
+    // writable for the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, r.as_mut_ptr()) })?;
     Ok(r.name())
 }
 
 /// Makes the interface of `fd` outlive its last fd (`on`), or not.
 pub(crate) fn tun_set_persist(fd: &OwnedFd, on: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its argument by value.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, libc::c_ulong::from(on)) })
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST as _, libc::c_ulong::from(on)) })
         .map(drop)
 }
 
@@ -155,9 +69,8 @@ pub(crate) fn tun_set_persist(fd: &OwnedFd, on: bool) -> io::Result<()> {
 pub(crate) fn tun_get_flags(fd: &OwnedFd) -> io::Result<libc::c_short> {
     let mut r = IfReq::new("x")?;
     // SAFETY: TUNGETIFF writes one `struct ifreq`, which `r` is, alive and writable.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, &mut r as *mut IfReq) })?;
-    // SAFETY: the kernel filled in the flags member.
-    Ok(unsafe { r.data.flags })
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, r.as_mut_ptr()) })?;
+    Ok(r.flags())
 }
 
 /// Sets the size of the virtio-net header in front of each frame (`TUNSETVNETHDRSZ`).
@@ -299,127 +212,5 @@ pub(crate) fn writev<'a>(
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
-    }
-}
-
-// ---- interface ioctls ------------------------------------------------------------
-
-/// A datagram socket for interface ioctls (receives nothing).
-pub(crate) fn ctrl_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with constant arguments.
-    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Interface index of `name` in the network namespace of `fd`.
-pub(crate) fn if_index(fd: &OwnedFd, name: &str) -> io::Result<libc::c_int> {
-    let mut r = IfReq::new(name)?;
-    ioctl_ifreq(fd.as_raw_fd(), SIOCGIFINDEX, &mut r)?;
-    // SAFETY: the kernel filled in the ifindex member.
-    Ok(unsafe { r.data.ifindex })
-}
-
-/// Interface flags (`IFF_*`).
-pub(crate) fn if_flags(fd: &OwnedFd, name: &str) -> io::Result<u32> {
-    let mut r = IfReq::new(name)?;
-    ioctl_ifreq(fd.as_raw_fd(), SIOCGIFFLAGS, &mut r)?;
-    // SAFETY: the kernel filled in the flags member.
-    Ok(unsafe { r.data.flags } as u16 as u32)
-}
-
-/// Sets (`on`) or clears the interface flag bits `mask`.
-pub(crate) fn if_set_flags(fd: &OwnedFd, name: &str, mask: u32, on: bool) -> io::Result<()> {
-    let old = if_flags(fd, name)?;
-    let new = if on { old | mask } else { old & !mask };
-    if new == old {
-        return Ok(());
-    }
-    let mut r = IfReq::new(name)?;
-    r.data.flags = new as u16 as libc::c_short;
-    ioctl_ifreq(fd.as_raw_fd(), SIOCSIFFLAGS, &mut r)
-}
-
-/// MTU of the interface.
-pub(crate) fn if_mtu(fd: &OwnedFd, name: &str) -> io::Result<u32> {
-    let mut r = IfReq::new(name)?;
-    ioctl_ifreq(fd.as_raw_fd(), SIOCGIFMTU, &mut r)?;
-    // SAFETY: the kernel filled in the mtu member.
-    Ok(unsafe { r.data.mtu } as u32)
-}
-
-/// Sets the MTU of the interface.
-pub(crate) fn if_set_mtu(fd: &OwnedFd, name: &str, mtu: u16) -> io::Result<()> {
-    let mut r = IfReq::new(name)?;
-    r.data.mtu = libc::c_int::from(mtu);
-    ioctl_ifreq(fd.as_raw_fd(), SIOCSIFMTU, &mut r)
-}
-
-/// Hardware address of the interface.
-pub(crate) fn if_hwaddr(fd: &OwnedFd, name: &str) -> io::Result<[u8; 6]> {
-    let mut r = IfReq::new(name)?;
-    ioctl_ifreq(fd.as_raw_fd(), SIOCGIFHWADDR, &mut r)?;
-    // SAFETY: the kernel filled in the sockaddr member.
-    let sa = unsafe { r.data.hwaddr };
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *d = *s as u8;
-    }
-    Ok(mac)
-}
-
-/// Sets the hardware address of the interface.
-pub(crate) fn if_set_hwaddr(fd: &OwnedFd, name: &str, mac: [u8; 6]) -> io::Result<()> {
-    let mut r = IfReq::new(name)?;
-    // SAFETY: all-zero is a valid sockaddr.
-    let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
-    sa.sa_family = ARPHRD_ETHER;
-    for (d, s) in sa.sa_data.iter_mut().zip(mac) {
-        *d = s as libc::c_char;
-    }
-    r.data.hwaddr = sa;
-    ioctl_ifreq(fd.as_raw_fd(), SIOCSIFHWADDR, &mut r)
-}
-
-/// The kernel driver of an interface and its bus info (ETHTOOL_GDRVINFO): a tap device
-/// says `("tun", "tap")`, a tun device `("tun", "tun")`.
-pub(crate) fn if_driver(fd: &OwnedFd, name: &str) -> io::Result<(String, String)> {
-    let mut info = EthtoolDrvinfo {
-        cmd: ETHTOOL_GDRVINFO,
-        driver: [0; 32],
-        version: [0; 32],
-        fw_version: [0; 32],
-        bus_info: [0; 32],
-        erom_version: [0; 32],
-        reserved2: [0; 12],
-        n_priv_flags: 0,
-        n_stats: 0,
-        testinfo_len: 0,
-        eedump_len: 0,
-        regdump_len: 0,
-    };
-    let mut r = IfReq::new(name)?;
-    r.data.ptr = (&mut info as *mut EthtoolDrvinfo).cast();
-    ioctl_ifreq(fd.as_raw_fd(), SIOCETHTOOL, &mut r)?;
-    let s = |b: &[u8]| {
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        String::from_utf8_lossy(&b[..end]).into_owned()
-    };
-    Ok((s(&info.driver), s(&info.bus_info)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ifreq_names() {
-        assert!(IfReq::new("").is_err());
-        assert!(IfReq::new("abcdefghijklmnop").is_err());
-        assert_eq!(IfReq::new("dtap0").unwrap().name(), "dtap0");
-        assert_eq!(
-            IfReq::new("abcdefghijklmno").unwrap().name(),
-            "abcdefghijklmno"
-        );
     }
 }
