@@ -6,31 +6,28 @@
 //!
 //! A [`Region`] hands out only raw addresses inside bounds it has checked; every access
 //! to the memory behind them is volatile, atomic or a raw copy (the peer writes it
-//! concurrently), never a Rust reference.
+//! concurrently), never a Rust reference. The mapping is a plain shared read-write one of
+//! the whole file (also of a hugetlb memfd, whose pages need no mapping flag), made and
+//! unmapped by `memmap2`.
 
+use memmap2::{MmapOptions, MmapRaw};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
 
 /// Largest region we create or map (the protocol's descriptor offsets are 32-bit).
 pub const MAX_REGION_SIZE: u64 = 1 << 32;
 
-/// A mapped shared memory region.
+/// A mapped shared memory region. Accesses through its addresses are coordinated by the
+/// ring protocol; the owners of the region (sessions, held by queues through `Arc`) keep
+/// it mapped while anything uses them.
 #[derive(Debug)]
 pub struct Region {
-    base: NonNull<u8>,
+    /// `len` bytes rounded up to the backing page size.
+    map: MmapRaw,
     /// Bytes usable by descriptors and rings (what ADD_REGION announced).
     len: u64,
-    /// Bytes mapped (`len` rounded up to the backing page size).
-    map_len: usize,
     fd: OwnedFd,
 }
-
-// SAFETY: the region owns its mapping; the pointer is only an address, and all accesses
-// through it are volatile/atomic/raw copies coordinated by the ring protocol.
-unsafe impl Send for Region {}
-// SAFETY: as above.
-unsafe impl Sync for Region {}
 
 fn huge_page_size() -> Option<usize> {
     pmd_core::memory::default_hugepage_size().ok()
@@ -93,11 +90,10 @@ impl Region {
         if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        let base = map(&fd, map_len)?;
+        let map = map(&fd, map_len)?;
         Ok(Region {
-            base,
+            map,
             len: map_len as u64,
-            map_len,
             fd,
         })
     }
@@ -135,11 +131,10 @@ impl Region {
                 st.st_size
             ));
         }
-        let base = map(&fd, map_len).map_err(|e| format!("Region mmap failed: {e}"))?;
+        let map = map(&fd, map_len).map_err(|e| format!("Region mmap failed: {e}"))?;
         Ok(Region {
-            base,
+            map,
             len: size,
-            map_len,
             fd,
         })
     }
@@ -161,7 +156,7 @@ impl Region {
 
     /// Base address, for bounds-checked views ([`crate::ring::RingPtr`], buffer copies).
     pub fn base(&self) -> *mut u8 {
-        self.base.as_ptr()
+        self.map.as_mut_ptr()
     }
 
     /// Whether `[offset, offset + len)` lies inside the region.
@@ -171,30 +166,9 @@ impl Region {
     }
 }
 
-fn map(fd: &OwnedFd, len: usize) -> io::Result<NonNull<u8>> {
-    // SAFETY: a fresh shared mapping chosen by the kernel; result checked.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned NULL"))
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; the owners of the region (sessions, held by queues
-        // through `Arc`) guarantee nothing uses it any more.
-        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.map_len) };
-    }
+/// Maps the first `len` bytes of `fd`, shared and read-write.
+fn map(fd: &OwnedFd, len: usize) -> io::Result<MmapRaw> {
+    MmapOptions::new().len(len).map_raw(fd)
 }
 
 #[cfg(test)]

@@ -31,8 +31,10 @@ impl std::fmt::Display for SockAddr {
 }
 
 impl SockAddr {
-    /// Longest name that fits `sun_path` (with a leading NUL for abstract names).
-    pub const MAX_LEN: usize = 107;
+    /// Longest name that fits `sun_path` (with a leading NUL for abstract names, a
+    /// trailing one for paths): 107 bytes.
+    pub const MAX_LEN: usize =
+        std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1;
 
     fn raw(&self) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
         // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
@@ -45,7 +47,10 @@ impl SockAddr {
         if bytes.is_empty() || bytes.len() > Self::MAX_LEN || bytes.contains(&0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("socket name {self} is empty, has a NUL or is longer than 107 bytes"),
+                format!(
+                    "socket name {self} is empty, has a NUL or is longer than {} bytes",
+                    Self::MAX_LEN
+                ),
             ));
         }
         for (d, &s) in sa.sun_path[start..].iter_mut().zip(bytes) {
@@ -399,6 +404,7 @@ mod tests {
         assert!(Listener::bind(&addr).is_err(), "in use");
         drop(l2);
         assert!(!p.exists(), "removed on drop");
+        assert_eq!(SockAddr::MAX_LEN, 107);
         assert!(SockAddr::Path(PathBuf::from("x".repeat(200)))
             .raw()
             .is_err());
