@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Ethertype of the test payload (after any tags).
 pub const ETHERTYPE_TEST: u16 = 0x88b5;
 /// `ETH_P_ALL`: a raw socket bound to it sees tagged and untagged frames alike.
-pub const ETH_P_ALL: u16 = 0x0003;
+pub const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
 /// Source MAC of injected frames.
 pub const INJECT_SRC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
 

@@ -18,7 +18,7 @@ use pmd_core::mempool::Mempool;
 use std::sync::Arc;
 
 /// Smallest frame we transmit (an Ethernet header).
-const ETH_HLEN: usize = 14;
+const ETH_HLEN: usize = libc::ETH_HLEN as usize;
 /// Bursts between two reads of the kernel's drop counters (`XDP_STATISTICS`, one
 /// syscall): rare enough to cost nothing even when polling an idle queue.
 pub(crate) const STATS_EVERY: u32 = 1 << 16;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Smallest frame a tap accepts (an Ethernet header); the kernel rejects shorter writes.
-const ETH_HLEN: usize = 14;
+const ETH_HLEN: usize = libc::ETH_HLEN as usize;
 /// Mbufs taken from the pool at a time into an rx queue's stash.
 const STASH_REFILL: usize = 32;
 
