@@ -235,7 +235,12 @@ impl AfPacketDevice {
     fn set_packet_promisc(&self, set: &SocketSet) -> Result<()> {
         self.netif()?
             .set_packet_promisc(set.socks[0].as_fd(), true)
-            .map_err(|e| Error::io(format!("{}: enabling promiscuous mode", self.name), e.into()))
+            .map_err(|e| {
+                Error::io(
+                    format!("{}: enabling promiscuous mode", self.name),
+                    e.into(),
+                )
+            })
     }
 
     /// The interface's MTU now, checked against the ring frames.
@@ -440,18 +445,17 @@ impl Device for AfPacketDevice {
         if on == self.promisc {
             return Ok(());
         }
-        self.netif()?
-            .set_packet_promisc(set.socks[0].as_fd(), on)
-            .map_err(|e| {
-                Error::io(
-                    format!(
-                        "{}: turning promiscuous mode {}",
-                        self.name,
-                        if on { "on" } else { "off" }
-                    ),
-                    e.into(),
-                )
-            })?;
+        let sock = set.socks[0].as_fd();
+        self.netif()?.set_packet_promisc(sock, on).map_err(|e| {
+            Error::io(
+                format!(
+                    "{}: turning promiscuous mode {}",
+                    self.name,
+                    if on { "on" } else { "off" }
+                ),
+                e.into(),
+            )
+        })?;
         self.promisc = on;
         Ok(())
     }

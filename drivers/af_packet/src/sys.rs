@@ -4,9 +4,9 @@
 //! membership) are `pmd_core::netif`'s. Every `unsafe` block of the crate that touches the
 //! kernel lives here.
 
+use memmap2::{MmapOptions, MmapRaw};
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use memmap2::{MmapOptions, MmapRaw};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -95,8 +95,8 @@ pub(crate) fn bind_ll(fd: RawFd, ifindex: u32, proto: u16) -> io::Result<()> {
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as libc::c_ushort;
     sll.sll_protocol = proto.to_be();
-    sll.sll_ifindex = libc::c_int::try_from(ifindex)
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    sll.sll_ifindex =
+        libc::c_int::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `sll` is a valid sockaddr_ll of the length passed.
     cvt(unsafe {
         libc::bind(
@@ -273,9 +273,7 @@ impl PacketRing {
         let raw = fd.as_raw_fd();
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)?;
-        let map = MmapOptions::new()
-            .len(geom.ring_bytes() * 2)
-            .map_raw(raw)?;
+        let map = MmapOptions::new().len(geom.ring_bytes() * 2).map_raw(raw)?;
         Ok(PacketRing { map, geom })
     }
 

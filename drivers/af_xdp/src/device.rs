@@ -502,18 +502,16 @@ impl Device for AfXdpDevice {
         if on == self.promisc {
             return Ok(());
         }
-        netif
-            .set_packet_promisc(netif.socket(), on)
-            .map_err(|e| {
-                Error::io(
-                    format!(
-                        "{}: turning promiscuous mode {}",
-                        self.name,
-                        if on { "on" } else { "off" }
-                    ),
-                    e.into(),
-                )
-            })?;
+        netif.set_packet_promisc(netif.socket(), on).map_err(|e| {
+            Error::io(
+                format!(
+                    "{}: turning promiscuous mode {}",
+                    self.name,
+                    if on { "on" } else { "off" }
+                ),
+                e.into(),
+            )
+        })?;
         self.promisc = on;
         Ok(())
     }

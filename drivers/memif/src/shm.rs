@@ -132,11 +132,7 @@ impl Region {
             ));
         }
         let map = map(&fd, map_len).map_err(|e| format!("Region mmap failed: {e}"))?;
-        Ok(Region {
-            map,
-            len: size,
-            fd,
-        })
+        Ok(Region { map, len: size, fd })
     }
 
     /// Usable bytes.

@@ -60,8 +60,14 @@ pub(crate) fn tun_set_iff(fd: &OwnedFd, name: &str, flags: libc::c_short) -> io:
 /// Makes the interface of `fd` outlive its last fd (`on`), or not.
 pub(crate) fn tun_set_persist(fd: &OwnedFd, on: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its argument by value.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST as _, libc::c_ulong::from(on)) })
-        .map(drop)
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETPERSIST as _,
+            libc::c_ulong::from(on),
+        )
+    })
+    .map(drop)
 }
 
 /// The interface's flags as the kernel keeps them (`TUNGETIFF`): what the device really

@@ -239,6 +239,10 @@ mod tests {
         d.bus_info.copy_from_slice(&[b'x'; DRVINFO_STR]);
         let i = DriverInfo::from(d);
         assert_eq!(i.driver, "tun");
-        assert_eq!(i.bus_info, "x".repeat(DRVINFO_STR), "no NUL: the whole field");
+        assert_eq!(
+            i.bus_info,
+            "x".repeat(DRVINFO_STR),
+            "no NUL: the whole field"
+        );
     }
 }

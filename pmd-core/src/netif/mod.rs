@@ -264,7 +264,10 @@ mod tests {
     fn missing_and_invalid_names_are_typed() {
         match Interface::by_name("pmdnetifnosuch0") {
             Err(NetifError::NotFound { name, request }) => {
-                assert_eq!((name.as_str(), request), ("pmdnetifnosuch0", "SIOCGIFINDEX"));
+                assert_eq!(
+                    (name.as_str(), request),
+                    ("pmdnetifnosuch0", "SIOCGIFINDEX")
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -185,8 +185,7 @@ impl Sockios {
 pub(super) fn sockios(sock: BorrowedFd<'_>, request: Sockios, req: &mut IfReq) -> io::Result<()> {
     // SAFETY: each `Sockios` request reads and/or writes one `struct ifreq` and nothing
     // it points to; `req` is one, alive and writable for the call.
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request.number() as _, req.as_mut_ptr()) })
-        .map(drop)
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request.number() as _, req.as_mut_ptr()) }).map(drop)
 }
 
 /// `SIOCETHTOOL` on `req`'s interface with the command block `block`.
@@ -199,7 +198,8 @@ pub(super) fn ethtool<T: ethtool::Command>(
     // SAFETY: SIOCETHTOOL reads the command from the block `ifr_data` points to and writes
     // at most that command's block back; `T: Command` is such a block (checked sizes,
     // integers only), alive and writable for the call, and `req` is a live `ifreq`.
-    let rc = cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, req.as_mut_ptr()) });
+    let rc =
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, req.as_mut_ptr()) });
     req.0.ifr_ifru.ifru_data = std::ptr::null_mut();
     rc.map(drop)
 }
