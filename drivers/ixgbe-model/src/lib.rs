@@ -23,6 +23,7 @@
 mod backend;
 pub mod conf;
 mod config;
+pub mod desc;
 mod device;
 mod engine;
 pub mod frame;
@@ -33,12 +34,12 @@ mod model;
 mod offload;
 mod packet;
 mod regfile;
+pub mod regs;
 pub mod rss;
 mod rx;
 pub mod stats;
 mod timers;
 mod tx;
-pub mod vdev;
 mod wire;
 
 pub use conf::{conf_from_args, Faults, Generator, MacAddr, ModelConf};
@@ -46,7 +47,6 @@ pub use iommu::DmaFault;
 pub use model::Model82599;
 pub use rx::RxOutcome;
 pub use stats::ModelStats;
-pub use vdev::DRIVER;
 pub use wire::Sink;
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

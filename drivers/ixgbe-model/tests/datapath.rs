@@ -10,9 +10,12 @@ use pmd_core::Mempool;
 use pmd_intel::desc::*;
 use pmd_intel::{RxCsumBits, RxRing, RxRingConf, TxRing, TxRingConf};
 use pmd_ixgbe::regs::*;
+use pmd_ixgbe_model::desc::{
+    PTYPE_IPV4, PTYPE_UDP, RSS_TYPE_IPV4, RSS_TYPE_NONE, RSS_TYPE_TCP_IPV4, RSS_TYPE_UDP_IPV4,
+    RXD_ERR_IPE, RXD_ERR_L4E, RXD_ERR_RXE, TXD_DTYP_CTXT,
+};
 use pmd_ixgbe_model::frame::{frame_seq, ipv4_frame, Ipv4Flow, L4Proto};
-use pmd_ixgbe_model::hw::*;
-use pmd_ixgbe_model::hw::{HLREG0_JUMBOEN, MAXFRS, MAXFRS_MFS_SHIFT, TXD_DTYP_CTXT};
+use pmd_ixgbe_model::regs::{rah, ral, HLREG0_JUMBOEN, MAXFRS, MAXFRS_MFS_SHIFT, ROC};
 use pmd_ixgbe_model::rss::toeplitz;
 use pmd_ixgbe_model::{Generator, ModelConf, RxOutcome};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use common::{rx_status, wait_for, Nic, Ring, OUTSIDE};
 use pmd_core::memory::Segment;
 use pmd_intel::desc::*;
 use pmd_ixgbe::regs::*;
-use pmd_ixgbe_model::hw::RXD_ERR_RXE;
+use pmd_ixgbe_model::desc::RXD_ERR_RXE;
 use pmd_ixgbe_model::{conf_from_args, Faults, Generator, ModelConf, RxOutcome};
 use std::time::Duration;
 

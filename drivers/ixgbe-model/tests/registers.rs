@@ -6,7 +6,7 @@ use common::{wait_for, Nic};
 use pmd_core::options::IovaMode;
 use pmd_core::pci::BackendKind;
 use pmd_ixgbe::regs::*;
-use pmd_ixgbe_model::hw::{EICR_LSC, LINKS_SPEED_10G};
+use pmd_ixgbe_model::regs::{EICR_LSC, LINKS_SPEED_10G};
 use pmd_ixgbe_model::{Model82599, ModelConf};
 use std::time::{Duration, Instant};
 
