@@ -205,8 +205,10 @@ pub const AUTOC_RESTART_AN: u32 = 0x0000_1000;
 pub const LINKS: usize = 0x0_42A4;
 /// LINKS bit 30, link up.
 pub const LINKS_UP: u32 = 0x4000_0000;
-/// LINKS bits 29:28 = 11b: 10 Gb/s.
-pub const LINKS_SPEED_10G: u32 = 0x3000_0000;
+/// Shift of the LINKS speed field (bits 29:28).
+pub const LINKS_SPEED_SHIFT: u32 = 28;
+/// LINKS speed 11b: 10 Gb/s.
+pub const LINKS_SPEED_10G: u32 = 0x3 << LINKS_SPEED_SHIFT;
 
 // ---- Statistics (8.2.3.23; clear on read) ----
 
