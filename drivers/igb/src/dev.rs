@@ -1,13 +1,13 @@
-//! The 82576 specifics: reset and init (datasheet 4.5), link (CTRL.SLU, STATUS), receive
-//! control and RSS, global enables, counters. Queues, start/stop and statistics are
-//! `pmd_intel::IntelDevice`'s.
+//! The 82576 specifics: reset and init (datasheet 4.5), link (CTRL.SLU, the PHY's
+//! auto-negotiation through MDIC, STATUS), receive and transmit control, long packets and
+//! device-wide VLAN stripping. Everything else is `pmd_intel::IntelDevice`'s.
 
 use crate::regs::*;
-use crate::DRIVER_NAME;
-use pmd_core::ethdev::{Link, MacAddr};
+use crate::{DRIVER_NAME, PCI_IDS};
+use pmd_core::ethdev::{Link, PciId};
 use pmd_core::Result;
-use pmd_intel::queues::{program_rss, RSS_KEY};
-use pmd_intel::{Bar, Chip, CounterSpec, IntelDevice, QueueLayout, RxCsumBits};
+use pmd_intel::reset::{master_disable, reset_device};
+use pmd_intel::{Bar, Chip, CounterSpec, IntelDevice, QueueLayout, RegBits, RssRegs, RxCsumBits};
 use std::time::Duration;
 
 /// An initialised 82576 device.
@@ -28,15 +28,28 @@ pub const RXD_ERR_L4E: u32 = 1 << 29;
 /// The 82576.
 pub struct I82576;
 
+impl I82576 {
+    /// Masks every interrupt cause, legacy and extended.
+    fn mask_interrupts(bar: &Bar) {
+        bar.wr(IMC, u32::MAX);
+        bar.wr(EIMC, u32::MAX);
+    }
+}
+
 impl Chip for I82576 {
     const DRIVER: &'static str = DRIVER_NAME;
     const CHIP: &'static str = "82576";
-    const BAR0_LEN: usize = BAR0_LEN;
-    const LAYOUT: QueueLayout = QueueLayout {
-        rx_base: rdbal(0),
-        tx_base: tdbal(0),
-        srrctl: srrctl(0) - rdbal(0),
-    };
+    const DESCRIPTION: &'static str =
+        "Intel 82576 1 GbE, QEMU `-device igb` (PCI: bind with `hugepage-setup bind ADDR`, then -a ADDR)";
+    const PCI_IDS: &'static [PciId] = PCI_IDS;
+    const LAYOUT: QueueLayout = QUEUES;
+    /// RSS over IPv4 addresses and TCP/UDP ports.
+    const RSS: RssRegs = RssRegs::new(
+        MRQC,
+        RSSRK0,
+        RETA0,
+        MRQC_RSS_EN | MRQC_RSS_IPV4 | MRQC_RSS_TCPIPV4 | MRQC_RSS_UDPIPV4,
+    );
     const MAX_QUEUES: (u16, u16) = (MAX_QUEUES, MAX_QUEUES);
     const RX_ERR: u32 = RXD_ERR_RXE;
     const RX_CSUM: RxCsumBits = RxCsumBits {
@@ -45,61 +58,27 @@ impl Chip for I82576 {
     };
     /// Prefetch threshold 8, host threshold 1, write-back threshold 0 (8.12.x TXDCTL).
     const TXDCTL: u32 = 8 | 1 << 8;
+    const SRRCTL_DROP_EN: u32 = SRRCTL_DROP_EN;
+    const RX_ENABLE: RegBits = RegBits::new(RCTL, RCTL_EN);
+    const TX_ENABLE: RegBits = RegBits::new(TCTL, TCTL_EN);
+    const RAL0: usize = RAL0;
     const COUNTERS: &'static [CounterSpec] = &[
-        CounterSpec::reg("rx_good_packets", GPRC),
-        CounterSpec::split("rx_good_bytes", GORCL, GORCH),
-        CounterSpec::reg("tx_good_packets", GPTC),
-        CounterSpec::split("tx_good_bytes", GOTCL, GOTCH),
         CounterSpec::reg("rx_missed_errors", MPC),
         CounterSpec::reg("rx_no_buffer_count", RNBC),
         CounterSpec::reg("rx_crc_errors", CRCERRS),
         CounterSpec::reg("rx_length_errors", RLEC),
     ];
 
-    const MAX_FRAME: u32 = MAX_FRAME;
-
-    fn set_max_frame(bar: &Bar, mfs: u32) {
-        // RLPML counts the CRC and applies to tagged frames too: room for two tags.
-        bar.wr(RLPML, mfs.min(MAX_FRAME) + 8);
-        if mfs > STD_MAX_FRAME {
-            bar.set_bits(RCTL, RCTL_LPE);
-        } else {
-            bar.clear_bits(RCTL, RCTL_LPE);
-        }
-    }
-
-    fn set_vlan_strip(bar: &Bar, _q: usize, on: bool) {
-        // The 82576 strips device-wide (CTRL.VME): a queue asking for it turns it on for
-        // all (DPDK's igb treats VLAN_STRIP as a port offload too).
-        if on {
-            bar.set_bits(CTRL, CTRL_VME);
-        }
-    }
-
     fn reset(bar: &Bar) -> Result<()> {
-        bar.wr(IMC, u32::MAX);
-        bar.wr(EIMC, u32::MAX);
-        bar.set_bits(CTRL, CTRL_GIO_MASTER_DISABLE);
-        if bar
-            .wait("PCIe master disable", INIT_TIMEOUT, |b| {
-                b.rd(STATUS) & STATUS_GIO_MASTER_ENABLE == 0
-            })
-            .is_err()
-        {
+        Self::mask_interrupts(bar);
+        if !master_disable(bar, INIT_TIMEOUT) {
             tracing::debug!(device = bar.name(), "master enable still set at reset");
         }
-        bar.set_bits(CTRL, CTRL_RST);
-        bar.wait(
-            "device reset (CTRL.RST did not clear; try a PCI function reset)",
-            RESET_TIMEOUT,
-            |b| b.rd(CTRL) & CTRL_RST == 0,
-        )?;
-        std::thread::sleep(Duration::from_millis(1));
-        bar.wr(IMC, u32::MAX);
-        bar.wr(EIMC, u32::MAX);
+        reset_device(bar, 0, "try a PCI function reset", RESET_TIMEOUT)?;
+        Self::mask_interrupts(bar);
         let _ = bar.rd(ICR);
-        // Auto-read done (4.5.x). Some emulations never set it; the MAC read below catches
-        // an NVM that really was not loaded.
+        // Auto-read done (4.5.x). Some emulations never set it; the MAC read that follows
+        // catches an NVM that really was not loaded.
         if bar
             .wait("EEPROM auto-read (EECD.AUTO_RD)", INIT_TIMEOUT, |b| {
                 b.rd(EECD) & EECD_AUTO_RD != 0
@@ -108,12 +87,7 @@ impl Chip for I82576 {
         {
             tracing::debug!(device = bar.name(), "EECD.AUTO_RD not set after reset");
         }
-        bar.set_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
         Ok(())
-    }
-
-    fn mac(bar: &Bar) -> Result<MacAddr> {
-        bar.read_mac(RAL0, RAH0)
     }
 
     fn start_link(bar: &Bar) {
@@ -147,57 +121,34 @@ impl Chip for I82576 {
         }
     }
 
-    fn configure(bar: &Bar, rx_queues: usize, promisc: bool) {
-        bar.clear_bits(RCTL, RCTL_EN);
+    fn configure(bar: &Bar) {
         bar.set_bits(RCTL, RCTL_BAM | RCTL_SECRC);
         // VLAN stripping is turned on again by the rx queues that ask for it.
         bar.clear_bits(CTRL, CTRL_VME);
-        Self::set_promisc(bar, promisc);
-        if rx_queues <= 1 {
-            bar.wr(MRQC, 0);
-            return;
-        }
-        program_rss(bar, rx_queues, &RSS_KEY, rssrk, reta);
+        // Pad short packets; collision threshold 15 and distance 63 (full duplex). The
+        // enable bit is set at start.
         bar.wr(
-            MRQC,
-            MRQC_RSS_EN | MRQC_RSS_IPV4 | MRQC_RSS_TCPIPV4 | MRQC_RSS_UDPIPV4,
+            TCTL,
+            TCTL_PSP | 0x0f << TCTL_CT_SHIFT | 0x3f << TCTL_COLD_SHIFT,
         );
     }
 
     fn set_promisc(bar: &Bar, on: bool) {
+        bar.set_bits_to(RCTL, RCTL_UPE | RCTL_MPE, on);
+    }
+
+    fn set_max_frame(bar: &Bar, mfs: u32) {
+        // RLPML counts the CRC and applies to tagged frames too: room for two tags.
+        bar.wr(RLPML, mfs.min(Self::MAX_FRAME) + 8);
+        bar.set_bits_to(RCTL, RCTL_LPE, mfs > STD_MAX_FRAME);
+    }
+
+    fn set_vlan_strip(bar: &Bar, _q: usize, on: bool) {
+        // The 82576 strips device-wide (CTRL.VME): a queue asking for it turns it on for
+        // all (DPDK's igb treats VLAN_STRIP as a port offload too).
         if on {
-            bar.set_bits(RCTL, RCTL_UPE | RCTL_MPE);
-        } else {
-            bar.clear_bits(RCTL, RCTL_UPE | RCTL_MPE);
+            bar.set_bits(CTRL, CTRL_VME);
         }
-    }
-
-    fn srrctl(kib: u32) -> u32 {
-        (kib & SRRCTL_BSIZEPKT_MASK) | SRRCTL_DESCTYPE_ADV_ONEBUF | SRRCTL_DROP_EN
-    }
-
-    fn enable_tx(bar: &Bar) {
-        // Pad short packets; collision threshold 15 and distance 63 (full duplex).
-        bar.wr(
-            TCTL,
-            TCTL_EN | TCTL_PSP | 0x0f << TCTL_CT_SHIFT | 0x3f << TCTL_COLD_SHIFT,
-        );
-    }
-
-    fn enable_rx(bar: &Bar) {
-        bar.set_bits(RCTL, RCTL_EN);
-    }
-
-    fn disable_rx(bar: &Bar) {
-        bar.clear_bits(RCTL, RCTL_EN);
-    }
-
-    fn disable_tx(bar: &Bar) {
-        bar.clear_bits(TCTL, TCTL_EN);
-    }
-
-    fn release(bar: &Bar) {
-        bar.clear_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
     }
 }
 

@@ -1,34 +1,24 @@
-//! 82576 register offsets and bits used by the driver.
+//! 82576 register offsets and bits used by the driver: the ones it shares with the 82599
+//! ([`pmd_intel::regs`], re-exported here) and its own.
 //!
 //! Source: Intel 82576 GbE Controller Datasheet (rev. 2.x), section 8 (register
 //! descriptions; table 8-2 is the register summary).
 
-/// Device Control (8.2.1).
-pub const CTRL: usize = 0x00000;
+pub use pmd_intel::regs::*;
+use pmd_intel::QueueLayout;
+
 /// CTRL: set link up.
 pub const CTRL_SLU: u32 = 1 << 6;
-/// CTRL: device reset (self-clearing).
-pub const CTRL_RST: u32 = 1 << 26;
-/// CTRL: GIO master disable.
-pub const CTRL_GIO_MASTER_DISABLE: u32 = 1 << 2;
-/// Device Status (8.2.2).
-pub const STATUS: usize = 0x00008;
 /// STATUS: full duplex.
 pub const STATUS_FD: u32 = 1 << 0;
 /// STATUS: link up.
 pub const STATUS_LU: u32 = 1 << 1;
 /// STATUS: speed field shift (bits 7:6: 00 = 10, 01 = 100, 1x = 1000 Mb/s).
 pub const STATUS_SPEED_SHIFT: u32 = 6;
-/// STATUS: GIO master enable status.
-pub const STATUS_GIO_MASTER_ENABLE: u32 = 1 << 19;
 /// EEPROM/Flash Control (8.4.1).
 pub const EECD: usize = 0x00010;
 /// EECD: EEPROM auto-read done.
 pub const EECD_AUTO_RD: u32 = 1 << 9;
-/// Extended Device Control (8.2.3).
-pub const CTRL_EXT: usize = 0x00018;
-/// CTRL_EXT: driver loaded.
-pub const CTRL_EXT_DRV_LOAD: u32 = 1 << 28;
 
 /// MDI Control: PHY register access (8.2.4).
 pub const MDIC: usize = 0x00020;
@@ -78,10 +68,6 @@ pub const RCTL_SECRC: u32 = 1 << 26;
 pub const RCTL_LPE: u32 = 1 << 5;
 /// Receive Long Packet Maximum Length (8.10.4; RLPML.RLPML in bits 13:0, bytes with CRC).
 pub const RLPML: usize = 0x05004;
-/// Largest frame the 82576 takes (jumbo frames up to 9.5 KB).
-pub const MAX_FRAME: u32 = 9728;
-/// Frame size at and below which long packets stay disabled.
-pub const STD_MAX_FRAME: u32 = 1518;
 /// CTRL: strip VLAN tags into the descriptor (VME; device-wide on the 82576).
 pub const CTRL_VME: u32 = 1 << 30;
 /// Transmit Control (8.12.1).
@@ -95,114 +81,29 @@ pub const TCTL_CT_SHIFT: u32 = 4;
 /// TCTL: collision distance field (bits 21:12), 0x3F for full duplex.
 pub const TCTL_COLD_SHIFT: u32 = 12;
 
-/// Receive Address Low, entry 0 (8.10.13).
+/// Receive Address Low, entry 0 (8.10.13; Receive Address High follows at +4).
 pub const RAL0: usize = 0x05400;
-/// Receive Address High, entry 0 (8.10.14).
-pub const RAH0: usize = 0x05404;
 /// Multiple Receive Queues Command (8.10.9).
 pub const MRQC: usize = 0x05818;
 /// MRQC: multiple receive queues with RSS (field bits 2:0 = 010b, 8.10.9).
 pub const MRQC_RSS_EN: u32 = 0x2;
-/// MRQC: hash on IPv4 with TCP ports.
-pub const MRQC_RSS_TCPIPV4: u32 = 1 << 16;
-/// MRQC: hash on IPv4 addresses.
-pub const MRQC_RSS_IPV4: u32 = 1 << 17;
-/// MRQC: hash on IPv4 with UDP ports.
-pub const MRQC_RSS_UDPIPV4: u32 = 1 << 22;
-/// RSS Random Key register `i` (0..10) (8.10.12).
-pub const fn rssrk(i: usize) -> usize {
-    0x05C80 + 4 * i
-}
-/// Redirection Table register `i` (0..32), four 8-bit entries each (8.10.11).
-pub const fn reta(i: usize) -> usize {
-    0x05C00 + 4 * i
-}
+/// RSS Random Key register 0 of 10 (8.10.12).
+pub const RSSRK0: usize = 0x05C80;
+/// Redirection Table register 0 of 32, four 8-bit entries each (8.10.11).
+pub const RETA0: usize = 0x05C00;
 
-/// Receive Descriptor Base Address Low, queue `q` < 16 (8.10.x).
-pub const fn rdbal(q: usize) -> usize {
-    0x0C000 + 0x40 * q
-}
-/// Receive Descriptor Base Address High.
-pub const fn rdbah(q: usize) -> usize {
-    0x0C004 + 0x40 * q
-}
-/// Receive Descriptor Length.
-pub const fn rdlen(q: usize) -> usize {
-    0x0C008 + 0x40 * q
-}
-/// Split and Replication Receive Control.
-pub const fn srrctl(q: usize) -> usize {
-    0x0C00C + 0x40 * q
-}
-/// Receive Descriptor Head.
-pub const fn rdh(q: usize) -> usize {
-    0x0C010 + 0x40 * q
-}
-/// Receive Descriptor Tail.
-pub const fn rdt(q: usize) -> usize {
-    0x0C018 + 0x40 * q
-}
-/// Receive Descriptor Control.
-pub const fn rxdctl(q: usize) -> usize {
-    0x0C028 + 0x40 * q
-}
-/// RXDCTL / TXDCTL: queue enable.
-pub const DCTL_ENABLE: u32 = 1 << 25;
-/// SRRCTL: packet buffer size in 1 KiB units (bits 6:0).
-pub const SRRCTL_BSIZEPKT_MASK: u32 = 0x7f;
-/// SRRCTL: descriptor type advanced one-buffer (DESCTYPE = 001b, bits 27:25).
-pub const SRRCTL_DESCTYPE_ADV_ONEBUF: u32 = 1 << 25;
+/// The queue register blocks: rx queue `q` < 16 at 0x0C000 + 0x40 * q (RDBAL to
+/// RXDCTL, SRRCTL at +0x0C; 8.10.x), tx queue `q` < 16 at 0x0E000 + 0x40 * q (TDBAL to
+/// TXDCTL; 8.12.x).
+pub const QUEUES: QueueLayout = QueueLayout::new(0x0C000, 0x0E000, 0x0C);
 /// SRRCTL: drop packets when the queue has no descriptors.
 pub const SRRCTL_DROP_EN: u32 = 1 << 31;
 
-/// Transmit Descriptor Base Address Low, queue `q` < 16 (8.12.x).
-pub const fn tdbal(q: usize) -> usize {
-    0x0E000 + 0x40 * q
-}
-/// Transmit Descriptor Base Address High.
-pub const fn tdbah(q: usize) -> usize {
-    0x0E004 + 0x40 * q
-}
-/// Transmit Descriptor Length.
-pub const fn tdlen(q: usize) -> usize {
-    0x0E008 + 0x40 * q
-}
-/// Transmit Descriptor Head.
-pub const fn tdh(q: usize) -> usize {
-    0x0E010 + 0x40 * q
-}
-/// Transmit Descriptor Tail.
-pub const fn tdt(q: usize) -> usize {
-    0x0E018 + 0x40 * q
-}
-/// Transmit Descriptor Control.
-pub const fn txdctl(q: usize) -> usize {
-    0x0E028 + 0x40 * q
-}
-
-/// CRC Error Count (8.19.1).
-pub const CRCERRS: usize = 0x04000;
 /// Missed Packets Count (8.19.4).
 pub const MPC: usize = 0x04010;
-/// Receive Length Error Count.
-pub const RLEC: usize = 0x04040;
-/// Good Packets Received Count.
-pub const GPRC: usize = 0x04074;
-/// Good Packets Transmitted Count.
-pub const GPTC: usize = 0x04080;
-/// Good Octets Received Count Low.
-pub const GORCL: usize = 0x04088;
-/// Good Octets Received Count High.
-pub const GORCH: usize = 0x0408C;
-/// Good Octets Transmitted Count Low.
-pub const GOTCL: usize = 0x04090;
-/// Good Octets Transmitted Count High.
-pub const GOTCH: usize = 0x04094;
 /// Receive No Buffers Count.
 pub const RNBC: usize = 0x040A0;
 
-/// Size of BAR 0 (the register space, 128 KiB).
-pub const BAR0_LEN: usize = 0x20000;
 /// Queues per direction.
 pub const MAX_QUEUES: u16 = 16;
 
@@ -214,42 +115,38 @@ mod tests {
     #[test]
     fn offsets_match_the_datasheet() {
         assert_eq!(
-            (CTRL, STATUS, EECD, CTRL_EXT, MDIC),
-            (0x0, 0x8, 0x10, 0x18, 0x20)
+            (EECD, MDIC, ICR, IMC, EIMC),
+            (0x10, 0x20, 0xC0, 0xD8, 0x1528)
         );
-        assert_eq!((ICR, IMC, EIMC), (0xC0, 0xD8, 0x1528));
         assert_eq!(
-            (RCTL, TCTL, RAL0, RAH0, MRQC),
-            (0x100, 0x400, 0x5400, 0x5404, 0x5818)
+            (RCTL, TCTL, RAL0, MRQC, RLPML),
+            (0x100, 0x400, 0x5400, 0x5818, 0x5004)
         );
-        assert_eq!((rssrk(0), reta(0), reta(31)), (0x5C80, 0x5C00, 0x5C7C));
+        assert_eq!((RSSRK0, RETA0), (0x5C80, 0x5C00));
+        let q = QUEUES;
         assert_eq!(
-            (rdbal(0), rdbah(0), rdlen(0), srrctl(0)),
+            (q.rdbal(0), q.rdbah(0), q.rdlen(0), q.srrctl(0)),
             (0xC000, 0xC004, 0xC008, 0xC00C)
         );
         assert_eq!(
-            (rdh(0), rdt(0), rxdctl(0), rdt(1)),
+            (q.rdh(0), q.rdt(0), q.rxdctl(0), q.rdt(1)),
             (0xC010, 0xC018, 0xC028, 0xC058)
         );
-        assert_eq!((tdbal(0), tdbah(0), tdlen(0)), (0xE000, 0xE004, 0xE008));
         assert_eq!(
-            (tdh(0), tdt(0), txdctl(0), tdt(15)),
+            (q.tdbal(0), q.tdbah(0), q.tdlen(0)),
+            (0xE000, 0xE004, 0xE008)
+        );
+        assert_eq!(
+            (q.tdh(0), q.tdt(0), q.txdctl(0), q.tdt(15)),
             (0xE010, 0xE018, 0xE028, 0xE3D8)
         );
-        assert_eq!(
-            (CRCERRS, MPC, RLEC, GPRC, GPTC),
-            (0x4000, 0x4010, 0x4040, 0x4074, 0x4080)
-        );
-        assert_eq!(
-            (GORCL, GORCH, GOTCL, GOTCH, RNBC),
-            (0x4088, 0x408C, 0x4090, 0x4094, 0x40A0)
-        );
+        assert_eq!((MPC, RNBC), (0x4010, 0x40A0));
     }
 
     #[test]
     fn bits_match_the_datasheet() {
-        assert_eq!((CTRL_SLU, CTRL_RST), (0x40, 0x0400_0000));
-        assert_eq!((STATUS_LU, STATUS_GIO_MASTER_ENABLE), (0x2, 0x8_0000));
+        assert_eq!((CTRL_SLU, CTRL_VME), (0x40, 0x4000_0000));
+        assert_eq!((STATUS_FD, STATUS_LU), (0x1, 0x2));
         assert_eq!(EECD_AUTO_RD, 0x200);
         assert_eq!(
             (MDIC_OP_WRITE, MDIC_OP_READ, MDIC_READY, MDIC_ERROR),
@@ -257,15 +154,10 @@ mod tests {
         );
         assert_eq!((PHY_CTRL_RESTART_AN, PHY_CTRL_AN_ENABLE), (0x200, 0x1000));
         assert_eq!(
-            (RCTL_EN, RCTL_UPE, RCTL_MPE, RCTL_BAM, RCTL_SECRC),
-            (0x2, 0x8, 0x10, 0x8000, 0x0400_0000)
+            (RCTL_EN, RCTL_UPE, RCTL_MPE, RCTL_LPE, RCTL_BAM, RCTL_SECRC),
+            (0x2, 0x8, 0x10, 0x20, 0x8000, 0x0400_0000)
         );
         assert_eq!((TCTL_EN, TCTL_PSP), (0x2, 0x8));
-        assert_eq!(DCTL_ENABLE, 0x0200_0000);
-        assert_eq!(
-            (SRRCTL_DESCTYPE_ADV_ONEBUF, SRRCTL_DROP_EN),
-            (0x0200_0000, 0x8000_0000)
-        );
-        assert_eq!((RCTL_LPE, RLPML, CTRL_VME), (0x20, 0x5004, 0x4000_0000));
+        assert_eq!((MRQC_RSS_EN, SRRCTL_DROP_EN), (0x2, 0x8000_0000));
     }
 }

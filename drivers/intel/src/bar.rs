@@ -62,6 +62,15 @@ impl Bar {
         self.wr(reg, self.rd(reg) & !bits);
     }
 
+    /// Sets `bits` in a register when `on`, clears them otherwise.
+    pub fn set_bits_to(&self, reg: usize, bits: u32, on: bool) {
+        if on {
+            self.set_bits(reg, bits);
+        } else {
+            self.clear_bits(reg, bits);
+        }
+    }
+
     /// A handle for the data path (tails, queue enables).
     pub fn reg32(&self, reg: usize) -> Result<Reg32> {
         self.region.reg32(reg)
@@ -93,6 +102,22 @@ impl Bar {
     }
 }
 
+/// Bits of one register that switch something on (e.g. a global receive enable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegBits {
+    /// Register offset.
+    pub reg: usize,
+    /// The bits.
+    pub bits: u32,
+}
+
+impl RegBits {
+    /// `bits` of register `reg`.
+    pub const fn new(reg: usize, bits: u32) -> RegBits {
+        RegBits { reg, bits }
+    }
+}
+
 /// Where a queue resumes: the head and tail loaded at start (0 and the ring's tail after
 /// setup; the device's values at stop, while the rings stay frozen).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,6 +140,10 @@ mod tests {
         bar.set_bits(0, 1);
         bar.clear_bits(0, 0x10);
         assert_eq!(bar.rd(0), 0xe1);
+        bar.set_bits_to(0, 0x102, true);
+        bar.set_bits_to(0, 0x21, false);
+        assert_eq!(bar.rd(0), 0x1c2);
+        bar.wr(0, 0xe1);
         assert_eq!(bar.rd(0x100), 0, "out of range reads 0");
         let e = bar
             .wait("thing", Duration::from_millis(2), |b| b.rd(0) == 0)

@@ -1,7 +1,17 @@
 //! Statistics registers folded into 64-bit totals. Intel NICs' packet and byte counters
 //! clear when read and are 32 to 36 bits wide, so they are read often and accumulated.
 
+use crate::regs::{GORCH, GORCL, GOTCH, GOTCL, GPRC, GPTC};
 use pmd_core::pci::MmioRegion;
+
+/// The good packet and octet counters, which every Intel chip here has at the same
+/// offsets; a chip's own counters follow them.
+pub const GOOD: &[CounterSpec] = &[
+    CounterSpec::reg("rx_good_packets", GPRC),
+    CounterSpec::split("rx_good_bytes", GORCL, GORCH),
+    CounterSpec::reg("tx_good_packets", GPTC),
+    CounterSpec::split("tx_good_bytes", GOTCL, GOTCH),
+];
 
 /// One counter: a name and its register(s). With `high` set, the value is `low` plus
 /// `high << 32` (read low first, as the datasheets require for the 64-bit byte counters).
@@ -38,16 +48,18 @@ impl CounterSpec {
 /// Running 64-bit totals of a list of clear-on-read counters.
 #[derive(Debug)]
 pub struct CounterSet {
-    specs: &'static [CounterSpec],
+    specs: Vec<CounterSpec>,
     totals: Vec<u64>,
 }
 
 impl CounterSet {
-    /// Totals start at zero; call [`CounterSet::clear_hw`] after reset to drop stale values.
-    pub fn new(specs: &'static [CounterSpec]) -> CounterSet {
+    /// The counters of `lists`, in order. Totals start at zero; call
+    /// [`CounterSet::clear_hw`] after reset to drop stale values.
+    pub fn new(lists: &[&[CounterSpec]]) -> CounterSet {
+        let specs: Vec<CounterSpec> = lists.concat();
         CounterSet {
-            specs,
             totals: vec![0; specs.len()],
+            specs,
         }
     }
 
@@ -100,7 +112,7 @@ mod tests {
     #[test]
     fn folds_reads_into_64_bit_totals() {
         let bar = region_over_memory(0x40);
-        let mut c = CounterSet::new(SPECS);
+        let mut c = CounterSet::new(&[SPECS, &[CounterSpec::reg("rx_missed", 0x30)]]);
         bar.write32_at(0x10, 5).unwrap();
         bar.write32_at(0x20, 0xffff_fff0).unwrap();
         bar.write32_at(0x24, 0xf).unwrap();
@@ -114,7 +126,11 @@ mod tests {
         c.clear_hw(&bar);
         assert_eq!(
             c.to_vec(),
-            vec![("rx_packets".into(), 0), ("rx_bytes".into(), 0)]
+            vec![
+                ("rx_packets".into(), 0),
+                ("rx_bytes".into(), 0),
+                ("rx_missed".into(), 0)
+            ]
         );
     }
 }

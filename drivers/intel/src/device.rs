@@ -1,14 +1,16 @@
 //! One ethdev [`Device`] for every Intel chip: the chip-specific parts (reset, link,
-//! filters, global enables, register layout) come from a [`Chip`]; queue setup,
-//! start/stop with resume, promiscuous mode and statistics are written once here.
+//! MAC setup, register layout) come from a [`Chip`]; the driver-loaded handshake, MAC
+//! address, RSS, queue setup, global enables, start/stop with resume, promiscuous mode
+//! and statistics are written once here.
 
-use crate::bar::{Bar, QueuePos};
-use crate::counters::{CounterSet, CounterSpec};
-use crate::queues::QueueLayout;
+use crate::bar::{Bar, QueuePos, RegBits};
+use crate::counters::{self, CounterSet, CounterSpec};
+use crate::queues::{QueueLayout, RssRegs};
+use crate::regs::{self, CTRL_EXT, CTRL_EXT_DRV_LOAD, SRRCTL_DESCTYPE_ADV_ONEBUF};
 use crate::rx::{RxCsumBits, RxRing, RxRingConf};
 use crate::tx::{TxRing, TxRingConf};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    DevInfo, Device, Link, MacAddr, PciId, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf, DEFAULT_MTU,
 };
 use pmd_core::pci::PciBackend;
@@ -22,16 +24,23 @@ use std::time::Duration;
 /// a cable may be plugged in later).
 pub const LINK_WAIT: Duration = Duration::from_secs(2);
 
-/// What differs between Intel chips.
+/// What differs between Intel chips: identity, register layout, and the few steps that
+/// are not the same on each (reset, link, MAC setup, frame size, VLAN stripping).
 pub trait Chip: Send + 'static {
     /// Driver name (DPDK's, e.g. `net_ixgbe`).
     const DRIVER: &'static str;
     /// Chip name for messages (e.g. `82599`).
     const CHIP: &'static str;
+    /// One line for `--help`.
+    const DESCRIPTION: &'static str;
+    /// PCI functions the driver claims.
+    const PCI_IDS: &'static [PciId];
     /// Length of BAR 0 (the register space).
-    const BAR0_LEN: usize;
+    const BAR0_LEN: usize = regs::BAR0_LEN;
     /// Where the queue registers are.
     const LAYOUT: QueueLayout;
+    /// Where the RSS registers are and which hash types the chip turns on.
+    const RSS: RssRegs;
     /// Most rx / tx queues.
     const MAX_QUEUES: (u16, u16);
     /// Write-back error bits that make a received packet bad.
@@ -40,48 +49,43 @@ pub trait Chip: Send + 'static {
     const RX_CSUM: RxCsumBits;
     /// TXDCTL value without the enable bit (thresholds).
     const TXDCTL: u32;
-    /// Statistics registers.
+    /// SRRCTL's drop-enable bit (drop frames when a queue has no descriptor).
+    const SRRCTL_DROP_EN: u32;
+    /// The global receive enable.
+    const RX_ENABLE: RegBits;
+    /// The global transmit enable.
+    const TX_ENABLE: RegBits;
+    /// Receive Address Low of entry 0, where the NVM's MAC address is after reset
+    /// (Receive Address High follows at +4).
+    const RAL0: usize;
+    /// Statistics registers beyond the good packet and octet counters
+    /// ([`crate::counters::GOOD`]).
     const COUNTERS: &'static [CounterSpec];
     /// Largest frame the MAC takes, CRC included (without VLAN tags: the MAC allows
     /// four more bytes per tag).
-    const MAX_FRAME: u32;
+    const MAX_FRAME: u32 = regs::JUMBO_MAX_FRAME;
 
-    /// Programs the largest frame accepted, `mfs` bytes with CRC and without VLAN tags
-    /// (jumbo frames enabled above 1518).
-    fn set_max_frame(bar: &Bar, mfs: u32);
-    /// Turns hardware VLAN stripping on or off for rx queue `q` (tag into the write-back
-    /// descriptor).
-    fn set_vlan_strip(bar: &Bar, q: usize, on: bool);
-
-    /// Masks interrupts, resets the device and waits until it is ready.
+    /// Masks interrupts, resets the device and waits until it is ready (the driver-loaded
+    /// bit is set afterwards by [`IntelDevice::init`]).
     fn reset(bar: &Bar) -> Result<()>;
-    /// The MAC address from the NVM.
-    fn mac(bar: &Bar) -> Result<MacAddr>;
     /// Starts link setup (auto-negotiation) after reset.
     fn start_link(bar: &Bar);
     /// Current link state.
     fn link(bar: &Bar) -> Link;
-    /// Receive-side setup with receive disabled: CRC strip, filters, RSS over `queues`.
-    fn configure(bar: &Bar, rx_queues: usize, promisc: bool);
+    /// MAC setup at configure time, receive and transmit disabled: CRC strip, broadcast
+    /// acceptance, padding. Filters and RSS follow.
+    fn configure(bar: &Bar);
     /// Sets unicast/multicast promiscuous mode.
     fn set_promisc(bar: &Bar, on: bool);
-    /// SRRCTL value for buffers of `kib` KiB.
-    fn srrctl(kib: u32) -> u32;
+    /// Programs the largest frame accepted, `mfs` bytes with CRC and without VLAN tags
+    /// (jumbo frames enabled above [`regs::STD_MAX_FRAME`]).
+    fn set_max_frame(bar: &Bar, mfs: u32);
+    /// Turns hardware VLAN stripping on or off for rx queue `q` (tag into the write-back
+    /// descriptor).
+    fn set_vlan_strip(bar: &Bar, q: usize, on: bool);
     /// Called around the programming of a tx queue (`true` before, `false` after).
     fn tx_setup_window(bar: &Bar, open: bool) {
         let _ = (bar, open);
-    }
-    /// Global transmit enable (before the tx queues are enabled).
-    fn enable_tx(bar: &Bar);
-    /// Global receive enable (after the rx queues are enabled).
-    fn enable_rx(bar: &Bar);
-    /// Global receive disable (before the rx queues are disabled).
-    fn disable_rx(bar: &Bar);
-    /// Global transmit disable (after the tx queues are disabled).
-    fn disable_tx(bar: &Bar);
-    /// Before DMA stops at close (e.g. clear the driver-loaded bit).
-    fn release(bar: &Bar) {
-        let _ = bar;
     }
 }
 
@@ -128,8 +132,9 @@ impl<C: Chip> IntelDevice<C> {
         }
         let bar = Bar::new(region, C::DRIVER, name);
         C::reset(&bar)?;
-        let mac = C::mac(&bar)?;
-        let mut counters = CounterSet::new(C::COUNTERS);
+        bar.set_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
+        let mac = bar.read_mac(C::RAL0, C::RAL0 + 4)?;
+        let mut counters = CounterSet::new(&[counters::GOOD, C::COUNTERS]);
         counters.clear_hw(bar.region());
         C::start_link(&bar);
         tracing::info!(device = name, chip = C::CHIP, %mac, "device initialised");
@@ -202,7 +207,10 @@ impl<C: Chip> Device for IntelDevice<C> {
                 conf.tx_queues
             )));
         }
-        C::configure(&self.bar, conf.rx_queues as usize, self.promisc);
+        self.bar.clear_bits(C::RX_ENABLE.reg, C::RX_ENABLE.bits);
+        C::configure(&self.bar);
+        C::set_promisc(&self.bar, self.promisc);
+        C::RSS.program(&self.bar, conf.rx_queues as usize);
         C::set_max_frame(&self.bar, Self::mfs(self.mtu));
         self.rxq = vec![QueuePos::default(); conf.rx_queues as usize];
         self.txq = vec![QueuePos::default(); conf.tx_queues as usize];
@@ -239,7 +247,8 @@ impl<C: Chip> Device for IntelDevice<C> {
         }
         // Buffer size in KiB (SRRCTL.BSIZEPACKET), at most 16 KiB.
         let kib = (ring.buf_len() / 1024).min(16) as u32;
-        self.rxq[q] = l.program_rx(&self.bar, q, &ring, C::srrctl(kib));
+        let srrctl = kib | SRRCTL_DESCTYPE_ADV_ONEBUF | C::SRRCTL_DROP_EN;
+        self.rxq[q] = l.program_rx(&self.bar, q, &ring, srrctl);
         C::set_vlan_strip(&self.bar, q, conf.offloads.contains(RxOffloads::VLAN_STRIP));
         Ok(Box::new(ring))
     }
@@ -267,14 +276,14 @@ impl<C: Chip> Device for IntelDevice<C> {
     fn start(&mut self) -> Result<()> {
         let l = C::LAYOUT;
         C::set_max_frame(&self.bar, Self::mfs(self.mtu));
-        C::enable_tx(&self.bar);
+        self.bar.set_bits(C::TX_ENABLE.reg, C::TX_ENABLE.bits);
         for (q, pos) in self.txq.iter().enumerate() {
             l.enable_tx(&self.bar, q, *pos, C::TXDCTL)?;
         }
         for (q, pos) in self.rxq.iter().enumerate() {
             l.enable_rx(&self.bar, q, *pos)?;
         }
-        C::enable_rx(&self.bar);
+        self.bar.set_bits(C::RX_ENABLE.reg, C::RX_ENABLE.bits);
         self.started = true;
         let link = match self.bar.wait("link up", LINK_WAIT, |b| C::link(b).up) {
             Ok(()) => C::link(&self.bar),
@@ -299,7 +308,7 @@ impl<C: Chip> Device for IntelDevice<C> {
 
     fn stop(&mut self) -> Result<()> {
         let l = C::LAYOUT;
-        C::disable_rx(&self.bar);
+        self.bar.clear_bits(C::RX_ENABLE.reg, C::RX_ENABLE.bits);
         // The rings are frozen while the port is stopped: resume where the device stopped.
         for q in 0..self.rxq.len() {
             self.rxq[q] = l.stop_rx(&self.bar, q);
@@ -308,7 +317,7 @@ impl<C: Chip> Device for IntelDevice<C> {
             self.txq[q] = l.stop_tx(&self.bar, q);
             self.tx_ctx_lost[q].store(true, Ordering::Relaxed);
         }
-        C::disable_tx(&self.bar);
+        self.bar.clear_bits(C::TX_ENABLE.reg, C::TX_ENABLE.bits);
         self.counters.borrow_mut().fold(self.bar.region());
         self.started = false;
         Ok(())
@@ -318,7 +327,8 @@ impl<C: Chip> Device for IntelDevice<C> {
         if self.started {
             let _ = self.stop();
         }
-        C::release(&self.bar);
+        // Hand the device back to firmware before DMA stops.
+        self.bar.clear_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
         let _ = self.backend.set_bus_master(false);
     }
 

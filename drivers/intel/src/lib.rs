@@ -1,24 +1,31 @@
 //! What the Intel PMDs share: the advanced receive and transmit descriptors
 //! ([`desc`]), descriptor rings with burst receive and transmit ([`rx`], [`tx`]), folding
-//! of clear-on-read statistics registers into 64-bit totals ([`counters`]), and bounded
-//! register polling for init sequences ([`wait`]).
+//! of clear-on-read statistics registers into 64-bit totals ([`counters`]), bounded
+//! register polling for init sequences ([`wait`], [`reset`]), the registers the chips
+//! share ([`regs`]), and one ethdev device ([`IntelDevice`]) and driver ([`IntelDriver`])
+//! over a [`Chip`].
 //!
 //! The 82599 (ixgbe) and the 82576 (igb) use the same advanced descriptor layouts; they
-//! differ in register offsets and in a few status and error bits, which the drivers pass in.
+//! differ in register offsets, in a few status and error bits and in their init steps,
+//! which each driver's `Chip` gives.
 
 pub mod bar;
 pub mod counters;
 pub mod desc;
 pub mod device;
+pub mod driver;
 pub mod queues;
+pub mod regs;
+pub mod reset;
 pub mod rx;
 pub mod tx;
 pub mod wait;
 
-pub use bar::{Bar, QueuePos};
+pub use bar::{Bar, QueuePos, RegBits};
 pub use counters::{CounterSet, CounterSpec};
 pub use device::{Chip, IntelDevice, LINK_WAIT};
-pub use queues::QueueLayout;
+pub use driver::{intel_id, IntelDriver};
+pub use queues::{QueueLayout, RssRegs};
 pub use rx::{RxCsumBits, RxRing, RxRingConf};
 pub use tx::{TxRing, TxRingConf};
 

@@ -4,11 +4,11 @@
 
 use crate::device::Device;
 use crate::model::Handle;
+use crate::regs::BAR0_LEN;
 use pmd_core::memory::SegmentInfo;
 use pmd_core::options::IovaMode;
 use pmd_core::pci::{BackendKind, IrqWait, MmioRegion, PciAddr, PciBackend, RegisterModel};
 use pmd_core::{Error, Result};
-use pmd_ixgbe::regs::BAR0_LEN;
 use std::sync::Arc;
 
 /// BAR 0 as a register model. It keeps the model alive (and its thread running) for as

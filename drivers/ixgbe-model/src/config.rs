@@ -5,9 +5,9 @@
 
 use crate::hw::{CLASS_ETHERNET, DEVICE_82599_SFP, VENDOR_INTEL};
 use crate::lock;
+use crate::regs::BAR0_LEN;
 use pmd_core::pci::backend::{PCI_COMMAND, PCI_COMMAND_MASTER};
 use pmd_core::{Error, Result};
-use pmd_ixgbe::regs::BAR0_LEN;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 

@@ -5,16 +5,16 @@
 
 use crate::conf::{MacAddr, ModelConf};
 use crate::config::ConfigSpace;
+use crate::desc::RxWriteBack;
 use crate::engine::Engine;
-use crate::hw::*;
+use crate::hw::{RX_QUEUES, TX_QUEUES};
 use crate::iommu::Iommu;
 use crate::lock;
 use crate::regfile::RegFile;
+use crate::regs::*;
 use crate::stats::Counters;
 use crate::timers::{Timers, AN_TIME, RESET_TIME};
 use crate::wire::Wire;
-use pmd_intel::desc::RxDesc;
-use pmd_ixgbe::regs::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
@@ -31,16 +31,14 @@ enum QueueReg {
 }
 
 fn queue_reg(off: usize) -> Option<QueueReg> {
-    let (base, queues) = match off {
-        0x01000..=0x01FFF => (0x01000, RX_QUEUES),
-        0x06000..=0x07FFF => (0x06000, TX_QUEUES),
+    let rx_end = RX_QUEUE_BASE + QUEUE_STRIDE * RX_QUEUES;
+    let tx_end = TX_QUEUE_BASE + QUEUE_STRIDE * TX_QUEUES;
+    let (base, rx) = match off {
+        _ if (RX_QUEUE_BASE..rx_end).contains(&off) => (RX_QUEUE_BASE, true),
+        _ if (TX_QUEUE_BASE..tx_end).contains(&off) => (TX_QUEUE_BASE, false),
         _ => return None,
     };
-    let q = (off - base) / 0x40;
-    if q >= queues {
-        return None;
-    }
-    let rx = base == 0x01000;
+    let q = (off - base) / QUEUE_STRIDE;
     match off {
         _ if rx && off == rxdctl(q) => Some(QueueReg::RxCtl(q)),
         _ if !rx && off == txdctl(q) => Some(QueueReg::TxCtl(q)),
@@ -274,9 +272,9 @@ impl Device {
         self.regs.or(EEC, EEC_ARD);
         self.regs.or(RDRXCTL, RDRXCTL_DMAIDONE);
         self.regs
-            .set(RAL0, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+            .set(ral(0), u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
         self.regs
-            .set(RAH0, u32::from(u16::from_le_bytes([m[4], m[5]])) | RAH_AV);
+            .set(rah(0), u32::from(u16::from_le_bytes([m[4], m[5]])) | RAH_AV);
     }
 
     /// Auto-negotiation restart (or a link reset, which renegotiates only if the link
@@ -344,8 +342,9 @@ impl Device {
 
     /// Writes a receive write-back descriptor at `iova`: the first word, then the status
     /// word with release ordering (the driver reads DD last).
-    pub fn write_rx_desc(&self, iova: u64, d: RxDesc) -> Result<(), crate::iommu::DmaFault> {
-        self.iommu.write(iova, &d.w0.to_le_bytes())?;
-        self.iommu.write_u64_release(iova.wrapping_add(8), d.w1)
+    pub fn write_rx_desc(&self, iova: u64, d: &RxWriteBack) -> Result<(), crate::iommu::DmaFault> {
+        let [w0, w1] = d.words();
+        self.iommu.write(iova, &w0.to_le_bytes())?;
+        self.iommu.write_u64_release(iova.wrapping_add(8), w1)
     }
 }

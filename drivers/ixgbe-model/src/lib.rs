@@ -12,6 +12,11 @@
 //! receive descriptors, VLAN stripping (RXDCTL.VME), and the clear-on-read
 //! statistics (8.2.3.23).
 //!
+//! The register map ([`regs`]) and the descriptor formats ([`desc`]) are the model's own,
+//! written from the datasheet: the model does not depend on the driver it checks, so a
+//! wrong offset or bit in the driver shows up as a device that does not do what the
+//! driver meant. The `net_ixgbe_model` vdev that joins the two is `pmd-ixgbe-model-vdev`.
+//!
 //! All device memory access goes through the model's IOMMU ([`iommu`]): descriptor rings
 //! and buffers must lie inside live memory segments, otherwise the access is refused,
 //! counted as a DMA fault and the queue stops. Traffic comes from a [`Generator`] or
@@ -23,6 +28,7 @@
 mod backend;
 pub mod conf;
 mod config;
+pub mod desc;
 mod device;
 mod engine;
 pub mod frame;
@@ -33,12 +39,12 @@ mod model;
 mod offload;
 mod packet;
 mod regfile;
+pub mod regs;
 pub mod rss;
 mod rx;
 pub mod stats;
 mod timers;
 mod tx;
-pub mod vdev;
 mod wire;
 
 pub use conf::{conf_from_args, Faults, Generator, MacAddr, ModelConf};
@@ -46,7 +52,6 @@ pub use iommu::DmaFault;
 pub use model::Model82599;
 pub use rx::RxOutcome;
 pub use stats::ModelStats;
-pub use vdev::DRIVER;
 pub use wire::Sink;
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -5,10 +5,11 @@
 //! TCP sequence number, flags and checksums fixed per frame) and VLAN tag insertion
 //! (DCMD.VLE, the tag from the context).
 //!
-//! The field layouts are the model's own reading of the datasheet (`crate::hw`), not the
+//! The field layouts are the model's own reading of the datasheet (`crate::desc`), not the
 //! driver's, so a driver building descriptors wrongly is caught here.
 
-use crate::hw::*;
+use crate::desc::*;
+use crate::hw::{TCP_CWR, TCP_FIN, TCP_PSH};
 use pmd_core::csum;
 
 /// A transmit context as the device stored it.
@@ -37,8 +38,8 @@ pub(crate) fn decode_ctx(d: [u64; 2]) -> (usize, Ctx) {
     let mli = (d[1] >> 32) as u32;
     let ctx = Ctx {
         vlan: (vml >> CTX_VLAN_SHIFT) as u16,
-        maclen: ((vml >> CTX_MACLEN_SHIFT) & 0x7f) as usize,
-        iplen: (vml & 0x1ff) as usize,
+        maclen: ((vml >> CTX_MACLEN_SHIFT) & CTX_MACLEN_MASK) as usize,
+        iplen: (vml & CTX_IPLEN_MASK) as usize,
         l4len: ((mli >> CTX_L4LEN_SHIFT) & 0xff) as usize,
         mss: (mli >> CTX_MSS_SHIFT) as usize,
         ipv4: tucmd & CTX_TUCMD_IPV4 != 0,

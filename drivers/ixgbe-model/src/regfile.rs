@@ -2,12 +2,11 @@
 //! thread read and write it without a lock, plus the statistics counters with their
 //! clear-on-read behaviour (8.2.3.23).
 
-use crate::hw::ROC;
-use pmd_ixgbe::regs::{BAR0_LEN, CRCERRS, GORCH, GORCL, GOTCH, GOTCL, GPRC, GPTC, MPC0, RLEC, RUC};
+use crate::regs::{mpc, BAR0_LEN, CRCERRS, GORCH, GORCL, GOTCH, GOTCL, GPRC, GPTC, RLEC, ROC, RUC};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// 32-bit statistics registers that clear when read (8.2.3.23).
-const CLEAR_ON_READ: &[usize] = &[GPRC, GPTC, MPC0, CRCERRS, RLEC, RUC, ROC];
+const CLEAR_ON_READ: &[usize] = &[GPRC, GPTC, mpc(0), CRCERRS, RLEC, RUC, ROC];
 
 /// A split octet counter: 36 bits in hardware, read low register first (the low read
 /// takes the count and latches its high bits for the high register; 8.2.3.23).

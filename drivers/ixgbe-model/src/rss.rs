@@ -2,12 +2,12 @@
 //! MRQC register selects, and the 128-entry redirection table that maps the hash to a
 //! queue.
 
-use crate::hw::*;
+use crate::desc::*;
 use crate::packet::{Parsed, Transport, L3};
 use crate::regfile::RegFile;
-use pmd_ixgbe::regs::{
-    reta, rssrk, MRQC, MRQC_RSS_EN, MRQC_RSS_IPV4, MRQC_RSS_IPV6, MRQC_RSS_TCPIPV4,
-    MRQC_RSS_TCPIPV6, MRQC_RSS_UDPIPV4,
+use crate::regs::{
+    reta, rssrk, MRQC, MRQC_MRQE_MASK, MRQC_MRQE_RSS, MRQC_RSS_IPV4, MRQC_RSS_IPV6,
+    MRQC_RSS_TCPIPV4, MRQC_RSS_TCPIPV6, MRQC_RSS_UDPIPV4, MRQC_RSS_UDPIPV6,
 };
 
 /// Bytes of the RSS key (ten RSSRK registers; 8.2.3.7.15).
@@ -64,7 +64,7 @@ const NO_RSS: RssResult = RssResult {
 /// match no enabled hash type get no hash and also go to queue 0.
 pub(crate) fn classify(regs: &RegFile, p: &Parsed) -> RssResult {
     let mrqc = regs.get(MRQC);
-    if mrqc & MRQC_MRQE_MASK != MRQC_RSS_EN {
+    if mrqc & MRQC_MRQE_MASK != MRQC_MRQE_RSS {
         return NO_RSS;
     }
     let mut input = [0u8; 36];

@@ -3,18 +3,14 @@
 //! queue's descriptor ring (advanced one-buffer descriptors, 7.1.6): the frame is written
 //! into the posted buffers, then the write-back descriptors, then RDH advances.
 
+use crate::desc::*;
 use crate::device::Device;
 use crate::engine::Engine;
-use crate::hw::*;
-// The model's own reading of these (the driver's register list has them too).
-use crate::hw::{HLREG0_JUMBOEN, MAXFRS, MAXFRS_MFS_SHIFT, RXDCTL_VME, STD_MAX_FRAME};
+use crate::hw::{CRC_LEN, MAX_MFS, MIN_FRAME, STD_MAX_FRAME};
 use crate::packet::{parse, Parsed, Transport, L3, L4};
+use crate::regs::*;
 use crate::rss::{classify, RssResult};
 use crate::stats::bump;
-use pmd_intel::desc::{
-    RxDesc, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_UDPCS,
-};
-use pmd_ixgbe::regs::*;
 
 /// What happened to a frame offered to the receive path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,19 +267,19 @@ fn account_drop(dev: &Device, engine: &mut Engine, o: RxOutcome) -> RxOutcome {
         }
         RxOutcome::Filtered => bump(&c.dropped_filter, 1),
         RxOutcome::QueueOff { .. } => {
-            dev.regs.count(MPC0, 1);
+            dev.regs.count(mpc(0), 1);
             bump(&c.dropped_queue_off, 1);
         }
         RxOutcome::BadRing { queue } => {
             if let Some(s) = engine.rx_stopped.get_mut(queue) {
                 *s = true;
             }
-            dev.regs.count(MPC0, 1);
+            dev.regs.count(mpc(0), 1);
             bump(&c.dropped_queue_off, 1);
             bump(&c.errors, 1);
         }
         RxOutcome::NoDescriptor { .. } => {
-            dev.regs.count(MPC0, 1);
+            dev.regs.count(mpc(0), 1);
             bump(&c.dropped_no_desc, 1);
         }
         RxOutcome::DmaFault { .. } | RxOutcome::Delivered { .. } => {}
@@ -386,10 +382,15 @@ fn deliver(
                 status |= RXD_ERR_RXE;
             }
         }
-        let tag = if i == last { vlan } else { 0 };
-        let mut d = RxDesc::write_back(status, chunk.len() as u16, tag, rss.rss_type, rss.hash);
-        d.w0 |= u64::from(ptype);
-        if let Err(f) = dev.write_rx_desc(di, d) {
+        let d = RxWriteBack {
+            rss_type: rss.rss_type,
+            packet_type: ptype,
+            rss_hash: rss.hash,
+            status_error: status,
+            length: chunk.len() as u16,
+            vlan: if i == last { vlan } else { 0 },
+        };
+        if let Err(f) = dev.write_rx_desc(di, &d) {
             return dma_fault(dev, engine, queue, f);
         }
     }

@@ -6,12 +6,12 @@
 //! back (bit 0 of the status field, 7.2.3.2.4); TDH advances past every descriptor
 //! processed.
 
+use crate::desc::*;
 use crate::device::Device;
 use crate::engine::{Engine, TxQueueState};
-use crate::hw::*;
+use crate::hw::{CRC_LEN, MIN_FRAME, TX_MAX_FRAME, TX_MAX_TSO};
+use crate::regs::*;
 use crate::stats::bump;
-use pmd_intel::desc::{TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_RS, TXD_DTYP_DATA, TXD_STAT_DD};
-use pmd_ixgbe::regs::*;
 
 /// Descriptors processed per queue per pass at most.
 const BUDGET: u32 = 128;

@@ -9,10 +9,12 @@ use pmd_core::mbuf::{PktBatch, RX_IP_CKSUM_GOOD, RX_L4_CKSUM_GOOD, RX_RSS_HASH};
 use pmd_core::Mempool;
 use pmd_intel::desc::*;
 use pmd_intel::{RxCsumBits, RxRing, RxRingConf, TxRing, TxRingConf};
-use pmd_ixgbe::regs::*;
+use pmd_ixgbe_model::desc::{
+    PTYPE_IPV4, PTYPE_UDP, RSS_TYPE_IPV4, RSS_TYPE_NONE, RSS_TYPE_TCP_IPV4, RSS_TYPE_UDP_IPV4,
+    RXD_ERR_IPE, RXD_ERR_L4E, RXD_ERR_RXE, TXD_DTYP_CTXT,
+};
 use pmd_ixgbe_model::frame::{frame_seq, ipv4_frame, Ipv4Flow, L4Proto};
-use pmd_ixgbe_model::hw::*;
-use pmd_ixgbe_model::hw::{HLREG0_JUMBOEN, MAXFRS, MAXFRS_MFS_SHIFT, TXD_DTYP_CTXT};
+use pmd_ixgbe_model::regs::*;
 use pmd_ixgbe_model::rss::toeplitz;
 use pmd_ixgbe_model::{Generator, ModelConf, RxOutcome};
 use std::sync::Arc;
@@ -146,8 +148,8 @@ fn rx_without_free_descriptors_drops_counts_missed_and_wraps() {
         nic.model.try_inject(&g.frame(4)),
         RxOutcome::NoDescriptor { queue: 0 }
     );
-    assert_eq!(nic.rd(MPC0), 1);
-    assert_eq!(nic.rd(MPC0), 0);
+    assert_eq!(nic.rd(mpc(0)), 1);
+    assert_eq!(nic.rd(mpc(0)), 0);
     assert_eq!(nic.model.stats().dropped_no_desc, 1);
     // Post everything but one slot from RDH = 4: 63 descriptors, wrapping at 64.
     ring.post_rx_buffers();
@@ -267,7 +269,7 @@ fn rss_picks_queues_by_toeplitz_hash_and_redirection_table() {
     program_rss(
         &nic,
         4,
-        MRQC_RSS_EN | MRQC_RSS_IPV4 | MRQC_RSS_TCPIPV4 | MRQC_RSS_UDPIPV4,
+        MRQC_MRQE_RSS | MRQC_RSS_IPV4 | MRQC_RSS_TCPIPV4 | MRQC_RSS_UDPIPV4,
     );
     let mut next = [0u32; 4];
     let mut check = |frame: &[u8], want_q: usize, want_type: u8, want_hash: u32| {
@@ -305,7 +307,7 @@ fn rss_picks_queues_by_toeplitz_hash_and_redirection_table() {
         0x51ccc178,
     );
     // With only the IPv4 field enabled, addresses alone.
-    nic.wr(MRQC, MRQC_RSS_EN | MRQC_RSS_IPV4);
+    nic.wr(MRQC, MRQC_MRQE_RSS | MRQC_RSS_IPV4);
     check(&frame, (0x323e8fc2 & 0x7f) % 4, RSS_TYPE_IPV4, 0x323e8fc2);
     // Frames no enabled hash type covers: no hash, queue 0.
     let mut arp = vec![0xff; 6];
@@ -369,7 +371,7 @@ fn the_generator_waits_for_descriptors_and_loses_nothing() {
         (frames, 0, frames)
     );
     assert_eq!(s.rx_dropped(), 0);
-    assert_eq!(nic.rd(MPC0), 0);
+    assert_eq!(nic.rd(mpc(0)), 0);
     assert_eq!(nic.rd(GPRC), frames as u32);
 
     // drop_when_full: 10 descriptors posted, 90 frames missed.
@@ -390,7 +392,7 @@ fn the_generator_waits_for_descriptors_and_loses_nothing() {
         (s.generated, s.rx_delivered, s.dropped_no_desc),
         (frames + 100, frames + 10, 90)
     );
-    assert_eq!(nic.rd(MPC0), 90);
+    assert_eq!(nic.rd(mpc(0)), 90);
     // An invalid generator is refused and counted.
     nic.model.start_generator(Generator {
         size: 10,
@@ -519,7 +521,7 @@ fn the_pmd_intel_rings_run_against_the_model_in_loopback() {
     let m = nic.model.clone();
     nic.model
         .set_sink(Some(Arc::new(move |f: &[u8]| m.inject(f))));
-    program_rss(&nic, 1, MRQC_RSS_EN | MRQC_RSS_UDPIPV4);
+    program_rss(&nic, 1, MRQC_MRQE_RSS | MRQC_RSS_UDPIPV4);
     let g = gen(128);
     let total = 500u64;
     let (mut sent, mut got) = (0u64, Vec::new());

@@ -141,3 +141,26 @@ fn the_driver_reports_a_reset_that_never_completes() {
     let err = err.to_string();
     assert!(err.contains("CTRL.RST"), "{err}");
 }
+
+/// The PCI driver as the EAL uses it: it claims the model's vendor and device id (read
+/// from the model's configuration space) and probes the function into a 10 GbE port named
+/// after its PCI address.
+#[test]
+fn the_pci_driver_claims_and_probes_the_model() {
+    use pmd_core::ethdev::{Driver, PciId};
+    let model = Model82599::new(ModelConf {
+        mac: MAC,
+        ..ModelConf::default()
+    })
+    .unwrap();
+    let backend = model.backend();
+    let id = PciId {
+        vendor: backend.read_config16(0).unwrap(),
+        device: backend.read_config16(2).unwrap(),
+    };
+    assert!(pmd_ixgbe::DRIVER.pci_ids().contains(&id), "{id:?}");
+    let mut dev = pmd_ixgbe::DRIVER.probe_pci(backend).unwrap();
+    assert_eq!(dev.info().driver, "net_ixgbe");
+    assert_eq!(dev.mac_addr().0, MAC);
+    dev.close();
+}

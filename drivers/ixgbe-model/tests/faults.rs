@@ -6,8 +6,8 @@ mod common;
 use common::{rx_status, wait_for, Nic, Ring, OUTSIDE};
 use pmd_core::memory::Segment;
 use pmd_intel::desc::*;
-use pmd_ixgbe::regs::*;
-use pmd_ixgbe_model::hw::RXD_ERR_RXE;
+use pmd_ixgbe_model::desc::RXD_ERR_RXE;
+use pmd_ixgbe_model::regs::*;
 use pmd_ixgbe_model::{conf_from_args, Faults, Generator, ModelConf, RxOutcome};
 use std::time::Duration;
 
@@ -70,11 +70,11 @@ fn reset_hang_never_clears_ctrl_rst_and_a_function_reset_recovers() {
     assert_ne!(nic.rd(CTRL) & CTRL_RST, 0, "writes cannot end a reset");
     assert_eq!(nic.rd(EEC) & EEC_ARD, 0);
     assert_eq!(nic.rd(RDRXCTL) & RDRXCTL_DMAIDONE, 0);
-    assert_eq!(nic.rd(RAL0), 0, "no MAC address loaded");
+    assert_eq!(nic.rd(ral(0)), 0, "no MAC address loaded");
     nic.backend.reset().unwrap();
     assert_eq!(nic.rd(CTRL) & CTRL_RST, 0);
     assert_ne!(nic.rd(EEC) & EEC_ARD, 0);
-    assert_ne!(nic.rd(RAH0) & RAH_AV, 0);
+    assert_ne!(nic.rd(rah(0)) & RAH_AV, 0);
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn bad_ring_registers_and_disabled_dma_stop_receive() {
         RxOutcome::BadRing { queue: 0 }
     );
     assert_eq!(nic.model.stats().errors, 1);
-    assert_eq!(nic.rd(MPC0), 3);
+    assert_eq!(nic.rd(mpc(0)), 3);
     nic.wr(RXCTRL, 0);
     assert_eq!(nic.model.try_inject(&frame(2)), RxOutcome::RxDisabled);
 }

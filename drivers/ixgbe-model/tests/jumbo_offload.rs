@@ -16,8 +16,8 @@ use pmd_core::mbuf::{
 };
 use pmd_core::mempool::MempoolConfig;
 use pmd_core::Mempool;
-use pmd_ixgbe::regs::{HLREG0, HLREG0_JUMBOEN, MAXFRS};
 use pmd_ixgbe_model::frame::frame_seq;
+use pmd_ixgbe_model::regs::{HLREG0, HLREG0_JUMBOEN, MAXFRS};
 use pmd_ixgbe_model::{Generator, Model82599, ModelConf, RxOutcome};
 
 const MAC: [u8; 6] = [0x02, 0x1b, 0x21, 0x55, 0x44, 0x33];

@@ -5,12 +5,16 @@ mod common;
 use common::{wait_for, Nic};
 use pmd_core::options::IovaMode;
 use pmd_core::pci::BackendKind;
-use pmd_ixgbe::regs::*;
-use pmd_ixgbe_model::hw::{EICR_LSC, LINKS_SPEED_10G};
+use pmd_ixgbe_model::regs::*;
 use pmd_ixgbe_model::{Model82599, ModelConf};
 use std::time::{Duration, Instant};
 
 const MAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+
+/// RDRXCTL bit 1, CRC strip: a software bit the model keeps as written.
+const RDRXCTL_CRCSTRIP: u32 = 1 << 1;
+/// Every interrupt cause (EIMC bits 30:0).
+const EIMC_ALL: u32 = 0x7fff_ffff;
 
 fn conf() -> ModelConf {
     ModelConf {
@@ -35,9 +39,9 @@ fn power_on_state_and_pci_identity() {
     assert!(e.contains("no interrupt delivery"), "{e}");
     assert!(b.map_bar(2).is_err());
     assert_eq!(nic.bar.len(), BAR0_LEN);
-    // The EEPROM was read at power-on: MAC in RAL0/RAH0 with AV, ARD and DMAIDONE set.
-    assert_eq!(nic.rd(RAL0), u32::from_le_bytes([0x02, 0x11, 0x22, 0x33]));
-    assert_eq!(nic.rd(RAH0), 0x5544 | RAH_AV);
+    // The EEPROM was read at power-on: MAC in ral(0)/rah(0) with AV, ARD and DMAIDONE set.
+    assert_eq!(nic.rd(ral(0)), u32::from_le_bytes([0x02, 0x11, 0x22, 0x33]));
+    assert_eq!(nic.rd(rah(0)), 0x5544 | RAH_AV);
     assert_ne!(nic.rd(EEC) & EEC_ARD, 0);
     assert_ne!(nic.rd(RDRXCTL) & RDRXCTL_DMAIDONE, 0);
     assert_eq!(nic.rd(CTRL), 0);
@@ -73,7 +77,7 @@ fn reset_restores_defaults_and_completes_after_a_millisecond() {
     assert_eq!(nic.rd(CTRL), 0, "master disable and LRST are gone too");
     assert_ne!(nic.rd(EEC) & EEC_ARD, 0);
     assert_ne!(nic.rd(RDRXCTL) & RDRXCTL_DMAIDONE, 0);
-    assert_eq!(nic.rd(RAH0), 0x5544 | RAH_AV);
+    assert_eq!(nic.rd(rah(0)), 0x5544 | RAH_AV);
     assert_ne!(nic.rd(STATUS) & STATUS_GIO_MASTER_ENABLE, 0);
     // Software cannot clear hardware status bits.
     nic.wr(EEC, 0);

@@ -1,8 +1,8 @@
 //! Intel 82599 / X540 / X550 (ixgbe) poll-mode driver.
 //!
-//! [`probe`] takes an opened PCI function (VFIO, UIO, or an in-process model), resets and
-//! initialises it following the 82599 datasheet (section 4.6.3), and returns an ethdev
-//! [`Device`]. Receive and transmit use the advanced descriptor rings of `pmd-intel`; with
+//! [`DRIVER`] claims the chips' PCI functions; [`probe`] takes an opened one (VFIO, UIO,
+//! or an in-process model), resets and initialises it following the 82599 datasheet
+//! (section 4.6.3), and returns an ethdev device ([`Ixgbe`]). Receive and transmit use the advanced descriptor rings of `pmd-intel`; with
 //! more than one rx queue, RSS spreads flows over them.
 
 mod dev;
@@ -11,21 +11,14 @@ pub mod regs;
 pub use dev::{Ixgbe, X82599};
 pub use pmd_intel::LINK_WAIT;
 
-use pmd_core::ethdev::{Device, Driver, PciId};
-use pmd_core::options::VdevSpec;
+use pmd_core::ethdev::PciId;
 use pmd_core::pci::PciBackend;
-use pmd_core::{Error, Result};
+use pmd_core::Result;
+use pmd_intel::{intel_id as intel, IntelDriver};
 use std::sync::Arc;
 
 /// Driver name (as DPDK's: `net_ixgbe`).
 pub const DRIVER_NAME: &str = "net_ixgbe";
-
-const fn intel(device: u16) -> PciId {
-    PciId {
-        vendor: 0x8086,
-        device,
-    }
-}
 
 /// Devices the driver claims: 82599 (KX4, KX4 mezzanine, KR, CX4, SFP variants, T3 LOM,
 /// backplane FCoE, 82599EN SFP), X540 (T, T1) and X550 (T, T1).
@@ -48,42 +41,38 @@ pub const PCI_IDS: &[PciId] = &[
     intel(0x15D1), // X550-T1
 ];
 
-/// The ixgbe driver.
-pub struct IxgbeDriver;
-
 /// The driver instance to list in an application's driver table.
-pub static DRIVER: IxgbeDriver = IxgbeDriver;
-
-impl Driver for IxgbeDriver {
-    fn name(&self) -> &'static str {
-        DRIVER_NAME
-    }
-
-    fn description(&self) -> &'static str {
-        "Intel 82599/X540/X550 10 GbE (PCI: bind with `hugepage-setup bind ADDR`, then -a ADDR)"
-    }
-
-    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
-        Err(Error::driver(
-            DRIVER_NAME,
-            format!(
-                "{} is a PCI driver: pass the device with -a <PCI address>",
-                vdev.name
-            ),
-        ))
-    }
-
-    fn pci_ids(&self) -> &'static [PciId] {
-        PCI_IDS
-    }
-
-    fn probe_pci(&self, dev: Arc<dyn PciBackend>) -> Result<Box<dyn Device>> {
-        let name = dev.addr().to_string();
-        Ok(Box::new(probe(dev, &name)?))
-    }
-}
+pub static DRIVER: IntelDriver<X82599> = IntelDriver::new();
 
 /// Resets and initialises the device behind `backend` (any backend: VFIO, UIO or a model).
 pub fn probe(backend: Arc<dyn PciBackend>, name: &str) -> Result<Ixgbe> {
     Ixgbe::init(backend, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmd_core::ethdev::Driver;
+    use pmd_core::options::VdevSpec;
+
+    #[test]
+    fn the_driver_claims_intel_10_gbe_functions_and_refuses_a_vdev() {
+        assert_eq!(DRIVER.name(), "net_ixgbe");
+        assert!(DRIVER.pci_ids().contains(&PciId {
+            vendor: 0x8086,
+            device: 0x10FB
+        }));
+        let vdev = VdevSpec {
+            name: "net_ixgbe0".into(),
+            args: Vec::new(),
+        };
+        let Err(e) = DRIVER.probe(&vdev) else {
+            panic!("a vdev was accepted");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("net_ixgbe0 is a PCI driver: pass the device with -a <PCI address>"),
+            "{e}"
+        );
+    }
 }

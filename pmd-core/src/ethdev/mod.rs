@@ -251,8 +251,17 @@ pub trait Driver: Sync {
     fn name(&self) -> &'static str;
     /// One line on what the driver does and its arguments, for `--help`.
     fn description(&self) -> &'static str;
-    /// Creates a device for `vdev`; bad arguments give an error that names them.
-    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>>;
+    /// Creates a device for `vdev`; bad arguments give an error that names them. The
+    /// default is for PCI-only drivers: an error that says to pass the device with `-a`.
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
+        Err(crate::Error::driver(
+            self.name(),
+            format!(
+                "{} is a PCI driver: pass the device with -a <PCI address>",
+                vdev.name
+            ),
+        ))
+    }
     /// PCI ids this driver claims (none for virtual-device drivers).
     fn pci_ids(&self) -> &'static [PciId] {
         &[]

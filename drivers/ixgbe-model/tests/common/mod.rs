@@ -5,7 +5,7 @@
 
 use pmd_core::memory::Segment;
 use pmd_core::pci::{MmioRegion, PciBackend};
-use pmd_ixgbe::regs::*;
+use pmd_ixgbe_model::regs::*;
 use pmd_ixgbe_model::{Model82599, ModelConf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,6 +100,9 @@ pub struct Ring {
 }
 
 pub const BUF: usize = 2048;
+
+/// SRRCTL bit 28, drop when no descriptor is free (what drivers set; the model drops anyway).
+pub const SRRCTL_DROP_EN: u32 = 1 << 28;
 
 impl Ring {
     pub fn new(name: &str, count: u32) -> Ring {
