@@ -2,8 +2,8 @@
 //! bounces every frame we send; each must come back byte for byte with the MAC addresses
 //! swapped. Needs root, hugepages at /mnt/pmd-huge and `dpdk-testpmd` (Debian package
 //! `dpdk`); otherwise each test prints why and passes (and fails under `PMD_REQUIRE_ALL=1`).
-//! testpmd is stopped and its runtime directory and socket removed at the end, also when
-//! the test fails.
+//! testpmd runs `--in-memory` (no hugepage files) and is stopped, and its runtime directory
+//! and socket removed, at the end, also when the test fails.
 
 mod common;
 
@@ -47,6 +47,9 @@ impl Testpmd {
             "512",
             "--huge-dir",
             "/mnt/pmd-huge",
+            // No hugepage files (they would stay pinned in the mount after testpmd exits);
+            // the prefix still names the process and its runtime directory.
+            "--in-memory",
             "--file-prefix",
             prefix,
             "--log-level=pmd.net.memif:debug",
