@@ -103,7 +103,7 @@ dpdk_example() {
 # hugetlbfs mounted at DIR, through our own hugepage-setup (built here in release mode);
 # prints what the tool did. Non-zero if either falls short (the mount is tried anyway).
 pmd_hugepages() {
-  local pages=$1 dir=$2 tool=$PMD_ROOT/target/release/hugepage-setup rc=0
+  local pages=$1 dir=$2 tool=${CARGO_TARGET_DIR:-$PMD_ROOT/target}/release/hugepage-setup rc=0
   [ -x "$tool" ] || echo "ci/lib.sh: building hugepage-setup (release; about a minute the first time)" >&2
   (cd "$PMD_ROOT" && cargo build --release -q -p hugepage-setup) || return 1
   if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt "$pages" ]; then
