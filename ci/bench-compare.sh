@@ -18,12 +18,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source ci/lib.sh
 REV=${1:?usage: ci/bench-compare.sh REV [SECS] [RUNS]}
 SECS=${2:-8}; RUNS=${3:-3}
 OUT=$ROOT/target/bench-compare; LOGS=$OUT/logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
 bash ci/setup.sh >/dev/null
-HUGE=${HUGE_DIR:-/mnt/pmd-huge}
+HUGE=$HUGE_DIR
 git rev-parse --verify -q "$REV^{commit}" >/dev/null || { echo "ci/bench-compare.sh: unknown revision $REV" >&2; exit 2; }
+echo "ci/bench-compare.sh: building this tree and $REV (release; a few minutes each the first time)" >&2
 cargo build --release -q -p testpmd -p l2fwd || exit 1
 WT=$OUT/tree
 if [ "$(git -C "$WT" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$REV^{commit}")" ]; then
@@ -34,23 +36,6 @@ fi
 NEW=$ROOT/target/release; OLD=$OUT/target/release
 EAL="-n 4 --huge-dir $HUGE --no-pci"
 
-tp() { # median over samples of the sum of KEY, dropping the first 2 and the last
-  python3 - "$1" "$2" <<'PY'
-import re, sys, statistics
-blocks = open(sys.argv[1], errors="replace").read().split("Port statistics ====")[1:]
-s = [sum(int(x) for x in re.findall(sys.argv[2] + r":\s+(\d+)", b)) for b in blocks]
-s = s[2:-1] if len(s) > 3 else s
-print(f"{statistics.median(s) / 1e6:.2f}" if s else "nan")
-PY
-}
-l2() {
-  python3 - "$1" <<'PY'
-import re, sys, statistics
-v = [int(x) for x in re.findall(r"Total packets sent:\s+(\d+)", open(sys.argv[1], errors="replace").read())]
-d = [b - a for a, b in zip(v, v[1:])][2:-1]
-print(f"{statistics.median(d) / 1e6:.2f}" if d else "nan")
-PY
-}
 row() { # row NAME BIN-NAME KIND ARGS...
   local name=$1 bin=$2 kind=$3; shift 3
   local o=() n=() which
@@ -61,10 +46,10 @@ row() { # row NAME BIN-NAME KIND ARGS...
       local args=("${@/@TXPKTS@/--txpkts=$([ $which = old ] && echo $OLD_TXPKTS || echo 64)}")
       if [ "$bin" = l2fwd ]; then
         timeout -s INT "$SECS" "$dir/l2fwd" -l 1 --huge-dir "$HUGE" --file-prefix bc_$which "${args[@]}" -T 1 >"$log" 2>&1
-        v=$(l2 "$log")
+        v=$(l2fwd_mpps "$log")
       else
         timeout -s INT "$SECS" "$dir/testpmd" -l 0,1 $EAL --file-prefix bc_$which "${args[@]}" --nb-cores=1 --stats-period 1 >"$log" 2>&1
-        v=$(tp "$log" "$kind")
+        v=$(testpmd_mpps "$log" "$kind")
       fi
       if [ $which = old ]; then o+=("$v"); else n+=("$v"); fi
     done
@@ -99,4 +84,4 @@ PY
   row l2fwd l2fwd - --vdev net_null0 --vdev net_null1 -- -p 0x3 -q 2
   row txonly testpmd Tx-pps --vdev net_null0 -- --forward-mode=txonly @TXPKTS@
 } | tee "$OUT/compare.md"
-rm -rf /var/run/dpdk/bc_* 2>/dev/null
+dpdk_cleanup bc_old bc_new

@@ -11,44 +11,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source ci/lib.sh
 RUNS=${RUNS:-3}
 SECS=${SECS:-12}
 OUT=$ROOT/target/bench
 LOGS=$OUT/logs
 mkdir -p "$LOGS"
 bash ci/setup.sh --dpdk
-HUGE=${HUGE_DIR:-/mnt/pmd-huge}
+HUGE=$HUGE_DIR
+echo "ci/bench-foundation.sh: building l2fwd (release; a few minutes the first time)" >&2
 cargo build --release -q -p l2fwd
 
 # DPDK's l2fwd, built from the example sources shipped in dpdk-doc.
-DL2=$OUT/dpdk-l2fwd/build/l2fwd-shared
-if [ ! -x "$DL2" ]; then
-  rm -rf "$OUT/dpdk-l2fwd"
-  cp -r /usr/share/dpdk/examples/l2fwd "$OUT/dpdk-l2fwd"
-  make -s -C "$OUT/dpdk-l2fwd" shared >/dev/null
-fi
-
-# median of per-second deltas of "Total packets sent" (drop 2 warm-up samples and the last)
-l2fwd_mpps() {
-  python3 - "$1" <<'PY'
-import re, sys, statistics
-v = [int(x) for x in re.findall(r"Total packets sent:\s+(\d+)", open(sys.argv[1], errors="replace").read())]
-d = [b - a for a, b in zip(v, v[1:])][2:-1]
-print(f"{statistics.median(d) / 1e6:.2f}" if d else "nan")
-PY
-}
-# median over testpmd samples of the sum of both ports' Tx-pps
-testpmd_mpps() {
-  python3 - "$1" <<'PY'
-import re, sys, statistics
-blocks = open(sys.argv[1], errors="replace").read().split("Port statistics ====")[1:]
-s = [sum(int(x) for x in re.findall(r"Tx-pps:\s+(\d+)", b)) for b in blocks]
-s = s[2:-1]
-print(f"{statistics.median(s) / 1e6:.2f}" if s else "nan")
-PY
-}
-median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="nan"]; print(f"{statistics.median(v):.2f}" if v else "nan")' "$@"; }
-ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f"{a/b:.2f}" if b>0 else "nan")' "$1" "$2"; }
+DL2=$(dpdk_example l2fwd "$OUT")
+# The figures: l2fwd_mpps LOG, testpmd_mpps LOG Tx-pps (both ports' sum), median (ci/lib.sh).
 
 NULLS="--vdev net_null0 --vdev net_null1"
 ours_l2=() dpdk_l2=() ours_io=() dpdk_io=()
@@ -61,7 +37,7 @@ for i in $(seq 1 "$RUNS"); do
   ours_l2+=("$(l2fwd_mpps "$LOGS/l2fwd-$i.log")")
   timeout -s INT "$SECS" dpdk-testpmd -l 0,1 -n 4 --huge-dir "$HUGE" --file-prefix bench_tp --no-pci $NULLS \
     -- --forward-mode=io --nb-cores=1 --stats-period 1 >"$LOGS/testpmd-io-$i.log" 2>&1 </dev/null || true
-  dpdk_io+=("$(testpmd_mpps "$LOGS/testpmd-io-$i.log")")
+  dpdk_io+=("$(testpmd_mpps "$LOGS/testpmd-io-$i.log" Tx-pps)")
   timeout -s INT "$SECS" target/release/l2fwd -l 1 --huge-dir "$HUGE" --file-prefix bench_io $NULLS \
     -- -p 0x3 -q 2 -T 1 --no-mac-updating >"$LOGS/l2fwd-io-$i.log" 2>&1 || true
   ours_io+=("$(l2fwd_mpps "$LOGS/l2fwd-io-$i.log")")
@@ -123,5 +99,5 @@ for keep in (32, 128):
         d = int(m.group(1)) / 1e6
         print(f"| mempool cache 512, keep {keep}, bulk {bulk} (M objects/s) | {o:.0f} | {d:.0f} | {r(o, d)} |")
 PY
-rm -f "$HUGE"/bench_*   # DPDK leaves its hugepage files behind
+dpdk_cleanup bench_dl2 bench_l2 bench_tp bench_io bench_ring bench_mp   # DPDK leaves its hugepage files behind
 echo "raw logs: $LOGS"

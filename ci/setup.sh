@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine for building, testing and running the framework:
-# system packages, reserved hugepages and a hugetlbfs mount. Idempotent; needs root.
+# system packages, reserved hugepages and a hugetlbfs mount (through our own
+# hugepage-setup, built here in release mode). Idempotent; needs root.
 #
 #   ci/setup.sh            packages for the tests and the demo
-#   ci/setup.sh --dpdk     also DPDK 22.11 (testpmd, dpdk-test, l2fwd example sources), for ci/bench-*.sh
+#   ci/setup.sh --dpdk     also DPDK 22.11 (testpmd, dpdk-test, l2fwd example sources), for the
+#                          DPDK interop tests and ci/bench*
 #
-# Environment: HUGEPAGES (2 MiB pages to reserve, default 1024), HUGE_DIR (default /mnt/pmd-huge).
+# Environment: HUGEPAGES (hugepages of the default size, 2 MiB on x86, to reserve; default
+# 1024), HUGE_DIR (where hugetlbfs is mounted, default /mnt/pmd-huge: the DPDK peers of the
+# tests and the benches put their hugepage files there, the demo's l2fwd its memory).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 want_dpdk=0
 for a in "$@"; do
   case $a in
@@ -21,7 +26,7 @@ pkgs=(iproute2 iputils-ping procps kmod tcpdump ethtool)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "ci/setup.sh: installing ${missing[*]}"
+  echo "ci/setup.sh: installing ${missing[*]} (apt-get; a minute or two)"
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
@@ -32,15 +37,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 HUGEPAGES=${HUGEPAGES:-1024}
-HUGE_DIR=${HUGE_DIR:-/mnt/pmd-huge}
-nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
-if [ -w "$nr" ]; then
-  [ "$(cat $nr)" -ge "$HUGEPAGES" ] || echo "$HUGEPAGES" > "$nr"
-  got=$(cat $nr)
-  [ "$got" -ge "$HUGEPAGES" ] || echo "ci/setup.sh: warning: only $got of $HUGEPAGES hugepages could be reserved (memory fragmented?)" >&2
-  mkdir -p "$HUGE_DIR"
-  mountpoint -q "$HUGE_DIR" || mount -t hugetlbfs -o pagesize=2M nodev "$HUGE_DIR"
-  echo "ci/setup.sh: $(cat $nr) x 2 MiB hugepages reserved, $(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages) free; hugetlbfs at $HUGE_DIR"
+if [ -w /proc/sys/vm/nr_hugepages ]; then
+  pmd_hugepages "$HUGEPAGES" "$HUGE_DIR" >/dev/null ||
+    echo "ci/setup.sh: warning: hugepages or the mount at $HUGE_DIR fell short (see above; memory fragmented?)" >&2
+  echo "ci/setup.sh: $(cat /proc/sys/vm/nr_hugepages) hugepages of $(awk '/^Hugepagesize/ {print $2 " " $3}' /proc/meminfo) reserved, $(awk '/^HugePages_Free/ {print $2}' /proc/meminfo) free; hugetlbfs at $HUGE_DIR"
 else
-  echo "ci/setup.sh: warning: this kernel has no 2 MiB hugepages; use --no-huge" >&2
+  echo "ci/setup.sh: warning: this kernel has no hugepages; use --no-huge" >&2
 fi

@@ -28,6 +28,7 @@ T0=$(now)
 
 # 1. packages
 t=$(now)
+echo "ci/vm/test.sh: QEMU and the guest kernel (installed on first use: a few minutes)"
 bash ci/vm/install.sh || { echo "ci/vm/test.sh: install failed" >&2; exit 1; }
 t_install=$(secs "$t" "$(now)")
 
@@ -36,6 +37,7 @@ t=$(now)
 built=()
 # l2fwd and frame-blast (crate pmd-testkit) drive the guest's l2fwd-virtio-* checks.
 bins=(hugepage-setup pci-check l2fwd frame-blast)
+[ "${VM_NO_BUILD:-0}" = 1 ] || echo "ci/vm/test.sh: building ${bins[*]} (release; several minutes the first time)"
 pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; *) echo "$1 --bins" ;; esac; }
 all_built() { local b; for b in "${bins[@]}"; do [ -x "target/release/$b" ] || return 1; done; }
 # (--bins, not --bin NAME: a --bin filter applies to every -p package and would skip the others.)
@@ -58,6 +60,7 @@ t_build=$(secs "$t" "$(now)")
 
 # 3. initramfs
 t=$(now)
+echo "ci/vm/test.sh: building the guest initramfs"
 VM_BINARIES="${built[*]:-}" bash ci/vm/build-initramfs.sh "$out/initramfs.cpio.gz" || { echo "ci/vm/test.sh: initramfs build failed" >&2; exit 1; }
 t_initramfs=$(secs "$t" "$(now)")
 
@@ -68,7 +71,7 @@ expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e10
 status=0
 declare -A wall qrc
 for mode in ${VM_MODES:-iommu noiommu}; do
-  echo "ci/vm/test.sh: booting the $mode guest (TCG)..."
+  echo "ci/vm/test.sh: booting the $mode guest (TCG; a minute or two, at most ${VM_TIMEOUT:-180} s)..."
   t=$(now)
   VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
   qrc[$mode]=$?

@@ -11,7 +11,8 @@
 set -u
 SECS=${1:-10}; RUNS=${2:-1}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
-HUGEDIR=/mnt/pmd-huge
+source "$ROOT/ci/lib.sh"
+HUGEDIR=$HUGE_DIR
 NSA=pmdxb-a; NSB=pmdxb-b
 LOGDIR=${LOGDIR:-/tmp/pmd-af-xdp-bench}; mkdir -p "$LOGDIR"
 AFP_SRC=${AFP_BLAST_SRC:-$ROOT/../shared/dpdk-baseline/afp_blast.c}
@@ -19,8 +20,7 @@ BLAST=$ROOT/target/bench/afp_blast
 [ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (namespaces, AF_XDP)"; exit 1; }
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd not installed (apt-get install dpdk)"; exit 1; }
 [ -f "$AFP_SRC" ] || { echo "afp_blast.c not found at $AFP_SRC (set AFP_BLAST_SRC)"; exit 1; }
-mountpoint -q $HUGEDIR || { mkdir -p $HUGEDIR; mount -t hugetlbfs -o pagesize=2M nodev $HUGEDIR; }
-[ "$(cat /proc/sys/vm/nr_hugepages)" -ge 1024 ] || echo 1024 > /proc/sys/vm/nr_hugepages
+pmd_hugepages 1024 "$HUGEDIR" >/dev/null || exit 1
 mkdir -p "$(dirname "$BLAST")" && cc -O2 -o "$BLAST" "$AFP_SRC" || exit 1
 (cd "$ROOT" && cargo build --release -q -p pmd-af-xdp --example af_xdp_perf) || exit 1
 PERF=$ROOT/target/release/examples/af_xdp_perf
@@ -31,7 +31,7 @@ cleanup() {
   sleep 0.5
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null
-  rm -rf /var/run/dpdk/pxbtx /var/run/dpdk/pxbrx /var/run/dpdk/pxbours
+  dpdk_cleanup pxbtx pxbrx pxbours
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -47,18 +47,8 @@ ip -n $NSA link set va0 address 02:00:00:00:00:01 up
 ip -n $NSB link set vb0 address 02:00:00:00:00:02 up
 
 cnt() { ip netns exec $NSB cat /sys/class/net/vb0/statistics/$1; }
-mpps() { python3 -c "print(f'{$1/$2/1e6:.2f}')"; }
-ratio() { python3 -c "a,b=float('$1'),float('$2'); print(f'{a/b:.2f}' if b else 'n/a')"; }
+# rate_mpps COUNT SECONDS, perf_mpps LOG and ratio A B: ci/lib.sh.
 load() { echo "load $(cut -d' ' -f1-3 /proc/loadavg), busiest: $(ps -eo pcpu,comm --sort=-pcpu --no-headers | head -2 | awk '{printf "%s(%s%%) ", $2, $1}')"; }
-# median of our "rx|tx X Mpps" lines (first 2 and last dropped)
-our_med() {
-  python3 - "$1" <<'PY'
-import re, sys, statistics
-v = [float(x) for x in re.findall(r"^(?:rx|tx) ([\d.]+) Mpps", open(sys.argv[1]).read(), re.M)]
-v = v[2:-1] or v
-print(f"{statistics.median(v):.2f}" if v else "0")
-PY
-}
 testpmd() { # mode prefix log [secs]: testpmd on va0 (net_af_xdp), forwarding on CPU 1, in the background
   ip netns exec $NSA timeout -s INT "$4" dpdk-testpmd -l 0,1 --main-lcore 0 -n 4 --huge-dir $HUGEDIR \
     --file-prefix "$2" --no-pci --vdev net_af_xdp0,iface=va0 -- \
@@ -73,7 +63,7 @@ ours() { # mode log secs: af_xdp_perf on va0, polling on CPU 1, in the backgroun
 tx_window() { # after 3 s of warm-up, the peer's rx_packets delta over SECS s -> Mpps
   sleep 3
   local r1 d1 r2 d2; r1=$(cnt rx_packets); d1=$(cnt rx_dropped); sleep "$SECS"; r2=$(cnt rx_packets); d2=$(cnt rx_dropped)
-  echo "$(mpps $((r2 - r1)) "$SECS") $((d2 - d1))"
+  echo "$(rate_mpps $((r2 - r1)) "$SECS") $((d2 - d1))"
 }
 blast() { # runs the generator on vb0 (CPU 0) for SECS s; prints "sent seconds"
   local g; g=$(ip netns exec $NSB taskset -c 0 "$BLAST" vb0 "$SECS" 64 64)
@@ -88,20 +78,20 @@ for i in $(seq 1 "$RUNS"); do
   testpmd txonly pxbtx "$LOGDIR/a-dpdk-tx-$i.log" $((SECS + 5)); read -r A AD < <(tx_window); wait $BG
   # (b) tx, ours
   ours tx "$LOGDIR/b-ours-tx-$i.log" $((SECS + 4)); read -r B BD < <(tx_window); wait $BG
-  BO=$(our_med "$LOGDIR/b-ours-tx-$i.log")
+  BO=$(perf_mpps "$LOGDIR/b-ours-tx-$i.log")
   # (c) rx, DPDK
   testpmd rxonly pxbrx "$LOGDIR/c-dpdk-rx-$i.log" $((SECS + 8)); sleep 4
   read -r CS CT < <(blast); kill -INT $BG 2>/dev/null; wait $BG
   CN=$(grep -A1 'Accumulated forward statistics' "$LOGDIR/c-dpdk-rx-$i.log" | awk '/RX-packets/{print $2}')
-  C=$(mpps "${CN:-0}" "$CT")
+  C=$(rate_mpps "${CN:-0}" "$CT")
   # (d) rx, ours
   ours rx "$LOGDIR/d-ours-rx-$i.log" $((SECS + 8)); sleep 4
   read -r DS DT < <(blast); kill -INT $BG 2>/dev/null; wait $BG
   DN=$(sed -n 's/.*ipackets: \([0-9]*\).*/\1/p' "$LOGDIR/d-ours-rx-$i.log")
-  D=$(mpps "${DN:-0}" "$DT")
+  D=$(rate_mpps "${DN:-0}" "$DT")
   echo "run $i:"
   echo "  tx va0 -> vb0 (vb0 rx_packets/s):  DPDK net_af_xdp $A Mpps (vb0 drops +$AD) | ours $B Mpps (drops +$BD; our own count $BO) | ours/DPDK $(ratio "$B" "$A")"
   echo "  rx vb0 -> va0 (received/gen time): DPDK net_af_xdp $C Mpps ($CN of $CS sent) | ours $D Mpps ($DN of $DS sent) | ours/DPDK $(ratio "$D" "$C")"
-  echo "  generator: $(mpps "$CS" "$CT") / $(mpps "$DS" "$DT") Mpps offered; xstats: $(grep -o 'xdp_native=[0-9]*\|zero_copy=[0-9]*' "$LOGDIR/d-ours-rx-$i.log" | tr '\n' ' ')"
+  echo "  generator: $(rate_mpps "$CS" "$CT") / $(rate_mpps "$DS" "$DT") Mpps offered; xstats: $(grep -o 'xdp_native=[0-9]*\|zero_copy=[0-9]*' "$LOGDIR/d-ours-rx-$i.log" | tr '\n' ' ')"
 done
 echo "after: $(load)"

@@ -11,12 +11,12 @@
 set -u
 SECS=${1:-20}; RUNS=${2:-3}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
-HUGEDIR=/mnt/pmd-huge
+source "$ROOT/ci/lib.sh"
+HUGEDIR=$HUGE_DIR
 SOCK=/tmp/pmd-memif-bench.sock      # abstract name (DPDK's default socket-abstract=yes)
 LOGDIR=${LOGDIR:-/tmp/pmd-memif-bench}; mkdir -p "$LOGDIR"
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd not installed (apt-get install -y dpdk)"; exit 1; }
-mountpoint -q $HUGEDIR || { mkdir -p $HUGEDIR; mount -t hugetlbfs -o pagesize=2M nodev $HUGEDIR; }
-[ "$(cat /proc/sys/vm/nr_hugepages)" -ge 1024 ] || echo 1024 > /proc/sys/vm/nr_hugepages
+pmd_hugepages 1024 "$HUGEDIR" >/dev/null || exit 1
 (cd "$ROOT" && cargo build --release -q -p pmd-memif --example memif_perf) || exit 1
 PERF=$ROOT/target/release/examples/memif_perf
 PIDS=()
@@ -24,29 +24,12 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
   sleep 1
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  rm -rf /var/run/dpdk/pmbA /var/run/dpdk/pmbB
+  dpdk_cleanup pmbA pmbB pmbC pmbD
 }
 trap cleanup EXIT
 
-# median Mpps of testpmd --stats-period samples: tp_med LOG Rx-pps|Tx-pps
-tp_med() {
-  python3 - "$1" "$2" <<'PY'
-import re, sys, statistics
-txt = open(sys.argv[1], errors="replace").read()
-v = [int(x) for x in re.findall(sys.argv[2] + r":\s+(\d+)", txt)]
-v = [x for x in v[2:-1] if x > 0] or [x for x in v if x > 0]
-print(f"{statistics.median(v)/1e6:.2f}" if v else "0")
-PY
-}
-# median of our "rx|tx X Mpps" lines
-our_med() {
-  python3 - "$1" <<'PY'
-import re, sys, statistics
-v = [float(x) for x in re.findall(r"^(?:rx|tx) ([\d.]+) Mpps", open(sys.argv[1]).read(), re.M)]
-v = [x for x in v[2:-1] if x > 0] or [x for x in v if x > 0]
-print(f"{statistics.median(v):.2f}" if v else "0")
-PY
-}
+# The figures (ci/lib.sh): testpmd_mpps LOG Rx-pps|Tx-pps nz, perf_mpps LOG (our *_perf
+# lines), ratio A B.
 dpdk_server() { # log: DPDK server txonly in the background, fwd lcore on CPU 1
   timeout -s INT $((SECS+8)) dpdk-testpmd -l 0,1 --main-lcore 0 -n 4 --huge-dir $HUGEDIR --file-prefix pmbA --no-pci \
     --vdev net_memif0,role=server,socket=$SOCK -- --forward-mode=txonly --txpkts=64 --nb-cores=1 --stats-period 1 >"$1" 2>&1 &
@@ -65,19 +48,18 @@ our_client() { # log: ours, client rx on CPU 0
   timeout -s INT $((SECS+5)) "$PERF" -l 0 --no-pci --file-prefix pmbD \
     --vdev net_memif0,role=client,socket=$SOCK -- rx --duration $SECS >"$1" 2>&1
 }
-stop_server() { kill -INT $SPID 2>/dev/null; wait $SPID 2>/dev/null; rm -rf /var/run/dpdk/pmbA; }
+stop_server() { kill -INT $SPID 2>/dev/null; wait $SPID 2>/dev/null; dpdk_cleanup pmbA; }
 idle() { vmstat 1 2 | tail -1 | awk '{print $15}'; }   # CPU idle % over 1 s, before a case
-ratio() { python3 -c "a,b=float('$1'),float('$2'); print(f'{a/b:.2f}' if b else 'n/a')"; }
 
 echo "load before: $(uptime)"
 ROWS=()
 for i in $(seq 1 "$RUNS"); do
   IA=$(idle); dpdk_server "$LOGDIR/a-server-$i.log"; dpdk_client "$LOGDIR/a-client-$i.log"; stop_server
-  A=$(tp_med "$LOGDIR/a-client-$i.log" Rx-pps); AT=$(tp_med "$LOGDIR/a-server-$i.log" Tx-pps)
+  A=$(testpmd_mpps "$LOGDIR/a-client-$i.log" Rx-pps nz); AT=$(testpmd_mpps "$LOGDIR/a-server-$i.log" Tx-pps nz)
   IB=$(idle); dpdk_server "$LOGDIR/b-server-$i.log"; our_client "$LOGDIR/b-ours-$i.log"; stop_server
-  B=$(our_med "$LOGDIR/b-ours-$i.log"); BT=$(tp_med "$LOGDIR/b-server-$i.log" Tx-pps)
+  B=$(perf_mpps "$LOGDIR/b-ours-$i.log"); BT=$(testpmd_mpps "$LOGDIR/b-server-$i.log" Tx-pps nz)
   IC=$(idle); our_server "$LOGDIR/c-ours-$i.log"; dpdk_client "$LOGDIR/c-client-$i.log"; stop_server
-  C=$(tp_med "$LOGDIR/c-client-$i.log" Rx-pps); CT=$(our_med "$LOGDIR/c-ours-$i.log")
+  C=$(testpmd_mpps "$LOGDIR/c-client-$i.log" Rx-pps nz); CT=$(perf_mpps "$LOGDIR/c-ours-$i.log")
   ROWS+=("| $i | $A (srv tx $AT) | $B (srv tx $BT) | $(ratio $B $A) | $C (our tx $CT) | $(ratio $C $A) | $IA/$IB/$IC |")
 done
 echo

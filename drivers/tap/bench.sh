@@ -10,22 +10,22 @@
 set -u
 SECS=${1:-10}; RUNS=${2:-3}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
-HUGEDIR=/mnt/pmd-huge
+source "$ROOT/ci/lib.sh"
+HUGEDIR=$HUGE_DIR
 NS=pmdtapbench$$
 PFX_D=pmdtapbd$$; PFX_O=pmdtapbo$$
 LOGDIR=${LOGDIR:-/tmp/pmd-tap-bench}; mkdir -p "$LOGDIR"
 WARM=5
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd not installed (apt-get install dpdk)"; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
-mountpoint -q $HUGEDIR || { mkdir -p $HUGEDIR; mount -t hugetlbfs -o pagesize=2M nodev $HUGEDIR; }
-[ "$(cat /proc/sys/vm/nr_hugepages)" -ge 1024 ] || echo 1024 > /proc/sys/vm/nr_hugepages
+pmd_hugepages 1024 "$HUGEDIR" >/dev/null || exit 1
 (cd "$ROOT" && cargo build --release -q -p pmd-tap --example tap_perf) || exit 1
 PERF=$ROOT/target/release/examples/tap_perf
 
 cleanup() {
   [ -n "${PID:-}" ] && kill -INT "$PID" 2>/dev/null && sleep 1 && kill -KILL "$PID" 2>/dev/null
   ip netns del $NS 2>/dev/null
-  rm -rf /var/run/dpdk/$PFX_D /var/run/dpdk/$PFX_O
+  dpdk_cleanup $PFX_D $PFX_O
 }
 trap cleanup EXIT
 ip netns add $NS
@@ -41,10 +41,9 @@ measure() {
   kill -INT "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=
   # The next sender must create its own dtap0: wait until this one's is gone.
   for _ in $(seq 100); do ip -n $NS link show dtap0 >/dev/null 2>&1 || break; sleep 0.1; done
-  python3 -c "print(f'{($r2-$r1)/$SECS/1e6:.3f}')"
+  rate_mpps $((r2 - r1)) "$SECS"
 }
-ratio() { python3 -c "a,b=float('$1'),float('$2'); print(f'{a/b:.2f}' if b else 'n/a')"; }
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float,sys.argv[1:])):.3f}')" "$@"; }
+# rate_mpps, ratio and median: ci/lib.sh.
 
 DS=(); OS=()
 for i in $(seq 1 "$RUNS"); do
@@ -53,12 +52,12 @@ for i in $(seq 1 "$RUNS"); do
     --forward-mode=txonly --txpkts=64 --nb-cores=1 --stats-period 1 >"$LOGDIR/dpdk-$i.log" 2>&1 &
   PID=$!
   D=$(measure)
-  rm -rf /var/run/dpdk/$PFX_D
+  dpdk_cleanup $PFX_D
   ip netns exec $NS timeout -s INT $((SECS+WARM+20)) "$PERF" -l 1 --no-pci --huge-dir $HUGEDIR --file-prefix $PFX_O \
     --vdev net_tap0,iface=dtap0 -- tx >"$LOGDIR/ours-$i.log" 2>&1 &
   PID=$!
   O=$(measure)
-  rm -rf /var/run/dpdk/$PFX_O
+  dpdk_cleanup $PFX_O
   DS+=("$D"); OS+=("$O")
   echo "run $i (64 B, ${SECS}s): kernel dtap0 rx  DPDK net_tap $D Mpps | ours $O Mpps | ours/DPDK $(ratio "$O" "$D")"
 done

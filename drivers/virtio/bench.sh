@@ -10,34 +10,17 @@
 set -u
 SECS=${1:-10}; RUNS=${2:-1}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
-HUGEDIR=/mnt/pmd-huge
+source "$ROOT/ci/lib.sh"
+HUGEDIR=$HUGE_DIR
 SOCK=/tmp/pmd-virtio-bench.sock
 LOGDIR=${LOGDIR:-/tmp/pmd-virtio-bench}; mkdir -p "$LOGDIR"
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd not installed (apt-get install dpdk)"; exit 1; }
-mountpoint -q $HUGEDIR || { mkdir -p $HUGEDIR; mount -t hugetlbfs -o pagesize=2M nodev $HUGEDIR; }
-[ "$(cat /proc/sys/vm/nr_hugepages)" -ge 1024 ] || echo 1024 > /proc/sys/vm/nr_hugepages
+pmd_hugepages 1024 "$HUGEDIR" >/dev/null || exit 1
 (cd "$ROOT" && cargo build --release -q -p pmd-virtio --example virtio_user_perf) || exit 1
 PERF=$ROOT/target/release/examples/virtio_user_perf
 
-# median Mpps of testpmd --stats-period samples: tp_med LOG Rx-pps|Tx-pps
-tp_med() {
-  python3 - "$1" "$2" <<'PY'
-import re, sys, statistics
-txt = open(sys.argv[1], errors="replace").read()
-v = [int(x) for x in re.findall(sys.argv[2] + r":\s+(\d+)", txt)]
-v = [x for x in v[2:-1] if x > 0] or [x for x in v if x > 0]
-print(f"{statistics.median(v)/1e6:.2f}" if v else "0")
-PY
-}
-# median of our "rx|tx X Mpps" lines
-our_med() {
-  python3 - "$1" <<'PY'
-import re, sys, statistics
-v = [float(x) for x in re.findall(r"^(?:rx|tx) ([\d.]+) Mpps", open(sys.argv[1]).read(), re.M)]
-v = [x for x in v[2:-1] if x > 0] or [x for x in v if x > 0]
-print(f"{statistics.median(v):.2f}" if v else "0")
-PY
-}
+# The figures (ci/lib.sh): testpmd_mpps LOG Rx-pps|Tx-pps nz, perf_mpps LOG (our *_perf
+# lines), ratio A B.
 vhost() { # mode log: vhost testpmd (server) in the background, fwd lcore on CPU 1
   rm -f $SOCK
   timeout -s INT $((SECS+8)) dpdk-testpmd -l 0,1 --main-lcore 0 -n 4 --huge-dir $HUGEDIR --file-prefix pvbA --no-pci \
@@ -55,20 +38,20 @@ our_virtio() { # mode log: ours, main lcore (the polling thread) on CPU 0
   timeout -s INT $((SECS+5)) "$PERF" -l 0 --no-pci --file-prefix pvbC \
     --vdev "net_virtio_user0,path=$SOCK,queue_size=256" -- $1 --duration $SECS >"$2" 2>&1
 }
-ratio() { python3 -c "a,b=float('$1'),float('$2'); print(f'{a/b:.2f}' if b else 'n/a')"; }
 
 for i in $(seq 1 "$RUNS"); do
   vhost rxonly "$LOGDIR/a-vhost-$i.log"; dpdk_virtio txonly "$LOGDIR/a-virtio-$i.log"; wait $VPID
-  A=$(tp_med "$LOGDIR/a-vhost-$i.log" Rx-pps)
+  A=$(testpmd_mpps "$LOGDIR/a-vhost-$i.log" Rx-pps nz)
   vhost rxonly "$LOGDIR/b-vhost-$i.log"; our_virtio tx "$LOGDIR/b-ours-$i.log"; kill -INT $VPID 2>/dev/null; wait $VPID
-  B=$(tp_med "$LOGDIR/b-vhost-$i.log" Rx-pps); BO=$(our_med "$LOGDIR/b-ours-$i.log")
+  B=$(testpmd_mpps "$LOGDIR/b-vhost-$i.log" Rx-pps nz); BO=$(perf_mpps "$LOGDIR/b-ours-$i.log")
   vhost txonly "$LOGDIR/c-vhost-$i.log"; dpdk_virtio rxonly "$LOGDIR/c-virtio-$i.log"; wait $VPID
-  C=$(tp_med "$LOGDIR/c-virtio-$i.log" Rx-pps)
+  C=$(testpmd_mpps "$LOGDIR/c-virtio-$i.log" Rx-pps nz)
   vhost txonly "$LOGDIR/d-vhost-$i.log"; our_virtio rx "$LOGDIR/d-ours-$i.log"; kill -INT $VPID 2>/dev/null; wait $VPID
-  D=$(our_med "$LOGDIR/d-ours-$i.log")
+  D=$(perf_mpps "$LOGDIR/d-ours-$i.log")
   echo "run $i (64 B, ${SECS}s):"
   echo "  virtio-user -> vhost:  DPDK $A Mpps | ours $B Mpps (our tx count $BO Mpps) | ours/DPDK $(ratio $B $A)"
   echo "  vhost -> virtio-user:  DPDK $C Mpps | ours $D Mpps | ours/DPDK $(ratio $D $C)"
 done
 rm -f $SOCK
+dpdk_cleanup pvbA pvbB pvbC
 echo "logs in $LOGDIR"

@@ -61,22 +61,12 @@ fn forwards_between_null_ports_without_mac_updating() {
     check_forwarded(&run_null("nomac", &["--no-huge"], &["--no-mac-updating"]));
 }
 
-/// Free hugepages of the default size, from /proc/meminfo.
-fn free_hugepages() -> u64 {
-    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix("HugePages_Free:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn forwards_between_null_ports_on_hugepages() {
-    let free = free_hugepages();
-    if free < 16 {
-        eprintln!(
-            "forwards_between_null_ports_on_hugepages: skipped: {free} free hugepages (< 16)"
-        );
+    if !pmd_testkit::require(
+        "forwards_between_null_ports_on_hugepages",
+        pmd_testkit::hugepages_missing(16),
+    ) {
         return;
     }
     check_forwarded(&run_null("huge", &[], &[]));

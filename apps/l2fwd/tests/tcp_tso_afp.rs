@@ -14,7 +14,7 @@
 //! no vnet headers, so a0 and b0 get TSO and checksum offload turned off (the kernel would
 //! otherwise hand over super-frames and partial checksums the port cannot take).
 //!
-//! Needs root; without it the test prints why and passes.
+//! Needs root; without it the test prints why and passes (and fails under `PMD_REQUIRE_ALL=1`).
 
 mod common;
 

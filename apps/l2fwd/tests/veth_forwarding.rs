@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Needs root (CAP_NET_ADMIN for the namespace, CAP_NET_RAW for the sockets); without it
-//! the test prints why and passes.
+//! the test prints why and passes (and fails under `PMD_REQUIRE_ALL=1`).
 
 mod common;
 

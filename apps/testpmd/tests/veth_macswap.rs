@@ -1,6 +1,6 @@
 //! testpmd in macswap mode on an af_packet port over a veth pair in a private network
 //! namespace: every injected frame comes back once, byte for byte, with its MACs swapped.
-//! Needs root; without it the test says why and passes.
+//! Needs root; without it the test says why and passes (and fails under `PMD_REQUIRE_ALL=1`).
 
 use pmd_testkit::{have_root, unique, NetNs, RawSock};
 use std::collections::HashSet;

@@ -1,6 +1,9 @@
 //! Test support shared by the workspace's integration tests (a dev-dependency only):
 //!
-//! - [`have_root`]: whether the namespace/raw-socket tests can run, with a skip message;
+//! - [`skip`] and [`require`]: the one way a test says it cannot run here (printed, or a
+//!   failure under `PMD_REQUIRE_ALL=1`), with [`root_missing`], [`dpdk_missing`],
+//!   [`hugetlbfs_missing`] and [`hugepages_missing`] naming what is missing;
+//! - [`have_root`]: whether the namespace/raw-socket tests can run (a [`require`] of root);
 //! - [`unique`]: names unique to the test process (file prefixes, namespaces);
 //! - [`ip`]: runs the `ip` tool;
 //! - [`NetNs`]: a private network namespace (IPv6 off) with veth pairs, deleted on drop;
@@ -10,9 +13,10 @@
 //! - [`frames`]: jumbo, odd, tagged, broadcast and multicast test frames, and a check that
 //!   each crosses a forwarder once and intact.
 //!
-//! Everything panics on unexpected failures (it is for tests). Tests that need root call
-//! [`have_root`] or [`NetNs::new`] first and return early, passing, when they get
-//! `false`/`None`: both print why the test is skipped.
+//! Everything panics on unexpected failures (it is for tests). Tests that need something
+//! of the host call [`require`], [`have_root`] or [`NetNs::new`] first and return when they
+//! get `false`/`None`: each has then printed `<test>: skipped: <why>`, or, under
+//! `PMD_REQUIRE_ALL=1`, panicked with that message.
 
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -21,9 +25,14 @@ pub mod frames;
 mod netns;
 pub mod perf;
 mod rawsock;
+mod skip;
 
 pub use netns::NetNs;
 pub use rawsock::RawSock;
+pub use skip::{
+    dpdk_missing, hugepages_missing, hugetlbfs_missing, require, require_all, root_missing, skip,
+    REQUIRE_ALL_ENV,
+};
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,14 +50,14 @@ pub fn on_path(program: &str) -> bool {
     })
 }
 
-/// Whether we run as root; if not, prints why `test` is skipped.
+/// Whether we run as root; if not, [`skip`]s `test` (which fails it under
+/// `PMD_REQUIRE_ALL=1`).
+#[track_caller]
 pub fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{test}: skipped: needs root (network namespaces and AF_PACKET sockets)");
-        return false;
-    }
-    true
+    require(
+        test,
+        root_missing("network namespaces and AF_PACKET sockets"),
+    )
 }
 
 /// A name unique to this test process and call: `{prefix}-{pid}-{n}`, where `n` counts

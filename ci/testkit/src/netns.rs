@@ -1,6 +1,6 @@
 //! A private network namespace per test, deleted with everything in it on drop.
 
-use crate::{have_root, ip, parse_mac, unique};
+use crate::{have_root, ip, parse_mac, skip, unique};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::thread::JoinHandle;
@@ -16,17 +16,18 @@ pub struct NetNs {
 
 impl NetNs {
     /// Creates a namespace named [`unique`]`(prefix)`, e.g. `l2fwdt-1234-0`, with IPv6
-    /// disabled. `None`, after printing why `test` is skipped, if we are not root or the
-    /// host does not allow network namespaces.
+    /// disabled. `None`, after [`skip`]ping `test` (a failure under `PMD_REQUIRE_ALL=1`),
+    /// if we are not root or the host does not allow network namespaces.
     ///
     /// Panics if IPv6 cannot be disabled in it (the namespace is deleted first).
+    #[track_caller]
     pub fn new(prefix: &str, test: &str) -> Option<NetNs> {
         if !have_root(test) {
             return None;
         }
         let name = unique(prefix);
         if let Err(e) = ip(&["netns", "add", &name]) {
-            eprintln!("{test}: skipped: cannot create a network namespace: {e}");
+            skip(test, format!("cannot create a network namespace: {e}"));
             return None;
         }
         let ns = NetNs { name };

@@ -1,5 +1,5 @@
 //! The namespace guard and the raw socket, for real: needs root (without it the tests
-//! print why and pass).
+//! print why and pass, or fail under `PMD_REQUIRE_ALL=1`).
 
 use pmd_testkit::{fmt_mac, ip, NetNs, RawSock};
 use std::time::Duration;

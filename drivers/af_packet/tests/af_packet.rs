@@ -1,6 +1,6 @@
 //! End-to-end tests over a veth pair in a private network namespace per test.
 //! They need root (CAP_NET_ADMIN for the namespace, CAP_NET_RAW for the sockets); without
-//! it they print why and pass.
+//! it they print why and pass (and fail under `PMD_REQUIRE_ALL=1`).
 
 use pmd_af_packet::DRIVER;
 use pmd_core::ethdev::{Device, Driver, Port, PortConf, QueueStats, RxQueueConf, TxQueueConf};

@@ -1,6 +1,6 @@
 //! Jumbo frames, VLAN tags, multi-segment packets and the MTU, end to end over a veth
 //! pair with MTU 9000 in a private network namespace per test. They need root; without
-//! it they print why and pass.
+//! it they print why and pass (and fail under `PMD_REQUIRE_ALL=1`).
 //!
 //! The peer end `vb` is watched by the testkit's `ETH_P_ALL` raw socket, which puts back
 //! the VLAN tag the kernel reports beside each frame (`PACKET_AUXDATA`, as libpcap does),

@@ -8,7 +8,7 @@
 //! - tx: a 10,000-byte TCP super-frame sent with `TX_TCP_SEG` (MSS 1000) leaves `va` as
 //!   ten valid segments (the kernel segments it: `va` has TSO and checksumming off).
 //!
-//! Need root; without it they print why and pass.
+//! Need root; without it they print why and pass (and fail under `PMD_REQUIRE_ALL=1`).
 
 use pmd_af_packet::DRIVER;
 use pmd_core::ethdev::{Driver, Port, PortConf, RxOffloads, TxOffloads};

@@ -3,7 +3,7 @@
 //! the port sends arrives at the peer byte for byte, with one and with two queues, in
 //! native and generic XDP mode; nothing stays attached after stop, close, drop or a
 //! crash; and failures say what to do. They need root and a kernel with AF_XDP; without
-//! them they print why and pass.
+//! them they print why and pass (and fail under `PMD_REQUIRE_ALL=1`).
 
 mod common;
 

@@ -4,7 +4,7 @@
 //! sends 1000 frames and must get all 1000 back, byte for byte except for the swapped
 //! MAC addresses. testpmd is killed and its runtime directory removed at the end, also
 //! when the test fails. Needs root, AF_XDP, hugepages and `dpdk-testpmd`; otherwise it
-//! prints why and passes.
+//! prints why and passes (fails under `PMD_REQUIRE_ALL=1`).
 
 mod common;
 
@@ -92,23 +92,6 @@ impl Drop for Testpmd {
     }
 }
 
-fn dpdk_missing() -> Option<String> {
-    let ok = pmd_testkit::on_path("dpdk-testpmd");
-    (!ok).then(|| "dpdk-testpmd is not installed (apt-get install dpdk)".to_string())
-}
-
-/// Our side wants 16 free hugepages (UMEM and mbufs).
-fn hugepages_missing() -> Option<String> {
-    let free: u64 = pmd_core::memory::hugepage_pools()
-        .iter()
-        .filter(|p| p.size_kb == 2048)
-        .map(|p| p.free)
-        .sum();
-    (free < 16).then(|| {
-        format!("needs 16 free 2 MiB hugepages, {free} free (`hugepage-setup reserve 1024`)")
-    })
-}
-
 fn frame(dst: [u8; 6], src: [u8; 6], seq: u32) -> Vec<u8> {
     let mut f = test_frame(dst, seq);
     f[6..12].copy_from_slice(&src);
@@ -124,8 +107,9 @@ fn macswap_round_trip(test: &str, peer_vdev: &str, tag: &str) {
     let Some(ns) = netns(test, 1) else {
         return;
     };
-    if let Some(why) = dpdk_missing().or_else(hugepages_missing) {
-        eprintln!("{test}: skipped: {why}");
+    // Our side wants 16 free hugepages (UMEM and mbufs).
+    let missing = pmd_testkit::dpdk_missing().or_else(|| pmd_testkit::hugepages_missing(16));
+    if !pmd_testkit::require(test, missing) {
         return;
     }
     let prefix = format!("pmdafxdp{tag}{}", std::process::id());

@@ -1,14 +1,15 @@
 //! Interop with DPDK 22.11's `net_memif` in both roles: `dpdk-testpmd` in macswap mode
 //! bounces every frame we send; each must come back byte for byte with the MAC addresses
 //! swapped. Needs root, hugepages at /mnt/pmd-huge and `dpdk-testpmd` (Debian package
-//! `dpdk`); otherwise each test prints why and passes. testpmd is stopped and its runtime
-//! directory and socket removed at the end, also when the test fails.
+//! `dpdk`); otherwise each test prints why and passes (and fails under `PMD_REQUIRE_ALL=1`).
+//! testpmd runs `--in-memory` (no hugepage files) and is stopped, and its runtime directory
+//! and socket removed, at the end, also when the test fails.
 
 mod common;
 
 use common::{side, wait_for, Side};
 use pmd_core::mbuf::PktBatch;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,19 +17,11 @@ const N: u32 = 2000;
 const PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
+/// Why DPDK cannot be the peer here, if it cannot.
 fn skip_reason() -> Option<String> {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (hugepages for DPDK)".into());
-    }
-    let ok = pmd_testkit::on_path("dpdk-testpmd");
-    if !ok {
-        return Some("dpdk-testpmd is not installed (apt-get install -y dpdk)".into());
-    }
-    if !Path::new("/mnt/pmd-huge").exists() {
-        return Some("no hugetlbfs mount at /mnt/pmd-huge (see ci/setup.sh)".into());
-    }
-    None
+    pmd_testkit::root_missing("hugepages for DPDK")
+        .or_else(pmd_testkit::dpdk_missing)
+        .or_else(|| pmd_testkit::hugetlbfs_missing("/mnt/pmd-huge"))
 }
 
 /// `dpdk-testpmd` with one memif port; killed and cleaned up on drop.
@@ -54,6 +47,9 @@ impl Testpmd {
             "512",
             "--huge-dir",
             "/mnt/pmd-huge",
+            // No hugepage files (they would stay pinned in the mount after testpmd exits);
+            // the prefix still names the process and its runtime directory.
+            "--in-memory",
             "--file-prefix",
             prefix,
             "--log-level=pmd.net.memif:debug",
@@ -183,8 +179,7 @@ fn round_trip(s: &mut Side, tp: &mut Testpmd) {
 
 #[test]
 fn our_server_dpdk_client_abstract_socket() {
-    if let Some(why) = skip_reason() {
-        eprintln!("our_server_dpdk_client_abstract_socket: skipped: {why}");
+    if !pmd_testkit::require("our_server_dpdk_client_abstract_socket", skip_reason()) {
         return;
     }
     let pid = std::process::id();
@@ -205,8 +200,7 @@ fn our_server_dpdk_client_abstract_socket() {
 
 #[test]
 fn our_client_dpdk_server_path_socket() {
-    if let Some(why) = skip_reason() {
-        eprintln!("our_client_dpdk_server_path_socket: skipped: {why}");
+    if !pmd_testkit::require("our_client_dpdk_server_path_socket", skip_reason()) {
         return;
     }
     let pid = std::process::id();
@@ -237,8 +231,7 @@ fn our_client_dpdk_server_path_socket() {
 
 #[test]
 fn our_client_small_buffers_dpdk_server_chains() {
-    if let Some(why) = skip_reason() {
-        eprintln!("our_client_small_buffers_dpdk_server_chains: skipped: {why}");
+    if !pmd_testkit::require("our_client_small_buffers_dpdk_server_chains", skip_reason()) {
         return;
     }
     let pid = std::process::id();

@@ -170,8 +170,9 @@ fn tx_then_rx_round_trip_byte_for_byte() {
                 assert_eq!(got[..], want[14..], "tcpdump frame {i}");
             }
         }
-        None => eprintln!(
-            "tx_then_rx_round_trip_byte_for_byte: tcpdump not installed, its check skipped"
+        None => pmd_testkit::skip(
+            "tx_then_rx_round_trip_byte_for_byte",
+            "the tcpdump check (tcpdump is not installed; ci/setup.sh installs it)",
         ),
     }
 
@@ -419,11 +420,8 @@ fn capture_drops_instead_of_waiting_and_truncates_to_snaplen() {
 /// we wrote and records into a file we then replay: both ways byte for byte.
 #[test]
 fn dpdk_testpmd_reads_our_file_and_we_read_its_file() {
-    if !pmd_testkit::have_root("dpdk_testpmd_reads_our_file_and_we_read_its_file") {
-        return;
-    }
-    if !pmd_testkit::on_path("dpdk-testpmd") {
-        eprintln!("dpdk_testpmd_reads_our_file_and_we_read_its_file: skipped: no dpdk-testpmd (apt-get install dpdk)");
+    const TEST: &str = "dpdk_testpmd_reads_our_file_and_we_read_its_file";
+    if !pmd_testkit::have_root(TEST) || !pmd_testkit::require(TEST, pmd_testkit::dpdk_missing()) {
         return;
     }
     let dir = TempDir::new("dpdk");

@@ -1,7 +1,8 @@
 //! End-to-end tests of `net_tap`, each in a private network namespace that the test creates
 //! and deletes (with every interface in it). The tap's kernel side is driven with a raw
 //! `AF_PACKET` socket bound to the interface, or by DPDK's testpmd (`net_af_packet` on the
-//! tap interface, macswap). They need root; without it they print why and pass.
+//! tap interface, macswap). They need root; without it they print why and pass (and fail
+//! under `PMD_REQUIRE_ALL=1`).
 
 use pmd_core::ethdev::{Device, Driver, MacAddr, Port, PortConf};
 use pmd_core::mbuf::PktBatch;
@@ -594,8 +595,10 @@ fn interop_with_dpdk_testpmd_macswap_over_af_packet() {
     let Some(ns) = NetNs::new("pmdtap", "interop_with_dpdk_testpmd_macswap_over_af_packet") else {
         return;
     };
-    if !pmd_testkit::on_path("dpdk-testpmd") {
-        eprintln!("interop_with_dpdk_testpmd_macswap_over_af_packet: skipped: no dpdk-testpmd (apt-get install dpdk)");
+    if !pmd_testkit::require(
+        "interop_with_dpdk_testpmd_macswap_over_af_packet",
+        pmd_testkit::dpdk_missing(),
+    ) {
         return;
     }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -20,9 +20,8 @@ pub const PEER_RECV_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Why AF_XDP tests cannot run here, if they cannot: not root, or no AF_XDP sockets.
 pub fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network namespaces, AF_XDP, bpf)".into());
+    if let Some(why) = pmd_testkit::root_missing("network namespaces, AF_XDP, bpf") {
+        return Some(why);
     }
     // SAFETY: plain syscall; the fd is closed right away.
     let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -38,10 +37,10 @@ pub fn skip_reason() -> Option<String> {
 }
 
 /// A private namespace with a veth pair `va` <-> `vb`, both up, each end with `queues`
-/// rx and tx queues. `None` (with a message) if AF_XDP tests cannot run here.
+/// rx and tx queues. `None`, after [`pmd_testkit::skip`]ping `test`, if AF_XDP tests
+/// cannot run here.
 pub fn netns(test: &str, queues: u16) -> Option<NetNs> {
-    if let Some(why) = skip_reason() {
-        eprintln!("{test}: skipped: {why}");
+    if !pmd_testkit::require(test, skip_reason()) {
         return None;
     }
     let ns = NetNs::new(NS_PREFIX, test)?;

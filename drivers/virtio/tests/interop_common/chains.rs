@@ -8,8 +8,7 @@ use pmd_core::Mbuf;
 const FRAMES: u32 = 600;
 
 pub fn run(test: &str, packed: bool) {
-    if let Some(why) = skip_reason() {
-        eprintln!("{test}: skipped: {why}");
+    if !pmd_testkit::require(test, skip_reason()) {
         return;
     }
     let pid = std::process::id();

@@ -2,7 +2,7 @@
 //! rings): DPDK's vhost-user back end, `dpdk-testpmd` with `net_vhost0` in macswap mode,
 //! bounces every frame we send; we check each one comes back byte for byte with the MAC
 //! addresses swapped. Needs root, hugepages and `dpdk-testpmd`; otherwise it prints why
-//! and passes.
+//! and passes (and fails under `PMD_REQUIRE_ALL=1`).
 
 #![allow(dead_code)]
 
@@ -128,18 +128,11 @@ impl Drop for Testpmd {
     }
 }
 
+/// Why DPDK's vhost-user back end cannot run here, if it cannot.
 pub fn skip_reason() -> Option<String> {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (hugepages for DPDK)".into());
-    }
-    if !pmd_testkit::on_path("dpdk-testpmd") {
-        return Some("dpdk-testpmd is not installed (apt-get install dpdk)".into());
-    }
-    if !Path::new("/mnt/pmd-huge").exists() {
-        return Some("no hugetlbfs mount at /mnt/pmd-huge".into());
-    }
-    None
+    pmd_testkit::root_missing("hugepages for DPDK")
+        .or_else(pmd_testkit::dpdk_missing)
+        .or_else(|| pmd_testkit::hugetlbfs_missing("/mnt/pmd-huge"))
 }
 
 fn frame(seq: u32) -> Vec<u8> {
@@ -209,8 +202,7 @@ pub fn jumbo_round_trip(test: &str, packed: bool) {
 fn round_trip(test: &str, packed: bool, jumbo: bool) {
     let max_len = if jumbo { 9014 } else { 1514 };
     let frame = |seq| frame_upto(seq, max_len);
-    if let Some(why) = skip_reason() {
-        eprintln!("{test}: skipped: {why}");
+    if !pmd_testkit::require(test, skip_reason()) {
         return;
     }
     let pid = std::process::id();
@@ -362,8 +354,7 @@ fn port_stats(eal: &Eal) -> pmd_core::ethdev::EthStats {
 /// Blasts 64-byte frames for `secs` seconds through a `packed_vq=1` port into testpmd's
 /// `rxonly` net_vhost; prints our tx rate and testpmd's log tail (its Rx-pps lines).
 pub fn packed_tx_rate(secs: u64) {
-    if let Some(why) = skip_reason() {
-        eprintln!("packed_tx_rate: skipped: {why}");
+    if !pmd_testkit::require("packed_tx_rate", skip_reason()) {
         return;
     }
     let pid = std::process::id();
@@ -434,8 +425,7 @@ pub fn wait_socket(tp: &Testpmd, sock: &Path) {
 /// both tx queues and every one must come back, byte for byte, on one of our rx queues
 /// (which one is the back end's choice; the total is counted). Then a stop/start.
 pub fn mq_round_trip(test: &str) {
-    if let Some(why) = skip_reason() {
-        eprintln!("{test}: skipped: {why}");
+    if !pmd_testkit::require(test, skip_reason()) {
         return;
     }
     let pid = std::process::id();

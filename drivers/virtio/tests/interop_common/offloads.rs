@@ -68,8 +68,7 @@ fn setup(
     pmd_core::ethdev::RxQueueHandle,
     pmd_core::ethdev::TxQueueHandle,
 )> {
-    if let Some(why) = skip_reason() {
-        eprintln!("{test}: skipped: {why}");
+    if !pmd_testkit::require(test, skip_reason()) {
         return None;
     }
     let pid = std::process::id();

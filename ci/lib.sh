@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Shared by ci/setup.sh, the ci/bench* scripts and drivers/*/bench.sh (sourced, not run):
+# the figures read from testpmd, l2fwd and *_perf logs, medians and ratios, DPDK's example
+# build, hugepages through our own hugepage-setup, and the cleanup of a DPDK run.
+#
+#   source "$(dirname "$0")/lib.sh"          (from ci/)
+#   source "$ROOT/ci/lib.sh"                 (from drivers/NAME/)
+#
+# Figures are Mpps with two decimals, or "nan" when a log has no sample; ratio prints "n/a"
+# when it cannot divide. Every rate is a median over the 1-s samples of a run, dropping
+# the first two (warm-up) and the last (a partial second) when there are more than three.
+
+PMD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HUGE_DIR=${HUGE_DIR:-/mnt/pmd-huge}
+
+# The one copy of the parsers: bench_py MODE ARGS... (see the functions below).
+bench_py() {
+  python3 - "$@" <<'PY'
+import math, re, statistics, sys
+
+mode, args = sys.argv[1], sys.argv[2:]
+
+def trim(v):
+    """Drops the two warm-up samples and the last (partial) one, if more than three."""
+    return v[2:-1] if len(v) > 3 else v
+
+def steady(v, nonzero):
+    """The samples a median is taken of; with nonzero, zero samples are left out (and if
+    the trimmed window has none left, the non-zero samples of the whole run count)."""
+    if not nonzero:
+        return trim(v)
+    return [x for x in trim(v) if x > 0] or [x for x in v if x > 0]
+
+def mpps(v, scale=1e6):
+    return f"{statistics.median(v) / scale:.2f}" if v else "nan"
+
+def number(s):
+    try:
+        x = float(s)
+    except ValueError:
+        return None
+    return None if math.isnan(x) else x
+
+def text(path):
+    return open(path, errors="replace").read()
+
+if mode == "testpmd":  # LOG KEY [nz]: per stats block, the sum of KEY over the ports
+    log, key = args[0], args[1]
+    blocks = text(log).split("Port statistics ====")[1:]
+    v = [sum(int(x) for x in re.findall(key + r":\s+(\d+)", b)) for b in blocks]
+    print(mpps(steady(v, args[2:] == ["nz"])))
+elif mode == "l2fwd":  # LOG: per-table deltas of "Total packets sent" (-T 1: per second)
+    v = [int(x) for x in re.findall(r"Total packets sent:\s+(\d+)", text(args[0]))]
+    print(mpps([b - a for a, b in zip(v, v[1:])][2:-1]))
+elif mode == "perf":  # LOG: the "rx|tx X Mpps" lines of a *_perf example
+    v = [float(x) for x in re.findall(r"^(?:rx|tx) ([\d.]+) Mpps", text(args[0]), re.M)]
+    print(mpps(steady(v, True), scale=1))
+elif mode == "median":  # VALUES...: numbers; "nan" and empty ones are left out
+    print(mpps([x for x in map(number, args) if x is not None], scale=1))
+elif mode == "ratio":  # A B
+    a, b = (number(x) for x in (args + ["", ""])[:2])
+    print(f"{a / b:.2f}" if a is not None and b else "n/a")
+elif mode == "rate":  # COUNT SECONDS
+    n, secs = (number(x) for x in (args + ["", ""])[:2])
+    print(f"{n / secs / 1e6:.2f}" if n is not None and secs else "nan")
+else:
+    sys.exit(f"ci/lib.sh: bench_py: unknown mode {mode}")
+PY
+}
+
+# testpmd_mpps LOG KEY [nz]: median Mpps of KEY (Rx-pps|Tx-pps) summed over the ports of
+# each testpmd --stats-period block (DPDK's testpmd and ours print the same); with "nz"
+# zero samples (before the peer connects, after it leaves) are left out.
+testpmd_mpps() { bench_py testpmd "$@"; }
+# l2fwd_mpps LOG: median Mpps of l2fwd's -T 1 tables (per-second deltas of "Total packets
+# sent"; DPDK's l2fwd example and ours print the same).
+l2fwd_mpps() { bench_py l2fwd "$@"; }
+# perf_mpps LOG: median of the non-zero "rx|tx X Mpps" lines of a *_perf example.
+perf_mpps() { bench_py perf "$@"; }
+# median VALUES...: their median, "nan" and empty values left out.
+median() { bench_py median "$@"; }
+# ratio A B: A/B, or n/a.
+ratio() { bench_py ratio "$@"; }
+# rate_mpps COUNT SECONDS: COUNT packets over SECONDS as Mpps.
+rate_mpps() { bench_py rate "$@"; }
+
+# dpdk_example NAME DIR: builds DPDK's example NAME from the sources dpdk-doc ships, once,
+# into DIR/dpdk-NAME; prints the binary's path.
+dpdk_example() {
+  local name=$1 dir=$2/dpdk-$1
+  local bin=$dir/build/$name-shared
+  if [ ! -x "$bin" ]; then
+    echo "ci/lib.sh: building DPDK's $name example into $dir" >&2
+    rm -rf "$dir"; mkdir -p "$2"
+    cp -r "/usr/share/dpdk/examples/$name" "$dir" &&
+      make -s -C "$dir" shared >/dev/null 2>&1 ||
+      { echo "ci/lib.sh: building DPDK's $name example failed (apt-get install dpdk-doc libdpdk-dev)" >&2; return 1; }
+  fi
+  echo "$bin"
+}
+
+# pmd_hugepages PAGES DIR: at least PAGES hugepages of the default size reserved and
+# hugetlbfs mounted at DIR, through our own hugepage-setup (built here in release mode);
+# prints what the tool did. Non-zero if either falls short (the mount is tried anyway).
+pmd_hugepages() {
+  local pages=$1 dir=$2 tool=${CARGO_TARGET_DIR:-$PMD_ROOT/target}/release/hugepage-setup rc=0
+  [ -x "$tool" ] || echo "ci/lib.sh: building hugepage-setup (release; about a minute the first time)" >&2
+  (cd "$PMD_ROOT" && cargo build --release -q -p hugepage-setup) || return 1
+  if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt "$pages" ]; then
+    "$tool" reserve "$pages" || rc=1
+  fi
+  "$tool" mount "$dir" || rc=1
+  return $rc
+}
+
+# dpdk_cleanup PREFIX...: removes what DPDK processes run with --file-prefix PREFIX leave
+# behind: their runtime directory and their hugepage files in $HUGE_DIR (PREFIXmap_N).
+dpdk_cleanup() {
+  local p
+  for p in "$@"; do
+    rm -rf "/var/run/dpdk/$p"
+    rm -f "$HUGE_DIR/${p}map_"*
+  done
+}
