@@ -1,25 +1,14 @@
 //! The device-access seam: one trait over VFIO, UIO and in-process device models, so a PMD
 //! is written once and runs on all of them.
 
+use super::addr::PciAddr;
+use super::error::PciError;
+use super::kind::BackendKind;
 use super::mmio::MmioRegion;
 use crate::error::Result;
 use crate::memory::SegmentInfo;
 use crate::options::IovaMode;
-use crate::pci_addr::PciAddr;
-use std::os::fd::BorrowedFd;
-
-/// How a backend reaches its device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendKind {
-    /// vfio-pci behind an IOMMU (IOVA = VA).
-    Vfio,
-    /// vfio-pci in no-IOMMU mode (IOVA = physical address, no isolation).
-    VfioNoIommu,
-    /// uio_pci_generic (IOVA = physical address).
-    Uio,
-    /// An in-process model (tests).
-    Model,
-}
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Offset of the PCI command register in config space.
 pub const PCI_COMMAND: u16 = 0x04;
@@ -106,8 +95,43 @@ pub trait PciBackend: Send + Sync {
 /// The error of a backend that cannot reach I/O-port BARs (the default of
 /// [`PciBackend::read_io`] and [`PciBackend::write_io`]).
 fn no_io_ports(addr: PciAddr, kind: BackendKind, bar: u8) -> crate::error::Error {
-    crate::error::Error::driver(
-        "pci",
-        format!("{addr}: this backend ({kind:?}) cannot access I/O-port BAR {bar}"),
-    )
+    PciError::NoIoPorts { addr, kind, bar }.into()
+}
+
+/// For [`IrqWait`] implementations: waits until `fd` is readable or `timeout_ms` passes;
+/// false on timeout or EINTR.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(PciError::io("poll on interrupt fd", e).into());
+    }
+    if r > 0 && p.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+        return Err(PciError::PollError.into());
+    }
+    Ok(r > 0 && p.revents & libc::POLLIN != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn poll_readable_sees_data_and_times_out() {
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!poll_readable(rx.as_fd(), 0).unwrap(), "nothing sent yet");
+        tx.write_all(b"x").unwrap();
+        assert!(poll_readable(rx.as_fd(), 1000).unwrap());
+    }
 }
