@@ -18,9 +18,9 @@ pub trait NetState {
 }
 
 /// `IFF_UP` in `sys/class/net/<if>/flags`.
-const IFF_UP: u32 = 0x1;
+const IFF_UP: u32 = libc::IFF_UP as u32;
 /// `RTF_UP` in the flags column of `/proc/net/route` and `/proc/net/ipv6_route`.
-const RTF_UP: u32 = 0x1;
+const RTF_UP: u32 = libc::RTF_UP as u32;
 
 /// The host's real network state: flags from `<root>/sys/class/net/<if>/flags`, routes from
 /// `<root>/proc/net/route` and `<root>/proc/net/ipv6_route`, addresses from `getifaddrs(3)`

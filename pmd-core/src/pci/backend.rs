@@ -8,7 +8,7 @@ use super::mmio::MmioRegion;
 use crate::error::Result;
 use crate::memory::SegmentInfo;
 use crate::options::IovaMode;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 /// Offset of the PCI command register in config space.
 pub const PCI_COMMAND: u16 = 0x04;
@@ -96,42 +96,4 @@ pub trait PciBackend: Send + Sync {
 /// [`PciBackend::read_io`] and [`PciBackend::write_io`]).
 fn no_io_ports(addr: PciAddr, kind: BackendKind, bar: u8) -> crate::error::Error {
     PciError::NoIoPorts { addr, kind, bar }.into()
-}
-
-/// For [`IrqWait`] implementations: waits until `fd` is readable or `timeout_ms` passes;
-/// false on timeout or EINTR.
-pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool> {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, for the duration of the call.
-    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(PciError::io("poll on interrupt fd", e).into());
-    }
-    if r > 0 && p.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-        return Err(PciError::PollError.into());
-    }
-    Ok(r > 0 && p.revents & libc::POLLIN != 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::os::fd::AsFd;
-
-    #[test]
-    fn poll_readable_sees_data_and_times_out() {
-        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(!poll_readable(rx.as_fd(), 0).unwrap(), "nothing sent yet");
-        tx.write_all(b"x").unwrap();
-        assert!(poll_readable(rx.as_fd(), 1000).unwrap());
-    }
 }

@@ -10,6 +10,7 @@
 //!   rule for devices without an IOMMU;
 //! - [`backend`] and [`mmio`]: the device-access trait and mapped registers;
 //! - [`sysfs`]: where the kernel's files are, and the facts read from them;
+//! - `sys`: the system calls besides VFIO's ioctls, behind safe functions;
 //! - [`error`], [`kind`] and [`addr`]: errors, backend kinds and addresses.
 
 pub mod access;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod kind;
 pub mod mmio;
 pub mod open;
+mod sys;
 pub mod sysfs;
 pub mod uio;
 pub mod vfio;

@@ -18,10 +18,11 @@
 
 use super::access::check_pa_segment;
 use super::addr::PciAddr;
-use super::backend::{poll_readable, IrqWait, PciBackend, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE};
+use super::backend::{IrqWait, PciBackend, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE};
 use super::error::{Origin, PciError, ResourceProblem};
 use super::kind::BackendKind;
 use super::mmio::MmioRegion;
+use super::sys::poll_readable;
 use super::sysfs::{bound_driver, SysfsRoot};
 use crate::error::Result;
 use crate::memory::{self, SegmentInfo};

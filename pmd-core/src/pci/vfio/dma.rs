@@ -5,6 +5,7 @@ use super::error::VfioError;
 use super::ioctl;
 use crate::error::Result;
 use crate::memory::SegmentInfo;
+use crate::pci::sys::{is_root, memlock_soft_limit};
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
@@ -18,25 +19,6 @@ pub fn check_memlock(soft_limit: Option<u64>, is_root: bool, to_pin: u64) -> Res
         }
         _ => Ok(()),
     }
-}
-
-fn memlock_soft_limit() -> Option<u64> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: r is a valid rlimit for the kernel to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0
-        || r.rlim_cur == libc::RLIM_INFINITY
-    {
-        return None;
-    }
-    Some(r.rlim_cur)
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -4,13 +4,14 @@
 use super::error::VfioError;
 use super::ioctl::{self, IrqType};
 use crate::error::Result;
-use crate::pci::backend::{poll_readable, IrqWait};
+use crate::pci::backend::IrqWait;
 use crate::pci::error::PciError;
+use crate::pci::sys::{self, poll_readable};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use vfio_bindings::bindings::vfio as sys;
+use vfio_bindings::bindings::vfio as vfio_sys;
 
 /// Interrupt vectors a device offers per type (`VFIO_DEVICE_GET_IRQ_INFO`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,7 +33,7 @@ impl IrqCounts {
                 return 0;
             }
             match ioctl::device_get_irq_info(device, t.index()) {
-                Ok(irq) if irq.flags & sys::VFIO_IRQ_INFO_EVENTFD != 0 => irq.count,
+                Ok(irq) if irq.flags & vfio_sys::VFIO_IRQ_INFO_EVENTFD != 0 => irq.count,
                 _ => 0,
             }
         };
@@ -75,7 +76,7 @@ pub(super) struct IrqGuard {
 
 impl Drop for IrqGuard {
     fn drop(&mut self) {
-        let flags = sys::VFIO_IRQ_SET_DATA_NONE | sys::VFIO_IRQ_SET_ACTION_TRIGGER;
+        let flags = vfio_sys::VFIO_IRQ_SET_DATA_NONE | vfio_sys::VFIO_IRQ_SET_ACTION_TRIGGER;
         if let Err(e) = ioctl::device_set_irqs(self.dev.as_fd(), flags, self.irq.index(), 0, 0, &[])
         {
             tracing::warn!(
@@ -112,7 +113,7 @@ impl IrqWait for VfioIrq {
             Err(e) => return Err(PciError::io("reading interrupt eventfd", e).into()),
         };
         if let Some(dev) = &self.intx_dev {
-            let flags = sys::VFIO_IRQ_SET_DATA_NONE | sys::VFIO_IRQ_SET_ACTION_UNMASK;
+            let flags = vfio_sys::VFIO_IRQ_SET_DATA_NONE | vfio_sys::VFIO_IRQ_SET_ACTION_UNMASK;
             ioctl::device_set_irqs(dev.as_fd(), flags, IrqType::Intx.index(), 0, 1, &[])
                 .map_err(|source| VfioError::UnmaskIntx { source })?;
         }
@@ -120,19 +121,11 @@ impl IrqWait for VfioIrq {
     }
 }
 
-fn new_eventfd() -> Result<File> {
-    // SAFETY: eventfd has no memory preconditions; the result is checked.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(PciError::io("eventfd", std::io::Error::last_os_error()).into());
-    }
-    // SAFETY: fd is a fresh descriptor that nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
 /// `count` new eventfds, not yet given to the kernel.
 pub(super) fn new_eventfds(count: u32) -> Result<Vec<File>> {
-    (0..count).map(|_| new_eventfd()).collect()
+    (0..count)
+        .map(|_| sys::eventfd_nonblocking().map_err(|e| PciError::io("eventfd", e).into()))
+        .collect()
 }
 
 /// Hands `efds` to the kernel as the triggers of `irq` on `dev` and returns one waitable
@@ -147,7 +140,7 @@ pub(super) fn enable(
     let raw: Vec<i32> = efds.iter().map(|f| f.as_raw_fd()).collect();
     let count = u32::try_from(raw.len())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let flags = sys::VFIO_IRQ_SET_DATA_EVENTFD | sys::VFIO_IRQ_SET_ACTION_TRIGGER;
+    let flags = vfio_sys::VFIO_IRQ_SET_DATA_EVENTFD | vfio_sys::VFIO_IRQ_SET_ACTION_TRIGGER;
     ioctl::device_set_irqs(dev.as_fd(), flags, irq.index(), 0, count, &raw)?;
     let guard = Arc::new(IrqGuard {
         dev: dev.clone(),

@@ -6,7 +6,7 @@
 //! the structures of `linux/vfio.h` (taken from `vfio-bindings`). Read top-down:
 //! - [`ioctl`]: every VFIO ioctl, one safe function each (the only `ioctl(2)` calls);
 //! - [`error`]: [`VfioError`], what each step can fail with;
-//! - [`region`]: region info, its capability chain, and BAR address-space layout;
+//! - [`region`]: region info and its capability chain;
 //! - [`dma`]: the IOMMU mapping table of a container;
 //! - [`group`]: finding a device's IOMMU group in sysfs and /dev/vfio;
 //! - [`container`]: [`VfioContainer`] (one IOMMU domain) and [`VfioGroup`];

@@ -1,21 +1,12 @@
 //! Device regions: what `VFIO_DEVICE_GET_REGION_INFO` says about a BAR, the ROM or config
-//! space (with bounded parsing of its capability chain), and the address-space layout a
-//! BAR is mapped into (`BarMapping`).
-//!
-//! BAR mappings with sparse areas (typically the BAR holding the MSI-X table on older
-//! kernels): the whole BAR is first reserved with an anonymous `PROT_NONE` mapping and only
-//! the mmappable areas are mapped over it with `MAP_FIXED`. A stray access to a hole (e.g.
-//! the MSI-X table) therefore faults cleanly (SIGSEGV) instead of touching whatever else
-//! might have been mapped at that address. These two mappings use `mmap(2)` directly:
-//! `memmap2` offers neither a `PROT_NONE` reservation nor `MAP_FIXED`.
+//! space, with bounded parsing of its capability chain (sparse-mmap areas, MSI-X
+//! mappability, region type). How a BAR's areas are then mapped: `pci::sys::BarMapping`.
 
 use super::error::VfioError;
 use super::ioctl;
 use crate::error::Result;
-use crate::memory;
 use std::mem::{offset_of, size_of};
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
+use std::os::fd::BorrowedFd;
 use vfio_bindings::bindings::vfio as sys;
 
 /// One mmappable area of a region (from `VFIO_REGION_INFO_CAP_SPARSE_MMAP`), relative to
@@ -41,30 +32,30 @@ pub struct RegionCaps {
 }
 
 /// Size of `struct vfio_region_info` (the fixed part before capabilities).
-pub(super) const REGION_INFO_SIZE: usize = size_of::<sys::vfio_region_info>();
+const REGION_INFO_SIZE: usize = size_of::<sys::vfio_region_info>();
 /// Size of `struct vfio_info_cap_header`.
 const CAP_HEADER_SIZE: usize = size_of::<sys::vfio_info_cap_header>();
 /// Size of one `struct vfio_region_sparse_mmap_area`.
 const SPARSE_AREA_SIZE: usize = size_of::<sys::vfio_region_sparse_mmap_area>();
 /// At most this many capabilities are walked (the kernel reports a handful).
-pub(super) const MAX_CAPS: usize = 64;
+const MAX_CAPS: usize = 64;
 /// At most this many sparse areas are accepted.
 const MAX_SPARSE_AREAS: u32 = 1024;
 /// Largest `argsz` we allocate for a region-info query.
 const MAX_REGION_INFO_BYTES: u32 = 1 << 20;
 
-pub(super) fn read_u16(buf: &[u8], at: usize) -> Option<u16> {
+fn read_u16(buf: &[u8], at: usize) -> Option<u16> {
     buf.get(at..at.checked_add(2)?)
         .map(|b| u16::from_ne_bytes([b[0], b[1]]))
 }
 
-pub(super) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     buf.get(at..at.checked_add(4)?)
         .and_then(|b| b.try_into().ok())
         .map(u32::from_ne_bytes)
 }
 
-pub(super) fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
+fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
     buf.get(at..at.checked_add(8)?)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_ne_bytes)
@@ -312,109 +303,9 @@ pub(super) fn query_region(device: BorrowedFd<'_>, index: u32) -> Result<RegionI
     Err(VfioError::RegionInfoGrowing { index }.into())
 }
 
-/// A reserved address range covering one BAR, with the mmappable parts of the BAR mapped
-/// over it; the rest stays `PROT_NONE`. Unmapped (all of it) on drop.
-#[derive(Debug)]
-pub(super) struct BarMapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is only an address range owned by this value; accesses go through
-// MmioRegion's volatile reads and writes.
-unsafe impl Send for BarMapping {}
-// SAFETY: as above.
-unsafe impl Sync for BarMapping {}
-
-impl BarMapping {
-    /// Reserves `len` bytes (a multiple of the page size) of address space, inaccessible.
-    pub(super) fn reserve(len: usize) -> std::io::Result<BarMapping> {
-        // SAFETY: a fresh anonymous mapping at an address the kernel chooses; it overlaps
-        // nothing of ours.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let base = NonNull::new(p as *mut u8)
-            .ok_or_else(|| std::io::Error::other("mmap returned NULL"))?;
-        Ok(BarMapping { base, len })
-    }
-
-    /// The start of the reservation.
-    pub(super) fn base(&self) -> NonNull<u8> {
-        self.base
-    }
-
-    /// Maps `len` bytes of `fd` at `file_offset` read/write over the reservation at
-    /// `offset` (page-aligned; `len` is rounded up to pages and must stay inside).
-    pub(super) fn map_area(
-        &mut self,
-        offset: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_offset: u64,
-    ) -> std::io::Result<()> {
-        let page = memory::page_size_4k();
-        let len = len.div_ceil(page) * page;
-        if !offset.is_multiple_of(page) || offset.checked_add(len).is_none_or(|e| e > self.len) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "area {offset:#x}+{len:#x} outside the {:#x}-byte reservation",
-                    self.len
-                ),
-            ));
-        }
-        let off = libc::off_t::try_from(file_offset).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "file offset too large")
-        })?;
-        // SAFETY: base+offset..+len lies inside our own PROT_NONE reservation (checked
-        // above), which nothing else uses, so MAP_FIXED replaces only that.
-        let want = unsafe { self.base.as_ptr().add(offset) };
-        // SAFETY: see above; fd is a live descriptor for the duration of the call.
-        let p = unsafe {
-            libc::mmap(
-                want as *mut libc::c_void,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                fd.as_raw_fd(),
-                off,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        if p as *mut u8 != want {
-            return Err(std::io::Error::other("MAP_FIXED mapped at another address"));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for BarMapping {
-    fn drop(&mut self) {
-        // SAFETY: the whole range is ours (the reservation plus areas mapped over it);
-        // no MmioRegion refers to it any more (they hold the Arc that owns us).
-        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::File;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-    use std::os::unix::fs::FileExt;
 
     #[test]
     fn region_info_request_puts_the_index_after_the_flags() {
@@ -592,30 +483,5 @@ mod tests {
             vec![a(0, 0x80)]
         );
         assert!(validate_sparse_areas(&[], 0x4000, page).unwrap().is_empty());
-    }
-
-    #[test]
-    fn bar_reservation_maps_areas_and_rejects_outside() {
-        let page = memory::page_size_4k();
-        let mut m = BarMapping::reserve(4 * page).unwrap();
-        // Map a memfd over the second page: readable/writable afterwards.
-        // SAFETY: valid NUL-terminated name.
-        let fd = unsafe { libc::memfd_create(c"pmd-bar-test".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: fresh descriptor we own.
-        let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        f.set_len(page as u64).unwrap();
-        m.map_area(page, 16, f.as_fd(), 0).unwrap();
-        // SAFETY: the second page is now a shared RW mapping of the memfd.
-        unsafe { m.base.as_ptr().add(page).write_volatile(42) };
-        let mut b = [0u8; 1];
-        f.read_exact_at(&mut b, 0).unwrap();
-        assert_eq!(b[0], 42);
-        assert!(m.map_area(4 * page, page, f.as_fd(), 0).is_err(), "outside");
-        assert!(
-            m.map_area(3 * page, 2 * page, f.as_fd(), 0).is_err(),
-            "runs past"
-        );
-        assert!(m.map_area(1, page, f.as_fd(), 0).is_err(), "unaligned");
     }
 }
