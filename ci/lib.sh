@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared by ci/setup.sh, the ci/bench* scripts and drivers/*/bench.sh (sourced, not run):
 # the figures read from testpmd, l2fwd and *_perf logs, medians and ratios, DPDK's example
-# build, hugepages through our own hugepage-setup, and the cleanup of a DPDK run.
+# build, hugepages through our own pmd-setup, and the cleanup of a DPDK run.
 #
 #   source "$(dirname "$0")/lib.sh"          (from ci/)
 #   source "$ROOT/ci/lib.sh"                 (from drivers/NAME/)
@@ -100,12 +100,12 @@ dpdk_example() {
 }
 
 # pmd_hugepages PAGES DIR: at least PAGES hugepages of the default size reserved and
-# hugetlbfs mounted at DIR, through our own hugepage-setup (built here in release mode);
+# hugetlbfs mounted at DIR, through our own pmd-setup (built here in release mode);
 # prints what the tool did. Non-zero if either falls short (the mount is tried anyway).
 pmd_hugepages() {
-  local pages=$1 dir=$2 tool=${CARGO_TARGET_DIR:-$PMD_ROOT/target}/release/hugepage-setup rc=0
-  [ -x "$tool" ] || echo "ci/lib.sh: building hugepage-setup (release; about a minute the first time)" >&2
-  (cd "$PMD_ROOT" && cargo build --release -q -p hugepage-setup) || return 1
+  local pages=$1 dir=$2 tool=${CARGO_TARGET_DIR:-$PMD_ROOT/target}/release/pmd-setup rc=0
+  [ -x "$tool" ] || echo "ci/lib.sh: building pmd-setup (release; about a minute the first time)" >&2
+  (cd "$PMD_ROOT" && cargo build --release -q -p pmd-setup --bin pmd-setup) || return 1
   if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt "$pages" ]; then
     "$tool" reserve "$pages" || rc=1
   fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine for building, testing and running the framework:
 # system packages, reserved hugepages and a hugetlbfs mount (through our own
-# hugepage-setup, built here in release mode). Idempotent; needs root.
+# pmd-setup, built here in release mode). Idempotent; needs root.
 #
 #   ci/setup.sh            packages for the tests and the demo
 #   ci/setup.sh --dpdk     also DPDK 22.11 (testpmd, dpdk-test, l2fwd example sources), for the

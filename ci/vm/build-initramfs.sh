@@ -11,7 +11,7 @@
 # sorted file list, fixed mtimes, no gzip name/time.
 # Environment: KROOT (default target/vm/kernel), KVER (default: newest under KROOT/lib/modules),
 # TARGET_DIR (default: target/release),
-# VM_BINARIES (which of them to take, default "hugepage-setup pci-check l2fwd frame-blast"),
+# VM_BINARIES (which of them to take, default "pmd-setup pci-check l2fwd frame-blast"),
 # DPDK_TESTPMD (default: dpdk-testpmd on PATH; empty: leave DPDK out).
 set -euo pipefail
 [ $# = 1 ] || { echo "usage: $0 OUT.cpio.gz" >&2; exit 2; }
@@ -56,7 +56,7 @@ depmod -b "$root" "$kver" 2>/dev/null || true   # modules.dep for modprobe insid
 
 # Our binaries and what they link against (the dynamic loader lands at the path ldd names).
 : > "$root/binaries"
-for b in ${VM_BINARIES-hugepage-setup pci-check l2fwd frame-blast}; do
+for b in ${VM_BINARIES-pmd-setup pci-check l2fwd frame-blast}; do
   if [ -x "$tdir/$b" ]; then
     cp "$tdir/$b" "$root/bin/$b"; echo "$b" >> "$root/binaries"
     { ldd "$tdir/$b" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | while read -r lib; do

@@ -51,7 +51,7 @@ drv() { # drv ADDR: the device's current driver or "none"
 drivers_snapshot() { # what `ls -l /sys/bus/pci/devices/*/driver` shows, without the link timestamps
   for d in /sys/bus/pci/devices/*; do echo "$(basename "$d") $(readlink "$d/driver" 2>/dev/null || echo none)"; done
 }
-hs() { run /bin/hugepage-setup "$@"; }
+hs() { run /bin/pmd-setup "$@"; }
 
 # ---- modules ------------------------------------------------------------------------------------
 modfail=""
@@ -130,8 +130,8 @@ if [ "$mode" = iommu ]; then
 fi
 
 # ---- the machine itself: binding through sysfs, with busybox only -------------------------------
-# Tells a broken machine (kernel, modules, QEMU) apart from a bug in hugepage-setup: igb B goes to
-# the mode's user-space driver and back to igb by hand. hugepage-setup never touches igb B.
+# Tells a broken machine (kernel, modules, QEMU) apart from a bug in pmd-setup: igb B goes to
+# the mode's user-space driver and back to igb by hand. pmd-setup never touches igb B.
 [ "$mode" = iommu ] && sys_target=vfio-pci || sys_target=uio_pci_generic
 if [ -n "$IGB_B" ]; then
   d=/sys/bus/pci/devices/$IGB_B; o0=$(drv "$IGB_B")
@@ -148,23 +148,23 @@ fi
 
 # ---- hugepages ----------------------------------------------------------------------------------
 nr=/proc/sys/vm/nr_hugepages
-if have hugepage-setup; then
+if have pmd-setup; then
   hs reserve 64
   got=$(cat $nr)
-  if [ $RC = 0 ] && [ "$got" -ge 64 ]; then check hugepages-reserve PASS "hugepage-setup reserve 64: nr_hugepages=$got"
-  else check hugepages-reserve FAIL "hugepage-setup reserve 64: rc=$RC nr_hugepages=$got: $(firstline)"; showlog; fi
+  if [ $RC = 0 ] && [ "$got" -ge 64 ]; then check hugepages-reserve PASS "pmd-setup reserve 64: nr_hugepages=$got"
+  else check hugepages-reserve FAIL "pmd-setup reserve 64: rc=$RC nr_hugepages=$got: $(firstline)"; showlog; fi
   hs mount /mnt/huge
   if [ $RC = 0 ] && grep -q ' /mnt/huge hugetlbfs ' /proc/mounts; then check hugepages-mount PASS "hugetlbfs at /mnt/huge"
-  else check hugepages-mount FAIL "hugepage-setup mount /mnt/huge: rc=$RC: $(firstline)"; showlog; fi
+  else check hugepages-mount FAIL "pmd-setup mount /mnt/huge: rc=$RC: $(firstline)"; showlog; fi
 else
   echo 64 > $nr; mkdir -p /mnt/huge; mount -t hugetlbfs -o pagesize=2M none /mnt/huge
-  check hugepages-reserve FAIL "hugepage-setup binary missing (fallback echo: nr_hugepages=$(cat $nr))"
-  check hugepages-mount FAIL "hugepage-setup binary missing (fallback mount: $(grep -c ' /mnt/huge hugetlbfs ' /proc/mounts) mount)"
+  check hugepages-reserve FAIL "pmd-setup binary missing (fallback echo: nr_hugepages=$(cat $nr))"
+  check hugepages-mount FAIL "pmd-setup binary missing (fallback mount: $(grep -c ' /mnt/huge hugetlbfs ' /proc/mounts) mount)"
 fi
 grep -q ' /mnt/huge hugetlbfs ' /proc/mounts && HUGE_OPT="--huge-dir /mnt/huge" || HUGE_OPT=""
 
 # ---- status -------------------------------------------------------------------------------------
-if have hugepage-setup; then
+if have pmd-setup; then
   hs status
   missing=""; for a in "$IGB_A" "$IGB_B" "$VIRTIO_M" "$VIRTIO_L" "$E1000E" "$GUARD"; do printf '%s' "$OUT" | grep -q "$a" || missing="$missing $a"; done
   if [ $RC = 0 ] && [ -z "$missing" ]; then check status PASS "lists all 6 NICs"
@@ -179,8 +179,8 @@ if have hugepage-setup; then
   if [ $RC = 0 ] && [ $okjson = 1 ] && [ -z "$missing" ]; then check status-json PASS "JSON, lists the NICs"
   else check status-json FAIL "rc=$RC json=$okjson, NICs not listed:$missing: $(firstline)"; showlog; fi
 else
-  check status FAIL "hugepage-setup binary missing"
-  check status-json FAIL "hugepage-setup binary missing"
+  check status FAIL "pmd-setup binary missing"
+  check status-json FAIL "pmd-setup binary missing"
 fi
 
 # ---- the binding guard --------------------------------------------------------------------------
@@ -188,8 +188,8 @@ fi
 [ "$mode" = iommu ] && guard_target=vfio-pci || guard_target=uio_pci_generic
 if [ -z "$GUARD_IF" ]; then
   check guard FAIL "guard NIC (mac $GUARD_MAC) not found"
-elif ! have hugepage-setup; then
-  check guard FAIL "hugepage-setup binary missing"
+elif ! have pmd-setup; then
+  check guard FAIL "pmd-setup binary missing"
 else
   ip link set "$GUARD_IF" up && ip addr add 192.0.2.1/24 dev "$GUARD_IF"
   before=$(drv "$GUARD")
@@ -207,19 +207,19 @@ fi
 bad_input() { # bad_input NAME WHAT ARGS...: must fail with a message that names WHAT (an ERE), and
   # leave every driver binding alone. "unrecognized subcommand" is no answer: bind must exist.
   n=$1; what=$2; shift 2
-  if ! have hugepage-setup; then check "$n" FAIL "hugepage-setup binary missing"; return; fi
+  if ! have pmd-setup; then check "$n" FAIL "pmd-setup binary missing"; return; fi
   s0=$(drivers_snapshot)
   hs "$@"
   s1=$(drivers_snapshot)
   msg=$(printf '%s\n' "$OUT" | grep -v '^[[:space:]]*$' | head -2 | oneline)   # clap puts the missing argument on line 2
   if [ "$s0" != "$s1" ]; then
-    check "$n" FAIL "hugepage-setup $*: driver bindings changed (rc=$RC): $msg"
+    check "$n" FAIL "pmd-setup $*: driver bindings changed (rc=$RC): $msg"
     printf '%s\n' "$s0" > /tmp/s0; printf '%s\n' "$s1" > /tmp/s1; diff /tmp/s0 /tmp/s1 | sed 's/^/  | /'
-  elif [ $RC = 0 ]; then check "$n" FAIL "hugepage-setup $*: exited 0: $msg"; showlog
-  elif [ $RC -ge 124 ]; then check "$n" FAIL "hugepage-setup $*: rc=$RC (timeout, signal or panic): $msg"; showlog
-  elif [ -z "$msg" ] || printf '%s' "$OUT" | grep -q 'panicked'; then check "$n" FAIL "hugepage-setup $*: rc=$RC without a clear message: $msg"; showlog
-  elif printf '%s' "$OUT" | grep -q 'unrecognized subcommand'; then check "$n" FAIL "hugepage-setup $*: rc=$RC: the subcommand does not exist: $msg"
-  elif ! printf '%s' "$OUT" | grep -Eqi -- "$what"; then check "$n" FAIL "hugepage-setup $*: rc=$RC but the message does not name the problem (/$what/): $msg"; showlog
+  elif [ $RC = 0 ]; then check "$n" FAIL "pmd-setup $*: exited 0: $msg"; showlog
+  elif [ $RC -ge 124 ]; then check "$n" FAIL "pmd-setup $*: rc=$RC (timeout, signal or panic): $msg"; showlog
+  elif [ -z "$msg" ] || printf '%s' "$OUT" | grep -q 'panicked'; then check "$n" FAIL "pmd-setup $*: rc=$RC without a clear message: $msg"; showlog
+  elif printf '%s' "$OUT" | grep -q 'unrecognized subcommand'; then check "$n" FAIL "pmd-setup $*: rc=$RC: the subcommand does not exist: $msg"
+  elif ! printf '%s' "$OUT" | grep -Eqi -- "$what"; then check "$n" FAIL "pmd-setup $*: rc=$RC but the message does not name the problem (/$what/): $msg"; showlog
   else check "$n" PASS "rc=$RC: $msg"; fi
 }
 [ "$mode" = iommu ] && bad_target=vfio-pci || bad_target=uio_pci_generic
@@ -229,12 +229,12 @@ bad_input bad-nodev '0000:00:1f\.7' bind 0000:00:1f.7 $bad_target
 bad_input bad-driver 'no_such_driver' bind "${IGB_A:-0000:01:00.0}" no_such_driver
 
 # ---- bind, check, unbind ------------------------------------------------------------------------
-# bind_dev NAME ADDR DRIVER: hugepage-setup bind, then sysfs must agree and the device node exist.
+# bind_dev NAME ADDR DRIVER: pmd-setup bind, then sysfs must agree and the device node exist.
 bind_dev() {
   n=$1; a=$2; want=$3
   k=$(echo "$n" | sed 's/-/_/g'); eval "ORIG_$k=\$(drv \"\$a\")"
   if [ -z "$a" ]; then check "bind-$n" FAIL "device not found"; return; fi
-  if ! have hugepage-setup; then check "bind-$n" FAIL "hugepage-setup binary missing"; return; fi
+  if ! have pmd-setup; then check "bind-$n" FAIL "pmd-setup binary missing"; return; fi
   before=$(drv "$a")
   hs bind "$a" "$want"
   got=$(drv "$a")
@@ -268,12 +268,12 @@ pci_dev() {
     showlog
   fi
 }
-# unbind_dev NAME ADDR: hugepage-setup unbind must give the device back to the driver it had before bind.
+# unbind_dev NAME ADDR: pmd-setup unbind must give the device back to the driver it had before bind.
 unbind_dev() {
   n=$1; a=$2
   k=$(echo "$n" | sed 's/-/_/g'); eval "orig=\$ORIG_$k"
   if [ -z "$a" ]; then check "unbind-$n" FAIL "device not found"; return; fi
-  if ! have hugepage-setup; then check "unbind-$n" FAIL "hugepage-setup binary missing"; return; fi
+  if ! have pmd-setup; then check "unbind-$n" FAIL "pmd-setup binary missing"; return; fi
   hs unbind "$a"
   got=$(drv "$a")
   if [ $RC = 0 ] && [ "$got" = "$orig" ]; then check "unbind-$n" PASS "$a back on $got"
@@ -291,8 +291,8 @@ if [ "$mode" = iommu ]; then
   unbind_dev virtio-modern "$VIRTIO_M"
   unbind_dev virtio-legacy "$VIRTIO_L"
 else
-  # Debian's kernel has no CONFIG_VFIO_NOIOMMU: hugepage-setup must say so instead of pretending.
-  if ! have hugepage-setup; then check noiommu-refused FAIL "hugepage-setup binary missing"
+  # Debian's kernel has no CONFIG_VFIO_NOIOMMU: pmd-setup must say so instead of pretending.
+  if ! have pmd-setup; then check noiommu-refused FAIL "pmd-setup binary missing"
   else
     hs noiommu on
     p=/sys/module/vfio/parameters/enable_unsafe_noiommu_mode
@@ -329,7 +329,7 @@ L2FWD_FEATURE=""
 L2FWD_ARGS=""; BLAST_LEN=60; BLAST_GAP=200
 l2fwd_pair() { # l2fwd_pair NAME RUN-ID DRIVER PORT0 PORT1 [EAL-OPTIONS...]
   n=$1; runid=$2; target=$3; p0=$4; p1=$5; shift 5; eal_extra="$*"
-  for b in l2fwd frame-blast hugepage-setup; do have $b || { check "$n" FAIL "$b binary missing"; return; }; done
+  for b in l2fwd frame-blast pmd-setup; do have $b || { check "$n" FAIL "$b binary missing"; return; }; done
   if [ -z "$p0" ] || [ -z "$p1" ] || [ -z "$GEN_IF" ] || [ -z "$CAP_IF" ]; then
     check "$n" FAIL "devices not found: port0=$p0 port1=$p1 gen=$GEN_IF cap=$CAP_IF"; return
   fi
@@ -454,7 +454,7 @@ BENCH_SECS=8
 # DPDK's EAL refuses plugins (-d) under a world-writable directory, and the initramfs root is 1777.
 chmod 755 /
 median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-# igb_pair_bind: both igb functions on vfio-pci (hugepage-setup bind); sets BIND_ERR on failure.
+# igb_pair_bind: both igb functions on vfio-pci (pmd-setup bind); sets BIND_ERR on failure.
 igb_pair_bind() {
   BIND_ERR=""
   for a in "$IGB_A" "$IGB_B"; do
@@ -463,7 +463,7 @@ igb_pair_bind() {
     [ "$(drv "$a")" = vfio-pci ] || { BIND_ERR="bind $a vfio-pci: rc=$RC driver $(drv "$a"): $(firstline)"; return 1; }
   done
 }
-# igb_pair_restore: both back on the kernel's igb (hugepage-setup unbind restores the driver the
+# igb_pair_restore: both back on the kernel's igb (pmd-setup unbind restores the driver the
 # function had before bind), so later checks find them as they were; sets RESTORE_ERR.
 igb_pair_restore() {
   RESTORE_ERR=""
@@ -507,7 +507,7 @@ bench_dpdk_igb() { # the dpdk-igb-testpmd check
   if [ ! -x /bin/dpdk-testpmd ] || [ -z "${DPDK_PLUGINS:-}" ]; then
     check $n SKIP "dpdk-testpmd not in the initramfs (DPDK not installed on the host)"; return
   fi
-  have hugepage-setup || { check $n FAIL "hugepage-setup binary missing"; return; }
+  have pmd-setup || { check $n FAIL "pmd-setup binary missing"; return; }
   [ -n "$IGB_A" ] && [ -n "$IGB_B" ] || { check $n FAIL "igb pair not found: $IGB_A,$IGB_B"; return; }
   igb_pair_bind || { check $n FAIL "$BIND_ERR"; showlog; igb_pair_restore; return; }
   # two lcores (main + one forwarding); with a single vCPU both run on CPU 0
@@ -547,7 +547,7 @@ bench_l2fwd_igb() { # the l2fwd-igb-loop check: our PMD, the same measurement
   if ! /bin/l2fwd --help 2>&1 | grep -q -- '--tx-first'; then
     check $n SKIP "l2fwd has no --tx-first option yet"; return
   fi
-  have hugepage-setup || { check $n FAIL "hugepage-setup binary missing"; return; }
+  have pmd-setup || { check $n FAIL "pmd-setup binary missing"; return; }
   [ -n "$IGB_A" ] && [ -n "$IGB_B" ] || { check $n FAIL "igb pair not found: $IGB_A,$IGB_B"; return; }
   igb_pair_bind || { check $n FAIL "$BIND_ERR"; showlog; igb_pair_restore; return; }
   log=/tmp/$n.log

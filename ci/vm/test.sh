@@ -5,7 +5,7 @@
 #
 #   ci/vm/test.sh            install, build, boot both guests, print a summary; non-zero on any failure
 #
-# Steps: ci/vm/install.sh; cargo build --release -p hugepage-setup -p pci-check -p l2fwd, and
+# Steps: ci/vm/install.sh; cargo build --release -p pmd-setup -p pci-check -p l2fwd, and
 # frame-blast of pmd-testkit;
 # ci/vm/build-initramfs.sh; ci/vm/run-guest.sh iommu and noiommu, one at a time; each console is
 # saved to target/vm/<mode>.log. A binary that does not build is left out of the guest and its
@@ -36,7 +36,7 @@ t_install=$(secs "$t" "$(now)")
 t=$(now)
 built=()
 # l2fwd and frame-blast (crate pmd-testkit) drive the guest's l2fwd-virtio-* checks.
-bins=(hugepage-setup pci-check l2fwd frame-blast)
+bins=(pmd-setup pci-check l2fwd frame-blast)
 [ "${VM_NO_BUILD:-0}" = 1 ] || echo "ci/vm/test.sh: building ${bins[*]} (release; several minutes the first time)"
 pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; *) echo "$1 --bins" ;; esac; }
 all_built() { local b; for b in "${bins[@]}"; do [ -x "target/release/$b" ] || return 1; done; }
@@ -45,7 +45,7 @@ if [ "${VM_NO_BUILD:-0}" = 1 ]; then
   for p in "${bins[@]}"; do
     if [ -x "target/release/$p" ]; then built+=("$p"); else echo "ci/vm/test.sh: VM_NO_BUILD=1 and target/release/$p missing: its checks will FAIL \"binary missing\"" >&2; fi
   done
-elif cargo build --release -q -p hugepage-setup -p pci-check -p l2fwd -p pmd-testkit --bins 2> "$out/build.log" \
+elif cargo build --release -q -p pmd-setup -p pci-check -p l2fwd -p pmd-testkit --bins 2> "$out/build.log" \
    && all_built; then
   built=("${bins[@]}")
 else

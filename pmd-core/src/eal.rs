@@ -6,7 +6,9 @@ use crate::ethdev::{Driver, Port, PortId};
 use crate::lcore::{self, LcoreGuard};
 use crate::memory::{self, MemoryConfig};
 use crate::options::{self, EalOptions, IovaMode, Lcore, LogLevel};
-use crate::pci::open::{self as pci_open, AccessMode, HostPaths, Opened};
+use crate::pci::access::{common_iova_mode, AccessMode};
+use crate::pci::open::{self as pci_open, Opened};
+use crate::pci::sysfs::{self, SysfsRoot};
 use crate::pci::PciAddr;
 use std::thread::JoinHandle;
 
@@ -240,7 +242,7 @@ fn pci_candidates(opts: &EalOptions, drivers: &[&dyn Driver]) -> Vec<PciAddr> {
                 .any(|id| id.vendor == v && id.device == d)
         })
     };
-    pci_open::list_bound(&HostPaths::default())
+    sysfs::list_bound(&SysfsRoot::system())
         .into_iter()
         .filter(|b| !opts.block.contains(&b.addr) && claimed(b.vendor, b.device))
         .map(|b| b.addr)
@@ -254,7 +256,7 @@ fn choose_iova_mode(opts: &EalOptions, addrs: &[PciAddr]) -> Result<IovaMode> {
     for a in addrs {
         needs.push((*a, pci_open::required_iova_mode(*a, AccessMode::Auto)?));
     }
-    let needed = pci_open::common_iova_mode(needs.iter().map(|(_, m)| *m));
+    let needed = common_iova_mode(needs.iter().map(|(_, m)| *m));
     match (opts.iova_mode, needed) {
         (Some(IovaMode::Va), Some(IovaMode::Pa)) => {
             let who: Vec<String> = needs
@@ -285,7 +287,7 @@ fn probe_pci(
     let mut opened = Vec::new();
     for &addr in addrs {
         let dev = pci_open::open_device(addr, AccessMode::Auto)?;
-        let (vendor, device) = pci_open::sysfs_ids(addr, &HostPaths::default())?;
+        let (vendor, device) = sysfs::sysfs_ids(addr, &SysfsRoot::system())?;
         let driver = drivers.iter().find(|d| {
             d.pci_ids()
                 .iter()

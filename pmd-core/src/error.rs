@@ -58,10 +58,10 @@ pub enum Error {
         /// What happened.
         msg: String,
     },
-    /// A PCI device could not be found, inspected, bound or unbound (the message says why
-    /// and what to do).
-    #[error("{0}")]
-    Pci(String),
+    /// A PCI device could not be found, opened or driven (the message says why and what
+    /// to do).
+    #[error(transparent)]
+    Pci(#[from] crate::pci::error::PciError),
     /// An application-level configuration that cannot work (e.g. an odd port count).
     #[error("{0}")]
     Config(String),

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::pci_addr::{PciAddr, PciAddrError};
+use crate::pci::addr::{PciAddr, PciAddrError};
 
 /// Largest lcore id accepted in an lcore list.
 pub const MAX_LCORE_ID: u32 = 127;

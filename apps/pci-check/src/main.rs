@@ -15,7 +15,9 @@ use clap::{Parser, ValueEnum};
 use pmd_core::memory;
 use pmd_core::options::IovaMode;
 use pmd_core::pci::backend::{PCI_COMMAND, PCI_COMMAND_MASTER};
-use pmd_core::pci::open::{self, AccessMode, HostPaths, Opened};
+use pmd_core::pci::open::{self, Opened};
+use pmd_core::pci::sysfs::{self, SysfsRoot};
+use pmd_core::pci::AccessMode;
 use pmd_core::pci::{BackendKind, PciAddr, PciBackend};
 use pmd_core::{Eal, Error, Mempool};
 use std::process::ExitCode;
@@ -401,7 +403,7 @@ fn run_checks(opts: &AppOpts, addr: PciAddr, from_eal: Option<Opened>) -> ExitCo
             dev.read_config16(0).map_err(|e| e.to_string())?,
             dev.read_config16(2).map_err(|e| e.to_string())?,
         );
-        let sys = open::sysfs_ids(addr, &HostPaths::default()).map_err(|e| e.to_string())?;
+        let sys = sysfs::sysfs_ids(addr, &SysfsRoot::system()).map_err(|e| e.to_string())?;
         if cfg != sys {
             return Err(format!(
                 "config space says {:04x}:{:04x}, sysfs says {:04x}:{:04x}",
@@ -428,7 +430,7 @@ fn run_checks(opts: &AppOpts, addr: PciAddr, from_eal: Option<Opened>) -> ExitCo
 }
 
 fn list() -> ExitCode {
-    let devs = open::list_bound(&HostPaths::default());
+    let devs = sysfs::list_bound(&SysfsRoot::system());
     if devs.is_empty() {
         println!("no devices bound to vfio-pci or uio_pci_generic");
     }

@@ -93,7 +93,7 @@ pub fn hugepages_missing(pages: u64) -> Option<String> {
     (free < pages).then(|| {
         format!(
             "needs {pages} free hugepages of {size_kb} kB, {free} free \
-             (`hugepage-setup reserve 1024`, or ci/setup.sh)"
+             (`pmd-setup reserve 1024`, or ci/setup.sh)"
         )
     })
 }

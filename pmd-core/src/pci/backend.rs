@@ -1,25 +1,14 @@
 //! The device-access seam: one trait over VFIO, UIO and in-process device models, so a PMD
 //! is written once and runs on all of them.
 
+use super::addr::PciAddr;
+use super::error::PciError;
+use super::kind::BackendKind;
 use super::mmio::MmioRegion;
 use crate::error::Result;
 use crate::memory::SegmentInfo;
 use crate::options::IovaMode;
-use crate::pci_addr::PciAddr;
 use std::os::fd::BorrowedFd;
-
-/// How a backend reaches its device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendKind {
-    /// vfio-pci behind an IOMMU (IOVA = VA).
-    Vfio,
-    /// vfio-pci in no-IOMMU mode (IOVA = physical address, no isolation).
-    VfioNoIommu,
-    /// uio_pci_generic (IOVA = physical address).
-    Uio,
-    /// An in-process model (tests).
-    Model,
-}
 
 /// Offset of the PCI command register in config space.
 pub const PCI_COMMAND: u16 = 0x04;
@@ -106,8 +95,5 @@ pub trait PciBackend: Send + Sync {
 /// The error of a backend that cannot reach I/O-port BARs (the default of
 /// [`PciBackend::read_io`] and [`PciBackend::write_io`]).
 fn no_io_ports(addr: PciAddr, kind: BackendKind, bar: u8) -> crate::error::Error {
-    crate::error::Error::driver(
-        "pci",
-        format!("{addr}: this backend ({kind:?}) cannot access I/O-port BAR {bar}"),
-    )
+    PciError::NoIoPorts { addr, kind, bar }.into()
 }

@@ -9,7 +9,8 @@
 //! model ([`RegisterModel`]) that sees every access, the way hardware would; drivers cannot
 //! tell the two apart.
 
-use crate::error::{Error, Result};
+use super::error::PciError;
+use crate::error::Result;
 use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -120,10 +121,12 @@ impl MmioRegion {
         if !offset.is_multiple_of(width)
             || offset.checked_add(width).is_none_or(|end| end > self.len)
         {
-            return Err(Error::driver(
-                "mmio",
-                format!("register offset {offset:#x} (width {width}) is outside the {:#x}-byte BAR or unaligned", self.len),
-            ));
+            return Err(PciError::RegisterOffset {
+                offset,
+                width,
+                len: self.len,
+            }
+            .into());
         }
         Ok(())
     }
@@ -266,12 +269,11 @@ pub fn region_over_memory(len: usize) -> MmioRegion {
     let buf: Box<[u32]> = vec![0u32; len.div_ceil(4)].into_boxed_slice();
     let mut buf = buf;
     let base = NonNull::new(buf.as_mut_ptr() as *mut u8).expect("box pointer is non-null");
-    let owner: Arc<dyn Any + Send + Sync> = Arc::new(MemoryOwner(std::sync::Mutex::new(buf)));
+    // The Mutex makes the owner Sync; nobody locks it: accesses go through `base`.
+    let owner: Arc<dyn Any + Send + Sync> = Arc::new(std::sync::Mutex::new(buf));
     // SAFETY: the boxed slice is owned by `owner` and never reallocated or freed before it.
     unsafe { MmioRegion::new(base, len, owner) }
 }
-
-struct MemoryOwner(#[allow(dead_code)] std::sync::Mutex<Box<[u32]>>);
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,9 @@
 //! written from the kernel's UIO documentation (Documentation/driver-api/uio-howto.rst).
 //!
 //! - Config space: `pread`/`pwrite` on `/sys/bus/pci/devices/<addr>/config`.
-//! - Memory BARs: `mmap` of `/sys/bus/pci/devices/<addr>/resource<N>`, sized from the
-//!   `resource` file. I/O-port BARs cannot be mapped and are refused.
+//! - Memory BARs: a shared read-write mapping (`memmap2`) of
+//!   `/sys/bus/pci/devices/<addr>/resource<N>`, sized from the `resource` file. I/O-port
+//!   BARs cannot be mapped and are refused.
 //! - DMA: there is no IOMMU programming; the device is given physical addresses, so the
 //!   EAL must run with `--iova-mode pa`. [`PciBackend::dma_map`] only verifies that.
 //! - Interrupts: INTx only, one vector, through `/dev/uioN`. `uio_pci_generic` masks the
@@ -15,17 +16,20 @@
 //!   debug log, and the PMD's own device reset (e.g. a control-register reset bit) is
 //!   what brings the device to a known state.
 
-use super::backend::{BackendKind, IrqWait, PciBackend, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE};
+use super::access::check_pa_segment;
+use super::addr::PciAddr;
+use super::backend::{IrqWait, PciBackend, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE};
+use super::error::{Origin, PciError, ResourceProblem};
+use super::kind::BackendKind;
 use super::mmio::MmioRegion;
-use super::open::{bound_driver, HostPaths};
-use super::vfio::poll_readable;
-use crate::error::{Error, Result};
+use super::sys::poll_readable;
+use super::sysfs::{bound_driver, SysfsRoot};
+use crate::error::Result;
 use crate::memory::{self, SegmentInfo};
 use crate::options::IovaMode;
-use crate::pci_addr::PciAddr;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::ptr::NonNull;
@@ -71,19 +75,24 @@ impl Resource {
 
 /// Parses a sysfs `resource` file: one `0xSTART 0xEND 0xFLAGS` line per resource (BARs
 /// 0-5, then the ROM and, for bridges, windows).
-pub fn parse_resource_file(text: &str) -> Result<Vec<Resource>> {
-    let hex = |s: &str, what: &str, line: usize| -> Result<u64> {
+pub fn parse_resource_file(text: &str) -> std::result::Result<Vec<Resource>, PciError> {
+    let bad = |line, problem| PciError::ResourceLine { line, problem };
+    let hex = |s: &str, what: &'static str, line: usize| -> std::result::Result<u64, PciError> {
+        let text = s.to_string();
         let digits = s
             .strip_prefix("0x")
             .or_else(|| s.strip_prefix("0X"))
             .ok_or_else(|| {
-                Error::driver(
-                    "uio",
-                    format!("resource line {line}: {what} {s:?} lacks 0x"),
+                bad(
+                    line,
+                    ResourceProblem::NoHexPrefix {
+                        what,
+                        text: text.clone(),
+                    },
                 )
             })?;
         u64::from_str_radix(digits, 16)
-            .map_err(|_| Error::driver("uio", format!("resource line {line}: bad {what} {s:?}")))
+            .map_err(|_| bad(line, ResourceProblem::BadNumber { what, text }))
     };
     text.lines()
         .enumerate()
@@ -92,9 +101,11 @@ pub fn parse_resource_file(text: &str) -> Result<Vec<Resource>> {
             let line = i + 1;
             let f: Vec<&str> = l.split_whitespace().collect();
             let [start, end, flags] = f.as_slice() else {
-                return Err(Error::driver(
-                    "uio",
-                    format!("resource line {line}: expected 3 fields, got {l:?}"),
+                return Err(bad(
+                    line,
+                    ResourceProblem::FieldCount {
+                        line: l.to_string(),
+                    },
                 ));
             };
             let r = Resource {
@@ -106,9 +117,11 @@ pub fn parse_resource_file(text: &str) -> Result<Vec<Resource>> {
                 || (r.start != 0 && r.end == 0)
                 || (r.start == 0 && r.end == u64::MAX)
             {
-                return Err(Error::driver(
-                    "uio",
-                    format!("resource line {line}: end before start in {l:?}"),
+                return Err(bad(
+                    line,
+                    ResourceProblem::EndBeforeStart {
+                        line: l.to_string(),
+                    },
                 ));
             }
             Ok(r)
@@ -116,52 +129,8 @@ pub fn parse_resource_file(text: &str) -> Result<Vec<Resource>> {
         .collect()
 }
 
-/// Checks that a segment's IOVA is its physical address, for backends without an IOMMU
-/// (UIO, VFIO no-IOMMU): the EAL must run with `--iova-mode pa`.
-pub fn check_pa_segment(seg: &SegmentInfo, who: &str) -> Result<()> {
-    if memory::config().iova_mode == IovaMode::Va {
-        return Err(Error::driver(
-            who,
-            format!(
-                "segment {}: this device has no IOMMU and must be given physical addresses, but the EAL runs with IOVA as VA: run with `--iova-mode pa`",
-                seg.name
-            ),
-        ));
-    }
-    let pa = memory::virt_to_phys(seg.va)?;
-    if pa != seg.iova || seg.iova == seg.va as u64 {
-        return Err(Error::driver(
-            who,
-            format!(
-                "segment {}: its IOVA {:#x} is not its physical address {pa:#x}; run with `--iova-mode pa`",
-                seg.name, seg.iova
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn uio_err(addr: PciAddr, msg: impl Into<String>) -> Error {
-    Error::driver(format!("uio {addr}"), msg)
-}
-
-/// A mapped `resourceN` file; unmapped on drop.
-#[derive(Debug)]
-struct ResourceMapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: only an address range owned by this value; accesses go through MmioRegion.
-unsafe impl Send for ResourceMapping {}
-// SAFETY: as above.
-unsafe impl Sync for ResourceMapping {}
-
-impl Drop for ResourceMapping {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, no longer referenced (MmioRegions hold the Arc owning us).
-        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len) };
-    }
+fn at(addr: PciAddr) -> Origin {
+    Origin::Uio(Some(addr))
 }
 
 /// A PCI function reached through UIO. Implements [`PciBackend`].
@@ -179,29 +148,30 @@ pub struct UioDevice {
 
 impl UioDevice {
     /// Opens `addr`, which must be bound to a UIO driver (normally `uio_pci_generic`),
-    /// reading sysfs and /dev under `paths`.
-    pub fn open_at(addr: PciAddr, paths: &HostPaths) -> Result<UioDevice> {
-        let dev_dir = paths.device_dir(addr);
+    /// reading sysfs and /dev under `root`.
+    pub fn open_at(addr: PciAddr, root: &SysfsRoot) -> Result<UioDevice> {
+        let dev_dir = root.device_dir(addr);
         if !dev_dir.exists() {
-            return Err(uio_err(
-                addr,
-                format!("no such PCI device ({} does not exist)", dev_dir.display()),
-            ));
+            return Err(PciError::NoSuchDevice {
+                at: at(addr),
+                path: dev_dir,
+            }
+            .into());
         }
         let uio_name = std::fs::read_dir(dev_dir.join("uio"))
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
-            .find(|n| n.strip_prefix("uio").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())))
-            .ok_or_else(|| {
-                let now = bound_driver(&dev_dir).map_or("no driver".to_string(), |d| format!("driver {d}"));
-                uio_err(
-                    addr,
-                    format!("device has no UIO node ({now}): bind it first: `hugepage-setup bind {addr} uio_pci_generic`"),
-                )
+            .find(|n| {
+                n.strip_prefix("uio")
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .ok_or_else(|| PciError::NoUioNode {
+                addr,
+                driver: bound_driver(&dev_dir),
             })?;
-        let uio_dev = paths.dev.join(&uio_name);
+        let uio_dev = root.dev_node(&uio_name);
         let config = OpenOptions::new()
             .read(true)
             .write(true)
@@ -213,10 +183,10 @@ impl UioDevice {
                 } else {
                     ""
                 };
-                Error::io(format!("{addr}: opening config space{hint}"), e)
+                PciError::io(format!("{addr}: opening config space{hint}"), e)
             })?;
         let text = std::fs::read_to_string(dev_dir.join("resource"))
-            .map_err(|e| Error::io(format!("{addr}: reading the resource file"), e))?;
+            .map_err(|e| PciError::io(format!("{addr}: reading the resource file"), e))?;
         let resources = parse_resource_file(&text)?;
         tracing::debug!(%addr, uio = uio_name, "UIO device open");
         Ok(UioDevice {
@@ -297,7 +267,7 @@ impl IrqWait for UioIrq {
             Ok(4) => u32::from_ne_bytes(b),
             Ok(_) => return Ok(0),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) => return Err(Error::io("reading the UIO event count", e)),
+            Err(e) => return Err(PciError::io("reading the UIO event count", e).into()),
         };
         let prev = self.last.swap(total, Ordering::Relaxed);
         let seen = if self.known_base.swap(true, Ordering::Relaxed) {
@@ -306,7 +276,7 @@ impl IrqWait for UioIrq {
             1
         };
         enable_intx(&self.config, &self.uio)
-            .map_err(|e| Error::io("re-enabling INTx after an interrupt", e))?;
+            .map_err(|e| PciError::io("re-enabling INTx after an interrupt", e))?;
         Ok(seen)
     }
 }
@@ -335,44 +305,53 @@ impl PciBackend for UioDevice {
 
     fn read_config(&self, offset: u16, buf: &mut [u8]) -> Result<()> {
         self.config.read_exact_at(buf, offset.into()).map_err(|e| {
-            Error::io(
+            PciError::io(
                 format!("{}: reading config space at {offset:#x}", self.addr),
                 e,
             )
+            .into()
         })
     }
 
     fn write_config(&self, offset: u16, buf: &[u8]) -> Result<()> {
         self.config.write_all_at(buf, offset.into()).map_err(|e| {
-            Error::io(
+            PciError::io(
                 format!("{}: writing config space at {offset:#x}", self.addr),
                 e,
             )
+            .into()
         })
     }
 
     fn map_bar(&self, bar: u8) -> Result<MmioRegion> {
         if bar > 5 {
-            return Err(uio_err(
-                self.addr,
-                format!("BAR {bar} does not exist (0..=5)"),
-            ));
+            return Err(PciError::NoSuchBar {
+                at: at(self.addr),
+                bar,
+            }
+            .into());
         }
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = &bars[bar as usize] {
             return Ok(r.clone());
         }
-        let res = self
-            .resource(bar)
-            .filter(|r| r.size() > 0)
-            .ok_or_else(|| uio_err(self.addr, format!("BAR {bar} is not implemented")))?;
+        let res =
+            self.resource(bar)
+                .filter(|r| r.size() > 0)
+                .ok_or(PciError::BarNotImplemented {
+                    at: at(self.addr),
+                    bar,
+                })?;
         if res.is_io() || !res.is_mem() {
-            return Err(uio_err(
-                self.addr,
-                format!("BAR {bar} is an I/O-port BAR (flags {:#x}): UIO cannot mmap it; bind the device to vfio-pci to reach it", res.flags),
-            ));
+            return Err(PciError::UioIoBar {
+                addr: self.addr,
+                bar,
+                flags: res.flags,
+            }
+            .into());
         }
-        let size = usize::try_from(res.size()).map_err(|_| uio_err(self.addr, "BAR too large"))?;
+        let size =
+            usize::try_from(res.size()).map_err(|_| PciError::BarTooLarge { at: at(self.addr) })?;
         let page = memory::page_size_4k();
         let len = size.div_ceil(page) * page;
         let path = self.dev_dir.join(format!("resource{bar}"));
@@ -381,31 +360,19 @@ impl PciBackend for UioDevice {
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| Error::io(format!("{}: opening {}", self.addr, path.display()), e))?;
-        // SAFETY: a new shared mapping of the resource file at a kernel-chosen address.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Error::last_os(format!(
-                "{}: mmap of {}",
-                self.addr,
-                path.display()
-            )));
-        }
-        let base =
-            NonNull::new(p as *mut u8).ok_or_else(|| uio_err(self.addr, "mmap returned NULL"))?;
-        let owner = Arc::new(ResourceMapping { base, len });
-        // SAFETY: base..base+size (size <= len) stays mapped for as long as `owner` lives;
-        // it is device memory.
-        let region = unsafe { MmioRegion::new(base, size, owner) };
+            .map_err(|e| PciError::io(format!("{}: opening {}", self.addr, path.display()), e))?;
+        let mmap_err = |e| PciError::io(format!("{}: mmap of {}", self.addr, path.display()), e);
+        // A raw (pointer-only) shared read-write mapping: device memory is only ever
+        // reached through MmioRegion's volatile accesses, never through Rust references.
+        let mapping = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(mmap_err)?;
+        let base = NonNull::new(mapping.as_mut_ptr())
+            .ok_or_else(|| mmap_err(std::io::Error::other("mmap returned NULL")))?;
+        // SAFETY: base..base+size (size <= len) stays mapped for as long as `mapping`, which
+        // the region owns, lives; it is device memory.
+        let region = unsafe { MmioRegion::new(base, size, Arc::new(mapping)) };
         bars[bar as usize] = Some(region.clone());
         Ok(region)
     }
@@ -413,29 +380,32 @@ impl PciBackend for UioDevice {
     /// Through sysfs: `resource<bar>` of an I/O-port BAR takes 1-, 2- and 4-byte reads.
     fn read_io(&self, bar: u8, offset: u64, buf: &mut [u8]) -> Result<()> {
         if bar > 5 {
-            return Err(Error::driver(
-                "uio",
-                format!("BAR {bar} does not exist (0..=5)"),
-            ));
+            return Err(PciError::NoSuchBar {
+                at: Origin::Uio(None),
+                bar,
+            }
+            .into());
         }
         let path = self.dev_dir.join(format!("resource{bar}"));
         File::open(&path)
             .and_then(|f| f.read_exact_at(buf, offset))
             .map_err(|e| {
-                Error::io(
+                PciError::io(
                     format!("{}: reading {} at {offset:#x}", self.addr, path.display()),
                     e,
                 )
+                .into()
             })
     }
 
     /// Through sysfs: `resource<bar>` of an I/O-port BAR takes 1-, 2- and 4-byte writes.
     fn write_io(&self, bar: u8, offset: u64, buf: &[u8]) -> Result<()> {
         if bar > 5 {
-            return Err(Error::driver(
-                "uio",
-                format!("BAR {bar} does not exist (0..=5)"),
-            ));
+            return Err(PciError::NoSuchBar {
+                at: Origin::Uio(None),
+                bar,
+            }
+            .into());
         }
         let path = self.dev_dir.join(format!("resource{bar}"));
         std::fs::OpenOptions::new()
@@ -443,10 +413,11 @@ impl PciBackend for UioDevice {
             .open(&path)
             .and_then(|f| f.write_all_at(buf, offset))
             .map_err(|e| {
-                Error::io(
+                PciError::io(
                     format!("{}: writing {} at {offset:#x}", self.addr, path.display()),
                     e,
                 )
+                .into()
             })
     }
 
@@ -460,16 +431,14 @@ impl PciBackend for UioDevice {
 
     fn enable_irqs(&self, count: u32) -> Result<Vec<Box<dyn IrqWait>>> {
         if count != 1 {
-            return Err(uio_err(
-                self.addr,
-                format!("{count} interrupt vectors requested, but UIO offers one INTx line; use vfio-pci for MSI/MSI-X"),
-            ));
+            return Err(PciError::UioOneVector {
+                addr: self.addr,
+                count,
+            }
+            .into());
         }
         if self.irq_on.swap(true, Ordering::AcqRel) {
-            return Err(uio_err(
-                self.addr,
-                "the interrupt is already enabled; drop the previous IrqWait first",
-            ));
+            return Err(PciError::UioIrqBusy { addr: self.addr }.into());
         }
         let opened = OpenOptions::new()
             .read(true)
@@ -477,7 +446,7 @@ impl PciBackend for UioDevice {
             .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&self.uio_dev)
             .map_err(|e| {
-                Error::io(
+                PciError::io(
                     format!("{}: opening {}", self.addr, self.uio_dev.display()),
                     e,
                 )
@@ -486,7 +455,7 @@ impl PciBackend for UioDevice {
             Ok(f) => f,
             Err(e) => {
                 self.irq_on.store(false, Ordering::Release);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let base = self.event_count();
@@ -499,7 +468,7 @@ impl PciBackend for UioDevice {
         };
         // On failure `irq` drops, which sets INTX_DISABLE again and clears `irq_on`.
         enable_intx(&irq.config, &irq.uio)
-            .map_err(|e| Error::io(format!("{}: enabling INTx", self.addr), e))?;
+            .map_err(|e| PciError::io(format!("{}: enabling INTx", self.addr), e))?;
         Ok(vec![Box::new(irq)])
     }
 
@@ -544,23 +513,6 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn pa_check_requires_iova_mode_pa() {
-        // Unit tests run without an EAL: IOVA as VA.
-        let seg = SegmentInfo {
-            id: 1,
-            name: "t".into(),
-            va: 0x1000,
-            len: 4096,
-            page_size: 4096,
-            iova: 0x1000,
-            iova_contiguous: true,
-            fd: -1,
-        };
-        let e = check_pa_segment(&seg, "uio").unwrap_err().to_string();
-        assert!(e.contains("--iova-mode pa"), "{e}");
-    }
-
     /// A fake sysfs device: config space, a resource file, one memory BAR and one I/O BAR.
     pub(crate) fn fake_uio_device(root: &Path, addr: &str, driver: &str) {
         let dev = root.join("sys/bus/pci/devices").join(addr);
@@ -596,10 +548,7 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let addr: PciAddr = "0000:00:04.0".parse().unwrap();
         fake_uio_device(&root, "0000:00:04.0", "uio_pci_generic");
-        let paths = HostPaths {
-            sys: root.join("sys"),
-            dev: root.join("dev"),
-        };
+        let paths = SysfsRoot::at(&root);
         let d = UioDevice::open_at(addr, &paths).unwrap();
         assert_eq!(d.uio_name(), "uio3");
         assert_eq!(d.kind(), BackendKind::Uio);
@@ -660,10 +609,7 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let dev = root.join("sys/bus/pci/devices/0000:00:05.0");
         std::fs::create_dir_all(&dev).unwrap();
-        let paths = HostPaths {
-            sys: root.join("sys"),
-            dev: root.join("dev"),
-        };
+        let paths = SysfsRoot::at(&root);
         let e = UioDevice::open_at("0000:00:05.0".parse().unwrap(), &paths)
             .unwrap_err()
             .to_string();

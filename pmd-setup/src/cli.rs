@@ -1,34 +1,19 @@
-//! `hugepage-setup`: reserve hugepages, mount and unmount hugetlbfs, show the state of both,
-//! and hand PCI network devices to user-space drivers (and back), for the framework's EAL.
-//!
-//! ```text
-//! hugepage-setup status [--json]
-//! hugepage-setup reserve 1024            # 1024 pages of the default size
-//! hugepage-setup reserve 2G --page-size 1G --node 0
-//! hugepage-setup mount /mnt/huge [--page-size 2M]
-//! hugepage-setup unmount /mnt/huge
-//! hugepage-setup bind 0000:03:00.0 vfio-pci [--force]
-//! hugepage-setup unbind 0000:03:00.0     # back to the driver it had before `bind`
-//! hugepage-setup noiommu [on|off]
-//! ```
+//! The command line: `pmd-setup status|reserve|mount|unmount|bind|unbind|noiommu`.
 
-mod devices;
-mod hugepages;
-
-use clap::{Parser, Subcommand, ValueEnum};
-use devices::Host;
-use hugepages::{Amount, SysPaths};
+use crate::devices::{self, Host};
+use crate::hugepages::{self, Amount, SysPaths};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
 #[command(
-    name = "hugepage-setup",
+    name = "pmd-setup",
     about = "Reserve hugepages, mount hugetlbfs and bind PCI devices for pmd-core applications"
 )]
 struct Cli {
     /// Test support: read and write sys/, dev/, proc/ and run/ under DIR instead of `/`.
-    /// With anything but `/`, interface state comes from DIR/test-net/<iface> files and the
+    /// With anything but `/`, interface state comes from DIR/test-net/IFACE files and the
     /// kernel's driver binding is emulated.
     #[arg(
         long,
@@ -125,8 +110,11 @@ fn status(cli: &Cli, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Parses the command line and runs the command, as the program `name` (the name that
+/// prefixes messages and shows in the usage: `pmd-setup`, or the old `hugepage-setup`).
+pub fn run(name: &'static str) -> ExitCode {
+    let matches = Cli::command().name(name).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match &cli.cmd {
         Cmd::Status { json } => status(&cli, *json),
         Cmd::Reserve {
@@ -171,7 +159,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hugepage-setup: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,5 @@
-//! Runs the `hugepage-setup` binary against fake sysfs trees (hidden `--sysfs-root`):
-//! nothing here touches the real /sys.
+//! Runs the `pmd-setup` binary (and its old name, `hugepage-setup`) against fake sysfs
+//! trees (hidden `--sysfs-root`): nothing here touches the real /sys.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -74,14 +74,21 @@ fn tree() -> Tree {
     Tree(dir)
 }
 
-fn run(t: &Tree, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hugepage-setup"))
+fn run_as(bin: &str, t: &Tree, args: &[&str]) -> Output {
+    Command::new(bin)
         .arg("--sysfs-root")
         .arg(&t.0)
         .args(args)
         .output()
-        .expect("run hugepage-setup")
+        .expect("run pmd-setup")
 }
+
+fn run(t: &Tree, args: &[&str]) -> Output {
+    run_as(env!("CARGO_BIN_EXE_pmd-setup"), t, args)
+}
+
+/// The old name: one deprecation line on stderr, then exactly what `pmd-setup` does.
+const DEPRECATION: &str = "hugepage-setup: this name is deprecated and will be removed in a later release; use pmd-setup (same commands)\n";
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -167,7 +174,7 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
         let out = run(&t, args);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(err.starts_with("hugepage-setup: "), "{args:?}: {err}");
+        assert!(err.starts_with("pmd-setup: "), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
     let out = run(&t, &["noiommu", "on"]);
@@ -241,4 +248,43 @@ fn noiommu_toggles_the_parameter_with_a_warning() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(fs::read_to_string(&p).unwrap(), "N");
     assert!(text(&out.stderr).is_empty());
+}
+
+#[test]
+fn old_name_warns_once_then_behaves_the_same() {
+    let t = tree();
+    let old = env!("CARGO_BIN_EXE_hugepage-setup");
+    for args in [
+        &["status", "--json"][..],
+        &["status"],
+        &["noiommu"],
+        &["bind", "0000:00:03", "vfio-pci"],
+        &["bind", "0000:00:03.0", "vfio-pci"],
+    ] {
+        let new = run(&t, args);
+        let was = run_as(old, &t, args);
+        assert_eq!(was.status.code(), new.status.code(), "{args:?}");
+        assert_eq!(text(&was.stdout), text(&new.stdout), "{args:?}");
+        let err = text(&was.stderr);
+        let rest = err
+            .strip_prefix(DEPRECATION)
+            .unwrap_or_else(|| panic!("{args:?}: no deprecation line first: {err}"));
+        assert!(
+            !rest.contains("deprecated"),
+            "{args:?}: warned twice: {err}"
+        );
+        // Its own messages carry the name it was called by.
+        assert_eq!(
+            rest.replace("hugepage-setup: ", "pmd-setup: "),
+            text(&new.stderr),
+            "{args:?}"
+        );
+    }
+    // A command that changes the tree works the same under the old name.
+    let out = run_as(old, &t, &["bind", "0000:00:04.0", "vfio-pci"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(driver_of(&t, "0000:00:04.0").as_deref(), Some("vfio-pci"));
+    let out = run_as(old, &t, &["unbind", "0000:00:04.0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(driver_of(&t, "0000:00:04.0"), None);
 }

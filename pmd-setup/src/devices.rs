@@ -3,14 +3,14 @@
 //!
 //! Everything takes a [`Host`], which is the live system for `--sysfs-root /` and a fake
 //! tree otherwise (test support: interface state then comes from `<root>/test-net/<iface>`
-//! files and driver (un)binding is emulated by pmd-core's `FakeKernel`).
+//! files and driver (un)binding is emulated by [`FakeKernel`]).
 
+use crate::bind::{self, FakeKernel, KernelWriter, SysfsWriter};
+use crate::discover::{self, KernelSupport, PciDeviceInfo};
 use crate::hugepages::json_str;
-use pmd_core::pci::bind::{
-    self, BindStore, FakeKernel, FileNetState, HostNetState, KernelWriter, NetState, SysfsWriter,
-};
-use pmd_core::pci::sysfs::{self, KernelSupport, PciDeviceInfo, SysfsRoot};
-use pmd_core::pci::{BackendKind, PciAddr};
+use crate::net::{self, FileNetState, HostNetState, NetState};
+use crate::record::BindStore;
+use pmd_core::pci::{BackendKind, PciAddr, SysfsRoot};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -69,18 +69,18 @@ pub struct PciStatus {
 
 /// Reads the network devices and kernel support.
 pub fn pci_status(root: &SysfsRoot, net: &dyn NetState) -> Result<PciStatus, String> {
-    let devices = sysfs::scan(root)
+    let devices = discover::scan(root)
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(PciDeviceInfo::is_network)
         .map(|info| DeviceRow {
-            active: bind::active_ifaces(&info, net),
+            active: crate::net::active_ifaces(&info, net),
             info,
         })
         .collect();
     Ok(PciStatus {
         devices,
-        kernel: sysfs::kernel_support(root),
+        kernel: discover::kernel_support(root),
     })
 }
 
@@ -195,9 +195,9 @@ fn parse_addr(s: &str) -> Result<PciAddr, String> {
 pub fn bind_cmd(host: &mut Host, addr: &str, driver: &str, force: bool) -> Result<String, String> {
     let addr = parse_addr(addr)?;
     let forced = if force {
-        sysfs::device(&host.root, addr)
+        discover::device(&host.root, addr)
             .ok()
-            .and_then(|info| bind::in_use_reason(&info, host.net.as_ref()))
+            .and_then(|info| net::in_use_reason(&info, host.net.as_ref()))
     } else {
         None
     };
@@ -252,7 +252,7 @@ pub fn bind_cmd(host: &mut Host, addr: &str, driver: &str, force: bool) -> Resul
 /// `force`).
 pub fn unbind_cmd(host: &mut Host, addr: &str, force: bool) -> Result<String, String> {
     let addr = parse_addr(addr)?;
-    let info = sysfs::device(&host.root, addr).map_err(|e| e.to_string())?;
+    let info = discover::device(&host.root, addr).map_err(|e| e.to_string())?;
     let current = info.driver.clone();
     let now = current.as_deref().unwrap_or("no driver");
     match host.store.load(addr).map_err(|e| e.to_string())? {
@@ -276,7 +276,7 @@ pub fn unbind_cmd(host: &mut Host, addr: &str, force: bool) -> Result<String, St
                 return Ok(format!("{addr} is not bound to any driver"));
             };
             if !force {
-                if let Some(why) = bind::in_use_reason(&info, host.net.as_ref()) {
+                if let Some(why) = net::in_use_reason(&info, host.net.as_ref()) {
                     return Err(format!("refusing to unbind {addr} from {cur}: {why}"));
                 }
             }
@@ -301,7 +301,7 @@ pub fn noiommu_cmd(host: &mut Host, on: Option<bool>) -> Result<(String, bool), 
     let root = &host.root;
     let param = root.noiommu_param();
     let loaded = root.module_dir("vfio").is_dir();
-    let current = sysfs::kernel_support(root).noiommu_enabled;
+    let current = discover::kernel_support(root).noiommu_enabled;
     match on {
         None if !loaded => Ok((
             "vfio is not loaded: no-IOMMU mode is off".to_string(),

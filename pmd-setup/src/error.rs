@@ -1,0 +1,164 @@
+//! [`SetupError`]: what can go wrong reading PCI devices, moving them between drivers and
+//! recording their original drivers. Each message says what to do.
+
+use pmd_core::PciAddr;
+use std::io;
+use std::path::PathBuf;
+
+/// A device could not be found, bound, unbound or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No sysfs directory for the address.
+    #[error("no PCI device {addr} (list devices with `hugepage-setup status`)")]
+    NoDevice {
+        /// The address asked for.
+        addr: PciAddr,
+    },
+    /// A driver name that cannot be one sysfs directory entry.
+    #[error("no PCI driver named {name:?}")]
+    BadDriverName {
+        /// The name given.
+        name: String,
+    },
+    /// The target driver is not registered with the PCI bus.
+    #[error("{}", driver_not_loaded(driver))]
+    DriverNotLoaded {
+        /// The driver asked for.
+        driver: String,
+    },
+    /// The device looks in use and `--force` was not given.
+    #[error("refusing to bind {addr} to {driver}: {why}")]
+    InUse {
+        /// The device.
+        addr: PciAddr,
+        /// The driver asked for.
+        driver: String,
+        /// Why it looks in use.
+        why: String,
+    },
+    /// vfio-pci asked for a device outside any IOMMU group, without no-IOMMU mode.
+    #[error(
+        "{addr} is in no IOMMU group, so vfio-pci cannot take it: enable the IOMMU \
+         (boot with intel_iommu=on or amd_iommu=on), or, in a VM without a vIOMMU, \
+         enable no-IOMMU mode first (`hugepage-setup noiommu on`)"
+    )]
+    NoIommuGroup {
+        /// The device.
+        addr: PciAddr,
+    },
+    /// A sysfs write failed.
+    #[error(
+        "writing {:?} to {}: {source}{}",
+        contents.trim(),
+        path.display(),
+        root_hint(source)
+    )]
+    Write {
+        /// What was written.
+        contents: String,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Detaching the device from its driver failed (then it was rolled back).
+    #[error("unbinding {addr} from {from}: {error}; {rollback}")]
+    Unbind {
+        /// The device.
+        addr: PciAddr,
+        /// Its driver.
+        from: String,
+        /// The failed write.
+        error: Box<SetupError>,
+        /// How the rollback went.
+        rollback: String,
+    },
+    /// Asking the bus to probe the device failed (then it was rolled back).
+    #[error("probing {addr}: {error}; {rollback}")]
+    Probe {
+        /// The device.
+        addr: PciAddr,
+        /// The failed write.
+        error: Box<SetupError>,
+        /// How the rollback went.
+        rollback: String,
+    },
+    /// The target driver did not claim the device (then it was rolled back).
+    #[error("{driver} did not take {addr}: {why}; {rollback}")]
+    NotTaken {
+        /// The driver asked for.
+        driver: String,
+        /// The device.
+        addr: PciAddr,
+        /// The likely reason.
+        why: String,
+        /// How the rollback went.
+        rollback: String,
+    },
+    /// The original driver of a device is not loaded.
+    #[error(
+        "cannot give {addr} back to {driver}: driver {driver} is not loaded \
+         (load its module, e.g. `modprobe {}`, and try again)",
+        driver.replace('-', "_")
+    )]
+    OriginalNotLoaded {
+        /// The device.
+        addr: PciAddr,
+        /// Its original driver.
+        driver: String,
+    },
+    /// The original driver did not claim the device back.
+    #[error("{driver} did not take {addr} back (see dmesg); it is bound to {}", now.as_deref().unwrap_or("no driver"))]
+    NotTakenBack {
+        /// The original driver.
+        driver: String,
+        /// The device.
+        addr: PciAddr,
+        /// What it is bound to now.
+        now: Option<String>,
+    },
+    /// A bind record that cannot be read back.
+    #[error("corrupt bind record {} (delete it to forget the original driver)", path.display())]
+    CorruptRecord {
+        /// The record file.
+        path: PathBuf,
+    },
+    /// Reading or writing a file (other than a sysfs control file) failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl SetupError {
+    /// A [`SetupError::Io`] for `source` while doing `context`.
+    pub fn io(context: impl Into<String>, source: io::Error) -> SetupError {
+        SetupError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// What to do about a driver that is not loaded.
+fn driver_not_loaded(driver: &str) -> String {
+    match driver {
+        "vfio-pci" => "driver vfio-pci is not loaded: run `modprobe vfio-pci`".to_string(),
+        "uio_pci_generic" => {
+            "driver uio_pci_generic is not loaded: run `modprobe uio_pci_generic`".to_string()
+        }
+        _ => format!("no PCI driver named {driver} (is its module loaded?)"),
+    }
+}
+
+/// ` (run as root)` for a permission error.
+fn root_hint(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        " (run as root)"
+    } else {
+        ""
+    }
+}
