@@ -1,9 +1,9 @@
 //! The forwarding loop one lcore runs.
 
+use pmd_capture::CaptureTap;
 use pmd_core::ethdev::{MacAddr, PortId, RxQueueHandle, TxQueueHandle};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::{lcore, tsc};
-use pmd_pcap::CaptureTap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! The data path: rx copies frames from a file loaded in memory into mbufs; tx appends
 //! records to a buffered file.
 
-use crate::file::{now, Sink, Trace, SNAPLEN};
+use crate::file::{Sink, Trace};
+use pmd_capture::{now, SNAPLEN};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
