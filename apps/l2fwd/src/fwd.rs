@@ -105,7 +105,7 @@ impl Task {
         let n = self.rx.rx_burst(batch);
         if n == 0 {
             // Idle: let the tx queue flush anything it holds back.
-            self.tx.tx_burst(batch);
+            self.tx.tx_flush();
             return 0;
         }
         if CAPTURE {

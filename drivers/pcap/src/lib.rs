@@ -16,8 +16,8 @@
 //! reported at once and rx does no file I/O: each burst copies the next frames into mbufs,
 //! as fast as the application polls. Each port start replays from the beginning. A tx
 //! queue appends one pcap record per packet (one timestamp per burst) into a 1 MiB write
-//! buffer; stop, close and idle (empty) tx bursts write the buffer out, so the file is
-//! complete once the port is stopped. Without a `tx_pcap`, transmitted packets
+//! buffer; stop, close and a tx flush (`TxQueueHandle::tx_flush`) write the buffer out, so
+//! the file is complete once the port is stopped. Without a `tx_pcap`, transmitted packets
 //! are dropped and counted as sent; without an `rx_pcap`, nothing is received.
 //!
 //! Frames larger than one mbuf's data room (2048 bytes by default) are replayed as mbuf
