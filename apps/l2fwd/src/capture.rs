@@ -1,11 +1,11 @@
 //! `--pcap-capture PORT:FILE`: records what a port receives and what l2fwd sends on it
-//! into a pcap file (through `pmd_pcap::Capture`: copies go to a writer thread, the
+//! into a pcap file (through `pmd_capture::Capture`: copies go to a writer thread, the
 //! forwarding loop does no file I/O).
 
 use crate::fwd::Task;
+use pmd_capture::Capture;
 use pmd_core::ethdev::PortId;
 use pmd_core::Error;
-use pmd_pcap::Capture;
 use std::path::PathBuf;
 
 /// Parses `PORT:FILE`.

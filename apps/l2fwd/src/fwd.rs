@@ -1,9 +1,9 @@
 //! The forwarding loop one lcore runs.
 
+use pmd_capture::CaptureTap;
 use pmd_core::ethdev::{MacAddr, PortId, RxQueueHandle, TxQueueHandle};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::{lcore, tsc};
-use pmd_pcap::CaptureTap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -105,7 +105,7 @@ impl Task {
         let n = self.rx.rx_burst(batch);
         if n == 0 {
             // Idle: let the tx queue flush anything it holds back.
-            self.tx.tx_burst(batch);
+            self.tx.tx_flush();
             return 0;
         }
         if CAPTURE {

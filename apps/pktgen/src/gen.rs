@@ -99,6 +99,8 @@ impl Sender {
             if self.count > 0 {
                 n = n.min(self.count - self.seq);
                 if n == 0 {
+                    // Done: let the queue push out anything it still holds back.
+                    self.tx.tx_flush();
                     self.shared.tx_done.store(true, Ordering::Release);
                     return;
                 }

@@ -208,7 +208,7 @@ impl Engine for Io {
     fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
         let n = s.rx.rx_burst(batch);
         if n == 0 {
-            s.tx.tx_burst(batch); // idle: let the queue flush
+            s.tx.tx_flush(); // idle: let the queue flush
             return;
         }
         StreamStats::add(&s.stats.rx, n as u64);

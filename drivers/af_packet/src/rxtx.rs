@@ -622,6 +622,9 @@ impl TxQueue for AfPacketTxQueue {
     /// counted as errors). Every segment of a chain is copied; packets flagged `TX_VLAN`
     /// (`TX_QINQ`) get their tag(s) written after the MAC addresses on the way.
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
         let ring = &self.sock.ring;
         let mut consumed = 0usize;
         let mut sent = 0u64;
@@ -684,20 +687,8 @@ impl TxQueue for AfPacketTxQueue {
         }
         // Kick when we queued something, and also when the ring is full: an earlier kick
         // may have stopped early (EAGAIN/ENOBUFS) and nothing else would resume it.
-        // An empty burst is the application's flush: kick if an earlier kick stopped early.
         if sent > 0 || full || self.kick_pending {
-            self.kick_pending = false;
-            if let Err(e) = sys::kick_tx(self.sock.fd()) {
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR)
-                ) {
-                    self.kick_pending = true;
-                } else {
-                    errors += 1;
-                    log_kick_error(&e);
-                }
-            }
+            errors += self.kick();
         }
         batch.free_front(consumed);
         if sent > 0 {
@@ -719,6 +710,17 @@ impl TxQueue for AfPacketTxQueue {
             pmd_core::offload::prepare_batch(batch)
         }
     }
+
+    /// Kicks the kernel again if an earlier kick stopped early (EAGAIN/ENOBUFS): the
+    /// frames it left in the ring go out.
+    fn flush(&mut self) {
+        if self.kick_pending {
+            let errors = self.kick();
+            if errors > 0 {
+                self.stats.add_errors(errors);
+            }
+        }
+    }
 }
 
 /// The VLAN tag(s) a packet asks to have inserted, as wire bytes, and their length:
@@ -738,6 +740,30 @@ fn tx_tags(m: &Mbuf) -> ([u8; 8], usize) {
     let [oa, ob] = TPID_8021AD.to_be_bytes();
     let [oc, od] = m.vlan_tci_outer().to_be_bytes();
     ([oa, ob, oc, od, a, b, c, d], 8)
+}
+
+impl AfPacketTxQueue {
+    /// Asks the kernel to send what the tx ring holds; remembers a kick that stopped early
+    /// (EAGAIN/ENOBUFS/EINTR) for the next burst or flush. Returns the errors to count.
+    fn kick(&mut self) -> u64 {
+        self.kick_pending = false;
+        match sys::kick_tx(self.sock.fd()) {
+            Ok(()) => 0,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR)
+                ) =>
+            {
+                self.kick_pending = true;
+                0
+            }
+            Err(e) => {
+                log_kick_error(&e);
+                1
+            }
+        }
+    }
 }
 
 #[cold]

@@ -338,6 +338,22 @@ fn kick_tx(xsk: &Xsk, r: &mut TxRings) -> u64 {
     }
 }
 
+/// Kicks when something waits in the tx ring, or when we ran out of frames (their
+/// completions may need the kernel to run) -- and only if the kernel asks for it. Returns
+/// the errors to count.
+#[inline]
+fn kick_if_needed(xsk: &Xsk, frames: TxFrames, r: &mut TxRings) -> u64 {
+    let starved = r.free.is_empty();
+    let mut errors = 0;
+    if (starved || r.tx.pending() > 0) && r.tx.needs_wakeup() {
+        errors += kick_tx(xsk, r);
+        if starved {
+            errors += frames.reclaim(r);
+        }
+    }
+    errors
+}
+
 #[cold]
 fn log_kick_error(e: &std::io::Error) {
     tracing::debug!("net_af_xdp: tx kick failed: {e}");
@@ -347,6 +363,9 @@ impl TxQueue for AfXdpTxQueue {
     /// Returns how many packets left the batch: those posted plus those dropped as
     /// invalid (shorter than an Ethernet header or longer than a frame; counted as errors).
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
         let frames = self.frames;
         let Some(r) = self.rings.as_mut() else {
             return 0;
@@ -400,15 +419,7 @@ impl TxQueue for AfXdpTxQueue {
         if posted > 0 {
             r.tx.submit(posted);
         }
-        // Kick when something waits in the tx ring, or when we ran out of frames (their
-        // completions may need the kernel to run) -- and only if the kernel asks for it.
-        let starved = r.free.is_empty();
-        if (starved || r.tx.pending() > 0) && r.tx.needs_wakeup() {
-            errors += kick_tx(&self.xsk, r);
-            if starved {
-                errors += frames.reclaim(r);
-            }
-        }
+        errors += kick_if_needed(&self.xsk, frames, r);
         batch.free_front(consumed);
         if posted > 0 {
             self.stats.add(u64::from(posted), bytes);
@@ -417,6 +428,19 @@ impl TxQueue for AfXdpTxQueue {
             self.stats.add_errors(errors);
         }
         consumed
+    }
+
+    /// Takes back the frames the kernel completed and kicks it if frames still wait in the
+    /// tx ring (a kick that stopped early) and it asks for a wakeup.
+    fn flush(&mut self) {
+        let frames = self.frames;
+        let Some(r) = self.rings.as_mut() else {
+            return;
+        };
+        let errors = frames.reclaim(r) + kick_if_needed(&self.xsk, frames, r);
+        if errors > 0 {
+            self.stats.add_errors(errors);
+        }
     }
 }
 

@@ -409,6 +409,14 @@ impl TxQueue for TxRing {
         }
         sent + dropped as usize
     }
+
+    /// Takes back completed descriptors when the ring is nearly full (as a burst does
+    /// first), so their mbufs return to the pool while the queue idles.
+    fn flush(&mut self) {
+        if self.mask - self.in_flight() < RS_THRESH {
+            self.reclaim();
+        }
+    }
 }
 
 impl TxRing {

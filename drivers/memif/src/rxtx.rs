@@ -537,12 +537,12 @@ impl MemifTxQueue {
 
 impl TxQueue for MemifTxQueue {
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
-        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, false, self.qid) else {
-            return 0;
-        };
         if batch.is_empty() {
             return 0;
         }
+        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, false, self.qid) else {
+            return 0;
+        };
         let res = match a.role {
             Role::Client => Self::tx_client(a, batch, &self.errs)
                 .map(|(n, b)| (n, 0, b))
@@ -568,6 +568,13 @@ impl TxQueue for MemifTxQueue {
                 0
             }
         }
+    }
+
+    /// Nothing is held back (each burst rings the peer's doorbell itself); picks up a new
+    /// session, or lets go of an ended one so its regions are unmapped while the queue
+    /// idles.
+    fn flush(&mut self) {
+        sync(&self.shared, &mut self.gen, &mut self.att, false, self.qid);
     }
 }
 

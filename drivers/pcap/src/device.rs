@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::file::{Sink, Trace};
 use crate::rxtx::{PcapRxQueue, PcapTxQueue};
 use crate::DRIVER_NAME;
+use pmd_capture::SNAPLEN;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
@@ -15,8 +16,8 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Largest frame the port takes: what a record of the files it writes holds
-/// ([`crate::file::SNAPLEN`]). Longer frames in an rx file are still replayed whole.
-const MAX_FRAME: u32 = crate::file::SNAPLEN;
+/// ([`SNAPLEN`]). Longer frames in an rx file are still replayed whole.
+const MAX_FRAME: u32 = SNAPLEN;
 
 /// Devices probed so far, for their MAC addresses.
 static INSTANCES: AtomicU16 = AtomicU16::new(0);

@@ -1,5 +1,6 @@
-//! `net_pcap`: a port whose wire is pcap files, with DPDK net_pcap's arguments, plus
-//! [`Capture`], which records any port's traffic into a pcap file.
+//! `net_pcap`: a port whose wire is pcap files, with DPDK net_pcap's arguments. (Recording
+//! any port's traffic into a pcap file is `pmd_capture::Capture`, whose file writer this
+//! driver shares.)
 //!
 //! ```text
 //! --vdev net_pcap0[,rx_pcap=in.pcap][,tx_pcap=out.pcap][,infinite_rx=1]
@@ -15,27 +16,26 @@
 //! reported at once and rx does no file I/O: each burst copies the next frames into mbufs,
 //! as fast as the application polls. Each port start replays from the beginning. A tx
 //! queue appends one pcap record per packet (one timestamp per burst) into a 1 MiB write
-//! buffer; stop, close and idle (empty) tx bursts write the buffer out, so the file is
-//! complete once the port is stopped. Without a `tx_pcap`, transmitted packets are dropped
-//! and counted as sent; without an `rx_pcap`, nothing is received.
+//! buffer; stop, close and a tx flush (`TxQueueHandle::tx_flush`) write the buffer out, so
+//! the file is complete once the port is stopped. Without a `tx_pcap`, transmitted packets
+//! are dropped and counted as sent; without an `rx_pcap`, nothing is received.
 //!
 //! Frames larger than one mbuf's data room (2048 bytes by default) are replayed as mbuf
 //! chains when the rx queue has the `SCATTER` offload, and otherwise skipped and counted as
-//! rx errors. Transmitted chains are recorded whole (`MULTI_SEGS`), as are the chains a
-//! [`Capture`] sees; records hold at most [`SNAPLEN`] bytes (longer packets are truncated,
-//! keeping their original length). Byte counters count whole packets.
+//! rx errors. Transmitted chains are recorded whole (`MULTI_SEGS`); records hold at most
+//! [`SNAPLEN`] bytes (longer packets are truncated, keeping their original length). Byte
+//! counters count whole packets.
 
 #![warn(missing_docs)]
 
-mod capture;
 mod config;
 mod device;
 mod file;
 mod rxtx;
 
-pub use capture::{Capture, CaptureOptions, CaptureStats, CaptureTap};
 pub use device::PcapDevice;
-pub use file::{Trace, MAX_RECORD, SNAPLEN};
+pub use file::{Trace, MAX_RECORD};
+pub use pmd_capture::SNAPLEN;
 pub use rxtx::{PcapRxQueue, PcapTxQueue};
 
 use pmd_core::error::Result;

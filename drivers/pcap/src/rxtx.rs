@@ -1,7 +1,8 @@
 //! The data path: rx copies frames from a file loaded in memory into mbufs; tx appends
 //! records to a buffered file.
 
-use crate::file::{now, Sink, Trace, SNAPLEN};
+use crate::file::{Sink, Trace};
+use pmd_capture::{now, SNAPLEN};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
@@ -152,24 +153,18 @@ impl PcapTxQueue {
 
 impl TxQueue for PcapTxQueue {
     /// Takes every packet. Those that could not be written (the device was closed, or the
-    /// file system refused) are counted as errors. An empty burst pushes buffered records
-    /// out to the file.
+    /// file system refused) are counted as errors.
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
         let n = batch.len();
-        let Some(sink) = &self.sink else {
-            if n > 0 {
-                let bytes = batch.iter().map(|m| m.len() as u64).sum();
-                self.stats.add(n as u64, bytes);
-                batch.clear();
-            }
-            return n;
-        };
         if n == 0 {
-            if sink.flush().is_err() {
-                self.stats.add_errors(1);
-            }
             return 0;
         }
+        let Some(sink) = &self.sink else {
+            let bytes = batch.iter().map(|m| m.len() as u64).sum();
+            self.stats.add(n as u64, bytes);
+            batch.clear();
+            return n;
+        };
         let ts = now();
         let (sent, bytes) = sink
             .with(|w| {
@@ -197,5 +192,14 @@ impl TxQueue for PcapTxQueue {
             self.stats.add_errors(n as u64 - sent);
         }
         n
+    }
+
+    /// Pushes the buffered records out to the file (a failed write counts one error).
+    fn flush(&mut self) {
+        if let Some(sink) = &self.sink {
+            if sink.flush().is_err() {
+                self.stats.add_errors(1);
+            }
+        }
     }
 }

@@ -1,19 +1,21 @@
 //! `net_pcap` end to end: frames written through a tx queue come back byte for byte through
 //! an rx queue and through third-party readers (the `pcap-file` crate's reader, and
-//! `tcpdump -r` when installed); infinite replay; damaged files; and [`pmd_pcap::Capture`].
+//! `tcpdump -r` when installed); infinite replay; damaged files; and chains recorded whole
+//! by a tx queue and by [`pmd_capture::Capture`].
 //! No root needed: everything happens in files under the temporary directory.
 
 use pcap_file::pcap::PcapReader;
+use pmd_capture::{Capture, CaptureOptions};
 use pmd_core::ethdev::{Device, Driver, Port, PortConf};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
 use pmd_core::options::VdevSpec;
-use pmd_pcap::{Capture, CaptureOptions, DRIVER};
+use pmd_pcap::DRIVER;
 use pmd_testkit::unique;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A directory of its own for one test, removed on drop.
 struct TempDir(PathBuf);
@@ -322,98 +324,14 @@ fn tx_file_is_complete_after_stop_and_keeps_growing_after_restart() {
     assert_eq!(read_with_pcap_file(&file), want);
     port.start().unwrap();
     send(&mut tx, 100..150);
-    // An idle (empty) burst writes the buffer out too.
-    tx.tx_burst(&mut PktBatch::new());
+    // A flush writes the buffer out too.
+    tx.tx_flush();
     let want: Vec<Vec<u8>> = (0..150).map(frame).collect();
     assert_eq!(read_with_pcap_file(&file), want);
     port.close();
     // After close the queue refuses packets (counted as errors) and the file stays whole.
     send(&mut tx, 150..151);
     assert_eq!(read_with_pcap_file(&file), want);
-}
-
-#[test]
-fn capture_records_what_passes_through_a_tap() {
-    let dir = TempDir::new("cap");
-    let file = dir.file("cap.pcap");
-    let cap = Capture::create(&file).unwrap();
-    let mut taps = [cap.tap(), cap.tap()];
-    let p = pool();
-    let mut batch = PktBatch::new();
-    const N: u32 = 2000;
-    let mut next = 0u32;
-    // Two taps (as two lcores would), alternating bursts of up to 64.
-    while next < N {
-        let n = (N - next).min(1 + next % 64);
-        p.alloc_bulk(&mut batch, n as usize).unwrap();
-        for m in batch.iter_mut() {
-            m.copy_from(&frame(next));
-            next += 1;
-        }
-        taps[(next % 2) as usize].record(&batch);
-        // The batch is untouched: still ours to forward.
-        assert_eq!(batch.len(), n as usize);
-        batch.clear();
-        // Pace so that the writer keeps up (nothing is dropped in this test).
-        if next % 512 < 64 {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while cap.stats().written < cap.stats().captured && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
-    drop(taps);
-    let s = cap.finish().unwrap();
-    assert_eq!(
-        (s.captured, s.dropped, s.written),
-        (u64::from(N), 0, u64::from(N))
-    );
-    let got = read_with_pcap_file(&file);
-    let want: Vec<Vec<u8>> = (0..N).map(frame).collect();
-    assert_eq!(got, want);
-    assert_eq!(p.stats().in_use, 0);
-}
-
-#[test]
-fn capture_drops_instead_of_waiting_and_truncates_to_snaplen() {
-    let dir = TempDir::new("capdrop");
-    let file = dir.file("cap.pcap");
-    let cap = Capture::with_options(
-        &file,
-        &CaptureOptions {
-            buffers: 64,
-            bursts: 2,
-            snaplen: 100,
-        },
-    )
-    .unwrap();
-    let mut tap = cap.tap();
-    let p = pool();
-    let mut batch = PktBatch::new();
-    p.alloc_bulk(&mut batch, 32).unwrap();
-    for m in batch.iter_mut() {
-        m.copy_from(&frame(39)); // 1503 bytes
-    }
-    // Far more than 2 bursts / 64 buffers at once: some are dropped, none waits.
-    let t = Instant::now();
-    for _ in 0..200 {
-        tap.record(&batch);
-    }
-    assert!(t.elapsed() < Duration::from_secs(1));
-    drop(tap);
-    let s = cap.finish().unwrap();
-    assert_eq!(s.captured + s.dropped, 200 * 32);
-    assert!(s.dropped > 0, "{s:?}");
-    assert_eq!(s.written, s.captured);
-    let mut r = PcapReader::new(std::fs::File::open(&file).unwrap()).unwrap();
-    let mut n = 0;
-    while let Some(pkt) = r.next_packet() {
-        let pkt = pkt.unwrap();
-        assert_eq!((pkt.data.len(), pkt.orig_len), (100, 1503));
-        assert_eq!(pkt.data[..], frame(39)[..100]);
-        n += 1;
-    }
-    assert_eq!(n, s.written);
 }
 
 /// DPDK's own net_pcap (testpmd, io forwarding on one port looped to itself) replays a file

@@ -2,11 +2,12 @@
 //! (DPDK's `net_vhost`, a software switch, ...) reached over a unix socket.
 //!
 //! Layers:
-//! - [`queue`]: the split virtqueue, driver side, hardened against a hostile device;
+//! - [`virtqueue`]: the split and packed virtqueues, driver side, hardened against a
+//!   hostile device;
 //! - [`transport`]: the [`transport::Transport`] trait (features, queue setup,
-//!   notifications); [`user`] implements it as a vhost-user front end, a virtio-pci
-//!   transport can implement it on the same queue code;
-//! - [`net`]: the virtio-net PMD (rx/tx queues, header handling, ethdev glue).
+//!   notifications) and its two implementations, [`transport::vhost_user`] (a vhost-user
+//!   front end) and [`transport::pci`] (virtio-pci), on the same queue code;
+//! - [`net`]: the virtio-net PMD (device, rx/tx queues, header handling, control queue).
 //!
 //! Vdev arguments (DPDK's names): `path=/tmp/vhost.sock` (required), `queues=N` (queue
 //! pairs, default 1), `queue_size=256` (descriptors per queue, a power of two up to
@@ -20,14 +21,14 @@
 //! at most 8 live segments.
 //!
 //! PCI: the same driver claims virtio-net PCI functions (1af4:1041 modern, 1af4:1000
-//! transitional) that the EAL opened (`-a ADDR`), through the [`pci`] transport (modern
+//! transitional) that the EAL opened (`-a ADDR`), through the [`transport::pci`] transport (modern
 //! capabilities when present, else the legacy I/O-port interface). Descriptors then carry
 //! IOVAs, so every buffer must come from EAL memory (which VFIO maps for the device).
 //!
 //! Packed virtqueues (`VIRTIO_F_RING_PACKED`) are used with `packed_vq=1` on virtio-user,
 //! and on PCI whenever the device offers them (QEMU: `packed=on`).
 //!
-//! Control queue and multiqueue ([`ctrl`]): `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_MQ`
+//! Control queue and multiqueue ([`net::ctrl`]): `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_MQ`
 //! are negotiated when the transport can serve a control queue. virtio-user *emulates* it
 //! (vhost-user back ends, DPDK's included, offer `CTRL_VQ` but leave the queue to the
 //! VMM): `VQ_PAIRS_SET n` becomes `SET_VRING_ENABLE` on the rings, and since vhost-user
@@ -44,13 +45,12 @@
 
 #![warn(missing_docs)]
 
-pub mod ctrl;
-pub mod hdr;
 pub mod net;
-pub mod pci;
-pub mod queue;
 pub mod transport;
-pub mod user;
+pub mod virtqueue;
+
+/// The vhost-user transport under its earlier path, `pmd_virtio::user`.
+pub use transport::vhost_user as user;
 
 use net::{NetConf, VirtioNet};
 use pmd_core::error::{Error, Result};
@@ -59,6 +59,7 @@ use pmd_core::options::VdevSpec;
 use pmd_core::pci::PciBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
+use transport::{pci, vhost_user};
 
 /// The driver name (vdev prefix).
 pub const DRIVER_NAME: &str = "net_virtio_user";
@@ -119,12 +120,12 @@ impl VirtioUserConf {
             ));
         }
         let queue_size = vdev.parse_arg::<u16>("queue_size")?.unwrap_or(256);
-        if queue::Layout::new(queue_size).is_none() || queue_size < 64 {
+        if virtqueue::Layout::new(queue_size).is_none() || queue_size < 64 {
             return Err(Error::driver(
                 &vdev.name,
                 format!(
                     "queue_size={queue_size}: expected a power of two in 64..={}",
-                    queue::MAX_QUEUE_SIZE
+                    virtqueue::MAX_QUEUE_SIZE
                 ),
             ));
         }
@@ -170,7 +171,7 @@ impl Driver for VirtioUserDriver {
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         let c = VirtioUserConf::from_vdev(vdev)?;
         let mac = c.mac.unwrap_or_else(random_local_mac);
-        let t = user::VirtioUser::connect(&vdev.name, &c.path, c.queues, mac)?;
+        let t = vhost_user::VirtioUser::connect(&vdev.name, &c.path, c.queues, mac)?;
         let dev = VirtioNet::with_options(
             NetConf {
                 driver: DRIVER_NAME,

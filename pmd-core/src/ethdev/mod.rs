@@ -326,8 +326,13 @@ pub trait RxQueue: Send {
 pub trait TxQueue: Send {
     /// Sends packets from the front of `batch`, removing those it took; returns how many.
     /// Packets it could not send stay in `batch`, in order. Updates its [`QueueStats`].
-    /// Called with an empty batch, it flushes anything the driver still holds back.
+    /// An empty batch sends nothing and returns 0.
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize;
+    /// Pushes out whatever the driver still holds back from earlier bursts (a doorbell
+    /// that could not be rung, buffered file records, completions not yet reclaimed).
+    /// Applications call it when they have nothing to send for a while. The default does
+    /// nothing: a driver whose bursts leave nothing behind needs no flush.
+    fn flush(&mut self) {}
     /// Gets packets with transmit offload requests ready for this queue (DPDK's
     /// `rte_eth_tx_prepare`): checks their header lengths and writes what the device
     /// expects (by default the pseudo-header sums of [`crate::offload::prepare`]). Returns

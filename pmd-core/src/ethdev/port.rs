@@ -609,14 +609,25 @@ pub struct TxQueueHandle {
 
 impl TxQueueHandle {
     /// Sends packets from the front of `batch`; those not sent stay in it, in order.
-    /// Returns how many left the batch (0 while the port is not started). An empty batch
-    /// is a flush: drivers that batch doorbells push out what they still hold.
+    /// Returns how many left the batch (0 while the port is not started, or for an empty
+    /// batch).
     #[inline]
     pub fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
         if !self.shared.started.load(Ordering::Relaxed) {
             return 0;
         }
         self.q.tx_burst(batch)
+    }
+
+    /// Pushes out what the queue still holds back from earlier bursts ([`TxQueue::flush`]);
+    /// call it when there is nothing to send for a while. Does nothing while the port is
+    /// not started.
+    #[inline]
+    pub fn tx_flush(&mut self) {
+        if !self.shared.started.load(Ordering::Relaxed) {
+            return;
+        }
+        self.q.flush()
     }
 
     /// Prepares packets with transmit offload requests for this queue (DPDK's

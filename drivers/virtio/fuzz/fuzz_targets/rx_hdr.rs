@@ -1,6 +1,6 @@
 //! libFuzzer target: the input is a received virtio-net header (12 bytes), a feature
 //! selector, a ring size, a chain split point and a frame
-//! (`pmd_virtio::hdr::fuzz_rx_hdr`). Parsing, validating and applying the header to the
+//! (`pmd_virtio::net::hdr::fuzz_rx_hdr`). Parsing, validating and applying the header to the
 //! chained frame must never panic; an accepted header must stay inside the frame and
 //! change nothing but the checksum field; a refused one must leave the frame unchanged
 //! and be counted once.
@@ -27,5 +27,5 @@ fuzz_target!(|data: &[u8]| {
         )
         .expect("mempool")
     });
-    pmd_virtio::hdr::fuzz_rx_hdr(data, pool);
+    pmd_virtio::net::hdr::fuzz_rx_hdr(data, pool);
 });

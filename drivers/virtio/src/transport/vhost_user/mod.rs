@@ -31,10 +31,10 @@
 
 pub mod proto;
 
-use crate::ctrl::CtrlCommand;
-use crate::net::{VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ};
-use crate::queue::AddrMode;
+use crate::net::ctrl::CtrlCommand;
+use crate::net::features::{VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ};
 use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
+use crate::virtqueue::AddrMode;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
 use proto::{Conn, MemRegion, Request};
@@ -85,7 +85,7 @@ impl Notifier for EventFd {
     }
 }
 
-/// The vhost-user front end: a [`Transport`] for [`crate::net::VirtioNet`].
+/// The vhost-user front end: a [`Transport`] for the net layer's `VirtioNet`.
 #[derive(Debug)]
 pub struct VirtioUser {
     path: PathBuf,

@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # fn demo(rx: &mut pmd_core::ethdev::RxQueueHandle) -> pmd_core::Result<()> {
-//! let cap = pmd_pcap::Capture::create("port0.pcap")?;
+//! let cap = pmd_capture::Capture::create("port0.pcap")?;
 //! let mut tap = cap.tap();                  // one per lcore
 //! let mut batch = pmd_core::PktBatch::new();
 //! rx.rx_burst(&mut batch);
@@ -20,7 +20,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::file::{now, FileWriter};
+use crate::writer::{now, FileWriter};
 use pmd_core::error::{Error, Result};
 use pmd_core::mbuf::{Mbuf, PktBatch, BATCH_CAPACITY};
 use pmd_core::mempool::{Mempool, MempoolConfig};

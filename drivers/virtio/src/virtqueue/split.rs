@@ -23,33 +23,19 @@
 //! [`VRING_AVAIL_F_NO_INTERRUPT`] (it polls) and kicks only while the device leaves
 //! [`VRING_USED_F_NO_NOTIFY`] clear; with it, `used_event` is kept half the index space
 //! ahead (no interrupts) and kicks follow `avail_event` (the `vring_need_event` rule).
-//!
-//! [`Virtqueue`] is the interface the net layer uses; [`SplitQueue`] and
-//! [`packed::PackedQueue`] implement it, and the rx/tx queues are generic over it, so the
-//! choice costs nothing per packet (static dispatch, one monomorphized copy per layout).
 
+use super::{
+    ring_addrs, AddrMode, QueueError, RingAddrs, UsedElem, MAX_QUEUE_SIZE, RING_ALIGN,
+    VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+};
 use pmd_core::memory::Segment;
 use std::sync::atomic::{fence, AtomicU16, Ordering};
 use std::sync::Arc;
 
-// Declared here (not in lib.rs) so the packed ring lives next to the split one:
-// `crate::queue::packed`.
-#[path = "packed.rs"]
-pub mod packed;
-pub use packed::PackedQueue;
-
-/// Descriptor flag: the buffer continues in the descriptor named by `next`.
-pub const VRING_DESC_F_NEXT: u16 = 1;
-/// Descriptor flag: the buffer is device-writable (otherwise device-readable).
-pub const VRING_DESC_F_WRITE: u16 = 2;
 /// Available-ring flag: the driver does not want used-buffer notifications.
 pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// Used-ring flag: the device does not want available-buffer notifications (kicks).
 pub const VRING_USED_F_NO_NOTIFY: u16 = 1;
-/// Largest queue size this driver accepts (keeps the `used_event` trick valid).
-pub const MAX_QUEUE_SIZE: u16 = 4096;
-/// Alignment of the used ring (and of the whole area).
-pub const RING_ALIGN: usize = 4096;
 
 /// One descriptor of the descriptor table, as laid out in shared memory.
 #[repr(C)]
@@ -100,43 +86,6 @@ impl Layout {
             total,
         })
     }
-}
-
-/// Where the parts of a queue are, in the address space the device uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RingAddrs {
-    /// Queue index on the device.
-    pub index: u16,
-    /// Entries.
-    pub size: u16,
-    /// Descriptor table address.
-    pub desc: u64,
-    /// Available ring address.
-    pub avail: u64,
-    /// Used ring address.
-    pub used: u64,
-}
-
-/// Which addresses the device understands: our virtual addresses (virtio-user, whose
-/// "guest physical" space is our address space) or IOVAs (a real device doing DMA).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AddrMode {
-    /// Process virtual addresses.
-    Va,
-    /// IO virtual addresses as reported by the memory segments.
-    Iova,
-}
-
-/// One used element that passed validation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct UsedElem {
-    /// Descriptor id (head of the buffer), in flight until now.
-    pub id: u16,
-    /// Bytes the device says it wrote.
-    pub len: u32,
-    /// False if `len` exceeded the posted writable length: the buffer is back in the
-    /// driver's hands but its contents must not be used (already counted as an error).
-    pub ok: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -193,43 +142,6 @@ impl std::fmt::Debug for SplitQueue {
             .finish()
     }
 }
-
-/// Why a queue could not be created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueueError {
-    /// The size is not a power of two in `1..=MAX_QUEUE_SIZE`.
-    BadSize(u16),
-    /// The area does not fit in the memory segment.
-    OutOfBounds {
-        /// Offset asked for.
-        offset: usize,
-        /// Bytes needed.
-        needed: usize,
-        /// Segment length.
-        segment: usize,
-    },
-}
-
-impl std::fmt::Display for QueueError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QueueError::BadSize(s) => write!(
-                f,
-                "queue size {s} is not a power of two in 1..={MAX_QUEUE_SIZE}"
-            ),
-            QueueError::OutOfBounds {
-                offset,
-                needed,
-                segment,
-            } => write!(
-                f,
-                "queue area at offset {offset} needs {needed} bytes, segment has {segment}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for QueueError {}
 
 /// `vring_need_event`: whether moving an index from `old` to `new` crosses `event`.
 #[inline(always)]
@@ -553,125 +465,6 @@ impl SplitQueue {
             .enumerate()
             .filter(|(_, s)| s.in_flight)
             .map(|(i, _)| i as u16)
-    }
-}
-
-/// The driver side of a virtqueue, split or packed: what the net layer needs. All methods
-/// are meant to be statically dispatched (generic code), never through `dyn`.
-pub trait Virtqueue: Send + 'static {
-    /// Queue index on the device.
-    fn index(&self) -> u16;
-    /// Entries.
-    fn size(&self) -> u16;
-    /// Descriptors free now (a chain of `k` parts needs `k`).
-    fn num_free(&self) -> usize;
-    /// Buffers pushed and not yet returned.
-    fn in_flight(&self) -> usize;
-    /// Whether the device broke the protocol and the queue stopped consuming.
-    fn is_broken(&self) -> bool;
-    /// The value the device starts (or resumes) at, as `SET_VRING_BASE` carries it: the
-    /// free-running avail index (split), or position | avail wrap counter << 15 (packed).
-    fn avail_idx(&self) -> u16;
-    /// Ring addresses for the transport (packed: desc = ring, avail = driver event
-    /// suppression, used = device event suppression).
-    fn addrs(&self, mode: AddrMode) -> RingAddrs;
-    /// Posts one single-descriptor buffer (visible after [`Virtqueue::publish`]); returns
-    /// its id, or `None` if none is free.
-    fn push(&mut self, addr: u64, len: u32, writable: bool) -> Option<u16>;
-    /// Posts one buffer of several descriptors (a chain, one per part); returns its id,
-    /// or `None` (nothing posted) unless `parts.len()` descriptors are free.
-    fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16>;
-    /// Makes every pushed buffer visible to the device.
-    fn publish(&mut self);
-    /// Whether the device wants a notification for what was published since the last call.
-    fn kick_needed(&mut self) -> bool;
-    /// Takes up to `out.len()` validated used buffers; returns `(taken, errors)`.
-    fn poll_used(&mut self, out: &mut [UsedElem]) -> (usize, u64);
-    /// Ids of all buffers still in flight.
-    fn in_flight_ids(&self) -> Vec<u16>;
-}
-
-macro_rules! impl_virtqueue {
-    ($t:ty) => {
-        impl Virtqueue for $t {
-            #[inline(always)]
-            fn index(&self) -> u16 {
-                <$t>::index(self)
-            }
-            #[inline(always)]
-            fn size(&self) -> u16 {
-                <$t>::size(self)
-            }
-            #[inline(always)]
-            fn num_free(&self) -> usize {
-                <$t>::num_free(self)
-            }
-            #[inline(always)]
-            fn in_flight(&self) -> usize {
-                <$t>::in_flight(self)
-            }
-            #[inline(always)]
-            fn is_broken(&self) -> bool {
-                <$t>::is_broken(self)
-            }
-            #[inline(always)]
-            fn avail_idx(&self) -> u16 {
-                <$t>::avail_idx(self)
-            }
-            #[inline(always)]
-            fn addrs(&self, mode: AddrMode) -> RingAddrs {
-                <$t>::addrs(self, mode)
-            }
-            #[inline(always)]
-            fn push(&mut self, addr: u64, len: u32, writable: bool) -> Option<u16> {
-                <$t>::push(self, addr, len, writable)
-            }
-            #[inline]
-            fn push_chain(&mut self, parts: &[(u64, u32)], writable: bool) -> Option<u16> {
-                <$t>::push_chain(self, parts, writable)
-            }
-            #[inline(always)]
-            fn publish(&mut self) {
-                <$t>::publish(self)
-            }
-            #[inline(always)]
-            fn kick_needed(&mut self) -> bool {
-                <$t>::kick_needed(self)
-            }
-            #[inline(always)]
-            fn poll_used(&mut self, out: &mut [UsedElem]) -> (usize, u64) {
-                <$t>::poll_used(self, out)
-            }
-            fn in_flight_ids(&self) -> Vec<u16> {
-                <$t>::in_flight_ids(self).collect()
-            }
-        }
-    };
-}
-
-impl_virtqueue!(SplitQueue);
-impl_virtqueue!(PackedQueue);
-
-/// The addresses of a ring's three parts (`parts` are byte offsets from `base`, which lies
-/// in `mem`) in the address space `mode` names, for queue `index` of `size` entries.
-pub(crate) fn ring_addrs(
-    mem: &Segment,
-    base: *mut u8,
-    mode: AddrMode,
-    (index, size): (u16, u16),
-    parts: [usize; 3],
-) -> RingAddrs {
-    let off = base as usize - mem.as_ptr() as usize;
-    let at = |o: usize| match mode {
-        AddrMode::Va => base as u64 + o as u64,
-        AddrMode::Iova => mem.iova_at(off + o),
-    };
-    RingAddrs {
-        index,
-        size,
-        desc: at(parts[0]),
-        avail: at(parts[1]),
-        used: at(parts[2]),
     }
 }
 

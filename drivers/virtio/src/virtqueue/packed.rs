@@ -1,7 +1,7 @@
 //! The packed virtqueue, driver side (virtio 1.1+, section 2.8 "Packed Virtqueues";
 //! feature `VIRTIO_F_RING_PACKED`, bit 34).
 //!
-//! One queue of `size` entries (a power of two here, so it shares [`crate::queue`]'s sizing)
+//! One queue of `size` entries (a power of two here, so it shares [`super::split`]'s sizing)
 //! lives in one area of shared memory:
 //!
 //! | part | size | alignment |
@@ -41,15 +41,14 @@
 //! published. Anything unexpected means "kick": a spurious kick is harmless, a missing
 //! one stalls the device.
 
-use crate::queue::{AddrMode, QueueError, RingAddrs, UsedElem, MAX_QUEUE_SIZE, RING_ALIGN};
+use super::{
+    ring_addrs, AddrMode, QueueError, RingAddrs, UsedElem, MAX_QUEUE_SIZE, RING_ALIGN,
+    VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+};
 use pmd_core::memory::Segment;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// Descriptor flag: the buffer continues in the next descriptor (chains).
-pub const VRING_DESC_F_NEXT: u16 = 1;
-/// Descriptor flag: the buffer is device-writable (otherwise device-readable).
-pub const VRING_DESC_F_WRITE: u16 = 2;
 /// Packed descriptor flag: available (compared with the wrap counters).
 pub const VRING_PACKED_DESC_F_AVAIL: u16 = 1 << 7;
 /// Packed descriptor flag: used (compared with the wrap counters).
@@ -328,7 +327,7 @@ impl PackedQueue {
     /// the driver event suppression structure and `used` the device's (what
     /// `SET_VRING_ADDR` carries for packed rings).
     pub fn addrs(&self, mode: AddrMode) -> RingAddrs {
-        super::ring_addrs(
+        ring_addrs(
             &self.mem,
             self.base,
             mode,

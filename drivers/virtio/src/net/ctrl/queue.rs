@@ -1,5 +1,5 @@
-//! The virtio-net control virtqueue (`VIRTIO_NET_F_CTRL_VQ`, virtio 1.x section 5.1.6.5),
-//! driver side, for devices that serve it themselves (virtio-pci).
+//! The virtio-net control virtqueue, driver side, for devices that serve it themselves
+//! (virtio-pci).
 //!
 //! A command is one descriptor chain: a device-readable buffer holding the one-byte class,
 //! the one-byte command and the command's data, then a one-byte device-writable ack
@@ -14,101 +14,24 @@
 //! the queue *broken*: every later command fails at once (the chain may still be in the
 //! device's hands, so it is never reused). The queue is made fresh again at the next
 //! device start ([`CtrlQueue::reset`]).
-//!
-//! Transports whose back end does not serve the control queue (vhost-user: back ends
-//! leave it to the VMM) execute the same [`CtrlCommand`]s themselves, see
-//! [`crate::transport::CtrlMode::Emulated`].
 
-use crate::queue::packed::PackedLayout;
-use crate::queue::{AddrMode, Layout, RingAddrs};
+use super::{CtrlCommand, CTRL_QUEUE_SIZE, VIRTIO_NET_OK};
 use crate::transport::{Notifier, RingSetup};
+use crate::virtqueue::packed::{VRING_PACKED_DESC_F_AVAIL, VRING_PACKED_DESC_F_USED};
+use crate::virtqueue::{
+    AddrMode, Layout, PackedLayout, RingAddrs, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+};
 use pmd_core::error::{Error, Result};
 use pmd_core::memory::Segment;
 use std::sync::atomic::{fence, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Control class: receive filtering (needs `VIRTIO_NET_F_CTRL_RX`).
-pub const VIRTIO_NET_CTRL_RX: u8 = 0;
-/// `VIRTIO_NET_CTRL_RX` command: promiscuous mode on/off (data: one byte, 0 or 1).
-pub const VIRTIO_NET_CTRL_RX_PROMISC: u8 = 0;
-/// `VIRTIO_NET_CTRL_RX` command: all-multicast on/off (data: one byte, 0 or 1).
-pub const VIRTIO_NET_CTRL_RX_ALLMULTI: u8 = 1;
-/// Control class: multiqueue (needs `VIRTIO_NET_F_MQ`).
-pub const VIRTIO_NET_CTRL_MQ: u8 = 4;
-/// `VIRTIO_NET_CTRL_MQ` command: number of queue pairs in use (data: le16).
-pub const VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
-/// Ack: the command succeeded.
-pub const VIRTIO_NET_OK: u8 = 0;
-/// Ack: the command failed.
-pub const VIRTIO_NET_ERR: u8 = 1;
-/// Smallest queue pair count `VQ_PAIRS_SET` accepts.
-pub const VQ_PAIRS_MIN: u16 = 1;
-/// Largest queue pair count `VQ_PAIRS_SET` accepts.
-pub const VQ_PAIRS_MAX: u16 = 0x8000;
-
-/// Entries of the control queue (QEMU's control queue has 64).
-pub const CTRL_QUEUE_SIZE: u16 = 64;
 /// How long a command may take before it is an error.
 pub const CTRL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Value an ack byte holds before the device writes it (neither OK nor ERR).
 const ACK_UNSET: u8 = 0xa5;
-
-const DESC_F_NEXT: u16 = 1;
-const DESC_F_WRITE: u16 = 2;
-const PACKED_F_AVAIL: u16 = 1 << 7;
-const PACKED_F_USED: u16 = 1 << 15;
-
-/// A control command this driver issues.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CtrlCommand {
-    /// `VIRTIO_NET_CTRL_RX` / `PROMISC`: promiscuous mode on or off.
-    Promisc(bool),
-    /// `VIRTIO_NET_CTRL_RX` / `ALLMULTI`: receive all multicast on or off.
-    AllMulti(bool),
-    /// `VIRTIO_NET_CTRL_MQ` / `VQ_PAIRS_SET`: the number of queue pairs the device uses.
-    VqPairsSet(u16),
-}
-
-impl CtrlCommand {
-    /// The command class byte.
-    pub fn class(&self) -> u8 {
-        match self {
-            CtrlCommand::Promisc(_) | CtrlCommand::AllMulti(_) => VIRTIO_NET_CTRL_RX,
-            CtrlCommand::VqPairsSet(_) => VIRTIO_NET_CTRL_MQ,
-        }
-    }
-
-    /// The command byte (within its class).
-    pub fn command(&self) -> u8 {
-        match self {
-            CtrlCommand::Promisc(_) => VIRTIO_NET_CTRL_RX_PROMISC,
-            CtrlCommand::AllMulti(_) => VIRTIO_NET_CTRL_RX_ALLMULTI,
-            CtrlCommand::VqPairsSet(_) => VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
-        }
-    }
-
-    /// The device-readable bytes: class, command, data.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = vec![self.class(), self.command()];
-        match *self {
-            CtrlCommand::Promisc(on) | CtrlCommand::AllMulti(on) => v.push(u8::from(on)),
-            CtrlCommand::VqPairsSet(n) => v.extend_from_slice(&n.to_le_bytes()),
-        }
-        v
-    }
-}
-
-impl std::fmt::Display for CtrlCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CtrlCommand::Promisc(on) => write!(f, "RX PROMISC {}", u8::from(*on)),
-            CtrlCommand::AllMulti(on) => write!(f, "RX ALLMULTI {}", u8::from(*on)),
-            CtrlCommand::VqPairsSet(n) => write!(f, "MQ VQ_PAIRS_SET {n}"),
-        }
-    }
-}
 
 /// Offset of the command buffer in the queue's segment (after the ring).
 fn cmd_off(size: u16) -> usize {
@@ -311,20 +234,20 @@ impl CtrlQueue {
         if self.packed {
             let (head, tail) = (self.pos, self.pos + 1);
             let bits = if self.wrap {
-                PACKED_F_AVAIL
+                VRING_PACKED_DESC_F_AVAIL
             } else {
-                PACKED_F_USED
+                VRING_PACKED_DESC_F_USED
             };
             self.write_desc(tail, ack_addr, 1, 0, 0);
             self.u16_at(16 * tail as usize + 14)
-                .store((DESC_F_WRITE | bits).to_le(), Ordering::Relaxed);
+                .store((VRING_DESC_F_WRITE | bits).to_le(), Ordering::Relaxed);
             self.write_desc(head, cmd_addr, len, 0, 0);
             self.u16_at(16 * head as usize + 14)
-                .store((DESC_F_NEXT | bits).to_le(), Ordering::Release);
+                .store((VRING_DESC_F_NEXT | bits).to_le(), Ordering::Release);
         } else {
             let l = Layout::new(self.size).expect("valid size");
-            self.write_desc(0, cmd_addr, len, 1, DESC_F_NEXT);
-            self.write_desc(1, ack_addr, 1, 0, DESC_F_WRITE);
+            self.write_desc(0, cmd_addr, len, 1, VRING_DESC_F_NEXT);
+            self.write_desc(1, ack_addr, 1, 0, VRING_DESC_F_WRITE);
             let slot = self.avail_idx & (self.size - 1);
             self.u16_at(l.avail_off + 4 + 2 * slot as usize)
                 .store(0, Ordering::Relaxed);
@@ -384,8 +307,8 @@ impl CtrlQueue {
         if self.packed {
             let off = 16 * self.pos as usize;
             let flags = u16::from_le(self.u16_at(off + 14).load(Ordering::Acquire));
-            let avail = flags & PACKED_F_AVAIL != 0;
-            let used = flags & PACKED_F_USED != 0;
+            let avail = flags & VRING_PACKED_DESC_F_AVAIL != 0;
+            let used = flags & VRING_PACKED_DESC_F_USED != 0;
             if avail != used || used != self.wrap {
                 return Ok(None);
             }
@@ -427,6 +350,7 @@ impl CtrlQueue {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::super::VIRTIO_NET_ERR;
     use super::*;
     use std::sync::atomic::AtomicU64;
     use std::sync::Mutex;
@@ -493,14 +417,14 @@ pub(crate) mod tests {
             let (head_slot, chain) = if packed {
                 let (pos, _, wrap) = *st;
                 let (addr, len, id, flags) = rd(a.desc, 16 * pos as usize);
-                let avail = flags & PACKED_F_AVAIL != 0;
-                let used = flags & PACKED_F_USED != 0;
+                let avail = flags & VRING_PACKED_DESC_F_AVAIL != 0;
+                let used = flags & VRING_PACKED_DESC_F_USED != 0;
                 if avail != wrap || used == wrap {
                     return; // nothing available
                 }
-                assert!(flags & DESC_F_NEXT != 0 && flags & DESC_F_WRITE == 0);
+                assert!(flags & VRING_DESC_F_NEXT != 0 && flags & VRING_DESC_F_WRITE == 0);
                 let (aaddr, alen, _, aflags) = rd(a.desc, 16 * (pos as usize + 1));
-                assert!(aflags & DESC_F_WRITE != 0 && aflags & DESC_F_NEXT == 0);
+                assert!(aflags & VRING_DESC_F_WRITE != 0 && aflags & VRING_DESC_F_NEXT == 0);
                 (id, (addr, len, aaddr, alen))
             } else {
                 let (last, _, _) = *st;
@@ -515,9 +439,9 @@ pub(crate) mod tests {
                     std::ptr::read_volatile((a.avail + 4 + 2 * slot as u64) as *const u16)
                 };
                 let (addr, len, flags, next) = rd(a.desc, 16 * head as usize);
-                assert!(flags & DESC_F_NEXT != 0 && flags & DESC_F_WRITE == 0);
+                assert!(flags & VRING_DESC_F_NEXT != 0 && flags & VRING_DESC_F_WRITE == 0);
                 let (aaddr, alen, aflags, _) = rd(a.desc, 16 * next as usize);
-                assert!(aflags & DESC_F_WRITE != 0);
+                assert!(aflags & VRING_DESC_F_WRITE != 0);
                 st.0 = last.wrapping_add(1);
                 (head, (addr, len, aaddr, alen))
             };
@@ -542,7 +466,7 @@ pub(crate) mod tests {
                     std::ptr::write_volatile(d.add(8) as *mut u32, used_len);
                     std::ptr::write_volatile(d.add(12) as *mut u16, id as u16);
                     let f = if wrap {
-                        PACKED_F_AVAIL | PACKED_F_USED
+                        VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED
                     } else {
                         0
                     };
@@ -582,15 +506,6 @@ pub(crate) mod tests {
         q.set_timeout(Duration::from_millis(30));
         dev.attach(q.setup(), packed);
         (q, dev)
-    }
-
-    #[test]
-    fn command_bytes() {
-        assert_eq!(CtrlCommand::Promisc(true).encode(), vec![0, 0, 1]);
-        assert_eq!(CtrlCommand::Promisc(false).encode(), vec![0, 0, 0]);
-        assert_eq!(CtrlCommand::AllMulti(true).encode(), vec![0, 1, 1]);
-        assert_eq!(CtrlCommand::VqPairsSet(2).encode(), vec![4, 0, 2, 0]);
-        assert_eq!(CtrlCommand::VqPairsSet(0x0102).encode(), vec![4, 0, 2, 1]);
     }
 
     #[test]

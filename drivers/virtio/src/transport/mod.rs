@@ -1,13 +1,17 @@
 //! The seam between the virtio-net PMD and how it reaches the device.
 //!
-//! The net layer ([`crate::net`]) only needs: the device's feature bits and a way to
+//! The net layer (`net`, above this module) only needs: the device's feature bits and a way to
 //! accept a subset, the device's MAC (if it has config space), a notifier per queue, and
-//! a way to hand the device the queue addresses and start/stop it. [`crate::user`] (a
-//! vhost-user front end) implements it today; a virtio-pci transport (modern or legacy)
-//! implements the same trait on top of the same [`crate::queue`] code.
+//! a way to hand the device the queue addresses and start/stop it. Two transports
+//! implement it on top of the same [`crate::virtqueue`] code:
+//! - [`vhost_user`]: virtio-user, a vhost-user front end over a unix socket;
+//! - [`pci`]: virtio-pci (modern or legacy), a function the EAL opened.
 
-use crate::ctrl::CtrlCommand;
-use crate::queue::{AddrMode, RingAddrs};
+pub mod pci;
+pub mod vhost_user;
+
+use crate::net::ctrl::CtrlCommand;
+use crate::virtqueue::{AddrMode, RingAddrs};
 use pmd_core::error::Result;
 use pmd_core::ethdev::MacAddr;
 use std::sync::Arc;
@@ -34,7 +38,7 @@ pub enum CtrlMode {
     /// Nobody: the net layer does not ask for `CTRL_VQ` (nor `MQ`), so the device runs one
     /// queue pair and stays promiscuous. The default, for transports that have not opted in.
     None,
-    /// The device: the net layer drives a control virtqueue ([`crate::ctrl::CtrlQueue`])
+    /// The device: the net layer drives a control virtqueue (`net::ctrl::queue::CtrlQueue`)
     /// at index `2 * N` (`N` = [`Transport::max_queue_pairs`] with `MQ` negotiated, else 1)
     /// and passes its ring to [`Transport::start`] after the data queues. virtio-pci.
     Device,

@@ -1,38 +1,7 @@
-//! The virtio-net PMD over any [`Transport`]: feature negotiation, receive and transmit
-//! queues on split ([`SplitQueue`]) or packed ([`PackedQueue`]) virtqueues, and the ethdev
-//! [`Device`] glue.
-//!
-//! Ring layout: split by default; packed when [`NetOptions::packed_vq`] asks for it and the
-//! device offers `VIRTIO_F_RING_PACKED` (otherwise split, with a warning). The rx/tx queues
-//! are generic over [`Virtqueue`], so either layout is statically dispatched per packet.
-//!
-//! Receive: each descriptor is one mbuf, device-writable, starting `hdr_len` bytes before
-//! the mbuf's data offset (so the virtio-net header lands in the headroom and the frame at
-//! the usual data offset). Harvested buffers become packets of `used.len - hdr_len` bytes;
-//! the ring is refilled in bulk from the mempool. With `VIRTIO_NET_F_MRG_RXBUF` a packet
-//! spanning several buffers (`num_buffers > 1`) becomes an mbuf chain when the queue has
-//! SCATTER (dropped and counted otherwise). Every header field is validated first
-//! ([`crate::hdr`]): bad checksum offsets, GSO types, `gso_size` 0, `hdr_len` or
-//! `num_buffers` are counted errors with their own xstats. `NEEDS_CSUM`/`DATA_VALID` give
-//! `RX_L4_CKSUM_GOOD`; a GSO frame (only with `GUEST_TSO4/6`, negotiated again at
-//! configure when the port asks for TCP_LRO + SCATTER) is flagged `RX_LRO` with
-//! `tso_segsz = gso_size`.
-//!
-//! Transmit: the header goes in the first segment's headroom; a packet of N segments is
-//! one descriptor chain of N descriptors (header + first segment, then one per segment;
-//! split: `next` links, packed: consecutive entries) when N <= `nb_seg_max` (min(ring,
-//! [`TX_SEG_MAX`]); each segment's process address over vhost-user, its IOVA over PCI).
-//! Longer chains are linearized (xstat `tx_linearized`) or dropped if they do not
-//! fit their first buffer (`tx_too_many_segs`). A packet that needs more descriptors than
-//! are free stays in the batch. Offloads: capabilities follow what was negotiated —
-//! TCP/UDP_CKSUM with `CSUM` (a `NEEDS_CSUM` header, pseudo-header sum in the field),
-//! TCP_TSO with `CSUM` + `HOST_TSO4/6` (gso_type/gso_size/hdr_len). A packet flagged
-//! anyway gets its checksums computed in software; TSO without `HOST_TSO` for its IP
-//! version, UDP segmentation or SCTP checksums are dropped and counted
-//! (`tx_offload_errors`). The IPv4 header checksum is always computed here. Completed
-//! chains are reclaimed in bursts (freeing their mbufs in bulk) when fewer than half the
-//! descriptors are free or the burst does not fit. One notification per burst at most,
-//! and only when the device asks.
+//! [`VirtioNet`]: a virtio-net device as an ethdev [`Device`]. It negotiates features
+//! with the [`Transport`], lays out the rings of all queues in one segment at
+//! `configure`, creates the receive and transmit queues on the negotiated ring layout,
+//! and hands the rings to the transport at `start`.
 //!
 //! Control queue and multiqueue: when the transport can serve a control queue
 //! ([`Transport::ctrl_mode`]), `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_CTRL_RX` are asked
@@ -43,175 +12,30 @@
 //! `2 * max_pairs` (1 pair without MQ); with [`CtrlMode::Emulated`] (vhost-user) the
 //! transport executes them. Without `CTRL_RX` the port cannot leave promiscuous mode and
 //! says so. A failed command at start fails the start.
-//!
-//! Memory: the rings of all queues live in one segment allocated at `configure`; buffers
-//! live in mempool segments. Everything must exist before `start` (the vhost-user
-//! transport sends its memory table then): see the crate documentation.
 
-use crate::ctrl::{CtrlCommand, CtrlQueue};
-use crate::hdr::{check_num_buffers, rx_hdr_apply, NetCounters, NetHdr};
-use crate::queue::packed::PackedLayout;
-use crate::queue::{AddrMode, Layout, PackedQueue, RingAddrs, SplitQueue, UsedElem, Virtqueue};
-use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
+use super::ctrl::queue::CtrlQueue;
+use super::ctrl::CtrlCommand;
+use super::hdr::NetCounters;
+use super::rx::VirtioRx;
+use super::tx::VirtioTx;
+use super::{
+    feature_names, net_hdr_len, NetConf, NetOptions, QueueCtx, GUEST_TSO, MAX_FRAME, TX_SEG_MAX,
+    VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, VIRTIO_NET_F_CSUM,
+    VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4,
+    VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MQ, VIRTIO_NET_F_MRG_RXBUF, WANTED_FEATURES,
+};
+use crate::transport::{CtrlMode, RingSetup, Transport};
+use crate::virtqueue::{
+    AddrMode, Layout, PackedLayout, PackedQueue, RingAddrs, SplitQueue, Virtqueue,
+};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Link, MacAddr, PortConf, QueueStats, RxOffloads, RxQueue, RxQueueConf,
-    TxOffloads, TxQueue, TxQueueConf, L2_OVERHEAD,
-};
-use pmd_core::mbuf::{
-    PktBatch, RawMbuf, BATCH_CAPACITY, TX_IPV4, TX_IPV6, TX_IP_CKSUM, TX_L4_MASK, TX_TCP_CKSUM,
-    TX_TCP_SEG, TX_UDP_CKSUM, TX_UDP_SEG,
+    DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::memory::Segment;
-use pmd_core::offload::OffloadError;
-use pmd_core::vnet;
-use pmd_core::Mempool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// Feature bit: the device completes partial checksums of transmitted packets
-/// (`NEEDS_CSUM` headers): `TX_TCP_CKSUM` / `TX_UDP_CKSUM` offload.
-pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
-/// Feature bit: the driver takes TCPv4 GSO super-frames on receive (`RX_LRO`).
-pub const VIRTIO_NET_F_GUEST_TSO4: u64 = 1 << 7;
-/// Feature bit: the driver takes TCPv6 GSO super-frames on receive (`RX_LRO`).
-pub const VIRTIO_NET_F_GUEST_TSO6: u64 = 1 << 8;
-/// Feature bit: the device segments TCPv4 super-frames (`TX_TCP_SEG`).
-pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
-/// Feature bit: the device segments TCPv6 super-frames (`TX_TCP_SEG`).
-pub const VIRTIO_NET_F_HOST_TSO6: u64 = 1 << 12;
-/// Feature bit: the device has a MAC address in its configuration.
-pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
-/// Largest frame the PMD takes: a jumbo frame with room to spare (DPDK's virtio allows
-/// more; this is what is tested).
-pub const MAX_FRAME: u32 = 9728;
-
-/// Feature bit: the driver can merge receive buffers (header carries `num_buffers`).
-pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
-/// Feature bit: the driver accepts packets with a partial checksum (`NEEDS_CSUM`) and
-/// checksum-validated packets (`DATA_VALID`).
-pub const VIRTIO_NET_F_GUEST_CSUM: u64 = 1 << 1;
-/// Feature bit: the configuration has a link status field.
-pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
-/// Feature bit: control virtqueue (asked for when the transport can serve one).
-pub const VIRTIO_NET_F_CTRL_VQ: u64 = 1 << 17;
-/// Feature bit: receive filtering commands (promiscuous, all-multicast) on the control queue.
-pub const VIRTIO_NET_F_CTRL_RX: u64 = 1 << 18;
-/// Feature bit: multiqueue with automatic receive steering (needs the control queue).
-pub const VIRTIO_NET_F_MQ: u64 = 1 << 22;
-/// Feature bit: indirect descriptors (not used).
-pub const VIRTIO_F_INDIRECT_DESC: u64 = 1 << 28;
-/// Feature bit: `used_event` / `avail_event` notification suppression.
-pub const VIRTIO_F_EVENT_IDX: u64 = 1 << 29;
-/// Feature bit: virtio 1.x (modern) device; the net header is always 12 bytes.
-pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-/// Feature bit: packed virtqueues (asked for with [`NetOptions::packed_vq`]).
-pub const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
-
-/// Features the net layer asks for (the transport may add its own).
-///
-/// `GUEST_TSO4/6` are not among them: they are negotiated again at configure when the
-/// port asks for [`RxOffloads::TCP_LRO`] (DPDK's rule: no super-frames unless asked).
-pub const WANTED_FEATURES: u64 = VIRTIO_F_VERSION_1
-    | VIRTIO_NET_F_MAC
-    | VIRTIO_NET_F_MRG_RXBUF
-    | VIRTIO_F_EVENT_IDX
-    | VIRTIO_NET_F_GUEST_CSUM
-    | VIRTIO_NET_F_CSUM
-    | VIRTIO_NET_F_HOST_TSO4
-    | VIRTIO_NET_F_HOST_TSO6;
-
-/// `GUEST_TSO4 | GUEST_TSO6`: asked for only with [`RxOffloads::TCP_LRO`].
-pub const GUEST_TSO: u64 = VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_GUEST_TSO6;
-
-/// Most descriptors (segments) one transmitted packet may take.
-pub const TX_SEG_MAX: u16 = 64;
-
-/// Net header GSO type: not a GSO frame (the shared definition, [`pmd_core::vnet`]).
-pub const VIRTIO_NET_HDR_GSO_NONE: u8 = vnet::GSO_NONE;
-/// Net header GSO type: TCPv4 super-frame.
-pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = vnet::GSO_TCPV4;
-/// Net header GSO type: UDP fragmentation (UFO; never negotiated here).
-pub const VIRTIO_NET_HDR_GSO_UDP: u8 = vnet::GSO_UDP;
-/// Net header GSO type: TCPv6 super-frame.
-pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = vnet::GSO_TCPV6;
-/// Net header GSO type bit: the TCP ECN/CWR flag must be kept on every segment.
-pub const VIRTIO_NET_HDR_GSO_ECN: u8 = vnet::GSO_ECN;
-
-/// Net header flag: the packet's L4 checksum is partial; the driver completes it from
-/// `csum_start`, storing the result at `csum_start + csum_offset`.
-pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = vnet::F_NEEDS_CSUM;
-/// Net header flag: the device has validated the packet's checksums.
-pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = vnet::F_DATA_VALID;
-
-/// Size of `struct virtio_net_hdr` without `num_buffers`.
-pub const NET_HDR_LEN_LEGACY: usize = 10;
-/// Size of `struct virtio_net_hdr` with `num_buffers` (virtio 1.x, or MRG_RXBUF).
-pub const NET_HDR_LEN: usize = 12;
-
-/// Header length for a negotiated feature set.
-pub fn net_hdr_len(features: u64) -> usize {
-    if features & (VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MRG_RXBUF) != 0 {
-        NET_HDR_LEN
-    } else {
-        NET_HDR_LEN_LEGACY
-    }
-}
-
-/// Names of the feature bits this driver knows, for logs.
-pub fn feature_names(features: u64) -> String {
-    const NAMES: &[(u64, &str)] = &[
-        (VIRTIO_NET_F_CSUM, "CSUM"),
-        (VIRTIO_NET_F_GUEST_CSUM, "GUEST_CSUM"),
-        (VIRTIO_NET_F_GUEST_TSO4, "GUEST_TSO4"),
-        (VIRTIO_NET_F_GUEST_TSO6, "GUEST_TSO6"),
-        (VIRTIO_NET_F_HOST_TSO4, "HOST_TSO4"),
-        (VIRTIO_NET_F_HOST_TSO6, "HOST_TSO6"),
-        (VIRTIO_NET_F_MAC, "MAC"),
-        (VIRTIO_NET_F_MRG_RXBUF, "MRG_RXBUF"),
-        (VIRTIO_NET_F_STATUS, "STATUS"),
-        (VIRTIO_NET_F_CTRL_VQ, "CTRL_VQ"),
-        (VIRTIO_NET_F_CTRL_RX, "CTRL_RX"),
-        (VIRTIO_NET_F_MQ, "MQ"),
-        (VIRTIO_F_INDIRECT_DESC, "INDIRECT_DESC"),
-        (VIRTIO_F_EVENT_IDX, "EVENT_IDX"),
-        (1 << 30, "PROTOCOL_FEATURES"),
-        (VIRTIO_F_VERSION_1, "VERSION_1"),
-        (VIRTIO_F_RING_PACKED, "RING_PACKED"),
-    ];
-    let v: Vec<&str> = NAMES
-        .iter()
-        .filter(|(b, _)| features & b != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    v.join("|")
-}
-
-/// Refill the receive ring once this many descriptors are free.
-const RX_REFILL_MIN: usize = 32;
-
-/// Settings of a virtio-net device that do not come from the transport.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetConf {
-    /// Driver name reported in [`DevInfo`] (`net_virtio_user` or `net_virtio`).
-    pub driver: &'static str,
-    /// Device name (the vdev name).
-    pub name: String,
-    /// Descriptors per queue (the most a queue may use; a power of two).
-    pub queue_size: u16,
-    /// Queue pairs the application may configure.
-    pub queue_pairs: u16,
-    /// MAC address to use when the transport has none.
-    pub mac: MacAddr,
-}
-
-/// Driver options that change what is negotiated (vdev arguments beyond [`NetConf`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetOptions {
-    /// Ask for packed virtqueues (`VIRTIO_F_RING_PACKED`; DPDK's `packed_vq=1`). Used when
-    /// the device offers them; split otherwise.
-    pub packed_vq: bool,
-}
 
 /// Bytes one queue of `size` entries takes in the ring segment (either layout fits).
 fn ring_stride(size: u16) -> usize {
@@ -467,67 +291,39 @@ impl VirtioNet {
         };
     }
 
+    /// What every queue of this device gets: features, header length, address mode, the
+    /// doorbell of device queue `index`, the shared flags and counters.
+    fn queue_ctx(&mut self, index: u16) -> Result<QueueCtx> {
+        Ok(QueueCtx {
+            features: self.features,
+            hdr_len: self.hdr_len,
+            va: self.transport.addr_mode() == AddrMode::Va,
+            notifier: self.transport.notifier(index)?,
+            active: self.active.clone(),
+            counters: self.counters.clone(),
+        })
+    }
+
     fn rx_queue<Q: Virtqueue>(
         &mut self,
         qid: u16,
         vq: Q,
         conf: RxQueueConf,
     ) -> Result<Box<dyn RxQueue>> {
-        let notifier = self.transport.notifier(vq.index())?;
-        let mut rx = VirtioRx {
-            bufs: vec![RawMbuf::NULL; vq.size() as usize],
-            vq,
-            pool: conf.pool,
-            stats: conf.stats,
-            port: conf.port,
-            hdr_len: self.hdr_len,
-            mrg: self.features & VIRTIO_NET_F_MRG_RXBUF != 0,
-            guest_csum: self.features & VIRTIO_NET_F_GUEST_CSUM != 0,
-            features: self.features,
-            counters: self.counters.clone(),
-            va: self.transport.addr_mode() == AddrMode::Va,
-            notifier,
-            active: self.active.clone(),
-            used: [UsedElem::default(); BATCH_CAPACITY],
-            skip: 0,
-            scratch: PktBatch::new(),
-            scatter: conf.offloads.contains(RxOffloads::SCATTER),
-            partial: None,
-            need: 0,
-        };
-        rx.refill();
-        if rx.vq.num_free() == rx.vq.size() as usize {
+        let ctx = self.queue_ctx(vq.index())?;
+        let pool = conf.pool.name().to_owned();
+        let rx = VirtioRx::new(vq, conf, ctx);
+        if !rx.has_buffers() {
             return Err(self.err(format!(
-                "rx queue {qid}: could not allocate any receive buffer from {}",
-                rx.pool.name()
+                "rx queue {qid}: could not allocate any receive buffer from {pool}"
             )));
         }
         Ok(Box::new(rx))
     }
 
     fn tx_queue<Q: Virtqueue>(&mut self, vq: Q, conf: TxQueueConf) -> Result<Box<dyn TxQueue>> {
-        let notifier = self.transport.notifier(vq.index())?;
-        let seg_max = TX_SEG_MAX.min(vq.size());
-        Ok(Box::new(VirtioTx {
-            bufs: vec![RawMbuf::NULL; vq.size() as usize],
-            seg_max,
-            parts: Vec::with_capacity(seg_max as usize),
-            csum: self.features & VIRTIO_NET_F_CSUM != 0,
-            tso4: self.features & (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4)
-                == VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4,
-            tso6: self.features & (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO6)
-                == VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO6,
-            counters: self.counters.clone(),
-            vq,
-            stats: conf.stats,
-            hdr_len: self.hdr_len,
-            va: self.transport.addr_mode() == AddrMode::Va,
-            notifier,
-            active: self.active.clone(),
-            used: [UsedElem::default(); BATCH_CAPACITY],
-            done: PktBatch::new(),
-            bad: PktBatch::new(),
-        }))
+        let ctx = self.queue_ctx(vq.index())?;
+        Ok(Box::new(VirtioTx::new(vq, conf, ctx)))
     }
 }
 
@@ -802,558 +598,14 @@ impl Drop for VirtioNet {
     }
 }
 
-/// Frees the buffers a queue still owns, unless the device may still be using them.
-fn release<Q: Virtqueue>(vq: &Q, bufs: &mut [RawMbuf], active: &AtomicBool, what: &str) {
-    let ids: Vec<u16> = vq.in_flight_ids();
-    if ids.is_empty() {
-        return;
-    }
-    if active.load(Ordering::Acquire) {
-        tracing::warn!(
-            queue = vq.index(),
-            buffers = ids.len(),
-            "{what} queue dropped while the device runs: leaking its in-flight buffers \
-             (stop the port first)"
-        );
-        return;
-    }
-    let mut b = PktBatch::new();
-    for id in ids {
-        let raw = std::mem::replace(&mut bufs[id as usize], RawMbuf::NULL);
-        if raw.is_null() {
-            continue;
-        }
-        if b.spare() == 0 {
-            b.clear();
-        }
-        b.spare_raw()[0] = raw;
-        // SAFETY: the queue owned this buffer (taken out of its shadow array just now).
-        unsafe { b.commit_raw(1) };
-    }
-}
-
-/// Applies a received header's checksum fields (`(flags, csum_start, csum_offset)`) as
-/// the receive path does; false when the device's offsets lie outside the packet.
-#[cfg(test)]
-fn apply_rx_csum(m: &mut pmd_core::Mbuf, (flags, start, offset): (u8, u16, u16)) -> bool {
-    let h = NetHdr {
-        flags,
-        csum_start: start,
-        csum_offset: offset,
-        ..NetHdr::default()
-    };
-    rx_hdr_apply(m, &h, VIRTIO_NET_F_GUEST_CSUM, &NetCounters::default()).is_ok()
-}
-
-struct VirtioRx<Q: Virtqueue> {
-    vq: Q,
-    /// Buffer owned by each descriptor id (NULL when free).
-    bufs: Vec<RawMbuf>,
-    pool: Mempool,
-    stats: Arc<QueueStats>,
-    port: u16,
-    hdr_len: usize,
-    mrg: bool,
-    /// GUEST_CSUM negotiated: header flags say which checksums to complete or trust.
-    guest_csum: bool,
-    /// Negotiated features (what a header may ask for).
-    features: u64,
-    counters: Arc<NetCounters>,
-    va: bool,
-    notifier: Arc<dyn Notifier>,
-    active: Arc<AtomicBool>,
-    used: [UsedElem; BATCH_CAPACITY],
-    /// Buffers still to drop of a multi-buffer packet.
-    skip: u16,
-    scratch: PktBatch,
-    /// SCATTER requested: merged buffers (MRG_RXBUF) become mbuf chains.
-    scatter: bool,
-    /// A merged packet still waiting for `need` more buffers, with its header.
-    partial: Option<(pmd_core::Mbuf, NetHdr)>,
-    need: u16,
-}
-
-impl<Q: Virtqueue> VirtioRx<Q> {
-    /// Posts fresh buffers for every free descriptor (in bulk), then notifies if asked.
-    #[inline]
-    fn refill(&mut self) {
-        let mut posted = false;
-        while self.vq.num_free() > 0 {
-            let n = self.vq.num_free().min(BATCH_CAPACITY);
-            if self.pool.alloc_bulk(&mut self.scratch, n).is_none() {
-                self.stats.add_no_mbuf(n as u64);
-                break;
-            }
-            for i in 0..n {
-                let raw = self.scratch.raw()[i];
-                let m = &mut self.scratch.as_mut_slice()[i];
-                let off = m.headroom() - self.hdr_len;
-                let addr = if self.va {
-                    m.buf_ptr() as u64 + off as u64
-                } else {
-                    m.buf_iova() + off as u64
-                };
-                let len = (m.buf_len() - off) as u32;
-                // Cannot fail: n <= num_free.
-                let id = self.vq.push(addr, len, true).expect("free descriptor");
-                self.bufs[id as usize] = raw;
-            }
-            // The queue owns them now (through `bufs`).
-            self.scratch.disown_front(n);
-            posted = true;
-        }
-        if posted {
-            self.vq.publish();
-            if self.vq.kick_needed() {
-                self.notifier.notify();
-            }
-        }
-    }
-}
-
-impl<Q: Virtqueue> VirtioRx<Q> {
-    /// The header the device wrote `hdr_len` bytes before the data offset `off`.
-    #[inline(always)]
-    fn read_hdr(&self, m: &mut pmd_core::Mbuf, off: usize) -> NetHdr {
-        // SAFETY: the descriptor started hdr_len bytes before the data offset, inside the
-        // buffer (off >= hdr_len was checked at queue setup: the headroom holds it), and
-        // the device wrote the header there; hdr_len is 10 or 12.
-        let b = unsafe {
-            std::slice::from_raw_parts(m.buf_ptr().add(off - self.hdr_len), self.hdr_len)
-        };
-        NetHdr::parse(b).unwrap_or_default()
-    }
-
-    /// Applies a complete packet's header; false (counted) if the header is refused.
-    #[inline(always)]
-    fn finish(&self, m: &mut pmd_core::Mbuf, h: &NetHdr) -> bool {
-        if h.gso_type == 0 && (!self.guest_csum || h.flags == 0) {
-            return true;
-        }
-        rx_hdr_apply(m, h, self.features, &self.counters).is_ok()
-    }
-}
-
-impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
-    #[inline]
-    fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
-        let max = max.min(batch.spare()).min(BATCH_CAPACITY);
-        let (n, errors) = self.vq.poll_used(&mut self.used[..max]);
-        let mut errors = errors;
-        let mut k = 0;
-        let mut bytes = 0u64;
-        let spare = batch.spare_raw();
-        for i in 0..n {
-            let e = self.used[i];
-            let raw = std::mem::replace(&mut self.bufs[e.id as usize], RawMbuf::NULL);
-            debug_assert!(!raw.is_null());
-            // SAFETY: the id was validated as in flight, so `bufs` held the buffer we
-            // posted for it, which the queue owned; it is taken out of `bufs` above.
-            let mut m = unsafe { raw.into_mbuf() };
-            if self.skip > 0 {
-                self.skip -= 1;
-                continue; // drops m
-            }
-            if self.need > 0 {
-                // A further buffer of a merged packet: no header, data from where the
-                // descriptor started.
-                self.need -= 1;
-                let start = m.headroom() - self.hdr_len;
-                let ok = e.ok && m.set_data_span(start, e.len as usize);
-                let Some((mut head, hdr)) = self.partial.take() else {
-                    continue;
-                };
-                if !ok || head.chain(m).is_err() {
-                    errors += 1;
-                    self.skip = self.need;
-                    self.need = 0;
-                    continue;
-                }
-                if self.need > 0 {
-                    self.partial = Some((head, hdr));
-                    continue;
-                }
-                if !self.finish(&mut head, &hdr) {
-                    errors += 1;
-                    continue;
-                }
-                head.set_port(self.port);
-                bytes += head.len() as u64;
-                spare[k] = head.into_raw();
-                k += 1;
-                continue;
-            }
-            let len = e.len as usize;
-            if !e.ok || len < self.hdr_len {
-                errors += u64::from(e.ok);
-                continue;
-            }
-            let off = m.headroom();
-            let hdr = self.read_hdr(&mut m, off);
-            if self.mrg && hdr.num_buffers > 1 {
-                // Bounded by the ring: a device claiming more buffers than it could
-                // have filled is lying.
-                let nb = hdr.num_buffers;
-                if let Err(e) = check_num_buffers(nb, self.vq.size()) {
-                    self.counters.rx_hdr(&e);
-                    self.skip = nb.min(self.vq.size()) - 1;
-                    errors += 1;
-                    continue;
-                }
-                if !self.scatter || !m.set_data_span(off, len - self.hdr_len) {
-                    self.skip = nb - 1;
-                    errors += 1;
-                    continue;
-                }
-                self.partial = Some((m, hdr));
-                self.need = nb - 1;
-                continue;
-            }
-            let plen = len - self.hdr_len;
-            if !m.set_data_span(off, plen) {
-                errors += 1;
-                continue;
-            }
-            if !self.finish(&mut m, &hdr) {
-                errors += 1;
-                continue;
-            }
-            m.set_port(self.port);
-            bytes += plen as u64;
-            spare[k] = m.into_raw();
-            k += 1;
-        }
-        // SAFETY: the first k spare slots hold buffers we own; k <= max <= spare().
-        unsafe { batch.commit_raw(k) };
-        if errors > 0 {
-            self.stats.add_errors(errors);
-        }
-        if k > 0 {
-            self.stats.add(k as u64, bytes);
-        }
-        if self.vq.num_free() >= RX_REFILL_MIN {
-            self.refill();
-        }
-        k
-    }
-}
-
-impl<Q: Virtqueue> Drop for VirtioRx<Q> {
-    fn drop(&mut self) {
-        release(&self.vq, &mut self.bufs, &self.active, "rx");
-    }
-}
-
-struct VirtioTx<Q: Virtqueue> {
-    vq: Q,
-    bufs: Vec<RawMbuf>,
-    stats: Arc<QueueStats>,
-    hdr_len: usize,
-    va: bool,
-    notifier: Arc<dyn Notifier>,
-    active: Arc<AtomicBool>,
-    used: [UsedElem; BATCH_CAPACITY],
-    /// Completed buffers waiting to be freed in bulk.
-    done: PktBatch,
-    /// Packets dropped for lack of headroom.
-    bad: PktBatch,
-    /// Most descriptors one packet may take (1: chains are linearized).
-    seg_max: u16,
-    /// Descriptor parts of the chain being posted (capacity `seg_max`, never grows).
-    parts: Vec<(u64, u32)>,
-    /// CSUM negotiated: TCP/UDP checksums go to the device as `NEEDS_CSUM`.
-    csum: bool,
-    /// HOST_TSO4 (with CSUM) negotiated.
-    tso4: bool,
-    /// HOST_TSO6 (with CSUM) negotiated.
-    tso6: bool,
-    counters: Arc<NetCounters>,
-}
-
-/// Transmit flags that ask for work on the packet or in the header.
-const TX_WORK: u64 = TX_L4_MASK | TX_TCP_SEG | TX_IP_CKSUM | TX_UDP_SEG;
-
-/// Why a transmit offload request could not be met.
-#[derive(Debug)]
-enum TxOffloadError {
-    /// Bad lengths, flags or an unsupported request (from `pmd_core::offload`).
-    Offload(OffloadError),
-    /// `TX_TCP_SEG` for an IP version whose HOST_TSO was not negotiated.
-    TsoNotNegotiated,
-}
-
-impl std::fmt::Display for TxOffloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TxOffloadError::Offload(e) => write!(f, "{e}"),
-            TxOffloadError::TsoNotNegotiated => f.write_str(
-                "TX_TCP_SEG but the device did not negotiate HOST_TSO for this IP version \
-                 (check the port's tx_offload_capa for TCP_TSO)",
-            ),
-        }
-    }
-}
-
-impl From<OffloadError> for TxOffloadError {
-    fn from(e: OffloadError) -> Self {
-        TxOffloadError::Offload(e)
-    }
-}
-
-/// The header for a packet with transmit requests (`ol_flags & TX_WORK != 0`), after
-/// doing in software what the device will not: the IPv4 header checksum always (virtio
-/// has no such offload; with TSO the device rewrites it per segment), TCP/UDP checksums
-/// when `csum` (VIRTIO_NET_F_CSUM) was not negotiated. With it, the checksum field gets
-/// the pseudo-header sum and the header `NEEDS_CSUM` from `l2_len + l3_len`; TSO sets
-/// `gso_type`/`gso_size`/`hdr_len` from `tso_segsz` and the header lengths.
-fn tx_offload_hdr(
-    m: &mut pmd_core::Mbuf,
-    csum: bool,
-    tso4: bool,
-    tso6: bool,
-) -> Result<NetHdr, TxOffloadError> {
-    let ol = m.ol_flags();
-    if ol & TX_UDP_SEG != 0 {
-        return Err(OffloadError::Unsupported.into());
-    }
-    let t = m.tx_offload();
-    let start = u16::from(t.l2_len) + t.l3_len;
-    if ol & TX_TCP_SEG != 0 {
-        let gso_type = match ol & (TX_IPV4 | TX_IPV6) {
-            TX_IPV4 if tso4 => VIRTIO_NET_HDR_GSO_TCPV4,
-            TX_IPV6 if tso6 => VIRTIO_NET_HDR_GSO_TCPV6,
-            _ => return Err(TxOffloadError::TsoNotNegotiated),
-        };
-        // Checks the lengths and tso_segsz; writes the pseudo-header sum without the
-        // length (what a segmenting device expects) and zeroes the IPv4 checksum.
-        pmd_core::offload::prepare(m)?;
-        return Ok(NetHdr {
-            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            gso_type,
-            hdr_len: start + u16::from(t.l4_len),
-            gso_size: t.tso_segsz,
-            csum_start: start,
-            csum_offset: 16,
-            num_buffers: 0,
-        });
-    }
-    let l4 = ol & TX_L4_MASK;
-    if csum && (l4 == TX_TCP_CKSUM || l4 == TX_UDP_CKSUM) {
-        if ol & TX_IP_CKSUM != 0 {
-            // IPv4 header checksum here, L4 by the device.
-            m.set_ol_flags(ol & !TX_L4_MASK);
-            let r = pmd_core::offload::checksum(m);
-            m.set_ol_flags(ol & !TX_IP_CKSUM);
-            r?;
-        }
-        pmd_core::offload::prepare(m)?;
-        return Ok(NetHdr {
-            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            csum_start: start,
-            csum_offset: if l4 == TX_TCP_CKSUM { 16 } else { 6 },
-            ..NetHdr::default()
-        });
-    }
-    // Not negotiated (or IPv4 header only): in software, over every segment.
-    pmd_core::offload::checksum(m)?;
-    Ok(NetHdr::default())
-}
-
-impl<Q: Virtqueue> VirtioTx<Q> {
-    /// Takes back every completed descriptor and frees the buffers in bulk.
-    #[inline]
-    fn reclaim(&mut self) {
-        loop {
-            let (n, errors) = self.vq.poll_used(&mut self.used);
-            if errors > 0 {
-                self.stats.add_errors(errors);
-            }
-            if n == 0 {
-                break;
-            }
-            let spare = self.done.spare_raw();
-            for (slot, e) in spare.iter_mut().zip(&self.used[..n]) {
-                *slot = std::mem::replace(&mut self.bufs[e.id as usize], RawMbuf::NULL);
-            }
-            // SAFETY: the ids were validated as in flight: these are buffers the queue owned,
-            // now taken out of `bufs`; n <= BATCH_CAPACITY and `done` is empty here.
-            unsafe { self.done.commit_raw(n) };
-            self.done.clear();
-            if n < BATCH_CAPACITY {
-                break;
-            }
-        }
-    }
-
-    /// Frees a packet the queue will not send (its raw pointer stays in the caller's
-    /// batch, which disowns it afterwards) and counts it.
-    #[inline(never)]
-    fn drop_packet(&mut self, raw: RawMbuf) {
-        self.bad.spare_raw()[0] = raw;
-        // SAFETY: the batch owns the buffer and disowns it after the burst; `bad` has room
-        // (it is emptied right after each use).
-        unsafe { self.bad.commit_raw(1) };
-        self.bad.clear();
-        self.stats.add_errors(1);
-    }
-}
-
-impl<Q: Virtqueue> TxQueue for VirtioTx<Q> {
-    #[inline]
-    fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
-        let size = self.vq.size() as usize;
-        if self.vq.num_free() < size / 2 || self.vq.num_free() < batch.len() {
-            self.reclaim();
-        }
-        let mut reclaimed = false;
-        let mut taken = 0;
-        let mut sent = 0u64;
-        let mut bytes = 0u64;
-        // Fast path, as before chains existed: the leading packets of one segment without
-        // offload requests, up to the free descriptors, one descriptor each.
-        let limit = batch.len().min(self.vq.num_free());
-        while taken < limit {
-            let raw = batch.raw()[taken];
-            let m = &mut batch.as_mut_slice()[taken];
-            if !m.is_contiguous() || m.ol_flags() & TX_WORK != 0 {
-                break;
-            }
-            taken += 1;
-            let plen = m.len();
-            let Some(hdr) = m.prepend(self.hdr_len) else {
-                self.drop_packet(raw);
-                continue;
-            };
-            // Constant-size stores (a variable-length fill is a `memset` call per packet).
-            match hdr.len() {
-                NET_HDR_LEN => hdr.copy_from_slice(&[0; NET_HDR_LEN]),
-                NET_HDR_LEN_LEGACY => hdr.copy_from_slice(&[0; NET_HDR_LEN_LEGACY]),
-                _ => hdr.fill(0),
-            }
-            let addr = if self.va {
-                m.data_mut().as_mut_ptr() as u64
-            } else {
-                m.data_iova()
-            };
-            let id = self
-                .vq
-                .push(addr, (plen + self.hdr_len) as u32, false)
-                .expect("taken <= num_free");
-            self.bufs[id as usize] = raw;
-            sent += 1;
-            bytes += plen as u64;
-        }
-        // Chains and offload requests (and whatever follows the first of them).
-        while taken < batch.len() {
-            let raw = batch.raw()[taken];
-            let m = &mut batch.as_mut_slice()[taken];
-            let segs = m.nb_segs();
-            // Descriptors this packet takes: one per segment (the header shares the first),
-            // or one after linearizing a chain longer than seg_max.
-            let need = if segs <= self.seg_max {
-                segs as usize
-            } else {
-                1
-            };
-            if need > self.vq.num_free() {
-                if reclaimed {
-                    break;
-                }
-                reclaimed = true;
-                self.reclaim();
-                continue;
-            }
-            taken += 1;
-            if segs > self.seg_max {
-                if m.linearize().is_err() {
-                    NetCounters::bump(&self.counters.tx_too_many_segs);
-                    self.drop_packet(raw);
-                    continue;
-                }
-                NetCounters::bump(&self.counters.tx_linearized);
-            }
-            let hdr_vals = if m.ol_flags() & TX_WORK != 0 {
-                match tx_offload_hdr(m, self.csum, self.tso4, self.tso6) {
-                    Ok(h) => Some(h),
-                    Err(e) => {
-                        tracing::debug!(queue = self.vq.index(), error = %e, "tx offload refused; packet dropped");
-                        NetCounters::bump(&self.counters.tx_offload_errors);
-                        self.drop_packet(raw);
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let plen = m.len();
-            let Some(hdr) = m.prepend(self.hdr_len) else {
-                self.drop_packet(raw);
-                continue;
-            };
-            match hdr_vals {
-                // Constant-size stores (a variable-length fill is a `memset` call per packet).
-                None => match hdr.len() {
-                    NET_HDR_LEN => hdr.copy_from_slice(&[0; NET_HDR_LEN]),
-                    NET_HDR_LEN_LEGACY => hdr.copy_from_slice(&[0; NET_HDR_LEN_LEGACY]),
-                    _ => hdr.fill(0),
-                },
-                Some(h) => h.write(hdr),
-            }
-            let m = &batch.as_slice()[taken - 1];
-            let first = m.data();
-            let addr = if self.va {
-                first.as_ptr() as u64
-            } else {
-                m.data_iova()
-            };
-            let id = if need == 1 {
-                self.vq.push(addr, first.len() as u32, false)
-            } else {
-                // Each segment where the device reads it: the process address over
-                // vhost-user, the IOVA over PCI.
-                self.parts.clear();
-                if self.va {
-                    for seg in m.segments() {
-                        self.parts.push((seg.as_ptr() as u64, seg.len() as u32));
-                    }
-                } else {
-                    for (iova, len) in m.segment_iovas() {
-                        self.parts.push((iova, len as u32));
-                    }
-                }
-                self.vq.push_chain(&self.parts, false)
-            }
-            .expect("need <= num_free");
-            self.bufs[id as usize] = raw;
-            sent += 1;
-            bytes += plen as u64;
-        }
-        if taken == 0 {
-            return 0;
-        }
-        if sent > 0 {
-            self.vq.publish();
-            if self.vq.kick_needed() {
-                self.notifier.notify();
-            }
-        }
-        batch.disown_front(taken);
-        self.stats.add(sent, bytes);
-        taken
-    }
-}
-
-impl<Q: Virtqueue> Drop for VirtioTx<Q> {
-    fn drop(&mut self) {
-        release(&self.vq, &mut self.bufs, &self.active, "tx");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::tests::SimDevice;
+    use crate::transport::Notifier;
+    use crate::virtqueue::split::tests::SimDevice;
     use pmd_core::ethdev::Port;
+    use pmd_core::mbuf::PktBatch;
+    use pmd_core::Mempool;
     use std::sync::atomic::AtomicU64;
 
     struct CountingNotifier(AtomicU64);
@@ -1413,7 +665,7 @@ mod tests {
     struct CtrlTransport {
         features: u64,
         kicks: Arc<CountingNotifier>,
-        ctrl: Arc<crate::ctrl::tests::SimCtrlDevice>,
+        ctrl: Arc<crate::net::ctrl::queue::tests::SimCtrlDevice>,
         started: bool,
         ring_indices: Arc<std::sync::Mutex<Vec<u16>>>,
     }
@@ -1467,7 +719,7 @@ mod tests {
 
     #[test]
     fn control_queue_through_the_net_layer() {
-        use crate::ctrl::tests::{Reply, SimCtrlDevice};
+        use crate::net::ctrl::queue::tests::{Reply, SimCtrlDevice};
         for packed in [false, true] {
             let ctrl = SimCtrlDevice::new();
             let idx = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -1525,7 +777,7 @@ mod tests {
             assert!(port.promiscuous());
             assert_eq!(ctrl.seen.lock().unwrap()[2], vec![0, 0, 1]);
             // The device refuses: an error, and the mode does not change.
-            *ctrl.reply.lock().unwrap() = Reply::Ack(crate::ctrl::VIRTIO_NET_ERR);
+            *ctrl.reply.lock().unwrap() = Reply::Ack(crate::net::ctrl::VIRTIO_NET_ERR);
             let e = port.set_promiscuous(false).unwrap_err().to_string();
             assert!(e.contains("rejected RX PROMISC 0"), "{e}");
             assert!(port.promiscuous());
@@ -1554,7 +806,7 @@ mod tests {
 
     #[test]
     fn packed_rings_through_a_simulated_device() {
-        use crate::queue::packed::tests::SimPackedDevice;
+        use crate::virtqueue::packed::tests::SimPackedDevice;
         let kicks = Arc::new(CountingNotifier(AtomicU64::new(0)));
         let rings = Arc::new(std::sync::Mutex::new(Vec::new()));
         let t = LoopTransport {
@@ -1642,66 +894,6 @@ mod tests {
         drop(rx);
         drop(tx);
         assert_eq!(pool.stats().in_use, 0, "everything freed");
-    }
-
-    #[test]
-    fn guest_csum_completes_partial_checksums_and_rejects_bad_offsets() {
-        let pool = Mempool::create("virtio-csum-test", 64, 0).unwrap();
-        // Ethernet (14) + IPv4 (20) + UDP (8) + 11 bytes of payload.
-        let (src, dst) = ([10u8, 0, 0, 1], [10u8, 0, 0, 2]);
-        let udp_len = 8 + 11u16;
-        let mut pkt = vec![0u8; 14 + 20 + udp_len as usize];
-        pkt[12..14].copy_from_slice(&[0x08, 0x00]);
-        pkt[14] = 0x45;
-        pkt[23] = 17;
-        pkt[26..30].copy_from_slice(&src);
-        pkt[30..34].copy_from_slice(&dst);
-        pkt[34..36].copy_from_slice(&1234u16.to_be_bytes());
-        pkt[36..38].copy_from_slice(&5678u16.to_be_bytes());
-        pkt[38..40].copy_from_slice(&udp_len.to_be_bytes());
-        for (i, b) in pkt[42..].iter_mut().enumerate() {
-            *b = i as u8 * 7 + 1;
-        }
-        // The device leaves the pseudo-header sum in the checksum field (CHECKSUM_PARTIAL).
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&src);
-        pseudo.extend_from_slice(&dst);
-        pseudo.extend_from_slice(&[0, 17]);
-        pseudo.extend_from_slice(&udp_len.to_be_bytes());
-        let partial = pmd_core::csum::ones_complement_sum(&pseudo);
-        pkt[40..42].copy_from_slice(&partial.to_be_bytes());
-
-        let mut m = pool.alloc().unwrap();
-        assert!(m.copy_from(&pkt));
-        assert!(apply_rx_csum(&mut m, (VIRTIO_NET_HDR_F_NEEDS_CSUM, 34, 6)));
-        assert_ne!(m.ol_flags() & pmd_core::mbuf::RX_L4_CKSUM_GOOD, 0);
-        // Verify: pseudo-header + UDP segment now sums to all ones.
-        let mut all = pseudo.clone();
-        all.extend_from_slice(&m.data()[34..]);
-        assert_eq!(pmd_core::csum::ones_complement_sum(&all), 0xffff);
-        assert_eq!(&m.data()[..40], &pkt[..40], "only the checksum changed");
-
-        // DATA_VALID: trusted, untouched.
-        let mut v = pool.alloc().unwrap();
-        assert!(v.copy_from(&pkt));
-        assert!(apply_rx_csum(&mut v, (VIRTIO_NET_HDR_F_DATA_VALID, 0, 0)));
-        assert_ne!(v.ol_flags() & pmd_core::mbuf::RX_L4_CKSUM_GOOD, 0);
-        assert_eq!(v.data(), &pkt[..]);
-        // No flags: nothing claimed.
-        let mut n = pool.alloc().unwrap();
-        assert!(n.copy_from(&pkt));
-        assert!(apply_rx_csum(&mut n, (0, 0, 0)));
-        assert_eq!(n.ol_flags(), 0);
-        // Hostile offsets: start or field beyond the packet.
-        for (start, off) in [(34u16, 65535u16), (60, 0), (u16::MAX, u16::MAX), (52, 1)] {
-            let mut h = pool.alloc().unwrap();
-            assert!(h.copy_from(&pkt));
-            assert!(
-                !apply_rx_csum(&mut h, (VIRTIO_NET_HDR_F_NEEDS_CSUM, start, off)),
-                "{start} {off}"
-            );
-            assert_eq!(h.data(), &pkt[..]);
-        }
     }
 
     #[test]
