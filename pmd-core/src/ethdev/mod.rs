@@ -17,7 +17,7 @@ pub use stats::{EthStats, QueueCounters, QueueStats};
 use crate::error::Result;
 use crate::mbuf::PktBatch;
 use crate::mempool::Mempool;
-use crate::options::VdevSpec;
+use crate::devargs::VdevSpec;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;

@@ -3,8 +3,7 @@
 
 use super::mmio::MmioRegion;
 use crate::error::Result;
-use crate::memory::SegmentInfo;
-use crate::options::IovaMode;
+use crate::memory::{IovaMode, SegmentInfo};
 use crate::pci_addr::PciAddr;
 use std::os::fd::BorrowedFd;
 

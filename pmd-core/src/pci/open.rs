@@ -10,7 +10,7 @@ use super::backend::PciBackend;
 use super::uio::UioDevice;
 use super::vfio::{locate_group, VfioContainer, VfioDevice};
 use crate::error::{Error, Result};
-use crate::options::IovaMode;
+use crate::memory::IovaMode;
 use crate::pci_addr::PciAddr;
 use std::fmt;
 use std::path::{Path, PathBuf};

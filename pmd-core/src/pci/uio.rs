@@ -20,8 +20,7 @@ use super::mmio::MmioRegion;
 use super::open::{bound_driver, HostPaths};
 use super::vfio::poll_readable;
 use crate::error::{Error, Result};
-use crate::memory::{self, SegmentInfo};
-use crate::options::IovaMode;
+use crate::memory::{self, IovaMode, SegmentInfo};
 use crate::pci_addr::PciAddr;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -119,7 +118,7 @@ pub fn parse_resource_file(text: &str) -> Result<Vec<Resource>> {
 /// Checks that a segment's IOVA is its physical address, for backends without an IOMMU
 /// (UIO, VFIO no-IOMMU): the EAL must run with `--iova-mode pa`.
 pub fn check_pa_segment(seg: &SegmentInfo, who: &str) -> Result<()> {
-    if memory::config().iova_mode == IovaMode::Va {
+    if seg.iova_mode == IovaMode::Va {
         return Err(Error::driver(
             who,
             format!(
@@ -555,6 +554,7 @@ pub(crate) mod tests {
             page_size: 4096,
             iova: 0x1000,
             iova_contiguous: true,
+            iova_mode: IovaMode::Va,
             fd: -1,
         };
         let e = check_pa_segment(&seg, "uio").unwrap_err().to_string();

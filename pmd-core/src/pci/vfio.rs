@@ -29,9 +29,8 @@ use super::backend::{BackendKind, IrqWait, PciBackend};
 use super::mmio::MmioRegion;
 use super::open::{bound_driver, HostPaths};
 use super::uio::check_pa_segment;
-use crate::error::{Error, Result};
-use crate::memory::{self, SegmentEvent, SegmentInfo};
-use crate::options::IovaMode;
+use crate::error::{Error, MemoryError, Result};
+use crate::memory::{self, IovaMode, SegmentEvent, SegmentInfo};
 use crate::pci_addr::PciAddr;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -449,11 +448,11 @@ impl Drop for BarMapping {
 /// the process is root.
 pub fn check_memlock(soft_limit: Option<u64>, is_root: bool, to_pin: u64) -> Result<()> {
     match soft_limit {
-        Some(limit) if !is_root && limit < to_pin => Err(Error::Memory(format!(
-            "memlock limit {} KiB is below the {} KiB to pin for DMA: raise it (`ulimit -l unlimited`)",
-            limit / 1024,
-            to_pin.div_ceil(1024)
-        ))),
+        Some(limit) if !is_root && limit < to_pin => Err(MemoryError::MemlockLimit {
+            limit_kib: limit / 1024,
+            pin_kib: to_pin.div_ceil(1024),
+        }
+        .into()),
         _ => Ok(()),
     }
 }
@@ -503,21 +502,24 @@ impl DmaState {
             }
         }
         if !seg.iova_contiguous {
-            return Err(Error::Memory(format!(
-                "segment {} is not IOVA-contiguous and cannot be mapped in one IOMMU mapping; run with --iova-mode va",
-                seg.name
-            )));
+            return Err(MemoryError::NotIovaContiguous {
+                segment: seg.name.clone(),
+            }
+            .into());
         }
         let end = seg
             .iova
             .checked_add(len)
-            .ok_or_else(|| Error::Memory("segment IOVA overflows".into()))?;
+            .ok_or(MemoryError::IovaOverflow)?;
         if let Some((&iova, m)) = maps.range(..end).next_back() {
             if iova + m.len > seg.iova {
-                return Err(Error::Memory(format!(
-                    "segment {} (iova {:#x}+{len:#x}) overlaps an existing DMA mapping at {iova:#x}",
-                    seg.name, seg.iova
-                )));
+                return Err(MemoryError::DmaOverlap {
+                    segment: seg.name.clone(),
+                    iova: seg.iova,
+                    len,
+                    existing: iova,
+                }
+                .into());
             }
         }
         let pinned: u64 = maps.values().map(|m| m.len).sum();
