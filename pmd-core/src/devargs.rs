@@ -340,7 +340,10 @@ mod tests {
         ] {
             assert!(bad.parse::<VdevSpec>().is_err(), "{bad:?}");
         }
-        let m = "net_null0,size".parse::<VdevSpec>().unwrap_err().to_string();
+        let m = "net_null0,size"
+            .parse::<VdevSpec>()
+            .unwrap_err()
+            .to_string();
         assert!(m.starts_with("invalid --vdev 'net_null0,size'"), "{m}");
         assert!(m.contains("key=value"), "{m}");
     }
@@ -376,7 +379,10 @@ mod tests {
         assert_eq!(v.get("a").flag().unwrap(), Some(false));
         assert_eq!(v.get("b").flag().unwrap(), Some(true));
         assert_eq!(v.get("z").flag().unwrap(), None);
-        assert_eq!(v.get("c").flag().unwrap_err().to_string(), "d0: c=2: use 0 or 1");
+        assert_eq!(
+            v.get("c").flag().unwrap_err().to_string(),
+            "d0: c=2: use 0 or 1"
+        );
         assert!(matches!(
             v.get("d").flag().unwrap_err(),
             DevargsError::Malformed { .. }

@@ -366,9 +366,7 @@ pub enum MemoryError {
         dir: PathBuf,
     },
     /// `/proc/self/pagemap` hides physical addresses (not root).
-    #[error(
-        "physical addresses are unavailable (needs root / CAP_SYS_ADMIN); use --iova-mode va"
-    )]
+    #[error("physical addresses are unavailable (needs root / CAP_SYS_ADMIN); use --iova-mode va")]
     NoPhysicalAddresses,
     /// Pinning memory for DMA would exceed `RLIMIT_MEMLOCK`.
     #[error(

@@ -80,10 +80,7 @@ fn claim(id: u32) -> Result<()> {
 /// already is an lcore.
 pub fn register_current_thread(id: u32) -> Result<LcoreGuard> {
     if let Some(current) = current() {
-        return Err(Error::lcore(
-            id,
-            LcoreError::ThreadAlreadyLcore { current },
-        ));
+        return Err(Error::lcore(id, LcoreError::ThreadAlreadyLcore { current }));
     }
     claim(id)?;
     LCORE_ID.with(|c| c.set(id));

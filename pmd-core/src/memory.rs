@@ -246,7 +246,11 @@ impl Segment {
 
     /// Allocates room for `count` elements of `elt` bytes each under the process-wide
     /// configuration, and says where each element goes ([`ElementLayout::offset`]).
-    pub fn alloc_elements(name: &str, count: usize, elt: usize) -> Result<(Segment, ElementLayout)> {
+    pub fn alloc_elements(
+        name: &str,
+        count: usize,
+        elt: usize,
+    ) -> Result<(Segment, ElementLayout)> {
         let cfg = config();
         let layout = ElementLayout::new(elt, &cfg);
         let seg = Self::alloc_with(name, layout.bytes(count), &cfg)?;
@@ -771,7 +775,10 @@ mod tests {
         assert_eq!((l.bytes(5), l.offset(2)), (5 * elt, 2 * elt));
         let l = ElementLayout::new(elt, &pa);
         assert_eq!(l.bytes(5), 3 * page);
-        assert_eq!((l.offset(1), l.offset(2), l.offset(3)), (elt, page, page + elt));
+        assert_eq!(
+            (l.offset(1), l.offset(2), l.offset(3)),
+            (elt, page, page + elt)
+        );
         for i in 0..5 {
             assert!(l.offset(i) % page + elt <= page, "{i}");
         }

@@ -507,10 +507,7 @@ impl DmaState {
             }
             .into());
         }
-        let end = seg
-            .iova
-            .checked_add(len)
-            .ok_or(MemoryError::IovaOverflow)?;
+        let end = seg.iova.checked_add(len).ok_or(MemoryError::IovaOverflow)?;
         if let Some((&iova, m)) = maps.range(..end).next_back() {
             if iova + m.len > seg.iova {
                 return Err(MemoryError::DmaOverlap {
