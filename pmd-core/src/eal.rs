@@ -1,11 +1,11 @@
 //! EAL initialisation and teardown: parse options, set up logging and memory, make the
 //! calling thread the main lcore, install Ctrl-C handling, and probe devices into ports.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LcoreError, MemoryError, Result};
 use crate::ethdev::{Driver, Port, PortId};
-use crate::lcore::{self, LcoreGuard};
-use crate::memory::{self, MemoryConfig};
-use crate::options::{self, EalOptions, IovaMode, Lcore, LogLevel};
+use crate::lcore::{self, Lcore, LcoreGuard};
+use crate::memory::{self, IovaMode, MemoryConfig};
+use crate::options::{self, EalOptions, LogLevel};
 use crate::pci::access::{common_iova_mode, AccessMode};
 use crate::pci::open::{self as pci_open, Opened};
 use crate::pci::sysfs::{self, SysfsRoot};
@@ -16,6 +16,8 @@ use std::thread::JoinHandle;
 /// Dropping it closes the ports and releases the main lcore.
 pub struct Eal {
     opts: EalOptions,
+    /// The IOVA mode decided at init (see `choose_iova_mode`).
+    iova_mode: IovaMode,
     ports: Vec<Port>,
     /// PCI functions opened at init (through VFIO or UIO), in address order.
     pci: Vec<(PciAddr, Opened)>,
@@ -87,7 +89,7 @@ impl Eal {
     /// Initialises from parsed (or built) options; `drivers` are the PMDs `--vdev` may name.
     pub fn init(opts: EalOptions, drivers: &[&dyn Driver]) -> Result<Eal> {
         init_logging(opts.log_level);
-        check_cpus(&opts.lcores)?;
+        lcore::check_online(&opts.lcores)?;
         if !opts.no_huge && opts.huge_dir.is_none() {
             check_hugepages()?;
         }
@@ -105,10 +107,7 @@ impl Eal {
             .iter()
             .find(|l| l.id == opts.main_lcore)
             .copied()
-            .ok_or_else(|| Error::Lcore {
-                lcore: opts.main_lcore,
-                msg: "main lcore is not in the lcore list".into(),
-            })?;
+            .ok_or_else(|| Error::lcore(opts.main_lcore, LcoreError::MainNotInList))?;
         let guard = lcore::register_current_thread(main.id)?;
         if !lcore::pin_current_thread(main.cpu) {
             tracing::warn!(
@@ -139,6 +138,7 @@ impl Eal {
         let pci = probe_pci(&pci_addrs, drivers, &mut ports)?;
         Ok(Eal {
             opts,
+            iova_mode,
             ports,
             pci,
             _main: guard,
@@ -159,6 +159,12 @@ impl Eal {
     /// The options in force.
     pub fn options(&self) -> &EalOptions {
         &self.opts
+    }
+
+    /// The IOVA mode chosen at init: what the IOVAs of memory segments, and so of
+    /// buffers and rings, are.
+    pub fn iova_mode(&self) -> IovaMode {
+        self.iova_mode
     }
 
     /// All ports, indexed by port id.
@@ -334,44 +340,6 @@ fn init_logging(level: LogLevel) {
         .try_init();
 }
 
-fn online_cpus() -> Vec<u32> {
-    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let mut it = part.splitn(2, '-');
-        let a = it.next().and_then(|v| v.parse::<u32>().ok());
-        let b = it.next().and_then(|v| v.parse::<u32>().ok()).or(a);
-        if let (Some(a), Some(b)) = (a, b) {
-            cpus.extend(a..=b.min(a + 4096));
-        }
-    }
-    cpus
-}
-
-fn check_cpus(lcores: &[Lcore]) -> Result<()> {
-    let online = online_cpus();
-    if online.is_empty() {
-        return Ok(());
-    }
-    for l in lcores {
-        if !online.contains(&l.cpu) {
-            return Err(Error::Lcore {
-                lcore: l.id,
-                msg: format!(
-                    "CPU {} is not online (online CPUs: {}); pick lcores with -l among them",
-                    l.cpu,
-                    online
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
 fn check_hugepages() -> Result<()> {
     let pools = memory::hugepage_pools();
     if pools.iter().any(|p| p.free > 0) {
@@ -380,24 +348,12 @@ fn check_hugepages() -> Result<()> {
     let size_kb = memory::default_hugepage_size()
         .map(|b| b / 1024)
         .unwrap_or(2048);
-    Err(Error::Memory(format!(
-        "no free hugepages. Reserve some with `echo 1024 > /sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages` \
-         (or `hugepage-setup reserve 1024`), or run with --no-huge"
-    )))
+    Err(MemoryError::NoFreeHugepages { size_kb }.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_check_names_the_bad_cpu() {
-        let err = check_cpus(&[Lcore { id: 0, cpu: 4000 }])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("CPU 4000 is not online"), "{err}");
-        assert!(check_cpus(&[Lcore { id: 0, cpu: 0 }]).is_ok());
-    }
 
     #[test]
     fn iova_mode_defaults_to_va_and_honours_the_option() {

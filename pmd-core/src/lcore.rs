@@ -1,10 +1,11 @@
-//! Lcores: threads pinned to CPUs, each with a unique lcore id, and a cooperative stop flag.
+//! Lcores: threads pinned to CPUs, each with a unique lcore id, and a cooperative stop flag;
+//! the lcore lists (`-l 0-3`, `--lcores 0@2,1`) that name them, and the CPUs they may use.
 //!
 //! The lcore id of the running thread is what per-lcore structures (mempool caches) are
 //! indexed by. An id is held by at most one live thread at a time: it is claimed before the
 //! thread starts and released when the thread's [`LcoreGuard`] drops.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LcoreError, Result};
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -13,6 +14,10 @@ use std::thread::JoinHandle;
 
 /// The largest number of lcores (ids `0..MAX_LCORE`).
 pub const MAX_LCORE: usize = 128;
+/// Largest lcore id accepted in an lcore list.
+pub const MAX_LCORE_ID: u32 = MAX_LCORE as u32 - 1;
+/// Largest CPU number accepted on the right of `N@C` (Linux `CPU_SETSIZE` - 1).
+pub const MAX_CPU_ID: u32 = 1023;
 
 /// Sentinel for "this thread is not an lcore".
 const NO_LCORE: u32 = u32::MAX;
@@ -61,16 +66,12 @@ impl Drop for LcoreGuard {
 }
 
 fn claim(id: u32) -> Result<()> {
-    let slot = CLAIMED.get(id as usize).ok_or_else(|| Error::Lcore {
-        lcore: id,
-        msg: format!("lcore ids must be below {MAX_LCORE}"),
-    })?;
+    let slot = CLAIMED
+        .get(id as usize)
+        .ok_or_else(|| Error::lcore(id, LcoreError::IdOutOfRange { max: MAX_LCORE }))?;
     slot.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .map(|_| ())
-        .map_err(|_| Error::Lcore {
-            lcore: id,
-            msg: "already in use by another thread".into(),
-        })
+        .map_err(|_| Error::lcore(id, LcoreError::InUse))
 }
 
 /// Makes the calling thread lcore `id`, until the returned guard is dropped.
@@ -78,11 +79,8 @@ fn claim(id: u32) -> Result<()> {
 /// Fails if `id` is out of range, already held by another thread, or if this thread
 /// already is an lcore.
 pub fn register_current_thread(id: u32) -> Result<LcoreGuard> {
-    if let Some(cur) = current() {
-        return Err(Error::Lcore {
-            lcore: id,
-            msg: format!("this thread already is lcore {cur}"),
-        });
+    if let Some(current) = current() {
+        return Err(Error::lcore(id, LcoreError::ThreadAlreadyLcore { current }));
     }
     claim(id)?;
     LCORE_ID.with(|c| c.set(id));
@@ -170,6 +168,142 @@ pub fn install_signal_handlers() -> Result<()> {
     result
 }
 
+/// A logical core: an EAL worker id pinned to a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lcore {
+    /// Lcore id (0..=[`MAX_LCORE_ID`]).
+    pub id: u32,
+    /// CPU the lcore's thread is pinned to.
+    pub cpu: u32,
+}
+
+/// One lcore per available CPU, id == cpu, capped at [`MAX_LCORE`].
+pub fn default_lcores() -> Vec<Lcore> {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let n = u32::try_from(n).unwrap_or(u32::MAX).min(MAX_LCORE_ID + 1);
+    (0..n).map(|id| Lcore { id, cpu: id }).collect()
+}
+
+/// Parses a non-empty string of ASCII digits as `u32`, with a readable error.
+pub(crate) fn parse_number(s: &str) -> std::result::Result<u32, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{s}' is not a non-negative decimal number"));
+    }
+    s.parse().map_err(|_| format!("number '{s}' is too large"))
+}
+
+/// Parses an lcore id and checks it against [`MAX_LCORE_ID`].
+fn parse_lcore_id(s: &str) -> std::result::Result<u32, String> {
+    let too_big = || format!("lcore id '{s}' exceeds the maximum lcore id {MAX_LCORE_ID}");
+    let id = parse_number(s).map_err(|e| {
+        if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+            too_big()
+        } else {
+            e
+        }
+    })?;
+    if id > MAX_LCORE_ID {
+        return Err(too_big());
+    }
+    Ok(id)
+}
+
+/// Parses one lcore list entry: `N`, `N-M` or (if `allow_at`) `N@C`.
+fn parse_lcore_entry(entry: &str, allow_at: bool) -> std::result::Result<Vec<Lcore>, String> {
+    if entry.is_empty() {
+        return Err("empty entry in lcore list (stray ',')".to_string());
+    }
+    if let Some((id, cpu)) = entry.split_once('@') {
+        if !allow_at {
+            return Err(format!(
+                "'{entry}': -l does not support '@' CPU mapping; use --lcores for N@C"
+            ));
+        }
+        if id.contains('-') {
+            return Err(format!(
+                "'{entry}': '@' maps a single lcore; write each lcore as N@C"
+            ));
+        }
+        let id = parse_lcore_id(id)?;
+        let cpu = parse_number(cpu)?;
+        if cpu > MAX_CPU_ID {
+            return Err(format!("CPU {cpu} exceeds the maximum CPU id {MAX_CPU_ID}"));
+        }
+        return Ok(vec![Lcore { id, cpu }]);
+    }
+    let (lo, hi) = match entry.split_once('-') {
+        Some((lo, hi)) => (parse_lcore_id(lo)?, parse_lcore_id(hi)?),
+        None => {
+            let id = parse_lcore_id(entry)?;
+            (id, id)
+        }
+    };
+    if hi < lo {
+        return Err(format!(
+            "range '{entry}' is reversed; write it as {hi}-{lo}"
+        ));
+    }
+    Ok((lo..=hi).map(|id| Lcore { id, cpu: id }).collect())
+}
+
+/// Parses an lcore list (`-l` syntax: `N` and `N-M`, comma-separated; with `allow_at`,
+/// `--lcores` syntax, which adds `N@C`), rejecting duplicates, and sorts it by id. The
+/// error says what is wrong with the list.
+pub fn parse_lcore_list(list: &str, allow_at: bool) -> std::result::Result<Vec<Lcore>, String> {
+    if list.is_empty() {
+        return Err("the lcore list is empty; expected e.g. 0-3 or 0,2,4".to_string());
+    }
+    let mut lcores: Vec<Lcore> = Vec::new();
+    for entry in list.split(',') {
+        for lcore in parse_lcore_entry(entry, allow_at)? {
+            if lcores.iter().any(|l| l.id == lcore.id) {
+                return Err(format!("lcore {} is listed more than once", lcore.id));
+            }
+            lcores.push(lcore);
+        }
+    }
+    lcores.sort();
+    Ok(lcores)
+}
+
+/// The online CPUs, from `/sys/devices/system/cpu/online` (empty if unreadable).
+pub fn online_cpus() -> Vec<u32> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    parse_cpu_list(&text)
+}
+
+/// Parses the kernel's CPU list format (`0-3,8,10-11`), skipping entries it cannot read.
+fn parse_cpu_list(text: &str) -> Vec<u32> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let mut it = part.splitn(2, '-');
+        let a = it.next().and_then(|v| v.parse::<u32>().ok());
+        let b = it.next().and_then(|v| v.parse::<u32>().ok()).or(a);
+        if let (Some(a), Some(b)) = (a, b) {
+            cpus.extend(a..=b.min(a + 4096));
+        }
+    }
+    cpus
+}
+
+/// Fails for the first lcore whose CPU is not online (passes when the online CPUs cannot
+/// be read).
+pub fn check_online(lcores: &[Lcore]) -> Result<()> {
+    let online = online_cpus();
+    if online.is_empty() {
+        return Ok(());
+    }
+    match lcores.iter().find(|l| !online.contains(&l.cpu)) {
+        Some(l) => Err(Error::lcore(
+            l.id,
+            LcoreError::CpuOffline { cpu: l.cpu, online },
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +343,34 @@ mod tests {
         ));
         tx.send(()).unwrap();
         h.join().unwrap();
+    }
+
+    #[test]
+    fn cpu_check_names_the_bad_cpu() {
+        let err = check_online(&[Lcore { id: 0, cpu: 4000 }])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CPU 4000 is not online"), "{err}");
+        assert!(check_online(&[Lcore { id: 0, cpu: 0 }]).is_ok());
+    }
+
+    #[test]
+    fn reads_the_kernel_cpu_list() {
+        assert_eq!(parse_cpu_list("0-3,8,10-11\n"), [0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(parse_cpu_list(""), Vec::<u32>::new());
+        assert_eq!(parse_cpu_list("x,2"), [2]);
+    }
+
+    #[test]
+    fn lcore_lists() {
+        let l = parse_lcore_list("7,2-3,0", false).unwrap();
+        assert_eq!(l.iter().map(|l| l.id).collect::<Vec<_>>(), [0, 2, 3, 7]);
+        assert!(l.iter().all(|l| l.id == l.cpu));
+        let l = parse_lcore_list("1@4,0", true).unwrap();
+        assert_eq!(l, [Lcore { id: 0, cpu: 0 }, Lcore { id: 1, cpu: 4 }]);
+        for (bad, allow_at) in [("", false), ("0@1", false), ("3-1", false), ("0,0", false)] {
+            assert!(parse_lcore_list(bad, allow_at).is_err(), "{bad}");
+        }
+        assert_eq!(default_lcores().first(), Some(&Lcore { id: 0, cpu: 0 }));
     }
 }

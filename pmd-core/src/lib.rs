@@ -1,7 +1,11 @@
 //! `pmd-core`: the environment abstraction layer (EAL) of a poll-mode driver framework.
 //!
-//! Layering follows the classic userspace-networking split:
-//! - [`eal`]: options, initialisation, lcore launch and teardown;
+//! Layering follows the classic userspace-networking split, top down:
+//! - [`eal`]: initialisation and teardown; it alone reads [`options`], the `argv` layer,
+//!   and hands each layer below the values it needs (the IOVA mode to [`memory`], lcore
+//!   lists to [`lcore`], [`devargs::VdevSpec`]s to drivers);
+//! - [`devargs`]: virtual device specifications and the typed parser drivers read their
+//!   arguments with;
 //! - [`memory`]: hugepage (or ordinary) memory segments that know their IOVA;
 //! - [`mempool`] and [`mbuf`]: fixed-size packet buffers with per-lcore caches, owned
 //!   buffers that return to their pool on drop, and bursts of them ([`mbuf::PktBatch`]);
@@ -13,6 +17,7 @@
 
 mod copy;
 pub mod csum;
+pub mod devargs;
 pub mod eal;
 pub mod error;
 pub mod ethdev;
@@ -28,6 +33,7 @@ pub mod ring;
 pub mod tsc;
 pub mod vnet;
 
+pub use devargs::VdevSpec;
 pub use eal::Eal;
 pub use error::{Error, Result};
 pub use mbuf::{Mbuf, PktBatch};

@@ -9,18 +9,54 @@
 //!
 //! Live segments are listed in a process-wide registry ([`segments`]), the seam where DMA
 //! mapping (VFIO) attaches.
+//!
+//! The IOVA mode is decided once, by EAL initialisation, and handed to [`configure`] with
+//! the rest of the allocator's settings; from then on each segment carries the mode it was
+//! made in ([`Segment::iova_mode`], [`SegmentInfo::iova_mode`]), which is where code that
+//! hands addresses to devices reads it.
 
-use crate::error::{Error, Result};
-use crate::options::IovaMode;
+use crate::error::{Error, MemoryError, Result};
+use std::fmt;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
+/// IOVA mode: how device DMA addresses relate to process addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IovaMode {
+    /// IOVA = virtual address (IOMMU/VFIO).
+    Va,
+    /// IOVA = physical address (needs pinned hugepages).
+    Pa,
+}
+
+impl FromStr for IovaMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "va" => Ok(Self::Va),
+            "pa" => Ok(Self::Pa),
+            _ => Err("expected 'va' or 'pa'".to_string()),
+        }
+    }
+}
+
+impl fmt::Display for IovaMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Va => "va",
+            Self::Pa => "pa",
+        })
+    }
+}
+
 /// How segments are allocated; set once by EAL initialisation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryConfig {
     /// Use ordinary (4 KiB page) shared memory instead of hugepages.
     pub no_huge: bool,
@@ -28,7 +64,7 @@ pub struct MemoryConfig {
     pub huge_dir: Option<PathBuf>,
     /// Prefix for file and memfd names (`--file-prefix`).
     pub file_prefix: String,
-    /// What IOVA the segments report.
+    /// What IOVA the segments report (the EAL's decision).
     pub iova_mode: IovaMode,
     /// Upper bound on all segments together (`-m`), in bytes.
     pub limit_bytes: Option<u64>,
@@ -137,6 +173,8 @@ pub struct SegmentInfo {
     pub iova: u64,
     /// Whether IOVAs are contiguous over the whole segment.
     pub iova_contiguous: bool,
+    /// What the IOVAs are: virtual or physical addresses.
+    pub iova_mode: IovaMode,
     /// The backing file descriptor, valid while the segment lives (for sharing the memory
     /// with a peer process, e.g. vhost-user's SET_MEM_TABLE). Offset 0 maps `va`.
     pub fd: std::os::fd::RawFd,
@@ -155,6 +193,8 @@ pub struct Segment {
     len: usize,
     page_size: usize,
     fd: OwnedFd,
+    /// The IOVA mode the segment was made in.
+    iova_mode: IovaMode,
     /// Physical address of each page in IOVA-as-PA mode; empty in IOVA-as-VA mode.
     page_pa: Vec<u64>,
 }
@@ -174,9 +214,10 @@ impl Segment {
     /// Allocates at least `len` bytes under an explicit configuration.
     pub fn alloc_with(name: &str, len: usize, cfg: &MemoryConfig) -> Result<Segment> {
         if len == 0 {
-            return Err(Error::Memory(format!(
-                "{name}: zero-length segment requested"
-            )));
+            return Err(MemoryError::ZeroLength {
+                segment: name.to_string(),
+            }
+            .into());
         }
         let page_size = if cfg.no_huge {
             page_size_4k()
@@ -201,6 +242,19 @@ impl Segment {
         // On failure `seg` drops here, which tells the listeners it is gone again.
         notify(SegmentEvent::Added, &info)?;
         Ok(seg)
+    }
+
+    /// Allocates room for `count` elements of `elt` bytes each under the process-wide
+    /// configuration, and says where each element goes ([`ElementLayout::offset`]).
+    pub fn alloc_elements(
+        name: &str,
+        count: usize,
+        elt: usize,
+    ) -> Result<(Segment, ElementLayout)> {
+        let cfg = config();
+        let layout = ElementLayout::new(elt, &cfg);
+        let seg = Self::alloc_with(name, layout.bytes(count), &cfg)?;
+        Ok((seg, layout))
     }
 
     fn map(name: &str, len: usize, page_size: usize, cfg: &MemoryConfig) -> Result<Segment> {
@@ -242,8 +296,7 @@ impl Segment {
                 hugepage_shortage(name, len, page_size)
             });
         }
-        let va = NonNull::new(va as *mut u8)
-            .ok_or_else(|| Error::Memory("mmap returned NULL".into()))?;
+        let va = NonNull::new(va as *mut u8).ok_or(MemoryError::NullMapping)?;
         // SAFETY: va..va+len is our mapping.
         if unsafe { libc::mlock(va.as_ptr() as *const libc::c_void, len) } != 0 {
             tracing::debug!(
@@ -258,6 +311,7 @@ impl Segment {
             len,
             page_size,
             fd,
+            iova_mode: cfg.iova_mode,
             page_pa: Vec::new(),
         };
         if cfg.iova_mode == IovaMode::Pa {
@@ -278,6 +332,7 @@ impl Segment {
                 .page_pa
                 .windows(2)
                 .all(|w| w[1] == w[0] + self.page_size as u64),
+            iova_mode: self.iova_mode,
             fd: self.fd.as_raw_fd(),
         }
     }
@@ -312,6 +367,11 @@ impl Segment {
         &self.fd
     }
 
+    /// What this segment's IOVAs are: virtual or physical addresses.
+    pub fn iova_mode(&self) -> IovaMode {
+        self.iova_mode
+    }
+
     /// IOVA of the byte at `offset` (clamped to the segment).
     #[inline]
     pub fn iova_at(&self, offset: usize) -> u64 {
@@ -319,6 +379,51 @@ impl Segment {
         match self.page_pa.get(offset / self.page_size) {
             Some(pa) => pa + (offset % self.page_size) as u64,
             None => self.va.as_ptr() as u64 + offset as u64,
+        }
+    }
+}
+
+/// Where equal-sized elements go in a segment. In IOVA-as-PA mode an element must not
+/// straddle pages (they need not be physically contiguous), so elements no larger than a
+/// page are laid out page by page; otherwise they follow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElementLayout {
+    elt: usize,
+    page: usize,
+    /// Elements per page when laid out page by page; 0 when they follow each other.
+    per_page: usize,
+}
+
+impl ElementLayout {
+    /// The layout of `elt`-byte elements in segments made under `cfg` (pages of the
+    /// default hugepage size, or 4 KiB with `no_huge`).
+    pub fn new(elt: usize, cfg: &MemoryConfig) -> ElementLayout {
+        let page = if cfg.no_huge {
+            page_size_4k()
+        } else {
+            default_hugepage_size().unwrap_or(2 << 20)
+        };
+        let paged = cfg.iova_mode == IovaMode::Pa && elt <= page;
+        ElementLayout {
+            elt,
+            page,
+            per_page: if paged { (page / elt.max(1)).max(1) } else { 0 },
+        }
+    }
+
+    /// Bytes `count` elements take.
+    pub fn bytes(&self, count: usize) -> usize {
+        match self.per_page {
+            0 => count * self.elt,
+            per => count.div_ceil(per) * self.page,
+        }
+    }
+
+    /// Offset of element `i` from the start of the segment.
+    pub fn offset(&self, i: usize) -> usize {
+        match self.per_page {
+            0 => i * self.elt,
+            per => i / per * self.page + i % per * self.elt,
         }
     }
 }
@@ -350,20 +455,20 @@ fn reserve_budget(len: u64, limit: Option<u64>) -> Result<()> {
     if let Some(limit) = limit {
         if prev + len > limit {
             USED.fetch_sub(len, Ordering::Relaxed);
-            return Err(Error::Memory(format!(
-                "memory limit exceeded: {} MiB in use, {} MiB more requested, -m allows {} MiB; raise -m",
-                prev >> 20,
-                len.div_ceil(1 << 20),
-                limit >> 20
-            )));
+            return Err(MemoryError::LimitExceeded {
+                in_use_mib: prev >> 20,
+                requested_mib: len.div_ceil(1 << 20),
+                limit_mib: limit >> 20,
+            }
+            .into());
         }
     }
     Ok(())
 }
 
 fn memfd(name: &str, flags: libc::c_uint) -> Result<OwnedFd> {
-    let cname = std::ffi::CString::new(name.replace('\0', "_"))
-        .map_err(|_| Error::Memory("bad memfd name".into()))?;
+    // NULs are replaced first, so the conversion cannot fail.
+    let cname = std::ffi::CString::new(name.replace('\0', "_")).unwrap_or_default();
     // SAFETY: valid NUL-terminated name; the returned fd is checked.
     let fd = unsafe { libc::memfd_create(cname.as_ptr(), flags) };
     if fd < 0 {
@@ -406,11 +511,14 @@ fn hugepage_shortage(name: &str, len: usize, page_size: usize) -> Error {
             .find(|p| p.size_kb as usize == size_kb)
             .map(|p| p.total - p.free)
             .unwrap_or(0);
-    Error::Memory(format!(
-        "not enough free hugepages for {name}: need {need} x {size_kb} kB, {free} free. \
-         Reserve them with `echo {total_needed} > /sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages` \
-         (or `hugepage-setup reserve {total_needed}`), or run with --no-huge"
-    ))
+    MemoryError::HugepageShortage {
+        segment: name.to_string(),
+        need,
+        size_kb,
+        free,
+        total_needed,
+    }
+    .into()
 }
 
 /// The system page size (4 KiB on x86_64).
@@ -433,9 +541,7 @@ pub fn default_hugepage_size() -> Result<usize> {
         .find_map(|l| l.strip_prefix("Hugepagesize:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         .map(|kb| kb * 1024)
-        .ok_or_else(|| {
-            Error::Memory("this kernel has no hugepage support; run with --no-huge".into())
-        })
+        .ok_or_else(|| MemoryError::NoHugepageSupport.into())
 }
 
 /// One hugepage pool of the kernel (one page size).
@@ -544,12 +650,10 @@ fn hugetlbfs_page_size(dir: &Path) -> Result<usize> {
         .find(|m| m.path == canon)
         .map(|m| m.page_size)
         .ok_or_else(|| {
-            Error::Memory(format!(
-                "--huge-dir {} is not a hugetlbfs mount; mount one with `mount -t hugetlbfs -o pagesize=2M nodev {}` or `hugepage-setup mount {}`",
-                dir.display(),
-                dir.display(),
-                dir.display()
-            ))
+            MemoryError::NotHugetlbfs {
+                dir: dir.to_path_buf(),
+            }
+            .into()
         })
 }
 
@@ -577,9 +681,7 @@ fn physical_addresses(va: usize, len: usize, page_size: usize) -> Result<Vec<u64
             let present = entry >> 63 == 1;
             let pfn = entry & ((1 << 55) - 1);
             if !present || pfn == 0 {
-                return Err(Error::Memory(
-                    "physical addresses are unavailable (needs root / CAP_SYS_ADMIN); use --iova-mode va".into(),
-                ));
+                return Err(MemoryError::NoPhysicalAddresses.into());
             }
             Ok(pfn * small as u64 + (addr % small) as u64)
         })
@@ -638,7 +740,7 @@ mod tests {
     fn a_failing_listener_fails_the_allocation() {
         let id = add_listener(Box::new(|ev, seg| {
             if ev == SegmentEvent::Added && seg.name == "t-refused" {
-                return Err(Error::Memory("refused by test".into()));
+                return Err(Error::Config("refused by test".into()));
             }
             Ok(())
         }))
@@ -647,6 +749,42 @@ mod tests {
         remove_listener(id);
         assert!(r.unwrap_err().to_string().contains("refused by test"));
         assert!(!segments().iter().any(|s| s.name == "t-refused"));
+    }
+
+    #[test]
+    fn segments_carry_their_iova_mode() {
+        let seg = Segment::alloc_with("t-mode", 4096, &MemoryConfig::default()).unwrap();
+        assert_eq!(seg.iova_mode(), IovaMode::Va);
+        let info = segments().into_iter().find(|s| s.name == "t-mode").unwrap();
+        assert_eq!(info.iova_mode, IovaMode::Va);
+        assert_eq!("PA".parse::<IovaMode>(), Ok(IovaMode::Pa));
+        assert_eq!(IovaMode::Va.to_string(), "va");
+        assert!("x".parse::<IovaMode>().is_err());
+    }
+
+    #[test]
+    fn elements_do_not_straddle_pages_in_pa_mode() {
+        let va = MemoryConfig::default();
+        let pa = MemoryConfig {
+            iova_mode: IovaMode::Pa,
+            ..MemoryConfig::default()
+        };
+        let page = page_size_4k();
+        let elt = page / 3 + 64;
+        let l = ElementLayout::new(elt, &va);
+        assert_eq!((l.bytes(5), l.offset(2)), (5 * elt, 2 * elt));
+        let l = ElementLayout::new(elt, &pa);
+        assert_eq!(l.bytes(5), 3 * page);
+        assert_eq!(
+            (l.offset(1), l.offset(2), l.offset(3)),
+            (elt, page, page + elt)
+        );
+        for i in 0..5 {
+            assert!(l.offset(i) % page + elt <= page, "{i}");
+        }
+        // Larger than a page: they follow each other.
+        let l = ElementLayout::new(page + 64, &pa);
+        assert_eq!(l.offset(1), page + 64);
     }
 
     #[test]

@@ -6,11 +6,10 @@
 //! is dropped, releases its memory only if every buffer has come back; otherwise it stays
 //! alive (logged), so late frees remain sound.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, MempoolError, Result};
 use crate::lcore;
 use crate::mbuf::{Mbuf, MbufHdr, PktBatch, RawMbuf, DEFAULT_BUF_SIZE, HEADROOM};
 use crate::memory::Segment;
-use crate::options::IovaMode;
 use crate::ring::RingCore;
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
@@ -327,6 +326,38 @@ impl Default for MempoolConfig {
     }
 }
 
+/// Checks a pool's parameters before any memory is taken.
+fn check_config(cfg: &MempoolConfig) -> std::result::Result<(), MempoolError> {
+    if cfg.size == 0 {
+        return Err(MempoolError::NoBuffers);
+    }
+    if cfg.size > i32::MAX as u32 {
+        return Err(MempoolError::TooManyBuffers {
+            size: cfg.size,
+            max: i32::MAX as u32,
+        });
+    }
+    if cfg.cache_size > MAX_CACHE_SIZE {
+        return Err(MempoolError::CacheTooLarge {
+            cache_size: cfg.cache_size,
+            max: MAX_CACHE_SIZE,
+        });
+    }
+    if cfg.cache_size > cfg.size {
+        return Err(MempoolError::CacheExceedsPool {
+            cache_size: cfg.cache_size,
+            size: cfg.size,
+        });
+    }
+    if cfg.buf_size < HEADROOM {
+        return Err(MempoolError::BufferBelowHeadroom {
+            buf_size: cfg.buf_size,
+            headroom: HEADROOM,
+        });
+    }
+    Ok(())
+}
+
 impl Mempool {
     /// Creates a pool of `size` buffers of the default size, with a per-lcore cache of
     /// `cache_size`, in memory from the process-wide configuration (hugepages after EAL init).
@@ -343,56 +374,11 @@ impl Mempool {
 
     /// Creates a pool with explicit parameters.
     pub fn create_with(name: &str, cfg: &MempoolConfig) -> Result<Mempool> {
-        let err = |msg: String| Error::Mempool {
-            pool: name.to_string(),
-            msg,
-        };
-        if cfg.size == 0 {
-            return Err(err("a pool needs at least one buffer".into()));
-        }
-        if cfg.size > i32::MAX as u32 {
-            return Err(err(format!(
-                "{} buffers is too many (at most {})",
-                cfg.size,
-                i32::MAX
-            )));
-        }
-        if cfg.cache_size > MAX_CACHE_SIZE {
-            return Err(err(format!(
-                "cache size {} exceeds the maximum {MAX_CACHE_SIZE}",
-                cfg.cache_size
-            )));
-        }
-        if cfg.cache_size > cfg.size {
-            return Err(err(format!(
-                "cache size {} exceeds the pool size {}",
-                cfg.cache_size, cfg.size
-            )));
-        }
-        if cfg.buf_size < HEADROOM {
-            return Err(err(format!(
-                "buffer size {} is below the {HEADROOM}-byte headroom",
-                cfg.buf_size
-            )));
-        }
+        let err = |reason: MempoolError| Error::mempool(name, reason);
+        check_config(cfg).map_err(err)?;
         let elt = (HDR_SIZE + cfg.buf_size as usize).next_multiple_of(64);
-        let mem_cfg = crate::memory::config();
-        // In IOVA-as-PA mode an element must not straddle pages (they need not be
-        // physically contiguous), so lay elements out page by page.
-        let pa = mem_cfg.iova_mode == IovaMode::Pa;
-        let page = if mem_cfg.no_huge {
-            crate::memory::page_size_4k()
-        } else {
-            crate::memory::default_hugepage_size().unwrap_or(2 << 20)
-        };
-        let per_page = (page / elt).max(1);
-        let bytes = if pa && elt <= page {
-            (cfg.size as usize).div_ceil(per_page) * page
-        } else {
-            cfg.size as usize * elt
-        };
-        let seg = Segment::alloc(name, bytes)?;
-        let ring = RingCore::new(cfg.size as usize).ok_or_else(|| err("pool too large".into()))?;
+        let (seg, layout) = Segment::alloc_elements(name, cfg.size as usize, elt)?;
+        let ring = RingCore::new(cfg.size as usize).ok_or_else(|| err(MempoolError::TooLarge))?;
         // SAFETY: all-zero bytes are a valid LcoreCache (zero counters, null pointers).
         let caches: Box<[CachePadded<LcoreCache>]> = unsafe {
             Box::new_zeroed_slice(if cfg.cache_size == 0 {
@@ -415,14 +401,12 @@ impl Mempool {
             seg,
         });
         let pool_ptr: *const PoolInner = &*inner;
-        let mut offset = 0usize;
         let mut batch = Vec::with_capacity(256);
-        for _ in 0..cfg.size {
-            if pa && elt <= page && offset % page + elt > page {
-                offset = offset.next_multiple_of(page);
-            }
-            // SAFETY: offset + elt <= bytes by construction of `bytes`; the element is
-            // 64-byte aligned (segment is page aligned, elt a multiple of 64).
+        for i in 0..cfg.size as usize {
+            let offset = layout.offset(i);
+            // SAFETY: offset + elt <= the segment's length, which the layout sized for
+            // `cfg.size` elements; the element is 64-byte aligned (segment is page
+            // aligned, elt a multiple of 64, pages multiples of 64).
             let hdr = unsafe { inner.seg.as_ptr().add(offset) } as *mut MbufHdr;
             let buf_off = offset + HDR_SIZE;
             // SAFETY: writing a fresh header into our own memory.
@@ -453,7 +437,6 @@ impl Mempool {
                 inner.ring_put(&batch);
                 batch.clear();
             }
-            offset += elt;
         }
         inner.ring_put(&batch);
         let inner = NonNull::from(Box::leak(inner));

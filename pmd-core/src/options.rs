@@ -1,106 +1,26 @@
 //! The EAL command line: DPDK-compatible options parsed from `argv` or set
 //! through [`EalBuilder`], validated in one place ([`EalBuilder::build`]).
+//!
+//! This is the top layer of `pmd-core`: it turns text into the values the layers below
+//! take ([`Lcore`] lists, [`VdevSpec`]s, an [`IovaMode`], PCI addresses), and only the
+//! EAL reads it.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::pci::addr::{PciAddr, PciAddrError};
+use crate::error::OptionsError;
+use crate::lcore::{default_lcores, parse_lcore_list, parse_number, Lcore};
+use crate::pci::addr::PciAddr;
 
-/// Largest lcore id accepted in an lcore list.
-pub const MAX_LCORE_ID: u32 = 127;
-/// Largest CPU number accepted on the right of `N@C` (Linux `CPU_SETSIZE` - 1).
-pub const MAX_CPU_ID: u32 = 1023;
+// The paths these types had when they were defined here; new code names their modules.
+pub use crate::devargs::VdevSpec;
+pub use crate::memory::IovaMode;
+
 /// Largest `-m` value: keeps the size in bytes representable as a `u64`.
 pub const MAX_MEMORY_MB: u64 = u64::MAX >> 20;
 /// Default `--file-prefix`.
 pub const DEFAULT_FILE_PREFIX: &str = "pmd";
-
-/// Errors from parsing or validating EAL options. Each message says what was
-/// typed and how to fix it.
-#[derive(thiserror::Error, Debug)]
-pub enum OptionsError {
-    /// An argument starting with `-` that is not an EAL option.
-    #[error("unknown EAL option '{0}' (see --help; application options go after '--')")]
-    UnknownOption(String),
-    /// An option that needs a value was the last argument or was followed by another option.
-    #[error("option '{0}' requires a value (see --help)")]
-    MissingValue(String),
-    /// An option value that could not be parsed or is out of range.
-    #[error("invalid value '{value}' for option '{option}': {reason}")]
-    InvalidValue {
-        /// The option as typed, e.g. `-l` or `--lcores`.
-        option: String,
-        /// The value as typed.
-        value: String,
-        /// Why it was rejected and what is expected.
-        reason: String,
-    },
-    /// Options that cannot be used together, or an option given twice.
-    #[error("{0}")]
-    Conflict(String),
-    /// A non-option argument before `--`.
-    #[error(
-        "unexpected argument '{0}' before '--': EAL options come first, then '--', then application options"
-    )]
-    UnexpectedArgument(String),
-    /// A malformed `--vdev` specification.
-    #[error("invalid --vdev '{spec}': {reason}")]
-    Vdev {
-        /// The specification as typed.
-        spec: String,
-        /// Why it was rejected.
-        reason: String,
-    },
-    /// A vdev argument whose value does not parse as the driver expects.
-    #[error("vdev '{vdev}': invalid value '{value}' for argument '{key}': {reason}")]
-    VdevArg {
-        /// Name of the vdev, e.g. `net_null0`.
-        vdev: String,
-        /// The argument key.
-        key: String,
-        /// The argument value as typed.
-        value: String,
-        /// Why the driver rejected it.
-        reason: String,
-    },
-    /// A vdev was given arguments its driver does not know.
-    #[error(
-        "vdev '{vdev}': unknown argument(s) {}; known arguments: {}",
-        quoted_list(unknown),
-        quoted_list(known)
-    )]
-    UnknownVdevArgs {
-        /// Name of the vdev.
-        vdev: String,
-        /// Keys that the driver does not recognise.
-        unknown: Vec<String>,
-        /// Keys the driver accepts.
-        known: Vec<String>,
-    },
-    /// A malformed PCI address in `-a` / `-b`.
-    #[error(transparent)]
-    Pci(#[from] PciAddrError),
-}
-
-impl OptionsError {
-    /// Process exit code for a command-line usage error (always 2).
-    pub fn exit_code(&self) -> i32 {
-        2
-    }
-}
-
-/// Formats `["a", "b"]` as `'a', 'b'` (or `none`).
-fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
-    if items.is_empty() {
-        return "none".to_string();
-    }
-    items
-        .iter()
-        .map(|s| format!("'{}'", s.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Builds an [`OptionsError::InvalidValue`].
 fn invalid(option: &str, value: &str, reason: impl Into<String>) -> OptionsError {
@@ -108,36 +28,6 @@ fn invalid(option: &str, value: &str, reason: impl Into<String>) -> OptionsError
         option: option.to_string(),
         value: value.to_string(),
         reason: reason.into(),
-    }
-}
-
-/// IOVA mode: how device DMA addresses relate to process addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IovaMode {
-    /// IOVA = virtual address (IOMMU/VFIO).
-    Va,
-    /// IOVA = physical address (needs pinned hugepages).
-    Pa,
-}
-
-impl FromStr for IovaMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "va" => Ok(Self::Va),
-            "pa" => Ok(Self::Pa),
-            _ => Err("expected 'va' or 'pa'".to_string()),
-        }
-    }
-}
-
-impl fmt::Display for IovaMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Va => "va",
-            Self::Pa => "pa",
-        })
     }
 }
 
@@ -213,131 +103,6 @@ impl fmt::Display for LogLevel {
     }
 }
 
-/// A logical core: an EAL worker id pinned to a CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Lcore {
-    /// Lcore id (0..=[`MAX_LCORE_ID`]).
-    pub id: u32,
-    /// CPU the lcore's thread is pinned to.
-    pub cpu: u32,
-}
-
-/// A virtual device specification such as `net_null0,size=64,copy=1`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VdevSpec {
-    /// Device name, `[A-Za-z0-9_]+`, e.g. `net_null0`.
-    pub name: String,
-    /// `key=value` arguments in the order given.
-    pub args: Vec<(String, String)>,
-}
-
-impl VdevSpec {
-    /// The driver name: the device name without trailing digits (`net_null0` -> `net_null`).
-    pub fn driver_prefix(&self) -> &str {
-        self.name.trim_end_matches(|c: char| c.is_ascii_digit())
-    }
-
-    /// The value of argument `key`, if given.
-    pub fn arg(&self, key: &str) -> Option<&str> {
-        self.args
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Parses argument `key` as `T`; `Ok(None)` if it was not given.
-    pub fn parse_arg<T>(&self, key: &str) -> Result<Option<T>, OptionsError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        let Some(value) = self.arg(key) else {
-            return Ok(None);
-        };
-        value
-            .parse()
-            .map(Some)
-            .map_err(|e: T::Err| OptionsError::VdevArg {
-                vdev: self.name.clone(),
-                key: key.to_string(),
-                value: value.to_string(),
-                reason: e.to_string(),
-            })
-    }
-
-    /// Fails if any argument key is not in `known`, listing the unknown and known keys.
-    pub fn check_known(&self, known: &[&str]) -> Result<(), OptionsError> {
-        let unknown: Vec<String> = self
-            .args
-            .iter()
-            .filter(|(k, _)| !known.contains(&k.as_str()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if unknown.is_empty() {
-            return Ok(());
-        }
-        Err(OptionsError::UnknownVdevArgs {
-            vdev: self.name.clone(),
-            unknown,
-            known: known.iter().map(ToString::to_string).collect(),
-        })
-    }
-}
-
-/// True if `name` is a valid vdev name: non-empty `[A-Za-z0-9_]+`.
-fn valid_vdev_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// Parses one `key=value` vdev argument.
-fn parse_vdev_arg(arg: &str) -> Result<(String, String), String> {
-    match arg.split_once('=') {
-        None if arg.is_empty() => Err("empty argument (stray ',')".to_string()),
-        None => Err(format!("argument '{arg}' must be key=value")),
-        Some(("", _)) => Err(format!("argument '{arg}' has an empty key")),
-        Some((k, v)) => Ok((k.to_string(), v.to_string())),
-    }
-}
-
-impl FromStr for VdevSpec {
-    type Err = OptionsError;
-
-    fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let err = |reason: String| OptionsError::Vdev {
-            spec: spec.to_string(),
-            reason,
-        };
-        let mut parts = spec.split(',');
-        let name = parts.next().unwrap_or_default();
-        if !valid_vdev_name(name) {
-            return Err(err(format!(
-                "device name '{name}' must be non-empty and contain only A-Z, a-z, 0-9 and '_'; expected NAME[,key=value...]"
-            )));
-        }
-        let mut args: Vec<(String, String)> = Vec::new();
-        for part in parts {
-            let (k, v) = parse_vdev_arg(part).map_err(&err)?;
-            if args.iter().any(|(old, _)| *old == k) {
-                return Err(err(format!("argument '{k}' given more than once")));
-            }
-            args.push((k, v));
-        }
-        Ok(Self {
-            name: name.to_string(),
-            args,
-        })
-    }
-}
-
-impl fmt::Display for VdevSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
-        self.args
-            .iter()
-            .try_for_each(|(k, v)| write!(f, ",{k}={v}"))
-    }
-}
-
 /// Validated EAL options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EalOptions {
@@ -379,15 +144,6 @@ pub struct ParsedArgs {
     pub eal: EalOptions,
     /// Program name followed by everything after `--`, ready for an app's own parser.
     pub app_args: Vec<String>,
-}
-
-/// One lcore per available CPU, id == cpu, capped at [`MAX_LCORE_ID`] + 1.
-fn default_lcores() -> Vec<Lcore> {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let n = u32::try_from(n).unwrap_or(u32::MAX).min(MAX_LCORE_ID + 1);
-    (0..n).map(|id| Lcore { id, cpu: id }).collect()
 }
 
 impl Default for EalOptions {
@@ -511,7 +267,8 @@ impl EalBuilder {
 
     /// Adds a virtual device such as `net_null0,size=64`.
     pub fn vdev(mut self, spec: &str) -> Self {
-        if let Some(v) = self.record(spec.parse()) {
+        let r = spec.parse::<VdevSpec>().map_err(OptionsError::from);
+        if let Some(v) = self.record(r) {
             self.vdevs.push(v);
         }
         self
@@ -681,14 +438,10 @@ fn check_unique_pci(list: &[PciAddr], option: &str) -> Result<(), OptionsError> 
 fn check_unique_vdevs(vdevs: &[VdevSpec]) -> Result<(), OptionsError> {
     for (i, v) in vdevs.iter().enumerate() {
         if vdevs.iter().skip(i + 1).any(|w| w.name == v.name) {
-            return Err(OptionsError::Vdev {
+            return Err(OptionsError::DuplicateVdev {
                 spec: v.to_string(),
-                reason: format!(
-                    "duplicate vdev name '{}': give each --vdev a unique name like {}0, {}1",
-                    v.name,
-                    v.driver_prefix(),
-                    v.driver_prefix()
-                ),
+                name: v.name.clone(),
+                prefix: v.driver_prefix().to_string(),
             });
         }
     }
@@ -733,86 +486,6 @@ fn parse_pci_arg(option: &str, value: &str) -> Result<PciAddr, OptionsError> {
         ));
     }
     Ok(value.parse()?)
-}
-
-/// Parses a non-empty string of ASCII digits as `u32`, with a readable error.
-fn parse_number(s: &str) -> Result<u32, String> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("'{s}' is not a non-negative decimal number"));
-    }
-    s.parse().map_err(|_| format!("number '{s}' is too large"))
-}
-
-/// Parses an lcore id and checks it against [`MAX_LCORE_ID`].
-fn parse_lcore_id(s: &str) -> Result<u32, String> {
-    let too_big = || format!("lcore id '{s}' exceeds the maximum lcore id {MAX_LCORE_ID}");
-    let id = parse_number(s).map_err(|e| {
-        if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
-            too_big()
-        } else {
-            e
-        }
-    })?;
-    if id > MAX_LCORE_ID {
-        return Err(too_big());
-    }
-    Ok(id)
-}
-
-/// Parses one lcore list entry: `N`, `N-M` or (if `allow_at`) `N@C`.
-fn parse_lcore_entry(entry: &str, allow_at: bool) -> Result<Vec<Lcore>, String> {
-    if entry.is_empty() {
-        return Err("empty entry in lcore list (stray ',')".to_string());
-    }
-    if let Some((id, cpu)) = entry.split_once('@') {
-        if !allow_at {
-            return Err(format!(
-                "'{entry}': -l does not support '@' CPU mapping; use --lcores for N@C"
-            ));
-        }
-        if id.contains('-') {
-            return Err(format!(
-                "'{entry}': '@' maps a single lcore; write each lcore as N@C"
-            ));
-        }
-        let id = parse_lcore_id(id)?;
-        let cpu = parse_number(cpu)?;
-        if cpu > MAX_CPU_ID {
-            return Err(format!("CPU {cpu} exceeds the maximum CPU id {MAX_CPU_ID}"));
-        }
-        return Ok(vec![Lcore { id, cpu }]);
-    }
-    let (lo, hi) = match entry.split_once('-') {
-        Some((lo, hi)) => (parse_lcore_id(lo)?, parse_lcore_id(hi)?),
-        None => {
-            let id = parse_lcore_id(entry)?;
-            (id, id)
-        }
-    };
-    if hi < lo {
-        return Err(format!(
-            "range '{entry}' is reversed; write it as {hi}-{lo}"
-        ));
-    }
-    Ok((lo..=hi).map(|id| Lcore { id, cpu: id }).collect())
-}
-
-/// Parses an lcore list, rejecting duplicates, and sorts it by id.
-fn parse_lcore_list(list: &str, allow_at: bool) -> Result<Vec<Lcore>, String> {
-    if list.is_empty() {
-        return Err("the lcore list is empty; expected e.g. 0-3 or 0,2,4".to_string());
-    }
-    let mut lcores: Vec<Lcore> = Vec::new();
-    for entry in list.split(',') {
-        for lcore in parse_lcore_entry(entry, allow_at)? {
-            if lcores.iter().any(|l| l.id == lcore.id) {
-                return Err(format!("lcore {} is listed more than once", lcore.id));
-            }
-            lcores.push(lcore);
-        }
-    }
-    lcores.sort();
-    Ok(lcores)
 }
 
 /// Identifies each EAL option independently of its spelling.
@@ -1372,36 +1045,6 @@ mod tests {
     }
 
     #[test]
-    fn vdev_value_may_contain_equals() {
-        let v: VdevSpec = "x,path=/a=b".parse().unwrap();
-        assert_eq!(v.arg("path"), Some("/a=b"));
-    }
-
-    #[test]
-    fn vdev_parse_arg_error() {
-        let v: VdevSpec = "net_null0,size=big".parse().unwrap();
-        let e = v.parse_arg::<u32>("size").unwrap_err();
-        let m = e.to_string();
-        assert!(
-            m.contains("net_null0") && m.contains("size") && m.contains("big"),
-            "{m}"
-        );
-    }
-
-    #[test]
-    fn vdev_check_known_error() {
-        let v: VdevSpec = "net_null0,size=1,bogus=2,zzz=3".parse().unwrap();
-        let e = v.check_known(&["size", "copy"]).unwrap_err();
-        let m = e.to_string();
-        assert!(
-            m.contains("'bogus', 'zzz'") && m.contains("'size', 'copy'"),
-            "{m}"
-        );
-        let m = v.check_known(&[]).unwrap_err().to_string();
-        assert!(m.contains("none"), "{m}");
-    }
-
-    #[test]
     fn vdev_errors() {
         let bad = [
             "",
@@ -1431,16 +1074,6 @@ mod tests {
             e.to_string().contains("duplicate vdev name 'net_null0'"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn driver_prefix_edge_cases() {
-        let v: VdevSpec = "net_null".parse().unwrap();
-        assert_eq!(v.driver_prefix(), "net_null");
-        let v: VdevSpec = "eth12".parse().unwrap();
-        assert_eq!(v.driver_prefix(), "eth");
-        let v: VdevSpec = "123".parse().unwrap();
-        assert_eq!(v.driver_prefix(), "");
     }
 
     // ---- memory / misc --------------------------------------------------

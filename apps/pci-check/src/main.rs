@@ -12,8 +12,7 @@
 //! options.
 
 use clap::{Parser, ValueEnum};
-use pmd_core::memory;
-use pmd_core::options::IovaMode;
+use pmd_core::memory::{self, IovaMode};
 use pmd_core::pci::backend::{PCI_COMMAND, PCI_COMMAND_MASTER};
 use pmd_core::pci::open::{self, Opened};
 use pmd_core::pci::sysfs::{self, SysfsRoot};
@@ -374,7 +373,13 @@ fn check_reset(o: &Opened, dev: &dyn PciBackend, vendor: u16) -> Result<String, 
     Ok("VFIO_DEVICE_RESET done; config space readable afterwards".into())
 }
 
-fn run_checks(opts: &AppOpts, addr: PciAddr, from_eal: Option<Opened>) -> ExitCode {
+/// Runs every check on `addr` (opened by the EAL, or here); `iova_mode` is the EAL's.
+fn run_checks(
+    opts: &AppOpts,
+    addr: PciAddr,
+    from_eal: Option<Opened>,
+    iova_mode: IovaMode,
+) -> ExitCode {
     let mut report = Report { addr, failed: 0 };
     let by_eal = from_eal.is_some();
     let opened = match from_eal.map_or_else(|| open::open_device(addr, opts.mode.into()), Ok) {
@@ -390,7 +395,7 @@ fn run_checks(opts: &AppOpts, addr: PciAddr, from_eal: Option<Opened>) -> ExitCo
         Opened::Vfio(v) => detail.push_str(&format!(" (IOMMU group {})", v.group().number())),
         Opened::Uio(u) => detail.push_str(&format!(" ({})", u.uio_name())),
     }
-    if dev.iova_mode() == IovaMode::Pa && memory::config().iova_mode == IovaMode::Va {
+    if dev.iova_mode() == IovaMode::Pa && iova_mode == IovaMode::Va {
         detail.push_str("; warning: this device needs --iova-mode pa");
     }
     if by_eal {
@@ -485,7 +490,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match opts.addr {
-        Some(addr) => run_checks(&opts, addr, eal.pci_device(addr).cloned()),
+        Some(addr) => run_checks(&opts, addr, eal.pci_device(addr).cloned(), eal.iova_mode()),
         None => list(),
     };
     drop(eal);

@@ -1,8 +1,8 @@
 //! Vdev argument parsing and validation (no system calls apart from the page size).
 
 use crate::sys::{self, Geometry};
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
-use pmd_core::options::VdevSpec;
 
 /// Argument keys the driver accepts.
 pub(crate) const KNOWN_ARGS: &[&str] = &[
@@ -82,39 +82,25 @@ impl Config {
     pub(crate) fn from_vdev_with_page(vdev: &VdevSpec, page: u32) -> Result<Config> {
         vdev.check_known(KNOWN_ARGS)?;
         let bad = |msg: String| Error::driver(vdev.name.clone(), msg);
-        let iface = match vdev.arg("iface") {
-            None => {
-                return Err(bad(
-                    "missing argument 'iface': name the interface to use, e.g. iface=eth0".into(),
-                ))
-            }
-            Some("") => return Err(bad("argument 'iface' is empty: name an interface".into())),
-            Some(s) if s.len() > sys::IFNAME_MAX || s.contains(['/', '\0']) => {
-                return Err(bad(format!(
-                    "invalid interface name '{s}': at most {} characters, no '/'",
-                    sys::IFNAME_MAX
-                )))
-            }
-            Some(s) => s.to_string(),
-        };
-        let qpairs: u16 = vdev.parse_arg("qpairs")?.unwrap_or(1);
-        if !(1..=MAX_QPAIRS).contains(&qpairs) {
+        let iface_arg = vdev.get("iface");
+        let iface = iface_arg
+            .text("name an interface")?
+            .ok_or_else(|| iface_arg.missing("name the interface to use, e.g. iface=eth0"))?;
+        if iface.len() > sys::IFNAME_MAX || iface.contains(['/', '\0']) {
             return Err(bad(format!(
-                "qpairs={qpairs} is out of range: use 1..={MAX_QPAIRS}"
+                "invalid interface name '{iface}': at most {} characters, no '/'",
+                sys::IFNAME_MAX
             )));
         }
-        let blocksz: Option<u32> = vdev.parse_arg("blocksz")?;
-        let framesz: Option<u32> = vdev.parse_arg("framesz")?;
-        let framecnt: Option<u32> = vdev.parse_arg("framecnt")?;
+        let qpairs = vdev.get("qpairs").int_in(1..=MAX_QPAIRS)?.unwrap_or(1);
+        let blocksz: Option<u32> = vdev.get("blocksz").parse()?;
+        let framesz: Option<u32> = vdev.get("framesz").parse()?;
+        let framecnt: Option<u32> = vdev.get("framecnt").parse()?;
         let geom = build_geometry(blocksz, framesz.unwrap_or(DEFAULT_FRAMESZ), framecnt, page)
             .map_err(bad)?;
-        let qdisc_bypass = match vdev.parse_arg::<u8>("qdisc_bypass")?.unwrap_or(0) {
-            0 => false,
-            1 => true,
-            n => return Err(bad(format!("qdisc_bypass={n}: use 0 or 1"))),
-        };
+        let qdisc_bypass = vdev.get("qdisc_bypass").flag()?.unwrap_or(false);
         Ok(Config {
-            iface,
+            iface: iface.to_string(),
             qpairs,
             geom,
             qdisc_bypass,

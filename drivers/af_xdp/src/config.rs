@@ -3,8 +3,8 @@
 use crate::prog::AttachMode;
 use crate::sys::IFNAME_MAX;
 use crate::xsk::BindMode;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
-use pmd_core::options::VdevSpec;
 
 /// Argument keys the driver accepts (DPDK's names, plus `mode`, `xdp_mode`, `frame_size`).
 pub(crate) const KNOWN_ARGS: &[&str] = &[
@@ -38,44 +38,30 @@ impl Config {
     pub fn from_vdev(vdev: &VdevSpec) -> Result<Config> {
         vdev.check_known(KNOWN_ARGS)?;
         let bad = |msg: String| Error::driver(vdev.name.clone(), msg);
-        let iface = match vdev.arg("iface") {
-            None => {
-                return Err(bad(
-                    "missing argument 'iface': name the interface to use, e.g. iface=eth0".into(),
-                ))
-            }
-            Some("") => return Err(bad("argument 'iface' is empty: name an interface".into())),
-            Some(s) if s.len() > IFNAME_MAX || s.contains(['/', '\0']) => {
-                return Err(bad(format!(
-                    "invalid interface name '{s}': at most {IFNAME_MAX} characters, no '/'"
-                )))
-            }
-            Some(s) => s.to_string(),
-        };
-        let start_queue: u32 = vdev.parse_arg("start_queue")?.unwrap_or(0);
-        let queue_count: u16 = vdev.parse_arg("queue_count")?.unwrap_or(1);
-        if !(1..=MAX_QUEUES).contains(&queue_count) {
+        let iface_arg = vdev.get("iface");
+        let iface = iface_arg
+            .text("name an interface")?
+            .ok_or_else(|| iface_arg.missing("name the interface to use, e.g. iface=eth0"))?;
+        if iface.len() > IFNAME_MAX || iface.contains(['/', '\0']) {
             return Err(bad(format!(
-                "queue_count={queue_count} is out of range: use 1..={MAX_QUEUES}"
+                "invalid interface name '{iface}': at most {IFNAME_MAX} characters, no '/'"
             )));
         }
-        if start_queue > u32::from(u16::MAX) {
-            return Err(bad(format!(
-                "start_queue={start_queue} is out of range: use 0..={}",
-                u16::MAX
-            )));
-        }
-        let force_copy = match vdev.parse_arg::<u8>("force_copy")?.unwrap_or(0) {
-            0 => false,
-            1 => true,
-            n => return Err(bad(format!("force_copy={n}: use 0 or 1"))),
-        };
-        let bind = match vdev.arg("mode") {
-            None | Some("auto") => BindMode::Auto,
-            Some("copy") => BindMode::Copy,
-            Some("zerocopy" | "zero-copy" | "zc") => BindMode::ZeroCopy,
-            Some(m) => return Err(bad(format!("mode={m}: use copy, zerocopy or auto"))),
-        };
+        // Parsed as u32 so that a number beyond 65535 is out of range, not malformed.
+        let start_queue = vdev
+            .get("start_queue")
+            .int_in(0..=u32::from(u16::MAX))?
+            .unwrap_or(0);
+        let queue_count = vdev.get("queue_count").int_in(1..=MAX_QUEUES)?.unwrap_or(1);
+        let force_copy = vdev.get("force_copy").flag()?.unwrap_or(false);
+        let bind = vdev
+            .get("mode")
+            .choice(&[
+                (&["copy"], BindMode::Copy),
+                (&["zerocopy", "zero-copy", "zc"], BindMode::ZeroCopy),
+                (&["auto"], BindMode::Auto),
+            ])?
+            .unwrap_or(BindMode::Auto);
         let bind = match (force_copy, bind) {
             (false, b) => b,
             (true, BindMode::ZeroCopy) => {
@@ -85,21 +71,25 @@ impl Config {
             }
             (true, _) => BindMode::Copy,
         };
-        let attach = match vdev.arg("xdp_mode") {
-            None | Some("auto") => AttachMode::Auto,
-            Some("native" | "drv") => AttachMode::Native,
-            Some("generic" | "skb") => AttachMode::Generic,
-            Some(m) => return Err(bad(format!("xdp_mode={m}: use native, generic or auto"))),
-        };
-        let frame_size: u32 = vdev.parse_arg("frame_size")?.unwrap_or(DEFAULT_FRAME_SIZE);
+        let attach = vdev
+            .get("xdp_mode")
+            .choice(&[
+                (&["native", "drv"], AttachMode::Native),
+                (&["generic", "skb"], AttachMode::Generic),
+                (&["auto"], AttachMode::Auto),
+            ])?
+            .unwrap_or(AttachMode::Auto);
+        let frame_arg = vdev.get("frame_size");
+        let frame_size: u32 = frame_arg.parse()?.unwrap_or(DEFAULT_FRAME_SIZE);
         if frame_size != 2048 && frame_size != 4096 {
-            return Err(bad(format!(
-                "frame_size={frame_size}: use 2048 or 4096 (a power of two the kernel accepts \
-                 for aligned UMEM chunks)"
-            )));
+            return Err(frame_arg
+                .reject(
+                    "use 2048 or 4096 (a power of two the kernel accepts for aligned UMEM chunks)",
+                )
+                .into());
         }
         Ok(Config {
-            iface,
+            iface: iface.to_string(),
             start_queue,
             queue_count,
             bind,

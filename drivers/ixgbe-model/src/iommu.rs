@@ -199,6 +199,7 @@ mod tests {
             page_size: 4096,
             iova: buf.as_ptr() as u64,
             iova_contiguous: true,
+            iova_mode: pmd_core::memory::IovaMode::Va,
             fd: -1,
         }
     }

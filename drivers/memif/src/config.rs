@@ -2,9 +2,9 @@
 
 use crate::proto::{MAX_LOG2_RING_SIZE, SECRET_SIZE};
 use crate::sock::SockAddr;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
-use pmd_core::options::VdevSpec;
 use std::path::{Path, PathBuf};
 
 /// Argument keys the driver accepts.
@@ -66,18 +66,6 @@ pub struct Config {
     pub secret: Option<String>,
 }
 
-fn yes_no(vdev: &VdevSpec, key: &str, default: bool) -> Result<bool> {
-    match vdev.arg(key) {
-        None => Ok(default),
-        Some("yes") => Ok(true),
-        Some("no") => Ok(false),
-        Some(v) => Err(Error::driver(
-            vdev.name.clone(),
-            format!("{key}={v}: use yes or no"),
-        )),
-    }
-}
-
 /// A locally administered MAC from the process id and the device name's number, like
 /// DPDK's random default but stable within a run.
 fn default_mac(name: &str) -> MacAddr {
@@ -96,25 +84,24 @@ impl Config {
     pub fn from_vdev(vdev: &VdevSpec) -> Result<Config> {
         vdev.check_known(KNOWN_ARGS)?;
         let bad = |msg: String| Error::driver(vdev.name.clone(), msg);
-        let role = match vdev.arg("role").unwrap_or("client") {
-            "server" | "master" => Role::Server,
-            "client" | "slave" => Role::Client,
-            r => return Err(bad(format!("role={r}: use role=server or role=client"))),
-        };
-        let id: u32 = vdev.parse_arg("id")?.unwrap_or(0);
-        let rsize: u8 = vdev.parse_arg("rsize")?.unwrap_or(DEFAULT_RSIZE);
-        if !(1..=MAX_LOG2_RING_SIZE).contains(&rsize) {
-            return Err(bad(format!(
-                "rsize={rsize} is out of range: the ring size is 2^rsize, use 1..={MAX_LOG2_RING_SIZE}"
-            )));
-        }
-        let bsize: u16 = vdev.parse_arg("bsize")?.unwrap_or(DEFAULT_BSIZE);
-        if bsize < 64 {
-            return Err(bad(format!(
-                "bsize={bsize} is too small: use 64..=65535 bytes per packet buffer"
-            )));
-        }
-        let abstract_ns = yes_no(vdev, "socket-abstract", true)?;
+        let role = vdev
+            .get("role")
+            .choice(&[
+                (&["server", "master"], Role::Server),
+                (&["client", "slave"], Role::Client),
+            ])?
+            .unwrap_or(Role::Client);
+        let id: u32 = vdev.get("id").parse()?.unwrap_or(0);
+        // The ring size is 2^rsize.
+        let rsize = vdev
+            .get("rsize")
+            .int_in(1..=MAX_LOG2_RING_SIZE)?
+            .unwrap_or(DEFAULT_RSIZE);
+        let bsize = vdev
+            .get("bsize")
+            .int_in(64..=u16::MAX)?
+            .unwrap_or(DEFAULT_BSIZE);
+        let abstract_ns = vdev.get("socket-abstract").yes_no()?.unwrap_or(true);
         let path = vdev.arg("socket").unwrap_or(DEFAULT_SOCKET);
         if path.is_empty() || path.len() > SockAddr::MAX_LEN || path.contains('\0') {
             return Err(bad(format!(
@@ -141,7 +128,7 @@ impl Config {
                 p
             })
         };
-        let mac = match vdev.parse_arg::<MacAddr>("mac")? {
+        let mac = match vdev.get("mac").parse::<MacAddr>()? {
             Some(m) => m,
             None => default_mac(&vdev.name),
         };
@@ -155,7 +142,7 @@ impl Config {
                 )));
             }
         }
-        if yes_no(vdev, "zero-copy", false)? {
+        if vdev.get("zero-copy").yes_no()?.unwrap_or(false) {
             return Err(bad(
                 "zero-copy=yes is not supported by this driver (it copies packets); drop the argument"
                     .into(),

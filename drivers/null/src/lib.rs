@@ -6,13 +6,13 @@
 //! into each packet and tx reads every packet: default 0, like DPDK where rx leaves the
 //! data untouched), `no-rx=0|1` (rx returns nothing), `queues=N` (most queues, default 16).
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Driver, Link, MacAddr, PortConf, QueueStats, RxOffloads, RxQueue, RxQueueConf,
     TxOffloads, TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::mbuf::PktBatch;
-use pmd_core::options::VdevSpec;
 use pmd_core::Mempool;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -43,35 +43,11 @@ impl NullConf {
     /// Parses and validates the vdev arguments.
     pub fn from_vdev(vdev: &VdevSpec) -> Result<NullConf> {
         vdev.check_known(KNOWN_ARGS)?;
-        let bool_arg = |k: &str| -> Result<bool> {
-            match vdev.parse_arg::<u8>(k)? {
-                None | Some(0) => Ok(false),
-                Some(1) => Ok(true),
-                Some(v) => Err(Error::driver(
-                    &vdev.name,
-                    format!("{k}={v}: expected 0 or 1"),
-                )),
-            }
-        };
-        let size = vdev.parse_arg::<u16>("size")?.unwrap_or(64);
-        if !(14..=9000).contains(&size) {
-            return Err(Error::driver(
-                &vdev.name,
-                format!("size={size}: expected 14..=9000 bytes"),
-            ));
-        }
-        let queues = vdev.parse_arg::<u16>("queues")?.unwrap_or(16);
-        if queues == 0 || queues > 1024 {
-            return Err(Error::driver(
-                &vdev.name,
-                format!("queues={queues}: expected 1..=1024"),
-            ));
-        }
         Ok(NullConf {
-            size,
-            copy: bool_arg("copy")?,
-            no_rx: bool_arg("no-rx")?,
-            queues,
+            size: vdev.get("size").int_in(14..=9000)?.unwrap_or(64),
+            copy: vdev.get("copy").flag()?.unwrap_or(false),
+            no_rx: vdev.get("no-rx").flag()?.unwrap_or(false),
+            queues: vdev.get("queues").int_in(1..=1024)?.unwrap_or(16),
         })
     }
 }

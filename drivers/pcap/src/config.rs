@@ -1,7 +1,7 @@
 //! Vdev argument parsing and validation (no file access).
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
-use pmd_core::options::VdevSpec;
 use std::path::PathBuf;
 
 /// Argument keys the driver accepts (DPDK net_pcap's names).
@@ -23,26 +23,15 @@ impl Config {
     pub fn from_vdev(vdev: &VdevSpec) -> Result<Config> {
         vdev.check_known(KNOWN_ARGS)?;
         let bad = |msg: String| Error::driver(vdev.name.clone(), msg);
-        let file = |key: &str| -> Result<Vec<PathBuf>> {
-            match vdev.arg(key) {
-                None => Ok(Vec::new()),
-                Some("") => Err(bad(format!("argument '{key}' is empty: name a file"))),
-                Some(v) => Ok(vec![PathBuf::from(v)]),
-            }
-        };
-        let rx = file("rx_pcap")?;
-        let tx = file("tx_pcap")?;
+        let rx: Vec<PathBuf> = vdev.get("rx_pcap").path()?.into_iter().collect();
+        let tx: Vec<PathBuf> = vdev.get("tx_pcap").path()?.into_iter().collect();
         if !rx.is_empty() && rx == tx {
             return Err(bad(format!(
                 "rx_pcap and tx_pcap are the same file {}: recording would overwrite what is replayed",
                 rx[0].display()
             )));
         }
-        let infinite_rx = match vdev.parse_arg::<u8>("infinite_rx")?.unwrap_or(0) {
-            0 => false,
-            1 => true,
-            n => return Err(bad(format!("infinite_rx={n}: use 0 or 1"))),
-        };
+        let infinite_rx = vdev.get("infinite_rx").flag()?.unwrap_or(false);
         if infinite_rx && rx.is_empty() {
             return Err(bad("infinite_rx=1 needs an rx_pcap file to replay".into()));
         }

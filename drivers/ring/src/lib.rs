@@ -12,13 +12,13 @@
 //! single-producer/single-consumer ring is used. Buffers still in a ring when both of its
 //! ends are gone are freed.
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Driver, Link, MacAddr, PortConf, QueueStats, RxQueue, RxQueueConf, TxQueue,
     TxQueueConf,
 };
 use pmd_core::mbuf::{PktBatch, RawMbuf};
-use pmd_core::options::VdevSpec;
 use pmd_core::ring::{spsc, Consumer, Producer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -128,20 +128,11 @@ impl Driver for RingDriver {
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         vdev.check_known(KNOWN_ARGS)?;
-        let size = vdev.parse_arg::<usize>("size")?.unwrap_or(1024);
-        if size == 0 || size > pmd_core::ring::MAX_CAPACITY {
-            return Err(Error::driver(
-                &vdev.name,
-                format!("size={size}: expected 1..=2^30"),
-            ));
-        }
-        let queues = vdev.parse_arg::<u16>("queues")?.unwrap_or(16);
-        if queues == 0 || queues > 1024 {
-            return Err(Error::driver(
-                &vdev.name,
-                format!("queues={queues}: expected 1..=1024"),
-            ));
-        }
+        let size = vdev
+            .get("size")
+            .int_in(1..=pmd_core::ring::MAX_CAPACITY)?
+            .unwrap_or(1024);
+        let queues = vdev.get("queues").int_in(1..=1024)?.unwrap_or(16);
         let wiring = match (vdev.arg("rx"), vdev.arg("tx")) {
             (None, None) => Wiring::Loopback,
             (Some(rx), Some(tx)) if !rx.is_empty() && !tx.is_empty() => Wiring::Named {

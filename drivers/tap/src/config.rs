@@ -1,9 +1,9 @@
 //! Vdev argument parsing and validation (no system calls).
 
 use crate::sys::IFNAME_MAX;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
-use pmd_core::options::VdevSpec;
 
 /// Argument keys the driver accepts (DPDK net_tap's names).
 pub(crate) const KNOWN_ARGS: &[&str] = &["iface", "mac", "persist", "gso"];
@@ -83,7 +83,8 @@ impl Config {
                 s.to_string()
             }
         };
-        let mac = match vdev.arg("mac") {
+        let mac_arg = vdev.get("mac");
+        let mac = match mac_arg.value() {
             None => MacChoice::Kernel,
             Some(v) if v.eq_ignore_ascii_case("fixed") => {
                 // DPDK's fixed address: 00:64:74:61:70 ("\0dtap") and '0' + the unit.
@@ -93,27 +94,18 @@ impl Config {
             Some(v) => {
                 let m: MacAddr = v
                     .parse()
-                    .map_err(|e: String| bad(format!("mac={v}: {e}, or mac=fixed")))?;
+                    .map_err(|e: String| mac_arg.reject(format!("{e}, or mac=fixed")))?;
                 if m.0[0] & 1 != 0 || m.0 == [0; 6] {
-                    return Err(bad(format!(
-                        "mac={v}: a multicast or all-zero address cannot be an interface's address"
-                    )));
+                    return Err(mac_arg
+                        .reject("a multicast or all-zero address cannot be an interface's address")
+                        .into());
                 }
                 MacChoice::Set(m)
             }
         };
-        // DPDK spells it as a bare `persist`; `persist=1` and `persist=0` also work.
-        let persist = match vdev.arg("persist") {
-            None => false,
-            Some("" | "1" | "yes" | "true") => true,
-            Some("0" | "no" | "false") => false,
-            Some(v) => return Err(bad(format!("persist={v}: use persist or persist=0|1"))),
-        };
-        let gso = match vdev.arg("gso") {
-            None | Some("0" | "no" | "false") => false,
-            Some("" | "1" | "yes" | "true") => true,
-            Some(v) => return Err(bad(format!("gso={v}: use gso=0|1"))),
-        };
+        // DPDK spells them as a bare `persist`/`gso`; `=1` and `=0` also work.
+        let persist = vdev.get("persist").switch()?.unwrap_or(false);
+        let gso = vdev.get("gso").switch()?.unwrap_or(false);
         Ok(Config {
             iface,
             mac,

@@ -14,10 +14,10 @@ pub use offloads::{RxOffloads, TxOffloads};
 pub use port::{Port, PortState, RxQueueHandle, TxQueueHandle};
 pub use stats::{EthStats, QueueCounters, QueueStats};
 
+use crate::devargs::VdevSpec;
 use crate::error::Result;
 use crate::mbuf::PktBatch;
 use crate::mempool::Mempool;
-use crate::options::VdevSpec;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;

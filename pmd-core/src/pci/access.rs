@@ -7,8 +7,8 @@ use super::addr::PciAddr;
 use super::error::PciError;
 use super::sysfs::{bound_driver, SysfsRoot};
 use crate::error::Result;
+use crate::memory::IovaMode;
 use crate::memory::{self, SegmentInfo};
-use crate::options::IovaMode;
 use std::fmt;
 use std::str::FromStr;
 
@@ -87,7 +87,7 @@ pub fn common_iova_mode(modes: impl IntoIterator<Item = IovaMode>) -> Option<Iov
 /// Checks that a segment's IOVA is its physical address, for backends without an IOMMU
 /// (`who`: `uio`, `vfio no-IOMMU`): the EAL must run with `--iova-mode pa`.
 pub fn check_pa_segment(seg: &SegmentInfo, who: &'static str) -> Result<()> {
-    if memory::config().iova_mode == IovaMode::Va {
+    if seg.iova_mode == IovaMode::Va {
         return Err(PciError::NeedsPhysicalAddresses {
             who,
             segment: seg.name.clone(),
@@ -121,7 +121,6 @@ mod tests {
 
     #[test]
     fn pa_check_requires_iova_mode_pa() {
-        // Unit tests run without an EAL: IOVA as VA.
         let seg = SegmentInfo {
             id: 1,
             name: "t".into(),
@@ -130,6 +129,7 @@ mod tests {
             page_size: 4096,
             iova: 0x1000,
             iova_contiguous: true,
+            iova_mode: IovaMode::Va,
             fd: -1,
         };
         let e = check_pa_segment(&seg, "uio").unwrap_err().to_string();

@@ -6,8 +6,8 @@ use super::error::PciError;
 use super::kind::BackendKind;
 use super::mmio::MmioRegion;
 use crate::error::Result;
+use crate::memory::IovaMode;
 use crate::memory::SegmentInfo;
-use crate::options::IovaMode;
 use std::os::fd::BorrowedFd;
 
 /// Offset of the PCI command register in config space.

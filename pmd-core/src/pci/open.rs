@@ -13,7 +13,7 @@ use super::sysfs::SysfsRoot;
 use super::uio::UioDevice;
 use super::vfio::{locate_group, VfioContainer, VfioDevice};
 use crate::error::Result;
-use crate::options::IovaMode;
+use crate::memory::IovaMode;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 
