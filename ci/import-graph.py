@@ -28,10 +28,11 @@ def main():
     edges = {m: set() for m in mods}
     for m, p in files.items():
         src = open(p).read()
-        # drop #[cfg(test)] mod tests { ... } bodies roughly: everything after the marker
-        cut = src.find("#[cfg(test)]\nmod tests")
-        if cut >= 0:
-            src = src[:cut]
+        # Unit-test modules and comments (doc links included) are not imports.
+        cut = re.search(r"#\[cfg\(test\)\]\s*mod \w+", src)
+        if cut:
+            src = src[: cut.start()]
+        src = "\n".join(l for l in src.splitlines() if not l.lstrip().startswith("//"))
         here = m.split("::") if m != "crate" else []
         for path in re.findall(r"(?:crate|super)(?:::\w+)+", src):
             segs = path.split("::")
