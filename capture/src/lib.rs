@@ -10,8 +10,6 @@
 //! chains are recorded whole, every segment, and records hold at most [`SNAPLEN`] bytes
 //! (longer packets are truncated, keeping their original length).
 
-#![warn(missing_docs)]
-
 mod capture;
 mod writer;
 

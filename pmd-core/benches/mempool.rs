@@ -6,6 +6,9 @@
 //! - `mbuf_*`: the packet API (`alloc_bulk` resets each header, dropping the batch frees
 //!   in bulk), which also touches every buffer header.
 
+// criterion_group! defines `pub fn benches` with no doc comment to give it.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pmd_core::lcore;
 use pmd_core::mbuf::{PktBatch, RawMbuf};

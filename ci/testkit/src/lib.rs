@@ -18,9 +18,6 @@
 //! get `false`/`None`: each has then printed `<test>: skipped: <why>`, or, under
 //! `PMD_REQUIRE_ALL=1`, panicked with that message.
 
-#![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 pub mod frames;
 mod netns;
 pub mod perf;

@@ -49,8 +49,6 @@
 //! no packets flow. Promiscuous mode is a `PACKET_MR_PROMISC` membership, dropped with the
 //! device. Opening the sockets needs `CAP_NET_RAW`.
 
-#![warn(missing_docs)]
-
 mod config;
 mod rxtx;
 mod socket;

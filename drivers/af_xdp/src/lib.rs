@@ -52,9 +52,6 @@
 //! exit
 //! ```
 
-#![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 mod config;
 mod device;
 mod prog;

@@ -675,10 +675,8 @@ fn memlock_limit_is_explained() {
             rlim_max: 0,
         };
         // SAFETY: reads this process's RLIMIT_MEMLOCK into a valid struct.
-        assert_eq!(
-            unsafe { libc::prlimit(0, libc::RLIMIT_MEMLOCK, std::ptr::null(), &mut old) },
-            0
-        );
+        let rc = unsafe { libc::prlimit(0, libc::RLIMIT_MEMLOCK, std::ptr::null(), &mut old) };
+        assert_eq!(rc, 0);
         let low = libc::rlimit {
             rlim_cur: 64 << 10,
             rlim_max: old.rlim_max,

@@ -26,8 +26,6 @@
 //! [`SNAPLEN`] bytes (longer packets are truncated, keeping their original length). Byte
 //! counters count whole packets.
 
-#![warn(missing_docs)]
-
 mod config;
 mod device;
 mod file;

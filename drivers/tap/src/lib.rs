@@ -46,8 +46,6 @@
 //! promiscuous mode is the interface's `IFF_PROMISC` flag. Creating or attaching needs
 //! `CAP_NET_ADMIN`.
 
-#![warn(missing_docs)]
-
 mod config;
 mod device;
 mod rxtx;

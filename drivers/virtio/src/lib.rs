@@ -43,8 +43,6 @@
 //! are linearized). TCP/UDP checksum and TSO offloads map to the device's `CSUM` and
 //! `HOST_TSO4/6`, LRO to `GUEST_TSO4/6` (see [`net`] for what the capabilities promise).
 
-#![warn(missing_docs)]
-
 pub mod net;
 pub mod transport;
 pub mod virtqueue;

@@ -147,9 +147,8 @@ impl RawMbuf {
     pub unsafe fn into_mbuf(self) -> Mbuf {
         debug_assert!(!self.0.is_null());
         // SAFETY: non-null by the caller's contract.
-        Mbuf {
-            hdr: unsafe { NonNull::new_unchecked(self.0) },
-        }
+        let hdr = unsafe { NonNull::new_unchecked(self.0) };
+        Mbuf { hdr }
     }
 
     /// Whether this is the null slot value.
