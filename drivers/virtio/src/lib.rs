@@ -53,7 +53,7 @@ pub use transport::vhost_user as user;
 use net::{NetConf, VirtioNet};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{Device, Driver, MacAddr, PciId};
-use pmd_core::options::VdevSpec;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::pci::PciBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
