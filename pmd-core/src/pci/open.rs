@@ -206,7 +206,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not bound to any driver"), "{e}");
-        assert!(e.contains("`hugepage-setup bind 0000:00:03.0 vfio-pci`"), "{e}");
+        assert!(e.contains("`pmd-setup bind 0000:00:03.0 vfio-pci`"), "{e}");
         let e = open_device_at(a("0000:00:04.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
@@ -216,7 +216,7 @@ mod tests {
             .to_string();
         assert!(e.contains("not bound to vfio-pci (driver e1000e)"), "{e}");
         assert!(
-            e.contains("bind it first: `hugepage-setup bind 0000:00:04.0 vfio-pci`"),
+            e.contains("bind it first: `pmd-setup bind 0000:00:04.0 vfio-pci`"),
             "{e}"
         );
         let e = open_device_at(a("0000:00:09.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
@@ -244,7 +244,7 @@ mod tests {
             e.contains("no IOMMU group: enable the IOMMU (intel_iommu=on iommu=pt)"),
             "{e}"
         );
-        assert!(e.contains("hugepage-setup noiommu on"), "{e}");
+        assert!(e.contains("pmd-setup noiommu on"), "{e}");
         // /dev/vfio/vfio present but no node for the group.
         std::fs::create_dir_all(f.paths.dev_vfio()).unwrap();
         std::fs::write(f.paths.dev_vfio().join("vfio"), b"").unwrap();
