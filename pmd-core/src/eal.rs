@@ -135,7 +135,7 @@ impl Eal {
             tracing::info!(port = id, device = vdev.name, mac = %dev.mac_addr(), "probed");
             ports.push(Port::new(id, vdev.name.clone(), dev));
         }
-        let pci = probe_pci(&pci_addrs, drivers, &mut ports)?;
+        let pci = probe_pci(&pci_addrs, iova_mode, drivers, &mut ports)?;
         Ok(Eal {
             opts,
             iova_mode,
@@ -284,15 +284,16 @@ fn choose_iova_mode(opts: &EalOptions, addrs: &[PciAddr]) -> Result<IovaMode> {
     }
 }
 
-/// Opens the PCI candidates and creates ports for those a driver claims.
+/// Opens the PCI candidates for `iova_mode` and creates ports for those a driver claims.
 fn probe_pci(
     addrs: &[PciAddr],
+    iova_mode: IovaMode,
     drivers: &[&dyn Driver],
     ports: &mut Vec<Port>,
 ) -> Result<Vec<(PciAddr, Opened)>> {
     let mut opened = Vec::new();
     for &addr in addrs {
-        let dev = pci_open::open_device(addr, AccessMode::Auto)?;
+        let dev = pci_open::open_device(addr, AccessMode::Auto, iova_mode)?;
         let (vendor, device) = sysfs::sysfs_ids(addr, &SysfsRoot::system())?;
         let driver = drivers.iter().find(|d| {
             d.pci_ids()

@@ -328,7 +328,7 @@ pub enum MemoryError {
     #[error(
         "not enough free hugepages for {segment}: need {need} x {size_kb} kB, {free} free. \
          Reserve them with `echo {total_needed} > /sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages` \
-         (or `hugepage-setup reserve {total_needed}`), or run with --no-huge"
+         (or `pmd-setup reserve {total_needed}`), or run with --no-huge"
     )]
     HugepageShortage {
         /// What the segment was for.
@@ -345,7 +345,7 @@ pub enum MemoryError {
     /// No hugepage is free at all (checked at EAL init).
     #[error(
         "no free hugepages. Reserve some with `echo 1024 > /sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages` \
-         (or `hugepage-setup reserve 1024`), or run with --no-huge"
+         (or `pmd-setup reserve 1024`), or run with --no-huge"
     )]
     NoFreeHugepages {
         /// The default hugepage size in KiB.
@@ -356,7 +356,7 @@ pub enum MemoryError {
     NoHugepageSupport,
     /// `--huge-dir` is not a hugetlbfs mount point.
     #[error(
-        "--huge-dir {} is not a hugetlbfs mount; mount one with `mount -t hugetlbfs -o pagesize=2M nodev {}` or `hugepage-setup mount {}`",
+        "--huge-dir {} is not a hugetlbfs mount; mount one with `mount -t hugetlbfs -o pagesize=2M nodev {}` or `pmd-setup mount {}`",
         dir.display(),
         dir.display(),
         dir.display()
@@ -496,7 +496,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "memory: no free hugepages. Reserve some with `echo 1024 > \
-             /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages` (or `hugepage-setup \
+             /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages` (or `pmd-setup \
              reserve 1024`), or run with --no-huge"
         );
         let e = LcoreError::CpuOffline {

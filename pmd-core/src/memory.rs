@@ -11,9 +11,11 @@
 //! mapping (VFIO) attaches.
 //!
 //! The IOVA mode is decided once, by EAL initialisation, and handed to [`configure`] with
-//! the rest of the allocator's settings; from then on each segment carries the mode it was
-//! made in ([`Segment::iova_mode`], [`SegmentInfo::iova_mode`]), which is where code that
-//! hands addresses to devices reads it.
+//! the rest of the allocator's settings (segments are made in it) and to each PCI device
+//! as it is opened. From then on each segment carries the mode it was made in
+//! ([`Segment::iova_mode`], [`SegmentInfo::iova_mode`]) and each device the mode it is
+//! given (`PciBackend::iova_mode`): code that hands addresses to devices reads it there,
+//! never back from the configuration.
 
 use crate::error::{Error, MemoryError, Result};
 use std::fmt;
@@ -64,7 +66,8 @@ pub struct MemoryConfig {
     pub huge_dir: Option<PathBuf>,
     /// Prefix for file and memfd names (`--file-prefix`).
     pub file_prefix: String,
-    /// What IOVA the segments report (the EAL's decision).
+    /// What IOVAs new segments get (the EAL's decision); read a segment's own mode
+    /// rather than this.
     pub iova_mode: IovaMode,
     /// Upper bound on all segments together (`-m`), in bytes.
     pub limit_bytes: Option<u64>,

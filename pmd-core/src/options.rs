@@ -9,13 +9,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::devargs::VdevSpec;
 use crate::error::OptionsError;
 use crate::lcore::{default_lcores, parse_lcore_list, parse_number, Lcore};
+use crate::memory::IovaMode;
 use crate::pci::addr::PciAddr;
-
-// The paths these types had when they were defined here; new code names their modules.
-pub use crate::devargs::VdevSpec;
-pub use crate::memory::IovaMode;
 
 /// Largest `-m` value: keeps the size in bytes representable as a `u64`.
 pub const MAX_MEMORY_MB: u64 = u64::MAX >> 20;

@@ -382,13 +382,14 @@ fn run_checks(
 ) -> ExitCode {
     let mut report = Report { addr, failed: 0 };
     let by_eal = from_eal.is_some();
-    let opened = match from_eal.map_or_else(|| open::open_device(addr, opts.mode.into()), Ok) {
-        Ok(o) => o,
-        Err(e) => {
-            report.check("open", Err(e.to_string()));
-            return ExitCode::FAILURE;
-        }
-    };
+    let opened =
+        match from_eal.map_or_else(|| open::open_device(addr, opts.mode.into(), iova_mode), Ok) {
+            Ok(o) => o,
+            Err(e) => {
+                report.check("open", Err(e.to_string()));
+                return ExitCode::FAILURE;
+            }
+        };
     let dev: Arc<dyn PciBackend> = opened.backend();
     let mut detail = format!("{:?}", dev.kind());
     match &opened {

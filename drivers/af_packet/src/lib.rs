@@ -58,13 +58,13 @@ pub use rxtx::{AfPacketRxQueue, AfPacketTxQueue};
 pub use rxtx::{RX_VNET, TX_VNET};
 
 use config::Config;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Driver, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf,
 };
 use pmd_core::netif::{self, Interface, NetifError};
-use pmd_core::options::VdevSpec;
 use pmd_core::vnet::{RxProcessor, VnetStats};
 use socket::{OpenError, SocketSet};
 use std::io;

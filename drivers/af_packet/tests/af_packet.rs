@@ -3,10 +3,10 @@
 //! it they print why and pass (and fail under `PMD_REQUIRE_ALL=1`).
 
 use pmd_af_packet::DRIVER;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{Device, Driver, Port, PortConf, QueueStats, RxQueueConf, TxQueueConf};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
-use pmd_core::options::VdevSpec;
 use pmd_testkit::{ip, NetNs, RawSock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -7,12 +7,12 @@
 //! so what it returns is the frame as it was on the wire.
 
 use pmd_af_packet::DRIVER;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{
     Device, Driver, Port, PortConf, QueueStats, RxOffloads, RxQueueConf, TxOffloads,
 };
 use pmd_core::mbuf::{Mbuf, PktBatch, RX_VLAN, RX_VLAN_STRIPPED, TX_QINQ, TX_VLAN};
 use pmd_core::mempool::{Mempool, MempoolConfig};
-use pmd_core::options::VdevSpec;
 use pmd_testkit::frames::{self, frame, ETH_P_ALL};
 use pmd_testkit::{NetNs, RawSock};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -8,13 +8,13 @@ use crate::sys;
 use crate::umem::Umem;
 use crate::xsk::{BindMode, Xsk, XskConfig, XskError};
 use crate::DRIVER_NAME;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxOffloads, TxQueue,
     TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::netif::{self, Interface, NetifError};
-use pmd_core::options::VdevSpec;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

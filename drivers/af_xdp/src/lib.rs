@@ -65,9 +65,9 @@ mod xsk;
 pub use device::AfXdpDevice;
 pub use rxtx::{AfXdpRxQueue, AfXdpTxQueue};
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
 use pmd_core::ethdev::{Device, Driver};
-use pmd_core::options::VdevSpec;
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_af_xdp";

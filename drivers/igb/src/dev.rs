@@ -40,7 +40,7 @@ impl Chip for I82576 {
     const DRIVER: &'static str = DRIVER_NAME;
     const CHIP: &'static str = "82576";
     const DESCRIPTION: &'static str =
-        "Intel 82576 1 GbE, QEMU `-device igb` (PCI: bind with `hugepage-setup bind ADDR`, then -a ADDR)";
+        "Intel 82576 1 GbE, QEMU `-device igb` (PCI: bind with `pmd-setup bind ADDR`, then -a ADDR)";
     const PCI_IDS: &'static [PciId] = PCI_IDS;
     const LAYOUT: QueueLayout = QUEUES;
     /// RSS over IPv4 addresses and TCP/UDP ports.

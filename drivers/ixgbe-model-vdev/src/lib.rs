@@ -6,10 +6,10 @@
 //! (`pmd-ixgbe-model`) knows nothing of the driver it checks, the driver (`pmd-ixgbe`)
 //! nothing of the model, and only this crate joins the two.
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{
     DevInfo, Device, Driver, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
 };
-use pmd_core::options::VdevSpec;
 use pmd_core::Result;
 use pmd_ixgbe_model::{conf_from_args, Model82599};
 

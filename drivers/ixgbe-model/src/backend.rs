@@ -5,8 +5,8 @@
 use crate::device::Device;
 use crate::model::Handle;
 use crate::regs::BAR0_LEN;
+use pmd_core::memory::IovaMode;
 use pmd_core::memory::SegmentInfo;
-use pmd_core::options::IovaMode;
 use pmd_core::pci::{BackendKind, IrqWait, MmioRegion, PciAddr, PciBackend, RegisterModel};
 use pmd_core::{Error, Result};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{wait_for, Nic};
-use pmd_core::options::IovaMode;
+use pmd_core::memory::IovaMode;
 use pmd_core::pci::BackendKind;
 use pmd_ixgbe_model::regs::*;
 use pmd_ixgbe_model::{Model82599, ModelConf};

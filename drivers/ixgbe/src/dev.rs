@@ -37,7 +37,7 @@ impl Chip for X82599 {
     const DRIVER: &'static str = DRIVER_NAME;
     const CHIP: &'static str = "82599";
     const DESCRIPTION: &'static str =
-        "Intel 82599/X540/X550 10 GbE (PCI: bind with `hugepage-setup bind ADDR`, then -a ADDR)";
+        "Intel 82599/X540/X550 10 GbE (PCI: bind with `pmd-setup bind ADDR`, then -a ADDR)";
     const PCI_IDS: &'static [PciId] = PCI_IDS;
     const LAYOUT: QueueLayout = QUEUES;
     /// RSS over IPv4 and IPv6 addresses, TCP ports (both) and UDP ports (IPv4).

@@ -52,8 +52,8 @@ pub fn probe(backend: Arc<dyn PciBackend>, name: &str) -> Result<Ixgbe> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pmd_core::devargs::VdevSpec;
     use pmd_core::ethdev::Driver;
-    use pmd_core::options::VdevSpec;
 
     #[test]
     fn the_driver_claims_intel_10_gbe_functions_and_refuses_a_vdev() {

@@ -6,12 +6,12 @@ use crate::handshake::{ClientParams, ServerParams};
 use crate::rxtx::{MemifRxQueue, MemifTxQueue, QueueErrors};
 use crate::sock::Listener;
 use crate::DRIVER_NAME;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
-use pmd_core::options::VdevSpec;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

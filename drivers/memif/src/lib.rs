@@ -55,9 +55,9 @@ pub mod sock;
 pub use config::{Config, Role};
 pub use device::MemifDevice;
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
 use pmd_core::ethdev::{Device, Driver};
-use pmd_core::options::VdevSpec;
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_memif";

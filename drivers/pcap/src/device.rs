@@ -5,13 +5,13 @@ use crate::file::{Sink, Trace};
 use crate::rxtx::{PcapRxQueue, PcapTxQueue};
 use crate::DRIVER_NAME;
 use pmd_capture::SNAPLEN;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::mbuf::MAX_SEGS;
-use pmd_core::options::VdevSpec;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 

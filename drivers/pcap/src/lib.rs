@@ -36,9 +36,9 @@ pub use file::{Trace, MAX_RECORD};
 pub use pmd_capture::SNAPLEN;
 pub use rxtx::{PcapRxQueue, PcapTxQueue};
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
 use pmd_core::ethdev::{Device, Driver};
-use pmd_core::options::VdevSpec;
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_pcap";

@@ -6,10 +6,10 @@
 
 use pcap_file::pcap::PcapReader;
 use pmd_capture::{Capture, CaptureOptions};
+use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{Device, Driver, Port, PortConf};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
-use pmd_core::options::VdevSpec;
 use pmd_pcap::DRIVER;
 use pmd_testkit::unique;
 use std::path::{Path, PathBuf};

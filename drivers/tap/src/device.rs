@@ -3,13 +3,13 @@
 use crate::config::{Config, MacChoice};
 use crate::rxtx::{TapFd, TapRxQueue, TapTxQueue, VnetTx};
 use crate::{sys, DRIVER_NAME, MAX_MTU, MAX_QUEUES, MIN_MTU, TX_MAX_SEGS};
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::netif::{DriverInfo, Flags, Interface, NetifError};
-use pmd_core::options::VdevSpec;
 use pmd_core::vnet::{RxProcessor, VnetStats, VNET_HDR_LEN};
 use std::io;
 use std::os::fd::OwnedFd;

@@ -54,9 +54,9 @@ mod sys;
 pub use device::TapDevice;
 pub use rxtx::{TapRxQueue, TapTxQueue};
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
 use pmd_core::ethdev::{Device, Driver};
-use pmd_core::options::VdevSpec;
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_tap";

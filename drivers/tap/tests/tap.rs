@@ -4,10 +4,10 @@
 //! tap interface, macswap). They need root; without it they print why and pass (and fail
 //! under `PMD_REQUIRE_ALL=1`).
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{Device, Driver, MacAddr, Port, PortConf};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
-use pmd_core::options::VdevSpec;
 use pmd_tap::DRIVER;
 use pmd_testkit::{unique, NetNs, RawSock};
 use std::collections::HashMap;

@@ -51,9 +51,9 @@ pub mod virtqueue;
 pub use transport::vhost_user as user;
 
 use net::{NetConf, VirtioNet};
-use pmd_core::error::{Error, Result};
+use pmd_core::devargs::VdevSpec;
+use pmd_core::error::Result;
 use pmd_core::ethdev::{Device, Driver, MacAddr, PciId};
-use pmd_core::options::VdevSpec;
 use pmd_core::pci::PciBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,6 +78,15 @@ pub const PCI_IDS: &[PciId] = &[
 ];
 
 const KNOWN_ARGS: &[&str] = &["path", "queues", "queue_size", "mac", "packed_vq"];
+
+/// Most queue pairs `queues=` may ask for.
+const MAX_QUEUE_PAIRS: u16 = 8;
+
+/// Descriptors per queue without `queue_size=`.
+const DEFAULT_QUEUE_SIZE: u16 = 256;
+
+/// Fewest descriptors per queue `queue_size=` may ask for.
+const MIN_QUEUE_SIZE: u16 = 64;
 
 /// The virtio-user driver.
 pub struct VirtioUserDriver;
@@ -104,42 +113,25 @@ impl VirtioUserConf {
     /// Parses and validates the vdev arguments.
     pub fn from_vdev(vdev: &VdevSpec) -> Result<VirtioUserConf> {
         vdev.check_known(KNOWN_ARGS)?;
-        let path = vdev.arg("path").ok_or_else(|| {
-            Error::driver(
-                &vdev.name,
-                "missing path=<vhost-user socket> (e.g. path=/tmp/vhost.sock)",
-            )
+        let path_arg = vdev.get("path");
+        let path = path_arg.path()?.ok_or_else(|| {
+            path_arg.missing("name the vhost-user socket, e.g. path=/tmp/vhost.sock")
         })?;
-        let queues = vdev.parse_arg::<u16>("queues")?.unwrap_or(1);
-        if !(1..=8).contains(&queues) {
-            return Err(Error::driver(
-                &vdev.name,
-                format!("queues={queues}: expected 1..=8"),
-            ));
-        }
-        let queue_size = vdev.parse_arg::<u16>("queue_size")?.unwrap_or(256);
-        if virtqueue::Layout::new(queue_size).is_none() || queue_size < 64 {
-            return Err(Error::driver(
-                &vdev.name,
-                format!(
-                    "queue_size={queue_size}: expected a power of two in 64..={}",
+        let queues = vdev.get("queues").int_in(1..=MAX_QUEUE_PAIRS)?.unwrap_or(1);
+        let size_arg = vdev.get("queue_size");
+        let queue_size = size_arg.parse::<u16>()?.unwrap_or(DEFAULT_QUEUE_SIZE);
+        if virtqueue::Layout::new(queue_size).is_none() || queue_size < MIN_QUEUE_SIZE {
+            return Err(size_arg
+                .reject(format!(
+                    "use a power of two in {MIN_QUEUE_SIZE}..={}",
                     virtqueue::MAX_QUEUE_SIZE
-                ),
-            ));
-        }
-        let mac = vdev.parse_arg::<MacAddr>("mac")?;
-        let packed_vq = match vdev.parse_arg::<u8>("packed_vq")? {
-            None | Some(0) => false,
-            Some(1) => true,
-            Some(v) => {
-                return Err(Error::driver(
-                    &vdev.name,
-                    format!("packed_vq={v}: expected 0 or 1"),
                 ))
-            }
-        };
+                .into());
+        }
+        let mac = vdev.get("mac").parse::<MacAddr>()?;
+        let packed_vq = vdev.get("packed_vq").flag()?.unwrap_or(false);
         Ok(VirtioUserConf {
-            path: PathBuf::from(path),
+            path,
             queues,
             queue_size,
             mac,
@@ -244,6 +236,36 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn argument_errors_name_the_argument() {
+        let err = |spec: &str| {
+            VirtioUserConf::from_vdev(&spec.parse().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("net_virtio_user0"),
+            "net_virtio_user0: missing argument 'path': name the vhost-user socket, e.g. path=/tmp/vhost.sock"
+        );
+        assert!(err("net_virtio_user0,path=").contains("argument 'path' is empty"));
+        assert_eq!(
+            err("net_virtio_user0,path=/x,queues=9"),
+            "net_virtio_user0: queues=9 is out of range: use 1..=8"
+        );
+        assert_eq!(
+            err("net_virtio_user0,path=/x,queue_size=32"),
+            "net_virtio_user0: queue_size=32: use a power of two in 64..=4096"
+        );
+        assert_eq!(
+            err("net_virtio_user0,path=/x,packed_vq=2"),
+            "net_virtio_user0: packed_vq=2: use 0 or 1"
+        );
+        let c = VirtioUserConf::from_vdev(&"net_virtio_user0,path=/x,packed_vq=1".parse().unwrap())
+            .unwrap();
+        assert!(c.packed_vq);
+        assert_eq!((c.queues, c.queue_size, c.mac), (1, 256, None));
     }
 
     #[test]

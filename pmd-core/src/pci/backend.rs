@@ -34,7 +34,9 @@ pub trait PciBackend: Send + Sync {
     fn addr(&self) -> PciAddr;
     /// How the device is reached.
     fn kind(&self) -> BackendKind;
-    /// What IOVA the device must be given for memory: VA (VFIO with IOMMU) or PA.
+    /// What the IOVAs this device is given are: PA without an IOMMU (UIO, VFIO
+    /// no-IOMMU); behind an IOMMU, the mode the device was opened for (the EAL's choice,
+    /// which its DMA mappings follow).
     fn iova_mode(&self) -> IovaMode;
     /// Reads config space at `offset`.
     fn read_config(&self, offset: u16, buf: &mut [u8]) -> Result<()>;

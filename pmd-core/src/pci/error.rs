@@ -80,8 +80,8 @@ pub enum PciError {
     },
     /// The device is bound to no driver, or to one a poll-mode driver cannot use.
     #[error(
-        "pci {addr}: device {}, which a poll-mode driver cannot use: bind it first: `hugepage-setup bind {addr} vfio-pci` \
-         (or `hugepage-setup bind {addr} uio_pci_generic`)",
+        "pci {addr}: device {}, which a poll-mode driver cannot use: bind it first: `pmd-setup bind {addr} vfio-pci` \
+         (or `pmd-setup bind {addr} uio_pci_generic`)",
         bound_now(driver.as_deref())
     )]
     NotBound {
@@ -120,7 +120,7 @@ pub enum PciError {
     },
     /// A device without a UIO node: not bound to a UIO driver.
     #[error(
-        "uio {addr}: device has no UIO node ({}): bind it first: `hugepage-setup bind {addr} uio_pci_generic`",
+        "uio {addr}: device has no UIO node ({}): bind it first: `pmd-setup bind {addr} uio_pci_generic`",
         driver_now(driver.as_deref())
     )]
     NoUioNode {
@@ -278,8 +278,8 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "pci 0000:00:03.0: device is not bound to any driver, which a poll-mode driver cannot use: \
-             bind it first: `hugepage-setup bind 0000:00:03.0 vfio-pci` \
-             (or `hugepage-setup bind 0000:00:03.0 uio_pci_generic`)"
+             bind it first: `pmd-setup bind 0000:00:03.0 vfio-pci` \
+             (or `pmd-setup bind 0000:00:03.0 uio_pci_generic`)"
         );
         let e = PciError::NoUioNode {
             addr: a("0000:00:05.0"),

@@ -82,20 +82,29 @@ pub fn shared_container(root: &SysfsRoot) -> Result<Arc<VfioContainer>> {
 }
 
 /// Opens `addr` with `mode` on this system. See [`open_device_at`].
-pub fn open(addr: PciAddr, mode: AccessMode) -> Result<Arc<dyn PciBackend>> {
-    Ok(open_device(addr, mode)?.backend())
+pub fn open(addr: PciAddr, mode: AccessMode, iova_mode: IovaMode) -> Result<Arc<dyn PciBackend>> {
+    Ok(open_device(addr, mode, iova_mode)?.backend())
 }
 
 /// Opens `addr` with `mode` on this system, keeping the concrete backend type.
-pub fn open_device(addr: PciAddr, mode: AccessMode) -> Result<Opened> {
-    open_device_at(addr, mode, &SysfsRoot::system())
+pub fn open_device(addr: PciAddr, mode: AccessMode, iova_mode: IovaMode) -> Result<Opened> {
+    open_device_at(addr, mode, iova_mode, &SysfsRoot::system())
 }
 
 /// Opens `addr` with `mode`, reading sysfs and /dev under `root`. With
 /// [`AccessMode::Auto`], a device bound to vfio-pci is opened through VFIO (its IOMMU
 /// group, or its no-IOMMU group when the kernel runs VFIO in no-IOMMU mode), one bound
 /// to uio_pci_generic through UIO; anything else is an error saying how to bind it.
-pub fn open_device_at(addr: PciAddr, mode: AccessMode, root: &SysfsRoot) -> Result<Opened> {
+///
+/// `iova_mode` is what the IOVAs of the process's memory segments are (the EAL's
+/// choice, [`crate::Eal::iova_mode`]): a device behind an IOMMU reports it from
+/// [`PciBackend::iova_mode`]; one without (UIO, VFIO no-IOMMU) always reports PA.
+pub fn open_device_at(
+    addr: PciAddr,
+    mode: AccessMode,
+    iova_mode: IovaMode,
+    root: &SysfsRoot,
+) -> Result<Opened> {
     match resolve_mode(addr, mode, root)? {
         AccessMode::Uio => Ok(Opened::Uio(Arc::new(UioDevice::open_at(addr, root)?))),
         // resolve_mode never returns Auto.
@@ -105,7 +114,7 @@ pub fn open_device_at(addr: PciAddr, mode: AccessMode, root: &SysfsRoot) -> Resu
             locate_group(addr, root)?;
             let container = shared_container(root)?;
             Ok(Opened::Vfio(Arc::new(VfioDevice::open_in(
-                addr, root, &container,
+                addr, root, &container, iova_mode,
             )?)))
         }
     }
@@ -193,27 +202,24 @@ mod tests {
         let f = Fake::new("unbound");
         f.device("0000:00:03.0", None, None);
         f.device("0000:00:04.0", Some("e1000e"), Some(4));
-        let e = open_device_at(a("0000:00:03.0"), AccessMode::Auto, &f.paths)
+        let e = open_device_at(a("0000:00:03.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
         assert!(e.contains("not bound to any driver"), "{e}");
-        assert!(
-            e.contains("`hugepage-setup bind 0000:00:03.0 vfio-pci`"),
-            "{e}"
-        );
-        let e = open_device_at(a("0000:00:04.0"), AccessMode::Auto, &f.paths)
+        assert!(e.contains("`pmd-setup bind 0000:00:03.0 vfio-pci`"), "{e}");
+        let e = open_device_at(a("0000:00:04.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
         assert!(e.contains("bound to e1000e"), "{e}");
-        let e = open_device_at(a("0000:00:04.0"), AccessMode::Vfio, &f.paths)
+        let e = open_device_at(a("0000:00:04.0"), AccessMode::Vfio, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
         assert!(e.contains("not bound to vfio-pci (driver e1000e)"), "{e}");
         assert!(
-            e.contains("bind it first: `hugepage-setup bind 0000:00:04.0 vfio-pci`"),
+            e.contains("bind it first: `pmd-setup bind 0000:00:04.0 vfio-pci`"),
             "{e}"
         );
-        let e = open_device_at(a("0000:00:09.0"), AccessMode::Auto, &f.paths)
+        let e = open_device_at(a("0000:00:09.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no such PCI device"), "{e}");
@@ -224,25 +230,25 @@ mod tests {
         let f = Fake::new("novfio");
         f.device("0000:00:03.0", Some("vfio-pci"), Some(7));
         f.device("0000:00:05.0", Some("vfio-pci"), None);
-        let e = open_device_at(a("0000:00:03.0"), AccessMode::Auto, &f.paths)
+        let e = open_device_at(a("0000:00:03.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("vfio-pci is not loaded: `modprobe vfio-pci`"),
             "{e}"
         );
-        let e = open_device_at(a("0000:00:05.0"), AccessMode::Auto, &f.paths)
+        let e = open_device_at(a("0000:00:05.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("no IOMMU group: enable the IOMMU (intel_iommu=on iommu=pt)"),
             "{e}"
         );
-        assert!(e.contains("hugepage-setup noiommu on"), "{e}");
+        assert!(e.contains("pmd-setup noiommu on"), "{e}");
         // /dev/vfio/vfio present but no node for the group.
         std::fs::create_dir_all(f.paths.dev_vfio()).unwrap();
         std::fs::write(f.paths.dev_vfio().join("vfio"), b"").unwrap();
-        let e = open_device_at(a("0000:00:03.0"), AccessMode::Auto, &f.paths)
+        let e = open_device_at(a("0000:00:03.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
             .unwrap_err()
             .to_string();
         assert!(e.contains("noiommu-7"), "{e}");
@@ -313,9 +319,12 @@ mod tests {
     fn uio_devices_open_through_auto() {
         let f = Fake::new("uioauto");
         super::super::uio::tests::fake_uio_device(&f.root, "0000:00:08.0", "uio_pci_generic");
-        let o = open_device_at(a("0000:00:08.0"), AccessMode::Auto, &f.paths).unwrap();
+        let o =
+            open_device_at(a("0000:00:08.0"), AccessMode::Auto, IovaMode::Va, &f.paths).unwrap();
         assert!(o.as_uio().is_some() && o.as_vfio().is_none());
         assert!(!o.supports_reset());
         assert_eq!(o.backend().read_config16(0).unwrap(), 0x8086);
+        // Without an IOMMU the device sees physical addresses, whatever mode is asked.
+        assert_eq!(o.backend().iova_mode(), IovaMode::Pa);
     }
 }

@@ -615,7 +615,7 @@ pub(crate) mod tests {
             .to_string();
         std::fs::remove_dir_all(&root).unwrap();
         assert!(
-            e.contains("hugepage-setup bind 0000:00:05.0 uio_pci_generic"),
+            e.contains("pmd-setup bind 0000:00:05.0 uio_pci_generic"),
             "{e}"
         );
         assert!(e.contains("no driver"), "{e}");

@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 use pmd_af_xdp::DRIVER;
+use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{Device, Driver, Port, PortConf};
 use pmd_core::mempool::Mempool;
-use pmd_core::options::VdevSpec;
 use pmd_testkit::{NetNs, RawSock};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -9,10 +9,10 @@
 pub mod chains;
 pub mod offloads;
 
+use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{Device, Driver, MacAddr, PortConf, RxOffloads};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::options::EalOptions;
-use pmd_core::options::VdevSpec;
 use pmd_core::{Eal, Mempool};
 use pmd_virtio::net::{NetConf, NetOptions, VirtioNet};
 use std::path::{Path, PathBuf};

@@ -37,6 +37,8 @@ pub struct VfioDevice {
     irqs: IrqCounts,
     bars: Mutex<[Option<MmioRegion>; 6]>,
     irq_state: Mutex<(Weak<IrqGuard>, Option<IrqType>)>,
+    /// What the IOVAs the device is given are (PA in no-IOMMU mode).
+    iova_mode: IovaMode,
     group: Arc<VfioGroup>,
 }
 
@@ -46,11 +48,15 @@ fn at(addr: PciAddr) -> Origin {
 
 impl VfioDevice {
     /// Opens `addr` through VFIO, in `container` (which is shared by all VFIO devices of a
-    /// process; see the `open` module), reading sysfs and /dev under `root`.
+    /// process; see the `open` module), reading sysfs and /dev under `root`. `iova_mode`
+    /// is what the IOVAs of the process's memory segments are (the EAL's choice): the
+    /// IOMMU maps each segment at its IOVA, so the device sees that mode (without an
+    /// IOMMU it sees physical addresses whatever is asked).
     pub fn open_in(
         addr: PciAddr,
         root: &SysfsRoot,
         container: &Arc<VfioContainer>,
+        iova_mode: IovaMode,
     ) -> Result<VfioDevice> {
         let loc = locate_group(addr, root)?;
         let group = container.attach_group(&loc, root, addr)?;
@@ -104,6 +110,11 @@ impl VfioDevice {
             irqs,
             bars: Mutex::new(Default::default()),
             irq_state: Mutex::new((Weak::new(), None)),
+            iova_mode: if group.is_noiommu() {
+                IovaMode::Pa
+            } else {
+                iova_mode
+            },
             group,
         })
     }
@@ -230,11 +241,7 @@ impl PciBackend for VfioDevice {
     }
 
     fn iova_mode(&self) -> IovaMode {
-        if self.group.is_noiommu() {
-            IovaMode::Pa
-        } else {
-            IovaMode::Va
-        }
+        self.iova_mode
     }
 
     fn read_config(&self, offset: u16, buf: &mut [u8]) -> Result<()> {

@@ -52,7 +52,7 @@ pub enum VfioError {
     /// Neither IOMMU model this backend uses is available.
     #[error(
         "vfio: VFIO supports neither the type1v2 IOMMU nor no-IOMMU mode: load vfio_iommu_type1 \
-         (with the IOMMU enabled: intel_iommu=on iommu=pt) or enable no-IOMMU mode (`hugepage-setup noiommu on`)"
+         (with the IOMMU enabled: intel_iommu=on iommu=pt) or enable no-IOMMU mode (`pmd-setup noiommu on`)"
     )]
     NoIommuModel,
     /// A group that needs the other IOMMU model than the container has.
@@ -142,7 +142,7 @@ pub enum VfioError {
     },
     /// The device is not bound to vfio-pci.
     #[error(
-        "vfio {addr}: device is not bound to vfio-pci ({}): bind it first: `hugepage-setup bind {addr} vfio-pci`",
+        "vfio {addr}: device is not bound to vfio-pci ({}): bind it first: `pmd-setup bind {addr} vfio-pci`",
         driver_now(driver.as_deref())
     )]
     NotBoundToVfio {
@@ -152,7 +152,7 @@ pub enum VfioError {
         driver: Option<String>,
     },
     /// The device is in no IOMMU group.
-    #[error("vfio {addr}: no IOMMU group: enable the IOMMU (intel_iommu=on iommu=pt) or use no-IOMMU mode (`hugepage-setup noiommu on`) or uio_pci_generic")]
+    #[error("vfio {addr}: no IOMMU group: enable the IOMMU (intel_iommu=on iommu=pt) or use no-IOMMU mode (`pmd-setup noiommu on`) or uio_pci_generic")]
     NoIommuGroup {
         /// The device.
         addr: PciAddr,
@@ -175,7 +175,7 @@ pub enum VfioError {
     },
     /// Neither group node exists.
     #[error(
-        "vfio {addr}: neither {} nor {} exists: rebind the device to vfio-pci (`hugepage-setup bind {addr} vfio-pci`)",
+        "vfio {addr}: neither {} nor {} exists: rebind the device to vfio-pci (`pmd-setup bind {addr} vfio-pci`)",
         normal.display(),
         noiommu.display()
     )]
@@ -445,7 +445,7 @@ impl std::fmt::Display for NotViable {
         write!(
             f,
             "IOMMU group {} is not viable: every device in it must be bound to vfio-pci or unbound. \
-             Other devices in the group: {}. Bind them to vfio-pci (`hugepage-setup bind ADDR vfio-pci`) or unbind them",
+             Other devices in the group: {}. Bind them to vfio-pci (`pmd-setup bind ADDR vfio-pci`) or unbind them",
             self.group,
             list_or_none(&self.others)
         )
@@ -470,7 +470,7 @@ fn list_or_none(items: &[String]) -> String {
 fn unsupported_iommu(t: IommuType) -> &'static str {
     match t {
         IommuType::Type1v2 => "the kernel's VFIO has no type1v2 IOMMU support (VFIO_TYPE1v2_IOMMU); load vfio_iommu_type1",
-        IommuType::NoIommu => "no-IOMMU mode is not enabled: `hugepage-setup noiommu on` (or echo Y > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode)",
+        IommuType::NoIommu => "no-IOMMU mode is not enabled: `pmd-setup noiommu on` (or echo Y > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode)",
     }
 }
 

@@ -36,7 +36,8 @@
 //! (every legacy device, and QEMU's modern ones unless `iommu_platform=on`) bypasses the
 //! IOMMU and takes guest-physical addresses. Behind VFIO with an IOMMU the EAL's default
 //! is IOVA-as-VA, which such a device would read as physical addresses: the transport
-//! refuses that combination at probe and asks for `--iova-mode pa` (or ACCESS_PLATFORM).
+//! asks the backend which IOVAs the device is given ([`PciBackend::iova_mode`]), refuses
+//! IOVA-as-VA when negotiating features, and asks for `--iova-mode pa` (or ACCESS_PLATFORM).
 //!
 //! Status handshake: reset (write 0, wait for 0), `ACKNOWLEDGE`, `DRIVER`, read features,
 //! write the accepted ones, `FEATURES_OK` (modern; read back), queue setup, `DRIVER_OK`.
@@ -65,8 +66,7 @@ use crate::virtqueue::{AddrMode, Layout, RingAddrs, MAX_QUEUE_SIZE, RING_ALIGN};
 use caps::{le16, le32};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
-use pmd_core::memory;
-use pmd_core::options::IovaMode;
+use pmd_core::memory::{self, IovaMode};
 use pmd_core::pci::{BackendKind, MmioRegion, PciBackend};
 use regs::{common, legacy, RegsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -713,7 +713,7 @@ impl Transport for VirtioPci {
         }
         if f & VIRTIO_F_ACCESS_PLATFORM == 0
             && self.backend.kind() == BackendKind::Vfio
-            && memory::config().iova_mode == IovaMode::Va
+            && self.backend.iova_mode() == IovaMode::Va
         {
             let _ = self.set_status(STATUS_FAILED);
             return Err(self.err(format!(

@@ -34,6 +34,8 @@ struct FakeBackend {
     bars: HashMap<u8, MmioRegion>,
     legacy: Mutex<LegacyModel>,
     kind: BackendKind,
+    /// What the IOVAs the device is given are (the EAL's choice behind an IOMMU).
+    iova_mode: IovaMode,
     dma: Mutex<Vec<(bool, u64, usize)>>,
 }
 
@@ -44,6 +46,7 @@ impl FakeBackend {
             bars,
             legacy: Mutex::new(LegacyModel::default()),
             kind: BackendKind::Model,
+            iova_mode: IovaMode::Va,
             dma: Mutex::new(Vec::new()),
         }
     }
@@ -65,7 +68,7 @@ impl PciBackend for FakeBackend {
         self.kind
     }
     fn iova_mode(&self) -> IovaMode {
-        IovaMode::Va
+        self.iova_mode
     }
     fn read_config(&self, offset: u16, buf: &mut [u8]) -> Result<()> {
         let o = in_range(offset.into(), buf.len(), 256)?;
@@ -714,15 +717,30 @@ fn legacy_device_over_io_bar() {
 
 #[test]
 fn bypassing_devices_refuse_iova_as_va_behind_vfio() {
-    // The unit tests' memory configuration is IOVA-as-VA.
-    assert_eq!(memory::config().iova_mode, IovaMode::Va);
+    // The fake VFIO device was opened for IOVA-as-VA (the EAL's default).
     let b = legacy_backend(&[256, 256], BackendKind::Vfio);
+    assert_eq!(b.iova_mode(), IovaMode::Va);
     let mut t = VirtioPci::probe(b.clone()).unwrap();
     let e = t.negotiate(WANTED_FEATURES).unwrap_err().to_string();
     assert!(e.contains("--iova-mode pa"), "{e}");
     assert_eq!(
         b.legacy.lock().unwrap_or_else(|e| e.into_inner()).status,
         STATUS_FAILED
+    );
+    // The same device opened for IOVA-as-PA (`--iova-mode pa`) is given physical addresses.
+    let b = Arc::new(FakeBackend {
+        iova_mode: IovaMode::Pa,
+        ..Arc::into_inner(legacy_backend(&[256, 256], BackendKind::Vfio)).unwrap()
+    });
+    let mut t = VirtioPci::probe(b.clone()).unwrap();
+    let f = t.negotiate(WANTED_FEATURES).unwrap();
+    assert_eq!(f & VIRTIO_F_ACCESS_PLATFORM, 0);
+    assert_eq!(
+        b.legacy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .guest_features,
+        f as u32
     );
     // A modern device offering ACCESS_PLATFORM is fine behind VFIO.
     let (b, bar) = modern_backend(F_LOW | (1 << 1), modern_caps(4, 0));
