@@ -4,42 +4,41 @@
 
 use super::ethtool;
 use super::NetifError;
+use crate::unix::{check, owned_fd};
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Longest interface name, in bytes (`IFNAMSIZ` less the terminating NUL).
 pub const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
 
 const _: () = assert!(size_of::<libc::ifreq>() == 40);
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn owned(rc: libc::c_int) -> io::Result<OwnedFd> {
-    let fd = cvt(rc)?;
-    // SAFETY: `fd` is a descriptor the kernel just created for us, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Opens a datagram socket that receives nothing and serves for interface requests in
 /// the caller's network namespace (needs no privilege).
 pub(super) fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with constant arguments.
-    owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+    // SAFETY: socket takes no pointers and returns a new descriptor.
+    unsafe {
+        owned_fd(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+        ))
+    }
 }
 
 /// Opens an `AF_PACKET` raw socket with protocol 0: it receives nothing until bound with
 /// one, and serves for interface requests and promiscuous memberships. Needs
 /// `CAP_NET_RAW` (`EPERM` without).
 pub fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with constant arguments.
-    owned(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
+    // SAFETY: socket takes no pointers and returns a new descriptor.
+    unsafe {
+        owned_fd(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            0,
+        ))
+    }
 }
 
 /// A `struct ifreq`: an interface name and the value of one request.
@@ -185,7 +184,8 @@ impl Sockios {
 pub(super) fn sockios(sock: BorrowedFd<'_>, request: Sockios, req: &mut IfReq) -> io::Result<()> {
     // SAFETY: each `Sockios` request reads and/or writes one `struct ifreq` and nothing
     // it points to; `req` is one, alive and writable for the call.
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request.number() as _, req.as_mut_ptr()) }).map(drop)
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), request.number() as _, req.as_mut_ptr()) })
+        .map(drop)
 }
 
 /// `SIOCETHTOOL` on `req`'s interface with the command block `block`.
@@ -199,7 +199,7 @@ pub(super) fn ethtool<T: ethtool::Command>(
     // at most that command's block back; `T: Command` is such a block (checked sizes,
     // integers only), alive and writable for the call, and `req` is a live `ifreq`.
     let rc =
-        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, req.as_mut_ptr()) });
+        check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, req.as_mut_ptr()) });
     req.0.ifr_ifru.ifru_data = std::ptr::null_mut();
     rc.map(drop)
 }
@@ -220,7 +220,7 @@ pub(super) fn packet_promisc(sock: BorrowedFd<'_>, ifindex: u32, on: bool) -> io
         libc::PACKET_DROP_MEMBERSHIP
     };
     // SAFETY: passes a live `packet_mreq` of the size given; the kernel only reads it.
-    cvt(unsafe {
+    check(unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::SOL_PACKET,
