@@ -1,12 +1,14 @@
 //! The system calls behind [`super::Interface`]: the sockets that carry interface
-//! requests, the `struct ifreq` ioctls (`linux/sockios.h`), `SIOCETHTOOL`, and the
-//! `AF_PACKET` promiscuous membership. Every `unsafe` block of the module is here.
+//! requests, the `struct ifreq` ioctls (`linux/sockios.h`), `SIOCETHTOOL`, the
+//! `AF_PACKET` promiscuous membership, and the address list (`getifaddrs(3)`). Every
+//! `unsafe` block of the module is here.
 
 use super::ethtool;
 use super::NetifError;
 use crate::unix::{check, owned_fd};
 use std::io;
 use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Longest interface name, in bytes (`IFNAMSIZ` less the terminating NUL).
@@ -230,6 +232,48 @@ pub(super) fn packet_promisc(sock: BorrowedFd<'_>, ifindex: u32, on: bool) -> io
         )
     })
     .map(drop)
+}
+
+/// Every IPv4 and IPv6 address of every interface (`getifaddrs(3)`), with the name of
+/// the interface that holds it, in the calling thread's network namespace.
+pub(super) fn addresses() -> io::Result<Vec<(String, IpAddr)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes the head of a list it allocated into `head`; the list is
+    // freed below with freeifaddrs, once.
+    check(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null `ifa_addr` points to a `sockaddr` at least as large as its
+        // family's, so `sa_family` can be read and, for AF_INET and AF_INET6, the whole
+        // `sockaddr_in`/`sockaddr_in6`.
+        let addr = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+                }
+                _ => continue,
+            }
+        };
+        // SAFETY: a non-null `ifa_name` is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        out.push((name.to_string_lossy().into_owned(), addr));
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once; nothing
+    // borrowed from the list outlives this call.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 #[cfg(test)]
