@@ -31,6 +31,7 @@ pub mod options;
 pub mod pci;
 pub mod ring;
 pub mod tsc;
+pub mod unix;
 pub mod vnet;
 
 pub use devargs::VdevSpec;

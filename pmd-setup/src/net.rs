@@ -2,9 +2,11 @@
 //! or a file-backed fake for tests), and the in-use check that guards `bind` and `unbind`.
 
 use crate::discover::PciDeviceInfo;
+use pmd_core::netif;
 use pmd_core::pci::SysfsRoot;
 use std::collections::HashSet;
 use std::fs;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// The view of network interfaces used to decide whether a device carries a live link.
@@ -23,8 +25,8 @@ const IFF_UP: u32 = libc::IFF_UP as u32;
 const RTF_UP: u32 = libc::RTF_UP as u32;
 
 /// The host's real network state: flags from `<root>/sys/class/net/<if>/flags`, routes from
-/// `<root>/proc/net/route` and `<root>/proc/net/ipv6_route`, addresses from `getifaddrs(3)`
-/// (always the running host's). Addresses and routes are a snapshot taken by [`HostNetState::new`].
+/// `<root>/proc/net/route` and `<root>/proc/net/ipv6_route`, addresses from
+/// [`netif::addresses`] (always the running host's). Addresses and routes are a snapshot taken by [`HostNetState::new`].
 #[derive(Debug, Clone)]
 pub struct HostNetState {
     class_net: PathBuf,
@@ -67,43 +69,18 @@ impl NetState for HostNetState {
     }
 }
 
-/// Interfaces with an IPv4 address or an IPv6 address outside fe80::/10.
+/// Interfaces with an IPv4 address or an IPv6 address outside fe80::/10 (none if the
+/// list cannot be read).
 fn ifaces_with_addresses() -> HashSet<String> {
-    let mut out = HashSet::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return out;
-    }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list returned by getifaddrs, not yet freed.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr at least as large as its family requires.
-        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-        let counts = match family {
-            libc::AF_INET => true,
-            libc::AF_INET6 => {
-                // SAFETY: AF_INET6 addresses are sockaddr_in6.
-                let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                let b = a.sin6_addr.s6_addr;
-                !(b[0] == 0xfe && b[1] & 0xc0 == 0x80)
-            }
-            _ => false,
-        };
-        if counts {
-            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
-            out.insert(name.to_string_lossy().into_owned());
-        }
-    }
-    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once.
-    unsafe { libc::freeifaddrs(head) };
-    out
+    netif::addresses()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| match a.addr {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+        })
+        .map(|a| a.iface)
+        .collect()
 }
 
 /// Interfaces named by usable routes in `/proc/net/route` (header line, then

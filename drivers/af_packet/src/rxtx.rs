@@ -919,9 +919,11 @@ mod tests {
     /// `sll_pkttype` fallback must still deliver each exactly once.
     #[test]
     fn outgoing_filter_fallback_on_loopback() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("outgoing_filter_fallback_on_loopback: skipped: needs root");
+        const TEST: &str = "outgoing_filter_fallback_on_loopback";
+        if !pmd_testkit::require(
+            TEST,
+            pmd_testkit::root_missing("a private network namespace"),
+        ) {
             return;
         }
         std::thread::spawn(|| {

@@ -22,7 +22,7 @@ use crate::sys;
 use crate::uapi::{self, BpfInsn};
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 /// eBPF registers used (r0, the helper's result, is what `exit` returns).
 const R1: u8 = 1;
@@ -78,45 +78,25 @@ pub(crate) struct XskMap {
 impl XskMap {
     /// Creates a map for queue indices `0..entries`.
     pub fn create(entries: u32) -> io::Result<XskMap> {
-        let mut attr = uapi::MapCreateAttr {
+        let fd = sys::map_create(uapi::MapCreateAttr {
             map_type: uapi::BPF_MAP_TYPE_XSKMAP,
             key_size: 4,
             value_size: 4,
             max_entries: entries,
             map_name: obj_name("pmd_xsks"),
             ..Default::default()
-        };
-        // SAFETY: the map-create attributes hold no pointers.
-        let fd = unsafe { sys::bpf_fd(uapi::BPF_MAP_CREATE, &mut attr) }?;
+        })?;
         Ok(XskMap { fd, entries })
     }
 
     /// Points slot `queue` at the XDP socket `xsk`.
     pub fn set(&self, queue: u32, xsk: RawFd) -> io::Result<()> {
-        let key = queue;
-        let value = xsk as u32;
-        let mut attr = uapi::MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: &key as *const u32 as u64,
-            value: &value as *const u32 as u64,
-            flags: uapi::BPF_ANY,
-            ..Default::default()
-        };
-        // SAFETY: key and value point to live u32s (the map's key and value size) that
-        // the kernel only reads during the call.
-        unsafe { sys::bpf(uapi::BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+        sys::map_update_u32(self.fd.as_fd(), queue, xsk as u32, uapi::BPF_ANY)
     }
 
     /// Empties slot `queue` (no error if it was empty).
     pub fn clear(&self, queue: u32) -> io::Result<()> {
-        let key = queue;
-        let mut attr = uapi::MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: &key as *const u32 as u64,
-            ..Default::default()
-        };
-        // SAFETY: key points to a live u32 the kernel only reads during the call.
-        match unsafe { sys::bpf(uapi::BPF_MAP_DELETE_ELEM, &mut attr) } {
+        match sys::map_delete_u32(self.fd.as_fd(), queue) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             r => r.map(drop),
         }
@@ -163,26 +143,14 @@ impl XdpProgram {
     }
 
     fn load_with_log(map: &XskMap, log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
-        let insns = redirect_program(map.fd.as_raw_fd());
-        let (log_level, log_size, log_buf) = match log {
-            Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
-            None => (0, 0, 0),
-        };
-        let mut attr = uapi::ProgLoadAttr {
+        let attr = uapi::ProgLoadAttr {
             prog_type: uapi::BPF_PROG_TYPE_XDP,
-            insn_cnt: insns.len() as u32,
-            insns: insns.as_ptr() as u64,
-            license: LICENSE.as_ptr() as u64,
-            log_level,
-            log_size,
-            log_buf,
             prog_name: obj_name("pmd_xsk_redir"),
             expected_attach_type: uapi::BPF_XDP,
             ..Default::default()
         };
-        // SAFETY: `insns` and `LICENSE` are live for the call and only read; `log_buf`,
-        // when set, is a live buffer of `log_size` bytes the kernel may write.
-        unsafe { sys::bpf_fd(uapi::BPF_PROG_LOAD, &mut attr) }
+        let insns = redirect_program(map.fd.as_raw_fd());
+        sys::prog_load(attr, &insns, LICENSE, log)
     }
 
     /// The socket map.
@@ -245,7 +213,7 @@ impl XdpLink {
         mode: AttachMode,
     ) -> Result<XdpLink, AttachError> {
         let try_mode = |native: bool| -> io::Result<XdpLink> {
-            let mut attr = uapi::LinkCreateAttr {
+            let fd = sys::link_create(uapi::LinkCreateAttr {
                 prog_fd: prog.fd.as_raw_fd() as u32,
                 target_ifindex: ifindex,
                 attach_type: uapi::BPF_XDP,
@@ -254,9 +222,7 @@ impl XdpLink {
                 } else {
                     uapi::XDP_FLAGS_SKB_MODE
                 },
-            };
-            // SAFETY: the link-create attributes hold no pointers.
-            let fd = unsafe { sys::bpf_fd(uapi::BPF_LINK_CREATE, &mut attr) }?;
+            })?;
             Ok(XdpLink { fd, native })
         };
         let mut e = AttachError {
@@ -295,11 +261,7 @@ impl Drop for XdpLink {
     fn drop(&mut self) {
         // Detach now even if a forked child still shares the fd; closing it (right after)
         // is what detaches when nothing else does, e.g. when the process dies.
-        let mut attr = uapi::LinkDetachAttr {
-            link_fd: self.fd.as_raw_fd() as u32,
-        };
-        // SAFETY: the link-detach attributes hold no pointers.
-        let _ = unsafe { sys::bpf(uapi::BPF_LINK_DETACH, &mut attr) };
+        let _ = sys::link_detach(self.fd.as_fd());
     }
 }
 

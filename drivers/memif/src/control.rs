@@ -306,8 +306,8 @@ fn server_loop(l: &Listener, p: &ServerParams, sh: &Shared, stop: &AtomicBool) {
                 revents: 0,
             },
         ];
-        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, TICK_MS) };
+        // Woken early by a connection or a message, or not: both are looked at below.
+        let _ = pmd_core::unix::poll(&mut fds, TICK_MS);
         while let Ok(Some(s)) = l.accept() {
             if conn.is_some() {
                 let _ = s.send(&disconnect_msg("Already connected").encode(), None);

@@ -51,6 +51,7 @@ pub mod rxtx;
 pub mod session;
 pub mod shm;
 pub mod sock;
+mod sys;
 
 pub use config::{Config, Role};
 pub use device::MemifDevice;

@@ -26,7 +26,7 @@ use crate::session::Session;
 use pmd_core::ethdev::{PortId, QueueStats, RxQueue, TxQueue};
 use pmd_core::mbuf::{ChainError, Mbuf, PktBatch};
 use pmd_core::Mempool;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -71,8 +71,12 @@ impl RegionView {
 
 /// One ring attached to a queue for the lifetime of a session.
 struct Attached {
-    /// Keeps the regions mapped while `ring` and the pointers below are used.
-    _session: Arc<Session>,
+    /// Keeps the regions mapped while `ring` and the pointers below are used, and the
+    /// ring's interrupt eventfd open.
+    session: Arc<Session>,
+    /// Which ring of the session this is: rx (else tx) queue `qid`'s.
+    rx: bool,
+    qid: u16,
     ring: RingPtr,
     role: Role,
     size: u32,
@@ -85,8 +89,6 @@ struct Attached {
     bsize: u32,
     /// Server: the client's regions.
     regions: Box<[RegionView]>,
-    /// Interrupt eventfd (owned by the session).
-    intr: RawFd,
 }
 
 // SAFETY: raw pointers into regions the `Arc<Session>` keeps mapped; the queue that owns
@@ -121,8 +123,9 @@ impl Attached {
             buf,
             bsize,
             regions,
-            intr: info.intr.as_raw_fd(),
-            _session: s,
+            rx,
+            qid,
+            session: s,
         })
     }
 
@@ -133,6 +136,20 @@ impl Attached {
         unsafe {
             self.buf
                 .add((slot & self.ring.mask()) as usize * self.bsize as usize)
+        }
+    }
+
+    /// Signals the ring's interrupt eventfd (when the receiver did not mask interrupts).
+    /// A full count means a signal is already pending, which is all a signal needs.
+    #[cold]
+    fn kick(&self) {
+        let info = if self.rx {
+            self.session.rx_ring(self.qid)
+        } else {
+            self.session.tx_ring(self.qid)
+        };
+        if let Some(info) = info {
+            let _ = pmd_core::unix::eventfd_signal(info.intr.as_fd());
         }
     }
 
@@ -553,7 +570,7 @@ impl TxQueue for MemifTxQueue {
             Ok((n, dropped, bytes)) => {
                 let sent = n as u64 - dropped;
                 if sent > 0 && a.ring.flags() & RING_FLAG_MASK_INT == 0 {
-                    kick(a.intr);
+                    a.kick();
                 }
                 self.stats.add(sent, bytes);
                 if dropped > 0 {
@@ -632,13 +649,4 @@ unsafe fn fill_overflow(
         done += k;
     }
     Ok(())
-}
-
-/// Signals an interrupt eventfd (only when the receiver did not mask interrupts).
-#[cold]
-fn kick(fd: RawFd) {
-    let one = 1u64;
-    // SAFETY: 8 bytes from a live u64 to an eventfd the session keeps open (checked to be
-    // a non-blocking eventfd); EAGAIN means a signal is already pending.
-    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
 }

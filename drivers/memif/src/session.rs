@@ -11,8 +11,9 @@ use crate::config::Role;
 use crate::proto::{self, COOKIE, RING_FLAG_MASK_INT};
 use crate::ring::{Desc, RingPtr};
 use crate::shm::{Region, MAX_REGION_SIZE};
+use crate::sys;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 /// One ring of a session.
@@ -89,16 +90,8 @@ impl Session {
     }
 }
 
-/// A new non-blocking eventfd.
-pub fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; result checked.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
+/// A new non-blocking eventfd (for a ring's interrupts).
+pub use pmd_core::unix::eventfd;
 
 /// Whether `fd` is an eventfd (what ADD_RING must carry); makes it non-blocking.
 pub fn check_eventfd(fd: &OwnedFd) -> bool {
@@ -106,11 +99,7 @@ pub fn check_eventfd(fd: &OwnedFd) -> bool {
     if !link.is_ok_and(|l| l.as_os_str() == "anon_inode:[eventfd]") {
         return false;
     }
-    // SAFETY: plain fcntl calls on a descriptor we own.
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        fl >= 0 && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) == 0
-    }
+    sys::set_nonblocking(fd.as_fd()).is_ok()
 }
 
 /// What a client negotiated from HELLO.

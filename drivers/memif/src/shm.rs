@@ -10,9 +10,12 @@
 //! the whole file (also of a hugetlb memfd, whose pages need no mapping flag), made and
 //! unmapped by `memmap2`.
 
+use crate::sys;
 use memmap2::{MmapOptions, MmapRaw};
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
 /// Largest region we create or map (the protocol's descriptor offsets are 32-bit).
 pub const MAX_REGION_SIZE: u64 = 1 << 32;
@@ -74,22 +77,11 @@ impl Region {
         flags: u32,
         page: usize,
     ) -> io::Result<Region> {
-        // SAFETY: valid NUL-terminated name; result checked.
-        let fd = unsafe { libc::memfd_create(cname.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = File::from(sys::memfd_create(cname, flags)?);
         let map_len = (len as usize).next_multiple_of(page);
-        // SAFETY: plain syscalls on our descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), map_len as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        file.set_len(map_len as u64)?;
+        let fd = OwnedFd::from(file);
+        sys::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK)?;
         let map = map(&fd, map_len)?;
         Ok(Region {
             map,
@@ -105,30 +97,25 @@ impl Region {
         if size == 0 || size > MAX_REGION_SIZE {
             return Err(format!("Invalid region size {size}"));
         }
-        // SAFETY: `st` is plain data filled by fstat on a descriptor we own.
-        let st = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
-                return Err("Region fd: fstat failed".into());
-            }
-            st
-        };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        let file = File::from(fd);
+        let st = file
+            .metadata()
+            .map_err(|_| "Region fd: fstat failed".to_string())?;
+        if !st.file_type().is_file() {
             return Err("Region fd is not a memory file".into());
         }
-        // SAFETY: plain syscall on our descriptor.
-        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-        if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+        let fd = OwnedFd::from(file);
+        if !sys::seals(fd.as_fd()).is_ok_and(|s| s & libc::F_SEAL_SHRINK != 0) {
             return Err("Region fd must be a memfd sealed with F_SEAL_SHRINK".into());
         }
-        let page = (st.st_blksize as usize).max(pmd_core::memory::page_size_4k());
+        let page = (st.blksize() as usize).max(pmd_core::memory::page_size_4k());
         let map_len = (size as usize).next_multiple_of(page);
         // Only [0, size) is ever accessed, so the file must cover that much; the mapping
         // itself is rounded up to whole pages.
-        if (st.st_size as u64) < size {
+        if st.len() < size {
             return Err(format!(
                 "Region size {size} exceeds its file ({} bytes)",
-                st.st_size
+                st.len()
             ));
         }
         let map = map(&fd, map_len).map_err(|e| format!("Region mmap failed: {e}"))?;
@@ -186,14 +173,11 @@ mod tests {
 
     #[test]
     fn refuses_unsealed_and_odd_fds() {
-        // SAFETY: plain syscall; result checked.
-        let fd = unsafe { libc::memfd_create(c"plain".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: fresh fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: our fd.
-        unsafe { libc::ftruncate(fd.as_raw_fd(), 4096) };
-        assert!(Region::map_peer(fd, 4096).unwrap_err().contains("sealed"));
+        let file = File::from(sys::memfd_create(c"plain", libc::MFD_CLOEXEC).unwrap());
+        file.set_len(4096).unwrap();
+        assert!(Region::map_peer(file.into(), 4096)
+            .unwrap_err()
+            .contains("sealed"));
         let (r, _w) = std::io::pipe().unwrap();
         assert!(Region::map_peer(r.into(), 4096)
             .unwrap_err()

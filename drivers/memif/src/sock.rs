@@ -1,15 +1,14 @@
 //! The control channel's transport: unix `SOCK_SEQPACKET` sockets (filesystem or abstract
 //! address), one datagram per message, file descriptors as `SCM_RIGHTS` (DPDK memif.rst,
-//! "Connection establishment").
+//! "Connection establishment"). The system calls are in `sys.rs` and
+//! [`pmd_core::unix`].
 
 use crate::proto::MSG_SIZE;
+use crate::sys;
+use pmd_core::unix;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-
-/// Most file descriptors accepted with one message (memif sends at most one; extra ones
-/// are received, then closed, and the message is rejected).
-const MAX_FDS: usize = 4;
 
 /// A socket address: a path, or a name in the abstract namespace (DPDK's
 /// `socket-abstract=yes`, its default: the name is the path string without a trailing NUL).
@@ -37,9 +36,10 @@ impl SockAddr {
         std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1;
 
     fn raw(&self) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-        // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
-        let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let mut sa = libc::sockaddr_un {
+            sun_family: libc::AF_UNIX as libc::sa_family_t,
+            sun_path: [0; 108],
+        };
         let (bytes, start) = match self {
             SockAddr::Path(p) => (p.as_os_str().as_encoded_bytes(), 0),
             SockAddr::Abstract(n) => (n.as_bytes(), 1),
@@ -69,33 +69,18 @@ impl SockAddr {
     }
 }
 
-fn seqpacket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Waits up to `timeout_ms` for `fd` to be readable (or hung up); true if it is.
 pub fn wait_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd {
+    let mut p = [libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(e);
+    }];
+    match unix::poll(&mut p, timeout_ms) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
     }
-    Ok(r > 0)
 }
 
 /// One received datagram.
@@ -129,19 +114,9 @@ pub struct SeqPacket {
 impl SeqPacket {
     /// Connects to a listening memif server.
     pub fn connect(addr: &SockAddr) -> io::Result<SeqPacket> {
-        let fd = seqpacket()?;
+        let fd = sys::seqpacket()?;
         let (sa, len) = addr.raw()?;
-        // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
-        let r = unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_un as *const libc::sockaddr,
-                len,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sys::connect(fd.as_fd(), &sa, len)?;
         Ok(SeqPacket { fd })
     }
 
@@ -152,26 +127,8 @@ impl SeqPacket {
 
     /// A connected pair, for tests.
     pub fn pair() -> io::Result<(SeqPacket, SeqPacket)> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors.
-        let r = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: two fresh descriptors we own.
-        Ok(unsafe {
-            (
-                SeqPacket::from_fd(OwnedFd::from_raw_fd(fds[0])),
-                SeqPacket::from_fd(OwnedFd::from_raw_fd(fds[1])),
-            )
-        })
+        let (a, b) = sys::seqpacket_pair()?;
+        Ok((SeqPacket::from_fd(a), SeqPacket::from_fd(b)))
     }
 
     /// The descriptor (for polling).
@@ -181,101 +138,25 @@ impl SeqPacket {
 
     /// Sends one datagram with at most one descriptor. Never raises SIGPIPE.
     pub fn send(&self, msg: &[u8], fd: Option<RawFd>) -> io::Result<()> {
-        let mut iov = libc::iovec {
-            iov_base: msg.as_ptr() as *mut libc::c_void,
-            iov_len: msg.len(),
-        };
-        // u64 storage keeps the control buffer aligned for cmsghdr.
-        let mut ctl = [0u64; 4];
-        // SAFETY: msghdr is plain data; all-zero is valid.
-        let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-        mh.msg_iov = &mut iov;
-        mh.msg_iovlen = 1;
-        if let Some(fd) = fd {
-            // SAFETY: CMSG_SPACE is a pure size computation.
-            let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-            debug_assert!(space <= std::mem::size_of_val(&ctl));
-            mh.msg_control = ctl.as_mut_ptr() as *mut libc::c_void;
-            mh.msg_controllen = space as _;
-            // SAFETY: the control buffer is large enough for one cmsghdr carrying one fd,
-            // and CMSG_FIRSTHDR/CMSG_DATA point inside it.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&mh);
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd);
-            }
-        }
-        // SAFETY: `mh` points at live buffers for the duration of the call.
-        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &mh, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n as usize != msg.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
-        }
-        Ok(())
+        unix::send_with_fds(self.fd.as_fd(), msg, fd.as_slice())
     }
 
     /// Receives one datagram (blocking; poll first). Descriptors come back owned.
     pub fn recv(&self) -> io::Result<Received> {
-        let mut out = Received {
-            buf: [0u8; MSG_SIZE * 2],
-            len: 0,
-            truncated: false,
-            fds: Vec::new(),
-            fds_truncated: false,
-        };
-        let mut iov = libc::iovec {
-            iov_base: out.buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: out.buf.len(),
-        };
-        let mut ctl = [0u64; 8];
-        // SAFETY: plain data; all-zero is valid.
-        let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-        mh.msg_iov = &mut iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = ctl.as_mut_ptr() as *mut libc::c_void;
-        mh.msg_controllen = std::mem::size_of_val(&ctl) as _;
-        // SAFETY: `mh` points at live buffers; received descriptors are close-on-exec.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut mh, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        out.len = n as usize;
-        out.truncated = mh.msg_flags & libc::MSG_TRUNC != 0;
-        out.fds_truncated = mh.msg_flags & libc::MSG_CTRUNC != 0;
-        // SAFETY: walking the control messages the kernel wrote into `ctl`, within
-        // `msg_controllen`; each SCM_RIGHTS payload is an array of ints.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&mh);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(c) as *const u8;
-                    let hdr = data.offset_from(c as *const u8) as usize;
-                    let payload = ((*c).cmsg_len as usize).saturating_sub(hdr);
-                    let n = payload / std::mem::size_of::<RawFd>();
-                    for i in 0..n {
-                        let fd = std::ptr::read_unaligned((data as *const RawFd).add(i));
-                        if fd >= 0 {
-                            out.fds.push(OwnedFd::from_raw_fd(fd));
-                        }
-                    }
-                }
-                c = libc::CMSG_NXTHDR(&mh, c);
-            }
-        }
-        if out.fds.len() > MAX_FDS {
-            out.fds_truncated = true;
-        }
-        Ok(out)
+        let mut buf = [0u8; MSG_SIZE * 2];
+        let got = unix::recv_with_fds(self.fd.as_fd(), &mut buf)?;
+        Ok(Received {
+            buf,
+            len: got.len,
+            truncated: got.truncated,
+            fds_truncated: got.fds_truncated,
+            fds: got.fds,
+        })
     }
 
     /// Shuts the connection down (the peer sees end-of-file).
     pub fn shutdown(&self) {
-        // SAFETY: plain syscall on our descriptor.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        let _ = sys::shutdown(self.fd.as_fd());
     }
 }
 
@@ -305,23 +186,10 @@ impl Listener {
                 }
             }
         }
-        let fd = seqpacket()?;
+        let fd = sys::seqpacket()?;
         let (sa, len) = addr.raw()?;
-        // SAFETY: valid sockaddr_un of `len` bytes.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_un as *const libc::sockaddr,
-                len,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: plain syscalls on our descriptor.
-        if unsafe { libc::listen(fd.as_raw_fd(), 8) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sys::bind(fd.as_fd(), &sa, len)?;
+        sys::listen(fd.as_fd(), 8)?;
         Ok(Listener {
             fd,
             addr: addr.clone(),
@@ -338,26 +206,18 @@ impl Listener {
         if !wait_readable(self.raw(), 0)? {
             return Ok(None);
         }
-        // SAFETY: plain syscall; null address arguments are allowed.
-        let fd = unsafe {
-            libc::accept4(
-                self.fd.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
+        match sys::accept(self.fd.as_fd()) {
+            Ok(fd) => Ok(Some(SeqPacket::from_fd(fd))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
-        // SAFETY: a fresh descriptor we own.
-        Ok(Some(SeqPacket::from_fd(unsafe {
-            OwnedFd::from_raw_fd(fd)
-        })))
     }
 }
 

@@ -83,20 +83,17 @@ fn open_tun(name: &str) -> Result<OwnedFd> {
             format!(
                 "{} is missing: load the tun module (`modprobe tun`) or create the node \
                  (`mkdir -p /dev/net && mknod /dev/net/tun c 10 200`) ({e})",
-                sys::TUN_PATH.to_string_lossy()
+                sys::TUN_PATH
             ),
         ),
         _ if needs_cap(&e) => Error::driver(
             name,
             format!(
                 "cannot open {}: a tap interface needs CAP_NET_ADMIN, run as root ({e})",
-                sys::TUN_PATH.to_string_lossy()
+                sys::TUN_PATH
             ),
         ),
-        _ => Error::io(
-            format!("{name}: opening {}", sys::TUN_PATH.to_string_lossy()),
-            e,
-        ),
+        _ => Error::io(format!("{name}: opening {}", sys::TUN_PATH), e),
     })
 }
 

@@ -39,8 +39,8 @@ impl TapFd {
 
 /// The vnet state of an rx queue whose tap has `IFF_VNET_HDR`.
 struct VnetRx {
-    /// Where each read puts the frame's header (`iov[0]`; boxed: `iov` keeps its address).
-    hdr: Box<[u8; VNET_HDR_LEN]>,
+    /// Where each read puts the frame's header (the first buffer of the read).
+    hdr: [u8; VNET_HDR_LEN],
     proc: RxProcessor,
     /// Segments of a super-frame cut in software that did not fit the burst (never more
     /// than its capacity, [`vnet::MAX_SW_SEGS`], so it never grows).
@@ -67,22 +67,21 @@ pub struct TapRxQueue {
     stash: PktBatch,
     stats: Arc<QueueStats>,
     port: u16,
-    /// `iov[0]`: the head (set per read); then each spare, in fill order; last: `overflow`.
+    /// The `iovec` array of each read: the vnet header if any, the head, each spare in
+    /// fill order, last `overflow`.
     iov: sys::IoVecs,
-    /// The byte after every buffer offered (boxed: `iov` keeps its address).
-    overflow: Box<[u8; 1]>,
+    /// The byte after every buffer offered.
+    overflow: [u8; 1],
     /// Scatter state, with [`RxOffloads::SCATTER`] (or super-frames to take).
     sg: Option<Scatter>,
     /// With vnet headers: the header buffer, what to do with it, pending segments.
     vnet: Option<VnetRx>,
-    /// Index of the head buffer in `iov` (1 behind a vnet header, else 0).
-    head_idx: usize,
 }
 
 /// The spare segments of a scattering rx queue.
 struct Scatter {
     /// Spare segments, each set to its whole data room, in reverse order of use (the next
-    /// to fill is the last; `iov[1 + i]` is `spares[len - 1 - i]`).
+    /// to fill is the last).
     spares: Vec<Mbuf>,
     /// Data room of one segment.
     seg_room: usize,
@@ -94,17 +93,9 @@ struct Scatter {
 
 impl Scatter {
     /// Tops the spare set up to what the current limit needs beside a head of `head_room`
-    /// bytes (allocating only what was used since the last call) and rebuilds `iov` when
-    /// it changed. False if the pool ran dry (nothing may be read then).
-    fn refill(
-        &mut self,
-        pool: &Mempool,
-        head_room: usize,
-        iov: &mut sys::IoVecs,
-        overflow: &mut [u8],
-        hdr: Option<&mut [u8]>,
-    ) -> bool {
-        let head_idx = usize::from(hdr.is_some());
+    /// bytes (allocating only what was used since the last call). False if the pool ran
+    /// dry (nothing may be read then).
+    fn refill(&mut self, pool: &Mempool, head_room: usize) -> bool {
         let limit = self.limit.load(Ordering::Relaxed) as usize;
         if limit > self.cap_frame {
             self.cap_frame = limit;
@@ -114,9 +105,6 @@ impl Scatter {
             .saturating_sub(head_room)
             .div_ceil(self.seg_room)
             .min(sys::IOV_MAX - 3);
-        if self.spares.len() == want && iov.len() == want + 2 + head_idx {
-            return true;
-        }
         while self.spares.len() < want {
             let Some(mut m) = pool.alloc() else {
                 return false;
@@ -125,15 +113,6 @@ impl Scatter {
             m.set_len(room);
             self.spares.push(m);
         }
-        iov.clear();
-        if let Some(h) = hdr {
-            iov.push_mut(h);
-        }
-        iov.push_mut(&mut []);
-        for m in self.spares.iter_mut().rev() {
-            iov.push_mut(m.data_mut());
-        }
-        iov.push_mut(overflow);
         true
     }
 
@@ -177,30 +156,21 @@ impl TapRxQueue {
             cap_frame,
             limit,
         });
-        let mut overflow = Box::new([0u8; 1]);
-        let mut vnet = vnet.map(|proc| VnetRx {
-            hdr: Box::new([0u8; VNET_HDR_LEN]),
+        let vnet = vnet.map(|proc| VnetRx {
+            hdr: [0u8; VNET_HDR_LEN],
             proc,
             pending: VecDeque::with_capacity(vnet::MAX_SW_SEGS),
         });
-        let mut iov = sys::IoVecs::with_capacity(if scatter { sys::IOV_MAX } else { 3 });
-        let head_idx = usize::from(vnet.is_some());
-        if let Some(v) = &mut vnet {
-            iov.push_mut(&mut v.hdr[..]);
-        }
-        iov.push_mut(&mut []);
-        iov.push_mut(&mut overflow[..]);
         TapRxQueue {
             fd,
             pool: conf.pool,
             stash: PktBatch::new(),
             stats: conf.stats,
             port: conf.port,
-            iov,
-            overflow,
+            iov: sys::IoVecs::with_capacity(if scatter { sys::IOV_MAX } else { 3 }),
+            overflow: [0u8; 1],
             sg,
             vnet,
-            head_idx,
         }
     }
 
@@ -208,12 +178,17 @@ impl TapRxQueue {
     /// overflow byte; returns how many bytes the kernel copied.
     #[inline(always)]
     fn read_one(&mut self, fd: RawFd, m: &mut Mbuf) -> io::Result<usize> {
-        self.iov.set_mut(self.head_idx, m.data_mut());
-        // SAFETY: iov[head_idx] is `m`'s data room, borrowed mutably for this call; the
-        // other entries are the vnet header buffer, the data rooms of the spares and the
-        // overflow byte, which this queue owns and nothing else touches (spares are only
-        // chained after the call).
-        unsafe { sys::readv(fd, &self.iov) }
+        let hdr = self.vnet.as_mut().map(|v| &mut v.hdr[..]);
+        let spares = self
+            .sg
+            .iter_mut()
+            .flat_map(|sg| sg.spares.iter_mut().rev().map(Mbuf::data_mut));
+        let bufs = hdr
+            .into_iter()
+            .chain(std::iter::once(m.data_mut()))
+            .chain(spares)
+            .chain(std::iter::once(&mut self.overflow[..]));
+        sys::readv(fd, &mut self.iov, bufs)
     }
 }
 
@@ -251,8 +226,7 @@ impl RxQueue for TapRxQueue {
             let room = m.len() + m.tailroom();
             m.set_len(room);
             if let Some(sg) = &mut self.sg {
-                let hdr = self.vnet.as_mut().map(|v| &mut v.hdr[..]);
-                if !sg.refill(&self.pool, room, &mut self.iov, &mut self.overflow[..], hdr) {
+                if !sg.refill(&self.pool, room) {
                     m.set_len(0);
                     let _ = self.stash.push(m);
                     self.stats.add_no_mbuf(1);

@@ -4,9 +4,10 @@
 //! `unsafe` block of the crate lives here.
 
 use pmd_core::netif::IfReq;
-use std::ffi::CStr;
+use pmd_core::unix::check;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 pub(crate) use pmd_core::netif::IFNAME_MAX;
 
@@ -20,29 +21,18 @@ pub(crate) const IFF_MULTI_QUEUE: libc::c_short = libc::IFF_MULTI_QUEUE as libc:
 pub(crate) const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
 
 /// The tun character device.
-pub(crate) const TUN_PATH: &CStr = c"/dev/net/tun";
-
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
+pub(crate) const TUN_PATH: &str = "/dev/net/tun";
 
 // ---- tun fds ---------------------------------------------------------------------
 
-/// Opens `/dev/net/tun`, non-blocking and close-on-exec.
+/// Opens `/dev/net/tun`, non-blocking and close-on-exec (as `std` opens every file).
 pub(crate) fn open_tun() -> io::Result<OwnedFd> {
-    // SAFETY: a constant NUL-terminated path and plain flags.
-    let fd = cvt(unsafe {
-        libc::open(
-            TUN_PATH.as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by open() and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let tun = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(TUN_PATH)?;
+    Ok(tun.into())
 }
 
 /// Attaches `fd` to tap interface `name` (creating it if needed) with `flags`
@@ -53,14 +43,14 @@ pub(crate) fn tun_set_iff(fd: &OwnedFd, name: &str, flags: libc::c_short) -> io:
     r.set_flags(flags);
     // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `r` is, alive and
     // writable for the call.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, r.as_mut_ptr()) })?;
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, r.as_mut_ptr()) })?;
     Ok(r.name())
 }
 
 /// Makes the interface of `fd` outlive its last fd (`on`), or not.
 pub(crate) fn tun_set_persist(fd: &OwnedFd, on: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its argument by value.
-    cvt(unsafe {
+    check(unsafe {
         libc::ioctl(
             fd.as_raw_fd(),
             libc::TUNSETPERSIST as _,
@@ -75,14 +65,14 @@ pub(crate) fn tun_set_persist(fd: &OwnedFd, on: bool) -> io::Result<()> {
 pub(crate) fn tun_get_flags(fd: &OwnedFd) -> io::Result<libc::c_short> {
     let mut r = IfReq::new("x")?;
     // SAFETY: TUNGETIFF writes one `struct ifreq`, which `r` is, alive and writable.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, r.as_mut_ptr()) })?;
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, r.as_mut_ptr()) })?;
     Ok(r.flags())
 }
 
 /// Sets the size of the virtio-net header in front of each frame (`TUNSETVNETHDRSZ`).
 pub(crate) fn tun_set_vnet_hdr_sz(fd: &OwnedFd, size: libc::c_int) -> io::Result<()> {
     // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is live.
-    cvt(unsafe {
+    check(unsafe {
         libc::ioctl(
             fd.as_raw_fd(),
             libc::TUNSETVNETHDRSZ as _,
@@ -96,7 +86,7 @@ pub(crate) fn tun_set_vnet_hdr_sz(fd: &OwnedFd, size: libc::c_int) -> io::Result
 /// it may hand over with partial checksums or as GSO super-frames.
 pub(crate) fn tun_set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes its argument by value.
-    cvt(unsafe {
+    check(unsafe {
         libc::ioctl(
             fd.as_raw_fd(),
             libc::TUNSETOFFLOAD as _,
@@ -111,22 +101,18 @@ pub(crate) fn tun_set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<(
 pub(crate) fn write(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
     // SAFETY: the kernel reads `frame.len()` bytes from `frame`, which is live.
     let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    check(n).map(|n| n as usize)
 }
 
 /// Most buffers one `readv`/`writev` takes (the kernel's `UIO_MAXIOV`).
 pub(crate) const IOV_MAX: usize = crate::TX_MAX_SEGS as usize;
 
-/// A reusable `iovec` array, allocated once per queue. The addresses it holds are only
-/// meaningful while the buffers they were taken from are alive and unused elsewhere.
+/// A reusable `iovec` array, allocated once per queue. Empty between calls: the addresses
+/// of one [`readv`] or [`writev`] are not kept past it.
 pub(crate) struct IoVecs(Vec<libc::iovec>);
 
-// SAFETY: plain addresses; the queue that owns an `IoVecs` also owns (or borrows for the
-// call) every buffer they point at, and only uses them inside the system call.
+// SAFETY: between calls the array is empty; during one it holds addresses of buffers the
+// call borrows.
 unsafe impl Send for IoVecs {}
 
 impl IoVecs {
@@ -135,58 +121,57 @@ impl IoVecs {
         IoVecs(Vec::with_capacity(n))
     }
 
-    /// Forgets every entry.
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Appends a buffer the kernel may write into.
-    pub fn push_mut(&mut self, buf: &mut [u8]) {
-        self.0.push(libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        });
-    }
-
-    /// Replaces entry `i` (< len) with a buffer the kernel may write into.
+    /// Fills the array with the buffers of `bufs`, in order (`EMSGSIZE` if there are more
+    /// than its capacity or `IOV_MAX`), then makes `call` with it and empties it again.
     #[inline(always)]
-    pub fn set_mut(&mut self, i: usize, buf: &mut [u8]) {
-        self.0[i] = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
+    fn with<B: AsRef<[u8]>>(
+        &mut self,
+        bufs: impl Iterator<Item = B>,
+        call: impl FnOnce(&[libc::iovec]) -> isize,
+    ) -> io::Result<usize> {
+        self.0.clear();
+        let cap = self.0.capacity().min(IOV_MAX);
+        for b in bufs {
+            if self.0.len() == cap {
+                self.0.clear();
+                return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+            }
+            let b = b.as_ref();
+            self.0.push(libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            });
+        }
+        let n = call(&self.0);
+        self.0.clear();
+        check(n).map(|n| n as usize)
     }
 }
 
 impl std::fmt::Debug for IoVecs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IoVecs")
-            .field("len", &self.0.len())
+            .field("capacity", &self.0.capacity())
             .finish()
     }
 }
 
-/// Reads one frame scattered over the buffers of `iov`, in order; returns the bytes copied.
-/// A frame larger than every buffer is cut short without notice (tun returns the length
-/// copied, not the frame's): offer one byte more than a frame may have to tell.
-///
-/// # Safety
-/// Every entry of `iov` must describe live, writable memory that nothing else reads or
-/// writes during the call.
+/// Reads one frame scattered over `bufs` (in order) with one `readv`, using `iov` as the
+/// array; returns the bytes copied. A frame larger than every buffer is cut short without
+/// notice (tun returns the length copied, not the frame's): offer one byte more than a
+/// frame may have to tell. `EMSGSIZE` without a system call if there are more buffers
+/// than the array's capacity.
 #[inline]
-pub(crate) unsafe fn readv(fd: RawFd, iov: &IoVecs) -> io::Result<usize> {
-    // SAFETY: the caller vouches for every buffer; the kernel writes at most their lengths.
-    let n = unsafe { libc::readv(fd, iov.0.as_ptr(), iov.0.len() as libc::c_int) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+pub(crate) fn readv<'a>(
+    fd: RawFd,
+    iov: &mut IoVecs,
+    bufs: impl Iterator<Item = &'a mut [u8]>,
+) -> io::Result<usize> {
+    iov.with(bufs, |v| {
+        // SAFETY: every entry is a slice borrowed mutably for this call ('a outlives it),
+        // so the kernel may write each one's length.
+        unsafe { libc::readv(fd, v.as_ptr(), v.len() as libc::c_int) }
+    })
 }
 
 /// Writes one frame gathered from `segs` (in order) with one `writev`, using `iov` as the
@@ -197,26 +182,9 @@ pub(crate) fn writev<'a>(
     iov: &mut IoVecs,
     segs: impl Iterator<Item = &'a [u8]>,
 ) -> io::Result<usize> {
-    iov.0.clear();
-    let cap = iov.0.capacity().min(IOV_MAX);
-    for s in segs {
-        if iov.0.len() == cap {
-            iov.0.clear();
-            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-        }
-        iov.0.push(libc::iovec {
-            iov_base: s.as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        });
-    }
-    // SAFETY: every entry points at a slice borrowed for this call ('a outlives it); the
-    // kernel only reads them.
-    let n = unsafe { libc::writev(fd, iov.0.as_ptr(), iov.0.len() as libc::c_int) };
-    // The addresses are not kept past the borrow.
-    iov.0.clear();
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    iov.with(segs, |v| {
+        // SAFETY: every entry is a slice borrowed for this call ('a outlives it); the
+        // kernel only reads them.
+        unsafe { libc::writev(fd, v.as_ptr(), v.len() as libc::c_int) }
+    })
 }

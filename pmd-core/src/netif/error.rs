@@ -41,6 +41,13 @@ pub enum NetifError {
         #[source]
         source: io::Error,
     },
+    /// The list of interface addresses could not be read (`getifaddrs`).
+    #[error("getifaddrs: {source}")]
+    Addresses {
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A value the request cannot carry (an MTU beyond `int`).
     #[error("{what} {value} is out of range for '{name}'")]
     OutOfRange {
@@ -60,9 +67,9 @@ impl NetifError {
         match self {
             NetifError::InvalidName { .. } | NetifError::OutOfRange { .. } => Some(libc::EINVAL),
             NetifError::NotFound { .. } => Some(libc::ENODEV),
-            NetifError::Socket { source } | NetifError::Request { source, .. } => {
-                source.raw_os_error()
-            }
+            NetifError::Socket { source }
+            | NetifError::Request { source, .. }
+            | NetifError::Addresses { source } => source.raw_os_error(),
         }
     }
 
@@ -93,7 +100,9 @@ impl From<NetifError> for io::Error {
     /// mistake), so that its message is the system's.
     fn from(e: NetifError) -> io::Error {
         match e {
-            NetifError::Socket { source } | NetifError::Request { source, .. } => source,
+            NetifError::Socket { source }
+            | NetifError::Request { source, .. }
+            | NetifError::Addresses { source } => source,
             other => match other.raw_os_error() {
                 Some(errno) => io::Error::from_raw_os_error(errno),
                 None => io::Error::other(other),

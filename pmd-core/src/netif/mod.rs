@@ -1,9 +1,10 @@
 //! Linux network interfaces, as the drivers that sit on one (`af_packet`, `af_xdp`,
 //! `tap`) see them: index, flags (up, running, promiscuous), MTU, MAC address and, through
-//! ethtool, link speed, channel counts and driver.
+//! ethtool, link speed, channel counts and driver; and the addresses every interface
+//! holds ([`addresses`]), as the admin tool asks before it unbinds a device.
 //!
 //! [`Interface`] is the safe API; the `sys` submodule holds the system calls (`struct
-//! ifreq` ioctls, `SIOCETHTOOL`, the `AF_PACKET` promiscuous membership) and `ethtool`
+//! ifreq` ioctls, `SIOCETHTOOL`, the `AF_PACKET` promiscuous membership, `getifaddrs`) and `ethtool`
 //! the command blocks `libc` lacks. Requests go through the socket an [`Interface`] was opened
 //! with, so they reach the network namespace that socket was created in, wherever the
 //! calling thread is later.
@@ -17,8 +18,28 @@ pub use ethtool::{Channels, DriverInfo, LinkSettings};
 pub use sys::{packet_socket, IfReq, IFNAME_MAX};
 
 use crate::ethdev::Link;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use sys::Sockios;
+
+/// One address of one interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// The name of the interface that holds it.
+    pub iface: String,
+    /// The address (IPv4 or IPv6).
+    pub addr: IpAddr,
+}
+
+/// Every IPv4 and IPv6 address of every interface in the calling thread's network
+/// namespace (`getifaddrs(3)`); needs no privilege.
+pub fn addresses() -> Result<Vec<Address>, NetifError> {
+    let list = sys::addresses().map_err(|source| NetifError::Addresses { source })?;
+    Ok(list
+        .into_iter()
+        .map(|(iface, addr)| Address { iface, addr })
+        .collect())
+}
 
 /// Interface flags as `SIOCGIFFLAGS` reports them (`IFF_*`, the low 16 bits).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -284,9 +305,11 @@ mod tests {
     /// The changes, on the loopback device of a private network namespace.
     #[test]
     fn loopback_changes_in_a_private_namespace() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("loopback_changes_in_a_private_namespace: skipped: needs root");
+        const TEST: &str = "loopback_changes_in_a_private_namespace";
+        if !pmd_testkit::require(
+            TEST,
+            pmd_testkit::root_missing("a private network namespace"),
+        ) {
             return;
         }
         std::thread::spawn(|| {
@@ -314,6 +337,21 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn loopback_addresses_are_listed() {
+        // Nothing but `lo` and its addresses is certain on a host; both are in the list
+        // whenever `lo` is up.
+        let all = addresses().unwrap();
+        if Interface::by_name("lo").unwrap().flags().unwrap().is_up() {
+            assert!(
+                all.iter()
+                    .any(|a| a.iface == "lo" && a.addr == IpAddr::from([127, 0, 0, 1])),
+                "{all:?}"
+            );
+        }
+        assert!(all.iter().all(|a| !a.iface.is_empty()));
     }
 
     #[test]

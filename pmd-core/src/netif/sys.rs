@@ -1,45 +1,46 @@
 //! The system calls behind [`super::Interface`]: the sockets that carry interface
-//! requests, the `struct ifreq` ioctls (`linux/sockios.h`), `SIOCETHTOOL`, and the
-//! `AF_PACKET` promiscuous membership. Every `unsafe` block of the module is here.
+//! requests, the `struct ifreq` ioctls (`linux/sockios.h`), `SIOCETHTOOL`, the
+//! `AF_PACKET` promiscuous membership, and the address list (`getifaddrs(3)`). Every
+//! `unsafe` block of the module is here.
 
 use super::ethtool;
 use super::NetifError;
+use crate::unix::{check, owned_fd};
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Longest interface name, in bytes (`IFNAMSIZ` less the terminating NUL).
 pub const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
 
 const _: () = assert!(size_of::<libc::ifreq>() == 40);
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn owned(rc: libc::c_int) -> io::Result<OwnedFd> {
-    let fd = cvt(rc)?;
-    // SAFETY: `fd` is a descriptor the kernel just created for us, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Opens a datagram socket that receives nothing and serves for interface requests in
 /// the caller's network namespace (needs no privilege).
 pub(super) fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with constant arguments.
-    owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+    // SAFETY: socket takes no pointers and returns a new descriptor.
+    unsafe {
+        owned_fd(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+        ))
+    }
 }
 
 /// Opens an `AF_PACKET` raw socket with protocol 0: it receives nothing until bound with
 /// one, and serves for interface requests and promiscuous memberships. Needs
 /// `CAP_NET_RAW` (`EPERM` without).
 pub fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with constant arguments.
-    owned(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
+    // SAFETY: socket takes no pointers and returns a new descriptor.
+    unsafe {
+        owned_fd(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            0,
+        ))
+    }
 }
 
 /// A `struct ifreq`: an interface name and the value of one request.
@@ -185,7 +186,8 @@ impl Sockios {
 pub(super) fn sockios(sock: BorrowedFd<'_>, request: Sockios, req: &mut IfReq) -> io::Result<()> {
     // SAFETY: each `Sockios` request reads and/or writes one `struct ifreq` and nothing
     // it points to; `req` is one, alive and writable for the call.
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request.number() as _, req.as_mut_ptr()) }).map(drop)
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), request.number() as _, req.as_mut_ptr()) })
+        .map(drop)
 }
 
 /// `SIOCETHTOOL` on `req`'s interface with the command block `block`.
@@ -199,7 +201,7 @@ pub(super) fn ethtool<T: ethtool::Command>(
     // at most that command's block back; `T: Command` is such a block (checked sizes,
     // integers only), alive and writable for the call, and `req` is a live `ifreq`.
     let rc =
-        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, req.as_mut_ptr()) });
+        check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, req.as_mut_ptr()) });
     req.0.ifr_ifru.ifru_data = std::ptr::null_mut();
     rc.map(drop)
 }
@@ -220,7 +222,7 @@ pub(super) fn packet_promisc(sock: BorrowedFd<'_>, ifindex: u32, on: bool) -> io
         libc::PACKET_DROP_MEMBERSHIP
     };
     // SAFETY: passes a live `packet_mreq` of the size given; the kernel only reads it.
-    cvt(unsafe {
+    check(unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::SOL_PACKET,
@@ -230,6 +232,48 @@ pub(super) fn packet_promisc(sock: BorrowedFd<'_>, ifindex: u32, on: bool) -> io
         )
     })
     .map(drop)
+}
+
+/// Every IPv4 and IPv6 address of every interface (`getifaddrs(3)`), with the name of
+/// the interface that holds it, in the calling thread's network namespace.
+pub(super) fn addresses() -> io::Result<Vec<(String, IpAddr)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes the head of a list it allocated into `head`; the list is
+    // freed below with freeifaddrs, once.
+    check(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null `ifa_addr` points to a `sockaddr` at least as large as its
+        // family's, so `sa_family` can be read and, for AF_INET and AF_INET6, the whole
+        // `sockaddr_in`/`sockaddr_in6`.
+        let addr = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+                }
+                _ => continue,
+            }
+        };
+        // SAFETY: a non-null `ifa_name` is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        out.push((name.to_string_lossy().into_owned(), addr));
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once; nothing
+    // borrowed from the list outlives this call.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 #[cfg(test)]

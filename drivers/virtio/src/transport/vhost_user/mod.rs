@@ -37,8 +37,9 @@ use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
 use crate::virtqueue::AddrMode;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
+use pmd_core::unix;
 use proto::{Conn, MemRegion, Request};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,13 +55,9 @@ pub struct EventFd(OwnedFd);
 impl EventFd {
     /// A non-blocking eventfd.
     pub fn new() -> Result<EventFd> {
-        // SAFETY: plain syscall; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::last_os("eventfd"));
-        }
-        // SAFETY: a fresh descriptor that we own.
-        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        unix::eventfd()
+            .map(EventFd)
+            .map_err(|e| Error::io("eventfd", e))
     }
 
     /// The descriptor.
@@ -72,16 +69,8 @@ impl EventFd {
 impl Notifier for EventFd {
     #[inline]
     fn notify(&self) {
-        let one = 1u64;
-        // SAFETY: writing 8 bytes from a live u64 to our eventfd. A full counter (EAGAIN)
-        // means a kick is already pending, which is all a kick needs.
-        unsafe {
-            libc::write(
-                self.0.as_raw_fd(),
-                &one as *const u64 as *const libc::c_void,
-                8,
-            )
-        };
+        // A full counter means a kick is already pending, which is all a kick needs.
+        let _ = unix::eventfd_signal(self.0.as_fd());
     }
 }
 
@@ -333,14 +322,16 @@ impl Transport for VirtioUser {
     }
 
     fn link_up(&self) -> bool {
-        let mut p = libc::pollfd {
+        let mut p = [libc::pollfd {
             fd: self.conn.socket().as_raw_fd(),
             events: libc::POLLRDHUP,
             revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        let r = unsafe { libc::poll(&mut p, 1, 0) };
-        r == 0 || (r > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) == 0)
+        }];
+        match unix::poll(&mut p, 0) {
+            Ok(0) => true,
+            Ok(_) => p[0].revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) == 0,
+            Err(_) => false,
+        }
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {

@@ -5,11 +5,12 @@
 //! (native byte order, little-endian on every host we run on); bits 0–1 of `flags` carry
 //! the protocol version (1), bit 2 marks a reply, bit 3 asks for a reply (REPLY_ACK).
 //! `size` is the payload length. File descriptors travel as `SCM_RIGHTS` ancillary data
-//! of the same `sendmsg`.
+//! of the same `sendmsg` ([`pmd_core::unix::send_with_fds`]).
 
 use pmd_core::error::{Error, Result};
-use std::io::{ErrorKind, Read};
-use std::os::fd::{AsRawFd, RawFd};
+use pmd_core::unix;
+use std::io::{self, ErrorKind, Read};
+use std::os::fd::{AsFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -195,7 +196,8 @@ impl Conn {
         Error::driver(&self.what, format!("vhost-user: {msg}"))
     }
 
-    /// Sends one message with optional file descriptors.
+    /// Sends one message with optional file descriptors (at most [`MAX_REGIONS`], the
+    /// protocol's limit).
     pub fn send(&mut self, req: Request, flags: u32, payload: &[u8], fds: &[RawFd]) -> Result<()> {
         if self.broken {
             return Err(self.err(format!(
@@ -203,9 +205,15 @@ impl Conn {
                 req.name()
             )));
         }
-        let msg = encode(req, flags, payload);
-        send_with_fds(self.sock.as_raw_fd(), &msg, fds)
-            .map_err(|e| self.err(format!("sending {}: {e}", req.name())))
+        let sent = if fds.len() > MAX_REGIONS {
+            Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} file descriptors, at most {MAX_REGIONS}", fds.len()),
+            ))
+        } else {
+            unix::send_with_fds(self.sock.as_fd(), &encode(req, flags, payload), fds)
+        };
+        sent.map_err(|e| self.err(format!("sending {}: {e}", req.name())))
     }
 
     /// Receives the reply to `req`; it must carry exactly `len` payload bytes.
@@ -323,69 +331,10 @@ impl Conn {
     }
 }
 
-/// `sendmsg` of `bytes` with `fds` as SCM_RIGHTS (all at once, or an error).
-fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
-    if fds.len() > MAX_REGIONS {
-        return Err(std::io::Error::new(
-            ErrorKind::InvalidInput,
-            format!("{} file descriptors, at most {MAX_REGIONS}", fds.len()),
-        ));
-    }
-    let fd_bytes = std::mem::size_of_val(fds) as u32;
-    // Room for a cmsg of up to MAX_REGIONS fds, u64-aligned.
-    let mut cbuf = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
-    // SAFETY: zero is a valid msghdr (null pointers, zero lengths).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
-        debug_assert!(space <= std::mem::size_of_val(&cbuf));
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space as _;
-        // SAFETY: msg_control points at `space` bytes of our aligned buffer, enough for one
-        // cmsg header plus the fds; CMSG_FIRSTHDR is non-null because controllen >= a
-        // header; the data area holds fd_bytes bytes.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(fd_bytes) as _;
-            std::ptr::copy_nonoverlapping(
-                fds.as_ptr() as *const u8,
-                libc::CMSG_DATA(c),
-                fd_bytes as usize,
-            );
-        }
-    }
-    loop {
-        // SAFETY: msg describes live buffers (iov over `bytes`, control over `cbuf`).
-        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n as usize != bytes.len() {
-            return Err(std::io::Error::new(
-                ErrorKind::WriteZero,
-                format!("short send: {n} of {} bytes", bytes.len()),
-            ));
-        }
-        return Ok(());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn encodings() {
@@ -412,35 +361,31 @@ mod tests {
     }
 
     #[test]
-    fn fds_pass_over_a_socket_pair() {
+    fn fds_travel_with_the_message() {
         let (a, b) = UnixStream::pair().unwrap();
+        let mut conn = Conn::new(a, "test", Duration::from_secs(1)).unwrap();
         let f = std::fs::File::open("/dev/null").unwrap();
-        send_with_fds(a.as_raw_fd(), b"hello", &[f.as_raw_fd()]).unwrap();
-        let mut buf = [0u8; 16];
-        let mut cbuf = [0u64; 8];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        // SAFETY: zeroed msghdr, then pointed at live buffers.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-        // SAFETY: recvmsg into the buffers described by msg.
-        let n = unsafe { libc::recvmsg(b.as_raw_fd(), &mut msg, 0) };
-        assert_eq!(n, 5);
-        // SAFETY: the kernel filled a cmsg header.
-        let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        assert!(!c.is_null());
-        // SAFETY: non-null header from the kernel.
-        let (level, ty) = unsafe { ((*c).cmsg_level, (*c).cmsg_type) };
-        assert_eq!((level, ty), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
-        // SAFETY: SCM_RIGHTS data holds one fd.
-        let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd) };
-        assert!(fd >= 0);
-        // SAFETY: we own the received descriptor.
-        unsafe { libc::close(fd) };
+        let kick = 3u64.to_le_bytes();
+        conn.send(Request::SetVringKick, 0, &kick, &[f.as_raw_fd()])
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let got = unix::recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(
+            &buf[..got.len],
+            &encode(Request::SetVringKick, 0, &kick)[..]
+        );
+        assert_eq!(got.fds.len(), 1);
+        let e = conn
+            .send(
+                Request::SetMemTable,
+                0,
+                &[],
+                &[f.as_raw_fd(); MAX_REGIONS + 1],
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("9 file descriptors, at most 8"),
+            "{e}"
+        );
     }
 }
