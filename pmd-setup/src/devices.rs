@@ -218,7 +218,7 @@ pub fn bind_cmd(host: &mut Host, addr: &str, driver: &str, force: bool) -> Resul
         None => "had no driver".to_string(),
     };
     let mut msg =
-        format!("{addr}: bound to {driver} ({was}; `hugepage-setup unbind {addr}` puts it back)");
+        format!("{addr}: bound to {driver} ({was}; `pmd-setup unbind {addr}` puts it back)");
     if let Some(why) = forced {
         let why = why
             .split(". Bring")
@@ -293,7 +293,7 @@ pub const NOIOMMU_WARNING: &str = "\
 WARNING: vfio no-IOMMU mode is ON. Devices bound to vfio-pci can now DMA to ANY memory of
 WARNING: this machine: there is no DMA isolation, a buggy PMD or device can corrupt the
 WARNING: kernel and other processes, and the kernel is tainted. Use it only in VMs without a
-WARNING: vIOMMU or on test machines; turn it off with `hugepage-setup noiommu off`.";
+WARNING: vIOMMU or on test machines; turn it off with `pmd-setup noiommu off`.";
 
 /// `noiommu [on|off]`: shows or sets vfio's `enable_unsafe_noiommu_mode`. Returns the
 /// message and whether the no-IOMMU warning applies.

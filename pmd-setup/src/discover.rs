@@ -251,7 +251,7 @@ impl KernelSupport {
                 lines.push(
                     "no IOMMU is active: boot with intel_iommu=on (Intel) or amd_iommu=on (AMD), \
                      plus iommu=pt; in a VM without a vIOMMU use no-IOMMU mode instead \
-                     (`modprobe vfio enable_unsafe_noiommu_mode=1` or `hugepage-setup noiommu on`)"
+                     (`modprobe vfio enable_unsafe_noiommu_mode=1` or `pmd-setup noiommu on`)"
                         .to_string(),
                 );
             }
@@ -385,7 +385,7 @@ mod tests {
         let e = device(&t.root, a("0000:00:1f.7")).unwrap_err().to_string();
         assert_eq!(
             e,
-            "no PCI device 0000:00:1f.7 (list devices with `hugepage-setup status`)"
+            "no PCI device 0000:00:1f.7 (list devices with `pmd-setup status`)"
         );
     }
 

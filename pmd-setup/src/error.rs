@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// No sysfs directory for the address.
-    #[error("no PCI device {addr} (list devices with `hugepage-setup status`)")]
+    #[error("no PCI device {addr} (list devices with `pmd-setup status`)")]
     NoDevice {
         /// The address asked for.
         addr: PciAddr,
@@ -40,7 +40,7 @@ pub enum SetupError {
     #[error(
         "{addr} is in no IOMMU group, so vfio-pci cannot take it: enable the IOMMU \
          (boot with intel_iommu=on or amd_iommu=on), or, in a VM without a vIOMMU, \
-         enable no-IOMMU mode first (`hugepage-setup noiommu on`)"
+         enable no-IOMMU mode first (`pmd-setup noiommu on`)"
     )]
     NoIommuGroup {
         /// The device.

@@ -191,7 +191,7 @@ impl Status {
         if free == 0 {
             let _ = writeln!(
                 s,
-                "No free hugepages: reserve some with `hugepage-setup reserve 1024`, or run applications with --no-huge"
+                "No free hugepages: reserve some with `pmd-setup reserve 1024`, or run applications with --no-huge"
             );
         }
         s
