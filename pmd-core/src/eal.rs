@@ -2,7 +2,8 @@
 //! calling thread the main lcore, install Ctrl-C handling, and probe devices into ports.
 
 use crate::error::{Error, LcoreError, MemoryError, Result};
-use crate::ethdev::{Driver, Port, PortId};
+use crate::devargs::VdevSpec;
+use crate::ethdev::{Driver, ExclusiveResource, Port, PortId};
 use crate::lcore::{self, Lcore, LcoreGuard};
 use crate::memory::{self, IovaMode, MemoryConfig};
 use crate::options::{self, EalOptions, LogLevel};
@@ -89,6 +90,7 @@ impl Eal {
     /// Initialises from parsed (or built) options; `drivers` are the PMDs `--vdev` may name.
     pub fn init(opts: EalOptions, drivers: &[&dyn Driver]) -> Result<Eal> {
         init_logging(opts.log_level);
+        check_exclusive_resources(&opts.vdevs, drivers)?;
         lcore::check_online(&opts.lcores)?;
         if !opts.no_huge && opts.huge_dir.is_none() {
             check_hugepages()?;
@@ -230,6 +232,29 @@ impl Drop for Eal {
             p.close();
         }
     }
+}
+
+/// Fails, before anything is probed, if two vdevs claim the same exclusive resource (see
+/// [`Driver::exclusive_resource`]), naming the second vdev, the resource and the first.
+fn check_exclusive_resources(vdevs: &[VdevSpec], drivers: &[&dyn Driver]) -> Result<()> {
+    let mut claimed: Vec<(&str, ExclusiveResource)> = Vec::new();
+    for vdev in vdevs {
+        let prefix = vdev.driver_prefix();
+        let Some(driver) = drivers.iter().find(|d| d.name() == prefix) else {
+            continue;
+        };
+        let Some(res) = driver.exclusive_resource(vdev) else {
+            continue;
+        };
+        if let Some((first, _)) = claimed.iter().find(|(_, r)| r.what == res.what) {
+            return Err(Error::Config(format!(
+                "{}: {} is already used by {first}: {}",
+                vdev.name, res.what, res.fix
+            )));
+        }
+        claimed.push((&vdev.name, res));
+    }
+    Ok(())
 }
 
 /// The devices the EAL should open: every `-a` device; without `-a`, every device bound
@@ -376,6 +401,56 @@ mod tests {
         let o = EalOptions::builder().allow("0000:7f:1f.7").build().unwrap();
         let err = choose_iova_mode(&o, &[addr]).unwrap_err().to_string();
         assert!(err.contains("no such PCI device"), "{err}");
+    }
+
+    /// A driver whose vdevs claim `what=` of their arguments.
+    struct Claiming;
+
+    impl Driver for Claiming {
+        fn name(&self) -> &'static str {
+            "net_claim"
+        }
+        fn description(&self) -> &'static str {
+            "test driver"
+        }
+        fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
+            vdev.arg("iface").map(ExclusiveResource::interface)
+        }
+    }
+
+    fn vdevs(specs: &[&str]) -> Vec<VdevSpec> {
+        specs.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn two_vdevs_claiming_one_resource_are_refused() {
+        let d: &[&dyn Driver] = &[&Claiming];
+        let err = check_exclusive_resources(
+            &vdevs(&["net_claim0,iface=a", "net_claim1,iface=b", "net_claim2,iface=a"]),
+            d,
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            err.to_string(),
+            "net_claim2: interface a is already used by net_claim0: give each port its own interface"
+        );
+    }
+
+    #[test]
+    fn distinct_or_unclaimed_resources_pass() {
+        let d: &[&dyn Driver] = &[&Claiming];
+        check_exclusive_resources(
+            &vdevs(&[
+                "net_claim0,iface=a",
+                "net_claim1,iface=b",
+                "net_claim2",
+                "net_claim3",
+                "net_other0,iface=a",
+            ]),
+            d,
+        )
+        .unwrap();
     }
 
     #[test]

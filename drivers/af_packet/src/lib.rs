@@ -61,7 +61,7 @@ use config::Config;
 use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Driver, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
+    DevInfo, Device, Driver, ExclusiveResource, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf,
 };
 use pmd_core::netif::{self, Interface, NetifError};
@@ -97,6 +97,12 @@ impl Driver for AfPacketDriver {
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         Ok(Box::new(AfPacketDevice::open(vdev)?))
+    }
+
+    /// The interface: two ports on one would each receive every frame.
+    fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
+        let cfg = Config::from_vdev(vdev).ok()?;
+        Some(ExclusiveResource::interface(&cfg.iface))
     }
 }
 

@@ -67,7 +67,7 @@ pub use rxtx::{AfXdpRxQueue, AfXdpTxQueue};
 
 use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
-use pmd_core::ethdev::{Device, Driver};
+use pmd_core::ethdev::{Device, Driver, ExclusiveResource};
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_af_xdp";
@@ -91,5 +91,11 @@ impl Driver for AfXdpDriver {
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         Ok(Box::new(AfXdpDevice::open(vdev)?))
+    }
+
+    /// The interface: each port attaches its own XDP program, and an interface takes one.
+    fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
+        let cfg = config::Config::from_vdev(vdev).ok()?;
+        Some(ExclusiveResource::interface(&cfg.iface))
     }
 }

@@ -58,7 +58,8 @@ pub use device::MemifDevice;
 
 use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
-use pmd_core::ethdev::{Device, Driver};
+use pmd_core::ethdev::{Device, Driver, ExclusiveResource};
+use sock::SockAddr;
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_memif";
@@ -83,5 +84,27 @@ impl Driver for MemifDriver {
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         Ok(Box::new(MemifDevice::open(vdev)?))
+    }
+
+    /// A server port binds its socket (one listener, so one server port, per socket); a
+    /// client port takes its id on its socket (a server accepts one client per id).
+    /// Different ids on one socket, and a server and a client on one socket and id (a
+    /// loopback), are fine.
+    fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
+        let cfg = Config::from_vdev(vdev).ok()?;
+        let socket = match &cfg.socket {
+            SockAddr::Path(p) => ExclusiveResource::path_name(p),
+            abstract_name => abstract_name.to_string(),
+        };
+        Some(match cfg.role {
+            Role::Server => ExclusiveResource {
+                what: format!("memif server socket {socket}"),
+                fix: "give each server port its own socket".into(),
+            },
+            Role::Client => ExclusiveResource {
+                what: format!("memif socket {socket} id {}", cfg.id),
+                fix: "give each client port on one socket its own id".into(),
+            },
+        })
     }
 }

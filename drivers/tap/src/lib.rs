@@ -56,7 +56,7 @@ pub use rxtx::{TapRxQueue, TapTxQueue};
 
 use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
-use pmd_core::ethdev::{Device, Driver};
+use pmd_core::ethdev::{Device, Driver, ExclusiveResource};
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_tap";
@@ -93,5 +93,12 @@ impl Driver for TapDriver {
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         Ok(Box::new(TapDevice::open(vdev)?))
+    }
+
+    /// The interface created or attached to (given or `dtapN`); a name template with
+    /// `%d` is none, the kernel picks a new interface for each port.
+    fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
+        let cfg = config::Config::from_vdev(vdev).ok()?;
+        (!cfg.iface.contains("%d")).then(|| ExclusiveResource::interface(&cfg.iface))
     }
 }

@@ -53,7 +53,7 @@ pub use transport::vhost_user as user;
 use net::{NetConf, VirtioNet};
 use pmd_core::devargs::VdevSpec;
 use pmd_core::error::Result;
-use pmd_core::ethdev::{Device, Driver, MacAddr, PciId};
+use pmd_core::ethdev::{Device, Driver, ExclusiveResource, MacAddr, PciId};
 use pmd_core::pci::PciBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -176,6 +176,15 @@ impl Driver for VirtioUserDriver {
             Box::new(t),
         )?;
         Ok(Box::new(dev))
+    }
+
+    /// The vhost-user socket: its back end serves one front end at a time.
+    fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
+        let c = VirtioUserConf::from_vdev(vdev).ok()?;
+        Some(ExclusiveResource {
+            what: format!("vhost-user socket {}", ExclusiveResource::path_name(&c.path)),
+            fix: "give each port its own back end socket".into(),
+        })
     }
 
     fn pci_ids(&self) -> &'static [PciId] {

@@ -243,6 +243,38 @@ pub struct PciId {
     pub device: u16,
 }
 
+/// A resource only one port may hold (a kernel interface, a control socket), as a driver
+/// reads it from a vdev's arguments. Before probing anything, the EAL refuses two vdevs
+/// that claim equal resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExclusiveResource {
+    /// What is claimed, as the error names it (e.g. `interface veth0`); two claims are
+    /// of the same resource when these are equal, whichever drivers make them.
+    pub what: String,
+    /// What to do instead, e.g. `give each port its own interface`.
+    pub fix: String,
+}
+
+impl ExclusiveResource {
+    /// A kernel network interface, the same resource whichever driver binds it.
+    pub fn interface(name: &str) -> Self {
+        ExclusiveResource {
+            what: format!("interface {name}"),
+            fix: "give each port its own interface".into(),
+        }
+    }
+
+    /// `path` made absolute and lexically clean (no `.`, no doubled `/`), so that two
+    /// spellings of one file compare equal; the file system is not consulted.
+    pub fn path_name(path: &std::path::Path) -> String {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        abs.components()
+            .collect::<std::path::PathBuf>()
+            .display()
+            .to_string()
+    }
+}
+
 /// A poll-mode driver: claims `--vdev` names by prefix (virtual devices) and/or PCI ids
 /// (devices the EAL opened through VFIO or UIO), and creates devices.
 pub trait Driver: Sync {
@@ -261,6 +293,12 @@ pub trait Driver: Sync {
                 vdev.name
             ),
         ))
+    }
+    /// The resource `vdev` would hold alone, if any (the default: none). Read from the
+    /// arguments only, touching nothing; arguments the driver cannot read give `None`
+    /// (probing reports them).
+    fn exclusive_resource(&self, _vdev: &VdevSpec) -> Option<ExclusiveResource> {
+        None
     }
     /// PCI ids this driver claims (none for virtual-device drivers).
     fn pci_ids(&self) -> &'static [PciId] {
