@@ -1,8 +1,8 @@
 //! EAL initialisation and teardown: parse options, set up logging and memory, make the
 //! calling thread the main lcore, install Ctrl-C handling, and probe devices into ports.
 
-use crate::error::{Error, LcoreError, MemoryError, Result};
 use crate::devargs::VdevSpec;
+use crate::error::{Error, LcoreError, MemoryError, Result};
 use crate::ethdev::{Driver, ExclusiveResource, Port, PortId};
 use crate::lcore::{self, Lcore, LcoreGuard};
 use crate::memory::{self, IovaMode, MemoryConfig};
@@ -426,7 +426,11 @@ mod tests {
     fn two_vdevs_claiming_one_resource_are_refused() {
         let d: &[&dyn Driver] = &[&Claiming];
         let err = check_exclusive_resources(
-            &vdevs(&["net_claim0,iface=a", "net_claim1,iface=b", "net_claim2,iface=a"]),
+            &vdevs(&[
+                "net_claim0,iface=a",
+                "net_claim1,iface=b",
+                "net_claim2,iface=a",
+            ]),
             d,
         )
         .unwrap_err();

@@ -61,8 +61,8 @@ use config::Config;
 use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::{
-    DevInfo, Device, Driver, ExclusiveResource, Link, MacAddr, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
-    TxQueue, TxQueueConf,
+    DevInfo, Device, Driver, ExclusiveResource, Link, MacAddr, PortConf, RxOffloads, RxQueue,
+    RxQueueConf, TxOffloads, TxQueue, TxQueueConf,
 };
 use pmd_core::netif::{self, Interface, NetifError};
 use pmd_core::vnet::{RxProcessor, VnetStats};

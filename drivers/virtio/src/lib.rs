@@ -182,7 +182,10 @@ impl Driver for VirtioUserDriver {
     fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
         let c = VirtioUserConf::from_vdev(vdev).ok()?;
         Some(ExclusiveResource {
-            what: format!("vhost-user socket {}", ExclusiveResource::path_name(&c.path)),
+            what: format!(
+                "vhost-user socket {}",
+                ExclusiveResource::path_name(&c.path)
+            ),
             fix: "give each port its own back end socket".into(),
         })
     }
