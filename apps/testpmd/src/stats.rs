@@ -82,6 +82,10 @@ pub struct PortTotals {
     pub rx: u64,
     /// Packets dropped by the device or peer on receive (from the port's counters).
     pub rx_dropped: u64,
+    /// Erroneous packets the port refused on receive (from the port's counters).
+    pub rx_errors: u64,
+    /// Packets lost on receive because no buffer could be allocated (port's counters).
+    pub rx_nombuf: u64,
     /// Packets the streams sent on the port.
     pub tx: u64,
     /// Packets the port's tx queues did not take.
@@ -101,8 +105,11 @@ pub fn totals(
     ports
         .iter()
         .map(|&p| {
+            let port = all[p as usize].stats();
             let mut t = PortTotals {
-                rx_dropped: all[p as usize].stats().imissed,
+                rx_dropped: port.imissed,
+                rx_errors: port.ierrors,
+                rx_nombuf: port.rx_nombuf,
                 ..Default::default()
             };
             for (rx, tx, s) in streams {
@@ -141,7 +148,9 @@ pub fn format_streams(streams: &[(PortId, u16, PortId, u16, Arc<StreamStats>)]) 
     out
 }
 
-/// The final "Forward statistics" (per port, then accumulated).
+/// The final "Forward statistics" (per port, then accumulated). As testpmd does, the
+/// `RX-error`/`RX-nombufs` lines of a port appear when either count is not zero, and the
+/// accumulated `RX-nombufs` line when the ports' sum is not zero.
 pub fn format_final(per_port: &[(PortId, PortTotals)], csum: bool) -> String {
     let mut out = String::new();
     let mut acc = PortTotals::default();
@@ -164,6 +173,10 @@ pub fn format_final(per_port: &[(PortId, PortTotals)], csum: bool) -> String {
                 t.bad_ip, t.bad_l4
             );
         }
+        if t.rx_errors + t.rx_nombuf > 0 {
+            let _ = writeln!(out, "  RX-error: {}", t.rx_errors);
+            let _ = writeln!(out, "  RX-nombufs: {:<14}", t.rx_nombuf);
+        }
         let _ = writeln!(
             out,
             "  TX-packets: {:<14} TX-dropped: {:<14} TX-total: {}",
@@ -177,6 +190,8 @@ pub fn format_final(per_port: &[(PortId, PortTotals)], csum: bool) -> String {
         );
         acc.rx += t.rx;
         acc.rx_dropped += t.rx_dropped;
+        acc.rx_errors += t.rx_errors;
+        acc.rx_nombuf += t.rx_nombuf;
         acc.tx += t.tx;
         acc.tx_dropped += t.tx_dropped;
     }
@@ -198,6 +213,9 @@ pub fn format_final(per_port: &[(PortId, PortTotals)], csum: bool) -> String {
         acc.tx_dropped,
         acc.tx + acc.tx_dropped
     );
+    if acc.rx_nombuf > 0 {
+        let _ = writeln!(out, "  RX-nombufs: {:<14}", acc.rx_nombuf);
+    }
     let _ = writeln!(
         out,
         "  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++"
@@ -225,5 +243,41 @@ mod tests {
         assert!(s.contains("TX-packets: 18             TX-dropped: 4              TX-total: 22"));
         assert!(!s.contains("Bad-ipcsum"));
         assert!(format_final(&[(0, t)], true).contains("Bad-ipcsum: 0"));
+        assert!(!s.contains("RX-error"), "no error lines when both are zero");
+        assert!(!s.contains("RX-nombufs"));
+    }
+
+    #[test]
+    fn final_format_shows_errors_and_nombuf() {
+        let clean = PortTotals {
+            rx: 5,
+            tx: 5,
+            ..Default::default()
+        };
+        let starved = PortTotals {
+            rx: 7,
+            rx_errors: 2,
+            rx_nombuf: 25,
+            tx: 7,
+            ..Default::default()
+        };
+        let s = format_final(&[(0, starved), (1, clean)], false);
+        let port0 = "  RX-packets: 7              RX-dropped: 0              RX-total: 7\n\
+                     \x20 RX-error: 2\n\
+                     \x20 RX-nombufs: 25            \n\
+                     \x20 TX-packets: 7  ";
+        assert!(s.contains(port0), "{s}");
+        assert_eq!(s.matches("RX-error:").count(), 1, "port 1 has neither");
+        let acc = s.split("Accumulated").nth(1).unwrap();
+        assert!(
+            acc.contains("TX-total: 12\n  RX-nombufs: 25            \n  ++++"),
+            "{acc}"
+        );
+        // Only nombuf: both lines still appear (the pair is printed together).
+        let only = PortTotals {
+            rx_nombuf: 3,
+            ..Default::default()
+        };
+        assert!(format_final(&[(0, only)], false).contains("RX-error: 0\n  RX-nombufs: 3 "));
     }
 }

@@ -460,7 +460,23 @@ impl RxQueue for AfPacketRxQueue {
 
         let start = batch.len();
         let Some(mbufs) = self.pool.alloc_bulk(batch, ready) else {
-            self.stats.add_no_mbuf(ready as u64);
+            // No buffers for these frames: hand them back to the kernel and count each
+            // lost packet once (left on the ring, every later poll would count it again).
+            let mut lost = 0u64;
+            let mut losing = false;
+            let mut f = self.idx;
+            for _ in 0..ready {
+                let h = ring.rx_header(f);
+                losing |= h.status & sys::TP_STATUS_LOSING != 0;
+                if sock.ignore_outgoing || h.pkttype != sys::PACKET_OUTGOING {
+                    lost += 1;
+                }
+                ring.set_status(Dir::Rx, f, sys::TP_STATUS_KERNEL);
+                f = self.next(f);
+            }
+            self.idx = f;
+            self.stats.add_no_mbuf(lost);
+            self.account_drops(losing);
             return 0;
         };
         let mut used = 0usize;

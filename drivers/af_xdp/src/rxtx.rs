@@ -155,8 +155,41 @@ impl RxQueue for AfXdpRxQueue {
         }
         let start = batch.len();
         let Some(mbufs) = self.pool.alloc_bulk(batch, n) else {
-            // Leave the frames on the ring; the kernel drops (and counts) what does not fit.
-            self.stats.add_no_mbuf(n as u64);
+            // No buffers to copy these frames into: give their frames back to the fill ring
+            // and count each lost packet once (left on the rx ring, every later poll would
+            // count them again).
+            let mut fill = [0u64; BATCH_CAPACITY];
+            let mut nfill = 0usize;
+            let (mut lost, mut errors) = (0u64, 0u64);
+            for i in 0..n {
+                let d = r.rx.get(i as u32);
+                match self.limits.check(&d) {
+                    RxDesc::Good(frame) => {
+                        fill[nfill] = frame;
+                        nfill += 1;
+                        lost += 1;
+                    }
+                    RxDesc::Bad(frame) => {
+                        log_rejected(&d);
+                        fill[nfill] = frame;
+                        nfill += 1;
+                        errors += 1;
+                    }
+                    RxDesc::Foreign => {
+                        log_rejected(&d);
+                        errors += 1;
+                    }
+                }
+            }
+            r.rx.release(n as u32);
+            errors += r.refill(&fill[..nfill]);
+            if r.fill.needs_wakeup() {
+                wake_rx(&self.xsk);
+            }
+            self.stats.add_no_mbuf(lost);
+            if errors > 0 {
+                self.stats.add_errors(errors);
+            }
             return 0;
         };
         let umem = self.xsk.umem();

@@ -11,7 +11,7 @@ use pmd_core::ethdev::{
     DevInfo, Device, Driver, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
 };
 use pmd_core::Result;
-use pmd_ixgbe_model::{conf_from_args, Model82599};
+use pmd_ixgbe_model::{conf_for_instance, Model82599};
 
 /// The vdev driver name.
 pub const DRIVER_NAME: &str = "net_ixgbe_model";
@@ -32,11 +32,18 @@ impl Driver for ModelDriver {
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
-        let conf = conf_from_args(&vdev.args)?;
+        let conf = conf_for_instance(instance(&vdev.name), &vdev.args)?;
         let model = Model82599::new(conf)?;
         let dev = pmd_ixgbe::probe(model.backend(), &vdev.name)?;
         Ok(Box::new(ModelPort { dev, model }))
     }
+}
+
+/// The instance number ending a device name (`net_ixgbe_model1` -> 1; none or too large: 0),
+/// which gives each model port its own MAC address.
+fn instance(name: &str) -> u32 {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    name[name.len() - digits..].parse().unwrap_or(0)
 }
 
 /// The ixgbe device plus a handle on its model (for the model's counters).
@@ -185,5 +192,25 @@ mod tests {
         assert_eq!(xstat(&port, "model_rx_dropped"), 0);
         assert_eq!(xstat(&port, "rx_good_packets"), frames);
         port.stop().unwrap();
+    }
+
+    /// Two model ports of one run must not share a MAC (frames between them would be
+    /// taken for the port's own); the MAC the driver reads from the model's EEPROM is
+    /// the instance's, unless `mac=` says otherwise.
+    #[test]
+    fn two_model_ports_get_distinct_macs() {
+        let mac = |name: &str, args: &[(&str, &str)]| {
+            DRIVER.probe(&spec(name, args)).unwrap().mac_addr().0
+        };
+        let m0 = mac("net_ixgbe_model0", &[]);
+        let m1 = mac("net_ixgbe_model1", &[]);
+        assert_ne!(m0, m1);
+        assert_eq!(m0, pmd_ixgbe_model::instance_mac(0));
+        assert_eq!(m1, pmd_ixgbe_model::instance_mac(1));
+        assert_eq!(m1[0] & 0x03, 0x02, "locally administered unicast");
+        let given = mac("net_ixgbe_model1", &[("mac", "02:00:00:00:00:99")]);
+        assert_eq!(given, [0x02, 0, 0, 0, 0, 0x99]);
+        assert_eq!(instance("net_ixgbe_model12"), 12);
+        assert_eq!(instance("net_ixgbe_model"), 0);
     }
 }

@@ -6,8 +6,17 @@ use pmd_core::{Error, Result};
 /// A MAC address, most significant byte first (as on the wire).
 pub type MacAddr = [u8; 6];
 
-/// The MAC address a model gets when none is configured (locally administered, unicast).
+/// The MAC address a model gets when none is configured (locally administered, unicast);
+/// [`instance_mac`] of instance 0.
 pub const DEFAULT_MAC: MacAddr = [0x02, 0x1b, 0x21, 0x00, 0x00, 0x01];
+
+/// The MAC address model instance `instance` gets when none is configured: [`DEFAULT_MAC`]'s
+/// locally administered unicast prefix with `instance + 1` in the last three bytes, so every
+/// port of a run (up to 2^24 - 1 of them) has its own address.
+pub fn instance_mac(instance: u32) -> MacAddr {
+    let [_, hi, mid, lo] = (instance.wrapping_add(1) & 0x00ff_ffff).to_be_bytes();
+    [DEFAULT_MAC[0], DEFAULT_MAC[1], DEFAULT_MAC[2], hi, mid, lo]
+}
 /// The source MAC of generated frames when none is configured.
 pub const DEFAULT_GEN_SRC_MAC: MacAddr = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 
@@ -135,7 +144,16 @@ pub const ARG_KEYS: &[&str] = &["mac", "gen", "size", "flows", "link", "fault", 
 /// `capture=<N>` (at most 2^20 frames). Unknown keys, repeated keys (other than `fault`) and bad values are
 /// errors that say what is expected.
 pub fn conf_from_args(args: &[(String, String)]) -> Result<ModelConf> {
-    let mut conf = ModelConf::default();
+    conf_for_instance(0, args)
+}
+
+/// [`conf_from_args`] for model instance `instance`: without `mac=`, the model (and its
+/// generator's destination) gets [`instance_mac`]`(instance)` instead of [`DEFAULT_MAC`].
+pub fn conf_for_instance(instance: u32, args: &[(String, String)]) -> Result<ModelConf> {
+    let mut conf = ModelConf {
+        mac: instance_mac(instance),
+        ..ModelConf::default()
+    };
     let mut seen: Vec<&str> = Vec::new();
     let (mut frames, mut size, mut flows) = (None, None, None);
     for (key, value) in args {
@@ -252,6 +270,24 @@ mod tests {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn each_instance_gets_its_own_locally_administered_mac() {
+        assert_eq!(instance_mac(0), DEFAULT_MAC);
+        assert_eq!(instance_mac(1), [0x02, 0x1b, 0x21, 0x00, 0x00, 0x02]);
+        assert_eq!(instance_mac(0x1234), [0x02, 0x1b, 0x21, 0x00, 0x12, 0x35]);
+        let macs: Vec<MacAddr> = (0..300).map(instance_mac).collect();
+        for (i, m) in macs.iter().enumerate() {
+            assert_eq!(m[0] & 0x03, 0x02, "locally administered unicast");
+            assert!(!macs[..i].contains(m), "instance {i} repeats a MAC");
+        }
+        let c = conf_for_instance(1, &args(&[("gen", "5")])).unwrap();
+        assert_eq!(c.mac, instance_mac(1));
+        assert_eq!(c.generator.unwrap().dst_mac, instance_mac(1), "gen follows");
+        let given = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+        let c = conf_for_instance(7, &args(&[("mac", "02:aa:bb:cc:dd:ee")])).unwrap();
+        assert_eq!(c.mac, given, "mac= wins over the instance's");
     }
 
     #[test]

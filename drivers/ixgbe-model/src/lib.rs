@@ -45,7 +45,9 @@ mod timers;
 mod tx;
 mod wire;
 
-pub use conf::{conf_from_args, Faults, Generator, MacAddr, ModelConf};
+pub use conf::{
+    conf_for_instance, conf_from_args, instance_mac, Faults, Generator, MacAddr, ModelConf,
+};
 pub use iommu::DmaFault;
 pub use model::Model82599;
 pub use rx::RxOutcome;

@@ -57,6 +57,14 @@ impl PcapRxQueue {
             port: conf.port,
         }
     }
+
+    /// Moves past one frame of the `total` in the trace (back to the first when replaying).
+    fn advance(&mut self, total: usize) {
+        self.next += 1;
+        if self.next == total && self.infinite {
+            self.next = 0;
+        }
+    }
 }
 
 impl RxQueue for PcapRxQueue {
@@ -77,6 +85,10 @@ impl RxQueue for PcapRxQueue {
         }
         let start = batch.len();
         let Some(mbufs) = self.pool.alloc_bulk(batch, n) else {
+            // As a capture read without a buffer: the frames are lost, each counted once.
+            for _ in 0..n {
+                self.advance(total);
+            }
             self.stats.add_no_mbuf(n as u64);
             return 0;
         };
@@ -94,9 +106,10 @@ impl RxQueue for PcapRxQueue {
                 let head = m.tailroom();
                 m.copy_from(&frame[..head]);
                 if m.extend_from_slice(&frame[head..], &self.pool).is_err() {
-                    // The pool is dry: stop here and replay this frame next time.
+                    // The pool is dry: this frame is lost (counted once); stop here.
                     m.set_len(0);
                     no_mbuf += 1;
+                    self.advance(total);
                     break;
                 }
                 true
@@ -110,10 +123,7 @@ impl RxQueue for PcapRxQueue {
                 used += 1;
                 bytes += frame.len() as u64;
             }
-            self.next += 1;
-            if self.next == total && self.infinite {
-                self.next = 0;
-            }
+            self.advance(total);
         }
         batch.truncate(start + used);
         if used > 0 {

@@ -535,8 +535,8 @@ fn jumbo_frames_replay_as_chains_with_scatter_and_are_counted_errors_without() {
     let s = pt.stats();
     assert_eq!((s.ipackets, s.ibytes, s.ierrors), (2, 60 + 1514, 2));
 
-    // A pool too small for a chain: counted as rx_nombuf, the frame is not lost but
-    // replayed once buffers are back.
+    // A pool too small for a chain: the frame is lost, counted once as rx_nombuf (as a
+    // capture read without a buffer to put it in).
     let tiny = Mempool::create_with(
         "pcaptiny-jumbo",
         &pmd_core::mempool::MempoolConfig {
@@ -563,7 +563,50 @@ fn jumbo_frames_replay_as_chains_with_scatter_and_are_counted_errors_without() {
     assert_eq!(seen, frames[..3].to_vec());
     let s = pt.stats();
     assert!(s.rx_nombuf > 0 && s.ierrors == 0, "{s:?}");
+    assert_eq!(
+        s.rx_nombuf, 1,
+        "the one frame that could not be chained, once"
+    );
     assert_eq!(tiny.stats().in_use, 0);
+}
+
+/// A starved pool: rx_nombuf counts the packets lost for want of buffers, once each
+/// however often the queue is polled, so received + nombuf is the whole trace.
+#[test]
+fn a_starved_pool_counts_each_lost_packet_once_in_rx_nombuf() {
+    let dir = TempDir::new("starved");
+    let file = dir.file("forty.pcap");
+    let frames: Vec<Vec<u8>> = (0..40).map(frame).collect();
+    record(&file, &frames);
+    let mut pt = port(&format!("net_pcap0,rx_pcap={}", file.display()));
+    let p = Mempool::create("pcap-starved", 40, 0).unwrap();
+    let mut rx = pt.setup_rx_queue(0, 0, &p).unwrap();
+    let _tx = pt.setup_tx_queue(0, 0).unwrap();
+    pt.start().unwrap();
+    // 20 of the 40 buffers are held elsewhere: a burst of 32 cannot be served, the
+    // 8 frames after it can.
+    let held: Vec<_> = (0..20).map(|_| p.alloc().unwrap()).collect();
+    let mut batch = PktBatch::new();
+    assert_eq!(rx.rx_burst(&mut batch), 0);
+    assert_eq!(
+        pt.stats().rx_nombuf,
+        32,
+        "the 32 frames of the failed burst"
+    );
+    assert_eq!(rx.rx_burst(&mut batch), 8, "the rest of the trace");
+    assert_eq!(
+        &batch.iter().map(|m| m.to_vec()).collect::<Vec<_>>()[..],
+        &frames[32..]
+    );
+    batch.clear();
+    for _ in 0..5 {
+        assert_eq!(rx.rx_burst(&mut batch), 0, "end of the trace");
+    }
+    drop(held);
+    let s = pt.stats();
+    assert_eq!((s.ipackets, s.rx_nombuf), (8, 32));
+    assert_eq!(s.ipackets + s.rx_nombuf, frames.len() as u64);
+    assert_eq!(p.stats().in_use, 0);
 }
 
 #[test]
