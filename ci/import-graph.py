@@ -29,7 +29,7 @@ def main():
     for m, p in files.items():
         src = open(p).read()
         # Unit-test modules and comments (doc links included) are not imports.
-        cut = re.search(r"#\[cfg\(test\)\]\s*mod \w+", src)
+        cut = re.search(r"#\[cfg\(test\)\]\s*(?:pub(?:\(\w+\))? )?mod \w+", src)
         if cut:
             src = src[: cut.start()]
         src = "\n".join(l for l in src.splitlines() if not l.lstrip().startswith("//"))

@@ -272,7 +272,7 @@ impl<'a> Devarg<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn spec(s: &str) -> VdevSpec {
@@ -324,20 +324,23 @@ mod tests {
         assert!(m.contains("none"), "{m}");
     }
 
+    /// Vdev specifications that are not well formed (shared with the options tests).
+    pub(crate) const MALFORMED: [&str; 10] = [
+        "",
+        ",a=1",
+        "net null",
+        "net-null0",
+        "net_null0,size",
+        "net_null0,=1",
+        "net_null0,",
+        "net_null0,,a=1",
+        "net_null0,a=1,a=2",
+        "nét0",
+    ];
+
     #[test]
     fn syntax_errors() {
-        for bad in [
-            "",
-            ",a=1",
-            "net null",
-            "net-null0",
-            "net_null0,size",
-            "net_null0,=1",
-            "net_null0,",
-            "net_null0,,a=1",
-            "net_null0,a=1,a=2",
-            "nét0",
-        ] {
+        for bad in MALFORMED {
             assert!(bad.parse::<VdevSpec>().is_err(), "{bad:?}");
         }
         let m = "net_null0,size"

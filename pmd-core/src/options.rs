@@ -1044,19 +1044,7 @@ mod tests {
 
     #[test]
     fn vdev_errors() {
-        let bad = [
-            "",
-            ",a=1",
-            "net null",
-            "net-null0",
-            "net_null0,size",
-            "net_null0,=1",
-            "net_null0,",
-            "net_null0,,a=1",
-            "net_null0,a=1,a=2",
-            "nét0",
-        ];
-        for spec in bad {
+        for spec in crate::devargs::tests::MALFORMED {
             assert!(
                 matches!(
                     err(&["--vdev", spec]),
