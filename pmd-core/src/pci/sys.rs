@@ -13,42 +13,33 @@
 use super::error::PciError;
 use crate::error::Result;
 use crate::memory;
+use crate::unix;
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
 
 /// For `IrqWait` implementations: waits until `fd` is readable or `timeout_ms` passes;
 /// false on timeout or EINTR.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool> {
-    let mut p = libc::pollfd {
+    let mut p = [libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
+    }];
+    let r = match unix::poll(&mut p, timeout_ms) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(false),
+        Err(e) => return Err(PciError::io("poll on interrupt fd", e).into()),
     };
-    // SAFETY: one valid pollfd, for the duration of the call.
-    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(PciError::io("poll on interrupt fd", e).into());
-    }
-    if r > 0 && p.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+    if r > 0 && p[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
         return Err(PciError::PollError.into());
     }
-    Ok(r > 0 && p.revents & libc::POLLIN != 0)
+    Ok(r > 0 && p[0].revents & libc::POLLIN != 0)
 }
 
 /// A new non-blocking, close-on-exec eventfd with a zero count.
 pub(crate) fn eventfd_nonblocking() -> std::io::Result<File> {
-    // SAFETY: eventfd has no memory preconditions; the result is checked.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor that nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    unix::eventfd().map(File::from)
 }
 
 /// The soft `RLIMIT_MEMLOCK` in bytes (None: unlimited or unreadable).
@@ -173,7 +164,7 @@ impl Drop for BarMapping {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
     use std::os::unix::fs::FileExt;
 
     #[test]
