@@ -8,31 +8,10 @@ use pcap_file::pcap::PcapReader;
 use pmd_capture::{Capture, CaptureOptions};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
-use pmd_testkit::unique;
-use std::path::{Path, PathBuf};
+use pmd_testkit::TempDir;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-/// A directory of its own for one test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(unique(&format!("pmdcapture-{tag}")));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Frame `seq`: 60 to 1514 bytes, its sequence number after the Ethernet header.
 fn frame(seq: u32) -> Vec<u8> {
@@ -68,7 +47,7 @@ fn read_with_pcap_file(path: &Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn capture_records_what_passes_through_a_tap() {
-    let dir = TempDir::new("cap");
+    let dir = TempDir::new("pmdcapture-cap");
     let file = dir.file("cap.pcap");
     let cap = Capture::create(&file).unwrap();
     let mut taps = [cap.tap(), cap.tap()];
@@ -110,7 +89,7 @@ fn capture_records_what_passes_through_a_tap() {
 
 #[test]
 fn capture_drops_instead_of_waiting_and_truncates_to_snaplen() {
-    let dir = TempDir::new("capdrop");
+    let dir = TempDir::new("pmdcapture-capdrop");
     let file = dir.file("cap.pcap");
     let cap = Capture::with_options(
         &file,

@@ -11,8 +11,7 @@ mod common;
 use common::{Finished, Proc, L2FWD};
 use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::ExclusiveResource;
-use pmd_testkit::{unique, NetNs};
-use std::path::PathBuf;
+use pmd_testkit::{unique, NetNs, TempDir};
 use std::process::Command;
 use std::time::Duration;
 
@@ -159,35 +158,10 @@ fn different_drivers_on_one_interface_are_refused() {
     assert_eq!(links(&ns), before, "the interfaces changed");
 }
 
-/// A fresh empty directory under the temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let d = std::env::temp_dir().join(unique("l2fwdt-dup"));
-        std::fs::create_dir(&d).unwrap();
-        TempDir(d)
-    }
-
-    /// The names of the files in the directory.
-    fn entries(&self) -> Vec<String> {
-        std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn memif_servers_on_one_socket_are_refused_before_binding() {
-    let dir = TempDir::new();
-    let sock = dir.0.join("memif.sock");
+    let dir = TempDir::new("l2fwdt-dup");
+    let sock = dir.file("memif.sock");
     let sock = sock.display();
     // Two spellings of one path are one socket.
     let r = l2fwd(
@@ -195,7 +169,7 @@ fn memif_servers_on_one_socket_are_refused_before_binding() {
         &format!("net_memif0,role=server,id=0,socket={sock},socket-abstract=no"),
         &format!(
             "net_memif1,role=server,id=1,socket={}/./memif.sock,socket-abstract=no",
-            dir.0.display()
+            dir.path().display()
         ),
     );
     assert_refused(
@@ -213,8 +187,8 @@ fn memif_servers_on_one_socket_are_refused_before_binding() {
 
 #[test]
 fn memif_clients_with_one_id_on_one_socket_are_refused() {
-    let dir = TempDir::new();
-    let sock = dir.0.join("memif.sock");
+    let dir = TempDir::new("l2fwdt-dup");
+    let sock = dir.file("memif.sock");
     let sock = sock.display();
     let r = l2fwd(
         None,
@@ -252,8 +226,8 @@ fn abstract_memif_clients_with_one_id_are_refused() {
 
 #[test]
 fn virtio_user_ports_on_one_socket_are_refused() {
-    let dir = TempDir::new();
-    let sock = dir.0.join("vhost.sock");
+    let dir = TempDir::new("l2fwdt-dup");
+    let sock = dir.file("vhost.sock");
     let sock = sock.display();
     let r = l2fwd(
         None,

@@ -7,17 +7,9 @@ mod common;
 
 use common::run_l2fwd;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
-use pmd_testkit::{parse_mac, unique};
-use std::path::{Path, PathBuf};
+use pmd_testkit::{parse_mac, unique, TempDir};
+use std::path::Path;
 use std::time::Duration;
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn frame(seq: u32) -> Vec<u8> {
     let len = 60 + (seq as usize * 53) % 1455;
@@ -51,9 +43,8 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn captures_hold_what_was_received_and_forwarded() {
-    let dir = TempDir(std::env::temp_dir().join(unique("l2fwdt-pcap")));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let f = |n: &str| dir.0.join(n).display().to_string();
+    let dir = TempDir::new("l2fwdt-pcap");
+    let f = |n: &str| dir.file(n).display().to_string();
     const N: u32 = 3000;
     let frames: Vec<Vec<u8>> = (0..N).map(frame).collect();
     write_pcap(Path::new(&f("in.pcap")), &frames);

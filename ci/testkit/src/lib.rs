@@ -23,6 +23,7 @@ mod netns;
 pub mod perf;
 mod rawsock;
 mod skip;
+mod tempdir;
 
 pub use netns::NetNs;
 pub use rawsock::RawSock;
@@ -30,6 +31,7 @@ pub use skip::{
     dpdk_missing, hugepages_missing, hugetlbfs_missing, require, require_all, root_missing, skip,
     REQUIRE_ALL_ENV,
 };
+pub use tempdir::TempDir;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -11,32 +11,11 @@ use pmd_core::ethdev::{Device, Driver, Port, PortConf};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
 use pmd_pcap::DRIVER;
-use pmd_testkit::unique;
-use std::path::{Path, PathBuf};
+use pmd_testkit::{unique, TempDir};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-
-/// A directory of its own for one test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(unique(&format!("pmdpcap-{tag}")));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn frame(seq: u32) -> Vec<u8> {
     let len = 60 + (seq as usize * 37) % 1455;
@@ -157,7 +136,7 @@ fn read_with_tcpdump(path: &Path) -> Option<Vec<Vec<u8>>> {
 
 #[test]
 fn tx_then_rx_round_trip_byte_for_byte() {
-    let dir = TempDir::new("rt");
+    let dir = TempDir::new("pmdpcap-rt");
     let file = dir.file("out.pcap");
     const N: u32 = 500;
     let frames: Vec<Vec<u8>> = (0..N).map(frame).collect();
@@ -215,7 +194,7 @@ fn tx_then_rx_round_trip_byte_for_byte() {
 
 #[test]
 fn infinite_rx_loops_over_the_file() {
-    let dir = TempDir::new("inf");
+    let dir = TempDir::new("pmdpcap-inf");
     let file = dir.file("five.pcap");
     let frames: Vec<Vec<u8>> = (0..5).map(frame).collect();
     record(&file, &frames);
@@ -239,7 +218,7 @@ fn infinite_rx_loops_over_the_file() {
 
 #[test]
 fn bad_files_give_clear_errors() {
-    let dir = TempDir::new("bad");
+    let dir = TempDir::new("pmdpcap-bad");
     let err = |spec: String| probe(&spec).err().expect("probe should fail").to_string();
 
     let garbage = dir.file("garbage.pcap");
@@ -300,7 +279,7 @@ fn bad_files_give_clear_errors() {
 
 #[test]
 fn tx_file_is_complete_after_stop_and_keeps_growing_after_restart() {
-    let dir = TempDir::new("stop");
+    let dir = TempDir::new("pmdpcap-stop");
     let file = dir.file("out.pcap");
     let mut port = port(&format!("net_pcap0,tx_pcap={}", file.display()));
     let p = pool();
@@ -342,7 +321,7 @@ fn dpdk_testpmd_reads_our_file_and_we_read_its_file() {
     if !pmd_testkit::have_root(TEST) || !pmd_testkit::require(TEST, pmd_testkit::dpdk_missing()) {
         return;
     }
-    let dir = TempDir::new("dpdk");
+    let dir = TempDir::new("pmdpcap-dpdk");
     let ours = dir.file("ours.pcap");
     let theirs = dir.file("dpdk.pcap");
     const N: u32 = 300;
@@ -474,7 +453,7 @@ fn replay_chains(rx: &mut pmd_core::ethdev::RxQueueHandle) -> Vec<(Vec<u8>, u16)
 #[test]
 fn jumbo_frames_replay_as_chains_with_scatter_and_are_counted_errors_without() {
     use pmd_core::ethdev::{RxOffloads, TxOffloads};
-    let dir = TempDir::new("jumbo");
+    let dir = TempDir::new("pmdpcap-jumbo");
     let file = dir.file("jumbo.pcap");
     let frames = jumbo_frames();
     write_with_pcap_file(&file, &frames);
@@ -574,7 +553,7 @@ fn jumbo_frames_replay_as_chains_with_scatter_and_are_counted_errors_without() {
 /// however often the queue is polled, so received + nombuf is the whole trace.
 #[test]
 fn a_starved_pool_counts_each_lost_packet_once_in_rx_nombuf() {
-    let dir = TempDir::new("starved");
+    let dir = TempDir::new("pmdpcap-starved");
     let file = dir.file("forty.pcap");
     let frames: Vec<Vec<u8>> = (0..40).map(frame).collect();
     record(&file, &frames);
@@ -613,7 +592,7 @@ fn a_starved_pool_counts_each_lost_packet_once_in_rx_nombuf() {
 fn chains_are_recorded_whole_by_tx_and_capture() {
     use pmd_core::ethdev::TxOffloads;
     use pmd_core::mbuf::Mbuf;
-    let dir = TempDir::new("chains");
+    let dir = TempDir::new("pmdpcap-chains");
     let out = dir.file("tx.pcap");
     let frames = jumbo_frames();
     let small = small_pool();
