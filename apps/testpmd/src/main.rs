@@ -129,6 +129,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             buf_size: opts.mbuf_size,
         },
     )?;
+    println!("{}", pool.usage_line());
     let room = usize::from(opts.mbuf_size) - usize::from(pmd_core::mbuf::HEADROOM);
     if let Some(&big) = opts.txpkts.segments().iter().find(|&&l| l > room) {
         return Err(cfg_err(format!(
@@ -301,6 +302,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     }
     // Queues (and buffers devices still hold) go only after their ports stopped.
     drop(finished);
+    stats::print_pool_end(&pool);
     println!("\nBye...");
     Ok(())
 }
