@@ -764,7 +764,10 @@ mod tests {
         .unwrap();
         let s = p.stats();
         assert_eq!((s.in_use, s.available), (10, 1014), "{s:?}");
-        assert_eq!(p.usage_line(), "mempool usage: 10 in use, 1014 available of 1024");
+        assert_eq!(
+            p.usage_line(),
+            "mempool usage: 10 in use, 1014 available of 1024"
+        );
         assert_eq!(
             p.leak_warning().as_deref(),
             Some("mempool usage: 10 buffer(s) still in use after all queues stopped")
@@ -773,7 +776,10 @@ mod tests {
         drop(held);
         let s = p.stats();
         assert_eq!((s.in_use, s.available), (0, 1024), "{s:?}");
-        assert_eq!(p.usage_line(), "mempool usage: 0 in use, 1024 available of 1024");
+        assert_eq!(
+            p.usage_line(),
+            "mempool usage: 0 in use, 1024 available of 1024"
+        );
         assert_eq!(p.leak_warning(), None);
     }
 

@@ -86,8 +86,15 @@ fn check_adds_up(r: &Finished) -> Vec<PortCounts> {
         );
     }
     let pool = pool_in_use(&r.stdout);
-    assert_eq!(pool.len(), 2, "pool line at the start and at the end\n{all}");
-    assert_eq!(pool[0], pool[1], "pool in use back to its start value\n{all}");
+    assert_eq!(
+        pool.len(),
+        2,
+        "pool line at the start and at the end\n{all}"
+    );
+    assert_eq!(
+        pool[0], pool[1],
+        "pool in use back to its start value\n{all}"
+    );
     assert_eq!(pool[1], 0, "{all}");
     c
 }

@@ -36,7 +36,11 @@ struct PortCounts {
 /// The number after `label` in `text`, if any.
 fn after(text: &str, label: &str) -> Option<u64> {
     let i = text.find(label)?;
-    text[i + label.len()..].split_whitespace().next()?.parse().ok()
+    text[i + label.len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Per-port counters of the final forward statistics.
@@ -91,8 +95,15 @@ fn run(tag: &str, vdevs: [&str; 2], tx_first: bool) -> Vec<PortCounts> {
         .lines()
         .filter_map(|l| after(l, "mempool mbuf_pool:"))
         .collect();
-    assert_eq!(pool.len(), 2, "pool line at the start and at the end\n{all}");
-    assert_eq!(pool[0], pool[1], "pool in use back to its start value\n{all}");
+    assert_eq!(
+        pool.len(),
+        2,
+        "pool line at the start and at the end\n{all}"
+    );
+    assert_eq!(
+        pool[0], pool[1],
+        "pool in use back to its start value\n{all}"
+    );
     assert_eq!(pool[1], 0, "{all}");
     if tx_first {
         // The bursts went round; what is still on the wire at the end (freed with the

@@ -26,7 +26,11 @@ fn send(from: &mut Side, first: u32, n: u32) {
             seq += 1;
         }
         let len = b.len();
-        assert_eq!(from.tx[0].tx_burst(&mut b), len, "the ring takes every frame");
+        assert_eq!(
+            from.tx[0].tx_burst(&mut b),
+            len,
+            "the ring takes every frame"
+        );
     }
 }
 
@@ -87,7 +91,11 @@ fn starved_receiver(receiver_is_server: bool) {
         got >= 40
     });
     let st = rx_side.port.stats();
-    assert_eq!((st.ipackets, st.rx_nombuf, st.ierrors), (40, 100, 0), "{st:?}");
+    assert_eq!(
+        (st.ipackets, st.rx_nombuf, st.ierrors),
+        (40, 100, 0),
+        "{st:?}"
+    );
     let sent = tx_side.port.stats();
     assert_eq!(
         st.ipackets + st.rx_nombuf + st.ierrors,
