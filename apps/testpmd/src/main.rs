@@ -129,7 +129,6 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             buf_size: opts.mbuf_size,
         },
     )?;
-    println!("{}", pool.usage_line());
     let room = usize::from(opts.mbuf_size) - usize::from(pmd_core::mbuf::HEADROOM);
     if let Some(&big) = opts.txpkts.segments().iter().find(|&&l| l > room) {
         return Err(cfg_err(format!(
@@ -137,6 +136,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
              (--txpkts=A,B,...) or raise --mbuf-size"
         )));
     }
+    println!("{}", pool.usage_line());
 
     let mut rxqs = Vec::new();
     let mut txqs: Vec<Vec<Option<_>>> = Vec::new();
