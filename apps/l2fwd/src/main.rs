@@ -178,6 +178,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         ),
         256,
     )?;
+    println!("{}", pool.usage_line());
 
     // Configure and set up every enabled port: one rx and one tx queue each.
     let mut rxq = Vec::new();
@@ -309,11 +310,13 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     drop(finished);
     let end_tsc = tsc::rdtsc();
     reporter.print(eal.ports(), end_tsc);
+    report::print_port_errors(eal.ports(), &enabled);
     report::print_summary(eal.ports(), &enabled, end_tsc - started_tsc, fwd_lcores);
     if busy {
         report::print_busy(eal.ports(), &enabled, busy_ticks);
     }
     capture::finish(captures);
+    report::print_pool_end(&pool);
     println!("Bye...");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The statistics table, in DPDK l2fwd's format (so the same scripts parse both).
 
 use pmd_core::ethdev::{Port, PortId};
-use pmd_core::tsc;
+use pmd_core::{tsc, Mempool};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -107,5 +107,27 @@ pub fn print_busy(all: &[Port], ports: &[PortId], busy_ticks: u64) {
             "Busy forwarding: {:.1} TSC cycles per packet ({busy_ticks} cycles in polls that received packets)",
             busy_ticks as f64 / sent as f64
         );
+    }
+}
+
+/// Prints, per port, the counters DPDK l2fwd's table leaves out: packets lost on receive
+/// (missed, erroneous, no buffer) and packets the driver took but could not send. With
+/// them, what a port received equals what its peer sent, dropped or lost to tx errors.
+pub fn print_port_errors(all: &[Port], ports: &[PortId]) {
+    for &p in ports {
+        let s = all[p as usize].stats();
+        println!(
+            "Port {p} errors: rx-missed {} rx-errors {} rx-nombuf {} tx-errors {}",
+            s.imissed, s.ierrors, s.rx_nombuf, s.oerrors
+        );
+    }
+}
+
+/// Prints `pool`'s usage line; once every queue stopped and let go of its buffers, a
+/// buffer still out is a leak: warned about on stderr (a warning, not a failure).
+pub fn print_pool_end(pool: &Mempool) {
+    println!("{}", pool.usage_line());
+    if let Some(w) = pool.leak_warning() {
+        eprintln!("l2fwd: warning: {w}");
     }
 }

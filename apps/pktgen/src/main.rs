@@ -230,15 +230,20 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         }
     }
     let end = tsc::rdtsc();
-    let summary = rep.summary(end);
+    for &p in &ports {
+        eal.port_mut(p)?.stop()?;
+    }
+    // Queues (and buffers devices still hold) go only after their ports stopped; the
+    // summary's pool line is read after that.
+    drop(done);
+    let summary = rep.summary(end, &pool);
     if opts.json {
         println!("{}", summary.to_json());
     } else {
         print!("{summary}");
     }
-    for &p in &ports {
-        eal.port_mut(p)?.stop()?;
+    if let Some(w) = pool.leak_warning() {
+        eprintln!("pktgen: warning: {w}");
     }
-    drop(done);
     Ok(())
 }

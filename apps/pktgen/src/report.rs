@@ -2,7 +2,7 @@
 
 use crate::gen::Shared;
 use crate::hist::Histogram;
-use pmd_core::tsc;
+use pmd_core::{tsc, Mempool};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -89,13 +89,14 @@ impl Reporter {
         self.last_recv = recv;
     }
 
-    /// The run's summary.
-    pub fn summary(&mut self, end: u64) -> Summary {
+    /// The run's summary, with `pool`'s usage as it is now (after the queues are gone).
+    pub fn summary(&mut self, end: u64, pool: &Mempool) -> Summary {
         self.take_latency();
         let s = &self.shared;
         let secs = (end - self.start) as f64 / tsc::hz() as f64;
         let sent = s.sent.load(Ordering::Relaxed);
         let received = s.received.load(Ordering::Relaxed);
+        let ps = pool.stats();
         Summary {
             secs,
             sent,
@@ -114,6 +115,9 @@ impl Reporter {
                 self.total.quantile(0.999),
                 self.total.max(),
             ],
+            pool: pool.usage_line(),
+            pool_in_use: ps.in_use,
+            pool_available: ps.available,
         }
     }
 }
@@ -139,6 +143,12 @@ pub struct Summary {
     pub reordered: u64,
     /// Latency in ns: min, mean, p50, p90, p99, p99.9, max.
     pub lat_ns: [u64; 7],
+    /// The pool's usage line (see [`Mempool::usage_line`]).
+    pub pool: String,
+    /// Pool buffers still in use.
+    pub pool_in_use: i64,
+    /// Pool buffers available.
+    pub pool_available: usize,
 }
 
 impl Summary {
@@ -146,7 +156,7 @@ impl Summary {
     pub fn to_json(&self) -> String {
         let l = &self.lat_ns;
         format!(
-            "{{\"secs\":{:.3},\"sent\":{},\"sent_bytes\":{},\"received\":{},\"received_bytes\":{},\"lost\":{},\"other\":{},\"reordered\":{},\"tx_mpps\":{:.4},\"rx_mpps\":{:.4},\"latency_ns\":{{\"min\":{},\"mean\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}}}}",
+            "{{\"secs\":{:.3},\"sent\":{},\"sent_bytes\":{},\"received\":{},\"received_bytes\":{},\"lost\":{},\"other\":{},\"reordered\":{},\"tx_mpps\":{:.4},\"rx_mpps\":{:.4},\"latency_ns\":{{\"min\":{},\"mean\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"pool_in_use\":{},\"pool_available\":{}}}",
             self.secs,
             self.sent,
             self.sent_bytes,
@@ -157,7 +167,9 @@ impl Summary {
             self.reordered,
             self.sent as f64 / self.secs.max(1e-9) / 1e6,
             self.received as f64 / self.secs.max(1e-9) / 1e6,
-            l[0], l[1], l[2], l[3], l[4], l[5], l[6]
+            l[0], l[1], l[2], l[3], l[4], l[5], l[6],
+            self.pool_in_use,
+            self.pool_available
         )
     }
 }
@@ -189,6 +201,7 @@ impl fmt::Display for Summary {
             f,
             "latency (us)    min {:.1}  mean {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
             us(l[0]), us(l[1]), us(l[2]), us(l[3]), us(l[4]), us(l[5]), us(l[6])
-        )
+        )?;
+        writeln!(f, "{}", self.pool)
     }
 }

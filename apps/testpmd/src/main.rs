@@ -136,6 +136,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
              (--txpkts=A,B,...) or raise --mbuf-size"
         )));
     }
+    println!("{}", pool.usage_line());
 
     let mut rxqs = Vec::new();
     let mut txqs: Vec<Vec<Option<_>>> = Vec::new();
@@ -301,6 +302,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     }
     // Queues (and buffers devices still hold) go only after their ports stopped.
     drop(finished);
+    stats::print_pool_end(&pool);
     println!("\nBye...");
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use crate::engine::StreamStats;
 use pmd_core::ethdev::{EthStats, Port, PortId};
-use pmd_core::tsc;
+use pmd_core::{tsc, Mempool};
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
@@ -221,6 +221,15 @@ pub fn format_final(per_port: &[(PortId, PortTotals)], csum: bool) -> String {
         "  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++"
     );
     out
+}
+
+/// Prints `pool`'s usage line; once every queue stopped and let go of its buffers, a
+/// buffer still out is a leak: warned about on stderr (a warning, not a failure).
+pub fn print_pool_end(pool: &Mempool) {
+    println!("{}", pool.usage_line());
+    if let Some(w) = pool.leak_warning() {
+        eprintln!("testpmd: warning: {w}");
+    }
 }
 
 #[cfg(test)]

@@ -366,7 +366,15 @@ impl RxQueue for MemifRxQueue {
                     self.stats.add_no_mbuf(nomem);
                 }
             } else {
-                self.stats.add_no_mbuf(want as u64);
+                // No buffers for this burst: its packets are dropped and counted once each
+                // in rx_nombuf (as a NIC drops what it has no buffer for), rather than left
+                // in the ring to be counted again on every poll until buffers come back.
+                let (slots, pkts) = whole_packets(&ring, a.ours, avail, want);
+                a.ours = a.ours.wrapping_add(slots as u16);
+                if a.role == Role::Server {
+                    ring.tail().store(a.ours, Ordering::Release);
+                }
+                self.stats.add_no_mbuf(pkts);
             }
         }
         if a.role == Role::Client {
@@ -385,6 +393,22 @@ impl RxQueue for MemifRxQueue {
         }
         got
     }
+}
+
+/// The slots and the number of the first whole packets (at most `max`) among `avail`
+/// filled slots from `from`. A chain still being written (its last descriptor not yet
+/// there) is left out.
+fn whole_packets(ring: &RingPtr, from: u16, avail: u32, max: usize) -> (u32, u64) {
+    let (mut slots, mut whole, mut pkts) = (0u32, 0u32, 0u64);
+    while slots < avail && (pkts as usize) < max {
+        let d = ring.desc(from.wrapping_add(slots as u16));
+        slots += 1;
+        if d.flags & DESC_FLAG_NEXT == 0 {
+            pkts += 1;
+            whole = slots;
+        }
+    }
+    (whole, pkts)
 }
 
 /// A memif transmit queue.
