@@ -130,6 +130,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Options(_) | Error::Config(_) => 2,
+            Error::Pci(crate::pci::PciError::NotNetwork { .. }) => 2,
             Error::Devargs(e) => e.exit_code(),
             Error::Help(_) => 0,
             _ => 1,

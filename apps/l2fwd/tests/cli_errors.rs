@@ -110,3 +110,43 @@ fn bad_vdev_argument_names_it() {
     let r = l2fwd(&["-l", "0", "--vdev", "net_null0,size=3", "--", "-p", "0x1"]);
     assert_fails(&r, None, &["net_null0", "size"]);
 }
+
+/// The first PCI function of this machine that is not a network controller, with its
+/// sysfs directory (reading sysfs only).
+fn non_network_pci_device() -> Option<(String, std::path::PathBuf)> {
+    let mut devs: Vec<_> = std::fs::read_dir("/sys/bus/pci/devices")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    devs.sort();
+    devs.into_iter().find_map(|d| {
+        let class = std::fs::read_to_string(d.join("class")).ok()?;
+        let class = u32::from_str_radix(class.trim().trim_start_matches("0x"), 16).ok()?;
+        let name = d.file_name()?.to_str()?.to_string();
+        (class >> 16 != 0x02).then_some((name, d))
+    })
+}
+
+#[test]
+fn non_network_pci_device_is_refused_without_binding_advice() {
+    const TEST: &str = "non_network_pci_device_is_refused_without_binding_advice";
+    let Some((addr, dir)) = non_network_pci_device() else {
+        pmd_testkit::skip(TEST, "this machine has no PCI function that is not a NIC");
+        return;
+    };
+    let driver = || std::fs::read_link(dir.join("driver")).ok();
+    let before = driver();
+    let r = l2fwd(&["-l", "0", "-a", &addr, "--", "-p", "0x1"]);
+    assert_fails(
+        &r,
+        Some(2),
+        &[
+            &format!("pci {addr}: class "),
+            "is not a network controller (class 02xxxx)",
+        ],
+    );
+    assert!(!r.stderr.contains("pmd-setup bind"), "{}", r.transcript());
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.transcript());
+    assert_eq!(driver(), before, "the device's binding changed");
+}

@@ -4,6 +4,7 @@
 //! ([`check_pa_segment`], [`common_iova_mode`]).
 
 use super::addr::PciAddr;
+use super::class::class_code;
 use super::error::PciError;
 use super::sysfs::{bound_driver, SysfsRoot};
 use crate::error::Result;
@@ -50,12 +51,17 @@ impl fmt::Display for AccessMode {
 }
 
 /// Turns `Auto` into `Vfio` or `Uio` from the bound driver (explicit modes pass through;
-/// their backends check the binding themselves).
+/// their backends check the binding themselves). A device whose class code says it is not
+/// a network controller is refused first, in every mode, so its error is not advice to
+/// bind it.
 pub fn resolve_mode(
     addr: PciAddr,
     mode: AccessMode,
     root: &SysfsRoot,
 ) -> std::result::Result<AccessMode, PciError> {
+    if let Some(class) = class_code(addr, root).filter(|c| !c.is_network()) {
+        return Err(PciError::NotNetwork { addr, class });
+    }
     if mode != AccessMode::Auto {
         return Ok(mode);
     }
