@@ -471,6 +471,19 @@ mod tests {
     }
 
     #[test]
+    fn advised_gigabyte_reserve_leaves_the_2m_pool_alone() {
+        // What pmd-core's hugepage errors advise for 1 GiB pages: `reserve N --page-size 1G`.
+        let sys = fake_sys("reserve1g");
+        let msg = reserve(&sys, Amount::parse("7").unwrap(), Some("1G"), None).unwrap();
+        assert!(msg.contains("7 x 1G"), "{msg}");
+        let nr = |kb: &str| {
+            fs::read_to_string(sys.global.join(format!("hugepages-{kb}kB/nr_hugepages"))).unwrap()
+        };
+        assert_eq!((nr("1048576").as_str(), nr("2048").as_str()), ("7\n", "8\n"));
+        let _ = fs::remove_dir_all(sys.global.parent().unwrap());
+    }
+
+    #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
