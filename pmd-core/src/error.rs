@@ -545,8 +545,12 @@ mod tests {
              Reserve them with `echo 7 > /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages` \
              (or `pmd-setup reserve 7 --page-size 1G`), or run with --no-huge"
         );
-        assert!(shortage(64).to_string().contains("`pmd-setup reserve 7 --page-size 64K`"));
-        assert!(shortage(32768).to_string().contains("`pmd-setup reserve 7 --page-size 32M`"));
+        assert!(shortage(64)
+            .to_string()
+            .contains("`pmd-setup reserve 7 --page-size 64K`"));
+        assert!(shortage(32768)
+            .to_string()
+            .contains("`pmd-setup reserve 7 --page-size 32M`"));
         let e = LcoreError::CpuOffline {
             cpu: 9,
             online: vec![0, 1],

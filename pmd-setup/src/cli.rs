@@ -4,6 +4,7 @@ use crate::devices::{self, Host};
 use crate::error::Failure;
 use crate::hugepages::{self, Amount, SysPaths};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use pmd_core::numarg;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,7 +53,7 @@ enum Cmd {
         #[arg(long)]
         page_size: Option<String>,
         /// Reserve on this NUMA node only.
-        #[arg(long)]
+        #[arg(long, value_parser = |s: &str| numarg::whole(s, 0..=u32::MAX))]
         node: Option<u32>,
     },
     /// Mount hugetlbfs at DIR (created if missing).

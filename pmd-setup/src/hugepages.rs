@@ -479,7 +479,10 @@ mod tests {
         let nr = |kb: &str| {
             fs::read_to_string(sys.global.join(format!("hugepages-{kb}kB/nr_hugepages"))).unwrap()
         };
-        assert_eq!((nr("1048576").as_str(), nr("2048").as_str()), ("7\n", "8\n"));
+        assert_eq!(
+            (nr("1048576").as_str(), nr("2048").as_str()),
+            ("7\n", "8\n")
+        );
         let _ = fs::remove_dir_all(sys.global.parent().unwrap());
     }
 

@@ -100,7 +100,10 @@ mod tests {
             ClassCode(0x010601).to_string(),
             "010601 (mass storage controller)"
         );
-        assert_eq!(ClassCode(0xffff00).describe(), "device of an unassigned class");
+        assert_eq!(
+            ClassCode(0xffff00).describe(),
+            "device of an unassigned class"
+        );
     }
 
     #[test]
