@@ -1,6 +1,7 @@
 //! Reading and changing the kernel's hugepage pools and hugetlbfs mounts.
 
 use pmd_core::memory::{self, HugepagePool, HugetlbfsMount};
+use pmd_core::numarg;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ impl Amount {
     /// Parses `1024` (pages) or `2G` / `512M` / `4096K` (a size).
     pub fn parse(s: &str) -> Result<Amount, String> {
         let s = s.trim();
-        if let Ok(n) = s.parse::<u64>() {
+        if let Ok(n) = numarg::whole(s, 0..=u64::MAX) {
             return Ok(Amount::Pages(n));
         }
         let has_suffix = s.ends_with(['k', 'K', 'm', 'M', 'g', 'G']);
@@ -419,6 +420,8 @@ mod tests {
         assert!(Amount::parse("2X").is_err());
         assert!(Amount::parse("").is_err());
         assert!(Amount::parse("-1").is_err());
+        assert!(Amount::parse("+1").is_err());
+        assert!(Amount::parse("18446744073709551616").is_err());
     }
 
     #[test]
