@@ -4,9 +4,8 @@
 //! ([`check_pa_segment`], [`common_iova_mode`]).
 
 use super::addr::PciAddr;
-use super::class::class_code;
 use super::error::PciError;
-use super::sysfs::{bound_driver, SysfsRoot};
+use super::sysfs::{bound_driver, class_code, SysfsRoot};
 use crate::error::Result;
 use crate::memory::IovaMode;
 use crate::memory::{self, SegmentInfo};

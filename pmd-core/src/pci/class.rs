@@ -3,11 +3,8 @@
 //!
 //! The 24-bit class code (sysfs `class`, config space offset 0x09) is base class, subclass
 //! and programming interface, one byte each; base class 0x02 is "network controller"
-//! (PCI Code and ID Assignment Specification, appendix D).
-
-use super::addr::PciAddr;
-use super::sysfs::SysfsRoot;
-use std::fs;
+//! (PCI Code and ID Assignment Specification, appendix D). A leaf module: the errors
+//! carry a [`ClassCode`]; [`super::sysfs::class_code`] reads one.
 
 /// Base class of network controllers.
 pub const NETWORK_BASE_CLASS: u8 = 0x02;
@@ -72,20 +69,6 @@ impl std::fmt::Display for ClassCode {
     }
 }
 
-/// The class code in `<dev>/class` of `addr` under `root`; None when the file is missing
-/// or does not hold a hex number (the caller then cannot tell, and does not refuse).
-pub fn class_code(addr: PciAddr, root: &SysfsRoot) -> Option<ClassCode> {
-    let s = fs::read_to_string(root.device_dir(addr).join("class")).ok()?;
-    let t = s.trim();
-    let digits = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u32::from_str_radix(digits, 16)
-        .ok()
-        .map(|c| ClassCode(c & 0x00ff_ffff))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,20 +87,5 @@ mod tests {
             ClassCode(0xffff00).describe(),
             "device of an unassigned class"
         );
-    }
-
-    #[test]
-    fn reads_the_class_file() {
-        let dir = std::env::temp_dir().join(format!("pmd-class-{}", std::process::id()));
-        let root = SysfsRoot::at(&dir);
-        let addr: PciAddr = "0000:00:00.0".parse().unwrap();
-        let dev = root.device_dir(addr);
-        fs::create_dir_all(&dev).unwrap();
-        assert_eq!(class_code(addr, &root), None);
-        fs::write(dev.join("class"), "0x060000\n").unwrap();
-        assert_eq!(class_code(addr, &root), Some(ClassCode(0x060000)));
-        fs::write(dev.join("class"), "garbage\n").unwrap();
-        assert_eq!(class_code(addr, &root), None);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,8 +2,8 @@
 //! outside the VFIO ioctl layer (whose [`VfioError`] it carries). Each message says what to
 //! do; the texts are the ones users and scripts already know.
 //!
-//! This module imports only leaf modules (addresses, backend kinds, the VFIO error), so the
-//! crate's top-level error can carry it without an import loop.
+//! This module imports only leaf modules (addresses, class codes, backend kinds, the VFIO
+//! error), so the crate's top-level error can carry it without an import loop.
 
 use super::addr::PciAddr;
 use super::class::ClassCode;

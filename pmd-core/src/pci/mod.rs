@@ -10,7 +10,7 @@
 //!   rule for devices without an IOMMU;
 //! - [`backend`] and [`mmio`]: the device-access trait and mapped registers;
 //! - [`sysfs`]: where the kernel's files are, and the facts read from them;
-//! - [`class`]: class codes, to refuse devices that are not network controllers;
+//! - [`class`]: class codes, so devices that are not network controllers are refused;
 //! - `sys`: the system calls besides VFIO's ioctls, behind safe functions;
 //! - [`error`], [`kind`] and [`addr`]: errors, backend kinds and addresses.
 
