@@ -70,7 +70,8 @@ pub enum Error {
     /// to do).
     #[error(transparent)]
     Pci(#[from] crate::pci::error::PciError),
-    /// An application-level configuration that cannot work (e.g. an odd port count).
+    /// An application-level configuration that cannot work (e.g. a portmask naming a port
+    /// that does not exist).
     #[error("{0}")]
     Config(String),
     /// `-h`/`--help` was given: print this text and exit with code 0.
