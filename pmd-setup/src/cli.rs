@@ -70,13 +70,15 @@ enum Cmd {
         dir: PathBuf,
     },
     /// Bind a PCI device to DRIVER (vfio-pci, uio_pci_generic, ...), remembering its
-    /// current driver for `unbind`. Devices with an active interface are refused.
+    /// current driver for `unbind`. Devices that are not network controllers, and devices
+    /// with an active interface, are refused.
     Bind {
         /// PCI address, e.g. 0000:03:00.0.
         addr: String,
         /// Target driver.
         driver: String,
-        /// Bind even if the device looks in use (active interface, kernel-held non-NIC).
+        /// Bind even if the device is not a network controller or looks in use (active
+        /// interface).
         #[arg(long)]
         force: bool,
     },
