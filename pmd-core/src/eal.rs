@@ -6,7 +6,7 @@ use crate::error::{Error, LcoreError, MemoryError, Result};
 use crate::ethdev::{Driver, ExclusiveResource, Port, PortId};
 use crate::lcore::{self, Lcore, LcoreGuard};
 use crate::memory::{self, IovaMode, MemoryConfig};
-use crate::options::{self, EalOptions, LogLevel};
+use crate::options::{self, EalOptions, LogLevel, ParsedArgs};
 use crate::pci::access::{common_iova_mode, AccessMode};
 use crate::pci::open::{self as pci_open, Opened};
 use crate::pci::sysfs::{self, SysfsRoot};
@@ -52,6 +52,12 @@ impl Eal {
         args: &[S],
         drivers: &[&dyn Driver],
     ) -> Result<(Eal, Vec<String>)> {
+        let parsed = Eal::parse_args(args, drivers)?;
+        Ok((Eal::init(parsed.eal, drivers)?, parsed.app_args))
+    }
+
+    /// Parses `args` without initialising; with `-h`, [`Error::Help`] carrying the help.
+    fn parse_args<S: AsRef<str>>(args: &[S], drivers: &[&dyn Driver]) -> Result<ParsedArgs> {
         let parsed = EalOptions::parse(args)?;
         if parsed.eal.help {
             let prog = args
@@ -60,7 +66,7 @@ impl Eal {
                 .unwrap_or_else(|| "app".into());
             return Err(Error::Help(help_text(&prog, drivers)));
         }
-        Ok((Eal::init(parsed.eal, drivers)?, parsed.app_args))
+        Ok(parsed)
     }
 
     /// [`Eal::from_args`] for an application's `main`: on `-h` prints the EAL help followed
@@ -71,20 +77,38 @@ impl Eal {
         drivers: &[&dyn Driver],
         app_help: impl FnOnce() -> String,
     ) -> std::result::Result<(Eal, Vec<String>), std::process::ExitCode> {
-        match Eal::from_args(args, drivers) {
-            Ok(v) => Ok(v),
+        Eal::from_args_for_app_checked(args, drivers, app_help, |a| Ok(a.to_vec()))
+    }
+
+    /// [`Eal::from_args_for_app`] that also parses the application's options, with
+    /// `parse_app`, after the EAL's and *before* initialising: a wrong option of either
+    /// is refused before any device is probed, interface opened or memory reserved, so
+    /// nothing on the machine changes. `parse_app` gets the application's arguments
+    /// (program name first) and returns its options, or, having printed why, the exit code.
+    pub fn from_args_for_app_checked<S: AsRef<str>, T>(
+        args: &[S],
+        drivers: &[&dyn Driver],
+        app_help: impl FnOnce() -> String,
+        parse_app: impl FnOnce(&[String]) -> std::result::Result<T, std::process::ExitCode>,
+    ) -> std::result::Result<(Eal, T), std::process::ExitCode> {
+        let report = |e: Error| {
+            let prog = args
+                .first()
+                .map(|a| a.as_ref().rsplit('/').next().unwrap_or("app").to_string());
+            eprintln!("{}: {e}", prog.unwrap_or_else(|| "app".into()));
+            std::process::ExitCode::from(e.exit_code() as u8)
+        };
+        let parsed = match Eal::parse_args(args, drivers) {
+            Ok(p) => p,
             Err(Error::Help(text)) => {
                 println!("{text}\n{}", app_help());
-                Err(std::process::ExitCode::SUCCESS)
+                return Err(std::process::ExitCode::SUCCESS);
             }
-            Err(e) => {
-                let prog = args
-                    .first()
-                    .map(|a| a.as_ref().rsplit('/').next().unwrap_or("app").to_string());
-                eprintln!("{}: {e}", prog.unwrap_or_else(|| "app".into()));
-                Err(std::process::ExitCode::from(e.exit_code() as u8))
-            }
-        }
+            Err(e) => return Err(report(e)),
+        };
+        let app = parse_app(&parsed.app_args)?;
+        let eal = Eal::init(parsed.eal, drivers).map_err(report)?;
+        Ok((eal, app))
     }
 
     /// Initialises from parsed (or built) options; `drivers` are the PMDs `--vdev` may name.

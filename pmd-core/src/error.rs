@@ -70,7 +70,8 @@ pub enum Error {
     /// to do).
     #[error(transparent)]
     Pci(#[from] crate::pci::error::PciError),
-    /// An application-level configuration that cannot work (e.g. an odd port count).
+    /// An application-level configuration that cannot work (e.g. a portmask naming a port
+    /// that does not exist).
     #[error("{0}")]
     Config(String),
     /// `-h`/`--help` was given: print this text and exit with code 0.
@@ -130,6 +131,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Options(_) | Error::Config(_) => 2,
+            Error::Pci(crate::pci::PciError::NotNetwork { .. }) => 2,
             Error::Devargs(e) => e.exit_code(),
             Error::Help(_) => 0,
             _ => 1,
@@ -288,6 +290,23 @@ impl DevargsError {
     }
 }
 
+/// The `pmd-setup reserve` command that reserves `pages` pages of `size_kb` kB. 2 MiB
+/// pages, the size `pmd-setup reserve` takes by default on x86, need no option; any other
+/// size is named with `--page-size` (e.g. `1G`), so the advice never shrinks the 2 MiB
+/// pool to grow another.
+fn reserve_advice(pages: u64, size_kb: usize) -> String {
+    const DEFAULT_KB: usize = 2048;
+    if size_kb == DEFAULT_KB {
+        return format!("pmd-setup reserve {pages}");
+    }
+    let size = match size_kb {
+        kb if kb % (1 << 20) == 0 => format!("{}G", kb >> 20),
+        kb if kb % (1 << 10) == 0 => format!("{}M", kb >> 10),
+        kb => format!("{kb}K"),
+    };
+    format!("pmd-setup reserve {pages} --page-size {size}")
+}
+
 /// Formats `["a", "b"]` as `'a', 'b'` (or `none`).
 fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
     if items.is_empty() {
@@ -328,7 +347,8 @@ pub enum MemoryError {
     #[error(
         "not enough free hugepages for {segment}: need {need} x {size_kb} kB, {free} free. \
          Reserve them with `echo {total_needed} > /sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages` \
-         (or `pmd-setup reserve {total_needed}`), or run with --no-huge"
+         (or `{}`), or run with --no-huge",
+        reserve_advice(*total_needed, *size_kb)
     )]
     HugepageShortage {
         /// What the segment was for.
@@ -345,7 +365,8 @@ pub enum MemoryError {
     /// No hugepage is free at all (checked at EAL init).
     #[error(
         "no free hugepages. Reserve some with `echo 1024 > /sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages` \
-         (or `pmd-setup reserve 1024`), or run with --no-huge"
+         (or `{}`), or run with --no-huge",
+        reserve_advice(1024, *size_kb)
     )]
     NoFreeHugepages {
         /// The default hugepage size in KiB.
@@ -499,6 +520,38 @@ mod tests {
              /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages` (or `pmd-setup \
              reserve 1024`), or run with --no-huge"
         );
+        let e = Error::from(MemoryError::NoFreeHugepages { size_kb: 1 << 20 });
+        assert_eq!(
+            e.to_string(),
+            "memory: no free hugepages. Reserve some with `echo 1024 > \
+             /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages` (or `pmd-setup \
+             reserve 1024 --page-size 1G`), or run with --no-huge"
+        );
+        let shortage = |size_kb| MemoryError::HugepageShortage {
+            segment: "mempool mbuf_pool".into(),
+            need: 3,
+            size_kb,
+            free: 1,
+            total_needed: 7,
+        };
+        assert_eq!(
+            shortage(2048).to_string(),
+            "not enough free hugepages for mempool mbuf_pool: need 3 x 2048 kB, 1 free. \
+             Reserve them with `echo 7 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages` \
+             (or `pmd-setup reserve 7`), or run with --no-huge"
+        );
+        assert_eq!(
+            shortage(1048576).to_string(),
+            "not enough free hugepages for mempool mbuf_pool: need 3 x 1048576 kB, 1 free. \
+             Reserve them with `echo 7 > /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages` \
+             (or `pmd-setup reserve 7 --page-size 1G`), or run with --no-huge"
+        );
+        assert!(shortage(64)
+            .to_string()
+            .contains("`pmd-setup reserve 7 --page-size 64K`"));
+        assert!(shortage(32768)
+            .to_string()
+            .contains("`pmd-setup reserve 7 --page-size 32M`"));
         let e = LcoreError::CpuOffline {
             cpu: 9,
             online: vec![0, 1],

@@ -11,7 +11,8 @@
 //!   buffers that return to their pool on drop, and bursts of them ([`mbuf::PktBatch`]);
 //! - [`ring`]: bounded lock-free rings (SP/SC and MP/MC, bulk and burst);
 //! - [`lcore`]: pinned worker threads, the current lcore id and a cooperative stop flag;
-//! - [`ethdev`]: the driver traits, ports, owned rx/tx queue handles and statistics.
+//! - [`ethdev`]: the driver traits, ports, owned rx/tx queue handles and statistics;
+//! - [`numarg`]: the one check of numbers typed on command lines, for apps and tools.
 //!
 //! Drivers (PMDs) live in their own crates and depend on this one, never the reverse.
 
@@ -26,6 +27,7 @@ pub mod mbuf;
 pub mod memory;
 pub mod mempool;
 pub mod netif;
+pub mod numarg;
 pub mod offload;
 pub mod options;
 pub mod pci;

@@ -6,13 +6,15 @@
 //! EAL reads it.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::devargs::VdevSpec;
 use crate::error::OptionsError;
-use crate::lcore::{default_lcores, parse_lcore_list, parse_number, Lcore};
+use crate::lcore::{default_lcores, parse_lcore_list, Lcore};
 use crate::memory::IovaMode;
+use crate::numarg;
 use crate::pci::addr::PciAddr;
 
 /// Largest `-m` value: keeps the size in bytes representable as a `u64`.
@@ -697,18 +699,18 @@ impl Parser {
         let b = std::mem::take(&mut self.builder);
         self.builder = match opt {
             Opt::Lcores => b.lcores_as(name, v),
-            Opt::MainLcore => b.main_lcore(parse_number(v).map_err(|r| invalid(name, v, r))?),
+            Opt::MainLcore => b.main_lcore(number(name, v, 0..=u32::MAX)?),
             Opt::Allow => b.pci_as(name, v, false),
             Opt::Block => b.pci_as(name, v, true),
             Opt::Vdev => b.vdev(v),
             Opt::NoHuge => b.no_huge(true),
-            Opt::Memory => b.memory_mb(parse_u64(name, v)?),
+            Opt::Memory => b.memory_mb(number(name, v, 1..=MAX_MEMORY_MB)?),
             Opt::HugeDir => b.huge_dir(v),
             Opt::FilePrefix => b.file_prefix(v),
             Opt::IovaMode => b.iova_mode(v.parse().map_err(|r: String| invalid(name, v, r))?),
             Opt::NoPci => b.no_pci(true),
             Opt::LogLevel => b.log_level(v.parse().map_err(|r: String| invalid(name, v, r))?),
-            Opt::MemChannels => b.mem_channels(parse_number(v).map_err(|r| invalid(name, v, r))?),
+            Opt::MemChannels => b.mem_channels(number(name, v, 1..=u32::MAX)?),
             Opt::Help => b.help(true),
         };
         // Surface setter errors immediately so they are reported in argv order.
@@ -719,13 +721,13 @@ impl Parser {
     }
 }
 
-/// Parses a `u64` option value with a readable error.
-fn parse_u64(name: &str, v: &str) -> Result<u64, OptionsError> {
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(name, v, "expected a positive decimal number"));
-    }
-    v.parse()
-        .map_err(|_| invalid(name, v, "number is too large"))
+/// Parses the numeric value `v` of option `name` through [`numarg::whole`], the check
+/// every app and tool shares.
+fn number<T>(name: &str, v: &str, range: RangeInclusive<T>) -> Result<T, OptionsError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    numarg::whole(v, range).map_err(|r| invalid(name, v, r))
 }
 
 /// Takes the separate value of option `name`, refusing to swallow another option.

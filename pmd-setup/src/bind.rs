@@ -6,16 +6,17 @@
 //! then ask the bus to probe it again (`sys/bus/pci/drivers_probe`). Only the named driver
 //! may then claim it. The result is verified by re-reading the `driver` link.
 //!
-//! Safety: a device whose network interface is *active* (up and with addresses or routes)
-//! is refused unless forced, so the link that carries a host's own traffic is not pulled
-//! away by mistake. All writes go through a [`SysfsWriter`], so the whole sequence is tested
+//! Safety: a device that is not a network controller (its PCI class code), and one whose
+//! network interface is *active* (up and with addresses or routes), are refused unless
+//! forced, so neither a disk, bridge or display controller nor the link that carries a
+//! host's own traffic is pulled away by mistake. All writes go through a [`SysfsWriter`], so the whole sequence is tested
 //! against a fake tree with [`FakeKernel`] standing in for the kernel.
 
 use crate::discover::{self, kernel_support};
 use crate::error::SetupError;
 use crate::net::{in_use_reason, NetState};
 use pmd_core::pci::sysfs::link_name;
-use pmd_core::pci::{PciAddr, SysfsRoot};
+use pmd_core::pci::{ClassCode, PciAddr, SysfsRoot};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -196,8 +197,9 @@ fn rollback(
     }
 }
 
-/// Binds the device at `addr` to `driver` (see the module docs), refusing a device whose
-/// network interface is active unless `force`.
+/// Binds the device at `addr` to `driver` (see the module docs), refusing a device that
+/// is not a network controller (PCI class 0x02) or whose network interface is active,
+/// unless `force`.
 /// Every sysfs write goes through `w`.
 pub fn bind_with(
     root: &SysfsRoot,
@@ -219,6 +221,14 @@ pub fn bind_with(
         return Ok(BindOutcome {
             previous,
             changed: false,
+        });
+    }
+    if !force && !info.is_network() {
+        return Err(SetupError::NotNetwork {
+            addr,
+            driver: driver.to_string(),
+            class: ClassCode(info.class),
+            held_by: info.driver.clone(),
         });
     }
     if !force {
@@ -477,6 +487,30 @@ mod tests {
         );
         assert!(k.log.is_empty());
         assert!(bind_with(&t.root, &net, a("0000:00:1f.2"), "vfio-pci", true, &mut k).is_ok());
+    }
+
+    #[test]
+    fn refuses_a_host_bridge_with_no_driver_unless_forced() {
+        let (t, net) = setup("bridge");
+        t.device(Dev {
+            addr: "0000:00:00.0",
+            class: "0x060000",
+            driver: None,
+            group: Some(0),
+            ifaces: &[],
+        });
+        let mut k = FakeKernel::new(&t.root);
+        let e = bind_with(&t.root, &net, a("0000:00:00.0"), "vfio-pci", false, &mut k).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "refusing to bind 0000:00:00.0 to vfio-pci: it is not a network device (class 060000) \
+             but a host bridge; pass --force to bind it anyway"
+        );
+        assert!(k.log.is_empty());
+        assert_eq!(driver_of(&t, "0000:00:00.0"), None);
+        let out = bind_with(&t.root, &net, a("0000:00:00.0"), "vfio-pci", true, &mut k).unwrap();
+        assert!(out.changed);
     }
 
     #[test]

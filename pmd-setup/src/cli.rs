@@ -1,8 +1,10 @@
 //! The command line: `pmd-setup status|reserve|mount|unmount|bind|unbind|noiommu`.
 
 use crate::devices::{self, Host};
+use crate::error::Failure;
 use crate::hugepages::{self, Amount, SysPaths};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use pmd_core::numarg;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,7 +53,7 @@ enum Cmd {
         #[arg(long)]
         page_size: Option<String>,
         /// Reserve on this NUMA node only.
-        #[arg(long)]
+        #[arg(long, value_parser = |s: &str| numarg::whole(s, 0..=u32::MAX))]
         node: Option<u32>,
     },
     /// Mount hugetlbfs at DIR (created if missing).
@@ -68,13 +70,15 @@ enum Cmd {
         dir: PathBuf,
     },
     /// Bind a PCI device to DRIVER (vfio-pci, uio_pci_generic, ...), remembering its
-    /// current driver for `unbind`. Devices with an active interface are refused.
+    /// current driver for `unbind`. Devices that are not network controllers, and devices
+    /// with an active interface, are refused.
     Bind {
         /// PCI address, e.g. 0000:03:00.0.
         addr: String,
         /// Target driver.
         driver: String,
-        /// Bind even if the device looks in use (active interface, kernel-held non-NIC).
+        /// Bind even if the device is not a network controller or looks in use (active
+        /// interface).
         #[arg(long)]
         force: bool,
     },
@@ -110,57 +114,66 @@ fn status(cli: &Cli, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses the command line and runs the command, as the program `name` (the name that
-/// prefixes messages and shows in the usage: `pmd-setup`, or the old `hugepage-setup`).
-pub fn run(name: &'static str) -> ExitCode {
-    let matches = Cli::command().name(name).get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let result = match &cli.cmd {
-        Cmd::Status { json } => status(&cli, *json),
+/// Runs the parsed command; the error carries its message and exit status.
+fn execute(cli: &Cli) -> Result<(), Failure> {
+    match &cli.cmd {
+        Cmd::Status { json } => status(cli, *json)?,
         Cmd::Reserve {
             amount,
             page_size,
             node,
-        } => Amount::parse(amount)
-            .and_then(|a| {
+        } => println!(
+            "{}",
+            Amount::parse(amount).and_then(|a| {
                 hugepages::reserve(
                     &SysPaths::under(&cli.sysfs_root),
                     a,
                     page_size.as_deref(),
                     *node,
                 )
-            })
-            .map(|msg| println!("{msg}")),
+            })?
+        ),
         Cmd::Mount { dir, page_size } => {
-            hugepages::mount(dir, page_size.as_deref()).map(|msg| println!("{msg}"))
+            println!("{}", hugepages::mount(dir, page_size.as_deref())?)
         }
-        Cmd::Unmount { dir } => hugepages::unmount(dir).map(|msg| println!("{msg}")),
+        Cmd::Unmount { dir } => println!("{}", hugepages::unmount(dir)?),
         Cmd::Bind {
             addr,
             driver,
             force,
-        } => devices::bind_cmd(&mut Host::new(&cli.sysfs_root), addr, driver, *force)
-            .map(|msg| println!("{msg}")),
-        Cmd::Unbind { addr, force } => {
-            devices::unbind_cmd(&mut Host::new(&cli.sysfs_root), addr, *force)
-                .map(|msg| println!("{msg}"))
-        }
-        Cmd::Noiommu { state } => devices::noiommu_cmd(
-            &mut Host::new(&cli.sysfs_root),
-            state.map(|s| s == OnOff::On),
-        )
-        .map(|(msg, warn)| {
+        } => println!(
+            "{}",
+            devices::bind_cmd(&mut Host::new(&cli.sysfs_root), addr, driver, *force)?
+        ),
+        Cmd::Unbind { addr, force } => println!(
+            "{}",
+            devices::unbind_cmd(&mut Host::new(&cli.sysfs_root), addr, *force)?
+        ),
+        Cmd::Noiommu { state } => {
+            let (msg, warn) = devices::noiommu_cmd(
+                &mut Host::new(&cli.sysfs_root),
+                state.map(|s| s == OnOff::On),
+            )?;
             println!("{msg}");
             if warn {
                 eprintln!("{}", devices::NOIOMMU_WARNING);
             }
-        }),
-    };
+        }
+    }
+    Ok(())
+}
+
+/// Parses the command line and runs the command, as the program `name` (the name that
+/// prefixes messages and shows in the usage: `pmd-setup`, or the old `hugepage-setup`).
+pub fn run(name: &'static str) -> ExitCode {
+    let matches = Cli::command().name(name).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let result = execute(&cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("{name}: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::bind::{self, FakeKernel, KernelWriter, SysfsWriter};
 use crate::discover::{self, KernelSupport, PciDeviceInfo};
+use crate::error::Failure;
 use crate::hugepages::json_str;
 use crate::net::{self, FileNetState, HostNetState, NetState};
 use crate::record::BindStore;
@@ -192,7 +193,7 @@ fn parse_addr(s: &str) -> Result<PciAddr, String> {
 }
 
 /// `bind ADDR DRIVER [--force]`: binds, records the previous driver, and says what happened.
-pub fn bind_cmd(host: &mut Host, addr: &str, driver: &str, force: bool) -> Result<String, String> {
+pub fn bind_cmd(host: &mut Host, addr: &str, driver: &str, force: bool) -> Result<String, Failure> {
     let addr = parse_addr(addr)?;
     let forced = if force {
         discover::device(&host.root, addr)
@@ -208,8 +209,7 @@ pub fn bind_cmd(host: &mut Host, addr: &str, driver: &str, force: bool) -> Resul
         driver,
         force,
         host.writer.as_mut(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if !out.changed {
         return Ok(format!("{addr} is already bound to {driver}"));
     }
@@ -459,11 +459,12 @@ mod tests {
     fn bind_and_unbind_commands() {
         let t = tree("cmds");
         let mut host = Host::new(&t.0);
-        let e = bind_cmd(&mut host, "0000:00:03.0", "vfio-pci", false).unwrap_err();
+        let mut err = |addr: &str| bind_cmd(&mut host, addr, "vfio-pci", false).unwrap_err();
+        let e = err("0000:00:03.0").message;
         assert!(e.contains("refusing") && e.contains("eth0"), "{e}");
-        let e = bind_cmd(&mut host, "0000:00:03", "vfio-pci", false).unwrap_err();
+        let e = err("0000:00:03").message;
         assert!(e.starts_with("invalid PCI address"), "{e}");
-        let e = bind_cmd(&mut host, "0000:00:09.0", "vfio-pci", false).unwrap_err();
+        let e = err("0000:00:09.0").message;
         assert!(e.starts_with("no PCI device 0000:00:09.0"), "{e}");
 
         let m = bind_cmd(&mut host, "0000:00:03.0", "vfio-pci", true).unwrap();

@@ -13,7 +13,7 @@
 
 use crate::error::SetupError;
 use pmd_core::pci::sysfs::link_name;
-use pmd_core::pci::{BackendKind, PciAddr, SysfsRoot};
+use pmd_core::pci::{BackendKind, ClassCode, PciAddr, SysfsRoot};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -49,7 +49,7 @@ pub struct PciDeviceInfo {
 impl PciDeviceInfo {
     /// True for network controllers (PCI base class 0x02).
     pub fn is_network(&self) -> bool {
-        self.class >> 16 == 0x02
+        ClassCode(self.class).is_network()
     }
 }
 

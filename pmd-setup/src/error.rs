@@ -1,6 +1,7 @@
 //! [`SetupError`]: what can go wrong reading PCI devices, moving them between drivers and
 //! recording their original drivers. Each message says what to do.
 
+use pmd_core::pci::ClassCode;
 use pmd_core::PciAddr;
 use std::io;
 use std::path::PathBuf;
@@ -35,6 +36,24 @@ pub enum SetupError {
         driver: String,
         /// Why it looks in use.
         why: String,
+    },
+    /// The device is not a network controller and `--force` was not given.
+    #[error(
+        "refusing to bind {addr} to {driver}: it is not a network device (class {:06x}) but a {}{}; \
+         pass --force to bind it anyway",
+        class.0,
+        class.describe(),
+        held_by.as_ref().map(|d| format!(", held by the kernel driver {d}")).unwrap_or_default()
+    )]
+    NotNetwork {
+        /// The device.
+        addr: PciAddr,
+        /// The driver asked for.
+        driver: String,
+        /// Its class code.
+        class: ClassCode,
+        /// The kernel driver it is bound to now, if any.
+        held_by: Option<String>,
     },
     /// vfio-pci asked for a device outside any IOMMU group, without no-IOMMU mode.
     #[error(
@@ -134,6 +153,15 @@ pub enum SetupError {
 }
 
 impl SetupError {
+    /// The exit status of a command that failed with this error: 2 for input the tool
+    /// refuses by itself (a device that is not a network controller), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SetupError::NotNetwork { .. } => 2,
+            _ => 1,
+        }
+    }
+
     /// A [`SetupError::Io`] for `source` while doing `context`.
     pub fn io(context: impl Into<String>, source: io::Error) -> SetupError {
         SetupError::Io {
@@ -160,5 +188,30 @@ fn root_hint(e: &io::Error) -> &'static str {
         " (run as root)"
     } else {
         ""
+    }
+}
+
+/// A failed command: the message to print and the exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The exit status (2: input the tool refuses, 1: anything else).
+    pub code: u8,
+}
+
+impl From<String> for Failure {
+    /// A failure of exit status 1.
+    fn from(message: String) -> Failure {
+        Failure { message, code: 1 }
+    }
+}
+
+impl From<SetupError> for Failure {
+    fn from(e: SetupError) -> Failure {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
     }
 }

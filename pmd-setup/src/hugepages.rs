@@ -1,6 +1,7 @@
 //! Reading and changing the kernel's hugepage pools and hugetlbfs mounts.
 
 use pmd_core::memory::{self, HugepagePool, HugetlbfsMount};
+use pmd_core::numarg;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ impl Amount {
     /// Parses `1024` (pages) or `2G` / `512M` / `4096K` (a size).
     pub fn parse(s: &str) -> Result<Amount, String> {
         let s = s.trim();
-        if let Ok(n) = s.parse::<u64>() {
+        if let Ok(n) = numarg::whole(s, 0..=u64::MAX) {
             return Ok(Amount::Pages(n));
         }
         let has_suffix = s.ends_with(['k', 'K', 'm', 'M', 'g', 'G']);
@@ -419,6 +420,8 @@ mod tests {
         assert!(Amount::parse("2X").is_err());
         assert!(Amount::parse("").is_err());
         assert!(Amount::parse("-1").is_err());
+        assert!(Amount::parse("+1").is_err());
+        assert!(Amount::parse("18446744073709551616").is_err());
     }
 
     #[test]
@@ -467,6 +470,22 @@ mod tests {
         let e = reserve(&sys, Amount::Pages(1), Some("16M"), None).unwrap_err();
         assert!(e.contains("no 16M hugepages") && e.contains("2M"), "{e}");
         assert!(reserve(&sys, Amount::Pages(1), Some("x"), None).is_err());
+        let _ = fs::remove_dir_all(sys.global.parent().unwrap());
+    }
+
+    #[test]
+    fn advised_gigabyte_reserve_leaves_the_2m_pool_alone() {
+        // What pmd-core's hugepage errors advise for 1 GiB pages: `reserve N --page-size 1G`.
+        let sys = fake_sys("reserve1g");
+        let msg = reserve(&sys, Amount::parse("7").unwrap(), Some("1G"), None).unwrap();
+        assert!(msg.contains("7 x 1G"), "{msg}");
+        let nr = |kb: &str| {
+            fs::read_to_string(sys.global.join(format!("hugepages-{kb}kB/nr_hugepages"))).unwrap()
+        };
+        assert_eq!(
+            (nr("1048576").as_str(), nr("2048").as_str()),
+            ("7\n", "8\n")
+        );
         let _ = fs::remove_dir_all(sys.global.parent().unwrap());
     }
 

@@ -194,6 +194,34 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
 }
 
 #[test]
+fn non_network_device_is_refused_with_exit_code_2_unless_forced() {
+    let t = tree();
+    let d = t.0.join("sys/bus/pci/devices/0000:00:00.0");
+    fs::create_dir_all(&d).unwrap();
+    for (f, v) in [
+        ("vendor", "0x8086"),
+        ("device", "0x1237"),
+        ("class", "0x060000"),
+        ("driver_override", "(null)"),
+    ] {
+        fs::write(d.join(f), format!("{v}\n")).unwrap();
+    }
+    symlink("../../../kernel/iommu_groups/0", d.join("iommu_group")).unwrap();
+    let before = snapshot(&t.0);
+    let out = run(&t, &["bind", "0000:00:00.0", "vfio-pci"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "pmd-setup: refusing to bind 0000:00:00.0 to vfio-pci: it is not a network device \
+         (class 060000) but a host bridge; pass --force to bind it anyway\n"
+    );
+    assert_eq!(snapshot(&t.0), before, "a refused bind changed the tree");
+    let out = run(&t, &["bind", "0000:00:00.0", "vfio-pci", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(driver_of(&t, "0000:00:00.0").as_deref(), Some("vfio-pci"));
+}
+
+#[test]
 fn bind_then_unbind_restores_the_original_driver() {
     let t = tree();
     let out = run(&t, &["bind", "0000:00:03.0", "vfio-pci", "--force"]);

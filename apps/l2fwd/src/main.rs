@@ -12,7 +12,7 @@ mod report;
 
 use clap::Parser;
 use pmd_core::ethdev::{MacAddr, PortConf, PortId, RxOffloads, TxOffloads};
-use pmd_core::{lcore, tsc, Eal, Error, Mempool};
+use pmd_core::{lcore, numarg, tsc, Eal, Error, Mempool};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -29,10 +29,10 @@ struct AppOpts {
     #[arg(short = 'p', value_parser = parse_portmask)]
     portmask: u64,
     /// Number of rx ports each lcore polls.
-    #[arg(short = 'q', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    #[arg(short = 'q', default_value_t = 1, value_parser = |s: &str| numarg::whole::<u32>(s, 1..=16))]
     rx_per_lcore: u32,
     /// Statistics period in seconds (0 disables).
-    #[arg(short = 'T', default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    #[arg(short = 'T', default_value_t = 10, value_parser = |s: &str| numarg::whole::<u64>(s, 0..=86400))]
     period: u64,
     /// Do not rewrite MAC addresses.
     #[arg(long = "no-mac-updating", conflicts_with = "mac_updating")]
@@ -41,17 +41,19 @@ struct AppOpts {
     #[arg(long = "mac-updating")]
     mac_updating: bool,
     /// Stop by itself after this many seconds (fractions allowed).
-    #[arg(long)]
+    #[arg(long, value_parser = numarg::seconds)]
     duration: Option<f64>,
-    /// Receive descriptors per port (0 = driver default).
-    #[arg(long, default_value_t = 1024)]
-    rxd: u16,
-    /// Transmit descriptors per port (0 = driver default).
-    #[arg(long, default_value_t = 1024)]
-    txd: u16,
+    /// Receive descriptors per port (0 = driver default; must fit every port's PMD;
+    /// without the option 1024, adjusted to each PMD's limits as DPDK's l2fwd does).
+    #[arg(long, value_parser = |s: &str| numarg::whole(s, 0..=u16::MAX))]
+    rxd: Option<u16>,
+    /// Transmit descriptors per port (as --rxd).
+    #[arg(long, value_parser = |s: &str| numarg::whole(s, 0..=u16::MAX))]
+    txd: Option<u16>,
     /// Send this many 64-byte frames out of each port before forwarding starts (to
     /// measure forwarding on ports wired back to back, like testpmd's --tx-first).
-    #[arg(long = "tx-first", value_name = "N", default_value_t = 0)]
+    #[arg(long = "tx-first", value_name = "N", default_value_t = 0,
+          value_parser = |s: &str| numarg::whole(s, 0..=u32::MAX))]
     tx_first: u32,
     /// Receive coalesced TCP super-frames (the TCP_LRO rx offload) and send them as TSO
     /// (TCP_TSO) on ports that have both (testpmd's name): a tap forwards 64 KiB
@@ -61,7 +63,7 @@ struct AppOpts {
     /// Largest frame to receive, bytes with the 4-byte FCS (DPDK's `--max-pkt-len`): sets
     /// every port's MTU to this minus 18. Kernel-backed ports keep the interface's MTU
     /// unless this is given.
-    #[arg(long = "max-pkt-len", value_parser = clap::value_parser!(u16).range(64..))]
+    #[arg(long = "max-pkt-len", value_parser = |s: &str| numarg::whole::<u16>(s, 64..=u16::MAX))]
     max_pkt_len: Option<u16>,
     /// Also measure TSC cycles spent forwarding (polls that received packets), per packet.
     #[arg(long = "busy-cycles")]
@@ -82,6 +84,9 @@ fn parse_portmask(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Descriptors per queue without --rxd/--txd (DPDK l2fwd's, before adjusting).
+const DEFAULT_DESC: u16 = 1024;
+
 /// Mbufs for `ports` ports: enough for every ring, burst and cache (DPDK l2fwd's sizing).
 fn pool_size(ports: u32, rxd: u32, txd: u32, lcores: u32) -> u32 {
     (ports * (rxd + txd + 32 + lcores * 256)).max(8192)
@@ -94,16 +99,18 @@ fn main() -> ExitCode {
             .render_help()
             .to_string()
     };
-    let (eal, app_args) = match Eal::from_args_for_app(&args, pmd_drivers::ALL, help) {
+    // Application options are checked before the EAL initialises: a wrong one changes
+    // nothing on the machine.
+    let parse_app = |app_args: &[String]| {
+        AppOpts::try_parse_from(app_args).map_err(|e| {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+        })
+    };
+    let (eal, opts) = match Eal::from_args_for_app_checked(&args, pmd_drivers::ALL, help, parse_app)
+    {
         Ok(v) => v,
         Err(code) => return code,
-    };
-    let opts = match AppOpts::try_parse_from(&app_args) {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
     };
     match run(eal, &opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,17 +154,29 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             opts.portmask
         )));
     }
+    // Ports forward in pairs; like DPDK's l2fwd, an odd one out forwards to itself.
     if !enabled.len().is_multiple_of(2) {
-        return Err(app_err(format!(
-            "portmask 0x{:x} enables an odd number of ports; ports forward in pairs",
-            opts.portmask
-        )));
+        println!("Notice: odd number of ports in portmask.");
     }
     let mut dst_of = vec![0 as PortId; nb_ports];
     for pair in enabled.chunks(2) {
-        dst_of[pair[0] as usize] = pair[1];
-        dst_of[pair[1] as usize] = pair[0];
+        let (a, b) = (pair[0], *pair.last().unwrap_or(&pair[0]));
+        dst_of[a as usize] = b;
+        dst_of[b as usize] = a;
     }
+    for &p in &enabled {
+        let info = eal.ports()[p as usize].info();
+        for (opt, n) in [("--rxd", opts.rxd), ("--txd", opts.txd)] {
+            if let Some(n) = n {
+                info.check_desc(n)
+                    .map_err(|why| app_err(format!("{opt} {n} does not fit port {p}: {why}")))?;
+            }
+        }
+    }
+    let (rxd, txd) = (
+        opts.rxd.unwrap_or(DEFAULT_DESC),
+        opts.txd.unwrap_or(DEFAULT_DESC),
+    );
     let lcores: Vec<_> = eal.lcores().to_vec();
     let needed = enabled.len().div_ceil(opts.rx_per_lcore as usize);
     if needed > lcores.len() {
@@ -172,8 +191,8 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         "mbuf_pool",
         pool_size(
             enabled.len() as u32,
-            opts.rxd as u32,
-            opts.txd as u32,
+            rxd.into(),
+            txd.into(),
             lcores.len() as u32,
         ),
         256,
@@ -200,8 +219,8 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             mtu: opts.max_pkt_len.map(|l| l.saturating_sub(18)),
             ..Default::default()
         })?;
-        rxq.push((p, port.setup_rx_queue(0, info.clamp_desc(opts.rxd), &pool)?));
-        txq.push((p, Some(port.setup_tx_queue(0, info.clamp_desc(opts.txd))?)));
+        rxq.push((p, port.setup_rx_queue(0, info.clamp_desc(rxd), &pool)?));
+        txq.push((p, Some(port.setup_tx_queue(0, info.clamp_desc(txd))?)));
         port.set_promiscuous(true)?;
         macs[p as usize] = port.mac_addr();
         println!("Port {p} ({}): MAC {}", port.name(), port.mac_addr());

@@ -479,17 +479,19 @@ fn main() -> ExitCode {
             .render_help()
             .to_string()
     };
-    let (eal, app) = match Eal::from_args_for_app(&eal_args, pmd_drivers::ALL, help) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let opts = match AppOpts::try_parse_from(&app) {
-        Ok(o) => o,
-        Err(e) => {
+    // Application options are checked before the EAL initialises: a wrong one changes
+    // nothing on the machine.
+    let parse_app = |app_args: &[String]| {
+        AppOpts::try_parse_from(app_args).map_err(|e| {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+        })
     };
+    let (eal, opts) =
+        match Eal::from_args_for_app_checked(&eal_args, pmd_drivers::ALL, help, parse_app) {
+            Ok(v) => v,
+            Err(code) => return code,
+        };
     let code = match opts.addr {
         Some(addr) => run_checks(&opts, addr, eal.pci_device(addr).cloned(), eal.iova_mode()),
         None => list(),

@@ -157,6 +157,41 @@ fn bad_ports_are_named() {
     assert!(err.contains("no Ethernet ports"), "{err}");
 }
 
+#[test]
+fn numbers_that_make_no_sense_are_refused_before_any_port_starts() {
+    for (args, want) in [
+        (&["--rate=-0.5"][..], "is not a decimal number"),
+        (&["--rate", "NaN"], "is not a decimal number"),
+        (&["--rate", "inf"], "is not a decimal number"),
+        (
+            &["--rate", "1000000"],
+            "expected a number of Mpps >= 0 and <= 100000",
+        ),
+        (&["--duration=-3"], "is not a decimal number"),
+        (&["--duration", "0"], "is out of range"),
+        (&["--duration", "1e999"], "is not a decimal number"),
+        (&["-T", "18446744073709551615"], "is out of range"),
+        (&["--count", "18446744073709551616"], "is out of range"),
+        (
+            &["--tx-port", "65536"],
+            "expected a whole number in 0..=65535",
+        ),
+        (
+            &["--sport", "70000"],
+            "expected a whole number in 0..=65535",
+        ),
+        (&["--flows", "0"], "expected a whole number in 1..=65536"),
+        (&["--size", "59"], "expected a whole number in 60..=9216"),
+        (&["--burst", "65"], "expected a whole number in 1..=64"),
+    ] {
+        let (code, _, err) = pktgen(&["--no-huge", "-l", "0", "--vdev", "net_ring0"], args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        // Refused before the EAL initialised: no device was even probed.
+        assert!(!err.contains("probed"), "{args:?}: {err}");
+    }
+}
+
 /// A classic pcap file (microsecond timestamps, Ethernet) of `frames`.
 fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
     let mut b = Vec::new();

@@ -33,16 +33,18 @@ fn main() -> ExitCode {
             .render_help()
             .to_string()
     };
-    let (eal, app_args) = match Eal::from_args_for_app(&args, pmd_drivers::ALL, help) {
+    // Application options are checked before the EAL initialises: a wrong one changes
+    // nothing on the machine.
+    let parse_app = |app_args: &[String]| {
+        Opts::try_parse_from(app_args).map_err(|e| {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+        })
+    };
+    let (eal, opts) = match Eal::from_args_for_app_checked(&args, pmd_drivers::ALL, help, parse_app)
+    {
         Ok(v) => v,
         Err(code) => return code,
-    };
-    let opts = match Opts::try_parse_from(&app_args) {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
     };
     match run(eal, &opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +120,14 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     }
     fwd.truncate(opts.nb_cores.into());
 
+    // Descriptor counts against every port's PMD, before any port is configured.
+    for (p, port) in eal.ports().iter().enumerate() {
+        let info = port.info();
+        for (opt, n) in [("--rxd", opts.rxd), ("--txd", opts.txd)] {
+            info.check_desc(n)
+                .map_err(|why| cfg_err(format!("{opt}={n} does not fit port {p}: {why}")))?;
+        }
+    }
     let info0 = eal.ports()[0].info();
     let rxd = info0.clamp_desc(opts.rxd);
     let txd = info0.clamp_desc(opts.txd);

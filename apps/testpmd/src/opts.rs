@@ -2,6 +2,8 @@
 
 use clap::{Parser, ValueEnum};
 use pmd_core::ethdev::{MacAddr, RxOffloads, TxOffloads};
+use pmd_core::mempool::MAX_CACHE_SIZE;
+use pmd_core::numarg;
 
 /// How packets are forwarded (DPDK's `--forward-mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,22 +35,22 @@ pub struct Opts {
     #[arg(long = "forward-mode", value_enum, default_value = "io")]
     pub mode: Mode,
     /// Forwarding lcores (taken from the -l list, after the main lcore).
-    #[arg(long = "nb-cores", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long = "nb-cores", default_value_t = 1, value_parser = |s: &str| numarg::whole::<u16>(s, 1..=64))]
     pub nb_cores: u16,
     /// Rx queues per port.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = |s: &str| numarg::whole::<u16>(s, 1..=64))]
     pub rxq: u16,
     /// Tx queues per port.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = |s: &str| numarg::whole::<u16>(s, 1..=64))]
     pub txq: u16,
     /// Rx descriptors per queue (0 = driver default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = |s: &str| numarg::whole(s, 0..=u16::MAX))]
     pub rxd: u16,
     /// Tx descriptors per queue (0 = driver default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = |s: &str| numarg::whole(s, 0..=u16::MAX))]
     pub txd: u16,
     /// Packets per burst.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 32, value_parser = |s: &str| numarg::whole::<u16>(s, 1..=64))]
     pub burst: u16,
     /// Segment lengths of generated packets (txonly, flowgen), comma-separated, as DPDK's
     /// `--txpkts=A,B,...`: the frame is their sum (60..=9216 bytes, no FCS: the same
@@ -57,10 +59,10 @@ pub struct Opts {
     pub txpkts: TxPkts,
     /// Data room of each mbuf, headroom included (DPDK's `--mbuf-size`).
     #[arg(long = "mbuf-size", default_value_t = pmd_core::mbuf::DEFAULT_BUF_SIZE,
-          value_parser = clap::value_parser!(u16).range(256..))]
+          value_parser = |s: &str| numarg::whole::<u16>(s, 256..=u16::MAX))]
     pub mbuf_size: u16,
     /// Largest frame to receive, bytes with the FCS: sets the MTU to this minus 18.
-    #[arg(long = "max-pkt-len", value_parser = clap::value_parser!(u16).range(64..))]
+    #[arg(long = "max-pkt-len", value_parser = |s: &str| numarg::whole::<u16>(s, 64..=u16::MAX))]
     pub max_pkt_len: Option<u16>,
     /// Receive frames larger than one mbuf as chains (the SCATTER rx offload).
     #[arg(long = "enable-scatter")]
@@ -72,28 +74,30 @@ pub struct Opts {
     #[arg(long = "tx-offloads", value_parser = TxOffloads::parse)]
     pub tx_offloads: Option<TxOffloads>,
     /// Print port statistics every N seconds (0: only at the end).
-    #[arg(long = "stats-period", default_value_t = 0)]
+    #[arg(long = "stats-period", default_value_t = 0, value_parser = numarg::period)]
     pub stats_period: u64,
     /// Send a burst of generated packets out of every forwarding stream before forwarding.
     #[arg(long = "tx-first")]
     pub tx_first: bool,
     /// Mbufs in the pool (0: sized from ports, queues and descriptors).
-    #[arg(long = "total-num-mbufs", default_value_t = 0)]
+    #[arg(long = "total-num-mbufs", default_value_t = 0,
+          value_parser = |s: &str| numarg::whole(s, 0..=u32::MAX))]
     pub total_num_mbufs: u32,
-    /// Per-lcore mempool cache size.
-    #[arg(long, default_value_t = 250)]
+    /// Per-lcore mempool cache size (at most 512, DPDK's `RTE_MEMPOOL_CACHE_MAX_SIZE`).
+    #[arg(long, default_value_t = 250,
+          value_parser = |s: &str| numarg::whole(s, 0..=MAX_CACHE_SIZE))]
     pub mbcache: u32,
     /// Destination MAC for `mac` mode: `PORT,MAC` (repeatable; default 02:00:00:00:00:PORT).
     #[arg(long = "eth-peer", value_parser = parse_peer)]
     pub eth_peer: Vec<(u16, MacAddr)>,
     /// Flows for flowgen mode.
-    #[arg(long = "flowgen-flows", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long = "flowgen-flows", default_value_t = 64, value_parser = |s: &str| numarg::whole::<u32>(s, 1..=65536))]
     pub flowgen_flows: u32,
     /// Start forwarding at once (always the case; accepted for compatibility).
     #[arg(short = 'a', long = "auto-start")]
     pub auto_start: bool,
     /// Stop by itself after this many seconds (testpmd runs until Ctrl-C otherwise).
-    #[arg(long)]
+    #[arg(long, value_parser = numarg::seconds)]
     pub duration: Option<f64>,
     /// Interactive prompt: not supported.
     #[arg(short = 'i', long = "interactive")]
@@ -115,10 +119,8 @@ fn parse_txpkts(s: &str) -> Result<TxPkts, String> {
     let segs = s
         .split(',')
         .map(|p| {
-            p.trim()
-                .parse::<u16>()
+            numarg::whole(p, 1..=u16::MAX)
                 .ok()
-                .filter(|&n| n > 0)
                 .ok_or_else(|| format!("--txpkts {s:?}: {p:?} is not a segment length (1..=65535)"))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -135,8 +137,7 @@ fn parse_peer(s: &str) -> Result<(u16, MacAddr), String> {
     let (p, m) = s
         .split_once(',')
         .ok_or_else(|| format!("--eth-peer {s:?}: expected PORT,MAC"))?;
-    let port = p
-        .parse()
+    let port = numarg::whole(p, 0..=u16::MAX)
         .map_err(|_| format!("--eth-peer {s:?}: bad port number {p:?}"))?;
     let mac = m
         .parse()

@@ -154,6 +154,81 @@ fn bad_options_are_clear_errors() {
     assert!(out.contains("no Ethernet ports"), "{out}");
 }
 
+#[test]
+fn numbers_that_make_no_sense_are_refused_before_any_port_starts() {
+    let base = ["--no-huge", "-l", "0", "--vdev", "net_null0", "--"];
+    for (arg, want) in [
+        ("--duration=-1", "is not a decimal number"),
+        ("--duration=nan", "is not a decimal number"),
+        ("--duration=inf", "is not a decimal number"),
+        ("--duration=0", "is out of range"),
+        ("--stats-period=-1", "is not a whole number"),
+        ("--stats-period=18446744073709551615", "is out of range"),
+        ("--rxd=65536", "expected a whole number in 0..=65535"),
+        ("--txd=-5", "--txd"),
+        (
+            "--total-num-mbufs=4294967296",
+            "expected a whole number in 0..=4294967295",
+        ),
+        ("--mbcache=513", "expected a whole number in 0..=512"),
+        ("--burst=0", "expected a whole number in 1..=64"),
+        (
+            "--flowgen-flows=65537",
+            "expected a whole number in 1..=65536",
+        ),
+        ("--eth-peer=65536,02:00:00:00:00:01", "bad port number"),
+        ("--txpkts=64,-1", "is not a segment length"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain([arg]).collect();
+        let (code, out) = testpmd(&args);
+        assert_eq!(code, 2, "{arg}: {out}");
+        assert!(out.contains(want), "{arg}: {out}");
+        // Refused before the EAL initialised: no device was even probed.
+        assert!(!out.contains("probed"), "{arg}: {out}");
+    }
+}
+
+#[test]
+fn descriptor_counts_outside_the_pmd_limits_are_refused() {
+    let limits =
+        "net_ixgbe takes 64..=4096 descriptors per queue, a power of two (0: its default, 512)";
+    for (arg, opt) in [
+        ("--rxd=100", "--rxd=100"),
+        ("--txd=8192", "--txd=8192"),
+        ("--rxd=32", "--rxd=32"),
+    ] {
+        let (code, out) = testpmd(&[
+            "--no-huge",
+            "-l",
+            "0",
+            "--vdev",
+            "net_ixgbe_model0",
+            "--",
+            arg,
+            "--duration=0.1",
+        ]);
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains(&format!("testpmd: {opt} does not fit port 0: {limits}\n")),
+            "{out}"
+        );
+        assert!(!out.contains("Configuring Port"), "{out}");
+    }
+    // Counts within the limits pass.
+    let (code, out) = testpmd(&[
+        "--no-huge",
+        "-l",
+        "0",
+        "--vdev",
+        "net_ixgbe_model0",
+        "--",
+        "--rxd=128",
+        "--txd=4096",
+        "--duration=0.1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+}
+
 /// Writes a classic pcap file (microsecond timestamps, Ethernet link type) of `count`
 /// minimum-size frames.
 fn write_pcap(path: &std::path::Path, count: u32) {

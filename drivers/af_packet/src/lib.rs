@@ -296,6 +296,7 @@ impl Device for AfPacketDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: desc,
+            desc_pow2: false,
             rx_offload_capa: RxOffloads::VLAN_STRIP | RxOffloads::SCATTER | RX_VNET,
             tx_offload_capa: TxOffloads::VLAN_INSERT
                 | TxOffloads::QINQ_INSERT

@@ -339,6 +339,8 @@ impl Device for AfXdpDevice {
             min_desc: MIN_DESC,
             max_desc: MAX_DESC,
             default_desc: DEFAULT_DESC,
+            // UMEM fill/completion and rx/tx rings are powers of two (the kernel refuses others).
+            desc_pow2: true,
             // One UMEM frame per packet (no XDP multi-buffer): frames up to the frame's
             // room; chains are sent by copying their segments into one frame.
             tx_offload_capa: TxOffloads::MULTI_SEGS,

@@ -179,6 +179,8 @@ impl<C: Chip> Device for IntelDevice<C> {
             min_desc: 64,
             max_desc: 4096,
             default_desc: 512,
+            // The ring engine indexes with a mask: a power of two >= 64 (rx.rs, tx.rs).
+            desc_pow2: true,
             rx_offload_capa: RxOffloads::SCATTER | RxOffloads::VLAN_STRIP | RxOffloads::CHECKSUM,
             tx_offload_capa: TxOffloads::MULTI_SEGS
                 | TxOffloads::CHECKSUM

@@ -130,6 +130,7 @@ impl Device for MemifDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1 << self.cfg.rsize,
+            desc_pow2: false,
             // Descriptor chains both ways: any frame size, as mbuf chains with SCATTER.
             rx_offload_capa: RxOffloads::SCATTER,
             tx_offload_capa: TxOffloads::MULTI_SEGS,

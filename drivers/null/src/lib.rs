@@ -90,6 +90,7 @@ impl Device for NullDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            desc_pow2: false,
             rx_offload_capa: RxOffloads::SCATTER,
             tx_offload_capa: TxOffloads::MULTI_SEGS,
             max_rx_pktlen: u32::from(u16::MAX),

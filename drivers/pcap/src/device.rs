@@ -120,6 +120,7 @@ impl Device for PcapDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 512,
+            desc_pow2: false,
             rx_offload_capa: RxOffloads::SCATTER,
             tx_offload_capa: TxOffloads::MULTI_SEGS,
             max_rx_pktlen: MAX_FRAME,

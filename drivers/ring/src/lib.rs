@@ -186,6 +186,7 @@ impl Device for RingDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            desc_pow2: false,
             // Packets move as pointers: chains pass through whole.
             rx_offload_capa: pmd_core::ethdev::RxOffloads::SCATTER,
             tx_offload_capa: pmd_core::ethdev::TxOffloads::MULTI_SEGS,

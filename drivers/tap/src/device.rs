@@ -376,6 +376,7 @@ impl Device for TapDevice {
             min_desc: 1,
             max_desc: u16::MAX,
             default_desc: 1024,
+            desc_pow2: false,
             rx_offload_capa: RxOffloads::SCATTER | RX_VNET,
             tx_offload_capa: TxOffloads::MULTI_SEGS | TX_VNET | TxOffloads::IPV4_CKSUM,
             max_rx_pktlen: u32::from(MAX_MTU) + L2_OVERHEAD,

@@ -120,6 +120,9 @@ pub struct DevInfo {
     pub max_desc: u16,
     /// Descriptors used when the application asks for 0.
     pub default_desc: u16,
+    /// Descriptor counts must be powers of two (rings indexed with a mask), as well as
+    /// within `min_desc..=max_desc`: with them, DPDK's `rx_desc_lim`/`tx_desc_lim`.
+    pub desc_pow2: bool,
     /// Receive offloads the device can do.
     pub rx_offload_capa: RxOffloads,
     /// Transmit offloads the device can do.
@@ -154,6 +157,7 @@ impl Default for DevInfo {
             min_desc: 1,
             max_desc: 4096,
             default_desc: 512,
+            desc_pow2: false,
             rx_offload_capa: RxOffloads::NONE,
             tx_offload_capa: TxOffloads::NONE,
             max_rx_pktlen: u32::from(DEFAULT_MTU) + L2_OVERHEAD,
@@ -194,13 +198,55 @@ impl Default for PortConf {
 
 impl DevInfo {
     /// `wanted` descriptors brought within the device's limits (0 = its default), like
-    /// DPDK's `rte_eth_dev_adjust_nb_rx_tx_desc`.
+    /// DPDK's `rte_eth_dev_adjust_nb_rx_tx_desc`: clamped to `min_desc..=max_desc`, then,
+    /// for a device that needs powers of two, rounded up to one (down if that passes
+    /// `max_desc`).
     pub fn clamp_desc(&self, wanted: u16) -> u16 {
         if wanted == 0 {
-            self.default_desc
-        } else {
-            wanted.clamp(self.min_desc, self.max_desc)
+            return self.default_desc;
         }
+        let n = wanted.clamp(self.min_desc, self.max_desc);
+        if !self.desc_pow2 || n.is_power_of_two() {
+            return n;
+        }
+        match n.checked_next_power_of_two() {
+            Some(up) if up <= self.max_desc => up,
+            _ => 1 << (15 - n.leading_zeros().min(15)),
+        }
+    }
+
+    /// Whether a queue of `n` descriptors (not 0, which means the default) is within the
+    /// device's limits.
+    pub fn desc_ok(&self, n: u16) -> bool {
+        (self.min_desc..=self.max_desc).contains(&n) && (!self.desc_pow2 || n.is_power_of_two())
+    }
+
+    /// The descriptor counts the device takes, in words: `64..=4096, a power of two`.
+    pub fn desc_limits(&self) -> String {
+        let pow2 = if self.desc_pow2 {
+            ", a power of two"
+        } else {
+            ""
+        };
+        format!("{}..={}{pow2}", self.min_desc, self.max_desc)
+    }
+
+    /// Checks a descriptor count typed by a user (0: the default); the error is one
+    /// sentence naming the PMD and its limits, e.g. `net_ixgbe takes 64..=4096
+    /// descriptors per queue, a power of two (0: its default, 512)`.
+    pub fn check_desc(&self, n: u16) -> std::result::Result<(), String> {
+        if n == 0 || self.desc_ok(n) {
+            return Ok(());
+        }
+        let pow2 = if self.desc_pow2 {
+            ", a power of two"
+        } else {
+            ""
+        };
+        Err(format!(
+            "{} takes {}..={} descriptors per queue{pow2} (0: its default, {})",
+            self.driver, self.min_desc, self.max_desc, self.default_desc
+        ))
     }
 }
 
@@ -383,6 +429,51 @@ pub trait TxQueue: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptor_limits() {
+        let ring = DevInfo {
+            driver: "net_x",
+            min_desc: 64,
+            max_desc: 4096,
+            desc_pow2: true,
+            ..DevInfo::default()
+        };
+        assert_eq!(ring.desc_limits(), "64..=4096, a power of two");
+        assert!(ring.desc_ok(64) && ring.desc_ok(4096) && ring.desc_ok(1024));
+        assert!(!ring.desc_ok(32) && !ring.desc_ok(100) && !ring.desc_ok(8192));
+        assert_eq!(ring.check_desc(0), Ok(()));
+        assert_eq!(ring.check_desc(512), Ok(()));
+        for bad in [1, 63, 100, 1000, 4095, 8192, u16::MAX] {
+            assert_eq!(
+                ring.check_desc(bad),
+                Err(
+                    "net_x takes 64..=4096 descriptors per queue, a power of two \
+                     (0: its default, 512)"
+                        .into()
+                ),
+                "{bad}"
+            );
+        }
+        // Like rte_eth_dev_adjust_nb_rx_tx_desc: clamped, then aligned.
+        assert_eq!(
+            [0, 1, 100, 512, 1000, 5000, u16::MAX].map(|n| ring.clamp_desc(n)),
+            [512, 64, 128, 512, 1024, 4096, 4096]
+        );
+        let odd_max = DevInfo {
+            max_desc: 3000,
+            ..ring.clone()
+        };
+        assert_eq!(odd_max.clamp_desc(2500), 2048);
+        let any = DevInfo::default();
+        assert_eq!(any.desc_limits(), "1..=4096");
+        assert!(any.desc_ok(100));
+        assert_eq!(any.clamp_desc(100), 100);
+        assert!(any
+            .check_desc(5000)
+            .unwrap_err()
+            .ends_with("1..=4096 descriptors per queue (0: its default, 512)"));
+    }
 
     #[test]
     fn mac_parse_and_display() {

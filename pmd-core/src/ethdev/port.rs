@@ -296,10 +296,11 @@ impl Port {
         } else {
             nb_desc
         };
-        if nb < info.min_desc || nb > info.max_desc {
+        if !info.desc_ok(nb) {
             return Err(self.port_err(format!(
-                "{nb} {kind} descriptors requested, {} supports {}..={}",
-                info.driver, info.min_desc, info.max_desc
+                "{nb} {kind} descriptors requested, {} supports {}",
+                info.driver,
+                info.desc_limits()
             )));
         }
         Ok(nb)

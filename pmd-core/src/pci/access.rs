@@ -5,7 +5,7 @@
 
 use super::addr::PciAddr;
 use super::error::PciError;
-use super::sysfs::{bound_driver, SysfsRoot};
+use super::sysfs::{bound_driver, class_code, SysfsRoot};
 use crate::error::Result;
 use crate::memory::IovaMode;
 use crate::memory::{self, SegmentInfo};
@@ -50,12 +50,17 @@ impl fmt::Display for AccessMode {
 }
 
 /// Turns `Auto` into `Vfio` or `Uio` from the bound driver (explicit modes pass through;
-/// their backends check the binding themselves).
+/// their backends check the binding themselves). A device whose class code says it is not
+/// a network controller is refused first, in every mode, so its error is not advice to
+/// bind it.
 pub fn resolve_mode(
     addr: PciAddr,
     mode: AccessMode,
     root: &SysfsRoot,
 ) -> std::result::Result<AccessMode, PciError> {
+    if let Some(class) = class_code(addr, root).filter(|c| !c.is_network()) {
+        return Err(PciError::NotNetwork { addr, class });
+    }
     if mode != AccessMode::Auto {
         return Ok(mode);
     }

@@ -2,10 +2,11 @@
 //! outside the VFIO ioctl layer (whose [`VfioError`] it carries). Each message says what to
 //! do; the texts are the ones users and scripts already know.
 //!
-//! This module imports only leaf modules (addresses, backend kinds, the VFIO error), so the
-//! crate's top-level error can carry it without an import loop.
+//! This module imports only leaf modules (addresses, class codes, backend kinds, the VFIO
+//! error), so the crate's top-level error can carry it without an import loop.
 
 use super::addr::PciAddr;
+use super::class::ClassCode;
 use super::kind::BackendKind;
 use super::vfio::error::{driver_now, VfioError};
 use std::fmt;
@@ -77,6 +78,18 @@ pub enum PciError {
         addr: PciAddr,
         /// The sysfs directory that is missing.
         path: PathBuf,
+    },
+    /// The device is not a network controller (its class code says so): no poll-mode
+    /// driver can use it, whatever it is bound to.
+    #[error(
+        "pci {addr}: class {class} is not a network controller (class 02xxxx), so no poll-mode \
+         driver can use it; give the address of a network device (`pmd-setup status` lists them)"
+    )]
+    NotNetwork {
+        /// The device.
+        addr: PciAddr,
+        /// Its class code.
+        class: ClassCode,
     },
     /// The device is bound to no driver, or to one a poll-mode driver cannot use.
     #[error(

@@ -10,12 +10,14 @@
 //!   rule for devices without an IOMMU;
 //! - [`backend`] and [`mmio`]: the device-access trait and mapped registers;
 //! - [`sysfs`]: where the kernel's files are, and the facts read from them;
+//! - [`class`]: class codes, so devices that are not network controllers are refused;
 //! - `sys`: the system calls besides VFIO's ioctls, behind safe functions;
 //! - [`error`], [`kind`] and [`addr`]: errors, backend kinds and addresses.
 
 pub mod access;
 pub mod addr;
 pub mod backend;
+pub mod class;
 pub mod error;
 pub mod kind;
 pub mod mmio;
@@ -28,6 +30,7 @@ pub mod vfio;
 pub use access::AccessMode;
 pub use addr::{PciAddr, PciAddrError};
 pub use backend::{IrqWait, PciBackend};
+pub use class::ClassCode;
 pub use error::PciError;
 pub use kind::BackendKind;
 pub use mmio::{MmioRegion, Reg32, RegisterModel};

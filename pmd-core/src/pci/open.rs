@@ -226,6 +226,38 @@ mod tests {
     }
 
     #[test]
+    fn non_network_device_is_refused_before_any_binding_advice() {
+        let f = Fake::new("bridge");
+        let bridge = f.device("0000:00:00.0", None, None);
+        std::fs::write(bridge.join("class"), "0x060000\n").unwrap();
+        let held = f.device("0000:00:1f.2", Some("vfio-pci"), Some(5));
+        std::fs::write(held.join("class"), "0x010601\n").unwrap();
+        let nic = f.device("0000:00:03.0", None, None);
+        std::fs::write(nic.join("class"), "0x020000\n").unwrap();
+        for mode in [AccessMode::Auto, AccessMode::Vfio, AccessMode::Uio] {
+            let e = open_device_at(a("0000:00:00.0"), mode, IovaMode::Va, &f.paths).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert_eq!(
+                e.to_string(),
+                "pci 0000:00:00.0: class 060000 (host bridge) is not a network controller \
+                 (class 02xxxx), so no poll-mode driver can use it; give the address of a \
+                 network device (`pmd-setup status` lists them)"
+            );
+        }
+        let e = required_iova_mode_at(a("0000:00:1f.2"), AccessMode::Auto, &f.paths)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("class 010601 (mass storage controller)"), "{e}");
+        assert!(!e.contains("pmd-setup bind"), "{e}");
+        // A network controller still gets the binding advice.
+        let e = open_device_at(a("0000:00:03.0"), AccessMode::Auto, IovaMode::Va, &f.paths)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`pmd-setup bind 0000:00:03.0 vfio-pci`"), "{e}");
+        assert_eq!(crate::pci::sysfs::bound_driver(&bridge), None);
+    }
+
+    #[test]
     fn missing_dev_vfio_and_missing_group_errors() {
         let f = Fake::new("novfio");
         f.device("0000:00:03.0", Some("vfio-pci"), Some(7));

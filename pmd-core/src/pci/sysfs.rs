@@ -10,6 +10,7 @@
 //!   and the IOMMU group number; `uio/uioN` exists while a UIO driver holds the device.
 
 use super::addr::PciAddr;
+use super::class::ClassCode;
 use super::error::PciError;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,20 @@ pub fn sysfs_ids(addr: PciAddr, root: &SysfsRoot) -> Result<(u16, u16), PciError
     Ok((read("vendor")?, read("device")?))
 }
 
+/// The class code in `<dev>/class` of `addr` under `root`; None when the file is missing
+/// or does not hold a hex number (the caller then cannot tell, and does not refuse).
+pub fn class_code(addr: PciAddr, root: &SysfsRoot) -> Option<ClassCode> {
+    let s = fs::read_to_string(root.device_dir(addr).join("class")).ok()?;
+    let t = s.trim();
+    let digits = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    u32::from_str_radix(digits, 16)
+        .ok()
+        .map(|c| ClassCode(c & 0x00ff_ffff))
+}
+
 /// A device bound to a driver a PMD can use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundDevice {
@@ -200,6 +215,21 @@ pub fn list_bound(root: &SysfsRoot) -> Vec<BoundDevice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_class_file() {
+        let dir = std::env::temp_dir().join(format!("pmd-class-{}", std::process::id()));
+        let root = SysfsRoot::at(&dir);
+        let addr: PciAddr = "0000:00:00.0".parse().unwrap();
+        let dev = root.device_dir(addr);
+        fs::create_dir_all(&dev).unwrap();
+        assert_eq!(class_code(addr, &root), None);
+        fs::write(dev.join("class"), "0x060000\n").unwrap();
+        assert_eq!(class_code(addr, &root), Some(ClassCode(0x060000)));
+        fs::write(dev.join("class"), "garbage\n").unwrap();
+        assert_eq!(class_code(addr, &root), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn a(s: &str) -> PciAddr {
         s.parse().unwrap()

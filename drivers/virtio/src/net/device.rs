@@ -357,6 +357,8 @@ impl Device for VirtioNet {
             min_desc: 64.min(self.conf.queue_size),
             max_desc: self.conf.queue_size,
             default_desc: self.conf.queue_size,
+            // Queue setup takes powers of two up to the queue size (split rings need them).
+            desc_pow2: true,
             // Merged receive buffers (MRG_RXBUF) arrive as mbuf chains with SCATTER.
             rx_offload_capa: rx_capa,
             tx_offload_capa: tx_capa,
