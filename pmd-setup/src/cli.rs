@@ -122,17 +122,18 @@ fn execute(cli: &Cli) -> Result<(), Failure> {
             amount,
             page_size,
             node,
-        } => println!(
-            "{}",
-            Amount::parse(amount).and_then(|a| {
+        } => {
+            let a = Amount::parse(amount).map_err(Failure::refused)?;
+            println!(
+                "{}",
                 hugepages::reserve(
                     &SysPaths::under(&cli.sysfs_root),
                     a,
                     page_size.as_deref(),
                     *node,
-                )
-            })?
-        ),
+                )?
+            )
+        }
         Cmd::Mount { dir, page_size } => {
             println!("{}", hugepages::mount(dir, page_size.as_deref())?)
         }

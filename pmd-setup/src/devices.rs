@@ -188,8 +188,9 @@ impl PciStatus {
     }
 }
 
-fn parse_addr(s: &str) -> Result<PciAddr, String> {
-    s.parse::<PciAddr>().map_err(|e| e.to_string())
+fn parse_addr(s: &str) -> Result<PciAddr, Failure> {
+    s.parse::<PciAddr>()
+        .map_err(|e| Failure::refused(e.to_string()))
 }
 
 /// `bind ADDR DRIVER [--force]`: binds, records the previous driver, and says what happened.
@@ -250,9 +251,9 @@ pub fn bind_cmd(host: &mut Host, addr: &str, driver: &str, force: bool) -> Resul
 /// `unbind ADDR [--force]`: gives the device back to the driver recorded by `bind`, or, with
 /// no record, detaches it from its current driver (refused for an in-use device unless
 /// `force`).
-pub fn unbind_cmd(host: &mut Host, addr: &str, force: bool) -> Result<String, String> {
+pub fn unbind_cmd(host: &mut Host, addr: &str, force: bool) -> Result<String, Failure> {
     let addr = parse_addr(addr)?;
-    let info = discover::device(&host.root, addr).map_err(|e| e.to_string())?;
+    let info = discover::device(&host.root, addr)?;
     let current = info.driver.clone();
     let now = current.as_deref().unwrap_or("no driver");
     match host.store.load(addr).map_err(|e| e.to_string())? {
@@ -277,7 +278,9 @@ pub fn unbind_cmd(host: &mut Host, addr: &str, force: bool) -> Result<String, St
             };
             if !force {
                 if let Some(why) = net::in_use_reason(&info, host.net.as_ref()) {
-                    return Err(format!("refusing to unbind {addr} from {cur}: {why}"));
+                    return Err(Failure::refused(format!(
+                        "refusing to unbind {addr} from {cur}: {why}"
+                    )));
                 }
             }
             bind::unbind_with(&host.root, addr, host.writer.as_mut()).map_err(|e| e.to_string())?;
@@ -491,11 +494,13 @@ mod tests {
         // No record: an in-use device is refused, an idle one is detached.
         let e = unbind_cmd(&mut host, "0000:00:03.0", false).unwrap_err();
         assert!(
-            e.starts_with("refusing to unbind 0000:00:03.0 from e1000"),
-            "{e}"
+            e.message
+                .starts_with("refusing to unbind 0000:00:03.0 from e1000"),
+            "{e:?}"
         );
+        assert_eq!(e.code, 2);
         let e = unbind_cmd(&mut host, "0000:00:1f.2", false).unwrap_err();
-        assert!(e.contains("not a network device"), "{e}");
+        assert!(e.message.contains("not a network device"), "{e:?}");
         let m = unbind_cmd(&mut host, "0000:00:04.0", false).unwrap();
         assert_eq!(m, "0000:00:04.0 is not bound to any driver");
         let m = bind_cmd(&mut host, "0000:00:04.0", "vfio-pci", false).unwrap();

@@ -154,10 +154,16 @@ pub enum SetupError {
 
 impl SetupError {
     /// The exit status of a command that failed with this error: 2 for input the tool
-    /// refuses by itself (a device that is not a network controller), 1 otherwise.
+    /// refuses by itself before changing anything (no such device or driver, a driver not
+    /// loaded, a device that is not a network controller or whose interface is in use),
+    /// 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            SetupError::NotNetwork { .. } => 2,
+            SetupError::NotNetwork { .. }
+            | SetupError::NoDevice { .. }
+            | SetupError::BadDriverName { .. }
+            | SetupError::DriverNotLoaded { .. }
+            | SetupError::InUse { .. } => 2,
             _ => 1,
         }
     }
@@ -198,6 +204,16 @@ pub struct Failure {
     pub message: String,
     /// The exit status (2: input the tool refuses, 1: anything else).
     pub code: u8,
+}
+
+impl Failure {
+    /// A failure of exit status 2: input the tool refuses before changing anything.
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
 }
 
 impl From<String> for Failure {

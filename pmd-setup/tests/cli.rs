@@ -173,7 +173,7 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     for (args, want) in cases {
         let out = run(&t, args);
         let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.starts_with("pmd-setup: "), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
