@@ -34,7 +34,7 @@ use pmd_core::ethdev::{
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::memory::Segment;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 
 /// Bytes one queue of `size` entries takes in the ring segment (either layout fits).
@@ -283,6 +283,49 @@ impl VirtioNet {
         Ok(q)
     }
 
+    /// The used index of the split ring at `addrs` (the device's progress), read from
+    /// the ring segment; `None` for packed rings, IOVA addresses or an address outside
+    /// the segment.
+    fn used_index(&self, addrs: &RingAddrs) -> Option<u16> {
+        if self.packed() || self.transport.addr_mode() != AddrMode::Va {
+            return None;
+        }
+        let seg = self.rings.as_ref()?;
+        let off = addrs.used.checked_sub(seg.as_ptr() as u64)? + 2;
+        if off % 2 != 0 || off + 2 > seg.len() as u64 {
+            return None;
+        }
+        // SAFETY: 2 aligned bytes inside the ring segment, which `self.rings` keeps
+        // mapped; the used index is only ever accessed atomically.
+        let idx = unsafe { &*(seg.as_ptr().add(off as usize) as *const AtomicU16) };
+        Some(idx.load(Ordering::Acquire))
+    }
+
+    /// After the device went away: lets the transport look for a new one and restart
+    /// every ring on it at the used index the old one reached (the chains it had not
+    /// finished are then processed by the new device, so no buffer is lost). Split
+    /// rings only: a packed ring's position lives in its queue.
+    fn resume(&self) -> bool {
+        if !self.transport.can_reconnect() || self.packed() || self.ctrl.is_some() {
+            return false;
+        }
+        let mut rings = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            let Some(addrs) = s.addrs else { return false };
+            let Some(base) = self.used_index(&addrs) else {
+                return false;
+            };
+            rings.push(RingSetup { addrs, base });
+        }
+        match self.transport.reconnect(&rings) {
+            Ok(up) => up,
+            Err(e) => {
+                tracing::warn!(device = self.conf.name, "a new device did not come up: {e}");
+                false
+            }
+        }
+    }
+
     fn register<Q: Virtqueue>(&mut self, q: &Q) {
         let mode = self.transport.addr_mode();
         self.slots[q.index() as usize] = RingSlot {
@@ -501,12 +544,28 @@ impl Device for VirtioNet {
         Ok(())
     }
 
+    /// A device that went away cannot answer: the port stops without it (its rings
+    /// resume where the device last marked them used), and the queues may then hand
+    /// their in-flight buffers back to the pool.
     fn stop(&mut self) -> Result<()> {
         if !self.started {
             return Ok(());
         }
         self.started = false;
-        let mut bases = self.transport.stop()?;
+        let mut bases = match self.transport.stop() {
+            Ok(b) => b,
+            Err(e) if !self.transport.link_up() => {
+                tracing::warn!(
+                    device = self.conf.name,
+                    "the device went away; stopped without it ({e})"
+                );
+                self.slots
+                    .iter()
+                    .map(|s| s.addrs.and_then(|a| self.used_index(&a)).unwrap_or(s.base))
+                    .collect()
+            }
+            Err(e) => return Err(e),
+        };
         self.active.store(false, Ordering::Release);
         // The control ring (if the transport reported it) starts fresh every time.
         bases.truncate(self.slots.len());
@@ -524,9 +583,11 @@ impl Device for VirtioNet {
         self.active.store(false, Ordering::Release);
     }
 
+    /// Down while the device is gone; a transport that can reconnect
+    /// ([`Transport::can_reconnect`]) is asked for a new device each time.
     fn link(&self) -> Link {
         Link {
-            up: self.started && self.transport.link_up(),
+            up: self.started && (self.transport.link_up() || self.resume()),
             speed_mbps: 10_000,
             full_duplex: true,
         }

@@ -1,0 +1,52 @@
+//! Peers that die, server mode: DPDK's vhost-user back end (`dpdk-testpmd` with `net_vhost`, macswap)
+//! is killed with SIGKILL while frames are in flight. With `server=1` (we listen, testpmd
+//! connects with `client=1`) the restarted back end connects again, is handed the rings
+//! where the dead one left them, and traffic resumes; in client mode (testpmd listens)
+//! the port sees its link go down, stops cleanly without the back end, and reconnects
+//! when testpmd listens again. Every buffer goes back to the pool. Needs root, hugepages
+//! and `dpdk-testpmd`; otherwise each test prints why and passes (and fails under
+//! `PMD_REQUIRE_ALL=1`).
+
+mod interop_common;
+
+use interop_common::peers::Ours;
+use interop_common::{skip_reason, Testpmd};
+use std::path::PathBuf;
+
+#[test]
+fn server_mode_survives_dpdk_vhost_killed_and_restarted() {
+    let test = "server_mode_survives_dpdk_vhost_killed_and_restarted";
+    if !pmd_testkit::require(test, skip_reason()) {
+        return;
+    }
+    let pid = std::process::id();
+    let sock = PathBuf::from(format!("/tmp/pmd-virtio-death-s-{pid}.sock"));
+    let log = PathBuf::from(format!("/tmp/pmd-virtio-death-s-{pid}.log"));
+    let prefix = format!("pmdvdeaths{pid}");
+    let start = || Testpmd::start_args(&sock, &prefix, &log, "macswap", 1, ",client=1", &[]);
+    // testpmd retries until our socket exists; our probe waits for it to connect.
+    let mut tp = start();
+    let (mut ours, idle) = Ours::open(&sock, &format!("pmdvus{pid}"), ",server=1");
+    assert_eq!(ours.xstat("server_mode"), 1);
+    let started = ours.pool.stats().in_use;
+    ours.pump("500 echoes", |_, n| n >= 500);
+    tp.kill9();
+    ours.pump("link down after SIGKILL", |o, _| !o.link_up());
+    // While the back end is dead the rings hold what they held: at most a tx ring more.
+    let mut bursts = 0;
+    ours.pump("300 bursts while dead", |_, _| {
+        bursts += 1;
+        bursts > 300
+    });
+    assert!(ours.pool.stats().in_use <= started + 256);
+    drop(tp);
+
+    let tp = start();
+    ours.pump("link up with the restarted back end", |o, _| o.link_up());
+    assert_eq!(ours.xstat("backend_reconnects"), 1);
+    let again = ours.pump("500 echoes after the restart", |_, n| n >= 500);
+    assert!(again >= 500);
+    ours.finish(idle);
+    drop(tp);
+    assert!(!sock.exists(), "our socket removed when the port closed");
+}
