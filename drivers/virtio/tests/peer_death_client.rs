@@ -34,6 +34,7 @@ fn client_mode_sees_dpdk_vhost_killed_and_reconnects() {
     ours.pump("500 echoes", |_, n| n >= 500);
     tp.kill9();
     ours.pump("link down after SIGKILL", |o, _| !o.link_up());
+    assert_eq!(ours.xstat("device_lost"), 1);
     drop(tp);
 
     let tp = start();
@@ -44,6 +45,7 @@ fn client_mode_sees_dpdk_vhost_killed_and_reconnects() {
     let mut tp = tp;
     tp.kill9();
     ours.pump("link down after the second SIGKILL", |o, _| !o.link_up());
+    assert_eq!(ours.xstat("device_lost"), 2);
     ours.finish(idle);
     drop(tp);
 }

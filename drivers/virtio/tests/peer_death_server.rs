@@ -32,6 +32,7 @@ fn server_mode_survives_dpdk_vhost_killed_and_restarted() {
     ours.pump("500 echoes", |_, n| n >= 500);
     tp.kill9();
     ours.pump("link down after SIGKILL", |o, _| !o.link_up());
+    assert_eq!(ours.xstat("device_lost"), 1);
     // While the back end is dead the rings hold what they held: at most a tx ring more.
     let mut bursts = 0;
     ours.pump("300 bursts while dead", |_, _| {

@@ -34,7 +34,7 @@ use pmd_core::ethdev::{
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::memory::Segment;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Bytes one queue of `size` entries takes in the ring segment (either layout fits).
@@ -81,6 +81,10 @@ pub struct VirtioNet {
     ctrl_emulated: (u64, u64),
     /// Queue pairs the device was last told to use (VQ_PAIRS_SET), 0 if never.
     active_pairs: u16,
+    /// Times a link poll found the device gone after it had been up (xstat `device_lost`).
+    lost: AtomicU64,
+    /// Whether the last link poll while started found the device there.
+    seen_up: AtomicBool,
 }
 
 impl std::fmt::Debug for VirtioNet {
@@ -175,6 +179,8 @@ impl VirtioNet {
             ctrl_index,
             ctrl_emulated: (0, 0),
             active_pairs: 0,
+            lost: AtomicU64::new(0),
+            seen_up: AtomicBool::new(false),
         })
     }
 
@@ -526,6 +532,7 @@ impl Device for VirtioNet {
             return Err(e);
         }
         self.started = true;
+        self.seen_up.store(false, Ordering::Relaxed);
         if let Err(e) = self.apply_ctrl(pairs) {
             self.started = false;
             let _ = self.transport.stop();
@@ -586,8 +593,13 @@ impl Device for VirtioNet {
     /// Down while the device is gone; a transport that can reconnect
     /// ([`Transport::can_reconnect`]) is asked for a new device each time.
     fn link(&self) -> Link {
+        let up = self.started && (self.transport.link_up() || self.resume());
+        if self.started && self.seen_up.swap(up, Ordering::AcqRel) && !up {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(device = self.conf.name, "the device went away: link down");
+        }
         Link {
-            up: self.started && (self.transport.link_up() || self.resume()),
+            up,
             speed_mbps: 10_000,
             full_duplex: true,
         }
@@ -640,6 +652,7 @@ impl Device for VirtioNet {
                 },
             ),
             ("ctrl_active_pairs".to_string(), self.active_pairs as u64),
+            ("device_lost".to_string(), self.lost.load(Ordering::Relaxed)),
         ];
         let (ok, failed) = match &self.ctrl {
             Some(c) => (c.ok, c.failed),
