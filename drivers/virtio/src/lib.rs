@@ -20,7 +20,7 @@
 //! them (split rings), so traffic resumes and no buffer is lost; in client mode the
 //! front end tries the path again, at most once a second, while the link is polled.
 //! Stopping a port whose back end is gone succeeds, and its queues then give every
-//! buffer back to the pool.
+//! buffer back to the pool; its next start takes the new back end, if one is there.
 //!
 //! Memory constraint: the back end can only reach memory it was told about. The memory
 //! table (every live segment: mempools and the rings) is sent at each port start, so

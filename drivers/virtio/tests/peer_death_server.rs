@@ -12,6 +12,7 @@ mod interop_common;
 use interop_common::peers::Ours;
 use interop_common::{skip_reason, Testpmd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 #[test]
 fn server_mode_survives_dpdk_vhost_killed_and_restarted() {
@@ -47,6 +48,29 @@ fn server_mode_survives_dpdk_vhost_killed_and_restarted() {
     assert_eq!(ours.xstat("backend_reconnects"), 1);
     let again = ours.pump("500 echoes after the restart", |_, n| n >= 500);
     assert!(again >= 500);
+    // Killed again, and the port stopped meanwhile: the stop succeeds without the back
+    // end, and a start takes the next one that connects.
+    let mut tp = tp;
+    tp.kill9();
+    ours.pump("link down after the second SIGKILL", |o, _| !o.link_up());
+    ours.eal.port_mut(0).unwrap().stop().unwrap();
+    drop(tp);
+    let e = ours
+        .eal
+        .port_mut(0)
+        .unwrap()
+        .start()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no new one has connected yet"), "{e}");
+    let tp = start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = ours.eal.port_mut(0).unwrap().start() {
+        assert!(Instant::now() < deadline, "start: {e}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ours.xstat("backend_reconnects"), 2);
+    ours.pump("500 echoes after stop, restart and start", |_, n| n >= 500);
     ours.finish(idle);
     drop(tp);
     assert!(!sock.exists(), "our socket removed when the port closed");
