@@ -511,13 +511,15 @@ impl Device for VirtioNet {
     /// one when the transport can reconnect (split rings; they resume at the indexes
     /// `stop` recorded); with none there yet the start fails and says so.
     fn start(&mut self) -> Result<()> {
-        if self.transport.can_reconnect() && !self.packed() && !self.transport.link_up() {
-            if !self.transport.reconnect(&[])? {
-                return Err(self.err(
-                    "the device went away and no new one has connected yet; start the port \
-                     again once its back end is back",
-                ));
-            }
+        if self.transport.can_reconnect()
+            && !self.packed()
+            && !self.transport.link_up()
+            && !self.transport.reconnect(&[])?
+        {
+            return Err(self.err(
+                "the device went away and no new one has connected yet; start the port \
+                 again once its back end is back",
+            ));
         }
         let mut rings = Vec::with_capacity(self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
