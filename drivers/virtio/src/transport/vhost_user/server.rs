@@ -6,6 +6,7 @@
 use pmd_core::error::{Error, Result};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,10 +22,19 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `path`. A leftover socket file nobody listens on is replaced; one in use is
-    /// an error that says so.
+    /// Binds `path`. A leftover socket file nobody listens on is replaced; one in use, or
+    /// a path that is not a socket (never removed), is an error that says so.
     pub fn bind(name: &str, path: &Path) -> Result<Listener> {
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(Error::driver(
+                    name,
+                    format!(
+                        "server=1: {} exists and is not a socket; pick another path=",
+                        path.display()
+                    ),
+                ));
+            }
             if UnixStream::connect(path).is_ok() {
                 return Err(Error::driver(
                     name,
@@ -117,9 +127,16 @@ mod tests {
         assert!(l.accept_within(Duration::from_secs(5)).unwrap().is_some());
         drop(l);
         assert!(!path.exists(), "socket file removed on drop");
-        // A stale file (nobody listening) is replaced.
-        std::fs::write(&path, b"").unwrap();
+        // A stale socket (nobody listening) is replaced; a file that is not a socket is
+        // left alone.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists(), "std leaves the socket file");
         let l = Listener::bind("t", &path).unwrap();
         drop(l);
+        std::fs::write(&path, b"keep").unwrap();
+        let e = Listener::bind("t", &path).unwrap_err().to_string();
+        assert!(e.contains("exists and is not a socket"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+        std::fs::remove_file(&path).unwrap();
     }
 }
