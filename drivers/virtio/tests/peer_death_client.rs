@@ -35,6 +35,7 @@ fn client_mode_sees_dpdk_vhost_killed_and_reconnects() {
     tp.kill9();
     ours.pump("link down after SIGKILL", |o, _| !o.link_up());
     assert_eq!(ours.xstat("device_lost"), 1);
+    ours.other_port_runs();
     drop(tp);
 
     let tp = start();

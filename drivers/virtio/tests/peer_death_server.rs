@@ -34,6 +34,7 @@ fn server_mode_survives_dpdk_vhost_killed_and_restarted() {
     tp.kill9();
     ours.pump("link down after SIGKILL", |o, _| !o.link_up());
     assert_eq!(ours.xstat("device_lost"), 1);
+    ours.other_port_runs();
     // While the back end is dead the rings hold what they held: at most a tx ring more.
     let mut bursts = 0;
     ours.pump("300 bursts while dead", |_, _| {

@@ -1,6 +1,7 @@
 //! Shared by the peer-death tests (`peer_death_server.rs`, `peer_death_client.rs`): our
 //! `net_virtio_user0` port against `dpdk-testpmd`'s `net_vhost` in macswap mode, driven
-//! with frames whose echoes are checked, and a finish that checks every buffer came back.
+//! with frames whose echoes are checked, a `net_null` port beside it that must keep
+//! forwarding while the back end is dead, and a finish that checks every buffer came back.
 
 use super::{xstat, MACS};
 use pmd_core::ethdev::{PortConf, RxQueueHandle, TxQueueHandle};
@@ -19,6 +20,9 @@ pub struct Ours {
     rx: RxQueueHandle,
     tx: TxQueueHandle,
     seq: u32,
+    /// Port 1, `net_null0`, and its queues.
+    null_rx: RxQueueHandle,
+    null_tx: TxQueueHandle,
 }
 
 impl Ours {
@@ -33,11 +37,17 @@ impl Ours {
                 "net_virtio_user0,path={},queue_size=256,mac=02:00:00:00:00:01{extra}",
                 sock.display()
             ))
+            .vdev("net_null0")
             .build()
             .unwrap();
-        let mut eal = Eal::init(opts, &[&pmd_virtio::DRIVER]).unwrap();
+        let mut eal = Eal::init(opts, &[&pmd_virtio::DRIVER, &pmd_null::DRIVER]).unwrap();
         let pool = Mempool::create("virtio-death", 2048, 0).unwrap();
         let idle = pool.stats().in_use;
+        let null = eal.port_mut(1).unwrap();
+        null.configure(&PortConf::default()).unwrap();
+        let null_rx = null.setup_rx_queue(0, 0, &pool).unwrap();
+        let null_tx = null.setup_tx_queue(0, 0).unwrap();
+        null.start().unwrap();
         let port = eal.port_mut(0).unwrap();
         port.configure(&PortConf::default()).unwrap();
         let rx = port.setup_rx_queue(0, 0, &pool).unwrap();
@@ -50,6 +60,8 @@ impl Ours {
             rx,
             tx,
             seq: 0,
+            null_rx,
+            null_tx,
         };
         (ours, idle)
     }
@@ -95,11 +107,28 @@ impl Ours {
         received
     }
 
-    /// Stops the port, drops the queues: the pool must be back at `idle`.
+    /// The other port (net_null0) forwards 100 bursts from its rx to its tx.
+    pub fn other_port_runs(&mut self) {
+        let before = self.eal.ports()[1].stats();
+        let mut b = PktBatch::new();
+        for _ in 0..100 {
+            assert!(self.null_rx.rx_burst(&mut b) > 0, "the null port receives");
+            self.null_tx.tx_burst(&mut b);
+            b.clear();
+        }
+        let after = self.eal.ports()[1].stats();
+        assert!(after.ipackets >= before.ipackets + 100, "{after:?}");
+        assert!(after.opackets >= before.opackets + 100, "{after:?}");
+    }
+
+    /// Stops the ports, drops the queues: the pool must be back at `idle`.
     pub fn finish(mut self, idle: i64) {
         self.eal.port_mut(0).unwrap().stop().unwrap();
+        self.eal.port_mut(1).unwrap().stop().unwrap();
         drop(self.rx);
         drop(self.tx);
+        drop(self.null_rx);
+        drop(self.null_tx);
         assert_eq!(self.pool.stats().in_use, idle, "buffers not returned");
     }
 
