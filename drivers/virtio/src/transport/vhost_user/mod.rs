@@ -393,6 +393,9 @@ fn start_rings(
 ) -> Result<()> {
     for r in rings {
         let i = r.addrs.index as u32;
+        let (Some(call), Some(kick)) = (call.get(i as usize), kick.get(i as usize)) else {
+            return Err(conn.refuse(format!("virtqueue {i} was not prepared")));
+        };
         conn.set(
             Request::SetVringNum,
             &proto::vring_state(i, r.addrs.size as u32),
@@ -411,12 +414,12 @@ fn start_rings(
         conn.set(
             Request::SetVringCall,
             &(i as u64).to_le_bytes(),
-            &[call[i as usize].fd()],
+            &[call.fd()],
         )?;
         conn.set(
             Request::SetVringKick,
             &(i as u64).to_le_bytes(),
-            &[kick[i as usize].fd()],
+            &[kick.fd()],
         )?;
         *started += 1;
     }
