@@ -18,7 +18,8 @@
 //! A back end that dies takes the link down; the port keeps running. With `server=1` the
 //! restarted back end connects again and is handed the rings where the old one left
 //! them (split rings), so traffic resumes and no buffer is lost; in client mode the
-//! front end tries the path again, at most once a second, while the link is polled.
+//! front end tries the path again, at most once a second. A thread per started port
+//! watches for this (`net::watch`); asking for the link does the same check.
 //! Stopping a port whose back end is gone succeeds, and its queues then give every
 //! buffer back to the pool; its next start takes the new back end, if one is there.
 //!

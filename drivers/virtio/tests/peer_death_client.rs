@@ -1,11 +1,10 @@
-//! Peers that die, client mode: DPDK's vhost-user back end (`dpdk-testpmd` with `net_vhost`, macswap)
-//! is killed with SIGKILL while frames are in flight. With `server=1` (we listen, testpmd
-//! connects with `client=1`) the restarted back end connects again, is handed the rings
-//! where the dead one left them, and traffic resumes; in client mode (testpmd listens)
-//! the port sees its link go down, stops cleanly without the back end, and reconnects
-//! when testpmd listens again. Every buffer goes back to the pool. Needs root, hugepages
-//! and `dpdk-testpmd`; otherwise each test prints why and passes (and fails under
-//! `PMD_REQUIRE_ALL=1`).
+//! Peers that die, client mode: DPDK's vhost-user back end (`dpdk-testpmd` with
+//! `net_vhost`, macswap) listens and our port connects; the back end is killed with
+//! SIGKILL while frames are in flight. The link goes down, a `net_null` port beside it
+//! keeps forwarding, the port reconnects when testpmd listens again and traffic resumes;
+//! killed once more, the port stops without it and every buffer goes back to the pool.
+//! Needs root, hugepages and `dpdk-testpmd`; otherwise the test prints why and passes
+//! (and fails under `PMD_REQUIRE_ALL=1`).
 
 mod interop_common;
 
