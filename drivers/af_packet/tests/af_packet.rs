@@ -565,3 +565,97 @@ fn small_rings_count_drops_and_apply_backpressure() {
         assert_eq!(port.stats().opackets, 200);
     });
 }
+
+/// Sends one burst of `n` test frames on `txq`; returns how many it took (the rest are
+/// freed).
+fn burst(txq: &mut pmd_core::ethdev::TxQueueHandle, p: &Mempool, n: usize) -> usize {
+    let mut batch = PktBatch::new();
+    p.alloc_bulk(&mut batch, n).unwrap();
+    for (i, m) in batch.as_mut_slice().iter_mut().enumerate() {
+        assert!(m.copy_from(&test_frame([0xff; 6], i as u32)));
+    }
+    txq.tx_burst(&mut batch)
+}
+
+#[test]
+fn interface_deleted_under_a_running_port() {
+    let Some(ns) = netns("interface_deleted_under_a_running_port") else {
+        return;
+    };
+    ns.veth("wa", "wb");
+    let nsname = ns.name().to_string();
+    ns.run(move || {
+        let p = pool("deleted");
+        let idle = p.stats().in_use;
+        let mut gone = open_port("net_af_packet0,iface=wa", PortConf::default());
+        let mut rx0 = gone.setup_rx_queue(0, 0, &p).unwrap();
+        let mut tx0 = gone.setup_tx_queue(0, 0).unwrap();
+        gone.start().unwrap();
+        let mut other = open_port("net_af_packet1,iface=va", PortConf::default());
+        let mut rx1 = other.setup_rx_queue(0, 0, &p).unwrap();
+        let mut tx1 = other.setup_tx_queue(0, 0).unwrap();
+        other.start().unwrap();
+        assert!(gone.wait_link_up(Duration::from_secs(5)).up);
+        assert!(other.wait_link_up(Duration::from_secs(5)).up);
+        let peer = open_peer();
+
+        // Traffic out of the doomed port, then its interface (and its veth peer) goes
+        // away mid-stream.
+        assert_eq!(burst(&mut tx0, &p, 32), 32);
+        ip(&["-n", &nsname, "link", "del", "wa"]).unwrap();
+        let mut batch = PktBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gone.link().up || gone.stats().oerrors == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "link {}, stats {:?}",
+                gone.link(),
+                gone.stats()
+            );
+            // The kernel refuses to send: counted as errors; the ring fills and then
+            // the frames are given back. Nothing is received.
+            burst(&mut tx0, &p, 32);
+            assert_eq!(rx0.rx_burst(&mut batch), 0);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!gone.link().up);
+        let s = gone.stats();
+        assert!(s.oerrors >= 1 && s.ipackets == 0, "{s:?}");
+
+        // The other port still runs both ways.
+        for s in 0..50 {
+            let mut one = PktBatch::new();
+            p.alloc_bulk(&mut one, 1).unwrap();
+            assert!(one.as_mut_slice()[0].copy_from(&test_frame([0xff; 6], s)));
+            assert_eq!(tx1.tx_burst(&mut one), 1, "the other port takes frame {s}");
+        }
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen < 50 && Instant::now() < deadline {
+            if peer.recv().is_some() {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 50, "the other port's frames");
+        let mac = other.mac_addr().0;
+        for s in 0..50 {
+            peer.send_retrying(&test_frame(mac, 500 + s), Duration::from_secs(2));
+        }
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got < 50 && Instant::now() < deadline {
+            batch.clear();
+            got += rx1.rx_burst(&mut batch);
+        }
+        assert_eq!(got, 50, "the other port received");
+
+        // Stopping and closing the port without its interface neither fails nor panics,
+        // and every buffer is back.
+        gone.stop().unwrap();
+        other.stop().unwrap();
+        drop((rx0, tx0, rx1, tx1, batch));
+        gone.close();
+        other.close();
+        assert_eq!(p.stats().in_use, idle, "buffers not returned");
+    });
+}

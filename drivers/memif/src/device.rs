@@ -238,7 +238,8 @@ impl Device for MemifDevice {
         true
     }
 
-    /// Control-plane counters, the negotiated layout, and per-queue ring/descriptor errors.
+    /// Control-plane counters, the negotiated layout, per-queue ring/descriptor errors,
+    /// and per tx queue the packets given back while the link was down.
     fn xstats(&self) -> Vec<(String, u64)> {
         let c = &self.shared.counters;
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -267,6 +268,9 @@ impl Device for MemifDevice {
                 v.push((format!("{kind}_q{i}_bad_desc"), ld(&e.bad_desc)));
                 v.push((format!("{kind}_q{i}_too_long"), ld(&e.too_long)));
             }
+        }
+        for (i, e) in self.tx_errs.iter().enumerate() {
+            v.push((format!("tx_q{i}_link_down"), ld(&e.link_down)));
         }
         v
     }

@@ -42,6 +42,8 @@ pub struct QueueErrors {
     pub bad_desc: AtomicU64,
     /// Packets dropped because they did not fit (rx: the mbuf; tx: the chain limit).
     pub too_long: AtomicU64,
+    /// Tx: packets given back unsent because no connection was up (the peer is gone).
+    pub link_down: AtomicU64,
 }
 
 #[inline]
@@ -582,6 +584,7 @@ impl TxQueue for MemifTxQueue {
             return 0;
         }
         let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, false, self.qid) else {
+            bump(&self.errs.link_down, batch.len() as u64);
             return 0;
         };
         let res = match a.role {

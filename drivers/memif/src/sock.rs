@@ -8,6 +8,7 @@ use crate::sys;
 use pmd_core::unix;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// A socket address: a path, or a name in the abstract namespace (DPDK's
@@ -169,10 +170,17 @@ pub struct Listener {
 
 impl Listener {
     /// Binds and listens. A leftover socket file that nobody listens on any more is
-    /// replaced; one that is in use is an error (`AddrInUse`).
+    /// replaced; one that is in use is an error (`AddrInUse`), and so is a path that is
+    /// not a socket (`AlreadyExists`; it is never removed).
     pub fn bind(addr: &SockAddr) -> io::Result<Listener> {
         if let Some(p) = addr.path() {
-            if p.exists() {
+            if let Ok(meta) = std::fs::symlink_metadata(p) {
+                if !meta.file_type().is_socket() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not a socket", p.display()),
+                    ));
+                }
                 match SeqPacket::connect(addr) {
                     Ok(_) => {
                         return Err(io::Error::new(
@@ -264,6 +272,15 @@ mod tests {
         assert!(Listener::bind(&addr).is_err(), "in use");
         drop(l2);
         assert!(!p.exists(), "removed on drop");
+        std::fs::write(&p, b"keep").unwrap();
+        let e = Listener::bind(&addr).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"keep",
+            "a file that is not a socket stays"
+        );
+        std::fs::remove_file(&p).unwrap();
         assert_eq!(SockAddr::MAX_LEN, 107);
         assert!(SockAddr::Path(PathBuf::from("x".repeat(200)))
             .raw()

@@ -906,3 +906,84 @@ fn frames_larger_than_a_buffer_without_scatter_are_counted_errors() {
     });
     assert!(!exists(&ns, "dtapns"));
 }
+
+/// Sends one burst of `n` test frames on `txq`; what the queue leaves is freed.
+fn burst(txq: &mut pmd_core::ethdev::TxQueueHandle, p: &Mempool, n: usize) -> usize {
+    let mut batch = PktBatch::new();
+    p.alloc_bulk(&mut batch, n).unwrap();
+    for (i, m) in batch.as_mut_slice().iter_mut().enumerate() {
+        assert!(m.copy_from(&test_frame([0xff; 6], i as u32)));
+    }
+    txq.tx_burst(&mut batch)
+}
+
+#[test]
+fn interface_deleted_under_a_running_port() {
+    let Some(ns) = NetNs::new("pmdtap", "interface_deleted_under_a_running_port") else {
+        return;
+    };
+    let nsname = ns.name().to_string();
+    ns.run(move || {
+        let p = pool("deleted");
+        let idle = p.stats().in_use;
+        let mut gone = open_port("net_tap0,iface=dtapgone", PortConf::default());
+        let mut rx0 = gone.setup_rx_queue(0, 0, &p).unwrap();
+        let mut tx0 = gone.setup_tx_queue(0, 0).unwrap();
+        gone.start().unwrap();
+        let mut other = open_port("net_tap1,iface=dtapstay", PortConf::default());
+        let mut rx1 = other.setup_rx_queue(0, 0, &p).unwrap();
+        let mut tx1 = other.setup_tx_queue(0, 0).unwrap();
+        other.start().unwrap();
+        assert!(gone.wait_link_up(Duration::from_secs(2)).up);
+        assert!(other.wait_link_up(Duration::from_secs(2)).up);
+        let peer = RawSock::open("dtapstay", ETHERTYPE_TEST, PEER_RECV_TIMEOUT);
+
+        // Traffic out of the doomed port, then its interface goes away mid-stream.
+        assert_eq!(burst(&mut tx0, &p, 32), 32);
+        pmd_testkit::ip(&["-n", &nsname, "link", "del", "dtapgone"]).unwrap();
+        let mut batch = PktBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gone.link().up || gone.stats().oerrors == 0 || gone.stats().ierrors == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "link {}, stats {:?}",
+                gone.link(),
+                gone.stats()
+            );
+            // Every frame is taken and counted as an error; rx finds nothing and counts
+            // the failed read.
+            assert_eq!(burst(&mut tx0, &p, 8), 8);
+            assert_eq!(rx0.rx_burst(&mut batch), 0);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = gone.stats();
+        assert!(s.oerrors >= 8 && s.ierrors >= 1, "{s:?}");
+
+        // The other port still runs both ways.
+        let frames: Vec<Vec<u8>> = (0..50).map(|s| test_frame([0xff; 6], s)).collect();
+        send_all(&mut tx1, &p, &frames);
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen < 50 && Instant::now() < deadline {
+            if peer.recv().is_some() {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 50, "the other port's frames");
+        let mac = other.mac_addr().0;
+        for s in 0..50 {
+            peer.send_retrying(&test_frame(mac, 500 + s), Duration::from_secs(2));
+        }
+        let (got, _) = receive(std::slice::from_mut(&mut rx1), 50);
+        assert_eq!(got.len(), 50, "the other port received");
+
+        // Stopping and closing the port without its interface neither fails nor panics,
+        // and every buffer is back.
+        gone.stop().unwrap();
+        other.stop().unwrap();
+        drop((rx0, tx0, rx1, tx1, batch));
+        gone.close();
+        other.close();
+        assert_eq!(p.stats().in_use, idle, "buffers not returned");
+    });
+}

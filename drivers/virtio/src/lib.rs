@@ -11,7 +11,17 @@
 //!
 //! Vdev arguments (DPDK's names): `path=/tmp/vhost.sock` (required), `queues=N` (queue
 //! pairs, default 1), `queue_size=256` (descriptors per queue, a power of two up to
-//! 4096), `mac=xx:xx:xx:xx:xx:xx` (default: a random locally administered address).
+//! 4096), `mac=xx:xx:xx:xx:xx:xx` (default: a random locally administered address),
+//! `server=1` (we listen on `path` and the back end connects, e.g. DPDK's
+//! `net_vhost0,iface=<path>,client=1`; probe waits up to 30 s for it).
+//!
+//! A back end that dies takes the link down; the port keeps running. With `server=1` the
+//! restarted back end connects again and is handed the rings where the old one left
+//! them (split rings), so traffic resumes and no buffer is lost; in client mode the
+//! front end tries the path again, at most once a second. A thread per started port
+//! watches for this (`net::watch`); asking for the link does the same check.
+//! Stopping a port whose back end is gone succeeds, and its queues then give every
+//! buffer back to the pool; its next start takes the new back end, if one is there.
 //!
 //! Memory constraint: the back end can only reach memory it was told about. The memory
 //! table (every live segment: mempools and the rings) is sent at each port start, so
@@ -77,7 +87,7 @@ pub const PCI_IDS: &[PciId] = &[
     },
 ];
 
-const KNOWN_ARGS: &[&str] = &["path", "queues", "queue_size", "mac", "packed_vq"];
+const KNOWN_ARGS: &[&str] = &["path", "queues", "queue_size", "mac", "packed_vq", "server"];
 
 /// Most queue pairs `queues=` may ask for.
 const MAX_QUEUE_PAIRS: u16 = 8;
@@ -107,6 +117,8 @@ pub struct VirtioUserConf {
     pub mac: Option<MacAddr>,
     /// Ask for packed virtqueues (`packed_vq=1`).
     pub packed_vq: bool,
+    /// Listen on `path` for the back end (`server=1`) instead of connecting to it.
+    pub server: bool,
 }
 
 impl VirtioUserConf {
@@ -130,12 +142,14 @@ impl VirtioUserConf {
         }
         let mac = vdev.get("mac").parse::<MacAddr>()?;
         let packed_vq = vdev.get("packed_vq").flag()?.unwrap_or(false);
+        let server = vdev.get("server").flag()?.unwrap_or(false);
         Ok(VirtioUserConf {
             path,
             queues,
             queue_size,
             mac,
             packed_vq,
+            server,
         })
     }
 }
@@ -155,13 +169,17 @@ impl Driver for VirtioUserDriver {
     }
 
     fn description(&self) -> &'static str {
-        "virtio-net over a vhost-user back end (and virtio-net PCI functions); path=<socket> queues=1 queue_size=256 mac=<addr> packed_vq=0|1"
+        "virtio-net over a vhost-user back end (and virtio-net PCI functions); path=<socket> queues=1 queue_size=256 mac=<addr> packed_vq=0|1 server=0|1"
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
         let c = VirtioUserConf::from_vdev(vdev)?;
         let mac = c.mac.unwrap_or_else(random_local_mac);
-        let t = vhost_user::VirtioUser::connect(&vdev.name, &c.path, c.queues, mac)?;
+        let t = if c.server {
+            vhost_user::VirtioUser::listen(&vdev.name, &c.path, c.queues, mac)?
+        } else {
+            vhost_user::VirtioUser::connect(&vdev.name, &c.path, c.queues, mac)?
+        };
         let dev = VirtioNet::with_options(
             NetConf {
                 driver: DRIVER_NAME,
@@ -276,7 +294,14 @@ mod tests {
         );
         let c = VirtioUserConf::from_vdev(&"net_virtio_user0,path=/x,packed_vq=1".parse().unwrap())
             .unwrap();
-        assert!(c.packed_vq);
+        assert!(c.packed_vq && !c.server);
+        assert_eq!(
+            err("net_virtio_user0,path=/x,server=2"),
+            "net_virtio_user0: server=2: use 0 or 1"
+        );
+        let c = VirtioUserConf::from_vdev(&"net_virtio_user0,path=/x,server=1".parse().unwrap())
+            .unwrap();
+        assert!(c.server);
         assert_eq!((c.queues, c.queue_size, c.mac), (1, 256, None));
     }
 

@@ -204,3 +204,88 @@ fn garbage_bytes() {
     assert!(e.contains("GET_FEATURES"), "{e}");
     h.join().unwrap();
 }
+
+/// A back end in client mode: connects to `path` (retrying until it listens) and serves
+/// the connection with a plain feature script: GET_FEATURES answered with `features`,
+/// everything else taken without reply; it hangs up after SET_FEATURES when `hang_up`.
+fn connect_and_serve(path: PathBuf, features: u64, hang_up: bool) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut s = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("no listener on {}: {e}", path.display()),
+            }
+        };
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        while let Some((req, _, _)) = read_msg(&mut s) {
+            if req == GET_FEATURES {
+                features_reply(&mut s, req, features);
+            }
+            if req == SET_FEATURES && hang_up {
+                break;
+            }
+        }
+    })
+}
+
+/// Calls `reconnect` until a back end has connected and it gives an answer.
+fn reconnect_answer(t: &pmd_virtio::user::VirtioUser) -> pmd_core::Result<bool> {
+    use pmd_virtio::transport::Transport;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match t.reconnect(&[]) {
+            Ok(false) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn server_mode_takes_back_a_back_end_that_offers_what_was_negotiated() {
+    use pmd_virtio::transport::Transport;
+    const CSUM: u64 = 1;
+    let path = std::env::temp_dir().join(format!(
+        "pmd-virtio-fake-server-{}.sock",
+        std::process::id()
+    ));
+    let first = connect_and_serve(path.clone(), VERSION_1 | CSUM, true);
+    let mut t = pmd_virtio::user::VirtioUser::listen(
+        "net_virtio_user0",
+        &path,
+        1,
+        pmd_core::ethdev::MacAddr::local(1),
+    )
+    .unwrap();
+    assert!(t.is_server() && t.can_reconnect());
+    assert_eq!(t.negotiate(VERSION_1 | CSUM).unwrap(), VERSION_1 | CSUM);
+    first.join().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.link_up() {
+        assert!(std::time::Instant::now() < deadline, "link still up");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A back end without the checksum feature negotiated before is refused...
+    let lesser = connect_and_serve(path.clone(), VERSION_1, false);
+    let e = reconnect_answer(&t).unwrap_err().to_string();
+    assert!(e.contains("without 0x1 that were negotiated"), "{e}");
+    lesser.join().unwrap();
+    assert!(!t.link_up());
+    // ...one that offers it (and more) is taken.
+    let equal = connect_and_serve(path.clone(), VERSION_1 | CSUM | (1 << 5), false);
+    assert!(reconnect_answer(&t).unwrap());
+    assert!(t.link_up());
+    let xs = t.xstats();
+    let get = |k: &str| xs.iter().find(|(n, _)| n == k).map(|x| x.1);
+    assert_eq!(get("backend_reconnects"), Some(1));
+    assert_eq!(get("server_mode"), Some(1));
+    drop(t);
+    assert!(!path.exists(), "socket file removed with the port");
+    equal.join().unwrap();
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod testpmd;
+
 use pmd_core::ethdev::{Driver, Port, PortConf, RxOffloads, RxQueueHandle, TxQueueHandle};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mempool;

@@ -18,6 +18,7 @@ use super::ctrl::CtrlCommand;
 use super::hdr::NetCounters;
 use super::rx::VirtioRx;
 use super::tx::VirtioTx;
+use super::watch::{self, LinkState, Resumable, SharedTransport, Watcher};
 use super::{
     feature_names, net_hdr_len, NetConf, NetOptions, QueueCtx, GUEST_TSO, MAX_FRAME, TX_SEG_MAX,
     VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, VIRTIO_NET_F_CSUM,
@@ -36,6 +37,7 @@ use pmd_core::ethdev::{
 use pmd_core::memory::Segment;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Bytes one queue of `size` entries takes in the ring segment (either layout fits).
 fn ring_stride(size: u16) -> usize {
@@ -55,7 +57,8 @@ struct RingSlot {
 /// A virtio-net device over a [`Transport`].
 pub struct VirtioNet {
     conf: NetConf,
-    transport: Box<dyn Transport>,
+    /// Shared with the link watcher while started.
+    transport: SharedTransport,
     features: u64,
     /// What was asked for at probe (before `& offered`), without `GUEST_TSO`.
     wanted: u64,
@@ -81,13 +84,17 @@ pub struct VirtioNet {
     ctrl_emulated: (u64, u64),
     /// Queue pairs the device was last told to use (VQ_PAIRS_SET), 0 if never.
     active_pairs: u16,
+    /// Losses of the device seen by `link` or the watcher.
+    link_state: Arc<LinkState>,
+    /// While started, with a transport that can reconnect: the thread that does it.
+    watcher: Option<Watcher>,
 }
 
 impl std::fmt::Debug for VirtioNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtioNet")
             .field("name", &self.conf.name)
-            .field("transport", &self.transport.describe())
+            .field("transport", &self.t().describe())
             .field("features", &format_args!("{:#x}", self.features))
             .finish()
     }
@@ -159,7 +166,7 @@ impl VirtioNet {
         Ok(VirtioNet {
             hdr_len: net_hdr_len(features),
             conf,
-            transport,
+            transport: Arc::new(Mutex::new(transport)),
             features,
             wanted,
             counters: Arc::new(NetCounters::default()),
@@ -175,6 +182,8 @@ impl VirtioNet {
             ctrl_index,
             ctrl_emulated: (0, 0),
             active_pairs: 0,
+            link_state: Arc::default(),
+            watcher: None,
         })
     }
 
@@ -219,7 +228,7 @@ impl VirtioNet {
                 q.execute(cmd)
             }
             CtrlMode::Emulated => {
-                let r = self.transport.ctrl_command(cmd);
+                let r = self.t().ctrl_command(cmd);
                 if r.is_ok() {
                     self.ctrl_emulated.0 += 1;
                 } else {
@@ -283,8 +292,54 @@ impl VirtioNet {
         Ok(q)
     }
 
+    /// The transport, locked.
+    fn t(&self) -> std::sync::MutexGuard<'_, Box<dyn Transport>> {
+        watch::lock(&self.transport)
+    }
+
+    /// The rings a new device could resume, if the transport `t` can reconnect: split
+    /// rings at addresses of this process, every queue set up, no device-served control
+    /// queue.
+    fn resumable(&self, t: &dyn Transport) -> Option<Resumable> {
+        if !t.can_reconnect()
+            || self.packed()
+            || self.ctrl.is_some()
+            || t.addr_mode() != AddrMode::Va
+        {
+            return None;
+        }
+        let rings = self
+            .slots
+            .iter()
+            .map(|s| s.addrs)
+            .collect::<Option<Vec<_>>>()?;
+        Some(Resumable {
+            seg: self.rings.clone()?,
+            rings,
+        })
+    }
+
+    /// Starts the link watcher when a new device could resume the rings.
+    fn watch(&mut self) {
+        let Some(what) = self.resumable(self.t().as_ref()) else {
+            return;
+        };
+        match Watcher::spawn(
+            &self.conf.name,
+            self.transport.clone(),
+            what,
+            self.link_state.clone(),
+        ) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => tracing::warn!(
+                device = self.conf.name,
+                "no link watcher ({e}): a new device is only looked for when the link is asked"
+            ),
+        }
+    }
+
     fn register<Q: Virtqueue>(&mut self, q: &Q) {
-        let mode = self.transport.addr_mode();
+        let mode = self.t().addr_mode();
         self.slots[q.index() as usize] = RingSlot {
             addrs: Some(q.addrs(mode)),
             base: q.avail_idx(),
@@ -294,11 +349,15 @@ impl VirtioNet {
     /// What every queue of this device gets: features, header length, address mode, the
     /// doorbell of device queue `index`, the shared flags and counters.
     fn queue_ctx(&mut self, index: u16) -> Result<QueueCtx> {
+        let (va, notifier) = {
+            let mut t = self.t();
+            (t.addr_mode() == AddrMode::Va, t.notifier(index)?)
+        };
         Ok(QueueCtx {
             features: self.features,
             hdr_len: self.hdr_len,
-            va: self.transport.addr_mode() == AddrMode::Va,
-            notifier: self.transport.notifier(index)?,
+            va,
+            notifier,
             active: self.active.clone(),
             counters: self.counters.clone(),
         })
@@ -330,7 +389,7 @@ impl VirtioNet {
 impl Device for VirtioNet {
     fn info(&self) -> DevInfo {
         let f = self.features;
-        let offered = self.transport.device_features();
+        let offered = self.t().device_features();
         let mut rx_capa = RxOffloads::SCATTER;
         if f & VIRTIO_NET_F_GUEST_CSUM != 0 {
             rx_capa |= RxOffloads::TCP_CKSUM | RxOffloads::UDP_CKSUM;
@@ -384,11 +443,12 @@ impl Device for VirtioNet {
             ));
         }
         let tso = if lro { GUEST_TSO } else { 0 };
-        if (self.features & GUEST_TSO) != (tso & self.transport.device_features()) {
+        if (self.features & GUEST_TSO) != (tso & self.t().device_features()) {
             // GUEST_TSO4/6 only when asked for (DPDK's rule); the device is not running, so
             // features may be negotiated again (vhost-user SET_FEATURES, PCI reset).
-            let offered = self.transport.device_features();
-            self.features = self.transport.negotiate((self.wanted | tso) & offered)?;
+            let offered = self.t().device_features();
+            let features = self.t().negotiate((self.wanted | tso) & offered)?;
+            self.features = features;
             tracing::info!(
                 device = self.conf.name,
                 negotiated =
@@ -406,14 +466,16 @@ impl Device for VirtioNet {
         }
         self.slots = vec![RingSlot::default(); n];
         if self.ctrl_mode == CtrlMode::Device && self.ctrl.is_none() {
-            let notifier = self.transport.notifier(self.ctrl_index)?;
-            self.ctrl = Some(CtrlQueue::new(
+            let notifier = self.t().notifier(self.ctrl_index)?;
+            let mode = self.t().addr_mode();
+            let q = CtrlQueue::new(
                 &self.conf.name,
                 self.ctrl_index,
                 self.packed(),
-                self.transport.addr_mode(),
+                mode,
                 notifier,
-            )?);
+            )?;
+            self.ctrl = Some(q);
         }
         Ok(())
     }
@@ -460,7 +522,20 @@ impl Device for VirtioNet {
         }
     }
 
+    /// A device that went away while the port was stopped is first replaced by a new
+    /// one when the transport can reconnect (split rings; they resume at the indexes
+    /// `stop` recorded); with none there yet the start fails and says so.
     fn start(&mut self) -> Result<()> {
+        let back = {
+            let t = self.t();
+            !t.can_reconnect() || self.packed() || t.link_up() || t.reconnect(&[])?
+        };
+        if !back {
+            return Err(self.err(
+                "the device went away and no new one has connected yet; start the port \
+                 again once its back end is back",
+            ));
+        }
         let mut rings = Vec::with_capacity(self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
             let addrs = s
@@ -478,19 +553,22 @@ impl Device for VirtioNet {
             rings.push(c.setup());
         }
         self.active.store(true, Ordering::Release);
-        if let Err(e) = self.transport.start(&rings) {
+        let started = self.t().start(&rings);
+        if let Err(e) = started {
             // Best effort: make sure the device is not using the rings.
-            let _ = self.transport.stop();
+            let _ = self.t().stop();
             self.active.store(false, Ordering::Release);
             return Err(e);
         }
         self.started = true;
+        self.link_state.reset();
         if let Err(e) = self.apply_ctrl(pairs) {
             self.started = false;
-            let _ = self.transport.stop();
+            let _ = self.t().stop();
             self.active.store(false, Ordering::Release);
             return Err(e);
         }
+        self.watch();
         tracing::info!(
             device = self.conf.name,
             features = format_args!("{:#x} ({})", self.features, feature_names(self.features)),
@@ -503,12 +581,41 @@ impl Device for VirtioNet {
         Ok(())
     }
 
+    /// A device that went away cannot answer: the port stops without it (its rings
+    /// resume where the device last marked them used), and the queues may then hand
+    /// their in-flight buffers back to the pool.
     fn stop(&mut self) -> Result<()> {
         if !self.started {
             return Ok(());
         }
         self.started = false;
-        let mut bases = self.transport.stop()?;
+        self.watcher = None;
+        let (stopped, gone) = {
+            let mut t = self.t();
+            let r = t.stop();
+            (r, !t.link_up())
+        };
+        let mut bases = match stopped {
+            Ok(b) => b,
+            Err(e) if gone => {
+                tracing::warn!(
+                    device = self.conf.name,
+                    "the device went away; stopped without it ({e})"
+                );
+                let seg = self.rings.clone();
+                let split = !self.packed();
+                self.slots
+                    .iter()
+                    .map(|s| {
+                        s.addrs
+                            .zip(seg.as_deref().filter(|_| split))
+                            .and_then(|(a, seg)| watch::used_index(seg, &a))
+                            .unwrap_or(s.base)
+                    })
+                    .collect()
+            }
+            Err(e) => return Err(e),
+        };
         self.active.store(false, Ordering::Release);
         // The control ring (if the transport reported it) starts fresh every time.
         bases.truncate(self.slots.len());
@@ -522,13 +629,27 @@ impl Device for VirtioNet {
         if self.started {
             let _ = self.stop();
         }
-        self.transport.close();
+        self.watcher = None;
+        self.t().close();
         self.active.store(false, Ordering::Release);
     }
 
+    /// Down while the device is gone; a transport that can reconnect
+    /// ([`Transport::can_reconnect`]) is asked for a new device each time (as its
+    /// watcher does meanwhile).
     fn link(&self) -> Link {
+        let up = self.started && {
+            let t = self.t();
+            t.link_up()
+                || self
+                    .resumable(t.as_ref())
+                    .is_some_and(|r| r.resume(t.as_ref(), &self.conf.name))
+        };
+        if self.started {
+            self.link_state.observe(up, &self.conf.name);
+        }
         Link {
-            up: self.started && self.transport.link_up(),
+            up,
             speed_mbps: 10_000,
             full_duplex: true,
         }
@@ -567,10 +688,7 @@ impl Device for VirtioNet {
     fn xstats(&self) -> Vec<(String, u64)> {
         let mut v = vec![
             ("features".to_string(), self.features),
-            (
-                "device_features".to_string(),
-                self.transport.device_features(),
-            ),
+            ("device_features".to_string(), self.t().device_features()),
             ("net_hdr_len".to_string(), self.hdr_len as u64),
             (
                 "ctrl_mode".to_string(),
@@ -581,6 +699,10 @@ impl Device for VirtioNet {
                 },
             ),
             ("ctrl_active_pairs".to_string(), self.active_pairs as u64),
+            (
+                "device_lost".to_string(),
+                self.link_state.lost.load(Ordering::Relaxed),
+            ),
         ];
         let (ok, failed) = match &self.ctrl {
             Some(c) => (c.ok, c.failed),
@@ -589,7 +711,7 @@ impl Device for VirtioNet {
         v.push(("ctrl_commands_ok".to_string(), ok));
         v.push(("ctrl_commands_failed".to_string(), failed));
         v.extend(self.counters.xstats());
-        v.extend(self.transport.xstats());
+        v.extend(self.t().xstats());
         v
     }
 }

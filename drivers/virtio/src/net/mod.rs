@@ -10,7 +10,9 @@
 //!   `setup_rx_queue` / `setup_tx_queue`);
 //! - [`hdr`]: the virtio-net header a device writes in front of every received frame,
 //!   validated before use;
-//! - [`ctrl`]: the control virtqueue, for devices that serve one.
+//! - [`ctrl`]: the control virtqueue, for devices that serve one;
+//! - `watch`: the link of a device whose transport can reconnect (virtio-user): the
+//!   thread that notices the device went away and hands a new one the rings.
 //!
 //! Ring layout: split by default; packed when [`NetOptions::packed_vq`] asks for it and the
 //! device offers `VIRTIO_F_RING_PACKED` (otherwise split, with a warning). The rx/tx queues
@@ -26,6 +28,7 @@ pub mod features;
 pub mod hdr;
 mod rx;
 mod tx;
+mod watch;
 
 pub use device::VirtioNet;
 pub use features::*;

@@ -76,6 +76,17 @@ pub trait Transport: Send {
     fn stop(&mut self) -> Result<Vec<u16>>;
     /// Whether the device is reachable and running.
     fn link_up(&self) -> bool;
+    /// Whether a device that went away ([`Transport::link_up`] false) can be replaced by
+    /// a new one through [`Transport::reconnect`]; the default is no.
+    fn can_reconnect(&self) -> bool {
+        false
+    }
+    /// Looks once, without waiting, for a device that replaces one that went away and,
+    /// if there is one, negotiates as before and restarts `rings` on it (each resumes
+    /// at its `base`); true when the new device runs. The default finds none.
+    fn reconnect(&self, _rings: &[RingSetup]) -> Result<bool> {
+        Ok(false)
+    }
     /// Transport-specific counters.
     fn xstats(&self) -> Vec<(String, u64)> {
         Vec::new()

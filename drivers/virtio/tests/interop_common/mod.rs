@@ -8,6 +8,7 @@
 
 pub mod chains;
 pub mod offloads;
+pub mod peers;
 
 use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{Device, Driver, MacAddr, PortConf, RxOffloads};
@@ -33,6 +34,8 @@ pub struct Testpmd {
     /// DPDK's runtime directory for the file prefix (created even with --in-memory),
     /// removed on drop.
     runtime_dir: PathBuf,
+    /// net_vhost connects to our socket (`client=1`): the socket file is ours, left alone.
+    client: bool,
 }
 
 impl Testpmd {
@@ -62,7 +65,10 @@ impl Testpmd {
         vdev_extra: &str,
         extra: &[&str],
     ) -> Testpmd {
-        let _ = std::fs::remove_file(sock);
+        let client = vdev_extra.contains("client=1");
+        if !client {
+            let _ = std::fs::remove_file(sock);
+        }
         let out = std::fs::File::create(log).unwrap();
         let child = Command::new("dpdk-testpmd")
             .args(["-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512"])
@@ -100,7 +106,16 @@ impl Testpmd {
             sock: sock.to_path_buf(),
             log: log.to_path_buf(),
             runtime_dir: Path::new("/var/run/dpdk").join(prefix),
+            client,
         }
+    }
+
+    /// Kills testpmd with SIGKILL (no chance to say goodbye) and reaps it; the drop
+    /// still removes what it left behind.
+    pub fn kill9(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 
     /// testpmd's output so far.
@@ -122,7 +137,9 @@ impl Drop for Testpmd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.sock);
+        if !self.client {
+            let _ = std::fs::remove_file(&self.sock);
+        }
         let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_dir_all(&self.runtime_dir);
     }

@@ -192,6 +192,12 @@ impl Conn {
         &self.sock
     }
 
+    /// An error about this connection that is not a transport failure (e.g. a back
+    /// end that offers less than it must).
+    pub fn refuse(&self, msg: impl std::fmt::Display) -> Error {
+        self.err(msg)
+    }
+
     fn err(&self, msg: impl std::fmt::Display) -> Error {
         Error::driver(&self.what, format!("vhost-user: {msg}"))
     }
