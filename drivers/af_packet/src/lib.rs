@@ -19,7 +19,7 @@
 //! copied into the tx ring and one `sendto` per burst tells the kernel to send them. The
 //! socket does not see its own transmissions (`PACKET_IGNORE_OUTGOING`, or a filter on the
 //! packet type on kernels older than 4.20). Kernel drops (`PACKET_STATISTICS`) are reported
-//! as missed packets, read only when the kernel flags losses.
+//! as missed packets, read when the port's statistics are read (not on the rx path).
 //!
 //! Frames up to the interface's MTU (plus the Ethernet header and two VLAN tags) fit a
 //! ring frame: without `framesz`, frames are sized from the MTU read at probe; a `framesz`
@@ -125,6 +125,8 @@ pub struct AfPacketDevice {
     tso: bool,
     /// Counters of the vnet path, shared with the queues.
     vstats: Arc<VnetStats>,
+    /// Kernel drops of socket sets already replaced or closed.
+    missed_retired: u64,
 }
 
 impl std::fmt::Debug for AfPacketDevice {
@@ -209,6 +211,7 @@ impl AfPacketDevice {
             lro: false,
             tso: false,
             vstats: Arc::default(),
+            missed_retired: 0,
         })
     }
 
@@ -248,6 +251,14 @@ impl AfPacketDevice {
     }
 
     /// The interface's MTU now, checked against the ring frames.
+    /// Installs `new` as the queue sockets, keeping the kernel drops of the old ones.
+    fn replace_set(&mut self, new: Option<SocketSet>) {
+        if let Some(old) = &self.set {
+            self.missed_retired += kernel_drops(old);
+        }
+        self.set = new;
+    }
+
     fn check_mtu_fits(&self) -> Result<()> {
         let mtu = self.iface_mtu()?;
         let frame = self.cfg.geom.frame_size;
@@ -353,7 +364,7 @@ impl Device for AfPacketDevice {
                     cfg.geom.frame_size
                 );
             }
-            self.set = Some(new);
+            self.replace_set(Some(new));
             self.cfg = cfg;
         }
         self.lro = conf.rx_offloads.contains(RxOffloads::TCP_LRO);
@@ -432,7 +443,7 @@ impl Device for AfPacketDevice {
 
     fn close(&mut self) {
         // Queues keep their own references to their sockets and mappings.
-        self.set = None;
+        self.replace_set(None);
         self.netif = None;
         self.promisc = false;
     }
@@ -525,7 +536,7 @@ impl Device for AfPacketDevice {
             if self.promisc {
                 self.set_packet_promisc(&new)?;
             }
-            self.set = Some(new);
+            self.replace_set(Some(new));
             self.cfg = cfg;
             tracing::info!(
                 "{}: MTU {mtu}: rings reopened with {}-byte frames",
@@ -534,6 +545,10 @@ impl Device for AfPacketDevice {
             );
         }
         Ok(())
+    }
+
+    fn rx_missed(&self) -> u64 {
+        self.missed_retired + self.set.as_ref().map_or(0, kernel_drops)
     }
 
     /// Per receiving socket: packets the kernel saw and dropped (PACKET_STATISTICS); then
@@ -559,4 +574,17 @@ impl Device for AfPacketDevice {
         }
         v
     }
+}
+
+/// Packets the kernel dropped on the receiving sockets of `set` (PACKET_STATISTICS, read
+/// now; a failed read leaves the last total).
+fn kernel_drops(set: &SocketSet) -> u64 {
+    set.socks
+        .iter()
+        .take(set.rx)
+        .map(|s| {
+            let _ = s.fetch_stats();
+            s.kernel_drops.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum()
 }

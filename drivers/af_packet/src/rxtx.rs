@@ -142,10 +142,6 @@ enum RxDrop {
     NoMbuf,
 }
 
-/// Bursts between two PACKET_STATISTICS reads at most (only when the kernel signals
-/// losses with TP_STATUS_LOSING).
-const STATS_MIN_BURSTS: u64 = 64;
-
 /// An rx queue: copies frames from the socket's rx ring into mbufs.
 pub struct AfPacketRxQueue {
     sock: Arc<PacketSocket>,
@@ -160,9 +156,6 @@ pub struct AfPacketRxQueue {
     pool: Mempool,
     stats: Arc<QueueStats>,
     port: u16,
-    bursts: u64,
-    last_fetch: Option<u64>,
-    reported_drops: u64,
     /// With vnet headers (`PACKET_VNET_HDR`): what to do with them.
     vnet: Option<VnetRx>,
 }
@@ -236,7 +229,6 @@ impl AfPacketRxQueue {
             usize::from(pool.buf_size()).saturating_sub(usize::from(pmd_core::mbuf::HEADROOM));
         Some(AfPacketRxQueue {
             idx: sock.rx_next.load(Ordering::Relaxed),
-            reported_drops: sock.kernel_drops.load(Ordering::Relaxed),
             sock,
             nframes: g.frame_nr,
             frame_size: g.frame_size as usize,
@@ -247,8 +239,6 @@ impl AfPacketRxQueue {
             pool,
             stats,
             port,
-            bursts: 0,
-            last_fetch: None,
         })
     }
 
@@ -326,28 +316,6 @@ impl AfPacketRxQueue {
         }
         acc.ok_or(RxDrop::Error)
     }
-
-    /// Reads PACKET_STATISTICS if the kernel reported losses and we have not asked
-    /// recently, then reports new drops as missed.
-    #[inline]
-    fn account_drops(&mut self, losing: bool) {
-        if losing
-            && self
-                .last_fetch
-                .is_none_or(|b| self.bursts.wrapping_sub(b) >= STATS_MIN_BURSTS)
-        {
-            self.last_fetch = Some(self.bursts);
-            if self.sock.fetch_stats().is_err() {
-                self.stats.add_errors(1);
-            }
-        }
-        let total = self.sock.kernel_drops.load(Ordering::Relaxed);
-        if total != self.reported_drops {
-            self.stats
-                .add_missed(total.wrapping_sub(self.reported_drops));
-            self.reported_drops = total;
-        }
-    }
 }
 
 impl AfPacketRxQueue {
@@ -362,7 +330,6 @@ impl AfPacketRxQueue {
         let mut bytes = 0u64;
         let mut errors = 0u64;
         let mut no_mbuf = 0u64;
-        let mut losing = false;
         while got < max {
             let Some(p) = v.pending.pop_front() else {
                 break;
@@ -376,7 +343,6 @@ impl AfPacketRxQueue {
         let mut f = self.idx;
         while got < max && ring.status(Dir::Rx, f) & sys::TP_STATUS_USER != 0 {
             let h = ring.rx_header(f);
-            losing |= h.status & sys::TP_STATUS_LOSING != 0;
             if sock.ignore_outgoing || h.pkttype != sys::PACKET_OUTGOING {
                 match validate_rx(&h, self.frame_size, VNET_HDR_LEN) {
                     Ok((off, len)) => {
@@ -430,14 +396,12 @@ impl AfPacketRxQueue {
         if no_mbuf > 0 {
             self.stats.add_no_mbuf(no_mbuf);
         }
-        self.account_drops(losing);
         got
     }
 }
 
 impl RxQueue for AfPacketRxQueue {
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
-        self.bursts = self.bursts.wrapping_add(1);
         if let Some(v) = self.vnet.take() {
             return self.rx_burst_vnet(batch, max, v);
         }
@@ -454,7 +418,6 @@ impl RxQueue for AfPacketRxQueue {
             i = self.next(i);
         }
         if ready == 0 {
-            self.account_drops(false);
             return 0;
         }
 
@@ -463,11 +426,9 @@ impl RxQueue for AfPacketRxQueue {
             // No buffers for these frames: hand them back to the kernel and count each
             // lost packet once (left on the ring, every later poll would count it again).
             let mut lost = 0u64;
-            let mut losing = false;
             let mut f = self.idx;
             for _ in 0..ready {
                 let h = ring.rx_header(f);
-                losing |= h.status & sys::TP_STATUS_LOSING != 0;
                 if sock.ignore_outgoing || h.pkttype != sys::PACKET_OUTGOING {
                     lost += 1;
                 }
@@ -476,18 +437,15 @@ impl RxQueue for AfPacketRxQueue {
             }
             self.idx = f;
             self.stats.add_no_mbuf(lost);
-            self.account_drops(losing);
             return 0;
         };
         let mut used = 0usize;
         let mut bytes = 0u64;
         let mut errors = 0u64;
         let mut no_mbuf = 0u64;
-        let mut losing = false;
         let mut f = self.idx;
         for _ in 0..ready {
             let h = ring.rx_header(f);
-            losing |= h.status & sys::TP_STATUS_LOSING != 0;
             if !sock.ignore_outgoing && h.pkttype == sys::PACKET_OUTGOING {
                 // Our own (or the host's) transmission looped back: not received traffic.
             } else {
@@ -532,7 +490,6 @@ impl RxQueue for AfPacketRxQueue {
         if no_mbuf > 0 {
             self.stats.add_no_mbuf(no_mbuf);
         }
-        self.account_drops(losing);
         used
     }
 }

@@ -524,7 +524,9 @@ fn small_rings_count_drops_and_apply_backpressure() {
             batch.clear();
         }
         assert_eq!(got, (0..16).collect::<Vec<_>>());
-        // The next frame carries TP_STATUS_LOSING, which makes the queue read the drops.
+        // The kernel's drops are read when the statistics are: no later frame is needed.
+        let s = port.stats();
+        assert_eq!((s.ipackets, s.imissed), (16, 84));
         peer.send(&test_frame(mac, 100));
         let deadline = Instant::now() + Duration::from_secs(2);
         while batch.is_empty() && Instant::now() < deadline {

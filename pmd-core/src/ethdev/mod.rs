@@ -387,6 +387,13 @@ pub trait Device: Send {
     fn xstats(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// Packets dropped on receive below the queues (by the kernel under a socket-based
+    /// port, say) that no queue counted, since the port was probed. Read when the port's
+    /// statistics are read, as DPDK's `stats_get` does, so the rx path makes no system
+    /// call for it; added to `imissed`.
+    fn rx_missed(&self) -> u64 {
+        0
+    }
     /// The MTU of the device itself when it has one (a kernel interface's), else `None`
     /// (the port keeps the value).
     fn mtu(&self) -> Option<u16> {

@@ -495,7 +495,10 @@ impl Port {
     }
 
     fn raw_stats(&self) -> EthStats {
-        let mut s = EthStats::default();
+        let mut s = EthStats {
+            imissed: self.dev.rx_missed(),
+            ..EthStats::default()
+        };
         for q in &self.rxq {
             let c = q.stats.snapshot();
             s.ipackets += c.packets;
