@@ -79,13 +79,17 @@ impl LcoreCache {
     }
 
     /// `n` empty caches, or none for `n == 0`.
+    #[cfg(not(loom))]
     fn new_slice(n: usize) -> Box<[CachePadded<LcoreCache>]> {
-        #[cfg(not(loom))]
         // SAFETY: all-zero bytes are a valid LcoreCache (zero counters, null pointers).
-        return unsafe { Box::new_zeroed_slice(n).assume_init() };
-        // loom's atomics are objects of the model, which zeroed memory is not.
-        #[cfg(loom)]
-        return (0..n)
+        unsafe { Box::new_zeroed_slice(n).assume_init() }
+    }
+
+    /// `n` empty caches; built one by one, as loom's atomics are objects of the model,
+    /// which zeroed memory is not.
+    #[cfg(loom)]
+    fn new_slice(n: usize) -> Box<[CachePadded<LcoreCache>]> {
+        (0..n)
             .map(|_| {
                 CachePadded::new(LcoreCache {
                     state: AtomicU64::new(0),
@@ -93,7 +97,7 @@ impl LcoreCache {
                     objs: UnsafeCell::new([RawMbuf::NULL; CACHE_SLOTS]),
                 })
             })
-            .collect();
+            .collect()
     }
 }
 
