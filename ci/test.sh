@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets the machine up (packages, hugepages), then checks formatting,
-# lints, and runs every test in the workspace (unit, integration, veth/af_packet ones).
+# lints, and runs every test in the workspace (unit, integration, veth/af_packet ones),
+# pmd-core's ring, mempool and buffer tests under Miri, and its loom models.
 # Root is needed for the network-namespace tests; without it they report a skip. As root
 # a skip is a failure (PMD_REQUIRE_ALL=1): CI must not pass on a host that lacks DPDK,
 # AF_XDP or hugepages. At the end, also on failure, the host must be as found: no new
@@ -43,5 +44,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace 2>&1 | tee target/test.log
+# The unsafe core under Miri (about 2 minutes) and the lock-free core under loom (1.5).
+bash ci/miri.sh
+bash ci/loom.sh
 # The PCI path inside QEMU guests (ci/vm/): needs root; PMD_SKIP_VM=1 skips it for quick local runs.
 if [ "${PMD_SKIP_VM:-0}" = 1 ]; then echo "ci/test.sh: PMD_SKIP_VM=1: skipping the QEMU guest tests (ci/vm/test.sh)" >&2; elif [ "$(id -u)" = 0 ]; then bash ci/vm/test.sh; else echo "ci/test.sh: not root: skipping the QEMU guest tests (ci/vm/test.sh)" >&2; fi

@@ -22,8 +22,14 @@ pub const MAX_CPU_ID: u32 = 1023;
 /// Sentinel for "this thread is not an lcore".
 const NO_LCORE: u32 = u32::MAX;
 
+#[cfg(not(loom))]
 thread_local! {
     static LCORE_ID: Cell<u32> = const { Cell::new(NO_LCORE) };
+}
+// loom runs its model threads on one OS thread; its thread-locals are per model thread.
+#[cfg(loom)]
+loom::thread_local! {
+    static LCORE_ID: Cell<u32> = Cell::new(NO_LCORE);
 }
 
 static CLAIMED: [AtomicBool; MAX_LCORE] = [const { AtomicBool::new(false) }; MAX_LCORE];

@@ -9,7 +9,8 @@
 //! - [`memory`]: hugepage (or ordinary) memory segments that know their IOVA;
 //! - [`mempool`] and [`mbuf`]: fixed-size packet buffers with per-lcore caches, owned
 //!   buffers that return to their pool on drop, and bursts of them ([`mbuf::PktBatch`]);
-//! - [`ring`]: bounded lock-free rings (SP/SC and MP/MC, bulk and burst);
+//! - [`ring`]: bounded lock-free rings (SP/SC and MP/MC, bulk and burst), on atomics from
+//!   `sync`, which are loom's under `--cfg loom` so the model checker runs the real code;
 //! - [`lcore`]: pinned worker threads, the current lcore id and a cooperative stop flag;
 //! - [`ethdev`]: the driver traits, ports, owned rx/tx queue handles and statistics;
 //! - [`numarg`]: the one check of numbers typed on command lines, for apps and tools.
@@ -32,6 +33,7 @@ pub mod offload;
 pub mod options;
 pub mod pci;
 pub mod ring;
+mod sync;
 pub mod tsc;
 pub mod unix;
 pub mod vnet;

@@ -232,7 +232,11 @@ impl Segment {
         };
         let len = len.div_ceil(page_size) * page_size;
         reserve_budget(len as u64, cfg.limit_bytes)?;
-        let made = Self::map(name, len, page_size, cfg);
+        let made = if cfg!(miri) {
+            Self::map_for_miri(name, len, page_size, cfg)
+        } else {
+            Self::map(name, len, page_size, cfg)
+        };
         if made.is_err() {
             USED.fetch_sub(len as u64, Ordering::Relaxed);
         }
@@ -258,6 +262,54 @@ impl Segment {
         let layout = ElementLayout::new(elt, &cfg);
         let seg = Self::alloc_with(name, layout.bytes(count), &cfg)?;
         Ok((seg, layout))
+    }
+
+    /// What [`Segment::map`] is under Miri only (`cargo miri test`, see `ci/miri.sh`):
+    /// Miri runs neither `memfd_create` nor a shared file mapping, so the segment is private
+    /// anonymous memory and its descriptor an eventfd that holds no memory. That is enough
+    /// for the pool, ring and buffer tests Miri checks, none of which shares a segment.
+    fn map_for_miri(
+        name: &str,
+        len: usize,
+        page_size: usize,
+        cfg: &MemoryConfig,
+    ) -> Result<Segment> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: eventfd takes no pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(Error::io(format!("eventfd for {name}"), err));
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a fresh private anonymous mapping at an address chosen by the kernel.
+        let va = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if va == libc::MAP_FAILED {
+            let err = std::io::Error::last_os_error();
+            return Err(Error::io(
+                format!("mapping {len} bytes of memory for {name}"),
+                err,
+            ));
+        }
+        Ok(Segment {
+            id,
+            va: NonNull::new(va as *mut u8).ok_or(MemoryError::NullMapping)?,
+            len,
+            page_size,
+            fd,
+            iova_mode: cfg.iova_mode,
+            page_pa: Vec::new(),
+        })
     }
 
     fn map(name: &str, len: usize, page_size: usize, cfg: &MemoryConfig) -> Result<Segment> {

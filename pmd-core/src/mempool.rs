@@ -5,22 +5,31 @@
 //! pool counts buffers handed out (per lcore, with plain stores) and, when its last handle
 //! is dropped, releases its memory only if every buffer has come back; otherwise it stays
 //! alive (logged), so late frees remain sound.
+//!
+//! The atomics come from [`crate::sync`], so the `loom_*` tests model-check the real cache
+//! refill and flush against the shared ring and the in-use count.
 
 use crate::error::{Error, MempoolError, Result};
 use crate::lcore;
 use crate::mbuf::{Mbuf, MbufHdr, PktBatch, RawMbuf, DEFAULT_BUF_SIZE, HEADROOM};
 use crate::memory::Segment;
 use crate::ring::RingCore;
+use crate::sync::{AtomicI64, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The largest per-lcore cache size.
 pub const MAX_CACHE_SIZE: u32 = 512;
 /// Slots in a cache: room for a full cache plus one maximal bulk put.
 const CACHE_SLOTS: usize = 2 * MAX_CACHE_SIZE as usize;
+/// Caches of a pool with caching: one per possible lcore id. Under loom four (lcore ids
+/// 0..4), so the models' state space holds only the caches they use.
+#[cfg(not(loom))]
+const CACHES: usize = lcore::MAX_LCORE;
+#[cfg(loom)]
+const CACHES: usize = 4;
 /// Size of the buffer header in front of the data.
 const HDR_SIZE: usize = std::mem::size_of::<MbufHdr>();
 
@@ -67,6 +76,28 @@ impl LcoreCache {
 
     fn len(&self) -> usize {
         Self::len_of(self.state.load(Ordering::Relaxed))
+    }
+
+    /// `n` empty caches, or none for `n == 0`.
+    #[cfg(not(loom))]
+    fn new_slice(n: usize) -> Box<[CachePadded<LcoreCache>]> {
+        // SAFETY: all-zero bytes are a valid LcoreCache (zero counters, null pointers).
+        unsafe { Box::new_zeroed_slice(n).assume_init() }
+    }
+
+    /// `n` empty caches; built one by one, as loom's atomics are objects of the model,
+    /// which zeroed memory is not.
+    #[cfg(loom)]
+    fn new_slice(n: usize) -> Box<[CachePadded<LcoreCache>]> {
+        (0..n)
+            .map(|_| {
+                CachePadded::new(LcoreCache {
+                    state: AtomicU64::new(0),
+                    alloc_fail: AtomicU64::new(0),
+                    objs: UnsafeCell::new([RawMbuf::NULL; CACHE_SLOTS]),
+                })
+            })
+            .collect()
     }
 }
 
@@ -379,16 +410,12 @@ impl Mempool {
         let elt = (HDR_SIZE + cfg.buf_size as usize).next_multiple_of(64);
         let (seg, layout) = Segment::alloc_elements(name, cfg.size as usize, elt)?;
         let ring = RingCore::new(cfg.size as usize).ok_or_else(|| err(MempoolError::TooLarge))?;
-        // SAFETY: all-zero bytes are a valid LcoreCache (zero counters, null pointers).
-        let caches: Box<[CachePadded<LcoreCache>]> = unsafe {
-            Box::new_zeroed_slice(if cfg.cache_size == 0 {
-                0
-            } else {
-                lcore::MAX_LCORE
-            })
-            .assume_init()
-        };
-        let inner = Box::new(PoolInner {
+        let caches = LcoreCache::new_slice(if cfg.cache_size == 0 { 0 } else { CACHES });
+        // Leaked first, so the buffers' pool pointers and the handles below all derive from
+        // this one raw pointer; taking them from the Box and leaking it afterwards would
+        // invalidate them (the leak asserts unique access: undefined behaviour, which Miri
+        // reports).
+        let inner = NonNull::from(Box::leak(Box::new(PoolInner {
             ring,
             caches,
             cache_size: cfg.cache_size,
@@ -399,21 +426,23 @@ impl Mempool {
             size: cfg.size,
             buf_len: cfg.buf_size,
             seg,
-        });
-        let pool_ptr: *const PoolInner = &*inner;
+        })));
+        let pool_ptr: *const PoolInner = inner.as_ptr();
+        // SAFETY: just allocated; freed only by the PoolOwner made below.
+        let pool = unsafe { inner.as_ref() };
         let mut batch = Vec::with_capacity(256);
         for i in 0..cfg.size as usize {
             let offset = layout.offset(i);
             // SAFETY: offset + elt <= the segment's length, which the layout sized for
             // `cfg.size` elements; the element is 64-byte aligned (segment is page
             // aligned, elt a multiple of 64, pages multiples of 64).
-            let hdr = unsafe { inner.seg.as_ptr().add(offset) } as *mut MbufHdr;
+            let hdr = unsafe { pool.seg.as_ptr().add(offset) } as *mut MbufHdr;
             let buf_off = offset + HDR_SIZE;
             // SAFETY: writing a fresh header into our own memory.
             unsafe {
                 hdr.write(MbufHdr {
-                    buf_addr: inner.seg.as_ptr().add(buf_off),
-                    buf_iova: inner.seg.iova_at(buf_off),
+                    buf_addr: pool.seg.as_ptr().add(buf_off),
+                    buf_iova: pool.seg.iova_at(buf_off),
                     data_off: HEADROOM,
                     refcnt: std::sync::atomic::AtomicU16::new(1),
                     nb_segs: 1,
@@ -434,12 +463,11 @@ impl Mempool {
             };
             batch.push(RawMbuf(hdr));
             if batch.len() == batch.capacity() {
-                inner.ring_put(&batch);
+                pool.ring_put(&batch);
                 batch.clear();
             }
         }
-        inner.ring_put(&batch);
-        let inner = NonNull::from(Box::leak(inner));
+        pool.ring_put(&batch);
         Ok(Mempool {
             inner,
             _owner: Arc::new(PoolOwner { inner }),
@@ -673,7 +701,8 @@ mod tests {
         std::thread::spawn(move || {
             let _g = lcore::register_current_thread(90).unwrap();
             let mut b = PktBatch::new();
-            for _ in 0..1000 {
+            // Under Miri (slow) fewer rounds; still several refills and flushes.
+            for _ in 0..if cfg!(miri) { 40 } else { 1000 } {
                 let got = p2.alloc_bulk(&mut b, 32).unwrap();
                 assert_eq!(got.len(), 32);
                 for m in got.iter_mut() {
@@ -692,7 +721,10 @@ mod tests {
     #[test]
     fn no_buffer_lost_across_threads() {
         // 10^6 get/put cycles split over two lcore threads that also pass buffers to each
-        // other (alloc on one lcore, free on the other).
+        // other (alloc on one lcore, free on the other). Under Miri, which checks every
+        // access for races but runs slowly, 2 * 4000 cycles.
+        const CYCLES: u64 = if cfg!(miri) { 4_000 } else { 500_000 };
+        const IDLE_ROUNDS: u32 = if cfg!(miri) { 200 } else { 200_000 };
         let p = pool("two-threads", 1024, 64);
         let (tx, rx) = crate::ring::spsc::<RawMbuf>(256).unwrap();
         let (mut tx, mut rx) = (tx, rx);
@@ -701,7 +733,7 @@ mod tests {
             let _g = lcore::register_current_thread(91).unwrap();
             let mut b = PktBatch::new();
             let mut cycles = 0u64;
-            while cycles < 500_000 {
+            while cycles < CYCLES {
                 if pa.alloc_bulk(&mut b, 8).is_none() {
                     std::thread::yield_now();
                     continue;
@@ -730,7 +762,7 @@ mod tests {
                 }
                 if n == 0 {
                     idle += 1;
-                    if idle > 200_000 && cycles >= 500_000 {
+                    if idle > IDLE_ROUNDS && cycles >= CYCLES {
                         break;
                     }
                     std::thread::yield_now();
@@ -863,5 +895,84 @@ mod tests {
         drop(full);
         drop(b);
         assert_eq!(p.stats().available, 64);
+    }
+}
+
+/// Model checks of the per-lcore cache under loom (`RUSTFLAGS="--cfg loom"`, see
+/// `ci/loom.sh`): refills and flushes of two lcores' caches racing on the shared ring, and
+/// a buffer freed on another lcore than the one it came from, must leave every buffer
+/// back in the pool and the in-use count at zero. Each model uses its own lcore ids (the
+/// test harness runs models in parallel), below [`CACHES`].
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+
+    #[test]
+    fn loom_cache_refill_and_flush_conserve_buffers() {
+        loom::model(|| {
+            // Six buffers, caches of two (flushed from three up): an empty cache's get of
+            // two asks the ring for four, and falls back to two when the other lcore
+            // took four; the put of two then flushes the cache back down to two.
+            let p = Mempool::create("loom-flush", 6, 2).unwrap();
+            let lcores = [0, 1].map(|id| {
+                let p = p.clone();
+                thread::spawn(move || {
+                    let _lcore = lcore::register_current_thread(id).unwrap();
+                    let mut b = PktBatch::new();
+                    assert!(
+                        p.alloc_bulk(&mut b, 2).is_some(),
+                        "6 buffers, at most 4 taken"
+                    );
+                    b.clear();
+                })
+            });
+            for l in lcores {
+                l.join().unwrap();
+            }
+            let s = p.stats();
+            assert_eq!(
+                (s.in_use, s.available, s.alloc_failures),
+                (0, 6, 0),
+                "{s:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn loom_buffer_freed_on_another_lcore_is_counted_back() {
+        loom::model(|| {
+            // A buffer from lcore 2's cache goes through a ring to lcore 3, which frees it
+            // into its own cache if it arrived in time (else the main thread frees it):
+            // 2 counts one out, 3 one back, and the pool as a whole none.
+            let p = Mempool::create("loom-cross", 4, 1).unwrap();
+            let (mut tx, mut rx) = crate::ring::spsc::<RawMbuf>(1).unwrap();
+            let pa = p.clone();
+            let giver = thread::spawn(move || {
+                let _lcore = lcore::register_current_thread(2).unwrap();
+                let m = pa.alloc().unwrap();
+                assert!(tx.enqueue_bulk(&[m.into_raw()]));
+            });
+            let pb = p.clone();
+            let taker = thread::spawn(move || {
+                let _lcore = lcore::register_current_thread(3).unwrap();
+                let mut raw = [RawMbuf::NULL];
+                if rx.dequeue_bulk(&mut raw) {
+                    // SAFETY: the giver handed this buffer over and no longer uses it.
+                    drop(unsafe { raw[0].into_mbuf() });
+                }
+                drop(pb.alloc());
+                rx
+            });
+            giver.join().unwrap();
+            let mut rx = taker.join().unwrap();
+            let mut raw = [RawMbuf::NULL];
+            if rx.dequeue_bulk(&mut raw) {
+                // SAFETY: as above.
+                drop(unsafe { raw[0].into_mbuf() });
+            }
+            let s = p.stats();
+            assert_eq!((s.in_use, s.available), (0, 4), "{s:?}");
+        });
     }
 }

@@ -9,11 +9,16 @@
 //! Safety comes from the handle types: [`Ring`] is the multi-producer/multi-consumer ring
 //! and may be shared freely; [`spsc`] returns a [`Producer`]/[`Consumer`] pair whose methods
 //! take `&mut self`, so the single-producer/single-consumer fast paths can never race.
+//!
+//! Memory ordering: a thread that reserves with a CAS first reads the head with acquire,
+//! and a successful CAS releases, so the tail it checks free (or available) room against
+//! is never older than the one the previous reserver checked. A thread that publishes
+//! after earlier reservers waits for their tail with acquire, so its release of the tail
+//! carries their slot writes (or reads) along to the other side. The atomics come from
+//! [`crate::sync`], so the `loom_*` tests check this very code.
 
+use crate::sync::{spin_loop, AtomicU32, Ordering, Slots};
 use crossbeam_utils::CachePadded;
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// The largest ring capacity (elements).
@@ -32,7 +37,7 @@ pub(crate) struct RingCore<T> {
     cons: CachePadded<HeadTail>,
     mask: u32,
     capacity: u32,
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    slots: Slots<T>,
 }
 
 // SAFETY: elements are moved between threads (T: Send), and every slot is accessed only by
@@ -56,23 +61,13 @@ impl<T: Copy> RingCore<T> {
             return None;
         }
         let size = capacity.next_power_of_two();
-        let slots = (0..size)
-            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
         Some(RingCore {
             prod: CachePadded::new(HeadTail::default()),
             cons: CachePadded::new(HeadTail::default()),
             mask: (size - 1) as u32,
             capacity: capacity as u32,
-            slots,
+            slots: Slots::new(size),
         })
-    }
-
-    #[inline(always)]
-    fn slot_ptr(&self) -> *mut T {
-        // UnsafeCell<MaybeUninit<T>> has the same layout as T.
-        self.slots.as_ptr() as *mut T
     }
 
     /// Copies `src` into the slots starting at ring index `at` (wrapping).
@@ -84,12 +79,11 @@ impl<T: Copy> RingCore<T> {
         let size = self.mask as usize + 1;
         let idx = (at & self.mask) as usize;
         let first = src.len().min(size - idx);
-        let base = self.slot_ptr();
         // SAFETY: idx + first <= size and the remainder starts at slot 0; both ranges lie in
         // `slots`, and the caller owns them.
         unsafe {
-            crate::copy::copy_run_raw(base.add(idx), src.as_ptr(), first);
-            crate::copy::copy_run_raw(base, src.as_ptr().add(first), src.len() - first);
+            self.slots.write(idx, &src[..first]);
+            self.slots.write(0, &src[first..]);
         }
     }
 
@@ -102,12 +96,12 @@ impl<T: Copy> RingCore<T> {
         let size = self.mask as usize + 1;
         let idx = (at & self.mask) as usize;
         let first = dst.len().min(size - idx);
-        let base = self.slot_ptr();
+        let (run, rest) = dst.split_at_mut(first);
         // SAFETY: as in write_slots; the slots were initialised by the producer that
         // published them (acquire on the producer tail).
         unsafe {
-            crate::copy::copy_run_raw(dst.as_mut_ptr(), base.add(idx), first);
-            crate::copy::copy_run_raw(dst.as_mut_ptr().add(first), base, dst.len() - first);
+            self.slots.read(idx, run);
+            self.slots.read(0, rest);
         }
     }
 
@@ -145,7 +139,9 @@ impl<T: Copy> RingCore<T> {
     #[inline(always)]
     fn enqueue_mp(&self, src: &[T], amount: Amount) -> usize {
         let want = src.len().min(u32::MAX as usize) as u32;
-        let mut head = self.prod.head.load(Ordering::Relaxed);
+        // Acquire, with the release of a successful CAS: the consumer tail read below is at
+        // least the one the producer that moved the head here checked against.
+        let mut head = self.prod.head.load(Ordering::Acquire);
         let n = loop {
             let cons_tail = self.cons.tail.load(Ordering::Acquire);
             let free = self.capacity.wrapping_add(cons_tail).wrapping_sub(head);
@@ -156,8 +152,8 @@ impl<T: Copy> RingCore<T> {
             match self.prod.head.compare_exchange_weak(
                 head,
                 head.wrapping_add(n),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
+                Ordering::Release,
+                Ordering::Acquire,
             ) {
                 Ok(_) => break n,
                 Err(cur) => head = cur,
@@ -166,9 +162,10 @@ impl<T: Copy> RingCore<T> {
         // SAFETY: the CAS reserved slots head..head+n for this producer alone, and they are
         // free because cons_tail + capacity >= head + n.
         unsafe { self.write_slots(head, &src[..n as usize]) };
-        // Publish in reservation order: wait for producers that reserved before us.
-        while self.prod.tail.load(Ordering::Relaxed) != head {
-            std::hint::spin_loop();
+        // Publish in reservation order: wait for producers that reserved before us, with
+        // acquire, so our release below also publishes their slots.
+        while self.prod.tail.load(Ordering::Acquire) != head {
+            spin_loop();
         }
         self.prod
             .tail
@@ -201,7 +198,9 @@ impl<T: Copy> RingCore<T> {
     #[inline(always)]
     fn dequeue_mc(&self, dst: &mut [T], amount: Amount) -> usize {
         let want = dst.len().min(u32::MAX as usize) as u32;
-        let mut head = self.cons.head.load(Ordering::Relaxed);
+        // Acquire, as in enqueue_mp: the producer tail read below is at least the one the
+        // consumer that moved the head here checked against.
+        let mut head = self.cons.head.load(Ordering::Acquire);
         let n = loop {
             let prod_tail = self.prod.tail.load(Ordering::Acquire);
             let avail = prod_tail.wrapping_sub(head);
@@ -212,8 +211,8 @@ impl<T: Copy> RingCore<T> {
             match self.cons.head.compare_exchange_weak(
                 head,
                 head.wrapping_add(n),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
+                Ordering::Release,
+                Ordering::Acquire,
             ) {
                 Ok(_) => break n,
                 Err(cur) => head = cur,
@@ -221,8 +220,10 @@ impl<T: Copy> RingCore<T> {
         };
         // SAFETY: the CAS reserved published slots head..head+n for this consumer alone.
         unsafe { self.read_slots(head, &mut dst[..n as usize]) };
-        while self.cons.tail.load(Ordering::Relaxed) != head {
-            std::hint::spin_loop();
+        // Acquire, as in enqueue_mp: our release below tells producers that the earlier
+        // consumers' reads are done too.
+        while self.cons.tail.load(Ordering::Acquire) != head {
+            spin_loop();
         }
         self.cons
             .tail
@@ -248,8 +249,11 @@ impl<T: Copy> RingCore<T> {
     }
 
     fn count(&self) -> usize {
-        let prod_tail = self.prod.tail.load(Ordering::Acquire);
+        // Consumer tail first: the consumer that stored it had read a producer tail at
+        // least as far, and the acquire makes our read below see that far too, so the
+        // difference cannot go negative (which would read as a full ring).
         let cons_tail = self.cons.tail.load(Ordering::Acquire);
+        let prod_tail = self.prod.tail.load(Ordering::Acquire);
         (prod_tail.wrapping_sub(cons_tail)).min(self.capacity) as usize
     }
 }
@@ -412,7 +416,9 @@ mod tests {
         let mut next_in = 0u64;
         let mut next_out = 0u64;
         let mut buf = [0u64; 5];
-        for round in 0..10_000u64 {
+        // Fewer rounds under Miri, whose interpreter is slow; still many wraps of 8 slots.
+        let rounds = if cfg!(miri) { 200 } else { 10_000u64 };
+        for round in 0..rounds {
             let k = (round % 5 + 1) as usize;
             let src: Vec<u64> = (next_in..next_in + k as u64).collect();
             let n = p.enqueue_burst(&src);
@@ -435,7 +441,8 @@ mod tests {
     #[test]
     fn spsc_across_threads_preserves_order() {
         let (mut p, mut c) = spsc::<u64>(64).unwrap();
-        const N: u64 = 200_000;
+        // Under Miri (slow, but it checks every access for races) a few wraps suffice.
+        const N: u64 = if cfg!(miri) { 1_000 } else { 200_000 };
         let t = std::thread::spawn(move || {
             let mut i = 0;
             while i < N {
@@ -458,7 +465,7 @@ mod tests {
     #[test]
     fn mpmc_loses_and_duplicates_nothing() {
         let r = Arc::new(Ring::<u64>::new(128).unwrap());
-        const PER: u64 = 50_000;
+        const PER: u64 = if cfg!(miri) { 500 } else { 50_000 };
         let producers: Vec<_> = (0..2u64)
             .map(|p| {
                 let r = r.clone();
@@ -506,5 +513,140 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all.len() as u64, 2 * PER);
         assert!(all.iter().enumerate().all(|(i, v)| *v == i as u64));
+    }
+}
+
+/// Model checks of the head/tail protocol under loom (`RUSTFLAGS="--cfg loom"`, see
+/// `ci/loom.sh`): every interleaving of small rings whose indexes wrap, up to the
+/// preemption bound, with loom reporting unordered slot accesses (data races) and the
+/// tests the loss, duplication or reordering of elements. Each thread makes a fixed number
+/// of attempts (no waiting in the test itself, which would multiply the interleavings);
+/// what is left is drained after the joins.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+
+    /// A ring of `capacity` whose indexes start one short of the wrap.
+    fn wrapping_ring(capacity: usize) -> Ring<u32> {
+        let r = Ring::new(capacity).unwrap();
+        for _ in 0..capacity.next_power_of_two() - 1 {
+            assert!(r.enqueue_bulk(&[0]));
+            assert!(r.dequeue_bulk(&mut [0]));
+        }
+        r
+    }
+
+    /// Everything left in `r`, in order.
+    fn drain(r: &Ring<u32>) -> Vec<u32> {
+        let mut out = vec![0; r.capacity()];
+        let n = r.dequeue_burst(&mut out);
+        out.truncate(n);
+        out
+    }
+
+    /// Whether the elements of `from` appear in `got` in `from`'s order.
+    fn in_order(got: &[u32], from: &[u32]) -> bool {
+        got.iter()
+            .filter(|v| from.contains(v))
+            .eq(from.iter().filter(|v| got.contains(v)))
+    }
+
+    #[test]
+    fn loom_mp_mc_ring_loses_duplicates_and_reorders_nothing() {
+        loom::model(|| {
+            // Two producers and two consumers on two slots, two attempts each.
+            let r = Arc::new(wrapping_ring(2));
+            let producers = [vec![10, 11], vec![20, 21]].map(|vals| {
+                let r = r.clone();
+                thread::spawn(move || {
+                    let mut sent = 0;
+                    for _ in 0..2 {
+                        sent += r.enqueue_burst(&vals[sent..]);
+                    }
+                    vals[..sent].to_vec()
+                })
+            });
+            let take = |r: &Ring<u32>| {
+                let mut got = Vec::new();
+                for _ in 0..2 {
+                    let mut buf = [0; 1];
+                    let n = r.dequeue_burst(&mut buf);
+                    assert!(r.len() <= r.capacity());
+                    got.extend_from_slice(&buf[..n]);
+                }
+                got
+            };
+            let other = {
+                let r = r.clone();
+                thread::spawn(move || take(&r))
+            };
+            let mine = take(&r);
+            let sent = producers.map(|p| p.join().unwrap()).concat();
+            let theirs = other.join().unwrap();
+            let rest = drain(&r);
+            for got in [&mine, &theirs, &rest] {
+                assert!(
+                    in_order(got, &[10, 11]) && in_order(got, &[20, 21]),
+                    "{got:?}"
+                );
+            }
+            let mut got = [mine, theirs, rest].concat();
+            got.sort_unstable();
+            let mut sent = sent;
+            sent.sort_unstable();
+            assert_eq!(got, sent);
+        });
+    }
+
+    #[test]
+    fn loom_mp_bulk_enqueue_publishes_in_reservation_order() {
+        loom::model(|| {
+            // Two bulks of two into four slots: the producer that reserved second must not
+            // publish before the first, or the consumer reads unwritten slots (a race
+            // loom reports) or an element out of order.
+            let r = Arc::new(wrapping_ring(4));
+            let producers = [[1, 2], [3, 4]].map(|vals| {
+                let r = r.clone();
+                thread::spawn(move || assert!(r.enqueue_bulk(&vals)))
+            });
+            let mut buf = [0; 4];
+            let n = r.dequeue_burst(&mut buf);
+            for p in producers {
+                p.join().unwrap();
+            }
+            let got = [&buf[..n], &drain(&r)].concat();
+            assert!(got == [1, 2, 3, 4] || got == [3, 4, 1, 2], "{got:?}");
+        });
+    }
+
+    #[test]
+    fn loom_sp_sc_ring_delivers_in_order() {
+        loom::model(|| {
+            // Three elements offered twice to two slots, taken twice.
+            let (mut p, mut c) = spsc::<u32>(2).unwrap();
+            // Indexes one short of the wrap.
+            assert!(p.enqueue_bulk(&[0]) && c.dequeue_bulk(&mut [0]));
+            let producer = thread::spawn(move || {
+                let vals = [1, 2, 3];
+                let mut sent = 0;
+                for _ in 0..2 {
+                    sent += p.enqueue_burst(&vals[sent..]);
+                    assert!(p.free_count() <= 2);
+                }
+                (p, sent)
+            });
+            let mut got = Vec::new();
+            let mut buf = [0; 2];
+            for _ in 0..2 {
+                let n = c.dequeue_burst(&mut buf);
+                got.extend_from_slice(&buf[..n]);
+            }
+            let (_p, sent) = producer.join().unwrap();
+            let n = c.dequeue_burst(&mut buf);
+            got.extend_from_slice(&buf[..n]);
+            assert_eq!(got, [1, 2, 3][..sent]);
+            assert!(c.is_empty());
+        });
     }
 }

@@ -177,17 +177,20 @@ impl Mbuf {
 
     /// Extends the last segment by `n` bytes and returns them, or `None` without room.
     pub(crate) fn append_last(&mut self, n: usize) -> Option<&mut [u8]> {
+        let len = self.len();
         let last = self.last_seg();
         // SAFETY: `last` is a segment of this owned chain; `&mut self` is unique access.
+        // Field accesses through the raw pointer, no reference: `last` may be the head,
+        // which `h_mut` borrows.
         unsafe {
-            let l = &mut *last;
-            let used = usize::from(l.data_off) + usize::from(l.data_len);
-            if n > usize::from(l.buf_len) - used || (self.len() + n) > u32::MAX as usize {
+            let used = usize::from((*last).data_off) + usize::from((*last).data_len);
+            if n > usize::from((*last).buf_len) - used || (len + n) > u32::MAX as usize {
                 return None;
             }
-            l.data_len += n as u16;
+            (*last).data_len += n as u16;
+            let buf = (*last).buf_addr;
             self.h_mut().pkt_len += n as u32;
-            Some(std::slice::from_raw_parts_mut(l.buf_addr.add(used), n))
+            Some(std::slice::from_raw_parts_mut(buf.add(used), n))
         }
     }
 

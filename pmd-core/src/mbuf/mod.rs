@@ -70,7 +70,8 @@ impl MbufHdr {
     /// The buffer's pool (the chain tag masked off).
     #[inline(always)]
     pub(crate) fn pool_ptr(&self) -> *const PoolInner {
-        (self.pool as usize & !CHAIN_TAG) as *const PoolInner
+        // map_addr keeps the pointer's provenance (no integer round trip).
+        self.pool.map_addr(|a| a & !CHAIN_TAG)
     }
 
     /// Sets the segment count and the chain tag with it (every write of `nb_segs` goes
@@ -78,8 +79,8 @@ impl MbufHdr {
     #[inline(always)]
     pub(crate) fn set_nb_segs(&mut self, n: u16) {
         self.nb_segs = n;
-        let bare = self.pool as usize & !CHAIN_TAG;
-        self.pool = (bare | if n > 1 { CHAIN_TAG } else { 0 }) as *const PoolInner;
+        let tag = if n > 1 { CHAIN_TAG } else { 0 };
+        self.pool = self.pool.map_addr(|a| (a & !CHAIN_TAG) | tag);
     }
 
     /// Sets the first segment's length and moves the packet length by the same amount
@@ -579,7 +580,7 @@ pub(crate) unsafe fn free_raw_bulk(bufs: &[RawMbuf]) {
     let Some(first) = bufs.first() else { return };
     // SAFETY: headers of owned buffers are valid.
     let mut pool = unsafe { (*first.0).pool };
-    if pool as usize & CHAIN_TAG != 0 {
+    if pool.addr() & CHAIN_TAG != 0 {
         // SAFETY: forwarded contract.
         return unsafe { free_chains_slow(bufs) };
     }
@@ -590,7 +591,7 @@ pub(crate) unsafe fn free_raw_bulk(bufs: &[RawMbuf]) {
         if p != pool {
             // SAFETY: the pool outlives its buffers; the run start..i belongs to it.
             unsafe { (*pool).put_bulk(&bufs[start..i]) };
-            if p as usize & CHAIN_TAG != 0 {
+            if p.addr() & CHAIN_TAG != 0 {
                 // SAFETY: the rest is forwarded under the caller's contract.
                 return unsafe { free_chains_slow(&bufs[i..]) };
             }
