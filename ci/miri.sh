@@ -19,8 +19,11 @@ missing() {
 }
 
 command -v rustup >/dev/null || missing "rustup is not installed; Miri needs a nightly toolchain"
-rustup run nightly rustc --version >/dev/null 2>&1 ||
-  missing "no nightly toolchain; install one with: rustup toolchain install nightly --component miri,rust-src"
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "ci/miri.sh: installing a nightly toolchain with miri and rust-src (a minute or two)"
+  rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 ||
+    missing "no nightly toolchain and none could be installed; install one with: rustup toolchain install nightly --component miri,rust-src"
+fi
 if ! cargo +nightly miri --version >/dev/null 2>&1 ||
   ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
   rustup component add --toolchain nightly miri rust-src ||
