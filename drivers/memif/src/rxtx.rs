@@ -116,12 +116,18 @@ impl Attached {
                 len: r.len(),
             })
             .collect();
+        // A client's receive ring starts with every buffer offered (`reset_rings`).
+        let aux = if rx && s.role == Role::Client {
+            info.ring.head().load(Ordering::Acquire)
+        } else {
+            0
+        };
         Some(Attached {
             ring: info.ring,
             role: s.role,
             size: info.ring.size(),
             ours: 0,
-            aux: 0,
+            aux,
             buf,
             bsize,
             regions,

@@ -73,7 +73,10 @@ impl Session {
     }
 
     /// Resets both counters of every ring to 0 and marks the rings we receive on as
-    /// polled (no interrupts wanted), as both sides do when the connection completes.
+    /// polled (no interrupts wanted), as both sides do when the connection completes. A
+    /// client then offers every buffer of its receive rings at once (head = ring size),
+    /// so the server can send before the client's first poll. (The server resets its
+    /// counters when it gets CONNECT, the client when it gets CONNECTED: after it.)
     pub fn reset_rings(&self) {
         for (i, r) in self.c2s.iter().chain(&self.s2c).enumerate() {
             r.ring.head().store(0, Ordering::Relaxed);
@@ -84,6 +87,13 @@ impl Session {
             };
             if ours_rx {
                 r.ring.set_flags(RING_FLAG_MASK_INT);
+            }
+            if ours_rx && self.role == Role::Client {
+                let size = r.ring.size() as u16;
+                for slot in 0..size {
+                    r.ring.set_desc_len(slot, 0, self.bsize);
+                }
+                r.ring.head().store(size, Ordering::Relaxed);
             }
         }
         std::sync::atomic::fence(Ordering::Release);

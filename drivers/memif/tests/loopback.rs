@@ -231,3 +231,38 @@ fn reconnects_after_either_side_restarts() {
     cli.finish();
     srv.finish();
 }
+
+/// A client offers its receive buffers when the connection completes, not at its first
+/// poll: a server can send a full burst before the client has ever polled, and nothing is
+/// given back or lost.
+#[test]
+fn server_sends_before_the_clients_first_poll() {
+    let sock = socket(true);
+    let mut server = side(0, &format!("net_memif0,role=server,{sock}"), 1);
+    let mut client = side(1, &format!("net_memif1,role=client,{sock}"), 1);
+    for s in [&server, &client] {
+        wait_for(10, "link up", || s.port.link().up);
+    }
+    let mut b = pmd_core::mbuf::PktBatch::new();
+    for seq in 0..32 {
+        let mut m = server.pool.alloc().expect("pool");
+        assert!(m.copy_from(&frame(MAC_A, MAC_B, 1, seq)));
+        b.push(m).unwrap();
+    }
+    assert_eq!(
+        server.tx[0].tx_burst(&mut b),
+        32,
+        "the client offered no buffer yet"
+    );
+    let mut got = 0;
+    let mut rb = pmd_core::mbuf::PktBatch::new();
+    wait_for(10, "32 frames at the client", || {
+        got += client.rx[0].rx_burst(&mut rb);
+        rb.clear();
+        got == 32
+    });
+    let st = server.port.stats();
+    assert_eq!((st.opackets, st.oerrors), (32, 0), "{st:?}");
+    server.finish();
+    client.finish();
+}
