@@ -5,6 +5,7 @@
 use crate::fwd::Task;
 use pmd_capture::Capture;
 use pmd_core::ethdev::PortId;
+use pmd_core::numarg;
 use pmd_core::Error;
 use std::path::PathBuf;
 
@@ -13,9 +14,8 @@ pub fn parse_spec(s: &str) -> Result<(PortId, PathBuf), String> {
     let (port, file) = s
         .split_once(':')
         .ok_or_else(|| format!("invalid capture {s:?}: expected PORT:FILE, e.g. 0:port0.pcap"))?;
-    let port = port
-        .parse()
-        .map_err(|_| format!("invalid capture {s:?}: {port:?} is not a port number"))?;
+    let port = numarg::whole(port, 0..=PortId::MAX)
+        .map_err(|e| format!("invalid capture {s:?}: not a port number: {e}"))?;
     if file.is_empty() {
         return Err(format!("invalid capture {s:?}: no file name after ':'"));
     }
@@ -80,6 +80,10 @@ mod tests {
         assert_eq!(parse_spec("0:c:d.pcap"), Ok((0, "c:d.pcap".into())));
         assert!(parse_spec("x.pcap").unwrap_err().contains("PORT:FILE"));
         assert!(parse_spec("a:x.pcap").unwrap_err().contains("not a port"));
+        assert!(parse_spec("+1:x.pcap").unwrap_err().contains("not a port"));
+        assert!(parse_spec("65536:x.pcap")
+            .unwrap_err()
+            .contains("out of range"));
         assert!(parse_spec("0:").unwrap_err().contains("no file"));
     }
 }
