@@ -8,6 +8,9 @@ use crate::ethdev::MacAddr;
 use crate::options::{EalOptions, ParsedArgs};
 use std::collections::HashSet;
 
+/// Longest vdev specification [`fuzz_devargs`] reads.
+pub const MAX_VDEV_SPEC: usize = 1024;
+
 /// Argv items an input byte below 0x20 stands for, so that short inputs reach the
 /// options' values rather than dying on an unknown option.
 const ARGV_WORDS: [&str; 32] = [
@@ -133,6 +136,11 @@ pub fn fuzz_eal_options(data: &[u8]) {
 /// itself; typed readings agree with the text (a flag is `0`/`1`, an integer lies in its
 /// range, a MAC address prints back to one that parses the same).
 pub fn fuzz_devargs(data: &[u8]) {
+    // A --vdev value is one argv item; past this length the parser's duplicate-key check
+    // (quadratic in the argument count) only slows the fuzzer down.
+    if data.len() > MAX_VDEV_SPEC {
+        return;
+    }
     let text = String::from_utf8_lossy(data);
     let spec: VdevSpec = match text.parse() {
         Ok(s) => s,
