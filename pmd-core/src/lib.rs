@@ -23,6 +23,8 @@ pub mod devargs;
 pub mod eal;
 pub mod error;
 pub mod ethdev;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lcore;
 pub mod mbuf;
 pub mod memory;

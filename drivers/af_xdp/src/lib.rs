@@ -54,6 +54,8 @@
 
 mod config;
 mod device;
+#[doc(hidden)]
+pub mod fuzzing;
 mod prog;
 mod ring;
 mod rxtx;

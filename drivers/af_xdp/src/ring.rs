@@ -250,8 +250,8 @@ impl<T: Desc> ConsRing<T> {
     }
 }
 
-/// A stand-in for the kernel side of a ring, for unit tests.
-#[cfg(test)]
+/// A stand-in for the kernel side of a ring, for unit tests and the fuzz target
+/// ([`crate::fuzzing`]).
 pub(crate) mod fake {
     use super::*;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -310,6 +310,40 @@ pub(crate) mod fake {
                     .cast::<u64>()
                     .write_volatile(v)
             }
+        }
+
+        /// Descriptor `i` (< 8) of an rx or tx ring (16-byte `xdp_desc` slots at 192).
+        pub fn desc(&self, i: usize) -> XdpDesc {
+            assert!(i < 8);
+            // SAFETY: slot i < 8 of the 16-byte array at offset 192 (ends at 320), inside
+            // the mapping and 8-aligned.
+            unsafe {
+                self.view
+                    .as_mut_ptr()
+                    .add(192 + 16 * i)
+                    .cast::<XdpDesc>()
+                    .read_volatile()
+            }
+        }
+
+        /// Writes descriptor `i` (< 8) of an rx or tx ring.
+        pub fn set_desc(&self, i: usize, d: XdpDesc) {
+            assert!(i < 8);
+            // SAFETY: as in `desc`.
+            unsafe {
+                self.view
+                    .as_mut_ptr()
+                    .add(192 + 16 * i)
+                    .cast::<XdpDesc>()
+                    .write_volatile(d)
+            }
+        }
+
+        /// Zeroes the ring memory (indexes, flags and slots), for a fresh ring.
+        pub fn clear(&self) {
+            // SAFETY: the 4096-byte mapping we own; rings mapped over it read it only
+            // atomically or volatile.
+            unsafe { std::ptr::write_bytes(self.view.as_mut_ptr(), 0, 4096) }
         }
     }
 }

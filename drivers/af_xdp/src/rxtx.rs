@@ -10,6 +10,7 @@
 //! frames and its length inside one frame (and in the mbuf); anything else is counted as
 //! an error and dropped.
 
+use crate::umem::Umem;
 use crate::xsk::{KickCounters, RxRings, TxRings, Xsk};
 use crate::{sys, uapi::XdpDesc};
 use pmd_core::ethdev::{QueueStats, RxQueue, TxQueue};
@@ -28,18 +29,18 @@ const KERNEL_TX_BATCH: u32 = 32;
 
 /// The bounds an rx descriptor from the kernel must keep.
 #[derive(Clone, Copy, Debug)]
-struct RxLimits {
+pub(crate) struct RxLimits {
     /// End of the rx frames (UMEM address): frames below it are this queue's.
-    rx_end: u64,
+    pub rx_end: u64,
     /// UMEM frame size (a power of two).
-    frame_size: u64,
+    pub frame_size: u64,
     /// Largest packet an mbuf of the queue's pool holds.
-    room: usize,
+    pub room: usize,
 }
 
 /// What an rx descriptor is worth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RxDesc {
+pub(crate) enum RxDesc {
     /// A packet to deliver; the frame (its start) goes back to the fill ring after.
     Good(u64),
     /// One of our frames, but the length is unusable (0, past the frame, or longer than
@@ -51,7 +52,7 @@ enum RxDesc {
 
 impl RxLimits {
     #[inline(always)]
-    fn check(&self, d: &XdpDesc) -> RxDesc {
+    pub(crate) fn check(&self, d: &XdpDesc) -> RxDesc {
         let offset = d.addr & (self.frame_size - 1);
         let frame = d.addr - offset;
         if frame >= self.rx_end {
@@ -153,91 +154,132 @@ impl RxQueue for AfXdpRxQueue {
             }
             return 0;
         }
-        let start = batch.len();
-        let Some(mbufs) = self.pool.alloc_bulk(batch, n) else {
-            // No buffers to copy these frames into: give their frames back to the fill ring
-            // and count each lost packet once (left on the rx ring, every later poll would
-            // count them again).
-            let mut fill = [0u64; BATCH_CAPACITY];
-            let mut nfill = 0usize;
-            let (mut lost, mut errors) = (0u64, 0u64);
-            for i in 0..n {
-                let d = r.rx.get(i as u32);
-                match self.limits.check(&d) {
-                    RxDesc::Good(frame) => {
-                        fill[nfill] = frame;
-                        nfill += 1;
-                        lost += 1;
-                    }
-                    RxDesc::Bad(frame) => {
-                        log_rejected(&d);
-                        fill[nfill] = frame;
-                        nfill += 1;
-                        errors += 1;
-                    }
-                    RxDesc::Foreign => {
-                        log_rejected(&d);
-                        errors += 1;
-                    }
-                }
-            }
-            r.rx.release(n as u32);
-            errors += r.refill(&fill[..nfill]);
-            if r.fill.needs_wakeup() {
-                wake_rx(&self.xsk);
-            }
-            self.stats.add_no_mbuf(lost);
-            if errors > 0 {
-                self.stats.add_errors(errors);
-            }
-            return 0;
-        };
-        let umem = self.xsk.umem();
-        let mut fill = [0u64; BATCH_CAPACITY];
-        let mut nfill = 0usize;
-        let (mut used, mut bytes, mut errors) = (0usize, 0u64, 0u64);
+        let got = take_rx(
+            r,
+            self.limits,
+            self.xsk.umem(),
+            &self.pool,
+            batch,
+            n,
+            self.port,
+        );
+        if r.fill.needs_wakeup() {
+            wake_rx(&self.xsk);
+        }
+        if got.used > 0 {
+            self.stats.add(got.used as u64, got.bytes);
+        }
+        if got.no_mbuf > 0 {
+            self.stats.add_no_mbuf(got.no_mbuf);
+        }
+        if got.errors > 0 {
+            self.stats.add_errors(got.errors);
+        }
+        got.used
+    }
+}
+
+/// What one pass over the rx ring did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RxTaken {
+    /// Packets delivered into the batch.
+    pub used: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Descriptors refused (and frames lost for a full stash).
+    pub errors: u64,
+    /// Good packets dropped for want of mbufs.
+    pub no_mbuf: u64,
+}
+
+/// Takes the `n` ready rx descriptors (`n` from `r.rx.ready`): copies the good ones into
+/// mbufs from `pool` appended to `batch`, releases all `n` and hands their frames back on
+/// the fill ring. Without mbufs for all `n`, every packet is dropped (counted in
+/// `no_mbuf`) and the frames still go back.
+#[inline(always)]
+pub(crate) fn take_rx(
+    r: &mut RxRings,
+    limits: RxLimits,
+    umem: &Umem,
+    pool: &Mempool,
+    batch: &mut PktBatch,
+    n: usize,
+    port: u16,
+) -> RxTaken {
+    let start = batch.len();
+    let mut fill = [0u64; BATCH_CAPACITY];
+    let mut nfill = 0usize;
+    let Some(mbufs) = pool.alloc_bulk(batch, n) else {
+        // No buffers to copy these frames into: give their frames back to the fill ring
+        // and count each lost packet once (left on the rx ring, every later poll would
+        // count them again).
+        let (mut lost, mut errors) = (0u64, 0u64);
         for i in 0..n {
             let d = r.rx.get(i as u32);
-            let frame = match self.limits.check(&d) {
-                RxDesc::Good(frame) => frame,
+            match limits.check(&d) {
+                RxDesc::Good(frame) => {
+                    fill[nfill] = frame;
+                    nfill += 1;
+                    lost += 1;
+                }
                 RxDesc::Bad(frame) => {
                     log_rejected(&d);
                     fill[nfill] = frame;
                     nfill += 1;
                     errors += 1;
-                    continue;
                 }
                 RxDesc::Foreign => {
                     log_rejected(&d);
                     errors += 1;
-                    continue;
                 }
-            };
-            fill[nfill] = frame;
-            nfill += 1;
-            let len = d.len as usize;
-            let m = &mut mbufs[used];
-            if !m.set_len(len) || !umem.copy_out(d.addr, m.data_mut()) {
-                errors += 1; // cannot happen after `check`
-                continue;
             }
-            m.set_port(self.port);
-            used += 1;
-            bytes += len as u64;
         }
         r.rx.release(n as u32);
         errors += r.refill(&fill[..nfill]);
-        if r.fill.needs_wakeup() {
-            wake_rx(&self.xsk);
+        return RxTaken {
+            errors,
+            no_mbuf: lost,
+            ..RxTaken::default()
+        };
+    };
+    let (mut used, mut bytes, mut errors) = (0usize, 0u64, 0u64);
+    for i in 0..n {
+        let d = r.rx.get(i as u32);
+        let frame = match limits.check(&d) {
+            RxDesc::Good(frame) => frame,
+            RxDesc::Bad(frame) => {
+                log_rejected(&d);
+                fill[nfill] = frame;
+                nfill += 1;
+                errors += 1;
+                continue;
+            }
+            RxDesc::Foreign => {
+                log_rejected(&d);
+                errors += 1;
+                continue;
+            }
+        };
+        fill[nfill] = frame;
+        nfill += 1;
+        let len = d.len as usize;
+        let m = &mut mbufs[used];
+        if !m.set_len(len) || !umem.copy_out(d.addr, m.data_mut()) {
+            errors += 1; // cannot happen after `check`
+            continue;
         }
-        batch.truncate(start + used);
-        if used > 0 {
-            self.stats.add(used as u64, bytes);
-        }
-        if errors > 0 {
-            self.stats.add_errors(errors);
-        }
-        used
+        m.set_port(port);
+        used += 1;
+        bytes += len as u64;
+    }
+    r.rx.release(n as u32);
+    errors += r.refill(&fill[..nfill]);
+    batch.truncate(start + used);
+    RxTaken {
+        used,
+        bytes,
+        errors,
+        no_mbuf: 0,
     }
 }
 
@@ -268,36 +310,50 @@ impl Drop for AfXdpRxQueue {
 
 /// Where the tx frames are: the UMEM addresses a completion may carry.
 #[derive(Clone, Copy, Debug)]
-struct TxFrames {
+pub(crate) struct TxFrames {
     /// First tx frame.
-    start: u64,
+    pub start: u64,
     /// End of the UMEM.
-    end: u64,
+    pub end: u64,
     /// Frame size.
-    size: u64,
+    pub size: u64,
     /// Number of tx frames (the most the free list may hold).
-    count: usize,
+    pub count: usize,
 }
 
 impl TxFrames {
     /// Whether `a` is the start of one of the tx frames (what we post, so what a
     /// completion must carry).
     #[inline(always)]
-    fn owns(self, a: u64) -> bool {
+    pub(crate) fn owns(self, a: u64) -> bool {
         a >= self.start && a < self.end && a.is_multiple_of(self.size)
     }
 
-    /// Moves every completed frame back to the free list; returns bad completions.
+    /// Index of tx frame `a` (one that [`TxFrames::owns`]) in [`TxRings::sent`].
     #[inline(always)]
-    fn reclaim(self, r: &mut TxRings) -> u64 {
+    fn index(self, a: u64) -> usize {
+        ((a - self.start) / self.size) as usize
+    }
+
+    /// Moves every completed frame back to the free list; returns bad completions (not
+    /// a tx frame, or one not in flight).
+    #[inline(always)]
+    pub(crate) fn reclaim(self, r: &mut TxRings) -> u64 {
         let n = r.comp.ready(r.comp.size());
         let mut errors = 0;
         for i in 0..n {
             let a = r.comp.get(i);
-            if self.owns(a) && r.free.len() < self.count {
-                r.free.push(a);
+            let sent = if self.owns(a) {
+                r.sent.get_mut(self.index(a)).filter(|s| **s)
             } else {
-                errors += 1;
+                None
+            };
+            match sent {
+                Some(s) if r.free.len() < self.count => {
+                    *s = false;
+                    r.free.push(a);
+                }
+                _ => errors += 1,
             }
         }
         if n > 0 {
@@ -404,54 +460,9 @@ impl TxQueue for AfXdpTxQueue {
             return 0;
         };
         let mut errors = frames.reclaim(r);
-        let want = batch.len().min(r.free.len()) as u32;
-        let slots = r.tx.free(want);
-        let umem = self.xsk.umem();
-        let (mut posted, mut consumed, mut bytes) = (0u32, 0usize, 0u64);
-        for m in batch.iter() {
-            let plen = m.len();
-            if plen < ETH_HLEN || plen as u64 > frames.size {
-                errors += 1;
-                consumed += 1;
-                continue;
-            }
-            if posted == slots {
-                break;
-            }
-            let Some(addr) = r.free.pop() else { break };
-            // A chain is copied segment by segment into the one frame.
-            let copied = if m.is_contiguous() {
-                umem.copy_in(addr, m.data())
-            } else {
-                let mut ok = true;
-                let _ = m.for_each_chunk(0, plen, |piece, at| {
-                    ok &= umem.within_frame(addr, at + piece.len())
-                        && umem.copy_in(addr + at as u64, piece);
-                });
-                ok
-            };
-            if !copied {
-                // Cannot happen (length checked, frame ours); drop rather than stall.
-                r.free.push(addr);
-                errors += 1;
-                consumed += 1;
-                continue;
-            }
-            r.tx.set(
-                posted,
-                XdpDesc {
-                    addr,
-                    len: plen as u32,
-                    options: 0,
-                },
-            );
-            posted += 1;
-            consumed += 1;
-            bytes += plen as u64;
-        }
-        if posted > 0 {
-            r.tx.submit(posted);
-        }
+        let put = post_tx(r, frames, self.xsk.umem(), batch);
+        errors += put.errors;
+        let (posted, consumed, bytes) = (put.posted, put.consumed, put.bytes);
         errors += kick_if_needed(&self.xsk, frames, r);
         batch.free_front(consumed);
         if posted > 0 {
@@ -474,6 +485,88 @@ impl TxQueue for AfXdpTxQueue {
         if errors > 0 {
             self.stats.add_errors(errors);
         }
+    }
+}
+
+/// What one tx burst put on the tx ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TxPosted {
+    /// Packets copied into frames and posted (published with one index update).
+    pub posted: u32,
+    /// Packets that left the batch: posted, or dropped as invalid.
+    pub consumed: usize,
+    /// Bytes posted.
+    pub bytes: u64,
+    /// Packets dropped as invalid (shorter than an Ethernet header, longer than a frame).
+    pub errors: u64,
+}
+
+/// Copies the packets at the front of `batch` into free tx frames and posts them, as many
+/// as frames and tx ring slots allow; packets no frame can hold are dropped. The caller
+/// frees the first `consumed` packets of the batch.
+#[inline(always)]
+pub(crate) fn post_tx(
+    r: &mut TxRings,
+    frames: TxFrames,
+    umem: &Umem,
+    batch: &PktBatch,
+) -> TxPosted {
+    let mut errors = 0;
+    let want = batch.len().min(r.free.len()) as u32;
+    let slots = r.tx.free(want);
+    let (mut posted, mut consumed, mut bytes) = (0u32, 0usize, 0u64);
+    for m in batch.iter() {
+        let plen = m.len();
+        if plen < ETH_HLEN || plen as u64 > frames.size {
+            errors += 1;
+            consumed += 1;
+            continue;
+        }
+        if posted == slots {
+            break;
+        }
+        let Some(addr) = r.free.pop() else { break };
+        // A chain is copied segment by segment into the one frame.
+        let copied = if m.is_contiguous() {
+            umem.copy_in(addr, m.data())
+        } else {
+            let mut ok = true;
+            let _ = m.for_each_chunk(0, plen, |piece, at| {
+                ok &= umem.within_frame(addr, at + piece.len())
+                    && umem.copy_in(addr + at as u64, piece);
+            });
+            ok
+        };
+        if !copied {
+            // Cannot happen (length checked, frame ours); drop rather than stall.
+            r.free.push(addr);
+            errors += 1;
+            consumed += 1;
+            continue;
+        }
+        r.tx.set(
+            posted,
+            XdpDesc {
+                addr,
+                len: plen as u32,
+                options: 0,
+            },
+        );
+        if let Some(s) = r.sent.get_mut(frames.index(addr)) {
+            *s = true;
+        }
+        posted += 1;
+        consumed += 1;
+        bytes += plen as u64;
+    }
+    if posted > 0 {
+        r.tx.submit(posted);
+    }
+    TxPosted {
+        posted,
+        consumed,
+        bytes,
+        errors,
     }
 }
 

@@ -104,6 +104,10 @@ pub(crate) struct TxRings {
     pub comp: ConsRing<u64>,
     /// Free tx frames (UMEM addresses); never holds more than the tx frame count.
     pub free: Vec<u64>,
+    /// Per tx frame (in UMEM order): posted on the tx ring and not completed yet. Only
+    /// such a frame may come back on the completion ring; a kernel completing a frame
+    /// twice would otherwise put it on the free list twice, and two packets into it.
+    pub sent: Vec<bool>,
 }
 
 /// Counters the queues keep for xstats (single writer each).
@@ -210,7 +214,12 @@ impl Xsk {
                 stash: Vec::with_capacity(n as usize),
                 rx_frames: n as usize,
             })),
-            tx: Mutex::new(Some(TxRings { tx, comp, free })),
+            tx: Mutex::new(Some(TxRings {
+                tx,
+                comp,
+                sent: vec![false; free.len()],
+                free,
+            })),
             fd,
             umem,
             queue: cfg.queue,

@@ -29,6 +29,8 @@
 mod config;
 mod device;
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 mod rxtx;
 
 pub use device::PcapDevice;

@@ -53,6 +53,8 @@
 //! are linearized). TCP/UDP checksum and TSO offloads map to the device's `CSUM` and
 //! `HOST_TSO4/6`, LRO to `GUEST_TSO4/6` (see [`net`] for what the capabilities promise).
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod net;
 pub mod transport;
 pub mod virtqueue;
