@@ -202,10 +202,18 @@ fn header(input: &mut Input) -> (u16, bool) {
     (1 << (b & 7), b & 8 != 0)
 }
 
+/// How often (in operations) the driver's in-flight ids are compared in full with the
+/// buffers posted; the counts are compared after every operation, and the ids once more
+/// at the end of the input.
+const FULL_CHECK_EVERY: usize = 8;
+
 /// Runs the operations the input names, checking the driver's books after each.
 fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Outcome {
     let size = q.size();
     let mut posted: BTreeMap<u16, Posted> = BTreeMap::new();
+    // Descriptors of the buffers in `posted`, kept as they change.
+    let mut in_use = 0usize;
+    let mut ops = 0usize;
     let mut out = [UsedElem::default(); 8];
     let mut seen = Outcome::default();
     // Buffers published (the device may take them), and those it handed back that the
@@ -221,19 +229,27 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
             0 => {
                 let (len, writable) = (u32::from(a[0]) * 8, op & 8 != 0);
                 match q.push(0x1000, len, writable) {
-                    Some(id) => assert!(posted.insert(id, (writable, len, 1)).is_none()),
+                    Some(id) => {
+                        assert!(posted.insert(id, (writable, len, 1)).is_none());
+                        in_use += 1;
+                    }
                     None => assert_eq!(q.num_free(), 0),
                 }
             }
             1 => {
                 let k = 1 + usize::from(op >> 3 & 3);
-                let parts: Vec<(u64, u32)> = (0..k)
-                    .map(|i| (0x2000 * i as u64, u32::from(a[i]) * 4))
-                    .collect();
+                let mut parts = [(0u64, 0u32); 4];
+                for (i, p) in parts.iter_mut().enumerate() {
+                    *p = (0x2000 * i as u64, u32::from(a[i]) * 4);
+                }
+                let parts = &parts[..k];
                 let total = parts.iter().map(|p| p.1).sum();
                 let writable = op & 0x20 != 0;
-                match q.push_chain(&parts, writable) {
-                    Some(id) => assert!(posted.insert(id, (writable, total, k as u16)).is_none()),
+                match q.push_chain(parts, writable) {
+                    Some(id) => {
+                        assert!(posted.insert(id, (writable, total, k as u16)).is_none());
+                        in_use += k;
+                    }
                     None => assert!(q.num_free() < k),
                 }
             }
@@ -245,13 +261,15 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
             3 | 4 => {
                 // A buffer back: one published and not handed back yet (bit 7 clear), else
                 // any id (bit 6 set: also when there is nothing to hand back).
-                let fresh: Vec<(u16, Posted)> = posted
-                    .iter()
-                    .filter(|(id, _)| published.contains(id) && !handed.contains(id))
-                    .map(|(&id, &p)| (id, p))
-                    .collect();
-                let (id, ndesc, room) = match fresh.get(usize::from(a[0]) % fresh.len().max(1)) {
-                    Some(&(id, (_, len, nd))) if a[0] & 0x80 == 0 => {
+                let fresh = || {
+                    posted
+                        .iter()
+                        .filter(|(id, _)| published.contains(id) && !handed.contains(id))
+                        .map(|(&id, &p)| (id, p))
+                };
+                let pick = usize::from(a[0]) % fresh().count().max(1);
+                let (id, ndesc, room) = match fresh().nth(pick) {
+                    Some((id, (_, len, nd))) if a[0] & 0x80 == 0 => {
                         handed.insert(id);
                         (u32::from(id), nd, len)
                     }
@@ -280,9 +298,10 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
                 for e in &out[..n] {
                     handed.remove(&e.id);
                     published.remove(&e.id);
-                    let Some((writable, len, _)) = posted.remove(&e.id) else {
+                    let Some((writable, len, ndesc)) = posted.remove(&e.id) else {
                         panic!("buffer {} returned but not in flight", e.id);
                     };
+                    in_use -= usize::from(ndesc);
                     assert_eq!(e.ok, !writable || e.len <= len, "{e:?}");
                     refused += u64::from(!e.ok);
                 }
@@ -291,18 +310,23 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
                 seen.errors += errors;
             }
         }
-        check_books(&q, &posted);
+        // Free descriptors and those of the buffers in flight make the queue size.
+        assert_eq!(q.num_free() + in_use, usize::from(size));
+        assert_eq!(q.in_flight(), posted.len());
+        ops += 1;
+        if ops.is_multiple_of(FULL_CHECK_EVERY) {
+            check_ids(&q, &posted);
+        }
     }
+    assert_eq!(in_use, posted.values().map(|p| usize::from(p.2)).sum());
+    check_ids(&q, &posted);
     seen.broken = q.is_broken();
     seen
 }
 
-/// Free descriptors and those of the buffers in flight make the queue size; the driver's
-/// in-flight ids are exactly those posted and not returned.
-fn check_books<Q: Virtqueue>(q: &Q, posted: &BTreeMap<u16, Posted>) {
-    let in_use: usize = posted.values().map(|p| usize::from(p.2)).sum();
-    assert_eq!(q.num_free() + in_use, usize::from(q.size()));
-    assert_eq!(q.in_flight(), posted.len());
+/// The driver's in-flight ids (those it would release at teardown) are exactly the
+/// buffers posted and not returned.
+fn check_ids<Q: Virtqueue>(q: &Q, posted: &BTreeMap<u16, Posted>) {
     let mut ids = q.in_flight_ids();
     ids.sort_unstable();
     assert!(
