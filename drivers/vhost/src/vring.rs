@@ -1,0 +1,71 @@
+//! What the control plane hands the data path for one virtqueue, and the counters the
+//! data path keeps for it.
+//!
+//! Rings are numbered as the front end numbers them: ring `2q` is the guest's receive
+//! queue of pair `q` (our transmit queue `q` fills it), ring `2q + 1` the guest's transmit
+//! queue (our receive queue `q` empties it).
+
+use crate::mem::GuestMemory;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Ring addresses from SET_VRING_ADDR, in the front end's virtual address space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VringAddrs {
+    /// Descriptor table (split) or descriptor ring (packed).
+    pub desc: u64,
+    /// Available ring (split) or driver event suppression area (packed).
+    pub avail: u64,
+    /// Used ring (split) or device event suppression area (packed).
+    pub used: u64,
+    /// Guest physical address of the used ring, for dirty logging (unused: no logging).
+    pub log: u64,
+    /// `VHOST_VRING_F_LOG` and reserved bits.
+    pub flags: u32,
+}
+
+/// A ring ready to run: everything the front end configured for it.
+#[derive(Clone, Debug)]
+pub struct VringConfig {
+    /// Ring index (`2q` guest rx, `2q + 1` guest tx).
+    pub index: u16,
+    /// Entries (SET_VRING_NUM): a power of two up to 32768 for split rings.
+    pub size: u16,
+    /// Next available index to process (SET_VRING_BASE). Packed rings: bits 0..=14 the
+    /// index, bit 15 the wrap counter.
+    pub base: u16,
+    /// Where the ring lives.
+    pub addrs: VringAddrs,
+    /// Negotiated virtio feature bits (VERSION_1, MRG_RXBUF, EVENT_IDX, RING_PACKED,
+    /// offloads).
+    pub features: u64,
+    /// The memory table the addresses are translated through.
+    pub mem: Arc<GuestMemory>,
+    /// The eventfd to signal when used buffers were added and the guest wants to know.
+    pub call: Option<Arc<OwnedFd>>,
+}
+
+impl VringConfig {
+    /// Whether a feature bit was negotiated.
+    pub fn has(&self, feature: u64) -> bool {
+        self.features & feature != 0
+    }
+}
+
+/// Data-path error counters of one ring (single writer: the queue that runs it).
+#[derive(Debug, Default)]
+pub struct RingErrors {
+    /// The available index moved by more than the ring size, or an available entry named
+    /// a descriptor beyond the table: the ring is stopped until the front end resets it.
+    pub bad_ring: AtomicU64,
+    /// A descriptor's buffer lay outside every memory region (or wrapped): the packet was
+    /// dropped and its chain returned.
+    pub bad_addr: AtomicU64,
+    /// A chain was longer than the ring, looped, or had buffers of the wrong direction,
+    /// or a buffer too short for the virtio-net header: dropped, chain returned.
+    pub bad_chain: AtomicU64,
+    /// Guest to host: a packet longer than the port accepts (65535 bytes, or one mbuf
+    /// without the SCATTER offload). Host to guest: longer than the guest's buffers.
+    pub too_long: AtomicU64,
+}
