@@ -69,3 +69,17 @@ pub struct RingErrors {
     /// without the SCATTER offload). Host to guest: longer than the guest's buffers.
     pub too_long: AtomicU64,
 }
+
+/// How the control plane starts and stops rings on the data path. The device's shared
+/// state implements it for the queues; unit tests use a recording double.
+pub trait RingControl {
+    /// Hands ring `cfg.index` to its queue, which starts processing it at its next burst
+    /// (a ring already running is replaced).
+    fn start(&self, cfg: VringConfig);
+    /// Takes ring `index` back, waiting until no burst uses it. Returns the next
+    /// available index the queue would have processed (packed: bit 15 the wrap counter),
+    /// or `None` if the ring was not running.
+    fn stop(&self, index: u16) -> Option<u16>;
+    /// Link state: up when the front end has the first queue pair running.
+    fn set_link(&self, up: bool);
+}
