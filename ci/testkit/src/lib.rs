@@ -10,6 +10,7 @@
 //! - [`RawSock`]: a raw `AF_PACKET` socket on one interface, to inject and capture frames;
 //! - [`parse_mac`] and [`fmt_mac`]: MAC addresses as `aa:bb:cc:dd:ee:ff`;
 //! - [`perf`]: the tx-only / rx-only loop of the PMDs' `*_perf` examples;
+//! - [`dpdk`]: `dpdk-testpmd` as a peer process, cleaned up on drop;
 //! - [`frames`]: jumbo, odd, tagged, broadcast and multicast test frames, and a check that
 //!   each crosses a forwarder once and intact.
 //!
@@ -18,6 +19,7 @@
 //! get `false`/`None`: each has then printed `<test>: skipped: <why>`, or, under
 //! `PMD_REQUIRE_ALL=1`, panicked with that message.
 
+pub mod dpdk;
 pub mod frames;
 mod netns;
 pub mod perf;

@@ -105,7 +105,7 @@ pub struct VirtioUser {
     /// which runs with `&self`).
     conn: Mutex<Conn>,
     /// Server mode: the socket the back end connects to.
-    listener: Option<server::Listener>,
+    listener: Option<pmd_core::unix::Listener>,
     /// Client mode: when the last attempt to reach a vanished back end was made.
     last_try: Mutex<Option<Instant>>,
     /// Back ends that came back after one went away.
@@ -145,7 +145,7 @@ impl VirtioUser {
     /// the back end to connect (DPDK: `net_vhost0,iface=<path>,client=1`) and runs the
     /// first part of the handshake with it. Later back ends connect to the same socket.
     pub fn listen(name: &str, path: &Path, pairs: u16, mac: MacAddr) -> Result<VirtioUser> {
-        let l = server::Listener::bind(name, path)?;
+        let l = server::bind(name, path)?;
         tracing::info!(
             "{name}: waiting for a vhost-user back end to connect to {}",
             path.display()

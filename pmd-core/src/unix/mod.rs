@@ -1,13 +1,17 @@
 //! Unix system-call plumbing shared by the crates' `sys` modules and by the drivers that
 //! talk to another process over a unix socket (memif, vhost-user): the result of a system
 //! call as an [`io::Result`] ([`check`], [`owned_fd`]), messages that carry file
-//! descriptors (`SCM_RIGHTS`, unix(7)), eventfds (eventfd(2)) as doorbells, and waiting on
-//! descriptors (poll(2)). Each system call is behind a safe function; every `unsafe` block
-//! these need is in this module.
+//! descriptors (`SCM_RIGHTS`, unix(7)), eventfds (eventfd(2)) as doorbells, waiting on
+//! descriptors (poll(2)), and a listening socket at a path ([`Listener`]). Each system
+//! call is behind a safe function; every `unsafe` block these need is in this module.
 //!
 //! Descriptors to send are given as [`RawFd`]s: the kernel checks each one (`EBADF`), so a
 //! wrong number cannot touch our memory. Received descriptors come back as [`OwnedFd`]s,
 //! close-on-exec, so none leaks whatever the caller does with the message.
+
+mod listener;
+
+pub use listener::{ListenError, Listener};
 
 use std::io;
 use std::mem::size_of;
