@@ -17,35 +17,62 @@ pub fn peer_missing() -> Option<String> {
         .or_else(|| crate::hugetlbfs_missing(HUGE_DIR))
 }
 
+/// How to start `dpdk-testpmd`.
+#[derive(Debug, Default)]
+pub struct TestpmdConf<'a> {
+    /// `--file-prefix` (names the process and its runtime directory).
+    pub prefix: &'a str,
+    /// Where its output goes (removed on drop); default `$TMPDIR/<prefix>.log`.
+    pub log: Option<&'a Path>,
+    /// EAL arguments besides the defaults (e.g. `--log-level=...`).
+    pub eal: &'a [String],
+    /// One `--vdev` each.
+    pub vdevs: &'a [String],
+    /// testpmd's own arguments (after `--`).
+    pub app: &'a [String],
+    /// Files it creates (sockets), removed on drop.
+    pub owned: &'a [&'a Path],
+}
+
 /// A running `dpdk-testpmd`.
 pub struct Testpmd {
     child: Child,
     log: PathBuf,
     runtime_dir: PathBuf,
     owned: Vec<PathBuf>,
+    cmd: String,
 }
 
 impl Testpmd {
-    /// Starts `dpdk-testpmd -l 0,1 --no-pci -m 512 --in-memory --file-prefix PREFIX`
-    /// with one `--vdev` per entry of `vdevs`, then `--` and `app_args`. `owned` files
-    /// (sockets testpmd creates) are removed on drop.
-    pub fn spawn(
-        prefix: &str,
-        log: &Path,
-        vdevs: &[String],
-        app_args: &[String],
-        owned: &[&Path],
-    ) -> Testpmd {
-        let out = std::fs::File::create(log).expect("testpmd log");
-        let mut cmd = Command::new("dpdk-testpmd");
-        cmd.args(["-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512"])
-            .args(["--huge-dir", HUGE_DIR, "--in-memory", "--file-prefix", prefix]);
-        for v in vdevs {
-            cmd.arg("--vdev").arg(v);
+    /// Starts `dpdk-testpmd -l 0,1 --main-lcore 0 --no-pci -m 512 --huge-dir HUGE_DIR
+    /// --in-memory --file-prefix PREFIX`, the extra EAL arguments, the vdevs, then `--`
+    /// and the application's arguments.
+    pub fn spawn(c: &TestpmdConf<'_>) -> Testpmd {
+        let log = c.log.map_or_else(
+            || std::env::temp_dir().join(format!("{}.log", c.prefix)),
+            Path::to_path_buf,
+        );
+        let out = std::fs::File::create(&log).expect("testpmd log");
+        let mut args: Vec<String> = [
+            "-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512", "--huge-dir",
+            HUGE_DIR,
+            // No hugepage files (they would stay pinned in the mount after testpmd
+            // exits); the prefix still names the process and its runtime directory.
+            "--in-memory", "--file-prefix", c.prefix,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(c.eal.iter().cloned());
+        for v in c.vdevs {
+            args.push("--vdev".into());
+            args.push(v.clone());
         }
-        let child = cmd
-            .arg("--")
-            .args(app_args)
+        args.push("--".into());
+        args.extend(c.app.iter().cloned());
+        let cmd = format!("dpdk-testpmd {}", args.join(" "));
+        let child = Command::new("dpdk-testpmd")
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
@@ -53,10 +80,11 @@ impl Testpmd {
             .expect("spawn dpdk-testpmd");
         Testpmd {
             child,
-            log: log.to_path_buf(),
+            log,
             // DPDK creates it even with --in-memory.
-            runtime_dir: Path::new("/var/run/dpdk").join(prefix),
-            owned: owned.iter().map(|p| p.to_path_buf()).collect(),
+            runtime_dir: Path::new("/var/run/dpdk").join(c.prefix),
+            owned: c.owned.iter().map(|p| p.to_path_buf()).collect(),
+            cmd,
         }
     }
 
@@ -105,6 +133,9 @@ impl Drop for Testpmd {
         let _ = self.child.wait();
         for f in &self.owned {
             let _ = std::fs::remove_file(f);
+        }
+        if std::thread::panicking() {
+            eprintln!("testpmd command: {}\ntestpmd log:\n{}", self.cmd, self.log());
         }
         let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_dir_all(&self.runtime_dir);

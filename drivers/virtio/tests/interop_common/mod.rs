@@ -17,7 +17,6 @@ use pmd_core::options::EalOptions;
 use pmd_core::{Eal, Mempool};
 use pmd_virtio::net::{NetConf, NetOptions, VirtioNet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const N: u32 = 1000;
@@ -26,17 +25,9 @@ const RESTART_N: u32 = 300;
 const PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
-/// testpmd plus its socket and log; killed and removed on drop (also on panic).
-pub struct Testpmd {
-    child: Child,
-    sock: PathBuf,
-    log: PathBuf,
-    /// DPDK's runtime directory for the file prefix (created even with --in-memory),
-    /// removed on drop.
-    runtime_dir: PathBuf,
-    /// net_vhost connects to our socket (`client=1`): the socket file is ours, left alone.
-    client: bool,
-}
+/// testpmd's `net_vhost0` on our socket; stopped, and what it left removed, on drop
+/// (also on panic).
+pub struct Testpmd(pmd_testkit::dpdk::Testpmd);
 
 impl Testpmd {
     fn start(sock: &Path, prefix: &str, log: &Path) -> Testpmd {
@@ -55,7 +46,8 @@ impl Testpmd {
     }
 
     /// The general form: `vdev_extra` is appended to the net_vhost arguments (e.g.
-    /// `,tso=1`), `extra` to testpmd's own (e.g. `--max-pkt-len=9600`).
+    /// `,tso=1`), `extra` to testpmd's own (e.g. `--max-pkt-len=9600`). With
+    /// `client=1` net_vhost connects to our socket: the socket file is ours, left alone.
     pub fn start_args(
         sock: &Path,
         prefix: &str,
@@ -69,87 +61,46 @@ impl Testpmd {
         if !client {
             let _ = std::fs::remove_file(sock);
         }
-        let out = std::fs::File::create(log).unwrap();
-        let child = Command::new("dpdk-testpmd")
-            .args(["-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512"])
-            // --in-memory: no runtime directory or hugepage files are left behind (the
-            // prefix still names the process in `ps`).
-            .args([
-                "--huge-dir",
-                "/mnt/pmd-huge",
-                "--in-memory",
-                "--file-prefix",
+        let mut app = vec![
+            format!("--forward-mode={mode}"),
+            format!("--rxq={queues}"),
+            format!("--txq={queues}"),
+            "--nb-cores=1".into(),
+            "--stats-period".into(),
+            "1".into(),
+        ];
+        app.extend(extra.iter().map(|a| a.to_string()));
+        let owned: &[&Path] = if client { &[] } else { &[sock] };
+        Testpmd(pmd_testkit::dpdk::Testpmd::spawn(
+            &pmd_testkit::dpdk::TestpmdConf {
                 prefix,
-            ])
-            .arg("--vdev")
-            .arg(format!(
-                "net_vhost0,iface={},queues={queues}{vdev_extra}",
-                sock.display()
-            ))
-            .args([
-                "--",
-                &format!("--forward-mode={mode}"),
-                &format!("--rxq={queues}"),
-                &format!("--txq={queues}"),
-                "--nb-cores=1",
-                "--stats-period",
-                "1",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn dpdk-testpmd");
-        Testpmd {
-            child,
-            sock: sock.to_path_buf(),
-            log: log.to_path_buf(),
-            runtime_dir: Path::new("/var/run/dpdk").join(prefix),
-            client,
-        }
+                log: Some(log),
+                vdevs: &[format!(
+                    "net_vhost0,iface={},queues={queues}{vdev_extra}",
+                    sock.display()
+                )],
+                app: &app,
+                owned,
+                ..Default::default()
+            },
+        ))
     }
 
     /// Kills testpmd with SIGKILL (no chance to say goodbye) and reaps it; the drop
     /// still removes what it left behind.
     pub fn kill9(&mut self) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-        let _ = self.child.wait();
+        self.0.kill9();
     }
 
     /// testpmd's output so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Testpmd {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !self.client {
-            let _ = std::fs::remove_file(&self.sock);
-        }
-        let _ = std::fs::remove_file(&self.log);
-        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        self.0.log()
     }
 }
 
 /// Why DPDK's vhost-user back end cannot run here, if it cannot.
 pub fn skip_reason() -> Option<String> {
-    pmd_testkit::root_missing("hugepages for DPDK")
-        .or_else(pmd_testkit::dpdk_missing)
-        .or_else(|| pmd_testkit::hugetlbfs_missing("/mnt/pmd-huge"))
+    pmd_testkit::dpdk::peer_missing()
 }
 
 fn frame(seq: u32) -> Vec<u8> {
