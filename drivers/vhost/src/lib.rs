@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod mem;
+pub mod split;
 pub mod vring;
 
 pub use config::Config;
