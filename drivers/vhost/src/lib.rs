@@ -27,6 +27,9 @@ pub mod mem;
 pub mod split;
 pub mod vring;
 
+#[doc(hidden)]
+pub mod fuzzing_ring;
+
 pub use config::Config;
 
 /// The driver name, and the vdev prefix it claims.

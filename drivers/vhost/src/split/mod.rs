@@ -159,11 +159,11 @@ fn area(
         len,
         align,
     };
-    if addr % align != 0 {
+    if !addr.is_multiple_of(align) {
         return Err(err);
     }
     match mem.uva(addr, len) {
-        Some(p) if (p as usize as u64) % align == 0 => Ok(p),
+        Some(p) if (p as usize as u64).is_multiple_of(align) => Ok(p),
         _ => Err(err),
     }
 }

@@ -539,7 +539,7 @@ fn host_to_guest_merges_buffers() {
     assert_eq!(&s[10..12], &1u16.to_le_bytes());
     assert_eq!(&s[12..], &small[..]);
     // Two buffers left: a 9000-byte frame does not fit, the burst stops, nothing used.
-    assert_eq!(send(&mut ring, &[f.clone()], &pool, &c), 0);
+    assert_eq!(send(&mut ring, std::slice::from_ref(&f), &pool, &c), 0);
     assert_eq!(g.used().len(), 0);
     assert_eq!(c.errs(), [0; 4]);
     assert_eq!(pool.stats().in_use, 0);
@@ -922,11 +922,14 @@ fn hostile_guest_to_host_chains_are_counted_and_returned() {
     );
 }
 
+/// A hostile set-up of the guest's ring.
+type SetUp<'a> = dyn Fn(&mut Guest) + 'a;
+
 #[test]
 fn hostile_host_to_guest_chains_are_counted_and_returned() {
     let pool = pool("vh-hostile-tx", 64, DEFAULT_BUF_SIZE);
     let ok_buf = GPA + BUF_OFF;
-    let cases: [(&dyn Fn(&mut Guest), [u64; 4]); 5] = [
+    let cases: [(&SetUp<'_>, [u64; 4]); 5] = [
         // A device-readable buffer in a device-to-driver chain.
         (&|g| g.set_desc(0, ok_buf, 2048, 0, 0), [0, 0, 1, 0]),
         // Outside every region.
