@@ -92,7 +92,7 @@ impl SplitRing {
 
     /// The header for `m`, if its request is valid and the guest takes it.
     #[inline(always)]
-    fn header_for(&self, m: &Mbuf, ctx: &TxCtx<'_>) -> Option<VnetHdr> {
+    fn header_for(&self, m: &Mbuf) -> Option<VnetHdr> {
         let tso4 = self.has(F_GUEST_TSO4);
         let tso6 = self.has(F_GUEST_TSO6);
         let h = tx_header(m, tso4 || tso6)?;
@@ -101,21 +101,13 @@ impl SplitRing {
             GSO_TCPV4 => tso4 && self.has(F_GUEST_CSUM),
             _ => tso6 && self.has(F_GUEST_CSUM),
         };
-        if !ok {
-            return None;
-        }
-        if h.gso_type != GSO_NONE {
-            bump(&ctx.vnet.tx_gso_packets, 1);
-        } else if h.flags & F_NEEDS_CSUM != 0 {
-            bump(&ctx.vnet.tx_csum_packets, 1);
-        }
-        Some(h)
+        ok.then_some(h)
     }
 
     /// Writes one packet into chains from `self.next` (available up to `avail`),
     /// committing them only if it fits.
     fn send_one(&mut self, m: &Mbuf, avail: u16, ctx: &TxCtx<'_>) -> Outcome {
-        let Some(h) = self.header_for(m, ctx) else {
+        let Some(h) = self.header_for(m) else {
             bump(&ctx.vnet.tx_offload_errors, 1);
             return Outcome::Dropped;
         };
@@ -198,6 +190,11 @@ impl SplitRing {
             }
         }
         self.next = cur;
+        if h.gso_type != GSO_NONE {
+            bump(&ctx.vnet.tx_gso_packets, 1);
+        } else if h.flags & F_NEEDS_CSUM != 0 {
+            bump(&ctx.vnet.tx_csum_packets, 1);
+        }
         Outcome::Sent
     }
 }
