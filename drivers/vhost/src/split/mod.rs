@@ -52,6 +52,8 @@ const F_GUEST_CSUM: u64 = 1 << 1;
 const F_GUEST_TSO4: u64 = 1 << 7;
 /// `VIRTIO_NET_F_GUEST_TSO6`: the guest takes TCPv6 super-frames.
 const F_GUEST_TSO6: u64 = 1 << 8;
+/// `VIRTIO_NET_F_GUEST_ECN`: the guest takes super-frames with ECN (CWR) set.
+const F_GUEST_ECN: u64 = 1 << 9;
 /// `VIRTIO_NET_F_MRG_RXBUF`: a received packet may span several chains.
 const F_MRG_RXBUF: u64 = 1 << 15;
 /// `VIRTIO_RING_F_EVENT_IDX`: `used_event`/`avail_event` instead of the flags.

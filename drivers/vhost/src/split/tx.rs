@@ -14,7 +14,8 @@
 
 use super::guest::{ChainFault, Step};
 use super::{
-    bump, count_fault, SplitRing, TxCtx, F_GUEST_CSUM, F_GUEST_TSO4, F_GUEST_TSO6, F_MRG_RXBUF,
+    bump, count_fault, SplitRing, TxCtx, F_GUEST_CSUM, F_GUEST_ECN, F_GUEST_TSO4, F_GUEST_TSO6,
+    F_MRG_RXBUF,
 };
 use pmd_core::mbuf::Mbuf;
 use pmd_core::vnet::{
@@ -64,7 +65,10 @@ impl SplitRing {
     ///
     /// The header comes from each packet's offload request ([`tx_header`]); a request
     /// its headers do not allow, or that the guest did not negotiate (GUEST_CSUM,
-    /// GUEST_TSO4/6), drops the packet (`tx_offload_errors`).
+    /// GUEST_TSO4/6, GUEST_ECN for a super-frame with CWR), drops the packet
+    /// (`tx_offload_errors`). The header has no IPv4 header checksum request: a packet
+    /// asking for `TX_IP_CKSUM` must have had it computed before (the queue's
+    /// `tx_prepare`, as [`pmd_core::vnet::ip_checksum_for_kernel`] does for a tap).
     pub fn enqueue(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
         let Some(avail) = self.begin(ctx.errors) else {
             return 0;
@@ -96,10 +100,11 @@ impl SplitRing {
         let tso4 = self.has(F_GUEST_TSO4);
         let tso6 = self.has(F_GUEST_TSO6);
         let h = tx_header(m, tso4 || tso6)?;
+        let ecn_ok = h.gso_type & GSO_ECN == 0 || self.has(F_GUEST_ECN);
         let ok = match h.gso_type & !GSO_ECN {
             GSO_NONE => h.flags & F_NEEDS_CSUM == 0 || self.has(F_GUEST_CSUM),
-            GSO_TCPV4 => tso4 && self.has(F_GUEST_CSUM),
-            _ => tso6 && self.has(F_GUEST_CSUM),
+            GSO_TCPV4 => tso4 && ecn_ok && self.has(F_GUEST_CSUM),
+            _ => tso6 && ecn_ok && self.has(F_GUEST_CSUM),
         };
         ok.then_some(h)
     }
