@@ -53,6 +53,8 @@ struct Env {
     mem: Arc<GuestMemory>,
     pool: Mempool,
     vstats: Arc<VnetStats>,
+    /// The call eventfd (never read: a full count is not an error).
+    call: Arc<OwnedFd>,
     base: *mut u8,
 }
 
@@ -90,6 +92,7 @@ impl Env {
             mem: Arc::new(mem),
             pool,
             vstats: Arc::new(VnetStats::default()),
+            call: Arc::new(pmd_core::unix::eventfd().expect("the fuzz call eventfd")),
             base,
         }
     }
@@ -182,7 +185,7 @@ fn run(env: &Env, data: &[u8]) -> Outcome {
         },
         features,
         mem: env.mem.clone(),
-        call: None,
+        call: Some(env.call.clone()),
     };
     let mut ring = SplitRing::new(&cfg).expect("a valid ring");
     let stats = QueueStats::default();
