@@ -662,7 +662,24 @@ fn offload_headers_both_ways() {
     assert_eq!(g.read(b + 12, big.len()), big);
     assert_eq!(c.vstats.tx_gso_packets.load(Ordering::Relaxed), 1);
     assert_eq!(c.vstats.tx_csum_packets.load(Ordering::Relaxed), 1);
+    // A super-frame with CWR needs GUEST_ECN too.
+    let mut cwr = big.clone();
+    cwr[47] |= 0x80;
+    let mut ecn = Mbuf::from_slice(&cwr, &pool).unwrap();
+    ecn.set_ol_flags(TX_IPV4 | TX_TCP_SEG);
+    ecn.set_tx_offload(pkts[1].tx_offload());
+    g.post_writable(&[9000]);
+    assert_eq!(ring.enqueue(std::slice::from_ref(&ecn), &c.tx()), 1);
+    assert_eq!(c.vstats.tx_offload_errors.load(Ordering::Relaxed), 1);
+    let mut g = Guest::new(16);
+    let mut ring = SplitRing::new(&g.cfg(features | F_GUEST_ECN, None)).unwrap();
+    let e = g.post_writable(&[9000])[0];
+    assert_eq!(ring.enqueue(std::slice::from_ref(&ecn), &c.tx()), 1);
+    let h3 = VnetHdr::from_bytes(&g.read(e, 10).try_into().unwrap());
+    assert_eq!(h3.gso_type, GSO_TCPV4 | pmd_core::vnet::GSO_ECN);
+    drop(ecn);
     // Not negotiated: dropped and counted, nothing used.
+    let c = Counters::new();
     let mut g = Guest::new(16);
     let mut ring = SplitRing::new(&g.cfg(VERSION_1, None)).unwrap();
     g.post_writable(&[9000]);
