@@ -24,7 +24,11 @@
 
 pub mod config;
 pub mod mem;
+pub mod split;
 pub mod vring;
+
+#[doc(hidden)]
+pub mod fuzzing_ring;
 
 pub use config::Config;
 

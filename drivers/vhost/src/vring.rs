@@ -65,9 +65,13 @@ pub struct RingErrors {
     /// A chain was longer than the ring, looped, or had buffers of the wrong direction,
     /// or a buffer too short for the virtio-net header: dropped, chain returned.
     pub bad_chain: AtomicU64,
-    /// Guest to host: a packet longer than the port accepts (65535 bytes, or one mbuf
-    /// without the SCATTER offload). Host to guest: longer than the guest's buffers.
+    /// Guest to host: a packet longer than the port accepts (a 64 KiB super-frame,
+    /// `split::MAX_RX_FRAME`, or one mbuf without the SCATTER offload). Host to guest:
+    /// longer than the guest's buffers.
     pub too_long: AtomicU64,
+    /// The ring started from the used ring's index rather than the base it was given (a
+    /// front end that resumed after a reconnect). Not an error: the ring runs.
+    pub resumed: AtomicU64,
 }
 
 /// How the control plane starts and stops rings on the data path. The device's shared

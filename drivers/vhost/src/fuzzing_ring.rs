@@ -1,0 +1,406 @@
+//! The `desc_chain` fuzz body: a split ring in a small memfd-backed memory table, a
+//! hostile driver writing what the input says (descriptors with addresses inside,
+//! across the end of or outside the region, any length, flags and `next`; available
+//! entries in and out of range; available-index jumps; headers with any offload fields;
+//! notification fields) between the device's receive and transmit bursts.
+//!
+//! Invariants checked after every burst: no panic; the published used index is the
+//! ring's own position; every used element names the head the driver had put in the
+//! available slot it consumed; receive chains come back with length 0; a transmit burst
+//! consumes at most what it was given. After the input: every mbuf is back in its pool.
+//!
+//! Input: one byte of set-up (ring size 1..=8, features, scatter, LRO), then four bytes
+//! an operation.
+
+use crate::mem::{GuestMemory, RegionDesc};
+use crate::split::{RxCtx, SplitRing, TxCtx};
+use crate::vring::{RingErrors, VringAddrs, VringConfig};
+use pmd_core::ethdev::QueueStats;
+use pmd_core::mbuf::{Mbuf, PktBatch, HEADROOM};
+use pmd_core::mempool::MempoolConfig;
+use pmd_core::vnet::{RxProcessor, VnetStats};
+use pmd_core::Mempool;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Guest physical and front-end virtual address of the region, and its size.
+const GPA: u64 = 0x1000;
+const UVA: u64 = 0x10_0000;
+const REGION: u64 = 16 << 10;
+/// Offsets of the ring areas and the buffers in the region.
+const AVAIL_OFF: u64 = 0x100;
+const USED_OFF: u64 = 0x200;
+const BUF_OFF: u64 = 0x400;
+/// Largest ring built.
+const MAX_SIZE: u16 = 8;
+
+/// What one input did (the fixed-seed test checks the paths were reached).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outcome {
+    /// Packets received from the guest.
+    pub received: u64,
+    /// Packets written to the guest.
+    pub sent: u64,
+    /// Chains refused (bad address, bad chain, too long).
+    pub refused: u64,
+    /// The ring was stopped (bad index).
+    pub broken: bool,
+}
+
+/// The memory and pool of one thread, made once.
+struct Env {
+    mem: Arc<GuestMemory>,
+    pool: Mempool,
+    vstats: Arc<VnetStats>,
+    /// The call eventfd (never read: a full count is not an error).
+    call: Arc<OwnedFd>,
+    base: *mut u8,
+}
+
+thread_local! {
+    static ENV: Env = Env::new();
+}
+
+impl Env {
+    fn new() -> Env {
+        // SAFETY: a valid NUL-terminated name and flags; the result is checked below.
+        let fd = unsafe { libc::memfd_create(c"vhost-fuzz".as_ptr(), 0) };
+        assert!(fd >= 0, "memfd_create for the fuzzed ring");
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = std::fs::File::from(fd);
+        file.set_len(REGION).expect("size the memfd");
+        let d = RegionDesc {
+            guest_phys_addr: GPA,
+            memory_size: REGION,
+            userspace_addr: UVA,
+            mmap_offset: 0,
+        };
+        let mem = GuestMemory::build(&[d], vec![file.into()]).expect("the fuzz memory table");
+        let base = mem.gpa(GPA, REGION).expect("the whole region");
+        let pool = Mempool::create_with(
+            "vhost-fuzz",
+            &MempoolConfig {
+                size: 512,
+                cache_size: 0,
+                buf_size: 128 + HEADROOM,
+            },
+        )
+        .expect("the fuzz mempool");
+        Env {
+            mem: Arc::new(mem),
+            pool,
+            vstats: Arc::new(VnetStats::default()),
+            call: Arc::new(pmd_core::unix::eventfd().expect("the fuzz call eventfd")),
+            base,
+        }
+    }
+
+    /// Stores `v` at byte `off` of the region (`off + 2 <= REGION`, even).
+    fn w16(&self, off: u64, v: u16) {
+        debug_assert!(off + 2 <= REGION && off.is_multiple_of(2));
+        // SAFETY: inside the mapped region (checked by the callers' constants), 2-aligned
+        // (the mapping is page-aligned); the device side reads it volatile or atomically.
+        unsafe {
+            self.base
+                .add(off as usize)
+                .cast::<u16>()
+                .write_volatile(v.to_le())
+        }
+    }
+
+    fn r16(&self, off: u64) -> u16 {
+        // SAFETY: as for `w16`.
+        u16::from_le(unsafe { self.base.add(off as usize).cast::<u16>().read_volatile() })
+    }
+
+    fn r32(&self, off: u64) -> u32 {
+        // SAFETY: as for `w16`, 4-aligned offsets.
+        u32::from_le(unsafe { self.base.add(off as usize).cast::<u32>().read_volatile() })
+    }
+
+    /// Writes `bytes` at byte `off` (clipped to the region).
+    fn write(&self, off: u64, bytes: &[u8]) {
+        let n = bytes.len().min((REGION - off.min(REGION)) as usize);
+        // SAFETY: `off..off + n` lies inside the region.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(off as usize), n) };
+    }
+}
+
+/// A guest physical address chosen by an input byte: inside the buffer area mostly,
+/// outside the region or near the top of the address space for two values.
+fn addr(b: u8) -> u64 {
+    match b {
+        0xff => 0,
+        0xfe => u64::MAX - 3,
+        _ => GPA + BUF_OFF + u64::from(b) * 56,
+    }
+}
+
+/// The driver's books: what it put in each available slot.
+struct Driver {
+    size: u16,
+    avail: u16,
+    shadow: [u16; MAX_SIZE as usize],
+    used_seen: u16,
+}
+
+/// Runs one input (see the module docs).
+pub fn fuzz_desc_chain(data: &[u8]) -> Outcome {
+    ENV.with(|env| run(env, data))
+}
+
+fn run(env: &Env, data: &[u8]) -> Outcome {
+    let mut out = Outcome::default();
+    let Some((&setup, ops)) = data.split_first() else {
+        return out;
+    };
+    assert_eq!(env.pool.stats().in_use, 0, "a clean pool");
+    // SAFETY: the ring areas are the first BUF_OFF bytes of the region.
+    unsafe { std::ptr::write_bytes(env.base, 0, BUF_OFF as usize) };
+    let size = 1u16 << (setup & 3);
+    let f = setup >> 2;
+    let mut features = 0u64;
+    for (bit, feat) in [
+        (0, 1u64 << 15),
+        (1, 1 << 29),
+        (2, 1 << 32),
+        (4, (1 << 1) | (1 << 7)),
+    ] {
+        if f & (1 << bit) != 0 {
+            features |= feat;
+        }
+    }
+    let scatter = f & 8 != 0;
+    let cfg = VringConfig {
+        index: 0,
+        size,
+        base: 0,
+        addrs: VringAddrs {
+            desc: UVA,
+            avail: UVA + AVAIL_OFF,
+            used: UVA + USED_OFF,
+            ..Default::default()
+        },
+        features,
+        mem: env.mem.clone(),
+        call: Some(env.call.clone()),
+    };
+    let mut ring = SplitRing::new(&cfg).expect("a valid ring");
+    let stats = QueueStats::default();
+    let errors = RingErrors::default();
+    let proc = RxProcessor {
+        lro: f & 32 != 0,
+        stats: env.vstats.clone(),
+    };
+    let rx = RxCtx {
+        stats: &stats,
+        errors: &errors,
+        vnet: &proc,
+        scatter,
+        port: 0,
+    };
+    let tx = TxCtx {
+        stats: &stats,
+        errors: &errors,
+        vnet: &env.vstats,
+    };
+    let mut d = Driver {
+        size,
+        avail: 0,
+        shadow: [0; MAX_SIZE as usize],
+        used_seen: 0,
+    };
+    let mut batch = PktBatch::new();
+    for op in ops.chunks_exact(4) {
+        let (code, a, b, c) = (op[0], op[1], op[2], op[3]);
+        match code & 7 {
+            0 | 1 => {
+                // A descriptor: flags from the op byte, `next` possibly beyond the table.
+                let i = u64::from(u16::from(a) % size);
+                let flags = u16::from((code >> 3) & 7);
+                let len = u32::from(b) * 16 + u32::from(c & 15);
+                let mut raw = [0u8; 16];
+                raw[..8].copy_from_slice(&addr(c).to_le_bytes());
+                raw[8..12].copy_from_slice(&len.to_le_bytes());
+                raw[12..14].copy_from_slice(&flags.to_le_bytes());
+                raw[14..].copy_from_slice(&u16::from(a >> 4).to_le_bytes());
+                env.write(16 * i, &raw);
+            }
+            2 => {
+                // An available entry (out of range for 0xff), published.
+                let head = if b == 0xff {
+                    size + u16::from(c)
+                } else {
+                    u16::from(b) % size
+                };
+                let slot = d.avail & (size - 1);
+                d.shadow[usize::from(slot)] = head;
+                env.w16(AVAIL_OFF + 4 + 2 * u64::from(slot), head);
+                d.avail = d.avail.wrapping_add(1);
+                env.w16(AVAIL_OFF + 2, d.avail);
+            }
+            3 => {
+                // The available index moved by anything.
+                d.avail = d
+                    .avail
+                    .wrapping_add(u16::from(a) | ((u16::from(b) << 8) * u16::from(c & 1)));
+                env.w16(AVAIL_OFF + 2, d.avail);
+            }
+            4 => {
+                let max = usize::from(a % 8) + 1;
+                let n = ring.dequeue(&mut batch, max, &env.pool, &rx);
+                assert!(n <= max && batch.len() == n);
+                out.received += n as u64;
+                batch.clear();
+                check_used(env, &mut d, &ring, |_, len| {
+                    assert_eq!(len, 0, "rx chains come back empty")
+                });
+            }
+            5 => {
+                let n = usize::from(a % 3) + 1;
+                let mut bytes = [0u8; 512];
+                for (i, x) in bytes.iter_mut().enumerate() {
+                    *x = i as u8 ^ c;
+                }
+                for k in 0..n {
+                    let len = (usize::from(b) * 2 + k) % bytes.len();
+                    let Ok(m) = Mbuf::from_slice(&bytes[..len], &env.pool) else {
+                        break;
+                    };
+                    let _ = batch.push(m);
+                }
+                let have = batch.len();
+                let used = ring.enqueue(batch.as_slice(), &tx);
+                assert!(used <= have);
+                out.sent += used as u64;
+                batch.clear();
+                check_used(env, &mut d, &ring, |_, _| {});
+            }
+            6 => {
+                env.w16(
+                    AVAIL_OFF + 4 + 2 * u64::from(size),
+                    d.avail.wrapping_add(u16::from(a)),
+                );
+                env.w16(AVAIL_OFF, u16::from(b & 1));
+            }
+            _ => {
+                // A virtio-net header in a buffer: any flags, GSO type and offsets.
+                let h = pmd_core::vnet::VnetHdr {
+                    flags: b & 3,
+                    gso_type: c & 0x85,
+                    hdr_len: u16::from(c),
+                    gso_size: u16::from(b) * 4,
+                    csum_start: u16::from(a),
+                    csum_offset: u16::from(c & 31),
+                };
+                env.write(addr(a).wrapping_sub(GPA), &h.to_bytes());
+            }
+        }
+    }
+    let e = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    out.refused = e(&errors.bad_addr) + e(&errors.bad_chain) + e(&errors.too_long);
+    out.broken = ring.is_broken();
+    assert_eq!(out.broken, e(&errors.bad_ring) > 0);
+    drop(batch);
+    drop(ring);
+    assert_eq!(env.pool.stats().in_use, 0, "every mbuf back in the pool");
+    out
+}
+
+/// Checks the used elements published since the last check: the used index is the
+/// ring's position, and each element names the head of the slot it consumed.
+fn check_used(env: &Env, d: &mut Driver, ring: &SplitRing, mut each: impl FnMut(u16, u32)) {
+    let idx = env.r16(USED_OFF + 2);
+    assert_eq!(idx, ring.last_avail(), "used index is the ring's position");
+    assert!(idx.wrapping_sub(d.used_seen) <= d.size || ring.is_broken() && idx == d.used_seen);
+    while d.used_seen != idx {
+        let slot = d.used_seen & (d.size - 1);
+        let e = USED_OFF + 4 + 8 * u64::from(slot);
+        let id = env.r32(e);
+        assert_eq!(
+            id,
+            u32::from(d.shadow[usize::from(slot)]),
+            "only available heads come back"
+        );
+        assert!(id < u32::from(d.size));
+        each(id as u16, env.r32(e + 4));
+        d.used_seen = d.used_seen.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixed-seed run: small inputs, biased towards well-formed chains so that
+    /// packets flow as well as fail.
+    #[test]
+    fn fixed_seed_fuzz_of_the_descriptor_walker() {
+        const INPUTS: u64 = 1_000_000;
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let (mut total, mut received, mut sent, mut refused, mut broken) = (0u64, 0, 0, 0, 0);
+        let mut data = Vec::with_capacity(32);
+        for _ in 0..INPUTS {
+            data.clear();
+            let r = rnd();
+            data.push(r as u8);
+            let ops = 2 + (r >> 8) % 5;
+            for k in 0..ops {
+                let r = rnd();
+                let hostile = (r >> 40) % 8 == 0;
+                // Mostly: a descriptor, post it, then a burst.
+                let code = match (k, (r >> 32) % 4) {
+                    (0, _) => (r as u8 & !7) | if (r >> 44) % 4 == 0 { 1 } else { 0 },
+                    (1, _) => 2,
+                    (_, 0) => r as u8,
+                    (_, 2) => 5,
+                    (_, _) => 4,
+                };
+                let mut b = [code, (r >> 8) as u8, (r >> 16) as u8, (r >> 24) as u8];
+                if !hostile {
+                    // Keep flags to NEXT/WRITE, `next` in the table, addresses inside.
+                    if code & 7 <= 1 {
+                        b[0] &= if (r >> 48) % 4 == 0 { 0x1f } else { 0x17 };
+                        b[1] &= 0x7;
+                        b[3] %= 200;
+                        b[2] %= 64;
+                    }
+                    if code & 7 == 2 {
+                        b[2] %= 8;
+                    }
+                    if code & 7 == 3 {
+                        b[1] %= 2;
+                        b[3] &= !1;
+                    }
+                }
+                data.extend_from_slice(&b);
+            }
+            let o = fuzz_desc_chain(&data);
+            total += 1;
+            received += o.received;
+            sent += o.sent;
+            refused += o.refused;
+            broken += u64::from(o.broken);
+        }
+        eprintln!(
+            "desc_chain: {total} inputs, {received} received, {sent} sent, {refused} chains refused, {broken} rings stopped"
+        );
+        assert_eq!(total, INPUTS);
+        assert!(
+            received > 10_000 && sent > 10_000,
+            "{received} received, {sent} sent"
+        );
+        assert!(
+            refused > 10_000 && broken > 1_000,
+            "{refused} refused, {broken} broken"
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The device side of a split virtqueue (virtio 1.1 §2.6): [`SplitRing`], used by the
+//! one queue thread that runs the ring.
+//!
+//! - Guest to host ([`SplitRing::dequeue`], our receive): chains of device-readable
+//!   buffers, each a virtio-net header and a frame, copied into mbufs.
+//! - Host to guest ([`SplitRing::enqueue`], our transmit): packets copied into chains of
+//!   device-writable buffers behind a virtio-net header.
+//!
+//! Everything in the ring is written by an untrusted guest. Per burst the available
+//! index is read once (acquire) and must not run more than the ring size ahead of us,
+//! else the ring is broken: counted (`bad_ring`) and left alone until the control plane
+//! starts it again; the same for a head beyond the descriptor table. A chain is walked
+//! with every `next` checked, at most `size` descriptors (a loop ends there), buffers of
+//! the right direction only, lengths summed in u64 and bounded, and every buffer
+//! translated with its length through the memory table ([`GuestMemory::gpa`]). A bad
+//! chain costs only its packet: it is counted ([`RingErrors`]) and goes back to the guest
+//! like every other chain. The used index is published once per burst (release).
+//!
+//! Notifications: we poll, so the guest is asked not to kick us (`used.flags`
+//! NO_NOTIFY, or with EVENT_IDX an `avail_event` one behind what we consumed, which a
+//! driver following the rule never crosses). After a burst that used buffers the call
+//! eventfd is signalled only if the guest wants it: with EVENT_IDX when the new used index
+//! passed its `used_event`, otherwise unless `avail.flags` has NO_INTERRUPT.
+//!
+//! The hot path allocates nothing (besides mbufs), takes no lock and makes no system
+//! call but the call eventfd write. Indirect descriptors (INDIRECT_DESC) are not
+//! offered: one is a bad chain.
+
+mod guest;
+mod rx;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use crate::mem::GuestMemory;
+use crate::vring::{RingErrors, VringConfig};
+use guest::{ChainFault, GuestRing, DESC_SIZE, USED_F_NO_NOTIFY};
+use pmd_core::ethdev::QueueStats;
+use pmd_core::mbuf::Mbuf;
+use pmd_core::vnet::{RxProcessor, VnetStats};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use rx::MAX_RX_FRAME;
+
+/// `VIRTIO_NET_F_GUEST_CSUM`: the guest takes packets with partial checksums.
+const F_GUEST_CSUM: u64 = 1 << 1;
+/// `VIRTIO_NET_F_GUEST_TSO4`: the guest takes TCPv4 super-frames.
+const F_GUEST_TSO4: u64 = 1 << 7;
+/// `VIRTIO_NET_F_GUEST_TSO6`: the guest takes TCPv6 super-frames.
+const F_GUEST_TSO6: u64 = 1 << 8;
+/// `VIRTIO_NET_F_GUEST_ECN`: the guest takes super-frames with ECN (CWR) set.
+const F_GUEST_ECN: u64 = 1 << 9;
+/// `VIRTIO_NET_F_MRG_RXBUF`: a received packet may span several chains.
+const F_MRG_RXBUF: u64 = 1 << 15;
+/// `VIRTIO_RING_F_EVENT_IDX`: `used_event`/`avail_event` instead of the flags.
+const F_EVENT_IDX: u64 = 1 << 29;
+/// `VIRTIO_F_VERSION_1`.
+const F_VERSION_1: u64 = 1 << 32;
+
+/// Most entries of a split ring.
+pub const MAX_RING_SIZE: u16 = 32768;
+
+/// Why a ring could not be set up from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingSetupError {
+    /// The size is not a power of two in `1..=32768`.
+    #[error("ring size {0} is not a power of two in 1..={MAX_RING_SIZE}")]
+    Size(u16),
+    /// An area does not lie inside one memory region, or is misaligned.
+    #[error("the {area} area at {addr:#x} ({len} bytes, {align}-byte aligned) is not inside one memory region")]
+    Area {
+        /// `desc`, `avail` or `used`.
+        area: &'static str,
+        /// The front end's address of it.
+        addr: u64,
+        /// Its length for the ring's size.
+        len: u64,
+        /// The alignment it needs.
+        align: u64,
+    },
+}
+
+/// What a receive burst needs besides the ring and the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct RxCtx<'a> {
+    /// The queue's counters (packets, bytes, errors, no_mbuf).
+    pub stats: &'a QueueStats,
+    /// The ring's error counters.
+    pub errors: &'a RingErrors,
+    /// Applies each packet's virtio-net header (checksum, GSO).
+    pub vnet: &'a RxProcessor,
+    /// Frames longer than one mbuf become mbuf chains (the SCATTER offload); otherwise
+    /// they are dropped and counted `too_long`.
+    pub scatter: bool,
+    /// The port stamped on received packets.
+    pub port: u16,
+}
+
+/// What a transmit burst needs besides the ring.
+#[derive(Debug, Clone, Copy)]
+pub struct TxCtx<'a> {
+    /// The queue's counters (packets, bytes, errors).
+    pub stats: &'a QueueStats,
+    /// The ring's error counters.
+    pub errors: &'a RingErrors,
+    /// The offload counters (`tx_csum_packets`, `tx_gso_packets`, `tx_offload_errors`).
+    pub vnet: &'a VnetStats,
+}
+
+/// The device's side of one split virtqueue.
+pub struct SplitRing {
+    ring: GuestRing,
+    /// Keeps the memory the ring and its buffers live in mapped.
+    mem: Arc<GuestMemory>,
+    /// Next available entry to take; also the used index to publish (every chain taken
+    /// gets exactly one used element, in order).
+    next: u16,
+    /// Bytes of the virtio-net header: 12 with VERSION_1 or MRG_RXBUF, else 10.
+    hdr_len: usize,
+    features: u64,
+    call: Option<Arc<OwnedFd>>,
+    /// Stopped: the guest's indexes made no sense.
+    broken: bool,
+    /// Started from the used index rather than the given base; counted at the first burst.
+    resumed: bool,
+    /// Segments of a received super-frame cut in software that did not fit the burst
+    /// (capacity [`pmd_core::vnet::MAX_SW_SEGS`], allocated once).
+    pending: VecDeque<Mbuf>,
+}
+
+// SAFETY: the raw pointers in `ring` point into the memory table `mem` keeps mapped; the
+// ring is used by one thread at a time (`&mut self` for every burst).
+unsafe impl Send for SplitRing {}
+
+impl std::fmt::Debug for SplitRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitRing")
+            .field("size", &self.ring.size())
+            .field("next", &self.next)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+/// Host address of `[addr, addr + len)` in the front end's address space, aligned (both
+/// the address and the host pointer) to `align`.
+fn area(
+    mem: &GuestMemory,
+    name: &'static str,
+    addr: u64,
+    len: u64,
+    align: u64,
+) -> Result<*mut u8, RingSetupError> {
+    let err = RingSetupError::Area {
+        area: name,
+        addr,
+        len,
+        align,
+    };
+    if !addr.is_multiple_of(align) {
+        return Err(err);
+    }
+    match mem.uva(addr, len) {
+        Some(p) if (p as usize as u64).is_multiple_of(align) => Ok(p),
+        _ => Err(err),
+    }
+}
+
+impl SplitRing {
+    /// Sets up the ring `cfg` describes: the size must be a power of two up to 32768 and
+    /// the three areas must translate with their full lengths and alignment. Starts at
+    /// `cfg.base`, unless the used ring's index differs (a front end that resumed after
+    /// a reconnect): then at the used index, and `RingErrors::resumed` counts it at the
+    /// first burst.
+    pub fn new(cfg: &VringConfig) -> Result<SplitRing, RingSetupError> {
+        let size = cfg.size;
+        if !size.is_power_of_two() || size > MAX_RING_SIZE {
+            return Err(RingSetupError::Size(size));
+        }
+        let n = u64::from(size);
+        let mem = cfg.mem.clone();
+        let desc = area(&mem, "desc", cfg.addrs.desc, DESC_SIZE * n, 16)?;
+        let avail = area(&mem, "avail", cfg.addrs.avail, 6 + 2 * n, 2)?;
+        let used = area(&mem, "used", cfg.addrs.used, 6 + 8 * n, 4)?;
+        // SAFETY: each area was translated with its full length inside one region of
+        // `mem` (kept alive by the ring) and is aligned; `size` is a power of two.
+        let ring = unsafe { GuestRing::new(desc, avail, used, size) };
+        let used_idx = ring.used_idx();
+        let resumed = used_idx != cfg.base;
+        let hdr_len = if cfg.features & (F_VERSION_1 | F_MRG_RXBUF) != 0 {
+            12
+        } else {
+            10
+        };
+        let r = SplitRing {
+            ring,
+            mem,
+            next: used_idx,
+            hdr_len,
+            features: cfg.features,
+            call: cfg.call.clone(),
+            broken: false,
+            resumed,
+            pending: VecDeque::with_capacity(pmd_core::vnet::MAX_SW_SEGS),
+        };
+        r.suppress_kicks();
+        Ok(r)
+    }
+
+    /// The next available index the ring would process (GET_VRING_BASE).
+    pub fn last_avail(&self) -> u16 {
+        self.next
+    }
+
+    /// Whether the ring stopped because the guest's indexes made no sense.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    #[inline(always)]
+    fn has(&self, f: u64) -> bool {
+        self.features & f != 0
+    }
+
+    /// Asks the guest not to kick us: NO_NOTIFY, or an `avail_event` one behind what we
+    /// consumed (EVENT_IDX; the driver kicks only when its index passes it).
+    #[inline(always)]
+    fn suppress_kicks(&self) {
+        if self.has(F_EVENT_IDX) {
+            self.ring.set_avail_event(self.next.wrapping_sub(1));
+        } else {
+            self.ring.set_used_flags(USED_F_NO_NOTIFY);
+        }
+    }
+
+    /// Burst start: counts a resume once; the available index if the ring runs and it
+    /// moved by at most the ring size (else the ring is broken and counted).
+    #[inline(always)]
+    fn begin(&mut self, errors: &RingErrors) -> Option<u16> {
+        if self.resumed {
+            self.resumed = false;
+            bump(&errors.resumed, 1);
+        }
+        if self.broken {
+            return None;
+        }
+        let avail = self.ring.avail_idx();
+        if avail.wrapping_sub(self.next) > self.ring.size() {
+            self.break_ring(errors);
+            return None;
+        }
+        Some(avail)
+    }
+
+    /// Stops the ring (counted once).
+    #[cold]
+    fn break_ring(&mut self, errors: &RingErrors) {
+        self.broken = true;
+        bump(&errors.bad_ring, 1);
+    }
+
+    /// Burst end: publishes the used index if chains were used since `old`, keeps kicks
+    /// suppressed and signals the guest if it wants to know.
+    #[inline(always)]
+    fn finish(&mut self, old: u16) {
+        if self.next == old {
+            return;
+        }
+        self.ring.publish_used(self.next);
+        self.suppress_kicks();
+        if self.call.is_some() {
+            // The used index must be visible before the guest's wish is read (the
+            // guest's barrier pairs with this one).
+            fence(Ordering::SeqCst);
+            if self.wants_interrupt(old, self.next) {
+                self.signal();
+            }
+        }
+    }
+
+    /// Whether the guest wants an interrupt for used entries `[old, new)`.
+    #[inline(always)]
+    fn wants_interrupt(&self, old: u16, new: u16) -> bool {
+        if self.has(F_EVENT_IDX) {
+            need_event(self.ring.used_event(), new, old)
+        } else {
+            self.ring.avail_flags() & guest::AVAIL_F_NO_INTERRUPT == 0
+        }
+    }
+
+    #[cold]
+    fn signal(&self) {
+        if let Some(fd) = &self.call {
+            // A failed write cannot be helped on the data path; the guest polls or
+            // times out.
+            let _ = pmd_core::unix::eventfd_signal(fd.as_fd());
+        }
+    }
+}
+
+/// The spec's `vring_need_event`: whether moving the index from `old` to `new` passed
+/// `event` (the entry after which the other side asked to be told).
+#[inline(always)]
+fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// Counts a chain fault in its counter.
+#[inline]
+fn count_fault(errors: &RingErrors, f: ChainFault) {
+    bump(
+        match f {
+            ChainFault::Chain => &errors.bad_chain,
+            ChainFault::Addr => &errors.bad_addr,
+            ChainFault::TooLong => &errors.too_long,
+        },
+        1,
+    );
+}
+
+/// Adds `n` to a single-writer counter.
+#[inline(always)]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
