@@ -859,14 +859,15 @@ pub(crate) mod tests {
             assert!(self.ok(5, &t, vec![named_fd(self.tag, LEN)]).is_none());
         }
 
-        /// Ring `i` of 256 entries at offset `i × 16 KiB` of the table.
+        /// Ring `i` of 256 entries at offset `i × 16 KiB` of the table, configured in
+        /// QEMU's order (`vhost_virtqueue_start`: num, base, addresses, kick, then call).
         fn ring(&mut self, i: u32) {
             let at = UVA + u64::from(i) * 16384;
             self.ok(8, &state(i, 256), vec![]);
             self.ok(10, &state(i, 0), vec![]);
             self.ok(9, &addr(i, at, at + 4096, at + 8192), vec![]);
-            self.ok(13, &u64::from(i).to_ne_bytes(), vec![named_fd(self.tag, 0)]);
             self.ok(12, &u64::from(i).to_ne_bytes(), vec![named_fd(self.tag, 0)]);
+            self.ok(13, &u64::from(i).to_ne_bytes(), vec![named_fd(self.tag, 0)]);
         }
 
         fn nothing_running(&self) {
@@ -890,7 +891,9 @@ pub(crate) mod tests {
         // Start: features, table (acknowledged), rings, then enables.
         let acked = h.send(2, 1 | FLAG_NEED_REPLY, &offered.to_ne_bytes(), vec![]);
         assert_eq!(acked.reply.unwrap()[12..], 0u64.to_ne_bytes());
-        h.table();
+        let t = table(&[region(GPA, LEN, UVA)]);
+        let acked = h.send(5, 1 | FLAG_NEED_REPLY, &t, vec![named_fd(h.tag, LEN)]);
+        assert_eq!(acked.reply.unwrap()[12..], 0u64.to_ne_bytes());
         for i in 0..4 {
             h.ring(i);
         }
@@ -1027,10 +1030,13 @@ pub(crate) mod tests {
         assert_eq!(h.rc.running(), [0, 1]);
         assert_eq!(*h.rc.link.lock().unwrap(), [true]);
         // A new call fd on a running ring: stopped, restarted with the base reached.
+        // (QEMU's order already did so once: the kick started it, the call restarted it.)
         let starts = h.rc.starts.load(Ordering::Relaxed);
+        let base = h.rc.running.lock().unwrap()[&0].base;
+        assert_eq!(base, 7);
         h.ok(13, &0u64.to_ne_bytes(), vec![named_fd(h.tag, 0)]);
         assert_eq!(h.rc.starts.load(Ordering::Relaxed), starts + 1);
-        assert_eq!(h.rc.running.lock().unwrap()[&0].base, 7);
+        assert_eq!(h.rc.running.lock().unwrap()[&0].base, base + 7);
         // A new memory table restarts both with the new table.
         h.table();
         assert_eq!(h.rc.running(), [0, 1]);
