@@ -7,8 +7,10 @@
 //! polling) — and enabled. Without `VHOST_USER_F_PROTOCOL_FEATURES` negotiated a ring is
 //! enabled by its SET_VRING_KICK; with it, only by SET_VRING_ENABLE 1 (the spec's "Ring
 //! states"). Any change to a running ring takes it back first (`stop`) and hands it over
-//! again afterwards; GET_VRING_BASE stops it until the next SET_VRING_KICK. The link is
-//! up while rings 0 and 1 run.
+//! again afterwards; GET_VRING_BASE stops it until the next SET_VRING_KICK. A ring that
+//! is started but disabled is not handed over at all (the spec allows processing it
+//! without side effects; front ends disable the queues the guest does not use). The link
+//! is up while rings 0 and 1 run.
 //!
 //! Everything in a message is front-end input: ring indexes are checked against the
 //! `2 × queues` rings, sizes are powers of two up to 32768, feature bits must have been

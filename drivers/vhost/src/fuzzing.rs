@@ -442,6 +442,13 @@ mod tests {
             total.fds += t.fds;
         }
         eprintln!("vhost_msg fixed seed: {total:?}");
+        // Nothing leaked: only the source memfd is open, and no table is still mapped.
+        assert_eq!(crate::proto::tests::open_named("vhost-fuzz"), 1);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(
+            !maps.contains("/memfd:vhost-fuzz"),
+            "a memory table is still mapped"
+        );
         assert!(total.accepted > 500_000, "{total:?}");
         assert!(total.refused > 200_000, "{total:?}");
         assert!(total.starts > 100_000, "{total:?}");
