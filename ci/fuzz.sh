@@ -32,6 +32,7 @@ TARGETS=(
   "drivers/virtio packed_used_ring 1280"
   "drivers/virtio vhost_user_reply -"
   "drivers/memif control_msg -"
+  "drivers/vhost vhost_msg -"
   "drivers/vhost desc_chain -"
   "drivers/af_xdp xdp_rings 1280"
   "drivers/pcap pcap_trace -"

@@ -552,3 +552,49 @@ pub fn prepare_batch_for_kernel(batch: &mut crate::PktBatch) -> usize {
     }
     batch.len()
 }
+
+/// The virtio feature bits both ends of a virtio-net device use (virtio 1.2 sections
+/// 5.1.3 "Feature bits" and 6 "Reserved Feature Bits"): the driver side (`pmd-virtio`)
+/// asks for them, the device side (`pmd-vhost`) offers them.
+pub mod features {
+    /// The device completes partial checksums of packets the driver sends (`NEEDS_CSUM`).
+    pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
+    /// The driver accepts packets with a partial checksum (`NEEDS_CSUM`) and
+    /// checksum-validated packets (`DATA_VALID`).
+    pub const VIRTIO_NET_F_GUEST_CSUM: u64 = 1 << 1;
+    /// The device reports a maximum MTU in its configuration.
+    pub const VIRTIO_NET_F_MTU: u64 = 1 << 3;
+    /// The device has a MAC address in its configuration.
+    pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
+    /// The driver takes TCPv4 GSO super-frames on receive.
+    pub const VIRTIO_NET_F_GUEST_TSO4: u64 = 1 << 7;
+    /// The driver takes TCPv6 GSO super-frames on receive.
+    pub const VIRTIO_NET_F_GUEST_TSO6: u64 = 1 << 8;
+    /// The device segments TCPv4 super-frames the driver sends.
+    pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
+    /// The device segments TCPv6 super-frames the driver sends.
+    pub const VIRTIO_NET_F_HOST_TSO6: u64 = 1 << 12;
+    /// The driver can merge receive buffers (the header carries `num_buffers`).
+    pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
+    /// The configuration has a link status field.
+    pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
+    /// Control virtqueue.
+    pub const VIRTIO_NET_F_CTRL_VQ: u64 = 1 << 17;
+    /// Receive filtering commands (promiscuous, all-multicast) on the control queue.
+    pub const VIRTIO_NET_F_CTRL_RX: u64 = 1 << 18;
+    /// Multiqueue with automatic receive steering.
+    pub const VIRTIO_NET_F_MQ: u64 = 1 << 22;
+    /// Legacy: the device accepts any framing of header and packet in descriptors
+    /// (always so with `VERSION_1`).
+    pub const VIRTIO_F_ANY_LAYOUT: u64 = 1 << 27;
+    /// Indirect descriptor tables.
+    pub const VIRTIO_F_INDIRECT_DESC: u64 = 1 << 28;
+    /// `used_event` / `avail_event` notification suppression.
+    pub const VIRTIO_F_EVENT_IDX: u64 = 1 << 29;
+    /// Virtio 1.x (modern) device; the net header is always 12 bytes.
+    pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+    /// Packed virtqueues.
+    pub const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
+    /// Buffers are used in the order they were made available.
+    pub const VIRTIO_F_IN_ORDER: u64 = 1 << 35;
+}

@@ -22,8 +22,12 @@
 //! counted error (xstats) and the packet is dropped; a ring whose indexes make no sense is
 //! stopped and counted.
 
+pub mod backend;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mem;
+pub mod proto;
 pub mod split;
 pub mod vring;
 

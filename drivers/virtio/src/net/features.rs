@@ -1,41 +1,15 @@
 //! The virtio feature bits the net layer knows (virtio 1.x sections 5.1.3 "Feature bits"
 //! and 6 "Reserved Feature Bits"), what it asks a device for, and their names for logs.
+//! The bits themselves are [`pmd_core::vnet::features`], shared with the vhost-user back
+//! end; they are re-exported here under the same names.
 
-/// Feature bit: the device completes partial checksums of transmitted packets
-/// (`NEEDS_CSUM` headers): `TX_TCP_CKSUM` / `TX_UDP_CKSUM` offload.
-pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
-/// Feature bit: the driver takes TCPv4 GSO super-frames on receive (`RX_LRO`).
-pub const VIRTIO_NET_F_GUEST_TSO4: u64 = 1 << 7;
-/// Feature bit: the driver takes TCPv6 GSO super-frames on receive (`RX_LRO`).
-pub const VIRTIO_NET_F_GUEST_TSO6: u64 = 1 << 8;
-/// Feature bit: the device segments TCPv4 super-frames (`TX_TCP_SEG`).
-pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
-/// Feature bit: the device segments TCPv6 super-frames (`TX_TCP_SEG`).
-pub const VIRTIO_NET_F_HOST_TSO6: u64 = 1 << 12;
-/// Feature bit: the device has a MAC address in its configuration.
-pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
-/// Feature bit: the driver can merge receive buffers (header carries `num_buffers`).
-pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
-/// Feature bit: the driver accepts packets with a partial checksum (`NEEDS_CSUM`) and
-/// checksum-validated packets (`DATA_VALID`).
-pub const VIRTIO_NET_F_GUEST_CSUM: u64 = 1 << 1;
-/// Feature bit: the configuration has a link status field.
-pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
-/// Feature bit: control virtqueue (asked for when the transport can serve one).
-pub const VIRTIO_NET_F_CTRL_VQ: u64 = 1 << 17;
-/// Feature bit: receive filtering commands (promiscuous, all-multicast) on the control queue.
-pub const VIRTIO_NET_F_CTRL_RX: u64 = 1 << 18;
-/// Feature bit: multiqueue with automatic receive steering (needs the control queue).
-pub const VIRTIO_NET_F_MQ: u64 = 1 << 22;
-/// Feature bit: indirect descriptors (not used).
-pub const VIRTIO_F_INDIRECT_DESC: u64 = 1 << 28;
-/// Feature bit: `used_event` / `avail_event` notification suppression.
-pub const VIRTIO_F_EVENT_IDX: u64 = 1 << 29;
-/// Feature bit: virtio 1.x (modern) device; the net header is always 12 bytes.
-pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-/// Feature bit: packed virtqueues (asked for with
-/// [`NetOptions::packed_vq`](super::NetOptions::packed_vq)).
-pub const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
+pub use pmd_core::vnet::features::{
+    VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1,
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_GUEST_CSUM,
+    VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_TSO4,
+    VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MQ, VIRTIO_NET_F_MRG_RXBUF,
+    VIRTIO_NET_F_STATUS,
+};
 
 /// Features the net layer asks for (the transport may add its own).
 ///
