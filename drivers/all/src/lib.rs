@@ -20,6 +20,7 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_ixgbe_model_vdev::DRIVER,
     &pmd_tap::DRIVER,
     &pmd_pcap::DRIVER,
+    &pmd_vhost::DRIVER,
 ];
 
 #[cfg(test)]

@@ -18,8 +18,9 @@
 //! refused message is an `Err(`[`Refusal`]`)` (after a non-zero REPLY_ACK status when the
 //! front end asked for one); the caller disconnects.
 //!
-//! Offered features: `VERSION_1`, `MRG_RXBUF`, `EVENT_IDX`, `ANY_LAYOUT`, `MQ` with more
-//! than one queue pair, `VHOST_USER_F_PROTOCOL_FEATURES`, and with `tso` the checksum and
+//! Offered features: `VERSION_1`, `MRG_RXBUF`, `EVENT_IDX`, `ANY_LAYOUT`, `CTRL_VQ` (served
+//! by the VMM or virtio-user, never by us), `MQ` with more than one queue pair,
+//! `VHOST_USER_F_PROTOCOL_FEATURES`, and with `tso` the checksum and
 //! TSO bits both ways. `ANY_LAYOUT` is offered because a `VERSION_1` device must accept any
 //! framing of header and data in descriptors anyway (virtio 1.2 section 2.7.4), so the
 //! data path cannot rely on a layout; the bit only tells a legacy driver the same. Not
@@ -63,6 +64,10 @@ pub fn offered_features(queues: u16, tso: bool) -> u64 {
     if queues > 1 {
         f |= VIRTIO_NET_F_MQ;
     }
+    // The control queue is never the back end's: the VMM (QEMU) or virtio-user serves
+    // it, turning VQ_PAIRS_SET into SET_VRING_ENABLE. Offered like DPDK's back end does,
+    // since a front end needs it to use more than one queue pair.
+    f |= VIRTIO_NET_F_CTRL_VQ;
     if tso {
         f |= VIRTIO_NET_F_CSUM
             | VIRTIO_NET_F_GUEST_CSUM
@@ -648,6 +653,17 @@ pub enum Ended {
     Stopped,
     /// The socket failed, or a message did not arrive whole in time.
     Io(io::Error),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::PeerClosed => f.write_str("the front end closed the connection"),
+            Ended::Refused(r) => write!(f, "refused: {r}"),
+            Ended::Stopped => f.write_str("the port was closed"),
+            Ended::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
 }
 
 /// Runs one connection until it ends: reads each message (looking at `stop` at least

@@ -24,10 +24,14 @@
 
 pub mod backend;
 pub mod config;
+pub mod control;
+pub mod device;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mem;
 pub mod proto;
+pub mod rxtx;
+pub mod shared;
 pub mod split;
 pub mod vring;
 
@@ -35,6 +39,46 @@ pub mod vring;
 pub mod fuzzing_ring;
 
 pub use config::Config;
+pub use device::VhostDevice;
+
+use pmd_core::devargs::VdevSpec;
+use pmd_core::error::Result;
+use pmd_core::ethdev::{Device, Driver, ExclusiveResource};
 
 /// The driver name, and the vdev prefix it claims.
 pub const DRIVER_NAME: &str = "net_vhost";
+
+/// The vhost-user back-end driver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VhostDriver;
+
+/// The driver instance to register.
+pub static DRIVER: VhostDriver = VhostDriver;
+
+impl Driver for VhostDriver {
+    fn name(&self) -> &'static str {
+        DRIVER_NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "vhost-user back end (serves VMs and virtio-user front ends): iface=PATH[,queues=1]\
+         [,client=0|1][,tso=0|1][,mac=..]"
+    }
+
+    fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
+        Ok(Box::new(VhostDevice::open(vdev)?))
+    }
+
+    /// One back-end port per socket (a front end connects to one back end). A front end
+    /// (`net_virtio_user`) on the same socket in the same process is a loopback, allowed.
+    fn exclusive_resource(&self, vdev: &VdevSpec) -> Option<ExclusiveResource> {
+        let cfg = Config::from_vdev(vdev).ok()?;
+        Some(ExclusiveResource {
+            what: format!(
+                "vhost-user back-end socket {}",
+                ExclusiveResource::path_name(&cfg.iface)
+            ),
+            fix: "give each net_vhost port its own iface=".into(),
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! The port's queues: receive queue `q` empties the guest's transmit ring `2q + 1`,
+//! transmit queue `q` fills the guest's receive ring `2q`. Each burst enters the ring's
+//! slot ([`crate::shared::RingSlot`]), rebuilds its view of the ring when the control
+//! thread handed out a new configuration, runs the split-ring code ([`crate::split`]) and
+//! leaves the slot with the next available index.
+
+use crate::shared::{RingSlot, Shared};
+use crate::split::{RxCtx, SplitRing, TxCtx};
+use crate::vring::RingErrors;
+use pmd_core::ethdev::{
+    PortId, QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::vnet::{RxProcessor, VnetStats};
+use pmd_core::Mempool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A queue's view of its ring: rebuilt when the slot's generation changes.
+#[derive(Debug, Default)]
+struct View {
+    gen: u64,
+    ring: Option<SplitRing>,
+}
+
+impl View {
+    /// The ring to run in this burst (inside `slot.enter()`), if it could be built.
+    #[inline(always)]
+    fn ring(&mut self, slot: &RingSlot, errs: &RingErrors) -> Option<&mut SplitRing> {
+        if slot.generation() != self.gen || self.ring.is_none() {
+            self.rebuild(slot, errs);
+        }
+        self.ring.as_mut().filter(|r| !r.is_broken())
+    }
+
+    #[cold]
+    fn rebuild(&mut self, slot: &RingSlot, errs: &RingErrors) {
+        let gen = slot.generation();
+        if gen == self.gen && self.ring.is_none() {
+            return; // this configuration already failed to build
+        }
+        self.gen = gen;
+        self.ring = slot.config().and_then(|cfg| match SplitRing::new(&cfg) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // The control plane checked the addresses; this is a guard.
+                errs.bad_ring.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("vhost: ring {}: {e}", cfg.index);
+                None
+            }
+        });
+    }
+}
+
+/// A receive queue: packets the guest transmits.
+#[derive(Debug)]
+pub struct VhostRxQueue {
+    shared: Arc<Shared>,
+    ring: u16,
+    port: PortId,
+    pool: Mempool,
+    stats: Arc<QueueStats>,
+    errs: Arc<RingErrors>,
+    rxp: RxProcessor,
+    scatter: bool,
+    view: View,
+}
+
+impl VhostRxQueue {
+    /// Receive queue `qid`; `vnet` counts what the guest's headers asked for.
+    pub fn new(
+        shared: Arc<Shared>,
+        qid: u16,
+        conf: RxQueueConf,
+        errs: Arc<RingErrors>,
+        vnet: Arc<VnetStats>,
+    ) -> Self {
+        VhostRxQueue {
+            shared,
+            ring: 2 * qid + 1,
+            port: conf.port,
+            scatter: conf.offloads.contains(RxOffloads::SCATTER),
+            rxp: RxProcessor {
+                lro: conf.offloads.contains(RxOffloads::TCP_LRO),
+                stats: vnet,
+            },
+            pool: conf.pool,
+            stats: conf.stats,
+            errs,
+            view: View::default(),
+        }
+    }
+}
+
+impl RxQueue for VhostRxQueue {
+    fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
+        let Some(slot) = self.shared.ring(self.ring) else {
+            return 0;
+        };
+        if !slot.enter() {
+            return 0;
+        }
+        let Some(ring) = self.view.ring(slot, &self.errs) else {
+            slot.leave_unchanged();
+            return 0;
+        };
+        let ctx = RxCtx {
+            stats: &self.stats,
+            errors: &self.errs,
+            vnet: &self.rxp,
+            scatter: self.scatter,
+            port: self.port,
+        };
+        let got = ring.dequeue(batch, max, &self.pool, &ctx);
+        slot.leave(ring.last_avail());
+        got
+    }
+}
+
+/// A transmit queue: packets for the guest.
+#[derive(Debug)]
+pub struct VhostTxQueue {
+    shared: Arc<Shared>,
+    ring: u16,
+    stats: Arc<QueueStats>,
+    errs: Arc<RingErrors>,
+    vnet: Arc<VnetStats>,
+    link_down: Arc<AtomicU64>,
+    view: View,
+}
+
+impl VhostTxQueue {
+    /// Transmit queue `qid`; `link_down` counts packets given back while no front end
+    /// runs the ring, `vnet` the offloads asked of the guest.
+    pub fn new(
+        shared: Arc<Shared>,
+        qid: u16,
+        conf: TxQueueConf,
+        errs: Arc<RingErrors>,
+        vnet: Arc<VnetStats>,
+        link_down: Arc<AtomicU64>,
+    ) -> Self {
+        VhostTxQueue {
+            shared,
+            ring: 2 * qid,
+            stats: conf.stats,
+            errs,
+            vnet,
+            link_down,
+            view: View::default(),
+        }
+    }
+
+    #[cold]
+    fn down(&self, n: usize) -> usize {
+        self.link_down.fetch_add(n as u64, Ordering::Relaxed);
+        0
+    }
+}
+
+impl TxQueue for VhostTxQueue {
+    fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        let Some(slot) = self.shared.ring(self.ring) else {
+            return self.down(batch.len());
+        };
+        if !slot.enter() {
+            return self.down(batch.len());
+        }
+        let Some(ring) = self.view.ring(slot, &self.errs) else {
+            slot.leave_unchanged();
+            return self.down(batch.len());
+        };
+        let ctx = TxCtx {
+            stats: &self.stats,
+            errors: &self.errs,
+            vnet: &self.vnet,
+        };
+        let n = ring.enqueue(batch.as_slice(), &ctx);
+        slot.leave(ring.last_avail());
+        batch.free_front(n);
+        n
+    }
+
+    /// The virtio-net header carries L4 checksum and segmentation requests with the
+    /// pseudo-header sum in the checksum field, as the kernel's do, and cannot ask for
+    /// the IPv4 header checksum: both are written here.
+    fn tx_prepare(&mut self, batch: &mut PktBatch) -> usize {
+        pmd_core::vnet::prepare_batch_for_kernel(batch)
+    }
+}
