@@ -54,11 +54,20 @@ impl Testpmd {
         );
         let out = std::fs::File::create(&log).expect("testpmd log");
         let mut args: Vec<String> = [
-            "-l", "0,1", "--main-lcore", "0", "--no-pci", "-m", "512", "--huge-dir",
+            "-l",
+            "0,1",
+            "--main-lcore",
+            "0",
+            "--no-pci",
+            "-m",
+            "512",
+            "--huge-dir",
             HUGE_DIR,
             // No hugepage files (they would stay pinned in the mount after testpmd
             // exits); the prefix still names the process and its runtime directory.
-            "--in-memory", "--file-prefix", c.prefix,
+            "--in-memory",
+            "--file-prefix",
+            c.prefix,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -135,7 +144,11 @@ impl Drop for Testpmd {
             let _ = std::fs::remove_file(f);
         }
         if std::thread::panicking() {
-            eprintln!("testpmd command: {}\ntestpmd log:\n{}", self.cmd, self.log());
+            eprintln!(
+                "testpmd command: {}\ntestpmd log:\n{}",
+                self.cmd,
+                self.log()
+            );
         }
         let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_dir_all(&self.runtime_dir);

@@ -707,6 +707,7 @@ fn serve_messages(
                 return Ended::Refused(Refusal::Message(r.error));
             }
         };
+        tracing::debug!("vhost-user: {} {:?}", msg.header.request.name(), msg.body);
         let resp = backend.handle(msg, rc);
         if let Some(reply) = resp.reply {
             if let Err(e) = unix::send_with_fds(sock.as_fd(), &reply, &[]) {

@@ -85,6 +85,13 @@ fn dpdk_front_end(test: &str, queues: u16) {
         "DPDK's virtio-user did not come up; log:\n{}",
         tp.log()
     );
+    // Our link is up once DPDK's device runs its rings, which it does while testpmd still
+    // configures the port; its start then drops what is already in the receive ring
+    // (virtio's `virtqueue_rxvq_flush`). Traffic starts once testpmd forwards.
+    assert!(
+        tp.wait_for("packet forwarding - ports=", Duration::from_secs(30)),
+        "testpmd did not start forwarding"
+    );
 
     let frames = pmd_testkit::frames::frame_set([0x02, 0, 0, 0, 0, 0x02], 9000, 3);
     let echoes: Vec<Vec<u8>> = frames.iter().map(|f| swapped(f)).collect();
