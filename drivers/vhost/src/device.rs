@@ -21,6 +21,16 @@ use std::sync::Arc;
 /// Largest frame either way (what a chain of guest buffers and an mbuf chain carry).
 const MAX_FRAME: u32 = 65_535;
 
+/// Receive offloads with `tso=1`: the front end's partial checksums are completed (and
+/// flagged good), its super-frames kept whole (`TCP_LRO`) or cut into segments.
+const RX_TSO_CAPA: RxOffloads =
+    RxOffloads(RxOffloads::TCP_LRO.0 | RxOffloads::TCP_CKSUM.0 | RxOffloads::UDP_CKSUM.0);
+/// Transmit offloads with `tso=1`: checksum and segmentation requests go to the front end
+/// in the virtio-net header (GUEST_CSUM, GUEST_TSO4/6). The header cannot ask for the
+/// IPv4 header checksum, so `IPV4_CKSUM` is not offered.
+const TX_TSO_CAPA: TxOffloads =
+    TxOffloads(TxOffloads::TCP_TSO.0 | TxOffloads::TCP_CKSUM.0 | TxOffloads::UDP_CKSUM.0);
+
 /// One vhost-user port: its configuration, the listening socket (server mode), the
 /// control thread (from probe to close), and the state it shares with the queues.
 #[derive(Debug)]
@@ -108,6 +118,26 @@ impl VhostDevice {
     pub fn last_disconnect_reason(&self) -> String {
         self.shared.last_reason()
     }
+
+    /// Receive offloads: chains always; checksums and LRO with `tso=1` (what the back end
+    /// offers the front end; one that does not negotiate them sends plain frames).
+    fn rx_offload_capa(&self) -> RxOffloads {
+        if self.cfg.tso {
+            RxOffloads::SCATTER | RX_TSO_CAPA
+        } else {
+            RxOffloads::SCATTER
+        }
+    }
+
+    /// Transmit offloads: chains always; checksums and TSO with `tso=1` (a front end that
+    /// did not negotiate them gets such packets dropped, counted in `tx_offload_errors`).
+    fn tx_offload_capa(&self) -> TxOffloads {
+        if self.cfg.tso {
+            TxOffloads::MULTI_SEGS | TX_TSO_CAPA
+        } else {
+            TxOffloads::MULTI_SEGS
+        }
+    }
 }
 
 impl Device for VhostDevice {
@@ -122,8 +152,8 @@ impl Device for VhostDevice {
             max_desc: u16::MAX,
             default_desc: 1024,
             desc_pow2: false,
-            rx_offload_capa: RxOffloads::SCATTER,
-            tx_offload_capa: TxOffloads::MULTI_SEGS,
+            rx_offload_capa: self.rx_offload_capa(),
+            tx_offload_capa: self.tx_offload_capa(),
             max_rx_pktlen: MAX_FRAME,
             max_mtu: (MAX_FRAME - L2_OVERHEAD) as u16,
             nb_seg_max: pmd_core::mbuf::MAX_SEGS,
@@ -253,5 +283,79 @@ impl Device for VhostDevice {
         v.extend(self.ctrl_stats.xstats());
         v.extend(self.vnet.xstats());
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmd_core::ethdev::Port;
+
+    fn port(dir: &pmd_testkit::TempDir, tso: u8) -> Port {
+        let spec: VdevSpec = format!(
+            "net_vhost0,iface={},tso={tso}",
+            dir.file("vh.sock").display()
+        )
+        .parse()
+        .unwrap();
+        Port::new(0, "net_vhost0", Box::new(VhostDevice::open(&spec).unwrap()))
+    }
+
+    fn conf(rx: RxOffloads, tx: TxOffloads) -> PortConf {
+        PortConf {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_offloads: rx,
+            tx_offloads: tx,
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn offloads_are_offered_only_with_tso() {
+        let dir = pmd_testkit::TempDir::new("pmd-vhost-capa");
+        let mut p = port(&dir, 0);
+        let info = p.info();
+        assert_eq!(info.rx_offload_capa, RxOffloads::SCATTER);
+        assert_eq!(info.tx_offload_capa, TxOffloads::MULTI_SEGS);
+        let e = p
+            .configure(&conf(RxOffloads::SCATTER, TxOffloads::TCP_TSO))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not support tx offload"), "{e}");
+        let e = p
+            .configure(&conf(RxOffloads::TCP_LRO, TxOffloads::NONE))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not support rx offload"), "{e}");
+        p.configure(&conf(RxOffloads::SCATTER, TxOffloads::MULTI_SEGS))
+            .unwrap();
+        p.close();
+
+        let mut p = port(&dir, 1);
+        let info = p.info();
+        assert_eq!(
+            info.rx_offload_capa,
+            RxOffloads::SCATTER
+                | RxOffloads::TCP_LRO
+                | RxOffloads::TCP_CKSUM
+                | RxOffloads::UDP_CKSUM
+        );
+        assert_eq!(
+            info.tx_offload_capa,
+            TxOffloads::MULTI_SEGS
+                | TxOffloads::TCP_TSO
+                | TxOffloads::TCP_CKSUM
+                | TxOffloads::UDP_CKSUM
+        );
+        let e = p
+            .configure(&conf(RxOffloads::NONE, TxOffloads::IPV4_CKSUM))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not support tx offload"), "{e}");
+        p.configure(&conf(info.rx_offload_capa, info.tx_offload_capa))
+            .unwrap();
+        p.close();
+        assert!(!dir.file("vh.sock").exists(), "socket removed at close");
     }
 }
