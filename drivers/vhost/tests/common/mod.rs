@@ -103,3 +103,130 @@ pub fn swapped(f: &[u8]) -> Vec<u8> {
     s[6..12].copy_from_slice(&f[..6]);
     s
 }
+
+/// Bytes of Ethernet + IPv4 + TCP headers (no options) in the offload tests' frames.
+pub const TCP_HDRS: usize = 14 + 20 + 20;
+
+/// An Ethernet + IPv4 + TCP (`tcp`) or UDP frame with `payload` bytes and valid IPv4 and
+/// L4 checksums; `mark` sets the TCP sequence number (`mark * 1_000_000`), the UDP
+/// source port and the payload pattern.
+pub fn l4_frame(tcp: bool, mark: u32, payload: usize) -> Vec<u8> {
+    let l4 = if tcp { 20 } else { 8 };
+    let mut f = vec![0u8; 14 + 20 + l4 + payload];
+    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x0b]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x0a]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&((20 + l4 + payload) as u16).to_be_bytes());
+    f[18..20].copy_from_slice(&(mark as u16).to_be_bytes());
+    f[20] = 0x40; // DF
+    f[22] = 64;
+    f[23] = if tcp { 6 } else { 17 };
+    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    let c = pmd_core::csum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&4321u16.to_be_bytes());
+    f[36..38].copy_from_slice(&80u16.to_be_bytes());
+    if tcp {
+        f[38..42].copy_from_slice(&mark.wrapping_mul(1_000_000).to_be_bytes());
+        f[46] = 5 << 4;
+        f[47] = 0x18; // PSH, ACK
+        f[48..50].copy_from_slice(&65535u16.to_be_bytes());
+    } else {
+        f[34..36].copy_from_slice(&(mark as u16).to_be_bytes());
+        f[38..40].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    }
+    for (i, b) in f[34 + l4..].iter_mut().enumerate() {
+        *b = (mark as usize * 13 + i * 7) as u8;
+    }
+    let c = l4_sum(&f);
+    let at = l4_csum_at(&f);
+    f[at..at + 2].copy_from_slice(&(!c).to_be_bytes());
+    f
+}
+
+/// Where the frame's TCP or UDP checksum field is.
+pub fn l4_csum_at(f: &[u8]) -> usize {
+    if f[23] == 6 {
+        34 + 16
+    } else {
+        34 + 6
+    }
+}
+
+/// The ones' complement sum of the IPv4 pseudo-header and the L4 segment.
+fn l4_sum(f: &[u8]) -> u16 {
+    let seg = &f[34..];
+    let mut p = Vec::with_capacity(12 + seg.len());
+    p.extend_from_slice(&f[26..34]);
+    p.extend_from_slice(&[0, f[23]]);
+    p.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    p.extend_from_slice(seg);
+    pmd_core::csum::ones_complement_sum(&p)
+}
+
+/// Whether the frame's IPv4 header checksum verifies.
+pub fn ip_csum_ok(f: &[u8]) -> bool {
+    pmd_core::csum::ones_complement_sum(&f[14..34]) == 0xffff
+}
+
+/// Whether the frame's TCP/UDP checksum verifies.
+pub fn l4_csum_ok(f: &[u8]) -> bool {
+    l4_sum(f) == 0xffff
+}
+
+/// Checks that `segs` are `whole` (a TCP/IPv4 frame from [`l4_frame`]) cut into
+/// `mss`-byte segments: each with the headers, its part of the payload, its sequence
+/// number and length, valid IPv4 and TCP checksums, and PSH only on the last.
+pub fn check_segments(what: &str, whole: &[u8], segs: &[Vec<u8>], mss: usize) {
+    let payload = &whole[TCP_HDRS..];
+    assert_eq!(segs.len(), payload.len().div_ceil(mss), "{what}: segments");
+    let seq0 = u32::from_be_bytes(whole[38..42].try_into().unwrap());
+    for (i, s) in segs.iter().enumerate() {
+        let part = &payload[i * mss..payload.len().min((i + 1) * mss)];
+        let last = i + 1 == segs.len();
+        assert_eq!(s.len(), TCP_HDRS + part.len(), "{what}: segment {i} length");
+        assert_eq!(&s[..16], &whole[..16], "{what}: segment {i} L2/IP start");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([s[16], s[17]])),
+            s.len() - 14,
+            "{what}: segment {i} IP length"
+        );
+        assert_eq!(&s[20..24], &whole[20..24], "{what}: segment {i} IP flags, TTL");
+        assert_eq!(&s[26..38], &whole[26..38], "{what}: segment {i} addresses, ports");
+        assert_eq!(
+            u32::from_be_bytes(s[38..42].try_into().unwrap()),
+            seq0.wrapping_add((i * mss) as u32),
+            "{what}: segment {i} sequence number"
+        );
+        assert_eq!(&s[42..47], &whole[42..47], "{what}: segment {i} ack, offset");
+        let psh = if last { 0x08 } else { 0 };
+        assert_eq!(s[47], (whole[47] & !0x08) | psh, "{what}: segment {i} flags");
+        assert_eq!(&s[TCP_HDRS..], part, "{what}: segment {i} payload");
+        assert!(ip_csum_ok(s), "{what}: segment {i} IPv4 checksum");
+        assert!(l4_csum_ok(s), "{what}: segment {i} TCP checksum");
+    }
+}
+
+/// Receives on `rx` (polling `also` in between) until `want` packets came or
+/// [`PATIENCE`] ran out.
+pub fn collect(rx: &mut RxQueueHandle, want: usize, mut also: impl FnMut()) -> Vec<Mbuf> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut out = Vec::new();
+    let mut b = PktBatch::new();
+    while out.len() < want && Instant::now() < deadline {
+        also();
+        b.clear();
+        rx.rx_burst(&mut b);
+        let start = out.len();
+        out.extend(std::iter::from_fn(|| b.pop()));
+        out[start..].reverse();
+    }
+    out
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}

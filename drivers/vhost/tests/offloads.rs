@@ -1,0 +1,210 @@
+//! Offloads (`tso=1`) between our virtio-user front end and our net_vhost back end in one
+//! process, both directions: TCP and UDP checksum requests (the checksum field holding
+//! garbage) arrive with valid checksums, flagged `RX_L4_CKSUM_GOOD`; a 64 KiB TCP
+//! super-frame sent with `TX_TCP_SEG` arrives whole (`RX_LRO`, its `tso_segsz` kept) on a
+//! port with `TCP_LRO`, or as MSS-sized segments with their own sequence numbers,
+//! lengths and checksums on a port without it. Every buffer is back in the pool at the
+//! end. Needs root and hugepages; otherwise it prints why and passes (and fails under
+//! `PMD_REQUIRE_ALL=1`).
+
+mod common;
+
+use common::{check_segments, collect, hugepages_reason, l4_csum_at, l4_csum_ok, l4_frame, xstat};
+use pmd_core::ethdev::{PortConf, RxOffloads, TxOffloads, TxQueueHandle};
+use pmd_core::mbuf::{
+    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG,
+    TX_UDP_CKSUM,
+};
+use pmd_core::options::EalOptions;
+use pmd_core::{Eal, Mbuf, Mempool};
+use std::time::{Duration, Instant};
+
+const VHOST: usize = 0;
+const VIRTIO: usize = 1;
+/// Segment size of the super-frames.
+const MSS: u16 = 1448;
+/// Payload of a 64 KiB super-frame (the IPv4 total length at its maximum, 65535).
+const SUPER_PAYLOAD: usize = 65_535 - 40;
+
+/// Sends `m` (its flags and lengths set), preparing it first as DPDK apps do
+/// (`rte_eth_tx_prepare`), until the queue takes it.
+fn send(tx: &mut TxQueueHandle, m: Mbuf) {
+    let mut b = PktBatch::new();
+    b.push(m).unwrap();
+    assert_eq!(tx.tx_prepare(&mut b), 1, "tx_prepare refused the packet");
+    let deadline = Instant::now() + common::PATIENCE;
+    while !b.is_empty() {
+        assert!(Instant::now() < deadline, "the tx queue took nothing");
+        tx.tx_burst(&mut b);
+    }
+}
+
+fn offloads(test: &str, lro: bool) {
+    if !pmd_testkit::require(test, hugepages_reason()) {
+        return;
+    }
+    let _serial = common::one_at_a_time();
+    let dir = pmd_testkit::TempDir::new("pmd-vhost-offl");
+    let sock = dir.file("vhost.sock");
+    let opts = EalOptions::builder()
+        .lcores("0")
+        .no_pci(true)
+        .file_prefix(&pmd_testkit::unique("vhoffl"))
+        .vdev(&format!("net_vhost0,iface={},tso=1", sock.display()))
+        .vdev(&format!(
+            "net_virtio_user0,path={},queue_size=256",
+            sock.display()
+        ))
+        .build()
+        .unwrap();
+    let mut eal = Eal::init(opts, &[&pmd_vhost::DRIVER, &pmd_virtio::DRIVER]).unwrap();
+    let pool = Mempool::create("vhost-offl", 8191, 0).unwrap();
+    let idle = pool.stats().in_use;
+    let mut rx_offloads = RxOffloads::SCATTER | RxOffloads::TCP_CKSUM | RxOffloads::UDP_CKSUM;
+    if lro {
+        rx_offloads |= RxOffloads::TCP_LRO;
+    }
+    let conf = PortConf {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_offloads,
+        tx_offloads: TxOffloads::MULTI_SEGS
+            | TxOffloads::TCP_TSO
+            | TxOffloads::TCP_CKSUM
+            | TxOffloads::UDP_CKSUM,
+        mtu: Some(9000),
+    };
+    let mut rxs = Vec::new();
+    let mut txs = Vec::new();
+    for p in [VHOST, VIRTIO] {
+        let port = eal.port_mut(p as u16).unwrap();
+        port.configure(&conf)
+            .unwrap_or_else(|e| panic!("port {p}: {e}"));
+        rxs.push(port.setup_rx_queue(0, 0, &pool).unwrap());
+        txs.push(port.setup_tx_queue(0, 0).unwrap());
+        port.start().unwrap();
+    }
+    for p in [VHOST, VIRTIO] {
+        let link = eal.ports()[p].wait_link_up(Duration::from_secs(10));
+        assert!(link.up, "port {p}: link down");
+    }
+    for (from, to) in [(VIRTIO, VHOST), (VHOST, VIRTIO)] {
+        let what = format!("port {from} -> {to}");
+        // Checksums: TCP and UDP, 18..1400 bytes of payload, garbage in the field.
+        let mut want = Vec::new();
+        for mark in 0..64u32 {
+            let tcp = mark % 2 == 0;
+            let f = l4_frame(tcp, mark, 18 + (mark as usize * 97) % 1400);
+            let mut m = Mbuf::from_slice(&f, &pool).unwrap();
+            let at = l4_csum_at(&f);
+            m.data_mut()[at..at + 2].copy_from_slice(&[0xab, 0xcd]);
+            m.set_ol_flags(TX_IPV4 | if tcp { TX_TCP_CKSUM } else { TX_UDP_CKSUM });
+            m.set_tx_offload(TxOffload {
+                l2_len: 14,
+                l3_len: 20,
+                l4_len: if tcp { 20 } else { 8 },
+                ..Default::default()
+            });
+            send(&mut txs[from], m);
+            want.push(f);
+        }
+        let got = collect(&mut rxs[to], want.len(), || {});
+        assert_eq!(got.len(), want.len(), "{what}: checksum frames");
+        for (i, (m, f)) in got.iter().zip(&want).enumerate() {
+            let d = m.to_vec();
+            assert!(l4_csum_ok(&d), "{what}: frame {i}: L4 checksum");
+            assert!(d == *f, "{what}: frame {i} bytes differ");
+            assert_ne!(
+                m.ol_flags() & RX_L4_CKSUM_GOOD,
+                0,
+                "{what}: frame {i} flagged good"
+            );
+        }
+        drop(got);
+
+        if to == VIRTIO && !lro {
+            // Our virtio-user asks for GUEST_TSO only with TCP_LRO.
+            continue;
+        }
+        // TSO: 64 KiB super-frames as mbuf chains.
+        const N: u32 = 4;
+        let mut sent = Vec::new();
+        for mark in 1..=N {
+            let f = l4_frame(true, mark, SUPER_PAYLOAD);
+            let mut m = Mbuf::from_slice(&f, &pool).unwrap();
+            assert!(m.nb_segs() > 1);
+            m.set_ol_flags(TX_IPV4 | TX_TCP_SEG);
+            m.set_tx_offload(TxOffload {
+                l2_len: 14,
+                l3_len: 20,
+                l4_len: 20,
+                tso_segsz: MSS,
+                ..Default::default()
+            });
+            send(&mut txs[from], m);
+            sent.push(f);
+        }
+        let per = if lro {
+            1
+        } else {
+            SUPER_PAYLOAD.div_ceil(usize::from(MSS))
+        };
+        let got = collect(&mut rxs[to], per * sent.len(), || {});
+        assert_eq!(
+            got.len(),
+            per * sent.len(),
+            "{what}: TSO packets; xstats {:?} / {:?}",
+            eal.ports()[from].xstats(),
+            eal.ports()[to].xstats()
+        );
+        for (k, f) in sent.iter().enumerate() {
+            let mine = &got[k * per..(k + 1) * per];
+            if lro {
+                let m = &mine[0];
+                assert_ne!(m.ol_flags() & RX_LRO, 0, "{what}: super-frame {k} RX_LRO");
+                assert_eq!(m.tx_offload().tso_segsz, MSS, "{what}: super-frame {k} MSS");
+                let d = m.to_vec();
+                assert_eq!(d.len(), f.len(), "{what}: super-frame {k} length");
+                // Whole, except the checksum fields the offload path rewrites (the TCP
+                // one holds the pseudo-header sum for whoever segments it).
+                assert_eq!(&d[..24], &f[..24], "{what}: super-frame {k} headers");
+                assert_eq!(&d[26..50], &f[26..50], "{what}: super-frame {k} headers");
+                assert!(d[52..] == f[52..], "{what}: super-frame {k} payload");
+            } else {
+                let segs: Vec<Vec<u8>> = mine.iter().map(Mbuf::to_vec).collect();
+                check_segments(&format!("{what}: super-frame {k}"), f, &segs, MSS.into());
+                assert!(mine.iter().all(|m| m.ol_flags() & RX_L4_CKSUM_GOOD != 0));
+            }
+        }
+    }
+    assert_eq!(xstat(&eal, VHOST, "tx_offload_errors"), 0);
+    assert_eq!(xstat(&eal, VHOST, "rx_q0_too_long"), 0);
+    assert_eq!(xstat(&eal, VHOST, "tx_gso_packets"), if lro { 4 } else { 0 });
+    assert_eq!(xstat(&eal, VHOST, "tx_csum_packets"), 64);
+    let (whole, cut) = (
+        xstat(&eal, VHOST, "rx_lro_packets"),
+        xstat(&eal, VHOST, "rx_gso_segmented"),
+    );
+    assert_eq!((whole, cut), if lro { (4, 0) } else { (0, 4) });
+    for p in [VHOST, VIRTIO] {
+        let s = eal.ports()[p].stats();
+        assert_eq!((s.ierrors, s.oerrors, s.rx_nombuf), (0, 0, 0), "port {p}: {s:?}");
+    }
+    for p in [VIRTIO, VHOST] {
+        eal.port_mut(p as u16).unwrap().stop().unwrap();
+    }
+    drop(rxs);
+    drop(txs);
+    drop(eal);
+    assert_eq!(pool.stats().in_use, idle, "buffers not returned");
+}
+
+#[test]
+fn checksums_and_tso_both_ways_whole_with_lro() {
+    offloads("checksums_and_tso_both_ways_whole_with_lro", true);
+}
+
+#[test]
+fn checksums_and_tso_both_ways_segmented_without_lro() {
+    offloads("checksums_and_tso_both_ways_segmented_without_lro", false);
+}
