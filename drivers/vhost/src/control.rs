@@ -92,13 +92,14 @@ fn run(mode: &Mode, offer: &Offer, shared: &Shared, stop: &AtomicBool) {
         let mut backend = Backend::new(offer.queue_pairs, offer.tso, offer.stats.clone());
         // `serve` resets the back end (every ring taken back) whatever ended it.
         let ended = serve(&sock, &mut backend, shared, stop);
-        shared.stop_all();
+        // Counted and explained before the link goes down: whoever sees it down sees why.
         shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
         if matches!(ended, Ended::Refused(_)) {
             shared.counters.refused.fetch_add(1, Ordering::Relaxed);
         }
         tracing::info!("vhost: front end disconnected: {ended}");
         shared.set_reason(&ended.to_string());
+        shared.stop_all();
     }
     shared.stop_all();
 }

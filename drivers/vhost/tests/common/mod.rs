@@ -230,3 +230,98 @@ pub fn collect(rx: &mut RxQueueHandle, want: usize, mut also: impl FnMut()) -> V
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
+
+/// Starts `dpdk-testpmd` with DPDK's virtio-user on `sock` (`extra` appended to its
+/// devargs, e.g. `,server=1`) forwarding in `mode` on one queue pair; its output goes to
+/// `log`. With `server=1` in `extra` it creates the socket, removed with it.
+pub fn dpdk_virtio_user(
+    sock: &std::path::Path,
+    log: &std::path::Path,
+    extra: &str,
+    mode: &str,
+    app: &[String],
+) -> pmd_testkit::dpdk::Testpmd {
+    let mut args = vec![
+        format!("--forward-mode={mode}"),
+        "--nb-cores=1".into(),
+        "--no-flush-rx".into(),
+        "--stats-period".into(),
+        "1".into(),
+    ];
+    args.extend(app.iter().cloned());
+    let owned: &[&std::path::Path] = if extra.contains("server=1") {
+        &[sock]
+    } else {
+        &[]
+    };
+    pmd_testkit::dpdk::Testpmd::spawn(&pmd_testkit::dpdk::TestpmdConf {
+        prefix: &pmd_testkit::unique("vhpeer"),
+        log: Some(log),
+        // One memory region per hugepage file otherwise, more than vhost-user's 8.
+        eal: &["--single-file-segments".into()],
+        vdevs: &[format!(
+            "net_virtio_user0,path={},queue_size=1024{extra}",
+            sock.display()
+        )],
+        app: &args,
+        owned,
+    })
+}
+
+/// Waits until port `p`'s link is `up`, failing after `secs` seconds with `why`.
+pub fn wait_link(eal: &Eal, p: usize, up: bool, secs: u64, why: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while eal.ports()[p].link().up != up {
+        assert!(
+            Instant::now() < deadline,
+            "port {p}: link not {} after {secs} s; {}",
+            if up { "up" } else { "down" },
+            why()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends copies of `frame` on `tx` and receives on `rx` until `done(received)` or
+/// [`PATIENCE`] ran out (then it fails with `what`); what arrives is freed. Returns
+/// (received, sent).
+pub fn pump(
+    what: &str,
+    frame: &[u8],
+    pool: &Mempool,
+    tx: &mut TxQueueHandle,
+    rx: &mut RxQueueHandle,
+    mut done: impl FnMut(usize) -> bool,
+) -> (usize, usize) {
+    let deadline = Instant::now() + PATIENCE;
+    let (mut got, mut sent) = (0usize, 0usize);
+    let mut out = PktBatch::new();
+    let mut inb = PktBatch::new();
+    while !done(got) {
+        assert!(Instant::now() < deadline, "{what}: timed out after {got} received");
+        while out.len() < 8 {
+            let Ok(m) = Mbuf::from_slice(frame, pool) else {
+                break;
+            };
+            out.push(m).unwrap();
+        }
+        sent += tx.tx_burst(&mut out);
+        inb.clear();
+        got += rx.rx_burst(&mut inb);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    (got, sent)
+}
+
+/// Waits up to `secs` seconds until port `p`'s xstat `name` is `want`.
+pub fn wait_xstat(eal: &Eal, p: usize, name: &str, want: u64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = xstat(eal, p, name);
+        if v == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "port {p}: {name} is {v}, not {want}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
