@@ -33,6 +33,13 @@ impl View {
         self.ring.as_mut().filter(|r| !r.is_broken())
     }
 
+    /// The ring was taken back (the front end went away): drops the view, and with it
+    /// the guest's memory mapping and call eventfd it held.
+    #[cold]
+    fn release(&mut self) {
+        self.ring = None;
+    }
+
     #[cold]
     fn rebuild(&mut self, slot: &RingSlot, errs: &RingErrors) {
         let gen = slot.generation();
@@ -98,6 +105,7 @@ impl RxQueue for VhostRxQueue {
             return 0;
         };
         if !slot.enter() {
+            self.view.release();
             return 0;
         }
         let Some(ring) = self.view.ring(slot, &self.errs) else {
@@ -167,6 +175,7 @@ impl TxQueue for VhostTxQueue {
             return self.down(batch.len());
         };
         if !slot.enter() {
+            self.view.release();
             return self.down(batch.len());
         }
         let Some(ring) = self.view.ring(slot, &self.errs) else {

@@ -87,7 +87,13 @@ fn wait_growth(eal: &Eal, name: &str, by: u64) {
     let from = xstat(eal, 0, name);
     let deadline = Instant::now() + Duration::from_secs(10);
     while xstat(eal, 0, name) < from + by {
-        assert!(Instant::now() < deadline, "{name} stayed at {from}");
+        assert!(
+            Instant::now() < deadline,
+            "{name} stayed at {from}; {} connects, {} disconnects, link {}",
+            xstat(eal, 0, "ctrl_connects"),
+            xstat(eal, 0, "ctrl_disconnects"),
+            eal.ports()[0].link().up
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

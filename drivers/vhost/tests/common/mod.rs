@@ -226,9 +226,20 @@ pub fn collect(rx: &mut RxQueueHandle, want: usize, mut also: impl FnMut()) -> V
     out
 }
 
-/// Open file descriptors of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+/// Open file descriptors of this process, with what each one is.
+pub fn open_fds() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let to = std::fs::read_link(e.path()).ok()?;
+                    Some(format!("{} -> {}", e.file_name().to_string_lossy(), to.display()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Starts `dpdk-testpmd` with DPDK's virtio-user on `sock` (`extra` appended to its
