@@ -143,7 +143,7 @@ fn lifecycle(test: &str, client: bool) {
             drop(b);
             quickly("start", || eal.port_mut(0).unwrap().start().unwrap());
             // What the front end sent before the stop is still there.
-            let got = common::collect(&mut rx, 16, || {});
+            let got = common::collect(&mut rx, 16, common::PATIENCE, || {});
             assert_eq!(got.len(), 16, "{what}: frames queued before the stop");
             for (m, f) in got.iter().zip(&frames) {
                 assert!(m.to_vec() == *f, "{what}: a frame queued before the stop");

@@ -209,10 +209,15 @@ pub fn check_segments(what: &str, whole: &[u8], segs: &[Vec<u8>], mss: usize) {
     }
 }
 
-/// Receives on `rx` (polling `also` in between) until `want` packets came or
-/// [`PATIENCE`] ran out.
-pub fn collect(rx: &mut RxQueueHandle, want: usize, mut also: impl FnMut()) -> Vec<Mbuf> {
-    let deadline = Instant::now() + PATIENCE;
+/// Receives on `rx` (polling `also` in between) until `want` packets came or `patience`
+/// ran out.
+pub fn collect(
+    rx: &mut RxQueueHandle,
+    want: usize,
+    patience: Duration,
+    mut also: impl FnMut(),
+) -> Vec<Mbuf> {
+    let deadline = Instant::now() + patience;
     let mut out = Vec::new();
     let mut b = PktBatch::new();
     while out.len() < want && Instant::now() < deadline {
