@@ -129,8 +129,9 @@ impl VhostDevice {
         }
     }
 
-    /// Transmit offloads: chains always; checksums and TSO with `tso=1` (a front end that
-    /// did not negotiate them gets such packets dropped, counted in `tx_offload_errors`).
+    /// Transmit offloads: chains always; checksums and TSO with `tso=1`. A front end
+    /// without GUEST_CSUM gets checksums computed here; a super-frame for one without
+    /// GUEST_TSO is dropped, counted in `tx_offload_errors` (no software segmentation).
     fn tx_offload_capa(&self) -> TxOffloads {
         if self.cfg.tso {
             TxOffloads::MULTI_SEGS | TX_TSO_CAPA

@@ -10,7 +10,7 @@ use crate::vring::RingErrors;
 use pmd_core::ethdev::{
     PortId, QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
 };
-use pmd_core::mbuf::PktBatch;
+use pmd_core::mbuf::{PktBatch, TX_L4_MASK, TX_TCP_SEG};
 use pmd_core::vnet::{RxProcessor, VnetStats};
 use pmd_core::Mempool;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,6 +125,20 @@ impl RxQueue for VhostRxQueue {
     }
 }
 
+/// The guest did not negotiate GUEST_CSUM: the TCP/UDP (and IPv4 header) checksums
+/// packets ask for are computed here. A packet whose headers do not allow it keeps its
+/// request, and the ring drops it (`tx_offload_errors`); TSO requests are left as they
+/// are (the ring drops those the guest cannot take).
+#[inline(never)]
+fn software_checksums(batch: &mut PktBatch) {
+    for m in batch.iter_mut() {
+        let f = m.ol_flags();
+        if f & TX_L4_MASK != 0 && f & TX_TCP_SEG == 0 {
+            let _ = pmd_core::offload::checksum(m);
+        }
+    }
+}
+
 /// A transmit queue: packets for the guest.
 #[derive(Debug)]
 pub struct VhostTxQueue {
@@ -182,6 +196,9 @@ impl TxQueue for VhostTxQueue {
             slot.leave_unchanged();
             return self.down(batch.len());
         };
+        if !ring.takes_partial_checksums() {
+            software_checksums(batch);
+        }
         let ctx = TxCtx {
             stats: &self.stats,
             errors: &self.errs,

@@ -226,6 +226,12 @@ impl SplitRing {
         self.features & f != 0
     }
 
+    /// Whether the guest takes packets with partial checksums (GUEST_CSUM).
+    #[inline(always)]
+    pub fn takes_partial_checksums(&self) -> bool {
+        self.has(F_GUEST_CSUM)
+    }
+
     /// Asks the guest not to kick us: NO_NOTIFY, or an `avail_event` one behind what we
     /// consumed (EVENT_IDX; the driver kicks only when its index passes it).
     #[inline(always)]
