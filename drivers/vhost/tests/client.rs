@@ -9,8 +9,7 @@
 mod common;
 
 use common::{
-    dpdk_virtio_user, hugepages_reason, swapped, transfer, transfer_expect, wait_link,
-    xstat,
+    dpdk_virtio_user, hugepages_reason, swapped, transfer, transfer_expect, wait_link, xstat,
 };
 use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{Driver, Port, PortConf, RxOffloads, TxOffloads};
@@ -177,16 +176,37 @@ fn connects_to_our_virtio_user_server_and_again_after_restart() {
     for round in 1..=2u64 {
         // The front end probed outside the EAL's list, so that it can be closed and
         // probed again; its probe waits for our port to connect.
-        let mut fe = Port::new(1, "net_virtio_user0", pmd_virtio::DRIVER.probe(&spec).unwrap());
+        let mut fe = Port::new(
+            1,
+            "net_virtio_user0",
+            pmd_virtio::DRIVER.probe(&spec).unwrap(),
+        );
         fe.configure(&conf()).unwrap();
         let mut fe_rx = fe.setup_rx_queue(0, 0, &pool).unwrap();
         let mut fe_tx = fe.setup_tx_queue(0, 0).unwrap();
         fe.start().unwrap();
-        assert!(fe.wait_link_up(Duration::from_secs(10)).up, "front end link");
+        assert!(
+            fe.wait_link_up(Duration::from_secs(10)).up,
+            "front end link"
+        );
         wait_link(&eal, 0, true, 10, String::new);
         assert_eq!(xstat(&eal, 0, "ctrl_connects"), ended + 1);
-        transfer(&format!("round {round}: to us"), &frames, &pool, &mut fe_tx, &mut rx, || {});
-        transfer(&format!("round {round}: to it"), &frames, &pool, &mut tx, &mut fe_rx, || {});
+        transfer(
+            &format!("round {round}: to us"),
+            &frames,
+            &pool,
+            &mut fe_tx,
+            &mut rx,
+            || {},
+        );
+        transfer(
+            &format!("round {round}: to it"),
+            &frames,
+            &pool,
+            &mut tx,
+            &mut fe_rx,
+            || {},
+        );
         if round == 2 {
             // Our port closed first: the front end's socket stays until it closes.
             eal.port_mut(0).unwrap().close();

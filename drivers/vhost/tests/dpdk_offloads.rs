@@ -17,8 +17,7 @@ use common::{
 };
 use pmd_core::ethdev::{PortConf, RxOffloads, TxOffloads, TxQueueHandle};
 use pmd_core::mbuf::{
-    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG,
-    TX_UDP_CKSUM,
+    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG, TX_UDP_CKSUM,
 };
 use pmd_core::options::EalOptions;
 use pmd_core::{Eal, Mbuf, Mempool};
@@ -217,7 +216,10 @@ fn dpdk_virtio_user_checksums_and_tso_whole_with_lro() {
 
 #[test]
 fn dpdk_virtio_user_checksums_and_tso_segmented_without_lro() {
-    dpdk_offloads("dpdk_virtio_user_checksums_and_tso_segmented_without_lro", false);
+    dpdk_offloads(
+        "dpdk_virtio_user_checksums_and_tso_segmented_without_lro",
+        false,
+    );
 }
 
 /// DPDK's virtio-user without receive checksum offloads does not negotiate GUEST_CSUM:
@@ -288,7 +290,11 @@ fn dpdk_virtio_user_without_guest_csum_gets_checksums_done() {
     }
     drop(got);
     assert_eq!(xstat(&eal, 0, "tx_offload_errors"), 0);
-    assert_eq!(xstat(&eal, 0, "tx_csum_packets"), 0, "no partial checksum sent");
+    assert_eq!(
+        xstat(&eal, 0, "tx_csum_packets"),
+        0,
+        "no partial checksum sent"
+    );
     eal.port_mut(0).unwrap().stop().unwrap();
     drop(rx);
     drop(tx);

@@ -47,15 +47,25 @@ fn front_end(
     pmd_core::ethdev::RxQueueHandle,
     pmd_core::ethdev::TxQueueHandle,
 ) {
-    let spec: VdevSpec = format!("net_virtio_user0,path={},queue_size=256{extra}", sock.display())
-        .parse()
-        .unwrap();
-    let mut fe = Port::new(1, "net_virtio_user0", pmd_virtio::DRIVER.probe(&spec).unwrap());
+    let spec: VdevSpec = format!(
+        "net_virtio_user0,path={},queue_size=256{extra}",
+        sock.display()
+    )
+    .parse()
+    .unwrap();
+    let mut fe = Port::new(
+        1,
+        "net_virtio_user0",
+        pmd_virtio::DRIVER.probe(&spec).unwrap(),
+    );
     fe.configure(&conf()).unwrap();
     let rx = fe.setup_rx_queue(0, 0, pool).unwrap();
     let tx = fe.setup_tx_queue(0, 0).unwrap();
     fe.start().unwrap();
-    assert!(fe.wait_link_up(Duration::from_secs(10)).up, "front end link");
+    assert!(
+        fe.wait_link_up(Duration::from_secs(10)).up,
+        "front end link"
+    );
     (fe, rx, tx)
 }
 
@@ -126,8 +136,22 @@ fn lifecycle(test: &str, client: bool) {
         wait_link(&eal, 0, true, 10, String::new);
         for cycle in 1..=2 {
             let what = format!("round {round}, cycle {cycle}");
-            transfer(&format!("{what}: to us"), &frames, &pool, &mut fe_tx, &mut rx, || {});
-            transfer(&format!("{what}: to it"), &frames, &pool, &mut tx, &mut fe_rx, || {});
+            transfer(
+                &format!("{what}: to us"),
+                &frames,
+                &pool,
+                &mut fe_tx,
+                &mut rx,
+                || {},
+            );
+            transfer(
+                &format!("{what}: to it"),
+                &frames,
+                &pool,
+                &mut tx,
+                &mut fe_rx,
+                || {},
+            );
             // Stopped with frames in the front end's tx ring.
             let mut b = PktBatch::new();
             for f in &frames[..16] {
@@ -160,7 +184,8 @@ fn lifecycle(test: &str, client: bool) {
             // their next burst.
             let mut inb = PktBatch::new();
             rx.rx_burst(&mut inb);
-            inb.push(Mbuf::from_slice(&frames[0], &pool).unwrap()).unwrap();
+            inb.push(Mbuf::from_slice(&frames[0], &pool).unwrap())
+                .unwrap();
             assert_eq!(tx.tx_burst(&mut inb), 0);
             drop(inb);
             fds_back(&fds, &format!("round {round}: after the front end went"));

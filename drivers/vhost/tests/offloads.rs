@@ -12,8 +12,7 @@ mod common;
 use common::{check_segments, collect, hugepages_reason, l4_csum_at, l4_csum_ok, l4_frame, xstat};
 use pmd_core::ethdev::{PortConf, RxOffloads, TxOffloads, TxQueueHandle};
 use pmd_core::mbuf::{
-    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG,
-    TX_UDP_CKSUM,
+    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG, TX_UDP_CKSUM,
 };
 use pmd_core::options::EalOptions;
 use pmd_core::{Eal, Mbuf, Mempool};
@@ -196,7 +195,10 @@ fn offloads(test: &str, lro: bool) {
         "a super-frame to a front end without GUEST_TSO"
     );
     assert_eq!(xstat(&eal, VHOST, "rx_q0_too_long"), 0);
-    assert_eq!(xstat(&eal, VHOST, "tx_gso_packets"), if lro { 4 } else { 0 });
+    assert_eq!(
+        xstat(&eal, VHOST, "tx_gso_packets"),
+        if lro { 4 } else { 0 }
+    );
     assert_eq!(xstat(&eal, VHOST, "tx_csum_packets"), 64);
     let (whole, cut) = (
         xstat(&eal, VHOST, "rx_lro_packets"),
@@ -206,7 +208,11 @@ fn offloads(test: &str, lro: bool) {
     for p in [VHOST, VIRTIO] {
         let s = eal.ports()[p].stats();
         let dropped = u64::from(!lro && p == VHOST);
-        assert_eq!((s.ierrors, s.oerrors, s.rx_nombuf), (0, dropped, 0), "port {p}: {s:?}");
+        assert_eq!(
+            (s.ierrors, s.oerrors, s.rx_nombuf),
+            (0, dropped, 0),
+            "port {p}: {s:?}"
+        );
     }
     for p in [VIRTIO, VHOST] {
         eal.port_mut(p as u16).unwrap().stop().unwrap();

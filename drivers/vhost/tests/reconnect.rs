@@ -40,7 +40,8 @@ fn tx_while_down(eal: &Eal, pool: &Mempool, tx: &mut pmd_core::ethdev::TxQueueHa
     let before = xstat(eal, 0, "tx_q0_link_down");
     let mut b = PktBatch::new();
     for _ in 0..16 {
-        b.push(Mbuf::from_slice(&[0xee; 64], pool).unwrap()).unwrap();
+        b.push(Mbuf::from_slice(&[0xee; 64], pool).unwrap())
+            .unwrap();
     }
     assert_eq!(tx.tx_burst(&mut b), 0, "nothing sent without a front end");
     assert_eq!(b.len(), 16, "every packet given back");
@@ -94,9 +95,14 @@ fn dpdk_virtio_user_killed_mid_traffic_then_restarted() {
         );
         assert_eq!(xstat(&eal, 0, "ctrl_connects"), round);
         // Frames in flight both ways when it dies.
-        pump(&format!("round {round}: echoes"), &frames[3], &pool, &mut tx, &mut rx, |n| {
-            n >= 200
-        });
+        pump(
+            &format!("round {round}: echoes"),
+            &frames[3],
+            &pool,
+            &mut tx,
+            &mut rx,
+            |n| n >= 200,
+        );
         tp.kill9();
         let mut gone = false;
         pump(
@@ -158,20 +164,46 @@ fn our_virtio_user_closed_then_probed_again() {
         // The front end probed outside the EAL's list, so that it can be closed and
         // probed again.
         let spec: VdevSpec = front_end.parse().unwrap();
-        let mut fe = Port::new(1, "net_virtio_user0", pmd_virtio::DRIVER.probe(&spec).unwrap());
+        let mut fe = Port::new(
+            1,
+            "net_virtio_user0",
+            pmd_virtio::DRIVER.probe(&spec).unwrap(),
+        );
         fe.configure(&conf()).unwrap();
         let mut fe_rx = fe.setup_rx_queue(0, 0, &pool).unwrap();
         let mut fe_tx = fe.setup_tx_queue(0, 0).unwrap();
         fe.start().unwrap();
-        assert!(fe.wait_link_up(Duration::from_secs(10)).up, "front end link");
+        assert!(
+            fe.wait_link_up(Duration::from_secs(10)).up,
+            "front end link"
+        );
         wait_link(&eal, 0, true, 10, String::new);
         assert_eq!(xstat(&eal, 0, "ctrl_connects"), round);
-        transfer(&format!("round {round}: to us"), &frames, &pool, &mut fe_tx, &mut rx, || {});
-        transfer(&format!("round {round}: to it"), &frames, &pool, &mut tx, &mut fe_rx, || {});
+        transfer(
+            &format!("round {round}: to us"),
+            &frames,
+            &pool,
+            &mut fe_tx,
+            &mut rx,
+            || {},
+        );
+        transfer(
+            &format!("round {round}: to it"),
+            &frames,
+            &pool,
+            &mut tx,
+            &mut fe_rx,
+            || {},
+        );
         // Closed with frames in its rings both ways.
-        pump(&format!("round {round}: echoes"), &frames[3], &pool, &mut tx, &mut fe_rx, |n| {
-            n >= 100
-        });
+        pump(
+            &format!("round {round}: echoes"),
+            &frames[3],
+            &pool,
+            &mut tx,
+            &mut fe_rx,
+            |n| n >= 100,
+        );
         let mut b = PktBatch::new();
         for f in &frames[..32] {
             b.push(Mbuf::from_slice(f, &pool).unwrap()).unwrap();

@@ -193,16 +193,32 @@ pub fn check_segments(what: &str, whole: &[u8], segs: &[Vec<u8>], mss: usize) {
             s.len() - 14,
             "{what}: segment {i} IP length"
         );
-        assert_eq!(&s[20..24], &whole[20..24], "{what}: segment {i} IP flags, TTL");
-        assert_eq!(&s[26..38], &whole[26..38], "{what}: segment {i} addresses, ports");
+        assert_eq!(
+            &s[20..24],
+            &whole[20..24],
+            "{what}: segment {i} IP flags, TTL"
+        );
+        assert_eq!(
+            &s[26..38],
+            &whole[26..38],
+            "{what}: segment {i} addresses, ports"
+        );
         assert_eq!(
             u32::from_be_bytes(s[38..42].try_into().unwrap()),
             seq0.wrapping_add((i * mss) as u32),
             "{what}: segment {i} sequence number"
         );
-        assert_eq!(&s[42..47], &whole[42..47], "{what}: segment {i} ack, offset");
+        assert_eq!(
+            &s[42..47],
+            &whole[42..47],
+            "{what}: segment {i} ack, offset"
+        );
         let psh = if last { 0x08 } else { 0 };
-        assert_eq!(s[47], (whole[47] & !0x08) | psh, "{what}: segment {i} flags");
+        assert_eq!(
+            s[47],
+            (whole[47] & !0x08) | psh,
+            "{what}: segment {i} flags"
+        );
         assert_eq!(&s[TCP_HDRS..], part, "{what}: segment {i} payload");
         assert!(ip_csum_ok(s), "{what}: segment {i} IPv4 checksum");
         assert!(l4_csum_ok(s), "{what}: segment {i} TCP checksum");
@@ -238,7 +254,11 @@ pub fn open_fds() -> Vec<String> {
             d.flatten()
                 .filter_map(|e| {
                     let to = std::fs::read_link(e.path()).ok()?;
-                    Some(format!("{} -> {}", e.file_name().to_string_lossy(), to.display()))
+                    Some(format!(
+                        "{} -> {}",
+                        e.file_name().to_string_lossy(),
+                        to.display()
+                    ))
                 })
                 .collect()
         })
@@ -314,7 +334,10 @@ pub fn pump(
     let mut out = PktBatch::new();
     let mut inb = PktBatch::new();
     while !done(got) {
-        assert!(Instant::now() < deadline, "{what}: timed out after {got} received");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: timed out after {got} received"
+        );
         while out.len() < 8 {
             let Ok(m) = Mbuf::from_slice(frame, pool) else {
                 break;
@@ -337,7 +360,10 @@ pub fn wait_xstat(eal: &Eal, p: usize, name: &str, want: u64, secs: u64) {
         if v == want {
             return;
         }
-        assert!(Instant::now() < deadline, "port {p}: {name} is {v}, not {want}");
+        assert!(
+            Instant::now() < deadline,
+            "port {p}: {name} is {v}, not {want}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
