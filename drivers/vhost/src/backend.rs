@@ -1262,6 +1262,61 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn packed_rings_base_and_areas() {
+        let mut h = Harness::new(1, "be-packed");
+        let f = VIRTIO_F_VERSION_1 | VIRTIO_F_RING_PACKED;
+        h.ok(2, &f.to_ne_bytes(), vec![]);
+        h.table();
+        let end = UVA + LEN;
+        // The packed layout: a 16 × 256-byte descriptor ring and two 4-byte event
+        // suppression areas, which may sit where a split ring's would not fit.
+        h.ok(8, &state(0, 256), vec![]);
+        for (d, a, u, area) in [
+            (end - 4096 + 16, UVA, UVA + 4, "descriptor ring"),
+            (UVA + 8, UVA + 8192, UVA + 8196, "descriptor ring"),
+            (UVA, end - 2, UVA + 8196, "driver event suppression area"),
+            (UVA, UVA + 8194, UVA + 8196, "driver event suppression area"),
+            (UVA, UVA + 8192, end, "device event suppression area"),
+        ] {
+            assert_eq!(
+                h.refused(9, &addr(0, d, a, u), vec![]),
+                Refusal::RingAddr { index: 0, area },
+                "{d:#x} {a:#x} {u:#x}"
+            );
+        }
+        h.ok(9, &addr(0, end - 4096, end - 8, end - 4), vec![]);
+        // Base: position 5 of the lap with wrap counter 1 (bit 15); a position beyond
+        // the ring is refused when the ring would start.
+        h.ok(10, &state(0, 0x8000 | 5), vec![]);
+        h.ok(12, &VRING_NOFD.to_ne_bytes(), vec![]);
+        let cfg = h.rc.running.lock().unwrap()[&0].clone();
+        assert_eq!((cfg.base, cfg.features), (0x8005, f));
+        // GET_VRING_BASE answers the data path's position and wrap counter.
+        let r = h.ok(11, &state(0, 0), vec![]).unwrap();
+        assert_eq!(r[12..], state(0, 0x8005 + 7)[..]);
+        h.ok(10, &state(0, 0x8000 | 256), vec![]);
+        assert_eq!(
+            h.refused(12, &VRING_NOFD.to_ne_bytes(), vec![]),
+            Refusal::PackedBase {
+                index: 0,
+                base: 256,
+                size: 256
+            }
+        );
+        assert_eq!(
+            Refusal::PackedBase {
+                index: 0,
+                base: 256,
+                size: 256
+            }
+            .kind(),
+            Refusal::RingBase(0).kind()
+        );
+        h.nothing_running();
+        assert_eq!(open_named(h.tag), 0, "every descriptor was closed");
+    }
+
+    #[test]
     fn hostile_features_and_unsupported_requests() {
         let mut h = Harness::new(1, "be-feat");
         let offered = h.b.offered();
