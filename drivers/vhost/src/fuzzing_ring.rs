@@ -76,7 +76,7 @@ thread_local! {
 impl Env {
     fn new() -> Env {
         // SAFETY: a valid NUL-terminated name and flags; the result is checked below.
-        let fd = unsafe { libc::memfd_create(c"vhost-fuzz".as_ptr(), 0) };
+        let fd = unsafe { libc::memfd_create(c"vhost-ring-fuzz".as_ptr(), 0) };
         assert!(fd >= 0, "memfd_create for the fuzzed ring");
         // SAFETY: a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
