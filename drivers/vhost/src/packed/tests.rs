@@ -148,7 +148,7 @@ impl Driver {
 
     /// Posts raw descriptors `(addr, len, flags without AVAIL/USED)` from the next
     /// position, all with buffer id `id`, the first one's flags last; returns the id.
-    fn post_raw(&mut self, descs: &[(u64, u32, u16)], id: u16) -> u16 {
+    fn post_raw(&mut self, descs: &[RawDesc], id: u16) -> u16 {
         let (first, mut pos, mut wrap) = (self.next, self.next, self.wrap);
         let mut first_flags = 0;
         for (k, &(addr, len, flags)) in descs.iter().enumerate() {
@@ -721,11 +721,14 @@ fn hostile_guest_to_host_chains_are_counted_and_returned() {
     }
 }
 
+/// A raw descriptor: address, length, flags without AVAIL/USED.
+type RawDesc = (u64, u32, u16);
+
 #[test]
 fn hostile_host_to_guest_chains_are_counted_and_returned() {
     let pool = pool("vhp-hostile-tx", 64, DEFAULT_BUF_SIZE);
     let ok = GPA + BUF_OFF;
-    let cases: [(&[(u64, u32, u16)], u16, [u64; 4]); 5] = [
+    let cases: [(&[RawDesc], u16, [u64; 4]); 5] = [
         // A device-readable buffer in a device-to-driver chain.
         (&[(ok, 2048, 0)], 0, [0, 0, 1, 0]),
         // Outside every region.
