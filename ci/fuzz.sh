@@ -34,6 +34,7 @@ TARGETS=(
   "drivers/memif control_msg -"
   "drivers/vhost vhost_msg -"
   "drivers/vhost desc_chain -"
+  "drivers/vhost desc_chain_packed -"
   "drivers/af_xdp xdp_rings 1280"
   "drivers/pcap pcap_trace -"
 )

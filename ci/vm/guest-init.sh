@@ -7,7 +7,7 @@
 # (SKIP: the check cannot run in this build, e.g. dpdk-testpmd not installed on the host; not a
 # failure), benchmark figures as `GUEST-BENCH <name> pps=<n> ...`, then
 # `GUEST-DONE <passed> <failed> (skipped <n>, uptime <s>)`, and powers off. The mode comes from the kernel command line
-# (pmdvm.mode=iommu|noiommu). Failing commands have their output echoed as "  | ..." lines under
+# (pmdvm.mode=iommu|noiommu|vhost). Failing commands have their output echoed as "  | ..." lines under
 # the check, and the first line of it goes into the detail.
 #
 # Machine layout (ci/vm/run-guest.sh; each NIC on its own pcie-root-port, so in bus order):
@@ -22,9 +22,13 @@ exec </dev/console >/dev/console 2>&1
 echo 1 > /proc/sys/kernel/printk          # keep kernel messages from splitting our lines; dmesg is dumped on failure
 ulimit -l unlimited 2>/dev/null   # as a DPDK-style app would run; vfio maps the hugepages
 
-mode=iommu; watchdog=150
+mode=iommu; watchdog=150; boot=1
 for w in $(cat /proc/cmdline); do
-  case $w in pmdvm.mode=*) mode=${w#pmdvm.mode=} ;; pmdvm.watchdog=*) watchdog=${w#pmdvm.watchdog=} ;; esac
+  case $w in
+    pmdvm.mode=*) mode=${w#pmdvm.mode=} ;;
+    pmdvm.watchdog=*) watchdog=${w#pmdvm.watchdog=} ;;
+    pmdvm.boot=*) boot=${w#pmdvm.boot=} ;;
+  esac
 done
 GUARD_MAC=52:54:00:99:00:01
 T0=$(cut -d' ' -f1 /proc/uptime)
@@ -52,6 +56,37 @@ drivers_snapshot() { # what `ls -l /sys/bus/pci/devices/*/driver` shows, without
   for d in /sys/bus/pci/devices/*; do echo "$(basename "$d") $(readlink "$d/driver" 2>/dev/null || echo none)"; done
 }
 hs() { run /bin/pmd-setup "$@"; }
+
+# ---- vhost mode: this guest's NIC is a vhost-user netdev served by our net_vhost on the host ------
+# (ci/vm/vhost-host.sh: l2fwd forwards between it and a veth pair whose far end, 10.77.0.1, is in a
+# network namespace). The guest's own virtio-net driver is the front end: ping, then a TCP transfer
+# of 1 MiB whose md5 the host compares with what it received. Checks are numbered by boot
+# (pmdvm.boot=N): the host boots the guest twice against one l2fwd, so the second boot is a
+# reconnect of a restarted VM.
+if [ "$mode" = vhost ]; then
+  for m in $(cat /modlist); do case $(basename "$m" .ko) in virtio_net|net_failover|failover) insmod "$m" 2>/dev/null ;; esac; done
+  sleep 1
+  IF=""
+  for i in /sys/class/net/*; do [ "$(cat "$i/address" 2>/dev/null)" = 52:54:00:00:05:01 ] && IF=$(basename "$i"); done
+  if [ -z "$IF" ]; then
+    check vhost-nic-$boot FAIL "no interface with MAC 52:54:00:00:05:01: $(ls /sys/class/net | tr '\n' ' ')"
+  else
+    ip link set "$IF" up; ip addr add 10.77.0.2/24 dev "$IF"
+    run ping -c 5 -W 2 -s 1472 10.77.0.1   # 1514-byte frames
+    received=$(printf '%s\n' "$OUT" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+    if [ "$RC" = 0 ] && [ "${received:-0}" -ge 4 ]; then check vhost-ping-$boot PASS "$(printf '%s\n' "$OUT" | grep 'packets received')"
+    else check vhost-ping-$boot FAIL "rc=$RC $(printf '%s\n' "$OUT" | grep 'packets' )"; showlog; fi
+    dd if=/dev/urandom of=/tmp/blob bs=1024 count=1024 2>/dev/null
+    sum=$(md5sum /tmp/blob | cut -d' ' -f1)
+    RUN_TIMEOUT=60 run nc -w 5 10.77.0.1 5001 < /tmp/blob
+    if [ "$RC" = 0 ]; then check vhost-tcp-$boot PASS "sent 1048576 bytes md5=$sum"
+    else check vhost-tcp-$boot FAIL "nc rc=$RC md5=$sum $(firstline)"; showlog; fi
+  fi
+  [ $failed -gt 0 ] && { echo "--- dmesg (last 30 lines) ---"; dmesg | tail -30 | sed 's/^/  dmesg| /'; }
+  echo "GUEST-DONE $passed $failed (skipped $skipped, uptime $(cut -d' ' -f1 /proc/uptime)s)"
+  sync
+  poweroff -f
+fi
 
 # ---- modules ------------------------------------------------------------------------------------
 modfail=""

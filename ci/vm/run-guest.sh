@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Boots the test guest under TCG and prints its console on stdout; returns when it powers off.
 #
-#   ci/vm/run-guest.sh iommu|noiommu INITRAMFS
+#   ci/vm/run-guest.sh iommu|noiommu|vhost INITRAMFS
 #
+# vhost:   plain q35 with one virtio-net on a vhost-user netdev (socket VHOST_SOCK; its memory a
+#          shared memfd), served by our net_vhost (ci/vm/vhost-host.sh); VM_BOOT numbers the boot.
 # iommu:   q35 with a virtual Intel IOMMU (interrupt remapping, caching mode), intel_iommu=on.
 # noiommu: plain q35, no IOMMU.
 # Six NICs, each on its own pcie-root-port (two igb on one bus collide over their VF slots), in this
@@ -13,7 +15,7 @@
 # Environment: VM_TIMEOUT (seconds before QEMU is killed, default 240; the guest's own watchdog
 # powers it off 30 s before), KROOT (the unpacked guest kernel, default target/vm/kernel), KVER.
 set -euo pipefail
-[ $# = 2 ] || { echo "usage: $0 iommu|noiommu INITRAMFS" >&2; exit 2; }
+[ $# = 2 ] || { echo "usage: $0 iommu|noiommu|vhost INITRAMFS" >&2; exit 2; }
 mode=$1; initrd=$2
 [ -r "$initrd" ] || { echo "$0: $initrd not readable" >&2; exit 1; }
 kroot=${KROOT:-$(cd "$(dirname "$0")/../.." && pwd)/target/vm/kernel}
@@ -21,8 +23,18 @@ kver=${KVER:-$(ls "$kroot/lib/modules" | sort -V | tail -1)}
 case $mode in
   iommu)   machine=(-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on); append="intel_iommu=on" ;;
   noiommu) machine=(-machine q35); append="" ;;
-  *) echo "$0: mode must be iommu or noiommu" >&2; exit 2 ;;
+  vhost)   machine=(-machine q35); append="pmdvm.boot=${VM_BOOT:-1}" ;;
+  *) echo "$0: mode must be iommu, noiommu or vhost" >&2; exit 2 ;;
 esac
+mem=(-m 1G)
+if [ "$mode" = vhost ]; then
+  # One virtio-net whose back end is ours: guest memory shared (memfd) so the back end can map it,
+  # the netdev on the vhost-user socket VHOST_SOCK (our net_vhost listens there).
+  [ -S "${VHOST_SOCK:-}" ] || { echo "$0: vhost mode: VHOST_SOCK must name a listening socket" >&2; exit 2; }
+  mem=(-m 1G -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem)
+  devs=(-chardev "socket,id=vh0,path=$VHOST_SOCK" -netdev "vhost-user,id=n0,chardev=vh0"
+        -device "virtio-net-pci,netdev=n0,mac=52:54:00:00:05:01,romfile=")
+fi
 nics=(
   "igb,mac=52:54:00:00:00:01 hubid=0"
   "igb,mac=52:54:00:00:00:02 hubid=0"
@@ -57,7 +69,8 @@ extra+=(
 # bus order, so igb A and B (the hub-0 pair) stay the first two 8086:10c9 functions.
 extra+=("igb,mac=52:54:00:00:04:01 hubid=1" "igb,mac=52:54:00:00:04:11 hubid=4")
 nics+=("${extra[@]}")
-devs=()
+[ "$mode" = vhost ] && nics=()
+[ "$mode" = vhost ] || devs=()
 i=0
 for n in "${nics[@]}"; do
   i=$((i + 1))
@@ -67,7 +80,7 @@ for n in "${nics[@]}"; do
 done
 timeout_s=${VM_TIMEOUT:-240}
 fg=(); [ -t 0 ] && fg=(--foreground)   # run by hand in a terminal: QEMU keeps the tty
-exec timeout "${fg[@]}" -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -accel tcg -cpu max -m 1G -smp 1 \
+exec timeout "${fg[@]}" -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -accel tcg -cpu max "${mem[@]}" -smp 1 \
   -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" \
   -append "console=ttyS0 quiet panic=-1 pmdvm.mode=$mode pmdvm.watchdog=$((timeout_s > 60 ? timeout_s - 30 : timeout_s / 2)) $append" \
   -nographic -no-reboot -nodefaults -serial stdio -vga none "${devs[@]}"

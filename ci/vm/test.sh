@@ -13,7 +13,9 @@
 # The iommu guest also measures a forwarding rate on the looped igb pair with DPDK's own testpmd
 # (when the host has it) and with our l2fwd; their GUEST-BENCH lines and ratio are printed. A check
 # may SKIP (e.g. no dpdk-testpmd on the host): that is not a failure.
-# Environment: VM_MODES (default "iommu noiommu"), VM_TIMEOUT (per guest, default 180 s),
+# The vhost mode (ci/vm/vhost-guest.sh) boots a guest twice whose virtio-net is served by our
+# net_vhost through l2fwd: ping and a TCP transfer each boot, the second a VM restart.
+# Environment: VM_MODES (default "iommu noiommu vhost"), VM_TIMEOUT (per guest, default 180 s),
 # VM_NO_BUILD=1 (no cargo build: take the binaries already in target/release, e.g. while the
 # crates are being edited), DPDK_TESTPMD (build-initramfs.sh: empty leaves DPDK out).
 set -uo pipefail
@@ -67,13 +69,19 @@ t_initramfs=$(secs "$t" "$(now)")
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
 expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop"
+expect_vhost="vhost-ping-1 vhost-tcp-1 vhost-host-tcp-1 vhost-ping-2 vhost-tcp-2 vhost-host-tcp-2 vhost-l2fwd"
 expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy l2fwd-igb-uio"
 status=0
 declare -A wall qrc
-for mode in ${VM_MODES:-iommu noiommu}; do
+for mode in ${VM_MODES:-iommu noiommu vhost}; do
   echo "ci/vm/test.sh: booting the $mode guest (TCG; a minute or two, at most ${VM_TIMEOUT:-180} s)..."
   t=$(now)
-  VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
+  if [ "$mode" = vhost ]; then
+    : > "$out/$mode.raw"
+    VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/vhost-guest.sh "$out/initramfs.cpio.gz" "$out/$mode.raw" < /dev/null >> "$out/$mode.raw" 2>&1
+  else
+    VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
+  fi
   qrc[$mode]=$?
   wall[$mode]=$(secs "$t" "$(now)")
   # the console without carriage returns and terminal escapes
@@ -83,7 +91,7 @@ done
 # 5. summary
 echo
 printf '%-8s %-22s %-5s %s\n' MODE CHECK RESULT DETAIL
-for mode in ${VM_MODES:-iommu noiommu}; do
+for mode in ${VM_MODES:-iommu noiommu vhost}; do
   log=$out/$mode.log
   grep -a '^GUEST-CHECK ' "$log" | while read -r _ name res detail; do
     printf '%-8s %-22s %-5s %s\n' "$mode" "$name" "$res" "$(echo "$detail" | cut -c1-110)"
@@ -91,7 +99,7 @@ for mode in ${VM_MODES:-iommu noiommu}; do
 done
 echo
 printf '%-8s %8s %7s %7s %7s %s\n' MODE WALL_S PASSED FAILED SKIPPED NOTES
-for mode in ${VM_MODES:-iommu noiommu}; do
+for mode in ${VM_MODES:-iommu noiommu vhost}; do
   log=$out/$mode.log
   var=expect_$mode
   p=$(grep -ac '^GUEST-CHECK [^ ]* PASS' "$log"); f=$(grep -ac '^GUEST-CHECK [^ ]* FAIL' "$log"); sk=$(grep -ac '^GUEST-CHECK [^ ]* SKIP' "$log")
@@ -111,7 +119,7 @@ for mode in ${VM_MODES:-iommu noiommu}; do
 done
 # 6. forwarding benchmark (iommu guest): DPDK testpmd and our l2fwd on the looped igb pair
 # (GUEST-BENCH lines; how the figures are computed: guest-init.sh, "forwarding benchmark").
-bench=$(for mode in ${VM_MODES:-iommu noiommu}; do grep -a '^GUEST-BENCH ' "$out/$mode.log"; done)
+bench=$(for mode in ${VM_MODES:-iommu noiommu vhost}; do grep -a '^GUEST-BENCH ' "$out/$mode.log"; done)
 if [ -n "$bench" ]; then
   echo
   printf '%s\n' "$bench"
@@ -127,7 +135,7 @@ echo "binaries in the guest: ${built[*]:-none}; console logs: $out/<mode>.log"
 if [ $status != 0 ]; then
   echo
   echo "ci/vm/test.sh: FAILED. Failing checks with the output of their commands:"
-  for mode in ${VM_MODES:-iommu noiommu}; do
+  for mode in ${VM_MODES:-iommu noiommu vhost}; do
     # each FAIL line and the "  | " lines under it
     awk -v m="$mode" '/^GUEST-CHECK /{show = ($3 == "FAIL"); if (show) print m ": " $0; next}
                       /^  \| / {if (show) print m ":   " $0; next} {show = 0}' "$out/$mode.log"

@@ -23,8 +23,12 @@
 //! `VHOST_USER_F_PROTOCOL_FEATURES`, and with `tso` the checksum and
 //! TSO bits both ways. `ANY_LAYOUT` is offered because a `VERSION_1` device must accept any
 //! framing of header and data in descriptors anyway (virtio 1.2 section 2.7.4), so the
-//! data path cannot rely on a layout; the bit only tells a legacy driver the same. Not
-//! offered: `INDIRECT_DESC`, `RING_PACKED`, `IN_ORDER` (the split data path does not do
+//! data path cannot rely on a layout; the bit only tells a legacy driver the same.
+//! `RING_PACKED` is offered: with it negotiated a ring's addresses name a descriptor ring
+//! (16 × size bytes) and the driver and device event suppression areas (4 bytes each),
+//! and its base (SET_VRING_BASE, GET_VRING_BASE) holds the next position in bits 0..=14
+//! and the wrap counter in bit 15; a position beyond the ring is refused when the ring
+//! would start. Not offered: `INDIRECT_DESC`, `IN_ORDER` (the data path does not do
 //! them) and `VHOST_F_LOG_ALL` (no dirty logging, so SET_LOG_BASE/SET_LOG_FD are refused).
 //! Protocol features: `MQ` and `REPLY_ACK`.
 
@@ -60,6 +64,7 @@ pub fn offered_features(queues: u16, tso: bool) -> u64 {
         | VIRTIO_NET_F_MRG_RXBUF
         | VIRTIO_F_EVENT_IDX
         | VIRTIO_F_ANY_LAYOUT
+        | VIRTIO_F_RING_PACKED
         | VHOST_USER_F_PROTOCOL_FEATURES;
     if queues > 1 {
         f |= VIRTIO_NET_F_MQ;
@@ -118,6 +123,16 @@ pub enum Refusal {
         /// Which area: descriptor table, available ring, used ring.
         area: &'static str,
     },
+    /// Packed ring: the position in the base (bits 0..=14) is not inside the ring.
+    #[error("ring {index}: packed base position {base} is beyond the ring's {size} entries")]
+    PackedBase {
+        /// The ring.
+        index: u16,
+        /// The position from the base.
+        base: u16,
+        /// The ring's entries.
+        size: u16,
+    },
     /// SET_VRING_ENABLE with a value other than 0 or 1.
     #[error("SET_VRING_ENABLE: {0} (0 or 1)")]
     Enable(u32),
@@ -158,7 +173,7 @@ impl Refusal {
             Refusal::MemTable(_) => 3,
             Refusal::RingIndex { .. } => 4,
             Refusal::RingSize(_) => 5,
-            Refusal::RingBase(_) => 6,
+            Refusal::RingBase(_) | Refusal::PackedBase { .. } => 6,
             Refusal::RingAddr { .. } => 7,
             Refusal::Enable(_) => 8,
             Refusal::Mtu(_) => 9,
@@ -419,7 +434,7 @@ impl Backend {
             (R::SetVringAddr, Body::Addr(VringAddrMsg { index, addrs })) => {
                 let i = self.ring_index(req, index)?;
                 if let (Some(size), Some(mem)) = (self.rings[i].size, &self.mem) {
-                    check_addrs(i as u16, size, &addrs, mem)?;
+                    check_layout_addrs(i as u16, size, &addrs, mem, self.features)?;
                 }
                 self.reconfigure(i, rc, |r| r.addrs = Some(addrs))?;
             }
@@ -591,7 +606,15 @@ impl Backend {
         let (Some(size), Some(addrs), Some(mem)) = (r.size, r.addrs, &self.mem) else {
             return Ok(());
         };
-        check_addrs(i as u16, size, &addrs, mem)?;
+        check_layout_addrs(i as u16, size, &addrs, mem, self.features)?;
+        let packed_pos = r.base & !crate::packed::BASE_WRAP;
+        if self.features & VIRTIO_F_RING_PACKED != 0 && packed_pos >= size {
+            return Err(Refusal::PackedBase {
+                index: i as u16,
+                base: packed_pos,
+                size,
+            });
+        }
         rc.start(VringConfig {
             index: i as u16,
             size,
@@ -630,7 +653,50 @@ pub fn check_addrs(
         ("available ring", a.avail, 6 + 2 * n, 2),
         ("used ring", a.used, 6 + 8 * n, 4),
     ];
-    for (area, addr, len, align) in areas {
+    check_areas(index, &areas, mem)
+}
+
+/// Checks that the three areas of a packed ring of `size` entries lie inside the memory
+/// table with their full sizes and alignment (virtio 1.2 section 2.8: descriptor ring
+/// 16 × size bytes aligned to 16, driver and device event suppression areas 4 bytes each
+/// aligned to 4), both as front-end addresses and where they are mapped here.
+pub fn check_packed_addrs(
+    index: u16,
+    size: u16,
+    a: &VringAddrs,
+    mem: &GuestMemory,
+) -> Result<(), Refusal> {
+    let areas = [
+        ("descriptor ring", a.desc, 16 * u64::from(size), 16u64),
+        ("driver event suppression area", a.avail, 4, 4),
+        ("device event suppression area", a.used, 4, 4),
+    ];
+    check_areas(index, &areas, mem)
+}
+
+/// [`check_packed_addrs`] if `features` has `VIRTIO_F_RING_PACKED`, else
+/// [`check_addrs`].
+pub fn check_layout_addrs(
+    index: u16,
+    size: u16,
+    a: &VringAddrs,
+    mem: &GuestMemory,
+    features: u64,
+) -> Result<(), Refusal> {
+    if features & VIRTIO_F_RING_PACKED != 0 {
+        check_packed_addrs(index, size, a, mem)
+    } else {
+        check_addrs(index, size, a, mem)
+    }
+}
+
+/// Checks each `(name, address, length, alignment)` area.
+fn check_areas(
+    index: u16,
+    areas: &[(&'static str, u64, u64, u64)],
+    mem: &GuestMemory,
+) -> Result<(), Refusal> {
+    for &(area, addr, len, align) in areas {
         let ok = addr % align == 0
             && mem
                 .uva(addr, len)
@@ -903,7 +969,8 @@ pub(crate) mod tests {
         assert_eq!(offered, h.b.offered());
         assert_ne!(offered & VHOST_USER_F_PROTOCOL_FEATURES, 0);
         assert_ne!(offered & VIRTIO_NET_F_MQ, 0);
-        assert_eq!(offered & (VIRTIO_F_RING_PACKED | VIRTIO_F_INDIRECT_DESC), 0);
+        assert_ne!(offered & VIRTIO_F_RING_PACKED, 0);
+        assert_eq!(offered & VIRTIO_F_INDIRECT_DESC, 0);
         assert_eq!(h.u64_reply(15), OFFERED_PROTOCOL_FEATURES);
         h.ok(16, &OFFERED_PROTOCOL_FEATURES.to_ne_bytes(), vec![]);
         assert_eq!(h.u64_reply(17), 2);
@@ -1195,12 +1262,67 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn packed_rings_base_and_areas() {
+        let mut h = Harness::new(1, "be-packed");
+        let f = VIRTIO_F_VERSION_1 | VIRTIO_F_RING_PACKED;
+        h.ok(2, &f.to_ne_bytes(), vec![]);
+        h.table();
+        let end = UVA + LEN;
+        // The packed layout: a 16 × 256-byte descriptor ring and two 4-byte event
+        // suppression areas, which may sit where a split ring's would not fit.
+        h.ok(8, &state(0, 256), vec![]);
+        for (d, a, u, area) in [
+            (end - 4096 + 16, UVA, UVA + 4, "descriptor ring"),
+            (UVA + 8, UVA + 8192, UVA + 8196, "descriptor ring"),
+            (UVA, end - 2, UVA + 8196, "driver event suppression area"),
+            (UVA, UVA + 8194, UVA + 8196, "driver event suppression area"),
+            (UVA, UVA + 8192, end, "device event suppression area"),
+        ] {
+            assert_eq!(
+                h.refused(9, &addr(0, d, a, u), vec![]),
+                Refusal::RingAddr { index: 0, area },
+                "{d:#x} {a:#x} {u:#x}"
+            );
+        }
+        h.ok(9, &addr(0, end - 4096, end - 8, end - 4), vec![]);
+        // Base: position 5 of the lap with wrap counter 1 (bit 15); a position beyond
+        // the ring is refused when the ring would start.
+        h.ok(10, &state(0, 0x8000 | 5), vec![]);
+        h.ok(12, &VRING_NOFD.to_ne_bytes(), vec![]);
+        let cfg = h.rc.running.lock().unwrap()[&0].clone();
+        assert_eq!((cfg.base, cfg.features), (0x8005, f));
+        // GET_VRING_BASE answers the data path's position and wrap counter.
+        let r = h.ok(11, &state(0, 0), vec![]).unwrap();
+        assert_eq!(r[12..], state(0, 0x8005 + 7)[..]);
+        h.ok(10, &state(0, 0x8000 | 256), vec![]);
+        assert_eq!(
+            h.refused(12, &VRING_NOFD.to_ne_bytes(), vec![]),
+            Refusal::PackedBase {
+                index: 0,
+                base: 256,
+                size: 256
+            }
+        );
+        assert_eq!(
+            Refusal::PackedBase {
+                index: 0,
+                base: 256,
+                size: 256
+            }
+            .kind(),
+            Refusal::RingBase(0).kind()
+        );
+        h.nothing_running();
+        assert_eq!(open_named(h.tag), 0, "every descriptor was closed");
+    }
+
+    #[test]
     fn hostile_features_and_unsupported_requests() {
         let mut h = Harness::new(1, "be-feat");
         let offered = h.b.offered();
         assert_eq!(
-            h.refused(2, &(offered | VIRTIO_F_RING_PACKED).to_ne_bytes(), vec![]),
-            Refusal::Features(VIRTIO_F_RING_PACKED)
+            h.refused(2, &(offered | VIRTIO_F_INDIRECT_DESC).to_ne_bytes(), vec![]),
+            Refusal::Features(VIRTIO_F_INDIRECT_DESC)
         );
         assert_eq!(
             h.refused(2, &(1u64 << 26).to_ne_bytes(), vec![]),

@@ -223,8 +223,16 @@ impl Device for VhostDevice {
         Ok(())
     }
 
-    /// Closes the connection (every ring stopped) and the socket.
+    /// Closes the connection (every ring stopped) and the socket; logs the counters that
+    /// are not zero.
     fn close(&mut self) {
+        let counted: Vec<String> = self
+            .xstats()
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        tracing::info!("{}: closing; counters: {}", self.name, counted.join(" "));
         if let Some(c) = self.control.take() {
             c.stop();
         }

@@ -78,7 +78,7 @@ struct Rings {
 
 impl RingControl for Rings {
     fn start(&self, cfg: VringConfig) {
-        backend::check_addrs(cfg.index, cfg.size, &cfg.addrs, &cfg.mem)
+        backend::check_layout_addrs(cfg.index, cfg.size, &cfg.addrs, &cfg.mem, cfg.features)
             .expect("a ring started with areas outside the table");
         assert!(cfg.size.is_power_of_two());
         let old = self.lock().insert(cfg.index, cfg);

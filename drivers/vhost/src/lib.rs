@@ -23,12 +23,14 @@
 //! stopped and counted.
 
 pub mod backend;
+pub mod burst;
 pub mod config;
 pub mod control;
 pub mod device;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mem;
+pub mod packed;
 pub mod proto;
 pub mod rxtx;
 pub mod shared;

@@ -1,36 +1,103 @@
 //! The port's queues: receive queue `q` empties the guest's transmit ring `2q + 1`,
 //! transmit queue `q` fills the guest's receive ring `2q`. Each burst enters the ring's
 //! slot ([`crate::shared::RingSlot`]), rebuilds its view of the ring when the control
-//! thread handed out a new configuration, runs the split-ring code ([`crate::split`]) and
+//! thread handed out a new configuration, runs the ring's code — split ([`crate::split`])
+//! or packed ([`crate::packed`]), as the front end negotiated `VIRTIO_F_RING_PACKED` — and
 //! leaves the slot with the next available index.
 
+use crate::burst::{RingSetupError, RxCtx, TxCtx};
+use crate::packed::PackedRing;
 use crate::shared::{RingSlot, Shared};
-use crate::split::{RxCtx, SplitRing, TxCtx};
-use crate::vring::RingErrors;
+use crate::split::SplitRing;
+use crate::vring::{RingErrors, VringConfig};
 use pmd_core::ethdev::{
     PortId, QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
 };
-use pmd_core::mbuf::{PktBatch, TX_L4_MASK, TX_TCP_SEG};
+use pmd_core::mbuf::{Mbuf, PktBatch, TX_L4_MASK, TX_TCP_SEG};
+use pmd_core::vnet::features::{VIRTIO_F_RING_PACKED, VIRTIO_NET_F_GUEST_CSUM};
 use pmd_core::vnet::{RxProcessor, VnetStats};
 use pmd_core::Mempool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// A ring of either layout.
+#[derive(Debug)]
+enum AnyRing {
+    Split(SplitRing),
+    Packed(PackedRing),
+}
+
+impl AnyRing {
+    /// The ring `cfg` describes, in the layout its features name.
+    fn new(cfg: &VringConfig) -> Result<AnyRing, RingSetupError> {
+        if cfg.has(VIRTIO_F_RING_PACKED) {
+            PackedRing::new(cfg).map(AnyRing::Packed)
+        } else {
+            SplitRing::new(cfg).map(AnyRing::Split)
+        }
+    }
+
+    #[inline(always)]
+    fn dequeue(
+        &mut self,
+        batch: &mut PktBatch,
+        max: usize,
+        pool: &Mempool,
+        ctx: &RxCtx<'_>,
+    ) -> usize {
+        match self {
+            AnyRing::Split(r) => r.dequeue(batch, max, pool, ctx),
+            AnyRing::Packed(r) => r.dequeue(batch, max, pool, ctx),
+        }
+    }
+
+    #[inline(always)]
+    fn enqueue(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
+        match self {
+            AnyRing::Split(r) => r.enqueue(pkts, ctx),
+            AnyRing::Packed(r) => r.enqueue(pkts, ctx),
+        }
+    }
+
+    #[inline(always)]
+    fn last_avail(&self) -> u16 {
+        match self {
+            AnyRing::Split(r) => r.last_avail(),
+            AnyRing::Packed(r) => r.last_avail(),
+        }
+    }
+
+    #[inline(always)]
+    fn is_broken(&self) -> bool {
+        match self {
+            AnyRing::Split(r) => r.is_broken(),
+            AnyRing::Packed(r) => r.is_broken(),
+        }
+    }
+}
+
 /// A queue's view of its ring: rebuilt when the slot's generation changes.
 #[derive(Debug, Default)]
 struct View {
     gen: u64,
-    ring: Option<SplitRing>,
+    ring: Option<AnyRing>,
+    /// The guest negotiated GUEST_CSUM (takes packets with partial checksums).
+    guest_csum: bool,
 }
 
 impl View {
-    /// The ring to run in this burst (inside `slot.enter()`), if it could be built.
+    /// The ring to run in this burst (inside `slot.enter()`), if it could be built, and
+    /// whether its guest takes partial checksums.
     #[inline(always)]
-    fn ring(&mut self, slot: &RingSlot, errs: &RingErrors) -> Option<&mut SplitRing> {
+    fn ring(&mut self, slot: &RingSlot, errs: &RingErrors) -> Option<(&mut AnyRing, bool)> {
         if slot.generation() != self.gen || self.ring.is_none() {
             self.rebuild(slot, errs);
         }
-        self.ring.as_mut().filter(|r| !r.is_broken())
+        let guest_csum = self.guest_csum;
+        self.ring
+            .as_mut()
+            .filter(|r| !r.is_broken())
+            .map(|r| (r, guest_csum))
     }
 
     /// The ring was taken back (the front end went away): drops the view, and with it
@@ -47,8 +114,12 @@ impl View {
             return; // this configuration already failed to build
         }
         self.gen = gen;
-        self.ring = slot.config().and_then(|cfg| match SplitRing::new(&cfg) {
-            Ok(r) => Some(r),
+        self.guest_csum = false;
+        self.ring = slot.config().and_then(|cfg| match AnyRing::new(&cfg) {
+            Ok(r) => {
+                self.guest_csum = cfg.has(VIRTIO_NET_F_GUEST_CSUM);
+                Some(r)
+            }
             Err(e) => {
                 // The control plane checked the addresses; this is a guard.
                 errs.bad_ring.fetch_add(1, Ordering::Relaxed);
@@ -108,7 +179,7 @@ impl RxQueue for VhostRxQueue {
             self.view.release();
             return 0;
         }
-        let Some(ring) = self.view.ring(slot, &self.errs) else {
+        let Some((ring, _)) = self.view.ring(slot, &self.errs) else {
             slot.leave_unchanged();
             return 0;
         };
@@ -192,11 +263,11 @@ impl TxQueue for VhostTxQueue {
             self.view.release();
             return self.down(batch.len());
         }
-        let Some(ring) = self.view.ring(slot, &self.errs) else {
+        let Some((ring, guest_csum)) = self.view.ring(slot, &self.errs) else {
             slot.leave_unchanged();
             return self.down(batch.len());
         };
-        if !ring.takes_partial_checksums() {
+        if !guest_csum {
             software_checksums(batch);
         }
         let ctx = TxCtx {

@@ -57,7 +57,8 @@ impl VringConfig {
 #[derive(Debug, Default)]
 pub struct RingErrors {
     /// The available index moved by more than the ring size, or an available entry named
-    /// a descriptor beyond the table: the ring is stopped until the front end resets it.
+    /// a descriptor beyond the table (packed: a chain that does not end within the ring):
+    /// the ring is stopped until the front end resets it.
     pub bad_ring: AtomicU64,
     /// A descriptor's buffer lay outside every memory region (or wrapped): the packet was
     /// dropped and its chain returned.

@@ -2,7 +2,7 @@
 //! against our vhost-user back end: the full frame set of a 9000-byte MTU (60..=9014
 //! bytes, tagged and untagged) goes from our port to DPDK's and back over every queue
 //! pair, each echo byte-exact with its MACs swapped and in order, with one and two queue
-//! pairs; our counters match, no error is counted, every buffer comes back. Needs root,
+//! pairs, split and packed rings (`packed_vq=1`); our counters match, no error is counted, every buffer comes back. Needs root,
 //! hugepages and `dpdk-testpmd`; otherwise it prints why and passes (and fails under
 //! `PMD_REQUIRE_ALL=1`).
 
@@ -15,7 +15,8 @@ use pmd_core::{Eal, Mempool};
 use pmd_testkit::dpdk::{peer_missing, Testpmd, TestpmdConf};
 use std::time::Duration;
 
-fn dpdk_front_end(test: &str, queues: u16) {
+/// Runs the round trip with `queues` pairs, on packed rings if `packed`.
+fn dpdk_front_end(test: &str, queues: u16, packed: bool) {
     if !pmd_testkit::require(test, peer_missing().or_else(hugepages_reason)) {
         return;
     }
@@ -60,8 +61,9 @@ fn dpdk_front_end(test: &str, queues: u16) {
         // One memory region per hugepage file otherwise, more than vhost-user's 8.
         eal: &["--single-file-segments".into()],
         vdevs: &[format!(
-            "net_virtio_user0,path={},queues={queues},queue_size=1024",
-            sock.display()
+            "net_virtio_user0,path={},queues={queues},queue_size=1024,packed_vq={}",
+            sock.display(),
+            u8::from(packed)
         )],
         app: &[
             "--forward-mode=macswap".into(),
@@ -137,10 +139,24 @@ fn dpdk_front_end(test: &str, queues: u16) {
 
 #[test]
 fn dpdk_virtio_user_round_trip_one_queue_pair() {
-    dpdk_front_end("dpdk_virtio_user_round_trip_one_queue_pair", 1);
+    dpdk_front_end("dpdk_virtio_user_round_trip_one_queue_pair", 1, false);
 }
 
 #[test]
 fn dpdk_virtio_user_round_trip_two_queue_pairs() {
-    dpdk_front_end("dpdk_virtio_user_round_trip_two_queue_pairs", 2);
+    dpdk_front_end("dpdk_virtio_user_round_trip_two_queue_pairs", 2, false);
+}
+
+#[test]
+fn dpdk_virtio_user_round_trip_packed_one_queue_pair() {
+    dpdk_front_end("dpdk_virtio_user_round_trip_packed_one_queue_pair", 1, true);
+}
+
+#[test]
+fn dpdk_virtio_user_round_trip_packed_two_queue_pairs() {
+    dpdk_front_end(
+        "dpdk_virtio_user_round_trip_packed_two_queue_pairs",
+        2,
+        true,
+    );
 }

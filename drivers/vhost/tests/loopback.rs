@@ -1,7 +1,8 @@
 //! Our virtio-user front end (`net_virtio_user0`) against our vhost-user back end
 //! (`net_vhost0`) in one process: the full frame set of a 9000-byte MTU (60..=9014
 //! bytes, 802.1Q and QinQ tagged, broadcast, multicast) both ways over every queue pair,
-//! byte-exact and in order, with one and two queue pairs; both ports' counters match
+//! byte-exact and in order, with one and two queue pairs, split and packed rings
+//! (`packed_vq=1`); both ports' counters match
 //! what was sent, nothing counted as an error, and every buffer is back in the pool when
 //! the ports are closed. Needs root and hugepages; otherwise it prints why and passes
 //! (and fails under `PMD_REQUIRE_ALL=1`).
@@ -17,7 +18,8 @@ use std::time::Duration;
 const VHOST: usize = 0;
 const VIRTIO: usize = 1;
 
-fn loopback(test: &str, queues: u16) {
+/// Runs the transfer with `queues` pairs, on packed rings if `packed`.
+fn loopback(test: &str, queues: u16, packed: bool) {
     if !pmd_testkit::require(test, hugepages_reason()) {
         return;
     }
@@ -33,8 +35,9 @@ fn loopback(test: &str, queues: u16) {
             sock.display()
         ))
         .vdev(&format!(
-            "net_virtio_user0,path={},queues={queues},queue_size=256",
-            sock.display()
+            "net_virtio_user0,path={},queues={queues},queue_size=256,packed_vq={}",
+            sock.display(),
+            u8::from(packed)
         ))
         .build()
         .unwrap();
@@ -108,6 +111,12 @@ fn loopback(test: &str, queues: u16) {
             assert_eq!(xstat(&eal, VHOST, &format!("tx_q{q}_{name}")), 0);
         }
     }
+    let features = xstat(&eal, VIRTIO, "features");
+    let packed_negotiated = features & pmd_core::vnet::features::VIRTIO_F_RING_PACKED != 0;
+    assert_eq!(
+        packed_negotiated, packed,
+        "ring layout: features {features:#x}"
+    );
     assert_eq!(xstat(&eal, VHOST, "ctrl_connects"), 1);
     assert_eq!(xstat(&eal, VHOST, "ctrl_refused"), 0);
     for p in [VIRTIO, VHOST] {
@@ -122,10 +131,28 @@ fn loopback(test: &str, queues: u16) {
 
 #[test]
 fn virtio_user_to_vhost_and_back_one_queue_pair() {
-    loopback("virtio_user_to_vhost_and_back_one_queue_pair", 1);
+    loopback("virtio_user_to_vhost_and_back_one_queue_pair", 1, false);
 }
 
 #[test]
 fn virtio_user_to_vhost_and_back_two_queue_pairs() {
-    loopback("virtio_user_to_vhost_and_back_two_queue_pairs", 2);
+    loopback("virtio_user_to_vhost_and_back_two_queue_pairs", 2, false);
+}
+
+#[test]
+fn virtio_user_to_vhost_and_back_packed_one_queue_pair() {
+    loopback(
+        "virtio_user_to_vhost_and_back_packed_one_queue_pair",
+        1,
+        true,
+    );
+}
+
+#[test]
+fn virtio_user_to_vhost_and_back_packed_two_queue_pairs() {
+    loopback(
+        "virtio_user_to_vhost_and_back_packed_two_queue_pairs",
+        2,
+        true,
+    );
 }

@@ -9,6 +9,7 @@
 //! ring, and the areas were translated with their full lengths and checked for alignment
 //! before a [`GuestRing`] was made ([`super::SplitRing::new`]).
 
+use crate::burst::{ChainFault, Step};
 use crate::mem::GuestMemory;
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -41,28 +42,6 @@ pub(super) struct Desc {
     pub flags: u16,
     /// Next descriptor of the chain (with [`DESC_F_NEXT`]).
     pub next: u16,
-}
-
-/// Why a descriptor chain was refused; each maps to one [`crate::vring::RingErrors`]
-/// counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ChainFault {
-    /// More descriptors than the ring has (a loop), a `next` beyond the table, an
-    /// indirect descriptor or a buffer of the wrong direction: `bad_chain`.
-    Chain,
-    /// A buffer outside every memory region (or whose end wraps): `bad_addr`.
-    Addr,
-    /// The buffers add up to more than the limit: `too_long`.
-    TooLong,
-}
-
-/// What the walker does after a buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Step {
-    /// Go on to the next descriptor.
-    Continue,
-    /// Stop here (the caller has what it needs).
-    Stop,
 }
 
 /// The three areas of one split ring, translated to host addresses.

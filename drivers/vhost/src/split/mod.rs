@@ -31,85 +31,19 @@ mod rx;
 mod tx;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
+pub use crate::burst::{RingSetupError, RxCtx, TxCtx, MAX_RING_SIZE, MAX_RX_FRAME};
+
+use crate::burst::{area, bump, hdr_len, F_EVENT_IDX};
 use crate::mem::GuestMemory;
 use crate::vring::{RingErrors, VringConfig};
-use guest::{ChainFault, GuestRing, DESC_SIZE, USED_F_NO_NOTIFY};
-use pmd_core::ethdev::QueueStats;
+use guest::{GuestRing, DESC_SIZE, USED_F_NO_NOTIFY};
 use pmd_core::mbuf::Mbuf;
-use pmd_core::vnet::{RxProcessor, VnetStats};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-
-pub use rx::MAX_RX_FRAME;
-
-/// `VIRTIO_NET_F_GUEST_CSUM`: the guest takes packets with partial checksums.
-const F_GUEST_CSUM: u64 = 1 << 1;
-/// `VIRTIO_NET_F_GUEST_TSO4`: the guest takes TCPv4 super-frames.
-const F_GUEST_TSO4: u64 = 1 << 7;
-/// `VIRTIO_NET_F_GUEST_TSO6`: the guest takes TCPv6 super-frames.
-const F_GUEST_TSO6: u64 = 1 << 8;
-/// `VIRTIO_NET_F_GUEST_ECN`: the guest takes super-frames with ECN (CWR) set.
-const F_GUEST_ECN: u64 = 1 << 9;
-/// `VIRTIO_NET_F_MRG_RXBUF`: a received packet may span several chains.
-const F_MRG_RXBUF: u64 = 1 << 15;
-/// `VIRTIO_RING_F_EVENT_IDX`: `used_event`/`avail_event` instead of the flags.
-const F_EVENT_IDX: u64 = 1 << 29;
-/// `VIRTIO_F_VERSION_1`.
-const F_VERSION_1: u64 = 1 << 32;
-
-/// Most entries of a split ring.
-pub const MAX_RING_SIZE: u16 = 32768;
-
-/// Why a ring could not be set up from its configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RingSetupError {
-    /// The size is not a power of two in `1..=32768`.
-    #[error("ring size {0} is not a power of two in 1..={MAX_RING_SIZE}")]
-    Size(u16),
-    /// An area does not lie inside one memory region, or is misaligned.
-    #[error("the {area} area at {addr:#x} ({len} bytes, {align}-byte aligned) is not inside one memory region")]
-    Area {
-        /// `desc`, `avail` or `used`.
-        area: &'static str,
-        /// The front end's address of it.
-        addr: u64,
-        /// Its length for the ring's size.
-        len: u64,
-        /// The alignment it needs.
-        align: u64,
-    },
-}
-
-/// What a receive burst needs besides the ring and the pool.
-#[derive(Debug, Clone, Copy)]
-pub struct RxCtx<'a> {
-    /// The queue's counters (packets, bytes, errors, no_mbuf).
-    pub stats: &'a QueueStats,
-    /// The ring's error counters.
-    pub errors: &'a RingErrors,
-    /// Applies each packet's virtio-net header (checksum, GSO).
-    pub vnet: &'a RxProcessor,
-    /// Frames longer than one mbuf become mbuf chains (the SCATTER offload); otherwise
-    /// they are dropped and counted `too_long`.
-    pub scatter: bool,
-    /// The port stamped on received packets.
-    pub port: u16,
-}
-
-/// What a transmit burst needs besides the ring.
-#[derive(Debug, Clone, Copy)]
-pub struct TxCtx<'a> {
-    /// The queue's counters (packets, bytes, errors).
-    pub stats: &'a QueueStats,
-    /// The ring's error counters.
-    pub errors: &'a RingErrors,
-    /// The offload counters (`tx_csum_packets`, `tx_gso_packets`, `tx_offload_errors`).
-    pub vnet: &'a VnetStats,
-}
 
 /// The device's side of one split virtqueue.
 pub struct SplitRing {
@@ -146,30 +80,6 @@ impl std::fmt::Debug for SplitRing {
     }
 }
 
-/// Host address of `[addr, addr + len)` in the front end's address space, aligned (both
-/// the address and the host pointer) to `align`.
-fn area(
-    mem: &GuestMemory,
-    name: &'static str,
-    addr: u64,
-    len: u64,
-    align: u64,
-) -> Result<*mut u8, RingSetupError> {
-    let err = RingSetupError::Area {
-        area: name,
-        addr,
-        len,
-        align,
-    };
-    if !addr.is_multiple_of(align) {
-        return Err(err);
-    }
-    match mem.uva(addr, len) {
-        Some(p) if (p as usize as u64).is_multiple_of(align) => Ok(p),
-        _ => Err(err),
-    }
-}
-
 impl SplitRing {
     /// Sets up the ring `cfg` describes: the size must be a power of two up to 32768 and
     /// the three areas must translate with their full lengths and alignment. Starts at
@@ -191,11 +101,7 @@ impl SplitRing {
         let ring = unsafe { GuestRing::new(desc, avail, used, size) };
         let used_idx = ring.used_idx();
         let resumed = used_idx != cfg.base;
-        let hdr_len = if cfg.features & (F_VERSION_1 | F_MRG_RXBUF) != 0 {
-            12
-        } else {
-            10
-        };
+        let hdr_len = hdr_len(cfg.features);
         let r = SplitRing {
             ring,
             mem,
@@ -224,12 +130,6 @@ impl SplitRing {
     #[inline(always)]
     fn has(&self, f: u64) -> bool {
         self.features & f != 0
-    }
-
-    /// Whether the guest takes packets with partial checksums (GUEST_CSUM).
-    #[inline(always)]
-    pub fn takes_partial_checksums(&self) -> bool {
-        self.has(F_GUEST_CSUM)
     }
 
     /// Asks the guest not to kick us: NO_NOTIFY, or an `avail_event` one behind what we
@@ -313,23 +213,4 @@ impl SplitRing {
 #[inline(always)]
 fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
-}
-
-/// Counts a chain fault in its counter.
-#[inline]
-fn count_fault(errors: &RingErrors, f: ChainFault) {
-    bump(
-        match f {
-            ChainFault::Chain => &errors.bad_chain,
-            ChainFault::Addr => &errors.bad_addr,
-            ChainFault::TooLong => &errors.too_long,
-        },
-        1,
-    );
-}
-
-/// Adds `n` to a single-writer counter.
-#[inline(always)]
-fn bump(c: &AtomicU64, n: u64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }

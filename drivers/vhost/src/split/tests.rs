@@ -5,22 +5,28 @@
 
 use super::guest::{DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 use super::*;
+use crate::burst::{
+    F_EVENT_IDX, F_GUEST_CSUM, F_GUEST_ECN, F_GUEST_TSO4, F_MRG_RXBUF, F_VERSION_1,
+};
 use crate::mem::tests::memfd;
 use crate::mem::RegionDesc;
 use crate::vring::VringAddrs;
+use pmd_core::ethdev::QueueStats;
 use pmd_core::mbuf::{
     PktBatch, DEFAULT_BUF_SIZE, RX_L4_CKSUM_GOOD, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG,
 };
 use pmd_core::mempool::MempoolConfig;
+use pmd_core::vnet::{RxProcessor, VnetStats};
 use pmd_core::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_TCPV4};
 use pmd_core::Mempool;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicU64;
 
 /// Guest physical and front-end virtual address of the region's first byte.
-const GPA: u64 = 0x10_0000;
-const UVA: u64 = 0x7f00_0000_0000;
+pub(crate) const GPA: u64 = 0x10_0000;
+pub(crate) const UVA: u64 = 0x7f00_0000_0000;
 /// Region size and where the ring areas and the buffers are in it.
-const REGION: u64 = 4 << 20;
+pub(crate) const REGION: u64 = 4 << 20;
 const DESC_OFF: u64 = 0;
 const AVAIL_OFF: u64 = 0x1_0000;
 const USED_OFF: u64 = 0x2_0000;
@@ -42,7 +48,7 @@ pub(super) struct Guest {
     next_buf: u64,
 }
 
-pub(super) fn memory() -> Arc<GuestMemory> {
+pub(crate) fn memory() -> Arc<GuestMemory> {
     let d = RegionDesc {
         guest_phys_addr: GPA,
         memory_size: REGION,
@@ -234,7 +240,7 @@ impl Guest {
     }
 }
 
-fn pool(name: &str, n: u32, buf_size: u16) -> Mempool {
+pub(crate) fn pool(name: &str, n: u32, buf_size: u16) -> Mempool {
     Mempool::create_with(
         name,
         &MempoolConfig {
@@ -247,7 +253,7 @@ fn pool(name: &str, n: u32, buf_size: u16) -> Mempool {
 }
 
 /// The counters a queue passes to its bursts.
-pub(super) struct Counters {
+pub(crate) struct Counters {
     pub stats: QueueStats,
     pub errors: RingErrors,
     pub proc: RxProcessor,
@@ -301,14 +307,14 @@ impl Counters {
     }
 }
 
-fn frame(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn frame(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
 }
 
 /// An Ethernet/IPv4/TCP frame with `payload` bytes (checksum fields zero).
-fn tcp4(payload: usize) -> Vec<u8> {
+pub(crate) fn tcp4(payload: usize) -> Vec<u8> {
     let mut f = vec![0u8; 54 + payload];
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     f[14] = 0x45;
@@ -778,7 +784,7 @@ fn follows_the_used_index_when_it_differs_from_the_base() {
 }
 
 /// Reads and clears an eventfd's count (0 if none pending).
-fn take_signals(fd: &OwnedFd) -> u64 {
+pub(crate) fn take_signals(fd: &OwnedFd) -> u64 {
     let mut v = 0u64;
     // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
     let rc = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };

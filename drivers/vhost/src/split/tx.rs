@@ -12,15 +12,11 @@
 //! dropped, `too_long`. A bad chain (a read-only buffer, a bad address, a loop) drops the
 //! packet being written: every chain it took goes back with length 0.
 
-use super::guest::{ChainFault, Step};
-use super::{
-    bump, count_fault, SplitRing, TxCtx, F_GUEST_CSUM, F_GUEST_ECN, F_GUEST_TSO4, F_GUEST_TSO6,
-    F_MRG_RXBUF,
+use super::SplitRing;
+use crate::burst::{
+    bump, count_fault, count_tx_offload, tx_header_for, ChainFault, TxCtx, TxStream, F_MRG_RXBUF,
 };
 use pmd_core::mbuf::Mbuf;
-use pmd_core::vnet::{
-    tx_header, VnetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
-};
 
 /// What became of one packet.
 enum Outcome {
@@ -34,36 +30,12 @@ enum Outcome {
     Broken,
 }
 
-/// Writes bytes `[pos, pos + k)` of the stream `hdr ++ m` to `dst`.
-///
-/// # Safety
-/// `dst` must be valid for writes of `k` bytes, and `pos + k` at most the stream's length.
-#[inline(always)]
-unsafe fn write_stream(dst: *mut u8, pos: usize, k: usize, hdr: &[u8], m: &Mbuf) {
-    let mut done = 0;
-    if pos < hdr.len() {
-        done = k.min(hdr.len() - pos);
-        // SAFETY: `done` bytes of `hdr` from `pos`, into the caller's buffer.
-        unsafe { std::ptr::copy_nonoverlapping(hdr[pos..].as_ptr(), dst, done) };
-    }
-    if done < k {
-        let off = pos + done - hdr.len();
-        // In range by the caller's contract, so never an error.
-        let _ = m.for_each_chunk(off, k - done, |chunk, at| {
-            // SAFETY: `done + at + chunk.len() <= k`: inside the caller's buffer.
-            unsafe {
-                std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst.add(done + at), chunk.len())
-            };
-        });
-    }
-}
-
 impl SplitRing {
     /// Sends packets from the front of `pkts` into the guest's receive queue; returns how
     /// many were consumed (sent or dropped and counted): the caller frees those and gives
     /// the rest back to the app. Stops at the first packet the guest has no buffers for.
     ///
-    /// The header comes from each packet's offload request ([`tx_header`]); a request
+    /// The header comes from each packet's offload request ([`pmd_core::vnet::tx_header`]); a request
     /// its headers do not allow, or that the guest did not negotiate (GUEST_CSUM,
     /// GUEST_TSO4/6, GUEST_ECN for a super-frame with CWR), drops the packet
     /// (`tx_offload_errors`). The header has no IPv4 header checksum request: a packet
@@ -94,39 +66,17 @@ impl SplitRing {
         consumed
     }
 
-    /// The header for `m`, if its request is valid and the guest takes it.
-    #[inline(always)]
-    fn header_for(&self, m: &Mbuf) -> Option<VnetHdr> {
-        let tso4 = self.has(F_GUEST_TSO4);
-        let tso6 = self.has(F_GUEST_TSO6);
-        let h = tx_header(m, tso4 || tso6)?;
-        let ecn_ok = h.gso_type & GSO_ECN == 0 || self.has(F_GUEST_ECN);
-        let ok = match h.gso_type & !GSO_ECN {
-            GSO_NONE => h.flags & F_NEEDS_CSUM == 0 || self.has(F_GUEST_CSUM),
-            GSO_TCPV4 => tso4 && ecn_ok && self.has(F_GUEST_CSUM),
-            _ => tso6 && ecn_ok && self.has(F_GUEST_CSUM),
-        };
-        ok.then_some(h)
-    }
-
     /// Writes one packet into chains from `self.next` (available up to `avail`),
     /// committing them only if it fits.
     fn send_one(&mut self, m: &Mbuf, avail: u16, ctx: &TxCtx<'_>) -> Outcome {
-        let Some(h) = self.header_for(m) else {
+        let Some(h) = tx_header_for(self.features, m) else {
             bump(&ctx.vnet.tx_offload_errors, 1);
             return Outcome::Dropped;
         };
-        let mut hdr = [0u8; 12];
-        hdr[..VNET_HDR_LEN].copy_from_slice(&h.to_bytes());
-        hdr[VNET_HDR_LEN..].copy_from_slice(&1u16.to_le_bytes());
-        let hdr = &hdr[..self.hdr_len];
-        let total = hdr.len() + m.len();
+        let mut stream = TxStream::new(&h, self.hdr_len, m);
         let mrg = self.has(F_MRG_RXBUF);
         let start = self.next;
         let mut cur = start;
-        let mut pos = 0usize;
-        // Where bytes 10 and 11 of the stream (num_buffers) went.
-        let mut nb_at = [std::ptr::null_mut::<u8>(); 2];
         loop {
             if cur == avail {
                 if avail.wrapping_sub(start) == self.ring.size() {
@@ -143,24 +93,11 @@ impl SplitRing {
             }
             let mut written = 0usize;
             let walked = self.ring.walk(&self.mem, head, true, u64::MAX, |p, n| {
-                let k = n.min(total - pos);
-                for (i, at) in nb_at.iter_mut().enumerate() {
-                    let b = VNET_HDR_LEN + i;
-                    if hdr.len() > b && (pos..pos + k).contains(&b) {
-                        // SAFETY: b - pos < k <= n: inside the buffer.
-                        *at = unsafe { p.add(b - pos) };
-                    }
-                }
-                // SAFETY: `p` is valid for n >= k bytes (translated by the walker);
-                // pos + k <= total.
-                unsafe { write_stream(p, pos, k, hdr, m) };
-                pos += k;
+                // SAFETY: the walker hands over buffers translated with their lengths,
+                // mapped as long as `self.mem`.
+                let (k, step) = unsafe { stream.put(p, n) };
                 written += k;
-                if pos == total {
-                    Step::Stop
-                } else {
-                    Step::Continue
-                }
+                step
             });
             if let Err(f) = walked {
                 count_fault(ctx.errors, f);
@@ -176,7 +113,7 @@ impl SplitRing {
             }
             self.ring.set_used_elem(cur, head, written as u32);
             cur = cur.wrapping_add(1);
-            if pos == total {
+            if stream.done() {
                 break;
             }
             if !mrg {
@@ -185,21 +122,10 @@ impl SplitRing {
                 return Outcome::Dropped;
             }
         }
-        let chains = cur.wrapping_sub(start);
-        let nb = chains.to_le_bytes();
-        for (at, b) in nb_at.iter().zip(nb) {
-            if !at.is_null() {
-                // SAFETY: a byte of a buffer translated in this call; the memory table
-                // is still mapped (held by `self.mem`).
-                unsafe { at.write_volatile(b) };
-            }
-        }
+        // SAFETY: the buffers were translated in this call; `self.mem` keeps them mapped.
+        unsafe { stream.set_num_buffers(cur.wrapping_sub(start)) };
         self.next = cur;
-        if h.gso_type != GSO_NONE {
-            bump(&ctx.vnet.tx_gso_packets, 1);
-        } else if h.flags & F_NEEDS_CSUM != 0 {
-            bump(&ctx.vnet.tx_csum_packets, 1);
-        }
+        count_tx_offload(&h, ctx.vnet);
         Outcome::Sent
     }
 }

@@ -1,0 +1,91 @@
+//! Guest to host: [`PackedRing::dequeue`], chains of device-readable buffers holding a
+//! virtio-net header and a frame, copied into mbufs.
+
+use super::PackedRing;
+use crate::burst::{drain_pending, RxChain, RxCtx, RxGather, MAX_RX_FRAME};
+use pmd_core::mbuf::PktBatch;
+use pmd_core::Mempool;
+
+impl PackedRing {
+    /// Receives up to `max` packets (at most the batch's spare room) from the guest's
+    /// transmit queue into `batch`, mbufs from `pool`; returns how many were added.
+    ///
+    /// Every chain taken goes back to the guest (used length 0), delivered or not. A bad
+    /// chain drops its packet and is counted in `ctx.errors` and the queue's errors; a
+    /// header the [`pmd_core::vnet::RxProcessor`] refuses likewise (counted in its
+    /// stats). With the pool empty the burst stops, the chain stays available and
+    /// `no_mbuf` counts it. A frame of 0 bytes (a chain of only a header, or less) is a
+    /// bad chain.
+    pub fn dequeue(
+        &mut self,
+        batch: &mut PktBatch,
+        max: usize,
+        pool: &Mempool,
+        ctx: &RxCtx<'_>,
+    ) -> usize {
+        let max = max.min(batch.spare());
+        let mut got = 0usize;
+        let mut bytes = 0u64;
+        // Segments of an earlier super-frame first; no new chain until they are out.
+        if drain_pending(&mut self.pending, batch, max, &mut got, &mut bytes) || self.broken {
+            ctx.stats.add(got as u64, bytes);
+            return got;
+        }
+        let old = (self.next, self.wrap);
+        let hdr_len = self.hdr_len;
+        let limit = (hdr_len + MAX_RX_FRAME) as u64;
+        let size = u32::from(self.ring.size());
+        let mut taken = 0u32;
+        let mut errors = 0u64;
+        while got < max && taken < size {
+            let (pos, wrap) = (self.next, self.wrap);
+            if !self.available(pos, wrap) {
+                break;
+            }
+            let Some(m) = pool.alloc() else {
+                ctx.stats.add_no_mbuf(1);
+                break;
+            };
+            let mut gather = RxGather::new(m, pool, ctx.scatter, hdr_len);
+            // SAFETY: the walker hands over buffers translated with their lengths.
+            let walked = self.ring.walk(&self.mem, pos, false, limit, |p, n| unsafe {
+                gather.take(p, n)
+            });
+            let Some(w) = walked else {
+                self.break_ring(ctx.errors);
+                break;
+            };
+            if taken + u32::from(w.descs) > size {
+                // Flags flipped behind us: leave it for the next burst.
+                break;
+            }
+            let pending = &mut self.pending;
+            let done = gather.finish(w.fault.map_or(Ok(()), Err), ctx, |p| {
+                if got < max {
+                    bytes += p.len() as u64;
+                    got += 1;
+                    let _ = batch.push(p);
+                } else {
+                    // Within capacity: check_rx bounds the segments of one frame and
+                    // `pending` was empty.
+                    pending.push_back(p);
+                }
+            });
+            match done {
+                // Leave the chain for the next burst.
+                RxChain::NoMbuf => break,
+                RxChain::Dropped => errors += 1,
+                RxChain::Delivered => {}
+            }
+            self.stage(pos, wrap, w.id, 0);
+            (self.next, self.wrap) = self.ring.advance(pos, wrap, w.descs);
+            taken += u32::from(w.descs);
+        }
+        self.finish(old);
+        ctx.stats.add(got as u64, bytes);
+        if errors > 0 {
+            ctx.stats.add_errors(errors);
+        }
+        got
+    }
+}
