@@ -272,6 +272,7 @@ impl Device for VhostDevice {
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut v = vec![
             ("link_up".to_string(), u64::from(self.shared.link_up())),
+            ("features".to_string(), self.shared.features()),
             ("ctrl_connects".to_string(), ld(&c.connects)),
             ("ctrl_disconnects".to_string(), ld(&c.disconnects)),
             ("ctrl_refused".to_string(), ld(&c.refused)),

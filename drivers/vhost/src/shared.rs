@@ -5,21 +5,37 @@
 //! A slot is a three-state flag plus the ring's configuration. A queue *enters* a slot for
 //! one burst (IDLE → BUSY, one compare-and-swap; it fails when the ring is stopped) and
 //! leaves it (BUSY → IDLE, one release store, publishing the next available index it would
-//! process). The control thread stops a ring by moving IDLE → STOPPED, waiting while a
-//! burst holds it, so after `stop` returns no burst touches the ring until `start` hands
-//! it out again; the index it returns is exact (GET_VRING_BASE). A new configuration
+//! process). The control thread stops a ring by moving IDLE → STOPPED; when a burst holds
+//! it, BUSY → STOPPING, and the burst's leave completes the stop (STOPPING → STOPPED). So
+//! after `stop` returns no burst touches the ring until `start` hands it out again, and the
+//! index it returns is exact (GET_VRING_BASE). A queue thread that never leaves (stopped
+//! mid-burst) delays `stop` by at most a second; its ring still never runs again until
+//! started. `ci/loom.sh` model-checks the protocol (`loom_*` tests below). A new configuration
 //! bumps the slot's generation, and the queue rebuilds its view of the ring at its next
 //! burst. Queues keep the memory table alive through the configuration's `Arc`, so a
 //! ring stopped or replaced never has its memory unmapped under a burst.
 
 use crate::vring::{RingControl, VringConfig};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+// The slot's own synchronisation: loom's under `--cfg loom` (ci/loom.sh), so the model
+// checker explores the real protocol.
+#[cfg(loom)]
+use loom::sync::{
+    atomic::{AtomicU32, AtomicU64 as GenCounter, AtomicU8},
+    Mutex,
+};
+#[cfg(not(loom))]
+use std::sync::{
+    atomic::{AtomicU32, AtomicU64 as GenCounter, AtomicU8},
+    Mutex,
+};
 
 const IDLE: u8 = 0;
 const BUSY: u8 = 1;
 const STOPPED: u8 = 2;
+/// A stop was asked while a burst held the ring; the burst's leave completes it.
+const STOPPING: u8 = 3;
 
 /// How long `stop` waits for a burst to leave a ring before it goes on anyway (a burst
 /// takes microseconds; only a queue thread that stopped mid-burst would hold it longer).
@@ -29,7 +45,7 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct RingSlot {
     state: AtomicU8,
-    gen: AtomicU64,
+    gen: GenCounter,
     /// The next available index the queue would process (u16, or packed with the wrap
     /// counter in bit 15), published when it leaves.
     last_avail: AtomicU32,
@@ -40,7 +56,7 @@ impl Default for RingSlot {
     fn default() -> RingSlot {
         RingSlot {
             state: AtomicU8::new(STOPPED),
-            gen: AtomicU64::new(0),
+            gen: GenCounter::new(0),
             last_avail: AtomicU32::new(0),
             cfg: Mutex::new(None),
         }
@@ -61,14 +77,28 @@ impl RingSlot {
     pub fn leave(&self, last_avail: u16) {
         self.last_avail
             .store(u32::from(last_avail), Ordering::Relaxed);
-        self.state.store(IDLE, Ordering::Release);
+        self.leave_unchanged();
     }
 
     /// Data path: ends a burst that did not run the ring (it could not be built, or it
     /// is broken), leaving the published index as it was.
     #[inline(always)]
     pub fn leave_unchanged(&self) {
-        self.state.store(IDLE, Ordering::Release);
+        if self
+            .state
+            .compare_exchange(BUSY, IDLE, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.finish_stop();
+        }
+    }
+
+    /// A stop came while this burst ran: completes it.
+    #[cold]
+    fn finish_stop(&self) {
+        let _ =
+            self.state
+                .compare_exchange(STOPPING, STOPPED, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Data path, inside a burst: the configuration's generation.
@@ -103,19 +133,43 @@ impl RingSlot {
                 .state
                 .compare_exchange(IDLE, STOPPED, Ordering::Acquire, Ordering::Acquire)
             {
-                Ok(_) => break,
-                Err(STOPPED) => return None,
-                Err(_) if Instant::now() >= deadline => {
-                    tracing::warn!("vhost: a queue held its ring for {STOP_WAIT:?}; stopping it");
-                    self.state.store(STOPPED, Ordering::Release);
+                Ok(_) | Err(STOPPED) if self.cfg_taken() => return None,
+                Ok(_) | Err(STOPPED) => break,
+                Err(BUSY) => {
+                    // Ask the burst to stop the ring as it leaves (or it left meanwhile:
+                    // the next round takes IDLE).
+                    let _ = self.state.compare_exchange(
+                        BUSY,
+                        STOPPING,
+                        Ordering::Acquire,
+                        Ordering::Acquire,
+                    );
+                }
+                Err(_) if !cfg!(loom) && Instant::now() >= deadline => {
+                    // The queue's thread holds the ring and does not come back; it stays
+                    // stopped (its leave completes the stop) and the index is its last.
+                    tracing::warn!("vhost: a queue held its ring for {STOP_WAIT:?}");
                     break;
                 }
-                Err(_) => std::thread::yield_now(),
+                Err(_) => yield_now(),
             }
         }
         self.cfg.lock().unwrap_or_else(|e| e.into_inner()).take();
         Some(self.last_avail.load(Ordering::Relaxed) as u16)
     }
+
+    /// Whether the ring was already stopped (no configuration handed out).
+    fn cfg_taken(&self) -> bool {
+        self.cfg.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+}
+
+/// Lets the queue's thread run (loom's yield under the model checker).
+fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
 }
 
 /// Control-plane counters (xstats).
@@ -136,6 +190,8 @@ pub struct CtrlCounters {
 pub struct Shared {
     rings: Box<[RingSlot]>,
     link_up: AtomicBool,
+    /// The virtio features of the last ring started (what the front end negotiated).
+    features: AtomicU64,
     /// Counters.
     pub counters: CtrlCounters,
     last_reason: Mutex<String>,
@@ -149,6 +205,7 @@ impl Shared {
                 .map(|_| RingSlot::default())
                 .collect(),
             link_up: AtomicBool::new(false),
+            features: AtomicU64::new(0),
             counters: CtrlCounters::default(),
             last_reason: Mutex::new(String::new()),
         }
@@ -182,6 +239,11 @@ impl Shared {
         *self.last_reason.lock().unwrap_or_else(|e| e.into_inner()) = r.to_string();
     }
 
+    /// The virtio features the front end negotiated (0 before its first ring starts).
+    pub fn features(&self) -> u64 {
+        self.features.load(Ordering::Relaxed)
+    }
+
     /// Stops every ring (a disconnect, or the device stopping).
     pub fn stop_all(&self) {
         for r in self.rings.iter() {
@@ -194,6 +256,7 @@ impl Shared {
 impl RingControl for Shared {
     fn start(&self, cfg: VringConfig) {
         if let Some(r) = self.ring(cfg.index) {
+            self.features.store(cfg.features, Ordering::Relaxed);
             r.start(cfg);
         }
     }
@@ -204,6 +267,77 @@ impl RingControl for Shared {
 
     fn set_link(&self, up: bool) {
         self.link_up.store(up, Ordering::Release);
+    }
+}
+
+/// Model checks of the slot protocol under loom (`ci/loom.sh`): a stop racing a burst.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::mem::GuestMemory;
+    use loom::sync::Arc;
+
+    fn cfg(base: u16) -> VringConfig {
+        VringConfig {
+            index: 0,
+            size: 256,
+            base,
+            addrs: Default::default(),
+            features: 0,
+            mem: std::sync::Arc::new(GuestMemory::default()),
+            call: None,
+        }
+    }
+
+    /// Whatever the interleaving, `stop` returns the index of a burst that entered before
+    /// it (or the base if none did), no burst enters after it, and the configuration is
+    /// gone.
+    #[test]
+    fn loom_stop_racing_a_burst() {
+        loom::model(|| {
+            let slot = Arc::new(RingSlot::default());
+            slot.start(cfg(7));
+            let q = slot.clone();
+            let burst = loom::thread::spawn(move || {
+                if q.enter() {
+                    q.leave(9);
+                    true
+                } else {
+                    false
+                }
+            });
+            let got = slot.stop();
+            let entered = burst.join().unwrap();
+            assert!(!slot.enter(), "a stopped ring is not entered");
+            assert!(slot.config().is_none());
+            assert!(
+                (entered && got == Some(9)) || (!entered && got == Some(7)),
+                "entered {entered}, stop returned {got:?}"
+            );
+        });
+    }
+
+    /// A restart while a burst runs on the old configuration: the burst leaves without
+    /// stopping the new one, and the next burst sees the new generation.
+    #[test]
+    fn loom_restart_while_a_burst_runs() {
+        loom::model(|| {
+            let slot = Arc::new(RingSlot::default());
+            slot.start(cfg(1));
+            let g1 = slot.generation();
+            let q = slot.clone();
+            let burst = loom::thread::spawn(move || {
+                if q.enter() {
+                    q.leave(3);
+                }
+            });
+            slot.start(cfg(5));
+            burst.join().unwrap();
+            assert!(slot.enter(), "running after the restart");
+            assert_ne!(slot.generation(), g1);
+            assert_eq!(slot.config().unwrap().base, 5);
+            slot.leave(5);
+        });
     }
 }
 

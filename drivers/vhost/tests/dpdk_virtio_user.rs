@@ -122,6 +122,11 @@ fn dpdk_front_end(test: &str, queues: u16, packed: bool) {
         "{s:?}"
     );
     assert_eq!(xstat(&eal, 0, "ctrl_refused"), 0);
+    let packed_negotiated = xstat(&eal, 0, "features") & (1 << 34) != 0;
+    assert_eq!(
+        packed_negotiated, packed,
+        "RING_PACKED negotiated iff packed_vq=1"
+    );
     drop(tp);
     // The front end went away: the link follows, and the rings are stopped.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
