@@ -256,6 +256,45 @@ pub(crate) mod tests {
         f.into()
     }
 
+    /// Test access to guest memory by guest-physical address (the test is its only
+    /// writer), shared by the split and packed ring tests' driver sides.
+    pub(crate) trait GuestBytes {
+        /// Copies `bytes` to `gpa`.
+        fn write(&self, gpa: u64, bytes: &[u8]);
+        /// The `len` bytes at `gpa`.
+        fn read(&self, gpa: u64, len: usize) -> Vec<u8>;
+        /// Writes a little-endian u16.
+        fn w16(&self, gpa: u64, v: u16) {
+            self.write(gpa, &v.to_le_bytes());
+        }
+        /// Reads a little-endian u16.
+        fn r16(&self, gpa: u64) -> u16 {
+            u16::from_le_bytes(self.read(gpa, 2).try_into().unwrap())
+        }
+        /// Reads a little-endian u32.
+        fn r32(&self, gpa: u64) -> u32 {
+            u32::from_le_bytes(self.read(gpa, 4).try_into().unwrap())
+        }
+    }
+
+    impl GuestBytes for GuestMemory {
+        fn write(&self, gpa: u64, bytes: &[u8]) {
+            let p = self
+                .gpa(gpa, bytes.len() as u64)
+                .expect("inside the test region");
+            // SAFETY: translated with its length; the test is the only writer.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) }
+        }
+
+        fn read(&self, gpa: u64, len: usize) -> Vec<u8> {
+            let p = self.gpa(gpa, len as u64).expect("inside the test region");
+            let mut v = vec![0u8; len];
+            // SAFETY: as for `write`.
+            unsafe { std::ptr::copy_nonoverlapping(p, v.as_mut_ptr(), len) };
+            v
+        }
+    }
+
     fn desc(gpa: u64, size: u64, uva: u64, off: u64) -> RegionDesc {
         RegionDesc {
             guest_phys_addr: gpa,

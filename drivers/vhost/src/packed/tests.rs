@@ -6,6 +6,7 @@
 use super::guest::{DESC_F_AVAIL, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_USED, DESC_F_WRITE};
 use super::*;
 use crate::burst::{RxCtx, F_MRG_RXBUF, F_VERSION_1};
+use crate::mem::tests::GuestBytes;
 use crate::split::tests::{frame, memory, pool, take_signals, tcp4, Counters, GPA, REGION, UVA};
 use crate::vring::VringAddrs;
 use pmd_core::mbuf::{PktBatch, DEFAULT_BUF_SIZE, HEADROOM, TX_IPV4, TX_TCP_SEG};
@@ -36,6 +37,15 @@ struct Driver {
     outstanding: HashMap<u16, u16>,
     /// Bump allocator over the buffer area.
     next_buf: u64,
+}
+
+/// Byte access to the ring's memory ([`GuestBytes`]) goes to the guest memory.
+impl std::ops::Deref for Driver {
+    type Target = GuestMemory;
+
+    fn deref(&self) -> &GuestMemory {
+        &self.mem
+    }
 }
 
 impl Driver {
@@ -83,38 +93,6 @@ impl Driver {
 
     fn ring(&self, features: u64) -> PackedRing {
         PackedRing::new(&self.cfg(features, None)).unwrap()
-    }
-
-    fn ptr(&self, gpa: u64, len: usize) -> *mut u8 {
-        self.mem
-            .gpa(gpa, len as u64)
-            .expect("inside the test region")
-    }
-
-    fn write(&self, gpa: u64, bytes: &[u8]) {
-        // SAFETY: translated with its length; the test is the only writer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(gpa, bytes.len()), bytes.len())
-        }
-    }
-
-    fn read(&self, gpa: u64, len: usize) -> Vec<u8> {
-        let mut v = vec![0u8; len];
-        // SAFETY: as for `write`.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr(gpa, len), v.as_mut_ptr(), len) };
-        v
-    }
-
-    fn w16(&self, gpa: u64, v: u16) {
-        self.write(gpa, &v.to_le_bytes());
-    }
-
-    fn r16(&self, gpa: u64) -> u16 {
-        u16::from_le_bytes(self.read(gpa, 2).try_into().unwrap())
-    }
-
-    fn r32(&self, gpa: u64) -> u32 {
-        u32::from_le_bytes(self.read(gpa, 4).try_into().unwrap())
     }
 
     /// A buffer of `len` bytes in the buffer area (wrapping around it).

@@ -8,7 +8,7 @@ use super::*;
 use crate::burst::{
     F_EVENT_IDX, F_GUEST_CSUM, F_GUEST_ECN, F_GUEST_TSO4, F_MRG_RXBUF, F_VERSION_1,
 };
-use crate::mem::tests::memfd;
+use crate::mem::tests::{memfd, GuestBytes};
 use crate::mem::RegionDesc;
 use crate::vring::VringAddrs;
 use pmd_core::ethdev::QueueStats;
@@ -58,6 +58,15 @@ pub(crate) fn memory() -> Arc<GuestMemory> {
     Arc::new(GuestMemory::build(&[d], vec![memfd(REGION, true)]).unwrap())
 }
 
+/// Byte access to the ring's memory ([`GuestBytes`]) goes to the guest memory.
+impl std::ops::Deref for Guest {
+    type Target = GuestMemory;
+
+    fn deref(&self) -> &GuestMemory {
+        &self.mem
+    }
+}
+
 impl Guest {
     pub fn new(size: u16) -> Guest {
         Guest::with_start(size, 0)
@@ -93,38 +102,6 @@ impl Guest {
             mem: self.mem.clone(),
             call,
         }
-    }
-
-    fn ptr(&self, gpa: u64, len: usize) -> *mut u8 {
-        self.mem
-            .gpa(gpa, len as u64)
-            .expect("inside the test region")
-    }
-
-    pub fn write(&self, gpa: u64, bytes: &[u8]) {
-        // SAFETY: translated with its length; the test is the only writer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(gpa, bytes.len()), bytes.len())
-        }
-    }
-
-    pub fn read(&self, gpa: u64, len: usize) -> Vec<u8> {
-        let mut v = vec![0u8; len];
-        // SAFETY: as for `write`.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr(gpa, len), v.as_mut_ptr(), len) };
-        v
-    }
-
-    fn w16(&self, gpa: u64, v: u16) {
-        self.write(gpa, &v.to_le_bytes());
-    }
-
-    fn r16(&self, gpa: u64) -> u16 {
-        u16::from_le_bytes(self.read(gpa, 2).try_into().unwrap())
-    }
-
-    fn r32(&self, gpa: u64) -> u32 {
-        u32::from_le_bytes(self.read(gpa, 4).try_into().unwrap())
     }
 
     /// A buffer of `len` bytes in the buffer area (wrapping around it).
