@@ -13,7 +13,6 @@ use crate::virtqueue::{
     Layout, PackedLayout, PackedQueue, SplitQueue, UsedElem, Virtqueue, VRING_DESC_F_WRITE,
 };
 use pmd_core::memory::Segment;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -151,6 +150,68 @@ impl Device for PackedDevice {
 /// A buffer the driver has in flight: (device-writable, bytes posted, descriptors).
 type Posted = (bool, u32, u16);
 
+/// The buffers in flight by id, with a bit per id (ids are below the queue size, at most
+/// 128): the books are kept in fixed arrays and masks so that the harness costs little
+/// next to the queue it checks.
+struct Books {
+    posted: [Posted; MAX_SIZE as usize],
+    /// Ids in flight.
+    mask: u128,
+}
+
+impl Books {
+    fn new() -> Books {
+        Books {
+            posted: [(false, 0, 0); MAX_SIZE as usize],
+            mask: 0,
+        }
+    }
+
+    /// Records a new buffer `id`; it must be a free id below the queue size.
+    fn insert(&mut self, id: u16, size: u16, p: Posted) {
+        assert!(id < size, "id {id} of a queue of {size}");
+        assert_eq!(self.mask & bit(id), 0, "id {id} given out twice");
+        self.mask |= bit(id);
+        self.posted[usize::from(id)] = p;
+    }
+
+    /// Takes buffer `id` back, if it is in flight.
+    fn remove(&mut self, id: u16) -> Option<Posted> {
+        if id >= MAX_SIZE || self.mask & bit(id) == 0 {
+            return None;
+        }
+        self.mask &= !bit(id);
+        Some(self.posted[usize::from(id)])
+    }
+
+    fn len(&self) -> usize {
+        self.mask.count_ones() as usize
+    }
+
+    /// Descriptors held by the buffers in flight.
+    fn descriptors(&self) -> usize {
+        ids(self.mask)
+            .map(|id| usize::from(self.posted[usize::from(id)].2))
+            .sum()
+    }
+}
+
+/// The bit of `id` in a mask of ids.
+fn bit(id: u16) -> u128 {
+    1u128 << id
+}
+
+/// The ids set in `mask`, lowest first.
+fn ids(mut mask: u128) -> impl Iterator<Item = u16> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let id = mask.trailing_zeros() as u16;
+            mask &= mask - 1;
+            id
+        })
+    })
+}
+
 /// What one input did (for the fixed-seed tests to see the paths were reached).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Outcome {
@@ -210,7 +271,7 @@ const FULL_CHECK_EVERY: usize = 8;
 /// Runs the operations the input names, checking the driver's books after each.
 fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Outcome {
     let size = q.size();
-    let mut posted: BTreeMap<u16, Posted> = BTreeMap::new();
+    let mut posted = Books::new();
     // Descriptors of the buffers in `posted`, kept as they change.
     let mut in_use = 0usize;
     let mut ops = 0usize;
@@ -218,8 +279,8 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
     let mut seen = Outcome::default();
     // Buffers published (the device may take them), and those it handed back that the
     // driver has not polled yet.
-    let mut published: BTreeSet<u16> = BTreeSet::new();
-    let mut handed: BTreeSet<u16> = BTreeSet::new();
+    let mut published: u128 = 0;
+    let mut handed: u128 = 0;
     while !input.0.is_empty() {
         // Each operation is five bytes: the operation and four arguments.
         let op = input.byte();
@@ -230,7 +291,7 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
                 let (len, writable) = (u32::from(a[0]) * 8, op & 8 != 0);
                 match q.push(0x1000, len, writable) {
                     Some(id) => {
-                        assert!(posted.insert(id, (writable, len, 1)).is_none());
+                        posted.insert(id, size, (writable, len, 1));
                         in_use += 1;
                     }
                     None => assert_eq!(q.num_free(), 0),
@@ -247,7 +308,7 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
                 let writable = op & 0x20 != 0;
                 match q.push_chain(parts, writable) {
                     Some(id) => {
-                        assert!(posted.insert(id, (writable, total, k as u16)).is_none());
+                        posted.insert(id, size, (writable, total, k as u16));
                         in_use += k;
                     }
                     None => assert!(q.num_free() < k),
@@ -256,21 +317,17 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
             2 => {
                 q.publish();
                 let _ = q.kick_needed();
-                published.extend(posted.keys());
+                published |= posted.mask;
             }
             3 | 4 => {
                 // A buffer back: one published and not handed back yet (bit 7 clear), else
                 // any id (bit 6 set: also when there is nothing to hand back).
-                let fresh = || {
-                    posted
-                        .iter()
-                        .filter(|(id, _)| published.contains(id) && !handed.contains(id))
-                        .map(|(&id, &p)| (id, p))
-                };
-                let pick = usize::from(a[0]) % fresh().count().max(1);
-                let (id, ndesc, room) = match fresh().nth(pick) {
-                    Some((id, (_, len, nd))) if a[0] & 0x80 == 0 => {
-                        handed.insert(id);
+                let fresh = posted.mask & published & !handed;
+                let pick = usize::from(a[0]) % (fresh.count_ones() as usize).max(1);
+                let (id, ndesc, room) = match ids(fresh).nth(pick) {
+                    Some(id) if a[0] & 0x80 == 0 => {
+                        handed |= bit(id);
+                        let (_, len, nd) = posted.posted[usize::from(id)];
                         (u32::from(id), nd, len)
                     }
                     _ if a[0] & 0xc0 == 0 => continue,
@@ -296,11 +353,11 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
                 }
                 let mut refused = 0;
                 for e in &out[..n] {
-                    handed.remove(&e.id);
-                    published.remove(&e.id);
-                    let Some((writable, len, ndesc)) = posted.remove(&e.id) else {
+                    let Some((writable, len, ndesc)) = posted.remove(e.id) else {
                         panic!("buffer {} returned but not in flight", e.id);
                     };
+                    handed &= !bit(e.id);
+                    published &= !bit(e.id);
                     in_use -= usize::from(ndesc);
                     assert_eq!(e.ok, !writable || e.len <= len, "{e:?}");
                     refused += u64::from(!e.ok);
@@ -318,7 +375,7 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
             check_ids(&q, &posted);
         }
     }
-    assert_eq!(in_use, posted.values().map(|p| usize::from(p.2)).sum());
+    assert_eq!(in_use, posted.descriptors());
     check_ids(&q, &posted);
     seen.broken = q.is_broken();
     seen
@@ -326,13 +383,14 @@ fn drive<Q: Virtqueue, D: Device>(mut q: Q, mut dev: D, input: &mut Input) -> Ou
 
 /// The driver's in-flight ids (those it would release at teardown) are exactly the
 /// buffers posted and not returned.
-fn check_ids<Q: Virtqueue>(q: &Q, posted: &BTreeMap<u16, Posted>) {
-    let mut ids = q.in_flight_ids();
-    ids.sort_unstable();
-    assert!(
-        ids.iter().copied().eq(posted.keys().copied()),
-        "{ids:?} vs {posted:?}"
-    );
+fn check_ids<Q: Virtqueue>(q: &Q, posted: &Books) {
+    let ids = q.in_flight_ids();
+    let mut mask = 0u128;
+    for &id in &ids {
+        assert!(id < MAX_SIZE && mask & bit(id) == 0, "{ids:?}");
+        mask |= bit(id);
+    }
+    assert_eq!(mask, posted.mask, "{ids:?}");
 }
 
 #[cfg(test)]
