@@ -136,6 +136,25 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
+/// How long [`idle_until_stop`] sleeps between two looks at the clock: short enough for a
+/// prompt stop and on-time reports, long enough that an idle main lcore, which may share
+/// its CPU with a forwarding thread (its own process's or a peer's), wakes 20 times a
+/// second rather than hundreds.
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The main lcore's loop while it forwards nothing: calls `tick` with the TSC every
+/// [`IDLE_TICK`] until a stop is requested, or `tick` returns true (then it requests the
+/// stop itself).
+pub fn idle_until_stop(mut tick: impl FnMut(u64) -> bool) {
+    while !stop_requested() {
+        if tick(crate::tsc::rdtsc()) {
+            request_stop();
+            return;
+        }
+        std::thread::sleep(IDLE_TICK);
+    }
+}
+
 /// Asks every lcore loop to stop.
 pub fn request_stop() {
     STOP.store(true, Ordering::Relaxed);

@@ -34,6 +34,7 @@ pub mod numarg;
 pub mod offload;
 pub mod options;
 pub mod pci;
+pub mod prefetch;
 pub mod ring;
 mod sync;
 pub mod tsc;

@@ -296,12 +296,7 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             deadline.is_some_and(|d| now >= d)
         };
         if main_tasks.is_empty() {
-            while !lcore::stop_requested() {
-                if tick(tsc::rdtsc()) {
-                    lcore::request_stop();
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            lcore::idle_until_stop(&mut tick);
         } else {
             let (t, b) = fwd_run(mode, main_tasks, Some(&mut tick));
             main_tasks = t;

@@ -215,12 +215,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             let (s, r) = on_main;
             gen::run(s, r, Some(&mut tick));
         } else {
-            while !lcore::stop_requested() {
-                if tick(tsc::rdtsc()) {
-                    lcore::request_stop();
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            lcore::idle_until_stop(&mut tick);
         }
     }
     lcore::request_stop();

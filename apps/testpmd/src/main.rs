@@ -280,12 +280,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             deadline.is_some_and(|d| now >= d)
         };
         if main_streams.is_empty() {
-            while !lcore::stop_requested() {
-                if tick(tsc::rdtsc()) {
-                    lcore::request_stop();
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            lcore::idle_until_stop(&mut tick);
         } else {
             main_streams = engine::run(mode, &pool, main_streams, burst, Some(&mut tick));
         }

@@ -28,8 +28,11 @@
 //! (16 × size bytes) and the driver and device event suppression areas (4 bytes each),
 //! and its base (SET_VRING_BASE, GET_VRING_BASE) holds the next position in bits 0..=14
 //! and the wrap counter in bit 15; a position beyond the ring is refused when the ring
-//! would start. Not offered: `INDIRECT_DESC`, `IN_ORDER` (the data path does not do
-//! them) and `VHOST_F_LOG_ALL` (no dirty logging, so SET_LOG_BASE/SET_LOG_FD are refused).
+//! would start. `IN_ORDER` is offered: both layouts use chains in the order they were
+//! made available and give each its own used entry, so a front end that negotiates it
+//! (DPDK's virtio-user does) may free descriptors in order without walking them. Not
+//! offered: `INDIRECT_DESC` (the data path does not follow indirect tables) and
+//! `VHOST_F_LOG_ALL` (no dirty logging, so SET_LOG_BASE/SET_LOG_FD are refused).
 //! Protocol features: `MQ` and `REPLY_ACK`.
 
 use crate::mem::{GuestMemory, MemError};
@@ -65,6 +68,7 @@ pub fn offered_features(queues: u16, tso: bool) -> u64 {
         | VIRTIO_F_EVENT_IDX
         | VIRTIO_F_ANY_LAYOUT
         | VIRTIO_F_RING_PACKED
+        | VIRTIO_F_IN_ORDER
         | VHOST_USER_F_PROTOCOL_FEATURES;
     if queues > 1 {
         f |= VIRTIO_NET_F_MQ;

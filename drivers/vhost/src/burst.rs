@@ -379,8 +379,18 @@ pub(crate) fn count_tx_offload(h: &VnetHdr, vnet: &VnetStats) {
 
 /// One packet being written to the guest as the byte stream `header ++ frame` across
 /// the buffers of one or more device-writable chains.
+///
+/// The header is held as two little-endian words (bytes 0..8 and 8..12) and, when a
+/// buffer takes all of it (the common case), stored with two fixed-size writes straight
+/// from registers: a byte array written just before would be read back by the copy with
+/// loads that the stores cannot forward to, and those loads would wait for every earlier
+/// store of the burst to reach the cache, each a line of guest memory the other core
+/// holds.
 pub(crate) struct TxStream<'a> {
-    hdr: [u8; 12],
+    /// Header bytes 0..8: flags, gso_type, hdr_len, gso_size, csum_start.
+    lo: u64,
+    /// Header bytes 8..12: csum_offset, num_buffers (1).
+    hi: u32,
     hdr_len: usize,
     m: &'a Mbuf,
     total: usize,
@@ -390,14 +400,17 @@ pub(crate) struct TxStream<'a> {
 }
 
 impl<'a> TxStream<'a> {
-    /// The stream for `m` behind header `h` (`hdr_len` bytes, `num_buffers` 1).
+    /// The stream for `m` behind header `h` (`hdr_len` bytes, 10 or 12; `num_buffers` 1).
     #[inline(always)]
     pub fn new(h: &VnetHdr, hdr_len: usize, m: &'a Mbuf) -> Self {
-        let mut hdr = [0u8; 12];
-        hdr[..VNET_HDR_LEN].copy_from_slice(&h.to_bytes());
-        hdr[VNET_HDR_LEN..].copy_from_slice(&1u16.to_le_bytes());
+        debug_assert!(hdr_len == VNET_HDR_LEN || hdr_len == VNET_HDR_LEN + 2);
         TxStream {
-            hdr,
+            lo: u64::from(h.flags)
+                | u64::from(h.gso_type) << 8
+                | u64::from(h.hdr_len) << 16
+                | u64::from(h.gso_size) << 32
+                | u64::from(h.csum_start) << 48,
+            hi: u32::from(h.csum_offset) | 1 << 16,
             hdr_len,
             m,
             total: hdr_len + m.len(),
@@ -422,16 +435,15 @@ impl<'a> TxStream<'a> {
     pub unsafe fn put(&mut self, p: *mut u8, n: usize) -> (usize, Step) {
         let pos = self.pos;
         let k = n.min(self.total - pos);
-        let hdr = &self.hdr[..self.hdr_len];
-        for (i, at) in self.nb_at.iter_mut().enumerate() {
-            let b = VNET_HDR_LEN + i;
-            if hdr.len() > b && (pos..pos + k).contains(&b) {
-                // SAFETY: b - pos < k <= n: inside the buffer.
-                *at = unsafe { p.add(b - pos) };
-            }
+        if pos == 0 && k >= self.hdr_len {
+            // SAFETY: `p` is valid for n >= k >= hdr_len bytes.
+            unsafe { self.put_whole(p, k) };
+        } else {
+            self.note_num_buffers(p, pos, k);
+            let hdr = self.header_bytes();
+            // SAFETY: `p` is valid for n >= k bytes; pos + k <= total.
+            unsafe { write_stream(p, pos, k, &hdr[..self.hdr_len], self.m) };
         }
-        // SAFETY: `p` is valid for n >= k bytes; pos + k <= total.
-        unsafe { write_stream(p, pos, k, hdr, self.m) };
         self.pos += k;
         (
             k,
@@ -443,6 +455,55 @@ impl<'a> TxStream<'a> {
         )
     }
 
+    /// The first `k` bytes of the stream (the whole header and `k - hdr_len` of the
+    /// frame) into `p`.
+    ///
+    /// # Safety
+    /// `p` must be valid for writes of `k >= hdr_len` bytes.
+    #[inline(always)]
+    unsafe fn put_whole(&mut self, p: *mut u8, k: usize) {
+        // SAFETY: hdr_len (10 or 12) <= k bytes at `p`; unaligned stores of 8 and then
+        // 2 or 4 bytes cover exactly the header.
+        unsafe {
+            p.cast::<u64>().write_unaligned(self.lo.to_le());
+            let q = p.add(8);
+            if self.hdr_len > VNET_HDR_LEN {
+                q.cast::<u32>().write_unaligned(self.hi.to_le());
+                self.nb_at = [p.add(VNET_HDR_LEN), p.add(VNET_HDR_LEN + 1)];
+            } else {
+                q.cast::<u16>().write_unaligned((self.hi as u16).to_le());
+            }
+        }
+        let dst = p.wrapping_add(self.hdr_len);
+        // In range (k - hdr_len <= the frame), so never an error.
+        let _ = self.m.for_each_chunk(0, k - self.hdr_len, |chunk, at| {
+            // SAFETY: `hdr_len + at + chunk.len() <= k`: inside the caller's buffer.
+            unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst.add(at), chunk.len()) };
+        });
+    }
+
+    /// The header as bytes (for a header split across buffers).
+    #[inline(always)]
+    fn header_bytes(&self) -> [u8; 12] {
+        let mut hdr = [0u8; 12];
+        hdr[..8].copy_from_slice(&self.lo.to_le_bytes());
+        hdr[8..].copy_from_slice(&self.hi.to_le_bytes());
+        hdr
+    }
+
+    /// Records where stream bytes 10 and 11 (`num_buffers`, with a 12-byte header) land
+    /// when `[pos, pos + k)` goes to `p`.
+    #[inline(always)]
+    fn note_num_buffers(&mut self, p: *mut u8, pos: usize, k: usize) {
+        for (i, at) in self.nb_at.iter_mut().enumerate() {
+            let b = VNET_HDR_LEN + i;
+            if self.hdr_len > b && (pos..pos + k).contains(&b) {
+                // In the buffer: b - pos < k.
+                *at = p.wrapping_add(b - pos);
+            }
+        }
+    }
+
     /// Writes `num_buffers` (MRG_RXBUF: the chains the packet took) into the header.
     ///
     /// # Safety
@@ -450,6 +511,9 @@ impl<'a> TxStream<'a> {
     /// held by the ring).
     #[inline(always)]
     pub unsafe fn set_num_buffers(&self, chains: u16) {
+        if chains == 1 {
+            return; // the header went out with 1
+        }
         for (at, b) in self.nb_at.iter().zip(chains.to_le_bytes()) {
             if !at.is_null() {
                 // SAFETY: a byte of a buffer translated for this packet, still mapped.

@@ -495,6 +495,44 @@ fn host_to_guest_frames_byte_exact_one_chain_each() {
 }
 
 #[test]
+fn host_to_guest_header_in_any_buffer_layout() {
+    // The legacy 10-byte header (no VERSION_1, no MRG_RXBUF), whole in the first buffer.
+    let mut g = Guest::new(16);
+    let mut ring = SplitRing::new(&g.cfg(0, None)).unwrap();
+    let pool = pool("vh-tx-hdr", 64, DEFAULT_BUF_SIZE);
+    let c = Counters::new();
+    let f = frame(60, 3);
+    let b = g.post_writable(&[200]);
+    assert_eq!(send(&mut ring, std::slice::from_ref(&f), &pool, &c), 1);
+    assert_eq!(g.used()[0].1, 70);
+    let got = g.read(b[0], 70);
+    assert_eq!(&got[..10], &[0; 10]);
+    assert_eq!(&got[10..], &f[..]);
+
+    // MRG_RXBUF: the 12-byte header cut across chains of 4 and 7 bytes, `num_buffers`
+    // (stream bytes 10 and 11) landing in the second and third chain.
+    let mut g = Guest::new(16);
+    let mut ring = SplitRing::new(&g.cfg(VERSION_1 | F_MRG_RXBUF, None)).unwrap();
+    let bufs: Vec<u64> = [4u32, 7, 100]
+        .iter()
+        .map(|&l| g.post_writable(&[l])[0])
+        .collect();
+    assert_eq!(send(&mut ring, std::slice::from_ref(&f), &pool, &c), 1);
+    let used = g.used();
+    let lens: Vec<u32> = used.iter().map(|u| u.1).collect();
+    assert_eq!(lens, [4, 7, 61]);
+    let mut stream = Vec::new();
+    for (a, l) in bufs.iter().zip(lens) {
+        stream.extend(g.read(*a, l as usize));
+    }
+    assert_eq!(&stream[..10], &[0; 10]);
+    assert_eq!(&stream[10..12], &3u16.to_le_bytes());
+    assert_eq!(&stream[12..], &f[..]);
+    assert_eq!(c.errs(), [0; 4]);
+    assert_eq!(pool.stats().in_use, 0);
+}
+
+#[test]
 fn host_to_guest_merges_buffers() {
     let mut g = Guest::new(64);
     let mut ring = SplitRing::new(&g.cfg(VERSION_1 | F_MRG_RXBUF, None)).unwrap();

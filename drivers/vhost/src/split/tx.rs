@@ -48,6 +48,7 @@ impl SplitRing {
         let old = self.next;
         let (mut consumed, mut sent, mut bytes, mut errors) = (0usize, 0u64, 0u64, 0u64);
         for m in pkts {
+            self.prefetch_ahead(avail);
             match self.send_one(m, avail, ctx) {
                 Outcome::Sent => {
                     sent += 1;
