@@ -30,9 +30,10 @@
 //! and the wrap counter in bit 15; a position beyond the ring is refused when the ring
 //! would start. `IN_ORDER` is offered: both layouts use chains in the order they were
 //! made available and give each its own used entry, so a front end that negotiates it
-//! (DPDK's virtio-user does) may free descriptors in order without walking them. Not
-//! offered: `INDIRECT_DESC` (the data path does not follow indirect tables) and
-//! `VHOST_F_LOG_ALL` (no dirty logging, so SET_LOG_BASE/SET_LOG_FD are refused).
+//! (DPDK's virtio-user does) may free descriptors in order without walking them.
+//! `INDIRECT_DESC` is offered: a chain may end in a table of descriptors, checked like
+//! the ring ([`crate::indirect`]). Not offered: `VHOST_F_LOG_ALL` (no dirty logging, so
+//! SET_LOG_BASE/SET_LOG_FD are refused).
 //! Protocol features: `MQ` and `REPLY_ACK`.
 
 use crate::mem::{GuestMemory, MemError};
@@ -69,6 +70,7 @@ pub fn offered_features(queues: u16, tso: bool) -> u64 {
         | VIRTIO_F_ANY_LAYOUT
         | VIRTIO_F_RING_PACKED
         | VIRTIO_F_IN_ORDER
+        | VIRTIO_F_INDIRECT_DESC
         | VHOST_USER_F_PROTOCOL_FEATURES;
     if queues > 1 {
         f |= VIRTIO_NET_F_MQ;
@@ -974,7 +976,9 @@ pub(crate) mod tests {
         assert_ne!(offered & VHOST_USER_F_PROTOCOL_FEATURES, 0);
         assert_ne!(offered & VIRTIO_NET_F_MQ, 0);
         assert_ne!(offered & VIRTIO_F_RING_PACKED, 0);
-        assert_eq!(offered & VIRTIO_F_INDIRECT_DESC, 0);
+        assert_ne!(offered & VIRTIO_F_INDIRECT_DESC, 0);
+        assert_ne!(offered & VIRTIO_F_IN_ORDER, 0);
+        assert_eq!(offered & VIRTIO_NET_F_CTRL_RX, 0);
         assert_eq!(h.u64_reply(15), OFFERED_PROTOCOL_FEATURES);
         h.ok(16, &OFFERED_PROTOCOL_FEATURES.to_ne_bytes(), vec![]);
         assert_eq!(h.u64_reply(17), 2);
@@ -1325,8 +1329,8 @@ pub(crate) mod tests {
         let mut h = Harness::new(1, "be-feat");
         let offered = h.b.offered();
         assert_eq!(
-            h.refused(2, &(offered | VIRTIO_F_INDIRECT_DESC).to_ne_bytes(), vec![]),
-            Refusal::Features(VIRTIO_F_INDIRECT_DESC)
+            h.refused(2, &(offered | VIRTIO_NET_F_CTRL_RX).to_ne_bytes(), vec![]),
+            Refusal::Features(VIRTIO_NET_F_CTRL_RX)
         );
         assert_eq!(
             h.refused(2, &(1u64 << 26).to_ne_bytes(), vec![]),

@@ -30,6 +30,9 @@ pub(crate) const F_GUEST_TSO6: u64 = 1 << 8;
 pub(crate) const F_GUEST_ECN: u64 = 1 << 9;
 /// `VIRTIO_NET_F_MRG_RXBUF`: a received packet may span several chains.
 pub(crate) const F_MRG_RXBUF: u64 = 1 << 15;
+/// `VIRTIO_RING_F_INDIRECT_DESC`: a chain may end in a table of descriptors
+/// ([`crate::indirect`]).
+pub(crate) const F_INDIRECT_DESC: u64 = pmd_core::vnet::features::VIRTIO_F_INDIRECT_DESC;
 /// `VIRTIO_RING_F_EVENT_IDX`: `used_event`/`avail_event` (split) or `DESC` event
 /// suppression (packed) instead of the flags alone.
 pub(crate) const F_EVENT_IDX: u64 = 1 << 29;
@@ -103,8 +106,9 @@ pub struct TxCtx<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChainFault {
     /// More descriptors than the ring has (a loop), a `next` beyond the table, an
-    /// indirect descriptor, a buffer of the wrong direction or (packed) a buffer id
-    /// beyond the ring: `bad_chain`.
+    /// indirect table that is not allowed (not negotiated, followed by NEXT, nested) or
+    /// malformed (not whole entries, more than the ring's size), a buffer of the wrong
+    /// direction or (packed) a buffer id beyond the ring: `bad_chain`.
     Chain,
     /// A buffer outside every memory region (or whose end wraps): `bad_addr`.
     Addr,

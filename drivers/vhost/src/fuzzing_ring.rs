@@ -10,7 +10,8 @@
 //! consumes at most what it was given. After the input: every mbuf is back in its pool.
 //!
 //! Input: one byte of set-up (ring size 1..=8, features, scatter, LRO), then four bytes
-//! an operation.
+//! an operation. A descriptor with the INDIRECT flag names whatever its address holds
+//! as a table (the buffers, the ring areas themselves, or nothing mapped).
 //!
 //! [`fuzz_desc_chain_packed`] does the same for a packed ring: a driver that posts chains
 //! in ring order (wrap counters and all) mixed with raw descriptors written anywhere
@@ -176,7 +177,8 @@ fn run(env: &Env, data: &[u8]) -> Outcome {
     for (bit, feat) in [
         (0, 1u64 << 15),
         (1, 1 << 29),
-        (2, 1 << 32),
+        // VERSION_1 with INDIRECT_DESC; a legacy ring without (a table is a bad chain).
+        (2, (1 << 32) | (1 << 28)),
         (4, (1 << 1) | (1 << 7)),
     ] {
         if f & (1 << bit) != 0 {
@@ -348,7 +350,8 @@ fn features_of(f: u8) -> u64 {
     for (bit, feat) in [
         (0, 1u64 << 15),
         (1, 1 << 29),
-        (2, 1 << 32),
+        // VERSION_1 with INDIRECT_DESC; a legacy ring without (a table is a bad chain).
+        (2, (1 << 32) | (1 << 28)),
         (4, (1 << 1) | (1 << 7)),
     ] {
         if f & (1 << bit) != 0 {

@@ -29,6 +29,7 @@ pub mod control;
 pub mod device;
 #[doc(hidden)]
 pub mod fuzzing;
+mod indirect;
 pub mod mem;
 pub mod packed;
 pub mod proto;

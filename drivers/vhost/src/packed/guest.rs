@@ -9,16 +9,13 @@
 //! alignment before a [`PackedGuestRing`] was made ([`super::PackedRing::new`]).
 
 use crate::burst::{ChainFault, Step};
+use crate::indirect::{self, Layout, Rules};
 use crate::mem::GuestMemory;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-/// Descriptor flag: the chain continues in the next position of the ring.
-pub(super) const DESC_F_NEXT: u16 = 1;
-/// Descriptor flag: the buffer is device-writable (in a used descriptor: the device
-/// wrote to it).
-pub(super) const DESC_F_WRITE: u16 = 2;
-/// Descriptor flag: the buffer holds a table of descriptors (INDIRECT_DESC, not offered).
-pub(super) const DESC_F_INDIRECT: u16 = 4;
+// NEXT: the chain continues in the next position of the ring; WRITE: device-writable
+// (in a used descriptor: the device wrote to it); INDIRECT: a table of descriptors.
+pub(super) use crate::indirect::{DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 /// Descriptor flag: available, compared with the driver's wrap counter.
 pub(super) const DESC_F_AVAIL: u16 = 1 << 7;
 /// Descriptor flag: used, compared with the wrap counter.
@@ -82,6 +79,8 @@ pub(super) struct PackedGuestRing {
     driver: *mut u8,
     device: *mut u8,
     size: u16,
+    /// INDIRECT_DESC was negotiated: a chain may end in a table.
+    indirect: bool,
 }
 
 impl PackedGuestRing {
@@ -90,14 +89,22 @@ impl PackedGuestRing {
     /// # Safety
     /// `desc` must be valid for `16 * size` bytes aligned to 16, `driver` and `device`
     /// for 4 bytes aligned to 4, for as long as the value lives (the caller keeps the
-    /// memory table alive), and `size` at least 1.
-    pub unsafe fn new(desc: *mut u8, driver: *mut u8, device: *mut u8, size: u16) -> Self {
+    /// memory table alive), and `size` at least 1. `indirect`: INDIRECT_DESC was
+    /// negotiated.
+    pub unsafe fn new(
+        desc: *mut u8,
+        driver: *mut u8,
+        device: *mut u8,
+        size: u16,
+        indirect: bool,
+    ) -> Self {
         debug_assert!(size > 0);
         PackedGuestRing {
             desc,
             driver,
             device,
             size,
+            indirect,
         }
     }
 
@@ -206,8 +213,9 @@ impl PackedGuestRing {
     /// Walks the chain whose first descriptor is at `pos` (available, checked by the
     /// caller) through consecutive positions, wrapping at the end of the ring: at most
     /// `size` descriptors. Until the first fault, or until `f` says [`Step::Stop`], each
-    /// descriptor must have no INDIRECT flag and be device-writable if `writable` else
-    /// device-readable, the lengths are summed (u64) up to `limit`, and each buffer is
+    /// descriptor must be device-writable if `writable` else device-readable (one with
+    /// the INDIRECT flag, which must end the chain, stands for its table's buffers:
+    /// [`indirect::walk_table`]), the lengths are summed (u64) up to `limit`, and each buffer is
     /// translated with its length through `mem` and handed to `f(host address, len)`.
     /// After that the rest of the chain is only followed to its end, whose `id` must be
     /// below the size. Each descriptor is read once.
@@ -229,7 +237,31 @@ impl PackedGuestRing {
         for n in 1..=self.size {
             let d = self.desc(i);
             if feeding && fault.is_none() {
-                if d.flags & DESC_F_INDIRECT != 0 || (d.flags & DESC_F_WRITE != 0) != writable {
+                if d.flags & DESC_F_INDIRECT != 0 {
+                    // A table ends the chain (never with NEXT); its own WRITE flag is
+                    // ignored, its buffer id is this descriptor's.
+                    if !self.indirect || d.flags & DESC_F_NEXT != 0 {
+                        fault = Some(ChainFault::Chain);
+                    } else {
+                        let rules = Rules {
+                            writable,
+                            limit,
+                            max_entries: self.size,
+                        };
+                        match indirect::walk_table(
+                            mem,
+                            Layout::Packed,
+                            d.addr,
+                            d.len,
+                            rules,
+                            &mut total,
+                            &mut f,
+                        ) {
+                            Ok(step) => feeding = step == Step::Continue,
+                            Err(e) => fault = Some(e),
+                        }
+                    }
+                } else if (d.flags & DESC_F_WRITE != 0) != writable {
                     fault = Some(ChainFault::Chain);
                 } else {
                     total += u64::from(d.len);

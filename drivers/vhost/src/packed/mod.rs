@@ -13,8 +13,9 @@
 //! used position equal to the available one, so one position and counter serve both.
 //!
 //! Everything in the ring is written by an untrusted guest. A chain is walked with at
-//! most `size` descriptors, buffers of the right direction only, no INDIRECT, lengths
-//! summed in u64 and bounded, every buffer translated with its length through the memory
+//! most `size` descriptors, buffers of the right direction only, an INDIRECT table
+//! only as the chain's last descriptor and with INDIRECT_DESC negotiated (its entries
+//! checked the same way, [`crate::indirect`]), lengths summed in u64 and bounded, every buffer translated with its length through the memory
 //! table, and its id below the size. A bad chain costs only its packet: it is counted
 //! ([`RingErrors`]) and goes back to the guest like every other chain. A chain that does
 //! not end within the ring makes the ring unusable: it is stopped and counted
@@ -39,7 +40,9 @@ mod tx;
 #[cfg(test)]
 mod tests;
 
-use crate::burst::{area, bump, hdr_len, RingSetupError, F_EVENT_IDX, MAX_RING_SIZE};
+use crate::burst::{
+    area, bump, hdr_len, RingSetupError, F_EVENT_IDX, F_INDIRECT_DESC, MAX_RING_SIZE,
+};
 use crate::mem::GuestMemory;
 use crate::vring::{RingErrors, VringConfig};
 use guest::{
@@ -128,7 +131,8 @@ impl PackedRing {
         let device = area(&mem, "device", cfg.addrs.used, EVENT_SIZE, 4)?;
         // SAFETY: each area was translated with its full length inside one region of
         // `mem` (kept alive by the ring) and is aligned; size >= 1.
-        let ring = unsafe { PackedGuestRing::new(desc, driver, device, size) };
+        let indirect = cfg.features & F_INDIRECT_DESC != 0;
+        let ring = unsafe { PackedGuestRing::new(desc, driver, device, size, indirect) };
         ring.set_device_event_flags(EVENT_F_DISABLE);
         Ok(PackedRing {
             ring,

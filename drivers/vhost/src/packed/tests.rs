@@ -5,7 +5,7 @@
 
 use super::guest::{DESC_F_AVAIL, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_USED, DESC_F_WRITE};
 use super::*;
-use crate::burst::{RxCtx, F_MRG_RXBUF, F_VERSION_1};
+use crate::burst::{RxCtx, F_INDIRECT_DESC, F_MRG_RXBUF, F_VERSION_1};
 use crate::mem::tests::GuestBytes;
 use crate::split::tests::{frame, memory, pool, take_signals, tcp4, Counters, GPA, REGION, UVA};
 use crate::vring::VringAddrs;
@@ -616,8 +616,13 @@ fn notifications_follow_the_drivers_wishes() {
 /// counters, checking that nothing was delivered, every chain taken came back (length
 /// 0) and every mbuf is back in the pool.
 fn hostile_rx(setup: impl FnOnce(&mut Driver)) -> [u64; 4] {
+    hostile_rx_with(VERSION_1, setup)
+}
+
+/// [`hostile_rx`] with these features negotiated.
+fn hostile_rx_with(features: u64, setup: impl FnOnce(&mut Driver)) -> [u64; 4] {
     let mut d = Driver::new(16);
-    let mut ring = d.ring(VERSION_1);
+    let mut ring = d.ring(features);
     let pool = pool("vhp-hostile-rx", 64, DEFAULT_BUF_SIZE);
     let c = Counters::new();
     setup(&mut d);
@@ -697,6 +702,116 @@ fn hostile_guest_to_host_chains_are_counted_and_returned() {
             [0, 0, 0, 1]
         );
     }
+}
+
+/// An indirect table of packed-layout entries `(addr, len, flags)` (ids 0), written to a
+/// fresh buffer; returns its address and length.
+fn packed_table(d: &mut Driver, entries: &[RawDesc]) -> (u64, u32) {
+    let mut t = Vec::new();
+    for &(addr, len, flags) in entries {
+        t.extend_from_slice(&addr.to_le_bytes());
+        t.extend_from_slice(&len.to_le_bytes());
+        t.extend_from_slice(&0u16.to_le_bytes());
+        t.extend_from_slice(&flags.to_le_bytes());
+    }
+    let at = d.buf(t.len() as u64);
+    d.write(at, &t);
+    (at, t.len() as u32)
+}
+
+#[test]
+fn indirect_tables_both_ways() {
+    let f = frame(300, 8);
+    let pool = pool("vhp-indirect", 64, DEFAULT_BUF_SIZE);
+    let c = Counters::new();
+    // Guest to host: header and the frame in two pieces, in table order; the table
+    // descriptor's WRITE flag is ignored, and so are the entries' flags (DPDK's driver
+    // marks its header entry WRITE).
+    let mut d = Driver::new(16);
+    let mut ring = d.ring(VERSION_1 | F_INDIRECT_DESC);
+    let (hdr, p1, p2) = (d.buf(12), d.buf(100), d.buf(200));
+    d.write(hdr, &[0; 12]);
+    d.write(p1, &f[..100]);
+    d.write(p2, &f[100..]);
+    let (t, len) = packed_table(
+        &mut d,
+        &[
+            (hdr, 12, DESC_F_WRITE),
+            (p1, 100, DESC_F_INDIRECT),
+            (p2, 200, 0),
+        ],
+    );
+    d.post_raw(&[(t, len, DESC_F_INDIRECT | DESC_F_WRITE)], 5);
+    assert_eq!(receive(&mut ring, &pool, &c.rx(false)), [f.clone()]);
+    let used: Vec<_> = d.used().iter().map(|u| (u.0, u.1)).collect();
+    assert_eq!(used, [(5, 0)]);
+
+    // Host to guest: a table of two device-writable buffers.
+    let mut d = Driver::new(16);
+    let mut ring = d.ring(VERSION_1 | F_INDIRECT_DESC);
+    let (b0, b1) = (d.buf(12), d.buf(400));
+    let (t, len) = packed_table(&mut d, &[(b0, 12, DESC_F_WRITE), (b1, 400, DESC_F_WRITE)]);
+    d.post_raw(&[(t, len, DESC_F_INDIRECT)], 9);
+    assert_eq!(send(&mut ring, std::slice::from_ref(&f), &pool, &c), 1);
+    let used = d.used();
+    assert_eq!((used.len(), used[0].0, used[0].1), (1, 9, 312));
+    assert_ne!(used[0].2 & DESC_F_WRITE, 0, "written");
+    assert_eq!(d.read(b0, 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    assert_eq!(d.read(b1, 300), f);
+    assert_eq!(c.errs(), [0; 4]);
+    assert_eq!(pool.stats().in_use, 0);
+}
+
+#[test]
+fn hostile_indirect_tables_are_counted_and_returned() {
+    let ok = GPA + BUF_OFF;
+    let f = VERSION_1 | F_INDIRECT_DESC;
+    let chain = [0, 0, 1, 0];
+    // A table followed by NEXT (the chain still ends where the ring says).
+    assert_eq!(
+        hostile_rx_with(f, |d| {
+            let (t, len) = packed_table(d, &[(ok, 100, 0)]);
+            d.post_raw(&[(t, len, DESC_F_INDIRECT | DESC_F_NEXT), (ok, 100, 0)], 0);
+        }),
+        chain
+    );
+    // Not whole entries; empty; more entries than the ring (17 > 16).
+    for (entries, len) in [
+        (vec![(ok, 100, 0); 2], Some(24)),
+        (vec![(ok, 100, 0)], Some(0)),
+        (vec![(ok, 1, 0); 17], None),
+    ] {
+        assert_eq!(
+            hostile_rx_with(f, |d| {
+                let (t, l) = packed_table(d, &entries);
+                d.post_raw(&[(t, len.unwrap_or(l), DESC_F_INDIRECT)], 0);
+            }),
+            chain,
+            "{entries:?} {len:?}"
+        );
+    }
+    // The table outside guest memory; a buffer in it outside guest memory.
+    assert_eq!(
+        hostile_rx_with(f, |d| {
+            d.post_raw(&[(GPA + REGION, 32, DESC_F_INDIRECT)], 0);
+        }),
+        [0, 1, 0, 0]
+    );
+    assert_eq!(
+        hostile_rx_with(f, |d| {
+            let (t, len) = packed_table(d, &[(GPA + REGION - 8, 100, 0)]);
+            d.post_raw(&[(t, len, DESC_F_INDIRECT)], 0);
+        }),
+        [0, 1, 0, 0]
+    );
+    // Lengths adding up past the largest frame.
+    assert_eq!(
+        hostile_rx_with(f, |d| {
+            let (t, len) = packed_table(d, &[(ok, 40_000, 0), (ok, 40_000, 0)]);
+            d.post_raw(&[(t, len, DESC_F_INDIRECT)], 0);
+        }),
+        [0, 0, 0, 1]
+    );
 }
 
 /// A raw descriptor: address, length, flags without AVAIL/USED.

@@ -10,15 +10,11 @@
 //! before a [`GuestRing`] was made ([`super::SplitRing::new`]).
 
 use crate::burst::{ChainFault, Step};
+use crate::indirect::{self, Layout, Rules};
 use crate::mem::GuestMemory;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-/// Descriptor flag: the chain continues at `next`.
-pub(super) const DESC_F_NEXT: u16 = 1;
-/// Descriptor flag: the buffer is device-writable (else device-readable).
-pub(super) const DESC_F_WRITE: u16 = 2;
-/// Descriptor flag: the buffer holds a table of descriptors (INDIRECT_DESC, not offered).
-pub(super) const DESC_F_INDIRECT: u16 = 4;
+pub(super) use crate::indirect::{DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 /// `avail.flags`: the driver asks not to be interrupted (without EVENT_IDX).
 pub(super) const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// `used.flags`: the device asks not to be notified (without EVENT_IDX).
@@ -51,6 +47,8 @@ pub(super) struct GuestRing {
     avail: *mut u8,
     used: *mut u8,
     size: u16,
+    /// INDIRECT_DESC was negotiated: a chain may end in a table.
+    indirect: bool,
 }
 
 impl GuestRing {
@@ -61,13 +59,21 @@ impl GuestRing {
     /// `6 + 2 * size` bytes aligned to 2, `used` for `6 + 8 * size` bytes aligned to 4,
     /// for as long as the value lives (the caller keeps the memory table alive), and
     /// `size` a power of two.
-    pub unsafe fn new(desc: *mut u8, avail: *mut u8, used: *mut u8, size: u16) -> GuestRing {
+    /// `indirect`: INDIRECT_DESC was negotiated.
+    pub unsafe fn new(
+        desc: *mut u8,
+        avail: *mut u8,
+        used: *mut u8,
+        size: u16,
+        indirect: bool,
+    ) -> GuestRing {
         debug_assert!(size.is_power_of_two());
         GuestRing {
             desc,
             avail,
             used,
             size,
+            indirect,
         }
     }
 
@@ -207,8 +213,9 @@ impl GuestRing {
     }
 
     /// Walks the chain from `head` (< size, checked by the caller): at most `size`
-    /// descriptors, each `next` checked against the table, no indirect descriptor, every
-    /// buffer device-writable if `writable` else device-readable, their lengths summed
+    /// descriptors, each `next` checked against the table, an indirect table only as the
+    /// last descriptor and with INDIRECT_DESC negotiated (its entries walked by
+    /// [`indirect::walk_table`] under the same rules), every buffer device-writable if `writable` else device-readable, their lengths summed
     /// (u64) up to `limit`, each buffer translated with its length through `mem`, and
     /// handed to `f(host address, len)` in order until it says [`Step::Stop`] or the
     /// chain ends. Each descriptor is read once.
@@ -225,7 +232,28 @@ impl GuestRing {
         let mut total = 0u64;
         for _ in 0..self.size {
             let d = self.desc(idx);
-            if d.flags & DESC_F_INDIRECT != 0 || (d.flags & DESC_F_WRITE != 0) != writable {
+            if d.flags & DESC_F_INDIRECT != 0 {
+                // A table ends the chain (never with NEXT); its own WRITE flag is ignored.
+                if !self.indirect || d.flags & DESC_F_NEXT != 0 {
+                    return Err(ChainFault::Chain);
+                }
+                let rules = Rules {
+                    writable,
+                    limit,
+                    max_entries: self.size,
+                };
+                return indirect::walk_table(
+                    mem,
+                    Layout::Split,
+                    d.addr,
+                    d.len,
+                    rules,
+                    &mut total,
+                    &mut f,
+                )
+                .map(|_| ());
+            }
+            if (d.flags & DESC_F_WRITE != 0) != writable {
                 return Err(ChainFault::Chain);
             }
             total += u64::from(d.len);

@@ -23,8 +23,8 @@
 //! passed its `used_event`, otherwise unless `avail.flags` has NO_INTERRUPT.
 //!
 //! The hot path allocates nothing (besides mbufs), takes no lock and makes no system
-//! call but the call eventfd write. Indirect descriptors (INDIRECT_DESC) are not
-//! offered: one is a bad chain.
+//! call but the call eventfd write. With INDIRECT_DESC a chain may end in a table of
+//! descriptors ([`crate::indirect`]); without it such a descriptor is a bad chain.
 
 mod guest;
 mod rx;
@@ -35,7 +35,7 @@ pub(crate) mod tests;
 
 pub use crate::burst::{RingSetupError, RxCtx, TxCtx, MAX_RING_SIZE, MAX_RX_FRAME};
 
-use crate::burst::{area, bump, hdr_len, F_EVENT_IDX};
+use crate::burst::{area, bump, hdr_len, F_EVENT_IDX, F_INDIRECT_DESC};
 use crate::mem::GuestMemory;
 use crate::vring::{RingErrors, VringConfig};
 use guest::{GuestRing, DESC_SIZE, USED_F_NO_NOTIFY};
@@ -101,7 +101,8 @@ impl SplitRing {
         let used = area(&mem, "used", cfg.addrs.used, 6 + 8 * n, 4)?;
         // SAFETY: each area was translated with its full length inside one region of
         // `mem` (kept alive by the ring) and is aligned; `size` is a power of two.
-        let ring = unsafe { GuestRing::new(desc, avail, used, size) };
+        let indirect = cfg.features & F_INDIRECT_DESC != 0;
+        let ring = unsafe { GuestRing::new(desc, avail, used, size, indirect) };
         let used_idx = ring.used_idx();
         let resumed = used_idx != cfg.base;
         let hdr_len = hdr_len(cfg.features);

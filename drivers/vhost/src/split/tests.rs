@@ -532,6 +532,178 @@ fn host_to_guest_header_in_any_buffer_layout() {
     assert_eq!(pool.stats().in_use, 0);
 }
 
+/// An indirect table of split-layout entries `(addr, len, flags, next)`, written to a
+/// fresh buffer; returns its address and length.
+fn split_table(g: &mut Guest, entries: &[(u64, u32, u16, u16)]) -> (u64, u32) {
+    let mut t = Vec::new();
+    for &(addr, len, flags, next) in entries {
+        t.extend_from_slice(&addr.to_le_bytes());
+        t.extend_from_slice(&len.to_le_bytes());
+        t.extend_from_slice(&flags.to_le_bytes());
+        t.extend_from_slice(&next.to_le_bytes());
+    }
+    let at = g.buf(t.len() as u64);
+    g.write(at, &t);
+    (at, t.len() as u32)
+}
+
+/// Posts a one-descriptor chain naming the table `(addr, len)` with `flags` besides
+/// INDIRECT; returns the head.
+fn post_table(g: &mut Guest, (addr, len): (u64, u32), flags: u16) -> u16 {
+    // Posted as a plain buffer, then made a table before any burst looks.
+    let head = g.post(&[(addr, len, false)]);
+    g.set_desc(head, addr, len, DESC_F_INDIRECT | flags, 0);
+    head
+}
+
+#[test]
+fn indirect_tables_both_ways() {
+    let f = frame(300, 4);
+    let mut g = Guest::new(16);
+    let mut ring = SplitRing::new(&g.cfg(VERSION_1 | F_INDIRECT_DESC, None)).unwrap();
+    let pool = pool("vh-indirect", 64, DEFAULT_BUF_SIZE);
+    let c = Counters::new();
+    // Guest to host: header, then the frame in two pieces, chained 0 -> 2 -> 1 in the
+    // table; the table descriptor's own WRITE flag is ignored.
+    let (hdr, p1, p2) = (g.buf(12), g.buf(100), g.buf(200));
+    g.write(hdr, &[0; 12]);
+    g.write(p1, &f[..100]);
+    g.write(p2, &f[100..]);
+    let t = split_table(
+        &mut g,
+        &[
+            (hdr, 12, DESC_F_NEXT, 2),
+            (p2, 200, 0, 0),
+            (p1, 100, DESC_F_NEXT, 1),
+        ],
+    );
+    post_table(&mut g, t, DESC_F_WRITE);
+    let mut batch = PktBatch::new();
+    assert_eq!(ring.dequeue(&mut batch, 32, &pool, &c.rx(false)), 1);
+    assert_eq!(batch.as_slice()[0].to_vec(), f);
+    drop(batch);
+    assert_eq!(g.used().len(), 1);
+
+    // Host to guest: a table of two device-writable buffers.
+    let mut g = Guest::new(16);
+    let mut ring = SplitRing::new(&g.cfg(VERSION_1 | F_INDIRECT_DESC, None)).unwrap();
+    let (b0, b1) = (g.buf(12), g.buf(400));
+    let t = split_table(
+        &mut g,
+        &[
+            (b0, 12, DESC_F_WRITE | DESC_F_NEXT, 1),
+            (b1, 400, DESC_F_WRITE, 0),
+        ],
+    );
+    let head = post_table(&mut g, t, 0);
+    assert_eq!(send(&mut ring, std::slice::from_ref(&f), &pool, &c), 1);
+    assert_eq!(g.used(), [(u32::from(head), 312)]);
+    assert_eq!(g.read(b0, 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    assert_eq!(g.read(b1, 300), f);
+    assert_eq!(c.errs(), [0; 4]);
+    assert_eq!(pool.stats().in_use, 0);
+}
+
+#[test]
+fn hostile_indirect_tables_are_counted_and_returned() {
+    // [bad_ring, bad_addr, bad_chain, too_long] after one chain set up by `post`.
+    fn one(post: impl FnOnce(&mut Guest)) -> [u64; 4] {
+        let mut g = Guest::new(4);
+        let mut ring = SplitRing::new(&g.cfg(VERSION_1 | F_INDIRECT_DESC, None)).unwrap();
+        let pool = pool("vh-indirect-bad", 16, DEFAULT_BUF_SIZE);
+        let c = Counters::new();
+        post(&mut g);
+        let mut batch = PktBatch::new();
+        assert_eq!(ring.dequeue(&mut batch, 32, &pool, &c.rx(false)), 0);
+        assert_eq!(g.used().len(), 1, "the chain goes back");
+        assert_eq!(pool.stats().in_use, 0);
+        c.errs()
+    }
+    let chain = [0, 0, 1, 0];
+    let addr = [0, 1, 0, 0];
+    let buf = |g: &mut Guest| g.buf(64);
+    // A table followed by NEXT.
+    assert_eq!(
+        one(|g| {
+            let b = buf(g);
+            let t = split_table(g, &[(b, 64, 0, 0)]);
+            post_table(g, t, DESC_F_NEXT);
+        }),
+        chain
+    );
+    // Not a whole number of entries; empty; more entries than the ring (5 > 4).
+    for len in [40, 0] {
+        assert_eq!(
+            one(|g| {
+                let b = buf(g);
+                let (t, _) = split_table(g, &[(b, 64, 0, 0), (b, 64, 0, 0), (b, 64, 0, 0)]);
+                post_table(g, (t, len), 0);
+            }),
+            chain,
+            "table of {len} bytes"
+        );
+    }
+    assert_eq!(
+        one(|g| {
+            let b = buf(g);
+            let t = split_table(g, &[(b, 1, DESC_F_NEXT, 1); 5]);
+            post_table(g, t, 0);
+        }),
+        chain
+    );
+    // A nested table; a loop inside the table; a `next` beyond it.
+    for entries in [
+        [(0, 64, DESC_F_INDIRECT, 0), (0, 64, 0, 0)],
+        [(0, 64, DESC_F_NEXT, 1), (0, 64, DESC_F_NEXT, 0)],
+        [(0, 64, DESC_F_NEXT, 2), (0, 64, 0, 0)],
+    ] {
+        assert_eq!(
+            one(|g| {
+                let b = buf(g);
+                let e: Vec<_> = entries.iter().map(|&(_, l, f, n)| (b, l, f, n)).collect();
+                let t = split_table(g, &e);
+                post_table(g, t, 0);
+            }),
+            chain,
+            "{entries:?}"
+        );
+    }
+    // A device-writable buffer in the table of a driver-to-device chain.
+    assert_eq!(
+        one(|g| {
+            let b = buf(g);
+            let t = split_table(g, &[(b, 64, DESC_F_WRITE, 0)]);
+            post_table(g, t, 0);
+        }),
+        chain
+    );
+    // The table outside guest memory; a buffer in it outside guest memory.
+    assert_eq!(
+        one(|g| {
+            post_table(g, (GPA + REGION, 32), 0);
+        }),
+        addr
+    );
+    assert_eq!(
+        one(|g| {
+            let t = split_table(g, &[(GPA + REGION - 8, 64, 0, 0)]);
+            post_table(g, t, 0);
+        }),
+        addr
+    );
+    // Without INDIRECT_DESC negotiated, a table is a bad chain.
+    let mut g = Guest::new(4);
+    let mut ring = SplitRing::new(&g.cfg(VERSION_1, None)).unwrap();
+    let pool = pool("vh-indirect-off", 16, DEFAULT_BUF_SIZE);
+    let c = Counters::new();
+    let b = g.buf(64);
+    let t = split_table(&mut g, &[(b, 64, 0, 0)]);
+    post_table(&mut g, t, 0);
+    let mut batch = PktBatch::new();
+    assert_eq!(ring.dequeue(&mut batch, 32, &pool, &c.rx(false)), 0);
+    assert_eq!(c.errs(), chain);
+}
+
 #[test]
 fn host_to_guest_merges_buffers() {
     let mut g = Guest::new(64);
