@@ -129,9 +129,9 @@ impl PackedRing {
         )?;
         let driver = area(&mem, "driver", cfg.addrs.avail, EVENT_SIZE, 4)?;
         let device = area(&mem, "device", cfg.addrs.used, EVENT_SIZE, 4)?;
+        let indirect = cfg.features & F_INDIRECT_DESC != 0;
         // SAFETY: each area was translated with its full length inside one region of
         // `mem` (kept alive by the ring) and is aligned; size >= 1.
-        let indirect = cfg.features & F_INDIRECT_DESC != 0;
         let ring = unsafe { PackedGuestRing::new(desc, driver, device, size, indirect) };
         ring.set_device_event_flags(EVENT_F_DISABLE);
         Ok(PackedRing {

@@ -742,7 +742,10 @@ fn indirect_tables_both_ways() {
         ],
     );
     d.post_raw(&[(t, len, DESC_F_INDIRECT | DESC_F_WRITE)], 5);
-    assert_eq!(receive(&mut ring, &pool, &c.rx(false)), [f.clone()]);
+    assert_eq!(
+        receive(&mut ring, &pool, &c.rx(false)),
+        std::slice::from_ref(&f)
+    );
     let used: Vec<_> = d.used().iter().map(|u| (u.0, u.1)).collect();
     assert_eq!(used, [(5, 0)]);
 

@@ -99,9 +99,9 @@ impl SplitRing {
         let desc = area(&mem, "desc", cfg.addrs.desc, DESC_SIZE * n, 16)?;
         let avail = area(&mem, "avail", cfg.addrs.avail, 6 + 2 * n, 2)?;
         let used = area(&mem, "used", cfg.addrs.used, 6 + 8 * n, 4)?;
+        let indirect = cfg.features & F_INDIRECT_DESC != 0;
         // SAFETY: each area was translated with its full length inside one region of
         // `mem` (kept alive by the ring) and is aligned; `size` is a power of two.
-        let indirect = cfg.features & F_INDIRECT_DESC != 0;
         let ring = unsafe { GuestRing::new(desc, avail, used, size, indirect) };
         let used_idx = ring.used_idx();
         let resumed = used_idx != cfg.base;
