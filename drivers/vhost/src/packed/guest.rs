@@ -8,8 +8,8 @@
 //! ring's size, and the areas were translated with their full lengths and checked for
 //! alignment before a [`PackedGuestRing`] was made ([`super::PackedRing::new`]).
 
-use crate::burst::{ChainFault, Step};
-use crate::indirect::{self, Layout, Rules};
+use crate::burst::{ChainFault, ChainSink, Step};
+use crate::indirect::{Layout, Table};
 use crate::mem::GuestMemory;
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -114,6 +114,12 @@ impl PackedGuestRing {
         self.size
     }
 
+    /// INDIRECT_DESC was negotiated: walk with `TABLES` true.
+    #[inline(always)]
+    pub fn tables(&self) -> bool {
+        self.indirect
+    }
+
     /// The position after `pos` and its wrap counter.
     #[inline(always)]
     pub fn advance(&self, pos: u16, wrap: bool, n: u16) -> (u16, bool) {
@@ -214,21 +220,21 @@ impl PackedGuestRing {
     /// caller) through consecutive positions, wrapping at the end of the ring: at most
     /// `size` descriptors. Until the first fault, or until `f` says [`Step::Stop`], each
     /// descriptor must be device-writable if `writable` else device-readable (one with
-    /// the INDIRECT flag, which must end the chain, stands for its table's buffers:
-    /// [`indirect::walk_table`]), the lengths are summed (u64) up to `limit`, and each buffer is
-    /// translated with its length through `mem` and handed to `f(host address, len)`.
+    /// the INDIRECT flag, which must end the chain, stands for its [`Table`]'s buffers),
+    /// the lengths are summed (u64) up to `limit`, and each buffer is translated with
+    /// its length through `mem` and handed to `f` ([`ChainSink::take`]).
     /// After that the rest of the chain is only followed to its end, whose `id` must be
     /// below the size. Each descriptor is read once.
     ///
     /// `None` if no descriptor of the `size` ends the chain: the ring makes no sense.
-    #[inline]
-    pub fn walk(
+    #[inline(always)]
+    pub fn walk<const TABLES: bool>(
         &self,
         mem: &GuestMemory,
         pos: u16,
         writable: bool,
         limit: u64,
-        mut f: impl FnMut(*mut u8, usize) -> Step,
+        f: &mut impl ChainSink,
     ) -> Option<Walked> {
         let mut i = pos;
         let mut total = 0u64;
@@ -239,27 +245,18 @@ impl PackedGuestRing {
             if feeding && fault.is_none() {
                 if d.flags & DESC_F_INDIRECT != 0 {
                     // A table ends the chain (never with NEXT); its own WRITE flag is
-                    // ignored, its buffer id is this descriptor's.
-                    if !self.indirect || d.flags & DESC_F_NEXT != 0 {
-                        fault = Some(ChainFault::Chain);
+                    // ignored, its id is the chain's.
+                    // With `TABLES` false (not negotiated) none of the table code is
+                    // compiled in (see the split ring's walker).
+                    let fed = if !TABLES || d.flags & DESC_F_NEXT != 0 {
+                        Err(ChainFault::Chain)
                     } else {
-                        let rules = Rules {
-                            writable,
-                            limit,
-                            max_entries: self.size,
-                        };
-                        match indirect::walk_table(
-                            mem,
-                            Layout::Packed,
-                            d.addr,
-                            d.len,
-                            rules,
-                            &mut total,
-                            &mut f,
-                        ) {
-                            Ok(step) => feeding = step == Step::Continue,
-                            Err(e) => fault = Some(e),
-                        }
+                        Table::new(mem, Layout::Packed, d.addr, d.len, self.size)
+                            .and_then(|t| feed_table(mem, &t, limit, &mut total, f))
+                    };
+                    match fed {
+                        Ok(step) => feeding = step == Step::Continue,
+                        Err(e) => fault = Some(e),
                     }
                 } else if (d.flags & DESC_F_WRITE != 0) != writable {
                     fault = Some(ChainFault::Chain);
@@ -270,7 +267,12 @@ impl PackedGuestRing {
                     } else {
                         match mem.gpa(d.addr, u64::from(d.len)) {
                             None => fault = Some(ChainFault::Addr),
-                            Some(p) => feeding = f(p, d.len as usize) == Step::Continue,
+                            Some(p) => {
+                                // SAFETY: translated with its length; the memory table
+                                // stays mapped for the burst.
+                                let step = unsafe { f.take(p, d.len as usize) };
+                                feeding = step == Step::Continue;
+                            }
                         }
                     }
                 }
@@ -289,4 +291,32 @@ impl PackedGuestRing {
         }
         None
     }
+}
+
+/// The buffers of packed indirect table `t`, in order, to `f` (lengths summed on in
+/// `total` up to `limit`); whether `f` wants more. Entry flags are not checked
+/// ([`Layout::Packed`]). Out of line: the ring's own loop stays as small as it was
+/// without tables.
+#[inline(never)]
+fn feed_table(
+    mem: &GuestMemory,
+    t: &Table,
+    limit: u64,
+    total: &mut u64,
+    f: &mut impl ChainSink,
+) -> Result<Step, ChainFault> {
+    for k in 0..t.count() {
+        let e = t.entry(k).ok_or(ChainFault::Chain)?;
+        *total += u64::from(e.len);
+        if *total > limit {
+            return Err(ChainFault::TooLong);
+        }
+        let p = mem.gpa(e.addr, u64::from(e.len)).ok_or(ChainFault::Addr)?;
+        // SAFETY: translated with its length; the memory table stays mapped for the
+        // burst.
+        if unsafe { f.take(p, e.len as usize) } == Step::Stop {
+            return Ok(Step::Stop);
+        }
+    }
+    Ok(Step::Continue)
 }

@@ -23,6 +23,24 @@ impl PackedRing {
         pool: &Mempool,
         ctx: &RxCtx<'_>,
     ) -> usize {
+        if self.ring.tables() {
+            self.dequeue_with::<true>(batch, max, pool, ctx)
+        } else {
+            self.dequeue_with::<false>(batch, max, pool, ctx)
+        }
+    }
+
+    /// [`Self::dequeue`], with or without INDIRECT_DESC's tables compiled in.
+    // Its own function per instantiation: each keeps the register allocation of a
+    // burst with only the code it needs.
+    #[inline(never)]
+    fn dequeue_with<const TABLES: bool>(
+        &mut self,
+        batch: &mut PktBatch,
+        max: usize,
+        pool: &Mempool,
+        ctx: &RxCtx<'_>,
+    ) -> usize {
         let max = max.min(batch.spare());
         let mut got = 0usize;
         let mut bytes = 0u64;
@@ -47,10 +65,9 @@ impl PackedRing {
                 break;
             };
             let mut gather = RxGather::new(m, pool, ctx.scatter, hdr_len);
-            // SAFETY: the walker hands over buffers translated with their lengths.
-            let walked = self.ring.walk(&self.mem, pos, false, limit, |p, n| unsafe {
-                gather.take(p, n)
-            });
+            let walked = self
+                .ring
+                .walk::<TABLES>(&self.mem, pos, false, limit, &mut gather);
             let Some(w) = walked else {
                 self.break_ring(ctx.errors);
                 break;

@@ -36,6 +36,18 @@ impl PackedRing {
     /// Headers and offload checks as for the split ring
     /// ([`crate::split::SplitRing::enqueue`]).
     pub fn enqueue(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
+        if self.ring.tables() {
+            self.enqueue_with::<true>(pkts, ctx)
+        } else {
+            self.enqueue_with::<false>(pkts, ctx)
+        }
+    }
+
+    /// [`Self::enqueue`], with or without INDIRECT_DESC's tables compiled in.
+    // Its own function per instantiation: each keeps the register allocation of a
+    // burst with only the code it needs.
+    #[inline(never)]
+    fn enqueue_with<const TABLES: bool>(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
         if self.broken {
             return 0;
         }
@@ -43,7 +55,7 @@ impl PackedRing {
         let mut taken = 0u32;
         let (mut consumed, mut sent, mut bytes, mut errors) = (0usize, 0u64, 0u64, 0u64);
         for m in pkts {
-            match self.send_one(m, &mut taken, ctx) {
+            match self.send_one::<TABLES>(m, &mut taken, ctx) {
                 Outcome::Sent => {
                     sent += 1;
                     bytes += m.len() as u64;
@@ -63,7 +75,12 @@ impl PackedRing {
 
     /// Writes one packet into chains from our position, staging their used descriptors
     /// only if it fits; `taken` counts the positions the burst used.
-    fn send_one(&mut self, m: &Mbuf, taken: &mut u32, ctx: &TxCtx<'_>) -> Outcome {
+    fn send_one<const TABLES: bool>(
+        &mut self,
+        m: &Mbuf,
+        taken: &mut u32,
+        ctx: &TxCtx<'_>,
+    ) -> Outcome {
         let Some(h) = tx_header_for(self.features, m) else {
             bump(&ctx.vnet.tx_offload_errors, 1);
             return Outcome::Dropped;
@@ -84,14 +101,10 @@ impl PackedRing {
                 }
                 return Outcome::NoRoom;
             }
-            let mut written = 0usize;
-            let walked = self.ring.walk(&self.mem, pos, true, u64::MAX, |p, n| {
-                // SAFETY: the walker hands over buffers translated with their lengths,
-                // mapped as long as `self.mem`.
-                let (k, step) = unsafe { stream.put(p, n) };
-                written += k;
-                step
-            });
+            let walked = self
+                .ring
+                .walk::<TABLES>(&self.mem, pos, true, u64::MAX, &mut stream);
+            let written = stream.end_chain();
             let Some(w) = walked else {
                 self.staged.truncate(mark);
                 self.break_ring(ctx.errors);

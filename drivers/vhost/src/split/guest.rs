@@ -9,8 +9,8 @@
 //! ring, and the areas were translated with their full lengths and checked for alignment
 //! before a [`GuestRing`] was made ([`super::SplitRing::new`]).
 
-use crate::burst::{ChainFault, Step};
-use crate::indirect::{self, Layout, Rules};
+use crate::burst::{ChainFault, ChainSink, Step};
+use crate::indirect::{Layout, Table};
 use crate::mem::GuestMemory;
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -81,6 +81,12 @@ impl GuestRing {
     #[inline(always)]
     pub fn size(&self) -> u16 {
         self.size
+    }
+
+    /// INDIRECT_DESC was negotiated: walk with `TABLES` true.
+    #[inline(always)]
+    pub fn tables(&self) -> bool {
+        self.indirect
     }
 
     #[inline(always)]
@@ -214,44 +220,35 @@ impl GuestRing {
 
     /// Walks the chain from `head` (< size, checked by the caller): at most `size`
     /// descriptors, each `next` checked against the table, an indirect table only as the
-    /// last descriptor and with INDIRECT_DESC negotiated (its entries walked by
-    /// [`indirect::walk_table`] under the same rules), every buffer device-writable if `writable` else device-readable, their lengths summed
-    /// (u64) up to `limit`, each buffer translated with its length through `mem`, and
-    /// handed to `f(host address, len)` in order until it says [`Step::Stop`] or the
+    /// last descriptor and with INDIRECT_DESC negotiated (its entries then followed the
+    /// same way, inside the [`Table`]: [`walk_table`]), every buffer device-writable if `writable` else
+    /// device-readable, their lengths summed (u64) up to `limit`, each buffer translated with its length through `mem`, and
+    /// handed to `f` ([`ChainSink::take`]) in order until it says [`Step::Stop`] or the
     /// chain ends. Each descriptor is read once.
-    #[inline]
-    pub fn walk(
+    #[inline(always)]
+    pub fn walk<const TABLES: bool>(
         &self,
         mem: &GuestMemory,
         head: u16,
         writable: bool,
         limit: u64,
-        mut f: impl FnMut(*mut u8, usize) -> Step,
+        f: &mut impl ChainSink,
     ) -> Result<(), ChainFault> {
         let mut idx = head;
         let mut total = 0u64;
+        // A descriptor naming an indirect table leaves the loop and is taken up after
+        // it. With `TABLES` false (INDIRECT_DESC not negotiated) it is a bad chain and
+        // none of the table code is compiled in: its mere presence (a call, even cold
+        // and after the loop) costs the 64-byte transmit burst a fifth of its rate.
+        let mut table = None;
         for _ in 0..self.size {
             let d = self.desc(idx);
             if d.flags & DESC_F_INDIRECT != 0 {
-                // A table ends the chain (never with NEXT); its own WRITE flag is ignored.
-                if !self.indirect || d.flags & DESC_F_NEXT != 0 {
+                if !TABLES {
                     return Err(ChainFault::Chain);
                 }
-                let rules = Rules {
-                    writable,
-                    limit,
-                    max_entries: self.size,
-                };
-                return indirect::walk_table(
-                    mem,
-                    Layout::Split,
-                    d.addr,
-                    d.len,
-                    rules,
-                    &mut total,
-                    &mut f,
-                )
-                .map(|_| ());
+                table = Some(d);
+                break;
             }
             if (d.flags & DESC_F_WRITE != 0) != writable {
                 return Err(ChainFault::Chain);
@@ -261,7 +258,9 @@ impl GuestRing {
                 return Err(ChainFault::TooLong);
             }
             let p = mem.gpa(d.addr, u64::from(d.len)).ok_or(ChainFault::Addr)?;
-            if f(p, d.len as usize) == Step::Stop || d.flags & DESC_F_NEXT == 0 {
+            // SAFETY: `p` was translated with its length; the memory table stays mapped
+            // for the burst.
+            if unsafe { f.take(p, d.len as usize) } == Step::Stop || d.flags & DESC_F_NEXT == 0 {
                 return Ok(());
             }
             if d.next >= self.size {
@@ -269,7 +268,69 @@ impl GuestRing {
             }
             idx = d.next;
         }
-        // More descriptors than the table holds: the chain loops.
-        Err(ChainFault::Chain)
+        match table {
+            Some(d) => self.walk_indirect(mem, d, writable, limit, total, f),
+            // More descriptors than the table holds: the chain loops.
+            None => Err(ChainFault::Chain),
+        }
     }
+}
+
+impl GuestRing {
+    /// The rest of a chain from descriptor `d`, which names an indirect table: the table
+    /// must be allowed (INDIRECT_DESC negotiated) and end the chain (no NEXT; its own
+    /// WRITE flag is ignored). Cold and out of line.
+    #[cold]
+    #[inline(never)]
+    fn walk_indirect(
+        &self,
+        mem: &GuestMemory,
+        d: Desc,
+        writable: bool,
+        limit: u64,
+        total: u64,
+        f: &mut impl ChainSink,
+    ) -> Result<(), ChainFault> {
+        if d.flags & DESC_F_NEXT != 0 {
+            return Err(ChainFault::Chain);
+        }
+        let t = Table::new(mem, Layout::Split, d.addr, d.len, self.size)?;
+        walk_table(mem, &t, writable, limit, total, f)
+    }
+}
+
+/// The rest of a chain from its indirect table `t`: the walk of [`GuestRing::walk`] over
+/// the table's entries (`next` below the table's count, at most that many entries, no
+/// table inside), the lengths summed on from `total`.
+#[inline(always)]
+fn walk_table(
+    mem: &GuestMemory,
+    t: &Table,
+    writable: bool,
+    limit: u64,
+    mut total: u64,
+    f: &mut impl ChainSink,
+) -> Result<(), ChainFault> {
+    let mut idx = 0;
+    for _ in 0..t.count() {
+        let e = t.entry(idx).ok_or(ChainFault::Chain)?;
+        if e.flags & DESC_F_INDIRECT != 0 || (e.flags & DESC_F_WRITE != 0) != writable {
+            return Err(ChainFault::Chain);
+        }
+        total += u64::from(e.len);
+        if total > limit {
+            return Err(ChainFault::TooLong);
+        }
+        let p = mem.gpa(e.addr, u64::from(e.len)).ok_or(ChainFault::Addr)?;
+        // SAFETY: as in the ring's loop.
+        if unsafe { f.take(p, e.len as usize) } == Step::Stop || e.flags & DESC_F_NEXT == 0 {
+            return Ok(());
+        }
+        if e.next >= t.count() {
+            return Err(ChainFault::Chain);
+        }
+        idx = e.next;
+    }
+    // More links than entries: the table's chain loops.
+    Err(ChainFault::Chain)
 }

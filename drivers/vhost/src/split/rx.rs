@@ -23,6 +23,24 @@ impl SplitRing {
         pool: &Mempool,
         ctx: &RxCtx<'_>,
     ) -> usize {
+        if self.ring.tables() {
+            self.dequeue_with::<true>(batch, max, pool, ctx)
+        } else {
+            self.dequeue_with::<false>(batch, max, pool, ctx)
+        }
+    }
+
+    /// [`Self::dequeue`], with or without INDIRECT_DESC's tables compiled in.
+    // Its own function per instantiation: each keeps the register allocation of a
+    // burst with only the code it needs.
+    #[inline(never)]
+    fn dequeue_with<const TABLES: bool>(
+        &mut self,
+        batch: &mut PktBatch,
+        max: usize,
+        pool: &Mempool,
+        ctx: &RxCtx<'_>,
+    ) -> usize {
         let max = max.min(batch.spare());
         let mut got = 0usize;
         let mut bytes = 0u64;
@@ -50,12 +68,9 @@ impl SplitRing {
                 break;
             };
             let mut gather = RxGather::new(m, pool, ctx.scatter, hdr_len);
-            // SAFETY: the walker hands over buffers translated with their lengths.
             let walked = self
                 .ring
-                .walk(&self.mem, head, false, limit, |p, n| unsafe {
-                    gather.take(p, n)
-                });
+                .walk::<TABLES>(&self.mem, head, false, limit, &mut gather);
             let pending = &mut self.pending;
             let done = gather.finish(walked, ctx, |p| {
                 if got < max {

@@ -42,6 +42,18 @@ impl SplitRing {
     /// asking for `TX_IP_CKSUM` must have had it computed before (the queue's
     /// `tx_prepare`, as [`pmd_core::vnet::ip_checksum_for_kernel`] does for a tap).
     pub fn enqueue(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
+        if self.ring.tables() {
+            self.enqueue_with::<true>(pkts, ctx)
+        } else {
+            self.enqueue_with::<false>(pkts, ctx)
+        }
+    }
+
+    /// [`Self::enqueue`], with or without INDIRECT_DESC's tables compiled in.
+    // Its own function per instantiation: each keeps the register allocation of a
+    // burst with only the code it needs.
+    #[inline(never)]
+    fn enqueue_with<const TABLES: bool>(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
         let Some(avail) = self.begin(ctx.errors) else {
             return 0;
         };
@@ -49,7 +61,7 @@ impl SplitRing {
         let (mut consumed, mut sent, mut bytes, mut errors) = (0usize, 0u64, 0u64, 0u64);
         for m in pkts {
             self.prefetch_ahead(avail);
-            match self.send_one(m, avail, ctx) {
+            match self.send_one::<TABLES>(m, avail, ctx) {
                 Outcome::Sent => {
                     sent += 1;
                     bytes += m.len() as u64;
@@ -69,7 +81,7 @@ impl SplitRing {
 
     /// Writes one packet into chains from `self.next` (available up to `avail`),
     /// committing them only if it fits.
-    fn send_one(&mut self, m: &Mbuf, avail: u16, ctx: &TxCtx<'_>) -> Outcome {
+    fn send_one<const TABLES: bool>(&mut self, m: &Mbuf, avail: u16, ctx: &TxCtx<'_>) -> Outcome {
         let Some(h) = tx_header_for(self.features, m) else {
             bump(&ctx.vnet.tx_offload_errors, 1);
             return Outcome::Dropped;
@@ -92,14 +104,10 @@ impl SplitRing {
                 self.break_ring(ctx.errors);
                 return Outcome::Broken;
             }
-            let mut written = 0usize;
-            let walked = self.ring.walk(&self.mem, head, true, u64::MAX, |p, n| {
-                // SAFETY: the walker hands over buffers translated with their lengths,
-                // mapped as long as `self.mem`.
-                let (k, step) = unsafe { stream.put(p, n) };
-                written += k;
-                step
-            });
+            let walked = self
+                .ring
+                .walk::<TABLES>(&self.mem, head, true, u64::MAX, &mut stream);
+            let written = stream.end_chain();
             if let Err(f) = walked {
                 count_fault(ctx.errors, f);
                 // Every chain this packet took goes back empty, the bad one too.
