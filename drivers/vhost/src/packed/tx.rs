@@ -44,8 +44,7 @@ impl PackedRing {
     }
 
     /// [`Self::enqueue`], with or without INDIRECT_DESC's tables compiled in.
-    // Its own function per instantiation: each keeps the register allocation of a
-    // burst with only the code it needs.
+    // Its own function per instantiation, as the split ring's (measured there).
     #[inline(never)]
     fn enqueue_with<const TABLES: bool>(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
         if self.broken {

