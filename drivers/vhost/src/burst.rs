@@ -292,34 +292,6 @@ impl<'a> RxGather<'a> {
         }
     }
 
-    /// Takes the next buffer of the chain.
-    ///
-    /// # Safety
-    /// `p` must be valid for reads of `n` bytes (translated by a walker).
-    #[inline(always)]
-    pub unsafe fn gather(&mut self, p: *const u8, n: usize) -> Step {
-        let mut off = 0;
-        if self.have_hdr < self.hdr_len {
-            off = n.min(self.hdr_len - self.have_hdr);
-            // SAFETY: `p` is valid for `n >= off` bytes; the destination is inside `hdr`
-            // (have_hdr + off <= hdr_len <= 12).
-            unsafe {
-                std::ptr::copy_nonoverlapping(p, self.hdr[self.have_hdr..].as_mut_ptr(), off)
-            };
-            self.have_hdr += off;
-        }
-        if off < n {
-            // SAFETY: `p + off .. p + n` lies in the caller's buffer.
-            let r =
-                unsafe { append_guest(&mut self.m, self.pool, self.scatter, p.add(off), n - off) };
-            if let Err(e) = r {
-                self.stop = Some(e);
-                return Step::Stop;
-            }
-        }
-        Step::Continue
-    }
-
     /// Ends the chain whose walk returned `walked`: counts a fault, or hands the packet
     /// (its header applied by `ctx.vnet`: checksum completed, super-frame segmented) to
     /// `emit`, once per resulting packet. A frame of 0 bytes is a bad chain.
@@ -370,11 +342,30 @@ impl<'a> RxGather<'a> {
     }
 }
 
+/// The header's bytes into `hdr`, the rest appended to the mbuf (chain).
 impl ChainSink for RxGather<'_> {
     #[inline(always)]
     unsafe fn take(&mut self, p: *mut u8, n: usize) -> Step {
-        // SAFETY: the caller's contract covers reads of the n bytes.
-        unsafe { self.gather(p, n) }
+        let mut off = 0;
+        if self.have_hdr < self.hdr_len {
+            off = n.min(self.hdr_len - self.have_hdr);
+            // SAFETY: `p` is valid for `n >= off` bytes; the destination is inside `hdr`
+            // (have_hdr + off <= hdr_len <= 12).
+            unsafe {
+                std::ptr::copy_nonoverlapping(p, self.hdr[self.have_hdr..].as_mut_ptr(), off)
+            };
+            self.have_hdr += off;
+        }
+        if off < n {
+            // SAFETY: `p + off .. p + n` lies in the caller's buffer.
+            let r =
+                unsafe { append_guest(&mut self.m, self.pool, self.scatter, p.add(off), n - off) };
+            if let Err(e) = r {
+                self.stop = Some(e);
+                return Step::Stop;
+            }
+        }
+        Step::Continue
     }
 }
 
@@ -463,36 +454,6 @@ impl<'a> TxStream<'a> {
         self.pos == self.total
     }
 
-    /// Writes the next bytes of the stream into a buffer of `n` bytes at `p`; returns
-    /// how many, and whether the stream is complete.
-    ///
-    /// # Safety
-    /// `p` must be valid for writes of `n` bytes (translated by a walker), and stay so
-    /// until [`TxStream::set_num_buffers`].
-    #[inline(always)]
-    pub unsafe fn put(&mut self, p: *mut u8, n: usize) -> (usize, Step) {
-        let pos = self.pos;
-        let k = n.min(self.total - pos);
-        if pos == 0 && k >= self.hdr_len {
-            // SAFETY: `p` is valid for n >= k >= hdr_len bytes.
-            unsafe { self.put_whole(p, k) };
-        } else {
-            self.note_num_buffers(p, pos, k);
-            let hdr = self.header_bytes();
-            // SAFETY: `p` is valid for n >= k bytes; pos + k <= total.
-            unsafe { write_stream(p, pos, k, &hdr[..self.hdr_len], self.m) };
-        }
-        self.pos += k;
-        (
-            k,
-            if self.done() {
-                Step::Stop
-            } else {
-                Step::Continue
-            },
-        )
-    }
-
     /// The first `k` bytes of the stream (the whole header and `k - hdr_len` of the
     /// frame) into `p`.
     ///
@@ -545,7 +506,7 @@ impl<'a> TxStream<'a> {
     /// Writes `num_buffers` (MRG_RXBUF: the chains the packet took) into the header.
     ///
     /// # Safety
-    /// The buffers given to [`TxStream::put`] must still be mapped (the memory table is
+    /// The buffers given to [`ChainSink::take`] must still be mapped (the memory table is
     /// held by the ring).
     #[inline(always)]
     pub unsafe fn set_num_buffers(&self, chains: u16) {
@@ -561,14 +522,30 @@ impl<'a> TxStream<'a> {
     }
 }
 
+/// The next bytes of the stream into the buffer (the caller's contract keeps it valid
+/// until the burst ends, which is when [`TxStream::set_num_buffers`] runs); the stream
+/// says [`Step::Stop`] once complete.
 impl ChainSink for TxStream<'_> {
     #[inline(always)]
     unsafe fn take(&mut self, p: *mut u8, n: usize) -> Step {
-        // SAFETY: the caller's contract covers writes of the n bytes until the burst
-        // ends, which is when `set_num_buffers` runs.
-        let (k, step) = unsafe { self.put(p, n) };
+        let pos = self.pos;
+        let k = n.min(self.total - pos);
+        if pos == 0 && k >= self.hdr_len {
+            // SAFETY: `p` is valid for n >= k >= hdr_len bytes.
+            unsafe { self.put_whole(p, k) };
+        } else {
+            self.note_num_buffers(p, pos, k);
+            let hdr = self.header_bytes();
+            // SAFETY: `p` is valid for n >= k bytes; pos + k <= total.
+            unsafe { write_stream(p, pos, k, &hdr[..self.hdr_len], self.m) };
+        }
+        self.pos += k;
         self.in_chain += k;
-        step
+        if self.done() {
+            Step::Stop
+        } else {
+            Step::Continue
+        }
     }
 }
 

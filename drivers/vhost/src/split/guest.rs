@@ -221,10 +221,11 @@ impl GuestRing {
     /// Walks the chain from `head` (< size, checked by the caller): at most `size`
     /// descriptors, each `next` checked against the table, an indirect table only as the
     /// last descriptor and with INDIRECT_DESC negotiated (its entries then followed the
-    /// same way, inside the [`Table`]: [`walk_table`]), every buffer device-writable if `writable` else
-    /// device-readable, their lengths summed (u64) up to `limit`, each buffer translated with its length through `mem`, and
-    /// handed to `f` ([`ChainSink::take`]) in order until it says [`Step::Stop`] or the
-    /// chain ends. Each descriptor is read once.
+    /// same way, inside the [`Table`]: [`walk_table`]), every buffer device-writable if
+    /// `writable` else device-readable, their lengths summed (u64) up to `limit`, each
+    /// buffer translated with its length through `mem`, and handed to `f`
+    /// ([`ChainSink::take`]) in order until it says [`Step::Stop`] or the chain ends.
+    /// Each descriptor is read once.
     #[inline(always)]
     pub fn walk<const TABLES: bool>(
         &self,
@@ -274,9 +275,7 @@ impl GuestRing {
             None => Err(ChainFault::Chain),
         }
     }
-}
 
-impl GuestRing {
     /// The rest of a chain from descriptor `d`, which names an indirect table: the table
     /// must be allowed (INDIRECT_DESC negotiated) and end the chain (no NEXT; its own
     /// WRITE flag is ignored). Cold and out of line.
