@@ -8,8 +8,9 @@
 use crate::error::{Error, LcoreError, Result};
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Once;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Once, OnceLock};
 use std::thread::JoinHandle;
 
 /// The largest number of lcores (ids `0..MAX_LCORE`).
@@ -35,6 +36,11 @@ loom::thread_local! {
 static CLAIMED: [AtomicBool; MAX_LCORE] = [const { AtomicBool::new(false) }; MAX_LCORE];
 static STOP: AtomicBool = AtomicBool::new(false);
 static SIGNALS: AtomicU32 = AtomicU32::new(0);
+/// The stop eventfd ([`stop_fd`]), created on first use.
+static STOP_EVENT: OnceLock<Option<OwnedFd>> = OnceLock::new();
+/// Its number once created (-1 before), for the signal handler, which may not touch the
+/// `OnceLock`.
+static STOP_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// The lcore id of the calling thread, or `None` for a thread that is not an lcore.
 #[inline(always)]
@@ -155,15 +161,51 @@ pub fn idle_until_stop(mut tick: impl FnMut(u64) -> bool) {
     }
 }
 
-/// Asks every lcore loop to stop.
+/// Asks every lcore loop to stop, and wakes the loops sleeping on [`stop_fd`].
 pub fn request_stop() {
-    STOP.store(true, Ordering::Relaxed);
+    STOP.store(true, Ordering::SeqCst);
+    ring_stop_fd();
+}
+
+/// Signals the stop eventfd if it exists. Async-signal-safe: an atomic load and write(2).
+fn ring_stop_fd() {
+    let fd = STOP_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one = 1u64;
+        // SAFETY: `fd` is the stop eventfd, which lives as long as the process (a static
+        // that is never dropped); the kernel reads the 8 bytes of a live u64. A full count
+        // (EAGAIN) already means "stop".
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+}
+
+/// A descriptor that becomes readable once a stop is requested (by [`request_stop`] or a
+/// signal handler of [`install_signal_handlers`]), for lcores that sleep in a wait on
+/// descriptors ([`crate::intr`]). `None` if no eventfd could be created (the process is
+/// out of descriptors): such a sleeper must wake on a timeout to look at
+/// [`stop_requested`].
+pub fn stop_fd() -> Option<BorrowedFd<'static>> {
+    STOP_EVENT
+        .get_or_init(|| {
+            let fd = crate::unix::eventfd().ok()?;
+            STOP_FD.store(fd.as_raw_fd(), Ordering::SeqCst);
+            // A stop requested before the number was published did not ring it.
+            if STOP.load(Ordering::SeqCst) {
+                let _ = crate::unix::eventfd_signal(fd.as_fd());
+            }
+            Some(fd)
+        })
+        .as_ref()
+        .map(|fd| fd.as_fd())
 }
 
 /// Clears the stop flag (for applications that run several phases).
 pub fn clear_stop() {
-    STOP.store(false, Ordering::Relaxed);
+    STOP.store(false, Ordering::SeqCst);
     SIGNALS.store(0, Ordering::Relaxed);
+    if let Some(Some(fd)) = STOP_EVENT.get() {
+        crate::unix::eventfd_drain(fd.as_fd());
+    }
 }
 
 /// Installs SIGINT and SIGTERM handlers that set the stop flag. A third signal terminates
@@ -174,12 +216,15 @@ pub fn install_signal_handlers() -> Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
+        // Created here, before any handler can run, so the handler only reads its number.
+        let _ = stop_fd();
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // SAFETY: the handler only loads/stores an atomic and calls `_exit`, both of
-            // which are async-signal-safe.
+            // SAFETY: the handler only loads/stores atomics, writes to an eventfd and
+            // calls `_exit`, all of which are async-signal-safe.
             let r = unsafe {
                 signal_hook::low_level::register(sig, || {
-                    STOP.store(true, Ordering::Relaxed);
+                    STOP.store(true, Ordering::SeqCst);
+                    ring_stop_fd();
                     if SIGNALS.fetch_add(1, Ordering::Relaxed) >= 2 {
                         signal_hook::low_level::exit(130);
                     }

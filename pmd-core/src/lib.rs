@@ -13,6 +13,7 @@
 //!   `sync`, which are loom's under `--cfg loom` so the model checker runs the real code;
 //! - [`lcore`]: pinned worker threads, the current lcore id and a cooperative stop flag;
 //! - [`ethdev`]: the driver traits, ports, owned rx/tx queue handles and statistics;
+//! - [`intr`]: rx interrupts and the adaptive loop that sleeps while no traffic comes;
 //! - [`numarg`]: the one check of numbers typed on command lines, for apps and tools.
 //!
 //! Drivers (PMDs) live in their own crates and depend on this one, never the reverse.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod ethdev;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod intr;
 pub mod lcore;
 pub mod mbuf;
 pub mod memory;

@@ -2,6 +2,7 @@
 
 use pmd_capture::CaptureTap;
 use pmd_core::ethdev::{MacAddr, PortId, RxQueueHandle, TxQueueHandle};
+use pmd_core::intr::{IdleSleeper, Slept};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::{lcore, tsc};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,11 @@ impl Task {
     /// rewrite) into captures.
     pub fn set_capture(&mut self, rx: Option<CaptureTap>, tx: Option<CaptureTap>) {
         self.capture = (rx.is_some() || tx.is_some()).then(|| Box::new(Taps { rx, tx }));
+    }
+
+    /// The PMD of this task's rx queue.
+    pub fn rx_driver(&self) -> &'static str {
+        self.rx.driver()
     }
 
     /// The port this task transmits on.
@@ -134,27 +140,56 @@ impl Task {
     }
 }
 
+impl AsMut<RxQueueHandle> for Task {
+    fn as_mut(&mut self) -> &mut RxQueueHandle {
+        &mut self.rx
+    }
+}
+
 /// Polls `tasks` round-robin until a stop is requested. `tick`, if given, is called with
 /// the TSC once per loop and may ask the loop to stop by returning true. Gives the tasks
 /// back, so their queues outlive the ports' stop (a device must stop before its queues
 /// and their buffers go away). With `BUSY`, also returns the TSC ticks spent in polls
 /// that received packets (the forwarding work, without idle polling). With `CAPTURE`,
-/// tasks feed their `--pcap-capture` taps.
+/// tasks feed their `--pcap-capture` taps. With a `sleeper` (`--idle-sleep`), the lcore
+/// sleeps on its queues' interrupts after that many passes without a packet.
 pub fn run<const BUSY: bool, const CAPTURE: bool>(
     mut tasks: Vec<Task>,
     mut tick: Option<&mut dyn FnMut(u64) -> bool>,
+    mut sleeper: Option<&mut IdleSleeper>,
 ) -> (Vec<Task>, u64) {
     let mut batch = PktBatch::new();
     let mut busy = 0u64;
     while !lcore::stop_requested() {
+        let mut got = 0;
         for t in tasks.iter_mut() {
             if BUSY {
                 let t0 = tsc::rdtsc();
-                if t.poll::<CAPTURE>(&mut batch) > 0 {
+                let n = t.poll::<CAPTURE>(&mut batch);
+                if n > 0 {
                     busy += tsc::rdtsc() - t0;
                 }
+                got += n;
             } else {
-                t.poll::<CAPTURE>(&mut batch);
+                got += t.poll::<CAPTURE>(&mut batch);
+            }
+        }
+        if let Some(s) = sleeper.as_mut() {
+            if s.after_pass(got) {
+                match s.sleep(&mut tasks) {
+                    Ok(Slept::Unsupported(i)) => eprintln!(
+                        "l2fwd: port {} ({}) has no rx interrupts: this lcore polls",
+                        tasks[i].rx_port(),
+                        tasks[i].rx_driver()
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!(
+                            "l2fwd: sleeping on rx interrupts failed ({e}): this lcore polls"
+                        );
+                        sleeper = None;
+                    }
+                }
             }
         }
         if let Some(tick) = tick.as_mut() {

@@ -11,7 +11,8 @@ mod fwd;
 mod report;
 
 use clap::Parser;
-use pmd_core::ethdev::{MacAddr, PortConf, PortId, RxOffloads, TxOffloads};
+use pmd_core::ethdev::{Link, MacAddr, PortConf, PortId, RxOffloads, TxOffloads};
+use pmd_core::intr::{AdaptiveConf, IdleSleeper};
 use pmd_core::{lcore, numarg, tsc, Eal, Error, Mempool};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
@@ -68,6 +69,16 @@ struct AppOpts {
     /// Also measure TSC cycles spent forwarding (polls that received packets), per packet.
     #[arg(long = "busy-cycles")]
     busy_cycles: bool,
+    /// Adaptive mode: after this many passes over its queues without a packet, an lcore
+    /// arms their rx interrupts and sleeps until one fires (DPDK's l3fwd-power pattern).
+    /// Every queue of the lcore needs rx interrupts; one that has none keeps it polling.
+    #[arg(long = "idle-sleep", value_name = "EMPTY_POLLS",
+          value_parser = |s: &str| numarg::whole::<u32>(s, 1..=100_000_000))]
+    idle_sleep: Option<u32>,
+    /// Longest sleep in adaptive mode, milliseconds (then one pass, and sleep again).
+    #[arg(long = "max-sleep-ms", value_name = "MS", default_value_t = 100,
+          value_parser = |s: &str| numarg::whole::<u64>(s, 1..=10_000))]
+    max_sleep_ms: u64,
     /// Record what PORT receives and what is sent on it into a pcap FILE (repeatable).
     #[arg(long = "pcap-capture", value_name = "PORT:FILE", value_parser = capture::parse_spec)]
     pcap_capture: Vec<(PortId, std::path::PathBuf)>,
@@ -121,18 +132,54 @@ fn main() -> ExitCode {
     }
 }
 
-/// The forwarding loop, with or without busy-cycle accounting and pcap capture.
+/// The forwarding loop, with or without busy-cycle accounting and pcap capture, and
+/// in adaptive mode with the lcore's sleeper.
 fn fwd_run(
     (busy, capture): (bool, bool),
     tasks: Vec<fwd::Task>,
     tick: Option<&mut dyn FnMut(u64) -> bool>,
+    sleeper: Option<&mut IdleSleeper>,
 ) -> (Vec<fwd::Task>, u64) {
     match (busy, capture) {
-        (false, false) => fwd::run::<false, false>(tasks, tick),
-        (true, false) => fwd::run::<true, false>(tasks, tick),
-        (false, true) => fwd::run::<false, true>(tasks, tick),
-        (true, true) => fwd::run::<true, true>(tasks, tick),
+        (false, false) => fwd::run::<false, false>(tasks, tick, sleeper),
+        (true, false) => fwd::run::<true, false>(tasks, tick, sleeper),
+        (false, true) => fwd::run::<false, true>(tasks, tick, sleeper),
+        (true, true) => fwd::run::<true, true>(tasks, tick, sleeper),
     }
+}
+
+/// The adaptive-mode sleeper of an lcore with `tasks`, if `--idle-sleep` was given and
+/// every rx queue of the lcore has interrupts (else the lcore polls, and says why).
+fn sleeper_for(opts: &AppOpts, lcore_id: u32, tasks: &mut [fwd::Task]) -> Option<IdleSleeper> {
+    let empty_polls = opts.idle_sleep?;
+    if tasks.is_empty() {
+        return None;
+    }
+    if let Some((port, _, pmd)) = pmd_core::intr::first_without_intr(tasks) {
+        println!(
+            "Lcore {lcore_id}: port {port} ({pmd}) has no rx interrupts: this lcore keeps polling"
+        );
+        return None;
+    }
+    let conf = AdaptiveConf {
+        empty_polls,
+        max_sleep: Duration::from_millis(opts.max_sleep_ms),
+    };
+    match IdleSleeper::new(conf) {
+        Ok(s) => {
+            println!("Lcore {lcore_id}: adaptive (sleeps after {empty_polls} empty polls)");
+            Some(s)
+        }
+        Err(e) => {
+            println!("Lcore {lcore_id}: no epoll set ({e}): this lcore keeps polling");
+            None
+        }
+    }
+}
+
+/// Prints what an lcore's sleeper did.
+fn print_sleeps(lcore_id: u32, s: &IdleSleeper) {
+    println!("Lcore {lcore_id} adaptive: {}", s.stats());
 }
 
 fn app_err(msg: String) -> Error {
@@ -273,11 +320,22 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     let started_tsc = tsc::rdtsc();
     let mut workers = Vec::new();
     let mut main_tasks = Vec::new();
-    for (lc, tasks) in lcores.iter().zip(per_lcore) {
+    let mut main_sleeper = None;
+    for (lc, mut tasks) in lcores.iter().zip(per_lcore) {
+        let sleeper = sleeper_for(opts, lc.id, &mut tasks);
         if lc.id == main_id {
             main_tasks = tasks;
+            main_sleeper = sleeper;
         } else if !tasks.is_empty() {
-            workers.push(eal.spawn(*lc, move || fwd_run(mode, tasks, None))?);
+            let id = lc.id;
+            workers.push(eal.spawn(*lc, move || {
+                let mut sleeper = sleeper;
+                let r = fwd_run(mode, tasks, None, sleeper.as_mut());
+                if let Some(s) = &sleeper {
+                    print_sleeps(id, s);
+                }
+                r
+            })?);
         }
     }
 
@@ -289,19 +347,39 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         .map(|s| tsc::rdtsc() + (s * tsc::hz() as f64) as u64);
     {
         let eal_ref = &eal;
+        // Link changes are printed as they are seen, every 50 ms at most.
+        let link_every = tsc::hz() / 20;
+        let mut links: Vec<(PortId, Link)> = enabled
+            .iter()
+            .map(|&p| (p, eal_ref.ports()[p as usize].link()))
+            .collect();
+        let mut next_link = tsc::rdtsc() + link_every;
         let mut tick = |now: u64| -> bool {
             if period.is_some_and(|p| reporter.due(now, p)) {
                 reporter.print(eal_ref.ports(), now);
+            }
+            if now >= next_link {
+                next_link = now + link_every;
+                for (p, last) in links.iter_mut() {
+                    let link = eal_ref.ports()[*p as usize].link();
+                    if link != *last {
+                        println!("Port {p} link changed: {link}");
+                        *last = link;
+                    }
+                }
             }
             deadline.is_some_and(|d| now >= d)
         };
         if main_tasks.is_empty() {
             lcore::idle_until_stop(&mut tick);
         } else {
-            let (t, b) = fwd_run(mode, main_tasks, Some(&mut tick));
+            let (t, b) = fwd_run(mode, main_tasks, Some(&mut tick), main_sleeper.as_mut());
             main_tasks = t;
             busy_ticks += b;
         }
+    }
+    if let Some(s) = &main_sleeper {
+        print_sleeps(main_id, s);
     }
     lcore::request_stop();
     let mut finished = vec![main_tasks];

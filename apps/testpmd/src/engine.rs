@@ -4,6 +4,7 @@
 use crate::opts::Mode;
 use crate::pkt;
 use pmd_core::ethdev::{PortId, RxQueueHandle, TxQueueHandle};
+use pmd_core::intr::IdleSleeper;
 use pmd_core::mbuf::PktBatch;
 use pmd_core::{lcore, tsc, Mempool};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -199,30 +200,32 @@ impl Stream {
 
 /// A forwarding mode's per-burst work.
 trait Engine {
-    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, burst: usize);
+    /// One burst on stream `s`; returns how many packets it received.
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, burst: usize) -> usize;
 }
 
 struct Io;
 impl Engine for Io {
     #[inline(always)]
-    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) -> usize {
         let n = s.rx.rx_burst(batch);
         if n == 0 {
             s.tx.tx_flush(); // idle: let the queue flush
-            return;
+            return 0;
         }
         StreamStats::add(&s.stats.rx, n as u64);
         s.send(batch);
+        n
     }
 }
 
 struct Mac;
 impl Engine for Mac {
     #[inline(always)]
-    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) -> usize {
         let n = s.rx.rx_burst(batch);
         if n == 0 {
-            return;
+            return 0;
         }
         StreamStats::add(&s.stats.rx, n as u64);
         for m in batch.iter_mut() {
@@ -231,16 +234,17 @@ impl Engine for Mac {
             }
         }
         s.send(batch);
+        n
     }
 }
 
 struct Macswap;
 impl Engine for Macswap {
     #[inline(always)]
-    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) -> usize {
         let n = s.rx.rx_burst(batch);
         if n == 0 {
-            return;
+            return 0;
         }
         StreamStats::add(&s.stats.rx, n as u64);
         for m in batch.iter_mut() {
@@ -250,18 +254,20 @@ impl Engine for Macswap {
             }
         }
         s.send(batch);
+        n
     }
 }
 
 struct Rxonly;
 impl Engine for Rxonly {
     #[inline(always)]
-    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) -> usize {
         let n = s.rx.rx_burst(batch);
         if n > 0 {
             StreamStats::add(&s.stats.rx, n as u64);
             batch.clear();
         }
+        n
     }
 }
 
@@ -271,7 +277,7 @@ struct Txonly {
 }
 impl Engine for Txonly {
     #[inline(always)]
-    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, burst: usize) {
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, burst: usize) -> usize {
         if self.flowgen {
             // flowgen also drains what comes back.
             let n = s.rx.rx_burst(batch);
@@ -282,16 +288,18 @@ impl Engine for Txonly {
         }
         s.generate(&self.pool, batch, burst, self.flowgen);
         s.send(batch);
+        // Never idle: it sends every burst.
+        burst
     }
 }
 
 struct Csum;
 impl Engine for Csum {
     #[inline(always)]
-    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) {
+    fn burst(&mut self, s: &mut Stream, batch: &mut PktBatch, _burst: usize) -> usize {
         let n = s.rx.rx_burst(batch);
         if n == 0 {
-            return;
+            return 0;
         }
         StreamStats::add(&s.stats.rx, n as u64);
         let (mut ip, mut l4) = (0, 0);
@@ -326,6 +334,7 @@ impl Engine for Csum {
             }
         }
         s.send(batch);
+        n
     }
 }
 
@@ -334,11 +343,21 @@ fn run_with<E: Engine>(
     streams: &mut [Stream],
     burst: usize,
     tick: &mut Option<&mut dyn FnMut(u64) -> bool>,
+    mut sleeper: Option<&mut IdleSleeper>,
 ) {
     let mut batch = PktBatch::new();
     while !lcore::stop_requested() {
+        let mut got = 0;
         for s in streams.iter_mut() {
-            e.burst(s, &mut batch, burst);
+            got += e.burst(s, &mut batch, burst);
+        }
+        if let Some(sl) = sleeper.as_mut() {
+            if sl.after_pass(got) {
+                if let Err(e) = sl.sleep(streams) {
+                    eprintln!("testpmd: sleeping on rx interrupts failed ({e}): this lcore polls");
+                    sleeper = None;
+                }
+            }
         }
         if let Some(t) = tick.as_mut() {
             if t(tsc::rdtsc()) {
@@ -350,21 +369,24 @@ fn run_with<E: Engine>(
 
 /// Forwards `streams` in `mode` until a stop is requested; `tick` (on the main lcore) is
 /// called once per loop with the TSC and may stop the run. Gives the streams back so their
-/// queues outlive the ports' stop.
+/// queues outlive the ports' stop. With a `sleeper` (`--idle-sleep`), the lcore sleeps on
+/// its rx queues' interrupts after that many passes without a packet (never in txonly and
+/// flowgen, which send every pass).
 pub fn run(
     mode: Mode,
     pool: &Mempool,
     mut streams: Vec<Stream>,
     burst: usize,
     mut tick: Option<&mut dyn FnMut(u64) -> bool>,
+    sleeper: Option<&mut IdleSleeper>,
 ) -> Vec<Stream> {
     let s = &mut streams[..];
     match mode {
-        Mode::Io => run_with(Io, s, burst, &mut tick),
-        Mode::Mac => run_with(Mac, s, burst, &mut tick),
-        Mode::Macswap => run_with(Macswap, s, burst, &mut tick),
-        Mode::Rxonly => run_with(Rxonly, s, burst, &mut tick),
-        Mode::Csum => run_with(Csum, s, burst, &mut tick),
+        Mode::Io => run_with(Io, s, burst, &mut tick, sleeper),
+        Mode::Mac => run_with(Mac, s, burst, &mut tick, sleeper),
+        Mode::Macswap => run_with(Macswap, s, burst, &mut tick, sleeper),
+        Mode::Rxonly => run_with(Rxonly, s, burst, &mut tick, sleeper),
+        Mode::Csum => run_with(Csum, s, burst, &mut tick, sleeper),
         Mode::Txonly | Mode::Flowgen => run_with(
             Txonly {
                 pool: pool.clone(),
@@ -373,7 +395,14 @@ pub fn run(
             s,
             burst,
             &mut tick,
+            sleeper,
         ),
     }
     streams
+}
+
+impl AsMut<RxQueueHandle> for Stream {
+    fn as_mut(&mut self) -> &mut RxQueueHandle {
+        &mut self.rx
+    }
 }

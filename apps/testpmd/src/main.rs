@@ -22,6 +22,7 @@ use clap::Parser;
 use engine::Stream;
 use opts::{Mode, Opts};
 use pmd_core::ethdev::{PortConf, PortId, RxOffloads, TxOffloads};
+use pmd_core::intr::{AdaptiveConf, IdleSleeper};
 use pmd_core::{lcore, tsc, Eal, Error, Mempool};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -257,12 +258,23 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     let mode = opts.mode;
     let mut workers = Vec::new();
     let mut main_streams = Vec::new();
-    for (lc, streams) in fwd.iter().zip(per_lcore) {
+    let mut main_sleeper = None;
+    for (lc, mut streams) in fwd.iter().zip(per_lcore) {
+        let sleeper = sleeper_for(opts, lc.id, &mut streams);
         if lc.id == main.id {
             main_streams = streams;
+            main_sleeper = sleeper;
         } else {
             let pool = pool.clone();
-            workers.push(eal.spawn(*lc, move || engine::run(mode, &pool, streams, burst, None))?);
+            let id = lc.id;
+            workers.push(eal.spawn(*lc, move || {
+                let mut sleeper = sleeper;
+                let r = engine::run(mode, &pool, streams, burst, None, sleeper.as_mut());
+                if let Some(s) = &sleeper {
+                    println!("Lcore {id} adaptive: {}", s.stats());
+                }
+                r
+            })?);
         }
     }
 
@@ -282,8 +294,18 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         if main_streams.is_empty() {
             lcore::idle_until_stop(&mut tick);
         } else {
-            main_streams = engine::run(mode, &pool, main_streams, burst, Some(&mut tick));
+            main_streams = engine::run(
+                mode,
+                &pool,
+                main_streams,
+                burst,
+                Some(&mut tick),
+                main_sleeper.as_mut(),
+            );
         }
+    }
+    if let Some(s) = &main_sleeper {
+        println!("Lcore {} adaptive: {}", main.id, s.stats());
     }
     lcore::request_stop();
     println!("\nTelling cores to stop...\nWaiting for lcores to finish...");
@@ -310,6 +332,36 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     stats::print_pool_end(&pool);
     println!("\nBye...");
     Ok(())
+}
+
+/// The adaptive-mode sleeper of an lcore with `streams`, if `--idle-sleep` was given, the
+/// mode receives, and every rx queue of the lcore has interrupts (else the lcore polls,
+/// and says why).
+fn sleeper_for(opts: &Opts, lcore_id: u32, streams: &mut [Stream]) -> Option<IdleSleeper> {
+    let empty_polls = opts.idle_sleep?;
+    if streams.is_empty() || matches!(opts.mode, Mode::Txonly | Mode::Flowgen) {
+        return None;
+    }
+    if let Some((port, _, pmd)) = pmd_core::intr::first_without_intr(streams) {
+        println!(
+            "Lcore {lcore_id}: port {port} ({pmd}) has no rx interrupts: this lcore keeps polling"
+        );
+        return None;
+    }
+    let conf = AdaptiveConf {
+        empty_polls,
+        max_sleep: Duration::from_millis(opts.max_sleep_ms),
+    };
+    match IdleSleeper::new(conf) {
+        Ok(s) => {
+            println!("Lcore {lcore_id}: adaptive (sleeps after {empty_polls} empty polls)");
+            Some(s)
+        }
+        Err(e) => {
+            println!("Lcore {lcore_id}: no epoll set ({e}): this lcore keeps polling");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,16 @@ pub struct Opts {
     /// Tx descriptors per queue (0 = driver default).
     #[arg(long, default_value_t = 0, value_parser = |s: &str| numarg::whole(s, 0..=u16::MAX))]
     pub txd: u16,
+    /// Adaptive mode: after this many passes over its rx queues without a packet, a
+    /// forwarding lcore arms their rx interrupts and sleeps until one fires (every queue
+    /// of the lcore needs them; txonly and flowgen never sleep).
+    #[arg(long = "idle-sleep", value_name = "EMPTY_POLLS",
+          value_parser = |s: &str| numarg::whole::<u32>(s, 1..=100_000_000))]
+    pub idle_sleep: Option<u32>,
+    /// Longest sleep in adaptive mode, milliseconds.
+    #[arg(long = "max-sleep-ms", value_name = "MS", default_value_t = 100,
+          value_parser = |s: &str| numarg::whole::<u64>(s, 1..=10_000))]
+    pub max_sleep_ms: u64,
     /// Packets per burst.
     #[arg(long, default_value_t = 32, value_parser = |s: &str| numarg::whole::<u16>(s, 1..=64))]
     pub burst: u16,

@@ -3,12 +3,14 @@
 use crate::socket::PacketSocket;
 use crate::sys::{self, Dir, RxFrameHdr};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, TxOffloads, TxQueue};
+use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{Mbuf, PktBatch, RX_VLAN, RX_VLAN_STRIPPED, TX_IP_CKSUM, TX_QINQ, TX_VLAN};
 use pmd_core::mempool::Mempool;
 use pmd_core::offload::{TPID_8021AD, TPID_8021Q};
 use pmd_core::vnet::{self, RxProcessor, VnetHdr, VnetStats, VNET_HDR_LEN};
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -401,6 +403,26 @@ impl AfPacketRxQueue {
 }
 
 impl RxQueue for AfPacketRxQueue {
+    /// The socket itself is the interrupt: poll(2) reports it readable while the frame
+    /// before the kernel's position in the rx ring is ours, level-triggered, so arming is
+    /// only the look at the ring.
+    fn has_intr(&self) -> bool {
+        true
+    }
+
+    fn intr_enable(&mut self) -> Result<Armed, IntrError> {
+        let pending = self.vnet.as_ref().is_some_and(|v| !v.pending.is_empty());
+        if pending || self.sock.ring.status(Dir::Rx, self.idx) & sys::TP_STATUS_USER != 0 {
+            Ok(Armed::Ready)
+        } else {
+            Ok(Armed::Sleep)
+        }
+    }
+
+    fn intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.sock.as_fd())
+    }
+
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         if let Some(v) = self.vnet.take() {
             return self.rx_burst_vnet(batch, max, v);

@@ -14,6 +14,7 @@ use crate::umem::Umem;
 use crate::xsk::{KickCounters, RxRings, TxRings, Xsk};
 use crate::{sys, uapi::XdpDesc};
 use pmd_core::ethdev::{QueueStats, RxQueue, TxQueue};
+use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{PktBatch, BATCH_CAPACITY, HEADROOM};
 use pmd_core::mempool::Mempool;
 use std::sync::Arc;
@@ -134,6 +135,34 @@ fn kernel_drops(xsk: &Xsk) -> u64 {
 }
 
 impl RxQueue for AfXdpRxQueue {
+    /// The XDP socket is the interrupt: readable while its rx ring holds descriptors
+    /// (level-triggered). Arming puts stashed frames back on the fill ring and wakes the
+    /// kernel if it asked, so it has buffers to receive into while we sleep.
+    fn has_intr(&self) -> bool {
+        true
+    }
+
+    fn intr_enable(&mut self) -> Result<Armed, IntrError> {
+        let Some(r) = self.rings.as_mut() else {
+            return Ok(Armed::Sleep);
+        };
+        if r.rx.ready(1) > 0 {
+            return Ok(Armed::Ready);
+        }
+        if !r.stash.is_empty() {
+            let lost = r.refill(&[]);
+            self.stats.add_errors(lost);
+        }
+        if r.fill.needs_wakeup() {
+            wake_rx(&self.xsk);
+        }
+        Ok(Armed::Sleep)
+    }
+
+    fn intr_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.xsk.as_fd())
+    }
+
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         self.bursts = self.bursts.wrapping_add(1);
         if self.bursts.is_multiple_of(STATS_EVERY) {

@@ -235,6 +235,12 @@ impl Xsk {
         sys::raw(&self.fd)
     }
 
+    /// The socket, to wait on (poll(2) reports it readable while the rx ring holds
+    /// descriptors).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
     /// The packet memory.
     #[inline(always)]
     pub fn umem(&self) -> &Umem {

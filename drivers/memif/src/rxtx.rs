@@ -16,7 +16,7 @@
 //! Per burst: one acquire load and one release store of the peer's and our counter; per
 //! packet: a descriptor read/write and a copy. No allocation, lock or system call, except
 //! the eventfd write when the receiving peer asked for interrupts (pollers set
-//! `RING_FLAG_MASK_INT`, as we do).
+//! `RING_FLAG_MASK_INT`, as we do, except while an rx queue sleeps: [`pmd_core::intr`]).
 
 use crate::config::Role;
 use crate::control::{Fault, Shared};
@@ -24,10 +24,11 @@ use crate::proto::{DESC_FLAG_NEXT, RING_FLAG_MASK_INT};
 use crate::ring::{Desc, RingPtr};
 use crate::session::Session;
 use pmd_core::ethdev::{PortId, QueueStats, RxQueue, TxQueue};
+use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{ChainError, Mbuf, PktBatch};
 use pmd_core::Mempool;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Most descriptors one transmitted packet may span on a server-to-client ring.
@@ -247,6 +248,46 @@ impl MemifRxQueue {
 }
 
 impl RxQueue for MemifRxQueue {
+    /// The ring's interrupt eventfd: the sender signals it after a burst when our ring's
+    /// flags lack `RING_FLAG_MASK_INT`.
+    fn has_intr(&self) -> bool {
+        true
+    }
+
+    /// Clears `RING_FLAG_MASK_INT`, fences (pairing with the sender's fence between
+    /// publishing its counter and reading the flags) and looks at the peer's counter.
+    /// Not connected: nothing to arm; the sleeper's timeout brings the queue back.
+    fn intr_enable(&mut self) -> Result<Armed, IntrError> {
+        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, true, self.qid) else {
+            return Ok(Armed::Sleep);
+        };
+        a.ring.set_flags(0);
+        fence(Ordering::SeqCst);
+        let peer = match a.role {
+            Role::Server => a.ring.head().load(Ordering::Acquire),
+            Role::Client => a.ring.tail().load(Ordering::Acquire),
+        };
+        Ok(if peer != a.ours {
+            Armed::Ready
+        } else {
+            Armed::Sleep
+        })
+    }
+
+    fn intr_disable(&mut self) {
+        if let Some(a) = self.att.as_ref() {
+            a.ring.set_flags(RING_FLAG_MASK_INT);
+            if let Some(info) = a.session.rx_ring(self.qid) {
+                pmd_core::unix::eventfd_drain(info.intr.as_fd());
+            }
+        }
+    }
+
+    fn intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        let a = self.att.as_ref()?;
+        a.session.rx_ring(self.qid).map(|info| info.intr.as_fd())
+    }
+
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, true, self.qid) else {
             return 0;
@@ -602,8 +643,14 @@ impl TxQueue for MemifTxQueue {
         match res {
             Ok((n, dropped, bytes)) => {
                 let sent = n as u64 - dropped;
-                if sent > 0 && a.ring.flags() & RING_FLAG_MASK_INT == 0 {
-                    a.kick();
+                if sent > 0 {
+                    // The counter we just published must be visible before the flags are
+                    // read: a receiver arming its interrupt clears MASK_INT, fences and
+                    // reads the counter, so one of us sees the other (no lost wake-up).
+                    fence(Ordering::SeqCst);
+                    if a.ring.flags() & RING_FLAG_MASK_INT == 0 {
+                        a.kick();
+                    }
                 }
                 self.stats.add(sent, bytes);
                 if dropped > 0 {

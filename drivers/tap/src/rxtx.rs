@@ -4,12 +4,13 @@
 
 use crate::sys;
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue};
+use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{Mbuf, PktBatch, HEADROOM, RX_LRO, TX_IP_CKSUM};
 use pmd_core::mempool::Mempool;
 use pmd_core::vnet::{self, RxProcessor, VnetError, VnetHdr, VnetStats, VNET_HDR_LEN};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -208,6 +209,24 @@ impl TapRxQueue {
 }
 
 impl RxQueue for TapRxQueue {
+    /// The tap fd is the interrupt: readable while the queue holds a frame
+    /// (level-triggered), so arming is only a look at the segments still pending here.
+    fn has_intr(&self) -> bool {
+        true
+    }
+
+    fn intr_enable(&mut self) -> Result<Armed, IntrError> {
+        if self.vnet.as_ref().is_some_and(|v| !v.pending.is_empty()) {
+            Ok(Armed::Ready)
+        } else {
+            Ok(Armed::Sleep)
+        }
+    }
+
+    fn intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.fd.as_fd())
+    }
+
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         let fd = self.fd.fd.as_raw_fd();
         let max = max.min(batch.spare());

@@ -231,11 +231,12 @@ impl ControlStats {
 /// A ring's kick source.
 #[derive(Debug)]
 enum Kick {
-    /// An eventfd, kept open (the front end may still write it) but never read: the
-    /// data path polls.
+    /// An eventfd the front end writes when it made buffers available and we did not
+    /// suppress kicks: read only by a receive queue that sleeps (rx interrupts).
     Fd {
-        /// The descriptor, closed when replaced or at a reset.
-        _open: OwnedFd,
+        /// The descriptor, closed when replaced or at a reset (and by the data path's
+        /// last copy of the ring's configuration).
+        fd: Arc<OwnedFd>,
     },
     /// NOFD: the front end expects polling.
     Polled,
@@ -468,7 +469,7 @@ impl Backend {
                 let kick_enables = self.features & VHOST_USER_F_PROTOCOL_FEATURES == 0;
                 let stats = self.stats.clone();
                 self.reconfigure(i, rc, |r| {
-                    let new = Some(fd.map_or(Kick::Polled, |_open| Kick::Fd { _open }));
+                    let new = Some(fd.map_or(Kick::Polled, |fd| Kick::Fd { fd: Arc::new(fd) }));
                     if let Some(Kick::Fd { .. }) = std::mem::replace(&mut r.kick, new) {
                         ControlStats::add(&stats.fds_closed, 1);
                     }
@@ -629,6 +630,10 @@ impl Backend {
             features: self.features,
             mem: mem.clone(),
             call: r.call.clone(),
+            kick: match &r.kick {
+                Some(Kick::Fd { fd }) => Some(fd.clone()),
+                _ => None,
+            },
         });
         self.rings[i].running = true;
         Ok(())

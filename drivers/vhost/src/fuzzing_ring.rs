@@ -199,6 +199,7 @@ fn run(env: &Env, data: &[u8]) -> Outcome {
         features,
         mem: env.mem.clone(),
         call: Some(env.call.clone()),
+        kick: None,
     };
     let mut ring = SplitRing::new(&cfg).expect("a valid ring");
     let stats = QueueStats::default();
@@ -384,6 +385,7 @@ fn run_packed(env: &Env, data: &[u8]) -> Outcome {
         features: features_of(f),
         mem: env.mem.clone(),
         call: Some(env.call.clone()),
+        kick: None,
     };
     let mut ring = PackedRing::new(&cfg).expect("a valid ring");
     let stats = QueueStats::default();

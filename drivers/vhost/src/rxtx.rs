@@ -13,10 +13,12 @@ use crate::vring::{RingErrors, VringConfig};
 use pmd_core::ethdev::{
     PortId, QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
 };
+use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{Mbuf, PktBatch, TX_L4_MASK, TX_TCP_SEG};
 use pmd_core::vnet::features::{VIRTIO_F_RING_PACKED, VIRTIO_NET_F_GUEST_CSUM};
 use pmd_core::vnet::{RxProcessor, VnetStats};
 use pmd_core::Mempool;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -67,6 +69,20 @@ impl AnyRing {
         }
     }
 
+    fn arm(&self) -> bool {
+        match self {
+            AnyRing::Split(r) => r.arm(),
+            AnyRing::Packed(r) => r.arm(),
+        }
+    }
+
+    fn disarm(&self) {
+        match self {
+            AnyRing::Split(r) => r.disarm(),
+            AnyRing::Packed(r) => r.disarm(),
+        }
+    }
+
     #[inline(always)]
     fn is_broken(&self) -> bool {
         match self {
@@ -83,6 +99,8 @@ struct View {
     ring: Option<AnyRing>,
     /// The guest negotiated GUEST_CSUM (takes packets with partial checksums).
     guest_csum: bool,
+    /// The ring's kick eventfd (rx interrupts), if the front end gave one.
+    kick: Option<Arc<OwnedFd>>,
 }
 
 impl View {
@@ -105,6 +123,7 @@ impl View {
     #[cold]
     fn release(&mut self) {
         self.ring = None;
+        self.kick = None;
     }
 
     #[cold]
@@ -115,9 +134,11 @@ impl View {
         }
         self.gen = gen;
         self.guest_csum = false;
+        self.kick = None;
         self.ring = slot.config().and_then(|cfg| match AnyRing::new(&cfg) {
             Ok(r) => {
                 self.guest_csum = cfg.has(VIRTIO_NET_F_GUEST_CSUM);
+                self.kick = cfg.kick.clone();
                 Some(r)
             }
             Err(e) => {
@@ -171,6 +192,49 @@ impl VhostRxQueue {
 }
 
 impl RxQueue for VhostRxQueue {
+    /// The ring's kick eventfd: armed, the guest is asked to kick us (NO_NOTIFY cleared,
+    /// `avail_event` set, or the packed device event flags enabled).
+    fn has_intr(&self) -> bool {
+        true
+    }
+
+    /// Arms the ring the front end runs now; with none (not connected, or NOFD kicks)
+    /// there is nothing to arm and the sleeper's timeout brings the queue back.
+    fn intr_enable(&mut self) -> Result<Armed, IntrError> {
+        let Some(slot) = self.shared.ring(self.ring) else {
+            return Ok(Armed::Sleep);
+        };
+        if !slot.enter() {
+            self.view.release();
+            return Ok(Armed::Sleep);
+        }
+        let ready = match self.view.ring(slot, &self.errs) {
+            Some((ring, _)) => ring.arm(),
+            None => false,
+        };
+        slot.leave_unchanged();
+        Ok(if ready { Armed::Ready } else { Armed::Sleep })
+    }
+
+    fn intr_disable(&mut self) {
+        let Some(slot) = self.shared.ring(self.ring) else {
+            return;
+        };
+        if slot.enter() {
+            if let Some((ring, _)) = self.view.ring(slot, &self.errs) {
+                ring.disarm();
+            }
+            slot.leave_unchanged();
+        }
+        if let Some(k) = &self.view.kick {
+            pmd_core::unix::eventfd_drain(k.as_fd());
+        }
+    }
+
+    fn intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.view.kick.as_ref().map(|k| k.as_fd())
+    }
+
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         let Some(slot) = self.shared.ring(self.ring) else {
             return 0;

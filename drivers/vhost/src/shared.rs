@@ -286,6 +286,7 @@ mod loom_tests {
             features: 0,
             mem: std::sync::Arc::new(GuestMemory::default()),
             call: None,
+            kick: None,
         }
     }
 
@@ -356,6 +357,7 @@ mod tests {
             features: 0,
             mem: Arc::new(GuestMemory::default()),
             call: None,
+            kick: None,
         }
     }
 

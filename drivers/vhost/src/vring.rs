@@ -44,6 +44,9 @@ pub struct VringConfig {
     pub mem: Arc<GuestMemory>,
     /// The eventfd to signal when used buffers were added and the guest wants to know.
     pub call: Option<Arc<OwnedFd>>,
+    /// The eventfd the front end kicks (`None`: NOFD, it expects polling). Read only while
+    /// a receive queue sleeps.
+    pub kick: Option<Arc<OwnedFd>>,
 }
 
 impl VringConfig {

@@ -47,6 +47,11 @@
 //! once its transport opts in with [`transport::CtrlMode::Device`]) gets a real control
 //! virtqueue at index `2 * max_pairs`.
 //!
+//! Rx interrupts ([`pmd_core::intr`]): virtio-user rx queues can wake a sleeping thread
+//! through the ring's call eventfd (the one SET_VRING_CALL gave the back end, which
+//! signals it after adding used buffers while the driver asks for notifications). PCI
+//! queues have none yet (no MSI-X): they must be polled.
+//!
 //! Multi-segment packets and offloads: received frames larger than one buffer arrive as
 //! chains (`MRG_RXBUF` + SCATTER); transmitted chains go out as descriptor chains
 //! (`MULTI_SEGS`, up to [`net::TX_SEG_MAX`] segments; virtio-user only: with IOVAs they

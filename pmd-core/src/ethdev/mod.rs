@@ -411,6 +411,23 @@ pub trait RxQueue: Send {
     /// Appends up to `max` received packets (`max <= batch.spare()`) to `batch`; returns
     /// how many. Updates its [`QueueStats`].
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize;
+    /// Whether this queue can wake a sleeping thread ([`RxQueue::intr_enable`] works).
+    fn has_intr(&self) -> bool {
+        false
+    }
+    /// Arms the queue's interrupt, then looks at the ring once more: `Armed::Ready` if
+    /// packets came in meanwhile (poll, do not sleep), else `Armed::Sleep` and
+    /// [`RxQueue::intr_fd`] becomes readable when one arrives. The default: no interrupts.
+    fn intr_enable(&mut self) -> std::result::Result<crate::intr::Armed, crate::intr::IntrError> {
+        Err(crate::intr::IntrError::Unsupported)
+    }
+    /// Disarms the interrupt and consumes what it signalled (the thread polls again).
+    fn intr_disable(&mut self) {}
+    /// The descriptor to wait on while armed; `None` while there is none (a peer not yet
+    /// connected: the sleeper's timeout covers it).
+    fn intr_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// The driver side of a tx queue.

@@ -6,8 +6,10 @@ use super::{
     RxQueueConf, TxOffloads, TxQueue, TxQueueConf, DEFAULT_MTU, L2_OVERHEAD,
 };
 use crate::error::{Error, Result};
+use crate::intr::{Armed, IntrError};
 use crate::mbuf::{PktBatch, DEFAULT_BURST};
 use crate::mempool::Mempool;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -355,6 +357,7 @@ impl Port {
         slot.scatter = scatter;
         Ok(RxQueueHandle {
             q,
+            driver: info.driver,
             shared: self.shared.clone(),
             burst: DEFAULT_BURST,
             port: self.id,
@@ -564,6 +567,7 @@ impl Drop for Port {
 /// An owned rx queue: move it into the one lcore thread that polls it.
 pub struct RxQueueHandle {
     q: Box<dyn RxQueue>,
+    driver: &'static str,
     shared: Arc<PortShared>,
     burst: usize,
     port: PortId,
@@ -584,6 +588,51 @@ impl RxQueueHandle {
             return 0;
         }
         self.q.rx_burst(batch, max)
+    }
+
+    /// Whether this queue has rx interrupts (see [`crate::intr`]).
+    pub fn has_intr(&self) -> bool {
+        self.q.has_intr()
+    }
+
+    /// Arms the rx interrupt (DPDK's `rte_eth_dev_rx_intr_enable`), then checks the ring
+    /// once more: [`Armed::Ready`] means packets are waiting (poll instead of sleeping).
+    /// Fails with an error naming the PMD if it has no rx interrupts.
+    pub fn intr_enable(&mut self) -> Result<Armed> {
+        self.intr_enable_raw().map_err(|e| match e {
+            IntrError::Unsupported => Error::Port {
+                port: self.port,
+                msg: format!(
+                    "rx queue {}: {} has no rx interrupts; poll this queue instead",
+                    self.qid, self.driver
+                ),
+            },
+            IntrError::Io(e) => Error::Port {
+                port: self.port,
+                msg: format!("rx queue {}: arming the rx interrupt: {e}", self.qid),
+            },
+        })
+    }
+
+    /// [`RxQueueHandle::intr_enable`] with the PMD's own error.
+    pub(crate) fn intr_enable_raw(&mut self) -> std::result::Result<Armed, IntrError> {
+        self.q.intr_enable()
+    }
+
+    /// Disarms the rx interrupt and consumes what it signalled.
+    pub fn intr_disable(&mut self) {
+        self.q.intr_disable()
+    }
+
+    /// The descriptor that becomes readable while the interrupt is armed and a packet
+    /// arrives (for an application's own epoll set); `None` while there is none.
+    pub fn intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.q.intr_fd()
+    }
+
+    /// The PMD behind this queue.
+    pub fn driver(&self) -> &'static str {
+        self.driver
     }
 
     /// Sets the largest burst one `rx_burst` call returns (1..=64).

@@ -2,15 +2,18 @@
 //! talk to another process over a unix socket (memif, vhost-user): the result of a system
 //! call as an [`io::Result`] ([`check`], [`owned_fd`]), messages that carry file
 //! descriptors (`SCM_RIGHTS`, unix(7)), eventfds (eventfd(2)) as doorbells, waiting on
-//! descriptors (poll(2)), and a listening socket at a path ([`Listener`]). Each system
-//! call is behind a safe function; every `unsafe` block these need is in this module.
+//! descriptors (poll(2), and epoll(7) in [`Epoll`]), periodic timers ([`Timer`]), and a
+//! listening socket at a path ([`Listener`]). Each system call is behind a safe function;
+//! every `unsafe` block these need is in this module.
 //!
 //! Descriptors to send are given as [`RawFd`]s: the kernel checks each one (`EBADF`), so a
 //! wrong number cannot touch our memory. Received descriptors come back as [`OwnedFd`]s,
 //! close-on-exec, so none leaks whatever the caller does with the message.
 
+mod epoll;
 mod listener;
 
+pub use epoll::{Epoll, Timer, Watched};
 pub use listener::{ListenError, Listener};
 
 use std::io;
@@ -203,6 +206,20 @@ pub fn eventfd_signal(fd: BorrowedFd<'_>) -> io::Result<()> {
     match check(rc) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
         r => r.map(drop),
+    }
+}
+
+/// Reads and resets the count of the non-blocking eventfd (or timerfd) `fd`: how many
+/// signals were pending, 0 if none (or if the read failed: nothing is pending then that
+/// a caller could act on).
+pub fn eventfd_drain(fd: BorrowedFd<'_>) -> u64 {
+    let mut n = 0u64;
+    // SAFETY: the kernel writes at most the 8 bytes of a live u64.
+    let rc = unsafe { libc::read(fd.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
+    if rc == 8 {
+        n
+    } else {
+        0
     }
 }
 

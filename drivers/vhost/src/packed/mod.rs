@@ -165,6 +165,24 @@ impl PackedRing {
         self.features & f != 0
     }
 
+    /// Rx interrupts: asks the driver to kick us for its next chain (device event flags
+    /// ENABLE), then fences (pairing with the driver's barrier between making a chain
+    /// available and reading our flags) and looks again. True if something is waiting:
+    /// do not sleep.
+    pub fn arm(&self) -> bool {
+        if self.broken {
+            return false;
+        }
+        self.ring.set_device_event_flags(EVENT_F_ENABLE);
+        fence(Ordering::SeqCst);
+        !self.pending.is_empty() || self.available(self.next, self.wrap)
+    }
+
+    /// Back to polling: kicks suppressed again.
+    pub fn disarm(&self) {
+        self.ring.set_device_event_flags(EVENT_F_DISABLE);
+    }
+
     /// Whether the chain at (`pos`, `wrap`) is available.
     #[inline(always)]
     fn available(&self, pos: u16, wrap: bool) -> bool {

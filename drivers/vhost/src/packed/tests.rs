@@ -88,6 +88,7 @@ impl Driver {
             features: features | pmd_core::vnet::features::VIRTIO_F_RING_PACKED,
             mem: self.mem.clone(),
             call,
+            kick: None,
         }
     }
 

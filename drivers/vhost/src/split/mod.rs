@@ -147,6 +147,29 @@ impl SplitRing {
         }
     }
 
+    /// Rx interrupts: asks the guest to kick us for the next buffer it makes available
+    /// (clears NO_NOTIFY, or with EVENT_IDX sets `avail_event` to the next index we
+    /// take), then fences (pairing with the driver's barrier between publishing its index
+    /// and reading ours) and reads the available index again. True if something is
+    /// waiting: do not sleep.
+    pub fn arm(&self) -> bool {
+        if self.broken {
+            return false;
+        }
+        if self.has(F_EVENT_IDX) {
+            self.ring.set_avail_event(self.next);
+        } else {
+            self.ring.set_used_flags(0);
+        }
+        fence(Ordering::SeqCst);
+        !self.pending.is_empty() || self.ring.avail_idx() != self.next
+    }
+
+    /// Back to polling: kicks suppressed again.
+    pub fn disarm(&self) {
+        self.suppress_kicks();
+    }
+
     /// Burst start: counts a resume once; the available index if the ring runs and it
     /// moved by at most the ring size (else the ring is broken and counted).
     #[inline(always)]

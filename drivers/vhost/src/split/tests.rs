@@ -101,6 +101,7 @@ impl Guest {
             features,
             mem: self.mem.clone(),
             call,
+            kick: None,
         }
     }
 

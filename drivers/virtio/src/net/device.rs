@@ -347,17 +347,23 @@ impl VirtioNet {
     }
 
     /// What every queue of this device gets: features, header length, address mode, the
-    /// doorbell of device queue `index`, the shared flags and counters.
+    /// doorbell and used-buffer eventfd of device queue `index`, the shared flags and
+    /// counters.
     fn queue_ctx(&mut self, index: u16) -> Result<QueueCtx> {
-        let (va, notifier) = {
+        let (va, notifier, call) = {
             let mut t = self.t();
-            (t.addr_mode() == AddrMode::Va, t.notifier(index)?)
+            (
+                t.addr_mode() == AddrMode::Va,
+                t.notifier(index)?,
+                t.call_fd(index),
+            )
         };
         Ok(QueueCtx {
             features: self.features,
             hdr_len: self.hdr_len,
             va,
             notifier,
+            call,
             active: self.active.clone(),
             counters: self.counters.clone(),
         })

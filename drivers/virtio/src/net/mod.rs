@@ -7,7 +7,9 @@
 //! - [`device`]: [`VirtioNet`], the ethdev device: negotiation, queue setup, start and
 //!   stop, the control commands;
 //! - `rx` and `tx`: the receive and transmit queues (reached through the device's
-//!   `setup_rx_queue` / `setup_tx_queue`);
+//!   `setup_rx_queue` / `setup_tx_queue`); rx queues have interrupts
+//!   ([`pmd_core::intr`]) when the transport gives the queue's used-buffer eventfd
+//!   ([`Transport::call_fd`](crate::transport::Transport::call_fd): virtio-user);
 //! - [`hdr`]: the virtio-net header a device writes in front of every received frame,
 //!   validated before use;
 //! - [`ctrl`]: the control virtqueue, for devices that serve one;
@@ -39,6 +41,7 @@ use crate::virtqueue::Virtqueue;
 use hdr::NetCounters;
 use pmd_core::ethdev::MacAddr;
 use pmd_core::mbuf::{PktBatch, RawMbuf};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -83,6 +86,9 @@ struct QueueCtx {
     va: bool,
     /// The queue's doorbell.
     notifier: Arc<dyn Notifier>,
+    /// The eventfd the device signals for used buffers, if the transport has one (rx
+    /// interrupts; transmit queues ignore it).
+    call: Option<Arc<OwnedFd>>,
     /// True while the device may touch queue memory; a queue dropped meanwhile leaks its
     /// in-flight buffers rather than hand them back to the pool.
     active: Arc<AtomicBool>,

@@ -11,6 +11,15 @@
 //! `RX_L4_CKSUM_GOOD`; a GSO frame (only with `GUEST_TSO4/6`, negotiated again at
 //! configure when the port asks for TCP_LRO + SCATTER) is flagged `RX_LRO` with
 //! `tso_segsz = gso_size`.
+//!
+//! Interrupts ([`pmd_core::intr`]): a queue whose transport gives the ring's used-buffer
+//! eventfd (virtio-user: the one SET_VRING_CALL sent) can wake a sleeping thread. Arming
+//! drains that eventfd (what it holds came before), asks the device for notifications
+//! (split: `avail.flags` without `NO_INTERRUPT`, or `used_event` at the next index to
+//! consume with `EVENT_IDX`; packed: driver event suppression `ENABLE`, or `DESC` at the
+//! next position), fences and looks at the ring once more; disarming restores the polling
+//! state and drains the eventfd again. The burst path is unchanged: a branch on a flag in
+//! the virtqueue keeps `used_event` (or `off_wrap`) following while armed.
 
 use super::features::{VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MRG_RXBUF};
 use super::hdr::{check_num_buffers, parse_hdr, rx_hdr_apply, NetCounters};
@@ -18,9 +27,11 @@ use super::{release, QueueCtx};
 use crate::transport::Notifier;
 use crate::virtqueue::{UsedElem, Virtqueue};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf};
+use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{PktBatch, RawMbuf, BATCH_CAPACITY};
 use pmd_core::vnet::VnetHdr;
 use pmd_core::{Mbuf, Mempool};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -44,6 +55,8 @@ pub(super) struct VirtioRx<Q: Virtqueue> {
     counters: Arc<NetCounters>,
     va: bool,
     notifier: Arc<dyn Notifier>,
+    /// The eventfd the device signals for used buffers (rx interrupts), if any.
+    call: Option<Arc<OwnedFd>>,
     active: Arc<AtomicBool>,
     used: [UsedElem; BATCH_CAPACITY],
     /// Buffers still to drop of a multi-buffer packet.
@@ -73,6 +86,7 @@ impl<Q: Virtqueue> VirtioRx<Q> {
             counters: ctx.counters,
             va: ctx.va,
             notifier: ctx.notifier,
+            call: ctx.call,
             active: ctx.active,
             used: [UsedElem::default(); BATCH_CAPACITY],
             skip: 0,
@@ -152,6 +166,38 @@ impl<Q: Virtqueue> VirtioRx<Q> {
 }
 
 impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
+    /// True when the transport gave the ring's used-buffer eventfd (virtio-user).
+    fn has_intr(&self) -> bool {
+        self.call.is_some()
+    }
+
+    /// Drains the eventfd (signals from before count for nothing), asks the device for
+    /// notifications and looks at the ring once more (see the module documentation).
+    fn intr_enable(&mut self) -> Result<Armed, IntrError> {
+        let Some(call) = &self.call else {
+            return Err(IntrError::Unsupported);
+        };
+        pmd_core::unix::eventfd_drain(call.as_fd());
+        Ok(if self.vq.enable_intr() {
+            Armed::Ready
+        } else {
+            Armed::Sleep
+        })
+    }
+
+    /// Back to polling (`NO_INTERRUPT` / far `used_event` / `DISABLE`), and drains the
+    /// eventfd.
+    fn intr_disable(&mut self) {
+        if let Some(call) = &self.call {
+            self.vq.disable_intr();
+            pmd_core::unix::eventfd_drain(call.as_fd());
+        }
+    }
+
+    fn intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.call.as_ref().map(|c| c.as_fd())
+    }
+
     #[inline]
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         let max = max.min(batch.spare()).min(BATCH_CAPACITY);

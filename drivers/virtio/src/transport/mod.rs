@@ -14,6 +14,7 @@ use crate::net::ctrl::CtrlCommand;
 use crate::virtqueue::{AddrMode, RingAddrs};
 use pmd_core::error::Result;
 use pmd_core::ethdev::MacAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 /// Tells the device there is new work in one queue ("kick": an eventfd write for
@@ -68,6 +69,13 @@ pub trait Transport: Send {
     fn max_queue_pairs(&self) -> u16;
     /// The notifier for queue `index`.
     fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>>;
+    /// The eventfd the device signals after adding used buffers to queue `index` (unless
+    /// the driver suppresses that), if the transport has one: an rx queue waits on it
+    /// while its interrupt is armed. It stays the same for the transport's life (a device
+    /// that reconnects is given the same one). The default: none, the queue is polled.
+    fn call_fd(&self, _index: u16) -> Option<Arc<OwnedFd>> {
+        None
+    }
     /// Tells the device about all queues (every data queue index `0..2 * pairs` exactly
     /// once, in order; with [`CtrlMode::Device`] the control ring follows, at its own
     /// index) and starts it. Shared memory must already hold the rings.

@@ -116,6 +116,12 @@ pub trait Virtqueue: Send + 'static {
     fn poll_used(&mut self, out: &mut [UsedElem]) -> (usize, u64);
     /// Ids of all buffers still in flight.
     fn in_flight_ids(&self) -> Vec<u16>;
+    /// Asks the device to notify when it returns a buffer, then checks once more: true if
+    /// returned buffers are already waiting (see [`SplitQueue::enable_intr`],
+    /// [`PackedQueue::enable_intr`]).
+    fn enable_intr(&mut self) -> bool;
+    /// Suppresses those notifications again (the state a queue starts in).
+    fn disable_intr(&mut self);
 }
 
 macro_rules! impl_virtqueue {
@@ -171,6 +177,12 @@ macro_rules! impl_virtqueue {
             }
             fn in_flight_ids(&self) -> Vec<u16> {
                 <$t>::in_flight_ids(self).collect()
+            }
+            fn enable_intr(&mut self) -> bool {
+                <$t>::enable_intr(self)
+            }
+            fn disable_intr(&mut self) {
+                <$t>::disable_intr(self)
             }
         }
     };

@@ -35,7 +35,10 @@
 //! broken: it stops consuming. A `len` larger than a device-writable buffer is returned
 //! with `ok == false` and counted, as in the split queue.
 //!
-//! Notifications: our (driver) event suppression says `DISABLE` (we poll). Kicks follow
+//! Notifications: our (driver) event suppression says `DISABLE` (we poll), except while a
+//! thread sleeps on the queue ([`PackedQueue::enable_intr`]: `ENABLE`, or with
+//! `VIRTIO_F_EVENT_IDX` `DESC` at the next position to consume, moved along by
+//! [`PackedQueue::poll_used`] until [`PackedQueue::disable_intr`]). Kicks follow
 //! the device's suppression structure: `ENABLE` always, `DISABLE` never, `DESC` (only with
 //! `VIRTIO_F_EVENT_IDX`) when the descriptor at its `off_wrap` was among those just
 //! published. Anything unexpected means "kick": a spurious kick is harmless, a missing
@@ -147,6 +150,8 @@ pub struct PackedQueue {
     /// notification decision.
     kick_base: u16,
     broken: bool,
+    /// Used-buffer notifications wanted ([`PackedQueue::enable_intr`]).
+    intr: bool,
 }
 
 // SAFETY: the queue owns its view of the ring memory (kept alive by the Arc); moving it to
@@ -225,6 +230,7 @@ impl PackedQueue {
             outstanding: 0,
             kick_base: 0,
             broken: false,
+            intr: false,
         };
         q.event_u16(q.layout.driver_event_off + 2)
             .store(RING_EVENT_FLAGS_DISABLE, Ordering::Relaxed);
@@ -276,6 +282,44 @@ impl PackedQueue {
         } else {
             self.lin(self.next_avail, self.avail_wrap)
         }
+    }
+
+    /// The driver event suppression's `off_wrap`: the next position to consume and its
+    /// used wrap counter (where the device's next used descriptor goes).
+    #[inline(always)]
+    fn write_event_off_wrap(&self) {
+        let wrap = if self.used_wrap { WRAP_BIT } else { 0 };
+        self.event_u16(self.layout.driver_event_off)
+            .store(self.next_used | wrap, Ordering::Relaxed);
+    }
+
+    /// Asks the device for a notification when it hands a descriptor back (driver event
+    /// suppression `ENABLE`, or with `EVENT_IDX` `DESC` at the next position to consume),
+    /// then looks at that descriptor again: true if it is already used (the caller polls
+    /// instead of sleeping). The full fence pairs with the device's between writing a used
+    /// descriptor and reading our wish, so either the device sees the request and
+    /// signals, or this sees the descriptor. A broken queue consumes nothing: false.
+    pub fn enable_intr(&mut self) -> bool {
+        self.intr = true;
+        let flags = if self.event_idx {
+            self.write_event_off_wrap();
+            RING_EVENT_FLAGS_DESC
+        } else {
+            RING_EVENT_FLAGS_ENABLE
+        };
+        self.event_u16(self.layout.driver_event_off + 2)
+            .store(flags, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let w = if self.used_wrap { BOTH } else { 0 };
+        !self.broken && self.flags_at(self.next_used).load(Ordering::Acquire) & BOTH == w
+    }
+
+    /// Suppresses used-buffer notifications again (`DISABLE`, the polling state the queue
+    /// starts in). A notification already on its way may still arrive.
+    pub fn disable_intr(&mut self) {
+        self.intr = false;
+        self.event_u16(self.layout.driver_event_off + 2)
+            .store(RING_EVENT_FLAGS_DISABLE, Ordering::Relaxed);
     }
 
     /// Queue index on the device.
@@ -545,6 +589,10 @@ impl PackedQueue {
                 self.used_wrap = !self.used_wrap;
             }
         }
+        if self.intr && self.event_idx && n > 0 {
+            // Still armed: the event moves to the new next position.
+            self.write_event_off_wrap();
+        }
         (n, errors)
     }
 
@@ -706,6 +754,55 @@ pub(crate) mod tests {
         pub(crate) fn driver_event_flags(&self) -> u16 {
             // SAFETY: test-only; the driver event structure's flags.
             unsafe { (*(self.drv_event.add(2) as *const AtomicU16)).load(Ordering::Relaxed) }
+        }
+
+        /// The driver event suppression `off_wrap`.
+        pub(crate) fn driver_event_off_wrap(&self) -> u16 {
+            // SAFETY: test-only; the driver event structure's off_wrap.
+            unsafe { (*(self.drv_event as *const AtomicU16)).load(Ordering::Relaxed) }
+        }
+    }
+
+    #[test]
+    fn interrupts_enable_and_recheck() {
+        for event_idx in [false, true] {
+            let mut q = queue(8, event_idx);
+            let mut dev = SimPackedDevice::new(&q);
+            let mut out = [UsedElem::default(); 8];
+            assert!(!q.enable_intr(), "nothing posted, nothing used");
+            let armed = if event_idx {
+                RING_EVENT_FLAGS_DESC
+            } else {
+                RING_EVENT_FLAGS_ENABLE
+            };
+            assert_eq!(dev.driver_event_flags(), armed);
+            if event_idx {
+                assert_eq!(dev.driver_event_off_wrap(), WRAP_BIT, "position 0, lap 1");
+            }
+            q.disable_intr();
+            assert_eq!(dev.driver_event_flags(), RING_EVENT_FLAGS_DISABLE);
+            // Twelve rounds of five: both counters wrap; the event follows while armed.
+            for round in 0..12 {
+                for _ in 0..5 {
+                    q.push(1, 64, true).unwrap();
+                }
+                q.publish();
+                let got = dev.take_avail();
+                assert!(!q.enable_intr(), "round {round}: available is not used");
+                dev.complete(got[0].0, 1);
+                assert!(q.enable_intr(), "round {round}: a used descriptor is seen");
+                for (id, _) in &got[1..] {
+                    dev.complete(*id, 1);
+                }
+                assert_eq!(q.poll_used(&mut out), (5, 0));
+                assert!(!q.enable_intr(), "round {round}: all consumed");
+                if event_idx {
+                    let wrap = if q.used_wrap { WRAP_BIT } else { 0 };
+                    assert_eq!(dev.driver_event_off_wrap(), q.next_used | wrap);
+                }
+                q.disable_intr();
+                assert_eq!(dev.driver_event_flags(), RING_EVENT_FLAGS_DISABLE);
+            }
         }
     }
 

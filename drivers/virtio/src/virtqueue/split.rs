@@ -23,6 +23,9 @@
 //! [`VRING_AVAIL_F_NO_INTERRUPT`] (it polls) and kicks only while the device leaves
 //! [`VRING_USED_F_NO_NOTIFY`] clear; with it, `used_event` is kept half the index space
 //! ahead (no interrupts) and kicks follow `avail_event` (the `vring_need_event` rule).
+//! [`SplitQueue::enable_intr`] asks for interrupts while a thread sleeps (flags cleared,
+//! or `used_event` = the next used index to consume, kept there by
+//! [`SplitQueue::poll_used`] until [`SplitQueue::disable_intr`]).
 
 use super::{
     ring_addrs, AddrMode, QueueError, RingAddrs, UsedElem, MAX_QUEUE_SIZE, RING_ALIGN,
@@ -124,6 +127,8 @@ pub struct SplitQueue {
     /// Next used index to consume.
     last_used: u16,
     broken: bool,
+    /// Used-buffer notifications wanted ([`SplitQueue::enable_intr`]).
+    intr: bool,
 }
 
 // SAFETY: the queue owns its view of the ring memory (kept alive by the Arc); moving it to
@@ -190,6 +195,7 @@ impl SplitQueue {
             kick_base: 0,
             last_used: 0,
             broken: false,
+            intr: false,
         };
         if event_idx {
             q.write_used_event();
@@ -218,11 +224,48 @@ impl SplitQueue {
         unsafe { &*(self.base.add(self.layout.used_off + 2 * n) as *const AtomicU16) }
     }
 
+    /// `used_event`: the next index to consume while interrupts are wanted (the device
+    /// signals when it adds that entry), else half the index space ahead (never reached:
+    /// at most `size` entries are ever outstanding).
     #[inline(always)]
     fn write_used_event(&self) {
-        let ev = self.last_used.wrapping_add(0x8000);
+        let ev = if self.intr {
+            self.last_used
+        } else {
+            self.last_used.wrapping_add(0x8000)
+        };
         self.avail_u16(2 + self.layout.size as usize)
             .store(ev, Ordering::Relaxed);
+    }
+
+    /// Asks the device for a notification when it adds a used buffer (clears
+    /// [`VRING_AVAIL_F_NO_INTERRUPT`], or with `EVENT_IDX` sets `used_event` to the next
+    /// index to consume), then looks at `used.idx` again: true if used buffers are already
+    /// waiting (the caller polls instead of sleeping). The full fence pairs with the
+    /// device's between publishing `used.idx` and reading our wish, so either the device
+    /// sees the request and signals, or this sees its used entries. A broken queue
+    /// consumes nothing: false.
+    pub fn enable_intr(&mut self) -> bool {
+        self.intr = true;
+        if self.event_idx {
+            self.write_used_event();
+        } else {
+            self.avail_u16(0).store(0, Ordering::Relaxed);
+        }
+        fence(Ordering::SeqCst);
+        !self.broken && self.used_u16(1).load(Ordering::Acquire) != self.last_used
+    }
+
+    /// Suppresses used-buffer notifications again (the polling state the queue starts
+    /// in). A notification already on its way may still arrive.
+    pub fn disable_intr(&mut self) {
+        self.intr = false;
+        if self.event_idx {
+            self.write_used_event();
+        } else {
+            self.avail_u16(0)
+                .store(VRING_AVAIL_F_NO_INTERRUPT, Ordering::Relaxed);
+        }
     }
 
     /// Queue index on the device.
@@ -868,6 +911,53 @@ pub(crate) mod tests {
         assert!(need_event(5, 6, 0));
         assert!(need_event(0xffff, 1, 0xfffe), "wraps");
         assert!(!need_event(10, 20, 11));
+    }
+
+    #[test]
+    fn interrupts_enable_and_recheck() {
+        for event_idx in [false, true] {
+            let mut q = queue(8, event_idx);
+            let mut dev = SimDevice::new(&q);
+            let mut out = [UsedElem::default(); 8];
+            let polling = |dev: &SimDevice, q: &SplitQueue| {
+                if event_idx {
+                    assert_eq!(dev.used_event(), q.last_used.wrapping_add(0x8000));
+                } else {
+                    assert_eq!(dev.avail_flags(), VRING_AVAIL_F_NO_INTERRUPT);
+                }
+            };
+            polling(&dev, &q);
+            for round in 0..20 {
+                for _ in 0..5 {
+                    q.push(1, 64, true).unwrap();
+                }
+                q.publish();
+                let got = dev.take_avail();
+                assert!(!q.enable_intr(), "round {round}: nothing used yet");
+                if event_idx {
+                    assert_eq!(dev.used_event(), q.last_used, "the next entry signals");
+                } else {
+                    assert_eq!(dev.avail_flags(), 0);
+                }
+                dev.complete(got[0].0, 1);
+                assert!(q.enable_intr(), "round {round}: a used entry is seen");
+                // Polled while armed: still armed, for the entry after.
+                assert_eq!(q.poll_used(&mut out), (1, 0));
+                if event_idx {
+                    assert_eq!(dev.used_event(), q.last_used);
+                } else {
+                    assert_eq!(dev.avail_flags(), 0);
+                }
+                for (id, _) in &got[1..] {
+                    dev.write_elem(*id as u32, 1);
+                }
+                dev.publish();
+                q.disable_intr();
+                polling(&dev, &q);
+                assert_eq!(q.poll_used(&mut out), (4, 0));
+                polling(&dev, &q);
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //! RX commands other than "promiscuous on" are refused. The back end's SET_FEATURES gets
 //! the negotiated bits it offered itself, as a VMM would send them.
 //!
+//! Call eventfds: one per ring, created at the handshake and sent with every
+//! SET_VRING_CALL (also to a back end that reconnects), so an rx queue sleeping on its
+//! ring's ([`Transport::call_fd`]) keeps a valid descriptor for the port's life.
+//!
 //! Everything the back end sends is checked (request code, flags, size) before use; a
 //! malformed reply is an error naming the request, and the connection is not used again.
 //!
@@ -118,7 +122,10 @@ pub struct VirtioUser {
     queue_num: u16,
     mac: MacAddr,
     kick: Vec<Arc<EventFd>>,
-    call: Vec<EventFd>,
+    /// The eventfds SET_VRING_CALL hands the back end, one per ring, created at the
+    /// handshake and given again to a back end that reconnects; rx queues share them
+    /// ([`Transport::call_fd`]) to sleep on.
+    call: Vec<Arc<OwnedFd>>,
     running: usize,
 }
 
@@ -195,7 +202,9 @@ impl VirtioUser {
         let mut call = Vec::with_capacity(n);
         for _ in 0..n {
             kick.push(Arc::new(EventFd::new()?));
-            call.push(EventFd::new()?);
+            call.push(Arc::new(
+                unix::eventfd().map_err(|e| Error::io("eventfd", e))?,
+            ));
         }
         tracing::debug!(
             device = name,
@@ -387,7 +396,7 @@ fn send_mem_table(conn: &mut Conn, who: &str) -> Result<()> {
 fn start_rings(
     conn: &mut Conn,
     rings: &[RingSetup],
-    call: &[EventFd],
+    call: &[Arc<OwnedFd>],
     kick: &[Arc<EventFd>],
     started: &mut usize,
 ) -> Result<()> {
@@ -414,7 +423,7 @@ fn start_rings(
         conn.set(
             Request::SetVringCall,
             &(i as u64).to_le_bytes(),
-            &[call.fd()],
+            &[call.as_raw_fd()],
         )?;
         conn.set(
             Request::SetVringKick,
@@ -471,6 +480,10 @@ impl Transport for VirtioUser {
             .get(index as usize)
             .ok_or_else(|| Error::driver("virtio-user", format!("no virtqueue {index}")))?;
         Ok(k.clone())
+    }
+
+    fn call_fd(&self, index: u16) -> Option<Arc<OwnedFd>> {
+        self.call.get(index as usize).cloned()
     }
 
     fn start(&mut self, rings: &[RingSetup]) -> Result<()> {

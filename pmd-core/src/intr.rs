@@ -1,0 +1,276 @@
+//! Sleeping until traffic comes: rx interrupts and the adaptive poll loop.
+//!
+//! A PMD whose queue can wake a thread implements [`crate::ethdev::RxQueue::intr_enable`],
+//! `intr_disable` and `intr_fd`: a descriptor that becomes readable when a packet arrives
+//! while the queue is armed (a socket's own readability, an eventfd a peer or the kernel
+//! signals, an MSI-X vector's eventfd). Applications use them through
+//! [`crate::ethdev::RxQueueHandle`], or let an [`IdleSleeper`] do it:
+//!
+//! ```text
+//! loop {
+//!     let got = poll every queue once;
+//!     if sleeper.after_pass(got) {          // N empty passes in a row
+//!         sleeper.sleep(&mut queues);       // arm all, re-check, wait, disarm
+//!     }
+//! }
+//! ```
+//!
+//! No lost wake-up: arming is "enable, then look at the ring again" inside the PMD
+//! ([`Armed::Ready`] when something came in between), with the barrier the ring's
+//! protocol pairs with the producer's; a packet that arrives after that makes the
+//! descriptor readable, and epoll is level-triggered. The sleep also ends on a stop
+//! request ([`crate::lcore::stop_fd`]) and after [`AdaptiveConf::max_sleep`] at the latest,
+//! so a queue whose source changed while it slept (a peer that reconnected) is re-armed
+//! on its new descriptor. An interrupt that keeps firing without packets is counted
+//! ([`SleepStats::spurious`]) and throttled: after [`SPURIOUS_LIMIT`] such wakes in a row
+//! the sleeper waits a millisecond before arming again.
+
+use crate::ethdev::RxQueueHandle;
+use crate::unix::Epoll;
+use std::io;
+use std::time::Duration;
+
+/// What arming a queue found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Armed {
+    /// Nothing waiting: the queue's descriptor becomes readable when a packet arrives.
+    Sleep,
+    /// Packets arrived before the interrupt was armed: poll instead of sleeping.
+    Ready,
+}
+
+/// Why a queue could not be armed.
+#[derive(Debug, thiserror::Error)]
+pub enum IntrError {
+    /// The PMD has no rx interrupts (the queue must be polled).
+    #[error("the PMD has no rx interrupts")]
+    Unsupported,
+    /// A system call failed while arming.
+    #[error("arming the rx interrupt: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Wakes in a row without a packet after which the sleeper throttles.
+pub const SPURIOUS_LIMIT: u32 = 8;
+/// The pause of a throttled sleeper before it arms again.
+const THROTTLE: Duration = Duration::from_millis(1);
+/// The epoll token of the stop eventfd (queues use their index).
+const STOP_TOKEN: u64 = u64::MAX;
+/// Most queues one sleeper arms (one epoll token each).
+pub const MAX_QUEUES: usize = 64;
+
+/// When the adaptive loop sleeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdaptiveConf {
+    /// Passes over every queue in a row that received nothing before sleeping.
+    pub empty_polls: u32,
+    /// Longest sleep; the loop then polls once and sleeps again.
+    pub max_sleep: Duration,
+}
+
+impl Default for AdaptiveConf {
+    /// 300 empty passes (l3fwd-power's threshold is of that order), at most 100 ms asleep.
+    fn default() -> Self {
+        AdaptiveConf {
+            empty_polls: 300,
+            max_sleep: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What an [`IdleSleeper`] did, for the application's final statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SleepStats {
+    /// Sleeps begun (every queue armed, nothing waiting).
+    pub sleeps: u64,
+    /// Sleeps ended by a queue's interrupt.
+    pub intr_wakes: u64,
+    /// Sleeps that reached `max_sleep`.
+    pub timeouts: u64,
+    /// Arming that found packets already waiting (the race the re-check closes).
+    pub ready_at_arm: u64,
+    /// Interrupt wakes after which the queues had nothing.
+    pub spurious: u64,
+    /// Pauses taken because interrupts kept firing without packets.
+    pub throttled: u64,
+}
+
+impl std::fmt::Display for SleepStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} sleeps, {} woken by rx interrupt, {} timeouts, {} found packets when arming, \
+             {} spurious wakes, {} throttled",
+            self.sleeps,
+            self.intr_wakes,
+            self.timeouts,
+            self.ready_at_arm,
+            self.spurious,
+            self.throttled
+        )
+    }
+}
+
+/// The first of `queues` without rx interrupts, as (port, queue, PMD): an lcore polling
+/// it cannot sleep.
+pub fn first_without_intr<Q: AsMut<RxQueueHandle>>(
+    queues: &mut [Q],
+) -> Option<(crate::ethdev::PortId, u16, &'static str)> {
+    queues
+        .iter_mut()
+        .map(|q| q.as_mut())
+        .find(|q| !q.has_intr())
+        .map(|q| (q.port(), q.queue(), q.driver()))
+}
+
+/// What one [`IdleSleeper::sleep`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slept {
+    /// Woke on an interrupt.
+    Intr,
+    /// Woke after `max_sleep`.
+    Timeout,
+    /// A stop was requested.
+    Stop,
+    /// A queue had packets when armed: did not sleep.
+    Ready,
+    /// A queue has no interrupts (this queue index): the lcore polls, and never sleeps.
+    Unsupported(usize),
+}
+
+/// The adaptive poll loop's state for one lcore: counts empty passes and, after
+/// [`AdaptiveConf::empty_polls`] of them, arms every queue and sleeps.
+#[derive(Debug)]
+pub struct IdleSleeper {
+    conf: AdaptiveConf,
+    ep: Epoll,
+    empty: u32,
+    /// The last sleep ended on an interrupt and no packet came since.
+    woke_by_intr: bool,
+    spurious_run: u32,
+    /// A queue without interrupts: never sleep.
+    poll_only: bool,
+    stats: SleepStats,
+}
+
+impl IdleSleeper {
+    /// A sleeper with its own epoll set, which also watches the stop request.
+    pub fn new(conf: AdaptiveConf) -> io::Result<IdleSleeper> {
+        let ep = Epoll::new()?;
+        if let Some(fd) = crate::lcore::stop_fd() {
+            ep.watch(fd, STOP_TOKEN)?;
+        }
+        Ok(IdleSleeper {
+            conf,
+            ep,
+            empty: 0,
+            woke_by_intr: false,
+            spurious_run: 0,
+            poll_only: false,
+            stats: SleepStats::default(),
+        })
+    }
+
+    /// Records one pass over the queues that received `got` packets; true when it is
+    /// time to [`IdleSleeper::sleep`].
+    #[inline(always)]
+    pub fn after_pass(&mut self, got: usize) -> bool {
+        if got > 0 {
+            self.empty = 0;
+            self.woke_by_intr = false;
+            self.spurious_run = 0;
+            return false;
+        }
+        self.empty += 1;
+        self.empty >= self.conf.empty_polls && !self.poll_only
+    }
+
+    /// What this sleeper did so far.
+    pub fn stats(&self) -> SleepStats {
+        self.stats
+    }
+
+    /// Arms every queue of `queues` (at most [`MAX_QUEUES`]) and sleeps until one's
+    /// interrupt fires, a stop is requested or `max_sleep` passes; then disarms them all.
+    /// Does not sleep if a queue had packets when armed, or if one has no interrupts
+    /// (then it never sleeps again: the lcore polls).
+    pub fn sleep<Q: AsMut<RxQueueHandle>>(&mut self, queues: &mut [Q]) -> io::Result<Slept> {
+        self.empty = 0;
+        if self.woke_by_intr {
+            self.stats.spurious += 1;
+            self.spurious_run += 1;
+            if self.spurious_run >= SPURIOUS_LIMIT {
+                self.stats.throttled += 1;
+                std::thread::sleep(THROTTLE);
+            }
+        }
+        self.woke_by_intr = false;
+        let n = queues.len().min(MAX_QUEUES);
+        let queues = &mut queues[..n];
+        let mut armed = 0;
+        let mut outcome = None;
+        for (i, q) in queues.iter_mut().enumerate() {
+            let q = q.as_mut();
+            match q.intr_enable_raw() {
+                Ok(Armed::Sleep) => {
+                    armed += 1;
+                    if let Some(fd) = q.intr_fd() {
+                        if let Err(e) = self.ep.watch(fd, i as u64) {
+                            outcome = Some(Err(e));
+                            break;
+                        }
+                    }
+                }
+                Ok(Armed::Ready) => {
+                    armed += 1;
+                    self.stats.ready_at_arm += 1;
+                    outcome = Some(Ok(Slept::Ready));
+                    break;
+                }
+                Err(IntrError::Unsupported) => {
+                    self.poll_only = true;
+                    outcome = Some(Ok(Slept::Unsupported(i)));
+                    break;
+                }
+                Err(IntrError::Io(e)) => {
+                    outcome = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let outcome = match outcome {
+            Some(o) => o,
+            None => self.wait(),
+        };
+        for q in queues[..armed].iter_mut() {
+            q.as_mut().intr_disable();
+        }
+        outcome
+    }
+
+    /// The wait itself, every queue armed.
+    fn wait(&mut self) -> io::Result<Slept> {
+        if crate::lcore::stop_requested() {
+            return Ok(Slept::Stop);
+        }
+        self.stats.sleeps += 1;
+        let mut tokens = [0u64; 8];
+        let n = self.ep.wait(&mut tokens, Some(self.conf.max_sleep))?;
+        if tokens[..n].contains(&STOP_TOKEN) || crate::lcore::stop_requested() {
+            return Ok(Slept::Stop);
+        }
+        if n == 0 {
+            self.stats.timeouts += 1;
+            return Ok(Slept::Timeout);
+        }
+        self.stats.intr_wakes += 1;
+        self.woke_by_intr = true;
+        Ok(Slept::Intr)
+    }
+}
+
+impl AsMut<RxQueueHandle> for RxQueueHandle {
+    fn as_mut(&mut self) -> &mut RxQueueHandle {
+        self
+    }
+}
