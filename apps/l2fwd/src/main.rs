@@ -11,7 +11,7 @@ mod fwd;
 mod report;
 
 use clap::Parser;
-use pmd_core::ethdev::{Link, MacAddr, PortConf, PortId, RxOffloads, TxOffloads};
+use pmd_core::ethdev::{MacAddr, PortConf, PortId, RxOffloads, TxOffloads};
 use pmd_core::intr::{AdaptiveConf, IdleSleeper};
 use pmd_core::{lcore, numarg, tsc, Eal, Error, Mempool};
 use std::process::ExitCode;
@@ -69,10 +69,11 @@ struct AppOpts {
     /// Also measure TSC cycles spent forwarding (polls that received packets), per packet.
     #[arg(long = "busy-cycles")]
     busy_cycles: bool,
-    /// Adaptive mode: after this many passes over its queues without a packet, an lcore
-    /// arms their rx interrupts and sleeps until one fires (DPDK's l3fwd-power pattern).
-    /// Every queue of the lcore needs rx interrupts; one that has none keeps it polling.
-    #[arg(long = "idle-sleep", value_name = "EMPTY_POLLS",
+    /// Adaptive mode: once its queues received nothing for this many microseconds, an
+    /// lcore arms their rx interrupts and sleeps until one fires (DPDK's l3fwd-power
+    /// pattern; 300 is its threshold). Every queue of the lcore needs rx interrupts; one
+    /// that has none keeps it polling.
+    #[arg(long = "idle-sleep", value_name = "USECS",
           value_parser = |s: &str| numarg::whole::<u32>(s, 1..=100_000_000))]
     idle_sleep: Option<u32>,
     /// Longest sleep in adaptive mode, milliseconds (then one pass, and sleep again).
@@ -151,7 +152,7 @@ fn fwd_run(
 /// The adaptive-mode sleeper of an lcore with `tasks`, if `--idle-sleep` was given and
 /// every rx queue of the lcore has interrupts (else the lcore polls, and says why).
 fn sleeper_for(opts: &AppOpts, lcore_id: u32, tasks: &mut [fwd::Task]) -> Option<IdleSleeper> {
-    let empty_polls = opts.idle_sleep?;
+    let idle_us = opts.idle_sleep?;
     if tasks.is_empty() {
         return None;
     }
@@ -162,12 +163,12 @@ fn sleeper_for(opts: &AppOpts, lcore_id: u32, tasks: &mut [fwd::Task]) -> Option
         return None;
     }
     let conf = AdaptiveConf {
-        empty_polls,
+        idle: Duration::from_micros(idle_us.into()),
         max_sleep: Duration::from_millis(opts.max_sleep_ms),
     };
     match IdleSleeper::new(conf) {
         Ok(s) => {
-            println!("Lcore {lcore_id}: adaptive (sleeps after {empty_polls} empty polls)");
+            println!("Lcore {lcore_id}: adaptive (sleeps after {idle_us} µs without a packet)");
             Some(s)
         }
         Err(e) => {
@@ -349,10 +350,9 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         let eal_ref = &eal;
         // Link changes are printed as they are seen, every 50 ms at most.
         let link_every = tsc::hz() / 20;
-        let mut links: Vec<(PortId, Link)> = enabled
-            .iter()
-            .map(|&p| (p, eal_ref.ports()[p as usize].link()))
-            .collect();
+        for &p in &enabled {
+            eal_ref.ports()[p as usize].link_changed();
+        }
         let mut next_link = tsc::rdtsc() + link_every;
         let mut tick = |now: u64| -> bool {
             if period.is_some_and(|p| reporter.due(now, p)) {
@@ -360,11 +360,9 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             }
             if now >= next_link {
                 next_link = now + link_every;
-                for (p, last) in links.iter_mut() {
-                    let link = eal_ref.ports()[*p as usize].link();
-                    if link != *last {
+                for &p in &enabled {
+                    if let Some(link) = eal_ref.ports()[p as usize].link_changed() {
                         println!("Port {p} link changed: {link}");
-                        *last = link;
                     }
                 }
             }

@@ -1,7 +1,8 @@
 //! l2fwd in adaptive mode (`--idle-sleep`): with no traffic it sleeps on its queues' rx
 //! interrupts and uses under 2% of a core over 5 s (user + system time from
 //! /proc/PID/stat); bursts of frames with idle gaps between them all cross it, each
-//! exactly once and intact; its final statistics show the sleeps and the interrupt wakes.
+//! exactly once and intact; its final statistics show the sleeps and the interrupt wakes;
+//! taking port 1's wire down and up prints both link changes while it sleeps.
 //! Over af_packet and af_xdp on veth pairs and over tap ports, in a private namespace:
 //!
 //! ```text
@@ -62,7 +63,7 @@ fn adaptive(test: &str, ns: &NetNs, pmd: Pmd, links: [(&str, &str); 2]) {
         .args(["--idle-sleep", "200", "--max-sleep-ms", "100"]);
     let mut l2fwd = Proc::spawn(cmd);
     if let Err(e) = l2fwd.wait_for(
-        "adaptive (sleeps after 200 empty polls)",
+        "adaptive (sleeps after 200 µs without a packet)",
         1,
         Duration::from_secs(10),
     ) {
@@ -98,12 +99,24 @@ fn adaptive(test: &str, ns: &NetNs, pmd: Pmd, links: [(&str, &str); 2]) {
         }
         Ok::<(), String>(())
     });
+    // Link down and up on port 1's wire: l2fwd, asleep, prints both changes.
+    let link_events = res.as_ref().ok().map(|_| {
+        let outer = links[1].1;
+        ns.ip(&["link", "set", outer, "down"]);
+        let down = l2fwd.wait_for("Port 1 link changed: down", 1, Duration::from_secs(5));
+        ns.ip(&["link", "set", outer, "up"]);
+        let up = l2fwd.wait_for("Port 1 link changed: up", 1, Duration::from_secs(5));
+        down.and(up)
+    });
     // SAFETY: signalling our own child (ip netns exec execs l2fwd), not yet reaped.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
     let status = l2fwd.wait(Duration::from_secs(5));
     let all = l2fwd.transcript();
     if let Err(e) = res {
         panic!("{test} ({pmd:?}): {e}\n{all}");
+    }
+    if let Some(Err(e)) = link_events {
+        panic!("{test} ({pmd:?}): link events: {e}\n{all}");
     }
     assert!(status.is_some_and(|s| s.success()), "{test}: {all}");
     let out = l2fwd.stdout();

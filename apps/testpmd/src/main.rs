@@ -285,9 +285,24 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         .map(|s| tsc::rdtsc() + (s * tsc::hz() as f64) as u64);
     {
         let all = eal.ports();
+        // Link changes are printed as they are seen (DPDK's "link state change event"),
+        // every 50 ms at most.
+        let link_every = tsc::hz() / 20;
+        for &p in &ports {
+            all[p as usize].link_changed();
+        }
+        let mut next_link = tsc::rdtsc() + link_every;
         let mut tick = |now: u64| -> bool {
             if period.is_some_and(|p| periodic.due(now, p)) {
                 periodic.print(all, now);
+            }
+            if now >= next_link {
+                next_link = now + link_every;
+                for &p in &ports {
+                    if let Some(link) = all[p as usize].link_changed() {
+                        println!("\nPort {p}: link state change event: {link}");
+                    }
+                }
             }
             deadline.is_some_and(|d| now >= d)
         };
@@ -338,7 +353,7 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
 /// mode receives, and every rx queue of the lcore has interrupts (else the lcore polls,
 /// and says why).
 fn sleeper_for(opts: &Opts, lcore_id: u32, streams: &mut [Stream]) -> Option<IdleSleeper> {
-    let empty_polls = opts.idle_sleep?;
+    let idle_us = opts.idle_sleep?;
     if streams.is_empty() || matches!(opts.mode, Mode::Txonly | Mode::Flowgen) {
         return None;
     }
@@ -349,12 +364,12 @@ fn sleeper_for(opts: &Opts, lcore_id: u32, streams: &mut [Stream]) -> Option<Idl
         return None;
     }
     let conf = AdaptiveConf {
-        empty_polls,
+        idle: Duration::from_micros(idle_us.into()),
         max_sleep: Duration::from_millis(opts.max_sleep_ms),
     };
     match IdleSleeper::new(conf) {
         Ok(s) => {
-            println!("Lcore {lcore_id}: adaptive (sleeps after {empty_polls} empty polls)");
+            println!("Lcore {lcore_id}: adaptive (sleeps after {idle_us} µs without a packet)");
             Some(s)
         }
         Err(e) => {

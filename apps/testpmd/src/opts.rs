@@ -49,10 +49,10 @@ pub struct Opts {
     /// Tx descriptors per queue (0 = driver default).
     #[arg(long, default_value_t = 0, value_parser = |s: &str| numarg::whole(s, 0..=u16::MAX))]
     pub txd: u16,
-    /// Adaptive mode: after this many passes over its rx queues without a packet, a
-    /// forwarding lcore arms their rx interrupts and sleeps until one fires (every queue
-    /// of the lcore needs them; txonly and flowgen never sleep).
-    #[arg(long = "idle-sleep", value_name = "EMPTY_POLLS",
+    /// Adaptive mode: once its rx queues received nothing for this many microseconds, a
+    /// forwarding lcore arms their interrupts and sleeps until one fires (every queue of
+    /// the lcore needs them; txonly and flowgen never sleep).
+    #[arg(long = "idle-sleep", value_name = "USECS",
           value_parser = |s: &str| numarg::whole::<u32>(s, 1..=100_000_000))]
     pub idle_sleep: Option<u32>,
     /// Longest sleep in adaptive mode, milliseconds.

@@ -152,7 +152,7 @@ fn an_interrupt_that_keeps_firing_is_counted_and_throttled() {
         }
     });
     let mut sleeper = IdleSleeper::new(AdaptiveConf {
-        empty_polls: 1,
+        idle: Duration::ZERO,
         max_sleep: Duration::from_millis(100),
     })
     .unwrap();
@@ -191,7 +191,7 @@ fn a_sleeping_lcore_wakes_on_stop() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (mut a, b) = pair("stop");
     let mut sleeper = IdleSleeper::new(AdaptiveConf {
-        empty_polls: 1,
+        idle: Duration::ZERO,
         max_sleep: Duration::from_secs(30),
     })
     .unwrap();

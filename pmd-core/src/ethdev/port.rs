@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::intr::{Armed, IntrError};
 use crate::mbuf::{PktBatch, DEFAULT_BURST};
 use crate::mempool::Mempool;
+use std::cell::Cell;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -74,6 +75,8 @@ pub struct Port {
     rx_offloads: RxOffloads,
     tx_offloads: TxOffloads,
     mtu: u16,
+    /// The link as [`Port::link_changed`] last reported it.
+    seen_link: Cell<Link>,
 }
 
 impl std::fmt::Debug for Port {
@@ -102,6 +105,7 @@ impl Port {
             rxq: Vec::new(),
             txq: Vec::new(),
             stats_base: EthStats::default(),
+            seen_link: Cell::new(Link::default()),
         }
     }
 
@@ -473,6 +477,28 @@ impl Port {
         loop {
             let l = self.link();
             if l.up || std::time::Instant::now() >= end {
+                return l;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// The link-state change event of this port, if there is one since the last call
+    /// (the first call reports a link that is up): the new state. Applications call it
+    /// from their periodic work (l2fwd and testpmd every 50 ms) and print or act on it.
+    pub fn link_changed(&self) -> Option<Link> {
+        let now = self.link();
+        (now != self.seen_link.replace(now)).then_some(now)
+    }
+
+    /// Waits up to `timeout` for the link to differ from what it is at the call; returns
+    /// the state then (the same one if it did not change). Looks every 10 ms.
+    pub fn link_wait(&self, timeout: std::time::Duration) -> Link {
+        let end = std::time::Instant::now() + timeout;
+        let before = self.link();
+        loop {
+            let l = self.link();
+            if l != before || std::time::Instant::now() >= end {
                 return l;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
