@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{Proc, L2FWD};
+use common::{run_l2fwd, Proc, L2FWD};
 use pmd_testkit::frames::{frame_set, one_way, ETH_P_ALL};
 use pmd_testkit::{have_root, ip, parse_mac, unique, NetNs, RawSock};
 use std::process::Command;
@@ -197,4 +197,108 @@ fn tap_sleeps_when_idle_and_forwards_bursts() {
         ns.ip(&["link", "set", t, "up"]);
     }
     adaptive(TEST, &ns, Pmd::Tap, [("ta0", "ta0"), ("ta1", "ta1")]);
+}
+
+/// A PMD without rx interrupts (net_null) under `--idle-sleep`: l2fwd says so in one line
+/// naming the port and the PMD, and that lcore keeps polling and forwarding.
+#[test]
+fn ports_without_interrupts_keep_polling_with_a_clear_message() {
+    let prefix = unique("l2fwdt-nointr");
+    let r = run_l2fwd(
+        &[
+            "-l",
+            "0",
+            "--no-huge",
+            "--file-prefix",
+            &prefix,
+            "--vdev",
+            "net_null0",
+            "--vdev",
+            "net_null1",
+            "--",
+            "-p",
+            "0x3",
+            "-q",
+            "2",
+            "-T",
+            "0",
+            "--duration",
+            "1",
+            "--idle-sleep",
+            "100",
+        ],
+        Duration::from_secs(20),
+    );
+    let out = r.stdout.clone();
+    assert_eq!(r.status.code(), Some(0), "{out}\n{}", r.stderr);
+    assert!(
+        out.contains("Lcore 0: port 0 (net_null) has no rx interrupts: this lcore keeps polling"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("adaptive:"),
+        "no sleeper for a polling lcore\n{out}"
+    );
+    let sent = common::stat_values(&out, "Total packets sent:");
+    assert!(
+        sent.last().is_some_and(|&n| n > 1000.0),
+        "it kept forwarding\n{out}"
+    );
+}
+
+/// Two in-process 82599 models under the unchanged ixgbe PMD, whose rx queues run on the
+/// model's MSI-X vectors: l2fwd in adaptive mode forwards every generated frame exactly
+/// once and sleeps on the vectors once the stream ends.
+#[test]
+fn ixgbe_model_ports_sleep_on_msix_and_forward_every_frame() {
+    const N: u64 = 2000;
+    let prefix = unique("l2fwdt-ixintr");
+    let r = run_l2fwd(
+        &[
+            "--no-huge",
+            "-l",
+            "0",
+            "--file-prefix",
+            &prefix,
+            "--vdev",
+            &format!("net_ixgbe_model0,gen={N},flows=16"),
+            "--vdev",
+            "net_ixgbe_model1",
+            "--",
+            "-p",
+            "0x3",
+            "-q",
+            "2",
+            "-T",
+            "0",
+            "--txd",
+            "4096",
+            "--duration",
+            "2",
+            "--idle-sleep",
+            "200",
+        ],
+        Duration::from_secs(30),
+    );
+    let out = r.stdout.clone();
+    assert_eq!(r.status.code(), Some(0), "{out}\n{}", r.stderr);
+    assert!(
+        out.contains("Lcore 0: adaptive (sleeps after 200 µs without a packet)"),
+        "{out}"
+    );
+    let last = |label: &str| *common::stat_values(&out, label).last().unwrap_or(&-1.0);
+    assert_eq!(last("Total packets received:"), N as f64, "{out}");
+    assert_eq!(last("Total packets sent:"), N as f64, "{out}");
+    assert_eq!(last("Total packets dropped:"), 0.0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Lcore 0 adaptive: "))
+        .unwrap_or_else(|| panic!("no adaptive statistics\n{out}"));
+    let sleeps: u64 = line["Lcore 0 adaptive: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(sleeps > 0, "{line}");
+    eprintln!("ixgbe model: {N} frames forwarded; {line}");
 }

@@ -7,13 +7,13 @@ use crate::bar::{Bar, QueuePos, RegBits};
 use crate::counters::{self, CounterSet, CounterSpec};
 use crate::queues::{QueueLayout, RssRegs};
 use crate::regs::{self, CTRL_EXT, CTRL_EXT_DRV_LOAD, SRRCTL_DESCTYPE_ADV_ONEBUF};
-use crate::rx::{RxCsumBits, RxRing, RxRingConf};
+use crate::rx::{RxCsumBits, RxIntr, RxRing, RxRingConf};
 use crate::tx::{TxRing, TxRingConf};
 use pmd_core::ethdev::{
     DevInfo, Device, Link, MacAddr, PciId, PortConf, RxOffloads, RxQueue, RxQueueConf, TxOffloads,
     TxQueue, TxQueueConf, DEFAULT_MTU,
 };
-use pmd_core::pci::PciBackend;
+use pmd_core::pci::{IrqWait, PciBackend};
 use pmd_core::{Error, Result};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +87,17 @@ pub trait Chip: Send + 'static {
     fn tx_setup_window(bar: &Bar, open: bool) {
         let _ = (bar, open);
     }
+    /// The MSI-X mask set and clear registers (EIMS, EIMC; bit `v` is vector `v`, for
+    /// vectors 0..=15), if the driver runs this chip's rx queues on interrupts; `None`:
+    /// its queues are polled only.
+    const MSIX_MASK: Option<(usize, usize)> = None;
+    /// Puts the chip in MSI-X mode with rx queue `q` on vector `q` for `q < rx_queues`
+    /// and the other causes (link) on vector `rx_queues`, every vector masked; the queue
+    /// vectors auto-mask and auto-clear when they fire. Only called with
+    /// [`Chip::MSIX_MASK`] set and `rx_queues < 16`.
+    fn msix_setup(bar: &Bar, rx_queues: usize) {
+        let _ = (bar, rx_queues);
+    }
 }
 
 /// An initialised Intel NIC as an ethdev device.
@@ -101,6 +112,9 @@ pub struct IntelDevice<C: Chip> {
     mtu: u16,
     /// Per tx queue: tells its ring that the hardware context is gone (after a stop).
     tx_ctx_lost: Vec<Arc<AtomicBool>>,
+    /// MSI-X vectors enabled at configure (rx queue `q` takes vector `q` at its setup;
+    /// the last one is the other causes'); empty without interrupts.
+    irqs: Vec<Option<Box<dyn IrqWait>>>,
     counters: RefCell<CounterSet>,
     _chip: std::marker::PhantomData<C>,
 }
@@ -148,6 +162,7 @@ impl<C: Chip> IntelDevice<C> {
             started: false,
             mtu: DEFAULT_MTU,
             tx_ctx_lost: Vec::new(),
+            irqs: Vec::new(),
             counters: RefCell::new(counters),
             _chip: std::marker::PhantomData,
         })
@@ -156,6 +171,43 @@ impl<C: Chip> IntelDevice<C> {
     /// The device's registers (for chip-specific extras and tests).
     pub fn bar(&self) -> &Bar {
         &self.bar
+    }
+
+    /// Enables one MSI-X vector per rx queue plus one for other causes, if the chip's
+    /// rx queues run on interrupts and the device access gives them (VFIO, the model).
+    /// Without them (UIO's single line, too many queues, vectors still held by the queues
+    /// of an earlier configuration) the queues are polled only: said at debug level, as
+    /// interrupts are optional.
+    fn enable_msix(&mut self, rx_queues: usize) {
+        self.irqs.clear();
+        if C::MSIX_MASK.is_none() || rx_queues >= 16 {
+            return;
+        }
+        match self.backend.enable_irqs(rx_queues as u32 + 1) {
+            Ok(v) => {
+                C::msix_setup(&self.bar, rx_queues);
+                self.irqs = v.into_iter().map(Some).collect();
+            }
+            Err(e) => tracing::debug!(
+                device = self.bar.name(),
+                "no rx interrupts (the queues are polled only): {e}"
+            ),
+        }
+    }
+
+    /// Rx queue `q`'s interrupt, if vectors were enabled at configure.
+    fn rx_intr(&mut self, q: usize) -> Result<Option<RxIntr>> {
+        let (Some((eims, eimc)), Some(irq)) =
+            (C::MSIX_MASK, self.irqs.get_mut(q).and_then(Option::take))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(RxIntr {
+            irq,
+            eims: self.bar.reg32(eims)?,
+            eimc: self.bar.reg32(eimc)?,
+            bit: 1 << q,
+        }))
     }
 
     /// Frame size register value for `mtu`: Ethernet header and CRC added.
@@ -215,6 +267,7 @@ impl<C: Chip> Device for IntelDevice<C> {
         C::RSS.program(&self.bar, conf.rx_queues as usize);
         C::set_max_frame(&self.bar, Self::mfs(self.mtu));
         self.rxq = vec![QueuePos::default(); conf.rx_queues as usize];
+        self.enable_msix(conf.rx_queues as usize);
         self.txq = vec![QueuePos::default(); conf.tx_queues as usize];
         self.tx_ctx_lost = (0..conf.tx_queues).map(|_| Arc::default()).collect();
         Ok(())
@@ -225,6 +278,8 @@ impl<C: Chip> Device for IntelDevice<C> {
         let l = C::LAYOUT;
         l.disable(&self.bar, l.rxdctl(q));
         let (tail, enable) = l.rx_handles(&self.bar, q)?;
+        // The queue's vector (once: a queue set up again is polled only).
+        let intr = self.rx_intr(q)?;
         let ring = RxRing::new(RxRingConf {
             driver: C::DRIVER,
             name: format!("{}-rx{qid}", self.bar.name()),
@@ -240,6 +295,7 @@ impl<C: Chip> Device for IntelDevice<C> {
             max_frame: (C::MAX_FRAME + 4) as usize,
             csum: Some(C::RX_CSUM),
             enable: Some(enable),
+            intr,
         })?;
         if ring.buf_len() < 2048 {
             return Err(self.bar.err(format!(

@@ -26,7 +26,7 @@ pub use counters::{CounterSet, CounterSpec};
 pub use device::{Chip, IntelDevice, LINK_WAIT};
 pub use driver::{intel_id, IntelDriver};
 pub use queues::{QueueLayout, RssRegs};
-pub use rx::{RxCsumBits, RxRing, RxRingConf};
+pub use rx::{RxCsumBits, RxIntr, RxRing, RxRingConf};
 pub use tx::{TxRing, TxRingConf};
 
 use pmd_core::memory::Segment;

@@ -12,12 +12,13 @@
 
 use crate::desc::{RxDesc, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_VP};
 use pmd_core::ethdev::{QueueStats, RxQueue};
+use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{
     Mbuf, PktBatch, RawMbuf, BATCH_CAPACITY, RX_IP_CKSUM_BAD, RX_IP_CKSUM_GOOD, RX_L4_CKSUM_BAD,
     RX_L4_CKSUM_GOOD, RX_RSS_HASH, RX_VLAN, RX_VLAN_STRIPPED,
 };
 use pmd_core::memory::Segment;
-use pmd_core::pci::Reg32;
+use pmd_core::pci::{IrqWait, Reg32};
 use pmd_core::{Error, Mempool, Result};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -55,6 +56,22 @@ pub struct RxRingConf {
     /// The queue's control register and its enable bit: cleared when the ring is dropped,
     /// so the device stops writing into buffers that go back to the pool.
     pub enable: Option<(Reg32, u32)>,
+    /// The queue's MSI-X vector, when the device has interrupts enabled (rx interrupts).
+    pub intr: Option<RxIntr>,
+}
+
+/// A receive queue's interrupt: its MSI-X vector (an eventfd the kernel or the model
+/// signals) and the mask registers that arm and disarm it. The device auto-masks the
+/// vector when it fires (EIAM), so one packet wakes the sleeper once.
+pub struct RxIntr {
+    /// The vector's eventfd.
+    pub irq: Box<dyn IrqWait>,
+    /// Interrupt mask set (EIMS): writing the bit arms the vector.
+    pub eims: Reg32,
+    /// Interrupt mask clear (EIMC): writing the bit disarms it.
+    pub eimc: Reg32,
+    /// The vector's bit in both.
+    pub bit: u32,
 }
 
 /// Where a chip reports checksum errors in the write-back status/error word (the
@@ -92,6 +109,7 @@ pub struct RxRing {
     scratch: PktBatch,
     enable: Option<(Reg32, u32)>,
     csum: Option<RxCsumBits>,
+    intr: Option<RxIntr>,
 }
 
 // SAFETY: the ring exclusively owns its descriptor memory (kept alive by `mem`) and its
@@ -140,6 +158,7 @@ impl RxRing {
             scratch: PktBatch::new(),
             enable: conf.enable,
             csum: conf.csum,
+            intr: conf.intr,
         };
         ring.post_buffers();
         if ring.posted() == 0 {
@@ -272,6 +291,44 @@ impl RxRing {
 }
 
 impl RxQueue for RxRing {
+    /// With an MSI-X vector for this queue (see [`RxIntr`]).
+    fn has_intr(&self) -> bool {
+        self.intr.is_some()
+    }
+
+    /// Unmasks the queue's vector (EIMS), then looks at the next descriptor's DD. A frame
+    /// written back before the unmask left its cause pending in EICR, which the device
+    /// signals as soon as the vector is unmasked; one written back after it signals it:
+    /// either way the eventfd becomes readable.
+    fn intr_enable(&mut self) -> std::result::Result<Armed, IntrError> {
+        let Some(intr) = &self.intr else {
+            return Err(IntrError::Unsupported);
+        };
+        intr.eims.write(intr.bit);
+        if self.posted() == 0 {
+            return Ok(Armed::Sleep);
+        }
+        // SAFETY: `next` is posted (posted() > 0): the slot holds our descriptor.
+        let st = unsafe { self.desc(self.next).read_volatile() }.status_error();
+        Ok(if st & RXD_STAT_DD != 0 {
+            Armed::Ready
+        } else {
+            Armed::Sleep
+        })
+    }
+
+    /// Masks the vector (EIMC) and consumes its count.
+    fn intr_disable(&mut self) {
+        if let Some(intr) = &self.intr {
+            intr.eimc.write(intr.bit);
+            let _ = intr.irq.wait(0);
+        }
+    }
+
+    fn intr_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.intr.as_ref().map(|i| i.irq.fd())
+    }
+
     #[inline]
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
         let max = max.min(batch.spare());
@@ -377,6 +434,9 @@ impl RxQueue for RxRing {
 
 impl Drop for RxRing {
     fn drop(&mut self) {
+        if let Some(i) = &self.intr {
+            i.eimc.write(i.bit);
+        }
         if let Some((reg, bit)) = &self.enable {
             reg.write(reg.read() & !bit);
         }

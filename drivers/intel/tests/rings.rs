@@ -31,6 +31,7 @@ fn rx_ring(pool: &Mempool, size: u16) -> (RxRing, pmd_core::pci::MmioRegion, Arc
             l4_err: 1 << 30,
         }),
         enable: Some((bar.reg32(4).unwrap(), 1 << 25)),
+        intr: None,
     })
     .unwrap();
     (ring, bar, stats)
@@ -145,6 +146,7 @@ fn rx_ignores_dd_beyond_what_was_posted_and_rejects_bad_sizes() {
         max_frame: 9732,
         csum: None,
         enable: None,
+        intr: None,
     })
     .is_err());
     // A pool smaller than the ring: the ring posts what it can.

@@ -1,6 +1,6 @@
 //! What the driver probes: a [`PciBackend`] whose BAR 0 is the model's register file
-//! (every access reaches [`Device::read`] / [`Device::write`] synchronously) and whose DMA
-//! goes through the model's IOMMU.
+//! (every access reaches [`Device::read`] / [`Device::write`] synchronously), whose DMA
+//! goes through the model's IOMMU and whose MSI-X vectors are eventfds the model signals.
 
 use crate::device::Device;
 use crate::model::Handle;
@@ -95,15 +95,10 @@ impl PciBackend for ModelBackend {
         Ok(())
     }
 
+    /// MSI-X vectors as eventfds the model signals (see `irq`): 1..=64 of them, until
+    /// every handle is dropped.
     fn enable_irqs(&self, count: u32) -> Result<Vec<Box<dyn IrqWait>>> {
-        Err(Error::driver(
-            "ixgbe-model",
-            format!(
-                "{}: the 82599 model has no interrupt delivery ({count} vector(s) requested); \
-                 poll the queues and read LINKS instead",
-                self.addr
-            ),
-        ))
+        crate::irq::enable(&self.handle.dev, self.addr, count)
     }
 
     fn reset(&self) -> Result<()> {

@@ -9,6 +9,7 @@ use crate::desc::RxWriteBack;
 use crate::engine::Engine;
 use crate::hw::{RX_QUEUES, TX_QUEUES};
 use crate::iommu::Iommu;
+use crate::irq::{self, Interrupts};
 use crate::lock;
 use crate::regfile::RegFile;
 use crate::regs::*;
@@ -64,6 +65,8 @@ pub(crate) struct Device {
     pub config: ConfigSpace,
     /// Data-path state; held while the model touches host memory.
     pub engine: Mutex<Engine>,
+    /// The MSI-X vectors and the lock of the interrupt registers (`irq`).
+    pub irq: Interrupts,
     timers: Mutex<Timers>,
     timers_armed: AtomicBool,
     link_up: AtomicBool,
@@ -98,6 +101,7 @@ impl Device {
             counters: Counters::default(),
             config: ConfigSpace::new(),
             engine: Mutex::new(Engine::new()),
+            irq: Interrupts::default(),
             timers: Mutex::new(Timers {
                 forced_down: conf.faults.link_down,
                 ..Timers::default()
@@ -135,8 +139,12 @@ impl Device {
                 self.regs.get(STATUS) & !STATUS_GIO_MASTER_ENABLE
             }
             STATUS => self.regs.get(STATUS) | STATUS_GIO_MASTER_ENABLE,
-            // Clear on read (8.2.3.5.1).
-            EICR => self.regs.take(EICR),
+            // Clear on read (8.2.3.5.1), all of it or, with GPIE.OCD, the other causes.
+            EICR => irq::read_eicr(self),
+            // Write-only in the datasheet, but reads return the causes without clearing
+            // them: Intel's ixgbe driver reads EICS for that (its errata workaround in
+            // the other-causes handler).
+            EICS => self.regs.get(EICR),
             // Write-only (8.2.3.5.4).
             EIMC => 0,
             LINKS => {
@@ -158,9 +166,12 @@ impl Device {
             STATUS | LINKS => {}
             _ if RegFile::is_stat(off) => {}
             // Write 1 to clear (8.2.3.5.1).
-            EICR => self.regs.clear_bits(EICR, v),
-            EIMS => self.regs.or(EIMS, v),
-            EIMC => self.regs.clear_bits(EIMS, v),
+            EICR => irq::write_eicr(self, v),
+            // Software-set causes fire as real ones do.
+            EICS => irq::raise(self, v),
+            // Unmasking a pending cause fires it.
+            EIMS => irq::write_eims(self, v),
+            EIMC => irq::write_eimc(self, v),
             // Hardware-owned status bits keep their value.
             EEC => self
                 .regs
@@ -235,7 +246,7 @@ impl Device {
     /// when EEC.ARD, RDRXCTL.DMAIDONE and RAL0/RAH0 (from the EEPROM) appear.
     fn software_reset(&self) {
         let mut engine = lock(&self.engine);
-        self.regs.clear_all();
+        self.clear_registers();
         self.regs.set(CTRL, CTRL_RST);
         engine.reset();
         let mut t = lock(&self.timers);
@@ -252,7 +263,7 @@ impl Device {
     /// hang), and configuration space returns to power-on values (bus mastering off).
     pub fn function_reset(&self) {
         let mut engine = lock(&self.engine);
-        self.regs.clear_all();
+        self.clear_registers();
         engine.reset();
         self.config.reset();
         let mut t = lock(&self.timers);
@@ -262,6 +273,14 @@ impl Device {
         self.finish_reset();
         drop(engine);
         self.tick();
+    }
+
+    /// Every register back to zero, the interrupt registers among them (under their lock,
+    /// so no cause is half delivered across the reset). The enabled MSI-X vectors stay: as
+    /// with VFIO, a function reset does not take them from the host.
+    fn clear_registers(&self) {
+        let _irq = self.irq.hold();
+        self.regs.clear_all();
     }
 
     /// What the end of a reset leaves behind: EEPROM auto-read done, the MAC address in
@@ -309,8 +328,12 @@ impl Device {
         }
     }
 
-    /// Completes a due reset, updates the link state (raising EICR.LSC on a change) and
-    /// returns whether the link is up.
+    /// Completes a due reset, updates the link state (raising EICR.LSC on a change, a
+    /// cause on the other-causes vector) and returns whether the link is up.
+    ///
+    /// The cause is raised after the timers lock is released. Most callers hold no other
+    /// lock; the receive path checks the link under the engine lock, so a link change it
+    /// is the first to notice signals the vector under that lock (a rare, short write(2)).
     fn tick(&self) -> bool {
         let mut t = lock(&self.timers);
         let now = Instant::now();
@@ -319,12 +342,14 @@ impl Device {
             self.finish_reset();
         }
         let up = t.link_up(now);
-        if up != t.reported_up {
-            t.reported_up = up;
-            self.regs.or(EICR, EICR_LSC);
-        }
+        let changed = up != t.reported_up;
+        t.reported_up = up;
         self.link_up.store(up, Ordering::Release);
         self.timers_armed.store(t.armed(now), Ordering::Release);
+        drop(t);
+        if changed {
+            irq::raise(self, EICR_LSC);
+        }
         up
     }
 

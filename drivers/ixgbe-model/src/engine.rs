@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::gen::GenState;
 use crate::hw::{RX_QUEUES, TX_QUEUES};
-use crate::{gen, lock, tx};
+use crate::{gen, irq, lock, tx};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +45,11 @@ pub(crate) struct Engine {
     pub rx_seen: u64,
     /// The running generator, if any.
     pub gen: Option<GenState>,
+    /// Receive queues (bit q: queue q) that wrote descriptors back since the last time
+    /// their interrupt causes were raised. Whoever releases the engine lock after a
+    /// delivery takes them and raises them ([`irq::rx_written_back`]), so no eventfd is
+    /// signalled under this lock.
+    pub rx_written: u64,
 }
 
 impl Engine {
@@ -55,12 +60,14 @@ impl Engine {
             tx: (0..TX_QUEUES).map(|_| TxQueueState::default()).collect(),
             rx_seen: 0,
             gen: None,
+            rx_written: 0,
         }
     }
 
     /// A device reset: queue state goes, the generator (the link partner) stays.
     pub fn reset(&mut self) {
         self.rx_stopped.iter_mut().for_each(|s| *s = false);
+        self.rx_written = 0;
         self.tx
             .iter_mut()
             .for_each(|t| *t = TxQueueState::default());
@@ -86,10 +93,14 @@ pub(crate) fn pass(dev: &Device) -> bool {
     dev.tick_if_armed();
     let keep = dev.wire.wants_frames();
     let mut out = Vec::new();
-    let work = {
+    let (work, written) = {
         let mut engine = lock(&dev.engine);
-        tx::poll(dev, &mut engine, keep.then_some(&mut out)) + gen::poll(dev, &mut engine)
+        let work =
+            tx::poll(dev, &mut engine, keep.then_some(&mut out)) + gen::poll(dev, &mut engine);
+        (work, std::mem::take(&mut engine.rx_written))
     };
+    // Once per pass: the write-backs of the pass are in memory already.
+    irq::rx_written_back(dev, written);
     dev.wire.emit(out);
     work > 0
 }

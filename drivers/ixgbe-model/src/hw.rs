@@ -38,3 +38,10 @@ pub const TCP_FIN: u8 = 0x01;
 pub const TCP_PSH: u8 = 0x08;
 /// TCP CWR.
 pub const TCP_CWR: u8 = 0x80;
+
+/// MSI-X table entries of the 82599 (its MSI-X capability's table size; datasheet 7.3):
+/// the most vectors `enable_irqs` gives.
+pub const MSIX_VECTORS: usize = 64;
+/// Vectors whose causes the model delivers: the ones with an RTxQ bit in EICR/EIMS
+/// (0..15). Vectors 16..63 would need EICR_EX/EIMS_EX, which are not modelled.
+pub const EICR_VECTORS: usize = 16;

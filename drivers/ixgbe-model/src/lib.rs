@@ -4,8 +4,9 @@
 //! [`Model82599::new`] builds a device and its thread; [`Model82599::backend`] is the
 //! [`pmd_core::pci::PciBackend`] the driver probes. The model follows the Intel 82599
 //! 10 GbE Controller Datasheet for what the driver relies on: reset and EEPROM
-//! auto-read (4.6.3), link bring-up through auto-negotiation (LINKS, AUTOC), interrupt
-//! cause and mask registers, L2 filtering (7.1.1.1), RSS with the Toeplitz hash and the
+//! auto-read (4.6.3), link bring-up through auto-negotiation (LINKS, AUTOC), interrupts
+//! (7.3: cause, mask, auto-mask and auto-clear registers, IVAR, and MSI-X delivery to
+//! eventfds through `PciBackend::enable_irqs`), L2 filtering (7.1.1.1), RSS with the Toeplitz hash and the
 //! redirection table (7.1.2.8), advanced receive descriptors with write-back (7.1.6),
 //! advanced transmit data and context descriptors with DD write-back (7.2.3) and their
 //! offloads (checksums, TSO, VLAN insertion), jumbo frames up to 9728 bytes over several
@@ -33,6 +34,7 @@ pub mod frame;
 mod gen;
 pub mod hw;
 pub mod iommu;
+mod irq;
 mod model;
 mod offload;
 mod packet;

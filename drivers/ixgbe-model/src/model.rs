@@ -8,7 +8,7 @@ use crate::iommu::Iommu;
 use crate::rx::RxOutcome;
 use crate::stats::{bump, ModelStats};
 use crate::wire::Sink;
-use crate::{engine, gen, lock, rx};
+use crate::{engine, gen, irq, lock, rx};
 use pmd_core::memory;
 use pmd_core::pci::{PciAddr, PciBackend};
 use pmd_core::{Error, Result};
@@ -148,11 +148,18 @@ impl Model82599 {
     }
 
     /// A frame (without CRC) arrives from the wire now: it is delivered to a receive
-    /// queue or dropped (and counted) at once, on the caller's thread.
+    /// queue or dropped (and counted) at once, on the caller's thread, and the queue's
+    /// interrupt cause is raised before this returns.
     pub fn try_inject(&self, frame: &[u8]) -> RxOutcome {
         let dev = &self.h.dev;
         bump(&dev.counters.injected, 1);
-        rx::receive(dev, &mut lock(&dev.engine), frame)
+        let (outcome, written) = {
+            let mut engine = lock(&dev.engine);
+            let outcome = rx::receive(dev, &mut engine, frame);
+            (outcome, std::mem::take(&mut engine.rx_written))
+        };
+        irq::rx_written_back(dev, written);
+        outcome
     }
 
     /// The last transmitted frames kept by the capture (`ModelConf::capture`), oldest

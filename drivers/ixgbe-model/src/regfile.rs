@@ -84,6 +84,12 @@ impl RegFile {
         }
     }
 
+    /// Clears `bits` at `off` and returns the value from before.
+    pub fn take_bits(&self, off: usize, bits: u32) -> u32 {
+        self.word(off)
+            .map_or(0, |w| w.fetch_and(!bits, Ordering::AcqRel))
+    }
+
     /// Returns the value at `off` and zeroes it.
     pub fn take(&self, off: usize) -> u32 {
         self.word(off).map_or(0, |w| w.swap(0, Ordering::AcqRel))
@@ -145,6 +151,9 @@ mod tests {
         r.or(0x10, 2);
         r.clear_bits(0x10, 1);
         assert_eq!(r.get(0x10), 6);
+        assert_eq!(r.take_bits(0x10, 4), 6);
+        assert_eq!(r.get(0x10), 2);
+        r.or(0x10, 4);
         r.set(BAR0_LEN, 1);
         r.set(0x11, 1);
         assert_eq!(

@@ -39,6 +39,57 @@ pub const EICR_LSC: u32 = 0x0010_0000;
 pub const EIMS: usize = 0x0_0880;
 /// Extended Interrupt Mask Clear (write only).
 pub const EIMC: usize = 0x0_0888;
+/// Extended Interrupt Cause Set (write 1 to set the EICR bit; the cause then fires as a
+/// real one would).
+pub const EICS: usize = 0x0_0808;
+/// Extended Interrupt Auto Clear: in MSI-X mode, EICR bits cleared when their message is
+/// sent.
+pub const EIAC: usize = 0x0_0810;
+/// Extended Interrupt Auto Mask Enable: with GPIE.EIAME, EIMS bits cleared when their
+/// message is sent.
+pub const EIAM: usize = 0x0_0890;
+/// General Purpose Interrupt Enable.
+pub const GPIE: usize = 0x0_0898;
+/// GPIE bit 4, Multiple_MSIX: MSI-X mode (the RTxQ bits of EICR are the vectors).
+pub const GPIE_MSIX_MODE: u32 = 0x0000_0010;
+/// GPIE bit 5, OCD (Other Clear Disable): an EICR read clears only the other-cause bits
+/// (29:16), not the RTxQ bits.
+pub const GPIE_OCD: u32 = 0x0000_0020;
+/// GPIE bit 30, EIAME: auto-mask (EIAM) applies when an MSI-X message is sent.
+pub const GPIE_EIAME: u32 = 0x4000_0000;
+/// GPIE bit 31, PBA_support (stored; the pending bit array is not modelled).
+pub const GPIE_PBA_SUPPORT: u32 = 0x8000_0000;
+/// EICR bits 15:0, RTxQ: in MSI-X mode the causes of vectors 0..15 (vectors 16..63 have
+/// EICR_EX/EIMS_EX at 0x00A90.., which the model does not implement).
+pub const EICR_RTXQ: u32 = 0x0000_FFFF;
+/// EICR bits 29:16: the other causes (flow director, rx miss, PCI exception, mailbox,
+/// LSC, LinkSec, manageability, SDP, ECC), delivered on IVAR_MISC's other-causes vector.
+pub const EICR_OTHER: u32 = 0x3FFF_0000;
+/// Extended Interrupt Throttle of vector `n` < [`EITR_LOW`]: stored only, the model does
+/// not throttle (every cause fires at once). EITR 24..127 live at 0x12300, not modelled.
+pub const fn eitr(n: usize) -> usize {
+    0x0_0820 + 4 * n
+}
+/// EITR registers in the low block at 0x00820.
+pub const EITR_LOW: usize = 24;
+/// Interrupt Vector Allocation `n` < [`IVAR_REGS`]: four 8-bit entries, bits 7:0 rx
+/// queue 2n, 15:8 tx queue 2n, 23:16 rx queue 2n+1, 31:24 tx queue 2n+1.
+pub const fn ivar(n: usize) -> usize {
+    0x0_0900 + 4 * n
+}
+/// IVAR registers (128 queues of each direction, two per register).
+pub const IVAR_REGS: usize = 64;
+/// An IVAR entry's bit 7: the entry is valid.
+pub const IVAR_ALLOC_VAL: u32 = 0x80;
+/// An IVAR entry's bits 5:0: the MSI-X vector.
+pub const IVAR_VECTOR_MASK: u32 = 0x3F;
+/// Miscellaneous Interrupt Vector Allocation: bits 7:0 the TCP timer entry, bits 15:8 the
+/// other-causes entry (vector in 14:8, valid bit 15).
+pub const IVAR_MISC: usize = 0x0_0A00;
+/// Shift of IVAR_MISC's other-causes entry.
+pub const IVAR_MISC_OTHER_SHIFT: u32 = 8;
+/// An IVAR_MISC entry's bits 6:0: the MSI-X vector.
+pub const IVAR_MISC_VECTOR_MASK: u32 = 0x7F;
 
 // ---- Receive DMA and filters (8.2.3.7, 8.2.3.8) ----
 
@@ -247,6 +298,9 @@ mod tests {
     fn offsets_and_bits_match_the_datasheet() {
         assert_eq!((CTRL, STATUS, EEC), (0x0, 0x8, 0x10010));
         assert_eq!((EICR, EIMS, EIMC), (0x800, 0x880, 0x888));
+        assert_eq!((EICS, EIAC, EIAM, GPIE), (0x808, 0x810, 0x890, 0x898));
+        assert_eq!((eitr(0), eitr(23)), (0x820, 0x87C));
+        assert_eq!((ivar(0), ivar(63), IVAR_MISC), (0x900, 0x9FC, 0xA00));
         assert_eq!((RDRXCTL, RXCTRL, FCTRL), (0x2F00, 0x3000, 0x5080));
         assert_eq!(
             (HLREG0, MAXFRS, AUTOC, LINKS),
@@ -289,6 +343,13 @@ mod tests {
         );
         assert_eq!((STATUS_GIO_MASTER_ENABLE, EEC_ARD), (1 << 19, 1 << 9));
         assert_eq!(EICR_LSC, 1 << 20);
+        assert_eq!(
+            (GPIE_MSIX_MODE, GPIE_OCD, GPIE_EIAME, GPIE_PBA_SUPPORT),
+            (1 << 4, 1 << 5, 1 << 30, 1 << 31)
+        );
+        assert_eq!((EICR_RTXQ, EICR_OTHER), (0xFFFF, ((1 << 14) - 1) << 16));
+        assert_eq!((IVAR_ALLOC_VAL, IVAR_VECTOR_MASK), (1 << 7, 0x3F));
+        assert_eq!((IVAR_MISC_OTHER_SHIFT, IVAR_MISC_VECTOR_MASK), (8, 0x7F));
         assert_eq!((RDRXCTL_DMAIDONE, RXCTRL_RXEN), (1 << 3, 1));
         assert_eq!((FCTRL_MPE, FCTRL_UPE, FCTRL_BAM), (1 << 8, 1 << 9, 1 << 10));
         assert_eq!(RAH_AV, 1 << 31);

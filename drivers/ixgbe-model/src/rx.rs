@@ -396,6 +396,9 @@ fn deliver(
     }
     dev.regs
         .set(rdh(queue), (ring.head + slots.len() as u32) % ring.count);
+    // The queue's interrupt cause, raised once the engine lock is released (after these
+    // write-backs, never before).
+    engine.rx_written |= 1u64.checked_shl(queue as u32).unwrap_or(0);
     engine.rx_seen += 1;
     let c = &dev.counters;
     if inject_error {

@@ -45,6 +45,12 @@ pub struct ModelStats {
     /// Other device-side errors: bad ring setup, unsupported descriptors, oversized
     /// transmit frames, invalid generator settings.
     pub errors: u64,
+    /// MSI-X messages delivered: signals written to a vector's eventfd.
+    pub interrupts: u64,
+    /// Interrupt causes that reached no eventfd: a receive queue's IVAR entry named a
+    /// vector above 15 (EICR_EX is not modelled), or a message was sent on a vector
+    /// `enable_irqs` did not enable.
+    pub interrupts_unrouted: u64,
 }
 
 impl ModelStats {
@@ -80,6 +86,8 @@ pub(crate) struct Counters {
     pub tx_link_down: AtomicU64,
     pub dma_faults: AtomicU64,
     pub errors: AtomicU64,
+    pub interrupts: AtomicU64,
+    pub interrupts_unrouted: AtomicU64,
 }
 
 impl Default for Counters {
@@ -104,6 +112,8 @@ impl Default for Counters {
             tx_link_down: z(),
             dma_faults: z(),
             errors: z(),
+            interrupts: z(),
+            interrupts_unrouted: z(),
         }
     }
 }
@@ -136,6 +146,8 @@ impl Counters {
             tx_link_down: g(&self.tx_link_down),
             dma_faults: g(&self.dma_faults),
             errors: g(&self.errors),
+            interrupts: g(&self.interrupts),
+            interrupts_unrouted: g(&self.interrupts_unrouted),
         }
     }
 }

@@ -491,6 +491,7 @@ fn the_pmd_intel_rings_run_against_the_model_in_loopback() {
             l4_err: RXD_ERR_L4E,
         }),
         enable: Some((bar.reg32(rxdctl(0)).unwrap(), DCTL_ENABLE)),
+        intr: None,
     })
     .unwrap();
     nic.wr(rdbal(0), rx.desc_iova() as u32);

@@ -23,6 +23,31 @@ pub const EICR: usize = 0x00800;
 pub const EIMC: usize = 0x00888;
 /// All interrupt causes (EIMC value masking everything).
 pub const EIMC_ALL: u32 = 0x7fff_ffff;
+/// Extended Interrupt Mask Set/Read (8.2.3.5.3).
+pub const EIMS: usize = 0x00880;
+/// Extended Interrupt Auto Clear (8.2.3.5.7): a vector's EICR bit clears when it fires.
+pub const EIAC: usize = 0x00810;
+/// Extended Interrupt Auto Mask Enable (8.2.3.5.8): a vector's EIMS bit clears when it
+/// fires (with GPIE.EIAME).
+pub const EIAM: usize = 0x00890;
+/// General Purpose Interrupt Enable (8.2.3.5.11).
+pub const GPIE: usize = 0x00898;
+/// GPIE: MSI-X mode (one vector per cause group, as IVAR maps them).
+pub const GPIE_MSIX_MODE: u32 = 1 << 4;
+/// GPIE: auto-mask enable (EIAM takes effect).
+pub const GPIE_EIAME: u32 = 1 << 30;
+/// GPIE: PBA support (the MSI-X pending bits are the PBA's).
+pub const GPIE_PBA_SUPPORT: u32 = 1 << 31;
+/// Interrupt Vector Allocation n (8.2.3.5.13): entries for rx queue 2n (bits 7:0), tx 2n
+/// (15:8), rx 2n+1 (23:16), tx 2n+1 (31:24).
+pub const fn ivar(n: usize) -> usize {
+    0x00900 + 4 * n
+}
+/// Miscellaneous Interrupt Vector Allocation (8.2.3.5.14): other causes (LSC) in bits
+/// 15:8.
+pub const IVAR_MISC: usize = 0x00A00;
+/// An IVAR entry's valid bit.
+pub const IVAR_VALID: u32 = 0x80;
 
 /// Receive DMA Control (8.2.3.8.8).
 pub const RDRXCTL: usize = 0x02F00;
