@@ -361,7 +361,10 @@ fi
 # that every port's "virtio-net features negotiated" line in l2fwd's log must contain.
 L2FWD_FEATURE=""
 # L2FWD_ARGS: more l2fwd options; BLAST_LEN: frame-blast's largest frame (60 when empty).
-L2FWD_ARGS=""; BLAST_LEN=60; BLAST_GAP=200
+# L2FWD_EXPECT: an extended regex l2fwd's log must match; L2FWD_IDLE_MAX: with it, l2fwd's
+# CPU use (user + system, /proc/PID/stat) over 3 idle seconds before the traffic, in % of a
+# core, must stay below this.
+L2FWD_ARGS=""; BLAST_LEN=60; BLAST_GAP=200; L2FWD_EXPECT=""; L2FWD_IDLE_MAX=
 l2fwd_pair() { # l2fwd_pair NAME RUN-ID DRIVER PORT0 PORT1 [EAL-OPTIONS...]
   n=$1; runid=$2; target=$3; p0=$4; p1=$5; shift 5; eal_extra="$*"
   for b in l2fwd frame-blast pmd-setup; do have $b || { check "$n" FAIL "$b binary missing"; return; }; done
@@ -382,6 +385,14 @@ l2fwd_pair() { # l2fwd_pair NAME RUN-ID DRIVER PORT0 PORT1 [EAL-OPTIONS...]
   if [ "$(lcores)" -lt 2 ]; then
     kill -INT $lpid 2>/dev/null; sleep 1; kill -KILL $lpid 2>/dev/null; wait $lpid; lrc=$?
     OUT=$(cat "$log"); check "$n" FAIL "l2fwd did not start forwarding within 30 s (rc=$lrc): $(printf '%s\n' "$OUT" | grep -iE 'error|fail|panic' | head -1)"; showlog; return
+  fi
+  idleok=1; idlemsg=""
+  if [ -n "$L2FWD_IDLE_MAX" ]; then
+    cpu() { awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' /proc/$lpid/stat; }
+    sleep 1; c0=$(cpu); u0=$(cut -d' ' -f1 /proc/uptime); sleep 3; c1=$(cpu); u1=$(cut -d' ' -f1 /proc/uptime)
+    pct=$(awk -v a="$c0" -v b="$c1" -v x="$u0" -v y="$u1" 'BEGIN{printf "%.2f", (b - a) / 100 / (y - x) * 100}')
+    awk -v p="$pct" -v m="$L2FWD_IDLE_MAX" 'BEGIN{exit !(p < m)}' || idleok=0
+    idlemsg="idle ${pct}% of a core over 3 s (limit $L2FWD_IDLE_MAX%)"
   fi
   t1=$(cut -d' ' -f1 /proc/uptime)
   /bin/frame-blast count "$CAP_IF" $N_FRAMES 30 "$runid" $BLAST_LEN > "$clog" 2>&1 &
@@ -414,6 +425,13 @@ l2fwd_pair() { # l2fwd_pair NAME RUN-ID DRIVER PORT0 PORT1 [EAL-OPTIONS...]
     [ "$nctrl" = "$nneg" ] || featok=0
     featmsg="$featmsg, started with RX PROMISC over the device's control queue on $nctrl"
   fi
+  if [ -n "$L2FWD_EXPECT" ]; then
+    expmsg=$(grep -E "$L2FWD_EXPECT" "$log" | head -1)
+    [ -n "$expmsg" ] || { featok=0; expmsg="no line matching '$L2FWD_EXPECT'"; }
+    featmsg="${featmsg:+$featmsg; }$expmsg"
+  fi
+  [ $idleok = 1 ] || featok=0
+  featmsg="${featmsg:+$featmsg; }$idlemsg"
   times=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN{printf "start %.1fs, traffic %.1fs, stop %.1fs", b-a, c-b, d-c}')
   if [ $src = 0 ] && [ $crc = 0 ] && [ $lrc = 0 ] && [ "${recv:-0}" -ge $N_FRAMES ] && [ $featok = 1 ]; then
     check "$n" PASS "$p0 -> $p1${eal_extra:+ ($eal_extra)}: cap got $cnt; l2fwd rx total $recv, exit 0; $times; ${featmsg:+$featmsg: }$feat"
@@ -433,6 +451,13 @@ if [ "$mode" = iommu ]; then
   L2FWD_FEATURE=""
   # Our igb PMD (net_e1000_igb) on two emulated 82576 functions through vfio-pci.
   l2fwd_pair l2fwd-igb 4 vfio-pci "$IGB_P0" "$IGB_P1"
+  # The same in adaptive mode: the rx queues on MSI-X vectors (VFIO eventfds); idle, l2fwd
+  # sleeps (under 2% of a core), the frames wake it and all cross; its statistics line
+  # shows interrupt wakes.
+  L2FWD_ARGS="--idle-sleep 300"; L2FWD_IDLE_MAX=2
+  L2FWD_EXPECT='Lcore 0 adaptive: [0-9]+ sleeps, [1-9][0-9]* woken by rx interrupt'
+  l2fwd_pair l2fwd-igb-adaptive 9 vfio-pci "$IGB_P0" "$IGB_P1"
+  L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""
   # Jumbo frames, 60 to 9014 bytes, at MTU 9000 (l2fwd --max-pkt-len 9018 sets the ports'
   # MTU; it asks for SCATTER and MULTI_SEGS): on virtio-net, merged receive buffers become
   # mbuf chains and chains leave as descriptor chains at their segments' IOVAs.

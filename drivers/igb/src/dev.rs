@@ -150,6 +150,29 @@ impl Chip for I82576 {
             bar.set_bits(CTRL, CTRL_VME);
         }
     }
+
+    const MSIX_MASK: Option<(usize, usize)> = Some((EIMS, EIMC));
+
+    /// MSI-X mode (82576 7.3.1.3): rx queue `q` on vector `q` (IVAR, rx queues 0..7 in the
+    /// low entry of IVAR q, 8..15 in the third), the other causes on vector `rx_queues`
+    /// (IVAR_MISC); queue vectors auto-masked (GPIE.EIAME + EIAM) and auto-cleared (EIAC)
+    /// when they fire. EITR stays as reset: no moderation.
+    fn msix_setup(bar: &Bar, rx_queues: usize) {
+        bar.wr(EIMC, u32::MAX);
+        bar.wr(GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA | GPIE_NSICR);
+        for q in 0..rx_queues {
+            let shift = if q & 8 != 0 { 16 } else { 0 };
+            let reg = ivar(q & 7);
+            let v = bar.rd(reg) & !(0xff << shift);
+            bar.wr(reg, v | ((q as u32 | IVAR_VALID) << shift));
+        }
+        let misc = bar.rd(IVAR_MISC) & !0xff00;
+        bar.wr(IVAR_MISC, misc | ((rx_queues as u32 | IVAR_VALID) << 8));
+        let queues = (1u32 << rx_queues) - 1;
+        bar.wr(EIAM, queues);
+        bar.wr(EIAC, queues);
+        let _ = bar.rd(EICR);
+    }
 }
 
 /// MDIO accesses complete within about 64 us on hardware.

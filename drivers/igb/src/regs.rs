@@ -51,6 +51,34 @@ pub const ICR: usize = 0x000C0;
 pub const IMC: usize = 0x000D8;
 /// Extended Interrupt Mask Clear (8.8.10).
 pub const EIMC: usize = 0x01528;
+/// Extended Interrupt Mask Set/Read (8.8.9).
+pub const EIMS: usize = 0x01524;
+/// Extended Interrupt Auto Clear (8.8.11): a vector's EICR bit clears when it fires.
+pub const EIAC: usize = 0x0152C;
+/// Extended Interrupt Auto Mask (8.8.12): a vector's EIMS bit clears when it fires (with
+/// GPIE.EIAME).
+pub const EIAM: usize = 0x01530;
+/// Extended Interrupt Cause Read (8.8.7).
+pub const EICR: usize = 0x01580;
+/// General Purpose Interrupt Enable (8.8.15).
+pub const GPIE: usize = 0x01514;
+/// GPIE: non-selective interrupt clear on read (ICR reads clear every cause).
+pub const GPIE_NSICR: u32 = 1 << 0;
+/// GPIE: MSI-X mode (one vector per cause group, as IVAR maps them).
+pub const GPIE_MSIX_MODE: u32 = 1 << 4;
+/// GPIE: auto-mask enable (EIAM takes effect).
+pub const GPIE_EIAME: u32 = 1 << 30;
+/// GPIE: PBA support.
+pub const GPIE_PBA: u32 = 1 << 31;
+/// Interrupt Vector Allocation n (8.8.16, n = 0..=7): rx queue n (bits 7:0), tx n (15:8),
+/// rx n+8 (23:16), tx n+8 (31:24); vector in the low bits of an entry, bit 7 valid.
+pub const fn ivar(n: usize) -> usize {
+    0x01700 + 4 * n
+}
+/// Miscellaneous Interrupt Vector Allocation (8.8.17): other causes (link) in bits 15:8.
+pub const IVAR_MISC: usize = 0x01740;
+/// An IVAR entry's valid bit.
+pub const IVAR_VALID: u32 = 0x80;
 
 /// Receive Control (8.10.1).
 pub const RCTL: usize = 0x00100;
