@@ -30,25 +30,7 @@ use crate::unix::Epoll;
 use std::io;
 use std::time::Duration;
 
-/// What arming a queue found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Armed {
-    /// Nothing waiting: the queue's descriptor becomes readable when a packet arrives.
-    Sleep,
-    /// Packets arrived before the interrupt was armed: poll instead of sleeping.
-    Ready,
-}
-
-/// Why a queue could not be armed.
-#[derive(Debug, thiserror::Error)]
-pub enum IntrError {
-    /// The PMD has no rx interrupts (the queue must be polled).
-    #[error("the PMD has no rx interrupts")]
-    Unsupported,
-    /// A system call failed while arming.
-    #[error("arming the rx interrupt: {0}")]
-    Io(#[from] io::Error),
-}
+pub use crate::ethdev::{Armed, IntrError};
 
 /// Wakes in a row without a packet after which the sleeper throttles.
 pub const SPURIOUS_LIMIT: u32 = 8;

@@ -406,6 +406,26 @@ pub trait Device: Send {
     }
 }
 
+/// What arming a queue found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Armed {
+    /// Nothing waiting: the queue's descriptor becomes readable when a packet arrives.
+    Sleep,
+    /// Packets arrived before the interrupt was armed: poll instead of sleeping.
+    Ready,
+}
+
+/// Why a queue could not be armed.
+#[derive(Debug, thiserror::Error)]
+pub enum IntrError {
+    /// The PMD has no rx interrupts (the queue must be polled).
+    #[error("the PMD has no rx interrupts")]
+    Unsupported,
+    /// A system call failed while arming.
+    #[error("arming the rx interrupt: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// The driver side of an rx queue.
 pub trait RxQueue: Send {
     /// Appends up to `max` received packets (`max <= batch.spare()`) to `batch`; returns
@@ -418,8 +438,8 @@ pub trait RxQueue: Send {
     /// Arms the queue's interrupt, then looks at the ring once more: `Armed::Ready` if
     /// packets came in meanwhile (poll, do not sleep), else `Armed::Sleep` and
     /// [`RxQueue::intr_fd`] becomes readable when one arrives. The default: no interrupts.
-    fn intr_enable(&mut self) -> std::result::Result<crate::intr::Armed, crate::intr::IntrError> {
-        Err(crate::intr::IntrError::Unsupported)
+    fn intr_enable(&mut self) -> std::result::Result<Armed, IntrError> {
+        Err(IntrError::Unsupported)
     }
     /// Disarms the interrupt and consumes what it signalled (the thread polls again).
     fn intr_disable(&mut self) {}

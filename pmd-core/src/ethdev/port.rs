@@ -2,11 +2,10 @@
 //! handles it hands out.
 
 use super::{
-    DevInfo, Device, EthStats, Link, MacAddr, PortConf, PortId, QueueStats, RxOffloads, RxQueue,
-    RxQueueConf, TxOffloads, TxQueue, TxQueueConf, DEFAULT_MTU, L2_OVERHEAD,
+    Armed, DevInfo, Device, EthStats, IntrError, Link, MacAddr, PortConf, PortId, QueueStats,
+    RxOffloads, RxQueue, RxQueueConf, TxOffloads, TxQueue, TxQueueConf, DEFAULT_MTU, L2_OVERHEAD,
 };
 use crate::error::{Error, Result};
-use crate::intr::{Armed, IntrError};
 use crate::mbuf::{PktBatch, DEFAULT_BURST};
 use crate::mempool::Mempool;
 use std::cell::Cell;
