@@ -457,6 +457,8 @@ if [ "$mode" = iommu ]; then
   L2FWD_ARGS="--idle-sleep 300"; L2FWD_IDLE_MAX=2
   L2FWD_EXPECT='Lcore 0 adaptive: [0-9]+ sleeps, [1-9][0-9]* woken by rx interrupt'
   l2fwd_pair l2fwd-igb-adaptive 9 vfio-pci "$IGB_P0" "$IGB_P1"
+  # And on the modern virtio-net pair: the receive ring's MSI-X vector (queue_msix_vector).
+  l2fwd_pair l2fwd-virtio-adaptive 10 vfio-pci "$VIRTIO_M" "$VIRTIO_M1"
   L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""
   # Jumbo frames, 60 to 9014 bytes, at MTU 9000 (l2fwd --max-pkt-len 9018 sets the ports'
   # MTU; it asks for SCATTER and MULTI_SEGS): on virtio-net, merged receive buffers become

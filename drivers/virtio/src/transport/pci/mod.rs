@@ -67,10 +67,11 @@ use caps::{le16, le32};
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
 use pmd_core::memory::{self, IovaMode};
-use pmd_core::pci::{BackendKind, MmioRegion, PciBackend};
+use pmd_core::pci::{BackendKind, IrqWait, MmioRegion, PciBackend};
 use regs::{common, legacy, RegsExt};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The base (position | wrap counter << 15) a fresh packed ring starts at.
@@ -178,6 +179,10 @@ pub struct VirtioPci {
     notifiers: Vec<Arc<PciNotifier>>,
     /// Who serves the control queue (decided at probe, see [`VirtioPci::ctrl_mode`]).
     ctrl_mode: CtrlMode,
+    /// MSI-X vectors for the receive rings (modern devices; vector `q` for rx queue `q`),
+    /// enabled when the first queue asks for its eventfd; empty if the device access has
+    /// none (UIO) or the device is legacy.
+    irqs: OnceLock<Vec<Box<dyn IrqWait>>>,
 }
 
 impl std::fmt::Debug for VirtioPci {
@@ -294,6 +299,7 @@ impl VirtioPci {
             live: Arc::new(AtomicBool::new(false)),
             notifiers: Vec::new(),
             ctrl_mode: CtrlMode::None,
+            irqs: OnceLock::new(),
         };
         t.backend.set_bus_master(true)?;
         t.reset()?;
@@ -610,7 +616,17 @@ impl VirtioPci {
                     )));
                 }
                 c.w16(common::Q_SIZE, a.size)?;
-                c.w16(common::Q_MSIX, NO_VECTOR)?;
+                let vector = self.rx_vector(q);
+                c.w16(common::Q_MSIX, vector)?;
+                if vector != NO_VECTOR && c.r16(common::Q_MSIX)? != vector {
+                    // The device could not map it (4.1.4.3.2): the queue works, polled.
+                    tracing::warn!(
+                        device = %self.name,
+                        queue = q,
+                        "the device refused MSI-X vector {vector}: rx interrupts of this queue \
+                         will not fire (the sleeper's timeout still polls it)"
+                    );
+                }
                 c.w64(common::Q_DESC, a.desc)?;
                 c.w64(common::Q_DRIVER, a.avail)?;
                 c.w64(common::Q_DEVICE, a.used)?;
@@ -643,6 +659,15 @@ impl VirtioPci {
             }
         }
     }
+    /// The MSI-X vector of ring `q`: `q / 2` for a receive ring whose vector was enabled,
+    /// else none.
+    fn rx_vector(&self, q: u16) -> u16 {
+        match self.irqs.get() {
+            Some(v) if q % 2 == 0 && usize::from(q / 2) < v.len() => q / 2,
+            _ => NO_VECTOR,
+        }
+    }
+
     /// The doorbell of queue `index` (checked against the notify area).
     fn make_notifier(&self, index: u16) -> Result<PciNotifier> {
         match &self.iface {
@@ -749,6 +774,27 @@ impl Transport for VirtioPci {
 
     fn ctrl_mode(&self) -> CtrlMode {
         self.ctrl_mode
+    }
+
+    /// Receive rings of a modern device: the ring's MSI-X vector (enabled on the first
+    /// call, one per queue pair, through the device access: VFIO gives them, UIO's single
+    /// line does not), as a descriptor of its own. Transmit rings and legacy devices:
+    /// none (their vectors would move the device configuration).
+    fn call_fd(&self, index: u16) -> Option<Arc<OwnedFd>> {
+        if !self.is_modern() || index % 2 != 0 || index / 2 >= self.max_queue_pairs() {
+            return None;
+        }
+        let irqs = self.irqs.get_or_init(|| {
+            match self.backend.enable_irqs(u32::from(self.max_queue_pairs())) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(device = %self.name, "no rx interrupts (polled only): {e}");
+                    Vec::new()
+                }
+            }
+        });
+        let irq = irqs.get(usize::from(index / 2))?;
+        irq.fd().try_clone_to_owned().ok().map(Arc::new)
     }
 
     fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>> {
