@@ -663,7 +663,7 @@ impl VirtioPci {
     /// else none.
     fn rx_vector(&self, q: u16) -> u16 {
         match self.irqs.get() {
-            Some(v) if q % 2 == 0 && usize::from(q / 2) < v.len() => q / 2,
+            Some(v) if q.is_multiple_of(2) && usize::from(q / 2) < v.len() => q / 2,
             _ => NO_VECTOR,
         }
     }
@@ -781,7 +781,7 @@ impl Transport for VirtioPci {
     /// line does not), as a descriptor of its own. Transmit rings and legacy devices:
     /// none (their vectors would move the device configuration).
     fn call_fd(&self, index: u16) -> Option<Arc<OwnedFd>> {
-        if !self.is_modern() || index % 2 != 0 || index / 2 >= self.max_queue_pairs() {
+        if !self.is_modern() || !index.is_multiple_of(2) || index / 2 >= self.max_queue_pairs() {
             return None;
         }
         let irqs = self.irqs.get_or_init(|| {
