@@ -457,6 +457,30 @@ if [ "$mode" = iommu ]; then
   L2FWD_ARGS="--idle-sleep 300"; L2FWD_IDLE_MAX=2
   L2FWD_EXPECT='Lcore 0 adaptive: [0-9]+ sleeps, [1-9][0-9]* woken by rx interrupt'
   l2fwd_pair l2fwd-igb-adaptive 9 vfio-pci "$IGB_P0" "$IGB_P1"
+  # Link events: l2fwd (adaptive) on the igb pair; once it forwards, GUEST-LINK-READY asks
+  # the host (ci/vm/test.sh) to take port 0's link down for 3 s through QEMU's monitor
+  # (set_link lnk0 off, then on); l2fwd must print both changes.
+  link_check() {
+    n=l2fwd-igb-link; log=/tmp/$n.l2fwd; : > "$log"
+    for a in "$IGB_P0" "$IGB_P1"; do
+      [ "$(drv "$a")" = vfio-pci ] || hs bind "$a" vfio-pci
+    done
+    /bin/l2fwd -l 0 $HUGE_OPT --file-prefix g11 -a "$IGB_P0" -a "$IGB_P1" -- -p 0x3 -q 2 -T 1 --idle-sleep 300 > "$log" 2>&1 &
+    lpid=$!
+    i=0; while [ $i -lt 300 ] && [ "$(grep -c '^Lcore' "$log")" -lt 2 ] && kill -0 $lpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    echo "GUEST-LINK-READY"
+    i=0; while [ $i -lt 300 ] && ! grep -q 'Port 0 link changed: up' "$log"; do sleep 0.1; i=$((i + 1)); done
+    kill -INT $lpid; i=0; while [ $i -lt 100 ] && kill -0 $lpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill -0 $lpid 2>/dev/null && kill -KILL $lpid
+    wait $lpid; lrc=$?
+    down=$(grep -n 'Port 0 link changed: down' "$log" | head -1); up=$(grep -n 'Port 0 link changed: up' "$log" | head -1)
+    if [ -n "$down" ] && [ -n "$up" ] && [ "${down%%:*}" -lt "${up%%:*}" ] && [ $lrc = 0 ]; then
+      check "$n" PASS "set_link off/on seen by the sleeping l2fwd: '${down#*:}' then '${up#*:}'; exit 0"
+    else
+      check "$n" FAIL "down='${down#*:}' up='${up#*:}' l2fwd rc=$lrc"; OUT=$(cat "$log"); showlog
+    fi
+  }
+  link_check
   # And on the modern virtio-net pair: the receive ring's MSI-X vector (queue_msix_vector).
   l2fwd_pair l2fwd-virtio-adaptive 10 vfio-pci "$VIRTIO_M" "$VIRTIO_M1"
   L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""

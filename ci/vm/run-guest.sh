@@ -13,7 +13,9 @@
 # virtio-net for the l2fwd checks (three in noiommu mode; see below). -netdev hubport needs
 # no host privileges and nothing leaves QEMU. Host devices are never touched.
 # Environment: VM_TIMEOUT (seconds before QEMU is killed, default 240; the guest's own watchdog
-# powers it off 30 s before), KROOT (the unpacked guest kernel, default target/vm/kernel), KVER.
+# powers it off 30 s before), KROOT (the unpacked guest kernel, default target/vm/kernel), KVER,
+# VM_MONITOR (a path: QEMU's human monitor listens there, for `set_link lnk0 off|on` on the
+# igb l2fwd pair's port 0, whose device id is lnk0).
 set -euo pipefail
 [ $# = 2 ] || { echo "usage: $0 iommu|noiommu|vhost INITRAMFS" >&2; exit 2; }
 mode=$1; initrd=$2
@@ -67,7 +69,7 @@ extra+=(
 )
 # The igb l2fwd pair (both modes): port 0 on hub 1 with gen, port 1 on hub 4 with cap. Last in
 # bus order, so igb A and B (the hub-0 pair) stay the first two 8086:10c9 functions.
-extra+=("igb,mac=52:54:00:00:04:01 hubid=1" "igb,mac=52:54:00:00:04:11 hubid=4")
+extra+=("igb,mac=52:54:00:00:04:01,id=lnk0 hubid=1" "igb,mac=52:54:00:00:04:11 hubid=4")
 nics+=("${extra[@]}")
 [ "$mode" = vhost ] && nics=()
 [ "$mode" = vhost ] || devs=()
@@ -78,9 +80,10 @@ for n in "${nics[@]}"; do
   devs+=(-device "pcie-root-port,id=rp$i,chassis=$i,slot=$i,bus=pcie.0,addr=$(printf '0x%x' $((0x10 + i)))"
          -netdev "hubport,id=n$i,hubid=$hub" -device "$dev,netdev=n$i,bus=rp$i,romfile=")
 done
+mon=(); [ -n "${VM_MONITOR:-}" ] && mon=(-monitor "unix:$VM_MONITOR,server=on,wait=off")
 timeout_s=${VM_TIMEOUT:-240}
 fg=(); [ -t 0 ] && fg=(--foreground)   # run by hand in a terminal: QEMU keeps the tty
 exec timeout "${fg[@]}" -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -accel tcg -cpu max "${mem[@]}" -smp 1 \
   -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" \
   -append "console=ttyS0 quiet panic=-1 pmdvm.mode=$mode pmdvm.watchdog=$((timeout_s > 60 ? timeout_s - 30 : timeout_s / 2)) $append" \
-  -nographic -no-reboot -nodefaults -serial stdio -vga none "${devs[@]}"
+  -nographic -no-reboot -nodefaults -serial stdio -vga none "${mon[@]}" "${devs[@]}"

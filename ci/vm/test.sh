@@ -68,7 +68,7 @@ t_initramfs=$(secs "$t" "$(now)")
 
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
-expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-virtio-adaptive l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop"
+expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop"
 expect_vhost="vhost-ping-1 vhost-tcp-1 vhost-host-tcp-1 vhost-ping-2 vhost-tcp-2 vhost-host-tcp-2 vhost-l2fwd"
 expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy l2fwd-igb-uio"
 status=0
@@ -80,7 +80,15 @@ for mode in ${VM_MODES:-iommu noiommu vhost}; do
     : > "$out/$mode.raw"
     VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/vhost-guest.sh "$out/initramfs.cpio.gz" "$out/$mode.raw" < /dev/null >> "$out/$mode.raw" 2>&1
   else
-    VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
+    # The link check: when the guest prints GUEST-LINK-READY, the igb pair's port 0 goes down
+    # for 3 s through QEMU's monitor (set_link), then up again.
+    mon=$out/$mode.monitor; rm -f "$mon"; : > "$out/$mode.raw"
+    ( for _ in $(seq 1800); do grep -aq GUEST-LINK-READY "$out/$mode.raw" 2>/dev/null && break; sleep 0.1; done
+      grep -aq GUEST-LINK-READY "$out/$mode.raw" 2>/dev/null || exit 0
+      ci/vm/monitor.py "$mon" "set_link lnk0 off"; sleep 3; ci/vm/monitor.py "$mon" "set_link lnk0 on" ) &
+    linker=$!
+    VM_MONITOR=$mon VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
+    kill $linker 2>/dev/null; wait $linker 2>/dev/null; rm -f "$mon"
   fi
   qrc[$mode]=$?
   wall[$mode]=$(secs "$t" "$(now)")
