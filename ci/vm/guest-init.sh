@@ -503,6 +503,12 @@ else
   L2FWD_FEATURE=CTRL_VQ
   l2fwd_pair l2fwd-virtio-legacy 2 uio_pci_generic "$VIRTIO_L" "$VIRTIO_L1" --iova-mode pa
   L2FWD_FEATURE=""
+  # The same in adaptive mode: UIO has one INTx line per device (no MSI-X); the receive
+  # queue sleeps on /dev/uioN and acknowledges by reading the ISR byte before UIO unmasks.
+  L2FWD_ARGS="--idle-sleep 300"; L2FWD_IDLE_MAX=2
+  L2FWD_EXPECT='Lcore 0 adaptive: [0-9]+ sleeps, [1-9][0-9]* woken by rx interrupt'
+  l2fwd_pair l2fwd-virtio-legacy-adaptive 12 uio_pci_generic "$VIRTIO_L" "$VIRTIO_L1" --iova-mode pa
+  L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""
   # igb through uio_pci_generic: descriptor rings and buffers at physical addresses.
   l2fwd_pair l2fwd-igb-uio 5 uio_pci_generic "$IGB_P0" "$IGB_P1" --iova-mode pa
 fi

@@ -21,13 +21,15 @@
 //! descriptor readable, and epoll is level-triggered. The sleep also ends on a stop
 //! request ([`crate::lcore::stop_fd`]) and after [`AdaptiveConf::max_sleep`] at the latest,
 //! so a queue whose source changed while it slept (a peer that reconnected) is re-armed
-//! on its new descriptor. An interrupt that keeps firing without packets is counted
+//! on its new descriptor. After such a timeout the idle stretch goes on: one pass, and it
+//! sleeps again. An interrupt that keeps firing without packets is counted
 //! ([`SleepStats::spurious`]) and throttled: after [`SPURIOUS_LIMIT`] such wakes in a row
 //! the sleeper waits a millisecond before arming again.
 
 use crate::ethdev::RxQueueHandle;
 use crate::unix::Epoll;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 pub use crate::ethdev::{Armed, IntrError};
@@ -134,6 +136,13 @@ pub struct IdleSleeper {
     idle_since: u64,
     /// The last sleep ended on an interrupt and no packet came since.
     woke_by_intr: bool,
+    /// The last sleep timed out: the idle stretch goes on, sleep again after one pass.
+    resume: bool,
+    /// The descriptor watched under each queue's token (-1: none), so arming does not
+    /// re-register it every time; forgotten after a timeout, which covers a descriptor
+    /// closed and its number reused (a peer that reconnected) at the cost of one
+    /// `max_sleep`.
+    watched: [RawFd; MAX_QUEUES],
     spurious_run: u32,
     /// A queue without interrupts: never sleep.
     poll_only: bool,
@@ -151,6 +160,8 @@ impl IdleSleeper {
             idle_ticks: (conf.idle.as_nanos() * u128::from(crate::tsc::hz()) / 1_000_000_000)
                 as u64,
             idle_since: 0,
+            resume: false,
+            watched: [-1; MAX_QUEUES],
             conf,
             ep,
             woke_by_intr: false,
@@ -168,11 +179,15 @@ impl IdleSleeper {
         if got > 0 {
             self.idle_since = 0;
             self.woke_by_intr = false;
+            self.resume = false;
             self.spurious_run = 0;
             return false;
         }
         if self.poll_only {
             return false;
+        }
+        if self.resume {
+            return true;
         }
         let now = crate::tsc::rdtsc();
         if self.idle_since == 0 {
@@ -192,6 +207,7 @@ impl IdleSleeper {
     /// (then it never sleeps again: the lcore polls).
     pub fn sleep<Q: AsMut<RxQueueHandle>>(&mut self, queues: &mut [Q]) -> io::Result<Slept> {
         self.idle_since = 0;
+        self.resume = false;
         if self.woke_by_intr {
             self.stats.spurious += 1;
             self.spurious_run += 1;
@@ -211,9 +227,13 @@ impl IdleSleeper {
                 Ok(Armed::Sleep) => {
                     armed += 1;
                     if let Some(fd) = q.intr_fd() {
-                        if let Err(e) = self.ep.watch(fd, i as u64) {
-                            outcome = Some(Err(e));
-                            break;
+                        let raw = fd.as_raw_fd();
+                        if self.watched[i] != raw {
+                            if let Err(e) = self.ep.watch(fd, i as u64) {
+                                outcome = Some(Err(e));
+                                break;
+                            }
+                            self.watched[i] = raw;
                         }
                     }
                 }
@@ -257,6 +277,8 @@ impl IdleSleeper {
         }
         if n == 0 {
             self.stats.timeouts += 1;
+            self.resume = true;
+            self.watched.fill(-1);
             return Ok(Slept::Timeout);
         }
         self.stats.intr_wakes += 1;

@@ -355,7 +355,7 @@ impl VirtioNet {
             (
                 t.addr_mode() == AddrMode::Va,
                 t.notifier(index)?,
-                t.call_fd(index),
+                t.call_source(index),
             )
         };
         Ok(QueueCtx {

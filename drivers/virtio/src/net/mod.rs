@@ -36,12 +36,11 @@ pub use device::VirtioNet;
 pub use features::*;
 pub use hdr::{net_hdr_len, NET_HDR_LEN, NET_HDR_LEN_LEGACY};
 
-use crate::transport::Notifier;
+use crate::transport::{CallSource, Notifier};
 use crate::virtqueue::Virtqueue;
 use hdr::NetCounters;
 use pmd_core::ethdev::MacAddr;
 use pmd_core::mbuf::{PktBatch, RawMbuf};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -86,9 +85,9 @@ struct QueueCtx {
     va: bool,
     /// The queue's doorbell.
     notifier: Arc<dyn Notifier>,
-    /// The eventfd the device signals for used buffers, if the transport has one (rx
-    /// interrupts; transmit queues ignore it).
-    call: Option<Arc<OwnedFd>>,
+    /// What the device signals for used buffers, if the transport has it (rx interrupts;
+    /// transmit queues ignore it).
+    call: Option<Arc<dyn CallSource>>,
     /// True while the device may touch queue memory; a queue dropped meanwhile leaks its
     /// in-flight buffers rather than hand them back to the pool.
     active: Arc<AtomicBool>,

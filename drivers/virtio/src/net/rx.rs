@@ -24,14 +24,14 @@
 use super::features::{VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MRG_RXBUF};
 use super::hdr::{check_num_buffers, parse_hdr, rx_hdr_apply, NetCounters};
 use super::{release, QueueCtx};
-use crate::transport::Notifier;
+use crate::transport::{CallSource, Notifier};
 use crate::virtqueue::{UsedElem, Virtqueue};
 use pmd_core::ethdev::{QueueStats, RxOffloads, RxQueue, RxQueueConf};
 use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{PktBatch, RawMbuf, BATCH_CAPACITY};
 use pmd_core::vnet::VnetHdr;
 use pmd_core::{Mbuf, Mempool};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -55,8 +55,8 @@ pub(super) struct VirtioRx<Q: Virtqueue> {
     counters: Arc<NetCounters>,
     va: bool,
     notifier: Arc<dyn Notifier>,
-    /// The eventfd the device signals for used buffers (rx interrupts), if any.
-    call: Option<Arc<OwnedFd>>,
+    /// What the device signals for used buffers (rx interrupts), if anything.
+    call: Option<Arc<dyn CallSource>>,
     active: Arc<AtomicBool>,
     used: [UsedElem; BATCH_CAPACITY],
     /// Buffers still to drop of a multi-buffer packet.
@@ -166,18 +166,20 @@ impl<Q: Virtqueue> VirtioRx<Q> {
 }
 
 impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
-    /// True when the transport gave the ring's used-buffer eventfd (virtio-user).
+    /// True when the transport gave the ring a call source (virtio-user's call eventfd,
+    /// an MSI-X vector, a legacy device's INTx line under UIO).
     fn has_intr(&self) -> bool {
         self.call.is_some()
     }
 
-    /// Drains the eventfd (signals from before count for nothing), asks the device for
-    /// notifications and looks at the ring once more (see the module documentation).
+    /// Consumes the call source (signals from before count for nothing; a line is
+    /// acknowledged and unmasked), asks the device for notifications and looks at the ring
+    /// once more (see the module documentation).
     fn intr_enable(&mut self) -> Result<Armed, IntrError> {
         let Some(call) = &self.call else {
             return Err(IntrError::Unsupported);
         };
-        pmd_core::unix::eventfd_drain(call.as_fd());
+        call.ack();
         Ok(if self.vq.enable_intr() {
             Armed::Ready
         } else {
@@ -185,17 +187,17 @@ impl<Q: Virtqueue> RxQueue for VirtioRx<Q> {
         })
     }
 
-    /// Back to polling (`NO_INTERRUPT` / far `used_event` / `DISABLE`), and drains the
-    /// eventfd.
+    /// Back to polling (`NO_INTERRUPT` / far `used_event` / `DISABLE`), and consumes the
+    /// call source.
     fn intr_disable(&mut self) {
         if let Some(call) = &self.call {
             self.vq.disable_intr();
-            pmd_core::unix::eventfd_drain(call.as_fd());
+            call.ack();
         }
     }
 
     fn intr_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.call.as_ref().map(|c| c.as_fd())
+        self.call.as_ref().map(|c| c.fd())
     }
 
     #[inline]

@@ -14,7 +14,7 @@ use crate::net::ctrl::CtrlCommand;
 use crate::virtqueue::{AddrMode, RingAddrs};
 use pmd_core::error::Result;
 use pmd_core::ethdev::MacAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// Tells the device there is new work in one queue ("kick": an eventfd write for
@@ -50,6 +50,30 @@ pub enum CtrlMode {
     Emulated,
 }
 
+/// What a receive queue sleeps on: a descriptor that becomes readable when the device
+/// signals used buffers, and how to take that signal off it.
+pub trait CallSource: Send + Sync {
+    /// The descriptor to wait on.
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Consumes what was signalled; for a line interrupt also acknowledges the device and
+    /// unmasks the line, so the next one can fire.
+    fn ack(&self);
+}
+
+/// An eventfd as a [`CallSource`] (vhost-user's call eventfd, an MSI-X vector's).
+#[derive(Debug)]
+pub struct EventFdCall(pub Arc<OwnedFd>);
+
+impl CallSource for EventFdCall {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
+    fn ack(&self) {
+        pmd_core::unix::eventfd_drain(self.0.as_fd());
+    }
+}
+
 /// A virtio transport: how the PMD reaches the device's feature bits, configuration and
 /// queues. Queue index `2k` is receive queue `k`, `2k + 1` transmit queue `k` (virtio-net).
 pub trait Transport: Send {
@@ -69,11 +93,12 @@ pub trait Transport: Send {
     fn max_queue_pairs(&self) -> u16;
     /// The notifier for queue `index`.
     fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>>;
-    /// The eventfd the device signals after adding used buffers to queue `index` (unless
-    /// the driver suppresses that), if the transport has one: an rx queue waits on it
-    /// while its interrupt is armed. It stays the same for the transport's life (a device
-    /// that reconnects is given the same one). The default: none, the queue is polled.
-    fn call_fd(&self, _index: u16) -> Option<Arc<OwnedFd>> {
+    /// What the device signals after adding used buffers to queue `index` (unless the
+    /// driver suppresses that), if the transport has it: an rx queue waits on its
+    /// descriptor while its interrupt is armed. It stays the same for the transport's life
+    /// (a device that reconnects is given the same eventfd). The default: none, the queue
+    /// is polled.
+    fn call_source(&self, _index: u16) -> Option<Arc<dyn CallSource>> {
         None
     }
     /// Tells the device about all queues (every data queue index `0..2 * pairs` exactly

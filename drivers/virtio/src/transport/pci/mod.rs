@@ -61,7 +61,7 @@ pub use caps::{parse_caps, VirtioCap, VirtioCaps};
 pub use regs::{IoWindow, MmioWindow, Regs};
 
 use crate::net::ctrl::CTRL_QUEUE_SIZE;
-use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
+use crate::transport::{CallSource, CtrlMode, EventFdCall, Notifier, RingSetup, Transport};
 use crate::virtqueue::{AddrMode, Layout, RingAddrs, MAX_QUEUE_SIZE, RING_ALIGN};
 use caps::{le16, le32};
 use pmd_core::error::{Error, Result};
@@ -69,7 +69,7 @@ use pmd_core::ethdev::MacAddr;
 use pmd_core::memory::{self, IovaMode};
 use pmd_core::pci::{BackendKind, IrqWait, MmioRegion, PciBackend};
 use regs::{common, legacy, RegsExt};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -182,7 +182,7 @@ pub struct VirtioPci {
     /// MSI-X vectors for the receive rings (modern devices; vector `q` for rx queue `q`),
     /// enabled when the first queue asks for its eventfd; empty if the device access has
     /// none (UIO) or the device is legacy.
-    irqs: OnceLock<Vec<Box<dyn IrqWait>>>,
+    irqs: OnceLock<Vec<Arc<dyn IrqWait>>>,
 }
 
 impl std::fmt::Debug for VirtioPci {
@@ -663,7 +663,9 @@ impl VirtioPci {
     /// else none.
     fn rx_vector(&self, q: u16) -> u16 {
         match self.irqs.get() {
-            Some(v) if q.is_multiple_of(2) && usize::from(q / 2) < v.len() => q / 2,
+            Some(v) if self.is_modern() && q.is_multiple_of(2) && usize::from(q / 2) < v.len() => {
+                q / 2
+            }
             _ => NO_VECTOR,
         }
     }
@@ -697,6 +699,36 @@ impl VirtioPci {
                 live: self.live.clone(),
             }),
         }
+    }
+}
+
+/// A legacy device's INTx line under UIO as a [`CallSource`]: the UIO descriptor, readable
+/// once the line fired (the kernel masked it); acknowledging reads the ISR byte (which
+/// deasserts the line) and lets UIO unmask it. One line serves every queue of the device.
+struct IntxCall {
+    irq: Arc<dyn IrqWait>,
+    regs: Arc<dyn Regs>,
+}
+
+impl CallSource for IntxCall {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.irq.fd()
+    }
+
+    fn ack(&self) {
+        // Only a line that fired needs it (UIO masked it and made the descriptor
+        // readable): then the ISR read deasserts it, and only after that may UIO unmask
+        // it (`wait`), or it would fire again at once. An idle line costs one poll(2).
+        let mut p = [libc::pollfd {
+            fd: self.irq.fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if pmd_core::unix::poll(&mut p, 0).unwrap_or(0) == 0 {
+            return;
+        }
+        let _ = self.regs.r8(legacy::ISR);
+        let _ = self.irq.wait(0);
     }
 }
 
@@ -776,25 +808,48 @@ impl Transport for VirtioPci {
         self.ctrl_mode
     }
 
-    /// Receive rings of a modern device: the ring's MSI-X vector (enabled on the first
-    /// call, one per queue pair, through the device access: VFIO gives them, UIO's single
-    /// line does not), as a descriptor of its own. Transmit rings and legacy devices:
-    /// none (their vectors would move the device configuration).
-    fn call_fd(&self, index: u16) -> Option<Arc<OwnedFd>> {
-        if !self.is_modern() || !index.is_multiple_of(2) || index / 2 >= self.max_queue_pairs() {
+    /// Receive rings: behind VFIO, a modern device's MSI-X vector for the ring (enabled on
+    /// the first call, one per queue pair); behind UIO, a legacy device's INTx line, one for
+    /// the whole device (UIO's limit), acknowledged by reading the ISR byte. Transmit rings,
+    /// modern devices behind UIO and legacy devices behind VFIO (whose MSI-X vectors would
+    /// move the device configuration): none, the queue is polled.
+    fn call_source(&self, index: u16) -> Option<Arc<dyn CallSource>> {
+        if !index.is_multiple_of(2) || index / 2 >= self.max_queue_pairs() {
             return None;
         }
-        let irqs = self.irqs.get_or_init(|| {
-            match self.backend.enable_irqs(u32::from(self.max_queue_pairs())) {
-                Ok(v) => v,
+        let uio = self.backend.kind() == BackendKind::Uio;
+        match (&self.iface, uio) {
+            (Iface::Modern(_), false) | (Iface::Legacy(_), true) => {}
+            _ => return None,
+        }
+        let count = if uio {
+            1
+        } else {
+            u32::from(self.max_queue_pairs())
+        };
+        let irqs = self
+            .irqs
+            .get_or_init(|| match self.backend.enable_irqs(count) {
+                Ok(v) => v.into_iter().map(Arc::from).collect(),
                 Err(e) => {
                     tracing::debug!(device = %self.name, "no rx interrupts (polled only): {e}");
                     Vec::new()
                 }
+            });
+        match &self.iface {
+            Iface::Legacy(io) => {
+                let irq = irqs.first()?.clone();
+                Some(Arc::new(IntxCall {
+                    irq,
+                    regs: io.clone(),
+                }))
             }
-        });
-        let irq = irqs.get(usize::from(index / 2))?;
-        irq.fd().try_clone_to_owned().ok().map(Arc::new)
+            Iface::Modern(_) => {
+                let irq = irqs.get(usize::from(index / 2))?;
+                let fd = irq.fd().try_clone_to_owned().ok()?;
+                Some(Arc::new(EventFdCall(Arc::new(fd))))
+            }
+        }
     }
 
     fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>> {

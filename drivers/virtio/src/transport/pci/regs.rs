@@ -37,6 +37,8 @@ pub(super) mod legacy {
     pub const QUEUE_SELECT: usize = 14;
     pub const QUEUE_NOTIFY: usize = 16;
     pub const STATUS: usize = 18;
+    /// ISR status (reading it clears it and deasserts INTx).
+    pub const ISR: usize = 19;
     /// Device configuration without MSI-X.
     pub const DEVICE_CFG: usize = 20;
     /// Registers plus the net configuration (mac, status).

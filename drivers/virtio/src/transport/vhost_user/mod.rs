@@ -47,7 +47,7 @@ pub mod server;
 
 use crate::net::ctrl::CtrlCommand;
 use crate::net::features::{VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ};
-use crate::transport::{CtrlMode, Notifier, RingSetup, Transport};
+use crate::transport::{CallSource, CtrlMode, EventFdCall, Notifier, RingSetup, Transport};
 use crate::virtqueue::AddrMode;
 use pmd_core::error::{Error, Result};
 use pmd_core::ethdev::MacAddr;
@@ -482,8 +482,9 @@ impl Transport for VirtioUser {
         Ok(k.clone())
     }
 
-    fn call_fd(&self, index: u16) -> Option<Arc<OwnedFd>> {
-        self.call.get(index as usize).cloned()
+    fn call_source(&self, index: u16) -> Option<Arc<dyn CallSource>> {
+        let fd = self.call.get(index as usize)?.clone();
+        Some(Arc::new(EventFdCall(fd)))
     }
 
     fn start(&mut self, rings: &[RingSetup]) -> Result<()> {
