@@ -7,7 +7,9 @@ use crate::{DRIVER_NAME, PCI_IDS};
 use pmd_core::ethdev::{Link, PciId};
 use pmd_core::Result;
 use pmd_intel::reset::{master_disable, reset_device};
-use pmd_intel::{Bar, Chip, CounterSpec, IntelDevice, QueueLayout, RegBits, RssRegs, RxCsumBits};
+use pmd_intel::{
+    Bar, Chip, CounterSpec, IntelDevice, MsixRegs, QueueLayout, RegBits, RssRegs, RxCsumBits,
+};
 use std::time::Duration;
 
 /// An initialised 82576 device.
@@ -151,28 +153,19 @@ impl Chip for I82576 {
         }
     }
 
-    const MSIX_MASK: Option<(usize, usize)> = Some((EIMS, EIMC));
-
-    /// MSI-X mode (82576 7.3.1.3): rx queue `q` on vector `q` (IVAR, rx queues 0..7 in the
-    /// low entry of IVAR q, 8..15 in the third), the other causes on vector `rx_queues`
-    /// (IVAR_MISC); queue vectors auto-masked (GPIE.EIAME + EIAM) and auto-cleared (EIAC)
-    /// when they fire. EITR stays as reset: no moderation.
-    fn msix_setup(bar: &Bar, rx_queues: usize) {
-        bar.wr(EIMC, u32::MAX);
-        bar.wr(GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA | GPIE_NSICR);
-        for q in 0..rx_queues {
-            let shift = if q & 8 != 0 { 16 } else { 0 };
-            let reg = ivar(q & 7);
-            let v = bar.rd(reg) & !(0xff << shift);
-            bar.wr(reg, v | ((q as u32 | IVAR_VALID) << shift));
-        }
-        let misc = bar.rd(IVAR_MISC) & !0xff00;
-        bar.wr(IVAR_MISC, misc | ((rx_queues as u32 | IVAR_VALID) << 8));
-        let queues = (1u32 << rx_queues) - 1;
-        bar.wr(EIAM, queues);
-        bar.wr(EIAC, queues);
-        let _ = bar.rd(EICR);
-    }
+    /// MSI-X (82576 7.3.1.3): rx queues 0..7 in the low entry of IVAR q, 8..15 in the
+    /// third; the 82576 adds NSICR to GPIE.
+    const MSIX: Option<MsixRegs> = Some(MsixRegs {
+        eims: EIMS,
+        eimc: EIMC,
+        mask_all: u32::MAX,
+        eiac: EIAC,
+        eiam: EIAM,
+        eicr: EICR,
+        gpie: (GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA | GPIE_NSICR),
+        ivar_misc: IVAR_MISC,
+        rx_ivar: |q| (ivar(q & 7), if q & 8 != 0 { 16 } else { 0 }),
+    });
 }
 
 /// MDIO accesses complete within about 64 us on hardware.

@@ -77,8 +77,6 @@ pub const fn ivar(n: usize) -> usize {
 }
 /// Miscellaneous Interrupt Vector Allocation (8.8.17): other causes (link) in bits 15:8.
 pub const IVAR_MISC: usize = 0x01740;
-/// An IVAR entry's valid bit.
-pub const IVAR_VALID: u32 = 0x80;
 
 /// Receive Control (8.10.1).
 pub const RCTL: usize = 0x00100;

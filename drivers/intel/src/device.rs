@@ -5,6 +5,7 @@
 
 use crate::bar::{Bar, QueuePos, RegBits};
 use crate::counters::{self, CounterSet, CounterSpec};
+use crate::msix::MsixRegs;
 use crate::queues::{QueueLayout, RssRegs};
 use crate::regs::{self, CTRL_EXT, CTRL_EXT_DRV_LOAD, SRRCTL_DESCTYPE_ADV_ONEBUF};
 use crate::rx::{RxCsumBits, RxIntr, RxRing, RxRingConf};
@@ -87,17 +88,9 @@ pub trait Chip: Send + 'static {
     fn tx_setup_window(bar: &Bar, open: bool) {
         let _ = (bar, open);
     }
-    /// The MSI-X mask set and clear registers (EIMS, EIMC; bit `v` is vector `v`, for
-    /// vectors 0..=15), if the driver runs this chip's rx queues on interrupts; `None`:
-    /// its queues are polled only.
-    const MSIX_MASK: Option<(usize, usize)> = None;
-    /// Puts the chip in MSI-X mode with rx queue `q` on vector `q` for `q < rx_queues`
-    /// and the other causes (link) on vector `rx_queues`, every vector masked; the queue
-    /// vectors auto-mask and auto-clear when they fire. Only called with
-    /// [`Chip::MSIX_MASK`] set and `rx_queues < 16`.
-    fn msix_setup(bar: &Bar, rx_queues: usize) {
-        let _ = (bar, rx_queues);
-    }
+    /// The MSI-X registers, if the driver runs this chip's rx queues on interrupts
+    /// ([`MsixRegs::setup`]); `None`: its queues are polled only.
+    const MSIX: Option<MsixRegs> = None;
 }
 
 /// An initialised Intel NIC as an ethdev device.
@@ -180,12 +173,12 @@ impl<C: Chip> IntelDevice<C> {
     /// interrupts are optional.
     fn enable_msix(&mut self, rx_queues: usize) {
         self.irqs.clear();
-        if C::MSIX_MASK.is_none() || rx_queues >= 16 {
+        let Some(msix) = C::MSIX.filter(|_| rx_queues < 16) else {
             return;
-        }
+        };
         match self.backend.enable_irqs(rx_queues as u32 + 1) {
             Ok(v) => {
-                C::msix_setup(&self.bar, rx_queues);
+                msix.setup(&self.bar, rx_queues);
                 self.irqs = v.into_iter().map(Some).collect();
             }
             Err(e) => tracing::debug!(
@@ -197,15 +190,13 @@ impl<C: Chip> IntelDevice<C> {
 
     /// Rx queue `q`'s interrupt, if vectors were enabled at configure.
     fn rx_intr(&mut self, q: usize) -> Result<Option<RxIntr>> {
-        let (Some((eims, eimc)), Some(irq)) =
-            (C::MSIX_MASK, self.irqs.get_mut(q).and_then(Option::take))
-        else {
+        let (Some(msix), Some(irq)) = (C::MSIX, self.irqs.get_mut(q).and_then(Option::take)) else {
             return Ok(None);
         };
         Ok(Some(RxIntr {
             irq,
-            eims: self.bar.reg32(eims)?,
-            eimc: self.bar.reg32(eimc)?,
+            eims: self.bar.reg32(msix.eims)?,
+            eimc: self.bar.reg32(msix.eimc)?,
             bit: 1 << q,
         }))
     }

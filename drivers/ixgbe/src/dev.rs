@@ -7,7 +7,9 @@ use crate::{DRIVER_NAME, PCI_IDS};
 use pmd_core::ethdev::{Link, PciId};
 use pmd_core::Result;
 use pmd_intel::reset::{master_disable, reset_device};
-use pmd_intel::{Bar, Chip, CounterSpec, IntelDevice, QueueLayout, RegBits, RssRegs, RxCsumBits};
+use pmd_intel::{
+    Bar, Chip, CounterSpec, IntelDevice, MsixRegs, QueueLayout, RegBits, RssRegs, RxCsumBits,
+};
 use std::time::Duration;
 
 /// An initialised 82599-family device.
@@ -138,26 +140,17 @@ impl Chip for X82599 {
         bar.set_bits_to(RTTDCS, RTTDCS_ARBDIS, open);
     }
 
-    const MSIX_MASK: Option<(usize, usize)> = Some((EIMS, EIMC));
-
-    /// MSI-X mode (7.3.1.3): rx queue `q` on vector `q` (IVAR), the other causes on vector
-    /// `rx_queues` (IVAR_MISC); queue vectors auto-masked (GPIE.EIAME + EIAM) and their
-    /// causes auto-cleared (EIAC) when they fire, so each arm gives one interrupt. EITR
-    /// stays 0: no moderation, a sleeper wakes on the first packet.
-    fn msix_setup(bar: &Bar, rx_queues: usize) {
-        bar.wr(EIMC, EIMC_ALL);
-        bar.wr(GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA_SUPPORT);
-        for q in 0..rx_queues {
-            let shift = 16 * (q % 2);
-            let reg = ivar(q / 2);
-            let v = bar.rd(reg) & !(0xff << shift);
-            bar.wr(reg, v | ((q as u32 | IVAR_VALID) << shift));
-        }
-        let misc = bar.rd(IVAR_MISC) & !0xff00;
-        bar.wr(IVAR_MISC, misc | ((rx_queues as u32 | IVAR_VALID) << 8));
-        let queues = (1u32 << rx_queues) - 1;
-        bar.wr(EIAM, queues);
-        bar.wr(EIAC, queues);
-        let _ = bar.rd(EICR);
-    }
+    /// MSI-X (82599 7.3.1.3): two rx queues per IVAR register, in its low and third
+    /// entries.
+    const MSIX: Option<MsixRegs> = Some(MsixRegs {
+        eims: EIMS,
+        eimc: EIMC,
+        mask_all: EIMC_ALL,
+        eiac: EIAC,
+        eiam: EIAM,
+        eicr: EICR,
+        gpie: (GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA_SUPPORT),
+        ivar_misc: IVAR_MISC,
+        rx_ivar: |q| (ivar(q / 2), 16 * (q as u32 % 2)),
+    });
 }

@@ -46,8 +46,6 @@ pub const fn ivar(n: usize) -> usize {
 /// Miscellaneous Interrupt Vector Allocation (8.2.3.5.14): other causes (LSC) in bits
 /// 15:8.
 pub const IVAR_MISC: usize = 0x00A00;
-/// An IVAR entry's valid bit.
-pub const IVAR_VALID: u32 = 0x80;
 
 /// Receive DMA Control (8.2.3.8.8).
 pub const RDRXCTL: usize = 0x02F00;
