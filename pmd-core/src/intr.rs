@@ -97,16 +97,20 @@ impl std::fmt::Display for SleepStats {
     }
 }
 
-/// The first of `queues` without rx interrupts, as (port, queue, PMD): an lcore polling
-/// it cannot sleep.
-pub fn first_without_intr<Q: AsMut<RxQueueHandle>>(
-    queues: &mut [Q],
-) -> Option<(crate::ethdev::PortId, u16, &'static str)> {
-    queues
-        .iter_mut()
-        .map(|q| q.as_mut())
-        .find(|q| !q.has_intr())
-        .map(|q| (q.port(), q.queue(), q.driver()))
+/// Why an lcore cannot sleep on its queues ([`IdleSleeper::for_queues`]): it polls.
+#[derive(Debug, thiserror::Error)]
+pub enum NoSleep {
+    /// A queue's PMD has no rx interrupts.
+    #[error("port {port} ({pmd}) has no rx interrupts")]
+    NoIntr {
+        /// The queue's port.
+        port: crate::ethdev::PortId,
+        /// Its PMD.
+        pmd: &'static str,
+    },
+    /// The epoll set could not be made.
+    #[error("no epoll set ({0})")]
+    Epoll(#[from] io::Error),
 }
 
 /// What one [`IdleSleeper::sleep`] call did.
@@ -169,6 +173,25 @@ impl IdleSleeper {
             poll_only: false,
             stats: SleepStats::default(),
         })
+    }
+
+    /// A sleeper for an lcore polling `queues`, if every one of them has rx interrupts
+    /// (one without would starve while the others sleep).
+    pub fn for_queues<Q: AsMut<RxQueueHandle>>(
+        conf: AdaptiveConf,
+        queues: &mut [Q],
+    ) -> Result<IdleSleeper, NoSleep> {
+        if let Some(q) = queues
+            .iter_mut()
+            .map(|q| q.as_mut())
+            .find(|q| !q.has_intr())
+        {
+            return Err(NoSleep::NoIntr {
+                port: q.port(),
+                pmd: q.driver(),
+            });
+        }
+        Ok(IdleSleeper::new(conf)?)
     }
 
     /// Records one pass over the queues that received `got` packets; true when it is

@@ -156,23 +156,17 @@ fn sleeper_for(opts: &AppOpts, lcore_id: u32, tasks: &mut [fwd::Task]) -> Option
     if tasks.is_empty() {
         return None;
     }
-    if let Some((port, _, pmd)) = pmd_core::intr::first_without_intr(tasks) {
-        println!(
-            "Lcore {lcore_id}: port {port} ({pmd}) has no rx interrupts: this lcore keeps polling"
-        );
-        return None;
-    }
     let conf = AdaptiveConf {
         idle: Duration::from_micros(idle_us.into()),
         max_sleep: Duration::from_millis(opts.max_sleep_ms),
     };
-    match IdleSleeper::new(conf) {
+    match IdleSleeper::for_queues(conf, tasks) {
         Ok(s) => {
             println!("Lcore {lcore_id}: adaptive (sleeps after {idle_us} µs without a packet)");
             Some(s)
         }
         Err(e) => {
-            println!("Lcore {lcore_id}: no epoll set ({e}): this lcore keeps polling");
+            println!("Lcore {lcore_id}: {e}: this lcore keeps polling");
             None
         }
     }
