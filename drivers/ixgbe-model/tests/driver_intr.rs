@@ -18,12 +18,7 @@ const MAC: [u8; 6] = [0x02, 0x1b, 0x21, 0x99, 0x88, 0x01];
 
 /// Whether `fd` becomes readable within `ms` milliseconds.
 fn readable(fd: BorrowedFd<'_>, ms: u64) -> bool {
-    let ep = pmd_core::unix::Epoll::new().expect("epoll");
-    ep.watch(fd, 0).expect("watch");
-    let mut t = [0u64; 1];
-    ep.wait(&mut t, Some(Duration::from_millis(ms)))
-        .expect("wait")
-        == 1
+    pmd_core::unix::readable(fd, Duration::from_millis(ms)).expect("poll")
 }
 
 /// A non-IP broadcast frame (RSS leaves it on queue 0) carrying `seq`.

@@ -10,7 +10,7 @@ use common::{frame, seq_of, side, wait_for, Side};
 use pmd_core::intr::{AdaptiveConf, Armed, IdleSleeper, Slept, SPURIOUS_LIMIT};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mbuf;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -22,13 +22,8 @@ const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
 
 /// Whether `fd` becomes readable within `ms` milliseconds.
-fn readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
-    let mut p = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    pmd_core::unix::poll(&mut p, ms).expect("poll") == 1
+fn readable(fd: BorrowedFd<'_>, ms: u64) -> bool {
+    pmd_core::unix::readable(fd, Duration::from_millis(ms)).expect("poll")
 }
 
 /// A connected pair: the server `a` receives, the client `b` sends.

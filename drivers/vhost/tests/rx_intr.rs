@@ -29,7 +29,7 @@ use pmd_core::options::EalOptions;
 use pmd_core::{Eal, Mbuf, Mempool};
 use pmd_testkit::dpdk::peer_missing;
 use pmd_testkit::frames::{frame, seq_of};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -43,30 +43,15 @@ const ROUNDS: u32 = 2000;
 /// Rounds against DPDK's front end.
 const DPDK_ROUNDS: u32 = 1000;
 /// The longest a wake-up may take.
-const WAKE_MS: i32 = 1000;
+const WAKE_MS: u64 = 1000;
 /// How long a quiet eventfd is watched.
-const QUIET_MS: i32 = 50;
+const QUIET_MS: u64 = 50;
 /// Where our frames are addressed to.
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
 /// Whether `fd` becomes readable within `ms` milliseconds.
-fn readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
-    let deadline = Instant::now() + Duration::from_millis(ms.max(0) as u64);
-    loop {
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis() as i32;
-        let mut p = [libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        match pmd_core::unix::poll(&mut p, left) {
-            Ok(n) => return n > 0 && p[0].revents & libc::POLLIN != 0,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("poll: {e}"),
-        }
-    }
+fn readable(fd: BorrowedFd<'_>, ms: u64) -> bool {
+    pmd_core::unix::readable(fd, Duration::from_millis(ms)).expect("poll")
 }
 
 /// Frame `seq`: 60 to about 1400 bytes, its number after the ethertype.

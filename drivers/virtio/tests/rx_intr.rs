@@ -21,7 +21,7 @@ use pmd_core::intr::Armed;
 use pmd_core::mbuf::PktBatch;
 use pmd_core::{Mbuf, Mempool};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
@@ -34,7 +34,7 @@ const N: usize = 32;
 /// Rounds of the lost-wake-up loop.
 const ROUNDS: u32 = 2000;
 /// The longest a wake-up may take.
-const WAKE_MS: i32 = 1000;
+const WAKE_MS: u64 = 1000;
 
 const VERSION_1: u64 = 1 << 32;
 const EVENT_IDX: u64 = 1 << 29;
@@ -386,19 +386,8 @@ fn seq_of(m: &Mbuf) -> u32 {
 }
 
 /// Whether `fd` is readable within `ms` milliseconds.
-fn readable(fd: std::os::fd::BorrowedFd<'_>, ms: i32) -> bool {
-    let mut p = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    loop {
-        match pmd_core::unix::poll(&mut p, ms) {
-            Ok(n) => return n > 0 && p[0].revents & libc::POLLIN != 0,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("poll: {e}"),
-        }
-    }
+fn readable(fd: std::os::fd::BorrowedFd<'_>, ms: u64) -> bool {
+    pmd_core::unix::readable(fd, Duration::from_millis(ms)).expect("poll")
 }
 
 /// Receives until `n` frames came (at most `within`), then checks nothing more is

@@ -233,6 +233,26 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     check(rc).map(|n| n as usize)
 }
 
+/// Whether `fd` is readable, or becomes so within `timeout` (0: a look now): poll(2) for
+/// POLLIN, resumed with the time left after a signal.
+pub fn readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let mut p = [libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        match poll(&mut p, ms) {
+            Ok(n) => return Ok(n > 0 && p[0].revents & libc::POLLIN != 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

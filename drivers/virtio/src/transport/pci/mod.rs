@@ -69,7 +69,7 @@ use pmd_core::ethdev::MacAddr;
 use pmd_core::memory::{self, IovaMode};
 use pmd_core::pci::{BackendKind, IrqWait, MmioRegion, PciBackend};
 use regs::{common, legacy, RegsExt};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -719,12 +719,7 @@ impl CallSource for IntxCall {
         // Only a line that fired needs it (UIO masked it and made the descriptor
         // readable): then the ISR read deasserts it, and only after that may UIO unmask
         // it (`wait`), or it would fire again at once. An idle line costs one poll(2).
-        let mut p = [libc::pollfd {
-            fd: self.irq.fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        if pmd_core::unix::poll(&mut p, 0).unwrap_or(0) == 0 {
+        if !pmd_core::unix::readable(self.irq.fd(), Duration::ZERO).unwrap_or(false) {
             return;
         }
         let _ = self.regs.r8(legacy::ISR);
