@@ -35,18 +35,6 @@ const IDLE_MAX_PERCENT: f64 = 2.0;
 const BURSTS: usize = 3;
 const GAP: Duration = Duration::from_millis(400);
 
-/// User + system CPU time of process `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
-    // Fields after the command name (which may hold spaces), from field 3 on.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf takes no pointers.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
-
 fn adaptive(test: &str, ns: &NetNs, pmd: Pmd, links: [(&str, &str); 2]) {
     let vdev = |i: usize, iface: &str| match pmd {
         Pmd::AfPacket => format!("net_af_packet{i},iface={iface}"),
@@ -80,9 +68,9 @@ fn adaptive(test: &str, ns: &NetNs, pmd: Pmd, links: [(&str, &str); 2]) {
     // Idle: settle, then measure.
     std::thread::sleep(Duration::from_millis(500));
     let pid = l2fwd.pid();
-    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    let (c0, t0) = (pmd_testkit::cpu_seconds(pid), Instant::now());
     std::thread::sleep(IDLE_WINDOW);
-    let idle_pct = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let idle_pct = (pmd_testkit::cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
 
     // Bursts with idle gaps: each must cross whole.
     let (inject, capture) = (links[0].1.to_string(), links[1].1.to_string());

@@ -17,17 +17,6 @@ const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const BURSTS: u64 = 3;
 const PER_BURST: u64 = 512;
 
-/// User + system CPU time of process `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf takes no pointers.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
-
 /// Sends `n` frames and waits for their `n` echoes (MACs swapped); returns the echoes.
 fn burst(rx: &mut RxQueueHandle, tx: &mut TxQueueHandle, pool: &Mempool, n: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -102,9 +91,9 @@ fn testpmd_sleeps_on_memif_interrupts_when_idle_and_echoes_every_burst() {
 
     std::thread::sleep(Duration::from_millis(500));
     let pid = child.id();
-    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    let (c0, t0) = (pmd_testkit::cpu_seconds(pid), Instant::now());
     std::thread::sleep(Duration::from_secs(5));
-    let idle_pct = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let idle_pct = (pmd_testkit::cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
 
     let mut echoed = 0;
     for _ in 0..BURSTS {

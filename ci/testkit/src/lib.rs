@@ -74,6 +74,18 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// User + system CPU time process `pid` has used so far, in seconds (/proc/PID/stat).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf takes no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
 /// Runs `ip args`, returning its stdout, or an error with its stderr.
 pub fn ip(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ip")
