@@ -85,7 +85,7 @@ for mode in ${VM_MODES:-iommu noiommu vhost}; do
     mon=$out/$mode.monitor; rm -f "$mon"; : > "$out/$mode.raw"
     ( for _ in $(seq 1800); do grep -aq GUEST-LINK-READY "$out/$mode.raw" 2>/dev/null && break; sleep 0.1; done
       grep -aq GUEST-LINK-READY "$out/$mode.raw" 2>/dev/null || exit 0
-      ci/vm/monitor.py "$mon" "set_link lnk0 off"; sleep 3; ci/vm/monitor.py "$mon" "set_link lnk0 on" ) &
+      ci/vm/monitor.py "$mon" "set_link lnk0 off" >/dev/null; sleep 3; ci/vm/monitor.py "$mon" "set_link lnk0 on" >/dev/null ) &
     linker=$!
     VM_MONITOR=$mon VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
     kill $linker 2>/dev/null; wait $linker 2>/dev/null; rm -f "$mon"
