@@ -40,6 +40,8 @@ pub const SPURIOUS_LIMIT: u32 = 8;
 const THROTTLE: Duration = Duration::from_millis(1);
 /// The epoll token of the stop eventfd (queues use their index).
 const STOP_TOKEN: u64 = u64::MAX;
+/// The epoll token of the link interrupts watched ([`IdleSleeper::watch_link`]).
+const LINK_TOKEN: u64 = u64::MAX - 1;
 /// Most queues one sleeper arms (one epoll token each).
 pub const MAX_QUEUES: usize = 64;
 
@@ -79,6 +81,8 @@ pub struct SleepStats {
     pub spurious: u64,
     /// Pauses taken because interrupts kept firing without packets.
     pub throttled: u64,
+    /// Sleeps ended by a port's link interrupt ([`IdleSleeper::watch_link`]).
+    pub link_wakes: u64,
 }
 
 impl std::fmt::Display for SleepStats {
@@ -86,13 +90,14 @@ impl std::fmt::Display for SleepStats {
         write!(
             f,
             "{} sleeps, {} woken by rx interrupt, {} timeouts, {} found packets when arming, \
-             {} spurious wakes, {} throttled",
+             {} spurious wakes, {} throttled, {} woken by a link change",
             self.sleeps,
             self.intr_wakes,
             self.timeouts,
             self.ready_at_arm,
             self.spurious,
-            self.throttled
+            self.throttled,
+            self.link_wakes
         )
     }
 }
@@ -122,6 +127,9 @@ pub enum Slept {
     Timeout,
     /// A stop was requested.
     Stop,
+    /// A watched port's link interrupt fired ([`IdleSleeper::watch_link`]): the caller
+    /// looks at its ports' links ([`crate::ethdev::Port::link_changed`]).
+    Link,
     /// A queue had packets when armed: did not sleep.
     Ready,
     /// A queue has no interrupts (this queue index): the lcore polls, and never sleeps.
@@ -192,6 +200,14 @@ impl IdleSleeper {
             });
         }
         Ok(IdleSleeper::new(conf)?)
+    }
+
+    /// Also ends sleeps on `fd`, a port's link interrupt ([`crate::ethdev::Port::link_fd`]),
+    /// watched edge-triggered: a sleep ends once per interrupt ([`Slept::Link`]), and
+    /// acknowledging it is left to [`crate::ethdev::Port::link_changed`]. For the lcore
+    /// that prints or acts on link changes.
+    pub fn watch_link(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+        self.ep.watch_edge(fd, LINK_TOKEN).map(drop)
     }
 
     /// Records one pass over the queues that received `got` packets; true when it is
@@ -297,6 +313,13 @@ impl IdleSleeper {
         let n = self.ep.wait(&mut tokens, Some(self.conf.max_sleep))?;
         if tokens[..n].contains(&STOP_TOKEN) || crate::lcore::stop_requested() {
             return Ok(Slept::Stop);
+        }
+        let tokens = &tokens[..n];
+        if !tokens.is_empty() && tokens.iter().all(|&t| t == LINK_TOKEN) {
+            self.stats.link_wakes += 1;
+            // Not traffic: as after a timeout, one pass and back to sleep.
+            self.resume = true;
+            return Ok(Slept::Link);
         }
         if n == 0 {
             self.stats.timeouts += 1;

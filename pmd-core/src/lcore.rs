@@ -161,6 +161,45 @@ pub fn idle_until_stop(mut tick: impl FnMut(u64) -> bool) {
     }
 }
 
+/// [`idle_until_stop`] that also wakes when one of `events` fires (ports' link
+/// interrupts, [`crate::ethdev::Port::link_fd`], watched edge-triggered): `tick` gets the
+/// TSC and whether an event woke it, so a link change is acted on at once rather than at
+/// the next [`IDLE_TICK`]. The stop request wakes it too.
+pub fn idle_until_stop_or(
+    events: &[std::os::fd::BorrowedFd<'_>],
+    mut tick: impl FnMut(u64, bool) -> bool,
+) {
+    const EVENT: u64 = 0;
+    const STOP: u64 = 1;
+    let ep = crate::unix::Epoll::new().and_then(|ep| {
+        for fd in events {
+            ep.watch_edge(*fd, EVENT)?;
+        }
+        if let Some(fd) = stop_fd() {
+            ep.watch(fd, STOP)?;
+        }
+        Ok(ep)
+    });
+    let mut fired = false;
+    while !stop_requested() {
+        if tick(crate::tsc::rdtsc(), fired) {
+            request_stop();
+            return;
+        }
+        fired = match &ep {
+            Ok(ep) => {
+                let mut tokens = [0u64; 4];
+                let n = ep.wait(&mut tokens, Some(IDLE_TICK)).unwrap_or(0);
+                tokens[..n].contains(&EVENT)
+            }
+            Err(_) => {
+                std::thread::sleep(IDLE_TICK);
+                false
+            }
+        };
+    }
+}
+
 /// Asks every lcore loop to stop, and wakes the loops sleeping on [`stop_fd`].
 pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);

@@ -155,11 +155,13 @@ impl AsMut<RxQueueHandle> for Task {
 /// sleeps on its queues' interrupts after that many passes without a packet.
 pub fn run<const BUSY: bool, const CAPTURE: bool>(
     mut tasks: Vec<Task>,
-    mut tick: Option<&mut dyn FnMut(u64) -> bool>,
+    mut tick: Option<&mut dyn FnMut(u64, bool) -> bool>,
     mut sleeper: Option<&mut IdleSleeper>,
 ) -> (Vec<Task>, u64) {
     let mut batch = PktBatch::new();
     let mut busy = 0u64;
+    // A port's link interrupt ended the last sleep: the tick looks at the links now.
+    let mut link_event = false;
     while !lcore::stop_requested() {
         let mut got = 0;
         for t in tasks.iter_mut() {
@@ -182,6 +184,7 @@ pub fn run<const BUSY: bool, const CAPTURE: bool>(
                         tasks[i].rx_port(),
                         tasks[i].rx_driver()
                     ),
+                    Ok(Slept::Link) => link_event = true,
                     Ok(_) => {}
                     Err(e) => {
                         eprintln!(
@@ -193,7 +196,7 @@ pub fn run<const BUSY: bool, const CAPTURE: bool>(
             }
         }
         if let Some(tick) = tick.as_mut() {
-            if tick(tsc::rdtsc()) {
+            if tick(tsc::rdtsc(), std::mem::take(&mut link_event)) {
                 lcore::request_stop();
             }
         }

@@ -138,7 +138,7 @@ fn main() -> ExitCode {
 fn fwd_run(
     (busy, capture): (bool, bool),
     tasks: Vec<fwd::Task>,
-    tick: Option<&mut dyn FnMut(u64) -> bool>,
+    tick: Option<&mut dyn FnMut(u64, bool) -> bool>,
     sleeper: Option<&mut IdleSleeper>,
 ) -> (Vec<fwd::Task>, u64) {
     match (busy, capture) {
@@ -321,6 +321,16 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         if lc.id == main_id {
             main_tasks = tasks;
             main_sleeper = sleeper;
+            // The main lcore prints link changes: a port's link interrupt wakes it.
+            if let Some(s) = main_sleeper.as_mut() {
+                for &p in &enabled {
+                    if let Some(fd) = eal.ports()[p as usize].link_fd() {
+                        if let Err(e) = s.watch_link(fd) {
+                            eprintln!("l2fwd: port {p}: link interrupts not watched ({e}); links are looked at every 50 ms");
+                        }
+                    }
+                }
+            }
         } else if !tasks.is_empty() {
             let id = lc.id;
             workers.push(eal.spawn(*lc, move || {
@@ -342,17 +352,18 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         .map(|s| tsc::rdtsc() + (s * tsc::hz() as f64) as u64);
     {
         let eal_ref = &eal;
-        // Link changes are printed as they are seen, every 50 ms at most.
+        // Link changes are printed as they are seen: every 50 ms, and at once when a
+        // port's link interrupt fires.
         let link_every = tsc::hz() / 20;
         for &p in &enabled {
             eal_ref.ports()[p as usize].link_changed();
         }
         let mut next_link = tsc::rdtsc() + link_every;
-        let mut tick = |now: u64| -> bool {
+        let mut tick = |now: u64, link_event: bool| -> bool {
             if period.is_some_and(|p| reporter.due(now, p)) {
                 reporter.print(eal_ref.ports(), now);
             }
-            if now >= next_link {
+            if link_event || now >= next_link {
                 next_link = now + link_every;
                 for &p in &enabled {
                     if let Some(link) = eal_ref.ports()[p as usize].link_changed() {
@@ -363,7 +374,11 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             deadline.is_some_and(|d| now >= d)
         };
         if main_tasks.is_empty() {
-            lcore::idle_until_stop(&mut tick);
+            let link_fds: Vec<_> = enabled
+                .iter()
+                .filter_map(|&p| eal_ref.ports()[p as usize].link_fd())
+                .collect();
+            lcore::idle_until_stop_or(&link_fds, &mut tick);
         } else {
             let (t, b) = fwd_run(mode, main_tasks, Some(&mut tick), main_sleeper.as_mut());
             main_tasks = t;

@@ -4,7 +4,7 @@
 use crate::opts::Mode;
 use crate::pkt;
 use pmd_core::ethdev::{PortId, RxQueueHandle, TxQueueHandle};
-use pmd_core::intr::IdleSleeper;
+use pmd_core::intr::{IdleSleeper, Slept};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::{lcore, tsc, Mempool};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -342,10 +342,12 @@ fn run_with<E: Engine>(
     mut e: E,
     streams: &mut [Stream],
     burst: usize,
-    tick: &mut Option<&mut dyn FnMut(u64) -> bool>,
+    tick: &mut Option<&mut dyn FnMut(u64, bool) -> bool>,
     mut sleeper: Option<&mut IdleSleeper>,
 ) {
     let mut batch = PktBatch::new();
+    // A port's link interrupt ended the last sleep: the tick looks at the links now.
+    let mut link_event = false;
     while !lcore::stop_requested() {
         let mut got = 0;
         for s in streams.iter_mut() {
@@ -353,14 +355,20 @@ fn run_with<E: Engine>(
         }
         if let Some(sl) = sleeper.as_mut() {
             if sl.after_pass(got) {
-                if let Err(e) = sl.sleep(streams) {
-                    eprintln!("testpmd: sleeping on rx interrupts failed ({e}): this lcore polls");
-                    sleeper = None;
+                match sl.sleep(streams) {
+                    Ok(Slept::Link) => link_event = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!(
+                            "testpmd: sleeping on rx interrupts failed ({e}): this lcore polls"
+                        );
+                        sleeper = None;
+                    }
                 }
             }
         }
         if let Some(t) = tick.as_mut() {
-            if t(tsc::rdtsc()) {
+            if t(tsc::rdtsc(), std::mem::take(&mut link_event)) {
                 lcore::request_stop();
             }
         }
@@ -368,7 +376,8 @@ fn run_with<E: Engine>(
 }
 
 /// Forwards `streams` in `mode` until a stop is requested; `tick` (on the main lcore) is
-/// called once per loop with the TSC and may stop the run. Gives the streams back so their
+/// called once per loop with the TSC and whether a link interrupt ended the last sleep,
+/// and may stop the run. Gives the streams back so their
 /// queues outlive the ports' stop. With a `sleeper` (`--idle-sleep`), the lcore sleeps on
 /// its rx queues' interrupts after that many passes without a packet (never in txonly and
 /// flowgen, which send every pass).
@@ -377,7 +386,7 @@ pub fn run(
     pool: &Mempool,
     mut streams: Vec<Stream>,
     burst: usize,
-    mut tick: Option<&mut dyn FnMut(u64) -> bool>,
+    mut tick: Option<&mut dyn FnMut(u64, bool) -> bool>,
     sleeper: Option<&mut IdleSleeper>,
 ) -> Vec<Stream> {
     let s = &mut streams[..];

@@ -264,6 +264,16 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         if lc.id == main.id {
             main_streams = streams;
             main_sleeper = sleeper;
+            // The main lcore prints link changes: a port's link interrupt wakes it.
+            if let Some(s) = main_sleeper.as_mut() {
+                for &p in &ports {
+                    if let Some(fd) = eal.ports()[p as usize].link_fd() {
+                        if let Err(e) = s.watch_link(fd) {
+                            eprintln!("testpmd: port {p}: link interrupts not watched ({e}); links are looked at every 50 ms");
+                        }
+                    }
+                }
+            }
         } else {
             let pool = pool.clone();
             let id = lc.id;
@@ -285,18 +295,18 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         .map(|s| tsc::rdtsc() + (s * tsc::hz() as f64) as u64);
     {
         let all = eal.ports();
-        // Link changes are printed as they are seen (DPDK's "link state change event"),
-        // every 50 ms at most.
+        // Link changes are printed as they are seen (DPDK's "link state change event"):
+        // every 50 ms, and at once when a port's link interrupt fires.
         let link_every = tsc::hz() / 20;
         for &p in &ports {
             all[p as usize].link_changed();
         }
         let mut next_link = tsc::rdtsc() + link_every;
-        let mut tick = |now: u64| -> bool {
+        let mut tick = |now: u64, link_event: bool| -> bool {
             if period.is_some_and(|p| periodic.due(now, p)) {
                 periodic.print(all, now);
             }
-            if now >= next_link {
+            if link_event || now >= next_link {
                 next_link = now + link_every;
                 for &p in &ports {
                     if let Some(link) = all[p as usize].link_changed() {
@@ -307,7 +317,11 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             deadline.is_some_and(|d| now >= d)
         };
         if main_streams.is_empty() {
-            lcore::idle_until_stop(&mut tick);
+            let link_fds: Vec<_> = ports
+                .iter()
+                .filter_map(|&p| all[p as usize].link_fd())
+                .collect();
+            lcore::idle_until_stop_or(&link_fds, &mut tick);
         } else {
             main_streams = engine::run(
                 mode,

@@ -8,7 +8,8 @@ use pmd_core::ethdev::{Link, PciId};
 use pmd_core::Result;
 use pmd_intel::reset::{master_disable, reset_device};
 use pmd_intel::{
-    Bar, Chip, CounterSpec, IntelDevice, MsixRegs, QueueLayout, RegBits, RssRegs, RxCsumBits,
+    Bar, Chip, CounterSpec, IntelDevice, LinkCause, MsixRegs, QueueLayout, RegBits, RssRegs,
+    RxCsumBits,
 };
 use std::time::Duration;
 
@@ -165,6 +166,11 @@ impl Chip for I82576 {
         gpie: (GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA | GPIE_NSICR),
         ivar_misc: IVAR_MISC,
         rx_ivar: |q| (ivar(q & 7), if q & 8 != 0 { 16 } else { 0 }),
+        link: LinkCause::Icr {
+            ims: IMS,
+            icr: ICR,
+            bit: ICR_LSC,
+        },
     });
 }
 

@@ -47,6 +47,10 @@ pub const PHY_CTRL_AN_ENABLE: u16 = 1 << 12;
 
 /// Interrupt Cause Read (8.8.1).
 pub const ICR: usize = 0x000C0;
+/// ICR and IMS: link status change (8.8.1).
+pub const ICR_LSC: u32 = 1 << 2;
+/// Interrupt Mask Set/Read (8.8.3).
+pub const IMS: usize = 0x000D0;
 /// Interrupt Mask Clear (8.8.4).
 pub const IMC: usize = 0x000D8;
 /// Extended Interrupt Mask Clear (8.8.10).

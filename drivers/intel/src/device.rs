@@ -17,7 +17,8 @@ use pmd_core::ethdev::{
 use pmd_core::pci::{IrqWait, PciBackend};
 use pmd_core::{Error, Result};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +109,11 @@ pub struct IntelDevice<C: Chip> {
     /// MSI-X vectors enabled at configure (rx queue `q` takes vector `q` at its setup;
     /// the last one is the other causes'); empty without interrupts.
     irqs: Vec<Option<Box<dyn IrqWait>>>,
+    /// The other-causes vector and its number, with the link-state-change cause enabled
+    /// on it ([`MsixRegs::arm_link`]); `None` without vectors.
+    link_irq: Option<(Box<dyn IrqWait>, usize)>,
+    /// Link interrupts acknowledged (xstat `link_interrupts`).
+    link_intrs: AtomicU64,
     counters: RefCell<CounterSet>,
     _chip: std::marker::PhantomData<C>,
 }
@@ -156,6 +162,8 @@ impl<C: Chip> IntelDevice<C> {
             mtu: DEFAULT_MTU,
             tx_ctx_lost: Vec::new(),
             irqs: Vec::new(),
+            link_irq: None,
+            link_intrs: AtomicU64::new(0),
             counters: RefCell::new(counters),
             _chip: std::marker::PhantomData,
         })
@@ -166,19 +174,26 @@ impl<C: Chip> IntelDevice<C> {
         &self.bar
     }
 
-    /// Enables one MSI-X vector per rx queue plus one for other causes, if the chip's
-    /// rx queues run on interrupts and the device access gives them (VFIO, the model).
+    /// Enables one MSI-X vector per rx queue plus one for other causes (the link-state
+    /// change, enabled here), if the chip's rx queues run on interrupts and the device
+    /// access gives them (VFIO, the model).
     /// Without them (UIO's single line, too many queues, vectors still held by the queues
     /// of an earlier configuration) the queues are polled only: said at debug level, as
     /// interrupts are optional.
     fn enable_msix(&mut self, rx_queues: usize) {
         self.irqs.clear();
+        self.link_irq = None;
         let Some(msix) = C::MSIX.filter(|_| rx_queues < 16) else {
             return;
         };
         match self.backend.enable_irqs(rx_queues as u32 + 1) {
-            Ok(v) => {
+            Ok(mut v) => {
                 msix.setup(&self.bar, rx_queues);
+                if v.len() > rx_queues {
+                    let misc = v.remove(rx_queues);
+                    msix.arm_link(&self.bar, rx_queues);
+                    self.link_irq = Some((misc, rx_queues));
+                }
                 self.irqs = v.into_iter().map(Some).collect();
             }
             Err(e) => tracing::debug!(
@@ -415,6 +430,26 @@ impl<C: Chip> Device for IntelDevice<C> {
     fn xstats(&self) -> Vec<(String, u64)> {
         let mut c = self.counters.borrow_mut();
         c.fold(self.bar.region());
-        c.to_vec()
+        let mut v = c.to_vec();
+        v.push((
+            "link_interrupts".into(),
+            self.link_intrs.load(Ordering::Relaxed),
+        ));
+        v
+    }
+
+    fn link_intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.link_irq.as_ref().map(|(irq, _)| irq.fd())
+    }
+
+    fn link_intr_ack(&self) {
+        let (Some(msix), Some((irq, misc))) = (C::MSIX, &self.link_irq) else {
+            return;
+        };
+        // Drained first: a change after the cause is cleared signals the eventfd again.
+        if irq.wait(0).unwrap_or(0) > 0 {
+            self.link_intrs.fetch_add(1, Ordering::Relaxed);
+        }
+        msix.ack_link(&self.bar, *misc);
     }
 }

@@ -1,7 +1,8 @@
-//! MSI-X programming for rx interrupts, shared by the chips: they agree on the scheme
-//! (causes mapped to vectors by IVAR entries with a valid bit, other causes by IVAR_MISC
-//! bits 15:8, auto-mask through GPIE.EIAME + EIAM, auto-clear through EIAC) and differ in
-//! register offsets, a GPIE bit or two and where an rx queue's IVAR entry sits.
+//! MSI-X programming for rx and link interrupts, shared by the chips: they agree on the
+//! scheme (causes mapped to vectors by IVAR entries with a valid bit, other causes by
+//! IVAR_MISC bits 15:8, auto-mask through GPIE.EIAME + EIAM, auto-clear through EIAC) and
+//! differ in register offsets, a GPIE bit or two, where an rx queue's IVAR entry sits and
+//! where the link-state-change cause lives ([`LinkCause`]).
 
 use crate::bar::Bar;
 
@@ -29,6 +30,30 @@ pub struct MsixRegs {
     pub ivar_misc: usize,
     /// Rx queue `q`'s IVAR entry: its register and the entry's bit shift in it.
     pub rx_ivar: fn(usize) -> (usize, u32),
+    /// The link-state-change cause, which fires on the other-causes vector.
+    pub link: LinkCause,
+}
+
+/// Where a chip's link-state-change (LSC) cause lives. Either way it is neither
+/// auto-masked nor auto-cleared: the vector fires once per change, and
+/// [`MsixRegs::ack_link`] clears it before the link is read, so a change after that
+/// fires again.
+#[derive(Clone, Copy, Debug)]
+pub enum LinkCause {
+    /// An EICR bit of its own, enabled by the same bit in EIMS and cleared by writing it
+    /// to EICR (82599: EICR.LSC, bit 20).
+    Eicr(u32),
+    /// A bit of the legacy ICR, enabled in IMS, which raises the other-causes vector's
+    /// EICR bit in MSI-X mode; both are cleared, EICR's by writing the vector's bit and
+    /// ICR's by reading it (82576: ICR.LSC, bit 2, with GPIE.NSICR).
+    Icr {
+        /// Interrupt Mask Set.
+        ims: usize,
+        /// Interrupt Cause Read.
+        icr: usize,
+        /// The LSC bit in both.
+        bit: u32,
+    },
 }
 
 impl MsixRegs {
@@ -53,5 +78,33 @@ impl MsixRegs {
         bar.wr(self.eiam, queues);
         bar.wr(self.eiac, queues);
         let _ = bar.rd(self.eicr);
+        if let LinkCause::Icr { icr, .. } = self.link {
+            let _ = bar.rd(icr);
+        }
+    }
+
+    /// Enables the link-state-change cause on the other-causes vector `misc` (the one
+    /// [`MsixRegs::setup`] gave them: `rx_queues`).
+    pub fn arm_link(&self, bar: &Bar, misc: usize) {
+        match self.link {
+            LinkCause::Eicr(bit) => bar.wr(self.eims, bit),
+            LinkCause::Icr { ims, bit, .. } => {
+                bar.wr(ims, bit);
+                bar.wr(self.eims, 1 << misc);
+            }
+        }
+    }
+
+    /// Clears a link-state-change cause that fired, so the next change fires again:
+    /// EICR first, then ICR, so a change in between raises the vector once more rather
+    /// than being absorbed by a cause still set.
+    pub fn ack_link(&self, bar: &Bar, misc: usize) {
+        match self.link {
+            LinkCause::Eicr(bit) => bar.wr(self.eicr, bit),
+            LinkCause::Icr { icr, .. } => {
+                bar.wr(self.eicr, 1 << misc);
+                let _ = bar.rd(icr);
+            }
+        }
     }
 }

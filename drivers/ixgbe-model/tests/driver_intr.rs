@@ -168,3 +168,56 @@ fn ixgbe_rx_interrupts_wake_once_per_arm_and_never_get_lost() {
     dev.close();
     assert_eq!(pool.stats().in_use, 0, "buffers not returned");
 }
+
+/// The link-state-change cause on the other-causes vector, through the ethdev API: the
+/// port's link descriptor stays quiet while nothing changes, fires when the model takes
+/// the link down, is quiet again once `link_changed` acknowledged it, and `link_wait`
+/// sleeps on it until the link is back; each interrupt is counted in `link_interrupts`.
+#[test]
+fn ixgbe_link_changes_fire_the_link_interrupt() {
+    let model = Model82599::new(ModelConf {
+        mac: MAC,
+        ..ModelConf::default()
+    })
+    .unwrap();
+    let dev = pmd_ixgbe::probe(model.backend(), "lsc0").unwrap();
+    let mut p = pmd_core::ethdev::Port::new(0, "lsc0", Box::new(dev));
+    let pool = Mempool::create("drv-lsc", 1024, 0).unwrap();
+    p.configure(&PortConf::default()).unwrap();
+    let _rx = p.setup_rx_queue(0, 128, &pool).unwrap();
+    let _tx = p.setup_tx_queue(0, 128).unwrap();
+    p.start().unwrap();
+    assert!(
+        p.wait_link_up(Duration::from_secs(5)).up,
+        "link never came up"
+    );
+    let interrupts = |p: &pmd_core::ethdev::Port| {
+        p.xstats()
+            .into_iter()
+            .find(|(k, _)| k == "link_interrupts")
+            .map(|(_, v)| v)
+            .expect("xstat link_interrupts")
+    };
+    // Whatever the link coming up raised is acknowledged here.
+    p.link_changed();
+    let base = interrupts(&p);
+    let fd = p.link_fd().expect("the port has a link interrupt");
+    assert!(!readable(fd, 50), "the link did not change, yet it fired");
+
+    model.set_link(false);
+    assert!(readable(fd, 2000), "taking the link down did not fire");
+    assert_eq!(p.link_changed().map(|l| l.up), Some(false));
+    assert!(!readable(fd, 50), "acknowledged, yet it fires again");
+
+    model.set_link(true);
+    let l = p.link_wait(Duration::from_secs(5));
+    assert!(l.up, "link_wait returned {l} before the link came back");
+    assert_eq!(p.link_changed().map(|l| l.up), Some(true));
+    assert!(
+        interrupts(&p) >= base + 2,
+        "down and up were not both interrupts: {} then {}",
+        base,
+        interrupts(&p)
+    );
+    p.stop().unwrap();
+}

@@ -8,7 +8,8 @@ use pmd_core::ethdev::{Link, PciId};
 use pmd_core::Result;
 use pmd_intel::reset::{master_disable, reset_device};
 use pmd_intel::{
-    Bar, Chip, CounterSpec, IntelDevice, MsixRegs, QueueLayout, RegBits, RssRegs, RxCsumBits,
+    Bar, Chip, CounterSpec, IntelDevice, LinkCause, MsixRegs, QueueLayout, RegBits, RssRegs,
+    RxCsumBits,
 };
 use std::time::Duration;
 
@@ -152,5 +153,6 @@ impl Chip for X82599 {
         gpie: (GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA_SUPPORT),
         ivar_misc: IVAR_MISC,
         rx_ivar: |q| (ivar(q / 2), 16 * (q as u32 % 2)),
+        link: LinkCause::Eicr(EICR_LSC),
     });
 }

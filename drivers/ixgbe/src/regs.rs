@@ -19,6 +19,8 @@ pub const EEC_ARD: u32 = 1 << 9;
 
 /// Extended Interrupt Cause Read (8.2.3.5.1).
 pub const EICR: usize = 0x00800;
+/// EICR and EIMS: link status change (8.2.3.5.1).
+pub const EICR_LSC: u32 = 1 << 20;
 /// Extended Interrupt Mask Clear (8.2.3.5.4).
 pub const EIMC: usize = 0x00888;
 /// All interrupt causes (EIMC value masking everything).

@@ -208,3 +208,42 @@ fn a_sleeping_lcore_wakes_on_stop() {
     a.finish();
     b.finish();
 }
+
+/// A link interrupt the sleeper watches ([`IdleSleeper::watch_link`]) ends a sleep once
+/// per signal, edge-triggered: left unacknowledged (acknowledging is the port's job), it
+/// does not end the next sleep again; it is counted apart from rx interrupts.
+#[test]
+fn a_link_interrupt_ends_a_sleep_once_per_signal() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut a, b) = pair("link");
+    let link = pmd_core::unix::eventfd().unwrap();
+    let mut sleeper = IdleSleeper::new(AdaptiveConf {
+        idle: Duration::ZERO,
+        max_sleep: Duration::from_millis(100),
+    })
+    .unwrap();
+    sleeper.watch_link(link.as_fd()).unwrap();
+    let signal = link.try_clone().unwrap();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        pmd_core::unix::eventfd_signal(signal.as_fd()).unwrap();
+    });
+    assert!(sleeper.after_pass(0));
+    let mut outcomes = Vec::new();
+    // The first sleep (or, if the signal came before it, the one after) ends on the link.
+    while outcomes.len() < 3 {
+        outcomes.push(sleeper.sleep(std::slice::from_mut(&mut a.rx[0])).unwrap());
+    }
+    t.join().unwrap();
+    assert!(readable(link.as_fd(), 0), "the sleeper must not drain the link's eventfd");
+    let st = sleeper.stats();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Slept::Link).count(),
+        1,
+        "one signal, one link wake: {outcomes:?}"
+    );
+    assert_eq!(outcomes.last(), Some(&Slept::Timeout), "{outcomes:?}");
+    assert_eq!((st.link_wakes, st.intr_wakes), (1, 0), "{st:?}");
+    a.finish();
+    b.finish();
+}

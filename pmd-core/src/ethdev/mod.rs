@@ -377,6 +377,15 @@ pub trait Device: Send {
     fn close(&mut self) {}
     /// Current link state.
     fn link(&self) -> Link;
+    /// The device's link-state-change interrupt, if it has one: a descriptor that becomes
+    /// readable when the link may have changed (DPDK's LSC interrupt). It stays readable
+    /// until [`Device::link_intr_ack`]. `None`: the link is polled ([`Port::link_changed`]).
+    fn link_intr_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+    /// Acknowledges a link interrupt that fired (drains its descriptor and clears the
+    /// cause), so the next change signals again; the link is read after this.
+    fn link_intr_ack(&self) {}
     /// The device's MAC address.
     fn mac_addr(&self) -> MacAddr;
     /// Turns promiscuous mode on or off.

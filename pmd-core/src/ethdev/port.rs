@@ -484,23 +484,58 @@ impl Port {
 
     /// The link-state change event of this port, if there is one since the last call
     /// (the first call reports a link that is up): the new state. Applications call it
-    /// from their periodic work (l2fwd and testpmd every 50 ms) and print or act on it.
+    /// from their periodic work (l2fwd and testpmd every 50 ms) and when [`Port::link_fd`]
+    /// fires, and print or act on it. Acknowledges a link interrupt that fired.
     pub fn link_changed(&self) -> Option<Link> {
+        self.link_intr_take();
         let now = self.link();
         (now != self.seen_link.replace(now)).then_some(now)
     }
 
+    /// The descriptor that becomes readable when the device signals a link change (its
+    /// link-state interrupt: the misc MSI-X vector of igb and ixgbe), if it has one. Watch
+    /// it edge-triggered ([`crate::unix::Epoll::watch_edge`]) and call
+    /// [`Port::link_changed`] when it fires, which acknowledges it. `None`: the link is
+    /// polled.
+    pub fn link_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.dev.link_intr_fd()
+    }
+
+    /// Acknowledges the link interrupt if it fired; whether it had.
+    fn link_intr_take(&self) -> bool {
+        let fired = self.dev.link_intr_fd().is_some_and(|fd| {
+            crate::unix::readable(fd, std::time::Duration::ZERO).unwrap_or(false)
+        });
+        if fired {
+            self.dev.link_intr_ack();
+        }
+        fired
+    }
+
     /// Waits up to `timeout` for the link to differ from what it is at the call; returns
-    /// the state then (the same one if it did not change). Looks every 10 ms.
+    /// the state then (the same one if it did not change). Sleeps on the link interrupt
+    /// where the device has one (looking at the link at least every 100 ms all the same),
+    /// else looks every 10 ms.
     pub fn link_wait(&self, timeout: std::time::Duration) -> Link {
-        let end = std::time::Instant::now() + timeout;
+        use std::time::{Duration, Instant};
+        let end = Instant::now() + timeout;
         let before = self.link();
         loop {
             let l = self.link();
-            if l != before || std::time::Instant::now() >= end {
+            let left = end.saturating_duration_since(Instant::now());
+            if l != before || left.is_zero() {
                 return l;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            match self.dev.link_intr_fd() {
+                Some(fd) => {
+                    if crate::unix::readable(fd, left.min(Duration::from_millis(100)))
+                        .unwrap_or(false)
+                    {
+                        self.dev.link_intr_ack();
+                    }
+                }
+                None => std::thread::sleep(left.min(Duration::from_millis(10))),
+            }
         }
     }
 

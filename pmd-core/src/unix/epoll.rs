@@ -31,11 +31,8 @@ impl Epoll {
         Ok(Epoll { fd })
     }
 
-    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a live epoll_event for the call; the kernel checks both fds.
         let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) };
         check(rc).map(drop)
@@ -45,10 +42,22 @@ impl Epoll {
     /// already watched. A descriptor is dropped from the set by the kernel when its last
     /// copy closes, so watching again after a reconnect (same number, new file) adds it.
     pub fn watch(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<Watched> {
-        match self.ctl(libc::EPOLL_CTL_ADD, fd, token) {
+        self.watch_with(fd, token, libc::EPOLLIN as u32)
+    }
+
+    /// Watches `fd` edge-triggered under `token`: [`Epoll::wait`] reports it once per
+    /// event (for an eventfd, once per write), not for as long as it stays readable. For
+    /// a source whose acknowledgement belongs to someone else (a port's link interrupt,
+    /// acknowledged by [`crate::ethdev::Port::link_changed`]), so the waiter does not spin.
+    pub fn watch_edge(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<Watched> {
+        self.watch_with(fd, token, (libc::EPOLLIN | libc::EPOLLET) as u32)
+    }
+
+    fn watch_with(&self, fd: BorrowedFd<'_>, token: u64, events: u32) -> io::Result<Watched> {
+        match self.ctl(libc::EPOLL_CTL_ADD, fd, token, events) {
             Ok(()) => Ok(Watched::Added),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self
-                .ctl(libc::EPOLL_CTL_MOD, fd, token)
+                .ctl(libc::EPOLL_CTL_MOD, fd, token, events)
                 .map(|()| Watched::Updated),
             Err(e) => Err(e),
         }
@@ -56,7 +65,7 @@ impl Epoll {
 
     /// Stops watching `fd`; not watched is not an error.
     pub fn unwatch(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        match self.ctl(libc::EPOLL_CTL_DEL, fd, 0) {
+        match self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             r => r,
         }
