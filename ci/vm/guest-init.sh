@@ -461,21 +461,22 @@ if [ "$mode" = iommu ]; then
   # the host (ci/vm/test.sh) to take port 0's link down for 3 s through QEMU's monitor
   # (set_link lnk0 off, then on); l2fwd must print both changes, and at least one must
   # have woken it through the link interrupt (its adaptive line's "woken by a link change").
+  # link_check NAME ID P0 P1 WHAT: QEMU's device ID is P0's (ci/vm/run-guest.sh names it).
   link_check() {
-    n=l2fwd-igb-link; log=/tmp/$n.l2fwd; : > "$log"
-    for a in "$IGB_P0" "$IGB_P1"; do
+    n=$1; lid=$2; p0=$3; p1=$4; what=$5; log=/tmp/$n.l2fwd; : > "$log"
+    for a in "$p0" "$p1"; do
       [ "$(drv "$a")" = vfio-pci ] || hs bind "$a" vfio-pci
     done
-    /bin/l2fwd -l 0 $HUGE_OPT --file-prefix g11 -a "$IGB_P0" -a "$IGB_P1" -- -p 0x3 -q 2 -T 1 --idle-sleep 300 > "$log" 2>&1 &
+    /bin/l2fwd -l 0 $HUGE_OPT --file-prefix g11 -a "$p0" -a "$p1" -- -p 0x3 -q 2 -T 1 --idle-sleep 300 > "$log" 2>&1 &
     lpid=$!
     i=0; while [ $i -lt 300 ] && [ "$(grep -c '^Lcore' "$log")" -lt 2 ] && kill -0 $lpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-    echo "GUEST-LINK-READY"
+    echo "GUEST-LINK-READY $lid"
     i=0; while [ $i -lt 300 ] && ! grep -q 'Port 0 link changed: up' "$log"; do sleep 0.1; i=$((i + 1)); done
     kill -INT $lpid; i=0; while [ $i -lt 100 ] && kill -0 $lpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
     kill -0 $lpid 2>/dev/null && kill -KILL $lpid
     wait $lpid; lrc=$?
     down=$(grep -n 'Port 0 link changed: down' "$log" | head -1); up=$(grep -n 'Port 0 link changed: up' "$log" | head -1)
-    # The igb's link-state-change cause on its other-causes MSI-X vector woke the sleeper.
+    # The link interrupt ($what) woke the sleeper.
     lwakes=$(sed -n 's/.* \([0-9]*\) woken by a link change.*/\1/p' "$log" | head -1)
     if [ -n "$down" ] && [ -n "$up" ] && [ "${down%%:*}" -lt "${up%%:*}" ] && [ "${lwakes:-0}" -ge 1 ] && [ $lrc = 0 ]; then
       check "$n" PASS "set_link off/on seen by the sleeping l2fwd: '${down#*:}' then '${up#*:}'; $lwakes sleeps ended by the link interrupt; exit 0"
@@ -483,9 +484,11 @@ if [ "$mode" = iommu ]; then
       check "$n" FAIL "down='${down#*:}' up='${up#*:}' link wakes='$lwakes' l2fwd rc=$lrc"; OUT=$(cat "$log"); showlog
     fi
   }
-  link_check
-  # And on the modern virtio-net pair: the receive ring's MSI-X vector (queue_msix_vector).
+  link_check l2fwd-igb-link lnk0 "$IGB_P0" "$IGB_P1" "the igb's LSC cause on its other-causes MSI-X vector"
+  # And on the modern virtio-net pair: the receive ring's MSI-X vector (queue_msix_vector),
+  # and the configuration vector (config_msix_vector) for its link status.
   l2fwd_pair l2fwd-virtio-adaptive 10 vfio-pci "$VIRTIO_M" "$VIRTIO_M1"
+  link_check l2fwd-virtio-link lnk1 "$VIRTIO_M" "$VIRTIO_M1" "virtio-net's configuration MSI-X vector"
   L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""
   # Jumbo frames, 60 to 9014 bytes, at MTU 9000 (l2fwd --max-pkt-len 9018 sets the ports'
   # MTU; it asks for SCATTER and MULTI_SEGS): on virtio-net, merged receive buffers become

@@ -14,8 +14,9 @@
 # no host privileges and nothing leaves QEMU. Host devices are never touched.
 # Environment: VM_TIMEOUT (seconds before QEMU is killed, default 240; the guest's own watchdog
 # powers it off 30 s before), KROOT (the unpacked guest kernel, default target/vm/kernel), KVER,
-# VM_MONITOR (a path: QEMU's human monitor listens there, for `set_link lnk0 off|on` on the
-# igb l2fwd pair's port 0, whose device id is lnk0).
+# VM_MONITOR (a path: QEMU's human monitor listens there, for `set_link ID off|on` on the
+# igb l2fwd pair's port 0, whose device id is lnk0, and in iommu mode the modern virtio
+# pair's port 0, lnk1).
 set -euo pipefail
 [ $# = 2 ] || { echo "usage: $0 iommu|noiommu|vhost INITRAMFS" >&2; exit 2; }
 mode=$1; initrd=$2
@@ -58,7 +59,7 @@ nics=(
 # order, so the first 1af4:1041 stays "virtio-modern".
 extra=("virtio-net-pci,mac=52:54:00:00:03:01 hubid=1")
 if [ "$mode" = iommu ]; then
-  nics[2]="virtio-net-pci,mac=52:54:00:00:01:01,iommu_platform=on hubid=1"
+  nics[2]="virtio-net-pci,mac=52:54:00:00:01:01,iommu_platform=on,id=lnk1 hubid=1"
   extra+=("virtio-net-pci,mac=52:54:00:00:01:11,iommu_platform=on hubid=4"
           "virtio-net-pci,mac=52:54:00:00:01:03,iommu_platform=on,packed=on hubid=1"
           "virtio-net-pci,mac=52:54:00:00:01:13,iommu_platform=on,packed=on hubid=4")

@@ -68,7 +68,7 @@ t_initramfs=$(secs "$t" "$(now)")
 
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
-expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop"
+expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-link l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop"
 expect_vhost="vhost-ping-1 vhost-tcp-1 vhost-host-tcp-1 vhost-ping-2 vhost-tcp-2 vhost-host-tcp-2 vhost-l2fwd"
 expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy l2fwd-virtio-legacy-adaptive l2fwd-igb-uio"
 status=0
@@ -80,12 +80,18 @@ for mode in ${VM_MODES:-iommu noiommu vhost}; do
     : > "$out/$mode.raw"
     VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/vhost-guest.sh "$out/initramfs.cpio.gz" "$out/$mode.raw" < /dev/null >> "$out/$mode.raw" 2>&1
   else
-    # The link check: when the guest prints GUEST-LINK-READY, the igb pair's port 0 goes down
-    # for 3 s through QEMU's monitor (set_link), then up again.
+    # The link checks: each time the guest prints "GUEST-LINK-READY ID", QEMU device ID's
+    # link goes down for 3 s through QEMU's monitor (set_link), then up again.
     mon=$out/$mode.monitor; rm -f "$mon"; : > "$out/$mode.raw"
-    ( for _ in $(seq 1800); do grep -aq GUEST-LINK-READY "$out/$mode.raw" 2>/dev/null && break; sleep 0.1; done
-      grep -aq GUEST-LINK-READY "$out/$mode.raw" 2>/dev/null || exit 0
-      ci/vm/monitor.py "$mon" "set_link lnk0 off" >/dev/null; sleep 3; ci/vm/monitor.py "$mon" "set_link lnk0 on" >/dev/null ) &
+    ( done_ids=" "
+      for _ in $(seq 3000); do
+        for id in $(grep -ao 'GUEST-LINK-READY [a-z0-9]*' "$out/$mode.raw" 2>/dev/null | awk '{print $2}'); do
+          case $done_ids in *" $id "*) continue ;; esac
+          done_ids="$done_ids$id "
+          ci/vm/monitor.py "$mon" "set_link $id off" >/dev/null; sleep 3; ci/vm/monitor.py "$mon" "set_link $id on" >/dev/null
+        done
+        sleep 0.1
+      done ) &
     linker=$!
     VM_MONITOR=$mon VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
     kill $linker 2>/dev/null; wait $linker 2>/dev/null; rm -f "$mon"

@@ -235,7 +235,10 @@ fn a_link_interrupt_ends_a_sleep_once_per_signal() {
         outcomes.push(sleeper.sleep(std::slice::from_mut(&mut a.rx[0])).unwrap());
     }
     t.join().unwrap();
-    assert!(readable(link.as_fd(), 0), "the sleeper must not drain the link's eventfd");
+    assert!(
+        readable(link.as_fd(), 0),
+        "the sleeper must not drain the link's eventfd"
+    );
     let st = sleeper.stats();
     assert_eq!(
         outcomes.iter().filter(|o| **o == Slept::Link).count(),

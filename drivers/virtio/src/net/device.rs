@@ -25,7 +25,7 @@ use super::{
     VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4,
     VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MQ, VIRTIO_NET_F_MRG_RXBUF, WANTED_FEATURES,
 };
-use crate::transport::{CtrlMode, RingSetup, Transport};
+use crate::transport::{CallSource, CtrlMode, RingSetup, Transport};
 use crate::virtqueue::{
     AddrMode, Layout, PackedLayout, PackedQueue, RingAddrs, SplitQueue, Virtqueue,
 };
@@ -35,7 +35,8 @@ use pmd_core::ethdev::{
     TxQueue, TxQueueConf, L2_OVERHEAD,
 };
 use pmd_core::memory::Segment;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -88,6 +89,10 @@ pub struct VirtioNet {
     link_state: Arc<LinkState>,
     /// While started, with a transport that can reconnect: the thread that does it.
     watcher: Option<Watcher>,
+    /// While started: the configuration-change interrupt ([`Transport::link_source`]).
+    link_src: Option<Arc<dyn CallSource>>,
+    /// Link interrupts acknowledged (xstat `link_interrupts`).
+    link_intrs: AtomicU64,
 }
 
 impl std::fmt::Debug for VirtioNet {
@@ -183,6 +188,8 @@ impl VirtioNet {
             ctrl_emulated: (0, 0),
             active_pairs: 0,
             link_state: Arc::default(),
+            link_src: None,
+            link_intrs: AtomicU64::new(0),
             watcher: None,
         })
     }
@@ -575,6 +582,8 @@ impl Device for VirtioNet {
             return Err(e);
         }
         self.watch();
+        let link_src = self.t().link_source();
+        self.link_src = link_src;
         tracing::info!(
             device = self.conf.name,
             features = format_args!("{:#x} ({})", self.features, feature_names(self.features)),
@@ -596,6 +605,7 @@ impl Device for VirtioNet {
         }
         self.started = false;
         self.watcher = None;
+        self.link_src = None;
         let (stopped, gone) = {
             let mut t = self.t();
             let r = t.stop();
@@ -661,6 +671,17 @@ impl Device for VirtioNet {
         }
     }
 
+    fn link_intr_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.link_src.as_ref().map(|s| s.fd())
+    }
+
+    fn link_intr_ack(&self) {
+        if let Some(s) = &self.link_src {
+            s.ack();
+            self.link_intrs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn mac_addr(&self) -> MacAddr {
         self.mac
     }
@@ -708,6 +729,10 @@ impl Device for VirtioNet {
             (
                 "device_lost".to_string(),
                 self.link_state.lost.load(Ordering::Relaxed),
+            ),
+            (
+                "link_interrupts".to_string(),
+                self.link_intrs.load(Ordering::Relaxed),
             ),
         ];
         let (ok, failed) = match &self.ctrl {

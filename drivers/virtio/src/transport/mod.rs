@@ -101,6 +101,12 @@ pub trait Transport: Send {
     fn call_source(&self, _index: u16) -> Option<Arc<dyn CallSource>> {
         None
     }
+    /// The device's configuration-change interrupt, which announces a link status
+    /// change (`VIRTIO_NET_F_STATUS`), if the transport delivers it apart from the rings'
+    /// (a modern PCI device's config MSI-X vector); asked for after [`Transport::start`].
+    fn link_source(&self) -> Option<Arc<dyn CallSource>> {
+        None
+    }
     /// Tells the device about all queues (every data queue index `0..2 * pairs` exactly
     /// once, in order; with [`CtrlMode::Device`] the control ring follows, at its own
     /// index) and starts it. Shared memory must already hold the rings.

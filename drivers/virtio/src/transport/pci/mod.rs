@@ -179,10 +179,14 @@ pub struct VirtioPci {
     notifiers: Vec<Arc<PciNotifier>>,
     /// Who serves the control queue (decided at probe, see [`VirtioPci::ctrl_mode`]).
     ctrl_mode: CtrlMode,
-    /// MSI-X vectors for the receive rings (modern devices; vector `q` for rx queue `q`),
-    /// enabled when the first queue asks for its eventfd; empty if the device access has
-    /// none (UIO) or the device is legacy.
+    /// MSI-X vectors for the receive rings (modern devices; vector `q` for rx queue `q`)
+    /// and, after them, the configuration vector (link status changes), enabled when the
+    /// first queue asks for its eventfd; under UIO a legacy device's one INTx line; empty
+    /// if the device access has none.
     irqs: OnceLock<Vec<Arc<dyn IrqWait>>>,
+    /// The device took the configuration vector at the last start (`config_msix_vector`
+    /// read back as written).
+    config_vector: bool,
 }
 
 impl std::fmt::Debug for VirtioPci {
@@ -300,6 +304,7 @@ impl VirtioPci {
             notifiers: Vec::new(),
             ctrl_mode: CtrlMode::None,
             irqs: OnceLock::new(),
+            config_vector: false,
         };
         t.backend.set_bus_master(true)?;
         t.reset()?;
@@ -662,12 +667,41 @@ impl VirtioPci {
     /// The MSI-X vector of ring `q`: `q / 2` for a receive ring whose vector was enabled,
     /// else none.
     fn rx_vector(&self, q: u16) -> u16 {
+        let pairs = usize::from(self.max_queue_pairs());
         match self.irqs.get() {
-            Some(v) if self.is_modern() && q.is_multiple_of(2) && usize::from(q / 2) < v.len() => {
+            Some(v)
+                if self.is_modern()
+                    && q.is_multiple_of(2)
+                    && usize::from(q / 2) < v.len().min(pairs) =>
+            {
                 q / 2
             }
             _ => NO_VECTOR,
         }
+    }
+
+    /// The interrupts of this device access, enabled on the first call: behind VFIO, a
+    /// modern device's MSI-X vectors, one per queue pair and the configuration vector;
+    /// behind UIO, a legacy device's INTx line; none otherwise (the queues are polled).
+    fn vectors(&self) -> &[Arc<dyn IrqWait>] {
+        let uio = self.backend.kind() == BackendKind::Uio;
+        match (&self.iface, uio) {
+            (Iface::Modern(_), false) | (Iface::Legacy(_), true) => {}
+            _ => return &[],
+        }
+        let count = if uio {
+            1
+        } else {
+            u32::from(self.max_queue_pairs()) + 1
+        };
+        self.irqs
+            .get_or_init(|| match self.backend.enable_irqs(count) {
+                Ok(v) => v.into_iter().map(Arc::from).collect(),
+                Err(e) => {
+                    tracing::debug!(device = %self.name, "no interrupts (polled only): {e}");
+                    Vec::new()
+                }
+            })
     }
 
     /// The doorbell of queue `index` (checked against the notify area).
@@ -812,25 +846,7 @@ impl Transport for VirtioPci {
         if !index.is_multiple_of(2) || index / 2 >= self.max_queue_pairs() {
             return None;
         }
-        let uio = self.backend.kind() == BackendKind::Uio;
-        match (&self.iface, uio) {
-            (Iface::Modern(_), false) | (Iface::Legacy(_), true) => {}
-            _ => return None,
-        }
-        let count = if uio {
-            1
-        } else {
-            u32::from(self.max_queue_pairs())
-        };
-        let irqs = self
-            .irqs
-            .get_or_init(|| match self.backend.enable_irqs(count) {
-                Ok(v) => v.into_iter().map(Arc::from).collect(),
-                Err(e) => {
-                    tracing::debug!(device = %self.name, "no rx interrupts (polled only): {e}");
-                    Vec::new()
-                }
-            });
+        let irqs = self.vectors();
         match &self.iface {
             Iface::Legacy(io) => {
                 let irq = irqs.first()?.clone();
@@ -845,6 +861,16 @@ impl Transport for VirtioPci {
                 Some(Arc::new(EventFdCall(Arc::new(fd))))
             }
         }
+    }
+
+    /// A modern device's configuration vector, if it took it at start.
+    fn link_source(&self) -> Option<Arc<dyn CallSource>> {
+        if !self.config_vector {
+            return None;
+        }
+        let irq = self.irqs.get()?.get(usize::from(self.max_queue_pairs()))?;
+        let fd = irq.fd().try_clone_to_owned().ok()?;
+        Some(Arc::new(EventFdCall(Arc::new(fd))))
     }
 
     fn notifier(&mut self, index: u16) -> Result<Arc<dyn Notifier>> {
@@ -886,8 +912,20 @@ impl Transport for VirtioPci {
                 }
                 self.setup_queue(r)?;
             }
+            // Link status changes on the vector after the rings', where the device has
+            // STATUS and takes it (read back: NO_VECTOR means it could not).
+            self.config_vector = false;
             if let Iface::Modern(m) = &self.iface {
-                m.common.w16(common::MSIX, NO_VECTOR)?;
+                let pairs = usize::from(self.max_queue_pairs());
+                let v = if self.features & crate::net::features::VIRTIO_NET_F_STATUS != 0
+                    && self.vectors().len() > pairs
+                {
+                    pairs as u16
+                } else {
+                    NO_VECTOR
+                };
+                m.common.w16(common::MSIX, v)?;
+                self.config_vector = v != NO_VECTOR && m.common.r16(common::MSIX)? == v;
             }
             let s = self.status()?;
             self.set_status(s | STATUS_DRIVER_OK)?;
