@@ -1,9 +1,13 @@
-//! testpmd in adaptive mode (`--idle-sleep`) on a memif port whose peer is a memif
-//! client in this test process: idle, it sleeps on the ring's interrupt eventfd and uses
-//! under 2% of a core over 5 s (user + system time from /proc/PID/stat); bursts with
-//! idle gaps between them all come back (macswap), exactly as many as were sent; its
-//! final statistics show the sleeps and the interrupt wakes. Needs nothing special:
-//! memif is unix sockets and memfd memory, testpmd runs with `--no-huge`.
+//! testpmd in adaptive mode (`--idle-sleep`) on a port whose far end this test process
+//! drives: idle, testpmd sleeps on the port's rx interrupt and uses under 2% of a core over
+//! 5 s (user + system time from /proc/PID/stat); bursts with idle gaps between them all come
+//! back (macswap), exactly as many as were sent; its final statistics show the sleeps and
+//! the interrupt wakes.
+//! - memif: testpmd serves, the test is the memif client (the ring's interrupt eventfd).
+//!   Needs nothing special: unix sockets and memfd memory, testpmd runs `--no-huge`.
+//! - virtio-user against DPDK's net_vhost: testpmd's virtio-user port is DPDK testpmd's
+//!   vhost port 0, which DPDK forwards (io) to its vhost port 1, our test's virtio-user
+//!   (the vring's call eventfd). Needs root, hugepages and `dpdk-testpmd`.
 
 use pmd_core::ethdev::{Port, PortConf, RxQueueHandle, TxQueueHandle};
 use pmd_core::mbuf::PktBatch;
@@ -15,7 +19,6 @@ use std::time::{Duration, Instant};
 const PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const BURSTS: u64 = 3;
-const PER_BURST: u64 = 512;
 
 /// Sends `n` frames and waits for their `n` echoes (MACs swapped); returns the echoes.
 fn burst(rx: &mut RxQueueHandle, tx: &mut TxQueueHandle, pool: &Mempool, n: u64) -> u64 {
@@ -50,13 +53,15 @@ fn burst(rx: &mut RxQueueHandle, tx: &mut TxQueueHandle, pool: &Mempool, n: u64)
     echoed
 }
 
-#[test]
-fn testpmd_sleeps_on_memif_interrupts_when_idle_and_echoes_every_burst() {
-    let sock = unique("pmd-tpmd-adapt");
-    let out = std::env::temp_dir().join(format!("{sock}.out"));
+/// Runs testpmd (macswap, adaptive) on `testpmd_vdev` and the test's end on `peer_vdev`
+/// (probed with `pmd_drivers`' `driver`); checks idle CPU, exact echoes of bursts of
+/// `per_burst` frames (no more than testpmd's receive ring holds: the burst lands while
+/// it sleeps) and the sleeps.
+fn adaptive_echo(tag: &str, testpmd_vdev: &str, driver: &str, peer_vdev: &str, per_burst: u64) {
+    let out = std::env::temp_dir().join(format!("{}.out", unique(tag)));
     let mut child = Command::new(env!("CARGO_BIN_EXE_testpmd"))
         .args(["-l", "0", "--no-huge", "--file-prefix", &unique("tpmda")])
-        .args(["--vdev", &format!("net_memif0,role=server,socket={sock}")])
+        .args(["--vdev", testpmd_vdev])
         .args([
             "--",
             "--forward-mode=macswap",
@@ -72,13 +77,11 @@ fn testpmd_sleeps_on_memif_interrupts_when_idle_and_echoes_every_burst() {
 
     let drv = pmd_drivers::ALL
         .iter()
-        .find(|d| d.name() == "net_memif")
-        .expect("memif driver");
-    let vdev = format!("net_memif0,role=client,socket={sock}")
-        .parse()
-        .unwrap();
-    let mut port = Port::new(0, "net_memif0", drv.probe(&vdev).expect("probe"));
-    let pool = Mempool::create(&unique("memif-adapt"), 4096, 0).expect("pool");
+        .find(|d| d.name() == driver)
+        .expect("driver");
+    let vdev = peer_vdev.parse().unwrap();
+    let mut port = Port::new(0, driver, drv.probe(&vdev).expect("probe"));
+    let pool = Mempool::create(&unique(tag), 4096, 0).expect("pool");
     port.configure(&PortConf::default()).expect("configure");
     let mut rx = port.setup_rx_queue(0, 0, &pool).expect("rx queue");
     let mut tx = port.setup_tx_queue(0, 0).expect("tx queue");
@@ -98,7 +101,7 @@ fn testpmd_sleeps_on_memif_interrupts_when_idle_and_echoes_every_burst() {
     let mut echoed = 0;
     for _ in 0..BURSTS {
         std::thread::sleep(Duration::from_millis(400));
-        echoed += burst(&mut rx, &mut tx, &pool, PER_BURST);
+        echoed += burst(&mut rx, &mut tx, &pool, per_burst);
     }
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
@@ -106,7 +109,7 @@ fn testpmd_sleeps_on_memif_interrupts_when_idle_and_echoes_every_burst() {
     let text = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
     assert!(status.success(), "{status}\n{text}");
-    assert_eq!(echoed, BURSTS * PER_BURST);
+    assert_eq!(echoed, BURSTS * per_burst);
     let line = text
         .lines()
         .find(|l| l.starts_with("Lcore 0 adaptive: "))
@@ -122,8 +125,65 @@ fn testpmd_sleeps_on_memif_interrupts_when_idle_and_echoes_every_burst() {
     );
     let st = port.stats();
     assert_eq!((st.ipackets, st.opackets), (echoed, echoed), "{st:?}");
-    eprintln!("testpmd on memif: idle {idle_pct:.2}% of a core over 5 s; {echoed} echoed; {line}");
+    eprintln!("testpmd on {driver}'s peer: idle {idle_pct:.2}% of a core over 5 s; {echoed} echoed; {line}");
     port.stop().unwrap();
     drop((rx, tx));
     assert_eq!(pool.stats().in_use, 0, "buffers not returned");
+}
+
+#[test]
+fn testpmd_sleeps_on_memif_interrupts_when_idle_and_echoes_every_burst() {
+    let sock = unique("pmd-tpmd-adapt");
+    adaptive_echo(
+        "memif-adapt",
+        &format!("net_memif0,role=server,socket={sock}"),
+        "net_memif",
+        &format!("net_memif0,role=client,socket={sock}"),
+        512,
+    );
+}
+
+#[test]
+fn testpmd_sleeps_on_virtio_user_interrupts_against_dpdk_vhost() {
+    let test = "testpmd_sleeps_on_virtio_user_interrupts_against_dpdk_vhost";
+    if !pmd_testkit::require(test, pmd_testkit::dpdk::peer_missing()) {
+        return;
+    }
+    let prefix = unique("tpmdavh");
+    let a = std::env::temp_dir().join(format!("{prefix}-a.sock"));
+    let b = std::env::temp_dir().join(format!("{prefix}-b.sock"));
+    let dpdk = pmd_testkit::dpdk::Testpmd::spawn(&pmd_testkit::dpdk::TestpmdConf {
+        prefix: &prefix,
+        vdevs: &[
+            format!("net_vhost0,iface={},queues=1", a.display()),
+            format!("net_vhost1,iface={},queues=1", b.display()),
+        ],
+        // A stats period keeps it running without a terminal (else it waits for Enter,
+        // reads end-of-file and exits).
+        app: &[
+            "--forward-mode=io".into(),
+            "--nb-cores=1".into(),
+            "--stats-period=1".into(),
+        ],
+        owned: &[&a, &b],
+        ..Default::default()
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    while !(a.exists() && b.exists()) {
+        assert!(
+            Instant::now() < end,
+            "DPDK's vhost sockets never appeared\n{}",
+            dpdk.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    adaptive_echo(
+        "vu-adapt",
+        &format!("net_virtio_user0,path={}", a.display()),
+        "net_virtio_user",
+        &format!("net_virtio_user1,path={}", b.display()),
+        // testpmd's virtio-user receive ring has 256 entries.
+        200,
+    );
+    drop(dpdk);
 }
