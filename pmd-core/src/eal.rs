@@ -11,6 +11,7 @@ use crate::pci::access::{common_iova_mode, AccessMode};
 use crate::pci::open::{self as pci_open, Opened};
 use crate::pci::sysfs::{self, SysfsRoot};
 use crate::pci::PciAddr;
+use crate::telemetry::{Telemetry, TelemetryConf};
 use std::thread::JoinHandle;
 
 /// An initialised environment: the ports it probed and the lcores it may run on.
@@ -22,6 +23,8 @@ pub struct Eal {
     ports: Vec<Port>,
     /// PCI functions opened at init (through VFIO or UIO), in address order.
     pci: Vec<(PciAddr, Opened)>,
+    /// The telemetry socket, unless `--no-telemetry` (or it could not be opened).
+    telemetry: Option<Telemetry>,
     _main: LcoreGuard,
 }
 
@@ -31,6 +34,23 @@ impl std::fmt::Debug for Eal {
             .field("lcores", &self.opts.lcores)
             .field("ports", &self.ports)
             .finish()
+    }
+}
+
+/// The command line as telemetry reports it (`/eal/params`, `/eal/app_params`); empty
+/// when the options were built rather than parsed.
+#[derive(Debug, Default)]
+struct TelemetryArgs {
+    eal: Vec<String>,
+    app: Vec<String>,
+}
+
+impl TelemetryArgs {
+    fn of(p: &ParsedArgs) -> TelemetryArgs {
+        TelemetryArgs {
+            eal: p.eal_args.clone(),
+            app: p.app_args.iter().skip(1).cloned().collect(),
+        }
     }
 }
 
@@ -53,7 +73,11 @@ impl Eal {
         drivers: &[&dyn Driver],
     ) -> Result<(Eal, Vec<String>)> {
         let parsed = Eal::parse_args(args, drivers)?;
-        Ok((Eal::init(parsed.eal, drivers)?, parsed.app_args))
+        let telemetry = TelemetryArgs::of(&parsed);
+        Ok((
+            Eal::init_with(parsed.eal, drivers, telemetry)?,
+            parsed.app_args,
+        ))
     }
 
     /// Parses `args` without initialising; with `-h`, [`Error::Help`] carrying the help.
@@ -107,12 +131,17 @@ impl Eal {
             Err(e) => return Err(report(e)),
         };
         let app = parse_app(&parsed.app_args)?;
-        let eal = Eal::init(parsed.eal, drivers).map_err(report)?;
+        let telemetry = TelemetryArgs::of(&parsed);
+        let eal = Eal::init_with(parsed.eal, drivers, telemetry).map_err(report)?;
         Ok((eal, app))
     }
 
     /// Initialises from parsed (or built) options; `drivers` are the PMDs `--vdev` may name.
     pub fn init(opts: EalOptions, drivers: &[&dyn Driver]) -> Result<Eal> {
+        Eal::init_with(opts, drivers, TelemetryArgs::default())
+    }
+
+    fn init_with(opts: EalOptions, drivers: &[&dyn Driver], args: TelemetryArgs) -> Result<Eal> {
         init_logging(opts.log_level);
         check_exclusive_resources(&opts.vdevs, drivers)?;
         lcore::check_online(&opts.lcores)?;
@@ -162,13 +191,68 @@ impl Eal {
             ports.push(Port::new(id, vdev.name.clone(), dev));
         }
         let pci = probe_pci(&pci_addrs, iova_mode, drivers, &mut ports)?;
+        let telemetry = (!opts.no_telemetry)
+            .then(|| {
+                Telemetry::start(TelemetryConf {
+                    file_prefix: opts.file_prefix.clone(),
+                    eal_params: args.eal,
+                    app_params: args.app,
+                    lcores: opts.lcores.iter().map(|l| l.id).collect(),
+                })
+                .map_err(|e| {
+                    tracing::warn!(
+                        "telemetry socket not opened ({e}); the app runs without it \
+                         (--no-telemetry silences this)"
+                    )
+                })
+                .ok()
+            })
+            .flatten();
         Ok(Eal {
             opts,
             iova_mode,
             ports,
             pci,
+            telemetry,
             _main: guard,
         })
+    }
+
+    /// The telemetry socket, if it is open.
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        self.telemetry.as_ref()
+    }
+
+    /// Answers the telemetry commands waiting for the main lcore: the ethdev ones from the
+    /// ports, the application's (registered with [`Telemetry::register`]) with `app`
+    /// (`None`: `null`). Call it from the main lcore's periodic work; when nothing waits
+    /// it is one relaxed atomic load.
+    #[inline]
+    pub fn serve_telemetry(
+        &self,
+        app: &mut dyn FnMut(&str, Option<&str>) -> Option<serde_json::Value>,
+    ) {
+        if let Some(t) = &self.telemetry {
+            if t.pending() {
+                self.serve_telemetry_now(t, app);
+            }
+        }
+    }
+
+    #[cold]
+    fn serve_telemetry_now(
+        &self,
+        t: &Telemetry,
+        app: &mut dyn FnMut(&str, Option<&str>) -> Option<serde_json::Value>,
+    ) {
+        for r in t.take_requests() {
+            let v = match crate::telemetry::ethdev_reply(&self.ports, &r.cmd, r.param.as_deref()) {
+                Some(v) => v,
+                None if t.is_app_command(&r.cmd) => app(&r.cmd, r.param.as_deref()),
+                None => None,
+            };
+            r.answer(v);
+        }
     }
 
     /// PCI functions the EAL opened (those given with `-a`, and bound devices a

@@ -39,6 +39,7 @@ pub mod pci;
 pub mod prefetch;
 pub mod ring;
 mod sync;
+pub mod telemetry;
 pub mod tsc;
 pub mod unix;
 pub mod vnet;

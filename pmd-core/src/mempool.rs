@@ -18,7 +18,7 @@ use crate::sync::{AtomicI64, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The largest per-lcore cache size.
 pub const MAX_CACHE_SIZE: u32 = 512;
@@ -277,6 +277,9 @@ struct PoolOwner {
     inner: NonNull<PoolInner>,
 }
 
+/// The pools alive, for [`Mempool::list`]: weak, so listing keeps no pool alive.
+static LIVE: std::sync::Mutex<Vec<Weak<PoolOwner>>> = std::sync::Mutex::new(Vec::new());
+
 // SAFETY: PoolInner is Send + Sync.
 unsafe impl Send for PoolOwner {}
 // SAFETY: as above.
@@ -403,6 +406,25 @@ impl Mempool {
         )
     }
 
+    /// The pools alive in this process, oldest first (telemetry's `/mempool/list`).
+    pub fn list() -> Vec<Mempool> {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.iter()
+            .filter_map(Weak::upgrade)
+            .map(|owner| Mempool {
+                inner: owner.inner,
+                _owner: owner,
+            })
+            .collect()
+    }
+
+    /// Bytes one buffer takes in the pool's memory: its header, headroom and data room,
+    /// cache-line aligned.
+    pub fn element_size(&self) -> usize {
+        (HDR_SIZE + usize::from(self.inner().buf_len)).next_multiple_of(64)
+    }
+
     /// Creates a pool with explicit parameters.
     pub fn create_with(name: &str, cfg: &MempoolConfig) -> Result<Mempool> {
         let err = |reason: MempoolError| Error::mempool(name, reason);
@@ -468,9 +490,15 @@ impl Mempool {
             }
         }
         pool.ring_put(&batch);
+        let owner = Arc::new(PoolOwner { inner });
+        {
+            let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+            live.retain(|w| w.strong_count() > 0);
+            live.push(Arc::downgrade(&owner));
+        }
         Ok(Mempool {
             inner,
-            _owner: Arc::new(PoolOwner { inner }),
+            _owner: owner,
         })
     }
 

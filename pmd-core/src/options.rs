@@ -134,6 +134,8 @@ pub struct EalOptions {
     pub mem_channels: Option<u32>,
     /// Help was requested (`-h`, `--help`).
     pub help: bool,
+    /// No telemetry socket (`--no-telemetry`; on by default, as in DPDK).
+    pub no_telemetry: bool,
 }
 
 /// Result of [`EalOptions::parse`]: the EAL options and the remaining
@@ -144,6 +146,8 @@ pub struct ParsedArgs {
     pub eal: EalOptions,
     /// Program name followed by everything after `--`, ready for an app's own parser.
     pub app_args: Vec<String>,
+    /// Program name followed by the EAL's arguments as given (telemetry's `/eal/params`).
+    pub eal_args: Vec<String>,
 }
 
 impl Default for EalOptions {
@@ -164,6 +168,7 @@ impl Default for EalOptions {
             log_level: LogLevel::default(),
             mem_channels: None,
             help: false,
+            no_telemetry: false,
         }
     }
 }
@@ -179,6 +184,11 @@ impl EalOptions {
     /// Parsing stops at the first `--`, which is consumed; everything after it
     /// is returned in [`ParsedArgs::app_args`] behind the program name.
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<ParsedArgs, OptionsError> {
+        let argv: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string())
+            .take_while(|a| a != "--")
+            .collect();
         let mut args = args.iter().map(AsRef::as_ref);
         let prog = args.next();
         let mut parser = Parser::default();
@@ -191,7 +201,11 @@ impl EalOptions {
             parser.argument(arg, &mut args)?;
         }
         let eal = parser.builder.build()?;
-        Ok(ParsedArgs { eal, app_args })
+        Ok(ParsedArgs {
+            eal,
+            app_args,
+            eal_args: argv,
+        })
     }
 }
 
@@ -215,6 +229,7 @@ pub struct EalBuilder {
     log_level: Option<LogLevel>,
     mem_channels: Option<u32>,
     help: bool,
+    no_telemetry: bool,
     /// First error from a setter, reported by `build`.
     error: Option<OptionsError>,
 }
@@ -284,7 +299,13 @@ impl EalBuilder {
         self.pci_as("--block", pci, true)
     }
 
-    /// Uses anonymous memory instead of hugepages.
+    /// Turns the telemetry socket off (or back on).
+    pub fn no_telemetry(mut self, on: bool) -> Self {
+        self.no_telemetry = on;
+        self
+    }
+
+    /// Use anonymous memory instead of hugepages.
     pub fn no_huge(mut self, on: bool) -> Self {
         self.no_huge = on;
         self
@@ -377,6 +398,7 @@ impl EalBuilder {
             log_level: self.log_level.unwrap_or_default(),
             mem_channels: self.mem_channels,
             help: self.help,
+            no_telemetry: self.no_telemetry,
         })
     }
 }
@@ -505,6 +527,8 @@ enum Opt {
     LogLevel,
     MemChannels,
     Help,
+    NoTelemetry,
+    Telemetry,
 }
 
 /// Description of one option for parsing and for [`usage`].
@@ -553,6 +577,20 @@ const OPTIONS: &[OptSpec] = &[
         long: Some("vdev"),
         value: Some("SPEC"),
         help: "Add a virtual device, e.g. net_null0,size=64; repeatable",
+    },
+    OptSpec {
+        opt: Opt::NoTelemetry,
+        short: None,
+        long: Some("no-telemetry"),
+        value: None,
+        help: "No telemetry socket (<runtime dir>/dpdk/<file-prefix>/dpdk_telemetry.v2)",
+    },
+    OptSpec {
+        opt: Opt::Telemetry,
+        short: None,
+        long: Some("telemetry"),
+        value: None,
+        help: "Open the telemetry socket (the default)",
     },
     OptSpec {
         opt: Opt::NoHuge,
@@ -709,6 +747,8 @@ impl Parser {
             Opt::FilePrefix => b.file_prefix(v),
             Opt::IovaMode => b.iova_mode(v.parse().map_err(|r: String| invalid(name, v, r))?),
             Opt::NoPci => b.no_pci(true),
+            Opt::NoTelemetry => b.no_telemetry(true),
+            Opt::Telemetry => b.no_telemetry(false),
             Opt::LogLevel => b.log_level(v.parse().map_err(|r: String| invalid(name, v, r))?),
             Opt::MemChannels => b.mem_channels(number(name, v, 1..=u32::MAX)?),
             Opt::Help => b.help(true),
@@ -1152,6 +1192,9 @@ mod tests {
         assert!(matches!(e, OptionsError::Conflict(_)));
         assert!(e.to_string().contains("hugepages"));
         assert!(eal(&["--iova-mode", "va", "--no-huge"]).no_huge);
+        assert!(eal(&["--no-telemetry"]).no_telemetry);
+        assert!(!eal(&["--no-telemetry", "--telemetry"]).no_telemetry);
+        assert!(!eal(&[]).no_telemetry, "on by default, as in DPDK");
     }
 
     #[test]

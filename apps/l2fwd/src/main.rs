@@ -345,6 +345,14 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     }
 
     let mut reporter = report::Reporter::new(&enabled, dropped.clone());
+    if let Some(t) = eal.telemetry() {
+        if let Err(e) = t.register(
+            "/l2fwd/stats",
+            "Returns l2fwd's statistics of a port (sent, received, dropped). Parameters: int port_id",
+        ) {
+            eprintln!("l2fwd: {e}");
+        }
+    }
     let mut busy_ticks = 0u64;
     let period = (opts.period > 0).then(|| tsc::hz() * opts.period);
     let deadline = opts
@@ -363,6 +371,11 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             if period.is_some_and(|p| reporter.due(now, p)) {
                 reporter.print(eal_ref.ports(), now);
             }
+            eal_ref.serve_telemetry(&mut |cmd, param| {
+                (cmd == "/l2fwd/stats")
+                    .then(|| report::telemetry_stats(eal_ref.ports(), &enabled, &dropped, param))
+                    .flatten()
+            });
             if link_event || now >= next_link {
                 next_link = now + link_every;
                 for &p in &enabled {

@@ -131,3 +131,23 @@ pub fn print_pool_end(pool: &Mempool) {
         eprintln!("l2fwd: warning: {w}");
     }
 }
+
+/// Telemetry's `/l2fwd/stats,PORT`: what the periodic table prints for one enabled port
+/// (`None`, telemetry's `null`, for a port l2fwd does not forward or a bad id).
+pub fn telemetry_stats(
+    all: &[Port],
+    enabled: &[PortId],
+    dropped: &[AtomicU64],
+    param: Option<&str>,
+) -> Option<pmd_core::telemetry::Value> {
+    let p: PortId = param?.trim().parse().ok()?;
+    if !enabled.contains(&p) {
+        return None;
+    }
+    let s = all.get(usize::from(p))?.stats();
+    Some(pmd_core::telemetry::json!({
+        "sent": s.opackets,
+        "received": s.ipackets,
+        "dropped": dropped.get(usize::from(p))?.load(Ordering::Relaxed),
+    }))
+}

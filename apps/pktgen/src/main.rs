@@ -194,10 +194,13 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     let deadline = opts.duration.map(|s| start + (s * tsc::hz() as f64) as u64);
     let mut drain_until: Option<u64> = None;
     {
+        let eal_ref = &eal;
         let mut tick = |now: u64| -> bool {
             if period.is_some_and(|p| rep.due(now, p)) {
                 rep.print_row(now);
             }
+            // Telemetry's ethdev commands (pktgen registers none of its own).
+            eal_ref.serve_telemetry(&mut |_, _| None);
             if deadline.is_some_and(|d| now >= d) {
                 return true;
             }

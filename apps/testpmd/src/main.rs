@@ -289,6 +289,15 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
     }
 
     let mut periodic = stats::Periodic::new(eal.ports(), &ports);
+    if let Some(t) = eal.telemetry() {
+        if let Err(e) = t.register(
+            "/testpmd/fwd_stats",
+            "Returns testpmd's forward statistics of a port (its streams' counters). \
+             Parameters: int port_id",
+        ) {
+            eprintln!("testpmd: {e}");
+        }
+    }
     let period = (opts.stats_period > 0).then(|| tsc::hz() * opts.stats_period);
     let deadline = opts
         .duration
@@ -302,10 +311,16 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             all[p as usize].link_changed();
         }
         let mut next_link = tsc::rdtsc() + link_every;
+        let eal_ref = &eal;
         let mut tick = |now: u64, link_event: bool| -> bool {
             if period.is_some_and(|p| periodic.due(now, p)) {
                 periodic.print(all, now);
             }
+            eal_ref.serve_telemetry(&mut |cmd, param| {
+                (cmd == "/testpmd/fwd_stats")
+                    .then(|| stats::telemetry_fwd_stats(all, &ports, &counters, param))
+                    .flatten()
+            });
             if link_event || now >= next_link {
                 next_link = now + link_every;
                 for &p in &ports {

@@ -232,6 +232,31 @@ pub fn print_pool_end(pool: &Mempool) {
     }
 }
 
+/// Telemetry's `/testpmd/fwd_stats,PORT`: the forward counters of one forwarding port, as
+/// the final table prints them (`None`, telemetry's `null`, for another port or a bad id).
+pub fn telemetry_fwd_stats(
+    all: &[Port],
+    ports: &[PortId],
+    streams: &[(PortId, PortId, Arc<StreamStats>)],
+    param: Option<&str>,
+) -> Option<pmd_core::telemetry::Value> {
+    let p: PortId = param?.trim().parse().ok()?;
+    if !ports.contains(&p) {
+        return None;
+    }
+    let (_, t) = totals(all, &[p], streams).pop()?;
+    Some(pmd_core::telemetry::json!({
+        "rx_packets": t.rx,
+        "rx_dropped": t.rx_dropped,
+        "rx_errors": t.rx_errors,
+        "rx_nombuf": t.rx_nombuf,
+        "tx_packets": t.tx,
+        "tx_dropped": t.tx_dropped,
+        "bad_ip_csum": t.bad_ip,
+        "bad_l4_csum": t.bad_l4,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,15 @@ struct Peer {
 impl Peer {
     fn start(vdev: &str) -> Peer {
         let child = Command::new(env!("CARGO_BIN_EXE_testpmd"))
-            .args(["-l", "0", "--no-huge", "--file-prefix", &unique("tpmdm")])
+            // No telemetry socket: SIGKILL would leave it behind in /var/run/dpdk.
+            .args([
+                "-l",
+                "0",
+                "--no-huge",
+                "--no-telemetry",
+                "--file-prefix",
+                &unique("tpmdm"),
+            ])
             .args(["--vdev", vdev])
             .args(["--", "--forward-mode=macswap", "--duration=120"])
             .stdin(Stdio::null())

@@ -11,6 +11,7 @@
 //! - [`parse_mac`] and [`fmt_mac`]: MAC addresses as `aa:bb:cc:dd:ee:ff`;
 //! - [`perf`]: the tx-only / rx-only loop of the PMDs' `*_perf` examples;
 //! - [`dpdk`]: `dpdk-testpmd` as a peer process, cleaned up on drop;
+//! - [`telemetry`]: `dpdk-telemetry.py` against an app, beside DPDK's own answers;
 //! - [`frames`]: jumbo, odd, tagged, broadcast and multicast test frames, and a check that
 //!   each crosses a forwarder once and intact.
 //!
@@ -25,6 +26,7 @@ mod netns;
 pub mod perf;
 mod rawsock;
 mod skip;
+pub mod telemetry;
 mod tempdir;
 
 pub use netns::NetNs;

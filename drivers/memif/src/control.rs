@@ -222,9 +222,8 @@ enum Recv {
 
 /// Receives and decodes one message; anything malformed is a counted [`Fail`].
 fn recv_msg(sock: &SeqPacket, sh: &Shared) -> Result<Recv, Fail> {
-    let r = sock
-        .recv()
-        .map_err(|e| Fail::ours(format!("Control socket error: {e}")))?;
+    let r =
+        crate::sock::recv(sock).map_err(|e| Fail::ours(format!("Control socket error: {e}")))?;
     if r.len == 0 && r.fds.is_empty() {
         return Ok(Recv::Eof);
     }

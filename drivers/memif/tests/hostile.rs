@@ -33,7 +33,7 @@ fn recv(c: &SeqPacket) -> Option<Msg> {
     if !wait_readable(c.raw(), 5000).unwrap() {
         panic!("no message within 5 s");
     }
-    let r = c.recv().unwrap();
+    let r = pmd_memif::sock::recv(c).unwrap();
     if r.len == 0 {
         return None;
     }
@@ -517,7 +517,7 @@ fn serve(c: &SeqPacket) -> Session {
     c.send(&hs.hello().encode(), None).unwrap();
     loop {
         assert!(wait_readable(c.raw(), 5000).unwrap());
-        let r = c.recv().unwrap();
+        let r = pmd_memif::sock::recv(c).unwrap();
         let m = proto::parse(r.bytes()).unwrap();
         match hs.on_message(m, r.fds.into_iter().next()).unwrap() {
             ServerStep::Reply(m) => c.send(&m.encode(), None).unwrap(),

@@ -589,6 +589,24 @@ impl Port {
         self.stats_base = self.raw_stats();
     }
 
+    /// Each rx queue's and each tx queue's counters, by queue id.
+    pub fn queue_counters(&self) -> (Vec<super::QueueCounters>, Vec<super::QueueCounters>) {
+        (
+            self.rxq.iter().map(|q| q.stats.snapshot()).collect(),
+            self.txq.iter().map(|q| q.stats.snapshot()).collect(),
+        )
+    }
+
+    /// The smallest data room of the rx queues' pool buffers (0 before any is set up).
+    pub fn rx_buf_size_min(&self) -> usize {
+        self.rxq
+            .iter()
+            .filter(|q| q.set_up)
+            .map(|q| q.rx_room)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Extended statistics by name: port totals, per-queue counters, then the driver's own.
     pub fn xstats(&self) -> Vec<(String, u64)> {
         let s = self.stats();

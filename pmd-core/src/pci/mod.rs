@@ -23,6 +23,7 @@ pub mod kind;
 pub mod mmio;
 pub mod open;
 mod sys;
+pub(crate) use sys::is_root;
 pub mod sysfs;
 pub mod uio;
 pub mod vfio;

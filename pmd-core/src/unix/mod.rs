@@ -12,6 +12,7 @@
 
 mod epoll;
 mod listener;
+pub mod seqpacket;
 
 pub use epoll::{Epoll, Timer, Watched};
 pub use listener::{ListenError, Listener};

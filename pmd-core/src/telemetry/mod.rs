@@ -1,0 +1,211 @@
+//! DPDK's telemetry socket: a unix `SOCK_SEQPACKET` socket at DPDK's path,
+//! `<runtime dir>/dpdk/<file-prefix>/dpdk_telemetry.v2`, speaking DPDK's v2 protocol, so
+//! `dpdk-telemetry.py`, Telegraf's dpdk input and other DPDK tooling read a running app.
+//!
+//! The protocol (DPDK's telemetry guide): on connect the server sends one JSON object,
+//! `{"version": ..., "pid": ..., "max_output_len": 16384}`; then each datagram the client
+//! sends is a command, `/path` or `/path,parameter`, and each reply one JSON object whose
+//! only key is the command path: `{"/ethdev/stats": {...}}`, or `{"/x": null}` for an
+//! unknown command or a bad parameter.
+//!
+//! Who answers (the data path pays one relaxed atomic load a poll for it, nothing more):
+//! - the socket's thread answers what needs no port: `/`, `/help`, `/info`, `/eal/params`,
+//!   `/eal/app_params`, `/eal/lcore/list`, `/mempool/list`, `/mempool/info` (pools are
+//!   shared and their counters atomic);
+//! - the ethdev commands and the commands an application registers are queued for the
+//!   main lcore, which owns the ports: the app calls [`crate::Eal::serve_telemetry`] from
+//!   its periodic work (l2fwd and testpmd every poll, and at least every 50 ms when idle),
+//!   so they are answered within that period. An app that never serves them gets `null`
+//!   after [`SERVE_TIMEOUT`].
+//!
+//! The socket file and the directory are owner-only (0600 and 0700), removed when the
+//! [`Telemetry`] is dropped (a directory only if this process made it and it is empty).
+
+mod commands;
+mod server;
+
+pub use commands::ethdev_reply;
+pub use serde_json::{json, Value};
+pub use server::runtime_dir;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// The socket's file name (DPDK's v2 protocol).
+pub const SOCKET_NAME: &str = "dpdk_telemetry.v2";
+/// The longest reply, in bytes, announced to clients (DPDK's value).
+pub const MAX_OUTPUT_LEN: usize = 16384;
+/// The longest command (path and parameter) read; longer datagrams are refused.
+pub const MAX_INPUT_LEN: usize = 1024;
+/// The longest command path (DPDK's `MAX_CMD_LEN`, its terminating NUL left out).
+pub const MAX_CMD_LEN: usize = 55;
+/// Clients served at once; more are closed at once (DPDK's limit).
+pub const MAX_CLIENTS: usize = 10;
+/// How long a command for the main lcore waits for its answer before `null` is sent.
+pub const SERVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Locks `m`, taking over a lock whose holder panicked (the data stays consistent: every
+/// critical section here is a push, a pop or an insert).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A command the main lcore answers ([`crate::Eal::serve_telemetry`]).
+#[derive(Debug)]
+pub struct Request {
+    /// The command path (`/ethdev/stats`).
+    pub cmd: String,
+    /// The parameter after the comma, if any.
+    pub param: Option<String>,
+    reply: mpsc::SyncSender<Option<Value>>,
+}
+
+impl Request {
+    /// Sends the answer (`None`: `null`, an unknown command or a bad parameter). A client
+    /// that gave up waiting is not an error.
+    pub fn answer(self, v: Option<Value>) {
+        let _ = self.reply.try_send(v);
+    }
+}
+
+/// What the socket's threads and the main lcore share.
+#[derive(Debug)]
+struct Shared {
+    stop: AtomicBool,
+    /// Requests are queued for the main lcore (checked once per poll).
+    pending: AtomicBool,
+    queue: Mutex<VecDeque<Request>>,
+    /// Command path -> help text, built-in and registered.
+    commands: Mutex<BTreeMap<String, String>>,
+    /// Registered by the application: answered by the main lcore.
+    app_commands: Mutex<Vec<String>>,
+    /// `/info`.
+    info: Value,
+    eal_params: Vec<String>,
+    app_params: Vec<String>,
+    lcores: Vec<u32>,
+}
+
+impl Shared {
+    /// Queues `cmd` for the main lcore and waits for the answer.
+    fn ask_main(&self, cmd: &str, param: Option<&str>) -> Option<Value> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        lock(&self.queue).push_back(Request {
+            cmd: cmd.to_string(),
+            param: param.map(str::to_string),
+            reply: tx,
+        });
+        self.pending.store(true, Ordering::Release);
+        match rx.recv_timeout(SERVE_TIMEOUT) {
+            Ok(v) => v,
+            Err(_) => {
+                tracing::debug!(cmd, "telemetry: the main lcore did not answer in time");
+                None
+            }
+        }
+    }
+}
+
+/// What the EAL gives the telemetry socket at start.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConf {
+    /// The file prefix (names the directory).
+    pub file_prefix: String,
+    /// The EAL's arguments, program name first (`/eal/params`).
+    pub eal_params: Vec<String>,
+    /// The application's arguments (`/eal/app_params`).
+    pub app_params: Vec<String>,
+    /// The lcore ids (`/eal/lcore/list`).
+    pub lcores: Vec<u32>,
+}
+
+/// The running telemetry socket; stopped and its files removed when dropped.
+#[derive(Debug)]
+pub struct Telemetry {
+    shared: Arc<Shared>,
+    server: server::Server,
+}
+
+impl Telemetry {
+    /// Creates the socket (the directory too, if needed) and starts its thread.
+    pub fn start(conf: TelemetryConf) -> io::Result<Telemetry> {
+        let mut commands = BTreeMap::new();
+        for (c, h) in commands::BUILTIN {
+            commands.insert(c.to_string(), h.to_string());
+        }
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
+            queue: Mutex::new(VecDeque::new()),
+            commands: Mutex::new(commands),
+            app_commands: Mutex::new(Vec::new()),
+            info: serde_json::json!({
+                "version": concat!("pmd ", env!("CARGO_PKG_VERSION")),
+                "pid": std::process::id(),
+                "max_output_len": MAX_OUTPUT_LEN,
+            }),
+            eal_params: conf.eal_params,
+            app_params: conf.app_params,
+            lcores: conf.lcores,
+        });
+        let server = server::Server::start(&conf.file_prefix, shared.clone())?;
+        Ok(Telemetry { shared, server })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        self.server.path()
+    }
+
+    /// Registers an application command (a path starting with `/`, at most
+    /// [`MAX_CMD_LEN`] bytes of letters, digits, `_` and `/`), answered by the main lcore
+    /// through [`crate::Eal::serve_telemetry`]'s callback; listed by `/` and `/help`.
+    pub fn register(&self, cmd: &str, help: &str) -> Result<(), String> {
+        if !commands::valid_cmd(cmd) {
+            return Err(format!(
+                "telemetry command {cmd:?}: a path starting with '/', at most {MAX_CMD_LEN} \
+                 letters, digits, '_' and '/'"
+            ));
+        }
+        lock(&self.shared.commands).insert(cmd.to_string(), help.to_string());
+        lock(&self.shared.app_commands).push(cmd.to_string());
+        Ok(())
+    }
+
+    /// Whether commands wait for the main lcore (a relaxed load: cheap enough per poll).
+    #[inline(always)]
+    pub fn pending(&self) -> bool {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// The commands waiting for the main lcore, taken off the queue.
+    pub fn take_requests(&self) -> Vec<Request> {
+        let mut q = lock(&self.shared.queue);
+        self.shared.pending.store(false, Ordering::Relaxed);
+        q.drain(..).collect()
+    }
+
+    /// Whether `cmd` is one the application registered.
+    pub fn is_app_command(&self, cmd: &str) -> bool {
+        lock(&self.shared.app_commands).iter().any(|c| c == cmd)
+    }
+
+    /// A directory path for DPDK's runtime files of `file_prefix` (see [`runtime_dir`]).
+    pub fn dir_for(file_prefix: &str) -> PathBuf {
+        runtime_dir(file_prefix)
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        // Whoever waits for the main lcore gets null now.
+        for r in self.take_requests() {
+            r.answer(None);
+        }
+    }
+}
