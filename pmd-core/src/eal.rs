@@ -191,23 +191,40 @@ impl Eal {
             ports.push(Port::new(id, vdev.name.clone(), dev));
         }
         let pci = probe_pci(&pci_addrs, iova_mode, drivers, &mut ports)?;
-        let telemetry = (!opts.no_telemetry)
-            .then(|| {
-                Telemetry::start(TelemetryConf {
-                    file_prefix: opts.file_prefix.clone(),
-                    eal_params: args.eal,
-                    app_params: args.app,
-                    lcores: opts.lcores.iter().map(|l| l.id).collect(),
-                })
-                .map_err(|e| {
+        let telemetry = if opts.no_telemetry && opts.metrics.is_none() {
+            None
+        } else {
+            let conf = TelemetryConf {
+                file_prefix: opts.file_prefix.clone(),
+                eal_params: args.eal,
+                app_params: args.app,
+                lcores: opts.lcores.iter().map(|l| l.id).collect(),
+                socket: !opts.no_telemetry,
+                metrics: opts.metrics,
+            };
+            match Telemetry::start(conf) {
+                Ok(t) => {
+                    if let Some(a) = t.metrics_addr() {
+                        tracing::info!("metrics: http://{a}/metrics");
+                    }
+                    Some(t)
+                }
+                // Metrics were asked for by name: not serving them is an error.
+                Err(e) if opts.metrics.is_some() => {
+                    return Err(Error::Config(format!(
+                        "--metrics {}: {e} (choose a free IP:PORT)",
+                        opts.metrics.map(|a| a.to_string()).unwrap_or_default()
+                    )))
+                }
+                Err(e) => {
                     tracing::warn!(
                         "telemetry socket not opened ({e}); the app runs without it \
                          (--no-telemetry silences this)"
-                    )
-                })
-                .ok()
-            })
-            .flatten();
+                    );
+                    None
+                }
+            }
+        };
         Ok(Eal {
             opts,
             iova_mode,

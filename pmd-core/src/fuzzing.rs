@@ -103,6 +103,9 @@ pub fn argv_of(p: &ParsedArgs) -> Vec<String> {
     if e.no_telemetry {
         argv.push("--no-telemetry".to_string());
     }
+    if let Some(a) = e.metrics {
+        argv.push(format!("--metrics={a}"));
+    }
     argv.push("--".to_string());
     argv.extend(p.app_args.iter().skip(1).cloned());
     argv

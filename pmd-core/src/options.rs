@@ -136,6 +136,8 @@ pub struct EalOptions {
     pub help: bool,
     /// No telemetry socket (`--no-telemetry`; on by default, as in DPDK).
     pub no_telemetry: bool,
+    /// Serve Prometheus metrics over HTTP at this address (`--metrics ADDR:PORT`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Result of [`EalOptions::parse`]: the EAL options and the remaining
@@ -169,6 +171,7 @@ impl Default for EalOptions {
             mem_channels: None,
             help: false,
             no_telemetry: false,
+            metrics: None,
         }
     }
 }
@@ -230,6 +233,7 @@ pub struct EalBuilder {
     mem_channels: Option<u32>,
     help: bool,
     no_telemetry: bool,
+    metrics: Option<std::net::SocketAddr>,
     /// First error from a setter, reported by `build`.
     error: Option<OptionsError>,
 }
@@ -297,6 +301,12 @@ impl EalBuilder {
     /// Adds a PCI device to the block list.
     pub fn block(self, pci: &str) -> Self {
         self.pci_as("--block", pci, true)
+    }
+
+    /// Serves Prometheus metrics over HTTP at `addr`.
+    pub fn metrics(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics = Some(addr);
+        self
     }
 
     /// Turns the telemetry socket off (or back on).
@@ -399,6 +409,7 @@ impl EalBuilder {
             mem_channels: self.mem_channels,
             help: self.help,
             no_telemetry: self.no_telemetry,
+            metrics: self.metrics,
         })
     }
 }
@@ -529,6 +540,7 @@ enum Opt {
     Help,
     NoTelemetry,
     Telemetry,
+    Metrics,
 }
 
 /// Description of one option for parsing and for [`usage`].
@@ -591,6 +603,13 @@ const OPTIONS: &[OptSpec] = &[
         long: Some("telemetry"),
         value: None,
         help: "Open the telemetry socket (the default)",
+    },
+    OptSpec {
+        opt: Opt::Metrics,
+        short: None,
+        long: Some("metrics"),
+        value: Some("IP:PORT"),
+        help: "Serve port, queue and mempool counters to Prometheus at http://IP:PORT/metrics",
     },
     OptSpec {
         opt: Opt::NoHuge,
@@ -749,6 +768,13 @@ impl Parser {
             Opt::NoPci => b.no_pci(true),
             Opt::NoTelemetry => b.no_telemetry(true),
             Opt::Telemetry => b.no_telemetry(false),
+            Opt::Metrics => b.metrics(v.parse().map_err(|_| {
+                invalid(
+                    name,
+                    v,
+                    "expected IP:PORT, e.g. 127.0.0.1:9100 or [::1]:9100",
+                )
+            })?),
             Opt::LogLevel => b.log_level(v.parse().map_err(|r: String| invalid(name, v, r))?),
             Opt::MemChannels => b.mem_channels(number(name, v, 1..=u32::MAX)?),
             Opt::Help => b.help(true),
@@ -1193,6 +1219,12 @@ mod tests {
         assert!(e.to_string().contains("hugepages"));
         assert!(eal(&["--iova-mode", "va", "--no-huge"]).no_huge);
         assert!(eal(&["--no-telemetry"]).no_telemetry);
+        assert_eq!(
+            eal(&["--metrics", "127.0.0.1:9100"]).metrics,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        let e = parse(&["--metrics", "localhost"]).unwrap_err().to_string();
+        assert!(e.contains("--metrics") && e.contains("IP:PORT"), "{e}");
         assert!(!eal(&["--no-telemetry", "--telemetry"]).no_telemetry);
         assert!(!eal(&[]).no_telemetry, "on by default, as in DPDK");
     }

@@ -15,12 +15,14 @@ fn start(tag: &str) -> Telemetry {
         eal_params: vec!["app".into(), "--no-huge".into()],
         app_params: vec!["-p".into(), "0x3".into()],
         lcores: vec![0, 1],
+        socket: true,
+        metrics: None,
     })
     .expect("telemetry socket")
 }
 
 fn connect(t: &Telemetry) -> SeqPacket {
-    SeqPacket::connect(&SockAddr::Path(t.path().to_path_buf())).expect("connect")
+    SeqPacket::connect(&SockAddr::Path(t.path().unwrap().to_path_buf())).expect("connect")
 }
 
 /// Receives one datagram (within 5 s) as JSON; `None` at end-of-file.
@@ -98,7 +100,7 @@ fn main_lcore_commands_are_answered_when_served_and_null_when_not() {
     t.register("/app/thing", "An app command. Parameters: int n")
         .unwrap();
     assert!(t.register("no-slash", "x").is_err());
-    let path = t.path().to_path_buf();
+    let path = t.path().unwrap().to_path_buf();
     let client = std::thread::spawn(move || {
         let c = SeqPacket::connect(&SockAddr::Path(path)).unwrap();
         recv(&c);
@@ -138,7 +140,7 @@ fn main_lcore_commands_are_answered_when_served_and_null_when_not() {
 #[test]
 fn files_are_owner_only_and_removed_at_the_end() {
     let t = start("files");
-    let path = t.path().to_path_buf();
+    let path = t.path().unwrap().to_path_buf();
     let dir = path.parent().unwrap().to_path_buf();
     assert_eq!(path.file_name().unwrap(), "dpdk_telemetry.v2");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -147,10 +149,11 @@ fn files_are_owner_only_and_removed_at_the_end() {
     // A second app with the same prefix gets the next name, as DPDK does.
     let t2 = Telemetry::start(TelemetryConf {
         file_prefix: dir.file_name().unwrap().to_string_lossy().into_owned(),
+        socket: true,
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(t2.path(), dir.join("dpdk_telemetry.v2:1"));
+    assert_eq!(t2.path().unwrap(), dir.join("dpdk_telemetry.v2:1"));
     drop(t2);
     assert!(path.exists(), "the first socket stays");
     drop(t);

@@ -82,3 +82,111 @@ fn no_telemetry_opens_no_socket() {
     assert!(!pmd_core::telemetry::runtime_dir(&prefix).exists());
     stop(child);
 }
+
+/// Sends `req` to `addr` and returns the whole response.
+fn http(addr: std::net::SocketAddr, req: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A port nobody listens on now.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `--metrics` serves the Prometheus text format while l2fwd forwards (with the socket
+/// off: metrics need no root): every sample line is `name{labels} value` under its HELP
+/// and TYPE, the port and queue counters move, the pool is there; other paths, methods
+/// and a malformed request get their HTTP errors; a bad address is refused at the edge
+/// and a taken one fails the start, each with one line and exit code 2.
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let addr = free_port();
+    let prefix = unique("pmd-metrics");
+    let child = l2fwd(&prefix, &["--no-telemetry", "--metrics", &addr.to_string()]);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < end, "metrics never listened");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let mut typed = std::collections::HashSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.insert(rest.split(' ').next().unwrap().to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (name, rest) = line.split_once('{').unwrap_or_else(|| panic!("{line}"));
+        let (_labels, value) = rest.rsplit_once("} ").unwrap_or_else(|| panic!("{line}"));
+        assert!(typed.contains(name), "{name} has no TYPE line");
+        value.parse::<u64>().unwrap_or_else(|_| panic!("{line}"));
+    }
+    let sample = |name: &str, labels: &str| -> u64 {
+        body.lines()
+            .find(|l| l.starts_with(&format!("{name}{{{labels}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}{{{labels}...}} in\n{body}"))
+    };
+    assert!(sample("pmd_port_rx_packets_total", "port=\"0\",name=\"net_null0\"") > 0);
+    assert!(
+        sample(
+            "pmd_queue_tx_packets_total",
+            "port=\"1\",name=\"net_null1\",queue=\"0\""
+        ) > 0
+    );
+    assert_eq!(sample("pmd_port_link_up", "port=\"0\""), 1);
+    assert_eq!(sample("pmd_mempool_size", "pool=\"mbuf_pool\""), 8192);
+    assert!(
+        body.contains("pmd_port_xstat{port=\"0\",name=\"net_null0\",xstat=\"rx_good_packets\"}")
+    );
+    assert!(http(addr, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(http(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    assert!(http(addr, "hello\r\n\r\n").starts_with("HTTP/1.1 400"));
+    // A second l2fwd on the same address: refused at start, in one line.
+    let out = Command::new(env!("CARGO_BIN_EXE_l2fwd"))
+        .args([
+            "-l",
+            "0",
+            "--no-huge",
+            "--no-telemetry",
+            "--metrics",
+            &addr.to_string(),
+        ])
+        .args(["--vdev", "net_null0", "--", "-p", "0x1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--metrics") && err.contains("free IP:PORT"),
+        "{err}"
+    );
+    stop(child);
+    let out = Command::new(env!("CARGO_BIN_EXE_l2fwd"))
+        .args(["--metrics", "localhost", "--", "-p", "0x1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("IP:PORT"), "{err}");
+}

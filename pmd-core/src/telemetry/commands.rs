@@ -104,6 +104,8 @@ pub(super) fn answer(sh: &Shared, cmd: &str, param: Option<&str>) -> Answer {
             .collect::<Vec<_>>())),
         "/mempool/info" => Answer::Now(param.and_then(mempool_info)),
         c if c.starts_with("/ethdev/") => Answer::Main,
+        // Only the metrics thread asks for the page.
+        super::metrics::SCRAPE_CMD => Answer::Now(None),
         c if super::lock(&sh.app_commands).iter().any(|a| a == c) => Answer::Main,
         _ => Answer::Now(None),
     }
@@ -143,6 +145,9 @@ fn mempool_info(name: &str) -> Option<Value> {
 /// The main lcore's answer to an ethdev command: `None` if `cmd` is not one, else the
 /// reply (`Some(None)`: `null`, a missing or wrong port id).
 pub fn ethdev_reply(ports: &[Port], cmd: &str, param: Option<&str>) -> Option<Option<Value>> {
+    if cmd == super::metrics::SCRAPE_CMD {
+        return Some(Some(Value::String(super::metrics::page(ports))));
+    }
     if cmd == "/ethdev/list" {
         return Some(
             param

@@ -22,9 +22,11 @@
 //! [`Telemetry`] is dropped (a directory only if this process made it and it is empty).
 
 mod commands;
+mod metrics;
 mod server;
 
 pub use commands::ethdev_reply;
+pub use metrics::page as metrics_page;
 pub use serde_json::{json, Value};
 pub use server::runtime_dir;
 
@@ -121,17 +123,24 @@ pub struct TelemetryConf {
     pub app_params: Vec<String>,
     /// The lcore ids (`/eal/lcore/list`).
     pub lcores: Vec<u32>,
+    /// Open the socket (`--no-telemetry` turns it off).
+    pub socket: bool,
+    /// Serve Prometheus metrics at this address (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// The running telemetry socket; stopped and its files removed when dropped.
+/// The running telemetry socket and metrics endpoint (either may be off); stopped and
+/// the socket's files removed when dropped.
 #[derive(Debug)]
 pub struct Telemetry {
     shared: Arc<Shared>,
-    server: server::Server,
+    server: Option<server::Server>,
+    metrics: Option<metrics::MetricsServer>,
 }
 
 impl Telemetry {
-    /// Creates the socket (the directory too, if needed) and starts its thread.
+    /// Creates the socket (the directory too, if needed) and the metrics listener, as
+    /// `conf` asks, and starts their threads.
     pub fn start(conf: TelemetryConf) -> io::Result<Telemetry> {
         let mut commands = BTreeMap::new();
         for (c, h) in commands::BUILTIN {
@@ -152,13 +161,29 @@ impl Telemetry {
             app_params: conf.app_params,
             lcores: conf.lcores,
         });
-        let server = server::Server::start(&conf.file_prefix, shared.clone())?;
-        Ok(Telemetry { shared, server })
+        let metrics = conf
+            .metrics
+            .map(|a| metrics::MetricsServer::start(a, shared.clone()))
+            .transpose()?;
+        let server = conf
+            .socket
+            .then(|| server::Server::start(&conf.file_prefix, shared.clone()))
+            .transpose()?;
+        Ok(Telemetry {
+            shared,
+            server,
+            metrics,
+        })
     }
 
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        self.server.path()
+    /// The socket's path, if it is open.
+    pub fn path(&self) -> Option<&Path> {
+        self.server.as_ref().map(|s| s.path())
+    }
+
+    /// Where the metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr())
     }
 
     /// Registers an application command (a path starting with `/`, at most
