@@ -118,17 +118,9 @@ fn adaptive(test: &str, ns: &NetNs, pmd: Pmd, links: [(&str, &str); 2]) {
         "{all}"
     );
     assert_eq!(last("Total packets dropped:"), 0.0, "{all}");
-    let sleeps = out
-        .lines()
-        .find(|l| l.starts_with("Lcore 0 adaptive: "))
+    let (sleeps, a) = pmd_testkit::adaptive_line(&out, 0)
         .unwrap_or_else(|| panic!("{test}: no adaptive statistics\n{all}"));
-    let nums: Vec<u64> = sleeps
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    // "Lcore 0 adaptive: S sleeps, W woken by rx interrupt, T timeouts, ..."
-    let (slept, woken) = (nums[1], nums[2]);
-    assert!(slept > 0 && woken > 0, "{test}: {sleeps}\n{all}");
+    assert!(a.sleeps > 0 && a.intr_wakes > 0, "{test}: {sleeps}\n{all}");
     assert!(
         idle_pct < IDLE_MAX_PERCENT,
         "{test} ({pmd:?}): {idle_pct:.2}% of a core while idle\n{all}"
@@ -278,15 +270,8 @@ fn ixgbe_model_ports_sleep_on_msix_and_forward_every_frame() {
     assert_eq!(last("Total packets received:"), N as f64, "{out}");
     assert_eq!(last("Total packets sent:"), N as f64, "{out}");
     assert_eq!(last("Total packets dropped:"), 0.0, "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("Lcore 0 adaptive: "))
+    let (line, a) = pmd_testkit::adaptive_line(&out, 0)
         .unwrap_or_else(|| panic!("no adaptive statistics\n{out}"));
-    let sleeps: u64 = line["Lcore 0 adaptive: ".len()..]
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    assert!(sleeps > 0, "{line}");
+    assert!(a.sleeps > 0, "{line}");
     eprintln!("ixgbe model: {N} frames forwarded; {line}");
 }

@@ -110,15 +110,9 @@ fn adaptive_echo(tag: &str, testpmd_vdev: &str, driver: &str, peer_vdev: &str, p
     let _ = std::fs::remove_file(&out);
     assert!(status.success(), "{status}\n{text}");
     assert_eq!(echoed, BURSTS * per_burst);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Lcore 0 adaptive: "))
+    let (line, a) = pmd_testkit::adaptive_line(&text, 0)
         .unwrap_or_else(|| panic!("no adaptive statistics\n{text}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert!(nums[1] > 0 && nums[2] > 0, "{line}");
+    assert!(a.sleeps > 0 && a.intr_wakes > 0, "{line}");
     assert!(
         idle_pct < 2.0,
         "{idle_pct:.2}% of a core while idle\n{text}"
