@@ -49,6 +49,8 @@ pub const MAX_CMD_LEN: usize = 55;
 pub const MAX_CLIENTS: usize = 10;
 /// How long a command for the main lcore waits for its answer before `null` is sent.
 pub const SERVE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most commands waiting for the main lcore (each client has at most one).
+const MAX_QUEUED: usize = 4 * MAX_CLIENTS;
 
 /// Locks `m`, taking over a lock whose holder panicked (the data stays consistent: every
 /// critical section here is a push, a pop or an insert).
@@ -96,11 +98,21 @@ impl Shared {
     /// Queues `cmd` for the main lcore and waits for the answer.
     fn ask_main(&self, cmd: &str, param: Option<&str>) -> Option<Value> {
         let (tx, rx) = mpsc::sync_channel(1);
-        lock(&self.queue).push_back(Request {
-            cmd: cmd.to_string(),
-            param: param.map(str::to_string),
-            reply: tx,
-        });
+        {
+            let mut q = lock(&self.queue);
+            // An app that never serves: the oldest requests (whose clients gave up
+            // waiting) make room, so the queue stays bounded.
+            while q.len() >= MAX_QUEUED {
+                if let Some(old) = q.pop_front() {
+                    old.answer(None);
+                }
+            }
+            q.push_back(Request {
+                cmd: cmd.to_string(),
+                param: param.map(str::to_string),
+                reply: tx,
+            });
+        }
         self.pending.store(true, Ordering::Release);
         match rx.recv_timeout(SERVE_TIMEOUT) {
             Ok(v) => v,
