@@ -517,6 +517,12 @@ else
   L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""
   # igb through uio_pci_generic: descriptor rings and buffers at physical addresses.
   l2fwd_pair l2fwd-igb-uio 5 uio_pci_generic "$IGB_P0" "$IGB_P1" --iova-mode pa
+  # The same in adaptive mode: the 82576 in its legacy interrupt mode, rx queue 0 on the
+  # INTx line (/dev/uioN; ICR.RXDW), ICR read to deassert it before UIO unmasks.
+  L2FWD_ARGS="--idle-sleep 300"; L2FWD_IDLE_MAX=2
+  L2FWD_EXPECT='Lcore 0 adaptive: [0-9]+ sleeps, [1-9][0-9]* woken by rx interrupt'
+  l2fwd_pair l2fwd-igb-uio-adaptive 13 uio_pci_generic "$IGB_P0" "$IGB_P1" --iova-mode pa
+  L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""
 fi
 
 # ---- forwarding benchmark on the igb pair (iommu): DPDK's testpmd, the reference, and our l2fwd --

@@ -8,8 +8,8 @@ use pmd_core::ethdev::{Link, PciId};
 use pmd_core::Result;
 use pmd_intel::reset::{master_disable, reset_device};
 use pmd_intel::{
-    Bar, Chip, CounterSpec, IntelDevice, LinkCause, MsixRegs, QueueLayout, RegBits, RssRegs,
-    RxCsumBits,
+    Bar, Chip, CounterSpec, IntelDevice, LineRegs, LinkCause, MsixRegs, QueueLayout, RegBits,
+    RssRegs, RxCsumBits,
 };
 use std::time::Duration;
 
@@ -171,6 +171,15 @@ impl Chip for I82576 {
             icr: ICR,
             bit: ICR_LSC,
         },
+    });
+
+    /// The INTx line under UIO (the 82576's legacy interrupt mode): rx queue 0 sleeps on
+    /// ICR.RXDW.
+    const LINE: Option<LineRegs> = Some(LineRegs {
+        ims: IMS,
+        imc: IMC,
+        icr: ICR,
+        rx_cause: ICR_RXDW,
     });
 }
 

@@ -49,6 +49,8 @@ pub const PHY_CTRL_AN_ENABLE: u16 = 1 << 12;
 pub const ICR: usize = 0x000C0;
 /// ICR and IMS: link status change (8.8.1).
 pub const ICR_LSC: u32 = 1 << 2;
+/// ICR and IMS: receive descriptor written back (8.8.1).
+pub const ICR_RXDW: u32 = 1 << 7;
 /// Interrupt Mask Set/Read (8.8.3).
 pub const IMS: usize = 0x000D0;
 /// Interrupt Mask Clear (8.8.4).

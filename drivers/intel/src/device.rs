@@ -5,7 +5,7 @@
 
 use crate::bar::{Bar, QueuePos, RegBits};
 use crate::counters::{self, CounterSet, CounterSpec};
-use crate::msix::MsixRegs;
+use crate::msix::{LineRegs, MsixRegs};
 use crate::queues::{QueueLayout, RssRegs};
 use crate::regs::{self, CTRL_EXT, CTRL_EXT_DRV_LOAD, SRRCTL_DESCTYPE_ADV_ONEBUF};
 use crate::rx::{RxCsumBits, RxIntr, RxRing, RxRingConf};
@@ -92,6 +92,9 @@ pub trait Chip: Send + 'static {
     /// The MSI-X registers, if the driver runs this chip's rx queues on interrupts
     /// ([`MsixRegs::setup`]); `None`: its queues are polled only.
     const MSIX: Option<MsixRegs> = None;
+    /// The legacy interrupt registers, if rx queue 0 may sleep on the device's INTx line
+    /// where there are no MSI-X vectors (UIO); `None`: it is polled there.
+    const LINE: Option<LineRegs> = None;
 }
 
 /// An initialised Intel NIC as an ethdev device.
@@ -109,6 +112,8 @@ pub struct IntelDevice<C: Chip> {
     /// MSI-X vectors enabled at configure (rx queue `q` takes vector `q` at its setup;
     /// the last one is the other causes'); empty without interrupts.
     irqs: Vec<Option<Box<dyn IrqWait>>>,
+    /// Under UIO: the device's INTx line, for rx queue 0 (taken at its setup).
+    line_irq: Option<Box<dyn IrqWait>>,
     /// The other-causes vector and its number, with the link-state-change cause enabled
     /// on it ([`MsixRegs::arm_link`]); `None` without vectors.
     link_irq: Option<(Box<dyn IrqWait>, usize)>,
@@ -162,6 +167,7 @@ impl<C: Chip> IntelDevice<C> {
             mtu: DEFAULT_MTU,
             tx_ctx_lost: Vec::new(),
             irqs: Vec::new(),
+            line_irq: None,
             link_irq: None,
             link_intrs: AtomicU64::new(0),
             counters: RefCell::new(counters),
@@ -183,6 +189,11 @@ impl<C: Chip> IntelDevice<C> {
     fn enable_msix(&mut self, rx_queues: usize) {
         self.irqs.clear();
         self.link_irq = None;
+        self.line_irq = None;
+        if self.backend.kind() == pmd_core::pci::BackendKind::Uio {
+            self.enable_line();
+            return;
+        }
         let Some(msix) = C::MSIX.filter(|_| rx_queues < 16) else {
             return;
         };
@@ -203,8 +214,37 @@ impl<C: Chip> IntelDevice<C> {
         }
     }
 
-    /// Rx queue `q`'s interrupt, if vectors were enabled at configure.
+    /// Under UIO, the device's one INTx line in the chip's legacy interrupt mode (MSI-X
+    /// mode off, every cause masked and cleared): for rx queue 0, if the chip has it.
+    fn enable_line(&mut self) {
+        let Some(line) = C::LINE else {
+            return;
+        };
+        self.bar.wr(line.imc, u32::MAX);
+        let _ = self.bar.rd(line.icr);
+        match self.backend.enable_irqs(1) {
+            Ok(mut v) => self.line_irq = v.pop(),
+            Err(e) => tracing::debug!(
+                device = self.bar.name(),
+                "no rx interrupt (the queues are polled only): {e}"
+            ),
+        }
+    }
+
+    /// Rx queue `q`'s interrupt, if vectors were enabled at configure (or, under UIO,
+    /// the line, for queue 0).
     fn rx_intr(&mut self, q: usize) -> Result<Option<RxIntr>> {
+        if let (Some(line), true) = (C::LINE, q == 0) {
+            if let Some(irq) = self.line_irq.take() {
+                return Ok(Some(RxIntr {
+                    irq,
+                    eims: self.bar.reg32(line.ims)?,
+                    eimc: self.bar.reg32(line.imc)?,
+                    bit: line.rx_cause,
+                    line_icr: Some(self.bar.reg32(line.icr)?),
+                }));
+            }
+        }
         let (Some(msix), Some(irq)) = (C::MSIX, self.irqs.get_mut(q).and_then(Option::take)) else {
             return Ok(None);
         };
@@ -213,6 +253,7 @@ impl<C: Chip> IntelDevice<C> {
             eims: self.bar.reg32(msix.eims)?,
             eimc: self.bar.reg32(msix.eimc)?,
             bit: 1 << q,
+            line_icr: None,
         }))
     }
 

@@ -26,7 +26,7 @@ pub use bar::{Bar, QueuePos, RegBits};
 pub use counters::{CounterSet, CounterSpec};
 pub use device::{Chip, IntelDevice, LINK_WAIT};
 pub use driver::{intel_id, IntelDriver};
-pub use msix::{LinkCause, MsixRegs};
+pub use msix::{LineRegs, LinkCause, MsixRegs};
 pub use queues::{QueueLayout, RssRegs};
 pub use rx::{RxCsumBits, RxIntr, RxRing, RxRingConf};
 pub use tx::{TxRing, TxRingConf};

@@ -108,3 +108,17 @@ impl MsixRegs {
         }
     }
 }
+
+/// A chip's legacy interrupt registers, for its INTx line (MSI-X mode off): causes in
+/// ICR (read to clear), enabled by IMS, masked by IMC.
+#[derive(Clone, Copy, Debug)]
+pub struct LineRegs {
+    /// Interrupt Mask Set.
+    pub ims: usize,
+    /// Interrupt Mask Clear.
+    pub imc: usize,
+    /// Interrupt Cause Read.
+    pub icr: usize,
+    /// The receive cause (82576: ICR.RXDW, a descriptor written back).
+    pub rx_cause: u32,
+}

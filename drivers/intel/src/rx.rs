@@ -61,17 +61,21 @@ pub struct RxRingConf {
 }
 
 /// A receive queue's interrupt: its MSI-X vector (an eventfd the kernel or the model
-/// signals) and the mask registers that arm and disarm it. The device auto-masks the
-/// vector when it fires (EIAM), so one packet wakes the sleeper once.
+/// signals) and the mask registers that arm and disarm it (the device auto-masks the
+/// vector when it fires, EIAM, so one packet wakes the sleeper once); or the device's
+/// INTx line under UIO, with the cause register that deasserts it.
 pub struct RxIntr {
-    /// The vector's eventfd.
+    /// The vector's eventfd, or the UIO line.
     pub irq: Box<dyn IrqWait>,
-    /// Interrupt mask set (EIMS): writing the bit arms the vector.
+    /// Mask set (EIMS; IMS for the line): writing the bit arms the interrupt.
     pub eims: Reg32,
-    /// Interrupt mask clear (EIMC): writing the bit disarms it.
+    /// Mask clear (EIMC; IMC for the line): writing the bit disarms it.
     pub eimc: Reg32,
-    /// The vector's bit in both.
+    /// The vector's bit in both (the line: the receive cause, ICR.RXDW).
     pub bit: u32,
+    /// For the line: the cause register (ICR), read to clear stale causes before arming
+    /// and to deassert the line before UIO unmasks it.
+    pub line_icr: Option<Reg32>,
 }
 
 /// Where a chip reports checksum errors in the write-back status/error word (the
@@ -304,6 +308,11 @@ impl RxQueue for RxRing {
         let Some(intr) = &self.intr else {
             return Err(IntrError::Unsupported);
         };
+        if let Some(icr) = &intr.line_icr {
+            // A cause left from polling would fire at once: cleared first (a frame after
+            // this raises it again; one before it is seen by the DD check below).
+            let _ = icr.read();
+        }
         intr.eims.write(intr.bit);
         if self.posted() == 0 {
             return Ok(Armed::Sleep);
@@ -317,11 +326,24 @@ impl RxQueue for RxRing {
         })
     }
 
-    /// Masks the vector (EIMC) and consumes its count.
+    /// Masks the vector (EIMC) and consumes its count. A line that fired is deasserted
+    /// (ICR read) before UIO unmasks it (`wait`), or it would fire again at once.
     fn intr_disable(&mut self) {
         if let Some(intr) = &self.intr {
             intr.eimc.write(intr.bit);
-            let _ = intr.irq.wait(0);
+            match &intr.line_icr {
+                None => {
+                    let _ = intr.irq.wait(0);
+                }
+                Some(icr) => {
+                    if pmd_core::unix::readable(intr.irq.fd(), std::time::Duration::ZERO)
+                        .unwrap_or(false)
+                    {
+                        let _ = icr.read();
+                        let _ = intr.irq.wait(0);
+                    }
+                }
+            }
         }
     }
 
