@@ -49,8 +49,8 @@ nics=(
 # The l2fwd wiring: hub 1 also holds "gen" (kernel driver: the frame generator) with the two
 # port-0 devices above (modern, transitional); hub 4 holds the port-1 devices (modern, iommu
 # only; transitional in legacy mode) and "cap" (kernel driver: the capture). Found by MAC in the
-# guest. The iommu guest forwards between the modern pair, the noiommu guest between the legacy
-# pair. In iommu mode the modern pair offers VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on):
+# guest. The iommu guest forwards between the modern pair through vfio-pci, the noiommu guest
+# between the legacy pair and between the modern pair through uio_pci_generic. In iommu mode the modern pair offers VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on):
 # without it QEMU's virtio devices bypass the virtual IOMMU and would read our IOVAs (= virtual
 # addresses) as guest-physical ones. The iommu guest also has the packed-ring pair (packed=on,
 # iommu_platform=on too; modern only): port 0 52:54:00:00:01:03 on hub 1, port 1
@@ -63,6 +63,9 @@ if [ "$mode" = iommu ]; then
   extra+=("virtio-net-pci,mac=52:54:00:00:01:11,iommu_platform=on hubid=4"
           "virtio-net-pci,mac=52:54:00:00:01:03,iommu_platform=on,packed=on hubid=1"
           "virtio-net-pci,mac=52:54:00:00:01:13,iommu_platform=on,packed=on hubid=4")
+else
+  # noiommu: the modern pair's port 1 too, for modern virtio-net through uio_pci_generic.
+  extra+=("virtio-net-pci,mac=52:54:00:00:01:11 hubid=4")
 fi
 extra+=(
   "virtio-net-pci,mac=52:54:00:00:01:12,disable-modern=on,disable-legacy=off hubid=4"

@@ -11,7 +11,6 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -55,7 +54,7 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -63,11 +62,7 @@ impl Drop for MetricsServer {
 }
 
 fn serve(l: TcpListener, sh: &Shared) {
-    while !sh.stop.load(Ordering::Acquire) {
-        let fd = l.as_raw_fd();
-        if !crate::unix::seqpacket::wait_readable(fd, 100).unwrap_or(false) {
-            continue;
-        }
+    while sh.wait(l.as_raw_fd()) {
         if let Ok((c, _)) = l.accept() {
             let _ = answer(c, sh);
         }

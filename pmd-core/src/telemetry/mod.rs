@@ -80,6 +80,9 @@ impl Request {
 #[derive(Debug)]
 struct Shared {
     stop: AtomicBool,
+    /// Signalled with `stop`: the threads sleep on it beside their socket, so an idle
+    /// app's telemetry threads never wake.
+    stop_fd: std::os::fd::OwnedFd,
     /// Requests are queued for the main lcore (checked once per poll).
     pending: AtomicBool,
     queue: Mutex<VecDeque<Request>>,
@@ -95,6 +98,41 @@ struct Shared {
 }
 
 impl Shared {
+    /// Sets the stop flag and wakes every thread.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = crate::unix::eventfd_signal(std::os::fd::AsFd::as_fd(&self.stop_fd));
+    }
+
+    /// Waits until `fd` is readable (true) or the stop is signalled (false).
+    fn wait(&self, fd: std::os::fd::RawFd) -> bool {
+        use std::os::fd::AsRawFd;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            let mut p = [
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.stop_fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            match crate::unix::poll(&mut p, -1) {
+                Ok(_) if p[1].revents != 0 => return false,
+                Ok(_) if p[0].revents != 0 => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Queues `cmd` for the main lcore and waits for the answer.
     fn ask_main(&self, cmd: &str, param: Option<&str>) -> Option<Value> {
         let (tx, rx) = mpsc::sync_channel(1);
@@ -160,6 +198,7 @@ impl Telemetry {
         }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            stop_fd: crate::unix::eventfd()?,
             pending: AtomicBool::new(false),
             queue: Mutex::new(VecDeque::new()),
             commands: Mutex::new(commands),
@@ -239,7 +278,7 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop();
         // Whoever waits for the main lcore gets null now.
         for r in self.take_requests() {
             r.answer(None);

@@ -3,7 +3,7 @@
 
 use super::commands::{self, Answer};
 use super::{Shared, MAX_CLIENTS, MAX_INPUT_LEN, MAX_OUTPUT_LEN, SOCKET_NAME};
-use crate::unix::seqpacket::{wait_readable, Listener, SeqPacket, SockAddr};
+use crate::unix::seqpacket::{Listener, SeqPacket, SockAddr};
 use serde_json::Value;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -11,9 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-/// How often the threads look at the stop flag while nothing happens.
-const POLL_MS: i32 = 100;
 
 /// DPDK's runtime directory for `file_prefix`: `/var/run/dpdk/<prefix>` for root, else
 /// `$XDG_RUNTIME_DIR/dpdk/<prefix>` (or `/tmp/dpdk/<prefix>`); `RUNTIME_DIRECTORY`
@@ -105,7 +102,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop();
         if let Some(t) = self.thread.take() {
             // Dropping the listener (in the thread) removes the socket file.
             let _ = t.join();
@@ -147,10 +144,7 @@ fn remove_dirs(dirs: &[PathBuf]) {
 /// The listening thread: accepts clients until the stop flag is set.
 fn listen(l: Listener, sh: Arc<Shared>) {
     let clients = Arc::new(AtomicUsize::new(0));
-    while !sh.stop.load(Ordering::Acquire) {
-        if !wait_readable(l.raw(), POLL_MS).unwrap_or(false) {
-            continue;
-        }
+    while sh.wait(l.raw()) {
         let Ok(Some(c)) = l.accept() else {
             continue;
         };
@@ -180,10 +174,7 @@ fn serve_client(c: &SeqPacket, sh: &Shared) {
     }
     // One byte more than a command may have, so a longer one shows as truncated.
     let mut buf = [0u8; MAX_INPUT_LEN + 1];
-    while !sh.stop.load(Ordering::Acquire) {
-        if !wait_readable(c.raw(), POLL_MS).unwrap_or(false) {
-            continue;
-        }
+    while sh.wait(c.raw()) {
         let Ok(got) = c.recv_into(&mut buf) else {
             return;
         };

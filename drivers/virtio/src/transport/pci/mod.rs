@@ -150,6 +150,9 @@ pub struct ModernRegs {
     pub notify_len: usize,
     /// Device-specific configuration, if the device has one.
     pub device: Option<Arc<dyn Regs>>,
+    /// The ISR status byte, if the device has the capability (read to acknowledge its
+    /// INTx line under UIO).
+    pub isr: Option<Arc<dyn Regs>>,
 }
 
 /// Which interface the transport drives.
@@ -265,12 +268,17 @@ impl VirtioPci {
             Some(c) => Some(Arc::new(window(c, 6, "device config")?) as Arc<dyn Regs>),
             None => None,
         };
+        let isr = match &caps.isr {
+            Some(c) => Some(Arc::new(window(c, 1, "ISR status")?) as Arc<dyn Regs>),
+            None => None,
+        };
         Ok(ModernRegs {
             common: Arc::new(common),
             notify_len: ncap.length as usize,
             notify: Arc::new(notify),
             notify_mult,
             device,
+            isr,
         })
     }
 
@@ -671,6 +679,7 @@ impl VirtioPci {
         match self.irqs.get() {
             Some(v)
                 if self.is_modern()
+                    && !self.uio()
                     && q.is_multiple_of(2)
                     && usize::from(q / 2) < v.len().min(pairs) =>
             {
@@ -680,13 +689,20 @@ impl VirtioPci {
         }
     }
 
+    /// Whether the device is reached through UIO (one INTx line, no MSI-X).
+    fn uio(&self) -> bool {
+        self.backend.kind() == BackendKind::Uio
+    }
+
     /// The interrupts of this device access, enabled on the first call: behind VFIO, a
     /// modern device's MSI-X vectors, one per queue pair and the configuration vector;
-    /// behind UIO, a legacy device's INTx line; none otherwise (the queues are polled).
+    /// behind UIO, the device's INTx line (a modern device's only with its ISR
+    /// capability); none otherwise (the queues are polled).
     fn vectors(&self) -> &[Arc<dyn IrqWait>] {
-        let uio = self.backend.kind() == BackendKind::Uio;
+        let uio = self.uio();
         match (&self.iface, uio) {
             (Iface::Modern(_), false) | (Iface::Legacy(_), true) => {}
+            (Iface::Modern(m), true) if m.isr.is_some() => {}
             _ => return &[],
         }
         let count = if uio {
@@ -736,12 +752,15 @@ impl VirtioPci {
     }
 }
 
-/// A legacy device's INTx line under UIO as a [`CallSource`]: the UIO descriptor, readable
-/// once the line fired (the kernel masked it); acknowledging reads the ISR byte (which
+/// A device's INTx line under UIO as a [`CallSource`]: the UIO descriptor, readable once
+/// the line fired (the kernel masked it); acknowledging reads the ISR byte (which
 /// deasserts the line) and lets UIO unmask it. One line serves every queue of the device.
 struct IntxCall {
     irq: Arc<dyn IrqWait>,
+    /// The ISR byte: in the legacy I/O window at [`legacy::ISR`], or the modern ISR
+    /// capability's window at 0.
     regs: Arc<dyn Regs>,
+    isr: usize,
 }
 
 impl CallSource for IntxCall {
@@ -756,7 +775,7 @@ impl CallSource for IntxCall {
         if !pmd_core::unix::readable(self.irq.fd(), Duration::ZERO).unwrap_or(false) {
             return;
         }
-        let _ = self.regs.r8(legacy::ISR);
+        let _ = self.regs.r8(self.isr);
         let _ = self.irq.wait(0);
     }
 }
@@ -838,10 +857,11 @@ impl Transport for VirtioPci {
     }
 
     /// Receive rings: behind VFIO, a modern device's MSI-X vector for the ring (enabled on
-    /// the first call, one per queue pair); behind UIO, a legacy device's INTx line, one for
-    /// the whole device (UIO's limit), acknowledged by reading the ISR byte. Transmit rings,
-    /// modern devices behind UIO and legacy devices behind VFIO (whose MSI-X vectors would
-    /// move the device configuration): none, the queue is polled.
+    /// the first call, one per queue pair); behind UIO, the device's INTx line, one for the
+    /// whole device (UIO's limit), acknowledged by reading the ISR byte (the legacy I/O
+    /// window's, or a modern device's ISR capability). Transmit rings and legacy devices
+    /// behind VFIO (whose MSI-X vectors would move the device configuration): none, the
+    /// queue is polled.
     fn call_source(&self, index: u16) -> Option<Arc<dyn CallSource>> {
         if !index.is_multiple_of(2) || index / 2 >= self.max_queue_pairs() {
             return None;
@@ -853,6 +873,15 @@ impl Transport for VirtioPci {
                 Some(Arc::new(IntxCall {
                     irq,
                     regs: io.clone(),
+                    isr: legacy::ISR,
+                }))
+            }
+            Iface::Modern(m) if self.uio() => {
+                let irq = irqs.first()?.clone();
+                Some(Arc::new(IntxCall {
+                    irq,
+                    regs: m.isr.clone()?,
+                    isr: 0,
                 }))
             }
             Iface::Modern(_) => {
@@ -918,6 +947,7 @@ impl Transport for VirtioPci {
             if let Iface::Modern(m) = &self.iface {
                 let pairs = usize::from(self.max_queue_pairs());
                 let v = if self.features & crate::net::features::VIRTIO_NET_F_STATUS != 0
+                    && !self.uio()
                     && self.vectors().len() > pairs
                 {
                     pairs as u16

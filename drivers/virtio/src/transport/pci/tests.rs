@@ -417,6 +417,7 @@ fn sim_transport_queues(
         notify_mult: 4,
         notify_len: 0x100,
         device: Some(Arc::new(MmioWindow::new(device, 0, 0x100).unwrap())),
+        isr: None,
     };
     let (b, _) = modern_backend(F_LOW, modern_caps(4, 0));
     let t = VirtioPci::modern_from_regs(b, regs).unwrap();
