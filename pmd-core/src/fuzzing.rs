@@ -49,7 +49,7 @@ const ARGV_WORDS: [&str; 32] = [
 ];
 
 /// Splits an input into argv items at NUL bytes; an item of one byte below 0x20 is the
-/// word [`ARGV_WORDS`] gives it, anything else is the item's text (invalid UTF-8
+/// word `ARGV_WORDS` gives it, anything else is the item's text (invalid UTF-8
 /// replaced, as a shell would never pass it to `EalOptions::parse` otherwise).
 pub fn argv_from_bytes(data: &[u8]) -> Vec<String> {
     let mut argv = vec!["fuzz".to_string()];

@@ -6,7 +6,7 @@
 //! is dropped, releases its memory only if every buffer has come back; otherwise it stays
 //! alive (logged), so late frees remain sound.
 //!
-//! The atomics come from [`crate::sync`], so the `loom_*` tests model-check the real cache
+//! The atomics come from `crate::sync`, so the `loom_*` tests model-check the real cache
 //! refill and flush against the shared ring and the in-use count.
 
 use crate::error::{Error, MempoolError, Result};

@@ -15,7 +15,7 @@
 //! is never older than the one the previous reserver checked. A thread that publishes
 //! after earlier reservers waits for their tail with acquire, so its release of the tail
 //! carries their slot writes (or reads) along to the other side. The atomics come from
-//! [`crate::sync`], so the `loom_*` tests check this very code.
+//! `crate::sync`, so the `loom_*` tests check this very code.
 
 use crate::sync::{spin_loop, AtomicU32, Ordering, Slots};
 use crossbeam_utils::CachePadded;

@@ -38,7 +38,7 @@ struct AppOpts {
     /// Do not rewrite MAC addresses.
     #[arg(long = "no-mac-updating", conflicts_with = "mac_updating")]
     no_mac_updating: bool,
-    /// Rewrite destination MAC to 02:00:00:00:00:<dst port> and source MAC to the port's (default).
+    /// Rewrite destination MAC to `02:00:00:00:00:<dst port>` and source MAC to the port's (default).
     #[arg(long = "mac-updating")]
     mac_updating: bool,
     /// Stop by itself after this many seconds (fractions allowed).

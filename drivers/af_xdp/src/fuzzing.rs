@@ -1,7 +1,7 @@
 //! The body of the `xdp_rings` fuzz target (`fuzz/fuzz_targets/xdp_rings.rs`), shared with
 //! a fixed-seed unit test: the four rings of an XDP socket over plain shared memory, with
-//! the input playing the kernel between the data path's bursts ([`take_rx`], the tx
-//! completion reclaim and [`post_tx`], the code the rx and tx queues run). The kernel writes
+//! the input playing the kernel between the data path's bursts (`take_rx`, the tx
+//! completion reclaim and `post_tx`, the code the rx and tx queues run). The kernel writes
 //! rx descriptors with addresses and lengths anywhere (inside an rx frame, across its end,
 //! in the tx frames, outside the UMEM), completions of any address, and producer and
 //! consumer indexes that move backwards or jump by more than a ring. The data path must

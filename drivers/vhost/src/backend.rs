@@ -32,7 +32,7 @@
 //! made available and give each its own used entry, so a front end that negotiates it
 //! (DPDK's virtio-user does) may free descriptors in order without walking them.
 //! `INDIRECT_DESC` is offered: a chain may end in a table of descriptors, checked like
-//! the ring ([`crate::indirect`]). Not offered: `VHOST_F_LOG_ALL` (no dirty logging, so
+//! the ring (`indirect`). Not offered: `VHOST_F_LOG_ALL` (no dirty logging, so
 //! SET_LOG_BASE/SET_LOG_FD are refused).
 //! Protocol features: `MQ` and `REPLY_ACK`.
 

@@ -15,7 +15,7 @@
 //! Everything in the ring is written by an untrusted guest. A chain is walked with at
 //! most `size` descriptors, buffers of the right direction only, an INDIRECT table
 //! only as the chain's last descriptor and with INDIRECT_DESC negotiated (its entries
-//! checked the same way, [`crate::indirect`]), lengths summed in u64 and bounded, every
+//! checked the same way, `indirect`), lengths summed in u64 and bounded, every
 //! buffer translated with its length through the memory table, and its id below the
 //! size. A bad chain costs only its packet: it is counted
 //! ([`RingErrors`]) and goes back to the guest like every other chain. A chain that does

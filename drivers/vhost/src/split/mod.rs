@@ -24,7 +24,7 @@
 //!
 //! The hot path allocates nothing (besides mbufs), takes no lock and makes no system
 //! call but the call eventfd write. With INDIRECT_DESC a chain may end in a table of
-//! descriptors ([`crate::indirect`]); without it such a descriptor is a bad chain.
+//! descriptors (`indirect`); without it such a descriptor is a bad chain.
 
 mod guest;
 mod rx;

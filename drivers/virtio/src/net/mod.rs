@@ -9,7 +9,7 @@
 //! - `rx` and `tx`: the receive and transmit queues (reached through the device's
 //!   `setup_rx_queue` / `setup_tx_queue`); rx queues have interrupts
 //!   ([`pmd_core::intr`]) when the transport gives the queue's used-buffer eventfd
-//!   ([`Transport::call_fd`](crate::transport::Transport::call_fd): virtio-user);
+//!   ([`Transport::call_source`](crate::transport::Transport::call_source): virtio-user);
 //! - [`hdr`]: the virtio-net header a device writes in front of every received frame,
 //!   validated before use;
 //! - [`ctrl`]: the control virtqueue, for devices that serve one;

@@ -28,7 +28,7 @@
 //!
 //! Call eventfds: one per ring, created at the handshake and sent with every
 //! SET_VRING_CALL (also to a back end that reconnects), so an rx queue sleeping on its
-//! ring's ([`Transport::call_fd`]) keeps a valid descriptor for the port's life.
+//! ring's ([`Transport::call_source`]) keeps a valid descriptor for the port's life.
 //!
 //! Everything the back end sends is checked (request code, flags, size) before use; a
 //! malformed reply is an error naming the request, and the connection is not used again.
