@@ -124,6 +124,30 @@ pub fn fmt_mac(m: &[u8]) -> String {
         .join(":")
 }
 
+/// Finds lcore `lcore`'s adaptive line in an app's output (its `--idle-sleep` statistics
+/// at exit, [`pmd_core::intr::SleepStats`]'s `Display`): the line, and its counts.
+pub fn adaptive_line(out: &str, lcore: u32) -> Option<(String, pmd_core::intr::SleepStats)> {
+    let prefix = format!("Lcore {lcore} adaptive: ");
+    let line = out.lines().find(|l| l.starts_with(&prefix))?;
+    let n: Vec<u64> = line[prefix.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let at = |i: usize| n.get(i).copied().unwrap_or(0);
+    Some((
+        line.to_string(),
+        pmd_core::intr::SleepStats {
+            sleeps: at(0),
+            intr_wakes: at(1),
+            timeouts: at(2),
+            ready_at_arm: at(3),
+            spurious: at(4),
+            throttled: at(5),
+            link_wakes: at(6),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,47 +224,4 @@ mod tests {
             assert_eq!(parse_mac(&fmt_mac(&mac)), Some(mac));
         }
     }
-}
-
-/// What an app's `Lcore N adaptive: ...` line (its `--idle-sleep` statistics at exit)
-/// says, in [`pmd_core::intr::SleepStats`]'s order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AdaptiveLine {
-    /// Sleeps begun.
-    pub sleeps: u64,
-    /// Sleeps ended by an rx interrupt.
-    pub intr_wakes: u64,
-    /// Sleeps that reached the longest sleep.
-    pub timeouts: u64,
-    /// Arming that found packets waiting.
-    pub ready_at_arm: u64,
-    /// Interrupt wakes with nothing to receive.
-    pub spurious: u64,
-    /// Throttled pauses.
-    pub throttled: u64,
-    /// Sleeps ended by a link interrupt.
-    pub link_wakes: u64,
-}
-
-/// Finds lcore `lcore`'s adaptive line in an app's output: the line, and its counts.
-pub fn adaptive_line(out: &str, lcore: u32) -> Option<(String, AdaptiveLine)> {
-    let prefix = format!("Lcore {lcore} adaptive: ");
-    let line = out.lines().find(|l| l.starts_with(&prefix))?;
-    let n: Vec<u64> = line[prefix.len()..]
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let at = |i: usize| n.get(i).copied().unwrap_or(0);
-    Some((
-        line.to_string(),
-        AdaptiveLine {
-            sleeps: at(0),
-            intr_wakes: at(1),
-            timeouts: at(2),
-            ready_at_arm: at(3),
-            spurious: at(4),
-            throttled: at(5),
-            link_wakes: at(6),
-        },
-    ))
 }
