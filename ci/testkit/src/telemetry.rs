@@ -28,10 +28,14 @@ pub const COMMANDS: &[&str] = &[
     "/no/such/command",
 ];
 
-/// Why `dpdk-telemetry.py` or its DPDK peer cannot run here, if they cannot.
+/// Why `dpdk-telemetry.py` or its DPDK peer cannot run here, if they cannot: root (both
+/// use root's runtime directory), the script, `dpdk-testpmd`.
 pub fn missing() -> Option<String> {
-    (!crate::on_path("dpdk-telemetry.py"))
-        .then(|| "dpdk-telemetry.py is not installed (apt-get install dpdk)".to_string())
+    crate::root_missing("DPDK's runtime directory")
+        .or_else(|| {
+            (!crate::on_path("dpdk-telemetry.py"))
+                .then(|| "dpdk-telemetry.py is not installed (apt-get install dpdk)".to_string())
+        })
         .or_else(crate::dpdk_missing)
 }
 
@@ -192,10 +196,26 @@ pub fn same_shape(cmd: &str, dpdk: &Value, ours: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Our app's replies to [`COMMANDS`], by command.
+#[derive(Debug)]
+pub struct Replies(Vec<(String, Value)>);
+
+impl Replies {
+    /// The reply to `cmd` (one of [`COMMANDS`], `{pool}` unresolved); panics on another.
+    pub fn get(&self, cmd: &str) -> &Value {
+        &self
+            .0
+            .iter()
+            .find(|(c, _)| c == cmd)
+            .unwrap_or_else(|| panic!("{cmd} is not one of the compared commands"))
+            .1
+    }
+}
+
 /// Runs every command of [`COMMANDS`] against the app of `prefix` and against DPDK's
 /// testpmd ([`dpdk_reference`]) and checks each pair with [`same_shape`]; returns our
-/// replies by command.
-pub fn compare_with_dpdk(prefix: &str) -> Vec<(String, Value)> {
+/// replies.
+pub fn compare_with_dpdk(prefix: &str) -> Replies {
     let reference = dpdk_reference();
     let mut ours = Vec::new();
     let mut errors = Vec::new();
@@ -211,5 +231,5 @@ pub fn compare_with_dpdk(prefix: &str) -> Vec<(String, Value)> {
         "replies unlike DPDK's:\n{}",
         errors.join("\n")
     );
-    ours
+    Replies(ours)
 }

@@ -32,7 +32,7 @@ pub use server::runtime_dir;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -268,11 +268,6 @@ impl Telemetry {
     /// Whether `cmd` is one the application registered.
     pub fn is_app_command(&self, cmd: &str) -> bool {
         lock(&self.shared.app_commands).iter().any(|c| c == cmd)
-    }
-
-    /// A directory path for DPDK's runtime files of `file_prefix` (see [`runtime_dir`]).
-    pub fn dir_for(file_prefix: &str) -> PathBuf {
-        runtime_dir(file_prefix)
     }
 }
 
