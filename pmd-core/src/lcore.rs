@@ -149,16 +149,10 @@ pub fn stop_requested() -> bool {
 pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The main lcore's loop while it forwards nothing: calls `tick` with the TSC every
-/// [`IDLE_TICK`] until a stop is requested, or `tick` returns true (then it requests the
-/// stop itself).
+/// [`IDLE_TICK`] until a stop is requested (which wakes it), or `tick` returns true (then
+/// it requests the stop itself). [`idle_until_stop_or`] with no other event.
 pub fn idle_until_stop(mut tick: impl FnMut(u64) -> bool) {
-    while !stop_requested() {
-        if tick(crate::tsc::rdtsc()) {
-            request_stop();
-            return;
-        }
-        std::thread::sleep(IDLE_TICK);
-    }
+    idle_until_stop_or(&[], |now, _| tick(now));
 }
 
 /// [`idle_until_stop`] that also wakes when one of `events` fires (ports' link
