@@ -487,7 +487,7 @@ impl Port {
     /// from their periodic work (l2fwd and testpmd every 50 ms) and when [`Port::link_fd`]
     /// fires, and print or act on it. Acknowledges a link interrupt that fired.
     pub fn link_changed(&self) -> Option<Link> {
-        self.link_intr_take();
+        self.link_intr_take(std::time::Duration::ZERO);
         let now = self.link();
         (now != self.seen_link.replace(now)).then_some(now)
     }
@@ -501,15 +501,15 @@ impl Port {
         self.dev.link_intr_fd()
     }
 
-    /// Acknowledges the link interrupt if it fired; whether it had.
-    fn link_intr_take(&self) -> bool {
-        let fired = self.dev.link_intr_fd().is_some_and(|fd| {
-            crate::unix::readable(fd, std::time::Duration::ZERO).unwrap_or(false)
-        });
+    /// Acknowledges the link interrupt if it fires within `wait` (0: has fired).
+    fn link_intr_take(&self, wait: std::time::Duration) {
+        let fired = self
+            .dev
+            .link_intr_fd()
+            .is_some_and(|fd| crate::unix::readable(fd, wait).unwrap_or(false));
         if fired {
             self.dev.link_intr_ack();
         }
-        fired
     }
 
     /// Waits up to `timeout` for the link to differ from what it is at the call; returns
@@ -526,15 +526,10 @@ impl Port {
             if l != before || left.is_zero() {
                 return l;
             }
-            match self.dev.link_intr_fd() {
-                Some(fd) => {
-                    if crate::unix::readable(fd, left.min(Duration::from_millis(100)))
-                        .unwrap_or(false)
-                    {
-                        self.dev.link_intr_ack();
-                    }
-                }
-                None => std::thread::sleep(left.min(Duration::from_millis(10))),
+            if self.dev.link_intr_fd().is_some() {
+                self.link_intr_take(left.min(Duration::from_millis(100)));
+            } else {
+                std::thread::sleep(left.min(Duration::from_millis(10)));
             }
         }
     }
@@ -620,14 +615,13 @@ impl Port {
             ("tx_errors".to_string(), s.oerrors),
             ("rx_mbuf_allocation_errors".to_string(), s.rx_nombuf),
         ];
-        for (i, q) in self.rxq.iter().enumerate() {
-            let c = q.stats.snapshot();
+        let (rx, tx) = self.queue_counters();
+        for (i, c) in rx.iter().enumerate() {
             v.push((format!("rx_q{i}_packets"), c.packets));
             v.push((format!("rx_q{i}_bytes"), c.bytes));
             v.push((format!("rx_q{i}_errors"), c.errors));
         }
-        for (i, q) in self.txq.iter().enumerate() {
-            let c = q.stats.snapshot();
+        for (i, c) in tx.iter().enumerate() {
             v.push((format!("tx_q{i}_packets"), c.packets));
             v.push((format!("tx_q{i}_bytes"), c.bytes));
         }

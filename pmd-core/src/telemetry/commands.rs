@@ -92,7 +92,7 @@ pub(super) fn answer(sh: &Shared, cmd: &str, param: Option<&str>) -> Answer {
             .collect::<Vec<_>>())),
         "/info" => none_expected(sh.info.clone()),
         "/help" => Answer::Now(match param {
-            None => Some(json!(BUILTIN[2].1)),
+            None => super::lock(&sh.commands).get("/help").map(|h| json!(h)),
             Some(c) => super::lock(&sh.commands).get(c).map(|h| json!({ c: h })),
         }),
         "/eal/params" => none_expected(json!(sh.eal_params)),
