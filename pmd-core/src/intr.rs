@@ -210,6 +210,22 @@ impl IdleSleeper {
         self.ep.watch_edge(fd, LINK_TOKEN).map(drop)
     }
 
+    /// [`IdleSleeper::watch_link`] for each port of `ids` (indexes into `ports`) that has a
+    /// link interrupt; returns the ports whose descriptor could not be watched, with why
+    /// (their links are left to the caller's periodic look).
+    pub fn watch_links(
+        &mut self,
+        ports: &[crate::ethdev::Port],
+        ids: &[crate::ethdev::PortId],
+    ) -> Vec<(crate::ethdev::PortId, io::Error)> {
+        ids.iter()
+            .filter_map(|&p| {
+                let fd = ports.get(usize::from(p))?.link_fd()?;
+                self.watch_link(fd).err().map(|e| (p, e))
+            })
+            .collect()
+    }
+
     /// Records one pass over the queues that received `got` packets; true when it is
     /// time to [`IdleSleeper::sleep`] (nothing came for [`AdaptiveConf::idle`]). Reads
     /// the TSC on empty passes only.

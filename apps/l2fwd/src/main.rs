@@ -323,12 +323,8 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
             main_sleeper = sleeper;
             // The main lcore prints link changes: a port's link interrupt wakes it.
             if let Some(s) = main_sleeper.as_mut() {
-                for &p in &enabled {
-                    if let Some(fd) = eal.ports()[p as usize].link_fd() {
-                        if let Err(e) = s.watch_link(fd) {
-                            eprintln!("l2fwd: port {p}: link interrupts not watched ({e}); links are looked at every 50 ms");
-                        }
-                    }
+                for (p, e) in s.watch_links(eal.ports(), &enabled) {
+                    eprintln!("l2fwd: port {p}: link interrupts not watched ({e}); links are looked at every 50 ms");
                 }
             }
         } else if !tasks.is_empty() {

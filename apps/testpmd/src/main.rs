@@ -266,12 +266,8 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
             main_sleeper = sleeper;
             // The main lcore prints link changes: a port's link interrupt wakes it.
             if let Some(s) = main_sleeper.as_mut() {
-                for &p in &ports {
-                    if let Some(fd) = eal.ports()[p as usize].link_fd() {
-                        if let Err(e) = s.watch_link(fd) {
-                            eprintln!("testpmd: port {p}: link interrupts not watched ({e}); links are looked at every 50 ms");
-                        }
-                    }
+                for (p, e) in s.watch_links(eal.ports(), &ports) {
+                    eprintln!("testpmd: port {p}: link interrupts not watched ({e}); links are looked at every 50 ms");
                 }
             }
         } else {
