@@ -109,11 +109,9 @@ pub struct IntelDevice<C: Chip> {
     mtu: u16,
     /// Per tx queue: tells its ring that the hardware context is gone (after a stop).
     tx_ctx_lost: Vec<Arc<AtomicBool>>,
-    /// MSI-X vectors enabled at configure (rx queue `q` takes vector `q` at its setup;
-    /// the last one is the other causes'); empty without interrupts.
+    /// Interrupts enabled at configure, rx queue `q` taking entry `q` at its setup: MSI-X
+    /// vectors, or under UIO the device's INTx line (entry 0 only); empty without them.
     irqs: Vec<Option<Box<dyn IrqWait>>>,
-    /// Under UIO: the device's INTx line, for rx queue 0 (taken at its setup).
-    line_irq: Option<Box<dyn IrqWait>>,
     /// The other-causes vector and its number, with the link-state-change cause enabled
     /// on it ([`MsixRegs::arm_link`]); `None` without vectors.
     link_irq: Option<(Box<dyn IrqWait>, usize)>,
@@ -167,7 +165,6 @@ impl<C: Chip> IntelDevice<C> {
             mtu: DEFAULT_MTU,
             tx_ctx_lost: Vec::new(),
             irqs: Vec::new(),
-            line_irq: None,
             link_irq: None,
             link_intrs: AtomicU64::new(0),
             counters: RefCell::new(counters),
@@ -189,7 +186,6 @@ impl<C: Chip> IntelDevice<C> {
     fn enable_msix(&mut self, rx_queues: usize) {
         self.irqs.clear();
         self.link_irq = None;
-        self.line_irq = None;
         if self.backend.kind() == pmd_core::pci::BackendKind::Uio {
             self.enable_line();
             return;
@@ -223,7 +219,7 @@ impl<C: Chip> IntelDevice<C> {
         self.bar.wr(line.imc, u32::MAX);
         let _ = self.bar.rd(line.icr);
         match self.backend.enable_irqs(1) {
-            Ok(mut v) => self.line_irq = v.pop(),
+            Ok(v) => self.irqs = v.into_iter().take(1).map(Some).collect(),
             Err(e) => tracing::debug!(
                 device = self.bar.name(),
                 "no rx interrupt (the queues are polled only): {e}"
@@ -234,18 +230,22 @@ impl<C: Chip> IntelDevice<C> {
     /// Rx queue `q`'s interrupt, if vectors were enabled at configure (or, under UIO,
     /// the line, for queue 0).
     fn rx_intr(&mut self, q: usize) -> Result<Option<RxIntr>> {
-        if let (Some(line), true) = (C::LINE, q == 0) {
-            if let Some(irq) = self.line_irq.take() {
-                return Ok(Some(RxIntr {
-                    irq,
-                    eims: self.bar.reg32(line.ims)?,
-                    eimc: self.bar.reg32(line.imc)?,
-                    bit: line.rx_cause,
-                    line_icr: Some(self.bar.reg32(line.icr)?),
-                }));
-            }
+        let Some(irq) = self.irqs.get_mut(q).and_then(Option::take) else {
+            return Ok(None);
+        };
+        if self.backend.kind() == pmd_core::pci::BackendKind::Uio {
+            let Some(line) = C::LINE else {
+                return Ok(None);
+            };
+            return Ok(Some(RxIntr {
+                irq,
+                eims: self.bar.reg32(line.ims)?,
+                eimc: self.bar.reg32(line.imc)?,
+                bit: line.rx_cause,
+                line_icr: Some(self.bar.reg32(line.icr)?),
+            }));
         }
-        let (Some(msix), Some(irq)) = (C::MSIX, self.irqs.get_mut(q).and_then(Option::take)) else {
+        let Some(msix) = C::MSIX else {
             return Ok(None);
         };
         Ok(Some(RxIntr {
