@@ -21,7 +21,7 @@ for a in "$@"; do
 done
 [ "$(id -u)" = 0 ] || { echo "ci/setup.sh: run as root (it installs packages and reserves hugepages)" >&2; exit 1; }
 
-pkgs=(iproute2 iputils-ping procps kmod tcpdump ethtool)
+pkgs=(iproute2 iputils-ping procps kmod tcpdump ethtool libpcap-dev tshark)
 [ $want_dpdk = 1 ] && pkgs+=(dpdk dpdk-dev dpdk-doc libdpdk-dev pkg-config make gcc python3)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -201,6 +201,7 @@ impl Eal {
                 lcores: opts.lcores.iter().map(|l| l.id).collect(),
                 socket: !opts.no_telemetry,
                 metrics: opts.metrics,
+                ports: ports.iter().map(Port::pdump_tap).collect(),
             };
             match Telemetry::start(conf) {
                 Ok(t) => {

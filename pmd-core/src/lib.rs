@@ -36,6 +36,7 @@ pub mod numarg;
 pub mod offload;
 pub mod options;
 pub mod pci;
+pub mod pdump;
 pub mod prefetch;
 pub mod ring;
 mod sync;

@@ -17,6 +17,7 @@ fn start(tag: &str) -> Telemetry {
         lcores: vec![0, 1],
         socket: true,
         metrics: None,
+        ports: Vec::new(),
     })
     .expect("telemetry socket")
 }

@@ -25,12 +25,14 @@ pub mod dpdk;
 pub mod frames;
 mod netns;
 pub mod perf;
+mod process;
 mod rawsock;
 mod skip;
 pub mod telemetry;
 mod tempdir;
 
 pub use netns::NetNs;
+pub use process::Proc;
 pub use rawsock::RawSock;
 pub use skip::{
     dpdk_missing, hugepages_missing, hugetlbfs_missing, require, require_all, root_missing, skip,

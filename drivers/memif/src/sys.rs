@@ -1,32 +1,13 @@
 //! The system calls of the control path that only memif makes, each behind a safe
-//! function: sealed memfds (memfd_create, `F_ADD_SEALS`/`F_GET_SEALS`) and the
-//! non-blocking flag. Sockets, messages with descriptors, eventfds and poll are
-//! `pmd_core::unix`'s. Shared-memory accesses are not system calls: they stay with the
+//! function: the non-blocking flag. Sealed memfds, sockets, messages with descriptors,
+//! eventfds and poll are `pmd_core::unix`'s. Shared-memory accesses are not system calls: they stay with the
 //! ring layout (`ring.rs`) and the data path (`rxtx.rs`).
 
-use pmd_core::unix::{check, owned_fd};
-use std::ffi::CStr;
+use pmd_core::unix::check;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// A new, empty memfd named `name` with `flags` (`MFD_*`).
-pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is a live NUL-terminated string the kernel only reads; memfd_create
-    // returns a new descriptor.
-    unsafe { owned_fd(libc::memfd_create(name.as_ptr(), flags)) }
-}
-
-/// Adds the seals `seals` (`F_SEAL_*`) to the memfd `fd`.
-pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
-    // SAFETY: F_ADD_SEALS takes an int by value.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
-}
-
-/// The seals (`F_SEAL_*`) of `fd`; `EINVAL` if it is not a file that takes seals.
-pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
-    // SAFETY: F_GET_SEALS takes no argument.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
-}
+pub(crate) use pmd_core::unix::memfd::{add_seals, create as memfd_create, seals};
 
 /// Makes reads and writes on `fd` non-blocking (`O_NONBLOCK`).
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {

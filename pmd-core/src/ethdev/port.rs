@@ -8,6 +8,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::mbuf::{PktBatch, DEFAULT_BURST};
 use crate::mempool::Mempool;
+use crate::pdump::{Dir, PortTap, QueueTap};
 use std::cell::Cell;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,8 @@ pub struct Port {
     dev: Box<dyn Device>,
     state: PortState,
     shared: Arc<PortShared>,
+    /// Where a capture (`pmd-dumpcap`) attaches to this port's queues.
+    pdump: Arc<PortTap>,
     rxq: Vec<QueueSlot>,
     txq: Vec<QueueSlot>,
     stats_base: EthStats,
@@ -92,12 +95,14 @@ impl Port {
     /// Wraps a probed device as port `id`.
     pub fn new(id: PortId, name: impl Into<String>, dev: Box<dyn Device>) -> Port {
         let mtu = dev.mtu().unwrap_or(DEFAULT_MTU);
+        let name = name.into();
         Port {
+            pdump: Arc::new(PortTap::new(id, &name)),
             rx_offloads: RxOffloads::NONE,
             tx_offloads: TxOffloads::NONE,
             mtu,
             id,
-            name: name.into(),
+            name,
             dev,
             state: PortState::Probed,
             shared: Arc::default(),
@@ -124,6 +129,11 @@ impl Port {
     /// Port id.
     pub fn id(&self) -> PortId {
         self.id
+    }
+
+    /// Where a capture attaches to this port (the capture server's view of it).
+    pub(crate) fn pdump_tap(&self) -> Arc<PortTap> {
+        self.pdump.clone()
     }
 
     /// Device name (the vdev name, e.g. `net_null0`).
@@ -179,6 +189,7 @@ impl Port {
         self.tx_offloads = conf.tx_offloads;
         self.rxq = (0..conf.rx_queues).map(|_| QueueSlot::default()).collect();
         self.txq = (0..conf.tx_queues).map(|_| QueueSlot::default()).collect();
+        self.pdump.set_queues(conf.rx_queues, conf.tx_queues);
         self.state = PortState::Configured;
         Ok(())
     }
@@ -365,6 +376,7 @@ impl Port {
             burst: DEFAULT_BURST,
             port: self.id,
             qid,
+            pdump: QueueTap::new(self.pdump.clone(), Dir::Rx, qid),
             _token: token,
         })
     }
@@ -403,6 +415,7 @@ impl Port {
             shared: self.shared.clone(),
             port: self.id,
             qid,
+            pdump: QueueTap::new(self.pdump.clone(), Dir::Tx, qid),
             _token: token,
         })
     }
@@ -644,6 +657,7 @@ pub struct RxQueueHandle {
     burst: usize,
     port: PortId,
     qid: u16,
+    pdump: QueueTap,
     _token: Arc<QueueToken>,
 }
 
@@ -659,7 +673,21 @@ impl RxQueueHandle {
         if max == 0 {
             return 0;
         }
-        self.q.rx_burst(batch, max)
+        let before = batch.len();
+        let n = self.q.rx_burst(batch, max);
+        if n > 0 && self.pdump.on() {
+            self.capture(batch, before, n);
+        }
+        n
+    }
+
+    /// Copies the `n` packets received after `before` into the running capture.
+    #[cold]
+    fn capture(&mut self, batch: &PktBatch, before: usize, n: usize) {
+        if let Some(pkts) = batch.as_slice().get(before..before + n) {
+            self.pdump.stage(pkts);
+            self.pdump.commit(pkts.len());
+        }
     }
 
     /// Whether this queue has rx interrupts (see [`crate::intr`]).
@@ -729,6 +757,7 @@ pub struct TxQueueHandle {
     shared: Arc<PortShared>,
     port: PortId,
     qid: u16,
+    pdump: QueueTap,
     _token: Arc<QueueToken>,
 }
 
@@ -741,7 +770,20 @@ impl TxQueueHandle {
         if !self.shared.started.load(Ordering::Relaxed) {
             return 0;
         }
+        if self.pdump.on() {
+            return self.tx_burst_captured(batch);
+        }
         self.q.tx_burst(batch)
+    }
+
+    /// A tx burst while a capture runs: every packet is copied before the PMD takes it,
+    /// and only the copies of those it took are published.
+    #[cold]
+    fn tx_burst_captured(&mut self, batch: &mut PktBatch) -> usize {
+        self.pdump.stage(batch.as_slice());
+        let sent = self.q.tx_burst(batch);
+        self.pdump.commit(sent);
+        sent
     }
 
     /// Pushes out what the queue still holds back from earlier bursts ([`TxQueue::flush`]);

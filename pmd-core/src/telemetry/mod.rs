@@ -177,6 +177,9 @@ pub struct TelemetryConf {
     pub socket: bool,
     /// Serve Prometheus metrics at this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// The ports a capture tool may capture: the capture socket ([`crate::pdump`]) is
+    /// served beside the telemetry socket.
+    pub ports: Vec<std::sync::Arc<crate::pdump::PortTap>>,
 }
 
 /// The running telemetry socket and metrics endpoint (either may be off); stopped and
@@ -218,7 +221,7 @@ impl Telemetry {
             .transpose()?;
         let server = conf
             .socket
-            .then(|| server::Server::start(&conf.file_prefix, shared.clone()))
+            .then(|| server::Server::start(&conf.file_prefix, shared.clone(), conf.ports))
             .transpose()?;
         Ok(Telemetry {
             shared,
@@ -230,6 +233,11 @@ impl Telemetry {
     /// The socket's path, if it is open.
     pub fn path(&self) -> Option<&Path> {
         self.server.as_ref().map(|s| s.path())
+    }
+
+    /// The capture socket's path ([`crate::pdump`]), if it is open.
+    pub fn pdump_path(&self) -> Option<&Path> {
+        self.server.as_ref().and_then(|s| s.pdump_path())
     }
 
     /// Where the metrics are served, if they are.

@@ -38,13 +38,21 @@ pub(super) struct Server {
     made_dirs: Vec<PathBuf>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// The capture socket beside this one.
+    pdump: Option<crate::pdump::PdumpServer>,
 }
 
 impl Server {
     /// Binds `dpdk_telemetry.v2` in the runtime directory (`dpdk_telemetry.v2:N` if
     /// another live process of the same prefix has it, as DPDK does) and starts the
     /// listening thread.
-    pub(super) fn start(file_prefix: &str, shared: Arc<Shared>) -> io::Result<Server> {
+    /// The capture socket ([`crate::pdump`]) for `ports` is bound beside it, with the
+    /// same `:N` suffix; not opening it is logged, not an error.
+    pub(super) fn start(
+        file_prefix: &str,
+        shared: Arc<Shared>,
+        ports: Vec<Arc<crate::pdump::PortTap>>,
+    ) -> io::Result<Server> {
         let dir = runtime_dir(file_prefix);
         // The prefix's directory is removed at the end if empty, whoever made it (apps of
         // one prefix come and go in any order); its parent only if this process made it.
@@ -82,6 +90,19 @@ impl Server {
             ));
         };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let suffix = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(SOCKET_NAME))
+            .unwrap_or("");
+        let pdump_path = dir.join(format!("{}{suffix}", crate::pdump::SOCKET_NAME));
+        let pdump = match crate::pdump::PdumpServer::start(&pdump_path, ports) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!("capture socket {} not opened: {e}", pdump_path.display());
+                None
+            }
+        };
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("telemetry".into())
@@ -92,16 +113,23 @@ impl Server {
             made_dirs,
             thread: Some(thread),
             shared,
+            pdump,
         })
     }
 
     pub(super) fn path(&self) -> &Path {
         &self.path
     }
+
+    pub(super) fn pdump_path(&self) -> Option<&Path> {
+        self.pdump.as_ref().map(|p| p.path())
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Captures end and their socket goes before the directory is removed.
+        self.pdump = None;
         self.shared.stop();
         if let Some(t) = self.thread.take() {
             // Dropping the listener (in the thread) removes the socket file.

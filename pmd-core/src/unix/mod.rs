@@ -12,6 +12,7 @@
 
 mod epoll;
 mod listener;
+pub mod memfd;
 pub mod seqpacket;
 
 pub use epoll::{Epoll, Timer, Watched};

@@ -146,6 +146,12 @@ impl SeqPacket {
     }
 }
 
+impl AsFd for SeqPacket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// A listening `SOCK_SEQPACKET` socket; a filesystem socket is removed when dropped.
 #[derive(Debug)]
 pub struct Listener {
