@@ -31,7 +31,7 @@ struct Opts {
     /// Port to capture: its id or device name (repeat for several; default: the first port).
     #[arg(short = 'i', value_name = "PORT|NAME")]
     interfaces: Vec<String>,
-    /// Output file (`-` for standard output); default /tmp/pmd-dumpcap_<port>_<time>.pcapng.
+    /// Output file (`-` for standard output); default /tmp/pmd-dumpcap_PORT_SECONDS.pcapng.
     #[arg(short = 'w', value_name = "FILE")]
     file: Option<String>,
     /// Stop after this many packets.

@@ -206,7 +206,7 @@ impl QueueTap {
             return;
         };
         let s = &*a.session;
-        a.producer.stage(pkts, now_ns(), s.snaplen, |m| {
+        a.producer.stage(pkts, now_ns, s.snaplen, |m| {
             s.filter.as_ref().is_none_or(|f| f.matches(m))
         });
     }
