@@ -39,6 +39,7 @@ pub mod pci;
 pub mod pdump;
 pub mod prefetch;
 pub mod ring;
+pub mod rundir;
 mod sync;
 pub mod telemetry;
 pub mod tsc;

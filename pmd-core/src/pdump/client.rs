@@ -5,7 +5,6 @@ use super::bpf::MAX_INSNS;
 use super::ring::{Consumer, Record, RingCounters, RingSet};
 use super::tap::Dir;
 use super::{socket_path, MAX_REQUEST};
-use crate::ethdev::PortId;
 use crate::unix::seqpacket::{SeqPacket, SockAddr};
 use serde_json::{json, Value};
 use std::io;
@@ -47,7 +46,7 @@ pub enum PdumpError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortEntry {
     /// Port id.
-    pub id: PortId,
+    pub id: u16,
     /// Device name.
     pub name: String,
     /// Configured rx queues.
@@ -129,7 +128,7 @@ pub fn list_ports(file_prefix: &str) -> Result<Vec<PortEntry>, PdumpError> {
         .map(|p| {
             let num = |k: &str| p.get(k).and_then(Value::as_u64).ok_or_else(bad);
             Ok(PortEntry {
-                id: num("id")? as PortId,
+                id: num("id")? as u16,
                 name: p
                     .get("name")
                     .and_then(Value::as_str)
@@ -184,7 +183,7 @@ pub fn start_capture(file_prefix: &str, req: &CaptureRequest) -> Result<Capture,
         .collect();
     Ok(Capture {
         sock,
-        port: num("port")? as PortId,
+        port: num("port")? as u16,
         name: c
             .get("name")
             .and_then(Value::as_str)
@@ -198,14 +197,14 @@ pub fn start_capture(file_prefix: &str, req: &CaptureRequest) -> Result<Capture,
 #[derive(Debug)]
 pub struct Capture {
     sock: SeqPacket,
-    port: PortId,
+    port: u16,
     name: String,
     rings: Vec<(Dir, u16, Consumer)>,
 }
 
 impl Capture {
     /// The captured port's id.
-    pub fn port(&self) -> PortId {
+    pub fn port(&self) -> u16 {
         self.port
     }
 

@@ -48,5 +48,5 @@ pub const DEFAULT_RING_SIZE: usize = 4 << 20;
 
 /// Where the app running with `file_prefix` serves captures.
 pub fn socket_path(file_prefix: &str) -> PathBuf {
-    crate::telemetry::runtime_dir(file_prefix).join(SOCKET_NAME)
+    crate::rundir::runtime_dir(file_prefix).join(SOCKET_NAME)
 }

@@ -5,7 +5,6 @@
 
 use super::bpf::Filter;
 use super::ring::{Capturable, Producer, RingSet};
-use crate::ethdev::PortId;
 use crate::mbuf::{Mbuf, BATCH_CAPACITY};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,7 +54,7 @@ impl Session {
 /// A port's capture point: shared by the port, its queue handles and the capture server.
 #[derive(Debug)]
 pub struct PortTap {
-    id: PortId,
+    id: u16,
     name: String,
     /// Bumped after every change of `session`.
     gen: AtomicU32,
@@ -65,7 +64,7 @@ pub struct PortTap {
 }
 
 impl PortTap {
-    pub(crate) fn new(id: PortId, name: &str) -> PortTap {
+    pub(crate) fn new(id: u16, name: &str) -> PortTap {
         PortTap {
             id,
             name: name.to_string(),
@@ -76,7 +75,7 @@ impl PortTap {
     }
 
     /// The port's id.
-    pub fn id(&self) -> PortId {
+    pub fn id(&self) -> u16 {
         self.id
     }
 

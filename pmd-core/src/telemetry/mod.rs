@@ -25,10 +25,10 @@ mod commands;
 mod metrics;
 mod server;
 
+pub use crate::rundir::runtime_dir;
 pub use commands::ethdev_reply;
 pub use metrics::page as metrics_page;
 pub use serde_json::{json, Value};
-pub use server::runtime_dir;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;

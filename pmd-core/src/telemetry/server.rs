@@ -3,6 +3,7 @@
 
 use super::commands::{self, Answer};
 use super::{Shared, MAX_CLIENTS, MAX_INPUT_LEN, MAX_OUTPUT_LEN, SOCKET_NAME};
+use crate::rundir::runtime_dir;
 use crate::unix::seqpacket::{Listener, SeqPacket, SockAddr};
 use serde_json::Value;
 use std::io;
@@ -11,24 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-/// DPDK's runtime directory for `file_prefix`: `/var/run/dpdk/<prefix>` for root, else
-/// `$XDG_RUNTIME_DIR/dpdk/<prefix>` (or `/tmp/dpdk/<prefix>`); `RUNTIME_DIRECTORY`
-/// replaces the part before `dpdk` when set, as in DPDK's EAL.
-pub fn runtime_dir(file_prefix: &str) -> PathBuf {
-    let base = std::env::var_os("RUNTIME_DIRECTORY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            if crate::pci::is_root() {
-                PathBuf::from("/var/run")
-            } else {
-                std::env::var_os("XDG_RUNTIME_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("/tmp"))
-            }
-        });
-    base.join("dpdk").join(file_prefix)
-}
 
 /// The listening thread and what to remove at the end.
 #[derive(Debug)]
