@@ -228,7 +228,7 @@ fn captures_null_ports_and_refuses_what_it_cannot_do() {
         assert!(out.contains(says), "{args:?}: want {says:?} in\n{out}");
         assert!(!none.exists(), "{args:?} wrote a file");
     }
-    // No app with that prefix (or one with telemetry off).
+    // No app with that prefix.
     let (code, out) = dumpcap(
         &["--file-prefix", "dumpcapt-nobody", "-w", n],
         Duration::from_secs(10),
@@ -238,6 +238,42 @@ fn captures_null_ports_and_refuses_what_it_cannot_do() {
         out.contains("no app with file prefix \"dumpcapt-nobody\" serves captures"),
         "{out}"
     );
+    // One running with its telemetry (and so captures) off.
+    let quiet_prefix = unique("dumpcapt-notel");
+    let mut cmd = Command::new(app("l2fwd"));
+    cmd.args([
+        "-l",
+        "0",
+        "--no-huge",
+        "--no-telemetry",
+        "--file-prefix",
+        &quiet_prefix,
+    ])
+    .args(["--vdev", "net_null0", "--vdev", "net_null1"])
+    .args(["--", "-p", "0x3", "-q", "2", "-T", "0"]);
+    let mut quiet = Proc::spawn(cmd);
+    quiet
+        .wait_for("Lcore ", 2, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out) = dumpcap(
+        &["--file-prefix", &quiet_prefix, "-w", n],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("leave its telemetry on (--no-telemetry turns captures off)"),
+        "{out}"
+    );
+    assert!(quiet
+        .interrupt(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    // Owner-only, as the telemetry socket.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(pmd_core::pdump::socket_path(&prefix))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 
     // A port captures once at a time; a tool killed mid-capture ends its capture, and
     // the port can be captured again.
