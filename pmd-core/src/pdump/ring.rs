@@ -102,15 +102,22 @@ impl RingSet {
     pub fn create(rings: usize, size: usize) -> io::Result<RingSet> {
         let total =
             Self::total(rings, size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        let file = File::from(crate::unix::memfd::create(c"pmd-pdump", flags)?);
-        file.set_len(total as u64)?;
-        let fd = OwnedFd::from(file);
-        crate::unix::memfd::add_seals(
-            fd.as_fd(),
-            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
-        )?;
-        let map = MmapOptions::new().len(total).map_raw(&fd)?;
+        let (map, fd) = if cfg!(miri) {
+            // Miri runs neither memfd_create nor a shared file mapping: private anonymous
+            // memory and an eventfd that holds none are enough for the protocol tests.
+            let map = MmapOptions::new().len(total).map_anon()?;
+            (MmapRaw::from(map), crate::unix::eventfd()?)
+        } else {
+            let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+            let file = File::from(crate::unix::memfd::create(c"pmd-pdump", flags)?);
+            file.set_len(total as u64)?;
+            let fd = OwnedFd::from(file);
+            crate::unix::memfd::add_seals(
+                fd.as_fd(),
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+            )?;
+            (MmapOptions::new().len(total).map_raw(&fd)?, fd)
+        };
         let set = RingSet {
             map,
             fd,
@@ -652,6 +659,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd")]
     fn mapping_someone_elses_descriptor_checks_it() {
         let set = RingSet::create(2, MIN_SIZE).unwrap();
         let fd = set.fd().try_clone_to_owned().unwrap();
