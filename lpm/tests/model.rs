@@ -338,7 +338,7 @@ fn sibling_routes_with_one_next_hop_stay_apart() {
     assert_eq!(t.lookup("2001:db8::8000:0:0:1".parse().unwrap()), None);
     assert_eq!(
         t.groups_in_use(),
-        5,
-        "the /65 needs a group per byte past the first three"
+        6,
+        "a /65 takes a group for each byte from the 4th to the 9th"
     );
 }
