@@ -65,8 +65,8 @@ impl Paint {
 /// The tables.
 #[derive(Debug)]
 pub(crate) struct Dir {
-    pub(crate) l0: Box<[AtomicU32]>,
-    pub(crate) groups: Box<[AtomicU32]>,
+    pub(crate) l0: Entries,
+    pub(crate) groups: Entries,
     /// Key bits (32 or 128).
     bits: u32,
 }
@@ -83,22 +83,52 @@ pub(crate) trait Groups {
     fn free(&mut self, g: u32);
 }
 
-/// `n` zeroed entries. Made from a zeroed `u32` allocation, which the allocator takes
-/// from fresh zero pages: a 64 MiB first level costs nothing until routes touch it (as
-/// `rte_lpm`'s zeroed memory does), where building it entry by entry would write it all.
-fn zeroed(n: usize) -> Box<[AtomicU32]> {
-    let plain: Box<[u32]> = vec![0u32; n].into_boxed_slice();
-    // SAFETY: AtomicU32 has the same size, alignment and bit validity as u32 (its
-    // documented layout), so the allocation is a valid [AtomicU32] of the same length
-    // and is freed with the same layout.
-    unsafe { Box::from_raw(Box::into_raw(plain) as *mut [AtomicU32]) }
+/// A zeroed array of entries in its own anonymous mapping, which the kernel is asked to
+/// back with transparent huge pages: the first level is 64 MiB looked up at random, and
+/// with 4 KiB pages nearly every lookup would also miss the TLB (DPDK puts `rte_lpm` in
+/// hugepage memory for the same reason). Untouched pages cost nothing.
+pub(crate) struct Entries {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Entries({})", self.len)
+    }
+}
+
+impl Entries {
+    fn zeroed(len: usize) -> Entries {
+        let bytes = (len * 4).max(1);
+        let map = memmap2::MmapOptions::new()
+            .len(bytes)
+            .map_anon()
+            .unwrap_or_else(|e| panic!("mapping {bytes} bytes for a route table: {e}"));
+        // Only a hint: without transparent huge pages the table works on small pages.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
+        Entries { map, len }
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [AtomicU32];
+
+    #[inline(always)]
+    fn deref(&self) -> &[AtomicU32] {
+        // SAFETY: the mapping is page aligned, at least len * 4 bytes, zero-filled at
+        // creation and alive as long as `self`; AtomicU32 has u32's size, alignment and
+        // bit validity, and every access to the memory goes through these atomics.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU32>(), self.len) }
+    }
 }
 
 impl Dir {
     pub(crate) fn new(bits: u32, groups: usize) -> Dir {
         Dir {
-            l0: zeroed(1 << L0_BITS),
-            groups: zeroed(groups * GROUP),
+            l0: Entries::zeroed(1 << L0_BITS),
+            groups: Entries::zeroed(groups * GROUP),
             bits,
         }
     }
