@@ -15,7 +15,7 @@
 //! The writer fills a group before it stores the entry that points to it (release), and a
 //! reader loads a first-level entry with acquire, so a reader never follows a pointer to a
 //! group that is not ready. Groups the writer frees are reused only once every reader has
-//! passed a quiescent point after the free ([`crate::Readers`]).
+//! passed a quiescent point after the free (`pmd_core::qsbr`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -75,12 +75,22 @@ pub(crate) struct Dir {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct NoGroup;
 
-/// The writer's view: the tables and its group allocator.
+/// The writer's group allocator.
 pub(crate) trait Groups {
     /// A free group, or `None` if every one is in use (or waits for readers).
     fn alloc(&mut self) -> Option<u32>;
     /// Gives back a group no entry points to any more.
     fn free(&mut self, g: u32);
+}
+
+impl Groups for pmd_core::qsbr::Deferred {
+    fn alloc(&mut self) -> Option<u32> {
+        pmd_core::qsbr::Deferred::alloc(self)
+    }
+
+    fn free(&mut self, g: u32) {
+        pmd_core::qsbr::Deferred::free(self, g)
+    }
 }
 
 /// A zeroed array of entries in its own anonymous mapping, which the kernel is asked to

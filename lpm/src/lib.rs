@@ -10,7 +10,7 @@
 //! - readers are [`Reader4`]/[`Reader6`] handles (`Send`, one per lcore) that look up
 //!   without waiting, and call `quiescent()` between bursts: a group of 256 entries the
 //!   writer no longer needs is reused only after every reader has passed a quiescent
-//!   point since, as with DPDK's QSBR-based reclamation (`rte_rcu_qsbr`).
+//!   point since ([`pmd_core::qsbr`], as DPDK's `rte_rcu_qsbr`).
 //!
 //! ```
 //! use pmd_lpm::{Lpm4, LpmConfig};
@@ -28,13 +28,12 @@
 #![warn(missing_docs)]
 
 mod dir;
-mod reclaim;
 
 use dir::{entry, Dir, Paint, EXT, GROUP, VALID, VALUE_MASK};
-use reclaim::{Readers, Reclaimer};
+use pmd_core::qsbr::{Deferred, Qsbr, QsbrReader};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use dir::MAX_NEXT_HOP;
@@ -106,8 +105,9 @@ struct Core {
     bits: u8,
     rules: HashMap<(u8, u128), u32>,
     max_rules: usize,
-    groups: Reclaimer,
-    readers: Arc<Readers>,
+    groups: Deferred,
+    total_groups: usize,
+    qsbr: Arc<Qsbr>,
 }
 
 fn mask(key: u128, depth: u8) -> u128 {
@@ -126,14 +126,15 @@ impl Core {
                 VALUE_MASK as usize + 1
             )));
         }
-        let readers = Arc::new(Readers::default());
+        let qsbr = Arc::new(Qsbr::default());
         Ok(Core {
             dir: Arc::new(Dir::new(u32::from(bits), cfg.tbl8_groups)),
             bits,
             rules: HashMap::new(),
             max_rules: cfg.max_rules,
-            groups: Reclaimer::new(cfg.tbl8_groups, cfg.reclaim_wait, readers.clone()),
-            readers,
+            groups: Deferred::new(cfg.tbl8_groups as u32, cfg.reclaim_wait, qsbr.clone()),
+            total_groups: cfg.tbl8_groups,
+            qsbr,
         })
     }
 
@@ -171,7 +172,7 @@ impl Core {
                 None => self.rules.remove(&(depth, key)),
             };
             return Err(LpmError::NoGroup {
-                total: self.groups.total(),
+                total: self.total_groups,
                 waiting: self.groups.waiting(),
             });
         }
@@ -197,8 +198,8 @@ impl Core {
         Ok(())
     }
 
-    fn reader(&self) -> (Arc<Dir>, Arc<AtomicU64>) {
-        (self.dir.clone(), self.readers.register())
+    fn reader(&self) -> (Arc<Dir>, QsbrReader) {
+        (self.dir.clone(), self.qsbr.register())
     }
 }
 
@@ -292,12 +293,8 @@ impl Lpm4 {
 
     /// A lookup handle for another thread.
     pub fn reader(&self) -> Reader4 {
-        let (dir, slot) = self.0.reader();
-        Reader4 {
-            dir,
-            slot,
-            readers: self.0.readers.clone(),
-        }
+        let (dir, qsbr) = self.0.reader();
+        Reader4 { dir, qsbr }
     }
 }
 
@@ -305,8 +302,7 @@ impl Lpm4 {
 #[derive(Debug)]
 pub struct Reader4 {
     dir: Arc<Dir>,
-    slot: Arc<AtomicU64>,
-    readers: Arc<Readers>,
+    qsbr: QsbrReader,
 }
 
 impl Reader4 {
@@ -327,7 +323,7 @@ impl Reader4 {
     /// between bursts (the writer reuses a freed group once every reader has).
     #[inline]
     pub fn quiescent(&self) {
-        self.readers.quiescent(&self.slot)
+        self.qsbr.quiescent()
     }
 }
 
@@ -375,12 +371,8 @@ impl Lpm6 {
 
     /// A lookup handle for another thread.
     pub fn reader(&self) -> Reader6 {
-        let (dir, slot) = self.0.reader();
-        Reader6 {
-            dir,
-            slot,
-            readers: self.0.readers.clone(),
-        }
+        let (dir, qsbr) = self.0.reader();
+        Reader6 { dir, qsbr }
     }
 }
 
@@ -388,8 +380,7 @@ impl Lpm6 {
 #[derive(Debug)]
 pub struct Reader6 {
     dir: Arc<Dir>,
-    slot: Arc<AtomicU64>,
-    readers: Arc<Readers>,
+    qsbr: QsbrReader,
 }
 
 impl Reader6 {
@@ -410,6 +401,6 @@ impl Reader6 {
     /// As [`Reader4::quiescent`].
     #[inline]
     pub fn quiescent(&self) {
-        self.readers.quiescent(&self.slot)
+        self.qsbr.quiescent()
     }
 }

@@ -38,6 +38,7 @@ pub mod options;
 pub mod pci;
 pub mod pdump;
 pub mod prefetch;
+pub mod qsbr;
 pub mod ring;
 pub mod rundir;
 mod sync;
