@@ -18,7 +18,8 @@ command -v dpdk-test >/dev/null || { echo "ci/bench-flow.sh: dpdk-test missing: 
 echo "ci/bench-flow.sh: building the flow bench (release)" >&2
 cargo bench -q -p pmd-flow --bench flow --no-run 2>/dev/null || { echo "ci/bench-flow.sh: build failed" >&2; exit 1; }
 LOGS=$(mktemp -d /tmp/pmd-bench-flow.XXXXXX)
-trap 'rm -rf "$LOGS"' EXIT
+PREFIX=pmd-bench-flow-$$
+trap 'rm -rf "$LOGS"; dpdk_cleanup "$PREFIX"' EXIT
 
 # dpdk_row LOG KEYSIZE: "add lookup bulk delete" from the section described above.
 dpdk_row() {
@@ -41,7 +42,7 @@ for i in $(seq 1 "$RUNS"); do
   for side in $order; do
     log=$LOGS/$side-$i.log
     if [ "$side" = dpdk ]; then
-      DPDK_TEST=hash_perf_autotest taskset -c 1 dpdk-test -l 0 --no-pci --in-memory -m 1024 > "$log" 2>&1 < /dev/null
+      DPDK_TEST=hash_perf_autotest taskset -c 1 dpdk-test -l 0 --no-pci --in-memory --file-prefix "$PREFIX" -m 1024 > "$log" 2>&1 < /dev/null
     else
       taskset -c 1 cargo bench -q -p pmd-flow --bench flow -- --warm-up-time 1 --measurement-time 2 > "$log" 2>&1
     fi

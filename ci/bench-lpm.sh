@@ -16,7 +16,8 @@ command -v dpdk-test >/dev/null || { echo "ci/bench-lpm.sh: dpdk-test missing: r
 echo "ci/bench-lpm.sh: building the lpm bench (release)" >&2
 cargo bench -q -p pmd-lpm --bench lpm --no-run 2>/dev/null || { echo "ci/bench-lpm.sh: build failed" >&2; exit 1; }
 LOGS=$(mktemp -d /tmp/pmd-bench-lpm.XXXXXX)
-trap 'rm -rf "$LOGS"' EXIT
+PREFIX=pmd-bench-lpm-$$
+trap 'rm -rf "$LOGS"; dpdk_cleanup "$PREFIX"' EXIT
 
 # field LOG LABEL: the number after "LABEL:" (cycles).
 field() { sed -n "s/^$2: *\([0-9.]*\) cycles.*/\1/p" "$1" | head -1; }
@@ -30,7 +31,7 @@ for i in $(seq 1 "$RUNS"); do
   for side in $order; do
     log=$LOGS/$side-$i.log
     if [ "$side" = dpdk ]; then
-      DPDK_TEST=lpm_perf_autotest taskset -c 1 dpdk-test -l 0 --no-pci --in-memory -m 1024 > "$log" 2>&1 < /dev/null
+      DPDK_TEST=lpm_perf_autotest taskset -c 1 dpdk-test -l 0 --no-pci --in-memory --file-prefix "$PREFIX" -m 1024 > "$log" 2>&1 < /dev/null
     else
       taskset -c 1 cargo bench -q -p pmd-lpm --bench lpm -- --warm-up-time 1 --measurement-time 2 > "$log" 2>&1
     fi
