@@ -42,9 +42,32 @@ pub fn checksum(data: &[u8]) -> u16 {
     !ones_complement_sum(data)
 }
 
+/// The checksum of a header after the bytes `old` in it became `new` (same even length,
+/// 16-bit aligned in the header), from its checksum `csum` before: RFC 1624's
+/// incremental update, `HC' = ~(~HC + ~m + m')`, without summing the rest again.
+#[inline]
+pub fn update(csum: u16, old: &[u8], new: &[u8]) -> u16 {
+    debug_assert_eq!(old.len(), new.len());
+    let mut acc = u64::from(!csum);
+    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+        let w = |c: &[u8]| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]);
+        acc += u64::from(!w(o)) + u64::from(w(n));
+    }
+    !fold(acc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_incremental_update_equals_a_full_sum() {
+        let mut d: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
+        let before = checksum(&d);
+        let old = d[8..12].to_vec();
+        d[8..12].copy_from_slice(&[0xff, 0x00, 0x12, 0x34]);
+        assert_eq!(update(before, &old, &d[8..12]), checksum(&d));
+    }
 
     #[test]
     fn rfc1071_example() {
