@@ -149,7 +149,9 @@ impl<const W: usize> Shared<W> {
                 if bucket.sig[way].load(Ordering::Acquire) != h.sig {
                     continue;
                 }
-                let s = bucket.slot[way].load(Ordering::Relaxed);
+                // Acquire: a way reused since the signature was read holds a new slot,
+                // and the new slot's key is whole once its number is seen.
+                let s = bucket.slot[way].load(Ordering::Acquire);
                 let Some(k) = self.keys.get(s as usize) else {
                     continue;
                 };
@@ -248,7 +250,9 @@ impl<const W: usize> FlowTable<W> {
         }
         sh.values[i].store(value, Ordering::Relaxed);
         sh.seen[i].store(now, Ordering::Relaxed);
-        sh.buckets[b].slot[way].store(s, Ordering::Relaxed);
+        // Release: a reader that still holds this way's old signature and sees the new
+        // slot number sees its whole key.
+        sh.buckets[b].slot[way].store(s, Ordering::Release);
         // Everything above is visible to a reader that sees the signature.
         sh.buckets[b].sig[way].store(h.sig, Ordering::Release);
         self.stats.flows += 1;

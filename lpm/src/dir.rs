@@ -215,9 +215,11 @@ impl Dir {
             slot.store(EXT | g, Ordering::Release);
             g
         };
-        self.paint_at(level + 1, child, key, depth, paint, alloc)?;
+        let painted = self.paint_at(level + 1, child, key, depth, paint, alloc);
+        // Also when a deeper level ran out of groups: the groups linked on the way down
+        // hold only copies of their parents' entries and go back at once.
         self.collapse(level, group, first, alloc);
-        Ok(())
+        painted
     }
 
     /// Paints entry `idx` of `level` (and everything below it).

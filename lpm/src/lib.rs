@@ -166,7 +166,8 @@ impl Core {
         self.groups.end_change();
         if res.is_err() {
             // Nothing was painted: the walk stopped at the missing group, and the groups
-            // it linked on the way down hold copies of their parents' entries.
+            // it linked on the way down (copies of their parents' entries) were
+            // collapsed again on the way back up.
             match old {
                 Some(nh) => self.rules.insert((depth, key), nh),
                 None => self.rules.remove(&(depth, key)),

@@ -234,6 +234,24 @@ fn wrong_input_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn an_add_that_runs_out_of_groups_gives_back_those_it_took() {
+    // A /128 needs 13 groups; with 5 the add fails part way down.
+    let mut t = Lpm6::new(&LpmConfig {
+        max_rules: 10,
+        tbl8_groups: 5,
+        reclaim_wait: std::time::Duration::ZERO,
+    })
+    .unwrap();
+    let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    assert!(matches!(t.add(a, 128, 1), Err(LpmError::NoGroup { .. })));
+    assert_eq!(t.groups_in_use(), 0);
+    assert_eq!(t.lookup(a), None);
+    // And they can be used again.
+    t.add(a, 64, 2).unwrap();
+    assert_eq!(t.lookup(a), Some(2));
+}
+
+#[test]
 fn a_freed_group_waits_for_every_reader() {
     let mut t = Lpm4::new(&LpmConfig {
         max_rules: 10,

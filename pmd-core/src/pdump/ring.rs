@@ -304,7 +304,14 @@ impl Producer {
     pub(crate) fn new(set: std::sync::Arc<RingSet>, ring: usize) -> Producer {
         let head = set.word(ring, W_HEAD).load(Ordering::Relaxed);
         let counters = set.counters(ring);
+        // The tool may have written any tail before the first burst: one outside
+        // [head - size, head] is taken as "all read" (a fresh ring holds nothing unread).
         let tail = set.word(ring, W_TAIL).load(Ordering::Acquire);
+        let tail = if tail > head || head - tail > set.size as u64 {
+            head
+        } else {
+            tail
+        };
         Producer {
             set,
             ring,
@@ -394,9 +401,12 @@ impl Producer {
         let before = self.counters;
         for o in &self.outcome[..n] {
             match o {
-                Outcome::Written => self.counters.packets += 1,
-                Outcome::Dropped => self.counters.drops += 1,
-                Outcome::Filtered => self.counters.filtered += 1,
+                // Wrapping: the counters' first values came from shared memory.
+                Outcome::Written => self.counters.packets = self.counters.packets.wrapping_add(1),
+                Outcome::Dropped => self.counters.drops = self.counters.drops.wrapping_add(1),
+                Outcome::Filtered => {
+                    self.counters.filtered = self.counters.filtered.wrapping_add(1)
+                }
             }
         }
         // Only what changed is stored: a burst the ring had no room for writes one word.
@@ -639,6 +649,24 @@ mod tests {
         assert!(set.counters(0).drops > 64);
         c.force_tail(0);
         assert_eq!(drain_all(&mut c)[0], (100, vec![1u8; 100]));
+    }
+
+    #[test]
+    fn garbage_written_before_the_first_burst_is_survived() {
+        let set = Arc::new(RingSet::create(1, MIN_SIZE).unwrap());
+        // The tool writes a tail ahead of the head and huge counters before the queue
+        // makes its producer.
+        set.word(0, W_TAIL).store(u64::MAX, Ordering::Release);
+        set.word(0, W_PACKETS).store(u64::MAX, Ordering::Relaxed);
+        let mut p = Producer::new(set.clone(), 0);
+        assert_eq!(
+            produce(&mut p, &[vec![3u8; 64]], 65535),
+            vec![Outcome::Written]
+        );
+        assert_eq!(set.counters(0).packets, 0, "wrapped, not a panic");
+        let mut c = Consumer::new(set.clone(), 0);
+        c.force_tail(0);
+        assert_eq!(drain_all(&mut c), vec![(64, vec![3u8; 64])]);
     }
 
     #[test]
