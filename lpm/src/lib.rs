@@ -213,7 +213,13 @@ fn hop(e: u32) -> Option<u32> {
 /// An IPv4 lookup in `dir`: one load, two for routes longer than /24.
 #[inline(always)]
 fn lookup4(dir: &Dir, ip: u32) -> u32 {
-    let e = dir.l0[(ip >> 8) as usize].load(Ordering::Acquire);
+    second4(dir, dir.l0[(ip >> 8) as usize].load(Ordering::Acquire), ip)
+}
+
+/// The entry of `ip` given its first-level entry `e`: `e` itself, or the entry of the
+/// group it points to.
+#[inline(always)]
+fn second4(dir: &Dir, e: u32, ip: u32) -> u32 {
     if e & EXT == 0 {
         return e;
     }
@@ -234,13 +240,7 @@ fn lookup4_bulk(dir: &Dir, ips: &[u32], hops: &mut [u32], miss: u32) {
             *r = dir.l0[(ip >> 8) as usize].load(Ordering::Acquire);
         }
         for ((h, &r), &ip) in hops.iter_mut().zip(&raw).zip(ips) {
-            let e = if r & EXT != 0 {
-                let idx = (r & VALUE_MASK) as usize * GROUP + (ip & 0xff) as usize;
-                dir.groups.get(idx).map_or(0, |c| c.load(Ordering::Acquire))
-            } else {
-                r
-            };
-            *h = if e & VALID != 0 { e & VALUE_MASK } else { miss };
+            *h = hop(second4(dir, r, ip)).unwrap_or(miss);
         }
     }
 }

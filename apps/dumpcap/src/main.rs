@@ -17,7 +17,7 @@ mod filter;
 mod pcapng;
 
 use clap::Parser;
-use pmd_core::pdump::{self, Capture, CaptureRequest, Dir, PdumpError, RingCounters};
+use pmd_core::pdump::{self, now_ns, Capture, CaptureRequest, Dir, PdumpError, RingCounters};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -300,12 +300,6 @@ struct Report {
     written: Vec<u64>,
     counters: Vec<RingCounters>,
     app_gone: bool,
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Drains the captures into `out` until a stop condition; then writes the statistics.

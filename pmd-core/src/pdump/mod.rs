@@ -33,7 +33,7 @@ pub use client::{list_ports, start_capture, Capture, CaptureRequest, PdumpError,
 pub use ring::{Record, RingCounters};
 pub(crate) use server::PdumpServer;
 pub(crate) use tap::QueueTap;
-pub use tap::{Dir, PortTap};
+pub use tap::{now_ns, Dir, PortTap};
 
 use std::path::PathBuf;
 

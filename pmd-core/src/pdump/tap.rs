@@ -219,8 +219,9 @@ impl QueueTap {
     }
 }
 
-/// Nanoseconds since the Unix epoch (the vDSO's clock: no system call).
-fn now_ns() -> u64 {
+/// Nanoseconds since the Unix epoch (the vDSO's clock: no system call): the time base of
+/// the records, which the capture tool also uses for its statistics.
+pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
