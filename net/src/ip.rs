@@ -12,6 +12,15 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
     /// A view of `buf`: version 4, a header length of 20 to 60 bytes within the total
     /// length, and a total length within the buffer (the buffer may be longer: padding).
     pub fn new(buf: T) -> Result<Ipv4<T>, NetError> {
+        let len = buf.as_ref().len();
+        Self::new_chained(buf, len)
+    }
+
+    /// A view of the header at the start of `buf`, the first segment of a chained packet
+    /// whose bytes from this header on number `l3_len` in all segments: the header must
+    /// be in `buf`, the total length within `l3_len` ([`Ipv4::payload`] gives the part
+    /// of the payload in `buf`).
+    pub fn new_chained(buf: T, l3_len: usize) -> Result<Ipv4<T>, NetError> {
         let b = buf.as_ref();
         need(b, 20)?;
         if b[0] >> 4 != 4 {
@@ -27,7 +36,13 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
                 "IPv4 total length below its header length",
             ));
         }
-        need(b, total)?;
+        need(b, hl)?;
+        if total > l3_len {
+            return Err(NetError::Truncated {
+                need: total,
+                have: l3_len,
+            });
+        }
         Ok(Ipv4(buf))
     }
 
@@ -80,9 +95,11 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
         u16::from_be_bytes([self.b()[6], self.b()[7]]) & 0x1fff != 0
     }
 
-    /// The payload (up to the total length).
+    /// The payload (up to the total length, or the end of the buffer for a chained
+    /// packet's first segment).
     pub fn payload(&self) -> &[u8] {
-        &self.b()[self.header_len()..self.total_len()]
+        let b = self.b();
+        &b[self.header_len()..self.total_len().min(b.len())]
     }
 }
 
@@ -97,14 +114,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
 
     /// Decrements the TTL, updating the header checksum; false (and nothing changed) if
     /// the TTL is already 0 or 1 (the packet must not be forwarded).
+    #[inline]
     pub fn decrement_ttl(&mut self) -> bool {
-        let b = self.0.as_ref();
+        let b = self.0.as_mut();
         if b[8] <= 1 {
             return false;
         }
-        // TTL and protocol form one 16-bit word of the checksum.
-        let new = [b[8] - 1, b[9]];
-        self.set_field(8, &new);
+        b[8] -= 1;
+        // The TTL is the high byte of a 16-bit word of the sum: the word fell by 0x100,
+        // so (RFC 1624, eqn. 3) the checksum rises by 0x100, with end-around carry.
+        let c = u32::from(u16::from_be_bytes([b[10], b[11]])) + 0x100;
+        let c = (c + (c >> 16)) as u16;
+        b[10..12].copy_from_slice(&c.to_be_bytes());
         true
     }
 
@@ -126,7 +147,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
     /// The payload, writable (to edit the L4 header in place).
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (hl, tl) = (self.header_len(), self.total_len());
-        &mut self.0.as_mut()[hl..tl]
+        let b = self.0.as_mut();
+        let end = tl.min(b.len());
+        &mut b[hl..end]
     }
 }
 
@@ -138,12 +161,26 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
     /// A view of `buf`: version 6, the 40-byte header and its payload length within the
     /// buffer.
     pub fn new(buf: T) -> Result<Ipv6<T>, NetError> {
+        let len = buf.as_ref().len();
+        Self::new_chained(buf, len)
+    }
+
+    /// A view of the header at the start of `buf`, the first segment of a chained packet
+    /// whose bytes from this header on number `l3_len` in all segments (as
+    /// [`Ipv4::new_chained`]).
+    pub fn new_chained(buf: T, l3_len: usize) -> Result<Ipv6<T>, NetError> {
         let b = buf.as_ref();
         need(b, 40)?;
         if b[0] >> 4 != 6 {
             return Err(NetError::Malformed("not IPv6"));
         }
-        need(b, 40 + usize::from(u16::from_be_bytes([b[4], b[5]])))?;
+        let total = 40 + usize::from(u16::from_be_bytes([b[4], b[5]]));
+        if total > l3_len {
+            return Err(NetError::Truncated {
+                need: total,
+                have: l3_len,
+            });
+        }
         Ok(Ipv6(buf))
     }
 

@@ -63,6 +63,39 @@ pub(crate) unsafe fn copy_run_raw<T: Copy>(d: *mut T, s: *const T, n: usize) {
     }
 }
 
+/// Copies `src` into `dst` (equal lengths; a longer side is cut to the shorter): up to
+/// 64 bytes as two fixed-size copies that may overlap in the middle (a packet's bytes,
+/// where a `memcpy` call would cost more than the copy), longer runs with `memcpy`.
+#[inline(always)]
+pub(crate) fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    let n = src.len().min(dst.len());
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    /// Copies `K` bytes from the start and `K` bytes ending at `n` (`K <= n <= 2K`).
+    macro_rules! two {
+        ($k:expr) => {
+            // SAFETY: K <= n, so both K-byte runs are inside 0..n of both slices, which
+            // cannot overlap (one is borrowed mutably).
+            unsafe {
+                std::ptr::copy_nonoverlapping(s, d, $k);
+                std::ptr::copy_nonoverlapping(s.add(n - $k), d.add(n - $k), $k);
+            }
+        };
+    }
+    match n {
+        33..=64 => two!(32),
+        16..=32 => two!(16),
+        8..=15 => two!(8),
+        4..=7 => two!(4),
+        0..=3 => {
+            for (d, s) in dst.iter_mut().zip(&src[..n]) {
+                *d = *s;
+            }
+        }
+        // SAFETY: n is within both slices, which cannot overlap.
+        _ => unsafe { std::ptr::copy_nonoverlapping(s, d, n) },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +111,19 @@ mod tests {
         let mut short = [0u8; 3];
         copy_run(&mut short, &[1, 2, 3, 4, 5]);
         assert_eq!(short, [1, 2, 3]);
+    }
+
+    #[test]
+    fn copies_every_byte_length() {
+        for n in 0..200usize {
+            let src: Vec<u8> = (0..n).map(|i| (i * 7 + 1) as u8).collect();
+            let mut dst = vec![0u8; n + 3];
+            copy_bytes(&mut dst[..n], &src);
+            assert_eq!(&dst[..n], &src[..], "n={n}");
+            assert_eq!(&dst[n..], &[0, 0, 0], "n={n}: past the end");
+        }
+        let mut short = [0u8; 2];
+        copy_bytes(&mut short, &[1, 2, 3]);
+        assert_eq!(short, [1, 2]);
     }
 }

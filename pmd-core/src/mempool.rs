@@ -891,6 +891,27 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_yields_in_order_and_frees_what_it_did_not_yield() {
+        let p = pool("drain", 16, 0);
+        let mut b = PktBatch::new();
+        for (i, m) in p.alloc_bulk(&mut b, 6).unwrap().iter_mut().enumerate() {
+            m.copy_from(&[i as u8]);
+        }
+        let mut d = b.drain();
+        assert_eq!(d.len(), 6);
+        let first: Vec<Mbuf> = d.by_ref().take(2).collect();
+        assert_eq!(
+            first.iter().map(|m| m.data()[0]).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        drop(d);
+        assert!(b.is_empty());
+        assert_eq!(p.stats().in_use, 2, "the four not yielded went back");
+        drop(first);
+        assert_eq!(p.stats().in_use, 0);
+    }
+
+    #[test]
     fn batch_operations() {
         let p = pool("batch", 64, 0);
         let mut b = PktBatch::new();

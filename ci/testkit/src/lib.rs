@@ -13,6 +13,7 @@
 //! - [`perf`]: the tx-only / rx-only loop of the PMDs' `*_perf` examples;
 //! - [`dpdk`]: `dpdk-testpmd` as a peer process, cleaned up on drop;
 //! - [`telemetry`]: `dpdk-telemetry.py` against an app, beside DPDK's own answers;
+//! - [`flows`]: many-flow IPv4/IPv6 traffic, its route files and pcap files (l3fwd);
 //! - [`frames`]: jumbo, odd, tagged, broadcast and multicast test frames, and a check that
 //!   each crosses a forwarder once and intact.
 //!
@@ -22,6 +23,7 @@
 //! `PMD_REQUIRE_ALL=1`, panicked with that message.
 
 pub mod dpdk;
+pub mod flows;
 pub mod frames;
 mod netns;
 pub mod perf;

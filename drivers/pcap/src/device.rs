@@ -82,7 +82,9 @@ impl PcapDevice {
             infinite_rx: cfg.infinite_rx,
             starts: Arc::default(),
             conf: PortConf::default(),
-            mac: MacAddr([0x02, 0x70, 0x63, 0x61, (n >> 8) as u8, n as u8]),
+            // DPDK's net_pcap addresses: 02 then "pcap" in ASCII, then the device's
+            // number (a byte), so outputs compare byte for byte with DPDK apps'.
+            mac: MacAddr([0x02, 0x70, 0x63, 0x61, 0x70, n as u8]),
             promisc: true,
             closed: false,
             started: false,

@@ -100,6 +100,18 @@ impl PktBatch {
         Some(unsafe { self.bufs[self.len].into_mbuf() })
     }
 
+    /// Takes every buffer out of the batch, in order (to spread a burst over several tx
+    /// queues); the ones the iterator has not yielded when it is dropped are freed.
+    #[inline]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let n = self.len;
+        self.len = 0;
+        Drain {
+            bufs: &self.bufs[..n],
+            at: 0,
+        }
+    }
+
     /// Frees every buffer held (in bulk).
     #[inline]
     pub fn clear(&mut self) {
@@ -208,5 +220,40 @@ impl Drop for PktBatch {
 impl std::fmt::Debug for PktBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The buffers of a [`PktBatch`], taken out in order ([`PktBatch::drain`]).
+pub struct Drain<'a> {
+    /// Owned buffers; those from `at` on are not yielded yet.
+    bufs: &'a [RawMbuf],
+    at: usize,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        let raw = *self.bufs.get(self.at)?;
+        self.at += 1;
+        // SAFETY: the batch gave up these owned buffers to the iterator (its length is
+        // zero), and each is yielded once.
+        Some(unsafe { raw.into_mbuf() })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.bufs.len() - self.at;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Drain<'_> {}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the buffers not yielded are still owned by the iterator, and nothing
+        // else refers to them.
+        unsafe { free_raw_bulk(&self.bufs[self.at..]) };
     }
 }

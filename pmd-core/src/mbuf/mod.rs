@@ -11,7 +11,7 @@ mod batch;
 mod chain;
 pub mod flags;
 
-pub use batch::{PktBatch, BATCH_CAPACITY, DEFAULT_BURST};
+pub use batch::{Drain, PktBatch, BATCH_CAPACITY, DEFAULT_BURST};
 pub use chain::{ChainError, SegmentIovas, Segments, SegmentsMut, MAX_SEGS};
 pub use flags::*;
 
@@ -313,6 +313,7 @@ impl Mbuf {
 
     /// Copies `bytes` in as the whole packet (from the default headroom, in the first
     /// buffer; a chain's other segments are freed); false (nothing changed) if too long.
+    #[inline]
     pub fn copy_from(&mut self, bytes: &[u8]) -> bool {
         if bytes.len() > self.buf_len() - usize::from(self.h().headroom) {
             return false;
@@ -323,7 +324,8 @@ impl Mbuf {
         if !self.set_len(bytes.len()) {
             return false;
         }
-        self.data_mut().copy_from_slice(bytes);
+        // Inlined for short frames (a `memcpy` call costs more than the copy).
+        crate::copy::copy_bytes(self.data_mut(), bytes);
         true
     }
 
