@@ -2,6 +2,7 @@
 //! number, TSC timestamp) that the receive side recognises to count loss and latency.
 
 use pmd_core::csum;
+use pmd_net::build::Frame4;
 use std::net::Ipv4Addr;
 
 /// Offset of the payload header (after Ethernet 14 + IPv4 20 + UDP 8).
@@ -43,21 +44,22 @@ impl Template {
     pub fn new(spec: &FrameSpec, len: usize) -> Template {
         let len = len.max(PAYLOAD + HDR);
         let mut f = vec![0u8; len];
-        f[..6].copy_from_slice(&spec.dst_mac);
-        f[6..12].copy_from_slice(&spec.src_mac);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
-        f[22] = 64;
-        f[23] = 17;
-        f[26..30].copy_from_slice(&spec.src_ip.octets());
-        f[30..34].copy_from_slice(&spec.dst_ip.octets());
-        let ip_csum = csum::checksum(&f[14..34]);
-        f[24..26].copy_from_slice(&ip_csum.to_be_bytes());
-        f[34..36].copy_from_slice(&spec.sport.to_be_bytes());
-        f[36..38].copy_from_slice(&spec.dport.to_be_bytes());
-        f[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
         // UDP checksum 0: none (allowed for IPv4); the payload changes per frame.
+        let hdrs = Frame4 {
+            dont_fragment: false,
+            l4_checksum: false,
+            ..Frame4::udp(
+                spec.dst_mac,
+                spec.src_mac,
+                spec.src_ip.octets(),
+                spec.dst_ip.octets(),
+                spec.sport,
+                spec.dport,
+            )
+        };
+        // Cannot fail: the template holds the headers and at most a jumbo frame.
+        let _ = hdrs.write(&mut f);
+        let ip_csum = u16::from_be_bytes([f[24], f[25]]);
         f[PAYLOAD..PAYLOAD + 2].copy_from_slice(&MAGIC.to_be_bytes());
         Template { bytes: f, ip_csum }
     }

@@ -2,6 +2,7 @@
 //! checksum verification for the `csum` mode.
 
 use pmd_core::csum;
+use pmd_net::build::Frame4;
 
 /// Bytes of Ethernet + IPv4 + UDP headers.
 pub const HDRS: usize = 14 + 20 + 8;
@@ -12,7 +13,8 @@ pub const DST_IP: [u8; 4] = [198, 18, 0, 2];
 /// UDP ports of generated packets (testpmd's 9 → 9).
 pub const UDP_PORT: u16 = 9;
 
-/// Builds one IPv4/UDP frame of `len` bytes (without FCS) with valid checksums.
+/// Builds one IPv4/UDP frame of `len` bytes (without FCS) with valid checksums, like
+/// DPDK testpmd's txonly frames: TTL 64, no don't-fragment flag, payload bytes counting up.
 pub fn udp_frame(
     len: usize,
     src_mac: [u8; 6],
@@ -21,43 +23,17 @@ pub fn udp_frame(
     dst_ip: [u8; 4],
     sport: u16,
 ) -> Vec<u8> {
-    let len = len.max(HDRS);
-    let mut f = vec![0u8; len];
-    f[..6].copy_from_slice(&dst_mac);
-    f[6..12].copy_from_slice(&src_mac);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip_len = (len - 14) as u16;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[8] = 64; // TTL
-    ip[9] = 17; // UDP
-    ip[12..16].copy_from_slice(&src_ip);
-    ip[16..20].copy_from_slice(&dst_ip);
-    let c = csum::checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let udp_len = ip_len - 20;
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&UDP_PORT.to_be_bytes());
-    f[38..40].copy_from_slice(&udp_len.to_be_bytes());
+    let mut f = vec![0u8; len.max(HDRS)];
     for (i, b) in f[HDRS..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let c = udp_checksum(&f[26..30], &f[30..34], &f[34..]);
-    f[40..42].copy_from_slice(&c.to_be_bytes());
+    let spec = Frame4 {
+        dont_fragment: false,
+        ..Frame4::udp(dst_mac, src_mac, src_ip, dst_ip, sport, UDP_PORT)
+    };
+    // Cannot fail: the frame holds the headers, and callers ask for at most jumbo sizes.
+    let _ = spec.write(&mut f);
     f
-}
-
-/// The UDP checksum of `seg` (its checksum field must be zero) with the IPv4 pseudo-header.
-fn udp_checksum(src: &[u8], dst: &[u8], seg: &[u8]) -> u16 {
-    let mut acc = csum::add(0, src);
-    acc = csum::add(acc, dst);
-    acc += 17 + seg.len() as u64;
-    acc = csum::add(acc, seg);
-    match !csum::fold(acc) {
-        0 => 0xffff,
-        c => c,
-    }
 }
 
 /// Sets the transmit checksum requests of an IPv4 TCP or UDP packet (untagged or with one

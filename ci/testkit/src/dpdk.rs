@@ -1,4 +1,5 @@
-//! DPDK's `dpdk-testpmd` as a test peer: started with `--in-memory` on the hugetlbfs
+//! DPDK's `dpdk-testpmd` (or another DPDK app, such as an example built from dpdk-doc)
+//! as a test peer: started with `--in-memory` on the hugetlbfs
 //! mount the tests use, its output in a log file, and on drop stopped (SIGINT, then
 //! SIGKILL after 5 s), reaped, and everything it leaves removed: its runtime directory,
 //! its log, and the socket files named as its own.
@@ -32,6 +33,10 @@ pub struct TestpmdConf<'a> {
     pub app: &'a [String],
     /// Files it creates (sockets), removed on drop.
     pub owned: &'a [&'a Path],
+    /// The DPDK app to run instead of `dpdk-testpmd` (same EAL arguments).
+    pub program: Option<&'a Path>,
+    /// `-l` (default `0,1`, with `--main-lcore 0`).
+    pub lcores: Option<&'a str>,
 }
 
 /// A running `dpdk-testpmd`.
@@ -55,7 +60,7 @@ impl Testpmd {
         let out = std::fs::File::create(&log).expect("testpmd log");
         let mut args: Vec<String> = [
             "-l",
-            "0,1",
+            c.lcores.unwrap_or("0,1"),
             "--main-lcore",
             "0",
             "--no-pci",
@@ -79,14 +84,15 @@ impl Testpmd {
         }
         args.push("--".into());
         args.extend(c.app.iter().cloned());
-        let cmd = format!("dpdk-testpmd {}", args.join(" "));
-        let child = Command::new("dpdk-testpmd")
+        let program = c.program.unwrap_or(Path::new("dpdk-testpmd"));
+        let cmd = format!("{} {}", program.display(), args.join(" "));
+        let child = Command::new(program)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
             .spawn()
-            .expect("spawn dpdk-testpmd");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         Testpmd {
             child,
             log,

@@ -36,21 +36,20 @@ impl Frame {
                 f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
             }
             Frame::TxonlyUdp { dst } => {
-                f[..6].copy_from_slice(&dst);
-                f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-                let ip_len = (size - 14) as u16;
-                let ip = &mut f[14..34];
-                ip[0] = 0x45;
-                ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-                ip[8] = 64;
-                ip[9] = 17;
-                ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
-                ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
-                let c = pmd_core::csum::checksum(ip);
-                ip[10..12].copy_from_slice(&c.to_be_bytes());
-                f[34..36].copy_from_slice(&9u16.to_be_bytes());
-                f[36..38].copy_from_slice(&9u16.to_be_bytes());
-                f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+                let spec = pmd_net::build::Frame4 {
+                    dont_fragment: false,
+                    l4_checksum: false,
+                    ..pmd_net::build::Frame4::udp(
+                        dst,
+                        src.0,
+                        [198, 18, 0, 1],
+                        [198, 18, 0, 2],
+                        9,
+                        9,
+                    )
+                };
+                // Cannot fail: callers ask for frames of 64 bytes and more.
+                let _ = spec.write(&mut f);
             }
         }
         f

@@ -3,6 +3,7 @@
 
 use crate::conf::{Generator, MacAddr};
 use pmd_core::csum;
+use pmd_net::build::{Frame4, Transport};
 
 /// Source IPv4 address of generated frames (198.18.0.0/15 is reserved for benchmarks,
 /// RFC 2544).
@@ -20,9 +21,6 @@ pub const GEN_SEQ_OFFSET: usize = ETH_HLEN + IPV4_HLEN + UDP_HLEN;
 const ETH_HLEN: usize = 14;
 const IPV4_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
-const TCP_HLEN: usize = 20;
-/// Ethernet frames are padded to 60 bytes (64 with the CRC).
-const MIN_FRAME_NO_CRC: usize = 60;
 
 /// Transport protocols the builder writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,15 +29,6 @@ pub enum L4Proto {
     Udp,
     /// TCP (IP protocol 6), a bare ACK segment.
     Tcp,
-}
-
-impl L4Proto {
-    fn number(self) -> u8 {
-        match self {
-            L4Proto::Udp => 17,
-            L4Proto::Tcp => 6,
-        }
-    }
 }
 
 /// The addresses and ports of an IPv4 frame.
@@ -59,68 +48,26 @@ pub struct Ipv4Flow {
 
 /// An Ethernet/IPv4/UDP-or-TCP frame carrying `payload`, checksums filled in, padded with
 /// zeros to the 60-byte Ethernet minimum (the IP length covers only the real datagram).
-/// Payloads that do not fit a 16-bit IP length are cut to fit.
+/// Payloads that do not fit a 16-bit IP length are cut to fit. DF set, TTL 64.
 pub fn ipv4_frame(dst: MacAddr, src: MacAddr, flow: &Ipv4Flow, payload: &[u8]) -> Vec<u8> {
-    let l4_hlen = match flow.proto {
-        L4Proto::Udp => UDP_HLEN,
-        L4Proto::Tcp => TCP_HLEN,
-    };
-    let payload = &payload[..payload
-        .len()
-        .min(usize::from(u16::MAX) - IPV4_HLEN - l4_hlen)];
-    let l4_len = l4_hlen + payload.len();
-    let ip_len = IPV4_HLEN + l4_len;
-    let mut f = Vec::with_capacity((ETH_HLEN + ip_len).max(MIN_FRAME_NO_CRC));
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    // IPv4 header (RFC 791): version 4, IHL 5, DF, TTL 64.
-    let ip_start = f.len();
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&(ip_len as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, flow.proto.number(), 0, 0]);
-    f.extend_from_slice(&flow.src_ip);
-    f.extend_from_slice(&flow.dst_ip);
-    let ip_csum = csum::checksum(&f[ip_start..]);
-    f[ip_start + 10..ip_start + 12].copy_from_slice(&ip_csum.to_be_bytes());
-    let l4_start = f.len();
-    f.extend_from_slice(&flow.src_port.to_be_bytes());
-    f.extend_from_slice(&flow.dst_port.to_be_bytes());
-    let csum_at = match flow.proto {
-        L4Proto::Udp => {
-            f.extend_from_slice(&(l4_len as u16).to_be_bytes());
-            f.extend_from_slice(&[0, 0]);
-            l4_start + 6
-        }
-        L4Proto::Tcp => {
-            // Sequence and acknowledgement numbers 0, data offset 5 words, ACK, window.
-            f.extend_from_slice(&[0; 8]);
-            f.extend_from_slice(&[0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-            l4_start + 16
-        }
-    };
-    f.extend_from_slice(payload);
-    let sum = l4_checksum(
-        &flow.src_ip,
-        &flow.dst_ip,
-        flow.proto.number(),
-        &f[l4_start..],
+    let mut spec = Frame4::udp(
+        dst,
+        src,
+        flow.src_ip,
+        flow.dst_ip,
+        flow.src_port,
+        flow.dst_port,
     );
-    // UDP sends a computed zero as all ones (RFC 768).
-    let sum = if sum == 0 && flow.proto == L4Proto::Udp {
-        0xffff
-    } else {
-        sum
+    spec.transport = match flow.proto {
+        L4Proto::Udp => Transport::Udp,
+        L4Proto::Tcp => Transport::Tcp,
     };
-    f[csum_at..csum_at + 2].copy_from_slice(&sum.to_be_bytes());
-    if f.len() < MIN_FRAME_NO_CRC {
-        f.resize(MIN_FRAME_NO_CRC, 0);
-    }
-    f
+    spec.build(payload)
 }
 
 /// The TCP/UDP checksum of `segment` (its checksum field zero) with the pseudo-header of
 /// `src`, `dst` (4 or 16 bytes each) and protocol `proto`.
+#[cfg(test)]
 pub(crate) fn l4_checksum(src: &[u8], dst: &[u8], proto: u8, segment: &[u8]) -> u16 {
     !csum::fold(pseudo_sum(src, dst, proto, segment))
 }
