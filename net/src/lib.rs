@@ -172,6 +172,27 @@ impl Headers {
     }
 }
 
+impl Headers {
+    /// The packet type in DPDK's layout ([`pmd_core::mbuf::ptype`]), as a driver that
+    /// classifies in hardware would report it: for software ports, or to check one.
+    /// (IPv4 options show as `L3_IPV4_EXT`; IPv6 extension headers are not followed.)
+    pub fn ptype(&self) -> u32 {
+        use pmd_core::mbuf::ptype::*;
+        let l3 = match self.l3 {
+            L3::Ipv4 if self.l4_offset != 0 && self.l4_offset - self.l3_offset > 20 => L3_IPV4_EXT,
+            L3::Ipv4 => L3_IPV4,
+            L3::Ipv6 => L3_IPV6,
+            _ => 0,
+        };
+        let l4 = match self.l4 {
+            L4::Tcp => L4_TCP,
+            L4::Udp => L4_UDP,
+            _ => 0,
+        };
+        L2_ETHER | l3 | l4
+    }
+}
+
 fn l4_of(p: u8) -> L4 {
     match p {
         proto::UDP => L4::Udp,

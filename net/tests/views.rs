@@ -208,3 +208,28 @@ fn the_builder_makes_a_frame_etherparse_accepts() {
     pmd_net::Ether::new(&mut g[..]).unwrap().swap_macs();
     assert_eq!(g[..6], f[6..12]);
 }
+
+#[test]
+fn software_packet_types_match_what_a_nic_reports() {
+    use pmd_core::mbuf::ptype::*;
+    let v4 = pmd_net::build::udp4([2; 6], [4; 6], [10, 0, 0, 1], [10, 0, 0, 2], 1, 2, b"x");
+    assert_eq!(
+        pmd_net::Headers::parse(&v4).unwrap().ptype(),
+        L2_ETHER | L3_IPV4 | L4_UDP
+    );
+    let mut spec = pmd_net::build::Frame4::udp([2; 6], [4; 6], [10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    spec.transport = pmd_net::build::Transport::Tcp;
+    let tcp = spec.build(b"y");
+    assert_eq!(
+        pmd_net::Headers::parse(&tcp).unwrap().ptype(),
+        L2_ETHER | L3_IPV4 | L4_TCP
+    );
+    let v6 = pmd_net::build::udp6([2; 6], [4; 6], [1; 16], [2; 16], 1, 2, b"z");
+    assert_eq!(
+        pmd_net::Headers::parse(&v6).unwrap().ptype(),
+        L2_ETHER | L3_IPV6 | L4_UDP
+    );
+    let mut arp = v4.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(pmd_net::Headers::parse(&arp).unwrap().ptype(), L2_ETHER);
+}

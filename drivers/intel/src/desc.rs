@@ -33,6 +33,38 @@ pub const RXD_STAT_L4CS: u32 = 1 << 5;
 /// Receive write-back status: IPv4 checksum calculated.
 pub const RXD_STAT_IPCS: u32 = 1 << 6;
 
+/// The DPDK-layout packet type ([`pmd_core::mbuf::ptype`]) of a write-back packet type
+/// field ([`RxDesc::packet_type`]); 0 (unknown) when the device reported none.
+#[inline(always)]
+pub fn ptype_of(field: u16) -> u32 {
+    use pmd_core::mbuf::ptype::*;
+    if field == 0 {
+        return 0;
+    }
+    if field & (1 << 11) != 0 {
+        return L2_ETHER;
+    }
+    let l3 = match field & 0xf {
+        0 => 0,
+        f if f & 0x4 != 0 => {
+            if f & 0x8 != 0 {
+                L3_IPV6_EXT
+            } else {
+                L3_IPV6
+            }
+        }
+        f if f & 0x2 != 0 => L3_IPV4_EXT,
+        _ => L3_IPV4,
+    };
+    let l4 = match (field >> 4) & 0x7 {
+        0 => 0,
+        f if f & 0x1 != 0 => L4_TCP,
+        f if f & 0x2 != 0 => L4_UDP,
+        _ => L4_SCTP,
+    };
+    L2_ETHER | l3 | l4
+}
+
 impl RxDesc {
     /// The read format: post a buffer at `addr`.
     #[inline(always)]
@@ -62,6 +94,14 @@ impl RxDesc {
     #[inline(always)]
     pub fn rss_type(&self) -> u8 {
         (self.w0 & 0xf) as u8
+    }
+
+    /// Write-back: the packet type field (bits 16:4 of `w0`): bit 0 IPv4, 1 IPv4 with
+    /// options, 2 IPv6, 3 IPv6 with extension headers, 4 TCP, 5 UDP, 6 SCTP; bit 11 set:
+    /// not IP (an L2 packet) (82599 and 82576 datasheets, advanced rx write-back).
+    #[inline(always)]
+    pub fn packet_type(&self) -> u16 {
+        ((self.w0 >> 4) & 0x1fff) as u16
     }
 
     /// Write-back: RSS hash.
@@ -249,6 +289,26 @@ impl TxDesc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packet_type_fields_map_to_dpdks_layout() {
+        use pmd_core::mbuf::ptype::*;
+        for (field, want) in [
+            (0u16, 0),
+            (0x01 | 0x20, L2_ETHER | L3_IPV4 | L4_UDP),
+            (0x01 | 0x02 | 0x10, L2_ETHER | L3_IPV4_EXT | L4_TCP),
+            (0x04 | 0x20, L2_ETHER | L3_IPV6 | L4_UDP),
+            (0x04 | 0x08, L2_ETHER | L3_IPV6_EXT),
+            (0x01 | 0x40, L2_ETHER | L3_IPV4 | L4_SCTP),
+            (1 << 11 | 0x3 << 8, L2_ETHER),
+        ] {
+            assert_eq!(ptype_of(field), want, "{field:#x}");
+        }
+        let mut d = RxDesc::write_back(RXD_STAT_DD, 60, 0, 0, 0);
+        d.w0 |= 0x21 << 4;
+        assert_eq!(d.packet_type(), 0x21);
+        assert!(is_ipv4(ptype_of(d.packet_type())));
+    }
 
     #[test]
     fn layouts_are_16_bytes() {

@@ -10,7 +10,9 @@
 //! the device; one slot always stays empty so that a full ring (tail one behind head)
 //! differs from an empty one (tail == head).
 
-use crate::desc::{RxDesc, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_VP};
+use crate::desc::{
+    ptype_of, RxDesc, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_VP,
+};
 use pmd_core::ethdev::{QueueStats, RxQueue};
 use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{
@@ -405,6 +407,7 @@ impl RxQueue for RxRing {
                 }
             }
             m.set_port(self.port);
+            m.set_packet_type(ptype_of(d.packet_type()));
             let mut flags = 0;
             if d.rss_type() != 0 {
                 m.set_rss_hash(d.rss_hash());

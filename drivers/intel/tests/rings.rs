@@ -71,7 +71,10 @@ fn rx_receives_validates_and_refills() {
             ),
             _ => (RXD_STAT_DD | RXD_STAT_EOP, 60),
         };
-        let wb = RxDesc::write_back(st, len, 0x42, (i == 1) as u8, 0xabcd);
+        let mut wb = RxDesc::write_back(st, len, 0x42, (i == 1) as u8, 0xabcd);
+        if i == 1 {
+            wb.w0 |= 0x21 << 4; // packet type: IPv4, UDP
+        }
         // SAFETY: test: as above.
         unsafe { rx_desc(base, i).write(wb) };
     }
@@ -83,6 +86,18 @@ fn rx_receives_validates_and_refills() {
     }
     assert_eq!(batch.as_slice()[1].ol_flags() & RX_RSS_HASH, RX_RSS_HASH);
     assert_eq!(batch.as_slice()[1].rss_hash(), 0xabcd);
+    {
+        use pmd_core::mbuf::ptype::{L2_ETHER, L3_IPV4, L4_UDP};
+        assert_eq!(
+            batch.as_slice()[1].packet_type(),
+            L2_ETHER | L3_IPV4 | L4_UDP
+        );
+        assert_eq!(
+            batch.as_slice()[0].packet_type(),
+            0,
+            "no type reported: unknown"
+        );
+    }
     assert_eq!(batch.as_slice()[2].vlan_tci(), 0x42);
     use pmd_core::mbuf::{RX_IP_CKSUM_GOOD, RX_L4_CKSUM_BAD};
     assert_eq!(

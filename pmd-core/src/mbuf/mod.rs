@@ -10,6 +10,7 @@
 mod batch;
 mod chain;
 pub mod flags;
+pub mod ptype;
 
 pub use batch::{Drain, PktBatch, BATCH_CAPACITY, DEFAULT_BURST};
 pub use chain::{ChainError, SegmentIovas, Segments, SegmentsMut, MAX_SEGS};
@@ -365,7 +366,7 @@ impl Mbuf {
         self.h_mut().ol_flags = flags;
     }
 
-    /// Packet type as classified by the driver (0 = unknown).
+    /// Packet type as classified by the driver ([`ptype`]; 0 = unknown).
     pub fn packet_type(&self) -> u32 {
         self.h().packet_type
     }
