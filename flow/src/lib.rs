@@ -278,6 +278,17 @@ impl<const W: usize> FlowTable<W> {
 
     /// Removes every flow last seen before `now - max_age`; how many.
     pub fn expire(&mut self, now: u64, max_age: u64) -> usize {
+        self.expire_with(now, max_age, |_, _| {})
+    }
+
+    /// [`FlowTable::expire`], calling `gone` with the key and value of each flow it
+    /// removes (to free what the value names, such as a NAT port).
+    pub fn expire_with(
+        &mut self,
+        now: u64,
+        max_age: u64,
+        mut gone: impl FnMut(&[u64; W], u64),
+    ) -> usize {
         let sh = self.shared.clone();
         let mut n = 0;
         for (b, bucket) in sh.buckets.iter().enumerate() {
@@ -287,6 +298,10 @@ impl<const W: usize> FlowTable<W> {
                 }
                 let s = bucket.slot[way].load(Ordering::Relaxed);
                 if now.saturating_sub(sh.seen[s as usize].load(Ordering::Relaxed)) > max_age {
+                    let key = sh.keys[s as usize]
+                        .each_ref()
+                        .map(|w| w.load(Ordering::Relaxed));
+                    gone(&key, sh.values[s as usize].load(Ordering::Relaxed));
                     self.unlink(s, b, way);
                     n += 1;
                 }

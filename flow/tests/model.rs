@@ -81,9 +81,18 @@ proptest! {
                     }
                 }
                 Op::Expire(age) => {
-                    let before = m.len();
+                    let mut want: Vec<([u64; 2], u64)> = m
+                        .iter()
+                        .filter(|(_, e)| now.saturating_sub(e.1) > age)
+                        .map(|(&k, e)| (key(k), e.0))
+                        .collect();
                     m.retain(|_, e| now.saturating_sub(e.1) <= age);
-                    prop_assert_eq!(t.expire(now, age), before - m.len());
+                    let mut gone = Vec::new();
+                    let n = t.expire_with(now, age, |k, v| gone.push((*k, v)));
+                    prop_assert_eq!(n, want.len());
+                    want.sort_unstable();
+                    gone.sort_unstable();
+                    prop_assert_eq!(gone, want, "the flows removed, with their values");
                 }
                 Op::Tick => now += 1,
             }

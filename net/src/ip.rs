@@ -90,6 +90,11 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
         Ipv4Addr::new(self.b()[16], self.b()[17], self.b()[18], self.b()[19])
     }
 
+    /// Whether this is a fragment: more fragments follow, or it is not the first.
+    pub fn is_fragment(&self) -> bool {
+        u16::from_be_bytes([self.b()[6], self.b()[7]]) & 0x3fff != 0
+    }
+
     /// Whether this is a fragment other than the first (its payload has no L4 header).
     pub fn is_later_fragment(&self) -> bool {
         u16::from_be_bytes([self.b()[6], self.b()[7]]) & 0x1fff != 0

@@ -55,8 +55,9 @@ pub struct AppOpts {
     /// Longest prefix match (DPDK's legacy flag for --lookup=lpm).
     #[arg(short = 'L', conflicts_with = "lookup")]
     pub lpm_flag: bool,
-    /// IPv4 routes, in DPDK l3fwd's format: "R198.18.0.0/24 0" (lpm) or
-    /// "R<dst> <src> <dst port> <src port> <proto> <port>" (em); '#' starts a comment.
+    /// IPv4 routes, in DPDK l3fwd's format: "R198.18.0.0/24 0" (lpm: prefix, port) or
+    /// "R198.18.0.0 198.18.0.1 9 9 0x11 0" (em: destination, source, destination port,
+    /// source port, protocol, port); '#' starts a comment.
     /// Without it, DPDK l3fwd's 16 default routes (198.18.N.0/24 to port N).
     #[arg(long = "rule_ipv4", value_name = "FILE")]
     pub rule_ipv4: Option<std::path::PathBuf>,

@@ -121,8 +121,45 @@ fn wrong_options_are_refused() {
 }
 
 #[test]
-fn null_ports_run_and_stop_with_final_statistics() {
+fn two_lcores_each_poll_their_queues_and_count_what_is_not_ip() {
     // net_null frames are zeros (not IP): each is received and counted as such.
-    let (code, err, _) = run(&args(&["--config=(0,0,0),(1,0,0)"]));
-    assert_eq!(code, Some(0), "{err}");
+    let prefix = unique("l3cli2");
+    let mut cmd = Command::new(L3FWD);
+    cmd.args([
+        "-l",
+        "0,1",
+        "--no-huge",
+        "-m",
+        "128",
+        "--no-pci",
+        "--file-prefix",
+        &prefix,
+    ])
+    .args(["--vdev", "net_null0", "--vdev", "net_null1", "--"])
+    .args(args(&["--config=(0,0,0),(1,0,1)"]));
+    let mut p = Proc::spawn(cmd);
+    let st = p.wait(Duration::from_secs(20)).expect("l3fwd did not exit");
+    assert!(st.success(), "{}", p.transcript());
+    let out = p.stdout();
+    assert!(
+        out.contains("Lcore 0: RX port 0 queue 0") && out.contains("Lcore 1: RX port 1 queue 0"),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("l3fwd: received"))
+        .expect("final line");
+    let num = |label: &str| -> u64 {
+        let at = line.find(label).unwrap() + label.len();
+        line[at..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(num("received") > 0, "{line}");
+    assert_eq!(num("not IP"), num("received"), "{line}");
+    assert_eq!(num("forwarded"), 0, "{line}");
 }

@@ -301,6 +301,7 @@ pub fn dpdk_virtio_user(
         )],
         app: &args,
         owned,
+        ..Default::default()
     })
 }
 
