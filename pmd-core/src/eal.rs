@@ -300,6 +300,25 @@ impl Eal {
         &self.ports
     }
 
+    /// The ports of a `-p PORTMASK` (bit N: port N), checked to exist; an error that
+    /// says how to add ports when there are none.
+    pub fn ports_in_mask(&self, mask: u64) -> Result<Vec<PortId>> {
+        let n = self.ports.len();
+        if n == 0 {
+            return Err(Error::Config(
+                "no Ethernet ports; add some with --vdev (e.g. --vdev net_null0 --vdev net_null1)"
+                    .into(),
+            ));
+        }
+        let ports = crate::numarg::ports_of(mask);
+        match ports.iter().find(|&&p| usize::from(p) >= n) {
+            Some(p) => Err(Error::Config(format!(
+                "port {p} in portmask 0x{mask:x} does not exist ({n} ports probed)"
+            ))),
+            None => Ok(ports),
+        }
+    }
+
     /// All ports, writable.
     pub fn ports_mut(&mut self) -> &mut [Port] {
         &mut self.ports

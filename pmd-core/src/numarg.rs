@@ -12,6 +12,27 @@ use std::str::FromStr;
 /// any machine (below 100 GHz) this stays far below `u64::MAX` ticks.
 pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
 
+/// A port mask in hexadecimal (`0x3` or `3`: ports 0 and 1), selecting at least one port
+/// (DPDK's `-p PORTMASK`).
+pub fn portmask(s: &str) -> Result<u64, String> {
+    let hex = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    match u64::from_str_radix(hex, 16) {
+        Ok(0) => Err("portmask selects no port".into()),
+        Ok(v) if !hex.starts_with('+') => Ok(v),
+        _ => Err(format!(
+            "invalid portmask {s:?}: expected hexadecimal like 0x3"
+        )),
+    }
+}
+
+/// The ports of `mask` (bit N: port N), in order.
+pub fn ports_of(mask: u64) -> Vec<u16> {
+    (0..64u16).filter(|p| mask >> p & 1 == 1).collect()
+}
+
 /// A whole number of type `T` in `range`, written in decimal digits only (no sign, no
 /// fraction, no exponent).
 pub fn whole<T>(s: &str, range: RangeInclusive<T>) -> Result<T, String>
@@ -74,6 +95,17 @@ pub fn rate_mpps(s: &str, max: f64) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn portmasks_are_hexadecimal_and_select_a_port() {
+        assert_eq!(portmask("0x3"), Ok(3));
+        assert_eq!(portmask("f"), Ok(15));
+        assert_eq!(portmask("0XA"), Ok(10));
+        for bad in ["0", "0x0", "0xzz", "", "+3", "-1"] {
+            assert!(portmask(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ports_of(0b1011), [0, 1, 3]);
+    }
 
     #[test]
     fn whole_numbers_in_range() {

@@ -27,7 +27,7 @@ use std::time::Duration;
 )]
 struct AppOpts {
     /// Hexadecimal bitmask of the ports to use (e.g. 0x3 for ports 0 and 1).
-    #[arg(short = 'p', value_parser = parse_portmask)]
+    #[arg(short = 'p', value_parser = numarg::portmask)]
     portmask: u64,
     /// Number of rx ports each lcore polls.
     #[arg(short = 'q', default_value_t = 1, value_parser = |s: &str| numarg::whole::<u32>(s, 1..=16))]
@@ -83,17 +83,6 @@ struct AppOpts {
     /// Record what PORT receives and what is sent on it into a pcap FILE (repeatable).
     #[arg(long = "pcap-capture", value_name = "PORT:FILE", value_parser = capture::parse_spec)]
     pcap_capture: Vec<(PortId, std::path::PathBuf)>,
-}
-
-fn parse_portmask(s: &str) -> Result<u64, String> {
-    let hex = s.trim_start_matches("0x").trim_start_matches("0X");
-    match u64::from_str_radix(hex, 16) {
-        Ok(0) => Err("portmask selects no port".into()),
-        Ok(v) => Ok(v),
-        Err(_) => Err(format!(
-            "invalid portmask {s:?}: expected hexadecimal like 0x3"
-        )),
-    }
 }
 
 /// Descriptors per queue without --rxd/--txd (DPDK l2fwd's, before adjusting).
@@ -183,19 +172,7 @@ fn app_err(msg: String) -> Error {
 
 fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
     let nb_ports = eal.ports().len();
-    if nb_ports == 0 {
-        return Err(app_err(
-            "no Ethernet ports; add some with --vdev (e.g. --vdev net_null0 --vdev net_null1)"
-                .into(),
-        ));
-    }
-    let enabled: Vec<PortId> = (0..64u16).filter(|p| opts.portmask >> p & 1 == 1).collect();
-    if let Some(p) = enabled.iter().find(|&&p| p as usize >= nb_ports) {
-        return Err(app_err(format!(
-            "port {p} in portmask 0x{:x} does not exist ({nb_ports} ports probed)",
-            opts.portmask
-        )));
-    }
+    let enabled = eal.ports_in_mask(opts.portmask)?;
     // Ports forward in pairs; like DPDK's l2fwd, an odd one out forwards to itself.
     if !enabled.len().is_multiple_of(2) {
         println!("Notice: odd number of ports in portmask.");
@@ -432,15 +409,6 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn portmask_parsing() {
-        assert_eq!(parse_portmask("0x3"), Ok(3));
-        assert_eq!(parse_portmask("f"), Ok(15));
-        assert!(parse_portmask("0").is_err());
-        assert!(parse_portmask("0xzz").is_err());
-        assert!(parse_portmask("").is_err());
-    }
 
     #[test]
     fn pool_sizing_matches_dpdk_l2fwd() {

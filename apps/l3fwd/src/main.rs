@@ -81,6 +81,23 @@ enum Tables {
     Em(FlowTable4, FlowTable6),
 }
 
+/// Adds each route of `routes` whose port `keep` accepts with `add`, printing it as
+/// DPDK l3fwd does (`what`: "LPM" or "EM").
+fn fill<R: routes::Route>(
+    what: &str,
+    routes: &[R],
+    keep: &mut impl FnMut(u8) -> bool,
+    names: &[String],
+    mut add: impl FnMut(&R) -> Result<(), String>,
+) -> Result<(), Error> {
+    for r in routes.iter().filter(|r| keep(r.port())) {
+        add(r).map_err(|e| app_err(format!("{what} table: {e}")))?;
+        let name = &names[usize::from(r.port())];
+        println!("{what}: Adding route {} ({}) [{name}]", r.show(), r.port());
+    }
+    Ok(())
+}
+
 /// Fills the lookup tables with the routes whose port is enabled (as DPDK l3fwd, which
 /// skips the others: their packets find no route), printing each.
 fn build_tables(
@@ -88,10 +105,9 @@ fn build_tables(
     enabled: &[PortId],
     names: &[String],
 ) -> Result<Tables, Error> {
-    let on = |p: u8| enabled.contains(&PortId::from(p));
     let mut skipped = 0;
-    let mut note = |p: u8| {
-        let ok = on(p);
+    let mut keep = |p: u8| {
+        let ok = enabled.contains(&PortId::from(p));
         skipped += usize::from(!ok);
         ok
     };
@@ -104,26 +120,13 @@ fn build_tables(
             };
             let bad = |e: pmd_lpm::LpmError| app_err(format!("route table: {e}"));
             let (mut l4, mut l6) = (Lpm4::new(&cfg).map_err(bad)?, Lpm6::new(&cfg).map_err(bad)?);
-            for r in r4.iter().filter(|r| note(r.port)) {
-                l4.add(r.addr, r.len, r.port.into()).map_err(bad)?;
-                println!(
-                    "LPM: Adding route {} / {} ({}) [{}]",
-                    r.addr,
-                    r.len,
-                    r.port,
-                    names[usize::from(r.port)]
-                );
-            }
-            for r in r6.iter().filter(|r| note(r.port)) {
-                l6.add(r.addr, r.len, r.port.into()).map_err(bad)?;
-                println!(
-                    "LPM: Adding route {} / {} ({}) [{}]",
-                    r.addr,
-                    r.len,
-                    r.port,
-                    names[usize::from(r.port)]
-                );
-            }
+            let e = |e: pmd_lpm::LpmError| e.to_string();
+            fill("LPM", &r4, &mut keep, names, |r| {
+                l4.add(r.addr, r.len, r.port.into()).map_err(e)
+            })?;
+            fill("LPM", &r6, &mut keep, names, |r| {
+                l6.add(r.addr, r.len, r.port.into()).map_err(e)
+            })?;
             Tables::Lpm(l4, l6)
         }
         (Table::Em(r4), Table::Em(r6)) => {
@@ -134,34 +137,13 @@ fn build_tables(
             let bad = |e: pmd_flow::FlowError| app_err(format!("flow table: {e}"));
             let mut t4 = FlowTable4::new(&cfg(r4.len())).map_err(bad)?;
             let mut t6 = FlowTable6::new(&cfg(r6.len())).map_err(bad)?;
-            for r in r4.iter().filter(|r| note(r.port)) {
-                t4.insert(&r.flow.key(), r.port.into(), 0).map_err(bad)?;
-                let f = &r.flow;
-                println!(
-                    "EM: Adding route {} {} {} {} {} ({}) [{}]",
-                    f.dst,
-                    f.src,
-                    f.dport,
-                    f.sport,
-                    f.proto,
-                    r.port,
-                    names[usize::from(r.port)]
-                );
-            }
-            for r in r6.iter().filter(|r| note(r.port)) {
-                t6.insert(&r.flow.key(), r.port.into(), 0).map_err(bad)?;
-                let f = &r.flow;
-                println!(
-                    "EM: Adding route {} {} {} {} {} ({}) [{}]",
-                    f.dst,
-                    f.src,
-                    f.dport,
-                    f.sport,
-                    f.proto,
-                    r.port,
-                    names[usize::from(r.port)]
-                );
-            }
+            let e = |e: pmd_flow::FlowError| e.to_string();
+            fill("EM", &r4, &mut keep, names, |r| {
+                t4.insert(&r.flow.key(), r.port.into(), 0).map_err(e)
+            })?;
+            fill("EM", &r6, &mut keep, names, |r| {
+                t6.insert(&r.flow.key(), r.port.into(), 0).map_err(e)
+            })?;
             Tables::Em(t4, t6)
         }
         _ => unreachable!("both files are read for the same lookup method"),
@@ -220,19 +202,7 @@ fn queue_conf(opts: &AppOpts, enabled: &[PortId], eal: &Eal) -> Result<Vec<Queue
 
 fn run(mut eal: Eal, opts: &AppOpts, routes: (Table4, Table6)) -> Result<(), Error> {
     let nb_ports = eal.ports().len();
-    if nb_ports == 0 {
-        return Err(app_err(
-            "no Ethernet ports; add some with --vdev (e.g. --vdev net_null0 --vdev net_null1)"
-                .into(),
-        ));
-    }
-    let enabled: Vec<PortId> = (0..64u16).filter(|p| opts.portmask >> p & 1 == 1).collect();
-    if let Some(p) = enabled.iter().find(|&&p| p as usize >= nb_ports) {
-        return Err(app_err(format!(
-            "port {p} in portmask 0x{:x} does not exist ({nb_ports} ports probed)",
-            opts.portmask
-        )));
-    }
+    let enabled = eal.ports_in_mask(opts.portmask)?;
     let conf = queue_conf(opts, &enabled, &eal)?;
     // The lcores that poll, in id order; each has tx queue `index` on every port.
     let lcores: Vec<u32> = {

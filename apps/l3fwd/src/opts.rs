@@ -37,7 +37,7 @@ pub struct ConfigList(pub Vec<QueueConf>);
 )]
 pub struct AppOpts {
     /// Hexadecimal bitmask of the ports to use (e.g. 0x3 for ports 0 and 1).
-    #[arg(short = 'p', value_parser = parse_portmask)]
+    #[arg(short = 'p', value_parser = numarg::portmask)]
     pub portmask: u64,
     /// Put every port in promiscuous mode.
     #[arg(short = 'P')]
@@ -108,17 +108,6 @@ impl AppOpts {
             (None, true) => Lookup::Em,
             (None, false) => Lookup::Lpm,
         }
-    }
-}
-
-fn parse_portmask(s: &str) -> Result<u64, String> {
-    let hex = s.trim_start_matches("0x").trim_start_matches("0X");
-    match u64::from_str_radix(hex, 16) {
-        Ok(0) => Err("portmask selects no port".into()),
-        Ok(v) => Ok(v),
-        Err(_) => Err(format!(
-            "invalid portmask {s:?}: expected hexadecimal like 0x3"
-        )),
     }
 }
 

@@ -46,6 +46,48 @@ pub enum Table<A, K> {
     Em(Vec<Exact<K>>),
 }
 
+/// What the app prints and filters a route by.
+pub trait Route {
+    /// The output port.
+    fn port(&self) -> u8;
+    /// The route as DPDK l3fwd prints it when adding it.
+    fn show(&self) -> String;
+}
+
+impl<A: std::fmt::Display> Route for Prefix<A> {
+    fn port(&self) -> u8 {
+        self.port
+    }
+    fn show(&self) -> String {
+        format!("{} / {}", self.addr, self.len)
+    }
+}
+
+/// A 5-tuple as DPDK l3fwd prints it: destination, source, ports, protocol.
+fn show_flow<A: std::fmt::Display>(dst: A, src: A, dport: u16, sport: u16, proto: u8) -> String {
+    format!("{dst} {src} {dport} {sport} {proto}")
+}
+
+impl Route for Exact<FiveTuple4> {
+    fn port(&self) -> u8 {
+        self.port
+    }
+    fn show(&self) -> String {
+        let f = &self.flow;
+        show_flow(f.dst, f.src, f.dport, f.sport, f.proto)
+    }
+}
+
+impl Route for Exact<FiveTuple6> {
+    fn port(&self) -> u8 {
+        self.port
+    }
+    fn show(&self) -> String {
+        let f = &self.flow;
+        show_flow(f.dst, f.src, f.dport, f.sport, f.proto)
+    }
+}
+
 /// IPv4 routes.
 pub type Table4 = Table<Ipv4Addr, FiveTuple4>;
 /// IPv6 routes.
@@ -81,7 +123,7 @@ pub enum RouteError {
 pub fn load4(path: Option<&Path>, lookup: Lookup) -> Result<Table4, RouteError> {
     match path {
         None => Ok(default4(lookup)),
-        Some(p) => parse_file(p, |f| parse4(f, lookup)),
+        Some(p) => parse_file(p, |f| parse::<Ipv4Addr>(f, lookup)),
     }
 }
 
@@ -89,7 +131,7 @@ pub fn load4(path: Option<&Path>, lookup: Lookup) -> Result<Table4, RouteError> 
 pub fn load6(path: Option<&Path>, lookup: Lookup) -> Result<Table6, RouteError> {
     match path {
         None => Ok(default6(lookup)),
-        Some(p) => parse_file(p, |f| parse6(f, lookup)),
+        Some(p) => parse_file(p, |f| parse::<Ipv6Addr>(f, lookup)),
     }
 }
 
@@ -160,7 +202,7 @@ type Fields<'a> = std::str::SplitWhitespace<'a>;
 
 fn parse_file<A, K>(
     path: &Path,
-    parse: impl Fn(&mut Fields<'_>) -> Result<Route<A, K>, String>,
+    parse: impl Fn(&mut Fields<'_>) -> Result<Line<A, K>, String>,
 ) -> Result<Table<A, K>, RouteError> {
     let text = std::fs::read_to_string(path).map_err(|err| RouteError::Read {
         path: path.to_owned(),
@@ -187,8 +229,8 @@ fn parse_file<A, K>(
             return Err(bad(format!("unexpected {extra:?} after the output port")));
         }
         match route {
-            Route::Lpm(p) => lpm.push(p),
-            Route::Em(e) => em.push(e),
+            Line::Lpm(p) => lpm.push(p),
+            Line::Em(e) => em.push(e),
         }
     }
     match (lpm.is_empty(), em.is_empty()) {
@@ -199,7 +241,7 @@ fn parse_file<A, K>(
 }
 
 /// One parsed line.
-enum Route<A, K> {
+enum Line<A, K> {
     Lpm(Prefix<A>),
     Em(Exact<K>),
 }
@@ -252,57 +294,62 @@ fn ports_and_proto(f: &mut Fields<'_>) -> Result<(u16, u16, u8), String> {
     Ok((dport, sport, proto))
 }
 
-fn parse4(f: &mut Fields<'_>, lookup: Lookup) -> Result<Route<Ipv4Addr, FiveTuple4>, String> {
-    Ok(match lookup {
-        Lookup::Lpm => {
-            let (addr, len) = prefix(f, "IPv4", 32)?;
-            Route::Lpm(Prefix {
-                addr,
-                len,
-                port: out_port(f)?,
-            })
-        }
-        Lookup::Em => {
-            let dst = addr(field(f, "destination address")?, "destination", "IPv4")?;
-            let src = addr(field(f, "source address")?, "source", "IPv4")?;
-            let (dport, sport, proto) = ports_and_proto(f)?;
-            let flow = FiveTuple4 {
-                src,
-                dst,
-                sport,
-                dport,
-                proto,
-            };
-            Route::Em(Exact {
-                flow,
-                port: out_port(f)?,
-            })
-        }
-    })
+/// What differs between the two families' route lines.
+trait Family: Sized + std::str::FromStr {
+    /// Its name in messages.
+    const NAME: &'static str;
+    /// Bits of an address.
+    const BITS: u32;
+    /// Its 5-tuple.
+    type Flow;
+    /// The 5-tuple of these fields.
+    fn flow(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> Self::Flow;
 }
 
-fn parse6(f: &mut Fields<'_>, lookup: Lookup) -> Result<Route<Ipv6Addr, FiveTuple6>, String> {
+impl Family for Ipv4Addr {
+    const NAME: &'static str = "IPv4";
+    const BITS: u32 = 32;
+    type Flow = FiveTuple4;
+    fn flow(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> FiveTuple4 {
+        FiveTuple4 {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        }
+    }
+}
+
+impl Family for Ipv6Addr {
+    const NAME: &'static str = "IPv6";
+    const BITS: u32 = 128;
+    type Flow = FiveTuple6;
+    fn flow(src: Self, dst: Self, sport: u16, dport: u16, proto: u8) -> FiveTuple6 {
+        FiveTuple6 {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        }
+    }
+}
+
+/// One route line (after its `R`) of family `A`.
+fn parse<A: Family>(f: &mut Fields<'_>, lookup: Lookup) -> Result<Line<A, A::Flow>, String> {
     Ok(match lookup {
         Lookup::Lpm => {
-            let (addr, len) = prefix(f, "IPv6", 128)?;
-            Route::Lpm(Prefix {
-                addr,
-                len,
-                port: out_port(f)?,
-            })
+            let (addr, len) = prefix(f, A::NAME, A::BITS)?;
+            let port = out_port(f)?;
+            Line::Lpm(Prefix { addr, len, port })
         }
         Lookup::Em => {
-            let dst = addr(field(f, "destination address")?, "destination", "IPv6")?;
-            let src = addr(field(f, "source address")?, "source", "IPv6")?;
+            let dst = addr(field(f, "destination address")?, "destination", A::NAME)?;
+            let src = addr(field(f, "source address")?, "source", A::NAME)?;
             let (dport, sport, proto) = ports_and_proto(f)?;
-            let flow = FiveTuple6 {
-                src,
-                dst,
-                sport,
-                dport,
-                proto,
-            };
-            Route::Em(Exact {
+            let flow = A::flow(src, dst, sport, dport, proto);
+            Line::Em(Exact {
                 flow,
                 port: out_port(f)?,
             })

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 const L3FWD: &str = env!("CARGO_BIN_EXE_l3fwd");
 
-/// Runs l3fwd on two null ports with `app` after `--`; returns (exit code, stderr, prefix).
-fn run(app: &[String]) -> (Option<i32>, String, String) {
+/// Runs l3fwd on lcores `lcores` and two null ports with `app` after `--`; returns (exit
+/// code, stdout, stderr, prefix).
+fn run_on(lcores: &str, app: &[String]) -> (Option<i32>, String, String, String) {
     let prefix = unique("l3cli");
     let mut cmd = Command::new(L3FWD);
     cmd.args([
         "-l",
-        "0",
+        lcores,
         "--no-huge",
         "-m",
         "128",
@@ -25,7 +26,13 @@ fn run(app: &[String]) -> (Option<i32>, String, String) {
     .args(app);
     let mut p = Proc::spawn(cmd);
     let st = p.wait(Duration::from_secs(20)).expect("l3fwd did not exit");
-    (st.code(), p.stderr(), prefix)
+    (st.code(), p.stdout(), p.stderr(), prefix)
+}
+
+/// [`run_on`] lcore 0: (exit code, stderr, prefix).
+fn run(app: &[String]) -> (Option<i32>, String, String) {
+    let (code, _, err, prefix) = run_on("0", app);
+    (code, err, prefix)
 }
 
 fn args(extra: &[&str]) -> Vec<String> {
@@ -123,24 +130,8 @@ fn wrong_options_are_refused() {
 #[test]
 fn two_lcores_each_poll_their_queues_and_count_what_is_not_ip() {
     // net_null frames are zeros (not IP): each is received and counted as such.
-    let prefix = unique("l3cli2");
-    let mut cmd = Command::new(L3FWD);
-    cmd.args([
-        "-l",
-        "0,1",
-        "--no-huge",
-        "-m",
-        "128",
-        "--no-pci",
-        "--file-prefix",
-        &prefix,
-    ])
-    .args(["--vdev", "net_null0", "--vdev", "net_null1", "--"])
-    .args(args(&["--config=(0,0,0),(1,0,1)"]));
-    let mut p = Proc::spawn(cmd);
-    let st = p.wait(Duration::from_secs(20)).expect("l3fwd did not exit");
-    assert!(st.success(), "{}", p.transcript());
-    let out = p.stdout();
+    let (code, out, err, _) = run_on("0,1", &args(&["--config=(0,0,0),(1,0,1)"]));
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains("Lcore 0: RX port 0 queue 0") && out.contains("Lcore 1: RX port 1 queue 0"),
         "{out}"
@@ -149,16 +140,7 @@ fn two_lcores_each_poll_their_queues_and_count_what_is_not_ip() {
         .lines()
         .find(|l| l.starts_with("l3fwd: received"))
         .expect("final line");
-    let num = |label: &str| -> u64 {
-        let at = line.find(label).unwrap() + label.len();
-        line[at..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let num = |label: &str| pmd_testkit::number_after(line, label).unwrap();
     assert!(num("received") > 0, "{line}");
     assert_eq!(num("not IP"), num("received"), "{line}");
     assert_eq!(num("forwarded"), 0, "{line}");

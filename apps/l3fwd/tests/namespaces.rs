@@ -13,9 +13,8 @@
 //! lookup methods.
 
 use pmd_core::csum;
-use pmd_testkit::{fmt_mac, unique, NetNs, Proc, RawSock, TempDir};
+use pmd_testkit::{fmt_mac, NetNs, RawSock, TempDir};
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const L3FWD: &str = env!("CARGO_BIN_EXE_l3fwd");
@@ -174,22 +173,9 @@ fn expected(sent: &[u8], src_mac: [u8; 6]) -> Vec<u8> {
     e
 }
 
-/// The value after `label` in l3fwd's final line.
+/// The count after `label` in l3fwd's final statistics.
 fn count(out: &str, label: &str) -> u64 {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("l3fwd: received"))
-        .unwrap_or_else(|| panic!("no final line in\n{out}"));
-    let at = line
-        .find(label)
-        .unwrap_or_else(|| panic!("no {label:?} in {line}"))
-        + label.len();
-    line[at..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no number after {label:?} in {line}"))
+    pmd_testkit::number_after(out, label).unwrap_or_else(|| panic!("no {label:?} in\n{out}"))
 }
 
 fn routes_and_forwards(test: &str, lookup: &str) {
@@ -229,29 +215,24 @@ fn routes_and_forwards(test: &str, lookup: &str) {
         std::fs::write(&r6, s6).unwrap();
     }
 
-    let prefix = unique("l3fwdt");
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns.name(), L3FWD])
-        .args([
-            "-l",
-            "0",
-            "--no-huge",
-            "-m",
-            "256",
-            "--file-prefix",
-            &prefix,
-        ])
-        .args(["--vdev", "net_af_packet0,iface=a_in"])
-        .args(["--vdev", "net_af_packet1,iface=b_in"])
-        .args(["--", "-p", "0x3", "-P", "--config=(0,0,0),(1,0,0)"])
-        .arg(format!("--lookup={lookup}"))
-        .arg(format!("--eth-dest=1,{}", fmt_mac(&NEXT_HOP)))
-        .arg(format!("--rule_ipv4={}", r4.display()))
-        .arg(format!("--rule_ipv6={}", r6.display()));
-    let mut app = Proc::spawn(cmd);
-    if let Err(e) = app.wait_for("Lcore 0: RX port 1", 1, Duration::from_secs(10)) {
-        panic!("{e}");
-    }
+    let eal = [
+        "--vdev",
+        "net_af_packet0,iface=a_in",
+        "--vdev",
+        "net_af_packet1,iface=b_in",
+    ];
+    let app_args = [
+        "-p".to_string(),
+        "0x3".into(),
+        "-P".into(),
+        "--config=(0,0,0),(1,0,0)".into(),
+        format!("--lookup={lookup}"),
+        format!("--eth-dest=1,{}", fmt_mac(&NEXT_HOP)),
+        format!("--rule_ipv4={}", r4.display()),
+        format!("--rule_ipv6={}", r6.display()),
+    ];
+    let app_args: Vec<&str> = app_args.iter().map(String::as_str).collect();
+    let mut app = ns.start_app(L3FWD, &eal, &app_args, "Lcore 0: RX port 1");
     // Let the ports' sockets settle before the first frame.
     std::thread::sleep(Duration::from_millis(300));
 
@@ -335,7 +316,7 @@ fn routes_and_forwards(test: &str, lookup: &str) {
     );
     assert_eq!(count(&out, "malformed"), t.malformed.len() as u64, "{out}");
     assert_eq!(count(&out, "not IP"), t.not_ip.len() as u64, "{out}");
-    assert_eq!(count(&out, "received"), all_len(&t) as u64, "{out}");
+    assert_eq!(count(&out, "l3fwd: received"), all_len(&t) as u64, "{out}");
 }
 
 fn all_len(t: &Traffic) -> usize {

@@ -5,6 +5,7 @@
 //!   [`hugetlbfs_missing`] and [`hugepages_missing`] naming what is missing;
 //! - [`have_root`]: whether the namespace/raw-socket tests can run (a [`require`] of root);
 //! - [`unique`]: names unique to the test process (file prefixes, namespaces);
+//! - [`number_after`]: a count in an app's final statistics;
 //! - [`adaptive_line`]: the `Lcore N adaptive:` statistics an app prints at exit;
 //! - [`ip`]: runs the `ip` tool;
 //! - [`NetNs`]: a private network namespace (IPv6 off) with veth pairs, deleted on drop;
@@ -47,6 +48,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Whether `program` is an executable file in a `PATH` directory. Probing DPDK's
 /// `dpdk-testpmd` by running it (`-v`, `--version`) starts its EAL, which leaves
+/// The number right after the last `label` in `text` (spaces skipped): a count in an
+/// app's final statistics, e.g. `number_after(out, "no route")` in
+/// `l3fwd: received 10, forwarded 8, dropped: no route 2`.
+pub fn number_after(text: &str, label: &str) -> Option<u64> {
+    let at = text.rfind(label)? + label.len();
+    text[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// /var/run/dpdk/rte behind; this only looks.
 pub fn on_path(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;

@@ -1,6 +1,6 @@
 //! A private network namespace per test, deleted with everything in it on drop.
 
-use crate::{have_root, ip, parse_mac, skip, unique};
+use crate::{have_root, ip, parse_mac, skip, unique, Proc};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::thread::JoinHandle;
@@ -70,6 +70,41 @@ impl NetNs {
             .nth(2)
             .unwrap_or_else(|| panic!("no MAC in {out:?}"));
         parse_mac(field).unwrap_or_else(|| panic!("bad MAC {field:?} in {out:?}"))
+    }
+
+    /// Starts app `bin` (built on pmd-core) in the namespace on lcore 0 without
+    /// hugepages, with its own file prefix, the EAL arguments `eal` and the application's
+    /// `app`; waits for `ready` on its stdout, and checks that the pid is the app itself
+    /// (`ip netns exec` execs it), so that [`Proc::interrupt`] reaches it.
+    pub fn start_app(&self, bin: &str, eal: &[&str], app: &[&str], ready: &str) -> Proc {
+        let name = bin.rsplit('/').next().unwrap_or(bin);
+        let prefix = unique(&format!("pmdns-{name}"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, bin])
+            .args([
+                "-l",
+                "0",
+                "--no-huge",
+                "-m",
+                "256",
+                "--file-prefix",
+                &prefix,
+            ])
+            .args(eal)
+            .arg("--")
+            .args(app);
+        let mut p = Proc::spawn(cmd);
+        if let Err(e) = p.wait_for(ready, 1, std::time::Duration::from_secs(10)) {
+            panic!("{name}: {e}");
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap_or_default();
+        // The kernel keeps 15 bytes of a command's name.
+        assert_eq!(
+            comm.trim(),
+            &name[..name.len().min(15)],
+            "the child is not {name} itself"
+        );
+        p
     }
 
     /// Runs `f` on a new thread that has entered the namespace (`setns` is per thread),

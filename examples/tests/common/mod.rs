@@ -5,38 +5,12 @@
 #![allow(dead_code)]
 
 use pmd_core::csum;
-use pmd_testkit::{unique, NetNs, Proc};
-use std::process::Command;
+use pmd_testkit::{NetNs, Proc};
 use std::time::Duration;
 
-/// Starts `bin` inside `ns` on lcore 0 without hugepages, with its own file prefix, the
-/// EAL arguments `eal` and the application's `app`; waits for `ready` on its stdout,
-/// and checks that the pid is the example itself (`ip netns exec` execs it), so that
-/// [`Proc::interrupt`] reaches it.
+/// Starts example `bin` in `ns` ([`NetNs::start_app`]), waiting for `ready`.
 pub fn start(ns: &NetNs, bin: &str, eal: &[&str], app: &[&str], ready: &str) -> Proc {
-    let name = bin.rsplit('/').next().unwrap_or(bin);
-    let prefix = unique(&format!("pmdex-{name}"));
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns.name(), bin])
-        .args([
-            "-l",
-            "0",
-            "--no-huge",
-            "-m",
-            "256",
-            "--file-prefix",
-            &prefix,
-        ])
-        .args(eal)
-        .arg("--")
-        .args(app);
-    let mut p = Proc::spawn(cmd);
-    if let Err(e) = p.wait_for(ready, 1, Duration::from_secs(10)) {
-        panic!("{name}: {e}");
-    }
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap_or_default();
-    assert_eq!(comm.trim(), name, "the child is not the example itself");
-    p
+    ns.start_app(bin, eal, app, ready)
 }
 
 /// Stops `p` with Ctrl-C; its stdout after a clean exit (status 0, "Bye", no panic).
@@ -53,12 +27,9 @@ pub fn stop(p: &mut Proc) -> String {
     out
 }
 
-/// The number at the end of the last line of `out` that starts with `label`.
+/// The number after the last `label` in `out` ([`pmd_testkit::number_after`]).
 pub fn count(out: &str, label: &str) -> u64 {
-    out.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(label))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    pmd_testkit::number_after(out, label)
         .unwrap_or_else(|| panic!("no number after {label:?} in\n{out}"))
 }
 
