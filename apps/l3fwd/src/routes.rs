@@ -138,59 +138,36 @@ pub fn load6(path: Option<&Path>, lookup: Lookup) -> Result<Table6, RouteError> 
 /// DPDK l3fwd's default IPv4 routes: 198.18.N.0/24 to port N (lpm); the flow
 /// 198.18.N.1 -> 198.18.N.0, UDP port 9 to 9, to port N (em).
 pub fn default4(lookup: Lookup) -> Table4 {
-    let net = |n: u8| Ipv4Addr::new(198, 18, n, 0);
-    match lookup {
-        Lookup::Lpm => Table::Lpm(
-            (0..16)
-                .map(|n| Prefix {
-                    addr: net(n),
-                    len: 24,
-                    port: n,
-                })
-                .collect(),
-        ),
-        Lookup::Em => Table::Em(
-            (0..16)
-                .map(|n| Exact {
-                    flow: FiveTuple4 {
-                        src: Ipv4Addr::new(198, 18, n, 1),
-                        dst: net(n),
-                        sport: 9,
-                        dport: 9,
-                        proto: pmd_net::proto::UDP,
-                    },
-                    port: n,
-                })
-                .collect(),
-        ),
-    }
+    defaults(lookup, 24, |n, host| Ipv4Addr::new(198, 18, n, host))
 }
 
 /// DPDK l3fwd's default IPv6 routes: 2001:200:0:N::/64 to port N (lpm); the flow
 /// 2001:200:0:N::1 -> 2001:200:0:N::, UDP port 9 to 9, to port N (em).
 pub fn default6(lookup: Lookup) -> Table6 {
-    let net = |n: u8| Ipv6Addr::new(0x2001, 0x200, 0, n.into(), 0, 0, 0, 0);
+    defaults(lookup, 64, |n, host| {
+        Ipv6Addr::new(0x2001, 0x200, 0, n.into(), 0, 0, 0, host.into())
+    })
+}
+
+/// Sixteen routes, network N (`addr(N, 0)`, `len` bits) to port N, or its flow from host
+/// `addr(N, 1)` to `addr(N, 0)`, UDP 9 to 9.
+fn defaults<A: Family>(lookup: Lookup, len: u8, addr: impl Fn(u8, u8) -> A) -> Table<A, A::Flow> {
+    let udp = pmd_net::proto::UDP;
     match lookup {
         Lookup::Lpm => Table::Lpm(
             (0..16)
-                .map(|n| Prefix {
-                    addr: net(n),
-                    len: 64,
-                    port: n,
+                .map(|port| Prefix {
+                    addr: addr(port, 0),
+                    len,
+                    port,
                 })
                 .collect(),
         ),
         Lookup::Em => Table::Em(
             (0..16)
-                .map(|n| Exact {
-                    flow: FiveTuple6 {
-                        src: Ipv6Addr::new(0x2001, 0x200, 0, n.into(), 0, 0, 0, 1),
-                        dst: net(n),
-                        sport: 9,
-                        dport: 9,
-                        proto: pmd_net::proto::UDP,
-                    },
-                    port: n,
+                .map(|port| Exact {
+                    flow: A::flow(addr(port, 1), addr(port, 0), 9, 9, udp),
+                    port,
                 })
                 .collect(),
         ),
