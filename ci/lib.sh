@@ -94,7 +94,7 @@ dpdk_example() {
     rm -rf "$dir"; mkdir -p "$2"
     # Some examples (l3fwd) include ../common.
     cp -r "/usr/share/dpdk/examples/$name" "$dir" &&
-      cp -r /usr/share/dpdk/examples/common "$2/" &&
+      { [ -d "$2/common" ] || cp -r /usr/share/dpdk/examples/common "$2/"; } &&
       make -s -C "$dir" shared >/dev/null 2>&1 ||
       { echo "ci/lib.sh: building DPDK's $name example failed (apt-get install dpdk-doc libdpdk-dev)" >&2; return 1; }
   fi
@@ -108,15 +108,21 @@ dpdk_example() {
 dpdk_l3fwd() {
   local dir=$1/dpdk-l3fwd-swcsum
   local bin=$dir/build/l3fwd-shared
-  if [ ! -x "$bin" ]; then
-    echo "ci/lib.sh: building DPDK's l3fwd example (no rx checksum offload) into $dir" >&2
-    rm -rf "$dir"; mkdir -p "$1"
-    cp -r /usr/share/dpdk/examples/l3fwd "$dir" && cp -r /usr/share/dpdk/examples/common "$1/" &&
-      sed -i 's/\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,/.offloads = 0,/' "$dir/main.c" &&
-      grep -q '\.offloads = 0,' "$dir/main.c" &&
-      make -s -C "$dir" shared >/dev/null 2>&1 ||
-      { echo "ci/lib.sh: building DPDK's l3fwd example failed (apt-get install dpdk-doc libdpdk-dev)" >&2; return 1; }
-  fi
+  mkdir -p "$1"
+  # One build at a time (tests run in parallel): the others wait, then find it built.
+  (
+    flock 9
+    if [ ! -x "$bin" ]; then
+      echo "ci/lib.sh: building DPDK's l3fwd example (no rx checksum offload) into $dir" >&2
+      rm -rf "$dir"
+      cp -r /usr/share/dpdk/examples/l3fwd "$dir" &&
+        { [ -d "$1/common" ] || cp -r /usr/share/dpdk/examples/common "$1/"; } &&
+        sed -i 's/\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,/.offloads = 0,/' "$dir/main.c" &&
+        grep -q '\.offloads = 0,' "$dir/main.c" &&
+        make -s -C "$dir" shared >/dev/null 2>&1 ||
+        { echo "ci/lib.sh: building DPDK's l3fwd example failed (apt-get install dpdk-doc libdpdk-dev)" >&2; exit 1; }
+    fi
+  ) 9>"$1/.dpdk-l3fwd.lock" || return 1
   echo "$bin"
 }
 

@@ -20,6 +20,11 @@ const L3FWD: &str = env!("CARGO_BIN_EXE_l3fwd");
 
 /// DPDK's l3fwd example, built once (`ci/lib.sh`), or why it cannot be.
 fn dpdk_l3fwd() -> Result<PathBuf, String> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_dpdk_l3fwd).clone()
+}
+
+fn build_dpdk_l3fwd() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
