@@ -20,13 +20,14 @@
 //!
 //! One thread owns a [`Nat`]: it is the tables' writer and their only reader.
 
-use pmd_flow::{FiveTuple4, FlowConfig, FlowReader, FlowTable4};
-use pmd_net::{proto, Headers, Ipv4, Tcp, Udp, L3};
+use crate::app::Middlebox;
+use crate::packet::{classify, flow_table, rewrite, End, Kind};
+use pmd_core::ethdev::PortId;
+use pmd_flow::{FiveTuple4, FlowReader, FlowTable4};
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::str::FromStr;
-use std::time::Duration;
 
 /// A range of public ports, `LO-HI` on a command line (both included, 1 to 65535).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,23 +100,8 @@ pub enum Reason {
     Fragment,
 }
 
-/// What happened to a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Addresses and ports rewritten: send it on.
-    Translated,
-    /// Not UDP/TCP over IPv4: send it on unchanged.
-    Passed,
-    /// Do not send it; already counted.
-    Dropped(Reason),
-}
-
-impl Verdict {
-    /// Whether the frame goes out of the other port.
-    pub fn forwards(self) -> bool {
-        !matches!(self, Verdict::Dropped(_))
-    }
-}
+/// What happened to a frame crossing the NAT.
+pub type Verdict = crate::packet::Verdict<Reason>;
 
 /// What a [`Nat`] did, frame by frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -207,98 +193,10 @@ fn reply_of(t: &FiveTuple4, public: Ipv4Addr, port: u16) -> FiveTuple4 {
     }
 }
 
-/// What a frame is to the NAT.
-enum Kind {
-    /// UDP or TCP over IPv4: its IPv4 header's offset and its 5-tuple.
-    Nat(usize, FiveTuple4),
-    Pass,
-    Bad(Reason),
-}
-
-/// What `frame` is, its headers checked far enough that [`rewrite`] can edit them.
-fn classify(frame: &[u8]) -> Kind {
-    let Ok(h) = Headers::parse(frame) else {
-        return Kind::Bad(Reason::Malformed);
-    };
-    if h.l3 != L3::Ipv4 {
-        return Kind::Pass;
-    }
-    let Some(Ok(ip)) = frame.get(h.l3_offset..).map(Ipv4::new) else {
-        return Kind::Bad(Reason::Malformed);
-    };
-    let p = ip.protocol();
-    if p != proto::UDP && p != proto::TCP {
-        return Kind::Pass;
-    }
-    // Fragments: only the first has the ports, and reassembly is not this example's job.
-    if ip.is_fragment() {
-        return Kind::Bad(Reason::Fragment);
-    }
-    let ports = if p == proto::UDP {
-        Udp::new(ip.payload()).map(|u| (u.src_port(), u.dst_port()))
-    } else {
-        Tcp::new(ip.payload()).map(|t| (t.src_port(), t.dst_port()))
-    };
-    let Ok((sport, dport)) = ports else {
-        return Kind::Bad(Reason::Malformed);
-    };
-    let t = FiveTuple4 {
-        src: ip.src(),
-        dst: ip.dst(),
-        sport,
-        dport,
-        proto: p,
-    };
-    Kind::Nat(h.l3_offset, t)
-}
-
-/// Sets the source (`src`) or destination address and port of the UDP/TCP packet whose
-/// IPv4 header starts at `frame[l3..]`, updating the IPv4 and L4 checksums; false if a
-/// header cannot be read ([`classify`] has checked them, so it can).
-fn rewrite(frame: &mut [u8], l3: usize, src: bool, addr: Ipv4Addr, port: u16) -> bool {
-    let Some(Ok(mut ip)) = frame.get_mut(l3..).map(Ipv4::new) else {
-        return false;
-    };
-    let old = if src {
-        ip.set_src(addr)
-    } else {
-        ip.set_dst(addr)
-    };
-    let (old, new) = (old.octets(), addr.octets());
-    if ip.protocol() == proto::UDP {
-        let Ok(mut u) = Udp::new(ip.payload_mut()) else {
-            return false;
-        };
-        u.replace_addr(&old, &new);
-        if src {
-            u.set_src_port(port)
-        } else {
-            u.set_dst_port(port)
-        }
-    } else {
-        let Ok(mut t) = Tcp::new(ip.payload_mut()) else {
-            return false;
-        };
-        t.replace_addr(&old, &new);
-        if src {
-            t.set_src_port(port)
-        } else {
-            t.set_dst_port(port)
-        }
-    }
-    true
-}
-
 impl Nat {
     /// An empty NAT; an error (one sentence) if the tables cannot be made.
     pub fn new(cfg: &NatConfig) -> Result<Nat, String> {
-        let flow_cfg = FlowConfig {
-            capacity: cfg.max_flows,
-            // Never wait for a reader: ours is this thread (see `map`).
-            reclaim_wait: Duration::ZERO,
-        };
-        let table = || FlowTable4::new(&flow_cfg).map_err(|e| format!("flow table: {e}"));
-        let (out, back) = (table()?, table()?);
+        let (out, back) = (flow_table(cfg.max_flows)?, flow_table(cfg.max_flows)?);
         Ok(Nat {
             public: cfg.public,
             range: cfg.ports,
@@ -331,12 +229,13 @@ impl Nat {
     /// at `now` (seconds, the clock of [`NatConfig::timeout`]); counts what it did.
     pub fn translate(&mut self, dir: Direction, frame: &mut [u8], now: u64) -> Verdict {
         let (l3, t) = match classify(frame) {
-            Kind::Nat(l3, t) => (l3, t),
-            Kind::Pass => {
+            Kind::Flow(l3, t) => (l3, t),
+            Kind::Other => {
                 self.counters.passed += 1;
                 return Verdict::Passed;
             }
-            Kind::Bad(r) => return self.drop(r),
+            Kind::Malformed => return self.drop(Reason::Malformed),
+            Kind::Fragment(_) => return self.drop(Reason::Fragment),
         };
         let done = match dir {
             Direction::Outbound => {
@@ -352,7 +251,7 @@ impl Nat {
                         Err(r) => return self.drop(r),
                     },
                 };
-                rewrite(frame, l3, true, self.public, port)
+                rewrite(frame, l3, End::Src, SocketAddrV4::new(self.public, port))
             }
             Direction::Inbound => {
                 let Some(v) = self.back_r.lookup_touch(&t.key(), now) else {
@@ -367,7 +266,7 @@ impl Nat {
                     proto: t.proto,
                 };
                 self.out_r.lookup_touch(&inside.key(), now);
-                rewrite(frame, l3, false, addr, port)
+                rewrite(frame, l3, End::Dst, SocketAddrV4::new(addr, port))
             }
         };
         if !done {
@@ -438,6 +337,26 @@ impl Nat {
         self.quiescent();
         self.counters.expired += ports.len() as u64;
         ports.len()
+    }
+}
+
+/// The NAT between two ports: port 0 inside, port 1 outside.
+impl Middlebox for Nat {
+    fn handle(&mut self, from: PortId, frame: &mut [u8], now: u64) -> bool {
+        let dir = if from == 0 {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        };
+        self.translate(dir, frame, now).forwards()
+    }
+
+    fn quiescent(&self) {
+        Nat::quiescent(self)
+    }
+
+    fn tick(&mut self, now: u64) {
+        self.expire(now);
     }
 }
 

@@ -14,10 +14,9 @@
 
 mod common;
 
-use common::check_udp4_checksums;
+use common::{arp_crosses, check_udp4_checksums, cross, payload, PASS, REFUSED};
 use pmd_net::build::udp4;
-use pmd_testkit::{have_root, NetNs, RawSock};
-use std::time::{Duration, Instant};
+use pmd_testkit::{have_root, NetNs};
 
 const NAT44: &str = env!("CARGO_BIN_EXE_nat44");
 const HOST: [u8; 4] = [10, 0, 0, 2];
@@ -27,48 +26,18 @@ const LO: u16 = 40000;
 const HI: u16 = 40003;
 const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0x0a, 2];
 const REMOTE_MAC: [u8; 6] = [2, 0, 0, 0, 0xcb, 9];
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-
-/// A payload of `len` bytes that numbers the frame.
-fn payload(seq: u16, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u16 ^ seq.wrapping_mul(31)) as u8)
-        .collect()
-}
-
-/// Sends `frame` on `inj` and gives what `cap` receives within `wait` (the first
-/// frame; nothing else is expected on these links).
-fn cross(inj: &RawSock, cap: &RawSock, frame: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    inj.send(frame);
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        if let Some(f) = cap.recv_incoming() {
-            return Some(f);
-        }
-    }
-    None
-}
 
 /// The exchange, run in the namespace; an error says what went wrong.
 fn exchange() -> Result<(), String> {
-    let t = Duration::from_millis(20);
-    let (in_ip, out_ip) = (
-        RawSock::open("in_host", ETH_P_IP, t),
-        RawSock::open("out_host", ETH_P_IP, t),
-    );
-    let (in_arp, out_arp) = (
-        RawSock::open("in_host", ETH_P_ARP, t),
-        RawSock::open("out_host", ETH_P_ARP, t),
-    );
-    let (pass, refused) = (Duration::from_secs(2), Duration::from_millis(300));
+    let (in_ip, in_arp) = common::ip_and_arp("in_host");
+    let (out_ip, out_arp) = common::ip_and_arp("out_host");
 
     // Four flows from the inside host take the range's four ports.
     let mut ports = Vec::new();
     for i in 0..4u16 {
         let data = payload(i, 18 + usize::from(i) * 400);
         let sent = udp4(REMOTE_MAC, HOST_MAC, HOST, REMOTE, 5000 + i, 53, &data);
-        let got = cross(&in_ip, &out_ip, &sent, pass)
+        let got = cross(&in_ip, &out_ip, &sent, PASS)
             .ok_or(format!("flow {i}: nothing left the outside port"))?;
         check_udp4_checksums(&got).map_err(|e| format!("flow {i} outbound: {e}"))?;
         let sport = u16::from_be_bytes([got[34], got[35]]);
@@ -93,7 +62,7 @@ fn exchange() -> Result<(), String> {
         53,
         &payload(0, 18),
     );
-    let got = cross(&in_ip, &out_ip, &again, pass).ok_or("flow 0 again: nothing left")?;
+    let got = cross(&in_ip, &out_ip, &again, PASS).ok_or("flow 0 again: nothing left")?;
     if got[34..36] != ports[0].to_be_bytes() {
         return Err(format!(
             "flow 0 again: port {:02x?}, was {}",
@@ -111,7 +80,7 @@ fn exchange() -> Result<(), String> {
         53,
         &payload(4, 18),
     );
-    if let Some(f) = cross(&in_ip, &out_ip, &fifth, refused) {
+    if let Some(f) = cross(&in_ip, &out_ip, &fifth, REFUSED) {
         return Err(format!("a fifth flow crossed with four ports: {f:02x?}"));
     }
 
@@ -120,7 +89,7 @@ fn exchange() -> Result<(), String> {
         let data = payload(100 + i as u16, 30 + i * 250);
         let reply = udp4(HOST_MAC, REMOTE_MAC, REMOTE, PUBLIC, 53, port, &data);
         let got =
-            cross(&out_ip, &in_ip, &reply, pass).ok_or(format!("reply {i}: nothing came in"))?;
+            cross(&out_ip, &in_ip, &reply, PASS).ok_or(format!("reply {i}: nothing came in"))?;
         check_udp4_checksums(&got).map_err(|e| format!("reply {i} inbound: {e}"))?;
         let want = udp4(
             HOST_MAC,
@@ -146,7 +115,7 @@ fn exchange() -> Result<(), String> {
             dport,
             &payload(7, 18),
         );
-        if let Some(f) = cross(&out_ip, &in_ip, &stray, refused) {
+        if let Some(f) = cross(&out_ip, &in_ip, &stray, REFUSED) {
             return Err(format!(
                 "an unmapped reply to {dport} from {sport} came in: {f:02x?}"
             ));
@@ -154,21 +123,8 @@ fn exchange() -> Result<(), String> {
     }
 
     // ARP passes unchanged both ways.
-    for (from, to, mac) in [
-        (&in_arp, &out_arp, HOST_MAC),
-        (&out_arp, &in_arp, REMOTE_MAC),
-    ] {
-        let mut arp = vec![0xff; 6];
-        arp.extend_from_slice(&mac);
-        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-        arp.extend_from_slice(&mac);
-        arp.extend_from_slice(&[10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1]);
-        arp.resize(60, 0);
-        match cross(from, to, &arp, pass) {
-            Some(f) if f == arp => {}
-            other => return Err(format!("ARP: sent {arp:02x?}, got {other:02x?}")),
-        }
-    }
+    arp_crosses(&in_arp, &out_arp, HOST_MAC)?;
+    arp_crosses(&out_arp, &in_arp, REMOTE_MAC)?;
     Ok(())
 }
 

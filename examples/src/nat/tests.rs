@@ -2,10 +2,10 @@
 //! reverse rewrite giving back the original bytes, and every refusal counted.
 
 use super::*;
+use crate::test_frames::*;
 use pmd_core::csum;
+use pmd_net::proto;
 
-const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const HOST: [u8; 4] = [10, 0, 0, 2];
 const REMOTE: [u8; 4] = [203, 0, 113, 9];
 const PUBLIC: [u8; 4] = [198, 51, 100, 1];
@@ -18,80 +18,6 @@ fn nat(lo: u16, hi: u16, max_flows: u32) -> Nat {
         max_flows,
     })
     .unwrap()
-}
-
-fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    pmd_net::build::udp4(
-        MAC_OUT,
-        MAC_IN,
-        src,
-        dst,
-        sport,
-        dport,
-        b"some payload, odd len",
-    )
-}
-
-/// An Ethernet/IPv4/TCP frame (an ACK with 11 bytes of data), both checksums computed
-/// in full.
-fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let data = b"hello world";
-    let tcp_len = 20 + data.len();
-    let mut f = MAC_OUT.to_vec();
-    f.extend_from_slice(&MAC_IN);
-    f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
-    f.extend_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-    f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto::TCP, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    let c = csum::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend_from_slice(data);
-    let c = l4_checksum(&f);
-    f[50..52].copy_from_slice(&c.to_be_bytes());
-    f
-}
-
-/// The L4 checksum of an untagged IPv4 frame with a 20-byte header, computed in full
-/// over the pseudo-header and the segment with its checksum field taken as zero.
-fn l4_checksum(f: &[u8]) -> u16 {
-    let p = f[23];
-    let at = if p == proto::UDP { 34 + 6 } else { 34 + 16 };
-    let mut seg = f[34..].to_vec();
-    seg[at - 34..at - 32].fill(0);
-    let mut pseudo = f[26..34].to_vec();
-    pseudo.extend_from_slice(&[0, p]);
-    pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
-    pseudo.extend_from_slice(&seg);
-    match csum::checksum(&pseudo) {
-        0 if p == proto::UDP => 0xffff,
-        c => c,
-    }
-}
-
-/// Both checksums of `f` agree with a full recomputation.
-fn assert_checksums(f: &[u8]) {
-    let mut hdr = f[14..34].to_vec();
-    hdr[10..12].fill(0);
-    assert_eq!(
-        csum::checksum(&hdr),
-        u16::from_be_bytes([f[24], f[25]]),
-        "IPv4"
-    );
-    assert_eq!(csum::ones_complement_sum(&f[14..34]), 0xffff, "IPv4 sum");
-    let at = if f[23] == proto::UDP { 40 } else { 50 };
-    assert_eq!(l4_checksum(f), u16::from_be_bytes([f[at], f[at + 1]]), "L4");
-}
-
-fn addr(f: &[u8], at: usize) -> [u8; 4] {
-    f[at..at + 4].try_into().unwrap()
-}
-
-fn port(f: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([f[at], f[at + 1]])
 }
 
 #[test]
@@ -114,7 +40,12 @@ fn udp_and_tcp_out_and_back_with_checksums_recomputed() {
 
         // The reverse rewrite gives back the bytes that were sent, checksums included.
         let mut back = f.clone();
-        assert!(rewrite(&mut back, 14, true, HOST.into(), 5000));
+        assert!(rewrite(
+            &mut back,
+            14,
+            End::Src,
+            SocketAddrV4::new(HOST.into(), 5000)
+        ));
         assert_eq!(back, sent);
 
         // A second packet of the flow keeps its port.
@@ -259,16 +190,10 @@ fn a_full_table_is_counted_and_keeps_no_port() {
 #[test]
 fn other_traffic_passes_unchanged_and_counted() {
     let mut n = nat(40000, 40009, 64);
-    let mut arp = MAC_OUT.to_vec();
-    arp.extend_from_slice(&MAC_IN);
-    arp.extend_from_slice(&[0x08, 0x06]);
-    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    arp.extend_from_slice(&[0; 20]);
-    arp.resize(60, 0);
-    let v6 = pmd_net::build::udp6(MAC_OUT, MAC_IN, [0x20; 16], [0x30; 16], 1, 2, b"x");
+    let v6 = pmd_net::build::udp6(MAC_B, MAC_A, [0x20; 16], [0x30; 16], 1, 2, b"x");
     let mut icmp = udp(HOST, REMOTE, 1, 2);
     icmp[23] = proto::ICMP;
-    for f in [arp, v6, icmp] {
+    for f in [arp(), v6, icmp] {
         for dir in [Direction::Outbound, Direction::Inbound] {
             let mut g = f.clone();
             assert_eq!(n.translate(dir, &mut g, 0), Verdict::Passed);
@@ -283,21 +208,11 @@ fn other_traffic_passes_unchanged_and_counted() {
 fn malformed_frames_and_fragments_are_dropped_and_counted() {
     let mut n = nat(40000, 40009, 64);
     let good = udp(HOST, REMOTE, 5000, 53);
-    let mut lying = good.clone();
-    lying[16..18].copy_from_slice(&2000u16.to_be_bytes());
-    let mut no_l4 = good.clone();
-    no_l4.truncate(14 + 20 + 4);
-    no_l4[16..18].copy_from_slice(&24u16.to_be_bytes());
-    let short = good[..10].to_vec();
-    for mut f in [lying, no_l4, short] {
+    for mut f in malformed(&good) {
         let v = n.translate(Direction::Outbound, &mut f, 0);
         assert_eq!(v, Verdict::Dropped(Reason::Malformed));
     }
-    let mut first = good.clone();
-    first[20] |= 0x20; // more fragments
-    let mut later = good.clone();
-    later[21] = 0x10; // offset 128
-    for mut f in [first, later] {
+    for mut f in fragments(&good) {
         let v = n.translate(Direction::Outbound, &mut f, 0);
         assert_eq!(v, Verdict::Dropped(Reason::Fragment));
     }

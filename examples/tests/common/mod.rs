@@ -1,12 +1,23 @@
 //! Helpers shared by the examples' integration tests: starting an example inside a
-//! namespace, reading its final counters, checking IPv4/UDP checksums in full.
+//! namespace, reading its final counters, sending a frame across it, checking IPv4/UDP
+//! checksums in full.
 //!
 //! Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
 use pmd_core::csum;
-use pmd_testkit::{NetNs, Proc};
-use std::time::Duration;
+use pmd_testkit::{NetNs, Proc, RawSock};
+use std::time::{Duration, Instant};
+
+/// The ethertypes the tests send.
+pub const ETH_P_IP: u16 = 0x0800;
+/// See [`ETH_P_IP`].
+pub const ETH_P_ARP: u16 = 0x0806;
+/// How long a frame that should cross may take, and how long one that should not is
+/// waited for.
+pub const PASS: Duration = Duration::from_secs(2);
+/// See [`PASS`].
+pub const REFUSED: Duration = Duration::from_millis(300);
 
 /// Starts example `bin` in `ns` ([`NetNs::start_app`]), waiting for `ready`.
 pub fn start(ns: &NetNs, bin: &str, eal: &[&str], app: &[&str], ready: &str) -> Proc {
@@ -53,5 +64,48 @@ pub fn check_udp4_checksums(f: &[u8]) -> Result<(), String> {
     match csum::fold(acc) {
         0xffff => Ok(()),
         s => Err(format!("UDP checksum wrong (sum {s:#06x})")),
+    }
+}
+
+/// Raw sockets on `iface` for IPv4 and for ARP.
+pub fn ip_and_arp(iface: &str) -> (RawSock, RawSock) {
+    let t = Duration::from_millis(20);
+    (
+        RawSock::open(iface, ETH_P_IP, t),
+        RawSock::open(iface, ETH_P_ARP, t),
+    )
+}
+
+/// A payload of `len` bytes that numbers the frame.
+pub fn payload(seq: u16, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u16 ^ seq.wrapping_mul(31)) as u8)
+        .collect()
+}
+
+/// Sends `frame` on `inj` and gives what `cap` receives within `wait` (the first
+/// frame; nothing else is expected on these links).
+pub fn cross(inj: &RawSock, cap: &RawSock, frame: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    inj.send(frame);
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Some(f) = cap.recv_incoming() {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// Sends an ARP request from `mac` on `from`; fine if `to` receives it unchanged.
+pub fn arp_crosses(from: &RawSock, to: &RawSock, mac: [u8; 6]) -> Result<(), String> {
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1]);
+    arp.resize(60, 0);
+    match cross(from, to, &arp, PASS) {
+        Some(f) if f == arp => Ok(()),
+        other => Err(format!("ARP: sent {arp:02x?}, got {other:02x?}")),
     }
 }
