@@ -1,4 +1,4 @@
-//! Copying short runs of pointers without a call into `memcpy`.
+//! Copying short runs of pointers and bytes without a call into `memcpy`.
 //!
 //! Bursts move 1 to 64 pointers at a time. A plain `copy_from_slice` of a run whose length
 //! is only known at run time becomes a `memcpy` call, whose fixed cost dominates at these
@@ -69,12 +69,22 @@ pub(crate) unsafe fn copy_run_raw<T: Copy>(d: *mut T, s: *const T, n: usize) {
 #[inline(always)]
 pub(crate) fn copy_bytes(dst: &mut [u8], src: &[u8]) {
     let n = src.len().min(dst.len());
-    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    // SAFETY: n is within both slices, which cannot overlap (one is borrowed mutably).
+    unsafe { copy_bytes_raw(dst.as_mut_ptr(), src.as_ptr(), n) }
+}
+
+/// [`copy_bytes`] between raw pointers: for memory a slice must not describe, such as a
+/// guest's buffer that the guest may write while it is read.
+///
+/// # Safety
+/// `s..s+n` must be readable, `d..d+n` writable, and the two must not overlap.
+#[inline(always)]
+pub unsafe fn copy_bytes_raw(d: *mut u8, s: *const u8, n: usize) {
     /// Copies `K` bytes from the start and `K` bytes ending at `n` (`K <= n <= 2K`).
     macro_rules! two {
         ($k:expr) => {
-            // SAFETY: K <= n, so both K-byte runs are inside 0..n of both slices, which
-            // cannot overlap (one is borrowed mutably).
+            // SAFETY: K <= n, so both K-byte runs are inside 0..n, which the caller
+            // guarantees readable at `s`, writable at `d` and not overlapping.
             unsafe {
                 std::ptr::copy_nonoverlapping(s, d, $k);
                 std::ptr::copy_nonoverlapping(s.add(n - $k), d.add(n - $k), $k);
@@ -87,11 +97,12 @@ pub(crate) fn copy_bytes(dst: &mut [u8], src: &[u8]) {
         8..=15 => two!(8),
         4..=7 => two!(4),
         0..=3 => {
-            for (d, s) in dst.iter_mut().zip(&src[..n]) {
-                *d = *s;
+            for i in 0..n {
+                // SAFETY: i < n, within both runs.
+                unsafe { *d.add(i) = *s.add(i) };
             }
         }
-        // SAFETY: n is within both slices, which cannot overlap.
+        // SAFETY: as the caller guarantees.
         _ => unsafe { std::ptr::copy_nonoverlapping(s, d, n) },
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! Drivers (PMDs) live in their own crates and depend on this one, never the reverse.
 
-mod copy;
+pub mod copy;
 pub mod csum;
 pub mod devargs;
 pub mod eal;

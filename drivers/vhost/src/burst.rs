@@ -248,7 +248,7 @@ unsafe fn append_guest(
         let k = (n - done).min(m.last_tailroom());
         let dst = m.append(k).ok_or(CopyStop::TooLong)?;
         // SAFETY: the caller vouches for `src..src + n`; `dst` is k bytes of our mbuf.
-        unsafe { std::ptr::copy_nonoverlapping(src.add(done), dst.as_mut_ptr(), k) };
+        unsafe { pmd_core::copy::copy_bytes_raw(dst.as_mut_ptr(), src.add(done), k) };
         done += k;
     }
     Ok(())
@@ -352,7 +352,7 @@ impl ChainSink for RxGather<'_> {
             // SAFETY: `p` is valid for `n >= off` bytes; the destination is inside `hdr`
             // (have_hdr + off <= hdr_len <= 12).
             unsafe {
-                std::ptr::copy_nonoverlapping(p, self.hdr[self.have_hdr..].as_mut_ptr(), off)
+                pmd_core::copy::copy_bytes_raw(self.hdr[self.have_hdr..].as_mut_ptr(), p, off)
             };
             self.have_hdr += off;
         }

@@ -54,6 +54,7 @@ impl PackedRing {
         let size = u32::from(self.ring.size());
         let mut taken = 0u32;
         let mut errors = 0u64;
+        self.prefetch_burst::<false>(max);
         while got < max && taken < size {
             let (pos, wrap) = (self.next, self.wrap);
             if !self.available(pos, wrap) {

@@ -51,6 +51,7 @@ impl PackedRing {
             return 0;
         }
         let old = (self.next, self.wrap);
+        self.prefetch_burst::<true>(pkts.len());
         let mut taken = 0u32;
         let (mut consumed, mut sent, mut bytes, mut errors) = (0usize, 0u64, 0u64, 0u64);
         for m in pkts {

@@ -189,9 +189,11 @@ impl SplitRing {
         Some(avail)
     }
 
-    /// Our transmit: asks for the first line of the buffer [`AHEAD`] chains on (the
-    /// packet that many on, when each takes one chain) for writing, so that its stores
-    /// do not wait for the guest's core to give the line up. Only a hint: a chain that
+    /// Our transmit: asks for the buffer [`AHEAD`] chains on (the packet that many on,
+    /// when each takes one chain) for writing, so that its stores do not wait for the
+    /// guest's core to give the lines up: its first line (the header) and the line after
+    /// the header (where the frame starts: a front end that places the header in its
+    /// buffer's headroom leaves the frame on the next line). Only a hint: a chain that
     /// is not there, or whose buffer does not translate, is skipped; the burst checks
     /// everything again.
     #[inline(always)]
@@ -201,7 +203,11 @@ impl SplitRing {
         }
         let head = self.ring.avail_head(self.next.wrapping_add(AHEAD));
         if head < self.ring.size() {
-            if let Some(p) = self.mem.gpa(self.ring.desc(head).addr, 1) {
+            let addr = self.ring.desc(head).addr;
+            if let Some(p) = self.mem.gpa(addr, 1) {
+                pmd_core::prefetch::write(p);
+            }
+            if let Some(p) = self.mem.gpa(addr.wrapping_add(self.hdr_len as u64), 1) {
                 pmd_core::prefetch::write(p);
             }
         }
