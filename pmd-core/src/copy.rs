@@ -73,7 +73,9 @@ pub(crate) fn copy_bytes(dst: &mut [u8], src: &[u8]) {
     unsafe { copy_bytes_raw(dst.as_mut_ptr(), src.as_ptr(), n) }
 }
 
-/// [`copy_bytes`] between raw pointers: for memory a slice must not describe, such as a
+/// Copies `n` bytes from `s` to `d`: up to 64 bytes as two fixed-size moves that may
+/// overlap in the middle (where a `memcpy` call would cost more than the copy), longer
+/// runs with `memcpy`. Raw pointers, for memory a slice must not describe, such as a
 /// guest's buffer that the guest may write while it is read.
 ///
 /// # Safety
