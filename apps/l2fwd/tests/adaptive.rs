@@ -96,9 +96,8 @@ fn adaptive(test: &str, ns: &NetNs, pmd: Pmd, links: [(&str, &str); 2]) {
         let up = l2fwd.wait_for("Port 1 link changed: up", 1, Duration::from_secs(5));
         down.and(up)
     });
-    // SAFETY: signalling our own child (ip netns exec execs l2fwd), not yet reaped.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-    let status = l2fwd.wait(Duration::from_secs(5));
+    // Ctrl-C (ip netns exec execs l2fwd: the child is l2fwd itself).
+    let status = l2fwd.interrupt(Duration::from_secs(5));
     let all = l2fwd.transcript();
     if let Err(e) = res {
         panic!("{test} ({pmd:?}): {e}\n{all}");

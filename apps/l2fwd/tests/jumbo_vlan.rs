@@ -65,9 +65,8 @@ fn forward(test: &str, ns: &NetNs, pmd: Pmd, mtu: usize, links: [(&str, &str); 2
         // l2fwd rewrites destination (02:00:00:00:00:<port>) and source (tx port's MAC).
         one_way(&inj, &cap, &frames, Some(([2, 0, 0, 0, 0, 1], mac1)))
     });
-    // SAFETY: signalling our own child (ip netns exec execs l2fwd), not yet reaped.
-    unsafe { libc::kill(l2fwd.pid() as libc::pid_t, libc::SIGINT) };
-    let status = l2fwd.wait(Duration::from_secs(5));
+    // Ctrl-C (ip netns exec execs l2fwd: the child is l2fwd itself).
+    let status = l2fwd.interrupt(Duration::from_secs(5));
     let all = l2fwd.transcript();
     if let Err(e) = res {
         panic!("{test} ({pmd:?}, MTU {mtu}): {e}\n{all}");
