@@ -41,11 +41,7 @@ for i in $(seq 1 "$RUNS"); do
   order="dpdk ours"; [ $((i % 2)) = 0 ] && order="ours dpdk"
   for side in $order; do
     log=$LOGS/$side-$i.log
-    if [ "$side" = dpdk ]; then
-      DPDK_TEST=hash_perf_autotest taskset -c 1 dpdk-test -l 0 --no-pci --in-memory --file-prefix "$PREFIX" -m 1024 > "$log" 2>&1 < /dev/null
-    else
-      taskset -c 1 cargo bench -q -p pmd-flow --bench flow -- --warm-up-time 1 --measurement-time 2 > "$log" 2>&1
-    fi
+    autotest_or_bench "$side" "$log" hash_perf_autotest pmd-flow flow "$PREFIX"
     for k in 13 37; do
       read -r add one bulk del < <(${side}_row "$log" "$k")
       echo "| $i | $side | $k | ${add:-nan} | ${one:-nan} | ${bulk:-nan} | ${del:-nan} |"

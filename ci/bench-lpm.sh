@@ -30,11 +30,7 @@ for i in $(seq 1 "$RUNS"); do
   order="dpdk ours"; [ $((i % 2)) = 0 ] && order="ours dpdk"
   for side in $order; do
     log=$LOGS/$side-$i.log
-    if [ "$side" = dpdk ]; then
-      DPDK_TEST=lpm_perf_autotest taskset -c 1 dpdk-test -l 0 --no-pci --in-memory --file-prefix "$PREFIX" -m 1024 > "$log" 2>&1 < /dev/null
-    else
-      taskset -c 1 cargo bench -q -p pmd-lpm --bench lpm -- --warm-up-time 1 --measurement-time 2 > "$log" 2>&1
-    fi
+    autotest_or_bench "$side" "$log" lpm_perf_autotest pmd-lpm lpm "$PREFIX"
     add=$(field "$log" "Average LPM Add"); one=$(field "$log" "Average LPM Lookup")
     bulk=$(field "$log" "BULK LPM Lookup"); del=$(field "$log" "Average LPM Delete")
     miss=$(sed -n 's/^Average LPM Lookup:.*fails = \([0-9.]*%\).*/\1/p' "$log" | head -1)

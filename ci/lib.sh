@@ -84,20 +84,29 @@ ratio() { bench_py ratio "$@"; }
 # rate_mpps COUNT SECONDS: COUNT packets over SECONDS as Mpps.
 rate_mpps() { bench_py rate "$@"; }
 
-# dpdk_example NAME DIR: builds DPDK's example NAME from the sources dpdk-doc ships, once,
-# into DIR/dpdk-NAME; prints the binary's path.
+# dpdk_example NAME DIR [TAG SED]: builds DPDK's example NAME from the sources dpdk-doc
+# ships, once, into DIR/dpdk-NAME; prints the binary's path. With TAG and SED, the sed
+# script SED is applied to its main.c first (and must change it), into DIR/dpdk-NAME-TAG.
+# One build at a time (tests run in parallel): the others wait, then find it built.
 dpdk_example() {
-  local name=$1 dir=$2/dpdk-$1
+  local name=$1 tag=${3:+-$3} sed=${4:-}
+  local dir=$2/dpdk-$name$tag
   local bin=$dir/build/$name-shared
-  if [ ! -x "$bin" ]; then
-    echo "ci/lib.sh: building DPDK's $name example into $dir" >&2
-    rm -rf "$dir"; mkdir -p "$2"
-    # Some examples (l3fwd) include ../common.
-    cp -r "/usr/share/dpdk/examples/$name" "$dir" &&
-      { [ -d "$2/common" ] || cp -r /usr/share/dpdk/examples/common "$2/"; } &&
-      make -s -C "$dir" shared >/dev/null 2>&1 ||
-      { echo "ci/lib.sh: building DPDK's $name example failed (apt-get install dpdk-doc libdpdk-dev)" >&2; return 1; }
-  fi
+  mkdir -p "$2"
+  (
+    flock 9
+    if [ ! -x "$bin" ]; then
+      echo "ci/lib.sh: building DPDK's $name example${3:+ ($3)} into $dir" >&2
+      rm -rf "$dir"
+      # Some examples (l3fwd) include ../common.
+      cp -r "/usr/share/dpdk/examples/$name" "$dir" &&
+        { [ -d "$2/common" ] || cp -r /usr/share/dpdk/examples/common "$2/"; } &&
+        { [ -z "$sed" ] || { cp "$dir/main.c" "$dir/main.c.orig" && sed -i "$sed" "$dir/main.c" &&
+            ! cmp -s "$dir/main.c" "$dir/main.c.orig"; }; } &&
+        make -s -C "$dir" shared >/dev/null 2>&1 ||
+        { echo "ci/lib.sh: building DPDK's $name example failed (apt-get install dpdk-doc libdpdk-dev)" >&2; exit 1; }
+    fi
+  ) 9>"$2/.dpdk-examples.lock" || return 1
   echo "$bin"
 }
 
@@ -106,24 +115,17 @@ dpdk_example() {
 # asks for it on every port, so software PMDs such as net_pcap and net_null refuse to
 # configure; its forwarding never reads the result). Prints the binary's path.
 dpdk_l3fwd() {
-  local dir=$1/dpdk-l3fwd-swcsum
-  local bin=$dir/build/l3fwd-shared
-  mkdir -p "$1"
-  # One build at a time (tests run in parallel): the others wait, then find it built.
-  (
-    flock 9
-    if [ ! -x "$bin" ]; then
-      echo "ci/lib.sh: building DPDK's l3fwd example (no rx checksum offload) into $dir" >&2
-      rm -rf "$dir"
-      cp -r /usr/share/dpdk/examples/l3fwd "$dir" &&
-        { [ -d "$1/common" ] || cp -r /usr/share/dpdk/examples/common "$1/"; } &&
-        sed -i 's/\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,/.offloads = 0,/' "$dir/main.c" &&
-        grep -q '\.offloads = 0,' "$dir/main.c" &&
-        make -s -C "$dir" shared >/dev/null 2>&1 ||
-        { echo "ci/lib.sh: building DPDK's l3fwd example failed (apt-get install dpdk-doc libdpdk-dev)" >&2; exit 1; }
-    fi
-  ) 9>"$1/.dpdk-l3fwd.lock" || return 1
-  echo "$bin"
+  dpdk_example l3fwd "$1" swcsum 's/\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,/.offloads = 0,/'
+}
+
+# autotest_or_bench SIDE LOG TEST PKG BENCH PREFIX: on CPU 1, DPDK's `dpdk-test` TEST (SIDE
+# dpdk, --file-prefix PREFIX) or our criterion bench BENCH of PKG (SIDE ours), output to LOG.
+autotest_or_bench() {
+  if [ "$1" = dpdk ]; then
+    DPDK_TEST=$3 taskset -c 1 dpdk-test -l 0 --no-pci --in-memory --file-prefix "$6" -m 1024 > "$2" 2>&1 < /dev/null
+  else
+    taskset -c 1 cargo bench -q -p "$4" --bench "$5" -- --warm-up-time 1 --measurement-time 2 > "$2" 2>&1
+  fi
 }
 
 # pmd_hugepages PAGES DIR: at least PAGES hugepages of the default size reserved and
