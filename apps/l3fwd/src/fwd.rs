@@ -283,14 +283,18 @@ struct Scratch<K> {
     ports: [Verdict; BATCH_CAPACITY],
 }
 
+/// Per port id (as a byte: route files name ports 0-255): the destination MAC
+/// (`--eth-dest`) then the port's own, the 12 bytes written over a routed frame's
+/// addresses.
+pub type MacTable = [[u8; 12]; 256];
+
 /// An lcore's queues, tables and counts.
 pub struct Lcore<R: Router> {
     rx: Vec<RxQueueHandle>,
     /// This lcore's tx queue on each port (by port id).
     tx: Vec<Option<TxQueueHandle>>,
-    /// Per port id (as a byte: route files name ports 0-255): the destination MAC
-    /// (`--eth-dest`) then the port's own.
-    macs: Box<[[u8; 12]; 256]>,
+    /// The MAC pair of each port.
+    macs: Box<MacTable>,
     router: R,
     counts: Counts,
     /// Packets of the burst being sent, per output port.
@@ -304,18 +308,14 @@ impl<R: Router> Lcore<R> {
     pub fn new(
         rx: Vec<RxQueueHandle>,
         tx: Vec<Option<TxQueueHandle>>,
-        macs: Vec<[u8; 12]>,
+        macs: Box<MacTable>,
         router: R,
     ) -> Lcore<R> {
         let out = (0..tx.len()).map(|_| PktBatch::new()).collect();
-        let mut table = Box::new([[0u8; 12]; 256]);
-        for (t, m) in table.iter_mut().zip(&macs) {
-            *t = *m;
-        }
         Lcore {
             rx,
             tx,
-            macs: table,
+            macs,
             router,
             counts: Counts::default(),
             out,

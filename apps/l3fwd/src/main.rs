@@ -15,7 +15,7 @@ mod routes;
 mod stats;
 
 use clap::Parser;
-use fwd::{EmRouter, Lcore, LpmRouter, Router};
+use fwd::{EmRouter, Lcore, LpmRouter, MacTable, Router};
 use opts::{AppOpts, QueueConf};
 use pmd_core::ethdev::{
     MacAddr, PortConf, PortId, RxOffloads, RxQueueHandle, TxOffloads, TxQueueHandle,
@@ -233,7 +233,7 @@ fn run(mut eal: Eal, opts: &AppOpts, routes: (Table4, Table6)) -> Result<(), Err
 
     let mut rx: BTreeMap<(PortId, u16), RxQueueHandle> = BTreeMap::new();
     let mut tx: BTreeMap<(PortId, usize), TxQueueHandle> = BTreeMap::new();
-    let mut macs = vec![[0u8; 12]; nb_ports];
+    let mut macs: Box<MacTable> = Box::new([[0u8; 12]; 256]);
     for &p in &enabled {
         let port = eal.port_mut(p)?;
         let info = port.info();
@@ -349,7 +349,7 @@ fn forward<R: Router>(
     eal: &Eal,
     opts: &AppOpts,
     plan: LcorePlan,
-    macs: Vec<[u8; 12]>,
+    macs: Box<MacTable>,
     router: impl Fn() -> R,
 ) -> Result<(fwd::Counts, Box<dyn std::any::Any>), Error> {
     let main_id = eal.main_lcore().id;
