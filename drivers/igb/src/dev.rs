@@ -29,6 +29,7 @@ pub const RXD_ERR_IPE: u32 = 1 << 30;
 pub const RXD_ERR_L4E: u32 = 1 << 29;
 
 /// The 82576.
+#[derive(Debug, Default)]
 pub struct I82576;
 
 impl I82576 {
@@ -47,12 +48,12 @@ impl Chip for I82576 {
     const PCI_IDS: &'static [PciId] = PCI_IDS;
     const LAYOUT: QueueLayout = QUEUES;
     /// RSS over IPv4 addresses and TCP/UDP ports.
-    const RSS: RssRegs = RssRegs::new(
+    const RSS: Option<RssRegs> = Some(RssRegs::new(
         MRQC,
         RSSRK0,
         RETA0,
         MRQC_RSS_EN | MRQC_RSS_IPV4 | MRQC_RSS_TCPIPV4 | MRQC_RSS_UDPIPV4,
-    );
+    ));
     const MAX_QUEUES: (u16, u16) = (MAX_QUEUES, MAX_QUEUES);
     const RX_ERR: u32 = RXD_ERR_RXE;
     const RX_CSUM: RxCsumBits = RxCsumBits {
@@ -62,8 +63,8 @@ impl Chip for I82576 {
     /// Prefetch threshold 8, host threshold 1, write-back threshold 0 (8.12.x TXDCTL).
     const TXDCTL: u32 = 8 | 1 << 8;
     const SRRCTL_DROP_EN: u32 = SRRCTL_DROP_EN;
-    const RX_ENABLE: RegBits = RegBits::new(RCTL, RCTL_EN);
-    const TX_ENABLE: RegBits = RegBits::new(TCTL, TCTL_EN);
+    const RX_ENABLE: Option<RegBits> = Some(RegBits::new(RCTL, RCTL_EN));
+    const TX_ENABLE: Option<RegBits> = Some(RegBits::new(TCTL, TCTL_EN));
     const RAL0: usize = RAL0;
     const COUNTERS: &'static [CounterSpec] = &[
         CounterSpec::reg("rx_missed_errors", MPC),
@@ -72,7 +73,7 @@ impl Chip for I82576 {
         CounterSpec::reg("rx_length_errors", RLEC),
     ];
 
-    fn reset(bar: &Bar) -> Result<()> {
+    fn reset(&self, bar: &Bar) -> Result<()> {
         Self::mask_interrupts(bar);
         if !master_disable(bar, INIT_TIMEOUT) {
             tracing::debug!(device = bar.name(), "master enable still set at reset");
@@ -93,7 +94,7 @@ impl Chip for I82576 {
         Ok(())
     }
 
-    fn start_link(bar: &Bar) {
+    fn start_link(&self, bar: &Bar) {
         // Set link up, then (re)start auto-negotiation in the PHY (4.5.7.2): the link comes
         // up when it completes.
         bar.set_bits(CTRL, CTRL_SLU);
@@ -107,7 +108,7 @@ impl Chip for I82576 {
         }
     }
 
-    fn link(bar: &Bar) -> Link {
+    fn link(&self, bar: &Bar) -> Link {
         let st = bar.rd(STATUS);
         if st & STATUS_LU == 0 {
             return Link::default();
@@ -124,7 +125,7 @@ impl Chip for I82576 {
         }
     }
 
-    fn configure(bar: &Bar) {
+    fn configure(&self, bar: &Bar) {
         bar.set_bits(RCTL, RCTL_BAM | RCTL_SECRC);
         // VLAN stripping is turned on again by the rx queues that ask for it.
         bar.clear_bits(CTRL, CTRL_VME);
@@ -136,17 +137,19 @@ impl Chip for I82576 {
         );
     }
 
-    fn set_promisc(bar: &Bar, on: bool) {
+    fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()> {
         bar.set_bits_to(RCTL, RCTL_UPE | RCTL_MPE, on);
+        Ok(())
     }
 
-    fn set_max_frame(bar: &Bar, mfs: u32) {
+    fn set_max_frame(&self, bar: &Bar, mfs: u32) -> Result<()> {
         // RLPML counts the CRC and applies to tagged frames too: room for two tags.
         bar.wr(RLPML, mfs.min(Self::MAX_FRAME) + 8);
         bar.set_bits_to(RCTL, RCTL_LPE, mfs > STD_MAX_FRAME);
+        Ok(())
     }
 
-    fn set_vlan_strip(bar: &Bar, _q: usize, on: bool) {
+    fn set_vlan_strip(&self, bar: &Bar, _q: usize, on: bool) {
         // The 82576 strips device-wide (CTRL.VME): a queue asking for it turns it on for
         // all (DPDK's igb treats VLAN_STRIP as a port offload too).
         if on {

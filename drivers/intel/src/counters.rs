@@ -1,5 +1,7 @@
-//! Statistics registers folded into 64-bit totals. Intel NICs' packet and byte counters
-//! clear when read and are 32 to 36 bits wide, so they are read often and accumulated.
+//! Statistics registers folded into 64-bit totals. The physical functions' packet and
+//! byte counters clear when read and are 32 to 36 bits wide, so they are read often and
+//! accumulated. A virtual function's counters run freely and wrap instead (82576 VF
+//! 8.28.x, 82599 VF 8.3.5.x): what is added is the change since the last read.
 
 use crate::regs::{GORCH, GORCL, GOTCH, GOTCL, GPRC, GPTC};
 use pmd_core::pci::MmioRegion;
@@ -23,6 +25,9 @@ pub struct CounterSpec {
     pub low: usize,
     /// Offset of the high register, for split counters.
     pub high: Option<usize>,
+    /// For a free-running counter, its width in bits (it wraps at `2^bits`); `None`: the
+    /// register clears when read.
+    pub wraps_at_bits: Option<u32>,
 }
 
 impl CounterSpec {
@@ -32,6 +37,7 @@ impl CounterSpec {
             name,
             low,
             high: None,
+            wraps_at_bits: None,
         }
     }
 
@@ -41,15 +47,43 @@ impl CounterSpec {
             name,
             low,
             high: Some(high),
+            wraps_at_bits: None,
+        }
+    }
+
+    /// A free-running 32-bit register that wraps.
+    pub const fn running(name: &'static str, low: usize) -> CounterSpec {
+        CounterSpec {
+            name,
+            low,
+            high: None,
+            wraps_at_bits: Some(32),
+        }
+    }
+
+    /// A free-running counter of `bits` bits split over a low and a high register.
+    pub const fn running_split(
+        name: &'static str,
+        low: usize,
+        high: usize,
+        bits: u32,
+    ) -> CounterSpec {
+        CounterSpec {
+            name,
+            low,
+            high: Some(high),
+            wraps_at_bits: Some(bits),
         }
     }
 }
 
-/// Running 64-bit totals of a list of clear-on-read counters.
+/// Running 64-bit totals of a list of counters.
 #[derive(Debug)]
 pub struct CounterSet {
     specs: Vec<CounterSpec>,
     totals: Vec<u64>,
+    /// Last value read of each free-running counter.
+    last: Vec<u64>,
 }
 
 impl CounterSet {
@@ -59,23 +93,37 @@ impl CounterSet {
         let specs: Vec<CounterSpec> = lists.concat();
         CounterSet {
             totals: vec![0; specs.len()],
+            last: vec![0; specs.len()],
             specs,
         }
     }
 
-    /// Reads every register once (clearing it in hardware) and adds it to the totals.
-    /// Read errors (a register outside the BAR) count as zero.
+    /// Reads every register once (clearing it in hardware) and adds it, or for a
+    /// free-running counter its change since the last read, to the totals. Read errors (a
+    /// register outside the BAR) count as zero.
     pub fn fold(&mut self, bar: &MmioRegion) {
-        for (spec, total) in self.specs.iter().zip(&mut self.totals) {
+        let iter = self.specs.iter().zip(&mut self.totals).zip(&mut self.last);
+        for ((spec, total), last) in iter {
             let lo = u64::from(bar.read32_at(spec.low).unwrap_or(0));
             let hi = spec
                 .high
                 .map_or(0, |h| u64::from(bar.read32_at(h).unwrap_or(0)));
-            *total = total.wrapping_add(lo | hi << 32);
+            let value = lo | hi << 32;
+            let add = match spec.wraps_at_bits {
+                None => value,
+                Some(bits) => {
+                    let mask = if bits >= 64 { u64::MAX } else { (1 << bits) - 1 };
+                    let delta = value.wrapping_sub(*last) & mask;
+                    *last = value & mask;
+                    delta
+                }
+            };
+            *total = total.wrapping_add(add);
         }
     }
 
-    /// Reads and discards the hardware values (after a reset, before counting starts).
+    /// Reads and discards the hardware values (after a reset, before counting starts;
+    /// free-running counters count from the values read).
     pub fn clear_hw(&mut self, bar: &MmioRegion) {
         self.fold(bar);
         self.totals.iter_mut().for_each(|t| *t = 0);
@@ -132,5 +180,27 @@ mod tests {
                 ("rx_missed".into(), 0)
             ]
         );
+    }
+
+    #[test]
+    fn free_running_counters_add_their_change_across_a_wrap() {
+        let bar = region_over_memory(0x40);
+        let specs = [
+            CounterSpec::running("rx", 0x0),
+            CounterSpec::running_split("rx_bytes", 0x8, 0xc, 36),
+        ];
+        let mut c = CounterSet::new(&[&specs]);
+        bar.write32_at(0x0, 0xffff_fff0).unwrap();
+        bar.write32_at(0x8, 0xffff_ff00).unwrap();
+        bar.write32_at(0xc, 0xf).unwrap();
+        c.clear_hw(&bar);
+        c.fold(&bar);
+        assert_eq!((c.get("rx"), c.get("rx_bytes")), (0, 0), "no change");
+        bar.write32_at(0x0, 0x10).unwrap();
+        bar.write32_at(0x8, 0x100).unwrap();
+        bar.write32_at(0xc, 0x0).unwrap();
+        c.fold(&bar);
+        assert_eq!(c.get("rx"), 0x20, "wrapped at 32 bits");
+        assert_eq!(c.get("rx_bytes"), 0x200, "wrapped at 36 bits");
     }
 }

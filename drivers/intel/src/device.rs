@@ -27,8 +27,11 @@ use std::time::Duration;
 pub const LINK_WAIT: Duration = Duration::from_secs(2);
 
 /// What differs between Intel chips: identity, register layout, and the few steps that
-/// are not the same on each (reset, link, MAC setup, frame size, VLAN stripping).
-pub trait Chip: Send + 'static {
+/// are not the same on each (bring-up, link, MAC setup, frame size, VLAN stripping).
+///
+/// A chip is a value the device holds (`Default` makes it): physical functions keep no
+/// state in it, a virtual function keeps its mailbox to the physical function there.
+pub trait Chip: Default + Send + 'static {
     /// Driver name (DPDK's, e.g. `net_ixgbe`).
     const DRIVER: &'static str;
     /// Chip name for messages (e.g. `82599`).
@@ -41,8 +44,9 @@ pub trait Chip: Send + 'static {
     const BAR0_LEN: usize = regs::BAR0_LEN;
     /// Where the queue registers are.
     const LAYOUT: QueueLayout;
-    /// Where the RSS registers are and which hash types the chip turns on.
-    const RSS: RssRegs;
+    /// Where the RSS registers are and which hash types the chip turns on; `None`: the
+    /// function cannot spread flows itself (a VF, whose pool the PF configures).
+    const RSS: Option<RssRegs>;
     /// Most rx / tx queues.
     const MAX_QUEUES: (u16, u16);
     /// Write-back error bits that make a received packet bad.
@@ -53,41 +57,64 @@ pub trait Chip: Send + 'static {
     const TXDCTL: u32;
     /// SRRCTL's drop-enable bit (drop frames when a queue has no descriptor).
     const SRRCTL_DROP_EN: u32;
-    /// The global receive enable.
-    const RX_ENABLE: RegBits;
-    /// The global transmit enable.
-    const TX_ENABLE: RegBits;
+    /// The global receive enable (`None`: the queue enables are all there is).
+    const RX_ENABLE: Option<RegBits>;
+    /// The global transmit enable (`None`: the queue enables are all there is).
+    const TX_ENABLE: Option<RegBits>;
     /// Receive Address Low of entry 0, where the NVM's MAC address is after reset
-    /// (Receive Address High follows at +4).
+    /// (Receive Address High follows at +4), for the default [`Chip::bring_up`].
     const RAL0: usize;
-    /// Statistics registers beyond the good packet and octet counters
-    /// ([`crate::counters::GOOD`]).
+    /// The good packet and octet counters.
+    const GOOD_COUNTERS: &'static [CounterSpec] = counters::GOOD;
+    /// Statistics registers beyond the good packet and octet counters.
     const COUNTERS: &'static [CounterSpec];
     /// Largest frame the MAC takes, CRC included (without VLAN tags: the MAC allows
     /// four more bytes per tag).
     const MAX_FRAME: u32 = regs::JUMBO_MAX_FRAME;
+    /// Receive offloads the function offers.
+    const RX_OFFLOADS: RxOffloads = RxOffloads(
+        RxOffloads::SCATTER.0 | RxOffloads::VLAN_STRIP.0 | RxOffloads::CHECKSUM.0,
+    );
 
-    /// Masks interrupts, resets the device and waits until it is ready (the driver-loaded
-    /// bit is set afterwards by [`IntelDevice::init`]).
-    fn reset(bar: &Bar) -> Result<()>;
+    /// Takes the function from power-on to ready and returns its MAC address. The
+    /// default, for physical functions: [`Chip::reset`], the driver-loaded bit, the
+    /// address in receive-address entry 0, [`Chip::start_link`].
+    fn bring_up(&self, bar: &Bar) -> Result<MacAddr> {
+        self.reset(bar)?;
+        bar.set_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
+        let mac = bar.read_mac(Self::RAL0, Self::RAL0 + 4)?;
+        self.start_link(bar);
+        Ok(mac)
+    }
+    /// Hands the function back at close (the default clears the driver-loaded bit, for
+    /// the firmware).
+    fn release(&self, bar: &Bar) {
+        bar.clear_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
+    }
+    /// Masks interrupts, resets the device and waits until it is ready.
+    fn reset(&self, bar: &Bar) -> Result<()>;
     /// Starts link setup (auto-negotiation) after reset.
-    fn start_link(bar: &Bar);
+    fn start_link(&self, bar: &Bar);
     /// Current link state.
-    fn link(bar: &Bar) -> Link;
+    fn link(&self, bar: &Bar) -> Link;
     /// MAC setup at configure time, receive and transmit disabled: CRC strip, broadcast
     /// acceptance, padding. Filters and RSS follow.
-    fn configure(bar: &Bar);
+    fn configure(&self, bar: &Bar);
     /// Sets unicast/multicast promiscuous mode.
-    fn set_promisc(bar: &Bar, on: bool);
+    fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()>;
     /// Programs the largest frame accepted, `mfs` bytes with CRC and without VLAN tags
     /// (jumbo frames enabled above [`regs::STD_MAX_FRAME`]).
-    fn set_max_frame(bar: &Bar, mfs: u32);
+    fn set_max_frame(&self, bar: &Bar, mfs: u32) -> Result<()>;
     /// Turns hardware VLAN stripping on or off for rx queue `q` (tag into the write-back
     /// descriptor).
-    fn set_vlan_strip(bar: &Bar, q: usize, on: bool);
+    fn set_vlan_strip(&self, bar: &Bar, q: usize, on: bool);
     /// Called around the programming of a tx queue (`true` before, `false` after).
-    fn tx_setup_window(bar: &Bar, open: bool) {
+    fn tx_setup_window(&self, bar: &Bar, open: bool) {
         let _ = (bar, open);
+    }
+    /// More xstats of the chip's own (a VF's mailbox counts), after the counters'.
+    fn xstats(&self, out: &mut Vec<(String, u64)>) {
+        let _ = out;
     }
     /// The MSI-X registers, if the driver runs this chip's rx queues on interrupts
     /// ([`MsixRegs::setup`]); `None`: its queues are polled only.
@@ -118,7 +145,7 @@ pub struct IntelDevice<C: Chip> {
     /// Link interrupts acknowledged (xstat `link_interrupts`).
     link_intrs: AtomicU64,
     counters: RefCell<CounterSet>,
-    _chip: std::marker::PhantomData<C>,
+    chip: C,
 }
 
 impl<C: Chip> std::fmt::Debug for IntelDevice<C> {
@@ -147,12 +174,10 @@ impl<C: Chip> IntelDevice<C> {
             ));
         }
         let bar = Bar::new(region, C::DRIVER, name);
-        C::reset(&bar)?;
-        bar.set_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
-        let mac = bar.read_mac(C::RAL0, C::RAL0 + 4)?;
-        let mut counters = CounterSet::new(&[counters::GOOD, C::COUNTERS]);
+        let chip = C::default();
+        let mac = chip.bring_up(&bar)?;
+        let mut counters = CounterSet::new(&[C::GOOD_COUNTERS, C::COUNTERS]);
         counters.clear_hw(bar.region());
-        C::start_link(&bar);
         tracing::info!(device = name, chip = C::CHIP, %mac, "device initialised");
         Ok(IntelDevice {
             backend,
@@ -168,13 +193,18 @@ impl<C: Chip> IntelDevice<C> {
             link_irq: None,
             link_intrs: AtomicU64::new(0),
             counters: RefCell::new(counters),
-            _chip: std::marker::PhantomData,
+            chip,
         })
     }
 
     /// The device's registers (for chip-specific extras and tests).
     pub fn bar(&self) -> &Bar {
         &self.bar
+    }
+
+    /// The chip's own state (a VF's mailbox).
+    pub fn chip(&self) -> &C {
+        &self.chip
     }
 
     /// Enables one MSI-X vector per rx queue plus one for other causes (the link-state
@@ -257,6 +287,13 @@ impl<C: Chip> IntelDevice<C> {
         }))
     }
 
+    /// Sets or clears a global enable, if the chip has one.
+    fn global_enable(&self, bits: Option<RegBits>, on: bool) {
+        if let Some(b) = bits {
+            self.bar.set_bits_to(b.reg, b.bits, on);
+        }
+    }
+
     /// Frame size register value for `mtu`: Ethernet header and CRC added.
     fn mfs(mtu: u16) -> u32 {
         (u32::from(mtu) + ETH_HLEN_CRC).min(C::MAX_FRAME)
@@ -280,7 +317,7 @@ impl<C: Chip> Device for IntelDevice<C> {
             default_desc: 512,
             // The ring engine indexes with a mask: a power of two >= 64 (rx.rs, tx.rs).
             desc_pow2: true,
-            rx_offload_capa: RxOffloads::SCATTER | RxOffloads::VLAN_STRIP | RxOffloads::CHECKSUM,
+            rx_offload_capa: C::RX_OFFLOADS,
             tx_offload_capa: TxOffloads::MULTI_SEGS
                 | TxOffloads::CHECKSUM
                 | TxOffloads::TCP_TSO
@@ -308,11 +345,13 @@ impl<C: Chip> Device for IntelDevice<C> {
                 conf.tx_queues
             )));
         }
-        self.bar.clear_bits(C::RX_ENABLE.reg, C::RX_ENABLE.bits);
-        C::configure(&self.bar);
-        C::set_promisc(&self.bar, self.promisc);
-        C::RSS.program(&self.bar, conf.rx_queues as usize);
-        C::set_max_frame(&self.bar, Self::mfs(self.mtu));
+        self.global_enable(C::RX_ENABLE, false);
+        self.chip.configure(&self.bar);
+        self.chip.set_promisc(&self.bar, self.promisc)?;
+        if let Some(rss) = C::RSS {
+            rss.program(&self.bar, conf.rx_queues as usize);
+        }
+        self.chip.set_max_frame(&self.bar, Self::mfs(self.mtu))?;
         self.rxq = vec![QueuePos::default(); conf.rx_queues as usize];
         self.enable_msix(conf.rx_queues as usize);
         self.txq = vec![QueuePos::default(); conf.tx_queues as usize];
@@ -354,7 +393,8 @@ impl<C: Chip> Device for IntelDevice<C> {
         let kib = (ring.buf_len() / 1024).min(16) as u32;
         let srrctl = kib | SRRCTL_DESCTYPE_ADV_ONEBUF | C::SRRCTL_DROP_EN;
         self.rxq[q] = l.program_rx(&self.bar, q, &ring, srrctl);
-        C::set_vlan_strip(&self.bar, q, conf.offloads.contains(RxOffloads::VLAN_STRIP));
+        self.chip
+            .set_vlan_strip(&self.bar, q, conf.offloads.contains(RxOffloads::VLAN_STRIP));
         Ok(Box::new(ring))
     }
 
@@ -372,26 +412,27 @@ impl<C: Chip> Device for IntelDevice<C> {
             enable: Some(enable),
             ctx_lost: self.tx_ctx_lost[q].clone(),
         })?;
-        C::tx_setup_window(&self.bar, true);
+        self.chip.tx_setup_window(&self.bar, true);
         self.txq[q] = l.program_tx(&self.bar, q, &ring);
-        C::tx_setup_window(&self.bar, false);
+        self.chip.tx_setup_window(&self.bar, false);
         Ok(Box::new(ring))
     }
 
     fn start(&mut self) -> Result<()> {
         let l = C::LAYOUT;
-        C::set_max_frame(&self.bar, Self::mfs(self.mtu));
-        self.bar.set_bits(C::TX_ENABLE.reg, C::TX_ENABLE.bits);
+        self.chip.set_max_frame(&self.bar, Self::mfs(self.mtu))?;
+        self.global_enable(C::TX_ENABLE, true);
         for (q, pos) in self.txq.iter().enumerate() {
             l.enable_tx(&self.bar, q, *pos, C::TXDCTL)?;
         }
         for (q, pos) in self.rxq.iter().enumerate() {
             l.enable_rx(&self.bar, q, *pos)?;
         }
-        self.bar.set_bits(C::RX_ENABLE.reg, C::RX_ENABLE.bits);
+        self.global_enable(C::RX_ENABLE, true);
         self.started = true;
-        let link = match self.bar.wait("link up", LINK_WAIT, |b| C::link(b).up) {
-            Ok(()) => C::link(&self.bar),
+        let chip = &self.chip;
+        let link = match self.bar.wait("link up", LINK_WAIT, |b| chip.link(b).up) {
+            Ok(()) => self.chip.link(&self.bar),
             Err(_) => {
                 tracing::warn!(
                     device = self.bar.name(),
@@ -413,7 +454,7 @@ impl<C: Chip> Device for IntelDevice<C> {
 
     fn stop(&mut self) -> Result<()> {
         let l = C::LAYOUT;
-        self.bar.clear_bits(C::RX_ENABLE.reg, C::RX_ENABLE.bits);
+        self.global_enable(C::RX_ENABLE, false);
         // The rings are frozen while the port is stopped: resume where the device stopped.
         for q in 0..self.rxq.len() {
             self.rxq[q] = l.stop_rx(&self.bar, q);
@@ -422,7 +463,7 @@ impl<C: Chip> Device for IntelDevice<C> {
             self.txq[q] = l.stop_tx(&self.bar, q);
             self.tx_ctx_lost[q].store(true, Ordering::Relaxed);
         }
-        self.bar.clear_bits(C::TX_ENABLE.reg, C::TX_ENABLE.bits);
+        self.global_enable(C::TX_ENABLE, false);
         self.counters.borrow_mut().fold(self.bar.region());
         self.started = false;
         Ok(())
@@ -432,13 +473,13 @@ impl<C: Chip> Device for IntelDevice<C> {
         if self.started {
             let _ = self.stop();
         }
-        // Hand the device back to firmware before DMA stops.
-        self.bar.clear_bits(CTRL_EXT, CTRL_EXT_DRV_LOAD);
+        // Hand the device back (to firmware, or the PF) before DMA stops.
+        self.chip.release(&self.bar);
         let _ = self.backend.set_bus_master(false);
     }
 
     fn link(&self) -> Link {
-        C::link(&self.bar)
+        self.chip.link(&self.bar)
     }
 
     fn mac_addr(&self) -> MacAddr {
@@ -446,8 +487,8 @@ impl<C: Chip> Device for IntelDevice<C> {
     }
 
     fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        self.chip.set_promisc(&self.bar, on)?;
         self.promisc = on;
-        C::set_promisc(&self.bar, on);
         Ok(())
     }
 
@@ -463,8 +504,8 @@ impl<C: Chip> Device for IntelDevice<C> {
                 C::CHIP
             )));
         }
+        self.chip.set_max_frame(&self.bar, Self::mfs(mtu))?;
         self.mtu = mtu;
-        C::set_max_frame(&self.bar, Self::mfs(mtu));
         Ok(())
     }
 
@@ -476,6 +517,7 @@ impl<C: Chip> Device for IntelDevice<C> {
             "link_interrupts".into(),
             self.link_intrs.load(Ordering::Relaxed),
         ));
+        self.chip.xstats(&mut v);
         v
     }
 

@@ -1,7 +1,8 @@
 //! Programming of rx and tx queue registers, shared by chips whose per-queue register
 //! blocks have the same shape: base, base+4 (high address), +8 (length), +0x10 (head),
-//! +0x18 (tail), +0x28 (descriptor control, enable bit 25), a 0x40-byte stride, and a
-//! chip-specific offset for the rx buffer-size register (SRRCTL).
+//! +0x18 (tail), +0x28 (descriptor control, enable bit 25), a stride between queues
+//! (0x40 bytes on physical functions, 0x100 on the 82576's VF), and a chip-specific offset
+//! for the rx buffer-size register (SRRCTL).
 
 use crate::bar::{Bar, QueuePos};
 use crate::{RxRing, TxRing};
@@ -14,8 +15,9 @@ pub const DCTL_ENABLE: u32 = 1 << 25;
 /// Queue enable/disable completes within microseconds on hardware; allow for models.
 const QUEUE_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// Where a chip keeps its queue registers: the block of queue 0 for each direction and
-/// where SRRCTL sits in an rx block (queue `q`'s block is `0x40 * q` further on).
+/// Where a chip keeps its queue registers: the block of queue 0 for each direction,
+/// where SRRCTL sits in an rx block, and the stride (queue `q`'s block is `stride * q`
+/// further on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueLayout {
     /// RDBAL of queue 0.
@@ -24,28 +26,36 @@ pub struct QueueLayout {
     pub tx_base: usize,
     /// Offset of SRRCTL within an rx queue block.
     pub srrctl: usize,
+    /// Bytes between the register blocks of two consecutive queues.
+    pub stride: usize,
 }
 
-/// Bytes between the register blocks of two consecutive queues.
+/// Bytes between two queues' register blocks on the physical functions.
 const STRIDE: usize = 0x40;
 
 impl QueueLayout {
     /// Queue 0's RDBAL at `rx_base`, its TDBAL at `tx_base`, SRRCTL `srrctl` bytes into
-    /// each rx block.
+    /// each rx block, blocks 0x40 bytes apart.
     pub const fn new(rx_base: usize, tx_base: usize, srrctl: usize) -> QueueLayout {
         QueueLayout {
             rx_base,
             tx_base,
             srrctl,
+            stride: STRIDE,
         }
     }
 
+    /// The same layout with queue blocks `stride` bytes apart.
+    pub const fn with_stride(self, stride: usize) -> QueueLayout {
+        QueueLayout { stride, ..self }
+    }
+
     const fn rx(&self, q: usize, off: usize) -> usize {
-        self.rx_base + STRIDE * q + off
+        self.rx_base + self.stride * q + off
     }
 
     const fn tx(&self, q: usize, off: usize) -> usize {
-        self.tx_base + STRIDE * q + off
+        self.tx_base + self.stride * q + off
     }
 
     /// Receive Descriptor Base Address Low of queue `q`.
@@ -310,6 +320,8 @@ mod tests {
             ),
             (0x6040, 0x6044, 0x6048, 0x6050, 0x6058, 0x6068)
         );
+        let vf = QueueLayout::new(0x2800, 0x3800, 0x0c).with_stride(0x100);
+        assert_eq!((vf.rdt(1), vf.srrctl(1), vf.txdctl(1)), (0x2918, 0x290c, 0x3928));
     }
 
     #[test]

@@ -34,6 +34,7 @@ const RSS_HASHES: u32 =
     MRQC_RSS_IPV4 | MRQC_RSS_TCPIPV4 | MRQC_RSS_UDPIPV4 | MRQC_RSS_IPV6 | MRQC_RSS_TCPIPV6;
 
 /// The 82599 family (X540 and X550 share what is used here).
+#[derive(Debug, Default)]
 pub struct X82599;
 
 impl Chip for X82599 {
@@ -44,7 +45,7 @@ impl Chip for X82599 {
     const PCI_IDS: &'static [PciId] = PCI_IDS;
     const LAYOUT: QueueLayout = QUEUES;
     /// RSS over IPv4 and IPv6 addresses, TCP ports (both) and UDP ports (IPv4).
-    const RSS: RssRegs = RssRegs::new(MRQC, RSSRK0, RETA0, MRQC_RSS_EN | RSS_HASHES);
+    const RSS: Option<RssRegs> = Some(RssRegs::new(MRQC, RSSRK0, RETA0, MRQC_RSS_EN | RSS_HASHES));
     const MAX_QUEUES: (u16, u16) = (MAX_RX_QUEUES, MAX_TX_QUEUES);
     const RX_ERR: u32 = RXD_ERR_RXE;
     const RX_CSUM: RxCsumBits = RxCsumBits {
@@ -54,8 +55,8 @@ impl Chip for X82599 {
     /// Prefetch threshold 32, host threshold 1 (7.2.3.4.1); write-back only on RS.
     const TXDCTL: u32 = 32 | 1 << 8;
     const SRRCTL_DROP_EN: u32 = SRRCTL_DROP_EN;
-    const RX_ENABLE: RegBits = RegBits::new(RXCTRL, RXCTRL_RXEN);
-    const TX_ENABLE: RegBits = RegBits::new(DMATXCTL, DMATXCTL_TE);
+    const RX_ENABLE: Option<RegBits> = Some(RegBits::new(RXCTRL, RXCTRL_RXEN));
+    const TX_ENABLE: Option<RegBits> = Some(RegBits::new(DMATXCTL, DMATXCTL_TE));
     const RAL0: usize = RAL0;
     const COUNTERS: &'static [CounterSpec] = &[
         CounterSpec::reg("rx_missed_errors", MPC0),
@@ -64,7 +65,7 @@ impl Chip for X82599 {
         CounterSpec::reg("rx_undersize_errors", RUC),
     ];
 
-    fn reset(bar: &Bar) -> Result<()> {
+    fn reset(&self, bar: &Bar) -> Result<()> {
         bar.wr(EIMC, EIMC_ALL);
         // Master disable: let outstanding DMA finish first (5.2.5.3.2). A device that never
         // reports it is reset anyway, as the datasheet allows.
@@ -92,12 +93,12 @@ impl Chip for X82599 {
         Ok(())
     }
 
-    fn start_link(bar: &Bar) {
+    fn start_link(&self, bar: &Bar) {
         // Restart auto-negotiation now so the link is likely up by start (4.6.4).
         bar.set_bits(AUTOC, AUTOC_RESTART_AN);
     }
 
-    fn link(bar: &Bar) -> Link {
+    fn link(&self, bar: &Bar) -> Link {
         let links = bar.rd(LINKS);
         if links & LINKS_UP == 0 {
             return Link::default();
@@ -115,28 +116,30 @@ impl Chip for X82599 {
         }
     }
 
-    fn configure(bar: &Bar) {
+    fn configure(&self, bar: &Bar) {
         // CRC strip in the MAC and the DMA (they must agree), pad short frames (4.6.7).
         bar.set_bits(HLREG0, HLREG0_RXCRCSTRP | HLREG0_TXPADEN);
         bar.set_bits(RDRXCTL, RDRXCTL_CRCSTRIP);
     }
 
-    fn set_promisc(bar: &Bar, on: bool) {
+    fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()> {
         bar.set_bits(FCTRL, FCTRL_BAM);
         bar.set_bits_to(FCTRL, FCTRL_UPE | FCTRL_MPE, on);
+        Ok(())
     }
 
-    fn set_max_frame(bar: &Bar, mfs: u32) {
+    fn set_max_frame(&self, bar: &Bar, mfs: u32) -> Result<()> {
         // 8.2.3.22.13: MFS counts the CRC; tagged frames may be 4 bytes longer.
         bar.wr(MAXFRS, mfs.min(Self::MAX_FRAME) << MAXFRS_MFS_SHIFT);
         bar.set_bits_to(HLREG0, HLREG0_JUMBOEN, mfs > STD_MAX_FRAME);
+        Ok(())
     }
 
-    fn set_vlan_strip(bar: &Bar, q: usize, on: bool) {
+    fn set_vlan_strip(&self, bar: &Bar, q: usize, on: bool) {
         bar.set_bits_to(QUEUES.rxdctl(q), RXDCTL_VME, on);
     }
 
-    fn tx_setup_window(bar: &Bar, open: bool) {
+    fn tx_setup_window(&self, bar: &Bar, open: bool) {
         // Transmit queues are programmed with the DCB arbiter paused (4.6.8).
         bar.set_bits_to(RTTDCS, RTTDCS_ARBDIS, open);
     }
