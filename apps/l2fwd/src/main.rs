@@ -240,7 +240,12 @@ fn run(mut eal: Eal, opts: &AppOpts) -> Result<(), Error> {
         })?;
         rxq.push((p, port.setup_rx_queue(0, info.clamp_desc(rxd), &pool)?));
         txq.push((p, Some(port.setup_tx_queue(0, info.clamp_desc(txd))?)));
-        port.set_promiscuous(true)?;
+        if let Err(e) = port.set_promiscuous(true) {
+            // A VF whose PF refuses it, say: the port still forwards what reaches it.
+            eprintln!(
+                "Port {p}: promiscuous mode not enabled ({e}); forwarding what the port receives"
+            );
+        }
         macs[p as usize] = port.mac_addr();
         println!("Port {p} ({}): MAC {}", port.name(), port.mac_addr());
     }

@@ -181,7 +181,10 @@ fn run(mut eal: Eal, opts: &Opts) -> Result<(), Error> {
         for q in 0..opts.txq {
             tq.push(Some(port.setup_tx_queue(q, info.clamp_desc(opts.txd))?));
         }
-        port.set_promiscuous(true)?;
+        if let Err(e) = port.set_promiscuous(true) {
+            // As DPDK's testpmd: a port that refuses (a VF) is used as it is.
+            eprintln!("Error during enabling promiscuous mode for port {p}: {e} - ignore");
+        }
         macs.push(port.mac_addr());
         println!(
             "Configuring Port {p} ({}): {} rxq, {} txq, MAC {}",

@@ -17,6 +17,7 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_memif::DRIVER,
     &pmd_ixgbe::DRIVER,
     &pmd_igb::DRIVER,
+    &pmd_igb::VF_DRIVER,
     &pmd_ixgbe_model_vdev::DRIVER,
     &pmd_tap::DRIVER,
     &pmd_pcap::DRIVER,

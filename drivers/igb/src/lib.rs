@@ -8,9 +8,11 @@
 
 mod dev;
 pub mod regs;
+pub mod vf;
 
 pub use dev::{Igb, I82576};
 pub use pmd_intel::LINK_WAIT;
+pub use vf::{I82576Vf, IgbVf, VF_DRIVER};
 
 use pmd_core::ethdev::PciId;
 use pmd_core::pci::PciBackend;

@@ -112,7 +112,11 @@ impl CounterSet {
             let add = match spec.wraps_at_bits {
                 None => value,
                 Some(bits) => {
-                    let mask = if bits >= 64 { u64::MAX } else { (1 << bits) - 1 };
+                    let mask = if bits >= 64 {
+                        u64::MAX
+                    } else {
+                        (1 << bits) - 1
+                    };
                     let delta = value.wrapping_sub(*last) & mask;
                     *last = value & mask;
                     delta

@@ -72,9 +72,8 @@ pub trait Chip: Default + Send + 'static {
     /// four more bytes per tag).
     const MAX_FRAME: u32 = regs::JUMBO_MAX_FRAME;
     /// Receive offloads the function offers.
-    const RX_OFFLOADS: RxOffloads = RxOffloads(
-        RxOffloads::SCATTER.0 | RxOffloads::VLAN_STRIP.0 | RxOffloads::CHECKSUM.0,
-    );
+    const RX_OFFLOADS: RxOffloads =
+        RxOffloads(RxOffloads::SCATTER.0 | RxOffloads::VLAN_STRIP.0 | RxOffloads::CHECKSUM.0);
 
     /// Takes the function from power-on to ready and returns its MAC address. The
     /// default, for physical functions: [`Chip::reset`], the driver-loaded bit, the
@@ -112,6 +111,19 @@ pub trait Chip: Default + Send + 'static {
     fn tx_setup_window(&self, bar: &Bar, open: bool) {
         let _ = (bar, open);
     }
+    /// Replaces the multicast list (the default: not supported).
+    fn set_multicast(&self, bar: &Bar, list: &[MacAddr]) -> Result<()> {
+        let _ = list;
+        Err(bar.err("no multicast list in this driver; use promiscuous mode"))
+    }
+    /// Adds or removes a VLAN filter (the default: not supported).
+    fn set_vlan_filter(&self, bar: &Bar, vlan: u16, on: bool) -> Result<()> {
+        let _ = (vlan, on);
+        Err(bar.err("no VLAN filter in this driver"))
+    }
+    /// Whether the port starts promiscuous (physical functions: yes, as DPDK's testpmd
+    /// leaves them; a VF asks its PF only when told to).
+    const PROMISC_AT_START: bool = true;
     /// More xstats of the chip's own (a VF's mailbox counts), after the counters'.
     fn xstats(&self, out: &mut Vec<(String, u64)>) {
         let _ = out;
@@ -185,7 +197,7 @@ impl<C: Chip> IntelDevice<C> {
             mac,
             rxq: Vec::new(),
             txq: Vec::new(),
-            promisc: true,
+            promisc: C::PROMISC_AT_START,
             started: false,
             mtu: DEFAULT_MTU,
             tx_ctx_lost: Vec::new(),
@@ -494,6 +506,14 @@ impl<C: Chip> Device for IntelDevice<C> {
 
     fn promiscuous(&self) -> bool {
         self.promisc
+    }
+
+    fn set_mc_addr_list(&mut self, list: &[MacAddr]) -> Result<()> {
+        self.chip.set_multicast(&self.bar, list)
+    }
+
+    fn vlan_filter(&mut self, vlan: u16, on: bool) -> Result<()> {
+        self.chip.set_vlan_filter(&self.bar, vlan, on)
     }
 
     fn set_mtu(&mut self, mtu: u16) -> Result<()> {

@@ -321,7 +321,10 @@ mod tests {
             (0x6040, 0x6044, 0x6048, 0x6050, 0x6058, 0x6068)
         );
         let vf = QueueLayout::new(0x2800, 0x3800, 0x0c).with_stride(0x100);
-        assert_eq!((vf.rdt(1), vf.srrctl(1), vf.txdctl(1)), (0x2918, 0x290c, 0x3928));
+        assert_eq!(
+            (vf.rdt(1), vf.srrctl(1), vf.txdctl(1)),
+            (0x2918, 0x290c, 0x3928)
+        );
     }
 
     #[test]

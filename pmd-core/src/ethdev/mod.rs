@@ -392,6 +392,22 @@ pub trait Device: Send {
     fn set_promiscuous(&mut self, on: bool) -> Result<()>;
     /// Whether promiscuous mode is on.
     fn promiscuous(&self) -> bool;
+    /// Replaces the multicast addresses the port receives besides its own (DPDK's
+    /// `rte_eth_dev_set_mc_addr_list`). The default: not supported.
+    fn set_mc_addr_list(&mut self, list: &[MacAddr]) -> Result<()> {
+        let _ = list;
+        Err(crate::Error::Config(
+            "this driver has no multicast filter list; use promiscuous mode".into(),
+        ))
+    }
+    /// Adds (`on`) or removes a VLAN filter (DPDK's `rte_eth_dev_vlan_filter`). The
+    /// default: not supported.
+    fn vlan_filter(&mut self, vlan: u16, on: bool) -> Result<()> {
+        let _ = (vlan, on);
+        Err(crate::Error::Config(
+            "this driver has no VLAN filter; tagged frames are received as they come".into(),
+        ))
+    }
     /// Driver-specific counters, by name.
     fn xstats(&self) -> Vec<(String, u64)> {
         Vec::new()

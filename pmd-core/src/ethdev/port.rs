@@ -565,6 +565,33 @@ impl Port {
         self.dev.promiscuous()
     }
 
+    /// Replaces the multicast addresses the port receives besides its own; each must be
+    /// a multicast address.
+    pub fn set_mc_addr_list(&mut self, list: &[MacAddr]) -> Result<()> {
+        if self.state == PortState::Closed {
+            return Err(self.wrong_state("set the multicast list", ""));
+        }
+        if let Some(m) = list.iter().find(|m| m.0[0] & 1 == 0) {
+            return Err(crate::Error::Config(format!(
+                "{m} is not a multicast address (the first byte's low bit is clear)"
+            )));
+        }
+        self.dev.set_mc_addr_list(list)
+    }
+
+    /// Adds (`on`) or removes a filter for VLAN `vlan` (0..=4095).
+    pub fn vlan_filter(&mut self, vlan: u16, on: bool) -> Result<()> {
+        if self.state == PortState::Closed {
+            return Err(self.wrong_state("change a VLAN filter", ""));
+        }
+        if vlan > 4095 {
+            return Err(crate::Error::Config(format!(
+                "VLAN {vlan}: ids are 0..=4095"
+            )));
+        }
+        self.dev.vlan_filter(vlan, on)
+    }
+
     fn raw_stats(&self) -> EthStats {
         let mut s = EthStats {
             imissed: self.dev.rx_missed(),
