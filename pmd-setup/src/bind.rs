@@ -51,12 +51,21 @@ impl SysfsWriter for KernelWriter {
     }
 }
 
-/// Test support: emulates the kernel's PCI bind/unbind behaviour on a fake tree.
+/// Test support: emulates the kernel's PCI bind/unbind and SR-IOV behaviour on a fake tree.
 ///
 /// Every write is logged and stored in the (pre-existing) file like [`KernelWriter`]; then
 /// writing an address to `drivers/<d>/unbind` removes the device's `driver` link, to
 /// `drivers/<d>/bind` or `drivers_probe` (with an override set) creates it, unless the driver
 /// is in [`FakeKernel::refuse`] (a probe failure, like vfio-pci on a non-viable group).
+///
+/// Writing N to `devices/<pf>/sriov_numvfs` checks like the kernel (`sriov_numvfs_store`):
+/// ERANGE above `sriov_totalvfs`, nothing to do for the current count, ENOENT for a PF
+/// without a driver, [`FakeKernel::sriov_error`] if set, EBUSY for a change between two
+/// non-zero counts; a failed write leaves the file as it was. 0 then removes the VF
+/// directories and the PF's `virtfnN` links; N > 0 creates N VFs like an 82576's (vendor
+/// 0x8086, device 0x10ca, routing ids from the PF's + 0x80 in steps of 2), each with a
+/// `physfn` link, its own IOMMU group if the PF has one, and bound to `igbvf` if that
+/// driver is registered (the kernel's VF autoprobe).
 #[derive(Debug)]
 pub struct FakeKernel {
     root: SysfsRoot,
@@ -64,7 +73,12 @@ pub struct FakeKernel {
     pub log: Vec<(PathBuf, String)>,
     /// Drivers whose probe fails.
     pub refuse: Vec<String>,
+    /// An errno for the PF's driver to fail `sriov_numvfs` writes with (EINVAL, ENOMEM...).
+    pub sriov_error: Option<i32>,
 }
+
+/// The driver the fake kernel binds new VFs to, if it is registered.
+const FAKE_VF_DRIVER: &str = "igbvf";
 
 impl FakeKernel {
     /// A fake kernel acting on the tree at `root`.
@@ -73,7 +87,97 @@ impl FakeKernel {
             root: root.clone(),
             log: Vec::new(),
             refuse: Vec::new(),
+            sriov_error: None,
         }
+    }
+
+    /// Emulates writing `contents` to `<pf_dir>/sriov_numvfs` (see the type's docs).
+    fn set_numvfs(&mut self, pf_dir: &Path, contents: &str) -> io::Result<()> {
+        let errno = |e| Err(io::Error::from_raw_os_error(e));
+        let Ok(n) = contents.trim().parse::<u32>() else {
+            return errno(libc::EINVAL);
+        };
+        let Some(sriov) = discover::sriov_of(pf_dir) else {
+            return errno(libc::ENOENT);
+        };
+        if n > sriov.total_vfs {
+            return errno(libc::ERANGE);
+        }
+        if n == sriov.num_vfs {
+            return Ok(());
+        }
+        if link_name(&pf_dir.join("driver")).is_none() {
+            return errno(libc::ENOENT);
+        }
+        if let Some(e) = self.sriov_error {
+            return errno(e);
+        }
+        if sriov.num_vfs != 0 && n != 0 {
+            return errno(libc::EBUSY);
+        }
+        KernelWriter.write(&pf_dir.join("sriov_numvfs"), contents)?;
+        if n == 0 {
+            for (i, vf) in discover::virtfns(pf_dir).into_iter().enumerate() {
+                fs::remove_dir_all(self.root.device_dir(vf))?;
+                fs::remove_file(pf_dir.join(format!("virtfn{i}")))?;
+            }
+            return Ok(());
+        }
+        let pf: PciAddr = pf_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+        let pf_rid = u32::from(pf.bus) << 8 | u32::from(pf.device) << 3 | u32::from(pf.function);
+        for i in 0..n {
+            let rid = pf_rid + 0x80 + 2 * i;
+            let vf = u8::try_from(rid >> 8)
+                .ok()
+                .and_then(|bus| {
+                    PciAddr::new(pf.domain, bus, (rid >> 3 & 0x1f) as u8, (rid & 7) as u8)
+                })
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+            self.add_vf(pf_dir, pf, vf, i)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the directory of VF number `i` of `pf` at `vf`, like the kernel would.
+    fn add_vf(&self, pf_dir: &Path, pf: PciAddr, vf: PciAddr, i: u32) -> io::Result<()> {
+        use std::os::unix::fs::symlink;
+        let dir = self.root.device_dir(vf);
+        fs::create_dir_all(&dir)?;
+        for (file, value) in [
+            ("vendor", "0x8086"),
+            ("device", "0x10ca"),
+            ("class", "0x020000"),
+            ("subsystem_vendor", "0x8086"),
+            ("subsystem_device", "0xa03c"),
+            ("driver_override", "(null)"),
+        ] {
+            fs::write(dir.join(file), format!("{value}\n"))?;
+        }
+        let node = fs::read_to_string(pf_dir.join("numa_node")).unwrap_or("-1\n".into());
+        fs::write(dir.join("numa_node"), node)?;
+        symlink(format!("../{pf}"), dir.join("physfn"))?;
+        symlink(format!("../{vf}"), pf_dir.join(format!("virtfn{i}")))?;
+        if link_name(&pf_dir.join("iommu_group")).is_some() {
+            let groups = self.root.iommu_groups();
+            fs::create_dir_all(&groups)?;
+            let next = fs::read_dir(&groups)?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .max()
+                .map_or(0, |g| g + 1);
+            let g = groups.join(next.to_string());
+            fs::create_dir_all(g.join("devices"))?;
+            symlink(&g, dir.join("iommu_group"))?;
+            symlink(&dir, g.join("devices").join(vf.to_string()))?;
+        }
+        if self.root.driver_dir(FAKE_VF_DRIVER).is_dir() {
+            self.attach(vf, FAKE_VF_DRIVER)?;
+        }
+        Ok(())
     }
 
     /// Attaches `addr` to `driver` like a successful probe would.
@@ -93,9 +197,15 @@ impl FakeKernel {
 impl SysfsWriter for FakeKernel {
     fn write(&mut self, path: &Path, contents: &str) -> io::Result<()> {
         self.log.push((path.to_path_buf(), contents.to_string()));
-        KernelWriter.write(path, contents)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let parent = path.parent().unwrap_or(Path::new(""));
+        if name == "sriov_numvfs" && parent.parent() == Some(self.root.devices_dir().as_path()) {
+            if !path.is_file() {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
+            return self.set_numvfs(parent, contents);
+        }
+        KernelWriter.write(path, contents)?;
         let in_drivers = parent.parent() == Some(self.root.drivers_dir().as_path());
         let addr = contents.trim().parse::<PciAddr>();
         match (name, addr) {
@@ -156,7 +266,7 @@ fn check_driver_name(driver: &str) -> Result<()> {
 }
 
 /// Writes through `w`, turning failures into an error naming the file.
-fn write_sys(w: &mut dyn SysfsWriter, path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_sys(w: &mut dyn SysfsWriter, path: &Path, contents: &str) -> Result<()> {
     w.write(path, contents).map_err(|source| SetupError::Write {
         contents: contents.to_string(),
         path: path.to_path_buf(),

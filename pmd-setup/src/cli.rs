@@ -1,4 +1,4 @@
-//! The command line: `pmd-setup status|reserve|mount|unmount|bind|unbind|noiommu`.
+//! The command line: `pmd-setup status|reserve|mount|unmount|bind|unbind|sriov|noiommu`.
 
 use crate::devices::{self, Host};
 use crate::error::Failure;
@@ -91,6 +91,20 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Set the number of SR-IOV virtual functions of the physical function PF (0 removes
+    /// them) and list them. Refused while PF's interface is active (the change resets the
+    /// PF) or while a VF to be removed is bound to vfio-pci or uio_pci_generic.
+    Sriov {
+        /// PCI address of the physical function, e.g. 0000:01:00.0.
+        pf: String,
+        /// Number of VFs: 0 removes them; at most the PF's sriov_totalvfs.
+        #[arg(value_parser = |s: &str| numarg::whole(s, 0..=u32::from(u16::MAX)))]
+        n: u32,
+        /// Change the VFs even if PF's interface is active (its link drops for a moment)
+        /// or a VF is bound to a user-space driver.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show, or turn on/off, vfio's unsafe no-IOMMU mode (no DMA isolation!).
     Noiommu {
         /// New state; omit to show the current one.
@@ -149,6 +163,10 @@ fn execute(cli: &Cli) -> Result<(), Failure> {
         Cmd::Unbind { addr, force } => println!(
             "{}",
             devices::unbind_cmd(&mut Host::new(&cli.sysfs_root), addr, *force)?
+        ),
+        Cmd::Sriov { pf, n, force } => println!(
+            "{}",
+            devices::sriov_cmd(&mut Host::new(&cli.sysfs_root), pf, *n, *force)?
         ),
         Cmd::Noiommu { state } => {
             let (msg, warn) = devices::noiommu_cmd(

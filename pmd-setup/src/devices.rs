@@ -1,5 +1,5 @@
-//! PCI network devices: the `status` section, and the `bind`, `unbind` and `noiommu`
-//! commands.
+//! PCI network devices: the `status` section, and the `bind`, `unbind`, `sriov` and
+//! `noiommu` commands.
 //!
 //! Everything takes a [`Host`], which is the live system for `--sysfs-root /` and a fake
 //! tree otherwise (test support: interface state then comes from `<root>/test-net/<iface>`
@@ -11,6 +11,7 @@ use crate::error::Failure;
 use crate::hugepages::json_str;
 use crate::net::{self, FileNetState, HostNetState, NetState};
 use crate::record::BindStore;
+use crate::sriov;
 use pmd_core::pci::{BackendKind, PciAddr, SysfsRoot};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -128,6 +129,9 @@ impl PciStatus {
             if let Some(o) = &i.driver_override {
                 let _ = write!(line, "  override={o}");
             }
+            if let Some(v) = i.sriov.filter(|v| v.num_vfs > 0) {
+                let _ = write!(line, "  sriov {}/{}", v.num_vfs, v.total_vfs);
+            }
             if !d.active.is_empty() {
                 line.push_str("  *Active*");
             }
@@ -151,7 +155,8 @@ impl PciStatus {
                 format!(
                     "{{\"addr\":\"{}\",\"vendor\":\"{:04x}\",\"device\":\"{:04x}\",\"class\":\"{:06x}\",\
                      \"subsystem_vendor\":\"{:04x}\",\"subsystem_device\":\"{:04x}\",\"numa_node\":{},\
-                     \"driver\":{},\"driver_override\":{},\"iommu_group\":{},\"interfaces\":{},\"active\":{}}}",
+                     \"driver\":{},\"driver_override\":{},\"iommu_group\":{},\"interfaces\":{},\"active\":{},\
+                     \"sriov\":{}}}",
                     i.addr,
                     i.vendor,
                     i.device,
@@ -164,6 +169,10 @@ impl PciStatus {
                     json_opt(i.iommu_group),
                     json_list(&i.net_ifaces),
                     json_list(&d.active),
+                    json_opt(i.sriov.map(|v| format!(
+                        "{{\"num_vfs\":{},\"total_vfs\":{}}}",
+                        v.num_vfs, v.total_vfs
+                    ))),
                 )
             })
             .collect();
@@ -289,6 +298,64 @@ pub fn unbind_cmd(host: &mut Host, addr: &str, force: bool) -> Result<String, Fa
             ))
         }
     }
+}
+
+/// `1 VF`, `2 VFs`.
+fn vf_count(n: u32) -> String {
+    format!("{n} VF{}", if n == 1 { "" } else { "s" })
+}
+
+/// `sriov PF N [--force]`: gives the physical function PF N SR-IOV virtual functions (0
+/// removes them), then lists them, one line each: address, vendor:device and driver.
+/// Bind records of removed VFs are dropped (the VFs that may come back at the same
+/// addresses are new devices, on their default driver).
+pub fn sriov_cmd(host: &mut Host, pf: &str, n: u32, force: bool) -> Result<String, Failure> {
+    let pf = parse_addr(pf)?;
+    let out = sriov::set_vfs_with(
+        &host.root,
+        host.net.as_ref(),
+        pf,
+        n,
+        force,
+        host.writer.as_mut(),
+    )?;
+    let mut msg = if !out.changed() {
+        format!("{pf} already has {}", vf_count(n))
+    } else if n == 0 {
+        format!("{pf}: removed its {}", vf_count(out.previous))
+    } else if out.previous == 0 {
+        format!(
+            "{pf}: {} (at most {}); bind one to a PMD with `pmd-setup bind ADDR vfio-pci`",
+            vf_count(n),
+            out.total
+        )
+    } else {
+        format!(
+            "{pf}: {} (at most {}), replacing its {}",
+            vf_count(n),
+            out.total,
+            vf_count(out.previous)
+        )
+    };
+    for v in sriov::vfs(&host.root, pf) {
+        let _ = write!(
+            msg,
+            "\n  {}  {:04x}:{:04x}  driver {}",
+            v.addr,
+            v.vendor,
+            v.device,
+            v.driver.as_deref().unwrap_or("none")
+        );
+    }
+    for why in &out.forced {
+        let _ = write!(msg, "\nwarning: forced although {why}");
+    }
+    for vf in &out.removed {
+        if let Err(e) = host.store.remove(*vf) {
+            let _ = write!(msg, "\nwarning: {e}");
+        }
+    }
+    Ok(msg)
 }
 
 /// The warning shown whenever no-IOMMU mode is on.
@@ -510,6 +577,68 @@ mod tests {
             m,
             "0000:00:04.0: detached from vfio-pci (it had no driver before)"
         );
+    }
+
+    #[test]
+    fn sriov_command_lists_the_vfs_and_status_counts_them() {
+        use crate::testtree;
+        let (t, _) = testtree::setup("sriov-cmd");
+        t.driver("igbvf");
+        t.pf("0000:01:00.0", Some("igb"), &["eth1"], 7);
+        testtree::set_net(&t, "eth1", "up");
+        let mut host = Host::new(t.root.path());
+        let m = sriov_cmd(&mut host, "0000:01:00.0", 2, false).unwrap();
+        assert_eq!(
+            m,
+            "0000:01:00.0: 2 VFs (at most 7); bind one to a PMD with `pmd-setup bind ADDR vfio-pci`\n\
+             \x20 0000:01:10.0  8086:10ca  driver igbvf\n\
+             \x20 0000:01:10.2  8086:10ca  driver igbvf"
+        );
+        let st = pci_status(&host.root, host.net.as_ref()).unwrap();
+        let text = st.to_text();
+        let pf_line = text.lines().find(|l| l.contains("0000:01:00.0")).unwrap();
+        assert!(pf_line.ends_with("if eth1  sriov 2/7"), "{text}");
+        let nic_line = text.lines().find(|l| l.contains("0000:00:03.0")).unwrap();
+        assert!(!nic_line.contains("sriov"), "{text}");
+        let json = st.json_fields();
+        assert!(
+            json.contains("\"interfaces\":[\"eth1\"],\"active\":[],\"sriov\":{\"num_vfs\":2,\"total_vfs\":7}}"),
+            "{json}"
+        );
+        assert!(json.contains("\"active\":[],\"sriov\":null}"), "{json}");
+
+        // A VF bound with `bind` keeps a record; it goes when the VFs are removed.
+        let m = bind_cmd(&mut host, "0000:01:10.2", "vfio-pci", false).unwrap();
+        assert!(m.contains("was igbvf"), "{m}");
+        let e = sriov_cmd(&mut host, "0000:01:00.0", 0, false).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(
+            e.message.contains("`pmd-setup unbind 0000:01:10.2`"),
+            "{e:?}"
+        );
+        let m = sriov_cmd(&mut host, "0000:01:00.0", 2, false).unwrap();
+        assert!(m.starts_with("0000:01:00.0 already has 2 VFs\n"), "{m}");
+        assert!(
+            m.ends_with("0000:01:10.2  8086:10ca  driver vfio-pci"),
+            "{m}"
+        );
+        let m = sriov_cmd(&mut host, "0000:01:00.0", 3, true).unwrap();
+        assert_eq!(
+            m,
+            "0000:01:00.0: 3 VFs (at most 7), replacing its 2 VFs\n\
+             \x20 0000:01:10.0  8086:10ca  driver igbvf\n\
+             \x20 0000:01:10.2  8086:10ca  driver igbvf\n\
+             \x20 0000:01:10.4  8086:10ca  driver igbvf\n\
+             warning: forced although VF 0000:01:10.2 was bound to vfio-pci"
+        );
+        assert_eq!(host.store.load(testtree::a("0000:01:10.2")).unwrap(), None);
+        assert_eq!(
+            sriov_cmd(&mut host, "0000:01:00.0", 0, false).unwrap(),
+            "0000:01:00.0: removed its 3 VFs"
+        );
+        let e = sriov_cmd(&mut host, "0000:01:00", 1, false).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.starts_with("invalid PCI address"), "{e:?}");
     }
 
     #[test]

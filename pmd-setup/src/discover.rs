@@ -9,7 +9,10 @@
 //!   hold hex numbers like `0x8086`; `numa_node` holds a decimal number, `-1` when unknown;
 //! - `driver` and `iommu_group` are symlinks whose last component names the bound driver
 //!   and the IOMMU group number; `net/` lists the kernel network interfaces of the device;
-//! - `driver_override` holds a driver name, or `(null)` when unset.
+//! - `driver_override` holds a driver name, or `(null)` when unset;
+//! - an SR-IOV physical function has `sriov_totalvfs` (the most VFs it supports) and
+//!   `sriov_numvfs` (how many are enabled), and `virtfn0`, `virtfn1`, ... symlinks to the
+//!   directories of its virtual functions.
 
 use crate::error::SetupError;
 use pmd_core::pci::sysfs::link_name;
@@ -44,6 +47,36 @@ pub struct PciDeviceInfo {
     pub net_ifaces: Vec<String>,
     /// The driver override, if one is set.
     pub driver_override: Option<String>,
+    /// Its SR-IOV state, if it is an SR-IOV physical function.
+    pub sriov: Option<Sriov>,
+}
+
+/// The SR-IOV state of a physical function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sriov {
+    /// Virtual functions enabled now (`sriov_numvfs`; 0 if unreadable).
+    pub num_vfs: u32,
+    /// The most it supports (`sriov_totalvfs`).
+    pub total_vfs: u32,
+}
+
+/// The SR-IOV state of the device at `dir`: None when it has no readable
+/// `sriov_totalvfs` (no SR-IOV capability).
+pub fn sriov_of(dir: &Path) -> Option<Sriov> {
+    let total_vfs = read_trimmed(&dir.join("sriov_totalvfs"))?.parse().ok()?;
+    let num_vfs = read_trimmed(&dir.join("sriov_numvfs"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Some(Sriov { num_vfs, total_vfs })
+}
+
+/// The virtual functions of the physical function at `dir`, in order (`virtfn0`,
+/// `virtfn1`, ... up to the first missing link).
+pub fn virtfns(dir: &Path) -> Vec<PciAddr> {
+    (0..)
+        .map_while(|i| link_name(&dir.join(format!("virtfn{i}"))))
+        .filter_map(|name| name.parse().ok())
+        .collect()
 }
 
 impl PciDeviceInfo {
@@ -132,6 +165,7 @@ fn read_device(root: &SysfsRoot, dir: &Path, addr: PciAddr) -> PciDeviceInfo {
         net_ifaces,
         driver_override: read_trimmed(&dir.join("driver_override"))
             .filter(|s| !s.is_empty() && s != "(null)"),
+        sriov: sriov_of(dir),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Whether a device carries a live link: the network state of its interfaces (the host's,
-//! or a file-backed fake for tests), and the in-use check that guards `bind` and `unbind`.
+//! or a file-backed fake for tests), and the in-use check that guards `bind` and `unbind`
+//! (and, through [`active_ifaces`], `sriov`).
 
 use crate::discover::PciDeviceInfo;
 use pmd_core::netif;
@@ -169,6 +170,30 @@ pub fn active_ifaces(info: &PciDeviceInfo, net: &dyn NetState) -> Vec<String> {
         .collect()
 }
 
+/// `its interface eth0 (up, with addresses and routes) is active` for the interfaces
+/// `active` (as found by [`active_ifaces`]; plural for more than one).
+pub fn describe_active(active: &[String], net: &dyn NetState) -> String {
+    let what: Vec<String> = active
+        .iter()
+        .map(|i| {
+            let mut has = Vec::new();
+            if net.has_addresses(i) {
+                has.push("addresses");
+            }
+            if net.has_routes(i) {
+                has.push("routes");
+            }
+            format!("{i} (up, with {})", has.join(" and "))
+        })
+        .collect();
+    format!(
+        "its interface{} {} {} active",
+        if active.len() > 1 { "s" } else { "" },
+        what.join(", "),
+        if active.len() > 1 { "are" } else { "is" },
+    )
+}
+
 /// Drivers that exist to hand devices to user space (or park them): detaching a device from
 /// them never cuts a host service off.
 const PASSTHROUGH_DRIVERS: [&str; 3] = ["vfio-pci", "uio_pci_generic", "pci-stub"];
@@ -179,25 +204,10 @@ const PASSTHROUGH_DRIVERS: [&str; 3] = ["vfio-pci", "uio_pci_generic", "pci-stub
 pub fn in_use_reason(info: &PciDeviceInfo, net: &dyn NetState) -> Option<String> {
     let active = active_ifaces(info, net);
     if !active.is_empty() {
-        let what: Vec<String> = active
-            .iter()
-            .map(|i| {
-                let mut has = Vec::new();
-                if net.has_addresses(i) {
-                    has.push("addresses");
-                }
-                if net.has_routes(i) {
-                    has.push("routes");
-                }
-                format!("{i} (up, with {})", has.join(" and "))
-            })
-            .collect();
         return Some(format!(
-            "its interface{} {} {} active: the device carries a live link. \
+            "{}: the device carries a live link. \
              Bring {} down first (`ip link set {} down`) or pass --force",
-            if active.len() > 1 { "s" } else { "" },
-            what.join(", "),
-            if active.len() > 1 { "are" } else { "is" },
+            describe_active(&active, net),
             if active.len() > 1 { "them" } else { "it" },
             active[0],
         ));

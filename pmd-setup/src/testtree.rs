@@ -95,6 +95,15 @@ impl Tree {
             ifaces,
         })
     }
+
+    /// An SR-IOV physical function (an 82576's device id) with no VFs yet, at most `total`.
+    pub fn pf(&self, addr: &str, driver: Option<&str>, ifaces: &[&str], total: u32) -> PathBuf {
+        let dir = self.nic(addr, driver, ifaces);
+        fs::write(dir.join("device"), "0x10c9\n").unwrap();
+        fs::write(dir.join("sriov_totalvfs"), format!("{total}\n")).unwrap();
+        fs::write(dir.join("sriov_numvfs"), "0\n").unwrap();
+        dir
+    }
 }
 
 /// Parses an address (tests only ever give valid ones).

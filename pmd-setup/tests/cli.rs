@@ -316,3 +316,182 @@ fn old_name_warns_once_then_behaves_the_same() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(driver_of(&t, "0000:00:04.0"), None);
 }
+
+/// Adds an SR-IOV physical function at 0000:01:00.0 (igb, interface eth1, at most 7 VFs, no
+/// VFs yet) to `t`.
+fn add_pf(t: &Tree) {
+    let drv = t.0.join("sys/bus/pci/drivers/igb");
+    fs::create_dir_all(&drv).unwrap();
+    fs::write(drv.join("bind"), "").unwrap();
+    fs::write(drv.join("unbind"), "").unwrap();
+    let d = t.0.join("sys/bus/pci/devices/0000:01:00.0");
+    fs::create_dir_all(d.join("net/eth1")).unwrap();
+    for (f, v) in [
+        ("vendor", "0x8086"),
+        ("device", "0x10c9"),
+        ("class", "0x020000"),
+        ("numa_node", "0"),
+        ("driver_override", "(null)"),
+        ("sriov_totalvfs", "7"),
+        ("sriov_numvfs", "0"),
+    ] {
+        fs::write(d.join(f), format!("{v}\n")).unwrap();
+    }
+    symlink("../../../bus/pci/drivers/igb", d.join("driver")).unwrap();
+    symlink("../../../kernel/iommu_groups/0", d.join("iommu_group")).unwrap();
+}
+
+#[test]
+fn sriov_is_described_in_the_help() {
+    let t = tree();
+    let out = run(&t, &["--help"]);
+    let help = text(&out.stdout);
+    assert!(
+        help.contains(
+            "  sriov    Set the number of SR-IOV virtual functions of the physical function PF"
+        ),
+        "{help}"
+    );
+    let out = run(&t, &["sriov", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("Usage: pmd-setup sriov [OPTIONS] <PF> <N>"),
+        "{help}"
+    );
+    assert!(
+        help.contains("0 removes them; at most the PF's sriov_totalvfs"),
+        "{help}"
+    );
+    assert!(help.contains("--force"), "{help}");
+}
+
+#[test]
+fn sriov_refusals_exit_2_and_change_nothing() {
+    let t = tree();
+    add_pf(&t);
+    fs::write(t.0.join("test-net/eth1"), "up addr\n").unwrap();
+    let before = snapshot(&t.0);
+    let cases: [(&[&str], &str); 5] = [
+        (&["sriov", "0000:01:00", "2"], "invalid PCI address \"0000:01:00\""),
+        (&["sriov", "0000:01:00.1", "2"], "no PCI device 0000:01:00.1"),
+        (
+            &["sriov", "0000:00:03.0", "2"],
+            "0000:00:03.0 has no SR-IOV capability (no sriov_totalvfs)",
+        ),
+        (
+            &["sriov", "0000:01:00.0", "8", "--force"],
+            "0000:01:00.0 supports at most 7 VFs (its sriov_totalvfs), not 8",
+        ),
+        (
+            &["sriov", "0000:01:00.0", "2"],
+            "refusing to enable 2 VFs on 0000:01:00.0: its interface eth1 (up, with addresses) is active",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(&t, args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("pmd-setup: "), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(text(&out.stdout).is_empty(), "{args:?}");
+    }
+    for args in [
+        &["sriov", "0000:01:00.0"][..],
+        &["sriov", "0000:01:00.0", "-1"],
+        &["sriov", "0000:01:00.0", "two"],
+        &["sriov", "0000:01:00.0", "65536"],
+    ] {
+        let out = run(&t, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    assert_eq!(snapshot(&t.0), before, "a refused sriov changed the tree");
+}
+
+#[test]
+fn sriov_creates_lists_and_removes_vfs() {
+    let t = tree();
+    add_pf(&t);
+    fs::write(t.0.join("test-net/eth1"), "up\n").unwrap();
+    let pf = t.0.join("sys/bus/pci/devices/0000:01:00.0");
+    let out = run(&t, &["sriov", "0000:01:00.0", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "0000:01:00.0: 2 VFs (at most 7); bind one to a PMD with `pmd-setup bind ADDR vfio-pci`\n\
+         \x20 0000:01:10.0  8086:10ca  driver none\n\
+         \x20 0000:01:10.2  8086:10ca  driver none\n"
+    );
+    assert_eq!(fs::read_to_string(pf.join("sriov_numvfs")).unwrap(), "2");
+    assert_eq!(
+        fs::read_link(pf.join("virtfn1")).unwrap(),
+        Path::new("../0000:01:10.2")
+    );
+    let out = run(&t, &["status"]);
+    let s = text(&out.stdout);
+    assert!(s.contains("if eth1  sriov 2/7\n"), "{s}");
+    assert!(s.contains("  0000:01:10.2  8086:10ca  driver -"), "{s}");
+    let out = run(&t, &["status", "--json"]);
+    let json = text(&out.stdout);
+    assert!(
+        json.contains("\"sriov\":{\"num_vfs\":2,\"total_vfs\":7}"),
+        "{json}"
+    );
+
+    let out = run(&t, &["sriov", "0000:01:00.0", "2"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("0000:01:00.0 already has 2 VFs\n"));
+
+    // A VF on vfio-pci blocks a change until it is unbound.
+    let out = run(&t, &["bind", "0000:01:10.0", "vfio-pci"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let before = snapshot(&t.0);
+    let out = run(&t, &["sriov", "0000:01:00.0", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "pmd-setup: refusing to change 0000:01:00.0 from 2 to 3 VFs: its VF 0000:01:10.0 is \
+         bound to vfio-pci (in use by a user-space driver, which would lose the device); \
+         unbind it first (`pmd-setup unbind 0000:01:10.0`) or pass --force\n"
+    );
+    assert_eq!(snapshot(&t.0), before);
+    let out = run(&t, &["unbind", "0000:01:10.0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = run(&t, &["sriov", "0000:01:00.0", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("0000:01:00.0: 3 VFs (at most 7), replacing its 2 VFs\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 4);
+    let out = run(&t, &["sriov", "0000:01:00.0", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0000:01:00.0: removed its 3 VFs\n");
+    assert!(!pf.join("virtfn0").exists());
+    assert!(!t.0.join("sys/bus/pci/devices/0000:01:10.0").exists());
+}
+
+#[test]
+fn sriov_write_error_names_the_errno_and_exits_1() {
+    let t = tree();
+    add_pf(&t);
+    // No PF driver: the kernel answers ENOENT.
+    fs::remove_file(t.0.join("sys/bus/pci/devices/0000:01:00.0/driver")).unwrap();
+    let out = run(&t, &["sriov", "0000:01:00.0", "2"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("pmd-setup: setting 2 VFs on 0000:01:00.0: writing \"2\" to "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "sriov_numvfs: No such file or directory (os error 2); the PF's driver must be \
+             loaded and support SR-IOV (it has no driver; see dmesg)\n"
+        ),
+        "{err}"
+    );
+}
