@@ -56,7 +56,7 @@ depmod -b "$root" "$kver" 2>/dev/null || true   # modules.dep for modprobe insid
 
 # Our binaries and what they link against (the dynamic loader lands at the path ldd names).
 : > "$root/binaries"
-for b in ${VM_BINARIES-pmd-setup pci-check l2fwd frame-blast}; do
+for b in ${VM_BINARIES-pmd-setup pci-check l2fwd frame-blast port-filters}; do
   if [ -x "$tdir/$b" ]; then
     cp "$tdir/$b" "$root/bin/$b"; echo "$b" >> "$root/binaries"
     { ldd "$tdir/$b" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | while read -r lib; do
@@ -66,6 +66,18 @@ for b in ${VM_BINARIES-pmd-setup pci-check l2fwd frame-blast}; do
     echo "build-initramfs: $tdir/$b not built: left out (its checks will FAIL \"binary missing\")" >&2
   fi
 done
+
+# iproute2's ip as /bin/ip2 (busybox's ip stays /sbin/ip): `ip2 link set PF vf N mac ADDR` gives
+# an SR-IOV VF its address through the PF's driver (the sriov checks).
+ip2=$(command -v ip || true)
+if [ -n "$ip2" ] && "$ip2" link help 2>&1 | grep -q ' vf '; then
+  cp -L "$ip2" "$root/bin/ip2"; echo ip2 >> "$root/binaries"
+  { ldd "$ip2" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | while read -r lib; do
+    [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+  done
+else
+  echo "build-initramfs: iproute2's ip not found: left out (the sriov checks will FAIL)" >&2
+fi
 
 # DPDK 22.11's own testpmd (Debian's dpdk package), the benchmark reference of the iommu guest's
 # dpdk-igb-testpmd check: the binary at /bin/dpdk-testpmd, its ldd closure, and the two plugins it

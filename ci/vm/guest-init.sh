@@ -462,6 +462,9 @@ if [ "$mode" = iommu ]; then
   # (set_link lnk0 off, then on); l2fwd must print both changes, and at least one must
   # have woken it through the link interrupt (its adaptive line's "woken by a link change").
   # link_check NAME ID P0 P1 WHAT: QEMU's device ID is P0's (ci/vm/run-guest.sh names it).
+  # LINK_WAKES_MIN (default 1): sleeps the link interrupt must have ended (0: a port without
+  # one, whose link l2fwd reads every 50 ms). LINK_TAG: tells a second check on the same
+  # device apart for the host.
   link_check() {
     n=$1; lid=$2; p0=$3; p1=$4; what=$5; log=/tmp/$n.l2fwd; : > "$log"
     for a in "$p0" "$p1"; do
@@ -470,7 +473,7 @@ if [ "$mode" = iommu ]; then
     /bin/l2fwd -l 0 $HUGE_OPT --file-prefix g11 -a "$p0" -a "$p1" -- -p 0x3 -q 2 -T 1 --idle-sleep 300 > "$log" 2>&1 &
     lpid=$!
     i=0; while [ $i -lt 300 ] && [ "$(grep -c '^Lcore' "$log")" -lt 2 ] && kill -0 $lpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-    echo "GUEST-LINK-READY $lid"
+    echo "GUEST-LINK-READY $lid${LINK_TAG:+.$LINK_TAG}"
     i=0; while [ $i -lt 300 ] && ! grep -q 'Port 0 link changed: up' "$log"; do sleep 0.1; i=$((i + 1)); done
     kill -INT $lpid; i=0; while [ $i -lt 100 ] && kill -0 $lpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
     kill -0 $lpid 2>/dev/null && kill -KILL $lpid
@@ -478,8 +481,8 @@ if [ "$mode" = iommu ]; then
     down=$(grep -n 'Port 0 link changed: down' "$log" | head -1); up=$(grep -n 'Port 0 link changed: up' "$log" | head -1)
     # The link interrupt ($what) woke the sleeper.
     lwakes=$(sed -n 's/.* \([0-9]*\) woken by a link change.*/\1/p' "$log" | head -1)
-    if [ -n "$down" ] && [ -n "$up" ] && [ "${down%%:*}" -lt "${up%%:*}" ] && [ "${lwakes:-0}" -ge 1 ] && [ $lrc = 0 ]; then
-      check "$n" PASS "set_link off/on seen by the sleeping l2fwd: '${down#*:}' then '${up#*:}'; $lwakes sleeps ended by the link interrupt; exit 0"
+    if [ -n "$down" ] && [ -n "$up" ] && [ "${down%%:*}" -lt "${up%%:*}" ] && [ "${lwakes:-0}" -ge "${LINK_WAKES_MIN:-1}" ] && [ $lrc = 0 ]; then
+      check "$n" PASS "set_link off/on seen by l2fwd ($what): '${down#*:}' then '${up#*:}'; ${lwakes:-0} sleeps ended by a link interrupt; exit 0"
     else
       check "$n" FAIL "down='${down#*:}' up='${up#*:}' link wakes='$lwakes' l2fwd rc=$lrc"; OUT=$(cat "$log"); showlog
     fi
@@ -563,23 +566,24 @@ BENCH_SECS=8
 # DPDK's EAL refuses plugins (-d) under a world-writable directory, and the initramfs root is 1777.
 chmod 755 /
 median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-# igb_pair_bind: both igb functions on vfio-pci (pmd-setup bind); sets BIND_ERR on failure.
-igb_pair_bind() {
+# pair_bind: BENCH_A and BENCH_B on vfio-pci (pmd-setup bind); sets BIND_ERR on failure.
+pair_bind() {
   BIND_ERR=""
-  for a in "$IGB_A" "$IGB_B"; do
+  for a in "$BENCH_A" "$BENCH_B"; do
     [ "$(drv "$a")" = vfio-pci ] && continue
     hs bind "$a" vfio-pci
     [ "$(drv "$a")" = vfio-pci ] || { BIND_ERR="bind $a vfio-pci: rc=$RC driver $(drv "$a"): $(firstline)"; return 1; }
   done
 }
-# igb_pair_restore: both back on the kernel's igb (pmd-setup unbind restores the driver the
-# function had before bind), so later checks find them as they were; sets RESTORE_ERR.
-igb_pair_restore() {
+# pair_restore: both back on BENCH_HOME (the kernel's igb for the PFs, none for VFs: pmd-setup
+# unbind restores the driver the function had before bind), so later checks find them as they
+# were; sets RESTORE_ERR.
+pair_restore() {
   RESTORE_ERR=""
-  for a in "$IGB_A" "$IGB_B"; do
-    [ "$(drv "$a")" = igb ] && continue
+  for a in "$BENCH_A" "$BENCH_B"; do
+    [ "$(drv "$a")" = "$BENCH_HOME" ] && continue
     hs unbind "$a"
-    [ "$(drv "$a")" = igb ] || RESTORE_ERR="$RESTORE_ERR unbind $a: rc=$RC driver $(drv "$a"): $(firstline);"
+    [ "$(drv "$a")" = "$BENCH_HOME" ] || RESTORE_ERR="$RESTORE_ERR unbind $a: rc=$RC driver $(drv "$a"): $(firstline);"
   done
 }
 # bench_run LOG START-ERE CMD...: CMD in the background (bounded by timeout -s INT as a backstop),
@@ -611,24 +615,25 @@ errline() { # errline LOG: its first error-looking line, else its last non-empty
   printf '%s' "$e"
 }
 
-bench_dpdk_igb() { # the dpdk-igb-testpmd check
-  n=dpdk-igb-testpmd
+# bench_dpdk NAME TESTPMD-ARGS: DPDK's testpmd on BENCH_A and BENCH_B (the dpdk-*-testpmd checks)
+bench_dpdk() {
+  n=$1; fwd_args=$2
   if [ ! -x /bin/dpdk-testpmd ] || [ -z "${DPDK_PLUGINS:-}" ]; then
     check $n SKIP "dpdk-testpmd not in the initramfs (DPDK not installed on the host)"; return
   fi
   have pmd-setup || { check $n FAIL "pmd-setup binary missing"; return; }
-  [ -n "$IGB_A" ] && [ -n "$IGB_B" ] || { check $n FAIL "igb pair not found: $IGB_A,$IGB_B"; return; }
-  igb_pair_bind || { check $n FAIL "$BIND_ERR"; showlog; igb_pair_restore; return; }
+  [ -n "$BENCH_A" ] && [ -n "$BENCH_B" ] || { check $n FAIL "pair not found: $BENCH_A,$BENCH_B"; return; }
+  pair_bind || { check $n FAIL "$BIND_ERR"; showlog; pair_restore; return; }
   # two lcores (main + one forwarding); with a single vCPU both run on CPU 0
   [ "$(grep -c '^processor' /proc/cpuinfo)" -ge 2 ] && lc="-l 0,1" || lc="--lcores 0@0,1@0"
   log=/tmp/$n.log
   free0=$(awk '/HugePages_Free/{print $2}' /proc/meminfo)
   # --total-num-mbufs: testpmd sizes its default pool for RTE_MAX_ETHPORTS ports (hundreds of MB),
   # more than the 64 hugepages (128 MiB) hold; 8192 mbufs are ~20 MiB.
-  DPDK_CMD="dpdk-testpmd $lc -n 1 $HUGE_OPT --file-prefix $n -a $IGB_A -a $IGB_B $DPDK_PLUGINS -- --forward-mode=io --tx-first --stats-period 1 --nb-cores=1 --rxq=1 --txq=1 --rxd=1024 --txd=1024 --burst=32 --total-num-mbufs=8192"
+  DPDK_CMD="dpdk-testpmd $lc -n 1 $HUGE_OPT --file-prefix $n -a $BENCH_A -a $BENCH_B $DPDK_PLUGINS -- $fwd_args --tx-first --stats-period 1 --nb-cores=1 --rxq=1 --txq=1 --rxd=1024 --txd=1024 --burst=32 --total-num-mbufs=8192"
   echo "GUEST-CMD $n LD_LIBRARY_PATH=$DPDK_LIBDIR $DPDK_CMD"
   bench_run "$log" ' packet forwarding.* - ports=' env LD_LIBRARY_PATH="$DPDK_LIBDIR" /bin/$DPDK_CMD
-  igb_pair_restore
+  pair_restore
   # per display: the sum of the two ports' Rx-pps; the first display left out
   samples=$(grep 'Rx-pps:' "$log" | awk '{s += $2} NR % 2 == 0 {print s; s = 0}' | tail -n +2)
   pps=$(printf '%s\n' "$samples" | grep . | median)
@@ -636,7 +641,7 @@ bench_dpdk_igb() { # the dpdk-igb-testpmd check
   mean=$(printf '%s\n' "$samples" | grep . | awk '{s += $1} END {printf "%d\n", NR ? s / NR : 0}')
   slist=$(printf '%s\n' "$samples" | grep . | tr '\n' ',' | sed 's/,$//')
   if [ $BSTART = 1 ] && [ "${total:-0}" -gt 64 ] && [ "${pps:-0}" -gt 0 ] && [ -z "$RESTORE_ERR" ]; then
-    check $n PASS "pps=$pps (median of $(printf '%s\n' "$samples" | grep -c .) per-second samples: $slist) mean_pps=$mean; rx $total in ${BSECS}s; testpmd rc=$BRC; $IGB_A,$IGB_B back on igb"
+    check $n PASS "pps=$pps (median of $(printf '%s\n' "$samples" | grep -c .) per-second samples: $slist) mean_pps=$mean; rx $total in ${BSECS}s; testpmd rc=$BRC; $BENCH_A,$BENCH_B back on $BENCH_HOME"
     echo "GUEST-BENCH $n pps=$pps mean_pps=$mean samples=$slist rx_total=$total secs=$BSECS"
     awk '/Accumulated forward statistics/{a = 1} a' "$log" | grep -E 'RX-packets|TX-packets' | sed 's/^/  | /'
   else
@@ -644,26 +649,27 @@ bench_dpdk_igb() { # the dpdk-igb-testpmd check
     [ $BSTART = 1 ] || why="testpmd did not start forwarding (rc=$BRC; 45 s allowed): $(errline "$log");"
     [ $BSTART = 1 ] && [ "${total:-0}" -le 64 ] && why="$why no forwarding: accumulated rx ${total:-none} (the 64 tx-first frames did not keep bouncing);"
     [ $BSTART = 1 ] && [ "${pps:-0}" -le 0 ] && why="$why per-second rx rates ${slist:-none}, median ${pps:-0};"
-    [ -z "$RESTORE_ERR" ] || why="$why restoring igb failed:$RESTORE_ERR"
+    [ -z "$RESTORE_ERR" ] || why="$why restoring $BENCH_HOME failed:$RESTORE_ERR"
     check $n FAIL "$why rc=$BRC, hugepages free before: $free0"
     OUT=$(cat "$log"); showlog
   fi
 }
 
-bench_l2fwd_igb() { # the l2fwd-igb-loop check: our PMD, the same measurement
-  n=l2fwd-igb-loop
+# bench_l2fwd NAME L2FWD-ARGS: our l2fwd, the same measurement (the l2fwd-*-loop checks)
+bench_l2fwd() {
+  n=$1; fwd_args=$2
   have l2fwd || { check $n FAIL "l2fwd binary missing"; return; }
   if ! /bin/l2fwd --help 2>&1 | grep -q -- '--tx-first'; then
     check $n SKIP "l2fwd has no --tx-first option yet"; return
   fi
   have pmd-setup || { check $n FAIL "pmd-setup binary missing"; return; }
-  [ -n "$IGB_A" ] && [ -n "$IGB_B" ] || { check $n FAIL "igb pair not found: $IGB_A,$IGB_B"; return; }
-  igb_pair_bind || { check $n FAIL "$BIND_ERR"; showlog; igb_pair_restore; return; }
+  [ -n "$BENCH_A" ] && [ -n "$BENCH_B" ] || { check $n FAIL "pair not found: $BENCH_A,$BENCH_B"; return; }
+  pair_bind || { check $n FAIL "$BIND_ERR"; showlog; pair_restore; return; }
   log=/tmp/$n.log
-  L2FWD_CMD="l2fwd -l 0 $HUGE_OPT --file-prefix $n -a $IGB_A -a $IGB_B -- -p 0x3 -q 2 -T 1 --no-mac-updating --tx-first 32 --rxd 1024 --txd 1024"
+  L2FWD_CMD="l2fwd -l 0 $HUGE_OPT --file-prefix $n -a $BENCH_A -a $BENCH_B -- -p 0x3 -q 2 -T 1 $fwd_args --tx-first 32 --rxd 1024 --txd 1024"
   echo "GUEST-CMD $n $L2FWD_CMD"
   bench_run "$log" '^Lcore [0-9]+: RX port' /bin/$L2FWD_CMD
-  igb_pair_restore
+  pair_restore
   # per -T 1 table before the ports close: the increase of the total from the previous table
   samples=$(awk '/^Closing port/{exit} /Total packets received:/{print $NF}' "$log" | awk 'NR > 1 {print $1 - p} {p = $1}')
   # the samples assume l2fwd's TSC-timed 1 s period is one real second: its table count shows it
@@ -673,7 +679,7 @@ bench_l2fwd_igb() { # the l2fwd-igb-loop check: our PMD, the same measurement
   mean=$(printf '%s\n' "$samples" | grep . | awk '{s += $1} END {printf "%d\n", NR ? s / NR : 0}')
   slist=$(printf '%s\n' "$samples" | grep . | tr '\n' ',' | sed 's/,$//')
   if [ $BSTART = 1 ] && [ "$BRC" = 0 ] && [ "${total:-0}" -gt 64 ] && [ "${pps:-0}" -gt 0 ] && [ -z "$RESTORE_ERR" ]; then
-    check $n PASS "pps=$pps (median of $(printf '%s\n' "$samples" | grep -c .) per-second samples: $slist) mean_pps=$mean; rx $total in ${BSECS}s, $tables tables; l2fwd exit 0; $IGB_A,$IGB_B back on igb"
+    check $n PASS "pps=$pps (median of $(printf '%s\n' "$samples" | grep -c .) per-second samples: $slist) mean_pps=$mean; rx $total in ${BSECS}s, $tables tables; l2fwd exit 0; $BENCH_A,$BENCH_B back on $BENCH_HOME"
     echo "GUEST-BENCH $n pps=$pps mean_pps=$mean samples=$slist rx_total=$total secs=$BSECS"
   else
     why=""
@@ -681,15 +687,101 @@ bench_l2fwd_igb() { # the l2fwd-igb-loop check: our PMD, the same measurement
     [ $BSTART = 1 ] && [ "${total:-0}" -le 64 ] && why="$why no forwarding: rx total ${total:-none} (the 64 tx-first frames did not keep bouncing);"
     [ $BSTART = 1 ] && [ "${pps:-0}" -le 0 ] && why="$why per-second rx rates ${slist:-none}, median ${pps:-0};"
     [ "$BRC" = 0 ] || why="$why l2fwd rc=$BRC;"
-    [ -z "$RESTORE_ERR" ] || why="$why restoring igb failed:$RESTORE_ERR"
+    [ -z "$RESTORE_ERR" ] || why="$why restoring $BENCH_HOME failed:$RESTORE_ERR"
     check $n FAIL "$why"
     OUT=$(cat "$log"); showlog
   fi
 }
 if [ "$mode" = iommu ]; then
-  bench_dpdk_igb
-  bench_l2fwd_igb
+  BENCH_A=$IGB_A; BENCH_B=$IGB_B; BENCH_HOME=igb
+  bench_dpdk dpdk-igb-testpmd --forward-mode=io
+  bench_l2fwd l2fwd-igb-loop --no-mac-updating
 fi
+
+# ---- SR-IOV virtual functions (iommu): the kernel's igb owns each 82576 PF, our net_e1000_igb_vf
+# drives its VFs (8086:10ca) through vfio-pci. A PF's igb answers its VFs' mailbox only while its
+# interface is up, so the PF interfaces are up (and unaddressed: not "active").
+# sriov-guard: pmd-setup sriov refuses a PF whose interface is active (an address on it).
+# sriov-create: one VF on each of the four PFs; iproute2 (/bin/ip2) gives each its MAC through
+# the PF: the hub-0 pair's VFs 02:00:00:00:00:01 (igb A) and ...:00 (igb B), so that frames l2fwd
+# or testpmd address to the other port's peer reach it; the l2fwd pair's 52:54:00:00:04:81 (port 0)
+# and 52:54:00:00:04:91 (port 1).
+# igbvf-filters: port-filters asks the PF (mailbox) for MTU 9000, a two-address multicast list and
+# a VLAN 100 filter added and removed: each must be acknowledged, the port's MAC must be the one the
+# PF holds and its link up; igbvf-promisc-refused: unicast promiscuous mode, which Linux's igb PF
+# does not grant a VF: refused (exit 1, the PF's NACK counted in mbx_nacked).
+# l2fwd-igbvf: frame-blast's 500 numbered frames from gen through VF(P0) -> l2fwd -> VF(P1) to cap,
+# each exactly once; l2fwd's port 0 line shows the PF's MAC. l2fwd-igbvf-link: set_link on P0's
+# netdev: the VF's link (the PF's STATUS, read every 50 ms: a VF has no link interrupt) goes down
+# and up in l2fwd's log.
+# dpdk-igbvf-testpmd / l2fwd-igbvf-loop: the forwarding benchmark on the two hub-0 VFs, both sides
+# rewriting MACs (testpmd's mac mode with --eth-peer, l2fwd's default MAC updating: the same
+# destination per port) so that each frame reaches the VF of the other PF.
+# sriov-remove: VFs given back (unbind), then removed with pmd-setup sriov PF 0.
+pf_if() { ls "/sys/bus/pci/devices/$1/net" 2>/dev/null | head -1; }
+vf_of() { r=$(readlink "/sys/bus/pci/devices/$1/virtfn0" 2>/dev/null) && basename "$r"; }
+sriov_checks() {
+  for b in pmd-setup ip2 l2fwd port-filters; do have $b || { check sriov-create FAIL "$b binary missing"; return; }; done
+  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do
+    [ "$(drv "$pf")" = igb ] || { check sriov-create FAIL "PF $pf is on $(drv "$pf"), not igb"; return; }
+    ip link set "$(pf_if "$pf")" up
+  done
+  ifa=$(pf_if "$IGB_P0")
+  ip addr add 10.99.0.1/24 dev "$ifa"
+  hs sriov "$IGB_P0" 1
+  nv=$(cat "/sys/bus/pci/devices/$IGB_P0/sriov_numvfs")
+  if [ "$RC" != 0 ] && printf '%s' "$OUT" | grep -q active && [ "$nv" = 0 ]; then check sriov-guard PASS "rc=$RC: $(firstline)"
+  else check sriov-guard FAIL "rc=$RC sriov_numvfs=$nv: $(firstline)"; showlog; fi
+  ip addr del 10.99.0.1/24 dev "$ifa"
+  created=""; err=""
+  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do
+    hs sriov "$pf" 1
+    vf=$(vf_of "$pf")
+    if [ "$RC" != 0 ] || [ -z "$vf" ]; then err="$err $pf: rc=$RC $(firstline);"; else created="$created $pf->$vf($(cat /sys/bus/pci/devices/$vf/device))"; fi
+  done
+  VF_A=$(vf_of "$IGB_A"); VF_B=$(vf_of "$IGB_B"); VF_P0=$(vf_of "$IGB_P0"); VF_P1=$(vf_of "$IGB_P1")
+  for m in "$IGB_A 02:00:00:00:00:01" "$IGB_B 02:00:00:00:00:00" "$IGB_P0 52:54:00:00:04:81" "$IGB_P1 52:54:00:00:04:91"; do
+    set -- $m
+    o=$(/bin/ip2 link set "$(pf_if "$1")" vf 0 mac "$2" 2>&1) || err="$err ip link set $(pf_if "$1") vf 0 mac $2: $o;"
+  done
+  if [ -z "$err" ]; then check sriov-create PASS "one VF per PF:$created; MACs set through the PFs"
+  else check sriov-create FAIL "$err created:$created"; return; fi
+
+  hs bind "$VF_P0" vfio-pci
+  log=/tmp/igbvf-filters.log
+  RUN_TIMEOUT=60 run /bin/port-filters -l 0 $HUGE_OPT --file-prefix gvf -a "$VF_P0" -- --mtu 9000 --mc 01:00:5e:00:00:01 --mc 33:33:00:00:00:01 --vlan 100 --vlan-remove 100
+  printf '%s\n' "$OUT" > "$log"
+  port=$(grep '^PORT ' "$log"); oks=$(grep -c '^REQUEST .* OK$' "$log")
+  acked=$(awk '$1 == "XSTAT" && $2 == "mbx_acked" {print $3}' "$log"); nacked=$(awk '$1 == "XSTAT" && $2 == "mbx_nacked" {print $3}' "$log")
+  if [ "$RC" = 0 ] && [ "$oks" = 4 ] && printf '%s' "$port" | grep -q 'net_e1000_igb_vf mac 52:54:00:00:04:81 link up' && [ "${nacked:-x}" = 0 ] && [ "${acked:-0}" -ge 5 ]; then
+    check igbvf-filters PASS "$port; $oks requests acknowledged by the PF (mbx_acked $acked, mbx_nacked 0): $(grep '^REQUEST' "$log" | cut -d' ' -f2- | tr '\n' ';')"
+  else check igbvf-filters FAIL "rc=$RC '$port' ok=$oks acked=$acked nacked=$nacked"; showlog; fi
+  RUN_TIMEOUT=60 run /bin/port-filters -l 0 $HUGE_OPT --file-prefix gvf -a "$VF_P0" -- --promisc on
+  ref=$(printf '%s\n' "$OUT" | grep '^REQUEST promisc on REFUSED'); nacked=$(printf '%s\n' "$OUT" | awk '$1 == "XSTAT" && $2 == "mbx_nacked" {print $3}')
+  if [ "$RC" = 1 ] && printf '%s' "$ref" | grep -q 'does not let this VF' && [ "${nacked:-0}" -ge 1 ]; then check igbvf-promisc-refused PASS "exit 1; mbx_nacked $nacked; $ref"
+  else check igbvf-promisc-refused FAIL "rc=$RC nacked=$nacked '$ref'"; showlog; fi
+
+  L2FWD_EXPECT='^Port 0 \(.*\): MAC 52:54:00:00:04:81'
+  l2fwd_pair l2fwd-igbvf 15 vfio-pci "$VF_P0" "$VF_P1"
+  L2FWD_EXPECT=""
+  LINK_WAKES_MIN=0; LINK_TAG=vf
+  link_check l2fwd-igbvf-link lnk0 "$VF_P0" "$VF_P1" "the PF's link in the VF's STATUS, polled"
+  LINK_WAKES_MIN=""; LINK_TAG=""
+
+  BENCH_A=$VF_A; BENCH_B=$VF_B; BENCH_HOME=none
+  bench_dpdk dpdk-igbvf-testpmd "--forward-mode=mac --eth-peer=0,02:00:00:00:00:00 --eth-peer=1,02:00:00:00:00:01"
+  bench_l2fwd l2fwd-igbvf-loop ""
+
+  err=""
+  for vf in "$VF_A" "$VF_B" "$VF_P0" "$VF_P1"; do [ "$(drv "$vf")" = none ] || hs unbind "$vf"; done
+  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do
+    hs sriov "$pf" 0
+    [ "$RC" = 0 ] && [ "$(cat "/sys/bus/pci/devices/$pf/sriov_numvfs")" = 0 ] && [ -z "$(vf_of "$pf")" ] || err="$err $pf: rc=$RC $(firstline);"
+  done
+  if [ -z "$err" ]; then check sriov-remove PASS "VFs unbound and removed from $IGB_A $IGB_B $IGB_P0 $IGB_P1"
+  else check sriov-remove FAIL "$err"; showlog; fi
+}
+[ "$mode" = iommu ] && sriov_checks
 
 # ---- the end ------------------------------------------------------------------------------------
 if [ $failed -gt 0 ]; then

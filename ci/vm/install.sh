@@ -36,7 +36,9 @@ inst() { # inst [apt options] -- packages
 }
 m=$(missing qemu-system-x86)
 [ -z "$m" ] || inst -t bookworm-backports -- $m
-m=$(missing busybox-static cpio xz-utils kmod)
+# iproute2: its `ip` goes into the guest as /bin/ip2, to give SR-IOV VFs their MAC addresses
+# through the PF (busybox's ip has no `vf` subcommand).
+m=$(missing busybox-static cpio xz-utils kmod iproute2)
 [ -z "$m" ] || inst -- $m
 
 # The guest kernel: the package linux-image-amd64 points at, unpacked (dpkg -x) with its

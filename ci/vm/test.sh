@@ -37,17 +37,18 @@ t_install=$(secs "$t" "$(now)")
 # 2. our binaries (one package at a time if the pair does not build, so one broken crate does not hide the other)
 t=$(now)
 built=()
-# l2fwd and frame-blast (crate pmd-testkit) drive the guest's l2fwd-virtio-* checks.
-bins=(pmd-setup pci-check l2fwd frame-blast)
+# l2fwd and frame-blast (crate pmd-testkit) drive the guest's l2fwd-virtio-* checks;
+# port-filters (crate pmd-examples) the igbvf-filters check.
+bins=(pmd-setup pci-check l2fwd frame-blast port-filters)
 [ "${VM_NO_BUILD:-0}" = 1 ] || echo "ci/vm/test.sh: building ${bins[*]} (release; several minutes the first time)"
-pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; *) echo "$1 --bins" ;; esac; }
+pkg_of() { case $1 in frame-blast) echo "pmd-testkit --bin frame-blast" ;; port-filters) echo "pmd-examples --bin port-filters" ;; *) echo "$1 --bins" ;; esac; }
 all_built() { local b; for b in "${bins[@]}"; do [ -x "target/release/$b" ] || return 1; done; }
 # (--bins, not --bin NAME: a --bin filter applies to every -p package and would skip the others.)
 if [ "${VM_NO_BUILD:-0}" = 1 ]; then
   for p in "${bins[@]}"; do
     if [ -x "target/release/$p" ]; then built+=("$p"); else echo "ci/vm/test.sh: VM_NO_BUILD=1 and target/release/$p missing: its checks will FAIL \"binary missing\"" >&2; fi
   done
-elif cargo build --release -q -p pmd-setup -p pci-check -p l2fwd -p pmd-testkit --bins 2> "$out/build.log" \
+elif cargo build --release -q -p pmd-setup -p pci-check -p l2fwd -p pmd-testkit -p pmd-examples --bins 2> "$out/build.log" \
    && all_built; then
   built=("${bins[@]}")
 else
@@ -68,7 +69,7 @@ t_initramfs=$(secs "$t" "$(now)")
 
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
-expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-link l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop"
+expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-link l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop sriov-guard sriov-create igbvf-filters igbvf-promisc-refused l2fwd-igbvf l2fwd-igbvf-link dpdk-igbvf-testpmd l2fwd-igbvf-loop sriov-remove"
 expect_vhost="vhost-ping-1 vhost-tcp-1 vhost-host-tcp-1 vhost-ping-2 vhost-tcp-2 vhost-host-tcp-2 vhost-l2fwd"
 expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy l2fwd-virtio-legacy-adaptive l2fwd-igb-uio l2fwd-igb-uio-adaptive l2fwd-virtio-modern-uio-adaptive"
 status=0
@@ -80,14 +81,15 @@ for mode in ${VM_MODES:-iommu noiommu vhost}; do
     : > "$out/$mode.raw"
     VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/vhost-guest.sh "$out/initramfs.cpio.gz" "$out/$mode.raw" < /dev/null >> "$out/$mode.raw" 2>&1
   else
-    # The link checks: each time the guest prints "GUEST-LINK-READY ID", QEMU device ID's
-    # link goes down for 3 s through QEMU's monitor (set_link), then up again.
+    # The link checks: each time the guest prints "GUEST-LINK-READY ID[.TAG]", QEMU device ID's
+    # link goes down for 3 s through QEMU's monitor (set_link), then up again (once per
+    # ID.TAG: a device's link may be taken down for more than one check).
     mon=$out/$mode.monitor; rm -f "$mon"; : > "$out/$mode.raw"
     ( done_ids=" "
       for _ in $(seq 3000); do
-        for id in $(grep -ao 'GUEST-LINK-READY [a-z0-9]*' "$out/$mode.raw" 2>/dev/null | awk '{print $2}'); do
-          case $done_ids in *" $id "*) continue ;; esac
-          done_ids="$done_ids$id "
+        for tok in $(grep -ao 'GUEST-LINK-READY [a-z0-9.]*' "$out/$mode.raw" 2>/dev/null | awk '{print $2}'); do
+          case $done_ids in *" $tok "*) continue ;; esac
+          done_ids="$done_ids$tok "; id=${tok%%.*}
           ci/vm/monitor.py "$mon" "set_link $id off" >/dev/null; sleep 3; ci/vm/monitor.py "$mon" "set_link $id on" >/dev/null
         done
         sleep 0.1
@@ -138,10 +140,12 @@ if [ -n "$bench" ]; then
   echo
   printf '%s\n' "$bench"
   bpps() { printf '%s\n' "$bench" | awk -v n="$1" '$2 == n {for (i = 3; i <= NF; i++) if ($i ~ /^pps=/) {sub(/^pps=/, "", $i); print $i; exit}}'; }
-  dp=$(bpps dpdk-igb-testpmd); lp=$(bpps l2fwd-igb-loop)
-  if [ -n "$dp" ] && [ -n "$lp" ] && [ "$dp" -gt 0 ]; then
-    awk -v l="$lp" -v d="$dp" 'BEGIN {printf "GUEST-BENCH ratio l2fwd-igb-loop/dpdk-igb-testpmd = %.2f (%d / %d pps)\n", l / d, l, d}'
-  fi
+  for pair in igb igbvf; do
+    dp=$(bpps dpdk-$pair-testpmd); lp=$(bpps l2fwd-$pair-loop)
+    if [ -n "$dp" ] && [ -n "$lp" ] && [ "$dp" -gt 0 ]; then
+      awk -v l="$lp" -v d="$dp" -v p="$pair" 'BEGIN {printf "GUEST-BENCH ratio l2fwd-%s-loop/dpdk-%s-testpmd = %.2f (%d / %d pps)\n", p, p, l / d, l, d}'
+    fi
+  done
 fi
 echo
 echo "timings: install ${t_install}s, cargo build ${t_build}s, initramfs ${t_initramfs}s, total $(secs "$T0" "$(now)")s"
