@@ -70,7 +70,8 @@ done
 # iproute2's ip as /bin/ip2 (busybox's ip stays /sbin/ip): `ip2 link set PF vf N mac ADDR` gives
 # an SR-IOV VF its address through the PF's driver (the sriov checks).
 ip2=$(command -v ip || true)
-if [ -n "$ip2" ] && "$ip2" link help 2>&1 | grep -q ' vf '; then
+iphelp=$([ -n "$ip2" ] && "$ip2" link help 2>&1 || true)   # `ip link help` exits 255
+if printf '%s' "$iphelp" | grep -q ' vf '; then
   cp -L "$ip2" "$root/bin/ip2"; echo ip2 >> "$root/binaries"
   { ldd "$ip2" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | while read -r lib; do
     [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }

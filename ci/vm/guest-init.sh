@@ -723,9 +723,12 @@ vf_of() { r=$(readlink "/sys/bus/pci/devices/$1/virtfn0" 2>/dev/null) && basenam
 sriov_checks() {
   for b in pmd-setup ip2 l2fwd port-filters; do have $b || { check sriov-create FAIL "$b binary missing"; return; }; done
   for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do
-    [ "$(drv "$pf")" = igb ] || { check sriov-create FAIL "PF $pf is on $(drv "$pf"), not igb"; return; }
-    ip link set "$(pf_if "$pf")" up
+    # The l2fwd pair is still on vfio-pci from its checks: back to the kernel's igb.
+    [ "$(drv "$pf")" = igb ] || hs unbind "$pf"
+    [ "$(drv "$pf")" = igb ] || { check sriov-create FAIL "PF $pf is on $(drv "$pf"), not igb: $(firstline)"; return; }
   done
+  sleep 1   # the interfaces igb just made
+  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do ip link set "$(pf_if "$pf")" up; done
   ifa=$(pf_if "$IGB_P0")
   ip addr add 10.99.0.1/24 dev "$ifa"
   hs sriov "$IGB_P0" 1

@@ -15,7 +15,7 @@
 # may SKIP (e.g. no dpdk-testpmd on the host): that is not a failure.
 # The vhost mode (ci/vm/vhost-guest.sh) boots a guest twice whose virtio-net is served by our
 # net_vhost through l2fwd: ping and a TCP transfer each boot, the second a VM restart.
-# Environment: VM_MODES (default "iommu noiommu vhost"), VM_TIMEOUT (per guest, default 180 s),
+# Environment: VM_MODES (default "iommu noiommu vhost"), VM_TIMEOUT (per guest, default 240 s; vhost 180 s),
 # VM_NO_BUILD=1 (no cargo build: take the binaries already in target/release, e.g. while the
 # crates are being edited), DPDK_TESTPMD (build-initramfs.sh: empty leaves DPDK out).
 set -uo pipefail
@@ -75,7 +75,7 @@ expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e10
 status=0
 declare -A wall qrc
 for mode in ${VM_MODES:-iommu noiommu vhost}; do
-  echo "ci/vm/test.sh: booting the $mode guest (TCG; a minute or two, at most ${VM_TIMEOUT:-180} s)..."
+  echo "ci/vm/test.sh: booting the $mode guest (TCG; a minute or two, at most ${VM_TIMEOUT:-240} s, vhost ${VM_TIMEOUT:-180} s)..."
   t=$(now)
   if [ "$mode" = vhost ]; then
     : > "$out/$mode.raw"
@@ -95,7 +95,7 @@ for mode in ${VM_MODES:-iommu noiommu vhost}; do
         sleep 0.1
       done ) &
     linker=$!
-    VM_MONITOR=$mon VM_TIMEOUT=${VM_TIMEOUT:-180} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
+    VM_MONITOR=$mon VM_TIMEOUT=${VM_TIMEOUT:-240} bash ci/vm/run-guest.sh "$mode" "$out/initramfs.cpio.gz" < /dev/null > "$out/$mode.raw" 2>&1
     kill $linker 2>/dev/null; wait $linker 2>/dev/null; rm -f "$mon"
   fi
   qrc[$mode]=$?
