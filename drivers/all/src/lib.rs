@@ -16,6 +16,7 @@ pub static ALL: &[&dyn Driver] = &[
     &pmd_virtio::DRIVER,
     &pmd_memif::DRIVER,
     &pmd_ixgbe::DRIVER,
+    &pmd_ixgbe::VF_DRIVER,
     &pmd_igb::DRIVER,
     &pmd_igb::VF_DRIVER,
     &pmd_ixgbe_model_vdev::DRIVER,

@@ -21,6 +21,7 @@ pub mod regs;
 pub mod reset;
 pub mod rx;
 pub mod tx;
+pub mod vf;
 pub mod wait;
 
 pub use bar::{Bar, QueuePos, RegBits};

@@ -7,9 +7,11 @@
 
 mod dev;
 pub mod regs;
+pub mod vf;
 
 pub use dev::{Ixgbe, X82599};
 pub use pmd_intel::LINK_WAIT;
+pub use vf::{IxgbeVf, X82599Vf, VF_DRIVER};
 
 use pmd_core::ethdev::PciId;
 use pmd_core::pci::PciBackend;
