@@ -720,15 +720,45 @@ fi
 # sriov-remove: VFs given back (unbind), then removed with pmd-setup sriov PF 0.
 pf_if() { ls "/sys/bus/pci/devices/$1/net" 2>/dev/null | head -1; }
 vf_of() { r=$(readlink "/sys/bus/pci/devices/$1/virtfn0" 2>/dev/null) && basename "$r"; }
-sriov_checks() {
-  for b in pmd-setup ip2 l2fwd port-filters; do have $b || { check sriov-create FAIL "$b binary missing"; return; }; done
-  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do
-    # The l2fwd pair is still on vfio-pci from its checks: back to the kernel's igb.
+# sriov_pfs PF...: each PF back on the kernel's igb (the l2fwd pair is still on a user-space
+# driver from its checks) with its interface up; sets SRIOV_ERR on failure.
+sriov_pfs() {
+  SRIOV_ERR=""
+  for pf in "$@"; do
     [ "$(drv "$pf")" = igb ] || hs unbind "$pf"
-    [ "$(drv "$pf")" = igb ] || { check sriov-create FAIL "PF $pf is on $(drv "$pf"), not igb: $(firstline)"; return; }
+    [ "$(drv "$pf")" = igb ] || SRIOV_ERR="$SRIOV_ERR PF $pf is on $(drv "$pf"), not igb: $(firstline);"
   done
   sleep 1   # the interfaces igb just made
-  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do ip link set "$(pf_if "$pf")" up; done
+  for pf in "$@"; do ip link set "$(pf_if "$pf")" up; done
+}
+# sriov_add "PF MAC"...: one VF on each PF (pmd-setup sriov PF 1), its MAC set through the PF
+# (iproute2); SRIOV_OK lists PF->VF(device id), SRIOV_ERR what failed.
+sriov_add() {
+  SRIOV_OK=""; SRIOV_ERR=""
+  for m in "$@"; do
+    set -- $m
+    hs sriov "$1" 1
+    vf=$(vf_of "$1")
+    if [ "$RC" != 0 ] || [ -z "$vf" ]; then SRIOV_ERR="$SRIOV_ERR $1: rc=$RC $(firstline);"; continue; fi
+    SRIOV_OK="$SRIOV_OK $1->$vf($(cat "/sys/bus/pci/devices/$vf/device"))"
+    o=$(/bin/ip2 link set "$(pf_if "$1")" vf 0 mac "$2" 2>&1) || SRIOV_ERR="$SRIOV_ERR ip link set $(pf_if "$1") vf 0 mac $2: $o;"
+  done
+}
+# sriov_remove NAME PF...: the PFs' VFs unbound, then removed (pmd-setup sriov PF 0): check NAME.
+sriov_remove() {
+  n=$1; shift; err=""
+  for pf in "$@"; do
+    vf=$(vf_of "$pf"); [ -z "$vf" ] || [ "$(drv "$vf")" = none ] || hs unbind "$vf"
+    hs sriov "$pf" 0
+    [ "$RC" = 0 ] && [ "$(cat "/sys/bus/pci/devices/$pf/sriov_numvfs")" = 0 ] && [ -z "$(vf_of "$pf")" ] || err="$err $pf: rc=$RC $(firstline);"
+  done
+  if [ -z "$err" ]; then check "$n" PASS "VFs unbound and removed from $*"
+  else check "$n" FAIL "$err"; showlog; fi
+}
+sriov_checks() {
+  for b in pmd-setup ip2 l2fwd port-filters; do have $b || { check sriov-create FAIL "$b binary missing"; return; }; done
+  sriov_pfs "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"
+  [ -z "$SRIOV_ERR" ] || { check sriov-create FAIL "$SRIOV_ERR"; return; }
   ifa=$(pf_if "$IGB_P0")
   ip addr add 10.99.0.1/24 dev "$ifa"
   hs sriov "$IGB_P0" 1
@@ -736,20 +766,10 @@ sriov_checks() {
   if [ "$RC" != 0 ] && printf '%s' "$OUT" | grep -q active && [ "$nv" = 0 ]; then check sriov-guard PASS "rc=$RC: $(firstline)"
   else check sriov-guard FAIL "rc=$RC sriov_numvfs=$nv: $(firstline)"; showlog; fi
   ip addr del 10.99.0.1/24 dev "$ifa"
-  created=""; err=""
-  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do
-    hs sriov "$pf" 1
-    vf=$(vf_of "$pf")
-    if [ "$RC" != 0 ] || [ -z "$vf" ]; then err="$err $pf: rc=$RC $(firstline);"; else created="$created $pf->$vf($(cat /sys/bus/pci/devices/$vf/device))"; fi
-  done
+  sriov_add "$IGB_A 02:00:00:00:00:01" "$IGB_B 02:00:00:00:00:00" "$IGB_P0 52:54:00:00:04:81" "$IGB_P1 52:54:00:00:04:91"
   VF_A=$(vf_of "$IGB_A"); VF_B=$(vf_of "$IGB_B"); VF_P0=$(vf_of "$IGB_P0"); VF_P1=$(vf_of "$IGB_P1")
-  for m in "$IGB_A 02:00:00:00:00:01" "$IGB_B 02:00:00:00:00:00" "$IGB_P0 52:54:00:00:04:81" "$IGB_P1 52:54:00:00:04:91"; do
-    set -- $m
-    o=$(/bin/ip2 link set "$(pf_if "$1")" vf 0 mac "$2" 2>&1) || err="$err ip link set $(pf_if "$1") vf 0 mac $2: $o;"
-  done
-  if [ -z "$err" ]; then check sriov-create PASS "one VF per PF:$created; MACs set through the PFs"
-  else check sriov-create FAIL "$err created:$created"; return; fi
-
+  if [ -z "$SRIOV_ERR" ]; then check sriov-create PASS "one VF per PF:$SRIOV_OK; MACs set through the PFs"
+  else check sriov-create FAIL "$SRIOV_ERR created:$SRIOV_OK"; return; fi
   hs bind "$VF_P0" vfio-pci
   log=/tmp/igbvf-filters.log
   RUN_TIMEOUT=60 run /bin/port-filters -l 0 $HUGE_OPT --file-prefix gvf -a "$VF_P0" -- --mtu 9000 --mc 01:00:5e:00:00:01 --mc 33:33:00:00:00:01 --vlan 100 --vlan-remove 100
@@ -775,16 +795,23 @@ sriov_checks() {
   bench_dpdk dpdk-igbvf-testpmd "--forward-mode=mac --eth-peer=0,02:00:00:00:00:00 --eth-peer=1,02:00:00:00:00:01"
   bench_l2fwd l2fwd-igbvf-loop ""
 
-  err=""
-  for vf in "$VF_A" "$VF_B" "$VF_P0" "$VF_P1"; do [ "$(drv "$vf")" = none ] || hs unbind "$vf"; done
-  for pf in "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"; do
-    hs sriov "$pf" 0
-    [ "$RC" = 0 ] && [ "$(cat "/sys/bus/pci/devices/$pf/sriov_numvfs")" = 0 ] && [ -z "$(vf_of "$pf")" ] || err="$err $pf: rc=$RC $(firstline);"
-  done
-  if [ -z "$err" ]; then check sriov-remove PASS "VFs unbound and removed from $IGB_A $IGB_B $IGB_P0 $IGB_P1"
-  else check sriov-remove FAIL "$err"; showlog; fi
+  sriov_remove sriov-remove "$IGB_A" "$IGB_B" "$IGB_P0" "$IGB_P1"
+}
+# noiommu: the same VFs through uio_pci_generic (a VF has no INTx line: UIO binds it without
+# interrupts, and the VF is polled; DMA at physical addresses, --iova-mode pa).
+sriov_uio_checks() {
+  for b in pmd-setup ip2 l2fwd; do have $b || { check l2fwd-igbvf-uio FAIL "$b binary missing"; return; }; done
+  sriov_pfs "$IGB_P0" "$IGB_P1"
+  [ -z "$SRIOV_ERR" ] || { check l2fwd-igbvf-uio FAIL "$SRIOV_ERR"; return; }
+  sriov_add "$IGB_P0 52:54:00:00:04:81" "$IGB_P1 52:54:00:00:04:91"
+  [ -z "$SRIOV_ERR" ] || { check l2fwd-igbvf-uio FAIL "$SRIOV_ERR"; return; }
+  L2FWD_EXPECT='^Port 0 \(.*\): MAC 52:54:00:00:04:81'
+  l2fwd_pair l2fwd-igbvf-uio 16 uio_pci_generic "$(vf_of "$IGB_P0")" "$(vf_of "$IGB_P1")" --iova-mode pa
+  L2FWD_EXPECT=""
+  sriov_remove sriov-uio-remove "$IGB_P0" "$IGB_P1"
 }
 [ "$mode" = iommu ] && sriov_checks
+[ "$mode" = noiommu ] && sriov_uio_checks
 
 # ---- the end ------------------------------------------------------------------------------------
 if [ $failed -gt 0 ]; then
