@@ -1,6 +1,8 @@
 //! What a model is built from: its MAC address, an optional traffic generator, the faults
-//! to inject and how many transmitted frames to keep, plus the vdev-style argument parser.
+//! to inject, how many transmitted frames to keep and its SR-IOV virtual functions, plus
+//! the vdev-style argument parser.
 
+use crate::hw::MAX_VFS;
 use pmd_core::{Error, Result};
 
 /// A MAC address, most significant byte first (as on the wire).
@@ -80,6 +82,36 @@ impl Generator {
     }
 }
 
+/// How the PF side of every VF mailbox misbehaves (`Faults::mbx`, or at run time
+/// `Model82599::set_mbx_fault`). RESET is a request like any other unless said otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MbxFault {
+    /// The PF answers as Linux's ixgbe PF driver does.
+    #[default]
+    None,
+    /// The PF never acknowledges a request (no PFACK, no answer): a PF whose driver is
+    /// not loaded or is stuck.
+    Silent,
+    /// The PF refuses (NACK) every request except RESET.
+    NackAll,
+    /// The PF acknowledges every request and answers with a message of another type
+    /// (0xFF, ACK): a confused PF.
+    Garbage,
+}
+
+/// The MAC address VF `vf` gets by default: `pf`'s with `0x10 + vf` added to the last
+/// byte, so it differs from the PF's and from every other VF's.
+pub fn default_vf_mac(pf: MacAddr, vf: u8) -> MacAddr {
+    let mut m = pf;
+    m[5] = m[5].wrapping_add(0x10).wrapping_add(vf);
+    m
+}
+
+/// Whether `mac` may be a station's address: not multicast (bit 0 of byte 0), not zero.
+pub fn is_unicast(mac: &MacAddr) -> bool {
+    mac[0] & 1 == 0 && *mac != [0; 6]
+}
+
 /// Faults the model injects; each shows at the register level as the datasheet behaviour
 /// of the failure it stands for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,6 +124,8 @@ pub struct Faults {
     pub rx_error_every: Option<u32>,
     /// Transmit descriptors are not processed: TDH stops, no DD is written back.
     pub tx_stall: bool,
+    /// How the PF side of the VF mailboxes misbehaves (no effect without VFs).
+    pub mbx: MbxFault,
 }
 
 /// How to build a model.
@@ -106,23 +140,74 @@ pub struct ModelConf {
     pub faults: Faults,
     /// Transmitted frames to keep for `Model82599::captured` (the last N; 0 keeps none).
     pub capture: usize,
+    /// SR-IOV virtual functions, 0..=[`MAX_VFS`] (0: none). Each is a PCI function of its
+    /// own (`Model82599::vf_backend`); with any, the model also plays the PF's driver
+    /// (the mailbox peer) and brings the link up as that driver would.
+    pub vfs: u8,
+    /// The MAC address the PF's administrator set for each VF (as `ip link set PF vf N
+    /// mac ADDR` does): entry n is VF n's, `None` for no address (the VF's RESET is then
+    /// refused and it must set one itself). VFs past the end get [`default_vf_mac`].
+    pub vf_macs: Vec<Option<MacAddr>>,
 }
 
 impl Default for ModelConf {
-    /// [`DEFAULT_MAC`], no generator, no faults, no capture.
+    /// [`DEFAULT_MAC`], no generator, no faults, no capture, no VFs.
     fn default() -> Self {
         ModelConf {
             mac: DEFAULT_MAC,
             generator: None,
             faults: Faults::default(),
             capture: 0,
+            vfs: 0,
+            vf_macs: Vec::new(),
         }
     }
 }
 
 impl ModelConf {
-    /// Checks the generator and fault settings.
+    /// This configuration with `n` VFs (their MAC addresses as [`ModelConf::vf_macs`]
+    /// says).
+    pub fn with_vfs(self, n: u8) -> ModelConf {
+        ModelConf { vfs: n, ..self }
+    }
+
+    /// The administrator's MAC address of VF `vf`: its [`ModelConf::vf_macs`] entry, else
+    /// [`default_vf_mac`] of the model's MAC.
+    pub fn vf_mac(&self, vf: u8) -> Option<MacAddr> {
+        match self.vf_macs.get(usize::from(vf)) {
+            Some(m) => *m,
+            None => Some(default_vf_mac(self.mac, vf)),
+        }
+    }
+
+    /// Checks the generator, fault and VF settings.
     pub fn validate(&self) -> Result<()> {
+        if usize::from(self.vfs) > MAX_VFS {
+            return Err(Error::Config(format!(
+                "ixgbe model: {} VFs asked for, the model offers at most {MAX_VFS}",
+                self.vfs
+            )));
+        }
+        if self.vf_macs.len() > usize::from(self.vfs) {
+            return Err(Error::Config(format!(
+                "ixgbe model: {} VF MAC addresses for {} VFs",
+                self.vf_macs.len(),
+                self.vfs
+            )));
+        }
+        let macs: Vec<MacAddr> = (0..self.vfs).filter_map(|vf| self.vf_mac(vf)).collect();
+        for (i, m) in macs.iter().enumerate() {
+            if !is_unicast(m) {
+                return Err(Error::Config(format!(
+                    "ixgbe model: VF MAC address {m:02x?} is not a unicast address"
+                )));
+            }
+            if *m == self.mac || macs[..i].contains(m) {
+                return Err(Error::Config(format!(
+                    "ixgbe model: VF MAC address {m:02x?} is used twice (PF and VFs need their own)"
+                )));
+            }
+        }
         if let Some(g) = &self.generator {
             g.validate()?;
         }
@@ -136,12 +221,15 @@ impl ModelConf {
 }
 
 /// Keys [`conf_from_args`] accepts.
-pub const ARG_KEYS: &[&str] = &["mac", "gen", "size", "flows", "link", "fault", "capture"];
+pub const ARG_KEYS: &[&str] = &[
+    "mac", "gen", "size", "flows", "link", "fault", "capture", "vfs",
+];
 
 /// Builds a [`ModelConf`] from vdev-style `key=value` arguments: `mac=aa:bb:cc:dd:ee:ff`,
 /// `gen=<frames>` (a generator to the model's MAC), `size=<60..=9724>`, `flows=<N>`,
-/// `link=up|down`, `fault=reset_hang|tx_stall|rx_error:<N>` (may repeat) and
-/// `capture=<N>` (at most 2^20 frames). Unknown keys, repeated keys (other than `fault`) and bad values are
+/// `link=up|down`, `fault=reset_hang|tx_stall|rx_error:<N>|mbx_silent|mbx_nack|mbx_garbage`
+/// (may repeat), `capture=<N>` (at most 2^20 frames) and `vfs=<0..=8>` (SR-IOV virtual
+/// functions with their default MAC addresses). Unknown keys, repeated keys (other than `fault`) and bad values are
 /// errors that say what is expected.
 pub fn conf_from_args(args: &[(String, String)]) -> Result<ModelConf> {
     conf_for_instance(0, args)
@@ -187,6 +275,7 @@ pub fn conf_for_instance(instance: u32, args: &[(String, String)]) -> Result<Mod
             }
             "flows" => flows = Some(parse_num::<u32>(key, v, 1, Generator::MAX_FLOWS)?),
             "capture" => conf.capture = parse_num::<usize>(key, v, 0, 1 << 20)?,
+            "vfs" => conf.vfs = parse_num::<u8>(key, v, 0, MAX_VFS as u8)?,
             "link" => {
                 conf.faults.link_down = match v {
                     "up" => false,
@@ -232,10 +321,14 @@ where
 }
 
 fn parse_fault(v: &str, faults: &mut Faults) -> Result<()> {
-    const EXPECTED: &str = "expected reset_hang, tx_stall or rx_error:<N> (N >= 1)";
+    const EXPECTED: &str = "expected reset_hang, tx_stall, mbx_silent, mbx_nack, mbx_garbage \
+                            or rx_error:<N> (N >= 1)";
     match v {
         "reset_hang" => faults.reset_hang = true,
         "tx_stall" => faults.tx_stall = true,
+        "mbx_silent" => faults.mbx = MbxFault::Silent,
+        "mbx_nack" => faults.mbx = MbxFault::NackAll,
+        "mbx_garbage" => faults.mbx = MbxFault::Garbage,
         _ => {
             let n = v
                 .strip_prefix("rx_error:")
@@ -315,7 +408,8 @@ mod tests {
                 link_down: true,
                 reset_hang: true,
                 rx_error_every: Some(10),
-                tx_stall: true
+                tx_stall: true,
+                mbx: MbxFault::None,
             }
         );
         assert_eq!(c.capture, 16);

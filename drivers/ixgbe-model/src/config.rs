@@ -1,7 +1,7 @@
 //! PCI configuration space of the model (datasheet 9.3): Intel's vendor id, the 82599
-//! SFP+ device id, the Ethernet class code, a 64-bit memory BAR 0 of the register size,
-//! and a command register whose enable bits are writable. Everything else reads as the
-//! initial value and ignores writes.
+//! SFP+ device id (a VF's: the 82599 VF id), the Ethernet class code, a 64-bit memory
+//! BAR 0 of the register size, and a command register whose enable bits are writable.
+//! Everything else reads as the initial value and ignores writes.
 
 use crate::hw::{CLASS_ETHERNET, DEVICE_82599_SFP, VENDOR_INTEL};
 use crate::lock;
@@ -29,12 +29,16 @@ pub(crate) struct ConfigSpace {
     bytes: Mutex<[u8; HEADER_LEN]>,
     /// A copy of the command register for the DMA path (no lock).
     command: AtomicU16,
+    /// The PCI device id.
+    device: u16,
+    /// Bytes of BAR 0 (a power of two).
+    bar0_len: usize,
 }
 
-fn initial() -> [u8; HEADER_LEN] {
+fn initial(device: u16) -> [u8; HEADER_LEN] {
     let mut b = [0u8; HEADER_LEN];
     b[0..2].copy_from_slice(&VENDOR_INTEL.to_le_bytes());
-    b[2..4].copy_from_slice(&DEVICE_82599_SFP.to_le_bytes());
+    b[2..4].copy_from_slice(&device.to_le_bytes());
     b[0x08] = 0x01; // revision
     b[0x09..0x0c].copy_from_slice(&CLASS_ETHERNET.to_le_bytes()[..3]);
     b[0x10..0x14].copy_from_slice(&(BAR0_BASE | BAR0_FLAGS).to_le_bytes());
@@ -42,9 +46,9 @@ fn initial() -> [u8; HEADER_LEN] {
     b
 }
 
-/// Which bits of config byte `off` software may write.
-fn write_mask(off: usize) -> u8 {
-    let bar0 = !(BAR0_LEN as u32 - 1);
+/// Which bits of config byte `off` software may write, for a BAR 0 of `bar0_len` bytes.
+fn write_mask(off: usize, bar0_len: usize) -> u8 {
+    let bar0 = !(bar0_len as u32 - 1);
     match off {
         0x04 => COMMAND_WRITABLE as u8,
         0x05 => (COMMAND_WRITABLE >> 8) as u8,
@@ -55,11 +59,19 @@ fn write_mask(off: usize) -> u8 {
 }
 
 impl ConfigSpace {
-    /// The power-on header.
+    /// The power-on header of the PF (the 82599 SFP+, 128 KiB of registers).
     pub fn new() -> ConfigSpace {
+        ConfigSpace::of(DEVICE_82599_SFP, BAR0_LEN)
+    }
+
+    /// The power-on header of a function with device id `device` and a BAR 0 of
+    /// `bar0_len` bytes (a power of two).
+    pub fn of(device: u16, bar0_len: usize) -> ConfigSpace {
         ConfigSpace {
-            bytes: Mutex::new(initial()),
+            bytes: Mutex::new(initial(device)),
             command: AtomicU16::new(0),
+            device,
+            bar0_len,
         }
     }
 
@@ -92,7 +104,7 @@ impl ConfigSpace {
         let mut bytes = lock(&self.bytes);
         for (i, v) in buf.iter().enumerate() {
             if let Some(b) = bytes.get_mut(off + i) {
-                let m = write_mask(off + i);
+                let m = write_mask(off + i, self.bar0_len);
                 *b = (*b & !m) | (v & m);
             }
         }
@@ -111,7 +123,7 @@ impl ConfigSpace {
 
     /// A function-level reset: the header returns to its power-on values.
     pub fn reset(&self) {
-        *lock(&self.bytes) = initial();
+        *lock(&self.bytes) = initial(self.device);
         self.command.store(0, Ordering::Release);
     }
 }

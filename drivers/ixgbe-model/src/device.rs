@@ -10,12 +10,13 @@ use crate::engine::Engine;
 use crate::hw::{RX_QUEUES, TX_QUEUES};
 use crate::iommu::Iommu;
 use crate::irq::{self, Interrupts};
-use crate::lock;
 use crate::regfile::RegFile;
 use crate::regs::*;
 use crate::stats::Counters;
 use crate::timers::{Timers, AN_TIME, RESET_TIME};
+use crate::vf::Vfs;
 use crate::wire::Wire;
+use crate::{lock, pfmbx};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
@@ -82,6 +83,8 @@ pub(crate) struct Device {
     pub stop: AtomicBool,
     /// The model thread, to wake it on doorbells.
     pub thread: OnceLock<Thread>,
+    /// The SR-IOV virtual functions (none unless `ModelConf::vfs` asks).
+    pub vfs: Vfs,
 }
 
 impl std::fmt::Debug for Device {
@@ -114,6 +117,7 @@ impl Device {
             wire: Wire::new(conf.capture),
             stop: AtomicBool::new(false),
             thread: OnceLock::new(),
+            vfs: Vfs::new(conf),
         };
         dev.finish_reset();
         dev
@@ -243,12 +247,14 @@ impl Device {
 
     /// CTRL.RST (4.6.3.2): registers and queues back to defaults at once; CTRL.RST reads
     /// set until the reset completes [`RESET_TIME`] later (never with `reset_hang`),
-    /// when EEC.ARD, RDRXCTL.DMAIDONE and RAL0/RAH0 (from the EEPROM) appear.
+    /// when EEC.ARD, RDRXCTL.DMAIDONE and RAL0/RAH0 (from the EEPROM) appear. The VFs
+    /// see a PF reset until then.
     fn software_reset(&self) {
         let mut engine = lock(&self.engine);
         self.clear_registers();
         self.regs.set(CTRL, CTRL_RST);
         engine.reset();
+        pfmbx::pf_reset_begin(self, &mut engine, None);
         let mut t = lock(&self.timers);
         let now = Instant::now();
         t.reset_done_at = (!self.reset_hang).then(|| now + RESET_TIME);
@@ -265,6 +271,7 @@ impl Device {
         let mut engine = lock(&self.engine);
         self.clear_registers();
         engine.reset();
+        pfmbx::pf_reset_begin(self, &mut engine, None);
         self.config.reset();
         let mut t = lock(&self.timers);
         t.reset_done_at = None;
@@ -284,8 +291,9 @@ impl Device {
     }
 
     /// What the end of a reset leaves behind: EEPROM auto-read done, the MAC address in
-    /// receive-address entry 0, DMA init done.
+    /// receive-address entry 0, DMA init done, and the end of the VFs' PF reset.
     fn finish_reset(&self) {
+        pfmbx::pf_reset_end(self);
         let m = self.mac;
         self.regs.clear_bits(CTRL, CTRL_RST);
         self.regs.or(EEC, EEC_ARD);
@@ -306,6 +314,12 @@ impl Device {
         }
         drop(t);
         self.tick();
+    }
+
+    /// Starts auto-negotiation as the PF's driver does when its interface comes up (the
+    /// model does it for its VFs when no PF driver runs).
+    pub fn start_link(&self) {
+        self.restart_link(true);
     }
 
     /// Forces the link down, or lets it up again (renegotiating, if auto-negotiation was

@@ -91,6 +91,7 @@ impl Engine {
 /// One pass over the data path; returns whether anything was done.
 pub(crate) fn pass(dev: &Device) -> bool {
     dev.tick_if_armed();
+    crate::pfmbx::tick(dev);
     let keep = dev.wire.wants_frames();
     let mut out = Vec::new();
     let (work, written) = {

@@ -19,6 +19,19 @@ pub const RX_QUEUES: usize = 64;
 /// Transmit queues (8.2.3.9: 128, all at 0x06000 + 0x40 * q).
 pub const TX_QUEUES: usize = 128;
 
+/// Most SR-IOV virtual functions a model offers (the 82599 has 64; a handful is what
+/// tests need, and each VF's PCI function number is its index).
+pub const MAX_VFS: usize = 8;
+/// The first model queue the VFs own: VF n owns rx and tx queues
+/// `VF_QUEUE_BASE + 2n` and `VF_QUEUE_BASE + 2n + 1` (its "pool", at the top of the 64
+/// receive queues, which the PF's RSS, with its 16-queue redirection table, never uses).
+pub const VF_QUEUE_BASE: usize = RX_QUEUES - 2 * MAX_VFS;
+
+/// The model queue behind queue `q` of VF `vf`.
+pub const fn vf_queue(vf: usize, q: usize) -> usize {
+    VF_QUEUE_BASE + 2 * vf + q
+}
+
 /// Largest frame the transmit path assembles from descriptors (the 82599's jumbo limit
 /// is 15.5 KiB). Longer frames are dropped as errors.
 pub const TX_MAX_FRAME: usize = 15872;
@@ -29,6 +42,9 @@ pub const TX_MAX_TSO: usize = (1 << 18) + 512;
 pub const VENDOR_INTEL: u16 = 0x8086;
 /// PCI device id of the 82599 SFP+ (82599ES; the datasheet's device-id table, "82599 SFP").
 pub const DEVICE_82599_SFP: u16 = 0x10FB;
+/// PCI device id of an 82599 SR-IOV virtual function (the datasheet's device-id table,
+/// "82599 Virtual Function").
+pub const DEVICE_82599_VF: u16 = 0x10ED;
 /// PCI class code: network controller, Ethernet (02h/00h/00h; 9.3).
 pub const CLASS_ETHERNET: u32 = 0x02_0000;
 

@@ -23,6 +23,21 @@
 //! counted as a DMA fault and the queue stops. Traffic comes from a [`Generator`] or
 //! from [`Model82599::inject`]; transmitted frames are counted, captured and handed to
 //! an optional sink. [`Faults`] make the device misbehave the way real ones do.
+//!
+//! SR-IOV: with `ModelConf::vfs` = N (at most [`hw::MAX_VFS`]), the model has N virtual
+//! functions, each a PCI function of its own from [`Model82599::vf_backend`] (82599 VF,
+//! device 0x10ED, a 16 KiB BAR 0 laid out as the datasheet's VF register window,
+//! [`vfregs`]), so a VF driver runs against it unchanged. VF n's two queue pairs are the
+//! model queues [`hw::vf_queue`]`(n, 0..2)` (48 + 2n and 49 + 2n), served by the same
+//! receive and transmit engines through the same IOMMU; its statistics are free-running.
+//! The model also plays the PF's driver: it answers each VF's mailbox as Linux's ixgbe
+//! PF does (RESET with the administrator's MAC address from `ModelConf::vf_macs`, API
+//! negotiation up to 1.3, queue counts, frame size, multicast hashes, VLANs, broadcast
+//! and multicast modes), keeps the link up for the VFs, and routes frames: unicast to a
+//! VF's address goes to that VF's queue 0 (once it is clear to send), broadcast and the
+//! multicast a VF takes go to it as well as to the PF, and VF transmit goes to the wire.
+//! [`MbxFault`] (a silent, refusing or garbling PF) and [`Model82599::pf_reset`] make
+//! that PF misbehave; [`VfStats`] counts each VF's traffic and mailbox.
 
 mod backend;
 pub mod conf;
@@ -38,6 +53,7 @@ mod irq;
 mod model;
 mod offload;
 mod packet;
+mod pfmbx;
 mod regfile;
 pub mod regs;
 pub mod rss;
@@ -45,15 +61,20 @@ mod rx;
 pub mod stats;
 mod timers;
 mod tx;
+mod vf;
+pub mod vfregs;
+mod vfrx;
 mod wire;
 
 pub use conf::{
-    conf_for_instance, conf_from_args, instance_mac, Faults, Generator, MacAddr, ModelConf,
+    conf_for_instance, conf_from_args, default_vf_mac, instance_mac, Faults, Generator, MacAddr,
+    MbxFault, ModelConf,
 };
 pub use iommu::DmaFault;
 pub use model::Model82599;
+pub use pfmbx::VfInfo;
 pub use rx::RxOutcome;
-pub use stats::ModelStats;
+pub use stats::{ModelStats, VfStats};
 pub use wire::Sink;
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -1,12 +1,15 @@
 //! The public handle: creating a model (its segment listener and thread), the backend
-//! the driver probes, counters, run-time fault switches, injection and capture.
+//! the driver probes (and its VFs' backends), counters, run-time fault switches,
+//! injection and capture.
 
 use crate::backend::ModelBackend;
-use crate::conf::{Generator, MacAddr, ModelConf};
+use crate::conf::{is_unicast, Generator, MacAddr, MbxFault, ModelConf};
 use crate::device::Device;
 use crate::iommu::Iommu;
+use crate::pfmbx::{self, VfInfo};
 use crate::rx::RxOutcome;
-use crate::stats::{bump, ModelStats};
+use crate::stats::{bump, ModelStats, VfStats};
+use crate::vf::{Vf, VfBackend};
 use crate::wire::Sink;
 use crate::{engine, gen, irq, lock, rx};
 use pmd_core::memory;
@@ -15,6 +18,7 @@ use pmd_core::{Error, Result};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -70,6 +74,10 @@ impl Model82599 {
             Ok(())
         }))?;
         let dev = Arc::new(Device::new(id, &conf, iommu));
+        if conf.vfs > 0 {
+            // The PF's driver (which the model plays for its VFs) has its interface up.
+            dev.start_link();
+        }
         if let Some(g) = conf.generator {
             gen::start(&dev, &mut lock(&dev.engine), g);
         }
@@ -123,9 +131,114 @@ impl Model82599 {
         self.h.dev.mac
     }
 
-    /// A snapshot of the model's counters.
+    /// A snapshot of the model's counters (its VFs' among them).
     pub fn stats(&self) -> ModelStats {
-        self.h.dev.counters.snapshot()
+        let dev = &self.h.dev;
+        let mut s = dev.counters.snapshot();
+        s.vfs = dev.vfs.list.iter().map(|v| v.counters.snapshot()).collect();
+        s
+    }
+
+    /// How many SR-IOV virtual functions the model has (`ModelConf::vfs`).
+    pub fn vfs(&self) -> u8 {
+        self.h.dev.vfs.list.len() as u8
+    }
+
+    fn vf(&self, vf: u8) -> Result<&Vf> {
+        self.h.dev.vfs.get(vf).ok_or_else(|| {
+            Error::Config(format!(
+                "ixgbe model {}: no VF {vf} (the model has {} VFs; set ModelConf::vfs)",
+                self.h.dev.id,
+                self.vfs()
+            ))
+        })
+    }
+
+    /// VF `vf`'s PCI address: domain 0xfffe, the PF's bus and device, function `vf`.
+    pub fn vf_pci_addr(&self, vf: u8) -> Result<PciAddr> {
+        self.vf(vf)?;
+        Ok(PciAddr {
+            domain: 0xfffe,
+            function: vf,
+            ..self.pci_addr()
+        })
+    }
+
+    /// The PCI function a VF driver probes for VF `vf` (82599 VF, device 0x10ED; BAR 0 is
+    /// the 16 KiB VF register window; DMA goes through the model's IOMMU; no MSI-X).
+    pub fn vf_backend(&self, vf: u8) -> Result<Arc<dyn PciBackend>> {
+        let addr = self.vf_pci_addr(vf)?;
+        Ok(Arc::new(VfBackend {
+            handle: self.h.clone(),
+            vf,
+            addr,
+        }))
+    }
+
+    /// The MAC address frames to VF `vf` must carry now (None: it has none).
+    pub fn vf_mac(&self, vf: u8) -> Result<Option<MacAddr>> {
+        Ok(pfmbx::info(self.vf(vf)?).mac)
+    }
+
+    /// What the PF holds for VF `vf`: its address, whether it is clear to send, its API,
+    /// frame size, multicast hashes, VLANs and mode.
+    pub fn vf_info(&self, vf: u8) -> Result<VfInfo> {
+        Ok(pfmbx::info(self.vf(vf)?))
+    }
+
+    /// The administrator sets VF `vf`'s MAC address (as `ip link set PF vf N mac ADDR`),
+    /// or removes it with None: the VF's address changes now, its next RESET is answered
+    /// with it (None: refused, and the VF must set its own), and the VF may not set
+    /// another. The address must be unicast and not the PF's or another VF's.
+    pub fn set_vf_mac(&self, vf: u8, mac: Option<MacAddr>) -> Result<()> {
+        let this = self.vf(vf)?;
+        if let Some(m) = mac {
+            let dev = &self.h.dev;
+            let taken = m == dev.mac
+                || dev
+                    .vfs
+                    .list
+                    .iter()
+                    .any(|o| o.index != vf && pfmbx::info(o).mac == Some(m));
+            if !is_unicast(&m) || taken {
+                return Err(Error::Config(format!(
+                    "ixgbe model: {m:02x?} cannot be VF {vf}'s address (not unicast, or in use)"
+                )));
+            }
+        }
+        pfmbx::set_admin_mac(this, mac);
+        Ok(())
+    }
+
+    /// A snapshot of VF `vf`'s counters (also in [`Model82599::stats`]).
+    pub fn vf_stats(&self, vf: u8) -> Result<VfStats> {
+        Ok(self.vf(vf)?.counters.snapshot())
+    }
+
+    /// Makes the PF side of every VF mailbox misbehave (or, with `MbxFault::None`,
+    /// behave again); see [`MbxFault`].
+    pub fn set_mbx_fault(&self, fault: MbxFault) {
+        self.h.dev.vfs.set_fault(fault);
+    }
+
+    /// The PF resets (as when its driver reloads): every VF's mailbox shows RSTI, its
+    /// queues are disabled and it is no longer clear to send (frames for it are dropped
+    /// and counted, its requests go unanswered). The reset ends after `done_after`, or
+    /// with None only at [`Model82599::pf_reset_done`]: RSTI clears, RSTD shows and
+    /// every VF gets a PF_CONTROL_MSG (0x0100) without CTS, so it must reset itself and
+    /// send RESET again. No effect without VFs.
+    pub fn pf_reset(&self, done_after: Option<Duration>) {
+        let dev = &self.h.dev;
+        let mut engine = lock(&dev.engine);
+        pfmbx::pf_reset_begin(dev, &mut engine, done_after.map(|d| Instant::now() + d));
+        drop(engine);
+        dev.kick();
+    }
+
+    /// Ends the PF reset in progress now (see [`Model82599::pf_reset`]); nothing if none
+    /// is.
+    pub fn pf_reset_done(&self) {
+        pfmbx::pf_reset_end(&self.h.dev);
     }
 
     /// Lets the link up (it renegotiates for ~10 ms, if the driver ever restarted

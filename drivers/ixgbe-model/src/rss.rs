@@ -53,7 +53,8 @@ pub(crate) struct RssResult {
     pub queue: usize,
 }
 
-const NO_RSS: RssResult = RssResult {
+/// No hash computed, queue 0.
+pub(crate) const NO_RSS: RssResult = RssResult {
     hash: 0,
     rss_type: RSS_TYPE_NONE,
     queue: 0,

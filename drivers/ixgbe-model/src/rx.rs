@@ -2,6 +2,10 @@
 //! length checks), the L2 filter (7.1.1.1), queue selection (RSS, 7.1.2.8) and the
 //! queue's descriptor ring (advanced one-buffer descriptors, 7.1.6): the frame is written
 //! into the posted buffers, then the write-back descriptors, then RDH advances.
+//!
+//! With SR-IOV virtual functions, unicast to a VF's address goes to that VF's queue
+//! only, and broadcast and multicast also go to every VF that takes them ([`crate::vfrx`]
+//! picks and checks; the rings and the write-back are the ones here).
 
 use crate::desc::*;
 use crate::device::Device;
@@ -45,10 +49,18 @@ pub enum RxOutcome {
         /// The receive queue.
         queue: usize,
     },
-    /// No free descriptor (RDH == RDT, or fewer than the frame needs): counted in MPC0.
+    /// No free descriptor (RDH == RDT, or fewer than the frame needs): counted in MPC0
+    /// (for a VF's queue, in the VF's counters).
     NoDescriptor {
         /// The receive queue.
         queue: usize,
+    },
+    /// The frame is for SR-IOV virtual function `vf`, which is not clear to send (it has
+    /// not completed its RESET exchange since its last reset, or a PF reset is in
+    /// progress): counted in the VF's counters.
+    VfNotReady {
+        /// The VF.
+        vf: u8,
     },
     /// A descriptor or buffer address is outside every mapped segment: nothing was
     /// written, the queue stops.
@@ -67,13 +79,14 @@ impl RxOutcome {
                 | RxOutcome::RxDisabled
                 | RxOutcome::QueueOff { .. }
                 | RxOutcome::NoDescriptor { .. }
+                | RxOutcome::VfNotReady { .. }
         )
     }
 }
 
 /// A receive ring as its registers describe it.
 #[derive(Clone, Copy, Debug)]
-struct Ring {
+pub(crate) struct Ring {
     base: u64,
     count: u32,
     head: u32,
@@ -83,7 +96,7 @@ struct Ring {
 
 impl Ring {
     /// Reads queue `q`'s ring registers; Err says what is wrong with them.
-    fn load(dev: &Device, q: usize) -> Result<Ring, String> {
+    pub fn load(dev: &Device, q: usize) -> Result<Ring, String> {
         let r = &dev.regs;
         let base =
             (u64::from(r.get(rdbah(q))) << 32 | u64::from(r.get(rdbal(q)))) & !RING_BASE_IGNORED;
@@ -119,7 +132,7 @@ impl Ring {
     }
 
     /// Descriptors owned by the device (RDH up to RDT).
-    fn free(&self) -> u32 {
+    pub fn free(&self) -> u32 {
         (self.tail + self.count - self.head) % self.count
     }
 
@@ -131,13 +144,16 @@ impl Ring {
 }
 
 /// Where a frame goes.
-enum Route {
-    Drop(RxOutcome),
+pub(crate) enum Route {
+    /// Nowhere: dropped, for the PF or for VF `.1`.
+    Drop(RxOutcome, Option<u8>),
+    /// Into `queue` over `ring`, for the PF or for VF `vf`.
     Deliver {
         ring: Ring,
         queue: usize,
         parsed: Parsed,
         rss: RssResult,
+        vf: Option<u8>,
     },
 }
 
@@ -176,82 +192,117 @@ fn accepts(dev: &Device, dst: &[u8; 6]) -> bool {
 
 fn route(dev: &Device, engine: &Engine, frame: &[u8]) -> Route {
     use RxOutcome::*;
+    if let Some(vf) = crate::vfrx::unicast_owner(dev, frame) {
+        return crate::vfrx::route(dev, engine, vf, frame);
+    }
+    let drop = |o| Route::Drop(o, None);
     if !dev.link_is_up() {
-        return Route::Drop(LinkDown);
+        return drop(LinkDown);
     }
     if dev.regs.get(RXCTRL) & RXCTRL_RXEN == 0 {
-        return Route::Drop(RxDisabled);
+        return drop(RxDisabled);
     }
     let parsed = parse(frame);
     let wire_len = frame.len() + CRC_LEN;
     if wire_len < MIN_FRAME {
-        return Route::Drop(Undersize);
+        return drop(Undersize);
     }
     if wire_len > max_frame(dev, parsed.vlan) {
-        return Route::Drop(Oversize);
+        return drop(Oversize);
     }
     if !accepts(dev, &parsed.dst) {
-        return Route::Drop(Filtered);
+        return drop(Filtered);
     }
     let rss = classify(&dev.regs, &parsed);
     let queue = rss.queue;
+    if !dev.dma_allowed() {
+        return drop(QueueOff { queue });
+    }
+    ring_route(dev, engine, frame, queue, parsed, rss, None)
+}
+
+/// The last steps of routing to `queue` (for the PF or VF `vf`): the queue must be on,
+/// its registers must describe a ring, and the ring must have room.
+pub(crate) fn ring_route(
+    dev: &Device,
+    engine: &Engine,
+    frame: &[u8],
+    queue: usize,
+    parsed: Parsed,
+    rss: RssResult,
+    vf: Option<u8>,
+) -> Route {
+    use RxOutcome::*;
     let stopped = engine.rx_stopped.get(queue).copied().unwrap_or(true);
-    if stopped || !dev.dma_allowed() || dev.regs.get(rxdctl(queue)) & DCTL_ENABLE == 0 {
-        return Route::Drop(QueueOff { queue });
+    if stopped || dev.regs.get(rxdctl(queue)) & DCTL_ENABLE == 0 {
+        return Route::Drop(QueueOff { queue }, vf);
     }
     let ring = match Ring::load(dev, queue) {
         Ok(r) => r,
         Err(why) => {
             tracing::warn!(model = dev.id, queue, "rx queue stopped: {why}");
-            return Route::Drop(BadRing { queue });
+            return Route::Drop(BadRing { queue }, vf);
         }
     };
     let need = frame.len().div_ceil(ring.buf_len).max(1);
     if (ring.free() as usize) < need {
-        return Route::Drop(NoDescriptor { queue });
+        return Route::Drop(NoDescriptor { queue }, vf);
     }
     Route::Deliver {
         ring,
         queue,
         parsed,
         rss,
+        vf,
     }
 }
 
-/// Offers `frame` to the receive path; it is delivered or dropped (and counted).
-pub(crate) fn receive(dev: &Device, engine: &mut Engine, frame: &[u8]) -> RxOutcome {
-    match route(dev, engine, frame) {
-        Route::Drop(o) => account_drop(dev, engine, o),
+/// Delivers or drops (and counts) a routed frame.
+pub(crate) fn take(dev: &Device, engine: &mut Engine, frame: &[u8], r: Route) -> RxOutcome {
+    match r {
+        Route::Drop(o, vf) => account_drop(dev, engine, o, vf),
         Route::Deliver {
             ring,
             queue,
             parsed,
             rss,
-        } => deliver(dev, engine, frame, ring, queue, &parsed, rss),
+            vf,
+        } => deliver(dev, engine, frame, ring, queue, &parsed, rss, vf),
     }
 }
 
+/// Offers `frame` to the receive path; it is delivered or dropped (and counted). A
+/// broadcast or multicast frame also goes to the VFs that take it.
+pub(crate) fn receive(dev: &Device, engine: &mut Engine, frame: &[u8]) -> RxOutcome {
+    let r = route(dev, engine, frame);
+    let o = take(dev, engine, frame, r);
+    crate::vfrx::replicate(dev, engine, frame);
+    o
+}
+
 /// Like [`receive`], but a frame that only lacks room (link down, receive or queue
-/// disabled, no descriptor) is not taken: None, nothing counted.
+/// disabled, no descriptor, a VF not ready) is not taken: None, nothing counted.
 pub(crate) fn receive_or_wait(
     dev: &Device,
     engine: &mut Engine,
     frame: &[u8],
 ) -> Option<RxOutcome> {
     match route(dev, engine, frame) {
-        Route::Drop(o) if o.retryable() => None,
-        Route::Drop(o) => Some(account_drop(dev, engine, o)),
-        Route::Deliver {
-            ring,
-            queue,
-            parsed,
-            rss,
-        } => Some(deliver(dev, engine, frame, ring, queue, &parsed, rss)),
+        Route::Drop(o, _) if o.retryable() => None,
+        r => {
+            let o = take(dev, engine, frame, r);
+            crate::vfrx::replicate(dev, engine, frame);
+            Some(o)
+        }
     }
 }
 
-/// Counts a dropped frame where the datasheet and the model count it.
-fn account_drop(dev: &Device, engine: &mut Engine, o: RxOutcome) -> RxOutcome {
+/// Counts a dropped frame where the datasheet and the model count it (a VF's drops in
+/// the VF's counters).
+fn account_drop(dev: &Device, engine: &mut Engine, o: RxOutcome, vf: Option<u8>) -> RxOutcome {
+    if let Some(vf) = vf {
+        return crate::vfrx::account_drop(dev, engine, vf, o);
+    }
     let c = &dev.counters;
     match o {
         RxOutcome::LinkDown => bump(&c.dropped_link_down, 1),
@@ -282,7 +333,8 @@ fn account_drop(dev: &Device, engine: &mut Engine, o: RxOutcome) -> RxOutcome {
             dev.regs.count(mpc(0), 1);
             bump(&c.dropped_no_desc, 1);
         }
-        RxOutcome::DmaFault { .. } | RxOutcome::Delivered { .. } => {}
+        RxOutcome::DmaFault { .. } | RxOutcome::Delivered { .. } | RxOutcome::VfNotReady { .. } => {
+        }
     }
     o
 }
@@ -328,7 +380,9 @@ fn offload_bits(p: &Parsed) -> (u32, u32) {
 
 /// Writes `frame` into queue `queue`: buffers first, then the write-backs in order (DD
 /// on each, EOP and the offload bits on the last), then RDH. A DMA fault writes no
-/// descriptor and stops the queue.
+/// descriptor and stops the queue. A frame for VF `vf` counts in the VF's statistics
+/// instead of GPRC/GORC, and never carries an injected error.
+#[allow(clippy::too_many_arguments)]
 fn deliver(
     dev: &Device,
     engine: &mut Engine,
@@ -337,6 +391,7 @@ fn deliver(
     queue: usize,
     parsed: &Parsed,
     rss: RssResult,
+    vf: Option<u8>,
 ) -> RxOutcome {
     // VLAN stripping (RXDCTL.VME): the tag leaves the data for the write-back descriptor.
     let stripped: Vec<u8>;
@@ -367,9 +422,10 @@ fn deliver(
             Err(f) => return dma_fault(dev, engine, queue, f),
         }
     }
-    let inject_error = dev
-        .rx_error_every
-        .is_some_and(|n| (engine.rx_seen + 1).is_multiple_of(u64::from(n.max(1))));
+    let inject_error = vf.is_none()
+        && dev
+            .rx_error_every
+            .is_some_and(|n| (engine.rx_seen + 1).is_multiple_of(u64::from(n.max(1))));
     let (offload, ptype) = offload_bits(parsed);
     let Some(last) = slots.len().checked_sub(1) else {
         return RxOutcome::Undersize; // an empty frame: unreachable after the length check
@@ -399,12 +455,15 @@ fn deliver(
     // The queue's interrupt cause, raised once the engine lock is released (after these
     // write-backs, never before).
     engine.rx_written |= 1u64.checked_shl(queue as u32).unwrap_or(0);
-    engine.rx_seen += 1;
     let c = &dev.counters;
-    if inject_error {
+    if let Some(vf) = vf {
+        crate::vfrx::count_delivered(dev, vf, frame.len(), &parsed.dst);
+    } else if inject_error {
+        engine.rx_seen += 1;
         dev.regs.count(CRCERRS, 1);
         bump(&c.rx_errors_injected, 1);
     } else {
+        engine.rx_seen += 1;
         dev.regs.count(GPRC, 1);
         dev.regs.count_rx_octets((frame.len() + CRC_LEN) as u64);
     }

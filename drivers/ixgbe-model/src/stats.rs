@@ -51,6 +51,112 @@ pub struct ModelStats {
     /// vector above 15 (EICR_EX is not modelled), or a message was sent on a vector
     /// `enable_irqs` did not enable.
     pub interrupts_unrouted: u64,
+    /// Each SR-IOV virtual function's counters, VF 0 first (empty without VFs).
+    pub vfs: Vec<VfStats>,
+}
+
+/// One virtual function's counters: its traffic and its mailbox, as the PF saw them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VfStats {
+    /// Frames written to the VF's receive queue (VFGPRC counts them too).
+    pub rx_packets: u64,
+    /// Bytes of those frames (without CRC; VFGORC adds 4 per frame).
+    pub rx_bytes: u64,
+    /// Multicast frames among them (VFMPRC).
+    pub rx_multicast: u64,
+    /// Frames for the VF while it was not clear to send (before its RESET message, after
+    /// a VF or PF reset).
+    pub rx_dropped_not_ready: u64,
+    /// Frames for the VF's queue while it was disabled, stopped by a fault or described
+    /// no usable ring, or while the VF's bus mastering was off.
+    pub rx_dropped_queue_off: u64,
+    /// Frames for the VF's queue while it had no free descriptor.
+    pub rx_dropped_no_desc: u64,
+    /// Frames longer than the VF's frame size (SET_LPE; 1518 bytes with CRC, 1522
+    /// tagged, until it sends one), or shorter than 64 bytes.
+    pub rx_dropped_length: u64,
+    /// Frames the VF's transmit queues put on the wire (VFGPTC).
+    pub tx_packets: u64,
+    /// Bytes of those frames (without CRC; VFGOTC adds 4 per frame).
+    pub tx_bytes: u64,
+    /// Requests the VF raised (REQ writes).
+    pub mbx_requests: u64,
+    /// Requests answered with ACK.
+    pub mbx_acked: u64,
+    /// Requests answered with NACK.
+    pub mbx_nacked: u64,
+    /// Requests never acknowledged (the `Silent` fault, or a PF reset in progress).
+    pub mbx_unanswered: u64,
+    /// Requests answered with garbage (the `Garbage` fault).
+    pub mbx_garbage: u64,
+    /// Requests the PF acknowledged and dropped unanswered because they already carried
+    /// ACK or NACK (as Linux's PF does with a message it "already processed").
+    pub mbx_invalid: u64,
+    /// Messages the PF sent unasked (PF_CONTROL_MSG after a PF reset).
+    pub pf_messages: u64,
+    /// VF resets: VFCTRL.RST writes and function-level resets.
+    pub resets: u64,
+}
+
+impl VfStats {
+    /// All receive-side drops of the VF together.
+    pub fn rx_dropped(&self) -> u64 {
+        self.rx_dropped_not_ready
+            + self.rx_dropped_queue_off
+            + self.rx_dropped_no_desc
+            + self.rx_dropped_length
+    }
+}
+
+/// The live counters behind [`VfStats`], plus the octet counts with CRC the VF's
+/// statistics registers show.
+#[derive(Debug, Default)]
+pub(crate) struct VfCounters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub rx_octets: AtomicU64,
+    pub rx_multicast: AtomicU64,
+    pub rx_dropped_not_ready: AtomicU64,
+    pub rx_dropped_queue_off: AtomicU64,
+    pub rx_dropped_no_desc: AtomicU64,
+    pub rx_dropped_length: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub tx_octets: AtomicU64,
+    pub mbx_requests: AtomicU64,
+    pub mbx_acked: AtomicU64,
+    pub mbx_nacked: AtomicU64,
+    pub mbx_unanswered: AtomicU64,
+    pub mbx_garbage: AtomicU64,
+    pub mbx_invalid: AtomicU64,
+    pub pf_messages: AtomicU64,
+    pub resets: AtomicU64,
+}
+
+impl VfCounters {
+    /// A snapshot (each counter read once).
+    pub fn snapshot(&self) -> VfStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        VfStats {
+            rx_packets: g(&self.rx_packets),
+            rx_bytes: g(&self.rx_bytes),
+            rx_multicast: g(&self.rx_multicast),
+            rx_dropped_not_ready: g(&self.rx_dropped_not_ready),
+            rx_dropped_queue_off: g(&self.rx_dropped_queue_off),
+            rx_dropped_no_desc: g(&self.rx_dropped_no_desc),
+            rx_dropped_length: g(&self.rx_dropped_length),
+            tx_packets: g(&self.tx_packets),
+            tx_bytes: g(&self.tx_bytes),
+            mbx_requests: g(&self.mbx_requests),
+            mbx_acked: g(&self.mbx_acked),
+            mbx_nacked: g(&self.mbx_nacked),
+            mbx_unanswered: g(&self.mbx_unanswered),
+            mbx_garbage: g(&self.mbx_garbage),
+            mbx_invalid: g(&self.mbx_invalid),
+            pf_messages: g(&self.pf_messages),
+            resets: g(&self.resets),
+        }
+    }
 }
 
 impl ModelStats {
@@ -148,6 +254,7 @@ impl Counters {
             errors: g(&self.errors),
             interrupts: g(&self.interrupts),
             interrupts_unrouted: g(&self.interrupts_unrouted),
+            vfs: Vec::new(),
         }
     }
 }

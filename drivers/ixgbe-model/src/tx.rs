@@ -5,6 +5,11 @@
 //! load one of the queue's two context slots. Descriptors with RS get DD written
 //! back (bit 0 of the status field, 7.2.3.2.4); TDH advances past every descriptor
 //! processed.
+//!
+//! An SR-IOV VF's queues run here too: they need the VF clear to send and its bus
+//! mastering on rather than the PF's transmit enable, and their frames count in the
+//! VF's statistics instead of GPTC/GOTC (and are always padded to 64 bytes, as the PF's
+//! driver sets HLREG0.TXPADEN).
 
 use crate::desc::*;
 use crate::device::Device;
@@ -12,6 +17,7 @@ use crate::engine::{Engine, TxQueueState};
 use crate::hw::{CRC_LEN, MIN_FRAME, TX_MAX_FRAME, TX_MAX_TSO};
 use crate::regs::*;
 use crate::stats::bump;
+use crate::vf::Vf;
 
 /// Descriptors processed per queue per pass at most.
 const BUDGET: u32 = 128;
@@ -19,18 +25,23 @@ const BUDGET: u32 = 128;
 /// Runs every enabled transmit queue once; frames for the wire are appended to `out`
 /// when it is given. Returns the number of descriptors processed.
 pub(crate) fn poll(dev: &Device, engine: &mut Engine, mut out: Option<&mut Vec<Vec<u8>>>) -> usize {
-    if dev.tx_stall.load(std::sync::atomic::Ordering::Acquire)
-        || dev.regs.get(DMATXCTL) & DMATXCTL_TE == 0
-        || !dev.dma_allowed()
-    {
+    if dev.tx_stall.load(std::sync::atomic::Ordering::Acquire) {
         return 0;
     }
+    let pf_on = dev.regs.get(DMATXCTL) & DMATXCTL_TE != 0 && dev.dma_allowed();
     let mut done = 0;
     for (q, st) in engine.tx.iter_mut().enumerate() {
         if st.stopped || dev.regs.get(txdctl(q)) & DCTL_ENABLE == 0 {
             continue;
         }
-        done += poll_queue(dev, q, st, out.as_deref_mut());
+        let vf = dev.vfs.of_queue(q);
+        let on = match vf {
+            Some(vf) => vf.ready() && vf.dma_allowed(dev),
+            None => pf_on,
+        };
+        if on {
+            done += poll_queue(dev, q, st, out.as_deref_mut(), vf);
+        }
     }
     done
 }
@@ -78,6 +89,7 @@ fn poll_queue(
     q: usize,
     st: &mut TxQueueState,
     mut out: Option<&mut Vec<Vec<u8>>>,
+    vf: Option<&Vf>,
 ) -> usize {
     let ring = match load(dev, q) {
         Ok(r) => r,
@@ -116,7 +128,7 @@ fn poll_queue(
                     break;
                 }
                 if cmd & TXD_CMD_EOP != 0 {
-                    finish_frame(dev, st, out.as_deref_mut());
+                    finish_frame(dev, st, out.as_deref_mut(), vf);
                 }
             }
             t if dext && t == TXD_DTYP_CTXT => {
@@ -171,7 +183,12 @@ fn gather(
 
 /// The frame in progress is complete: pad it (HLREG0.TXPADEN), count it and put it on
 /// the wire, unless it is empty or oversize (errors) or the link is down (lost).
-fn finish_frame(dev: &Device, st: &mut TxQueueState, out: Option<&mut Vec<Vec<u8>>>) {
+fn finish_frame(
+    dev: &Device,
+    st: &mut TxQueueState,
+    out: Option<&mut Vec<Vec<u8>>>,
+    vf: Option<&Vf>,
+) {
     let frame = std::mem::take(&mut st.pending);
     let oversize = std::mem::take(&mut st.oversize);
     let req = st.req.take().unwrap_or_default();
@@ -198,11 +215,19 @@ fn finish_frame(dev: &Device, st: &mut TxQueueState, out: Option<&mut Vec<Vec<u8
             bump(&c.errors, 1);
             continue;
         }
-        if dev.regs.get(HLREG0) & HLREG0_TXPADEN != 0 && frame.len() < MIN_FRAME - CRC_LEN {
+        let pad = vf.is_some() || dev.regs.get(HLREG0) & HLREG0_TXPADEN != 0;
+        if pad && frame.len() < MIN_FRAME - CRC_LEN {
             frame.resize(MIN_FRAME - CRC_LEN, 0);
         }
-        dev.regs.count(GPTC, 1);
-        dev.regs.count_tx_octets((frame.len() + CRC_LEN) as u64);
+        if let Some(vf) = vf {
+            let v = &vf.counters;
+            bump(&v.tx_packets, 1);
+            bump(&v.tx_bytes, frame.len() as u64);
+            bump(&v.tx_octets, (frame.len() + CRC_LEN) as u64);
+        } else {
+            dev.regs.count(GPTC, 1);
+            dev.regs.count_tx_octets((frame.len() + CRC_LEN) as u64);
+        }
         bump(&c.tx_frames, 1);
         bump(&c.tx_bytes, frame.len() as u64);
         if let Some(out) = out.as_deref_mut() {

@@ -190,3 +190,5 @@ pub fn rx_status(d: [u64; 2]) -> u32 {
 pub fn rx_len(d: [u64; 2]) -> usize {
     (d[1] >> 32) as u16 as usize
 }
+
+pub mod vf;
