@@ -1,6 +1,9 @@
 //! `--vdev net_ixgbe_model0,gen=N,...`: an in-process 82599 model driven by the real
 //! ixgbe PMD, so apps can run on "ixgbe" with no hardware (tests, demos, benchmarks).
-//! The port's xstats add the model's own counters (`model_*`) to the driver's.
+//! The port's xstats add the model's own counters (`model_*`) to the driver's. With
+//! `vf=N` the port is the model's SR-IOV virtual function N driven by the ixgbe VF PMD
+//! (`net_ixgbe_vf`), the model's own PF-side mailbox peer answering it; the generator then
+//! addresses that VF.
 //!
 //! This glue is a crate of its own so that the dependencies point one way: the model
 //! (`pmd-ixgbe-model`) knows nothing of the driver it checks, the driver (`pmd-ixgbe`)
@@ -10,7 +13,8 @@ use pmd_core::devargs::VdevSpec;
 use pmd_core::ethdev::{
     DevInfo, Device, Driver, Link, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
 };
-use pmd_core::Result;
+use pmd_core::{Error, Result};
+use pmd_ixgbe::IxgbeVf;
 use pmd_ixgbe_model::{conf_for_instance, Model82599};
 
 /// The vdev driver name.
@@ -28,14 +32,51 @@ impl Driver for ModelDriver {
     }
 
     fn description(&self) -> &'static str {
-        "an in-process Intel 82599 model run by the ixgbe PMD: [mac=MAC] [gen=FRAMES [size=60..9724] [flows=N]] [link=up|down] [fault=reset_hang|tx_stall|rx_error:N] [capture=N]"
+        "an in-process Intel 82599 model run by the ixgbe PMD: [mac=MAC] [gen=FRAMES [size=60..9724] [flows=N]] [link=up|down] [fault=reset_hang|tx_stall|rx_error:N|mbx_silent|mbx_nack|mbx_garbage] [capture=N] [vfs=N] [vf=N: the port is VF N, run by the ixgbe VF PMD]"
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {
-        let conf = conf_for_instance(instance(&vdev.name), &vdev.args)?;
+        // vf=N is this crate's: which function the port is; the rest is the model's.
+        let mut vf = None;
+        let mut args = Vec::with_capacity(vdev.args.len());
+        for (k, v) in &vdev.args {
+            if k == "vf" {
+                let n = v.parse::<u8>().ok().filter(|&n| n < 8).ok_or_else(|| {
+                    Error::Config(format!(
+                        "ixgbe model: invalid value '{v}' for argument 'vf': expected a VF number in 0..=7"
+                    ))
+                })?;
+                if vf.replace(n).is_some() {
+                    return Err(Error::Config(
+                        "ixgbe model: argument 'vf' is given twice".into(),
+                    ));
+                }
+            } else {
+                args.push((k.clone(), v.clone()));
+            }
+        }
+        let mut conf = conf_for_instance(instance(&vdev.name), &args)?;
+        let Some(vf) = vf else {
+            let model = Model82599::new(conf)?;
+            let dev = Box::new(pmd_ixgbe::probe(model.backend(), &vdev.name)?);
+            return Ok(Box::new(ModelPort {
+                dev,
+                model,
+                vf: None,
+            }));
+        };
+        conf.vfs = conf.vfs.max(vf + 1);
+        let vf_mac = conf.vf_mac(vf);
+        if let (Some(g), Some(mac)) = (conf.generator.as_mut(), vf_mac) {
+            g.dst_mac = mac;
+        }
         let model = Model82599::new(conf)?;
-        let dev = pmd_ixgbe::probe(model.backend(), &vdev.name)?;
-        Ok(Box::new(ModelPort { dev, model }))
+        let dev = Box::new(IxgbeVf::init(model.vf_backend(vf)?, &vdev.name)?);
+        Ok(Box::new(ModelPort {
+            dev,
+            model,
+            vf: Some(vf),
+        }))
     }
 }
 
@@ -46,10 +87,12 @@ fn instance(name: &str) -> u32 {
     name[name.len() - digits..].parse().unwrap_or(0)
 }
 
-/// The ixgbe device plus a handle on its model (for the model's counters).
+/// The ixgbe device (PF or VF) plus a handle on its model (for the model's counters).
 struct ModelPort {
-    dev: pmd_ixgbe::Ixgbe,
+    dev: Box<dyn Device>,
     model: Model82599,
+    /// The VF the port is, if it is one.
+    vf: Option<u8>,
 }
 
 impl Device for ModelPort {
@@ -89,8 +132,17 @@ impl Device for ModelPort {
     fn set_mtu(&mut self, mtu: u16) -> Result<()> {
         self.dev.set_mtu(mtu)
     }
+    fn set_mc_addr_list(&mut self, list: &[MacAddr]) -> Result<()> {
+        self.dev.set_mc_addr_list(list)
+    }
+    fn vlan_filter(&mut self, vlan: u16, on: bool) -> Result<()> {
+        self.dev.vlan_filter(vlan, on)
+    }
     fn xstats(&self) -> Vec<(String, u64)> {
         let mut v = self.dev.xstats();
+        if let Some(vs) = self.vf.and_then(|vf| self.model.vf_stats(vf).ok()) {
+            v.push(("model_vf_rx_dropped".into(), vs.rx_dropped()));
+        }
         let s = self.model.stats();
         for (k, n) in [
             ("model_generated", s.generated),
@@ -192,6 +244,47 @@ mod tests {
         assert_eq!(xstat(&port, "model_rx_dropped"), 0);
         assert_eq!(xstat(&port, "rx_good_packets"), frames);
         port.stop().unwrap();
+    }
+
+    /// `vf=0`: the port is the model's VF, run by the VF PMD; its MAC comes from the
+    /// model's PF over the mailbox and the generator addresses it.
+    #[test]
+    fn a_vf_port_runs_the_vf_pmd_and_receives_the_generated_stream() {
+        let frames = 64u64;
+        let dev = DRIVER
+            .probe(&spec(
+                "net_ixgbe_model3",
+                &[("gen", &frames.to_string()), ("vf", "0")],
+            ))
+            .unwrap();
+        assert_eq!(dev.info().driver, "net_ixgbe_vf");
+        let pf = pmd_ixgbe_model::instance_mac(3);
+        assert_eq!(dev.mac_addr().0, pmd_ixgbe_model::default_vf_mac(pf, 0));
+        let pool = Mempool::create("model-vf", 1024, 0).unwrap();
+        let mut port = Port::new(0, "net_ixgbe_model3", dev);
+        port.configure(&PortConf::default()).unwrap();
+        let mut rxq = port.setup_rx_queue(0, 256, &pool).unwrap();
+        let _txq = port.setup_tx_queue(0, 256).unwrap();
+        port.start().unwrap();
+        let mut got = 0;
+        let mut batch = PktBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got < frames && Instant::now() < deadline {
+            got += rxq.rx_burst(&mut batch) as u64;
+            batch.clear();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert_eq!(got, frames, "{:?}", port.xstats());
+        assert_eq!(xstat(&port, "rx_good_packets"), frames);
+        assert_eq!(xstat(&port, "model_vf_rx_dropped"), 0);
+        assert!(xstat(&port, "mbx_acked") >= 3, "reset, API, queues");
+        port.stop().unwrap();
+        for bad in ["8", "x"] {
+            let Err(e) = DRIVER.probe(&spec("net_ixgbe_model0", &[("vf", bad)])) else {
+                panic!("vf={bad} accepted");
+            };
+            assert!(e.to_string().contains("0..=7"), "{e}");
+        }
     }
 
     /// Two model ports of one run must not share a MAC (frames between them would be
