@@ -729,7 +729,10 @@ sriov_pfs() {
     [ "$(drv "$pf")" = igb ] || SRIOV_ERR="$SRIOV_ERR PF $pf is on $(drv "$pf"), not igb: $(firstline);"
   done
   sleep 1   # the interfaces igb just made
-  for pf in "$@"; do ip link set "$(pf_if "$pf")" up; done
+  for pf in "$@"; do
+    i=$(pf_if "$pf")
+    o=$(ip link set "${i:-none}" up 2>&1) || SRIOV_ERR="$SRIOV_ERR PF $pf interface '${i:-none}' not up: $o;"
+  done
 }
 # sriov_add "PF MAC"...: one VF on each PF (pmd-setup sriov PF 1), its MAC set through the PF
 # (iproute2); SRIOV_OK lists PF->VF(device id), SRIOV_ERR what failed.

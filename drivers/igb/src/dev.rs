@@ -125,7 +125,7 @@ impl Chip for I82576 {
         }
     }
 
-    fn configure(&self, bar: &Bar) {
+    fn configure(&self, bar: &Bar) -> Result<()> {
         bar.set_bits(RCTL, RCTL_BAM | RCTL_SECRC);
         // VLAN stripping is turned on again by the rx queues that ask for it.
         bar.clear_bits(CTRL, CTRL_VME);
@@ -135,6 +135,7 @@ impl Chip for I82576 {
             TCTL,
             TCTL_PSP | 0x0f << TCTL_CT_SHIFT | 0x3f << TCTL_COLD_SHIFT,
         );
+        Ok(())
     }
 
     fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()> {

@@ -173,11 +173,9 @@ impl Chip for I82576Vf {
         }
     }
 
-    fn configure(&self, bar: &Bar) {
+    fn configure(&self, bar: &Bar) -> Result<()> {
         // After a PF reset, start again from a reset (the PF forgot this VF's settings).
-        if let Err(e) = self.pf.recover(bar) {
-            tracing::warn!(device = bar.name(), "VF reset after a PF reset: {e}");
-        }
+        self.pf.recover(bar).map(|_| ())
     }
 
     fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()> {
@@ -190,13 +188,10 @@ impl Chip for I82576Vf {
             Ok(_) => Ok(()),
             Err(e) if on => {
                 // Linux's igb PF grants multicast promiscuous mode only: keep that much.
-                let _ = self
+                let fallback = self
                     .pf
                     .request(bar, &[vfmsg::SET_PROMISC | vfmsg::PROMISC_MULTICAST]);
-                Err(bar.err(format!(
-                    "promiscuous mode: {e}: the PF does not let this VF receive other unicast \
-                     addresses (it gets its own MAC, broadcast and all multicast)"
-                )))
+                Err(self.pf.promisc_refused(bar, e, fallback.map(|_| ())))
             }
             Err(e) => Err(bar.err(format!("promiscuous mode off: {e}"))),
         }

@@ -126,6 +126,27 @@ impl CounterSet {
         }
     }
 
+    /// Takes the free-running counters' current values as the new starting points,
+    /// totals kept (after something that may have reset them, once folded). Clear-on-read
+    /// registers are not read.
+    pub fn rebase(&mut self, bar: &MmioRegion) {
+        for (spec, last) in self.specs.iter().zip(&mut self.last) {
+            let Some(bits) = spec.wraps_at_bits else {
+                continue;
+            };
+            let lo = u64::from(bar.read32_at(spec.low).unwrap_or(0));
+            let hi = spec
+                .high
+                .map_or(0, |h| u64::from(bar.read32_at(h).unwrap_or(0)));
+            let mask = if bits >= 64 {
+                u64::MAX
+            } else {
+                (1 << bits) - 1
+            };
+            *last = (lo | hi << 32) & mask;
+        }
+    }
+
     /// Reads and discards the hardware values (after a reset, before counting starts;
     /// free-running counters count from the values read).
     pub fn clear_hw(&mut self, bar: &MmioRegion) {
@@ -206,5 +227,11 @@ mod tests {
         c.fold(&bar);
         assert_eq!(c.get("rx"), 0x20, "wrapped at 32 bits");
         assert_eq!(c.get("rx_bytes"), 0x200, "wrapped at 36 bits");
+        // A reset restarts the registers at 0: rebased, not counted as a wrap.
+        bar.write32_at(0x0, 0).unwrap();
+        c.rebase(&bar);
+        bar.write32_at(0x0, 5).unwrap();
+        c.fold(&bar);
+        assert_eq!(c.get("rx"), 0x25);
     }
 }

@@ -97,8 +97,9 @@ pub trait Chip: Default + Send + 'static {
     /// Current link state.
     fn link(&self, bar: &Bar) -> Link;
     /// MAC setup at configure time, receive and transmit disabled: CRC strip, broadcast
-    /// acceptance, padding. Filters and RSS follow.
-    fn configure(&self, bar: &Bar);
+    /// acceptance, padding (a VF: its reset again, if its PF reset). Filters and RSS
+    /// follow.
+    fn configure(&self, bar: &Bar) -> Result<()>;
     /// Sets unicast/multicast promiscuous mode.
     fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()>;
     /// Programs the largest frame accepted, `mfs` bytes with CRC and without VLAN tags
@@ -358,7 +359,10 @@ impl<C: Chip> Device for IntelDevice<C> {
             )));
         }
         self.global_enable(C::RX_ENABLE, false);
-        self.chip.configure(&self.bar);
+        // Counted up to here; a reset in the chip's configure may restart its counters.
+        self.counters.borrow_mut().fold(self.bar.region());
+        self.chip.configure(&self.bar)?;
+        self.counters.borrow_mut().rebase(self.bar.region());
         self.chip.set_promisc(&self.bar, self.promisc)?;
         if let Some(rss) = C::RSS {
             rss.program(&self.bar, conf.rx_queues as usize);

@@ -141,18 +141,30 @@ pub enum MbxError {
 impl fmt::Display for MbxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MbxError::Busy => write!(f, "the PF kept the mailbox busy"),
+            MbxError::Busy => write!(
+                f,
+                "the PF kept the mailbox busy; check its driver (its log: dmesg on the PF's host)"
+            ),
             MbxError::Timeout { msg, stage } => write!(
                 f,
                 "the PF did not {stage} message {msg:#x} in time; is the PF's driver loaded and \
                  its interface up?"
             ),
-            MbxError::Nack { msg } => write!(f, "the PF refused message {msg:#x}"),
+            MbxError::Nack { msg } => write!(
+                f,
+                "the PF refused message {msg:#x} (its driver's log, dmesg on the PF's host, says why; \
+                 a trusted VF, `ip link set PF vf N trust on`, is allowed more)"
+            ),
             MbxError::Garbage { msg, answer } => write!(
                 f,
-                "the PF answered message {msg:#x} with {answer:#010x}, which is not an answer to it"
+                "the PF answered message {msg:#x} with {answer:#010x}, which is not an answer to it; \
+                 restart the port (the VF resets and starts the mailbox afresh)"
             ),
-            MbxError::PfReset => write!(f, "the PF reset during the exchange; reset the VF"),
+            MbxError::PfReset => write!(
+                f,
+                "the PF reset during the exchange; restart the port (stop, configure, start) once \
+                 the PF is back"
+            ),
             MbxError::TooLong(n) => write!(f, "a {n}-word message does not fit the mailbox"),
         }
     }
@@ -190,6 +202,8 @@ pub enum PfEvent {
 
 /// How often the control register is read while waiting.
 const POLL: Duration = Duration::from_micros(20);
+/// How long a VF reset may take to show in the mailbox (Linux waits 1 ms on hardware).
+const RESET_SHOWS: Duration = Duration::from_millis(10);
 
 /// The VF's side of one mailbox: read-clear bits kept between reads, the timeout, counts.
 /// Register access is passed to each call, so the state lives with the device.
@@ -199,6 +213,8 @@ pub struct Mailbox {
     sticky: Cell<u32>,
     timeout: Duration,
     stats: Cell<MbxStats>,
+    /// RSTI was showing at the last look (a reset is counted once, when it starts).
+    resetting: Cell<bool>,
 }
 
 impl Default for Mailbox {
@@ -219,6 +235,7 @@ impl Mailbox {
             sticky: Cell::new(0),
             timeout,
             stats: Cell::new(MbxStats::default()),
+            resetting: Cell::new(false),
         }
     }
 
@@ -240,6 +257,21 @@ impl Mailbox {
         v
     }
 
+    /// Whether `v` shows a PF reset (RSTI, or a pending RSTD, which is consumed); counts a
+    /// reset once: when RSTI appears, or at an RSTD that no RSTI was seen before.
+    fn pf_reset_in(&self, v: u32) -> bool {
+        let rsti = v & ctl::RSTI != 0;
+        let rstd = v & ctl::RSTD != 0;
+        let was = self.resetting.replace(rsti);
+        if rstd {
+            self.sticky.set(self.sticky.get() & !ctl::RSTD);
+        }
+        if !was && (rsti || rstd) {
+            self.count(|s| s.pf_resets += 1);
+        }
+        rsti || rstd
+    }
+
     /// Whether any of `bits` is set, consuming those of them that clear on read.
     fn take(&self, r: &impl MbxRegs, bits: u32) -> bool {
         let v = self.read(r);
@@ -258,9 +290,7 @@ impl Mailbox {
         let end = Instant::now() + self.timeout;
         loop {
             let v = self.read(r);
-            if v & (ctl::RSTI | ctl::RSTD) != 0 {
-                self.sticky.set(self.sticky.get() & !ctl::RSTD);
-                self.count(|s| s.pf_resets += 1);
+            if self.pf_reset_in(v) {
                 return Err(MbxError::PfReset);
             }
             if v & bits != 0 {
@@ -275,12 +305,17 @@ impl Mailbox {
         }
     }
 
+    /// Tries once to take the buffer (VFU).
+    fn try_lock(&self, r: &impl MbxRegs) -> bool {
+        r.set_ctl(ctl::VFU);
+        self.read(r) & ctl::VFU != 0
+    }
+
     /// Takes the buffer (VFU), waiting while the PF holds it.
     fn lock(&self, r: &impl MbxRegs) -> Result<(), MbxError> {
         let end = Instant::now() + self.timeout;
         loop {
-            r.set_ctl(ctl::VFU);
-            if self.read(r) & ctl::VFU != 0 {
+            if self.try_lock(r) {
                 return Ok(());
             }
             if Instant::now() >= end {
@@ -300,7 +335,7 @@ impl Mailbox {
         // A stale acknowledgement belongs to nobody now; a message the PF sent unasked is
         // read first, so that it is not taken for the answer.
         self.take(r, ctl::PFACK);
-        if self.take(r, ctl::PFSTS) {
+        if self.read(r) & ctl::PFSTS != 0 {
             let mut m = [0; WORDS];
             self.read_message(r, &mut m)?;
             self.count(|s| s.pf_messages += 1);
@@ -315,9 +350,10 @@ impl Mailbox {
     }
 
     /// Reads the PF's message into `out` (all [`WORDS`]) and acknowledges it; the caller
-    /// knows PFSTS was seen.
+    /// saw PFSTS, which is consumed once the buffer is taken (and kept if it cannot be).
     fn read_message(&self, r: &impl MbxRegs, out: &mut [u32; WORDS]) -> Result<(), MbxError> {
         self.lock(r)?;
+        self.sticky.set(self.sticky.get() & !ctl::PFSTS);
         for (i, w) in out.iter_mut().enumerate() {
             *w = r.word(i);
         }
@@ -369,15 +405,20 @@ impl Mailbox {
         Ok(answer)
     }
 
-    /// Waits (bounded) until the PF is out of reset (RSTI clear) and consumes a pending
-    /// reset-done (RSTD). Called after the VF sets its reset bit; a PF that stays in
-    /// reset (or whose driver never set it up) is a timeout.
+    /// After the VF set its reset bit: waits briefly for the reset to show (RSTD or RSTI;
+    /// some PFs and emulations show neither), then (bounded) until the PF is out of reset
+    /// (RSTI clear), and consumes the reset-done. A PF that stays in reset is a timeout.
     pub fn wait_reset_done(&self, r: &impl MbxRegs) -> Result<(), MbxError> {
+        let shown = Instant::now() + RESET_SHOWS;
+        while self.read(r) & (ctl::RSTD | ctl::RSTI) == 0 && Instant::now() < shown {
+            std::thread::sleep(POLL);
+        }
         let end = Instant::now() + self.timeout;
         loop {
             let v = self.read(r);
             if v & ctl::RSTI == 0 {
                 self.sticky.set(self.sticky.get() & !ctl::RSTD);
+                self.resetting.set(false);
                 return Ok(());
             }
             if Instant::now() >= end {
@@ -392,21 +433,20 @@ impl Mailbox {
     }
 
     /// Looks, without waiting, for a PF reset or an unasked message (which is read and
-    /// acknowledged). For a link check between bursts.
+    /// acknowledged if the buffer is free now; otherwise it stays pending for the next
+    /// look). For a link check between bursts.
     pub fn poll(&self, r: &impl MbxRegs) -> PfEvent {
         let v = self.read(r);
-        if v & (ctl::RSTI | ctl::RSTD) != 0 {
-            self.sticky.set(self.sticky.get() & !ctl::RSTD);
-            self.count(|s| s.pf_resets += 1);
+        if self.pf_reset_in(v) {
             return PfEvent::Reset;
         }
-        if v & ctl::PFSTS != 0 {
+        if v & ctl::PFSTS != 0 && self.try_lock(r) {
             self.sticky.set(self.sticky.get() & !ctl::PFSTS);
-            let mut m = [0; WORDS];
-            if self.read_message(r, &mut m).is_ok() {
-                self.count(|s| s.pf_messages += 1);
-                return PfEvent::Message(m[0]);
-            }
+            let w0 = r.word(0);
+            // ACK without VFU: releases the buffer and tells the PF it was read.
+            r.set_ctl(ctl::ACK);
+            self.count(|s| s.pf_messages += 1);
+            return PfEvent::Message(w0);
         }
         PfEvent::None
     }

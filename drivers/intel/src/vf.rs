@@ -8,7 +8,8 @@ use crate::bar::Bar;
 use crate::mailbox::{self, msg, BarMbx, Mailbox, MbxError, MbxLayout, PfEvent};
 use pmd_core::ethdev::MacAddr;
 use pmd_core::Result;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Message types both PFs take (first word, bits 15:0).
@@ -55,6 +56,16 @@ pub struct PfPeer {
     pf_reset: Cell<bool>,
     /// The address in use, kept across resets (a PF forgets one it did not set).
     mac: Cell<Option<MacAddr>>,
+    /// The multicast list and VLAN filters asked for: a VF reset makes the PF forget
+    /// them, so they are asked for again after one.
+    filters: RefCell<Filters>,
+}
+
+/// What the VF asked the PF to filter for it.
+#[derive(Debug, Default)]
+struct Filters {
+    multicast: Vec<MacAddr>,
+    vlans: BTreeSet<u16>,
 }
 
 impl PfPeer {
@@ -66,6 +77,7 @@ impl PfPeer {
             max_frame: Cell::new(0),
             pf_reset: Cell::new(false),
             mac: Cell::new(None),
+            filters: RefCell::default(),
         }
     }
 
@@ -120,6 +132,7 @@ impl PfPeer {
         let held = MacAddr(mailbox::mac_from_words([a[1], a[2]]));
         if a[0] & msg::ACK != 0 && held.0 != [0; 6] && held.0[0] & 1 == 0 {
             self.mac.set(Some(held));
+            self.restore_filters(bar);
             return Ok((held, a));
         }
         let fresh = self.mac.get().is_none();
@@ -135,11 +148,35 @@ impl PfPeer {
             tracing::info!(device = bar.name(), %mac, "the PF had no MAC address for this VF: using a random one");
         }
         self.mac.set(Some(mac));
+        self.restore_filters(bar);
         Ok((mac, a))
     }
 
-    /// Asks the PF to deliver the multicast addresses `list` (at most 30) to this VF.
+    /// Asks again for the multicast list and VLAN filters the PF forgot at the reset; a
+    /// refusal now is logged (the request was granted before: the PF's policy changed).
+    fn restore_filters(&self, bar: &Bar) {
+        let f = self.filters.borrow();
+        if !f.multicast.is_empty() {
+            if let Err(e) = self.send_multicast(bar, &f.multicast) {
+                tracing::warn!(device = bar.name(), "multicast list after a reset: {e}");
+            }
+        }
+        for &v in &f.vlans {
+            if let Err(e) = self.send_vlan(bar, v, true) {
+                tracing::warn!(device = bar.name(), "VLAN {v} filter after a reset: {e}");
+            }
+        }
+    }
+
+    /// Asks the PF to deliver the multicast addresses `list` (at most 30) to this VF; the
+    /// list is asked for again after each reset.
     pub fn multicast(&self, bar: &Bar, list: &[MacAddr]) -> Result<()> {
+        self.send_multicast(bar, list)?;
+        self.filters.borrow_mut().multicast = list.to_vec();
+        Ok(())
+    }
+
+    fn send_multicast(&self, bar: &Bar, list: &[MacAddr]) -> Result<()> {
         if list.len() > vfmsg::MAX_MULTICAST {
             return Err(bar.err(format!(
                 "{} multicast addresses: a VF takes at most {}",
@@ -156,8 +193,20 @@ impl PfPeer {
         self.ask(bar, "multicast list", &words[..n]).map(|_| ())
     }
 
-    /// Asks the PF to add (or remove) a filter for VLAN `vlan`.
+    /// Asks the PF to add (or remove) a filter for VLAN `vlan`; the filters added are
+    /// asked for again after each reset.
     pub fn vlan(&self, bar: &Bar, vlan: u16, on: bool) -> Result<()> {
+        self.send_vlan(bar, vlan, on)?;
+        let mut f = self.filters.borrow_mut();
+        if on {
+            f.vlans.insert(vlan);
+        } else {
+            f.vlans.remove(&vlan);
+        }
+        Ok(())
+    }
+
+    fn send_vlan(&self, bar: &Bar, vlan: u16, on: bool) -> Result<()> {
         if vlan > 4095 {
             return Err(bar.err(format!("VLAN {vlan}: ids are 0..=4095")));
         }
@@ -209,12 +258,31 @@ impl PfPeer {
         self.pf_reset.get()
     }
 
-    /// Resets the VF again if a PF reset was seen (called when the port is configured).
-    pub fn recover(&self, bar: &Bar) -> Result<()> {
-        if self.pf_reset.get() {
+    /// Resets the VF again if a PF reset was seen, now or before (called when the port
+    /// is configured). Returns whether it did.
+    pub fn recover(&self, bar: &Bar) -> Result<bool> {
+        if self.pf_gone(bar) {
             self.reset(bar)?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// The error for a refused promiscuous request, `fallback` the outcome of asking for
+    /// what the PF may grant instead (all multicast), which the message reports.
+    pub fn promisc_refused(
+        &self,
+        bar: &Bar,
+        e: MbxError,
+        fallback: std::result::Result<(), MbxError>,
+    ) -> pmd_core::Error {
+        let kept = match fallback {
+            Ok(()) => "it gets its own MAC, broadcast and all multicast".to_string(),
+            Err(f) => format!("all-multicast was refused too: {f}"),
+        };
+        bar.err(format!(
+            "promiscuous mode: {e}: the PF does not let this VF receive other unicast addresses ({kept})"
+        ))
     }
 
     /// Resets the VF at close: its queues stop; the PF keeps its settings.

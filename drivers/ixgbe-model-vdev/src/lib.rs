@@ -41,11 +41,16 @@ impl Driver for ModelDriver {
         let mut args = Vec::with_capacity(vdev.args.len());
         for (k, v) in &vdev.args {
             if k == "vf" {
-                let n = v.parse::<u8>().ok().filter(|&n| n < 8).ok_or_else(|| {
-                    Error::Config(format!(
-                        "ixgbe model: invalid value '{v}' for argument 'vf': expected a VF number in 0..=7"
-                    ))
-                })?;
+                let max = pmd_ixgbe_model::hw::MAX_VFS - 1;
+                let n = v
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&n| usize::from(n) <= max)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "ixgbe model: invalid value '{v}' for argument 'vf': expected a VF number in 0..={max}"
+                        ))
+                    })?;
                 if vf.replace(n).is_some() {
                     return Err(Error::Config(
                         "ixgbe model: argument 'vf' is given twice".into(),

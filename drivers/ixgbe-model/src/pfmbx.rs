@@ -45,19 +45,23 @@ pub(crate) struct MbxRegs {
     rstd: bool,
     /// An unasked message waiting for the VF to let go of the buffer.
     pending: Option<u32>,
+    /// The buffer holds a message (an answer or a notice) the VF has not acknowledged
+    /// yet: nothing else may be written over it.
+    unread: bool,
 }
 
 impl MbxRegs {
     /// The PF writes a one-word message unasked: into the buffer with PFSTS now, or once
-    /// the VF releases the buffer.
+    /// the VF has released the buffer and acknowledged what is in it.
     fn send(&mut self, word: u32) -> bool {
-        if self.vfu {
+        if self.vfu || self.unread {
             self.pending = Some(word);
             return false;
         }
         self.words = [0; MBX_WORDS];
         self.words[0] = word;
         self.pfsts = true;
+        self.unread = true;
         true
     }
 }
@@ -228,6 +232,9 @@ pub(crate) fn write_ctl(vf: &Vf, fault: MbxFault, v: u32) {
     let mut core = lock(&vf.core);
     // The PF never holds the buffer across a register access, so VFU is always granted.
     core.mbx.vfu = v & mbx::VFU != 0;
+    if v & mbx::ACK != 0 {
+        core.mbx.unread = false;
+    }
     if v & mbx::REQ != 0 {
         request(vf, &mut core, fault);
     }
@@ -266,6 +273,7 @@ fn request(vf: &Vf, core: &mut VfCore, fault: MbxFault) {
     }
     core.mbx.words = reply;
     core.mbx.pfsts = true;
+    core.mbx.unread = true;
 }
 
 /// Answers request `w` in place (as Linux's `ixgbe_rcv_msg_from_vf`); returns whether it
@@ -384,6 +392,7 @@ pub(crate) fn vf_reset(dev: &Device, engine: &mut Engine, vf: &Vf) {
     m.pfsts = false;
     m.pfack = false;
     m.pending = None;
+    m.unread = false;
     m.rstd = true;
     vf.set_ready(false);
     bump(&vf.counters.resets, 1);
@@ -405,6 +414,7 @@ pub(crate) fn pf_reset_begin(dev: &Device, engine: &mut Engine, done_at: Option<
         core.pf.cts = false;
         core.mbx.rsti = true;
         core.mbx.pending = None;
+        core.mbx.unread = false;
         vf.set_ready(false);
     }
 }

@@ -280,3 +280,37 @@ fn a_pf_reset_during_traffic_takes_the_link_down_and_a_port_restart_recovers() {
     assert_eq!(exchange(&model, &mut port, mac, 100), 100, "traffic again");
     port.dev.close();
 }
+
+#[test]
+fn a_restart_right_after_a_pf_reset_recovers_and_asks_for_the_filters_again() {
+    let model = model();
+    let pool = Mempool::create("vf-refilter", 2048, 0).unwrap();
+    let mut port = start(probe(&model, 0).unwrap(), &pool);
+    let mac = port.dev.mac_addr().0;
+    let group = MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, 0x07]);
+    port.dev.set_mc_addr_list(&[group]).unwrap();
+    port.dev.vlan_filter(42, true).unwrap();
+    model.pf_reset(None);
+    model.pf_reset_done();
+    // No link check in between: the restart itself finds the reset.
+    port.dev.stop().unwrap();
+    let Port { dev, rx, tx } = port;
+    drop((rx, tx));
+    let mut port = start(dev, &pool);
+    let info = model.vf_info(0).unwrap();
+    assert!(info.clear_to_send);
+    assert_eq!(
+        info.mc_hashes,
+        vec![0x070],
+        "multicast list asked for again"
+    );
+    assert_eq!(info.vlans, vec![42], "VLAN filter asked for again");
+    assert_eq!(
+        xstat(&*port.dev, "mbx_pf_resets"),
+        1,
+        "one reset, counted once"
+    );
+    wait_for("the link after the restart", || port.dev.link().up);
+    assert_eq!(exchange(&model, &mut port, mac, 50), 50);
+    port.dev.close();
+}

@@ -116,10 +116,11 @@ impl Chip for X82599 {
         }
     }
 
-    fn configure(&self, bar: &Bar) {
+    fn configure(&self, bar: &Bar) -> Result<()> {
         // CRC strip in the MAC and the DMA (they must agree), pad short frames (4.6.7).
         bar.set_bits(HLREG0, HLREG0_RXCRCSTRP | HLREG0_TXPADEN);
         bar.set_bits(RDRXCTL, RDRXCTL_CRCSTRIP);
+        Ok(())
     }
 
     fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()> {

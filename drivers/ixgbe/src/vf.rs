@@ -238,13 +238,13 @@ impl Chip for X82599Vf {
         }
     }
 
-    fn configure(&self, bar: &Bar) {
+    fn configure(&self, bar: &Bar) -> Result<()> {
+        // After a PF reset, start again from a reset (the PF forgot this VF), then agree
+        // on the API again.
         if self.pf.pf_gone(bar) {
-            // Start again from a reset: the PF forgot this VF.
-            if let Err(e) = self.reset_vf(bar) {
-                tracing::warn!(device = bar.name(), "VF reset after a PF reset: {e}");
-            }
+            self.reset_vf(bar)?;
         }
+        Ok(())
     }
 
     fn set_promisc(&self, bar: &Bar, on: bool) -> Result<()> {
@@ -268,13 +268,10 @@ impl Chip for X82599Vf {
             Ok(_) => Ok(()),
             Err(e) if on => {
                 // Keep what the PF may grant: every multicast frame.
-                let _ = self
+                let fallback = self
                     .pf
                     .request(bar, &[vfmsg::UPDATE_XCAST_MODE, vfmsg::XCAST_ALLMULTI]);
-                Err(bar.err(format!(
-                    "promiscuous mode: {e}: the PF does not let this VF receive other unicast \
-                     addresses (it gets its own MAC, broadcast and all multicast)"
-                )))
+                Err(self.pf.promisc_refused(bar, e, fallback.map(|_| ())))
             }
             Err(e) => Err(bar.err(format!("multicast mode: {e}"))),
         }

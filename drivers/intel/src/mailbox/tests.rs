@@ -24,7 +24,7 @@ enum Pf {
 }
 
 struct TestPf {
-    mode: Pf,
+    mode: Cell<Pf>,
     ctl: Cell<u32>,
     mem: RefCell<[u32; WORDS]>,
     /// Requests received, first word each.
@@ -36,7 +36,7 @@ struct TestPf {
 impl TestPf {
     fn new(mode: Pf) -> TestPf {
         TestPf {
-            mode,
+            mode: Cell::new(mode),
             ctl: Cell::new(0),
             mem: RefCell::new([0; WORDS]),
             got: RefCell::new(Vec::new()),
@@ -65,7 +65,7 @@ impl MbxRegs for TestPf {
     fn set_ctl(&self, v: u32) {
         let keep = self.ctl.get() & !(ctl::VFU | ctl::REQ | ctl::ACK);
         self.ctl.set(keep);
-        if v & ctl::VFU != 0 && self.mode != Pf::Busy {
+        if v & ctl::VFU != 0 && self.mode.get() != Pf::Busy {
             self.raise(ctl::VFU);
         }
         if v & ctl::ACK != 0 {
@@ -75,13 +75,13 @@ impl MbxRegs for TestPf {
             let req = *self.mem.borrow();
             self.got.borrow_mut().push(req[0]);
             let ty = req[0] & msg::TYPE_MASK;
-            match self.mode {
+            match self.mode.get() {
                 Pf::Silent | Pf::Busy => {}
                 Pf::AckOnly => self.raise(ctl::PFACK),
                 Pf::ResetDuring => self.raise(ctl::RSTI),
                 Pf::Ack | Pf::Nack | Pf::Garbage => {
                     let mut m = self.mem.borrow_mut();
-                    m[0] = match self.mode {
+                    m[0] = match self.mode.get() {
                         Pf::Ack => ty | msg::ACK | msg::CTS,
                         Pf::Nack => ty | msg::NACK | msg::CTS,
                         _ => (ty + 1) | msg::ACK,
@@ -264,4 +264,38 @@ fn control_bits_match_the_datasheets() {
         (msg::ACK, msg::NACK, msg::CTS),
         (0x8000_0000, 0x4000_0000, 0x2000_0000)
     );
+}
+
+#[test]
+fn a_message_while_the_buffer_is_busy_stays_pending_for_the_next_look() {
+    let pf = TestPf::new(Pf::Busy);
+    let mbx = quick();
+    pf.send(0x0100);
+    assert_eq!(
+        mbx.poll(&pf),
+        PfEvent::None,
+        "not readable now, and no wait"
+    );
+    assert_eq!(mbx.stats().pf_messages, 0);
+    pf.mode.set(Pf::Ack);
+    assert_eq!(mbx.poll(&pf), PfEvent::Message(0x0100), "kept, read later");
+    assert_eq!(pf.vf_acks.get(), 1);
+}
+
+#[test]
+fn a_long_pf_reset_is_counted_once() {
+    let pf = TestPf::new(Pf::Ack);
+    let mbx = quick();
+    pf.raise(ctl::RSTI);
+    for _ in 0..20 {
+        assert_eq!(mbx.poll(&pf), PfEvent::Reset);
+    }
+    pf.ctl.set(ctl::RSTD);
+    assert_eq!(mbx.poll(&pf), PfEvent::Reset, "reset done is news too");
+    assert_eq!(mbx.poll(&pf), PfEvent::None);
+    assert_eq!(mbx.stats().pf_resets, 1);
+    // A reset-done without an RSTI seen before: a reset of its own.
+    pf.raise(ctl::RSTD);
+    assert_eq!(mbx.poll(&pf), PfEvent::Reset);
+    assert_eq!(mbx.stats().pf_resets, 2);
 }
