@@ -790,6 +790,11 @@ sriov_checks() {
   L2FWD_EXPECT='^Port 0 \(.*\): MAC 52:54:00:00:04:81'
   l2fwd_pair l2fwd-igbvf 15 vfio-pci "$VF_P0" "$VF_P1"
   L2FWD_EXPECT=""
+  # Adaptive: the VF's rx queue 0 on its MSI-X vector 0 (VTIVAR), the mailbox on vector 1.
+  L2FWD_ARGS="--idle-sleep 300"; L2FWD_IDLE_MAX=2
+  L2FWD_EXPECT='Lcore 0 adaptive: [0-9]+ sleeps, [1-9][0-9]* woken by rx interrupt'
+  l2fwd_pair l2fwd-igbvf-adaptive 17 vfio-pci "$VF_P0" "$VF_P1"
+  L2FWD_ARGS=""; L2FWD_IDLE_MAX=""; L2FWD_EXPECT=""
   LINK_WAKES_MIN=0; LINK_TAG=vf
   link_check l2fwd-igbvf-link lnk0 "$VF_P0" "$VF_P1" "the PF's link in the VF's STATUS, polled"
   LINK_WAKES_MIN=""; LINK_TAG=""

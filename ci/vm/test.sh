@@ -69,7 +69,7 @@ t_initramfs=$(secs "$t" "$(now)")
 
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
-expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-link l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop sriov-guard sriov-create igbvf-filters igbvf-promisc-refused l2fwd-igbvf l2fwd-igbvf-link dpdk-igbvf-testpmd l2fwd-igbvf-loop sriov-remove"
+expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-link l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop sriov-guard sriov-create igbvf-filters igbvf-promisc-refused l2fwd-igbvf l2fwd-igbvf-adaptive l2fwd-igbvf-link dpdk-igbvf-testpmd l2fwd-igbvf-loop sriov-remove"
 expect_vhost="vhost-ping-1 vhost-tcp-1 vhost-host-tcp-1 vhost-ping-2 vhost-tcp-2 vhost-host-tcp-2 vhost-l2fwd"
 expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy l2fwd-virtio-legacy-adaptive l2fwd-igb-uio l2fwd-igb-uio-adaptive l2fwd-virtio-modern-uio-adaptive l2fwd-igbvf-uio sriov-uio-remove"
 status=0

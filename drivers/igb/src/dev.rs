@@ -167,8 +167,8 @@ impl Chip for I82576 {
         eiac: EIAC,
         eiam: EIAM,
         eicr: EICR,
-        gpie: (GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA | GPIE_NSICR),
-        ivar_misc: IVAR_MISC,
+        gpie: Some((GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA | GPIE_NSICR)),
+        ivar_misc: (IVAR_MISC, 8),
         rx_ivar: |q| (ivar(q & 7), if q & 8 != 0 { 16 } else { 0 }),
         link: LinkCause::Icr {
             ims: IMS,

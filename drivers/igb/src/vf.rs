@@ -13,7 +13,7 @@ use pmd_core::Result;
 use pmd_intel::mailbox::MbxLayout;
 use pmd_intel::vf::{PfPeer, VfRegs};
 use pmd_intel::{intel_id, Bar, Chip, CounterSpec, IntelDevice, QueueLayout, RegBits, RssRegs};
-use pmd_intel::{IntelDriver, RxCsumBits};
+use pmd_intel::{IntelDriver, LinkCause, MsixRegs, RxCsumBits};
 
 /// Driver name (as DPDK's).
 pub const VF_DRIVER_NAME: &str = "net_e1000_igb_vf";
@@ -43,8 +43,20 @@ pub mod vfregs {
     pub const MBX_CTL: usize = 0x0C40;
     /// VF mailbox memory (VMBMEM), 16 words.
     pub const MBX_MEM: usize = 0x0800;
+    /// Extended interrupt mask set (VTEIMS).
+    pub const EIMS: usize = 0x1524;
     /// Extended interrupt mask clear (VTEIMC).
     pub const EIMC: usize = 0x1528;
+    /// Extended interrupt auto clear (VTEIAC).
+    pub const EIAC: usize = 0x152C;
+    /// Extended interrupt auto mask (VTEIAM).
+    pub const EIAM: usize = 0x1530;
+    /// Extended interrupt cause read (VTEICR).
+    pub const EICR: usize = 0x1580;
+    /// Interrupt vector allocation: rx queue 0 in bits 7:0, rx queue 1 in 23:16 (VTIVAR).
+    pub const IVAR0: usize = 0x1700;
+    /// Interrupt vector of the other cause, the mailbox, in bits 7:0 (VTIVAR_MISC).
+    pub const IVAR_MISC: usize = 0x1740;
     /// Queue 0's registers: RDBAL at 0x2800, TDBAL at 0x3800, SRRCTL 0x0C into the rx
     /// block; queue 1's 0x100 further on.
     pub const QUEUES: QueueLayout = QueueLayout::new(0x2800, 0x3800, 0x0C).with_stride(0x100);
@@ -216,6 +228,22 @@ impl Chip for I82576Vf {
     fn xstats(&self, out: &mut Vec<(String, u64)>) {
         self.pf.xstats(out);
     }
+
+    /// MSI-X (82576 7.9.x, VF registers 8.28): three vectors; rx queue 0 on vector 0 and
+    /// the mailbox (the PF's notices, link changes among them) on the next, with one rx
+    /// queue vector 1.
+    const MSIX: Option<MsixRegs> = Some(MsixRegs {
+        eims: vfregs::EIMS,
+        eimc: vfregs::EIMC,
+        mask_all: 0x7,
+        eiac: vfregs::EIAC,
+        eiam: vfregs::EIAM,
+        eicr: vfregs::EICR,
+        gpie: None,
+        ivar_misc: (vfregs::IVAR_MISC, 0),
+        rx_ivar: |q| (vfregs::IVAR0, if q == 0 { 0 } else { 16 }),
+        link: LinkCause::Eicr(1 << 1),
+    });
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! MSI-X programming for rx and link interrupts, shared by the chips: they agree on the
 //! scheme (causes mapped to vectors by IVAR entries with a valid bit, other causes by
-//! IVAR_MISC bits 15:8, auto-mask through GPIE.EIAME + EIAM, auto-clear through EIAC) and
+//! IVAR_MISC (bits 15:8 on the PFs, 7:0 on the 82576 VF), auto-mask through EIAM (with
+//! GPIE.EIAME on the PFs), auto-clear through EIAC) and
 //! differ in register offsets, a GPIE bit or two, where an rx queue's IVAR entry sits and
 //! where the link-state-change cause lives ([`LinkCause`]).
 
@@ -24,10 +25,12 @@ pub struct MsixRegs {
     pub eiam: usize,
     /// Extended Interrupt Cause Read (read to clear what reset left).
     pub eicr: usize,
-    /// General Purpose Interrupt Enable, and the value MSI-X mode with auto-mask writes.
-    pub gpie: (usize, u32),
-    /// Miscellaneous IVAR: the other causes' entry in bits 15:8.
-    pub ivar_misc: usize,
+    /// General Purpose Interrupt Enable, and the value MSI-X mode with auto-mask writes
+    /// (`None`: a VF, always in MSI-X mode, auto-masking through EIAM alone).
+    pub gpie: Option<(usize, u32)>,
+    /// Miscellaneous IVAR, and the shift of the other causes' entry in it (bits 15:8 on
+    /// the PFs, 7:0 on the 82576 VF, where the other cause is the mailbox).
+    pub ivar_misc: (usize, u32),
     /// Rx queue `q`'s IVAR entry: its register and the entry's bit shift in it.
     pub rx_ivar: fn(usize) -> (usize, u32),
     /// The link-state-change cause, which fires on the other-causes vector.
@@ -63,17 +66,17 @@ impl MsixRegs {
     /// moderation, a sleeper wakes on the first packet. `rx_queues < 16`.
     pub fn setup(&self, bar: &Bar, rx_queues: usize) {
         bar.wr(self.eimc, self.mask_all);
-        bar.wr(self.gpie.0, self.gpie.1);
+        if let Some((gpie, v)) = self.gpie {
+            bar.wr(gpie, v);
+        }
         for q in 0..rx_queues {
             let (reg, shift) = (self.rx_ivar)(q);
             let v = bar.rd(reg) & !(0xff << shift);
             bar.wr(reg, v | ((q as u32 | IVAR_VALID) << shift));
         }
-        let misc = bar.rd(self.ivar_misc) & !0xff00;
-        bar.wr(
-            self.ivar_misc,
-            misc | ((rx_queues as u32 | IVAR_VALID) << 8),
-        );
+        let (misc_reg, shift) = self.ivar_misc;
+        let misc = bar.rd(misc_reg) & !(0xff << shift);
+        bar.wr(misc_reg, misc | ((rx_queues as u32 | IVAR_VALID) << shift));
         let queues = (1u32 << rx_queues) - 1;
         bar.wr(self.eiam, queues);
         bar.wr(self.eiac, queues);

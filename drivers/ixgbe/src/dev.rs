@@ -154,8 +154,8 @@ impl Chip for X82599 {
         eiac: EIAC,
         eiam: EIAM,
         eicr: EICR,
-        gpie: (GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA_SUPPORT),
-        ivar_misc: IVAR_MISC,
+        gpie: Some((GPIE, GPIE_MSIX_MODE | GPIE_EIAME | GPIE_PBA_SUPPORT)),
+        ivar_misc: (IVAR_MISC, 8),
         rx_ivar: |q| (ivar(q / 2), 16 * (q as u32 % 2)),
         link: LinkCause::Eicr(EICR_LSC),
     });
