@@ -23,7 +23,7 @@
 //! writer and its only reader.
 
 use crate::app::Middlebox;
-use crate::packet::{classify, flow_table, rewrite, End, Kind};
+use crate::packet::{classify, flow_table, rewrite, End, FlowCounts, Kind};
 use pmd_core::ethdev::PortId;
 use pmd_flow::{FiveTuple4, FlowReader, FlowTable4};
 use std::fmt;
@@ -102,18 +102,10 @@ pub struct Counters {
     pub to_clients: u64,
     /// Connections given a backend.
     pub new_flows: u64,
-    /// Frames passed unchanged, both ways.
-    pub passed: u64,
     /// Replies dropped: no such connection on that backend.
     pub unknown_replies: u64,
-    /// New connections dropped: the flow table refused them.
-    pub table_full: u64,
-    /// Frames dropped: headers cut short or lying.
-    pub malformed: u64,
-    /// Fragments dropped.
-    pub fragments: u64,
-    /// Connections expired.
-    pub expired: u64,
+    /// Passed, new connections refused by the table, malformed, fragments, expired.
+    pub flows: FlowCounts,
 }
 
 impl fmt::Display for Counters {
@@ -121,12 +113,8 @@ impl fmt::Display for Counters {
         writeln!(f, "to backends:     {}", self.to_backends)?;
         writeln!(f, "to clients:      {}", self.to_clients)?;
         writeln!(f, "new flows:       {}", self.new_flows)?;
-        writeln!(f, "passed through:  {}", self.passed)?;
         writeln!(f, "unknown replies: {}", self.unknown_replies)?;
-        writeln!(f, "table full:      {}", self.table_full)?;
-        writeln!(f, "malformed:       {}", self.malformed)?;
-        writeln!(f, "fragments:       {}", self.fragments)?;
-        write!(f, "expired flows:   {}", self.expired)
+        write!(f, "{}", self.flows)
     }
 }
 
@@ -293,7 +281,7 @@ impl Lb {
     }
 
     fn pass(&mut self) -> Verdict {
-        self.counters.passed += 1;
+        self.counters.flows.passed += 1;
         Verdict::Passed
     }
 
@@ -301,9 +289,9 @@ impl Lb {
         let c = &mut self.counters;
         *match r {
             Reason::UnknownReply => &mut c.unknown_replies,
-            Reason::TableFull => &mut c.table_full,
-            Reason::Malformed => &mut c.malformed,
-            Reason::Fragment => &mut c.fragments,
+            Reason::TableFull => &mut c.flows.table_full,
+            Reason::Malformed => &mut c.flows.malformed,
+            Reason::Fragment => &mut c.flows.fragments,
         } += 1;
         Verdict::Dropped(r)
     }
@@ -321,7 +309,7 @@ impl Lb {
             .flows
             .expire_with(now, self.timeout, |_, b| backends[b as usize].active -= 1);
         self.reader.quiescent();
-        self.counters.expired += n as u64;
+        self.counters.flows.expired += n as u64;
         n
     }
 }

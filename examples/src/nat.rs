@@ -21,7 +21,7 @@
 //! One thread owns a [`Nat`]: it is the tables' writer and their only reader.
 
 use crate::app::Middlebox;
-use crate::packet::{classify, flow_table, rewrite, End, Kind};
+use crate::packet::{classify, flow_table, rewrite, End, FlowCounts, Kind};
 use pmd_core::ethdev::PortId;
 use pmd_flow::{FiveTuple4, FlowReader, FlowTable4};
 use std::collections::VecDeque;
@@ -114,16 +114,9 @@ pub struct Counters {
     pub no_mapping: u64,
     /// Outbound new flows dropped: no free public port.
     pub ports_exhausted: u64,
-    /// Outbound new flows dropped: a flow table refused them.
-    pub table_full: u64,
-    /// Frames passed unchanged (not UDP/TCP over IPv4), both ways.
-    pub passed: u64,
-    /// Frames dropped: headers cut short or lying.
-    pub malformed: u64,
-    /// IPv4 fragments of UDP/TCP dropped.
-    pub fragments: u64,
-    /// Flows expired (their public ports given back).
-    pub expired: u64,
+    /// Passed (not UDP/TCP over IPv4), refused by a table, malformed, fragments, expired
+    /// (their public ports given back).
+    pub flows: FlowCounts,
 }
 
 impl fmt::Display for Counters {
@@ -132,11 +125,7 @@ impl fmt::Display for Counters {
         writeln!(f, "translated in:   {}", self.translated_in)?;
         writeln!(f, "no mapping:      {}", self.no_mapping)?;
         writeln!(f, "port exhaustion: {}", self.ports_exhausted)?;
-        writeln!(f, "table full:      {}", self.table_full)?;
-        writeln!(f, "passed through:  {}", self.passed)?;
-        writeln!(f, "malformed:       {}", self.malformed)?;
-        writeln!(f, "fragments:       {}", self.fragments)?;
-        write!(f, "expired flows:   {}", self.expired)
+        write!(f, "{}", self.flows)
     }
 }
 
@@ -231,7 +220,7 @@ impl Nat {
         let (l3, t) = match classify(frame) {
             Kind::Flow(l3, t) => (l3, t),
             Kind::Other => {
-                self.counters.passed += 1;
+                self.counters.flows.passed += 1;
                 return Verdict::Passed;
             }
             Kind::Malformed => return self.drop(Reason::Malformed),
@@ -284,9 +273,9 @@ impl Nat {
         *match r {
             Reason::NoMapping => &mut c.no_mapping,
             Reason::PortsExhausted => &mut c.ports_exhausted,
-            Reason::TableFull => &mut c.table_full,
-            Reason::Malformed => &mut c.malformed,
-            Reason::Fragment => &mut c.fragments,
+            Reason::TableFull => &mut c.flows.table_full,
+            Reason::Malformed => &mut c.flows.malformed,
+            Reason::Fragment => &mut c.flows.fragments,
         } += 1;
         Verdict::Dropped(r)
     }
@@ -335,7 +324,7 @@ impl Nat {
         }
         // Reply entries whose outbound entry is still there stay: the flow is alive.
         self.quiescent();
-        self.counters.expired += ports.len() as u64;
+        self.counters.flows.expired += ports.len() as u64;
         ports.len()
     }
 }

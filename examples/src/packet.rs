@@ -134,3 +134,29 @@ pub fn rewrite(frame: &mut [u8], l3: usize, end: End, to: SocketAddrV4) -> bool 
     }
     true
 }
+
+/// The counts both apps keep alike: frames passed unchanged, and new flows or frames
+/// dropped for the same reasons; each app's `Counters` adds its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounts {
+    /// Frames passed unchanged, both ways.
+    pub passed: u64,
+    /// New flows dropped: the flow table refused them (full, or both buckets full).
+    pub table_full: u64,
+    /// Frames dropped: headers cut short or lying.
+    pub malformed: u64,
+    /// IPv4 fragments of UDP/TCP dropped.
+    pub fragments: u64,
+    /// Flows expired.
+    pub expired: u64,
+}
+
+impl std::fmt::Display for FlowCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "passed through:  {}", self.passed)?;
+        writeln!(f, "table full:      {}", self.table_full)?;
+        writeln!(f, "malformed:       {}", self.malformed)?;
+        writeln!(f, "fragments:       {}", self.fragments)?;
+        write!(f, "expired flows:   {}", self.expired)
+    }
+}

@@ -6,26 +6,27 @@
 //! `dpdk-telemetry.py` (ci/setup.sh --dpdk) and root (DPDK's runtime directory).
 
 use pmd_testkit::telemetry::{compare_with_dpdk, missing, query, wait_socket};
+use pmd_testkit::Proc;
 use pmd_testkit::{require, root_missing, unique};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
-fn l2fwd(prefix: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_l2fwd"))
-        .args(["-l", "0", "--no-huge", "--file-prefix", prefix])
+fn l2fwd(prefix: &str, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_l2fwd"));
+    cmd.args(["-l", "0", "--no-huge", "--file-prefix", prefix])
         .args(extra)
         .args(["--vdev", "net_null0", "--vdev", "net_null1"])
-        .args(["--", "-p", "0x3", "-q", "2", "-T", "0", "--duration", "60"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start l2fwd")
+        .args(["--", "-p", "0x3", "-q", "2", "-T", "0", "--duration", "60"]);
+    Proc::spawn(cmd)
 }
 
-fn stop(mut c: Child) {
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-    assert!(c.wait().unwrap().success());
+fn stop(mut c: Proc) {
+    let status = c.interrupt(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        c.stderr()
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@
 use pmd_core::ethdev::{Port, PortConf, RxQueueHandle, TxQueueHandle};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mempool;
-use pmd_testkit::unique;
-use std::process::{Command, Stdio};
+use pmd_testkit::{unique, Proc};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -58,9 +58,8 @@ fn burst(rx: &mut RxQueueHandle, tx: &mut TxQueueHandle, pool: &Mempool, n: u64)
 /// `per_burst` frames (no more than testpmd's receive ring holds: the burst lands while
 /// it sleeps) and the sleeps.
 fn adaptive_echo(tag: &str, testpmd_vdev: &str, driver: &str, peer_vdev: &str, per_burst: u64) {
-    let out = std::env::temp_dir().join(format!("{}.out", unique(tag)));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testpmd"))
-        .args(["-l", "0", "--no-huge", "--file-prefix", &unique("tpmda")])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_testpmd"));
+    cmd.args(["-l", "0", "--no-huge", "--file-prefix", &unique("tpmda")])
         .args(["--vdev", testpmd_vdev])
         .args([
             "--",
@@ -68,12 +67,8 @@ fn adaptive_echo(tag: &str, testpmd_vdev: &str, driver: &str, peer_vdev: &str, p
             "--duration=60",
             "--stats-period=0",
         ])
-        .args(["--idle-sleep", "200", "--max-sleep-ms", "100"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start testpmd");
+        .args(["--idle-sleep", "200", "--max-sleep-ms", "100"]);
+    let mut child = Proc::spawn(cmd);
 
     let drv = pmd_drivers::ALL
         .iter()
@@ -93,7 +88,7 @@ fn adaptive_echo(tag: &str, testpmd_vdev: &str, driver: &str, peer_vdev: &str, p
     }
 
     std::thread::sleep(Duration::from_millis(500));
-    let pid = child.id();
+    let pid = child.pid();
     let (c0, t0) = (pmd_testkit::cpu_seconds(pid), Instant::now());
     std::thread::sleep(Duration::from_secs(5));
     let idle_pct = (pmd_testkit::cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
@@ -103,12 +98,13 @@ fn adaptive_echo(tag: &str, testpmd_vdev: &str, driver: &str, peer_vdev: &str, p
         std::thread::sleep(Duration::from_millis(400));
         echoed += burst(&mut rx, &mut tx, &pool, per_burst);
     }
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    let text = std::fs::read_to_string(&out).unwrap();
-    let _ = std::fs::remove_file(&out);
-    assert!(status.success(), "{status}\n{text}");
+    let status = child.interrupt(Duration::from_secs(10));
+    let text = child.stdout();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{text}{}",
+        child.stderr()
+    );
     assert_eq!(echoed, BURSTS * per_burst);
     let (line, a) = pmd_testkit::adaptive_line(&text, 0)
         .unwrap_or_else(|| panic!("no adaptive statistics\n{text}"));

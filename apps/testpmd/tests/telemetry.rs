@@ -5,8 +5,9 @@
 //! `dpdk-telemetry.py` (ci/setup.sh --dpdk) and root (DPDK's runtime directory).
 
 use pmd_testkit::telemetry::{compare_with_dpdk, missing, query, wait_socket};
-use pmd_testkit::{require, unique};
-use std::process::{Command, Stdio};
+use pmd_testkit::{require, unique, Proc};
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn dpdk_telemetry_py_reads_testpmd_as_it_reads_dpdk() {
@@ -15,20 +16,16 @@ fn dpdk_telemetry_py_reads_testpmd_as_it_reads_dpdk() {
         return;
     }
     let prefix = unique("pmd-tel-testpmd");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testpmd"))
-        .args(["-l", "0", "--no-huge", "--file-prefix", &prefix])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_testpmd"));
+    cmd.args(["-l", "0", "--no-huge", "--file-prefix", &prefix])
         .args(["--vdev", "net_null0", "--vdev", "net_null1"])
         .args([
             "--",
             "--forward-mode=io",
             "--stats-period=0",
             "--duration=60",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start testpmd");
+        ]);
+    let mut child = Proc::spawn(cmd);
     assert!(wait_socket(&prefix), "no telemetry socket");
     let ours = compare_with_dpdk(&prefix);
     assert_eq!(
@@ -44,8 +41,11 @@ fn dpdk_telemetry_py_reads_testpmd_as_it_reads_dpdk() {
         query(&prefix, "/testpmd/fwd_stats,x")["/testpmd/fwd_stats"],
         serde_json::Value::Null
     );
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert!(child.wait().unwrap().success());
+    let status = child.interrupt(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        child.stderr()
+    );
     assert!(!pmd_core::telemetry::runtime_dir(&prefix).exists());
 }

@@ -144,7 +144,10 @@ fn a_full_table_is_counted_and_expiry_makes_room() {
         assert!(!v.forwards());
         assert_eq!(f, udp(CLIENT, VIP, sport, VPORT));
     }
-    assert_eq!((l.counters().table_full, l.counters().new_flows), (3, 2));
+    assert_eq!(
+        (l.counters().flows.table_full, l.counters().new_flows),
+        (3, 2)
+    );
 
     // Connection 1 stays busy through its replies; connection 2 goes idle.
     let mut f = udp(CLIENT, VIP, 1, VPORT);
@@ -158,7 +161,7 @@ fn a_full_table_is_counted_and_expiry_makes_room() {
     assert_eq!(l.expire(60), 0, "nothing idle for more than 60 s yet");
     assert_eq!(l.expire(61), 1, "connection 2 idle for 61 s");
     let c = l.counters();
-    assert_eq!((l.flows(), c.expired), (1, 1));
+    assert_eq!((l.flows(), c.flows.expired), (1, 1));
     let active: u64 = l.backends().iter().map(|b| b.active).sum();
     assert_eq!(active, 1);
     to_backend(&mut l, udp(CLIENT, VIP, 3, VPORT), 61);
@@ -215,7 +218,7 @@ fn other_traffic_passes_unchanged_and_counted() {
     // To the VIP, but from the backends' side: not a client's; it passes too.
     let mut f = udp(CLIENT, VIP, 5000, VPORT);
     assert_eq!(l.handle(Side::Backends, &mut f, 0), Verdict::Passed);
-    assert_eq!(l.counters().passed, 2 * frames.len() as u64 + 1);
+    assert_eq!(l.counters().flows.passed, 2 * frames.len() as u64 + 1);
     assert_eq!(l.flows(), 0);
 }
 
@@ -243,7 +246,10 @@ fn malformed_frames_and_fragments_are_dropped_and_counted() {
         assert_eq!(f, before);
     }
     let c = l.counters();
-    assert_eq!((c.malformed, c.fragments, c.passed), (6, 4, 2));
+    assert_eq!(
+        (c.flows.malformed, c.flows.fragments, c.flows.passed),
+        (6, 4, 2)
+    );
     assert_eq!((c.to_backends, l.flows()), (0, 0));
 }
 

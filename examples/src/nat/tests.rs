@@ -132,7 +132,7 @@ fn port_exhaustion_is_counted_and_expiry_gives_ports_back() {
     );
     assert_eq!(n.expire(30), 0, "nothing idle for more than 30 s yet");
     assert_eq!(n.expire(31), 1, "flow 2 idle for 31 s");
-    assert_eq!((n.flows(), n.counters().expired), (1, 1));
+    assert_eq!((n.flows(), n.counters().flows.expired), (1, 1));
     // Its port serves the third flow now; flow 1 keeps its own.
     let mut third = udp(HOST, REMOTE, 3, 53);
     assert_eq!(
@@ -170,7 +170,7 @@ fn a_full_table_is_counted_and_keeps_no_port() {
         let v = n.translate(Direction::Outbound, &mut f, 0);
         assert_eq!(v, Verdict::Dropped(Reason::TableFull));
     }
-    assert_eq!(n.counters().table_full, 3);
+    assert_eq!(n.counters().flows.table_full, 3);
     assert_eq!(n.expire(31), 2);
     // The refused flows used up no port: ten flows fit the ten ports, two at a time.
     for round in 0..5u16 {
@@ -200,7 +200,7 @@ fn other_traffic_passes_unchanged_and_counted() {
             assert_eq!(g, f);
         }
     }
-    assert_eq!(n.counters().passed, 6);
+    assert_eq!(n.counters().flows.passed, 6);
     assert_eq!(n.flows(), 0);
 }
 
@@ -217,7 +217,10 @@ fn malformed_frames_and_fragments_are_dropped_and_counted() {
         assert_eq!(v, Verdict::Dropped(Reason::Fragment));
     }
     let c = n.counters();
-    assert_eq!((c.malformed, c.fragments, c.translated_out), (3, 2, 0));
+    assert_eq!(
+        (c.flows.malformed, c.flows.fragments, c.translated_out),
+        (3, 2, 0)
+    );
     assert_eq!(n.flows(), 0);
 }
 
