@@ -227,8 +227,9 @@ pub(crate) fn read_ctl(vf: &Vf) -> u32 {
 
 /// A VFMAILBOX write: VFU takes (or, clear, releases) the buffer; REQ hands the PF the
 /// message in it, which is answered at once; ACK says the PF's message was read. A
-/// message the PF holds back goes out once the buffer is free.
-pub(crate) fn write_ctl(vf: &Vf, fault: MbxFault, v: u32) {
+/// message the PF holds back goes out once the buffer is free. `taken` are the addresses
+/// the PF and the other VFs use, which SET_MAC_ADDR may not take.
+pub(crate) fn write_ctl(vf: &Vf, fault: MbxFault, v: u32, taken: &[MacAddr]) {
     let mut core = lock(&vf.core);
     // The PF never holds the buffer across a register access, so VFU is always granted.
     core.mbx.vfu = v & mbx::VFU != 0;
@@ -236,7 +237,7 @@ pub(crate) fn write_ctl(vf: &Vf, fault: MbxFault, v: u32) {
         core.mbx.unread = false;
     }
     if v & mbx::REQ != 0 {
-        request(vf, &mut core, fault);
+        request(vf, &mut core, fault, taken);
     }
     if !core.mbx.vfu {
         if let Some(w) = core.mbx.pending.take() {
@@ -248,7 +249,7 @@ pub(crate) fn write_ctl(vf: &Vf, fault: MbxFault, v: u32) {
 }
 
 /// The PF takes the request in the buffer and answers it (or not, per `fault`).
-fn request(vf: &Vf, core: &mut VfCore, fault: MbxFault) {
+fn request(vf: &Vf, core: &mut VfCore, fault: MbxFault, taken: &[MacAddr]) {
     let c = &vf.counters;
     bump(&c.mbx_requests, 1);
     if core.mbx.rsti || fault == MbxFault::Silent {
@@ -267,7 +268,7 @@ fn request(vf: &Vf, core: &mut VfCore, fault: MbxFault) {
         reply[0] = GARBAGE_TYPE | msg::ACK | if core.pf.cts { msg::CTS } else { 0 };
         bump(&c.mbx_garbage, 1);
     } else {
-        let ok = answer(&mut core.pf, fault, &mut reply);
+        let ok = answer(&mut core.pf, fault, &mut reply, taken);
         bump(if ok { &c.mbx_acked } else { &c.mbx_nacked }, 1);
         vf.set_ready(core.pf.cts);
     }
@@ -278,7 +279,7 @@ fn request(vf: &Vf, core: &mut VfCore, fault: MbxFault) {
 
 /// Answers request `w` in place (as Linux's `ixgbe_rcv_msg_from_vf`); returns whether it
 /// was an ACK.
-fn answer(pf: &mut PfRecord, fault: MbxFault, w: &mut [u32; MBX_WORDS]) -> bool {
+fn answer(pf: &mut PfRecord, fault: MbxFault, w: &mut [u32; MBX_WORDS], taken: &[MacAddr]) -> bool {
     let ty = w[0] & msg::TYPE_MASK;
     if ty == msg::RESET {
         return reset_msg(pf, w);
@@ -289,7 +290,7 @@ fn answer(pf: &mut PfRecord, fault: MbxFault, w: &mut [u32; MBX_WORDS]) -> bool 
     }
     let ok = fault != MbxFault::NackAll
         && match ty {
-            msg::SET_MAC_ADDR => set_mac(pf, w),
+            msg::SET_MAC_ADDR => set_mac(pf, w, taken),
             msg::SET_MULTICAST => {
                 let n = ((w[0] & msg::INFO_MASK) >> msg::INFO_SHIFT) as usize;
                 pf.mc_hashes = (0..n.min(msg::MAX_MC_HASHES))
@@ -368,12 +369,12 @@ fn reset_msg(pf: &mut PfRecord, w: &mut [u32; MBX_WORDS]) -> bool {
 }
 
 /// SET_MAC_ADDR: a unicast address in words 1-2 becomes the VF's, unless the
-/// administrator set another.
-fn set_mac(pf: &mut PfRecord, w: &[u32; MBX_WORDS]) -> bool {
+/// administrator set another or another function uses it (`taken`).
+fn set_mac(pf: &mut PfRecord, w: &[u32; MBX_WORDS], taken: &[MacAddr]) -> bool {
     let a = w[1].to_le_bytes();
     let b = w[2].to_le_bytes();
     let mac = [a[0], a[1], a[2], a[3], b[0], b[1]];
-    if !is_unicast(&mac) || pf.admin_mac.is_some_and(|m| m != mac) {
+    if !is_unicast(&mac) || pf.admin_mac.is_some_and(|m| m != mac) || taken.contains(&mac) {
         return false;
     }
     pf.mac = Some(mac);
@@ -455,7 +456,7 @@ mod tests {
     fn ask(pf: &mut PfRecord, words: &[u32]) -> (bool, [u32; MBX_WORDS]) {
         let mut w = [0; MBX_WORDS];
         w[..words.len()].copy_from_slice(words);
-        let ok = answer(pf, MbxFault::None, &mut w);
+        let ok = answer(pf, MbxFault::None, &mut w, &[]);
         (ok, w)
     }
 

@@ -241,7 +241,24 @@ impl Vf {
             // Read only.
             VFSTATUS | VFLINKS | VTEICR => {}
             VFGPRC | VFGPTC | VFMPRC | VFGORC_LSB | VFGORC_MSB | VFGOTC_LSB | VFGOTC_MSB => {}
-            VFMAILBOX => pfmbx::write_ctl(self, dev.vfs.fault(), v),
+            VFMAILBOX => {
+                // With a request: the addresses SET_MAC_ADDR may not take, gathered
+                // before this VF's mailbox is locked (one VF's lock at a time).
+                let taken: Vec<crate::MacAddr> = if v & crate::vfregs::mbx::REQ != 0 {
+                    std::iter::once(dev.mac)
+                        .chain(
+                            dev.vfs
+                                .list
+                                .iter()
+                                .filter(|o| o.index != self.index)
+                                .filter_map(|o| pfmbx::info(o).mac),
+                        )
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                pfmbx::write_ctl(self, dev.vfs.fault(), v, &taken)
+            }
             _ if (VFMBMEM..VFMBMEM + 4 * MBX_WORDS).contains(&off) => {
                 lock(&self.core).mbx.words[(off - VFMBMEM) / 4] = v;
             }

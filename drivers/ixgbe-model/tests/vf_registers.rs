@@ -461,3 +461,29 @@ fn garbage_from_the_vf_never_panics() {
     assert_eq!(vf.reset()[0], msg::RESET | msg::ACK);
     assert_eq!(vf.rd(vfrxdctl(0)) & DCTL_ENABLE, 0);
 }
+
+#[test]
+fn a_vf_may_not_take_an_address_another_function_uses() {
+    let m = Model82599::new(ModelConf {
+        mac: MAC,
+        vf_macs: vec![Some([0x02, 0, 0, 0, 0x10, 0x01]), None],
+        ..ModelConf::default().with_vfs(2)
+    })
+    .unwrap();
+    let vf = VfPort::new(&m, 1);
+    vf.reset();
+    for (what, mac) in [("the PF's", MAC), ("VF 0's", [0x02, 0, 0, 0, 0x10, 0x01])] {
+        let w = mac_words(mac);
+        assert_eq!(
+            vf.request(&[msg::SET_MAC_ADDR, w[0], w[1]]).head(),
+            msg::SET_MAC_ADDR | NACKED,
+            "{what} address"
+        );
+    }
+    assert_eq!(m.vf_mac(1).unwrap(), None);
+    let w = mac_words([0x02, 0, 0, 0, 0x10, 0x02]);
+    assert_eq!(
+        vf.request(&[msg::SET_MAC_ADDR, w[0], w[1]]).head(),
+        msg::SET_MAC_ADDR | ACKED
+    );
+}
