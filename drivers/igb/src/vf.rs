@@ -110,13 +110,6 @@ impl Default for I82576Vf {
     }
 }
 
-impl I82576Vf {
-    /// The PF peer (mailbox counts).
-    pub fn pf(&self) -> &PfPeer {
-        &self.pf
-    }
-}
-
 impl Chip for I82576Vf {
     const DRIVER: &'static str = VF_DRIVER_NAME;
     const CHIP: &'static str = "82576 VF";

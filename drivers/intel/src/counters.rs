@@ -77,6 +77,27 @@ impl CounterSpec {
     }
 }
 
+impl CounterSpec {
+    /// The register value(s) now: `low`, plus `high << 32` (read after `low`), cut to
+    /// the counter's width if it wraps. A register outside the BAR reads as zero.
+    fn read(&self, bar: &MmioRegion) -> u64 {
+        let lo = u64::from(bar.read32_at(self.low).unwrap_or(0));
+        let hi = self
+            .high
+            .map_or(0, |h| u64::from(bar.read32_at(h).unwrap_or(0)));
+        (lo | hi << 32) & self.wraps_at_bits.map_or(u64::MAX, wrap_mask)
+    }
+}
+
+/// The mask of a `bits`-wide counter.
+fn wrap_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    }
+}
+
 /// Running 64-bit totals of a list of counters.
 #[derive(Debug)]
 pub struct CounterSet {
@@ -104,21 +125,12 @@ impl CounterSet {
     pub fn fold(&mut self, bar: &MmioRegion) {
         let iter = self.specs.iter().zip(&mut self.totals).zip(&mut self.last);
         for ((spec, total), last) in iter {
-            let lo = u64::from(bar.read32_at(spec.low).unwrap_or(0));
-            let hi = spec
-                .high
-                .map_or(0, |h| u64::from(bar.read32_at(h).unwrap_or(0)));
-            let value = lo | hi << 32;
+            let value = spec.read(bar);
             let add = match spec.wraps_at_bits {
                 None => value,
                 Some(bits) => {
-                    let mask = if bits >= 64 {
-                        u64::MAX
-                    } else {
-                        (1 << bits) - 1
-                    };
-                    let delta = value.wrapping_sub(*last) & mask;
-                    *last = value & mask;
+                    let delta = value.wrapping_sub(*last) & wrap_mask(bits);
+                    *last = value;
                     delta
                 }
             };
@@ -131,19 +143,9 @@ impl CounterSet {
     /// registers are not read.
     pub fn rebase(&mut self, bar: &MmioRegion) {
         for (spec, last) in self.specs.iter().zip(&mut self.last) {
-            let Some(bits) = spec.wraps_at_bits else {
-                continue;
-            };
-            let lo = u64::from(bar.read32_at(spec.low).unwrap_or(0));
-            let hi = spec
-                .high
-                .map_or(0, |h| u64::from(bar.read32_at(h).unwrap_or(0)));
-            let mask = if bits >= 64 {
-                u64::MAX
-            } else {
-                (1 << bits) - 1
-            };
-            *last = (lo | hi << 32) & mask;
+            if spec.wraps_at_bits.is_some() {
+                *last = spec.read(bar);
+            }
         }
     }
 

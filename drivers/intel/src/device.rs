@@ -215,11 +215,6 @@ impl<C: Chip> IntelDevice<C> {
         &self.bar
     }
 
-    /// The chip's own state (a VF's mailbox).
-    pub fn chip(&self) -> &C {
-        &self.chip
-    }
-
     /// Enables one MSI-X vector per rx queue plus one for other causes (the link-state
     /// change, enabled here), if the chip's rx queues run on interrupts and the device
     /// access gives them (VFIO, the model).

@@ -85,11 +85,6 @@ impl PfPeer {
         BarMbx::new(bar, self.regs.mbx)
     }
 
-    /// The mailbox (for its counts).
-    pub fn mailbox(&self) -> &Mailbox {
-        &self.mbx
-    }
-
     /// One request, the mailbox's own error kept (for a driver that words its own
     /// message). A PF reset seen on the way is remembered (link down until a VF reset).
     pub fn request(
@@ -115,8 +110,7 @@ impl PfPeer {
     /// (without one, the address used before, or a random locally administered one, is
     /// set through the PF) and the PF's whole answer (ixgbe's carries more words).
     pub fn reset(&self, bar: &Bar) -> Result<(MacAddr, [u32; mailbox::WORDS])> {
-        bar.wr(self.regs.eimc, u32::MAX);
-        bar.wr(self.regs.ctrl, self.regs.ctrl_rst);
+        self.release(bar);
         // The reset takes effect within microseconds; RSTI then shows until the PF is done.
         std::thread::sleep(Duration::from_millis(1));
         let r = self.port(bar);
@@ -285,7 +279,8 @@ impl PfPeer {
         ))
     }
 
-    /// Resets the VF at close: its queues stop; the PF keeps its settings.
+    /// Masks the VF's interrupts and resets it (at close, and as the first step of
+    /// [`PfPeer::reset`]): its queues stop; the PF keeps its settings.
     pub fn release(&self, bar: &Bar) {
         bar.wr(self.regs.eimc, u32::MAX);
         bar.wr(self.regs.ctrl, self.regs.ctrl_rst);

@@ -163,16 +163,6 @@ impl X82599Vf {
         }
         Ok(mac)
     }
-
-    /// The PF peer (mailbox counts).
-    pub fn pf(&self) -> &PfPeer {
-        &self.pf
-    }
-
-    /// The API the PF agreed to (`vfmsg::API_*`).
-    pub fn api(&self) -> u32 {
-        self.api.get()
-    }
 }
 
 impl Chip for X82599Vf {
