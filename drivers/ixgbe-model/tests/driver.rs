@@ -4,13 +4,12 @@
 
 mod common;
 
-use common::wait_for;
-use pmd_core::ethdev::{Device, PortConf, RxQueue, RxQueueConf, TxQueueConf};
+use common::{rx_conf, tx_conf, wait_for};
+use pmd_core::ethdev::{Device, PortConf, RxQueue};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mempool;
 use pmd_ixgbe_model::frame::frame_seq;
 use pmd_ixgbe_model::{Faults, Generator, Model82599, ModelConf};
-use std::sync::Arc;
 
 const MAC: [u8; 6] = [0x02, 0x1b, 0x21, 0x99, 0x88, 0x77];
 
@@ -39,31 +38,9 @@ fn the_ixgbe_driver_receives_with_rss_and_transmits() {
     .unwrap();
     let pool = Mempool::create("drv-model", 4096, 0).unwrap();
     let mut rxq: Vec<Box<dyn RxQueue>> = (0..4)
-        .map(|q| {
-            dev.setup_rx_queue(
-                q,
-                RxQueueConf {
-                    offloads: Default::default(),
-                    max_rx_pktlen: 1522,
-                    port: 0,
-                    nb_desc: 256,
-                    pool: pool.clone(),
-                    stats: Arc::default(),
-                },
-            )
-            .unwrap()
-        })
+        .map(|q| dev.setup_rx_queue(q, rx_conf(&pool)).unwrap())
         .collect();
-    let mut txq = dev
-        .setup_tx_queue(
-            0,
-            TxQueueConf {
-                offloads: Default::default(),
-                nb_desc: 256,
-                stats: Arc::default(),
-            },
-        )
-        .unwrap();
+    let mut txq = dev.setup_tx_queue(0, tx_conf()).unwrap();
     dev.start().unwrap();
     let link = dev.link();
     assert!(link.up && link.speed_mbps == 10_000, "{link:?}");

@@ -5,7 +5,10 @@
 //! and 2000 rounds with the frame timed around the arming never lose a wake-up (a frame
 //! written back before the unmask leaves its cause pending, which fires at the unmask).
 
-use pmd_core::ethdev::{Device, PortConf, RxQueue, RxQueueConf, TxQueueConf};
+mod common;
+
+use common::{rx_conf, tx_conf};
+use pmd_core::ethdev::{Device, PortConf, RxQueue};
 use pmd_core::intr::Armed;
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mempool;
@@ -61,31 +64,9 @@ fn ixgbe_rx_interrupts_wake_once_per_arm_and_never_get_lost() {
     .unwrap();
     let pool = Mempool::create("drv-intr", 2048, 0).unwrap();
     let mut rxq: Vec<Box<dyn RxQueue>> = (0..2)
-        .map(|q| {
-            dev.setup_rx_queue(
-                q,
-                RxQueueConf {
-                    offloads: Default::default(),
-                    max_rx_pktlen: 1522,
-                    port: 0,
-                    nb_desc: 256,
-                    pool: pool.clone(),
-                    stats: Arc::default(),
-                },
-            )
-            .unwrap()
-        })
+        .map(|q| dev.setup_rx_queue(q, rx_conf(&pool)).unwrap())
         .collect();
-    let txq = dev
-        .setup_tx_queue(
-            0,
-            TxQueueConf {
-                offloads: Default::default(),
-                nb_desc: 256,
-                stats: Arc::default(),
-            },
-        )
-        .unwrap();
+    let txq = dev.setup_tx_queue(0, tx_conf()).unwrap();
     dev.start().unwrap();
     assert!(rxq.iter().all(|q| q.has_intr()), "one vector per rx queue");
     let rx = &mut rxq[0];

@@ -6,14 +6,13 @@
 
 mod common;
 
-use common::wait_for;
-use pmd_core::ethdev::{Device, MacAddr, PortConf, RxQueue, RxQueueConf, TxQueue, TxQueueConf};
+use common::{rx_conf, tx_conf, wait_for};
+use pmd_core::ethdev::{Device, MacAddr, PortConf, RxQueue, TxQueue};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mempool;
 use pmd_ixgbe_model::conf::default_vf_mac;
 use pmd_ixgbe_model::frame::frame_seq;
 use pmd_ixgbe_model::{Generator, MbxFault, Model82599, ModelConf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PF_MAC: [u8; 6] = [0x02, 0x1b, 0x21, 0x55, 0x44, 0x00];
@@ -51,29 +50,8 @@ fn start(mut dev: Box<dyn Device>, pool: &Mempool) -> Port {
         ..Default::default()
     })
     .unwrap();
-    let rx = dev
-        .setup_rx_queue(
-            0,
-            RxQueueConf {
-                offloads: Default::default(),
-                max_rx_pktlen: 1522,
-                port: 0,
-                nb_desc: 256,
-                pool: pool.clone(),
-                stats: Arc::default(),
-            },
-        )
-        .unwrap();
-    let tx = dev
-        .setup_tx_queue(
-            0,
-            TxQueueConf {
-                offloads: Default::default(),
-                nb_desc: 256,
-                stats: Arc::default(),
-            },
-        )
-        .unwrap();
+    let rx = dev.setup_rx_queue(0, rx_conf(pool)).unwrap();
+    let tx = dev.setup_tx_queue(0, tx_conf()).unwrap();
     dev.start().unwrap();
     Port { dev, rx, tx }
 }

@@ -10,6 +10,28 @@ use pmd_ixgbe_model::{Model82599, ModelConf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// An rx queue's configuration for the driver tests: 256 descriptors from `pool`, frames
+/// up to 1522 bytes, no offloads, port 0.
+pub fn rx_conf(pool: &pmd_core::Mempool) -> pmd_core::ethdev::RxQueueConf {
+    pmd_core::ethdev::RxQueueConf {
+        offloads: Default::default(),
+        max_rx_pktlen: 1522,
+        port: 0,
+        nb_desc: 256,
+        pool: pool.clone(),
+        stats: Arc::default(),
+    }
+}
+
+/// A tx queue's configuration for the driver tests: 256 descriptors, no offloads.
+pub fn tx_conf() -> pmd_core::ethdev::TxQueueConf {
+    pmd_core::ethdev::TxQueueConf {
+        offloads: Default::default(),
+        nb_desc: 256,
+        stats: Arc::default(),
+    }
+}
+
 /// Polls `cond` for up to 5 s.
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
