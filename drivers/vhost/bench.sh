@@ -10,9 +10,13 @@
 # testpmd_mpps); cycles per packet = TSC Hz / pps of the one forwarding core that the figure's
 # side runs. The last column is the CPU idle % just before the case (below ~95: something else
 # ran).
-# Usage (root): drivers/vhost/bench.sh [secs=12] [runs=2]
+# PACKED=1 makes the front end ask for packed rings (virtio-user's packed_vq=1), so both back
+# ends serve packed rings; the default is split rings.
+# Usage (root): [PACKED=1] drivers/vhost/bench.sh [secs=12] [runs=2]
 set -u
 SECS=${1:-12}; RUNS=${2:-2}; SIZES=${SIZES:-64 1514}
+FE_ARGS=""; RINGS=split
+[ "${PACKED:-0}" = 1 ] && { FE_ARGS=",packed_vq=1"; RINGS=packed; }
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
 source "$ROOT/ci/lib.sh"
 HUGEDIR=$HUGE_DIR
@@ -45,7 +49,7 @@ one() {
   for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
   sleep 1
   timeout -s INT "$SECS" dpdk-testpmd -l 0,1 --main-lcore 1 $EAL --single-file-segments --file-prefix pvbF \
-    --vdev "net_virtio_user0,path=$SOCK,queues=1" \
+    --vdev "net_virtio_user0,path=$SOCK,queues=1$FE_ARGS" \
     -- --forward-mode="$fmode" --txpkts="$size" --nb-cores=1 --stats-period 1 >"$flog" 2>&1
   kill -INT "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null; BPID=""
   dpdk_cleanup pvbB pvbF
@@ -53,6 +57,7 @@ one() {
 cpp() { awk -v hz="$TSC_HZ" -v m="$1" 'BEGIN { if (m > 0) printf "%.0f", hz / (m * 1e6); else print "nan" }'; }
 
 echo "load before: $(uptime)"
+echo "rings: $RINGS"
 echo "| size | dir | run | DPDK back end Mpps | ours Mpps | ours/DPDK | cycles/pkt DPDK / ours | idle% before |"
 echo "|---|---|---|---|---|---|---|---|"
 for size in $SIZES; do

@@ -29,6 +29,15 @@
 //! a used descriptor of a packet that was not finished (a packet spread over several
 //! chains with MRG_RXBUF).
 //!
+//! With `IN_ORDER` negotiated, a receive burst (whose chains are all used with length 0)
+//! is returned by one used descriptor, as virtio 1.2 allows (Packed Virtqueues,
+//! "In-order use of descriptors"): written at the burst's first position with the
+//! buffer id of its last chain; the driver frees every chain up to that id and skips to
+//! the position after the burst, where our next used descriptor goes. The descriptors
+//! in between keep the driver's flags, which are not available in the next lap. One
+//! descriptor line per burst crosses back to the driver instead of every line the burst
+//! took.
+//!
 //! Notifications: we poll, so the device event suppression says DISABLE. After a burst
 //! that used chains the call eventfd is signalled if the driver's event suppression asks:
 //! ENABLE always, DISABLE never, DESC (with EVENT_IDX) when its `off_wrap` position was
@@ -51,6 +60,7 @@ use guest::{
     EVENT_F_ENABLE, EVENT_SIZE,
 };
 use pmd_core::mbuf::Mbuf;
+use pmd_core::vnet::features::VIRTIO_F_IN_ORDER;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{fence, Ordering};
@@ -190,31 +200,69 @@ impl PackedRing {
     }
 
     /// Starts loading the buffers of the next `n` available chains (taking each as one
-    /// descriptor): the line of the header and the line after it (where a front end
-    /// that places the header in its buffer's headroom starts the frame), for reading
-    /// (`WRITE` false: our receive) or writing (our transmit), so that the burst's
-    /// cache misses (the guest touched these lines on another core) overlap instead of
-    /// stalling one copy each. Only a hint: a prefetch never faults, and the burst
-    /// checks everything again.
+    /// descriptor); see [`Self::prefetch_buffer`].
     #[inline(always)]
     fn prefetch_burst<const WRITE: bool>(&self, n: usize) {
+        let n = n.min(usize::from(self.ring.size())) as u16;
         let (mut pos, mut wrap) = (self.next, self.wrap);
-        for _ in 0..n.min(usize::from(self.ring.size())) {
+        for _ in 0..n {
             if !self.available(pos, wrap) {
                 break;
             }
-            let addr = self.ring.desc(pos).addr;
-            for a in [addr, addr.wrapping_add(self.hdr_len as u64)] {
-                if let Some(p) = self.mem.gpa(a, 1) {
-                    if WRITE {
-                        pmd_core::prefetch::write(p);
-                    } else {
-                        pmd_core::prefetch::read(p);
-                    }
-                }
+            self.prefetch_buffer::<WRITE>(pos);
+            (pos, wrap) = self.ring.advance(pos, wrap, 1);
+        }
+    }
+
+    /// How many positions from ours on are available, up to `max` (at most the size):
+    /// only the flags are loaded, so the misses on descriptor lines the driver wrote on
+    /// another core overlap. Chains made available stay so until we use them, so the
+    /// count holds for the burst.
+    #[inline(always)]
+    fn available_run(&self, max: usize) -> usize {
+        let n = max.min(usize::from(self.ring.size()));
+        let (mut pos, mut wrap) = (self.next, self.wrap);
+        for k in 0..n {
+            if !self.available(pos, wrap) {
+                return k;
             }
             (pos, wrap) = self.ring.advance(pos, wrap, 1);
         }
+        n
+    }
+
+    /// Starts loading the first buffer of descriptor `pos`: the line of the header and
+    /// the line after it (where a front end that places the header in its buffer's
+    /// headroom starts the frame), for reading (`WRITE` false: our receive) or writing
+    /// (our transmit), so that cache misses on lines the guest touched on another core
+    /// overlap instead of stalling one copy each. Only a hint: a prefetch never faults,
+    /// and the burst checks everything again.
+    #[inline(always)]
+    fn prefetch_buffer<const WRITE: bool>(&self, pos: u16) {
+        let addr = self.ring.desc(pos).addr;
+        if let Some(p) = self.mem.gpa(addr, self.hdr_len as u64 + 1) {
+            for a in [p, p.wrapping_add(self.hdr_len)] {
+                if WRITE {
+                    pmd_core::prefetch::write(a);
+                } else {
+                    pmd_core::prefetch::read(a);
+                }
+            }
+        }
+    }
+
+    /// Burst end of a receive: with IN_ORDER, the staged chains (all of length 0, in
+    /// ring order from the burst's first position) become one used descriptor there with
+    /// the last chain's id; then [`Self::finish`].
+    #[inline(always)]
+    fn finish_dequeue(&mut self, old: (u16, bool)) {
+        if self.has(VIRTIO_F_IN_ORDER) {
+            if let Some(last) = self.staged.last().map(|s| s.id) {
+                self.staged.truncate(1);
+                self.staged[0].id = last;
+            }
+        }
+        self.finish(old);
     }
 
     /// Stages the used descriptor of the chain at `pos` (lap `wrap`).

@@ -35,6 +35,8 @@ struct Driver {
     used_wrap: bool,
     /// Positions each outstanding buffer id takes.
     outstanding: HashMap<u16, u16>,
+    /// Outstanding buffer ids in the order they were made available.
+    order: std::collections::VecDeque<u16>,
     /// Bump allocator over the buffer area.
     next_buf: u64,
 }
@@ -63,6 +65,7 @@ impl Driver {
             used_pos: pos,
             used_wrap: wrap,
             outstanding: HashMap::new(),
+            order: Default::default(),
             next_buf: BUF_OFF,
         };
         // Descriptors of the previous lap: used, as a device would have left them.
@@ -150,6 +153,7 @@ impl Driver {
         self.w16(GPA + DESC_OFF + 16 * u64::from(first) + 14, first_flags);
         (self.next, self.wrap) = (pos, wrap);
         self.outstanding.insert(id, descs.len() as u16);
+        self.order.push_back(id);
         id
     }
 
@@ -209,14 +213,48 @@ impl Driver {
                 .outstanding
                 .remove(&id)
                 .unwrap_or_else(|| panic!("id {id} used but not outstanding"));
+            self.order.retain(|&o| o != id);
             v.push((id, self.r32(at + 8), flags));
-            let p = self.used_pos + n;
-            if p >= self.size {
-                self.used_pos = p - self.size;
-                self.used_wrap = !self.used_wrap;
-            } else {
-                self.used_pos = p;
+            self.skip_used(n);
+        }
+    }
+
+    /// Moves the expected used position `n` descriptors on.
+    fn skip_used(&mut self, n: u16) {
+        let p = self.used_pos + n;
+        if p >= self.size {
+            self.used_pos = p - self.size;
+            self.used_wrap = !self.used_wrap;
+        } else {
+            self.used_pos = p;
+        }
+    }
+
+    /// The used descriptors written since the last call, read as an IN_ORDER driver
+    /// does: each one returns every outstanding chain up to and including its id, and
+    /// the next one is expected after those chains. Returns (id, len, flags, chains
+    /// it returned).
+    fn used_in_order(&mut self) -> Vec<(u16, u32, u16, usize)> {
+        let mut v = Vec::new();
+        loop {
+            let at = GPA + DESC_OFF + 16 * u64::from(self.used_pos);
+            let flags = self.r16(at + 14);
+            let (a, u) = (flags & DESC_F_AVAIL != 0, flags & DESC_F_USED != 0);
+            if a != self.used_wrap || u != self.used_wrap {
+                return v;
             }
+            let id = self.r16(at + 12);
+            assert!(self.order.contains(&id), "id {id} used but not outstanding");
+            let mut chains = 0;
+            while let Some(o) = self.order.pop_front() {
+                let n = self.outstanding.remove(&o).unwrap();
+                self.skip_used(n);
+                chains += 1;
+                if o == id {
+                    break;
+                }
+            }
+            v.push((id, self.r32(at + 8), flags, chains));
         }
     }
 
@@ -338,6 +376,77 @@ fn guest_to_host_frames_byte_exact_in_every_layout() {
     assert_eq!(s.bytes, sent.iter().map(|f| f.len() as u64).sum::<u64>());
     assert_eq!(pool.stats().in_use, 0);
     assert_eq!(ring.last_avail(), (d.next) | BASE_WRAP);
+}
+
+/// Whether descriptor `pos` still holds the flags the driver made it available with
+/// in lap `wrap`.
+fn still_available(d: &Driver, pos: u16, wrap: bool) -> bool {
+    let f = d.r16(GPA + DESC_OFF + 16 * u64::from(pos) + 14);
+    f & (DESC_F_AVAIL | DESC_F_USED) == Driver::avail_bits(wrap)
+}
+
+#[test]
+fn in_order_guest_to_host_bursts_are_returned_by_one_used_descriptor() {
+    let in_order = pmd_core::vnet::features::VIRTIO_F_IN_ORDER;
+    let mut d = Driver::new(16);
+    let mut ring = d.ring(VERSION_1 | in_order);
+    let pool = pool("vhp-rx-inorder", 256, DEFAULT_BUF_SIZE);
+    let c = Counters::new();
+    let mut sent = Vec::new();
+    // Chains of 1, 2, 3, 1 and 2 descriptors: positions 0, 1, 3, 6 and 7 (9 in all).
+    let post = |d: &mut Driver, sent: &mut Vec<Vec<u8>>, k: usize, cuts: &[usize]| {
+        let f = frame(60 + 100 * k, k as u8);
+        let id = d.post_readable(&with_hdr(&f), cuts);
+        sent.push(f);
+        id
+    };
+    let mut ids = Vec::new();
+    for (k, cuts) in [&[][..], &[12], &[12, 30], &[], &[40]].iter().enumerate() {
+        ids.push(post(&mut d, &mut sent, k, cuts));
+    }
+    assert_eq!(ids, [0, 1, 3, 6, 7]);
+    let got = receive(&mut ring, &pool, &c.rx(true));
+    assert_eq!(got, sent[..5]);
+    // One used descriptor at the burst's first position, with the last chain's id.
+    for &id in &ids[1..] {
+        assert!(still_available(&d, id, true), "position {id} was written");
+    }
+    let used = d.used_in_order();
+    assert_eq!(used.len(), 1);
+    let (id, len, flags, chains) = used[0];
+    assert_eq!((id, len, chains), (7, 0, 5));
+    assert_eq!(
+        flags & (DESC_F_AVAIL | DESC_F_USED),
+        DESC_F_AVAIL | DESC_F_USED
+    );
+    assert_eq!(ring.last_avail(), 9 | BASE_WRAP);
+    // Across the end of the ring: positions 9..=15 and 0..=2 in two bursts of at most 3
+    // packets, each returned by its own used descriptor.
+    let mut ids = Vec::new();
+    for (k, cuts) in [&[][..], &[12, 30], &[], &[12], &[], &[12, 30]]
+        .iter()
+        .enumerate()
+    {
+        ids.push(post(&mut d, &mut sent, 5 + k, cuts));
+    }
+    assert_eq!(ids, [9, 10, 13, 14, 0, 1]);
+    let rx = c.rx(true);
+    let mut batch = PktBatch::new();
+    assert_eq!(ring.dequeue(&mut batch, 3, &pool, &rx), 3);
+    assert_eq!(ring.dequeue(&mut batch, 3, &pool, &rx), 3);
+    let got: Vec<_> = batch.iter().map(|m| m.to_vec()).collect();
+    assert_eq!(got, sent[5..]);
+    let used = d.used_in_order();
+    let summary: Vec<_> = used.iter().map(|u| (u.0, u.1, u.3)).collect();
+    assert_eq!(summary, [(13, 0, 3), (1, 0, 3)]);
+    assert_eq!(ring.last_avail(), 4, "position 4 of the second lap");
+    // The descriptors left with the driver's flags are not taken again in the next lap.
+    batch.clear();
+    assert_eq!(ring.dequeue(&mut batch, 32, &pool, &rx), 0);
+    assert_eq!(c.errs(), [0; 4]);
+    assert_eq!(c.stats.snapshot().packets, sent.len() as u64);
+    drop(batch);
+    assert_eq!(pool.stats().in_use, 0);
 }
 
 #[test]

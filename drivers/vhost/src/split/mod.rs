@@ -213,6 +213,21 @@ impl SplitRing {
         }
     }
 
+    /// Starts loading the first buffer of the chain in available entry `idx` (whose
+    /// head is below the size, else nothing): the header's line and the next one, for
+    /// reading. Only a hint, as [`Self::prefetch_ahead`].
+    #[inline(always)]
+    fn prefetch_rx_chain(&self, idx: u16) {
+        let head = self.ring.avail_head(idx);
+        if head < self.ring.size() {
+            let addr = self.ring.desc(head).addr;
+            if let Some(p) = self.mem.gpa(addr, self.hdr_len as u64 + 1) {
+                pmd_core::prefetch::read(p);
+                pmd_core::prefetch::read(p.wrapping_add(self.hdr_len));
+            }
+        }
+    }
+
     /// Stops the ring (counted once).
     #[cold]
     fn break_ring(&mut self, errors: &RingErrors) {

@@ -6,6 +6,9 @@ use crate::burst::{drain_pending, RxChain, RxCtx, RxGather};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::Mempool;
 
+/// How many chains ahead of the one being copied a receive burst prefetches buffers.
+const RX_PREFETCH_AHEAD: u16 = 8;
+
 impl SplitRing {
     /// Receives up to `max` packets (at most the batch's spare room) from the guest's
     /// transmit queue into `batch`, mbufs from `pool`; returns how many were added.
@@ -57,21 +60,28 @@ impl SplitRing {
         let hdr_len = self.hdr_len;
         let limit = (hdr_len + crate::burst::MAX_RX_FRAME) as u64;
         let mut errors = 0u64;
-        // The burst's frames start loading together, so their cache misses (the guest
-        // wrote them on another core) overlap instead of stalling one copy each: the
-        // first line after the header (a front end that pushes the header into its
-        // buffer's headroom leaves the frame on the next line). A prefetch never faults;
-        // the addresses are translated and bounded anyway.
-        let n = usize::from(avail.wrapping_sub(self.next)).min(max);
-        for k in 0..n as u16 {
-            let d = self
-                .ring
-                .desc(self.ring.avail_head(self.next.wrapping_add(k)));
-            if let Some(p) = self.mem.gpa(d.addr.wrapping_add(hdr_len as u64), 1) {
-                pmd_core::prefetch::read(p);
-            }
+        // The burst's descriptor lines start loading together, so that their cache
+        // misses (the guest wrote them on another core) overlap; then the buffers of
+        // the first chains, and in the loop the buffer of the chain a few ahead of the
+        // one being copied: enough to overlap their misses, few enough not to queue
+        // behind each other. Prefetches never fault; the burst checks everything again.
+        let n = avail
+            .wrapping_sub(self.next)
+            .min(max.min(usize::from(u16::MAX)) as u16);
+        for k in 0..n {
+            let head = self.ring.avail_head(self.next.wrapping_add(k));
+            self.ring.prefetch_desc(head);
         }
+        let ahead = RX_PREFETCH_AHEAD.min(n);
+        for k in 0..ahead {
+            self.prefetch_rx_chain(self.next.wrapping_add(k));
+        }
+        let mut prefetched = ahead;
         while got < max && self.next != avail {
+            if prefetched < n {
+                self.prefetch_rx_chain(old.wrapping_add(prefetched));
+                prefetched += 1;
+            }
             let head = self.ring.avail_head(self.next);
             if head >= self.ring.size() {
                 self.break_ring(ctx.errors);
