@@ -54,7 +54,10 @@ def spread(vals):
 
 
 def cycles(mpps, hz):
-    return "-" if not mpps or not hz else f"{hz / (mpps * 1e6):.0f}"
+    if not mpps or not hz:
+        return "-"
+    c = hz / (mpps * 1e6)
+    return f"{c:.1f}" if c < 100 else f"{c:.0f}"
 
 
 def modes(probes):

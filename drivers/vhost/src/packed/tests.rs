@@ -198,25 +198,29 @@ impl Driver {
         bufs.iter().map(|b| b.0).collect()
     }
 
+    /// The used descriptor at the expected position, if the device wrote one there:
+    /// (id, len, flags).
+    fn next_used(&self) -> Option<(u16, u32, u16)> {
+        let at = GPA + DESC_OFF + 16 * u64::from(self.used_pos);
+        let flags = self.r16(at + 14);
+        let (a, u) = (flags & DESC_F_AVAIL != 0, flags & DESC_F_USED != 0);
+        (a == self.used_wrap && u == self.used_wrap)
+            .then(|| (self.r16(at + 12), self.r32(at + 8), flags))
+    }
+
     /// The used descriptors written since the last call: (id, len, flags).
     fn used(&mut self) -> Vec<(u16, u32, u16)> {
         let mut v = Vec::new();
-        loop {
-            let at = GPA + DESC_OFF + 16 * u64::from(self.used_pos);
-            let flags = self.r16(at + 14);
-            let (a, u) = (flags & DESC_F_AVAIL != 0, flags & DESC_F_USED != 0);
-            if a != self.used_wrap || u != self.used_wrap {
-                return v;
-            }
-            let id = self.r16(at + 12);
+        while let Some((id, len, flags)) = self.next_used() {
             let n = self
                 .outstanding
                 .remove(&id)
                 .unwrap_or_else(|| panic!("id {id} used but not outstanding"));
             self.order.retain(|&o| o != id);
-            v.push((id, self.r32(at + 8), flags));
+            v.push((id, len, flags));
             self.skip_used(n);
         }
+        v
     }
 
     /// Moves the expected used position `n` descriptors on.
@@ -236,14 +240,7 @@ impl Driver {
     /// it returned).
     fn used_in_order(&mut self) -> Vec<(u16, u32, u16, usize)> {
         let mut v = Vec::new();
-        loop {
-            let at = GPA + DESC_OFF + 16 * u64::from(self.used_pos);
-            let flags = self.r16(at + 14);
-            let (a, u) = (flags & DESC_F_AVAIL != 0, flags & DESC_F_USED != 0);
-            if a != self.used_wrap || u != self.used_wrap {
-                return v;
-            }
-            let id = self.r16(at + 12);
+        while let Some((id, len, flags)) = self.next_used() {
             assert!(self.order.contains(&id), "id {id} used but not outstanding");
             let mut chains = 0;
             while let Some(o) = self.order.pop_front() {
@@ -254,8 +251,9 @@ impl Driver {
                     break;
                 }
             }
-            v.push((id, self.r32(at + 8), flags, chains));
+            v.push((id, len, flags, chains));
         }
+        v
     }
 
     fn set_driver_event(&self, off_wrap: u16, flags: u16) {
