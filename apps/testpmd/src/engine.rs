@@ -10,8 +10,10 @@ use pmd_core::{lcore, tsc, Mempool};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Counters of one stream (single writer: its lcore).
+/// Counters of one stream (single writer: its lcore), on cache lines of their own: the
+/// streams of two lcores would otherwise share a line and slow each other on every burst.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct StreamStats {
     /// Packets received.
     pub rx: AtomicU64,
