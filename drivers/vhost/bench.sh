@@ -34,7 +34,7 @@ cleanup() {
   rm -f "$SOCK"
 }
 trap cleanup EXIT
-TSC_HZ=$(awk '/^cpu MHz/ {printf "%.0f", $4 * 1e6; exit}' /proc/cpuinfo)
+TSC_HZ=$(tsc_hz)
 idle() { vmstat 1 2 | tail -1 | awk '{print $15}'; }
 
 # one BIN MODE SIZE BACKLOG FRONTMODE FRONTLOG: the back end (BIN, in the background, forwarding
@@ -62,7 +62,7 @@ echo "| size | dir | run | DPDK back end Mpps | ours Mpps | ours/DPDK | cycles/p
 echo "|---|---|---|---|---|---|---|---|"
 for size in $SIZES; do
   for i in $(seq 1 "$RUNS"); do
-    order="dpdk ours"; [ $((i % 2)) = 0 ] && order="ours dpdk"
+    order=$(bench_order "$i")
     declare -A F=() I=()
     for who in $order; do
       bin=dpdk-testpmd; [ "$who" = ours ] && bin=$OURS

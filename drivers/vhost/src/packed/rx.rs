@@ -57,19 +57,14 @@ impl PackedRing {
         let size = u32::from(self.ring.size());
         let mut taken = 0u32;
         let mut errors = 0u64;
-        // The flags of the burst first, in one pass (their misses overlap); then the
-        // buffers of the positions found available, a few ahead of the one being copied:
-        // enough to overlap their misses, few enough not to queue behind each other.
+        // The flags of the burst first, in one pass (their misses overlap); then, as the
+        // burst goes, the buffers of the positions found available up to
+        // RX_PREFETCH_AHEAD positions ahead of the one being copied: enough to overlap
+        // their misses, few enough not to queue behind each other.
         let run = self.available_run(max);
-        let ahead = RX_PREFETCH_AHEAD.min(run);
-        let mut ahead_pos = self.next;
-        for _ in 0..ahead {
-            self.prefetch_buffer::<false>(ahead_pos);
-            ahead_pos = self.ring.advance(ahead_pos, false, 1).0;
-        }
-        let mut prefetched = ahead;
+        let (mut ahead_pos, mut prefetched) = (self.next, 0usize);
         while got < max && taken < size {
-            if prefetched < run {
+            while prefetched < run.min(taken as usize + RX_PREFETCH_AHEAD) {
                 self.prefetch_buffer::<false>(ahead_pos);
                 ahead_pos = self.ring.advance(ahead_pos, false, 1).0;
                 prefetched += 1;

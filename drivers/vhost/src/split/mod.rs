@@ -191,39 +191,34 @@ impl SplitRing {
 
     /// Our transmit: asks for the buffer [`AHEAD`] chains on (the packet that many on,
     /// when each takes one chain) for writing, so that its stores do not wait for the
-    /// guest's core to give the lines up: its first line (the header) and the line after
-    /// the header (where the frame starts: a front end that places the header in its
-    /// buffer's headroom leaves the frame on the next line). Only a hint: a chain that
-    /// is not there, or whose buffer does not translate, is skipped; the burst checks
-    /// everything again.
+    /// guest's core to give the lines up; see [`Self::prefetch_chain`].
     #[inline(always)]
     fn prefetch_ahead(&self, avail: u16) {
-        if avail.wrapping_sub(self.next) <= AHEAD {
-            return;
-        }
-        let head = self.ring.avail_head(self.next.wrapping_add(AHEAD));
-        if head < self.ring.size() {
-            let addr = self.ring.desc(head).addr;
-            if let Some(p) = self.mem.gpa(addr, 1) {
-                pmd_core::prefetch::write(p);
-            }
-            if let Some(p) = self.mem.gpa(addr.wrapping_add(self.hdr_len as u64), 1) {
-                pmd_core::prefetch::write(p);
-            }
+        if avail.wrapping_sub(self.next) > AHEAD {
+            self.prefetch_chain::<true>(self.next.wrapping_add(AHEAD));
         }
     }
 
-    /// Starts loading the first buffer of the chain in available entry `idx` (whose
-    /// head is below the size, else nothing): the header's line and the next one, for
-    /// reading. Only a hint, as [`Self::prefetch_ahead`].
+    /// Starts loading the first buffer of the chain in available entry `idx`, for
+    /// reading (`WRITE` false: our receive) or writing (our transmit): its first line
+    /// (the header) and the line after the header (where the frame starts: a front end
+    /// that places the header in its buffer's headroom leaves the frame on the next
+    /// line). Only a hint: a chain whose head is beyond the ring, or whose buffer does
+    /// not translate, is skipped; the burst checks everything again.
     #[inline(always)]
-    fn prefetch_rx_chain(&self, idx: u16) {
+    fn prefetch_chain<const WRITE: bool>(&self, idx: u16) {
         let head = self.ring.avail_head(idx);
-        if head < self.ring.size() {
-            let addr = self.ring.desc(head).addr;
-            if let Some(p) = self.mem.gpa(addr, self.hdr_len as u64 + 1) {
-                pmd_core::prefetch::read(p);
-                pmd_core::prefetch::read(p.wrapping_add(self.hdr_len));
+        if head >= self.ring.size() {
+            return;
+        }
+        let addr = self.ring.desc(head).addr;
+        if let Some(p) = self.mem.gpa(addr, self.hdr_len as u64 + 1) {
+            for a in [p, p.wrapping_add(self.hdr_len)] {
+                if WRITE {
+                    pmd_core::prefetch::write(a);
+                } else {
+                    pmd_core::prefetch::read(a);
+                }
             }
         }
     }

@@ -61,10 +61,10 @@ impl SplitRing {
         let limit = (hdr_len + crate::burst::MAX_RX_FRAME) as u64;
         let mut errors = 0u64;
         // The burst's descriptor lines start loading together, so that their cache
-        // misses (the guest wrote them on another core) overlap; then the buffers of
-        // the first chains, and in the loop the buffer of the chain a few ahead of the
-        // one being copied: enough to overlap their misses, few enough not to queue
-        // behind each other. Prefetches never fault; the burst checks everything again.
+        // misses (the guest wrote them on another core) overlap; then, chain by chain,
+        // the buffers up to RX_PREFETCH_AHEAD chains ahead of the one being copied:
+        // enough to overlap their misses, few enough not to queue behind each other.
+        // Prefetches never fault; the burst checks everything again.
         let n = avail
             .wrapping_sub(self.next)
             .min(max.min(usize::from(u16::MAX)) as u16);
@@ -72,14 +72,15 @@ impl SplitRing {
             let head = self.ring.avail_head(self.next.wrapping_add(k));
             self.ring.prefetch_desc(head);
         }
-        let ahead = RX_PREFETCH_AHEAD.min(n);
-        for k in 0..ahead {
-            self.prefetch_rx_chain(self.next.wrapping_add(k));
-        }
-        let mut prefetched = ahead;
+        let mut prefetched = 0u16;
         while got < max && self.next != avail {
-            if prefetched < n {
-                self.prefetch_rx_chain(old.wrapping_add(prefetched));
+            let window = n.min(
+                self.next
+                    .wrapping_sub(old)
+                    .saturating_add(RX_PREFETCH_AHEAD),
+            );
+            while prefetched < window {
+                self.prefetch_chain::<false>(old.wrapping_add(prefetched));
                 prefetched += 1;
             }
             let head = self.ring.avail_head(self.next);
