@@ -38,7 +38,7 @@ echo "load before: $(uptime)"
 echo "| run | side | key | add | lookup | bulk lookup | delete |"
 echo "|---|---|---|---|---|---|---|"
 for i in $(seq 1 "$RUNS"); do
-  order="dpdk ours"; [ $((i % 2)) = 0 ] && order="ours dpdk"
+  order=$(bench_order "$i")
   for side in $order; do
     log=$LOGS/$side-$i.log
     autotest_or_bench "$side" "$log" hash_perf_autotest pmd-flow flow "$PREFIX"

@@ -27,7 +27,7 @@ echo "load before: $(uptime)"
 echo "| run | side | add | lookup | bulk lookup | delete | lookups missed |"
 echo "|---|---|---|---|---|---|---|"
 for i in $(seq 1 "$RUNS"); do
-  order="dpdk ours"; [ $((i % 2)) = 0 ] && order="ours dpdk"
+  order=$(bench_order "$i")
   for side in $order; do
     log=$LOGS/$side-$i.log
     autotest_or_bench "$side" "$log" lpm_perf_autotest pmd-lpm lpm "$PREFIX"

@@ -26,7 +26,7 @@ cargo build --release -q -p testpmd -p l2fwd || exit 1
 DL2=$(dpdk_example l2fwd "$OUT")
 [ -n "$DL2" ] || { echo "ci/bench-scaling.sh: DPDK's l2fwd example did not build"; exit 1; }
 EAL="-n 4 --huge-dir $HUGE_DIR --no-pci"
-TSC_HZ=$(awk '/^cpu MHz/ {printf "%.0f", $4 * 1e6; exit}' /proc/cpuinfo)
+TSC_HZ=$(tsc_hz)
 trap 'dpdk_cleanup sc_dpdk sc_ours' EXIT
 
 # one WHO CASE LCORES LOG: one run; prints the rate (Mpps)
@@ -54,7 +54,7 @@ for case in null-io ring-io l2fwd; do
   for n in 1 2; do
     o=(); d=()
     for i in $(seq 1 "$RUNS"); do
-      order="dpdk ours"; [ $((i % 2)) = 0 ] && order="ours dpdk"
+      order=$(bench_order "$i")
       for who in $order; do
         r=$(one "$who" "$case" "$n" "$LOGS/$case-$n-$who-$i.log")
         if [ "$who" = ours ]; then o+=("$r"); else d+=("$r"); fi

@@ -83,6 +83,11 @@ median() { bench_py median "$@"; }
 ratio() { bench_py ratio "$@"; }
 # rate_mpps COUNT SECONDS: COUNT packets over SECONDS as Mpps.
 rate_mpps() { bench_py rate "$@"; }
+# bench_order I: the two sides of run I in the order they run, DPDK first in odd runs and
+# ours first in even runs ("dpdk ours" or "ours dpdk").
+bench_order() { if [ $(($1 % 2)) = 1 ]; then echo "dpdk ours"; else echo "ours dpdk"; fi; }
+# tsc_hz: the TSC's rate in Hz (the CPU's nominal MHz, which the TSC runs at here).
+tsc_hz() { awk '/^cpu MHz/ {printf "%.0f", $4 * 1e6; exit}' /proc/cpuinfo; }
 
 # dpdk_example NAME DIR [TAG SED]: builds DPDK's example NAME from the sources dpdk-doc
 # ships, once, into DIR/dpdk-NAME; prints the binary's path. With TAG and SED, the sed
