@@ -341,7 +341,8 @@ impl<T: Copy + Send> Producer<T> {
         unsafe { self.core.enqueue_sp(objs, Amount::Burst) }
     }
 
-    /// Free slots (a snapshot).
+    /// Free slots (a snapshot). Only this end enqueues, so an enqueue of up to this many
+    /// elements right after takes them all.
     pub fn free_count(&self) -> usize {
         self.core.capacity as usize - self.core.count()
     }
@@ -372,7 +373,9 @@ impl<T: Copy + Send> Consumer<T> {
         unsafe { self.core.dequeue_sc(out, Amount::Burst) }
     }
 
-    /// Elements in the ring (a snapshot).
+    /// Elements in the ring (a snapshot). Only this end dequeues, so a dequeue of up to
+    /// this many right after gets them all; what the producer wrote beside them (before
+    /// enqueueing) is visible once this returns.
     pub fn len(&self) -> usize {
         self.core.count()
     }

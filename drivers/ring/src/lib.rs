@@ -11,6 +11,12 @@
 //! Each ring has exactly one producer (a tx queue) and one consumer (an rx queue), so the
 //! single-producer/single-consumer ring is used. Buffers still in a ring when both of its
 //! ends are gone are freed.
+//!
+//! Receive touches no buffer (DPDK's ring PMD neither stamps the port nor counts bytes;
+//! this one does both, exactly, at no cost to rx): the tx queue, which reads every length
+//! anyway, makes each buffer carry the receiving port and leaves a [`BurstLog`] entry at
+//! its burst's last slot (the running byte total); an rx burst that ends on such an entry
+//! counts its bytes from it, any other reads the lengths itself.
 
 use pmd_core::devargs::VdevSpec;
 use pmd_core::error::{Error, Result};
@@ -21,7 +27,7 @@ use pmd_core::ethdev::{
 use pmd_core::mbuf::{PktBatch, RawMbuf};
 use pmd_core::ring::{spsc, Consumer, Producer};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The ring driver.
@@ -33,10 +39,85 @@ pub static DRIVER: RingDriver = RingDriver;
 const KNOWN_ARGS: &[&str] = &["rx", "tx", "size", "queues"];
 static INSTANCES: AtomicU16 = AtomicU16::new(0);
 
+/// What the producer leaves at the last slot of each burst it enqueues, indexed by ring
+/// position: `seq` is the number of buffers ever enqueued after that burst (0: never
+/// written), `val` the port every buffer of the burst carries (bits 48..64) and the bytes
+/// ever enqueued (bits 0..48, wrapping). Written before the ring's release of its producer
+/// tail and read before the consumer hands the slot back, so relaxed accesses suffice;
+/// `seq` tells an entry of this lap from an older one.
+struct BurstLog {
+    entries: Box<[LogEntry]>,
+    mask: u64,
+    /// The port of the rx queue that holds the consuming end (what tx stamps).
+    rx_port: AtomicU16,
+}
+
+#[derive(Default)]
+struct LogEntry {
+    seq: AtomicU64,
+    val: AtomicU64,
+}
+
+const BYTES_MASK: u64 = (1 << 48) - 1;
+
+impl BurstLog {
+    fn new(capacity: usize) -> Arc<Self> {
+        // Positions equal modulo a power of two >= the capacity are never in the ring
+        // together, so an entry is not overwritten while its slot is in use.
+        let size = capacity.next_power_of_two();
+        Arc::new(BurstLog {
+            entries: (0..size).map(|_| LogEntry::default()).collect(),
+            mask: size as u64 - 1,
+            rx_port: AtomicU16::new(pmd_core::mbuf::NO_PORT),
+        })
+    }
+
+    #[inline(always)]
+    fn entry(&self, seq: u64) -> &LogEntry {
+        // Masked: in bounds whatever the value.
+        &self.entries[((seq - 1) & self.mask) as usize]
+    }
+
+    /// Records a burst that brought the count of enqueued buffers to `seq`.
+    #[inline(always)]
+    fn write(&self, seq: u64, port: u16, bytes: u64) {
+        let e = self.entry(seq);
+        e.val
+            .store(u64::from(port) << 48 | (bytes & BYTES_MASK), Ordering::Relaxed);
+        e.seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// The port and byte total of the burst that brought the count to `seq`, if one did.
+    #[inline(always)]
+    fn read(&self, seq: u64) -> Option<(u16, u64)> {
+        let e = self.entry(seq);
+        (e.seq.load(Ordering::Relaxed) == seq).then(|| {
+            let v = e.val.load(Ordering::Relaxed);
+            ((v >> 48) as u16, v & BYTES_MASK)
+        })
+    }
+}
+
+/// A ring's producing end, with what it has enqueued.
+struct TxEnd {
+    prod: Producer<RawMbuf>,
+    log: Arc<BurstLog>,
+    count: u64,
+    bytes: u64,
+}
+
+/// A ring's consuming end, with what it has dequeued.
+struct RxEnd {
+    cons: Consumer<RawMbuf>,
+    log: Arc<BurstLog>,
+    count: u64,
+    bytes: u64,
+}
+
 /// The two ends of one ring while no queue holds them.
 struct Ends {
-    prod: Option<Producer<RawMbuf>>,
-    cons: Option<Consumer<RawMbuf>>,
+    prod: Option<TxEnd>,
+    cons: Option<RxEnd>,
 }
 
 /// Named rings shared by all ring ports of the process.
@@ -48,11 +129,22 @@ fn with_registry<R>(f: impl FnOnce(&mut HashMap<String, Ends>) -> R) -> R {
 }
 
 fn create_ends(size: usize) -> Result<Ends> {
-    let (p, c) = spsc(size)
+    let (prod, cons) = spsc(size)
         .ok_or_else(|| Error::driver("net_ring", format!("size={size}: expected 1..=2^30")))?;
+    let log = BurstLog::new(size);
     Ok(Ends {
-        prod: Some(p),
-        cons: Some(c),
+        prod: Some(TxEnd {
+            prod,
+            log: log.clone(),
+            count: 0,
+            bytes: 0,
+        }),
+        cons: Some(RxEnd {
+            cons,
+            log,
+            count: 0,
+            bytes: 0,
+        }),
     })
 }
 
@@ -82,7 +174,7 @@ fn take_named<T>(name: &str, size: usize, pick: impl FnOnce(&mut Ends) -> Option
 }
 
 /// Gives an end back; when both ends are back, the ring is drained and forgotten.
-fn return_end(name: &str, prod: Option<Producer<RawMbuf>>, cons: Option<Consumer<RawMbuf>>) {
+fn return_end(name: &str, prod: Option<TxEnd>, cons: Option<RxEnd>) {
     with_registry(|reg| {
         let Some(ends) = reg.get_mut(name) else {
             return;
@@ -96,7 +188,7 @@ fn return_end(name: &str, prod: Option<Producer<RawMbuf>>, cons: Option<Consumer
         if ends.prod.is_some() && ends.cons.is_some() {
             if let Some(mut e) = reg.remove(name) {
                 if let Some(c) = e.cons.as_mut() {
-                    drain(c);
+                    drain(&mut c.cons);
                 }
             }
         }
@@ -230,11 +322,15 @@ impl Device for RingDevice {
                 (take_named(&name, self.size, |e| e.cons.take())?, Some(name))
             }
         };
+        // From now on the producer stamps this port; buffers enqueued before it saw it are
+        // restamped on receive.
+        cons.log.rx_port.store(conf.port, Ordering::Relaxed);
         Ok(Box::new(RingRx {
-            cons: Some(cons),
+            end: Some(cons),
             name,
             stats: conf.stats,
             port: conf.port,
+            stamped: false,
         }))
     }
 
@@ -261,7 +357,7 @@ impl Device for RingDevice {
             }
         };
         Ok(Box::new(RingTx {
-            prod: Some(prod),
+            end: Some(prod),
             name,
             stats: conf.stats,
         }))
@@ -299,52 +395,85 @@ impl Device for RingDevice {
     }
 }
 
+/// Aligned to a line pair of its own: it is written every burst, and another lcore's
+/// queue must not share its lines.
+#[repr(align(128))]
 struct RingRx {
-    cons: Option<Consumer<RawMbuf>>,
+    end: Option<RxEnd>,
     name: Option<String>,
     stats: Arc<QueueStats>,
     port: u16,
+    /// Every buffer after the ones already received carries `port`: a burst that ended
+    /// where this queue's last one did was stamped with it. (The producer reads the port
+    /// afresh per burst and only this queue sets it while it holds the consuming end, so
+    /// once a burst has it, every later one does.)
+    stamped: bool,
 }
 
 impl RxQueue for RingRx {
     #[inline]
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
-        let Some(cons) = self.cons.as_mut() else {
+        let Some(end) = self.end.as_mut() else {
             return 0;
         };
-        let n = cons.dequeue_burst(&mut batch.spare_raw()[..max]);
+        let n = end.cons.len().min(max.min(batch.spare()));
         if n == 0 {
             return 0;
         }
+        // The entries of these n slots are published (len() acquired the producer's tail)
+        // and stay put until the dequeue below hands the slots back.
+        let seq = end.count + n as u64;
+        let logged = end.log.read(seq);
+        let got = end.cons.dequeue_burst(&mut batch.spare_raw()[..n]);
+        debug_assert_eq!(got, n, "the only consumer gets what len() saw");
         let start = batch.len();
         // SAFETY: the tx queue that enqueued these buffers gave up ownership of them.
-        unsafe { batch.commit_raw(n) };
-        let mut bytes = 0u64;
-        for m in &mut batch.as_mut_slice()[start..] {
-            m.set_port(self.port);
-            bytes += m.len() as u64;
-        }
-        self.stats.add(n as u64, bytes);
-        n
+        unsafe { batch.commit_raw(got) };
+        end.count += got as u64;
+        let total = match logged {
+            Some((port, total)) if self.stamped && got == n => {
+                debug_assert_eq!(port, self.port);
+                #[cfg(test)]
+                tests::LOGGED_BURSTS.with(|c| c.set(c.get() + 1));
+                total
+            }
+            _ => {
+                // Not on a burst's end, or buffers enqueued before the producer saw this
+                // queue's port: read each one.
+                let mut bytes = 0u64;
+                for m in &mut batch.as_mut_slice()[start..] {
+                    m.set_port(self.port);
+                    bytes += m.len() as u64;
+                }
+                self.stamped |= got == n && matches!(logged, Some((p, _)) if p == self.port);
+                end.bytes.wrapping_add(bytes) & BYTES_MASK
+            }
+        };
+        let bytes = total.wrapping_sub(end.bytes) & BYTES_MASK;
+        end.bytes = total;
+        self.stats.add(got as u64, bytes);
+        got
     }
 }
 
 impl Drop for RingRx {
     fn drop(&mut self) {
-        let mut cons = self.cons.take();
+        let mut end = self.end.take();
         match &self.name {
-            Some(name) => return_end(name, None, cons),
+            Some(name) => return_end(name, None, end),
             None => {
-                if let Some(c) = cons.as_mut() {
-                    drain(c);
+                if let Some(e) = end.as_mut() {
+                    drain(&mut e.cons);
                 }
             }
         }
     }
 }
 
+/// Aligned like [`RingRx`], for the same reason.
+#[repr(align(128))]
 struct RingTx {
-    prod: Option<Producer<RawMbuf>>,
+    end: Option<TxEnd>,
     name: Option<String>,
     stats: Arc<QueueStats>,
 }
@@ -352,27 +481,36 @@ struct RingTx {
 impl TxQueue for RingTx {
     #[inline]
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
-        let Some(prod) = self.prod.as_mut() else {
+        let Some(end) = self.end.as_mut() else {
             return 0;
         };
-        let bytes: u64 = batch.iter().map(|m| m.len() as u64).sum();
-        let n = prod.enqueue_burst(batch.raw());
-        let bytes = if n == batch.len() {
-            bytes
-        } else {
-            batch.iter().take(n).map(|m| m.len() as u64).sum()
-        };
+        let n = end.prod.free_count().min(batch.len());
+        if n == 0 {
+            return 0;
+        }
+        let port = end.log.rx_port.load(Ordering::Relaxed);
+        let mut bytes = 0u64;
+        for m in &mut batch.as_mut_slice()[..n] {
+            bytes += m.len() as u64;
+            // Unconditionally: a store to the line just read costs less than comparing.
+            m.set_port(port);
+        }
+        end.count += n as u64;
+        end.bytes += bytes;
+        end.log.write(end.count, port, end.bytes);
+        let sent = end.prod.enqueue_burst(&batch.raw()[..n]);
+        debug_assert_eq!(sent, n, "the only producer fits what free_count() saw");
         // The ring now owns the first n buffers.
-        batch.disown_front(n);
-        self.stats.add(n as u64, bytes);
-        n
+        batch.disown_front(sent);
+        self.stats.add(sent as u64, bytes);
+        sent
     }
 }
 
 impl Drop for RingTx {
     fn drop(&mut self) {
         if let Some(name) = &self.name {
-            return_end(name, self.prod.take(), None);
+            return_end(name, self.end.take(), None);
         }
     }
 }
@@ -492,6 +630,101 @@ mod tests {
         c.configure(&PortConf::default()).unwrap();
         let err = c.setup_rx_queue(0, 0, &pool).unwrap_err().to_string();
         assert!(err.contains("already has a queue"), "{err}");
+    }
+
+    thread_local! {
+        /// Receive bursts whose bytes came from the producer's log (this test's thread).
+        pub(super) static LOGGED_BURSTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Sends one packet per length (filled with the length's low byte); returns how many
+    /// the queue took. The rest are freed.
+    fn send(tx: &mut pmd_core::ethdev::TxQueueHandle, pool: &Mempool, lens: &[usize]) -> usize {
+        let mut b = PktBatch::new();
+        for &len in lens {
+            let m = pmd_core::Mbuf::from_slice(&vec![len as u8; len], pool).unwrap();
+            b.push(m).unwrap();
+        }
+        tx.tx_burst(&mut b)
+    }
+
+    /// Receives up to `max` packets; returns their lengths and ports.
+    fn recv(rx: &mut pmd_core::ethdev::RxQueueHandle, max: usize) -> Vec<(usize, u16)> {
+        let mut b = PktBatch::new();
+        rx.set_burst(max);
+        rx.rx_burst(&mut b);
+        assert!(b.iter().all(|m| m.data() == vec![m.len() as u8; m.len()]));
+        b.iter().map(|m| (m.len(), m.port())).collect()
+    }
+
+    #[test]
+    fn receive_counts_exact_bytes_and_stamps_its_port_across_partial_bursts_and_owners() {
+        let pool = Mempool::create("ring-owner", 256, 0).unwrap();
+        let mut a = started_port(0, "net_ring0,rx=o_back,tx=o_fwd,size=16", 1);
+        let _rx_a = a.setup_rx_queue(0, 0, &pool).unwrap();
+        let mut tx = a.setup_tx_queue(0, 0).unwrap();
+        a.start().unwrap();
+        // Sent before any rx queue holds the ring's consuming end.
+        assert_eq!(send(&mut tx, &pool, &[60, 61, 62]), 3);
+        let mut b = started_port(1, "net_ring1,rx=o_fwd,tx=o_back,size=16", 1);
+        let mut rx = b.setup_rx_queue(0, 0, &pool).unwrap();
+        let tx_b = b.setup_tx_queue(0, 0).unwrap();
+        b.start().unwrap();
+        assert_eq!(send(&mut tx, &pool, &[100, 101]), 2);
+        // A burst smaller than what waits, then the rest: every packet carries port 1.
+        assert_eq!(recv(&mut rx, 2), [(60, 1), (61, 1)]);
+        assert_eq!(recv(&mut rx, 32), [(62, 1), (100, 1), (101, 1)]);
+        assert_eq!(recv(&mut rx, 32), []);
+        let s = b.stats();
+        assert_eq!((s.ipackets, s.ibytes), (5, 60 + 61 + 62 + 100 + 101));
+        // A full ring takes 16 of 20; the sender's counters hold exactly those.
+        let lens: Vec<usize> = (0..20).map(|i| 64 + i * 100).collect();
+        assert_eq!(send(&mut tx, &pool, &lens), 16);
+        let s = a.stats();
+        let sent: usize = 60 + 61 + 62 + 100 + 101 + lens[..16].iter().sum::<usize>();
+        assert_eq!((s.opackets, s.obytes), (21, sent as u64));
+        // The consuming end moves to port 2 with 16 packets waiting.
+        drop(rx);
+        let mut c = started_port(2, "net_ring2,rx=o_fwd,tx=o_other,size=16", 1);
+        let mut rx = c.setup_rx_queue(0, 0, &pool).unwrap();
+        let tx_c = c.setup_tx_queue(0, 0).unwrap();
+        c.start().unwrap();
+        let want: Vec<(usize, u16)> = lens[..5].iter().map(|&l| (l, 2)).collect();
+        assert_eq!(recv(&mut rx, 5), want);
+        assert_eq!(send(&mut tx, &pool, &[70, 71, 72, 73, 74]), 5);
+        let mut got = Vec::new();
+        while let more @ [_, ..] = &recv(&mut rx, 7)[..] {
+            got.extend_from_slice(more);
+        }
+        let want: Vec<(usize, u16)> = lens[5..16]
+            .iter()
+            .chain(&[70, 71, 72, 73, 74])
+            .map(|&l| (l, 2))
+            .collect();
+        assert_eq!(got, want);
+        let s = c.stats();
+        let bytes: usize = lens[..16].iter().sum::<usize>() + 70 + 71 + 72 + 73 + 74;
+        assert_eq!((s.ipackets, s.ibytes), (21, bytes as u64));
+        // Up to here no burst could be counted from the log (each was either not on a
+        // burst's end or partly stamped for another port). Now bursts on burst ends are:
+        // one whole burst, then two bursts in one receive.
+        assert_eq!(LOGGED_BURSTS.with(|c| c.get()), 0);
+        assert_eq!(send(&mut tx, &pool, &[80, 81]), 2);
+        assert_eq!(recv(&mut rx, 32), [(80, 2), (81, 2)]);
+        assert_eq!(send(&mut tx, &pool, &[90]), 1);
+        assert_eq!(send(&mut tx, &pool, &[91, 92]), 2);
+        assert_eq!(recv(&mut rx, 32), [(90, 2), (91, 2), (92, 2)]);
+        assert_eq!(LOGGED_BURSTS.with(|c| c.get()), 2);
+        // And one that ends inside a burst is counted from the lengths, exactly.
+        assert_eq!(send(&mut tx, &pool, &[100, 101, 102]), 3);
+        assert_eq!(recv(&mut rx, 2), [(100, 2), (101, 2)]);
+        assert_eq!(recv(&mut rx, 2), [(102, 2)]);
+        assert_eq!(LOGGED_BURSTS.with(|c| c.get()), 3);
+        let s = c.stats();
+        let more = 80 + 81 + 90 + 91 + 92 + 100 + 101 + 102;
+        assert_eq!((s.ipackets, s.ibytes), (29, (bytes + more) as u64));
+        drop((rx, tx, _rx_a, tx_b, tx_c, a, b, c));
+        assert_eq!(pool.stats().in_use, 0);
     }
 
     #[test]
