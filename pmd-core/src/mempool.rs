@@ -419,6 +419,28 @@ impl Mempool {
             .collect()
     }
 
+    /// The pool `m` (its first segment) came from, for code that must make more buffers
+    /// like it (software segmentation on transmit, where the queue has no pool of its
+    /// own). Takes the list of pools' lock: look it up once and keep the handle, not per
+    /// packet.
+    pub fn of(m: &Mbuf) -> Option<Mempool> {
+        let want = m.pool_inner();
+        let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.iter()
+            .filter_map(Weak::upgrade)
+            .find(|owner| std::ptr::eq(owner.inner.as_ptr(), want))
+            .map(|owner| Mempool {
+                inner: owner.inner,
+                _owner: owner,
+            })
+    }
+
+    /// Whether `m` (its first segment) came from this pool.
+    #[inline]
+    pub fn owns(&self, m: &Mbuf) -> bool {
+        std::ptr::eq(self.inner.as_ptr(), m.pool_inner())
+    }
+
     /// Bytes one buffer takes in the pool's memory: its header, headroom and data room,
     /// cache-line aligned.
     pub fn element_size(&self) -> usize {
@@ -926,8 +948,20 @@ mod tests {
             b.iter().map(|m| m.data()[0]).collect::<Vec<_>>(),
             vec![4, 6, 8]
         );
+        let m = b.take_front().unwrap();
+        assert_eq!(m.data(), &[4]);
+        assert_eq!(
+            b.iter().map(|m| m.data()[0]).collect::<Vec<_>>(),
+            vec![6, 8]
+        );
+        // A buffer names its pool; a handle found through it is the same pool.
+        assert!(p.owns(&m));
+        let found = Mempool::of(&m).unwrap();
+        assert!(found.owns(&m) && found.name() == "batch");
+        assert!(!pool("batch-other", 8, 0).owns(&m));
+        b.push(m).unwrap();
         let m = b.pop().unwrap();
-        assert_eq!(m.data(), &[8]);
+        assert_eq!(m.data(), &[4]);
         b.push(m).unwrap();
         b.truncate(1);
         assert_eq!(p.stats().in_use, 1);

@@ -397,7 +397,7 @@ pub struct VnetStats {
     pub tx_csum_packets: AtomicU64,
     /// Packets refused for offload requests their headers do not allow.
     pub tx_offload_errors: AtomicU64,
-    /// Super-frames cut into frames in software on a port without vnet headers.
+    /// Super-frames cut into frames in software, for a peer that cannot take them whole.
     pub tx_sw_segmented: AtomicU64,
 }
 

@@ -82,8 +82,10 @@ impl BurstLog {
     #[inline(always)]
     fn write(&self, seq: u64, port: u16, bytes: u64) {
         let e = self.entry(seq);
-        e.val
-            .store(u64::from(port) << 48 | (bytes & BYTES_MASK), Ordering::Relaxed);
+        e.val.store(
+            u64::from(port) << 48 | (bytes & BYTES_MASK),
+            Ordering::Relaxed,
+        );
         e.seq.store(seq, Ordering::Relaxed);
     }
 

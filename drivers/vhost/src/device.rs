@@ -131,7 +131,8 @@ impl VhostDevice {
 
     /// Transmit offloads: chains always; checksums and TSO with `tso=1`. A front end
     /// without GUEST_CSUM gets checksums computed here; a super-frame for one without
-    /// GUEST_TSO is dropped, counted in `tx_offload_errors` (no software segmentation).
+    /// GUEST_TSO (or GUEST_ECN for one with CWR) is cut into segments here
+    /// (`tx_sw_segmented`).
     fn tx_offload_capa(&self) -> TxOffloads {
         if self.cfg.tso {
             TxOffloads::MULTI_SEGS | TX_TSO_CAPA

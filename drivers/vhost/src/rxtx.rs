@@ -5,17 +5,20 @@
 //! or packed ([`crate::packed`]), as the front end negotiated `VIRTIO_F_RING_PACKED` — and
 //! leaves the slot with the next available index.
 
-use crate::burst::{RingSetupError, RxCtx, TxCtx};
+use crate::burst::{
+    bump, tx_header_for, RingSetupError, RxCtx, TxCtx, F_GUEST_CSUM, F_GUEST_ECN, F_GUEST_TSO4,
+    F_GUEST_TSO6,
+};
 use crate::packed::PackedRing;
 use crate::shared::{RingSlot, Shared};
 use crate::split::SplitRing;
 use crate::vring::{RingErrors, VringConfig};
 use pmd_core::ethdev::{
-    PortId, QueueStats, RxOffloads, RxQueue, RxQueueConf, TxQueue, TxQueueConf,
+    PortId, QueueStats, RxOffloads, RxQueue, RxQueueConf, TxOffloads, TxQueue, TxQueueConf,
 };
 use pmd_core::intr::{Armed, IntrError};
 use pmd_core::mbuf::{Mbuf, PktBatch, TX_L4_MASK, TX_TCP_SEG};
-use pmd_core::vnet::features::{VIRTIO_F_RING_PACKED, VIRTIO_NET_F_GUEST_CSUM};
+use pmd_core::vnet::features::VIRTIO_F_RING_PACKED;
 use pmd_core::vnet::{RxProcessor, VnetStats};
 use pmd_core::Mempool;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -97,25 +100,25 @@ impl AnyRing {
 struct View {
     gen: u64,
     ring: Option<AnyRing>,
-    /// The guest negotiated GUEST_CSUM (takes packets with partial checksums).
-    guest_csum: bool,
+    /// The features the front end negotiated (what its guest takes).
+    features: u64,
     /// The ring's kick eventfd (rx interrupts), if the front end gave one.
     kick: Option<Arc<OwnedFd>>,
 }
 
 impl View {
     /// The ring to run in this burst (inside `slot.enter()`), if it could be built, and
-    /// whether its guest takes partial checksums.
+    /// the features its front end negotiated.
     #[inline(always)]
-    fn ring(&mut self, slot: &RingSlot, errs: &RingErrors) -> Option<(&mut AnyRing, bool)> {
+    fn ring(&mut self, slot: &RingSlot, errs: &RingErrors) -> Option<(&mut AnyRing, u64)> {
         if slot.generation() != self.gen || self.ring.is_none() {
             self.rebuild(slot, errs);
         }
-        let guest_csum = self.guest_csum;
+        let features = self.features;
         self.ring
             .as_mut()
             .filter(|r| !r.is_broken())
-            .map(|r| (r, guest_csum))
+            .map(|r| (r, features))
     }
 
     /// The ring was taken back (the front end went away): drops the view, and with it
@@ -133,11 +136,11 @@ impl View {
             return; // this configuration already failed to build
         }
         self.gen = gen;
-        self.guest_csum = false;
+        self.features = 0;
         self.kick = None;
         self.ring = slot.config().and_then(|cfg| match AnyRing::new(&cfg) {
             Ok(r) => {
-                self.guest_csum = cfg.has(VIRTIO_NET_F_GUEST_CSUM);
+                self.features = cfg.features;
                 self.kick = cfg.kick.clone();
                 Some(r)
             }
@@ -263,7 +266,7 @@ impl RxQueue for VhostRxQueue {
 /// The guest did not negotiate GUEST_CSUM: the TCP/UDP (and IPv4 header) checksums
 /// packets ask for are computed here. A packet whose headers do not allow it keeps its
 /// request, and the ring drops it (`tx_offload_errors`); TSO requests are left as they
-/// are (the ring drops those the guest cannot take).
+/// are (see [`SoftwareTso`]).
 #[inline(never)]
 fn software_checksums(batch: &mut PktBatch) {
     for m in batch.iter_mut() {
@@ -271,6 +274,65 @@ fn software_checksums(batch: &mut PktBatch) {
         if f & TX_L4_MASK != 0 && f & TX_TCP_SEG == 0 {
             let _ = pmd_core::offload::checksum(m);
         }
+    }
+}
+
+/// Whether a guest with `features` takes every super-frame whole: both TSO kinds, with
+/// checksum offload and ECN.
+fn takes_every_super_frame(features: u64) -> bool {
+    let all = F_GUEST_TSO4 | F_GUEST_TSO6 | F_GUEST_CSUM | F_GUEST_ECN;
+    features & all == all
+}
+
+/// Software segmentation for guests that cannot take a super-frame whole (no GUEST_TSO4/6,
+/// GUEST_CSUM or GUEST_ECN where one needs it): the super-frame is cut into MSS-sized
+/// frames, with their checksums, from the pool it came from, and those go to the guest
+/// in its place. Segments the ring has no room for wait here, ahead of anything else,
+/// for the next burst.
+#[derive(Debug, Default)]
+struct SoftwareTso {
+    /// Segments made and not yet in the ring, in order.
+    waiting: Vec<Mbuf>,
+    /// The pool of the last super-frame cut (looked up once per pool, not per packet).
+    pool: Option<Mempool>,
+}
+
+impl SoftwareTso {
+    /// The index of the first packet of `pkts` that the guest cannot take whole.
+    #[inline]
+    fn first_to_cut(pkts: &[Mbuf], features: u64) -> usize {
+        pkts.iter()
+            .position(|m| m.ol_flags() & TX_TCP_SEG != 0 && tx_header_for(features, m).is_none())
+            .unwrap_or(pkts.len())
+    }
+
+    /// Cuts `m` into segments that wait for the ring; a super-frame whose headers do
+    /// not allow it, or whose segments the pool cannot hold, is dropped and counted.
+    #[cold]
+    fn cut(&mut self, m: Mbuf, vnet: &VnetStats) {
+        if !self.pool.as_ref().is_some_and(|p| p.owns(&m)) {
+            self.pool = Mempool::of(&m);
+        }
+        let Some(pool) = self.pool.as_ref() else {
+            bump(&vnet.tx_offload_errors, 1);
+            return;
+        };
+        let waiting = &mut self.waiting;
+        match pmd_core::offload::tso_segment(m, pool, |s| waiting.push(s)) {
+            Ok(_) => bump(&vnet.tx_sw_segmented, 1),
+            Err(_) => bump(&vnet.tx_offload_errors, 1),
+        }
+    }
+
+    /// Puts waiting segments into the ring; returns whether none are left.
+    #[inline]
+    fn flush(&mut self, ring: &mut AnyRing, ctx: &TxCtx<'_>) -> bool {
+        if !self.waiting.is_empty() {
+            let n = ring.enqueue(&self.waiting, ctx);
+            // In the ring now (copied) or dropped and counted by it: freed here.
+            self.waiting.drain(..n);
+        }
+        self.waiting.is_empty()
     }
 }
 
@@ -284,6 +346,9 @@ pub struct VhostTxQueue {
     vnet: Arc<VnetStats>,
     link_down: Arc<AtomicU64>,
     view: View,
+    /// The application enabled `TCP_TSO`: super-frames may come.
+    tso: bool,
+    sw_tso: SoftwareTso,
 }
 
 impl VhostTxQueue {
@@ -300,11 +365,13 @@ impl VhostTxQueue {
         VhostTxQueue {
             shared,
             ring: 2 * qid,
+            tso: conf.offloads.contains(TxOffloads::TCP_TSO),
             stats: conf.stats,
             errs,
             vnet,
             link_down,
             view: View::default(),
+            sw_tso: SoftwareTso::default(),
         }
     }
 
@@ -315,9 +382,19 @@ impl VhostTxQueue {
     }
 }
 
+impl Drop for VhostTxQueue {
+    /// Segments still waiting for the guest are lost with the queue: counted as errors.
+    fn drop(&mut self) {
+        let lost = self.sw_tso.waiting.len();
+        if lost > 0 {
+            self.stats.add_errors(lost as u64);
+        }
+    }
+}
+
 impl TxQueue for VhostTxQueue {
     fn tx_burst(&mut self, batch: &mut PktBatch) -> usize {
-        if batch.is_empty() {
+        if batch.is_empty() && self.sw_tso.waiting.is_empty() {
             return 0;
         }
         let Some(slot) = self.shared.ring(self.ring) else {
@@ -327,22 +404,46 @@ impl TxQueue for VhostTxQueue {
             self.view.release();
             return self.down(batch.len());
         }
-        let Some((ring, guest_csum)) = self.view.ring(slot, &self.errs) else {
+        let Some((ring, features)) = self.view.ring(slot, &self.errs) else {
             slot.leave_unchanged();
             return self.down(batch.len());
         };
-        if !guest_csum {
-            software_checksums(batch);
-        }
         let ctx = TxCtx {
             stats: &self.stats,
             errors: &self.errs,
             vnet: &self.vnet,
         };
-        let n = ring.enqueue(batch.as_slice(), &ctx);
+        if !self.sw_tso.flush(ring, &ctx) {
+            slot.leave(ring.last_avail());
+            return 0;
+        }
+        if features & F_GUEST_CSUM == 0 {
+            software_checksums(batch);
+        }
+        let cut = self.tso && !takes_every_super_frame(features);
+        let mut sent = 0;
+        loop {
+            let run = if cut {
+                SoftwareTso::first_to_cut(batch.as_slice(), features)
+            } else {
+                batch.len()
+            };
+            let n = ring.enqueue(&batch.as_slice()[..run], &ctx);
+            batch.free_front(n);
+            sent += n;
+            if n < run || batch.is_empty() {
+                break;
+            }
+            // The front packet is a super-frame the guest cannot take: it goes as segments.
+            let Some(m) = batch.take_front() else { break };
+            self.sw_tso.cut(m, &self.vnet);
+            sent += 1;
+            if !self.sw_tso.flush(ring, &ctx) {
+                break;
+            }
+        }
         slot.leave(ring.last_avail());
-        batch.free_front(n);
-        n
+        sent
     }
 
     /// The virtio-net header carries L4 checksum and segmentation requests with the

@@ -161,6 +161,18 @@ impl PktBatch {
         self.len -= n;
     }
 
+    /// Removes the first buffer and returns it, shifting the rest to the front.
+    #[inline]
+    pub fn take_front(&mut self) -> Option<Mbuf> {
+        if self.len == 0 {
+            return None;
+        }
+        // SAFETY: entry 0 is owned; disown_front takes it out of the batch right after.
+        let m = unsafe { self.bufs[0].into_mbuf() };
+        self.disown_front(1);
+        Some(m)
+    }
+
     /// Frees the first `n` buffers (clamped) and shifts the rest to the front: what a
     /// driver that copied the packets out (to a socket or a device ring) calls.
     #[inline]

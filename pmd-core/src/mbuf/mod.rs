@@ -172,6 +172,12 @@ impl Mbuf {
         unsafe { self.hdr.as_mut() }
     }
 
+    /// The pool of the first segment (see [`crate::Mempool::of`]).
+    #[inline(always)]
+    pub(crate) fn pool_inner(&self) -> *const PoolInner {
+        self.h().pool_ptr()
+    }
+
     /// Gives up ownership without freeing; see [`RawMbuf::into_mbuf`].
     #[inline(always)]
     pub fn into_raw(self) -> RawMbuf {
