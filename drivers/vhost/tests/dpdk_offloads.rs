@@ -13,21 +13,16 @@ mod common;
 
 use common::{
     check_segments, collect, dpdk_virtio_user, hugepages_reason, ip_csum_ok, l4_csum_at,
-    l4_csum_ok, l4_frame, wait_link, xstat, TCP_HDRS,
+    l4_csum_ok, l4_frame, super_frame, wait_link, xstat, MSS, SUPER_PAYLOAD, TCP_HDRS,
 };
 use pmd_core::ethdev::{PortConf, RxOffloads, TxOffloads, TxQueueHandle};
 use pmd_core::mbuf::{
-    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG, TX_UDP_CKSUM,
+    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_UDP_CKSUM,
 };
 use pmd_core::options::EalOptions;
 use pmd_core::{Eal, Mbuf, Mempool};
 use pmd_testkit::dpdk::peer_missing;
 use std::time::{Duration, Instant};
-
-/// Segment size of the super-frames, ours and DPDK's (`tso set`).
-const MSS: u16 = 1448;
-/// Payload of a 64 KiB super-frame (the IPv4 total length at its maximum, 65535).
-const SUPER_PAYLOAD: usize = 65_535 - 40;
 
 /// testpmd's commands before forwarding: checksums by the port (IPv4 in software: virtio
 /// has no such offload) and TSO at `MSS`.
@@ -153,16 +148,7 @@ fn dpdk_offloads(test: &str, lro: bool) {
     // TSO: 64 KiB super-frames as mbuf chains.
     let mut sent = Vec::new();
     for mark in 1..=4u32 {
-        let f = l4_frame(true, mark, SUPER_PAYLOAD);
-        let mut m = Mbuf::from_slice(&f, &pool).unwrap();
-        m.set_ol_flags(TX_IPV4 | TX_TCP_SEG);
-        m.set_tx_offload(TxOffload {
-            l2_len: 14,
-            l3_len: 20,
-            l4_len: 20,
-            tso_segsz: MSS,
-            ..Default::default()
-        });
+        let (f, m) = super_frame(mark, &pool);
         send(&mut tx, m);
         sent.push(f);
     }
@@ -297,16 +283,7 @@ fn dpdk_virtio_user_without_guest_csum_gets_checksums_done() {
     // once (what does not fit waits in our queue; empty bursts send it).
     let mut whole = Vec::new();
     for mark in 1..=2u32 {
-        let f = l4_frame(true, mark, SUPER_PAYLOAD);
-        let mut m = Mbuf::from_slice(&f, &pool).unwrap();
-        m.set_ol_flags(TX_IPV4 | TX_TCP_SEG);
-        m.set_tx_offload(TxOffload {
-            l2_len: 14,
-            l3_len: 20,
-            l4_len: 20,
-            tso_segsz: MSS,
-            ..Default::default()
-        });
+        let (f, m) = super_frame(mark, &pool);
         send(&mut tx, m);
         whole.push(f);
     }

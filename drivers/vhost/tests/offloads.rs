@@ -10,10 +10,13 @@
 
 mod common;
 
-use common::{check_segments, collect, hugepages_reason, l4_csum_at, l4_csum_ok, l4_frame, xstat};
+use common::{
+    check_segments, collect, hugepages_reason, l4_csum_at, l4_csum_ok, l4_frame, super_frame,
+    xstat, MSS, SUPER_PAYLOAD,
+};
 use pmd_core::ethdev::{PortConf, RxOffloads, RxQueueHandle, TxOffloads, TxQueueHandle};
 use pmd_core::mbuf::{
-    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_TCP_SEG, TX_UDP_CKSUM,
+    PktBatch, TxOffload, RX_L4_CKSUM_GOOD, RX_LRO, TX_IPV4, TX_TCP_CKSUM, TX_UDP_CKSUM,
 };
 use pmd_core::options::EalOptions;
 use pmd_core::{Eal, Mbuf, Mempool};
@@ -21,10 +24,6 @@ use std::time::{Duration, Instant};
 
 const VHOST: usize = 0;
 const VIRTIO: usize = 1;
-/// Segment size of the super-frames.
-const MSS: u16 = 1448;
-/// Payload of a 64 KiB super-frame (the IPv4 total length at its maximum, 65535).
-const SUPER_PAYLOAD: usize = 65_535 - 40;
 
 /// Sends `m` (its flags and lengths set), preparing it first as DPDK apps do
 /// (`rte_eth_tx_prepare`), until the queue takes it.
@@ -108,21 +107,6 @@ fn pair(test: &str, lro: bool, queue_size: u16) -> Option<Pair> {
         _dir: dir,
         _serial: serial,
     })
-}
-
-/// A 64 KiB TCP super-frame (`mark` in its payload) flagged for TSO at [`MSS`].
-fn super_frame(mark: u32, pool: &Mempool) -> (Vec<u8>, Mbuf) {
-    let f = l4_frame(true, mark, SUPER_PAYLOAD);
-    let mut m = Mbuf::from_slice(&f, pool).unwrap();
-    m.set_ol_flags(TX_IPV4 | TX_TCP_SEG);
-    m.set_tx_offload(TxOffload {
-        l2_len: 14,
-        l3_len: 20,
-        l4_len: 20,
-        tso_segsz: MSS,
-        ..Default::default()
-    });
-    (f, m)
 }
 
 fn offloads(test: &str, lro: bool) {

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use pmd_core::ethdev::{RxQueueHandle, TxQueueHandle};
-use pmd_core::mbuf::PktBatch;
+use pmd_core::mbuf::{PktBatch, TxOffload, TX_IPV4, TX_TCP_SEG};
 use pmd_core::{Eal, Mbuf, Mempool};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,27 @@ pub fn swapped(f: &[u8]) -> Vec<u8> {
     s[..6].copy_from_slice(&f[6..12]);
     s[6..12].copy_from_slice(&f[..6]);
     s
+}
+
+/// Segment size of the offload tests' super-frames.
+pub const MSS: u16 = 1448;
+/// Payload of a 64 KiB super-frame (the IPv4 total length at its maximum, 65535).
+pub const SUPER_PAYLOAD: usize = 65_535 - 40;
+
+/// A 64 KiB TCP super-frame (`mark` in its payload) as bytes and as a chain flagged
+/// for TSO at [`MSS`].
+pub fn super_frame(mark: u32, pool: &Mempool) -> (Vec<u8>, Mbuf) {
+    let f = l4_frame(true, mark, SUPER_PAYLOAD);
+    let mut m = Mbuf::from_slice(&f, pool).unwrap();
+    m.set_ol_flags(TX_IPV4 | TX_TCP_SEG);
+    m.set_tx_offload(TxOffload {
+        l2_len: 14,
+        l3_len: 20,
+        l4_len: 20,
+        tso_segsz: MSS,
+        ..Default::default()
+    });
+    (f, m)
 }
 
 /// Bytes of Ethernet + IPv4 + TCP headers (no options) in the offload tests' frames.
