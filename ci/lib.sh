@@ -86,6 +86,24 @@ rate_mpps() { bench_py rate "$@"; }
 # bench_order I: the two sides of run I in the order they run, DPDK first in odd runs and
 # ours first in even runs ("dpdk ours" or "ours dpdk").
 bench_order() { if [ $(($1 % 2)) = 1 ]; then echo "dpdk ours"; else echo "ours dpdk"; fi; }
+# veth_pair_up NS-A NS-B MTU: fresh namespaces NS-A and NS-B (IPv6 off, lo up) joined by
+# a veth pair, va0 (02:00:00:00:00:01) in NS-A and vb0 (02:00:00:00:00:02) in NS-B, up.
+veth_pair_up() {
+  local a=$1 b=$2 mtu=$3 n
+  veth_pair_down "$a" "$b"
+  ip netns add "$a"; ip netns add "$b"
+  for n in "$a" "$b"; do
+    ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$n" link set lo up
+  done
+  ip link add va0 netns "$a" type veth peer name vb0 netns "$b"
+  ip -n "$a" link set va0 address 02:00:00:00:00:01 mtu "$mtu" up
+  ip -n "$b" link set vb0 address 02:00:00:00:00:02 mtu "$mtu" up
+}
+# veth_pair_down NS-A NS-B: removes both namespaces (and the pair with them).
+veth_pair_down() { ip netns del "$1" 2>/dev/null; ip netns del "$2" 2>/dev/null; true; }
+# rx_packets NS IFACE: the interface's received-packet counter (0 if it is gone).
+rx_packets() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets" 2>/dev/null || echo 0; }
 # tsc_hz: the TSC's rate in Hz (the CPU's nominal MHz, which the TSC runs at here).
 tsc_hz() { awk '/^cpu MHz/ {printf "%.0f", $4 * 1e6; exit}' /proc/cpuinfo; }
 
