@@ -72,7 +72,8 @@ one() {
   echo "${r:-nan}"
 }
 
-cycles() { python3 -c "import sys; m=float(sys.argv[2]); print(f'{float(sys.argv[1])/m:.1f}' if m > 0 else 'nan')" "$MHZ" "$1" 2>/dev/null || echo nan; }
+TSC_HZ=$(tsc_hz)
+cycles() { cycles_per_pkt "$TSC_HZ" "$1" 1 1; }
 
 echo "load before: $(uptime)"
 echo "64-byte IPv4/UDP frames, $FLOWS flows, one lcore; TSC $MHZ MHz"
@@ -80,7 +81,7 @@ echo "| run | mode | side | Mpps | cycles/packet |"
 echo "|---|---|---|---|---|"
 declare -A R
 for i in $(seq 1 "$RUNS"); do
-  order="ours dpdk"; [ $((i % 2)) = 0 ] && order="dpdk ours"
+  order=$(bench_order "$i")
   for mode in lpm em; do
     for side in $order; do
       mpps=$(one "$side" "$mode" "$side-$mode-$i")

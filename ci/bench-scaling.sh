@@ -70,14 +70,8 @@ done
   echo "| case | ours 1 lcore | ours 2 lcores | ours scaling | DPDK 1 lcore | DPDK 2 lcores | DPDK scaling | ours/DPDK at 2 lcores | cycles/pkt per lcore at 2, ours / DPDK |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for case in null-io ring-io l2fwd; do
-    python3 - "$case" "${V[$case-1-ours]}" "${V[$case-2-ours]}" "${V[$case-1-dpdk]}" "${V[$case-2-dpdk]}" "$TSC_HZ" <<'PY'
-import sys
-case, o1, o2, d1, d2, hz = sys.argv[1], *map(lambda s: float(s) if s not in ("", "nan") else None, sys.argv[2:6]), float(sys.argv[6])
-r = lambda a, b: f"{a / b:.2f}" if a and b else "n/a"
-c = lambda m: f"{2 * hz / (m * 1e6):.1f}" if m else "-"
-f = lambda m: "nan" if m is None else f"{m:.2f}"
-print(f"| {case} | {f(o1)} | {f(o2)} | {r(o2, o1)} | {f(d1)} | {f(d2)} | {r(d2, d1)} | {r(o2, d2)} | {c(o2)} / {c(d2)} |")
-PY
+    o1=${V[$case-1-ours]} o2=${V[$case-2-ours]} d1=${V[$case-1-dpdk]} d2=${V[$case-2-dpdk]}
+    echo "| $case | $o1 | $o2 | $(ratio "$o2" "$o1") | $d1 | $d2 | $(ratio "$d2" "$d1") | $(ratio "$o2" "$d2") | $(cycles_per_pkt "$TSC_HZ" "$o2" 2 1) / $(cycles_per_pkt "$TSC_HZ" "$d2" 2 1) |"
   done
   echo "(ci/bench-scaling.sh $SECS $RUNS on $(date -u +%F), Mpps, medians of $RUNS; logs in $LOGS)"
 } | tee "$OUT/scaling.md"

@@ -60,6 +60,12 @@ elif mode == "median":  # VALUES...: numbers; "nan" and empty ones are left out
 elif mode == "ratio":  # A B
     a, b = (number(x) for x in (args + ["", ""])[:2])
     print(f"{a / b:.2f}" if a is not None and b else "n/a")
+elif mode == "cycles":  # HZ MPPS [LCORES] [DIGITS]: TSC cycles per packet of each of
+    # LCORES (default 1) lcores that share MPPS, every one polling without sleeping
+    hz, m = (number(x) for x in (args + ["", ""])[:2])
+    lcores = int(args[2]) if len(args) > 2 else 1
+    digits = int(args[3]) if len(args) > 3 else 0
+    print(f"{lcores * hz / (m * 1e6):.{digits}f}" if hz and m else "nan")
 elif mode == "rate":  # COUNT SECONDS
     n, secs = (number(x) for x in (args + ["", ""])[:2])
     print(f"{n / secs / 1e6:.2f}" if n is not None and secs else "nan")
@@ -81,6 +87,9 @@ perf_mpps() { bench_py perf "$@"; }
 median() { bench_py median "$@"; }
 # ratio A B: A/B, or n/a.
 ratio() { bench_py ratio "$@"; }
+# cycles_per_pkt HZ MPPS [LCORES] [DIGITS]: TSC cycles per packet of each of LCORES
+# busy-polling lcores forwarding MPPS between them ("nan" without a rate).
+cycles_per_pkt() { bench_py cycles "$@"; }
 # rate_mpps COUNT SECONDS: COUNT packets over SECONDS as Mpps.
 rate_mpps() { bench_py rate "$@"; }
 # bench_order I: the two sides of run I in the order they run, DPDK first in odd runs and

@@ -54,7 +54,7 @@ one() {
   kill -INT "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null; BPID=""
   dpdk_cleanup pvbB pvbF
 }
-cpp() { awk -v hz="$TSC_HZ" -v m="$1" 'BEGIN { if (m > 0) printf "%.0f", hz / (m * 1e6); else print "nan" }'; }
+cpp() { cycles_per_pkt "$TSC_HZ" "$1"; }
 
 echo "load before: $(uptime)"
 echo "rings: $RINGS"
