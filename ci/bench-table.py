@@ -15,7 +15,11 @@ in Markdown:
    two-process run are split at their largest gap when the two sides of it are more
    than 25% apart (two placements of the vCPUs); each two-process case then gets, per
    mode, the medians and run counts of each side, so that DPDK and ours are compared
-   within one mode.
+   within one mode;
+3. the seconds by mode: the host's low mode comes and goes within a run, whatever runs
+   on either side, so each two-process case's per-second samples (RUNS.csv's
+   samples_ours and samples_dpdk, both sides pooled) are split at their largest gap when
+   it is more than 25%; per mode, each side's median and its count of seconds.
 """
 
 import csv
@@ -130,9 +134,51 @@ def main():
             d = [s[3] for s in grp if s[1] == "dpdk"]
             ps = [s[2] for s in grp]
             rng = f" ({min(ps):.0f}-{max(ps):.0f})" if ps else ""
-            a, b = median(o), median(d)
-            print(f"| {name} | {frame} | {label}{rng} | {len(o)} / {len(d)} | {fmt(a)} | {fmt(b)} "
-                  f"| {ratio(a, b)} | {cycles(a, hz)} / {cycles(b, hz)} |")
+            mode_line(name, frame, label + rng, o, d, hz)
+    seconds_by_mode(rows, runs, hz)
+
+
+def mode_line(name, frame, mode, ours, dpdk, hz):
+    """One row of a per-mode table: the count and median of each side's figures."""
+    a, b = median(ours), median(dpdk)
+    print(f"| {name} | {frame} | {mode} | {len(ours)} / {len(dpdk)} | {fmt(a)} | {fmt(b)} "
+          f"| {ratio(a, b)} | {cycles(a, hz)} / {cycles(b, hz)} |")
+
+
+def seconds_by_mode(rows, runs, hz):
+    """The third table (see the module doc); nothing when RUNS.csv has no samples."""
+    samples = {}
+    for r in runs:
+        for side in ("ours", "dpdk"):
+            vals = [num(x) for x in (r.get(f"samples_{side}") or "").split()]
+            samples.setdefault(r["row"], {"ours": [], "dpdk": []})[side] += [
+                v for v in vals if v is not None
+            ]
+    if not any(v["ours"] or v["dpdk"] for v in samples.values()):
+        return
+    print()
+    print("Seconds by mode: each two-process case's per-second samples, both sides pooled, "
+          "split at their largest gap when it is more than 25%.")
+    print()
+    print("| case | frame bytes | mode (Mpps) | seconds ours / DPDK | ours (Mpps) | DPDK (Mpps) "
+          "| ours/DPDK | cycles/pkt ours / DPDK |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, frame, *_ in rows:
+        s = samples.get(name)
+        if not s or not (s["ours"] or s["dpdk"]):
+            continue
+        pooled = s["ours"] + s["dpdk"]
+        cut = modes(pooled)
+        groups = [("one", lambda v: True)] if cut is None else [
+            ("high", lambda v: v >= cut),
+            ("low", lambda v: v < cut),
+        ]
+        for label, keep in groups:
+            o = [v for v in s["ours"] if keep(v)]
+            d = [v for v in s["dpdk"] if keep(v)]
+            both = o + d
+            rng = f" ({min(both):.2f}-{max(both):.2f})" if both else ""
+            mode_line(name, frame, label + rng, o, d, hz)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,16 @@ def number(s):
 def text(path):
     return open(path, errors="replace").read()
 
-if mode == "testpmd":  # LOG KEY [nz]: per stats block, the sum of KEY over the ports
-    log, key = args[0], args[1]
-    blocks = text(log).split("Port statistics ====")[1:]
-    v = [sum(int(x) for x in re.findall(key + r":\s+(\d+)", b)) for b in blocks]
-    print(mpps(steady(v, args[2:] == ["nz"])))
+def testpmd_steady(args):
+    """LOG KEY [nz]: per stats block, the sum of KEY over the ports; the steady ones."""
+    blocks = text(args[0]).split("Port statistics ====")[1:]
+    v = [sum(int(x) for x in re.findall(args[1] + r":\s+(\d+)", b)) for b in blocks]
+    return steady(v, args[2:] == ["nz"])
+
+if mode == "testpmd":  # LOG KEY [nz]: their median, in Mpps
+    print(mpps(testpmd_steady(args)))
+elif mode == "samples":  # LOG KEY [nz]: the samples that median is taken of, in Mpps
+    print(" ".join(f"{x / 1e6:.2f}" for x in testpmd_steady(args)))
 elif mode == "l2fwd":  # LOG: per-table deltas of "Total packets sent" (-T 1: per second)
     v = [int(x) for x in re.findall(r"Total packets sent:\s+(\d+)", text(args[0]))]
     print(mpps([b - a for a, b in zip(v, v[1:])][2:-1]))
@@ -78,6 +83,9 @@ PY
 # each testpmd --stats-period block (DPDK's testpmd and ours print the same); with "nz"
 # zero samples (before the peer connects, after it leaves) are left out.
 testpmd_mpps() { bench_py testpmd "$@"; }
+# testpmd_samples LOG KEY [nz]: the per-second samples (Mpps, space-separated) that
+# testpmd_mpps takes its median of.
+testpmd_samples() { bench_py samples "$@"; }
 # l2fwd_mpps LOG: median Mpps of l2fwd's -T 1 tables (per-second deltas of "Total packets
 # sent"; DPDK's l2fwd example and ours print the same).
 l2fwd_mpps() { bench_py l2fwd "$@"; }
