@@ -14,7 +14,7 @@
 //!
 //! Receive touches no buffer (DPDK's ring PMD neither stamps the port nor counts bytes;
 //! this one does both, exactly, at no cost to rx): the tx queue, which reads every length
-//! anyway, makes each buffer carry the receiving port and leaves a [`BurstLog`] entry at
+//! anyway, makes each buffer carry the receiving port and leaves a `BurstLog` entry at
 //! its burst's last slot (the running byte total); an rx burst that ends on such an entry
 //! counts its bytes from it, any other reads the lengths itself.
 
