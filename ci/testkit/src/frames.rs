@@ -13,6 +13,18 @@ pub const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
 /// Source MAC of injected frames.
 pub const INJECT_SRC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
 
+/// The transmit offload lengths of an untagged IPv4/TCP frame without options (14 + 20 +
+/// 20 bytes of headers), asking for TSO at `mss` payload bytes per segment.
+pub fn tcp4_tso(mss: u16) -> pmd_core::mbuf::TxOffload {
+    pmd_core::mbuf::TxOffload {
+        l2_len: 14,
+        l3_len: 20,
+        l4_len: 20,
+        tso_segsz: mss,
+        ..Default::default()
+    }
+}
+
 /// A frame of `len` bytes to `dst`: MACs, then `tags` (TPID, TCI) in order, the test
 /// ethertype, `seq` and a pattern derived from it.
 pub fn frame(dst: [u8; 6], tags: &[(u16, u16)], len: usize, seq: u32) -> Vec<u8> {

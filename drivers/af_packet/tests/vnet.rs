@@ -12,7 +12,7 @@
 
 use pmd_af_packet::DRIVER;
 use pmd_core::ethdev::{Driver, Port, PortConf, RxOffloads, TxOffloads};
-use pmd_core::mbuf::{Mbuf, PktBatch, TxOffload, RX_LRO, TX_IPV4, TX_IP_CKSUM, TX_TCP_SEG};
+use pmd_core::mbuf::{Mbuf, PktBatch, RX_LRO, TX_IPV4, TX_IP_CKSUM, TX_TCP_SEG};
 use pmd_core::mempool::Mempool;
 use pmd_testkit::{NetNs, RawSock};
 use std::io::{Read, Write};
@@ -304,13 +304,7 @@ fn tx_tcp_seg_gives_valid_mss_segments_at_the_peer() {
         let mut m = Mbuf::from_slice(&f, &pool).unwrap();
         assert!(m.nb_segs() > 1);
         m.set_ol_flags(TX_TCP_SEG | TX_IPV4 | TX_IP_CKSUM);
-        m.set_tx_offload(TxOffload {
-            l2_len: 14,
-            l3_len: 20,
-            l4_len: 20,
-            tso_segsz: MSS,
-            ..Default::default()
-        });
+        m.set_tx_offload(pmd_testkit::frames::tcp4_tso(MSS));
         let mut batch = PktBatch::new();
         batch.push(m).map_err(|_| ()).unwrap();
         assert_eq!(txq.tx_prepare(&mut batch), 1);

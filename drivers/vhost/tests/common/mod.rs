@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use pmd_core::ethdev::{RxQueueHandle, TxQueueHandle};
-use pmd_core::mbuf::{PktBatch, TxOffload, TX_IPV4, TX_TCP_SEG};
+use pmd_core::mbuf::{PktBatch, TX_IPV4, TX_TCP_SEG};
 use pmd_core::{Eal, Mbuf, Mempool};
 use std::time::{Duration, Instant};
 
@@ -115,13 +115,7 @@ pub fn super_frame(mark: u32, pool: &Mempool) -> (Vec<u8>, Mbuf) {
     let f = l4_frame(true, mark, SUPER_PAYLOAD);
     let mut m = Mbuf::from_slice(&f, pool).unwrap();
     m.set_ol_flags(TX_IPV4 | TX_TCP_SEG);
-    m.set_tx_offload(TxOffload {
-        l2_len: 14,
-        l3_len: 20,
-        l4_len: 20,
-        tso_segsz: MSS,
-        ..Default::default()
-    });
+    m.set_tx_offload(pmd_testkit::frames::tcp4_tso(MSS));
     (f, m)
 }
 
