@@ -31,7 +31,7 @@ WIN=$((SECS - 7))
 # side WHO SIZE LOG: one run of WHO (kernel | afp-ours | afp-dpdk | xdp-ours | xdp-dpdk) on a
 # fresh pair; prints vb0's receive rate (Mpps) over the window.
 side() {
-  local who=$1 size=$2 log=$3 bin=$OURS vdev x="" p r1 r2
+  local who=$1 size=$2 log=$3 bin=$OURS vdev x="" p r
   veth_pair_up $NS_A $NS_B 1500
   case $who in
     kernel) ip netns exec $NS_A timeout -s INT $((WIN + 6)) "$KTX" va0 $((WIN + 5)) "$size" >"$log" 2>&1 & ;;
@@ -44,9 +44,9 @@ side() {
   esac
   p=$!
   sleep 4
-  r1=$(rx_packets $NS_B vb0); sleep $WIN; r2=$(rx_packets $NS_B vb0)
+  r=$(rx_rate $NS_B vb0 $WIN)
   wait $p 2>/dev/null; dpdk_cleanup kl_k
-  rate_mpps $((r2 - r1)) "$WIN"
+  echo "$r"
 }
 
 SIDES="kernel afp-dpdk afp-ours xdp-dpdk xdp-ours"

@@ -119,8 +119,15 @@ veth_pair_up() {
 }
 # veth_pair_down NS-A NS-B: removes both namespaces (and the pair with them).
 veth_pair_down() { ip netns del "$1" 2>/dev/null; ip netns del "$2" 2>/dev/null; true; }
-# rx_packets NS IFACE: the interface's received-packet counter (0 if it is gone).
-rx_packets() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets" 2>/dev/null || echo 0; }
+# rx_rate NS IFACE SECS: the interface's receive rate (Mpps) over the next SECS seconds,
+# from its rx_packets counter (read as 0 if the interface is gone).
+rx_rate() {
+  local r1 r2
+  r1=$(ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets" 2>/dev/null || echo 0)
+  sleep "$3"
+  r2=$(ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets" 2>/dev/null || echo 0)
+  rate_mpps $((r2 - r1)) "$3"
+}
 # tsc_hz: the TSC's rate in Hz (the CPU's nominal MHz, which the TSC runs at here).
 tsc_hz() { awk '/^cpu MHz/ {printf "%.0f", $4 * 1e6; exit}' /proc/cpuinfo; }
 

@@ -424,15 +424,7 @@ impl Mempool {
     /// own). Takes the list of pools' lock: look it up once and keep the handle, not per
     /// packet.
     pub fn of(m: &Mbuf) -> Option<Mempool> {
-        let want = m.pool_inner();
-        let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-        live.iter()
-            .filter_map(Weak::upgrade)
-            .find(|owner| std::ptr::eq(owner.inner.as_ptr(), want))
-            .map(|owner| Mempool {
-                inner: owner.inner,
-                _owner: owner,
-            })
+        Mempool::list().into_iter().find(|p| p.owns(m))
     }
 
     /// Whether `m` (its first segment) came from this pool.

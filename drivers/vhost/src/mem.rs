@@ -175,6 +175,24 @@ impl GuestMemory {
         None
     }
 
+    /// Starts loading the buffer at guest physical `addr` for reading (`WRITE` false) or
+    /// writing: its first line (a virtio-net header of `hdr_len` bytes) and the line after
+    /// the header (where a front end that places the header in its buffer's headroom
+    /// starts the frame). Only a hint: an address outside every region is skipped, and a
+    /// prefetch never faults.
+    #[inline(always)]
+    pub fn prefetch_buffer<const WRITE: bool>(&self, addr: u64, hdr_len: usize) {
+        if let Some(p) = self.gpa(addr, hdr_len as u64 + 1) {
+            for a in [p, p.wrapping_add(hdr_len)] {
+                if WRITE {
+                    pmd_core::prefetch::write(a);
+                } else {
+                    pmd_core::prefetch::read(a);
+                }
+            }
+        }
+    }
+
     /// Host address of front-end virtual `[addr, addr + len)`, if inside one region.
     pub fn uva(&self, addr: u64, len: u64) -> Option<*mut u8> {
         self.regions

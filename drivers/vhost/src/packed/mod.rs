@@ -231,24 +231,14 @@ impl PackedRing {
         n
     }
 
-    /// Starts loading the first buffer of descriptor `pos`: the line of the header and
-    /// the line after it (where a front end that places the header in its buffer's
-    /// headroom starts the frame), for reading (`WRITE` false: our receive) or writing
-    /// (our transmit), so that cache misses on lines the guest touched on another core
-    /// overlap instead of stalling one copy each. Only a hint: a prefetch never faults,
-    /// and the burst checks everything again.
+    /// Starts loading the first buffer of descriptor `pos`, for reading (`WRITE` false:
+    /// our receive) or writing (our transmit), so that cache misses on lines the guest
+    /// touched on another core overlap instead of stalling one copy each; see
+    /// [`GuestMemory::prefetch_buffer`]. Only a hint: the burst checks everything again.
     #[inline(always)]
     fn prefetch_buffer<const WRITE: bool>(&self, pos: u16) {
-        let addr = self.ring.desc(pos).addr;
-        if let Some(p) = self.mem.gpa(addr, self.hdr_len as u64 + 1) {
-            for a in [p, p.wrapping_add(self.hdr_len)] {
-                if WRITE {
-                    pmd_core::prefetch::write(a);
-                } else {
-                    pmd_core::prefetch::read(a);
-                }
-            }
-        }
+        self.mem
+            .prefetch_buffer::<WRITE>(self.ring.desc(pos).addr, self.hdr_len);
     }
 
     /// Burst end of a receive: with IN_ORDER, the staged chains (all of length 0, in

@@ -200,26 +200,15 @@ impl SplitRing {
     }
 
     /// Starts loading the first buffer of the chain in available entry `idx`, for
-    /// reading (`WRITE` false: our receive) or writing (our transmit): its first line
-    /// (the header) and the line after the header (where the frame starts: a front end
-    /// that places the header in its buffer's headroom leaves the frame on the next
-    /// line). Only a hint: a chain whose head is beyond the ring, or whose buffer does
-    /// not translate, is skipped; the burst checks everything again.
+    /// reading (`WRITE` false: our receive) or writing (our transmit); see
+    /// [`GuestMemory::prefetch_buffer`]. Only a hint: a chain whose head is beyond the
+    /// ring is skipped; the burst checks everything again.
     #[inline(always)]
     fn prefetch_chain<const WRITE: bool>(&self, idx: u16) {
         let head = self.ring.avail_head(idx);
-        if head >= self.ring.size() {
-            return;
-        }
-        let addr = self.ring.desc(head).addr;
-        if let Some(p) = self.mem.gpa(addr, self.hdr_len as u64 + 1) {
-            for a in [p, p.wrapping_add(self.hdr_len)] {
-                if WRITE {
-                    pmd_core::prefetch::write(a);
-                } else {
-                    pmd_core::prefetch::read(a);
-                }
-            }
+        if head < self.ring.size() {
+            self.mem
+                .prefetch_buffer::<WRITE>(self.ring.desc(head).addr, self.hdr_len);
         }
     }
 
