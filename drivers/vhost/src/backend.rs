@@ -32,14 +32,17 @@
 //! made available and give each its own used entry, so a front end that negotiates it
 //! (DPDK's virtio-user does) may free descriptors in order without walking them.
 //! `INDIRECT_DESC` is offered: a chain may end in a table of descriptors, checked like
-//! the ring (`indirect`). Not offered: `VHOST_F_LOG_ALL` (no dirty logging, so
-//! SET_LOG_BASE/SET_LOG_FD are refused).
-//! Protocol features: `MQ` and `REPLY_ACK`.
+//! the ring (`indirect`). `VHOST_F_LOG_ALL` is offered: while it is negotiated and a log
+//! was passed (SET_LOG_BASE with `LOG_SHMFD`, answered once the rings write the new log),
+//! the rings report every write into guest memory in it ([`crate::dirty`]), so a VMM can
+//! migrate its VM live. SET_LOG_FD is taken and its descriptor closed (nothing signals
+//! it). Protocol features: `MQ`, `REPLY_ACK` and `LOG_SHMFD`.
 
+use crate::dirty::{DirtyLog, LogError};
 use crate::mem::{GuestMemory, MemError};
 use crate::proto::{
     self, protocol, Body, Header, Message, ProtoError, ReadError, Rejected, Request, VringAddrMsg,
-    VringFd, VringState, VHOST_USER_F_PROTOCOL_FEATURES,
+    VringFd, VringState, VHOST_F_LOG_ALL, VHOST_USER_F_PROTOCOL_FEATURES,
 };
 use crate::vring::{RingControl, VringAddrs, VringConfig};
 use pmd_core::unix;
@@ -52,7 +55,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Protocol features offered.
-pub const OFFERED_PROTOCOL_FEATURES: u64 = protocol::MQ | protocol::REPLY_ACK;
+pub const OFFERED_PROTOCOL_FEATURES: u64 = protocol::MQ | protocol::REPLY_ACK | protocol::LOG_SHMFD;
 /// Largest split ring (virtio 1.2 section 2.7: `Queue Size` at most 32768).
 pub const MAX_RING_SIZE: u32 = 32768;
 /// Smallest MTU NET_SET_MTU may set (IPv4's minimum datagram).
@@ -71,6 +74,7 @@ pub fn offered_features(queues: u16, tso: bool) -> u64 {
         | VIRTIO_F_RING_PACKED
         | VIRTIO_F_IN_ORDER
         | VIRTIO_F_INDIRECT_DESC
+        | VHOST_F_LOG_ALL
         | VHOST_USER_F_PROTOCOL_FEATURES;
     if queues > 1 {
         f |= VIRTIO_NET_F_MQ;
@@ -145,9 +149,9 @@ pub enum Refusal {
     /// NET_SET_MTU outside 68..=65535.
     #[error("NET_SET_MTU: {0} (68..=65535)")]
     Mtu(u64),
-    /// SET_LOG_BASE / SET_LOG_FD: no dirty logging (LOG_ALL and LOG_SHMFD not offered).
-    #[error("{0}: dirty-page logging is not offered")]
-    Logging(&'static str),
+    /// SET_LOG_BASE with a log that [`DirtyLog::map`] refused, or without LOG_SHMFD.
+    #[error("SET_LOG_BASE: {0}")]
+    Logging(LogError),
     /// A request this back end does not serve.
     #[error("{0}: not supported")]
     Unsupported(&'static str),
@@ -201,6 +205,12 @@ pub struct ControlStats {
     pub fds_closed: AtomicU64,
     /// SEND_RARP requests (accepted and ignored).
     pub rarp: AtomicU64,
+    /// Dirty logs taken (SET_LOG_BASE accepted: one per migration, more if the VMM
+    /// resized the log).
+    pub log_bases: AtomicU64,
+    /// Pages the rings were to log beyond the log's end (not marked; only a front end
+    /// whose log is smaller than its memory table causes them).
+    pub log_outside: Arc<AtomicU64>,
 }
 
 impl ControlStats {
@@ -211,6 +221,8 @@ impl ControlStats {
             ("ctrl_messages".to_string(), get(&self.messages)),
             ("ctrl_fds_closed".to_string(), get(&self.fds_closed)),
             ("ctrl_rarp".to_string(), get(&self.rarp)),
+            ("ctrl_log_bases".to_string(), get(&self.log_bases)),
+            ("ctrl_log_outside".to_string(), get(&self.log_outside)),
         ];
         for (name, c) in Refusal::KINDS.iter().zip(&self.refused) {
             v.push((format!("ctrl_refused_{name}"), get(c)));
@@ -281,6 +293,8 @@ pub struct Backend {
     features: u64,
     protocol_features: u64,
     mem: Option<Arc<GuestMemory>>,
+    /// The dirty log from SET_LOG_BASE; the rings write it while LOG_ALL is negotiated.
+    log: Option<Arc<DirtyLog>>,
     rings: Vec<Ring>,
     mtu: Option<u16>,
     link_up: bool,
@@ -298,6 +312,7 @@ impl Backend {
             features: 0,
             protocol_features: 0,
             mem: None,
+            log: None,
             rings: (0..2 * queues as usize).map(|_| Ring::default()).collect(),
             mtu: None,
             link_up: false,
@@ -380,6 +395,7 @@ impl Backend {
         ControlStats::add(&self.stats.fds_closed, fds);
         self.rings.iter_mut().for_each(|r| *r = Ring::default());
         self.mem = None;
+        self.log = None;
         self.features = 0;
         self.protocol_features = 0;
         self.mtu = None;
@@ -515,10 +531,29 @@ impl Backend {
                 }
                 self.mtu = Some(m as u16);
             }
-            (R::SetLogBase | R::SetLogFd, body) => {
-                self.close_body(body);
-                return Err(Refusal::Logging(req.name()));
+            (R::SetLogBase, Body::LogBase(desc, fd)) => {
+                let Some(fd) = fd else {
+                    return Err(Refusal::Logging(LogError::NoFd));
+                };
+                // Mapped or refused, the descriptor is closed now.
+                ControlStats::add(&self.stats.fds_closed, 1);
+                if self.protocol_features & protocol::LOG_SHMFD == 0 {
+                    return Err(Refusal::Logging(LogError::NoShmfd));
+                }
+                let outside = self.stats.log_outside.clone();
+                let log = Arc::new(DirtyLog::map(desc, fd, outside).map_err(Refusal::Logging)?);
+                // The rings write the new log before the reply: the front end may free
+                // the old one when it has it.
+                self.reconfigure_all(rc, |b| b.log = Some(log))?;
+                ControlStats::add(&self.stats.log_bases, 1);
+                return Ok(Some(proto::encode_reply(req, &[])));
             }
+            (R::SetLogBase, body) => {
+                // The 8-byte form: a log address in the front end's own memory.
+                self.close_body(body);
+                return Err(Refusal::Logging(LogError::NoShmfd));
+            }
+            (R::SetLogFd, body) => self.close_body(body),
             (_, body) => {
                 self.close_body(body);
                 return Err(Refusal::Unsupported(req.name()));
@@ -527,11 +562,12 @@ impl Backend {
         Ok(None)
     }
 
-    /// Closes (and counts) the descriptors of a message that is refused.
+    /// Closes (and counts) the descriptors of a message that keeps none (refused, or
+    /// SET_LOG_FD).
     fn close_body(&self, body: Body) {
         let n = match body {
             Body::Other(fds) | Body::MemTable(_, fds) => fds.len(),
-            Body::VringFd(VringFd { fd, .. }) => usize::from(fd.is_some()),
+            Body::VringFd(VringFd { fd, .. }) | Body::LogBase(_, fd) => usize::from(fd.is_some()),
             Body::Empty | Body::U64(_) | Body::State(_) | Body::Addr(_) => 0,
         };
         ControlStats::add(&self.stats.fds_closed, n as u64);
@@ -634,6 +670,10 @@ impl Backend {
                 Some(Kick::Fd { fd }) => Some(fd.clone()),
                 _ => None,
             },
+            log: self
+                .log
+                .clone()
+                .filter(|_| self.features & VHOST_F_LOG_ALL != 0),
         });
         self.rings[i].running = true;
         Ok(())
@@ -1019,6 +1059,138 @@ pub(crate) mod tests {
         assert_eq!(h.b.stats().refused_total(), 0);
     }
 
+    /// SET_LOG_BASE's 16-byte payload.
+    fn log_desc(size: u64, offset: u64) -> Vec<u8> {
+        let mut p = size.to_ne_bytes().to_vec();
+        p.extend_from_slice(&offset.to_ne_bytes());
+        p
+    }
+
+    /// The logs the running rings were handed, by ring (`None`: not logging).
+    fn ring_logs(h: &Harness) -> Vec<Option<u64>> {
+        let running = h.rc.running.lock().unwrap();
+        running
+            .values()
+            .map(|c| c.log.as_ref().map(|l| l.len()))
+            .collect()
+    }
+
+    #[test]
+    fn qemu_like_migration_logs_while_log_all_is_negotiated() {
+        let mut h = Harness::new(1, "be-mig");
+        let offered = h.b.offered();
+        assert_ne!(offered & VHOST_F_LOG_ALL, 0, "LOG_ALL offered");
+        assert_ne!(
+            h.u64_reply(15) & protocol::LOG_SHMFD,
+            0,
+            "LOG_SHMFD offered"
+        );
+        h.ok(16, &OFFERED_PROTOCOL_FEATURES.to_ne_bytes(), vec![]);
+        let base = offered & !VHOST_F_LOG_ALL;
+        h.ok(2, &base.to_ne_bytes(), vec![]);
+        h.table();
+        for i in 0..2 {
+            h.ring(i);
+            h.ok(18, &state(i, 1), vec![]);
+        }
+        assert_eq!(ring_logs(&h), [None, None]);
+        // Migration starts (QEMU's order: the log, then LOG_ALL). The log is answered by
+        // an empty reply, not a REPLY_ACK status, and the rings do not log yet.
+        let starts = h.rc.starts.load(Ordering::Relaxed);
+        let r = h.send(
+            6,
+            1 | FLAG_NEED_REPLY,
+            &log_desc(4096, 0),
+            vec![named_fd(h.tag, 4096)],
+        );
+        assert!(r.refusal.is_none(), "{:?}", r.refusal);
+        let reply = r.reply.unwrap();
+        assert_eq!(reply.len(), 12, "an empty reply");
+        assert_eq!(u32::from_ne_bytes(reply[..4].try_into().unwrap()), 6);
+        assert_eq!(ring_logs(&h), [None, None]);
+        assert_eq!(h.rc.starts.load(Ordering::Relaxed), starts + 2, "restarted");
+        h.ok(2, &offered.to_ne_bytes(), vec![]);
+        assert_eq!(ring_logs(&h), [Some(4096), Some(4096)]);
+        // A bigger log (memory added during the migration) replaces it; the old one is
+        // unmapped once the rings let go of it.
+        h.ok(6, &log_desc(8192, 4096), vec![named_fd(h.tag, 12288)]);
+        assert_eq!(ring_logs(&h), [Some(8192), Some(8192)]);
+        let maps = || {
+            std::fs::read_to_string("/proc/self/maps")
+                .unwrap()
+                .matches("/memfd:be-mig")
+                .count()
+        };
+        assert_eq!(maps(), 2, "the table and the new log are mapped");
+        // SET_LOG_FD: taken, its descriptor closed.
+        h.ok(7, &[], vec![named_fd(h.tag, 0)]);
+        // Migration ends (cancelled: the VM goes on here): LOG_ALL off, rings not logging.
+        h.ok(2, &base.to_ne_bytes(), vec![]);
+        assert_eq!(ring_logs(&h), [None, None]);
+        assert_eq!(h.b.stats().log_bases.load(Ordering::Relaxed), 2);
+        assert_eq!(h.b.stats().refused_total(), 0);
+        // A disconnect drops the log and the table.
+        h.b.reset(&h.rc);
+        assert_eq!(maps(), 0);
+        assert_eq!(open_named(h.tag), 0);
+    }
+
+    #[test]
+    fn hostile_logs_are_refused_and_their_descriptors_closed() {
+        let mut h = Harness::new(1, "be-log");
+        h.ok(16, &OFFERED_PROTOCOL_FEATURES.to_ne_bytes(), vec![]);
+        let cases: [(Vec<u8>, Option<u64>, LogError); 6] = [
+            (log_desc(0, 0), Some(4096), LogError::Size(0)),
+            (
+                log_desc(crate::dirty::MAX_LOG_SIZE + 1, 0),
+                Some(4096),
+                LogError::Size(crate::dirty::MAX_LOG_SIZE + 1),
+            ),
+            // Log size overflow: offset + size wraps.
+            (log_desc(4096, u64::MAX - 4095), Some(4096), LogError::Wraps),
+            (
+                log_desc(4096, 4096),
+                Some(4096),
+                LogError::FileTooShort {
+                    need: 8192,
+                    has: 4096,
+                },
+            ),
+            (log_desc(4096, 0), None, LogError::NoFd),
+            (log_desc(64, 0), Some(0), LogError::NotAFile),
+        ];
+        let mut given = 0;
+        for (payload, file, want) in cases {
+            let fds = match file {
+                Some(0) => {
+                    let (r, _w) = std::io::pipe().unwrap();
+                    vec![OwnedFd::from(r)]
+                }
+                Some(len) => vec![named_fd(h.tag, len)],
+                None => vec![],
+            };
+            given += fds.len() as u64;
+            assert_eq!(h.refused(6, &payload, fds), Refusal::Logging(want));
+            assert_eq!(open_named(h.tag), 0);
+            assert_eq!(h.b.stats().fds_closed.load(Ordering::Relaxed), given);
+        }
+        assert_eq!(h.b.stats().log_bases.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            h.b.stats().refused[Refusal::Logging(LogError::NoFd).kind()].load(Ordering::Relaxed),
+            6
+        );
+        // Two descriptors on a log: refused before the back end sees it.
+        assert!(matches!(
+            h.refused(
+                6,
+                &log_desc(4096, 0),
+                vec![named_fd(h.tag, 4096), named_fd(h.tag, 4096)]
+            ),
+            Refusal::Message(ProtoError::FdCount { .. })
+        ));
+        assert_eq!(open_named(h.tag), 0);
+    }
+
     #[test]
     fn virtio_user_like_negotiation_over_a_socket() {
         let (fe, be) = UnixStream::pair().unwrap();
@@ -1338,23 +1510,24 @@ pub(crate) mod tests {
             Refusal::Features(VIRTIO_NET_F_CTRL_RX)
         );
         assert_eq!(
-            h.refused(2, &(1u64 << 26).to_ne_bytes(), vec![]),
-            Refusal::Features(1 << 26)
+            h.refused(2, &(1u64 << 24).to_ne_bytes(), vec![]),
+            Refusal::Features(1 << 24)
         );
         assert_eq!(
-            h.refused(16, &protocol::LOG_SHMFD.to_ne_bytes(), vec![]),
-            Refusal::ProtocolFeatures(protocol::LOG_SHMFD)
+            h.refused(16, &(1u64 << 2).to_ne_bytes(), vec![]),
+            Refusal::ProtocolFeatures(1 << 2)
         );
-        // Logging: refused, descriptors closed.
+        // A log without LOG_SHMFD negotiated, or in the 8-byte form: refused, descriptors
+        // closed.
         let mut log = 4096u64.to_ne_bytes().to_vec();
         log.extend_from_slice(&0u64.to_ne_bytes());
         assert_eq!(
             h.refused(6, &log, vec![named_fd(h.tag, 4096)]),
-            Refusal::Logging("SET_LOG_BASE")
+            Refusal::Logging(LogError::NoShmfd)
         );
         assert_eq!(
-            h.refused(7, &[], vec![named_fd(h.tag, 0)]),
-            Refusal::Logging("SET_LOG_FD")
+            h.refused(6, &log[..8], vec![named_fd(h.tag, 4096)]),
+            Refusal::Logging(LogError::NoShmfd)
         );
         // Unknown and unsupported requests.
         assert_eq!(

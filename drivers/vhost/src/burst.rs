@@ -503,6 +503,14 @@ impl<'a> TxStream<'a> {
         }
     }
 
+    /// Where the two bytes of `num_buffers` went (null before the header was written, or
+    /// with a 10-byte header): dirty logging marks them again after
+    /// [`TxStream::set_num_buffers`].
+    #[inline(always)]
+    pub fn num_buffers_at(&self) -> [*mut u8; 2] {
+        self.nb_at
+    }
+
     /// Writes `num_buffers` (MRG_RXBUF: the chains the packet took) into the header.
     ///
     /// # Safety

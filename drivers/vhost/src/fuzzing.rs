@@ -31,8 +31,7 @@ const QUEUES: u16 = 2;
 const TABLE_FILE: u64 = 1 << 20;
 /// Front-end virtual address the generated tables start at.
 const UVA: u64 = 0x7f00_0000_0000;
-/// Requests the built messages are mostly made of: the ones the back end serves, and
-/// the logging ones it refuses.
+/// Requests the built messages are mostly made of: the ones the back end serves.
 const SERVED: [Request; 20] = [
     Request::GetFeatures,
     Request::SetFeatures,
@@ -67,6 +66,8 @@ pub struct Tally {
     pub starts: u64,
     /// Descriptors handed to the parser.
     pub fds: u64,
+    /// Dirty logs the back end took (SET_LOG_BASE accepted).
+    pub logs: u64,
 }
 
 /// The data-path double: the rings it runs, checked against what it is told.
@@ -255,9 +256,31 @@ fn build(input: &mut Input<'_>) -> (Vec<u8>, usize, bool) {
             p.extend_from_slice(&v.to_ne_bytes());
             n_fds = usize::from(!nofd);
         }
-        Request::SendRarp | Request::NetSetMtu | Request::SetLogBase => {
+        Request::SendRarp | Request::NetSetMtu => {
             p.extend_from_slice(&u64::from(input.u16()).to_ne_bytes());
-            n_fds = usize::from(req == Request::SetLogBase && f & 4 != 0);
+        }
+        Request::SetLogBase => {
+            let e = input.byte();
+            // Sizes and offsets around the file's end, 0, and ones that wrap.
+            let size = match e & 3 {
+                0 => u64::from(input.u16()),
+                1 => TABLE_FILE - u64::from(input.byte()),
+                2 => 0,
+                _ => u64::MAX - u64::from(input.byte()),
+            };
+            let offset = match (e >> 2) & 3 {
+                0 => 0,
+                1 => u64::from(input.u16()) << 4,
+                2 => TABLE_FILE,
+                _ => u64::MAX - u64::from(input.byte()),
+            };
+            p.extend_from_slice(&size.to_ne_bytes());
+            if e & 0x80 == 0 {
+                p.extend_from_slice(&offset.to_ne_bytes());
+            }
+            // A memory file mostly; none, or an eventfd.
+            n_fds = usize::from(f & 4 == 0);
+            file = f & 8 == 0;
         }
         Request::SetLogFd => n_fds = 1,
         _ => {}
@@ -323,7 +346,9 @@ pub fn fuzz_vhost_msg(data: &[u8]) -> Tally {
                     Ok(m) => {
                         let resp = b.handle(m, &rings);
                         if let Some(reply) = &resp.reply {
-                            assert_eq!(reply.len(), HDR_LEN + 8);
+                            // SET_LOG_BASE's is empty.
+                            let empty = bytes[..4] == (Request::SetLogBase as u32).to_ne_bytes();
+                            assert_eq!(reply.len(), HDR_LEN + if empty { 0 } else { 8 });
                         }
                         resp.refusal
                     }
@@ -349,6 +374,7 @@ pub fn fuzz_vhost_msg(data: &[u8]) -> Tally {
         "every descriptor handed over was closed and counted"
     );
     t.starts = *rings.starts.lock().unwrap_or_else(|e| e.into_inner());
+    t.logs = stats.log_bases.load(Ordering::Relaxed);
     t
 }
 
@@ -385,6 +411,9 @@ mod tests {
             }
             d.extend([9, 0, 0x80 | ring]);
         }
+        // SET_PROTOCOL_FEATURES: LOG_SHMFD only, so that a later SET_LOG_BASE may map.
+        d.extend([13, 0]);
+        d.extend(crate::proto::protocol::LOG_SHMFD.to_le_bytes());
         d
     }
 
@@ -440,6 +469,7 @@ mod tests {
             total.refused += t.refused;
             total.starts += t.starts;
             total.fds += t.fds;
+            total.logs += t.logs;
         }
         eprintln!("vhost_msg fixed seed: {total:?}");
         // Nothing leaked: only the source memfd is open, and no table is still mapped.
@@ -453,5 +483,6 @@ mod tests {
         assert!(total.refused > 200_000, "{total:?}");
         assert!(total.starts > 100_000, "{total:?}");
         assert!(total.fds > 10_000, "{total:?}");
+        assert!(total.logs > 100, "{total:?}");
     }
 }

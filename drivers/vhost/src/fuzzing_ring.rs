@@ -10,7 +10,9 @@
 //! consumes at most what it was given. After the input: every mbuf is back in its pool.
 //!
 //! Input: one byte of set-up (ring size 1..=8, features, scatter, LRO), then four bytes
-//! an operation. A descriptor with the INDIRECT flag names whatever its address holds
+//! an operation. Inputs with an odd number of operations run with a dirty log (a
+//! migration, [`crate::dirty`]): the logging copies of the bursts see the same hostile
+//! chains, and no page they mark may lie beyond the log, which covers the region. A descriptor with the INDIRECT flag names whatever its address holds
 //! as a table (the buffers, the ring areas themselves, or nothing mapped).
 //!
 //! [`fuzz_desc_chain_packed`] does the same for a packed ring: a driver that posts chains
@@ -23,6 +25,7 @@
 //! mbuf is back in its pool.
 
 use crate::burst::{RxCtx, TxCtx};
+use crate::dirty::{DirtyLog, LogDesc};
 use crate::mem::{GuestMemory, RegionDesc};
 use crate::packed::{PackedRing, BASE_WRAP};
 use crate::split::SplitRing;
@@ -33,7 +36,7 @@ use pmd_core::mempool::MempoolConfig;
 use pmd_core::vnet::{RxProcessor, VnetStats};
 use pmd_core::Mempool;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Guest physical and front-end virtual address of the region, and its size.
@@ -58,6 +61,8 @@ pub struct Outcome {
     pub refused: u64,
     /// The ring was stopped (bad index).
     pub broken: bool,
+    /// The ring ran with a dirty log.
+    pub logged: bool,
 }
 
 /// The memory and pool of one thread, made once.
@@ -68,6 +73,11 @@ struct Env {
     /// The call eventfd (never read: a full count is not an error).
     call: Arc<OwnedFd>,
     base: *mut u8,
+    /// The dirty log of the inputs that run with one: one byte, pages 0..8, the whole
+    /// region.
+    log: Arc<DirtyLog>,
+    /// Pages marked beyond the log (must stay 0).
+    outside: Arc<AtomicU64>,
 }
 
 thread_local! {
@@ -90,6 +100,19 @@ impl Env {
             mmap_offset: 0,
         };
         let mem = GuestMemory::build(&[d], vec![file.into()]).expect("the fuzz memory table");
+        const { assert!((GPA + REGION).div_ceil(4096) <= 8) };
+        // SAFETY: as above.
+        let fd = unsafe { libc::memfd_create(c"vhost-ring-fuzz-log".as_ptr(), 0) };
+        assert!(fd >= 0, "memfd_create for the fuzz log");
+        // SAFETY: a fresh descriptor we own.
+        let log_file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        log_file.set_len(1).expect("size the log memfd");
+        let outside = Arc::new(AtomicU64::new(0));
+        let log = LogDesc {
+            mmap_size: 1,
+            mmap_offset: 0,
+        };
+        let log = DirtyLog::map(log, log_file.into(), outside.clone()).expect("the fuzz log");
         let base = mem.gpa(GPA, REGION).expect("the whole region");
         let pool = Mempool::create_with(
             "vhost-fuzz",
@@ -106,6 +129,8 @@ impl Env {
             vstats: Arc::new(VnetStats::default()),
             call: Arc::new(pmd_core::unix::eventfd().expect("the fuzz call eventfd")),
             base,
+            log: Arc::new(log),
+            outside,
         }
     }
 
@@ -138,6 +163,11 @@ impl Env {
         // SAFETY: `off..off + n` lies inside the region.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(off as usize), n) };
     }
+}
+
+/// Whether the input runs with a dirty log: an odd number of operations.
+fn logged(data: &[u8]) -> bool {
+    (data.len().saturating_sub(1) / 4) % 2 == 1
 }
 
 /// A guest physical address chosen by an input byte: inside the buffer area mostly,
@@ -200,6 +230,7 @@ fn run(env: &Env, data: &[u8]) -> Outcome {
         mem: env.mem.clone(),
         call: Some(env.call.clone()),
         kick: None,
+        log: logged(data).then(|| env.log.clone()),
     };
     let mut ring = SplitRing::new(&cfg).expect("a valid ring");
     let stats = QueueStats::default();
@@ -317,6 +348,12 @@ fn run(env: &Env, data: &[u8]) -> Outcome {
     out.refused = e(&errors.bad_addr) + e(&errors.bad_chain) + e(&errors.too_long);
     out.broken = ring.is_broken();
     assert_eq!(out.broken, e(&errors.bad_ring) > 0);
+    out.logged = cfg.log.is_some();
+    assert_eq!(
+        env.outside.load(Ordering::Relaxed),
+        0,
+        "marked beyond the log"
+    );
     drop(batch);
     drop(ring);
     assert_eq!(env.pool.stats().in_use, 0, "every mbuf back in the pool");
@@ -386,6 +423,7 @@ fn run_packed(env: &Env, data: &[u8]) -> Outcome {
         mem: env.mem.clone(),
         call: Some(env.call.clone()),
         kick: None,
+        log: logged(data).then(|| env.log.clone()),
     };
     let mut ring = PackedRing::new(&cfg).expect("a valid ring");
     let stats = QueueStats::default();
@@ -537,6 +575,12 @@ fn run_packed(env: &Env, data: &[u8]) -> Outcome {
     out.refused = e(&errors.bad_addr) + e(&errors.bad_chain) + e(&errors.too_long);
     out.broken = ring.is_broken();
     assert_eq!(out.broken, e(&errors.bad_ring) > 0);
+    out.logged = cfg.log.is_some();
+    assert_eq!(
+        env.outside.load(Ordering::Relaxed),
+        0,
+        "marked beyond the log"
+    );
     drop(batch);
     drop(ring);
     assert_eq!(env.pool.stats().in_use, 0, "every mbuf back in the pool");
@@ -581,6 +625,7 @@ mod tests {
             s
         };
         let (mut total, mut received, mut sent, mut refused, mut broken) = (0u64, 0, 0, 0, 0);
+        let mut logged_sent = 0u64;
         let mut data = Vec::with_capacity(32);
         for _ in 0..INPUTS {
             data.clear();
@@ -623,9 +668,10 @@ mod tests {
             sent += o.sent;
             refused += o.refused;
             broken += u64::from(o.broken);
+            logged_sent += if o.logged { o.sent } else { 0 };
         }
         eprintln!(
-            "desc_chain: {total} inputs, {received} received, {sent} sent, {refused} chains refused, {broken} rings stopped"
+            "desc_chain: {total} inputs, {received} received, {sent} sent ({logged_sent} with a dirty log), {refused} chains refused, {broken} rings stopped"
         );
         assert_eq!(total, INPUTS);
         assert!(
@@ -636,6 +682,7 @@ mod tests {
             refused > 10_000 && broken > 1_000,
             "{refused} refused, {broken} broken"
         );
+        assert!(logged_sent > 1_000, "{logged_sent} sent with a dirty log");
     }
 
     /// The packed ring's fixed-seed run: chains posted in order with their wrap
@@ -652,6 +699,7 @@ mod tests {
             s
         };
         let (mut total, mut received, mut sent, mut refused, mut broken) = (0u64, 0, 0, 0, 0);
+        let mut logged_sent = 0u64;
         let mut data = Vec::with_capacity(40);
         for _ in 0..INPUTS {
             data.clear();
@@ -684,9 +732,10 @@ mod tests {
             sent += o.sent;
             refused += o.refused;
             broken += u64::from(o.broken);
+            logged_sent += if o.logged { o.sent } else { 0 };
         }
         eprintln!(
-            "desc_chain_packed: {total} inputs, {received} received, {sent} sent, {refused} chains refused, {broken} rings stopped"
+            "desc_chain_packed: {total} inputs, {received} received, {sent} sent ({logged_sent} with a dirty log), {refused} chains refused, {broken} rings stopped"
         );
         assert_eq!(total, INPUTS);
         assert!(
@@ -697,5 +746,6 @@ mod tests {
             refused > 10_000 && broken > 1_000,
             "{refused} refused, {broken} broken"
         );
+        assert!(logged_sent > 1_000, "{logged_sent} sent with a dirty log");
     }
 }

@@ -27,6 +27,7 @@ pub mod burst;
 pub mod config;
 pub mod control;
 pub mod device;
+pub mod dirty;
 #[doc(hidden)]
 pub mod fuzzing;
 mod indirect;

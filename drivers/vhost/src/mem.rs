@@ -199,6 +199,26 @@ impl GuestMemory {
             .iter()
             .find_map(|r| span(r, r.desc.userspace_addr, addr, len))
     }
+
+    /// Guest physical address of the byte at front-end virtual `addr`, if it is in a
+    /// region (dirty logging of ring areas, which are named by front-end addresses).
+    pub fn uva_to_gpa(&self, addr: u64) -> Option<u64> {
+        self.regions.iter().find_map(|r| {
+            let off = addr.checked_sub(r.desc.userspace_addr)?;
+            (off < r.desc.memory_size).then(|| r.desc.guest_phys_addr + off)
+        })
+    }
+
+    /// Guest physical address of the byte at host address `p`, if it is in a region's
+    /// mapping (dirty logging of buffers, which the ring walkers hand on as host
+    /// addresses). Only compares addresses.
+    pub fn host_to_gpa(&self, p: *const u8) -> Option<u64> {
+        let p = p as usize;
+        self.regions.iter().find_map(|r| {
+            let off = p.checked_sub(r.host as usize)? as u64;
+            (off < r.desc.memory_size).then(|| r.desc.guest_phys_addr + off)
+        })
+    }
 }
 
 /// `[addr, addr + len)` in region `r` whose first byte is at `start` in that address space.
@@ -343,6 +363,13 @@ pub(crate) mod tests {
         assert!(m.gpa(0x10_0000, u64::MAX).is_none());
         assert!(m.gpa(u64::MAX, 1).is_none());
         assert!(m.uva(0x10_0000, 1).is_none());
+        // Back from either address space to guest physical (dirty logging).
+        assert_eq!(m.uva_to_gpa(0x7f00_0000 + 8191), Some(0x10_0000 + 8191));
+        assert_eq!(m.uva_to_gpa(0x7f00_0000 + 8192), None);
+        assert_eq!(m.uva_to_gpa(0x7eff_ffff), None);
+        assert_eq!(m.host_to_gpa(p.wrapping_add(100)), Some(0x10_0000 + 100));
+        assert_eq!(m.host_to_gpa(p.wrapping_add(8192)), None);
+        assert_eq!(m.host_to_gpa(p.wrapping_sub(1)), None);
     }
 
     #[test]

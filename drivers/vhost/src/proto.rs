@@ -12,6 +12,7 @@
 //! descriptors that came with the message (they are [`OwnedFd`]s from the start) and says
 //! how many it closed.
 
+use crate::dirty::LogDesc;
 use crate::mem::{RegionDesc, MAX_REGIONS};
 use crate::vring::VringAddrs;
 use pmd_core::unix;
@@ -291,6 +292,7 @@ impl Request {
                 | Request::GetSharedObject
                 | Request::CheckDeviceState
                 | Request::IotlbMsg
+                | Request::SetLogBase
         )
     }
 }
@@ -450,6 +452,8 @@ pub enum Body {
     VringFd(VringFd),
     /// A memory table and its descriptors, in order.
     MemTable(Vec<RegionDesc>, Vec<OwnedFd>),
+    /// SET_LOG_BASE's log description (the 16-byte form) and its descriptor, if any.
+    LogBase(LogDesc, Option<OwnedFd>),
     /// A request the back end does not take apart (it refuses them): its descriptors, to
     /// be closed.
     Other(Vec<OwnedFd>),
@@ -558,6 +562,16 @@ pub fn decode(header: Header, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Messa
                 index: (value & VRING_INDEX_MASK) as u8,
                 fd: fds.pop(),
             })
+        }
+        Request::SetLogBase if payload.len() == 16 => {
+            let mut fds = fds;
+            Body::LogBase(
+                LogDesc {
+                    mmap_size: u64_at(payload, 0),
+                    mmap_offset: u64_at(payload, 8),
+                },
+                fds.pop(),
+            )
         }
         Request::SetVringAddr => Body::Addr(VringAddrMsg {
             index: u32_at(payload, 0),

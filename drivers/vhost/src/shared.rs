@@ -287,6 +287,7 @@ mod loom_tests {
             mem: std::sync::Arc::new(GuestMemory::default()),
             call: None,
             kick: None,
+            log: None,
         }
     }
 
@@ -358,6 +359,7 @@ mod tests {
             mem: Arc::new(GuestMemory::default()),
             call: None,
             kick: None,
+            log: None,
         }
     }
 

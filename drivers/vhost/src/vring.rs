@@ -5,6 +5,7 @@
 //! queue of pair `q` (our transmit queue `q` fills it), ring `2q + 1` the guest's transmit
 //! queue (our receive queue `q` empties it).
 
+use crate::dirty::DirtyLog;
 use crate::mem::GuestMemory;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU64;
@@ -19,7 +20,9 @@ pub struct VringAddrs {
     pub avail: u64,
     /// Used ring (split) or device event suppression area (packed).
     pub used: u64,
-    /// Guest physical address of the used ring, for dirty logging (unused: no logging).
+    /// Guest physical address of the used ring, for dirty logging (not used: ring areas
+    /// are logged at the guest physical address the memory table gives them, see
+    /// [`crate::dirty`]).
     pub log: u64,
     /// `VHOST_VRING_F_LOG` and reserved bits.
     pub flags: u32,
@@ -47,6 +50,9 @@ pub struct VringConfig {
     /// The eventfd the front end kicks (`None`: NOFD, it expects polling). Read only while
     /// a receive queue sleeps.
     pub kick: Option<Arc<OwnedFd>>,
+    /// The dirty log every write into guest memory is reported in: `Some` while
+    /// `VHOST_F_LOG_ALL` is negotiated and the front end passed a log (a migration runs).
+    pub log: Option<Arc<DirtyLog>>,
 }
 
 impl VringConfig {

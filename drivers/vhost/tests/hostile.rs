@@ -5,13 +5,17 @@
 //! - Refused messages: overlapping regions, a region past its file's end, too many
 //!   regions, a ring index beyond the port's rings, a ring size that is not a power of
 //!   two, ring addresses outside every region, a descriptor on a message that takes none,
-//!   feature bits never offered, dirty-log set-up, an unknown request, an oversized
+//!   feature bits never offered, a dirty log without LOG_SHMFD, an unknown request, an oversized
 //!   payload size. Each ends the connection (the socket reads end-of-file), is counted in
 //!   `ctrl_refused`, leaves no descriptor open in this process, and the next front end
 //!   is served.
 //! - Hostile rings: a descriptor chain that loops, a buffer outside every region, an
 //!   available index that jumps past the ring. Each is counted in the queue's xstats,
 //!   never panics, and the chain goes back to the guest; the jump stops the ring.
+//!
+//! - A migrating front end (QEMU's sequence: LOG_SHMFD, SET_LOG_BASE, LOG_ALL): every
+//!   page the port's bursts write is marked in the log, the buffers it only reads are
+//!   not, and the log goes with the connection.
 //!
 //! Needs nothing special (memfd memory, unix sockets, `--no-huge`).
 
@@ -46,10 +50,17 @@ fn ring_at(i: u16) -> (u64, u64, u64) {
 const BUFS: u64 = 0x10000;
 const VERSION_1: u64 = 1 << 32;
 const PROTOCOL_FEATURES: u64 = 1 << 30;
+const LOG_ALL: u64 = 1 << 26;
+const PROTOCOL_F_REPLY_ACK: u64 = 1 << 3;
+const PROTOCOL_F_LOG_SHMFD: u64 = 1 << 1;
 
 fn memfd(len: u64) -> File {
+    named_memfd(c"hostile-guest", len)
+}
+
+fn named_memfd(name: &std::ffi::CStr, len: u64) -> File {
     // SAFETY: a valid NUL-terminated name; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"hostile-guest".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
     assert!(fd >= 0);
     // SAFETY: a fresh descriptor we own.
     let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -65,7 +76,7 @@ struct Port {
     eal: Eal,
     pool: Mempool,
     rx: RxQueueHandle,
-    _tx: pmd_core::ethdev::TxQueueHandle,
+    tx: pmd_core::ethdev::TxQueueHandle,
     sock: std::path::PathBuf,
     _dir: pmd_testkit::TempDir,
     /// Last: released after the EAL is dropped.
@@ -96,7 +107,7 @@ fn port(prefix: &str) -> Port {
         eal,
         pool,
         rx,
-        _tx: tx,
+        tx,
         sock,
         _dir: dir,
     }
@@ -225,7 +236,7 @@ fn refused_messages_disconnect_and_the_next_front_end_is_served() {
             }),
         ),
         (
-            "dirty-log set-up",
+            "a dirty log without LOG_SHMFD",
             Box::new(|c| {
                 let mut b = [0u8; 16];
                 b[..8].copy_from_slice(&4096u64.to_le_bytes());
@@ -275,7 +286,8 @@ fn refused_messages_disconnect_and_the_next_front_end_is_served() {
 /// The guest side of the hostile-ring test: its memory and ring positions.
 struct Guest {
     mem: MmapMut,
-    avail_idx: u16,
+    /// Each ring's available index.
+    avail_idx: [u16; 2],
 }
 
 impl Guest {
@@ -303,10 +315,23 @@ impl Guest {
     /// Makes chain `head` of ring `r` available.
     fn offer(&mut self, r: u16, head: u16) {
         let avail = ring_at(r).1;
-        let slot = avail + 4 + 2 * u64::from(self.avail_idx % RING);
+        let i = &mut self.avail_idx[usize::from(r)];
+        let slot = avail + 4 + 2 * u64::from(*i % RING);
+        *i = i.wrapping_add(1);
+        let idx = *i;
         self.put_u16(slot, head);
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.put_u16(avail + 2, self.avail_idx);
+        self.put_u16(avail + 2, idx);
+    }
+
+    /// Maps `file` as the guest's memory.
+    fn new(file: &File) -> Guest {
+        // SAFETY: a shared mapping of the test's own memfd, used only by the test (and
+        // read and written by the back end, which the test polls on this thread).
+        let mem = unsafe { MmapMut::map_mut(file) }.unwrap();
+        Guest {
+            mem,
+            avail_idx: [0; 2],
+        }
     }
 
     fn used_idx(&self, r: u16) -> u16 {
@@ -318,23 +343,9 @@ impl Guest {
     }
 }
 
-const NEXT: u16 = 1;
-
-#[test]
-fn hostile_rings_are_counted_and_the_chains_returned() {
-    let mut p = port("vhring");
-    let file = memfd(MEM);
-    // SAFETY: a shared mapping of our own memfd, used only by this test (and read by the
-    // back end when the test polls it, on this thread).
-    let mem = unsafe { MmapMut::map_mut(&file) }.unwrap();
-    let mut g = Guest { mem, avail_idx: 0 };
-    let mut c = connect(&p.sock);
-    let features = negotiate(&mut c);
-    assert_eq!(
-        features & PROTOCOL_FEATURES,
-        PROTOCOL_FEATURES,
-        "protocol features offered"
-    );
+/// The memory table (`file` at guest physical 0) and rings 0 and 1 (each with a kick
+/// eventfd, returned), enabled; waits for the link.
+fn start_rings(c: &mut Conn, file: &File, p: &Port) -> Vec<OwnedFd> {
     let mut r = region(0, MEM, UVA);
     r.fd = file.as_raw_fd();
     c.set(Request::SetMemTable, &mem_table(&[r]), &[file.as_raw_fd()])
@@ -369,6 +380,24 @@ fn hostile_rings_are_counted_and_the_chains_returned() {
         assert!(Instant::now() < deadline, "link did not come up");
         std::thread::sleep(Duration::from_millis(10));
     }
+    kicks
+}
+
+const NEXT: u16 = 1;
+
+#[test]
+fn hostile_rings_are_counted_and_the_chains_returned() {
+    let mut p = port("vhring");
+    let file = memfd(MEM);
+    let mut g = Guest::new(&file);
+    let mut c = connect(&p.sock);
+    let features = negotiate(&mut c);
+    assert_eq!(
+        features & PROTOCOL_FEATURES,
+        PROTOCOL_FEATURES,
+        "protocol features offered"
+    );
+    let _kicks = start_rings(&mut c, &file, &p);
     let idle = p.pool.stats().in_use;
     let mut b = PktBatch::new();
     let poll = |p: &mut Port, b: &mut PktBatch| {
@@ -408,16 +437,121 @@ fn hostile_rings_are_counted_and_the_chains_returned() {
     assert_eq!(b.iter().next().unwrap().to_vec(), frame);
     b.clear();
     // The available index jumps past the ring: counted, and the ring stops.
-    g.avail_idx = g.avail_idx.wrapping_add(1000);
+    g.avail_idx[1] = g.avail_idx[1].wrapping_add(1000);
     let avail = ring_at(1).1;
-    g.put_u16(avail + 2, g.avail_idx);
+    g.put_u16(avail + 2, g.avail_idx[1]);
     assert_eq!(poll(&mut p, &mut b), 0);
     assert_eq!(xstat(&p.eal, 0, "rx_q0_bad_ring"), 1);
-    g.avail_idx = g.avail_idx.wrapping_sub(1000);
-    g.put_u16(avail + 2, g.avail_idx);
+    g.avail_idx[1] = g.avail_idx[1].wrapping_sub(1000);
+    g.put_u16(avail + 2, g.avail_idx[1]);
     g.offer(1, 3);
     assert_eq!(poll(&mut p, &mut b), 0, "a stopped ring stays stopped");
     assert_eq!(p.pool.stats().in_use, idle, "every mbuf back in the pool");
     assert_eq!(p.eal.ports()[0].stats().ipackets, 1);
     drop(c);
+}
+
+/// Whether the log marks the page holding guest physical `gpa`.
+fn logged(log: &MmapMut, gpa: u64) -> bool {
+    let page = gpa / 4096;
+    log[(page / 8) as usize] & (1 << (page % 8)) != 0
+}
+
+#[test]
+fn a_migrating_front_end_gets_the_pages_written_logged() {
+    let mut p = port("vhmig");
+    let file = memfd(MEM);
+    let mut g = Guest::new(&file);
+    let mut c = connect(&p.sock);
+    // QEMU's set-up with LOG_SHMFD (and REPLY_ACK, so each message is handled when
+    // `set` returns).
+    let offered = c.get_u64(Request::GetFeatures).unwrap();
+    assert_ne!(offered & LOG_ALL, 0, "LOG_ALL offered");
+    c.set(Request::SetOwner, &[], &[]).unwrap();
+    c.set_u64(Request::SetFeatures, VERSION_1 | PROTOCOL_FEATURES)
+        .unwrap();
+    let pf = c.get_u64(Request::GetProtocolFeatures).unwrap();
+    assert_ne!(pf & PROTOCOL_F_LOG_SHMFD, 0, "LOG_SHMFD offered");
+    c.set_u64(
+        Request::SetProtocolFeatures,
+        PROTOCOL_F_LOG_SHMFD | PROTOCOL_F_REPLY_ACK,
+    )
+    .unwrap();
+    c.set_reply_ack(true);
+    let _kicks = start_rings(&mut c, &file, &p);
+    // The migration starts: the log (4096 bytes: 128 MiB of guest memory), answered with
+    // an empty reply, then LOG_ALL.
+    let log_file = named_memfd(c"hostile-log", 4096);
+    let mut desc = 4096u64.to_le_bytes().to_vec();
+    desc.extend_from_slice(&0u64.to_le_bytes());
+    raw(&c, 6, 16, &desc, &[&log_file]);
+    let mut reply = [0u8; 12];
+    c.socket().read_exact(&mut reply).unwrap();
+    assert_eq!(reply[..4], 6u32.to_le_bytes(), "a reply to SET_LOG_BASE");
+    assert_eq!(reply[8..], 0u32.to_le_bytes(), "with no payload");
+    c.set_u64(
+        Request::SetFeatures,
+        VERSION_1 | PROTOCOL_FEATURES | LOG_ALL,
+    )
+    .unwrap();
+    // SAFETY: a shared mapping of the test's log memfd; the back end sets bits in it.
+    let log = unsafe { MmapMut::map_mut(&log_file) }.unwrap();
+    assert!(log.iter().all(|&b| b == 0));
+    // Host to guest: four 2048-byte buffers, each across a page boundary.
+    let bufs: Vec<u64> = (0..4).map(|k| BUFS + 0x4000 * k + 3000).collect();
+    for (k, &b) in bufs.iter().enumerate() {
+        g.desc(0, k as u16, b, 2048, 2, 0);
+        g.offer(0, k as u16);
+    }
+    let frame = pmd_testkit::frames::frame([2, 0, 0, 0, 0, 1], &[], 1514, 3);
+    let mut batch = PktBatch::new();
+    for _ in 0..4 {
+        batch
+            .push(pmd_core::mbuf::Mbuf::from_slice(&frame, &p.pool).unwrap())
+            .unwrap();
+    }
+    assert_eq!(p.tx.tx_burst(&mut batch), 4);
+    assert_eq!(g.used_idx(0), 4);
+    for &b in &bufs {
+        assert_eq!(&g.mem[b as usize + 12..b as usize + 12 + 1514], &frame[..]);
+        assert!(logged(&log, b) && logged(&log, b + 1526), "buffer {b:#x}");
+    }
+    assert!(logged(&log, ring_at(0).2), "ring 0's used ring");
+    // Guest to host: the used ring is written, the buffer only read.
+    let at = BUFS + 0x20000;
+    g.mem[at as usize..at as usize + 12].fill(0);
+    g.mem[at as usize + 12..at as usize + 72].copy_from_slice(&frame[..60]);
+    g.desc(1, 0, at, 72, 0, 0);
+    g.offer(1, 0);
+    batch.clear();
+    assert_eq!(p.rx.rx_burst(&mut batch), 1);
+    batch.clear();
+    assert!(logged(&log, ring_at(1).2), "ring 1's used ring");
+    assert!(!logged(&log, at), "a buffer read is not logged");
+    assert_eq!(xstat(&p.eal, 0, "ctrl_log_bases"), 1);
+    assert_eq!(xstat(&p.eal, 0, "ctrl_log_outside"), 0);
+    // The migration ends; the connection goes, and the log with it.
+    c.set_u64(Request::SetFeatures, VERSION_1 | PROTOCOL_FEATURES)
+        .unwrap();
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mapped = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .contains("/memfd:hostile-log")
+    };
+    // Our own mapping of it goes first; the queues let go of theirs at their next burst
+    // after the disconnect.
+    drop(log);
+    while mapped() {
+        assert!(Instant::now() < deadline, "the log is still mapped");
+        std::thread::sleep(Duration::from_millis(10));
+        p.rx.rx_burst(&mut batch);
+        assert_eq!(batch.len(), 0);
+        let mut one = PktBatch::new();
+        one.push(pmd_core::mbuf::Mbuf::from_slice(&frame, &p.pool).unwrap())
+            .unwrap();
+        assert_eq!(p.tx.tx_burst(&mut one), 0, "link down: given back");
+    }
+    assert_eq!(p.pool.stats().in_use, 0);
 }

@@ -38,6 +38,11 @@
 //! descriptor line per burst crosses back to the driver instead of every line the burst
 //! took.
 //!
+//! During a migration (a dirty log in the configuration, [`crate::dirty`]) every buffer
+//! written, every used descriptor and the device event suppression area are logged after
+//! they are written; the transmit burst runs a copy of its code with the logging compiled
+//! in.
+//!
 //! Notifications: we poll, so the device event suppression says DISABLE. After a burst
 //! that used chains the call eventfd is signalled if the driver's event suppression asks:
 //! ENABLE always, DISABLE never, DESC (with EVENT_IDX) when its `off_wrap` position was
@@ -53,6 +58,7 @@ mod tests;
 use crate::burst::{
     area, bump, hdr_len, RingSetupError, F_EVENT_IDX, F_INDIRECT_DESC, MAX_RING_SIZE,
 };
+use crate::dirty::RingLog;
 use crate::mem::GuestMemory;
 use crate::vring::{RingErrors, VringConfig};
 use guest::{
@@ -99,6 +105,9 @@ pub struct PackedRing {
     /// Segments of a received super-frame cut in software that did not fit the burst
     /// (capacity [`pmd_core::vnet::MAX_SW_SEGS`], allocated once).
     pending: VecDeque<Mbuf>,
+    /// The dirty log and the guest physical addresses of the descriptor ring and the
+    /// device event suppression area, during a migration.
+    log: Option<RingLog>,
 }
 
 // SAFETY: the raw pointers in `ring` point into the memory table `mem` keeps mapped; the
@@ -145,7 +154,8 @@ impl PackedRing {
         // `mem` (kept alive by the ring) and is aligned; size >= 1.
         let ring = unsafe { PackedGuestRing::new(desc, driver, device, size, indirect) };
         ring.set_device_event_flags(EVENT_F_DISABLE);
-        Ok(PackedRing {
+        let log = RingLog::new(cfg.log.as_ref(), &mem, cfg.addrs.desc, cfg.addrs.used);
+        let r = PackedRing {
             ring,
             mem,
             next: index,
@@ -156,7 +166,29 @@ impl PackedRing {
             broken: false,
             staged: Vec::with_capacity(usize::from(size)),
             pending: VecDeque::with_capacity(pmd_core::vnet::MAX_SW_SEGS),
-        })
+            log,
+        };
+        r.log_device_event();
+        Ok(r)
+    }
+
+    /// During a migration: logs the device event suppression area (after a write).
+    fn log_device_event(&self) {
+        if let Some(l) = &self.log {
+            l.events(0, EVENT_SIZE);
+        }
+    }
+
+    /// During a migration: logs the used descriptors staged for this burst (after they
+    /// were written). Out of line: a burst without a log pays one test.
+    #[cold]
+    #[inline(never)]
+    fn log_staged(&self) {
+        if let Some(l) = &self.log {
+            for s in &self.staged {
+                l.entries(u64::from(s.pos) * DESC_SIZE, DESC_SIZE);
+            }
+        }
     }
 
     /// The next position the ring would process with the wrap counter in bit 15
@@ -184,6 +216,7 @@ impl PackedRing {
             return false;
         }
         self.ring.set_device_event_flags(EVENT_F_ENABLE);
+        self.log_device_event();
         fence(Ordering::SeqCst);
         !self.pending.is_empty() || self.available(self.next, self.wrap)
     }
@@ -191,6 +224,7 @@ impl PackedRing {
     /// Back to polling: kicks suppressed again.
     pub fn disarm(&self) {
         self.ring.set_device_event_flags(EVENT_F_DISABLE);
+        self.log_device_event();
     }
 
     /// Whether the chain at (`pos`, `wrap`) is available.
@@ -284,6 +318,9 @@ impl PackedRing {
         self.ring.set_used_body(first.pos, first.id, first.len);
         self.ring
             .set_flags_release(first.pos, used_flags(first.wrap, first.len));
+        if self.log.is_some() {
+            self.log_staged();
+        }
         self.staged.clear();
         if self.call.is_some() {
             // The used descriptors must be visible before the driver's wish is read

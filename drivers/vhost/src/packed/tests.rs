@@ -92,6 +92,7 @@ impl Driver {
             mem: self.mem.clone(),
             call,
             kick: None,
+            log: None,
         }
     }
 
@@ -987,4 +988,62 @@ fn hostile_host_to_guest_chains_are_counted_and_returned() {
     assert_eq!(c.errs()[0], 1);
     assert_eq!(d.used().len(), 0);
     assert_eq!(pool.stats().in_use, 0);
+}
+
+/// A migration: with a dirty log in the configuration, every page a burst changes is
+/// logged (buffers, used descriptors in the descriptor ring, the device event area,
+/// MRG_RXBUF's `num_buffers`) and nothing else is; a receive logs the descriptor ring
+/// only (with IN_ORDER, one used descriptor for the burst).
+#[test]
+fn a_migration_logs_every_page_the_device_writes() {
+    use crate::dirty::tests::{check_log, log, pages};
+    use std::collections::BTreeSet;
+    let ring_pages = |d: &Driver| {
+        pages(GPA + DESC_OFF, 16 * u64::from(d.size)).chain(pages(GPA + DEVICE_OFF, 4))
+    };
+    for features in [
+        VERSION_1 | F_MRG_RXBUF | EVENT_IDX,
+        VERSION_1 | pmd_core::vnet::features::VIRTIO_F_IN_ORDER,
+    ] {
+        let mut d = Driver::new(64);
+        let dirty = log(4096);
+        let mut cfg = d.cfg(features, None);
+        cfg.log = Some(dirty.clone());
+        let mut ring = PackedRing::new(&cfg).unwrap();
+        let pool = pool("vhp-tx-log", 256, 1000 + HEADROOM);
+        let c = Counters::new();
+        let mut allowed: BTreeSet<u64> = ring_pages(&d).collect();
+        d.buf(3000);
+        let mrg = features & F_MRG_RXBUF != 0;
+        let len = if mrg { 1500 } else { 9100 };
+        for _ in 0..12 {
+            let a = d.post_writable(&[len])[0];
+            allowed.extend(pages(a, u64::from(len)));
+        }
+        let before = d.read(GPA, REGION as usize);
+        // The front end's sync: only the burst's marks are left.
+        dirty.clear();
+        let frames: Vec<_> = [64usize, 1514, 9000].iter().map(|&l| frame(l, 9)).collect();
+        assert_eq!(send(&mut ring, &frames, &pool, &c), 3);
+        let after = d.read(GPA, REGION as usize);
+        let changed = check_log(&dirty, GPA, &before, &after, &allowed);
+        assert!(changed >= 4, "{changed} pages changed");
+        assert_eq!(d.used().len(), if mrg { 10 } else { 3 });
+        // Guest to host: the descriptor ring only (the buffers are read).
+        let mut d = Driver::new(64);
+        let dirty = log(4096);
+        let mut cfg = d.cfg(features, None);
+        cfg.log = Some(dirty.clone());
+        let mut ring = PackedRing::new(&cfg).unwrap();
+        for k in 0..5 {
+            d.post_readable(&with_hdr(&frame(1514, k)), &[12]);
+        }
+        let before = d.read(GPA, REGION as usize);
+        dirty.clear();
+        assert_eq!(receive(&mut ring, &pool, &c.rx(true)).len(), 5);
+        let after = d.read(GPA, REGION as usize);
+        let allowed: BTreeSet<u64> = ring_pages(&d).collect();
+        assert_eq!(check_log(&dirty, GPA, &before, &after, &allowed), 1);
+        assert_eq!(pool.stats().in_use, 0);
+    }
 }

@@ -14,6 +14,7 @@ use super::PackedRing;
 use crate::burst::{
     bump, count_fault, count_tx_offload, tx_header_for, ChainFault, TxCtx, TxStream, F_MRG_RXBUF,
 };
+use crate::dirty::{log_num_buffers, Logged};
 use pmd_core::mbuf::Mbuf;
 
 /// What became of one packet.
@@ -33,20 +34,26 @@ impl PackedRing {
     /// many were consumed (sent or dropped and counted): the caller frees those and gives
     /// the rest back to the app. Stops at the first packet the guest has no buffers for.
     ///
-    /// Headers and offload checks as for the split ring
+    /// Headers, offload checks and dirty logging as for the split ring
     /// ([`crate::split::SplitRing::enqueue`]).
     pub fn enqueue(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
-        if self.ring.tables() {
-            self.enqueue_with::<true>(pkts, ctx)
-        } else {
-            self.enqueue_with::<false>(pkts, ctx)
+        match (self.ring.tables(), self.log.is_some()) {
+            (true, false) => self.enqueue_with::<true, false>(pkts, ctx),
+            (false, false) => self.enqueue_with::<false, false>(pkts, ctx),
+            (true, true) => self.enqueue_with::<true, true>(pkts, ctx),
+            (false, true) => self.enqueue_with::<false, true>(pkts, ctx),
         }
     }
 
-    /// [`Self::enqueue`], with or without INDIRECT_DESC's tables compiled in.
+    /// [`Self::enqueue`], with or without INDIRECT_DESC's tables and the dirty log
+    /// compiled in.
     // Its own function per instantiation, as the split ring's (measured there).
     #[inline(never)]
-    fn enqueue_with<const TABLES: bool>(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
+    fn enqueue_with<const TABLES: bool, const LOG: bool>(
+        &mut self,
+        pkts: &[Mbuf],
+        ctx: &TxCtx<'_>,
+    ) -> usize {
         if self.broken {
             return 0;
         }
@@ -55,7 +62,7 @@ impl PackedRing {
         let mut taken = 0u32;
         let (mut consumed, mut sent, mut bytes, mut errors) = (0usize, 0u64, 0u64, 0u64);
         for m in pkts {
-            match self.send_one::<TABLES>(m, &mut taken, ctx) {
+            match self.send_one::<TABLES, LOG>(m, &mut taken, ctx) {
                 Outcome::Sent => {
                     sent += 1;
                     bytes += m.len() as u64;
@@ -75,7 +82,7 @@ impl PackedRing {
 
     /// Writes one packet into chains from our position, staging their used descriptors
     /// only if it fits; `taken` counts the positions the burst used.
-    fn send_one<const TABLES: bool>(
+    fn send_one<const TABLES: bool, const LOG: bool>(
         &mut self,
         m: &Mbuf,
         taken: &mut u32,
@@ -101,9 +108,20 @@ impl PackedRing {
                 }
                 return Outcome::NoRoom;
             }
-            let walked = self
-                .ring
-                .walk::<TABLES>(&self.mem, pos, true, u64::MAX, &mut stream);
+            let walked = match (LOG, &self.log) {
+                (true, Some(l)) => {
+                    let mut logged = Logged {
+                        sink: &mut stream,
+                        log: &l.log,
+                        mem: &self.mem,
+                    };
+                    self.ring
+                        .walk::<TABLES>(&self.mem, pos, true, u64::MAX, &mut logged)
+                }
+                _ => self
+                    .ring
+                    .walk::<TABLES>(&self.mem, pos, true, u64::MAX, &mut stream),
+            };
             let written = stream.end_chain();
             let Some(w) = walked else {
                 self.staged.truncate(mark);
@@ -142,6 +160,9 @@ impl PackedRing {
         let chains = (self.staged.len() - mark) as u16;
         // SAFETY: the buffers were translated in this call; `self.mem` keeps them mapped.
         unsafe { stream.set_num_buffers(chains) };
+        if let (true, Some(l)) = (LOG, &self.log) {
+            log_num_buffers(&stream, &l.log, &self.mem);
+        }
         (self.next, self.wrap) = (pos, wrap);
         *taken += here;
         count_tx_offload(&h, ctx.vnet);

@@ -22,6 +22,10 @@
 //! eventfd is signalled only if the guest wants it: with EVENT_IDX when the new used index
 //! passed its `used_event`, otherwise unless `avail.flags` has NO_INTERRUPT.
 //!
+//! During a migration (a dirty log in the configuration, [`crate::dirty`]) every buffer
+//! written and the used ring's written parts are logged; the transmit burst then runs a
+//! copy of its code with the logging compiled in, so the one without costs nothing.
+//!
 //! The hot path allocates nothing (besides mbufs), takes no lock and makes no system
 //! call but the call eventfd write. With INDIRECT_DESC a chain may end in a table of
 //! descriptors (`indirect`); without it such a descriptor is a bad chain.
@@ -36,6 +40,7 @@ pub(crate) mod tests;
 pub use crate::burst::{RingSetupError, RxCtx, TxCtx, MAX_RING_SIZE, MAX_RX_FRAME};
 
 use crate::burst::{area, bump, hdr_len, F_EVENT_IDX, F_INDIRECT_DESC};
+use crate::dirty::RingLog;
 use crate::mem::GuestMemory;
 use crate::vring::{RingErrors, VringConfig};
 use guest::{GuestRing, DESC_SIZE, USED_F_NO_NOTIFY};
@@ -44,6 +49,11 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
+
+/// Bytes of the used ring's `flags` and `idx`, before its entries.
+const RING_HDR: u64 = 4;
+/// Bytes of one used ring entry.
+const USED_ELEM: u64 = 8;
 
 /// How many chains ahead of the one being worked on [`SplitRing::prefetch_ahead`] looks.
 const AHEAD: u16 = 4;
@@ -67,6 +77,8 @@ pub struct SplitRing {
     /// Segments of a received super-frame cut in software that did not fit the burst
     /// (capacity [`pmd_core::vnet::MAX_SW_SEGS`], allocated once).
     pending: VecDeque<Mbuf>,
+    /// The dirty log and the used ring's guest physical address, during a migration.
+    log: Option<RingLog>,
 }
 
 // SAFETY: the raw pointers in `ring` point into the memory table `mem` keeps mapped; the
@@ -106,6 +118,7 @@ impl SplitRing {
         let used_idx = ring.used_idx();
         let resumed = used_idx != cfg.base;
         let hdr_len = hdr_len(cfg.features);
+        let log = RingLog::new(cfg.log.as_ref(), &mem, cfg.addrs.used, cfg.addrs.used);
         let r = SplitRing {
             ring,
             mem,
@@ -116,8 +129,10 @@ impl SplitRing {
             broken: false,
             resumed,
             pending: VecDeque::with_capacity(pmd_core::vnet::MAX_SW_SEGS),
+            log,
         };
         r.suppress_kicks();
+        r.log_used_fields();
         Ok(r)
     }
 
@@ -161,6 +176,7 @@ impl SplitRing {
         } else {
             self.ring.set_used_flags(0);
         }
+        self.log_used_fields();
         fence(Ordering::SeqCst);
         !self.pending.is_empty() || self.ring.avail_idx() != self.next
     }
@@ -168,6 +184,41 @@ impl SplitRing {
     /// Back to polling: kicks suppressed again.
     pub fn disarm(&self) {
         self.suppress_kicks();
+        self.log_used_fields();
+    }
+
+    /// During a migration: logs the used ring's fields besides its entries (`flags`,
+    /// `idx`, and `avail_event` after the entries).
+    #[inline(always)]
+    fn log_used_fields(&self) {
+        if let Some(l) = &self.log {
+            l.entries(0, RING_HDR);
+            l.entries(RING_HDR + USED_ELEM * u64::from(self.ring.size()), 2);
+        }
+    }
+
+    /// During a migration: logs the used ring's entries `[old, self.next)` and its other
+    /// fields (a burst's end). Out of line: a burst without a log pays one test.
+    #[cold]
+    #[inline(never)]
+    fn log_used(&self, old: u16) {
+        let Some(l) = &self.log else {
+            return;
+        };
+        let size = self.ring.size();
+        let mut n = self.next.wrapping_sub(old).min(size);
+        let mut slot = old & (size - 1);
+        while n > 0 {
+            // Up to the end of the entries, then from the first.
+            let k = n.min(size - slot);
+            l.entries(
+                RING_HDR + USED_ELEM * u64::from(slot),
+                USED_ELEM * u64::from(k),
+            );
+            n -= k;
+            slot = 0;
+        }
+        self.log_used_fields();
     }
 
     /// Burst start: counts a resume once; the available index if the ring runs and it
@@ -231,6 +282,11 @@ impl SplitRing {
             // `avail_event` follows what we consumed; NO_NOTIFY (no EVENT_IDX) was set
             // when the ring started and only we write `used.flags`.
             self.suppress_kicks();
+        }
+        if self.log.is_some() {
+            // After the writes: a page the front end copies between a mark and its
+            // write would miss the write.
+            self.log_used(old);
         }
         if self.call.is_some() {
             // The used index must be visible before the guest's wish is read (the

@@ -102,6 +102,7 @@ impl Guest {
             mem: self.mem.clone(),
             call,
             kick: None,
+            log: None,
         }
     }
 
@@ -1243,4 +1244,62 @@ fn hostile_host_to_guest_chains_are_counted_and_returned() {
     assert!(ring.is_broken());
     assert_eq!(c.errs()[0], 2);
     assert_eq!(pool.stats().in_use, 0);
+}
+
+/// A migration: with a dirty log in the configuration, every page a burst changes is
+/// logged (buffers, used entries, `used.idx`, `avail_event`, MRG_RXBUF's `num_buffers`
+/// written after its buffer) and nothing else is; a receive logs the used ring only.
+#[test]
+fn a_migration_logs_every_page_the_device_writes() {
+    use crate::dirty::tests::{check_log, log, pages};
+    use std::collections::BTreeSet;
+    let used_pages = |g: &Guest| pages(GPA + USED_OFF, 6 + 8 * u64::from(g.size));
+    for features in [VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX, VERSION_1] {
+        // Host to guest, buffers straddling pages.
+        let mut g = Guest::new(64);
+        let dirty = log(4096);
+        let mut cfg = g.cfg(features, None);
+        cfg.log = Some(dirty.clone());
+        let mut ring = SplitRing::new(&cfg).unwrap();
+        let pool = pool("vh-tx-log", 256, 1000 + pmd_core::mbuf::HEADROOM);
+        let c = Counters::new();
+        let mut allowed: BTreeSet<u64> = used_pages(&g).collect();
+        g.buf(3000);
+        let mrg = features & F_MRG_RXBUF != 0;
+        let len = if mrg { 1500 } else { 9100 };
+        for _ in 0..12 {
+            let a = g.post_writable(&[len])[0];
+            allowed.extend(pages(a, u64::from(len)));
+        }
+        // After the driver's writes: only the device's are compared.
+        let before = g.read(GPA, REGION as usize);
+        // The front end's sync: only the burst's marks are left.
+        dirty.clear();
+        let frames: Vec<_> = [64usize, 1514, 9000].iter().map(|&l| frame(l, 9)).collect();
+        assert_eq!(send(&mut ring, &frames, &pool, &c), 3);
+        let after = g.read(GPA, REGION as usize);
+        let changed = check_log(&dirty, GPA, &before, &after, &allowed);
+        assert!(changed >= 4, "{changed} pages changed");
+        assert_eq!(g.used().len(), if mrg { 10 } else { 3 });
+        // Guest to host: the used ring only (the buffers are read).
+        let mut g = Guest::new(64);
+        let dirty = log(4096);
+        let mut cfg = g.cfg(features, None);
+        cfg.log = Some(dirty.clone());
+        let mut ring = SplitRing::new(&cfg).unwrap();
+        for k in 0..5 {
+            let mut bytes = vec![0u8; 12];
+            bytes.extend(frame(1514, k));
+            g.post_readable(&bytes, &[12]);
+        }
+        let before = g.read(GPA, REGION as usize);
+        dirty.clear();
+        let mut batch = PktBatch::new();
+        assert_eq!(ring.dequeue(&mut batch, 32, &pool, &c.rx(true)), 5);
+        let after = g.read(GPA, REGION as usize);
+        let allowed: BTreeSet<u64> = used_pages(&g).collect();
+        assert_eq!(check_log(&dirty, GPA, &before, &after, &allowed), 1);
+        batch.clear();
+        assert_eq!(pool.stats().in_use, 0);
+    }
 }

@@ -16,6 +16,7 @@ use super::SplitRing;
 use crate::burst::{
     bump, count_fault, count_tx_offload, tx_header_for, ChainFault, TxCtx, TxStream, F_MRG_RXBUF,
 };
+use crate::dirty::{log_num_buffers, Logged};
 use pmd_core::mbuf::Mbuf;
 
 /// What became of one packet.
@@ -41,19 +42,27 @@ impl SplitRing {
     /// (`tx_offload_errors`). The header has no IPv4 header checksum request: a packet
     /// asking for `TX_IP_CKSUM` must have had it computed before (the queue's
     /// `tx_prepare`, as [`pmd_core::vnet::ip_checksum_for_kernel`] does for a tap).
+    ///
+    /// During a migration every buffer written is logged ([`crate::dirty`]).
     pub fn enqueue(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
-        if self.ring.tables() {
-            self.enqueue_with::<true>(pkts, ctx)
-        } else {
-            self.enqueue_with::<false>(pkts, ctx)
+        match (self.ring.tables(), self.log.is_some()) {
+            (true, false) => self.enqueue_with::<true, false>(pkts, ctx),
+            (false, false) => self.enqueue_with::<false, false>(pkts, ctx),
+            (true, true) => self.enqueue_with::<true, true>(pkts, ctx),
+            (false, true) => self.enqueue_with::<false, true>(pkts, ctx),
         }
     }
 
-    /// [`Self::enqueue`], with or without INDIRECT_DESC's tables compiled in.
+    /// [`Self::enqueue`], with or without INDIRECT_DESC's tables and the dirty log
+    /// compiled in.
     // Its own function per instantiation (measured: inlined into the queue's burst,
     // 64-byte transmit ran at 16.7 Mpps instead of 19.2).
     #[inline(never)]
-    fn enqueue_with<const TABLES: bool>(&mut self, pkts: &[Mbuf], ctx: &TxCtx<'_>) -> usize {
+    fn enqueue_with<const TABLES: bool, const LOG: bool>(
+        &mut self,
+        pkts: &[Mbuf],
+        ctx: &TxCtx<'_>,
+    ) -> usize {
         let Some(avail) = self.begin(ctx.errors) else {
             return 0;
         };
@@ -61,7 +70,7 @@ impl SplitRing {
         let (mut consumed, mut sent, mut bytes, mut errors) = (0usize, 0u64, 0u64, 0u64);
         for m in pkts {
             self.prefetch_ahead(avail);
-            match self.send_one::<TABLES>(m, avail, ctx) {
+            match self.send_one::<TABLES, LOG>(m, avail, ctx) {
                 Outcome::Sent => {
                     sent += 1;
                     bytes += m.len() as u64;
@@ -81,7 +90,12 @@ impl SplitRing {
 
     /// Writes one packet into chains from `self.next` (available up to `avail`),
     /// committing them only if it fits.
-    fn send_one<const TABLES: bool>(&mut self, m: &Mbuf, avail: u16, ctx: &TxCtx<'_>) -> Outcome {
+    fn send_one<const TABLES: bool, const LOG: bool>(
+        &mut self,
+        m: &Mbuf,
+        avail: u16,
+        ctx: &TxCtx<'_>,
+    ) -> Outcome {
         let Some(h) = tx_header_for(self.features, m) else {
             bump(&ctx.vnet.tx_offload_errors, 1);
             return Outcome::Dropped;
@@ -104,9 +118,20 @@ impl SplitRing {
                 self.break_ring(ctx.errors);
                 return Outcome::Broken;
             }
-            let walked = self
-                .ring
-                .walk::<TABLES>(&self.mem, head, true, u64::MAX, &mut stream);
+            let walked = match (LOG, &self.log) {
+                (true, Some(l)) => {
+                    let mut logged = Logged {
+                        sink: &mut stream,
+                        log: &l.log,
+                        mem: &self.mem,
+                    };
+                    self.ring
+                        .walk::<TABLES>(&self.mem, head, true, u64::MAX, &mut logged)
+                }
+                _ => self
+                    .ring
+                    .walk::<TABLES>(&self.mem, head, true, u64::MAX, &mut stream),
+            };
             let written = stream.end_chain();
             if let Err(f) = walked {
                 count_fault(ctx.errors, f);
@@ -133,6 +158,9 @@ impl SplitRing {
         }
         // SAFETY: the buffers were translated in this call; `self.mem` keeps them mapped.
         unsafe { stream.set_num_buffers(cur.wrapping_sub(start)) };
+        if let (true, Some(l)) = (LOG, &self.log) {
+            log_num_buffers(&stream, &l.log, &self.mem);
+        }
         self.next = cur;
         count_tx_offload(&h, ctx.vnet);
         Outcome::Sent
