@@ -22,12 +22,13 @@ exec </dev/console >/dev/console 2>&1
 echo 1 > /proc/sys/kernel/printk          # keep kernel messages from splitting our lines; dmesg is dumped on failure
 ulimit -l unlimited 2>/dev/null   # as a DPDK-style app would run; vfio maps the hugepages
 
-mode=iommu; watchdog=150; boot=1
+mode=iommu; watchdog=150; boot=1; migrate=0
 for w in $(cat /proc/cmdline); do
   case $w in
     pmdvm.mode=*) mode=${w#pmdvm.mode=} ;;
     pmdvm.watchdog=*) watchdog=${w#pmdvm.watchdog=} ;;
     pmdvm.boot=*) boot=${w#pmdvm.boot=} ;;
+    pmdvm.migrate=*) migrate=${w#pmdvm.migrate=} ;;
   esac
 done
 GUARD_MAC=52:54:00:99:00:01
@@ -62,7 +63,8 @@ hs() { run /bin/pmd-setup "$@"; }
 # network namespace). The guest's own virtio-net driver is the front end: ping, then a TCP transfer
 # of 1 MiB whose md5 the host compares with what it received. Checks are numbered by boot
 # (pmdvm.boot=N): the host boots the guest twice against one l2fwd, so the second boot is a
-# reconnect of a restarted VM.
+# reconnect of a restarted VM; the third (pmdvm.migrate=1) is migrated live during its transfer,
+# and pings again afterwards.
 if [ "$mode" = vhost ]; then
   for m in $(cat /modlist); do case $(basename "$m" .ko) in virtio_net|net_failover|failover) insmod "$m" 2>/dev/null ;; esac; done
   sleep 1
@@ -76,11 +78,28 @@ if [ "$mode" = vhost ]; then
     received=$(printf '%s\n' "$OUT" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
     if [ "$RC" = 0 ] && [ "${received:-0}" -ge 4 ]; then check vhost-ping-$boot PASS "$(printf '%s\n' "$OUT" | grep 'packets received')"
     else check vhost-ping-$boot FAIL "rc=$RC $(printf '%s\n' "$OUT" | grep 'packets' )"; showlog; fi
-    dd if=/dev/urandom of=/tmp/blob bs=1024 count=1024 2>/dev/null
-    sum=$(md5sum /tmp/blob | cut -d' ' -f1)
-    RUN_TIMEOUT=60 run nc -w 5 10.77.0.1 5001 < /tmp/blob
-    if [ "$RC" = 0 ]; then check vhost-tcp-$boot PASS "sent 1048576 bytes md5=$sum"
+    if [ "$migrate" = 1 ]; then
+      # Live migration (ci/vm/vhost-guest.sh, boot 3): 10 MiB in 40 pieces a quarter of a second
+      # apart (at least 10 s), so the host migrates this VM while the stream runs; it carries on
+      # in another QEMU, reconnected to the same back end.
+      dd if=/dev/urandom of=/tmp/blob bs=262144 count=40 2>/dev/null
+      sum=$(md5sum /tmp/blob | cut -d' ' -f1); bytes=10485760
+      echo "GUEST-MIGRATE-READY"
+      stream() { i=0; while [ $i -lt 40 ]; do dd if=/tmp/blob bs=262144 skip=$i count=1 2>/dev/null; sleep 0.25; i=$((i + 1)); done; }
+      OUT=$(stream | timeout 150 nc -w 20 10.77.0.1 5001 2>&1); RC=$?
+    else
+      dd if=/dev/urandom of=/tmp/blob bs=1024 count=1024 2>/dev/null
+      sum=$(md5sum /tmp/blob | cut -d' ' -f1); bytes=1048576
+      RUN_TIMEOUT=60 run nc -w 5 10.77.0.1 5001 < /tmp/blob
+    fi
+    if [ "$RC" = 0 ]; then check vhost-tcp-$boot PASS "sent $bytes bytes md5=$sum"
     else check vhost-tcp-$boot FAIL "nc rc=$RC md5=$sum $(firstline)"; showlog; fi
+    if [ "$migrate" = 1 ]; then
+      run ping -c 5 -W 2 -s 1472 10.77.0.1
+      received=$(printf '%s\n' "$OUT" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+      if [ "$RC" = 0 ] && [ "${received:-0}" -ge 4 ]; then check vhost-ping-after-$boot PASS "$(printf '%s\n' "$OUT" | grep 'packets received')"
+      else check vhost-ping-after-$boot FAIL "rc=$RC $(printf '%s\n' "$OUT" | grep 'packets' )"; showlog; fi
+    fi
   fi
   [ $failed -gt 0 ] && { echo "--- dmesg (last 30 lines) ---"; dmesg | tail -30 | sed 's/^/  dmesg| /'; }
   echo "GUEST-DONE $passed $failed (skipped $skipped, uptime $(cut -d' ' -f1 /proc/uptime)s)"

@@ -16,7 +16,9 @@
 # powers it off 30 s before), KROOT (the unpacked guest kernel, default target/vm/kernel), KVER,
 # VM_MONITOR (a path: QEMU's human monitor listens there, for `set_link ID off|on` on the
 # igb l2fwd pair's port 0, whose device id is lnk0, and in iommu mode the modern virtio
-# pair's port 0, lnk1).
+# pair's port 0, lnk1; and for `migrate`), VM_INCOMING (a migration URI: the VM is not booted
+# but loaded from there, QEMU's -incoming), VM_MIGRATE=1 (vhost mode: the guest streams its
+# TCP transfer slowly, for a migration during it).
 set -euo pipefail
 [ $# = 2 ] || { echo "usage: $0 iommu|noiommu|vhost INITRAMFS" >&2; exit 2; }
 mode=$1; initrd=$2
@@ -26,7 +28,7 @@ kver=${KVER:-$(ls "$kroot/lib/modules" | sort -V | tail -1)}
 case $mode in
   iommu)   machine=(-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on); append="intel_iommu=on" ;;
   noiommu) machine=(-machine q35); append="" ;;
-  vhost)   machine=(-machine q35); append="pmdvm.boot=${VM_BOOT:-1}" ;;
+  vhost)   machine=(-machine q35); append="pmdvm.boot=${VM_BOOT:-1} pmdvm.migrate=${VM_MIGRATE:-0}" ;;
   *) echo "$0: mode must be iommu, noiommu or vhost" >&2; exit 2 ;;
 esac
 mem=(-m 1G)
@@ -85,6 +87,7 @@ for n in "${nics[@]}"; do
          -netdev "hubport,id=n$i,hubid=$hub" -device "$dev,netdev=n$i,bus=rp$i,romfile=")
 done
 mon=(); [ -n "${VM_MONITOR:-}" ] && mon=(-monitor "unix:$VM_MONITOR,server=on,wait=off")
+[ -n "${VM_INCOMING:-}" ] && mon+=(-incoming "$VM_INCOMING")
 timeout_s=${VM_TIMEOUT:-240}
 fg=(); [ -t 0 ] && fg=(--foreground)   # run by hand in a terminal: QEMU keeps the tty
 exec timeout "${fg[@]}" -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -accel tcg -cpu max "${mem[@]}" -smp 1 \

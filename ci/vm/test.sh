@@ -14,7 +14,8 @@
 # (when the host has it) and with our l2fwd; their GUEST-BENCH lines and ratio are printed. A check
 # may SKIP (e.g. no dpdk-testpmd on the host): that is not a failure.
 # The vhost mode (ci/vm/vhost-guest.sh) boots a guest twice whose virtio-net is served by our
-# net_vhost through l2fwd: ping and a TCP transfer each boot, the second a VM restart.
+# net_vhost through l2fwd: ping and a TCP transfer each boot, the second a VM restart, the third
+# migrated live (to a file, into a second QEMU) during its transfer.
 # Environment: VM_MODES (default "iommu noiommu vhost"), VM_TIMEOUT (per guest, default 240 s; vhost 180 s),
 # VM_NO_BUILD=1 (no cargo build: take the binaries already in target/release, e.g. while the
 # crates are being edited), DPDK_TESTPMD (build-initramfs.sh: empty leaves DPDK out).
@@ -70,7 +71,7 @@ t_initramfs=$(secs "$t" "$(now)")
 # 4. the guests, one at a time
 common="modules nics sysfs-bind hugepages-reserve hugepages-mount status status-json guard bad-malformed bad-malformed-addr bad-nodev bad-driver"
 expect_iommu="$common iommu-groups bind-igb bind-virtio-modern bind-virtio-legacy pci-igb pci-virtio-modern pci-virtio-legacy unbind-igb unbind-virtio-modern unbind-virtio-legacy l2fwd-virtio-modern l2fwd-virtio-packed l2fwd-igb l2fwd-igb-adaptive l2fwd-igb-link l2fwd-virtio-adaptive l2fwd-virtio-link l2fwd-virtio-jumbo dpdk-igb-testpmd l2fwd-igb-loop sriov-guard sriov-create igbvf-filters igbvf-promisc-refused l2fwd-igbvf l2fwd-igbvf-adaptive l2fwd-igbvf-link dpdk-igbvf-testpmd l2fwd-igbvf-loop sriov-remove"
-expect_vhost="vhost-ping-1 vhost-tcp-1 vhost-host-tcp-1 vhost-ping-2 vhost-tcp-2 vhost-host-tcp-2 vhost-l2fwd"
+expect_vhost="vhost-ping-1 vhost-tcp-1 vhost-host-tcp-1 vhost-ping-2 vhost-tcp-2 vhost-host-tcp-2 vhost-ping-3 vhost-migrate vhost-tcp-3 vhost-ping-after-3 vhost-host-tcp-3 vhost-migrate-log vhost-l2fwd"
 expect_noiommu="$common noiommu-refused bind-uio-e1000e bind-uio-igb pci-uio-e1000e pci-uio-igb unbind-uio-e1000e unbind-uio-igb l2fwd-virtio-legacy l2fwd-virtio-legacy-adaptive l2fwd-igb-uio l2fwd-igb-uio-adaptive l2fwd-virtio-modern-uio-adaptive l2fwd-igbvf-uio sriov-uio-remove"
 status=0
 declare -A wall qrc

@@ -546,6 +546,10 @@ impl Backend {
                 // the old one when it has it.
                 self.reconfigure_all(rc, |b| b.log = Some(log))?;
                 ControlStats::add(&self.stats.log_bases, 1);
+                tracing::info!(
+                    "vhost-user: dirty log of {} bytes taken (the front end migrates its VM)",
+                    desc.mmap_size
+                );
                 return Ok(Some(proto::encode_reply(req, &[])));
             }
             (R::SetLogBase, body) => {
