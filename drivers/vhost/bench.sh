@@ -12,7 +12,9 @@
 # ran).
 # PACKED=1 makes the front end ask for packed rings (virtio-user's packed_vq=1), so both back
 # ends serve packed rings; the default is split rings.
-# Usage (root): [PACKED=1] drivers/vhost/bench.sh [secs=12] [runs=2]
+# OURS_BIN=PATH runs that testpmd as ours instead of this tree's (e.g. an older build, to see
+# what a change did).
+# Usage (root): [PACKED=1] [OURS_BIN=PATH] drivers/vhost/bench.sh [secs=12] [runs=2]
 set -u
 SECS=${1:-12}; RUNS=${2:-2}; SIZES=${SIZES:-64 1514}
 FE_ARGS=""; RINGS=split
@@ -25,7 +27,7 @@ LOGDIR=${LOGDIR:-/tmp/pmd-vhost-bench}; rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd not installed (apt-get install -y dpdk)"; exit 1; }
 pmd_hugepages 1024 "$HUGEDIR" >/dev/null || exit 1
 (cd "$ROOT" && cargo build --release -q -p testpmd) || exit 1
-OURS=$ROOT/target/release/testpmd
+OURS=${OURS_BIN:-$ROOT/target/release/testpmd}
 EAL="-n 4 --huge-dir $HUGEDIR --no-pci"
 BPID=""
 cleanup() {
