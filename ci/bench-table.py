@@ -18,8 +18,9 @@ in Markdown:
    within one mode;
 3. the seconds by mode: the host's low mode comes and goes within a run, whatever runs
    on either side, so each two-process case's per-second samples (RUNS.csv's
-   samples_ours and samples_dpdk, both sides pooled) are split at their largest gap when
-   it is more than 25%; per mode, each side's median and its count of seconds.
+   samples_ours and samples_dpdk, both sides pooled) are split into at most three modes
+   (high, mid, low): at the largest gap of more than 25%, then again in the group with
+   the largest such gap left; per mode, each side's median and its count of seconds.
 """
 
 import csv
@@ -72,6 +73,25 @@ def modes(probes):
     gaps = [(p[i + 1] / p[i] if p[i] else 0, i) for i in range(len(p) - 1)]
     g, i = max(gaps)
     return (p[i] + p[i + 1]) / 2 if g > MODE_GAP else None
+
+
+def mode_groups(values, most=3):
+    """Natural breaks: the pooled values split at gaps of more than MODE_GAP, largest
+    first, into at most `most` groups; returned as (low, high) bounds, highest first."""
+    groups = [sorted(values)]
+    while len(groups) < most:
+        best = None
+        for k, g in enumerate(groups):
+            for i in range(len(g) - 1):
+                r = g[i + 1] / g[i] if g[i] else float("inf")
+                if r > MODE_GAP and (best is None or r > best[0]):
+                    best = (r, k, i)
+        if best is None:
+            break
+        _, k, i = best
+        g = groups.pop(k)
+        groups[k:k] = [g[: i + 1], g[i + 1:]]
+    return [(g[0], g[-1]) for g in reversed(groups) if g]
 
 
 def main():
@@ -158,7 +178,7 @@ def seconds_by_mode(rows, runs, hz):
         return
     print()
     print("Seconds by mode: each two-process case's per-second samples, both sides pooled, "
-          "split at their largest gap when it is more than 25%.")
+          "split into at most three modes at gaps of more than 25%, the largest first.")
     print()
     print("| case | frame bytes | mode (Mpps) | seconds ours / DPDK | ours (Mpps) | DPDK (Mpps) "
           "| ours/DPDK | cycles/pkt ours / DPDK |")
@@ -167,18 +187,12 @@ def seconds_by_mode(rows, runs, hz):
         s = samples.get(name)
         if not s or not (s["ours"] or s["dpdk"]):
             continue
-        pooled = s["ours"] + s["dpdk"]
-        cut = modes(pooled)
-        groups = [("one", lambda v: True)] if cut is None else [
-            ("high", lambda v: v >= cut),
-            ("low", lambda v: v < cut),
-        ]
-        for label, keep in groups:
-            o = [v for v in s["ours"] if keep(v)]
-            d = [v for v in s["dpdk"] if keep(v)]
-            both = o + d
-            rng = f" ({min(both):.2f}-{max(both):.2f})" if both else ""
-            mode_line(name, frame, label + rng, o, d, hz)
+        bounds = mode_groups(s["ours"] + s["dpdk"])
+        labels = {1: ["one"], 2: ["high", "low"], 3: ["high", "mid", "low"]}[len(bounds)]
+        for label, (lo, hi) in zip(labels, bounds):
+            o = [v for v in s["ours"] if lo <= v <= hi]
+            d = [v for v in s["dpdk"] if lo <= v <= hi]
+            mode_line(name, frame, f"{label} ({lo:.2f}-{hi:.2f})", o, d, hz)
 
 
 if __name__ == "__main__":

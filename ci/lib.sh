@@ -25,11 +25,14 @@ def trim(v):
     return v[2:-1] if len(v) > 3 else v
 
 def steady(v, nonzero):
-    """The samples a median is taken of; with nonzero, zero samples are left out (and if
-    the trimmed window has none left, the non-zero samples of the whole run count)."""
+    """The samples a median is taken of; with nonzero, the zero samples (before the peer
+    connects, after it leaves) are left out first, then the first and the last non-zero
+    ones if more than two: each may cover only part of its second (the peer started or
+    stopped within it)."""
     if not nonzero:
         return trim(v)
-    return [x for x in trim(v) if x > 0] or [x for x in v if x > 0]
+    nz = [x for x in v if x > 0]
+    return nz[1:-1] if len(nz) > 2 else nz
 
 def mpps(v, scale=1e6):
     return f"{statistics.median(v) / scale:.2f}" if v else "nan"
@@ -81,7 +84,8 @@ PY
 
 # testpmd_mpps LOG KEY [nz]: median Mpps of KEY (Rx-pps|Tx-pps) summed over the ports of
 # each testpmd --stats-period block (DPDK's testpmd and ours print the same); with "nz"
-# zero samples (before the peer connects, after it leaves) are left out.
+# zero samples (before the peer connects, after it leaves) are left out, and the first and
+# last non-zero ones (partial seconds).
 testpmd_mpps() { bench_py testpmd "$@"; }
 # testpmd_samples LOG KEY [nz]: the per-second samples (Mpps, space-separated) that
 # testpmd_mpps takes its median of.

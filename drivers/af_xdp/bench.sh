@@ -7,7 +7,9 @@
 #   rx: afp_blast (AF_PACKET sendmmsg, 64 B, CPU 0) on vb0 for SECS s -> DPDK testpmd rxonly  vs  ours: af_xdp_perf rx
 #       figure: packets the PMD received / generator time (as in the baseline; generator-bound)
 # The PMD polls on CPU 1 (testpmd: main lcore 0, forwarding lcore 1; ours: -l 1).
-# Usage (root): drivers/af_xdp/bench.sh [secs=10] [runs=1]
+# XDP_ARGS (e.g. ",busy_budget=0") is appended to both sides' --vdev: both drivers take DPDK's
+# busy_budget (preferred busy polling, on by default with budget 64 in both).
+# Usage (root): [XDP_ARGS=,k=v...] drivers/af_xdp/bench.sh [secs=10] [runs=1]
 set -u
 SECS=${1:-10}; RUNS=${2:-1}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
@@ -51,13 +53,13 @@ cnt() { ip netns exec $NSB cat /sys/class/net/vb0/statistics/$1; }
 load() { echo "load $(cut -d' ' -f1-3 /proc/loadavg), busiest: $(ps -eo pcpu,comm --sort=-pcpu --no-headers | head -2 | awk '{printf "%s(%s%%) ", $2, $1}')"; }
 testpmd() { # mode prefix log [secs]: testpmd on va0 (net_af_xdp), forwarding on CPU 1, in the background
   ip netns exec $NSA timeout -s INT "$4" dpdk-testpmd -l 0,1 --main-lcore 0 -n 4 --huge-dir $HUGEDIR \
-    --file-prefix "$2" --no-pci --vdev net_af_xdp0,iface=va0 -- \
+    --file-prefix "$2" --no-pci --vdev "net_af_xdp0,iface=va0${XDP_ARGS:-}" -- \
     --forward-mode="$1" --txpkts=64 --nb-cores=1 --stats-period 1 >"$3" 2>&1 &
   PIDS+=($!); BG=$!
 }
 ours() { # mode log secs: af_xdp_perf on va0, polling on CPU 1, in the background
   ip netns exec $NSA timeout -s INT "$(( $3 + 5 ))" "$PERF" -l 1 --no-pci --file-prefix pxbours \
-    --vdev net_af_xdp0,iface=va0 -- "$1" --duration "$3" >"$2" 2>&1 &
+    --vdev "net_af_xdp0,iface=va0${XDP_ARGS:-}" -- "$1" --duration "$3" >"$2" 2>&1 &
   PIDS+=($!); BG=$!
 }
 tx_window() { # after 3 s of warm-up, the peer's rx_packets delta over SECS s -> Mpps
@@ -71,7 +73,7 @@ blast() { # runs the generator on vb0 (CPU 0) for SECS s; prints "sent seconds"
   echo "$(echo "$g" | sed -n 's/.*sent=\([0-9]*\).*/\1/p') $(echo "$g" | sed -n 's/.* in \([0-9.]*\)s.*/\1/p')"
 }
 
-echo "af_xdp bench: 64-byte frames, ${SECS} s windows, $RUNS run(s); logs in $LOGDIR"
+echo "af_xdp bench: 64-byte frames, ${SECS} s windows, $RUNS run(s), vdev net_af_xdp0,iface=va0${XDP_ARGS:-}; logs in $LOGDIR"
 echo "before: $(load)"
 for i in $(seq 1 "$RUNS"); do
   # (a) tx, DPDK

@@ -15,12 +15,16 @@ pub(crate) const KNOWN_ARGS: &[&str] = &[
     "force_copy",
     "xdp_mode",
     "frame_size",
+    "busy_budget",
 ];
 
 /// Most queues one device drives.
 pub(crate) const MAX_QUEUES: u16 = 64;
 /// Default UMEM frame size.
 pub(crate) const DEFAULT_FRAME_SIZE: u32 = 2048;
+/// Default busy-polling budget (DPDK's): packets the kernel's NAPI poll may process per
+/// busy-poll call.
+pub(crate) const DEFAULT_BUSY_BUDGET: u16 = 64;
 
 /// A validated device configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub(crate) struct Config {
     pub bind: BindMode,
     pub attach: AttachMode,
     pub frame_size: u32,
+    /// Preferred busy polling: the NAPI budget per call (`SO_BUSY_POLL_BUDGET`); 0 off.
+    pub busy_budget: u16,
 }
 
 impl Config {
@@ -88,6 +94,10 @@ impl Config {
                 )
                 .into());
         }
+        let busy_budget = vdev
+            .get("busy_budget")
+            .int_in(0..=u16::MAX)?
+            .unwrap_or(DEFAULT_BUSY_BUDGET);
         Ok(Config {
             iface: iface.to_string(),
             start_queue,
@@ -95,6 +105,7 @@ impl Config {
             bind,
             attach,
             frame_size,
+            busy_budget,
         })
     }
 
@@ -125,14 +136,16 @@ mod tests {
         assert_eq!(c.attach, AttachMode::Auto);
         assert_eq!(c.frame_size, 2048);
         assert_eq!(c.max_rx_len(), 1792);
+        assert_eq!(c.busy_budget, 64);
     }
 
     #[test]
     fn all_args() {
         let c = parse(
-            "net_af_xdp1,iface=veth0,start_queue=2,queue_count=4,mode=copy,xdp_mode=generic,frame_size=4096",
+            "net_af_xdp1,iface=veth0,start_queue=2,queue_count=4,mode=copy,xdp_mode=generic,frame_size=4096,busy_budget=0",
         )
         .unwrap();
+        assert_eq!(c.busy_budget, 0);
         assert_eq!((c.start_queue, c.queue_count), (2, 4));
         assert_eq!(c.bind, BindMode::Copy);
         assert_eq!(c.attach, AttachMode::Generic);
@@ -165,6 +178,8 @@ mod tests {
         assert!(err("net_af_xdp0,iface=a,force_copy=2").contains("force_copy=2"));
         assert!(err("net_af_xdp0,iface=a,force_copy=1,mode=zerocopy").contains("contradicts"));
         assert!(err("net_af_xdp0,iface=a,frame_size=3000").contains("2048 or 4096"));
+        assert!(err("net_af_xdp0,iface=a,busy_budget=70000").contains("busy_budget"));
+        assert!(err("net_af_xdp0,iface=a,busy_budget=-1").contains("'busy_budget'"));
         let e = err("net_af_xdp0,iface=a,shared_umem=1");
         assert!(
             e.contains("'shared_umem'") && e.contains("'queue_count'"),

@@ -187,14 +187,19 @@ impl AfXdpDevice {
             ring_size,
             frame_size: self.cfg.frame_size,
             bind: self.cfg.bind,
+            busy_budget: self.cfg.busy_budget,
         };
         let x = Xsk::open(&xc, umem).map_err(|e| self.xsk_error(queue, ring_size, e))?;
         tracing::info!(
-            "{}: queue {queue} of {}: XDP socket bound in {} mode, {ring_size}-entry rings, UMEM in {}",
+            "{}: queue {queue} of {}: XDP socket bound in {} mode, {ring_size}-entry rings, UMEM in {}, {}",
             self.name,
             self.cfg.iface,
             if x.zero_copy() { "zero-copy" } else { "copy" },
-            if huge { "hugepages" } else { "ordinary pages (--no-huge)" }
+            if huge { "hugepages" } else { "ordinary pages (--no-huge)" },
+            match x.busy_budget() {
+                0 => "no busy polling".to_string(),
+                b => format!("preferred busy polling (budget {b})"),
+            }
         );
         let x = Arc::new(x);
         self.socks[slot] = Some(x.clone());
@@ -523,7 +528,8 @@ impl Device for AfXdpDevice {
     }
 
     /// `xdp_attached`, `xdp_native`, then per queue socket: `zero_copy`, `umem_hugepages`,
-    /// `ring_size`, the wake-up calls made, and the kernel's `XDP_STATISTICS`.
+    /// `ring_size`, the wake-up calls made, the busy-polling budget in force and the
+    /// busy-poll calls made, and the kernel's `XDP_STATISTICS`.
     fn xstats(&self) -> Vec<(String, u64)> {
         let mut v = vec![
             ("xdp_attached".to_string(), u64::from(self.link.is_some())),
@@ -540,6 +546,8 @@ impl Device for AfXdpDevice {
             v.push((q("ring_size"), u64::from(x.ring_size())));
             v.push((q("rx_wakeups"), x.kicks.rx.load(Ordering::Relaxed)));
             v.push((q("tx_wakeups"), x.kicks.tx.load(Ordering::Relaxed)));
+            v.push((q("busy_budget"), u64::from(x.busy_budget())));
+            v.push((q("busy_polls"), x.kicks.busy_polls.load(Ordering::Relaxed)));
             if let Ok(s) = x.statistics() {
                 v.push((q("kernel_rx_dropped"), s.rx_dropped));
                 v.push((q("kernel_rx_ring_full"), s.rx_ring_full));

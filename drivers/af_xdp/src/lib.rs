@@ -4,6 +4,7 @@
 //! ```text
 //! --vdev net_af_xdp0,iface=eth0[,start_queue=0][,queue_count=1][,mode=auto|copy|zerocopy]
 //!                   [,xdp_mode=auto|native|generic][,frame_size=2048|4096][,force_copy=0|1]
+//!                   [,busy_budget=N]
 //! ```
 //!
 //! | argument      | default | meaning                                                          |
@@ -15,6 +16,7 @@
 //! | `force_copy`  | 0       | DPDK's spelling of `mode=copy`                                   |
 //! | `xdp_mode`    | auto    | where the XDP program runs: `native` (driver), `generic` (skb), `auto` (native, else generic) |
 //! | `frame_size`  | 2048    | UMEM frame size; rx packets up to `frame_size - 256` bytes        |
+//! | `busy_budget` | 64      | preferred busy polling (Linux 5.11+): each rx burst runs the queue's NAPI poll with this budget (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` 20 µs, `SO_BUSY_POLL_BUDGET`); 0 turns it off. As in DPDK, set the interface's `napi_defer_hard_irqs` (2) and `gro_flush_timeout` (200000) for it to take over from interrupts |
 //!
 //! **Per queue**, one XDP socket with its own UMEM: a pmd-core memory segment (hugepages
 //! after EAL initialisation) of `2 x ring size` frames, registered with `XDP_UMEM_REG`;
@@ -22,7 +24,9 @@
 //! tx and completion rings. The four rings are sized at the first queue setup of that
 //! index (`nb_desc`, rounded up to a power of two, 64..=8192, default 2048) and mapped at
 //! the offsets `XDP_MMAP_OFFSETS` reports. Sockets bind with `XDP_USE_NEED_WAKEUP`, so the
-//! data path makes a `sendto`/`recvfrom` only when the kernel flags a ring for it.
+//! data path makes a `sendto`/`recvfrom` only when the kernel flags a ring for it, except
+//! that with preferred busy polling (`busy_budget`, on by default as in DPDK) each rx burst
+//! makes one `recvfrom` that runs the queue's NAPI poll.
 //! Received frames are copied into mbufs from the queue's mempool and their UMEM frames go
 //! back to the fill ring in bulk; transmitted mbufs are copied into free UMEM frames, and
 //! completed frames are reclaimed in bulk. Copying keeps mbufs independent of the UMEM

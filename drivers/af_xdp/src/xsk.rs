@@ -52,6 +52,8 @@ pub(crate) struct XskConfig {
     pub frame_size: u32,
     /// Bind mode.
     pub bind: BindMode,
+    /// Preferred busy polling's NAPI budget; 0: off.
+    pub busy_budget: u16,
 }
 
 /// The rx half: rx ring and fill ring.
@@ -117,6 +119,8 @@ pub(crate) struct KickCounters {
     pub rx: AtomicU64,
     /// `sendto` wake-ups on the tx side.
     pub tx: AtomicU64,
+    /// Busy-poll calls (`recvfrom`) on the rx side.
+    pub busy_polls: AtomicU64,
 }
 
 impl KickCounters {
@@ -137,6 +141,8 @@ pub(crate) struct Xsk {
     queue: u32,
     ring_size: u32,
     zero_copy: bool,
+    /// The busy-polling budget the kernel took (0: busy polling off).
+    busy_budget: u16,
     /// Wake-up counts.
     pub kicks: KickCounters,
 }
@@ -207,6 +213,7 @@ impl Xsk {
 
         bind(raw, cfg)?;
         let zero_copy = sys::xdp_zero_copy(raw).map_err(step("XDP_OPTIONS"))?;
+        let busy_budget = prefer_busy_poll(raw, cfg);
         Ok(Xsk {
             rx: Mutex::new(Some(RxRings {
                 rx,
@@ -225,6 +232,7 @@ impl Xsk {
             queue: cfg.queue,
             ring_size: n,
             zero_copy,
+            busy_budget,
             kicks: KickCounters::default(),
         })
     }
@@ -257,6 +265,11 @@ impl Xsk {
         self.zero_copy
     }
 
+    /// The preferred busy-polling budget in force (0: off).
+    pub fn busy_budget(&self) -> u16 {
+        self.busy_budget
+    }
+
     /// Takes the rx half; `None` if an rx queue holds it.
     pub fn take_rx(&self) -> Option<RxRings> {
         self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
@@ -281,6 +294,45 @@ impl Xsk {
     pub fn statistics(&self) -> io::Result<libc::xdp_statistics> {
         sys::xdp_statistics(self.fd())
     }
+}
+
+/// How long one busy-poll call may spin on the queue's NAPI context when it finds nothing
+/// (`SO_BUSY_POLL`, microseconds; DPDK's value).
+const BUSY_POLL_USECS: libc::c_int = 20;
+
+/// Preferred busy polling (Linux 5.11+): the socket's NAPI context is polled by the
+/// queue's own `recvfrom` calls, `cfg.busy_budget` packets at most per call, and the
+/// kernel leaves it to them while they keep coming (with the interface's
+/// `napi_defer_hard_irqs` and `gro_flush_timeout` set, its interrupts stay off meanwhile).
+/// Returns the budget set, or 0 if it is off: asked so, or refused by the kernel (logged;
+/// the socket then works as without it).
+fn prefer_busy_poll(fd: RawFd, cfg: &XskConfig) -> u16 {
+    if cfg.busy_budget == 0 {
+        return 0;
+    }
+    let set = [
+        (libc::SO_PREFER_BUSY_POLL, "SO_PREFER_BUSY_POLL", 1),
+        (libc::SO_BUSY_POLL, "SO_BUSY_POLL", BUSY_POLL_USECS),
+        (
+            libc::SO_BUSY_POLL_BUDGET,
+            "SO_BUSY_POLL_BUDGET",
+            libc::c_int::from(cfg.busy_budget),
+        ),
+    ];
+    for (opt, name, v) in set {
+        if let Err(e) = sys::setsockopt(fd, libc::SOL_SOCKET, opt, &v) {
+            tracing::warn!(
+                "queue {}: preferred busy polling off: {name}: {e} (needs Linux 5.11 and \
+                 CAP_NET_ADMIN; busy_budget=0 says so without this warning)",
+                cfg.queue
+            );
+            for (opt, _, _) in set {
+                let _ = sys::setsockopt(fd, libc::SOL_SOCKET, opt, &0 as &libc::c_int);
+            }
+            return 0;
+        }
+    }
+    cfg.busy_budget
 }
 
 /// How long a bind that finds the queue busy is retried: the kernel releases a closed

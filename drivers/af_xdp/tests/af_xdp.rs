@@ -8,39 +8,12 @@
 mod common;
 
 use common::*;
-use pmd_core::ethdev::{Port, PortConf};
-use pmd_core::ethdev::{RxQueueHandle, TxQueueHandle};
+use pmd_core::ethdev::PortConf;
+use pmd_core::ethdev::TxQueueHandle;
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::{Mempool, MempoolConfig};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-/// Receives on `rxqs` until `n` test frames arrived or 5 s passed; returns them by
-/// sequence number, and how many each queue got. Fails on duplicates and foreign frames.
-fn receive(rxqs: &mut [RxQueueHandle], n: usize) -> (HashMap<u32, Vec<u8>>, Vec<usize>) {
-    let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
-    let mut per_queue = vec![0usize; rxqs.len()];
-    let mut batch = PktBatch::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while got.len() < n && Instant::now() < deadline {
-        let mut any = false;
-        for (q, rxq) in rxqs.iter_mut().enumerate() {
-            if rxq.rx_burst(&mut batch) > 0 {
-                any = true;
-            }
-            for m in batch.iter() {
-                let s = frame_seq(m.data()).expect("a test frame");
-                assert!(got.insert(s, m.data().to_vec()).is_none(), "duplicate {s}");
-                per_queue[q] += 1;
-            }
-            batch.clear();
-        }
-        if !any {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    (got, per_queue)
-}
 
 /// Sends `frames` through `txq` (retrying on backpressure for up to 5 s).
 fn transmit(txq: &mut TxQueueHandle, pool: &Mempool, frames: &[Vec<u8>]) {
@@ -76,18 +49,6 @@ fn peer_collect(peer: &pmd_testkit::RawSock, n: usize) -> HashMap<u32, Vec<u8>> 
     }
     assert!(peer.recv().is_none(), "the peer got more than {n} frames");
     got
-}
-
-fn start(port: &mut Port, pool: &Mempool, queues: u16) -> (Vec<RxQueueHandle>, Vec<TxQueueHandle>) {
-    let rx = (0..queues)
-        .map(|q| port.setup_rx_queue(q, 512, pool).unwrap())
-        .collect();
-    let tx = (0..queues)
-        .map(|q| port.setup_tx_queue(q, 512).unwrap())
-        .collect();
-    port.start().unwrap();
-    assert!(port.wait_link_up(Duration::from_secs(2)).up);
-    (rx, tx)
 }
 
 #[test]
@@ -536,8 +497,8 @@ fn failures_say_what_to_do() {
     assert!(e.contains("missing argument 'iface'"), "{e}");
     let e = err("net_af_xdp0,iface=lo,queue_count=0");
     assert!(e.contains("queue_count=0") && e.contains("1..=64"), "{e}");
-    let e = err("net_af_xdp0,iface=lo,busy_budget=64");
-    assert!(e.contains("unknown argument(s) 'busy_budget'"), "{e}");
+    let e = err("net_af_xdp0,iface=lo,shared_umem=1");
+    assert!(e.contains("unknown argument(s) 'shared_umem'"), "{e}");
     let e = err("net_af_xdp0,iface=lo,mode=turbo");
     assert!(e.contains("copy, zerocopy or auto"), "{e}");
 

@@ -5,11 +5,13 @@
 
 use pmd_af_xdp::DRIVER;
 use pmd_core::devargs::VdevSpec;
-use pmd_core::ethdev::{Device, Driver, Port, PortConf};
+use pmd_core::ethdev::{Device, Driver, Port, PortConf, RxQueueHandle, TxQueueHandle};
+use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::Mempool;
 use pmd_testkit::{NetNs, RawSock};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Ethertype of the test frames.
 pub const ETHERTYPE_TEST: u16 = 0x88b5;
@@ -161,4 +163,48 @@ pub fn xstat(port: &Port, key: &str) -> u64 {
         .find(|(k, _)| k == key)
         .unwrap_or_else(|| panic!("no xstat {key} in {xs:?}"))
         .1
+}
+
+/// Receives on `rxqs` until `n` test frames arrived or 5 s passed; returns them by
+/// sequence number, and how many each queue got. Fails on duplicates and foreign frames.
+pub fn receive(rxqs: &mut [RxQueueHandle], n: usize) -> (HashMap<u32, Vec<u8>>, Vec<usize>) {
+    let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+    let mut per_queue = vec![0usize; rxqs.len()];
+    let mut batch = PktBatch::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < n && Instant::now() < deadline {
+        let mut any = false;
+        for (q, rxq) in rxqs.iter_mut().enumerate() {
+            if rxq.rx_burst(&mut batch) > 0 {
+                any = true;
+            }
+            for m in batch.iter() {
+                let s = frame_seq(m.data()).expect("a test frame");
+                assert!(got.insert(s, m.data().to_vec()).is_none(), "duplicate {s}");
+                per_queue[q] += 1;
+            }
+            batch.clear();
+        }
+        if !any {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    (got, per_queue)
+}
+
+/// Sets up `queues` rx and tx queues of 512 descriptors, starts the port and waits for its link.
+pub fn start(
+    port: &mut Port,
+    pool: &Mempool,
+    queues: u16,
+) -> (Vec<RxQueueHandle>, Vec<TxQueueHandle>) {
+    let rx = (0..queues)
+        .map(|q| port.setup_rx_queue(q, 512, pool).unwrap())
+        .collect();
+    let tx = (0..queues)
+        .map(|q| port.setup_tx_queue(q, 512).unwrap())
+        .collect();
+    port.start().unwrap();
+    assert!(port.wait_link_up(Duration::from_secs(2)).up);
+    (rx, tx)
 }
