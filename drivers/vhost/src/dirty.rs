@@ -213,23 +213,36 @@ impl DirtyLog {
     }
 }
 
-/// A chain sink that logs each buffer it is given, whole, then hands it on.
-pub(crate) struct Logged<'a, S> {
-    /// The sink that writes the buffers.
-    pub sink: &'a mut S,
-    /// The log.
-    pub log: &'a DirtyLog,
-    /// The memory table the buffers were translated through.
-    pub mem: &'a GuestMemory,
+/// A chain sink that hands each buffer on to `sink`, then with `LOG` marks it, whole, in
+/// the log (when there is one). Without `LOG` it compiles to `sink` alone: the transmit
+/// bursts always walk through it.
+pub(crate) struct Logged<'a, S, const LOG: bool> {
+    sink: &'a mut S,
+    log: Option<&'a DirtyLog>,
+    mem: &'a GuestMemory,
 }
 
-impl<S: ChainSink> ChainSink for Logged<'_, S> {
+impl<'a, S, const LOG: bool> Logged<'a, S, LOG> {
+    /// `sink`, logging into `ring`'s log (if any) the buffers translated through `mem`.
+    #[inline(always)]
+    pub fn new(sink: &'a mut S, ring: Option<&'a RingLog>, mem: &'a GuestMemory) -> Self {
+        Logged {
+            sink,
+            log: ring.map(|r| &*r.log),
+            mem,
+        }
+    }
+}
+
+impl<S: ChainSink, const LOG: bool> ChainSink for Logged<'_, S, LOG> {
     #[inline(always)]
     unsafe fn take(&mut self, p: *mut u8, n: usize) -> Step {
         // SAFETY: the caller's contract, passed on.
         let step = unsafe { self.sink.take(p, n) };
-        if let Some(gpa) = self.mem.host_to_gpa(p) {
-            self.log.mark(gpa, n as u64);
+        if LOG {
+            if let (Some(log), Some(gpa)) = (self.log, self.mem.host_to_gpa(p)) {
+                log.mark(gpa, n as u64);
+            }
         }
         step
     }

@@ -108,20 +108,10 @@ impl PackedRing {
                 }
                 return Outcome::NoRoom;
             }
-            let walked = match (LOG, &self.log) {
-                (true, Some(l)) => {
-                    let mut logged = Logged {
-                        sink: &mut stream,
-                        log: &l.log,
-                        mem: &self.mem,
-                    };
-                    self.ring
-                        .walk::<TABLES>(&self.mem, pos, true, u64::MAX, &mut logged)
-                }
-                _ => self
-                    .ring
-                    .walk::<TABLES>(&self.mem, pos, true, u64::MAX, &mut stream),
-            };
+            let mut sink = Logged::<_, LOG>::new(&mut stream, self.log.as_ref(), &self.mem);
+            let walked = self
+                .ring
+                .walk::<TABLES>(&self.mem, pos, true, u64::MAX, &mut sink);
             let written = stream.end_chain();
             let Some(w) = walked else {
                 self.staged.truncate(mark);

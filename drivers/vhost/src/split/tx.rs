@@ -118,20 +118,10 @@ impl SplitRing {
                 self.break_ring(ctx.errors);
                 return Outcome::Broken;
             }
-            let walked = match (LOG, &self.log) {
-                (true, Some(l)) => {
-                    let mut logged = Logged {
-                        sink: &mut stream,
-                        log: &l.log,
-                        mem: &self.mem,
-                    };
-                    self.ring
-                        .walk::<TABLES>(&self.mem, head, true, u64::MAX, &mut logged)
-                }
-                _ => self
-                    .ring
-                    .walk::<TABLES>(&self.mem, head, true, u64::MAX, &mut stream),
-            };
+            let mut sink = Logged::<_, LOG>::new(&mut stream, self.log.as_ref(), &self.mem);
+            let walked = self
+                .ring
+                .walk::<TABLES>(&self.mem, head, true, u64::MAX, &mut sink);
             let written = stream.end_chain();
             if let Err(f) = walked {
                 count_fault(ctx.errors, f);
