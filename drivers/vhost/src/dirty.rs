@@ -20,7 +20,7 @@
 //! bitmap is not marked; it is counted (`ctrl_log_outside`): the VMM sizes the log for all
 //! of guest memory, so only a front end that lies about one or the other gets there.
 //!
-//! What a ring logs: every buffer it writes into, whole ([`Logged`], which over-reports
+//! What a ring logs: every buffer it writes into, whole (`Logged`, which over-reports
 //! the unwritten tail of a buffer, harmless: the VMM sends the page once more), and the
 //! parts of its own areas it writes. Ring areas are logged at the guest physical address
 //! the memory table gives their front-end address ([`GuestMemory::uva_to_gpa`]; regions
