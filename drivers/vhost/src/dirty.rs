@@ -29,10 +29,9 @@
 //! while a packed ring's device writes its descriptor ring.
 
 use crate::burst::{ChainSink, Step, TxStream};
-use crate::mem::GuestMemory;
-use memmap2::{MmapOptions, MmapRaw};
+use crate::mem::{map_file, FileMapError, GuestMemory};
+use memmap2::MmapRaw;
 use std::fmt;
-use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -127,28 +126,12 @@ impl DirtyLog {
         if d.mmap_size == 0 || d.mmap_size > MAX_LOG_SIZE {
             return Err(LogError::Size(d.mmap_size));
         }
-        let need = d
-            .mmap_offset
-            .checked_add(d.mmap_size)
-            .ok_or(LogError::Wraps)?;
-        let file = File::from(fd);
-        let st = file.metadata().map_err(|_| LogError::NotAFile)?;
-        if !st.file_type().is_file() {
-            return Err(LogError::NotAFile);
-        }
-        if st.len() < need {
-            return Err(LogError::FileTooShort {
-                need,
-                has: st.len(),
-            });
-        }
-        // At most MAX_LOG_SIZE, so it fits a usize on a 64-bit host.
-        let len = usize::try_from(d.mmap_size).map_err(|_| LogError::Size(d.mmap_size))?;
-        let map = MmapOptions::new()
-            .offset(d.mmap_offset)
-            .len(len)
-            .map_raw(&file)
-            .map_err(|e| LogError::Map(e.to_string()))?;
+        let (_file, map) = map_file(fd, d.mmap_offset, d.mmap_size).map_err(|e| match e {
+            FileMapError::Wraps => LogError::Wraps,
+            FileMapError::NotAFile => LogError::NotAFile,
+            FileMapError::TooShort { need, has } => LogError::FileTooShort { need, has },
+            FileMapError::Map(e) => LogError::Map(e),
+        })?;
         Ok(DirtyLog {
             bits: map.as_mut_ptr(),
             len: d.mmap_size,

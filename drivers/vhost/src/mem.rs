@@ -203,19 +203,21 @@ impl GuestMemory {
     /// Guest physical address of the byte at front-end virtual `addr`, if it is in a
     /// region (dirty logging of ring areas, which are named by front-end addresses).
     pub fn uva_to_gpa(&self, addr: u64) -> Option<u64> {
-        self.regions.iter().find_map(|r| {
-            let off = addr.checked_sub(r.desc.userspace_addr)?;
-            (off < r.desc.memory_size).then(|| r.desc.guest_phys_addr + off)
-        })
+        self.back_to_gpa(addr, |r| r.desc.userspace_addr)
     }
 
     /// Guest physical address of the byte at host address `p`, if it is in a region's
     /// mapping (dirty logging of buffers, which the ring walkers hand on as host
     /// addresses). Only compares addresses.
     pub fn host_to_gpa(&self, p: *const u8) -> Option<u64> {
-        let p = p as usize;
+        self.back_to_gpa(p as u64, |r| r.host as u64)
+    }
+
+    /// Guest physical address of `addr` in the address space where region `r` starts at
+    /// `start(r)`, if it is in a region.
+    fn back_to_gpa(&self, addr: u64, start: impl Fn(&Region) -> u64) -> Option<u64> {
         self.regions.iter().find_map(|r| {
-            let off = p.checked_sub(r.host as usize)? as u64;
+            let off = addr.checked_sub(start(r))?;
             (off < r.desc.memory_size).then(|| r.desc.guest_phys_addr + off)
         })
     }
@@ -234,27 +236,66 @@ fn span(r: &Region, start: u64, addr: u64, len: u64) -> Option<*mut u8> {
     Some(unsafe { r.host.add(off as usize) })
 }
 
-/// Checks region `i`'s file and maps `[mmap_offset, mmap_offset + memory_size)` of it.
-fn map_region(i: usize, d: RegionDesc, fd: OwnedFd) -> Result<Region, MemError> {
+/// Why [`map_file`] refused a file the front end passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileMapError {
+    /// `offset + len` wraps around 2^64, or `len` does not fit the address space.
+    Wraps,
+    /// Not a regular file (memfd, hugetlbfs or tmpfs file).
+    NotAFile,
+    /// The span needs `need` bytes of a file that has `has`.
+    TooShort {
+        /// `offset + len`.
+        need: u64,
+        /// The file's size.
+        has: u64,
+    },
+    /// mmap failed (errno text).
+    Map(String),
+}
+
+/// Checks that `fd` is a regular file holding `[offset, offset + len)` and maps that span
+/// shared; the file comes back too (its seals may be asked). The size is checked first:
+/// touching a mapping past its file's end raises SIGBUS. Serves the memory table's
+/// regions and the dirty log; the descriptor is consumed on every path.
+pub(crate) fn map_file(
+    fd: OwnedFd,
+    offset: u64,
+    len: u64,
+) -> Result<(File, MmapRaw), FileMapError> {
+    let need = offset.checked_add(len).ok_or(FileMapError::Wraps)?;
     let file = File::from(fd);
-    let st = file.metadata().map_err(|_| MemError::NotAFile(i))?;
+    let st = file.metadata().map_err(|_| FileMapError::NotAFile)?;
     if !st.file_type().is_file() {
-        return Err(MemError::NotAFile(i));
+        return Err(FileMapError::NotAFile);
     }
-    let need = d.mmap_offset + d.memory_size;
     if st.len() < need {
-        return Err(MemError::FileTooShort {
-            region: i,
+        return Err(FileMapError::TooShort {
             need,
             has: st.len(),
         });
     }
-    let len = usize::try_from(d.memory_size).map_err(|_| MemError::Wraps(i))?;
+    let len = usize::try_from(len).map_err(|_| FileMapError::Wraps)?;
     let map = MmapOptions::new()
-        .offset(d.mmap_offset)
+        .offset(offset)
         .len(len)
         .map_raw(&file)
-        .map_err(|e| MemError::Map(i, e.to_string()))?;
+        .map_err(|e| FileMapError::Map(e.to_string()))?;
+    Ok((file, map))
+}
+
+/// Checks region `i`'s file and maps `[mmap_offset, mmap_offset + memory_size)` of it.
+fn map_region(i: usize, d: RegionDesc, fd: OwnedFd) -> Result<Region, MemError> {
+    let (file, map) = map_file(fd, d.mmap_offset, d.memory_size).map_err(|e| match e {
+        FileMapError::Wraps => MemError::Wraps(i),
+        FileMapError::NotAFile => MemError::NotAFile(i),
+        FileMapError::TooShort { need, has } => MemError::FileTooShort {
+            region: i,
+            need,
+            has,
+        },
+        FileMapError::Map(e) => MemError::Map(i, e),
+    })?;
     let sealed = seals(&file).is_some_and(|s| s & libc::F_SEAL_SHRINK != 0);
     Ok(Region {
         desc: d,

@@ -375,11 +375,7 @@ fn start_rings(c: &mut Conn, file: &File, p: &Port) -> Vec<OwnedFd> {
         c.set(Request::SetVringEnable, &vring_state(i, 1), &[])
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !p.eal.ports()[0].link().up {
-        assert!(Instant::now() < deadline, "link did not come up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_link(&p.eal, 0, true, 5, String::new);
     kicks
 }
 

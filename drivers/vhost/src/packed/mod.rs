@@ -183,11 +183,9 @@ impl PackedRing {
     /// were written). Out of line: a burst without a log pays one test.
     #[cold]
     #[inline(never)]
-    fn log_staged(&self) {
-        if let Some(l) = &self.log {
-            for s in &self.staged {
-                l.entries(u64::from(s.pos) * DESC_SIZE, DESC_SIZE);
-            }
+    fn log_staged(&self, l: &RingLog) {
+        for s in &self.staged {
+            l.entries(u64::from(s.pos) * DESC_SIZE, DESC_SIZE);
         }
     }
 
@@ -318,8 +316,8 @@ impl PackedRing {
         self.ring.set_used_body(first.pos, first.id, first.len);
         self.ring
             .set_flags_release(first.pos, used_flags(first.wrap, first.len));
-        if self.log.is_some() {
-            self.log_staged();
+        if let Some(l) = &self.log {
+            self.log_staged(l);
         }
         self.staged.clear();
         if self.call.is_some() {

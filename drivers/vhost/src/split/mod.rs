@@ -201,10 +201,7 @@ impl SplitRing {
     /// fields (a burst's end). Out of line: a burst without a log pays one test.
     #[cold]
     #[inline(never)]
-    fn log_used(&self, old: u16) {
-        let Some(l) = &self.log else {
-            return;
-        };
+    fn log_used(&self, l: &RingLog, old: u16) {
         let size = self.ring.size();
         let mut n = self.next.wrapping_sub(old).min(size);
         let mut slot = old & (size - 1);
@@ -283,10 +280,10 @@ impl SplitRing {
             // when the ring started and only we write `used.flags`.
             self.suppress_kicks();
         }
-        if self.log.is_some() {
+        if let Some(l) = &self.log {
             // After the writes: a page the front end copies between a mark and its
             // write would miss the write.
-            self.log_used(old);
+            self.log_used(l, old);
         }
         if self.call.is_some() {
             // The used index must be visible before the guest's wish is read (the
