@@ -20,7 +20,7 @@
 use crate::error::{Error, MemoryError, Result};
 use std::fmt;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::str::FromStr;
@@ -314,13 +314,16 @@ impl Segment {
 
     fn map(name: &str, len: usize, page_size: usize, cfg: &MemoryConfig) -> Result<Segment> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // Memfds allow sealing: once sized, they are sealed against resizing, so a peer
+        // process a driver passes one to (memif) can map it without fearing SIGBUS.
+        let sealing = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
         let fd = if cfg.no_huge {
-            memfd(&format!("{}-{name}", cfg.file_prefix), libc::MFD_CLOEXEC)?
+            memfd(&format!("{}-{name}", cfg.file_prefix), sealing)?
         } else if let Some(dir) = &cfg.huge_dir {
             hugetlbfs_file(dir, &cfg.file_prefix, id)?
         } else {
             let shift = page_size.trailing_zeros();
-            let flags = libc::MFD_CLOEXEC | libc::MFD_HUGETLB | (shift << libc::MFD_HUGE_SHIFT);
+            let flags = sealing | libc::MFD_HUGETLB | (shift << libc::MFD_HUGE_SHIFT);
             memfd(&format!("{}-{name}", cfg.file_prefix), flags)?
         };
         // SAFETY: fd is a valid open descriptor we own.
@@ -331,6 +334,11 @@ impl Segment {
             } else {
                 hugepage_shortage(name, len, page_size)
             });
+        }
+        if cfg.huge_dir.is_none() {
+            // A kernel that refuses leaves the memfd unsealed: only sharing it is affected.
+            let _ =
+                crate::unix::memfd::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK | libc::F_SEAL_GROW);
         }
         // SAFETY: mapping a fresh shared file mapping at an address chosen by the kernel.
         let va = unsafe {

@@ -1,4 +1,5 @@
-//! Pools of packet buffers: fixed-size elements carved from one memory segment, a shared
+//! Pools of packet buffers: fixed-size elements carved from one memory segment (or, after
+//! [`keep_data_apart`], headers from one and data rooms from another), a shared
 //! lock-free store (an MP/MC ring) and a cache per lcore for bulk get/put without atomics.
 //!
 //! Lifetime: buffers point back at their pool, so the pool's memory must outlive them. The
@@ -113,6 +114,9 @@ pub(crate) struct PoolInner {
     size: u32,
     buf_len: u16,
     seg: Segment,
+    /// The buffers' data rooms, when they live apart from the headers in `seg`
+    /// ([`keep_data_apart`]).
+    data: Option<Segment>,
 }
 
 // SAFETY: the ring is thread-safe; cache slots are touched only by the thread that holds the
@@ -280,6 +284,20 @@ struct PoolOwner {
 /// The pools alive, for [`Mempool::list`]: weak, so listing keeps no pool alive.
 static LIVE: std::sync::Mutex<Vec<Weak<PoolOwner>>> = std::sync::Mutex::new(Vec::new());
 
+/// Whether pools made from now on keep their data rooms apart ([`keep_data_apart`]).
+static DATA_APART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, pools keep their buffers' data rooms (headroom and data) in a segment of
+/// their own, apart from the buffer headers. A driver that lets a peer process read and
+/// write packet bytes in place (memif's `zero-copy=yes`) shares that segment
+/// ([`Mempool::data_segment`]) and nothing else: the headers, with the pointers the
+/// process relies on, never enter memory the peer maps. Pools made earlier keep their
+/// layout. The per-packet work is the same either way (a header always reaches its data
+/// through its buffer address).
+pub fn keep_data_apart() {
+    DATA_APART.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 // SAFETY: PoolInner is Send + Sync.
 unsafe impl Send for PoolOwner {}
 // SAFETY: as above.
@@ -436,15 +454,31 @@ impl Mempool {
     /// Bytes one buffer takes in the pool's memory: its header, headroom and data room,
     /// cache-line aligned.
     pub fn element_size(&self) -> usize {
-        (HDR_SIZE + usize::from(self.inner().buf_len)).next_multiple_of(64)
+        let room = usize::from(self.inner().buf_len);
+        if self.inner().data.is_some() {
+            HDR_SIZE + room.next_multiple_of(64)
+        } else {
+            (HDR_SIZE + room).next_multiple_of(64)
+        }
     }
 
     /// Creates a pool with explicit parameters.
     pub fn create_with(name: &str, cfg: &MempoolConfig) -> Result<Mempool> {
         let err = |reason: MempoolError| Error::mempool(name, reason);
         check_config(cfg).map_err(err)?;
-        let elt = (HDR_SIZE + cfg.buf_size as usize).next_multiple_of(64);
-        let (seg, layout) = Segment::alloc_elements(name, cfg.size as usize, elt)?;
+        let apart = DATA_APART.load(std::sync::atomic::Ordering::Relaxed);
+        let (hdr_elt, room) = if apart {
+            (HDR_SIZE, (cfg.buf_size as usize).next_multiple_of(64))
+        } else {
+            ((HDR_SIZE + cfg.buf_size as usize).next_multiple_of(64), 0)
+        };
+        let (seg, layout) = Segment::alloc_elements(name, cfg.size as usize, hdr_elt)?;
+        let (data, data_layout) = if apart {
+            let (d, l) = Segment::alloc_elements(&format!("{name}-data"), cfg.size as usize, room)?;
+            (Some(d), Some(l))
+        } else {
+            (None, None)
+        };
         let ring = RingCore::new(cfg.size as usize).ok_or_else(|| err(MempoolError::TooLarge))?;
         let caches = LcoreCache::new_slice(if cfg.cache_size == 0 { 0 } else { CACHES });
         // Leaked first, so the buffers' pool pointers and the handles below all derive from
@@ -462,6 +496,7 @@ impl Mempool {
             size: cfg.size,
             buf_len: cfg.buf_size,
             seg,
+            data,
         })));
         let pool_ptr: *const PoolInner = inner.as_ptr();
         // SAFETY: just allocated; freed only by the PoolOwner made below.
@@ -473,12 +508,18 @@ impl Mempool {
             // `cfg.size` elements; the element is 64-byte aligned (segment is page
             // aligned, elt a multiple of 64, pages multiples of 64).
             let hdr = unsafe { pool.seg.as_ptr().add(offset) } as *mut MbufHdr;
-            let buf_off = offset + HDR_SIZE;
+            // The data room: right after the header, or element i of the data segment.
+            let (room_seg, room_off) = match (&pool.data, data_layout) {
+                (Some(d), Some(l)) => (d, l.offset(i)),
+                _ => (&pool.seg, offset + HDR_SIZE),
+            };
+            // SAFETY: room_off + buf_size lies inside `room_seg`, sized by its layout.
+            let buf_addr = unsafe { room_seg.as_ptr().add(room_off) };
             // SAFETY: writing a fresh header into our own memory.
             unsafe {
                 hdr.write(MbufHdr {
-                    buf_addr: pool.seg.as_ptr().add(buf_off),
-                    buf_iova: pool.seg.iova_at(buf_off),
+                    buf_addr,
+                    buf_iova: room_seg.iova_at(room_off),
                     data_off: HEADROOM,
                     refcnt: std::sync::atomic::AtomicU16::new(1),
                     nb_segs: 1,
@@ -543,9 +584,16 @@ impl Mempool {
         self.inner().cache_size
     }
 
-    /// The memory segment the buffers live in.
+    /// The memory segment the buffers live in (their headers only, when the data rooms
+    /// live apart: [`Self::data_segment`]).
     pub fn segment(&self) -> &Segment {
         &self.inner().seg
+    }
+
+    /// The segment holding only the buffers' data rooms (headroom and data), if this
+    /// pool was made after [`keep_data_apart`]; what a driver may share with a peer.
+    pub fn data_segment(&self) -> Option<&Segment> {
+        self.inner().data.as_ref()
     }
 
     /// Allocates one buffer (empty, default headroom), or `None` if the pool is empty.

@@ -64,6 +64,9 @@ pub struct Config {
     pub mac: MacAddr,
     /// Shared secret (INIT), if any.
     pub secret: Option<String>,
+    /// Client: share the pools' packet buffers with the server instead of copying
+    /// (`zero-copy=yes`).
+    pub zero_copy: bool,
 }
 
 /// A locally administered MAC from the process id and the device name's number, like
@@ -142,9 +145,10 @@ impl Config {
                 )));
             }
         }
-        if vdev.get("zero-copy").yes_no()?.unwrap_or(false) {
+        let zero_copy = vdev.get("zero-copy").yes_no()?.unwrap_or(false);
+        if zero_copy && role == Role::Server {
             return Err(bad(
-                "zero-copy=yes is not supported by this driver (it copies packets); drop the argument"
+                "zero-copy=yes is for role=client (the client's buffers are shared); drop it here"
                     .into(),
             ));
         }
@@ -156,6 +160,7 @@ impl Config {
             bsize,
             mac,
             secret,
+            zero_copy,
         })
     }
 }
@@ -195,6 +200,8 @@ mod tests {
         assert_eq!((c.rsize, c.bsize), (12, 1024));
         assert_eq!(c.mac, MacAddr::local(9));
         assert_eq!(c.secret.as_deref(), Some("abc"));
+        assert!(!c.zero_copy);
+        assert!(parse("net_memif0,zero-copy=yes").unwrap().zero_copy);
         assert_eq!(parse("net_memif0,role=master").unwrap().role, Role::Server);
         assert_eq!(parse("net_memif0,role=slave").unwrap().role, Role::Client);
     }
@@ -214,7 +221,7 @@ mod tests {
         );
         assert!(err(&format!("net_memif0,socket=/{}", "a".repeat(120))).contains("at most"));
         assert!(err("net_memif0,secret=0123456789012345678901234").contains("secret"));
-        assert!(err("net_memif0,zero-copy=yes").contains("not supported"));
+        assert!(err("net_memif0,role=server,zero-copy=yes").contains("role=client"));
         let e = err("net_memif0,bogus=1");
         assert!(e.contains("'bogus'") && e.contains("'role'"), "{e}");
     }

@@ -54,13 +54,19 @@ impl MemifDevice {
             })?)),
             Role::Client => None,
         };
+        if cfg.zero_copy {
+            // Pools made from now on (the application's, after probing) keep their data
+            // rooms apart, so that only those are shared with the server.
+            pmd_core::mempool::keep_data_apart();
+        }
         tracing::info!(
-            "{name}: memif {} on {} (id {}, rsize {}, bsize {})",
+            "{name}: memif {} on {} (id {}, rsize {}, bsize {}{})",
             cfg.role.name(),
             cfg.socket,
             cfg.id,
             cfg.rsize,
-            cfg.bsize
+            cfg.bsize,
+            if cfg.zero_copy { ", zero-copy" } else { "" }
         );
         let conf = PortConf::default();
         Ok(MemifDevice {
@@ -110,6 +116,7 @@ impl MemifDevice {
                     tx_queues: self.conf.tx_queues,
                     log2: self.cfg.rsize,
                     bsize: self.cfg.bsize,
+                    zero_copy: self.cfg.zero_copy,
                     if_name: self.name.clone(),
                     app_name: APP_NAME.into(),
                 },
@@ -267,6 +274,7 @@ impl Device for MemifDevice {
                 v.push((format!("{kind}_q{i}_bad_ring_index"), ld(&e.bad_ring)));
                 v.push((format!("{kind}_q{i}_bad_desc"), ld(&e.bad_desc)));
                 v.push((format!("{kind}_q{i}_too_long"), ld(&e.too_long)));
+                v.push((format!("{kind}_q{i}_zc_copied"), ld(&e.zc_copied)));
             }
         }
         for (i, e) in self.tx_errs.iter().enumerate() {

@@ -315,6 +315,7 @@ impl ServerHandshake {
             c2s,
             s2c,
             bsize: 0,
+            zero_copy: false,
             peer_name: self.peer_name.clone(),
             peer_if: name.lossy(),
         };
@@ -338,6 +339,8 @@ pub struct ClientParams {
     pub log2: u8,
     /// Packet buffer size.
     pub bsize: u16,
+    /// Share the pools' data segments as regions after region 0 (`zero-copy=yes`).
+    pub zero_copy: bool,
     /// Our interface name (CONNECT).
     pub if_name: String,
     /// Our application name (INIT).
@@ -360,6 +363,8 @@ pub fn client_layout(msg: Msg, p: &ClientParams) -> Result<(ClientLayout, String
         s2c: p.rx_queues.min(h.max_s2c_ring.saturating_add(1)),
         log2: p.log2.min(h.max_log2_ring_size),
         bsize: p.bsize as u32,
+        // HELLO's max_region is the highest index the server takes.
+        pool_regions: if p.zero_copy { h.max_region } else { 0 },
     };
     if l.region_bytes().is_none() {
         return Err(Fail::ours("Rings and buffers exceed 4 GiB"));
@@ -468,6 +473,7 @@ mod tests {
             tx_queues: 4,
             log2: 6,
             bsize: 512,
+            zero_copy: false,
             if_name: "cli0".into(),
             app_name: "cli".into(),
         };
@@ -595,6 +601,7 @@ mod tests {
             tx_queues: 1,
             log2: 10,
             bsize: 2048,
+            zero_copy: false,
             if_name: "c".into(),
             app_name: "a".into(),
         };

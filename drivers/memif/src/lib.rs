@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! --vdev net_memif0[,role=server|client][,id=N][,socket=/path][,socket-abstract=yes|no]
-//!                  [,rsize=LOG2][,bsize=N][,mac=xx:xx:xx:xx:xx:xx][,secret=S][,zero-copy=no]
+//!                  [,rsize=LOG2][,bsize=N][,mac=xx:xx:xx:xx:xx:xx][,secret=S][,zero-copy=no|yes]
 //! ```
 //!
 //! | argument          | default           | meaning                                               |
@@ -16,7 +16,7 @@
 //! | `bsize`           | 2048              | packet buffer size (client); longer packets span several descriptors |
 //! | `mac`             | `02:fe:..`        | the port's MAC address                                |
 //! | `secret`          | none              | shared secret checked in INIT (1..=23 bytes)          |
-//! | `zero-copy`       | `no`              | only `no`: packets are copied                         |
+//! | `zero-copy`       | `no`              | client: `yes` shares the pools' packet buffers with the server (see below) |
 //!
 //! Queues: the port's rx and tx queue counts (`configure`) are the rings this side
 //! offers; the client ends up with `min(its count, the server's)` rings each way (HELLO
@@ -37,9 +37,34 @@
 //! (see `rxtx.rs`); shared memory is only touched through atomics, volatile accesses and
 //! raw copies within checked bounds.
 //!
-//! Copy mode only (no zero-copy): the client's buffers live in its own region, the
-//! server copies into/out of the client's buffers; mbufs never enter shared memory, so
-//! a reconnect cannot leak or double-free them.
+//! Copy mode (the default): the client's buffers live in its own region, the server
+//! copies into/out of the client's buffers; mbufs never enter shared memory, so a
+//! reconnect cannot leak or double-free them.
+//!
+//! Zero-copy (`zero-copy=yes`, a client; DPDK's devarg): the probe makes the pools created
+//! afterwards keep their data rooms in a segment of their own
+//! ([`pmd_core::mempool::keep_data_apart`]), and at connect region 0 (rings, and one copy
+//! buffer per descriptor) is followed by one region per such pool, that data segment
+//! shared in place. The server (any memif server: it cannot tell) then reads the packets
+//! we send from our mbufs and writes the packets we receive into them:
+//! - transmit: each segment of a packet becomes a descriptor naming its region and
+//!   offset; the mbuf is held until the server's `tail` passes it. A segment in no
+//!   shared pool (a pool made before the probe) is copied into the slot's buffer of
+//!   region 0 instead (`tx_copied`).
+//! - receive: the ring is offered empty mbufs of the rx queue's pool, and a received
+//!   packet is that mbuf, with the length the server wrote (bounded by what was
+//!   offered; the descriptor's region and offset are never read back). The ring's own
+//!   buffers are offered at connect, as in copy mode, so that the server can send before
+//!   our first poll: what arrives in those is copied out, and each slot is offered an
+//!   mbuf in its place. A queue whose pool is not shared receives by copying, as in copy
+//!   mode.
+//! - the pool must hold what the rings keep: ring-size mbufs per receive ring, and up
+//!   to ring-size per transmit ring until the server passes them (given back at the
+//!   next send or `flush`).
+//!
+//! What the server is trusted with: the bytes of every buffer of the shared pools, at any
+//! time (DPDK shares all of its hugepage memory). The buffer headers, with the pointers
+//! this process relies on, stay in memory the server never maps.
 
 pub mod config;
 pub mod control;
@@ -79,7 +104,7 @@ impl Driver for MemifDriver {
     fn description(&self) -> &'static str {
         "memif 2.0 shared memory interface (libmemif/VPP/DPDK compatible): role=server|client\
          [,id=0][,socket=/run/memif.sock][,socket-abstract=yes|no][,rsize=10][,bsize=2048]\
-         [,mac=..][,secret=..]"
+         [,mac=..][,secret=..][,zero-copy=no|yes]"
     }
 
     fn probe(&self, vdev: &VdevSpec) -> Result<Box<dyn Device>> {

@@ -45,6 +45,10 @@ pub struct QueueErrors {
     pub too_long: AtomicU64,
     /// Tx: packets given back unsent because no connection was up (the peer is gone).
     pub link_down: AtomicU64,
+    /// Zero-copy: tx, packets copied into the ring's own buffers because a segment was
+    /// in no shared pool; rx, descriptors copied out of the ring's own buffers (those
+    /// offered at connect, before the queue's mbufs took their places).
+    pub zc_copied: AtomicU64,
 }
 
 #[inline]
@@ -92,6 +96,42 @@ struct Attached {
     bsize: u32,
     /// Server: the client's regions.
     regions: Box<[RegionView]>,
+    /// Client with `zero-copy=yes`: the shared pools and the mbufs in the ring.
+    zc: Option<Box<ZeroCopy>>,
+}
+
+/// A pool's data segment shared as a region (zero-copy client).
+#[derive(Clone, Copy, Debug)]
+struct PoolRegion {
+    base: usize,
+    len: usize,
+    index: u16,
+}
+
+/// A zero-copy client ring's state.
+struct ZeroCopy {
+    /// The shared pools' regions.
+    pools: Box<[PoolRegion]>,
+    /// Receive ring: the region of the queue's pool, when it is shared (the ring is then
+    /// offered its mbufs); `None` receives by copying.
+    rx_pool: Option<PoolRegion>,
+    /// The mbufs in the ring, by slot: offered to the server (receive), or sent and not
+    /// yet passed by its `tail` (transmit, at each packet's last slot).
+    held: Box<[Option<Mbuf>]>,
+    /// Receive: mbufs taken from the pool for a refill (allocated once).
+    fresh: PktBatch,
+}
+
+impl ZeroCopy {
+    /// The region and offset of `len` bytes at `p`, if they lie in one shared pool.
+    #[inline(always)]
+    fn locate(&self, p: *const u8, len: usize) -> Option<(u16, u32)> {
+        let a = p as usize;
+        self.pools.iter().find_map(|r| {
+            let off = a.wrapping_sub(r.base);
+            (a >= r.base && off + len <= r.len).then_some((r.index, off as u32))
+        })
+    }
 }
 
 // SAFETY: raw pointers into regions the `Arc<Session>` keeps mapped; the queue that owns
@@ -99,8 +139,12 @@ struct Attached {
 unsafe impl Send for Attached {}
 
 impl Attached {
-    fn new(s: Arc<Session>, rx: bool, qid: u16) -> Option<Attached> {
+    /// Attaches rx (with the queue's `pool`) or tx queue `qid` to its ring in `s`.
+    fn new(s: Arc<Session>, rx: bool, qid: u16, pool: Option<&Mempool>) -> Option<Attached> {
         let info = if rx { s.rx_ring(qid) } else { s.tx_ring(qid) }?;
+        let zc = s
+            .zero_copy
+            .then(|| Box::new(ZeroCopy::of(&s, pool, info.ring.size())));
         let (buf, bsize) = match s.role {
             Role::Client => {
                 let r0 = s.regions.first()?;
@@ -132,20 +176,38 @@ impl Attached {
             buf,
             bsize,
             regions,
+            zc,
             rx,
             qid,
             session: s,
         })
     }
 
+    /// Client transmit: the server's `tail` moved to `tail` (checked to be within what
+    /// we produced); with zero-copy, the packets it passed go back to their pools.
+    #[inline(always)]
+    fn release_sent(&mut self, tail: u16) {
+        if let Some(zc) = self.zc.as_deref_mut() {
+            let mut s = self.aux;
+            while s != tail {
+                zc.held[usize::from(s & self.ring.mask())] = None;
+                s = s.wrapping_add(1);
+            }
+        }
+        self.aux = tail;
+    }
+
+    /// Client: the offset (region 0) of our buffer of `slot`.
+    #[inline(always)]
+    fn own_offset(&self, slot: u16) -> u32 {
+        // The layout fits region 0, whose offsets are 32-bit.
+        (self.own_buf(slot) as usize - self.session.regions[0].base() as usize) as u32
+    }
+
     /// Client: our buffer of `slot`.
     #[inline(always)]
     fn own_buf(&self, slot: u16) -> *mut u8 {
-        // SAFETY: masked slot < ring size; the layout reserved ring size buffers.
-        unsafe {
-            self.buf
-                .add((slot & self.ring.mask()) as usize * self.bsize as usize)
-        }
+        own_buf(self.buf, self.bsize, self.ring.mask(), slot)
     }
 
     /// Signals the ring's interrupt eventfd (when the receiver did not mask interrupts).
@@ -176,13 +238,59 @@ impl Attached {
     }
 }
 
+impl ZeroCopy {
+    /// The state of a ring of `size` slots in the zero-copy session `s`; `pool` is a
+    /// receive queue's.
+    fn of(s: &Session, pool: Option<&Mempool>, size: u32) -> ZeroCopy {
+        let pools: Box<[PoolRegion]> = s
+            .regions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.pool().is_some())
+            .map(|(i, r)| PoolRegion {
+                base: r.base() as usize,
+                len: r.len() as usize,
+                index: i as u16,
+            })
+            .collect();
+        let rx_pool = pool.and_then(|p| {
+            let seg = p.data_segment()?;
+            pools
+                .iter()
+                .find(|r| r.base == seg.as_ptr() as usize)
+                .copied()
+        });
+        if let (Some(p), None) = (pool, rx_pool) {
+            tracing::warn!(
+                "memif zero-copy: the rx pool {} is not shared (made before the port's probe?): \
+                 receiving by copying",
+                p.name()
+            );
+        }
+        ZeroCopy {
+            pools,
+            rx_pool,
+            held: (0..size).map(|_| None).collect(),
+            fresh: PktBatch::new(),
+        }
+    }
+}
+
+/// Client: the buffer of `slot` in a ring whose buffers start at `buf`, `bsize` bytes
+/// each, `mask + 1` of them.
+#[inline(always)]
+fn own_buf(buf: *mut u8, bsize: u32, mask: u16, slot: u16) -> *mut u8 {
+    // Only an address: users dereference it where the layout vouches for it.
+    buf.wrapping_add((slot & mask) as usize * bsize as usize)
+}
+
 /// Re-reads the session when the generation changed; returns the attached ring if any.
 #[inline(always)]
 fn sync<'a>(
     shared: &Shared,
     gen: &mut u64,
     att: &'a mut Option<Attached>,
-    rx: bool,
+    rx: Option<&Mempool>,
     qid: u16,
 ) -> Option<&'a mut Attached> {
     if shared.generation() != *gen {
@@ -191,11 +299,20 @@ fn sync<'a>(
     att.as_mut()
 }
 
+/// Attaches to the current session: a receive queue passes its pool (`rx`).
 #[cold]
-fn reattach(shared: &Shared, gen: &mut u64, att: &mut Option<Attached>, rx: bool, qid: u16) {
+fn reattach(
+    shared: &Shared,
+    gen: &mut u64,
+    att: &mut Option<Attached>,
+    rx: Option<&Mempool>,
+    qid: u16,
+) {
     let (g, s) = shared.current();
     *gen = g;
-    *att = s.and_then(|s| Attached::new(s, rx, qid));
+    // The old ring's mbufs go back to their pools first.
+    *att = None;
+    *att = s.and_then(|s| Attached::new(s, rx.is_some(), qid, rx));
 }
 
 /// A memif receive queue.
@@ -258,7 +375,13 @@ impl RxQueue for MemifRxQueue {
     /// publishing its counter and reading the flags) and looks at the peer's counter.
     /// Not connected: nothing to arm; the sleeper's timeout brings the queue back.
     fn intr_enable(&mut self) -> Result<Armed, IntrError> {
-        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, true, self.qid) else {
+        let Some(a) = sync(
+            &self.shared,
+            &mut self.gen,
+            &mut self.att,
+            Some(&self.pool),
+            self.qid,
+        ) else {
             return Ok(Armed::Sleep);
         };
         a.ring.set_flags(0);
@@ -289,9 +412,26 @@ impl RxQueue for MemifRxQueue {
     }
 
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
-        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, true, self.qid) else {
+        let Some(a) = sync(
+            &self.shared,
+            &mut self.gen,
+            &mut self.att,
+            Some(&self.pool),
+            self.qid,
+        ) else {
             return 0;
         };
+        if a.zc.as_ref().is_some_and(|z| z.rx_pool.is_some()) {
+            let q = RxParts {
+                pool: &self.pool,
+                stats: &self.stats,
+                errs: &self.errs,
+                scatter: self.scatter,
+                port: self.port,
+                shared: &self.shared,
+            };
+            return rx_in_place(a, &q, batch, max);
+        }
         let ring = a.ring;
         // The peer's counter: head (server reading client-to-server), tail (client
         // reading server-to-client).
@@ -444,6 +584,173 @@ impl RxQueue for MemifRxQueue {
     }
 }
 
+/// What an in-place receive needs of its queue.
+struct RxParts<'a> {
+    pool: &'a Mempool,
+    stats: &'a QueueStats,
+    errs: &'a QueueErrors,
+    scatter: bool,
+    port: PortId,
+    shared: &'a Shared,
+}
+
+/// Zero-copy client receive: the packets the server wrote into the mbufs we offered on
+/// the server-to-client ring are those mbufs, with the lengths it wrote (each at most
+/// what was offered; a chain of several descriptors becomes a chain of mbufs with
+/// SCATTER, or is dropped as too long). Then every free slot is offered a fresh mbuf.
+/// The descriptors' region and offset are never read back: each slot's mbuf is ours.
+fn rx_in_place(a: &mut Attached, q: &RxParts<'_>, batch: &mut PktBatch, max: usize) -> usize {
+    let ring = a.ring;
+    let Some(zc) = a.zc.as_deref_mut() else {
+        return 0;
+    };
+    let Some(region) = zc.rx_pool else {
+        return 0;
+    };
+    let tail = ring.tail().load(Ordering::Acquire);
+    let avail = tail.wrapping_sub(a.ours) as u32;
+    if avail > a.aux.wrapping_sub(a.ours) as u32 {
+        bump(&q.errs.bad_ring, 1);
+        q.stats.add_errors(1);
+        q.shared.report_fault(Fault::RingIndex);
+        return 0;
+    }
+    let want = max.min(batch.spare());
+    let mask = ring.mask();
+    let (mut got, mut bytes, mut bad, mut long, mut nomem) = (0usize, 0u64, 0u64, 0u64, 0u64);
+    let mut copied = 0u64;
+    let mut cur = a.ours;
+    let mut left = avail;
+    while got < want && left > 0 {
+        // The chain's extent first (flags only); a chain not complete yet waits.
+        let (mut slots, mut complete) = (0u32, false);
+        while slots < left && !complete {
+            complete = ring.desc(cur.wrapping_add(slots as u16)).flags & DESC_FLAG_NEXT == 0;
+            slots += 1;
+        }
+        if !complete {
+            break;
+        }
+        let mut pkt: Option<Mbuf> = None;
+        let mut ok = true;
+        for k in 0..slots as u16 {
+            let slot = cur.wrapping_add(k);
+            let len = ring.desc(slot).length as usize;
+            let held = zc.held[usize::from(slot & mask)].take();
+            if !ok {
+                continue; // dropped with the packet (a held mbuf goes back with it)
+            }
+            let m = match held {
+                Some(mut m) if len <= m.buf_len() - m.headroom() => {
+                    m.set_len(len);
+                    m
+                }
+                // Offered at connect, before the queue had mbufs there: the ring's own
+                // buffer, copied out.
+                None if len <= a.bsize as usize => {
+                    let src = own_buf(a.buf, a.bsize, mask, slot);
+                    let mut copy = None;
+                    // SAFETY: our own buffer of `slot` has bsize >= len bytes inside
+                    // region 0.
+                    let filled = unsafe { fill_overflow(&mut copy, q.pool, src, len) };
+                    copied += 1;
+                    match (filled, copy) {
+                        (Ok(()), Some(m)) if q.scatter || m.is_contiguous() => m,
+                        (Ok(()), None) => match q.pool.alloc() {
+                            Some(m) => m, // an empty frame
+                            None => {
+                                nomem += 1;
+                                ok = false;
+                                continue;
+                            }
+                        },
+                        (Err(ChainError::NoBuffers), _) => {
+                            nomem += 1;
+                            ok = false;
+                            continue;
+                        }
+                        _ => {
+                            long += 1;
+                            ok = false;
+                            continue;
+                        }
+                    }
+                }
+                // Longer than offered.
+                _ => {
+                    bad += 1;
+                    ok = false;
+                    continue;
+                }
+            };
+            match pkt.as_mut() {
+                None => pkt = Some(m),
+                Some(p) if q.scatter => {
+                    if p.chain(m).is_err() {
+                        long += 1;
+                        ok = false;
+                    }
+                }
+                Some(_) => {
+                    long += 1;
+                    ok = false;
+                }
+            }
+        }
+        cur = cur.wrapping_add(slots as u16);
+        left -= slots;
+        if let (true, Some(mut p)) = (ok, pkt) {
+            p.set_port(q.port);
+            bytes += p.len() as u64;
+            got += 1;
+            let _ = batch.push(p);
+        }
+    }
+    a.ours = cur;
+    q.stats.add(got as u64, bytes);
+    if bad + long > 0 {
+        bump(&q.errs.bad_desc, bad);
+        bump(&q.errs.too_long, long);
+        q.stats.add_errors(bad + long);
+    }
+    if nomem > 0 {
+        q.stats.add_no_mbuf(nomem);
+    }
+    if copied > 0 {
+        bump(&q.errs.zc_copied, copied);
+    }
+    // Offer a fresh mbuf to every free slot.
+    let target = a.ours.wrapping_add(a.size as u16);
+    let mut h = a.aux;
+    while h != target {
+        let n = usize::from(target.wrapping_sub(h)).min(zc.fresh.spare());
+        if q.pool.alloc_bulk(&mut zc.fresh, n).is_none() {
+            break; // the pool is dry: the ring stays short until buffers come back
+        }
+        for m in zc.fresh.drain() {
+            let data = m.data().as_ptr() as usize;
+            let room = (m.buf_len() - m.headroom()) as u32;
+            ring.set_desc(
+                h,
+                Desc {
+                    flags: 0,
+                    region: region.index,
+                    length: room,
+                    // Inside the region: the pool's buffers are its data segment.
+                    offset: (data - region.base) as u32,
+                },
+            );
+            zc.held[usize::from(h & mask)] = Some(m);
+            h = h.wrapping_add(1);
+        }
+    }
+    if h != a.aux {
+        a.aux = h;
+        ring.head().store(h, Ordering::Release);
+    }
+    got
+}
+
 /// The slots and the number of the first whole packets (at most `max`) among `avail`
 /// filled slots from `from`. A chain still being written (its last descriptor not yet
 /// there) is left out.
@@ -497,7 +804,8 @@ impl MemifTxQueue {
         }
     }
 
-    /// Client: writes packets into our own buffers on the client-to-server ring.
+    /// Client: writes packets into our own buffers on the client-to-server ring; with
+    /// zero-copy, names their segments in place where they lie in a shared pool.
     fn tx_client(
         a: &mut Attached,
         batch: &PktBatch,
@@ -510,11 +818,31 @@ impl MemifTxQueue {
             bump(&errs.bad_ring, 1);
             return Err(());
         }
-        a.aux = tail;
+        a.release_sent(tail);
         let mut free = a.size - a.ours.wrapping_sub(tail) as u32;
         let (mut n, mut bytes) = (0usize, 0u64);
-        for m in batch.iter() {
+        for (i, m) in batch.iter().enumerate() {
             let plen = m.len();
+            if let Some(zc) = a.zc.as_deref_mut() {
+                match send_in_place(zc, &ring, a.ours, free, m) {
+                    InPlace::Sent(slots) => {
+                        // SAFETY: entry i of the batch is owned by it; the caller takes
+                        // the first n entries out of the batch without freeing them
+                        // (`disown_front`) right after this call, so the ring holds the
+                        // only owner.
+                        let owned = unsafe { batch.raw()[i].into_mbuf() };
+                        let last = a.ours.wrapping_add(slots as u16 - 1);
+                        zc.held[usize::from(last & ring.mask())] = Some(owned);
+                        a.ours = a.ours.wrapping_add(slots as u16);
+                        free -= slots;
+                        bytes += plen as u64;
+                        n += 1;
+                        continue;
+                    }
+                    InPlace::NoRoom => break,
+                    InPlace::NotShared => bump(&errs.zc_copied, 1),
+                }
+            }
             let slots = if plen <= a.bsize as usize {
                 1
             } else {
@@ -530,15 +858,30 @@ impl MemifTxQueue {
                 // SAFETY: our own buffer of `slot` has bsize >= chunk bytes.
                 unsafe { copy_packet(m, off, a.own_buf(slot), chunk) };
                 // Region and offset of our slots were written at setup and are ours to
-                // read back never (we copy into `own_buf`), so only flags and length.
+                // read back never (we copy into `own_buf`), so only flags and length;
+                // zero-copy may have named a pool's buffer there since.
                 let flags = if k + 1 < slots { DESC_FLAG_NEXT } else { 0 };
-                ring.set_desc_len(slot, flags, chunk as u32);
+                if a.zc.is_some() {
+                    let d = Desc {
+                        flags,
+                        region: 0,
+                        length: chunk as u32,
+                        offset: a.own_offset(slot),
+                    };
+                    ring.set_desc(slot, d);
+                } else {
+                    ring.set_desc_len(slot, flags, chunk as u32);
+                }
                 off += chunk;
             }
             a.ours = a.ours.wrapping_add(slots as u16);
             free -= slots;
             bytes += plen as u64;
             n += 1;
+            if a.zc.is_some() {
+                // SAFETY: as for a packet sent in place above; copied, it is freed now.
+                drop(unsafe { batch.raw()[i].into_mbuf() });
+            }
         }
         if n > 0 {
             ring.head().store(a.ours, Ordering::Release);
@@ -630,7 +973,7 @@ impl TxQueue for MemifTxQueue {
         if batch.is_empty() {
             return 0;
         }
-        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, false, self.qid) else {
+        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, None, self.qid) else {
             bump(&self.errs.link_down, batch.len() as u64);
             return 0;
         };
@@ -656,7 +999,12 @@ impl TxQueue for MemifTxQueue {
                 if dropped > 0 {
                     self.stats.add_errors(dropped);
                 }
-                batch.free_front(n);
+                if a.zc.is_some() {
+                    // Each was taken by `tx_client`: held by the ring, or copied and freed.
+                    batch.disown_front(n);
+                } else {
+                    batch.free_front(n);
+                }
                 n
             }
             Err(f) => {
@@ -671,8 +1019,61 @@ impl TxQueue for MemifTxQueue {
     /// session, or lets go of an ended one so its regions are unmapped while the queue
     /// idles.
     fn flush(&mut self) {
-        sync(&self.shared, &mut self.gen, &mut self.att, false, self.qid);
+        let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, None, self.qid) else {
+            return;
+        };
+        // Zero-copy: packets the server has passed go back to their pools now, not at
+        // the next send (the application may be waiting for those very buffers).
+        if a.zc.is_some() && a.role == Role::Client {
+            let tail = a.ring.tail().load(Ordering::Acquire);
+            if tail.wrapping_sub(a.aux) <= a.ours.wrapping_sub(a.aux) {
+                a.release_sent(tail);
+            }
+        }
     }
+}
+
+/// What [`send_in_place`] did with a packet.
+enum InPlace {
+    /// Named in place in this many slots.
+    Sent(u32),
+    /// Not enough free slots: the burst ends.
+    NoRoom,
+    /// A segment lies in no shared pool: copy it.
+    NotShared,
+}
+
+/// Zero-copy client transmit of `m`: one descriptor per segment from slot `at`, naming
+/// the segment where it lies in a shared pool, if every segment does and `free` slots
+/// hold them. The caller hands the mbuf to the ring.
+#[inline(always)]
+fn send_in_place(zc: &ZeroCopy, ring: &RingPtr, at: u16, free: u32, m: &Mbuf) -> InPlace {
+    let segs = u32::from(m.nb_segs());
+    if segs > free {
+        return InPlace::NoRoom;
+    }
+    // Every segment located first: a packet goes in place whole or is copied whole.
+    if m.segments()
+        .any(|seg| zc.locate(seg.as_ptr(), seg.len()).is_none())
+    {
+        return InPlace::NotShared;
+    }
+    for (k, seg) in m.segments().enumerate() {
+        let Some((region, offset)) = zc.locate(seg.as_ptr(), seg.len()) else {
+            return InPlace::NotShared; // located above; a guard
+        };
+        let last = k as u32 + 1 == segs;
+        ring.set_desc(
+            at.wrapping_add(k as u16),
+            Desc {
+                flags: if last { 0 } else { DESC_FLAG_NEXT },
+                region,
+                length: seg.len() as u32,
+                offset,
+            },
+        );
+    }
+    InPlace::Sent(segs)
 }
 
 /// Copies packet bytes `[off, off + n)` (across its segments) to `dst`, with raw copies:

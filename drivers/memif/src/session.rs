@@ -48,6 +48,9 @@ pub struct Session {
     pub s2c: Vec<RingInfo>,
     /// Client only: packet buffer size.
     pub bsize: u32,
+    /// Client only: zero-copy (`zero-copy=yes`): regions after 0 are pools' data
+    /// segments.
+    pub zero_copy: bool,
     /// Peer application name (HELLO/INIT).
     pub peer_name: String,
     /// Peer interface name (CONNECT/CONNECTED).
@@ -75,7 +78,8 @@ impl Session {
     /// Resets both counters of every ring to 0 and marks the rings we receive on as
     /// polled (no interrupts wanted), as both sides do when the connection completes. A
     /// client then offers every buffer of its receive rings at once (head = ring size),
-    /// so the server can send before the client's first poll. (The server resets its
+    /// so the server can send before the client's first poll (a zero-copy client too:
+    /// its receive queues offer mbufs in their place as those buffers come back). (The server resets its
     /// counters when it gets CONNECT, the client when it gets CONNECTED: after it.)
     pub fn reset_rings(&self) {
         for (i, r) in self.c2s.iter().chain(&self.s2c).enumerate() {
@@ -123,6 +127,9 @@ pub struct ClientLayout {
     pub log2: u8,
     /// Packet buffer size.
     pub bsize: u32,
+    /// Zero-copy: the most pool regions the server takes after region 0 (its HELLO's
+    /// `max_region`); 0 in copy mode.
+    pub pool_regions: u16,
 }
 
 impl ClientLayout {
@@ -183,9 +190,19 @@ impl ClientLayout {
             });
         }
         let s2c = rings.split_off(self.c2s as usize);
+        let mut regions = vec![region];
+        // Zero-copy: the data segment of every pool kept apart, as far as the server
+        // takes regions. Pools beyond that (or made later) are sent from by copying.
+        regions.extend(
+            pmd_core::Mempool::list()
+                .iter()
+                .filter_map(Region::share_pool)
+                .take(usize::from(self.pool_regions)),
+        );
         Ok(Session {
             role: Role::Client,
-            regions: vec![region],
+            zero_copy: self.pool_regions > 0,
+            regions,
             c2s: rings,
             s2c,
             bsize: self.bsize,
@@ -206,6 +223,7 @@ mod tests {
             s2c: 1,
             log2: 4,
             bsize: 256,
+            pool_regions: 0,
         };
         let s = l.build("layout-test", false).unwrap();
         let rb = 128 + 16 * 16;
@@ -226,7 +244,8 @@ mod tests {
             c2s: 255,
             s2c: 255,
             log2: 14,
-            bsize: 65535
+            bsize: 65535,
+            pool_regions: 0,
         }
         .region_bytes()
         .is_none());

@@ -12,6 +12,7 @@
 
 use crate::sys;
 use memmap2::{MmapOptions, MmapRaw};
+use pmd_core::Mempool;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,12 +26,28 @@ pub const MAX_REGION_SIZE: u64 = 1 << 32;
 /// it mapped while anything uses them.
 #[derive(Debug)]
 pub struct Region {
-    /// `len` bytes rounded up to the backing page size.
-    map: MmapRaw,
+    /// Where the region's bytes are in this process.
+    map: Mapping,
     /// Bytes usable by descriptors and rings (what ADD_REGION announced).
     len: u64,
     fd: OwnedFd,
 }
+
+/// How a region is mapped here.
+#[derive(Debug)]
+enum Mapping {
+    /// A mapping of our own: `len` bytes rounded up to the backing page size.
+    Own(MmapRaw),
+    /// The data segment of one of our pools, shared in place (zero-copy client): the
+    /// pool's handle keeps it mapped.
+    Pool(Mempool, *mut u8),
+}
+
+// SAFETY: the pointer of `Mapping::Pool` is the base of the pool's data segment, which the
+// handle next to it keeps mapped; it is only an address (accesses are the data path's).
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
 
 fn huge_page_size() -> Option<usize> {
     pmd_core::memory::default_hugepage_size().ok()
@@ -82,12 +99,40 @@ impl Region {
         file.set_len(map_len as u64)?;
         let fd = OwnedFd::from(file);
         sys::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK)?;
-        let map = map(&fd, map_len)?;
+        let map = Mapping::Own(map(&fd, map_len)?);
         Ok(Region {
             map,
             len: map_len as u64,
             fd,
         })
+    }
+
+    /// The data segment of `pool` as a region, shared in place: the peer reads and
+    /// writes packet bytes in the pool's buffers (a zero-copy client). Only the data
+    /// rooms are shared, never the buffer headers ([`pmd_core::mempool::keep_data_apart`]).
+    /// `None` if the pool keeps its data with its headers, or its segment cannot be
+    /// announced (larger than 4 GiB, or a file that is not a sealed memfd: `--huge-dir`).
+    pub fn share_pool(pool: &Mempool) -> Option<Region> {
+        let seg = pool.data_segment()?;
+        let len = seg.len() as u64;
+        let sealed = sys::seals(seg.fd().as_fd()).is_ok_and(|s| s & libc::F_SEAL_SHRINK != 0);
+        if len > MAX_REGION_SIZE || !sealed {
+            return None;
+        }
+        let fd = seg.fd().try_clone().ok()?;
+        Some(Region {
+            map: Mapping::Pool(pool.clone(), seg.as_ptr()),
+            len,
+            fd,
+        })
+    }
+
+    /// The pool whose data segment this region is, if it is one.
+    pub fn pool(&self) -> Option<&Mempool> {
+        match &self.map {
+            Mapping::Pool(p, _) => Some(p),
+            Mapping::Own(_) => None,
+        }
     }
 
     /// Maps a region the peer announced as `size` bytes in `fd`. Refuses (with a short
@@ -119,7 +164,11 @@ impl Region {
             ));
         }
         let map = map(&fd, map_len).map_err(|e| format!("Region mmap failed: {e}"))?;
-        Ok(Region { map, len: size, fd })
+        Ok(Region {
+            map: Mapping::Own(map),
+            len: size,
+            fd,
+        })
     }
 
     /// Usable bytes.
@@ -139,7 +188,10 @@ impl Region {
 
     /// Base address, for bounds-checked views ([`crate::ring::RingPtr`], buffer copies).
     pub fn base(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
+        match &self.map {
+            Mapping::Own(m) => m.as_mut_ptr(),
+            Mapping::Pool(_, base) => *base,
+        }
     }
 
     /// Whether `[offset, offset + len)` lies inside the region.

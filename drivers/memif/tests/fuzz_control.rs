@@ -137,6 +137,7 @@ fn fuzz_control_messages() {
         tx_queues: 2,
         log2: 10,
         bsize: 2048,
+        zero_copy: false,
         if_name: "fuzz".into(),
         app_name: "fuzz".into(),
     };

@@ -59,6 +59,7 @@ fn params() -> ClientParams {
         tx_queues: 1,
         log2: 4,
         bsize: 256,
+        zero_copy: false,
         if_name: "fake".into(),
         app_name: "hostile".into(),
     }
@@ -614,6 +615,145 @@ fn hostile_server_against_our_client() {
     assert_eq!(cli.xstat("tx_q0_bad_ring_index"), 1);
     assert!(disconnect_reason(&c).contains("Ring index out of range"));
     drop(b);
+    drop(l);
+    cli.finish();
+}
+
+/// Bytes `[off, off + len)` of region `r` of a fake server's session.
+fn region_bytes(s: &Session, r: u16, off: u32, len: usize) -> Vec<u8> {
+    let reg = &s.regions[usize::from(r)];
+    assert!(
+        reg.contains(u64::from(off), len as u64),
+        "descriptor inside its region"
+    );
+    let mut v = vec![0u8; len];
+    // SAFETY: inside the mapped region (checked above); a raw copy of shared memory.
+    unsafe { std::ptr::copy_nonoverlapping(reg.base().add(off as usize), v.as_mut_ptr(), len) };
+    v
+}
+
+/// Writes `data` at `off` in region `r` of a fake server's session, as a server filling a
+/// client's buffer does.
+fn region_write(s: &Session, r: u16, off: u32, data: &[u8]) {
+    let reg = &s.regions[usize::from(r)];
+    assert!(reg.contains(u64::from(off), data.len() as u64));
+    // SAFETY: inside the mapped region (checked above).
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), reg.base().add(off as usize), data.len())
+    };
+}
+
+#[test]
+fn hostile_server_against_our_zero_copy_client() {
+    let sock = name();
+    let l = fake_server(&sock);
+    let mut cli = side(
+        0,
+        &format!("net_memif0,role=client,socket={sock},rsize=4,bsize=256,zero-copy=yes"),
+        1,
+    );
+    let c = accept(&l);
+    let s = serve(&c);
+    wait_for(5, "client link up", || cli.port.link().up);
+    // Region 0 (rings and their own buffers) and at least the client's pool.
+    assert!(s.regions.len() >= 2);
+    let r = &s.s2c[0];
+    assert_eq!(
+        r.ring.head().load(Ordering::Acquire),
+        16,
+        "own buffers offered at connect"
+    );
+    let mut b = PktBatch::new();
+    // Slot 0: 60 bytes in the ring's own buffer (copied out); slot 1: beyond it.
+    let d0 = r.ring.desc(0);
+    assert_eq!(d0.region, 0);
+    region_write(&s, 0, d0.offset, &[0x77; 60]);
+    r.ring.set_desc(0, Desc { length: 60, ..d0 });
+    r.ring.set_desc(
+        1,
+        Desc {
+            length: 5000,
+            ..r.ring.desc(1)
+        },
+    );
+    r.ring.tail().store(2, Ordering::Release);
+    cli.rx[0].rx_burst(&mut b);
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.as_slice()[0].data(), &[0x77; 60][..]);
+    assert_eq!(cli.xstat("rx_q0_bad_desc"), 1);
+    assert_eq!(cli.xstat("rx_q0_zc_copied"), 1);
+    // The two slots used were offered again, as mbufs in a shared pool's region.
+    assert_eq!(r.ring.head().load(Ordering::Acquire), 18);
+    let z0 = r.ring.desc(16);
+    let z1 = r.ring.desc(17);
+    assert!(z0.region >= 1 && z1.region >= 1, "{z0:?} {z1:?}");
+    // Slots 2..16 in own buffers; slot 16 written in place, then its descriptor pointed
+    // elsewhere (never read back: the mbuf offered there is the packet); slot 17 longer
+    // than the mbuf offered.
+    for k in 2..16u16 {
+        r.ring.set_desc(
+            k,
+            Desc {
+                length: 60,
+                ..r.ring.desc(k)
+            },
+        );
+    }
+    region_write(&s, z0.region, z0.offset, &[0x55; 100]);
+    r.ring.set_desc(
+        16,
+        Desc {
+            flags: 0,
+            region: 0,
+            length: 100,
+            offset: 0,
+        },
+    );
+    r.ring.set_desc(
+        17,
+        Desc {
+            length: z1.length + 1,
+            ..z1
+        },
+    );
+    r.ring.tail().store(18, Ordering::Release);
+    b.clear();
+    cli.rx[0].rx_burst(&mut b);
+    assert_eq!(b.len(), 15);
+    assert_eq!(
+        b.as_slice()[14].data(),
+        &[0x55; 100][..],
+        "received in place"
+    );
+    assert!(cli.pool.owns(&b.as_slice()[14]));
+    assert_eq!(cli.xstat("rx_q0_bad_desc"), 2);
+    assert_eq!(cli.xstat("rx_q0_zc_copied"), 15);
+    // Transmit in place: the server reads the frame from the client's mbuf.
+    let mut m = cli.pool.alloc().unwrap();
+    assert!(m.copy_from(&[0x33; 64]));
+    let mut t = PktBatch::new();
+    t.push(m).unwrap();
+    assert_eq!(cli.tx[0].tx_burst(&mut t), 1);
+    let d = s.c2s[0].ring.desc(0);
+    assert!(d.region >= 1 && d.length == 64, "{d:?}");
+    assert_eq!(region_bytes(&s, d.region, d.offset, 64), vec![0x33; 64]);
+    assert_eq!(
+        cli.pool.stats().in_use as usize,
+        b.len() + 16 + 1,
+        "16 offered, 1 sent"
+    );
+    // The server passes it: given back at the next flush.
+    s.c2s[0].ring.tail().store(1, Ordering::Release);
+    cli.tx[0].tx_flush();
+    assert_eq!(cli.pool.stats().in_use as usize, b.len() + 16);
+    // tail beyond what the client offered: the connection ends.
+    r.ring.tail().store(18 + 100, Ordering::Release);
+    let mut b2 = PktBatch::new();
+    assert_eq!(cli.rx[0].rx_burst(&mut b2), 0);
+    assert_eq!(cli.xstat("rx_q0_bad_ring_index"), 1);
+    assert!(disconnect_reason(&c).contains("Ring index out of range"));
+    wait_for(5, "client link down", || !cli.port.link().up);
+    drop((b, b2, t));
     drop(l);
     cli.finish();
 }

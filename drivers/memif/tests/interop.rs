@@ -146,3 +146,31 @@ fn our_client_small_buffers_dpdk_server_chains() {
     s.finish();
     drop(tp);
 }
+
+#[test]
+fn our_zero_copy_client_dpdk_server() {
+    if !pmd_testkit::require("our_zero_copy_client_dpdk_server", skip_reason()) {
+        return;
+    }
+    let pid = std::process::id();
+    let name = format!("/tmp/pmd-memif-interop-zc-{pid}.sock");
+    let mut tp = Testpmd::start(
+        &format!("net_memif0,role=server,socket={name}"),
+        &format!("pmdmemifzc{pid}"),
+        None,
+    );
+    // Zero-copy: DPDK's server maps our pool's data segment (region 1) and reads and
+    // writes the frames in our mbufs.
+    let mut s = side(
+        0,
+        &format!("net_memif0,role=client,socket={name},zero-copy=yes"),
+        1,
+    );
+    wait_for(30, "link up with DPDK's server", || s.port.link().up);
+    assert!(s.pool.data_segment().is_some());
+    assert!(s.xstat("regions") >= 2, "{:?}", s.port.xstats());
+    round_trip(&mut s, &mut tp);
+    assert_eq!(s.xstat("tx_q0_zc_copied"), 0);
+    s.finish();
+    drop(tp);
+}

@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         tx_queues: 2,
         log2: 10,
         bsize: 2048,
+        zero_copy: false,
         if_name: "fuzz".into(),
         app_name: "fuzz".into(),
     };
