@@ -258,9 +258,35 @@ impl Segment {
         count: usize,
         elt: usize,
     ) -> Result<(Segment, ElementLayout)> {
+        Self::alloc_elements_with(name, count, elt, &config())
+    }
+
+    /// [`Segment::alloc_elements`] in a segment another process can map safely: a memfd
+    /// sealed against resizing, on hugepages unless `--no-huge`, also when `--huge-dir`
+    /// names a hugetlbfs mount (whose files cannot be sealed: a peer could truncate one
+    /// under us). A kernel without hugetlb memfds gets the configured kind instead.
+    pub fn alloc_shareable_elements(
+        name: &str,
+        count: usize,
+        elt: usize,
+    ) -> Result<(Segment, ElementLayout)> {
         let cfg = config();
-        let layout = ElementLayout::new(elt, &cfg);
-        let seg = Self::alloc_with(name, layout.bytes(count), &cfg)?;
+        let memfd = MemoryConfig {
+            huge_dir: None,
+            ..cfg.clone()
+        };
+        Self::alloc_elements_with(name, count, elt, &memfd)
+            .or_else(|_| Self::alloc_elements_with(name, count, elt, &cfg))
+    }
+
+    fn alloc_elements_with(
+        name: &str,
+        count: usize,
+        elt: usize,
+        cfg: &MemoryConfig,
+    ) -> Result<(Segment, ElementLayout)> {
+        let layout = ElementLayout::new(elt, cfg);
+        let seg = Self::alloc_with(name, layout.bytes(count), cfg)?;
         Ok((seg, layout))
     }
 

@@ -288,7 +288,8 @@ static LIVE: std::sync::Mutex<Vec<Weak<PoolOwner>>> = std::sync::Mutex::new(Vec:
 static DATA_APART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// From now on, pools keep their buffers' data rooms (headroom and data) in a segment of
-/// their own, apart from the buffer headers. A driver that lets a peer process read and
+/// their own, apart from the buffer headers: a memfd sealed against resizing
+/// ([`Segment::alloc_shareable_elements`]). A driver that lets a peer process read and
 /// write packet bytes in place (memif's `zero-copy=yes`) shares that segment
 /// ([`Mempool::data_segment`]) and nothing else: the headers, with the pointers the
 /// process relies on, never enter memory the peer maps. Pools made earlier keep their
@@ -474,7 +475,11 @@ impl Mempool {
         };
         let (seg, layout) = Segment::alloc_elements(name, cfg.size as usize, hdr_elt)?;
         let (data, data_layout) = if apart {
-            let (d, l) = Segment::alloc_elements(&format!("{name}-data"), cfg.size as usize, room)?;
+            let (d, l) = Segment::alloc_shareable_elements(
+                &format!("{name}-data"),
+                cfg.size as usize,
+                room,
+            )?;
             (Some(d), Some(l))
         } else {
             (None, None)
