@@ -275,8 +275,10 @@ impl Segment {
             huge_dir: None,
             ..cfg.clone()
         };
-        Self::alloc_elements_with(name, count, elt, &memfd)
-            .or_else(|_| Self::alloc_elements_with(name, count, elt, &cfg))
+        match Self::alloc_elements_with(name, count, elt, &memfd) {
+            Err(_) if cfg.huge_dir.is_some() => Self::alloc_elements_with(name, count, elt, &cfg),
+            made => made,
+        }
     }
 
     fn alloc_elements_with(
@@ -349,8 +351,10 @@ impl Segment {
             hugetlbfs_file(dir, &cfg.file_prefix, id)?
         } else {
             let shift = page_size.trailing_zeros();
-            let flags = sealing | libc::MFD_HUGETLB | (shift << libc::MFD_HUGE_SHIFT);
-            memfd(&format!("{}-{name}", cfg.file_prefix), flags)?
+            let flags = libc::MFD_CLOEXEC | libc::MFD_HUGETLB | (shift << libc::MFD_HUGE_SHIFT);
+            let name = format!("{}-{name}", cfg.file_prefix);
+            // Kernels before 4.16 refuse sealing on hugetlb memfds: those get none.
+            memfd(&name, flags | libc::MFD_ALLOW_SEALING).or_else(|_| memfd(&name, flags))?
         };
         // SAFETY: fd is a valid open descriptor we own.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {

@@ -50,7 +50,7 @@
 //! - transmit: each segment of a packet becomes a descriptor naming its region and
 //!   offset; the mbuf is held until the server's `tail` passes it. A segment in no
 //!   shared pool (a pool made before the probe) is copied into the slot's buffer of
-//!   region 0 instead (`tx_copied`).
+//!   region 0 instead (`tx_qN_zc_copied`).
 //! - receive: the ring is offered empty mbufs of the rx queue's pool, and a received
 //!   packet is that mbuf, with the length the server wrote (bounded by what was
 //!   offered; the descriptor's region and offset are never read back). The ring's own
@@ -62,9 +62,14 @@
 //!   to ring-size per transmit ring until the server passes them (given back at the
 //!   next send or `flush`).
 //!
-//! What the server is trusted with: the bytes of every buffer of the shared pools, at any
-//! time (DPDK shares all of its hugepage memory). The buffer headers, with the pointers
-//! this process relies on, stay in memory the server never maps.
+//! What the server is trusted with: the bytes of every buffer of the shared pools (every
+//! pool made after the probe, whichever port uses it), at any time, as a NIC is with the
+//! buffers it DMAs into (DPDK shares all of its hugepage memory). Packet bytes the
+//! application holds as `&[u8]` may be written by a misbehaving server meanwhile, and an
+//! mbuf offered for receive goes back to its pool when the connection ends, whether or
+//! not the server keeps writing into it. The buffer headers, with the lengths and
+//! pointers this process relies on, stay in memory the server never maps. Copy mode
+//! trusts the server with nothing.
 
 pub mod config;
 pub mod control;

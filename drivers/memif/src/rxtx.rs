@@ -1,5 +1,6 @@
 //! The data path: burst receive and transmit over memif rings, copying packets between
-//! mbufs and the shared packet buffers (copy mode).
+//! mbufs and the shared packet buffers (copy mode), or, for a zero-copy client, naming
+//! and receiving mbufs in place (see the crate docs).
 //!
 //! Who moves which counter (memif 2.0, as libmemif, VPP and DPDK implement it):
 //!
@@ -137,6 +138,15 @@ impl ZeroCopy {
 // SAFETY: raw pointers into regions the `Arc<Session>` keeps mapped; the queue that owns
 // this is used by one thread at a time.
 unsafe impl Send for Attached {}
+
+impl Drop for Attached {
+    /// The ring's mbufs go back to their pools before the session (whose regions may
+    /// hold the last handle of a shared pool) is let go of: a pool dropped with buffers
+    /// out would keep its memory for good.
+    fn drop(&mut self) {
+        self.zc = None;
+    }
+}
 
 impl Attached {
     /// Attaches rx (with the queue's `pool`) or tx queue `qid` to its ring in `s`.
@@ -725,7 +735,13 @@ fn rx_in_place(a: &mut Attached, q: &RxParts<'_>, batch: &mut PktBatch, max: usi
     while h != target {
         let n = usize::from(target.wrapping_sub(h)).min(zc.fresh.spare());
         if q.pool.alloc_bulk(&mut zc.fresh, n).is_none() {
-            break; // the pool is dry: the ring stays short until buffers come back
+            // Fewer left than asked: as many as there are, one by one.
+            match q.pool.alloc() {
+                Some(m) => {
+                    let _ = zc.fresh.push(m);
+                }
+                None => break, // dry: the ring stays short until buffers come back
+            }
         }
         for m in zc.fresh.drain() {
             let data = m.data().as_ptr() as usize;
@@ -840,7 +856,7 @@ impl MemifTxQueue {
                         continue;
                     }
                     InPlace::NoRoom => break,
-                    InPlace::NotShared => bump(&errs.zc_copied, 1),
+                    InPlace::NotShared => {} // copied below
                 }
             }
             let slots = if plen <= a.bsize as usize {
@@ -879,6 +895,7 @@ impl MemifTxQueue {
             bytes += plen as u64;
             n += 1;
             if a.zc.is_some() {
+                bump(&errs.zc_copied, 1);
                 // SAFETY: as for a packet sent in place above; copied, it is freed now.
                 drop(unsafe { batch.raw()[i].into_mbuf() });
             }
@@ -937,8 +954,9 @@ impl MemifTxQueue {
                 break; // no offered buffer left
             }
             if cap < plen {
-                if k == MAX_CHAIN {
-                    // Would need more descriptors than we chain: drop it.
+                if k == MAX_CHAIN || k as u32 == a.size {
+                    // Would need more descriptors than we chain, or than the ring has
+                    // (a zero-copy client offers buffers of its mbufs' size): drop it.
                     bump(&errs.too_long, 1);
                     dropped += 1;
                     n += 1;
@@ -1017,7 +1035,7 @@ impl TxQueue for MemifTxQueue {
 
     /// Nothing is held back (each burst rings the peer's doorbell itself); picks up a new
     /// session, or lets go of an ended one so its regions are unmapped while the queue
-    /// idles.
+    /// idles; a zero-copy client gives back the mbufs the server has passed.
     fn flush(&mut self) {
         let Some(a) = sync(&self.shared, &mut self.gen, &mut self.att, None, self.qid) else {
             return;
@@ -1049,6 +1067,9 @@ enum InPlace {
 #[inline(always)]
 fn send_in_place(zc: &ZeroCopy, ring: &RingPtr, at: u16, free: u32, m: &Mbuf) -> InPlace {
     let segs = u32::from(m.nb_segs());
+    if segs > ring.size() {
+        return InPlace::NotShared; // could never fit: copied into ring-sized buffers
+    }
     if segs > free {
         return InPlace::NoRoom;
     }
@@ -1058,7 +1079,7 @@ fn send_in_place(zc: &ZeroCopy, ring: &RingPtr, at: u16, free: u32, m: &Mbuf) ->
     {
         return InPlace::NotShared;
     }
-    for (k, seg) in m.segments().enumerate() {
+    for (k, seg) in m.segments().take(segs as usize).enumerate() {
         let Some((region, offset)) = zc.locate(seg.as_ptr(), seg.len()) else {
             return InPlace::NotShared; // located above; a guard
         };

@@ -8,7 +8,10 @@
 //! to the memory behind them is volatile, atomic or a raw copy (the peer writes it
 //! concurrently), never a Rust reference. The mapping is a plain shared read-write one of
 //! the whole file (also of a hugetlb memfd, whose pages need no mapping flag), made and
-//! unmapped by `memmap2`.
+//! unmapped by `memmap2`. The exception is a zero-copy client's pool region
+//! ([`Region::share_pool`]): its bytes are the pool's packet buffers, which the
+//! application reads and writes through its mbufs (the crate docs say what that trusts
+//! the server with).
 
 use crate::sys;
 use memmap2::{MmapOptions, MmapRaw};

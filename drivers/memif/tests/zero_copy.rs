@@ -3,7 +3,10 @@
 //! regions after region 0, the server reads the client's packets from its mbufs and
 //! writes the packets it sends into mbufs the client offered. Frames cross byte for byte
 //! both ways, with 1 and 2 queues, and as descriptor and mbuf chains (jumbo frames from
-//! 1000-byte buffers); every buffer comes back. A pool made before the probe is not
+//! 1000-byte buffers); every buffer comes back, also when the server goes away while the
+//! rings hold mbufs. A chain of more segments than the ring has slots is copied; a frame
+//! the server can never fit in the mbufs offered is dropped and counted. A pool made
+//! before the probe is not
 //! shared: packets from it are copied (`tx_q0_zc_copied`), and a receive queue on it
 //! receives by copying. One test function: the pool made "before the probe" must be
 //! made before any zero-copy probe of this process.
@@ -144,7 +147,18 @@ fn zero_copy_client_moves_frames_in_place() {
             let copied = client.xstat(&format!("rx_q{q}_zc_copied"));
             assert_eq!(copied, 512 << (2 - queues), "rx_q{q}_zc_copied");
         }
+        // The server goes away: once the client's queues let go of the session, the
+        // mbufs its rings held (offered for receive, sent and not yet passed) are back.
+        assert!(client.pool.stats().in_use > 0, "the rings hold mbufs");
         server.finish();
+        let mut client = client;
+        wait_for(10, "client link down", || !client.port.link().up);
+        let mut b = PktBatch::new();
+        for q in 0..usize::from(queues) {
+            client.rx[q].rx_burst(&mut b);
+            client.tx[q].tx_flush();
+        }
+        assert_eq!(client.pool.stats().in_use, 0, "the rings' mbufs came back");
         client.finish();
     }
 
@@ -154,6 +168,44 @@ fn zero_copy_client_moves_frames_in_place() {
     let (server, client) = both_ways(server, client, 3_000, 9014);
     assert_eq!(client.xstat("tx_q0_zc_copied"), 0);
     assert_eq!(client.xstat("rx_q0_zc_copied"), 256);
+    server.finish();
+    client.finish();
+
+    // A chain of more segments than the ring has slots (10 of 1000 bytes, 8 slots) is
+    // copied into the ring's 2048-byte buffers instead; the other way, the server drops
+    // what can never fit the 8 mbufs offered, and counts it.
+    let (server, mut client) = pair(1, Some(1000), ",rsize=3");
+    let f = |seq| frame_upto(MAC_S, MAC_C, 2, seq, 9014);
+    let t = std::thread::spawn(move || {
+        let mut server = server;
+        exchange(&mut server, 0, 300, 1, 2, f, f, 60);
+        server
+    });
+    exchange(&mut client, 300, 0, 2, 1, f, f, 60);
+    let mut server = t.join().expect("server thread");
+    let long = (0..300).filter(|&s| f(s).len() > 8 * 1000);
+    assert_eq!(client.xstat("tx_q0_zc_copied"), long.count() as u64);
+    // 8 small frames take the first lap of the client's ring (its own 2048-byte
+    // buffers); then the 8 slots are offered mbufs of 1000 bytes.
+    let mut b = PktBatch::new();
+    for _ in 0..8 {
+        b.push(pmd_core::Mbuf::from_slice(&[7u8; 60], &server.pool).expect("room"))
+            .unwrap();
+    }
+    assert_eq!(server.tx[0].tx_burst(&mut b), 8);
+    let mut got = 0;
+    wait_for(10, "8 frames at the client", || {
+        b.clear();
+        got += client.rx[0].rx_burst(&mut b);
+        got == 8
+    });
+    b.clear();
+    b.push(pmd_core::Mbuf::from_slice(&[7u8; 9000], &server.pool).expect("room"))
+        .unwrap();
+    server.tx[0].tx_burst(&mut b);
+    assert!(b.is_empty());
+    assert_eq!(server.xstat("tx_q0_too_long"), 1);
+    drop(b);
     server.finish();
     client.finish();
 
