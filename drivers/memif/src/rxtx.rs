@@ -555,15 +555,7 @@ impl RxQueue for MemifRxQueue {
                 if a.role == Role::Server {
                     ring.tail().store(cur, Ordering::Release);
                 }
-                self.stats.add(got as u64, bytes);
-                if bad + long > 0 {
-                    bump(&self.errs.bad_desc, bad);
-                    bump(&self.errs.too_long, long);
-                    self.stats.add_errors(bad + long);
-                }
-                if nomem > 0 {
-                    self.stats.add_no_mbuf(nomem);
-                }
+                book_rx(&self.stats, &self.errs, got, bytes, (bad, long, nomem));
             } else {
                 // No buffers for this burst: its packets are dropped and counted once each
                 // in rx_nombuf (as a NIC drops what it has no buffer for), rather than left
@@ -591,6 +583,27 @@ impl RxQueue for MemifRxQueue {
             }
         }
         got
+    }
+}
+
+/// Books a receive burst: `got` packets of `bytes`, and the packets dropped for a bad
+/// descriptor, as too long, or for want of an mbuf.
+#[inline(always)]
+fn book_rx(
+    stats: &QueueStats,
+    errs: &QueueErrors,
+    got: usize,
+    bytes: u64,
+    (bad, long, nomem): (u64, u64, u64),
+) {
+    stats.add(got as u64, bytes);
+    if bad + long > 0 {
+        bump(&errs.bad_desc, bad);
+        bump(&errs.too_long, long);
+        stats.add_errors(bad + long);
+    }
+    if nomem > 0 {
+        stats.add_no_mbuf(nomem);
     }
 }
 
@@ -717,15 +730,7 @@ fn rx_in_place(a: &mut Attached, q: &RxParts<'_>, batch: &mut PktBatch, max: usi
         }
     }
     a.ours = cur;
-    q.stats.add(got as u64, bytes);
-    if bad + long > 0 {
-        bump(&q.errs.bad_desc, bad);
-        bump(&q.errs.too_long, long);
-        q.stats.add_errors(bad + long);
-    }
-    if nomem > 0 {
-        q.stats.add_no_mbuf(nomem);
-    }
+    book_rx(q.stats, q.errs, got, bytes, (bad, long, nomem));
     if copied > 0 {
         bump(&q.errs.zc_copied, copied);
     }
