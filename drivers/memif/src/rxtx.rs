@@ -119,7 +119,8 @@ struct ZeroCopy {
     /// The mbufs in the ring, by slot: offered to the server (receive), or sent and not
     /// yet passed by its `tail` (transmit, at each packet's last slot).
     held: Box<[Option<Mbuf>]>,
-    /// Receive: mbufs taken from the pool for a refill (allocated once).
+    /// Receive: mbufs taken from the pool for a refill; transmit: mbufs the server
+    /// passed, on their way back (allocated once, empty between bursts).
     fresh: PktBatch,
 }
 
@@ -198,11 +199,18 @@ impl Attached {
     #[inline(always)]
     fn release_sent(&mut self, tail: u16) {
         if let Some(zc) = self.zc.as_deref_mut() {
+            // Freed in bulk, a batch at a time.
             let mut s = self.aux;
             while s != tail {
-                zc.held[usize::from(s & self.ring.mask())] = None;
+                if let Some(m) = zc.held[usize::from(s & self.ring.mask())].take() {
+                    if let Err(m) = zc.fresh.push(m) {
+                        zc.fresh.clear();
+                        let _ = zc.fresh.push(m);
+                    }
+                }
                 s = s.wrapping_add(1);
             }
+            zc.fresh.clear();
         }
         self.aux = tail;
     }
@@ -1078,26 +1086,26 @@ fn send_in_place(zc: &ZeroCopy, ring: &RingPtr, at: u16, free: u32, m: &Mbuf) ->
     if segs > free {
         return InPlace::NoRoom;
     }
-    // Every segment located first: a packet goes in place whole or is copied whole.
-    if m.segments()
-        .any(|seg| zc.locate(seg.as_ptr(), seg.len()).is_none())
-    {
-        return InPlace::NotShared;
-    }
-    for (k, seg) in m.segments().take(segs as usize).enumerate() {
+    // A packet goes in place whole or is copied whole: descriptors written before a
+    // segment that is in no shared pool are not published, and the copy rewrites them.
+    let mut k = 0u32;
+    for seg in m.segments().take(segs as usize) {
         let Some((region, offset)) = zc.locate(seg.as_ptr(), seg.len()) else {
-            return InPlace::NotShared; // located above; a guard
+            return InPlace::NotShared;
         };
-        let last = k as u32 + 1 == segs;
+        k += 1;
         ring.set_desc(
-            at.wrapping_add(k as u16),
+            at.wrapping_add(k as u16 - 1),
             Desc {
-                flags: if last { 0 } else { DESC_FLAG_NEXT },
+                flags: if k < segs { DESC_FLAG_NEXT } else { 0 },
                 region,
                 length: seg.len() as u32,
                 offset,
             },
         );
+    }
+    if k < segs {
+        return InPlace::NotShared; // a chain shorter than its count: a guard
     }
     InPlace::Sent(segs)
 }
