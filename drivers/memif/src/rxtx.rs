@@ -125,6 +125,42 @@ struct ZeroCopy {
 }
 
 impl ZeroCopy {
+    /// The state of a ring of `size` slots in the zero-copy session `s`; `pool` is a
+    /// receive queue's.
+    fn of(s: &Session, pool: Option<&Mempool>, size: u32) -> ZeroCopy {
+        let pools: Box<[PoolRegion]> = s
+            .regions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.pool().is_some())
+            .map(|(i, r)| PoolRegion {
+                base: r.base() as usize,
+                len: r.len() as usize,
+                index: i as u16,
+            })
+            .collect();
+        let rx_pool = pool.and_then(|p| {
+            let seg = p.data_segment()?;
+            pools
+                .iter()
+                .find(|r| r.base == seg.as_ptr() as usize)
+                .copied()
+        });
+        if let (Some(p), None) = (pool, rx_pool) {
+            tracing::warn!(
+                "memif zero-copy: the rx pool {} is not shared (made before the port's probe?): \
+                 receiving by copying",
+                p.name()
+            );
+        }
+        ZeroCopy {
+            pools,
+            rx_pool,
+            held: (0..size).map(|_| None).collect(),
+            fresh: PktBatch::new(),
+        }
+    }
+
     /// The region and offset of `len` bytes at `p`, if they lie in one shared pool.
     #[inline(always)]
     fn locate(&self, p: *const u8, len: usize) -> Option<(u16, u32)> {
@@ -150,8 +186,10 @@ impl Drop for Attached {
 }
 
 impl Attached {
-    /// Attaches rx (with the queue's `pool`) or tx queue `qid` to its ring in `s`.
-    fn new(s: Arc<Session>, rx: bool, qid: u16, pool: Option<&Mempool>) -> Option<Attached> {
+    /// Attaches queue `qid` to its ring in `s`: a receive queue, which passes its `pool`,
+    /// or a transmit queue (`None`).
+    fn new(s: Arc<Session>, qid: u16, pool: Option<&Mempool>) -> Option<Attached> {
+        let rx = pool.is_some();
         let info = if rx { s.rx_ring(qid) } else { s.tx_ring(qid) }?;
         let zc = s
             .zero_copy
@@ -194,8 +232,21 @@ impl Attached {
         })
     }
 
-    /// Client transmit: the server's `tail` moved to `tail` (checked to be within what
-    /// we produced); with zero-copy, the packets it passed go back to their pools.
+    /// Client transmit: reads the server's `tail`, which may only move forward up to
+    /// what we produced (`None` if it did not: a corrupt ring), and takes note of it;
+    /// with zero-copy, the packets it passed go back to their pools.
+    #[inline(always)]
+    fn take_tail(&mut self) -> Option<u16> {
+        let tail = self.ring.tail().load(Ordering::Acquire);
+        if tail.wrapping_sub(self.aux) > self.ours.wrapping_sub(self.aux) {
+            return None;
+        }
+        self.release_sent(tail);
+        Some(tail)
+    }
+
+    /// The server's `tail` moved to `tail`: with zero-copy, the packets it passed go
+    /// back to their pools, in bulk.
     #[inline(always)]
     fn release_sent(&mut self, tail: u16) {
         if let Some(zc) = self.zc.as_deref_mut() {
@@ -256,44 +307,6 @@ impl Attached {
     }
 }
 
-impl ZeroCopy {
-    /// The state of a ring of `size` slots in the zero-copy session `s`; `pool` is a
-    /// receive queue's.
-    fn of(s: &Session, pool: Option<&Mempool>, size: u32) -> ZeroCopy {
-        let pools: Box<[PoolRegion]> = s
-            .regions
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.pool().is_some())
-            .map(|(i, r)| PoolRegion {
-                base: r.base() as usize,
-                len: r.len() as usize,
-                index: i as u16,
-            })
-            .collect();
-        let rx_pool = pool.and_then(|p| {
-            let seg = p.data_segment()?;
-            pools
-                .iter()
-                .find(|r| r.base == seg.as_ptr() as usize)
-                .copied()
-        });
-        if let (Some(p), None) = (pool, rx_pool) {
-            tracing::warn!(
-                "memif zero-copy: the rx pool {} is not shared (made before the port's probe?): \
-                 receiving by copying",
-                p.name()
-            );
-        }
-        ZeroCopy {
-            pools,
-            rx_pool,
-            held: (0..size).map(|_| None).collect(),
-            fresh: PktBatch::new(),
-        }
-    }
-}
-
 /// Client: the buffer of `slot` in a ring whose buffers start at `buf`, `bsize` bytes
 /// each, `mask + 1` of them.
 #[inline(always)]
@@ -330,7 +343,7 @@ fn reattach(
     *gen = g;
     // The old ring's mbufs go back to their pools first.
     *att = None;
-    *att = s.and_then(|s| Attached::new(s, rx.is_some(), qid, rx));
+    *att = s.and_then(|s| Attached::new(s, qid, rx));
 }
 
 /// A memif receive queue.
@@ -380,6 +393,19 @@ impl MemifRxQueue {
             att: None,
         }
     }
+
+    /// Follows the session (a new one attached, with this queue's pool, or an ended
+    /// one let go of); the ring is then `self.att`.
+    #[inline(always)]
+    fn refresh(&mut self) {
+        sync(
+            &self.shared,
+            &mut self.gen,
+            &mut self.att,
+            Some(&self.pool),
+            self.qid,
+        );
+    }
 }
 
 impl RxQueue for MemifRxQueue {
@@ -393,13 +419,8 @@ impl RxQueue for MemifRxQueue {
     /// publishing its counter and reading the flags) and looks at the peer's counter.
     /// Not connected: nothing to arm; the sleeper's timeout brings the queue back.
     fn intr_enable(&mut self) -> Result<Armed, IntrError> {
-        let Some(a) = sync(
-            &self.shared,
-            &mut self.gen,
-            &mut self.att,
-            Some(&self.pool),
-            self.qid,
-        ) else {
+        self.refresh();
+        let Some(a) = self.att.as_mut() else {
             return Ok(Armed::Sleep);
         };
         a.ring.set_flags(0);
@@ -430,13 +451,8 @@ impl RxQueue for MemifRxQueue {
     }
 
     fn rx_burst(&mut self, batch: &mut PktBatch, max: usize) -> usize {
-        let Some(a) = sync(
-            &self.shared,
-            &mut self.gen,
-            &mut self.att,
-            Some(&self.pool),
-            self.qid,
-        ) else {
+        self.refresh();
+        let Some(a) = self.att.as_mut() else {
             return 0;
         };
         if a.zc.as_ref().is_some_and(|z| z.rx_pool.is_some()) {
@@ -841,13 +857,10 @@ impl MemifTxQueue {
         errs: &QueueErrors,
     ) -> Result<(usize, u64), ()> {
         let ring = a.ring;
-        let tail = ring.tail().load(Ordering::Acquire);
-        // The server may only move tail forward, up to what we produced.
-        if tail.wrapping_sub(a.aux) > a.ours.wrapping_sub(a.aux) {
+        let Some(tail) = a.take_tail() else {
             bump(&errs.bad_ring, 1);
             return Err(());
-        }
-        a.release_sent(tail);
+        };
         let mut free = a.size - a.ours.wrapping_sub(tail) as u32;
         let (mut n, mut bytes) = (0usize, 0u64);
         for (i, m) in batch.iter().enumerate() {
@@ -1055,11 +1068,9 @@ impl TxQueue for MemifTxQueue {
         };
         // Zero-copy: packets the server has passed go back to their pools now, not at
         // the next send (the application may be waiting for those very buffers).
+        // A corrupt tail is the next send's to report.
         if a.zc.is_some() && a.role == Role::Client {
-            let tail = a.ring.tail().load(Ordering::Acquire);
-            if tail.wrapping_sub(a.aux) <= a.ours.wrapping_sub(a.aux) {
-                a.release_sent(tail);
-            }
+            let _ = a.take_tail();
         }
     }
 }

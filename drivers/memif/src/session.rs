@@ -79,8 +79,9 @@ impl Session {
     /// polled (no interrupts wanted), as both sides do when the connection completes. A
     /// client then offers every buffer of its receive rings at once (head = ring size),
     /// so the server can send before the client's first poll (a zero-copy client too:
-    /// its receive queues offer mbufs in their place as those buffers come back). (The server resets its
-    /// counters when it gets CONNECT, the client when it gets CONNECTED: after it.)
+    /// its receive queues offer mbufs in their place as those buffers come back). (The
+    /// server resets its counters when it gets CONNECT, the client when it gets
+    /// CONNECTED: after it.)
     pub fn reset_rings(&self) {
         for (i, r) in self.c2s.iter().chain(&self.s2c).enumerate() {
             r.ring.head().store(0, Ordering::Relaxed);
