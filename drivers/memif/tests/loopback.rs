@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{exchange, frame, frame_upto, side, side_with, wait_for, Side};
+use common::{both_ways, exchange, frame, side, side_with, wait_for, Side, MAC_A, MAC_B};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -21,9 +21,6 @@ fn socket(abstract_ns: bool) -> String {
         format!("socket={},socket-abstract=no", p.display())
     }
 }
-
-const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
-const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
 
 /// `n` frames each way between a server and a client; `a_is_server` picks which of the
 /// two threads holds the server.
@@ -42,7 +39,6 @@ fn run_with(
     data_room: Option<u16>,
     max_len: usize,
 ) {
-    let frame = move |d, s, dir, seq| frame_upto(d, s, dir, seq, max_len);
     let sock = socket(abstract_ns);
     let role = |server: bool| if server { "server" } else { "client" };
     let extra = if extra.is_empty() {
@@ -54,7 +50,7 @@ fn run_with(
     let spec_b = format!("net_memif1,role={},{sock}{extra}", role(!a_is_server));
     // The server binds at probe, so probe it first.
     let side = |id, spec: &str| side_with(id, spec, queues, data_room);
-    let (mut a, mut b) = if a_is_server {
+    let (a, b) = if a_is_server {
         let a = side(0, &spec_a);
         (a, side(1, &spec_b))
     } else {
@@ -66,35 +62,7 @@ fn run_with(
         assert_eq!(s.xstat("rings_c2s"), queues as u64);
         assert_eq!(s.xstat("rings_s2c"), queues as u64);
     }
-    let ta = std::thread::spawn(move || {
-        exchange(
-            &mut a,
-            n,
-            n,
-            1,
-            2,
-            |s| frame(MAC_A, MAC_B, 2, s),
-            |s| frame(MAC_B, MAC_A, 1, s),
-            60,
-        );
-        a
-    });
-    exchange(
-        &mut b,
-        n,
-        n,
-        2,
-        1,
-        |s| frame(MAC_B, MAC_A, 1, s),
-        |s| frame(MAC_A, MAC_B, 2, s),
-        60,
-    );
-    let a = ta.join().expect("thread A");
-    for s in [&a, &b] {
-        let st = s.port.stats();
-        assert_eq!((st.ipackets, st.opackets), (n as u64, n as u64), "{st:?}");
-        assert_eq!((st.ierrors, st.oerrors, st.rx_nombuf), (0, 0, 0), "{st:?}");
-    }
+    let (a, b) = both_ways(a, b, n, max_len);
     a.finish();
     b.finish();
 }

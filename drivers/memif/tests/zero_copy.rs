@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{exchange, frame_upto, side_with, wait_for, Side};
+use common::{both_ways, exchange, frame_upto, side_with, wait_for, Side, MAC_A, MAC_B};
 use pmd_core::ethdev::{Driver, Port, PortConf};
 use pmd_core::mbuf::PktBatch;
 use pmd_core::mempool::MempoolConfig;
@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-const MAC_S: [u8; 6] = [0x02, 0, 0, 0, 0, 0x5];
-const MAC_C: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc];
+/// The server's and the client's MAC addresses.
+const MAC_S: [u8; 6] = MAC_A;
+const MAC_C: [u8; 6] = MAC_B;
 
 fn socket() -> String {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -47,41 +48,6 @@ fn pair(queues: u16, data_room: Option<u16>, extra: &str) -> (Side, Side) {
     );
     for s in [&server, &client] {
         wait_for(10, "link up", || s.port.link().up);
-    }
-    (server, client)
-}
-
-/// `n` frames of up to `max` bytes each way between `server` and `client`.
-fn both_ways(mut server: Side, mut client: Side, n: u32, max: usize) -> (Side, Side) {
-    let f = move |d, s, dir, seq| frame_upto(d, s, dir, seq, max);
-    let t = std::thread::spawn(move || {
-        exchange(
-            &mut server,
-            n,
-            n,
-            1,
-            2,
-            |s| f(MAC_S, MAC_C, 2, s),
-            |s| f(MAC_C, MAC_S, 1, s),
-            60,
-        );
-        server
-    });
-    exchange(
-        &mut client,
-        n,
-        n,
-        2,
-        1,
-        |s| f(MAC_C, MAC_S, 1, s),
-        |s| f(MAC_S, MAC_C, 2, s),
-        60,
-    );
-    let server = t.join().expect("server thread");
-    for s in [&server, &client] {
-        let st = s.port.stats();
-        assert_eq!((st.ipackets, st.opackets), (n as u64, n as u64), "{st:?}");
-        assert_eq!((st.ierrors, st.oerrors, st.rx_nombuf), (0, 0, 0), "{st:?}");
     }
     (server, client)
 }

@@ -189,3 +189,45 @@ pub fn exchange(
         }
     }
 }
+
+/// MAC addresses of the two sides of [`both_ways`].
+pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
+/// See [`MAC_A`].
+pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+
+/// `n` frames of up to `max` bytes each way between `a` (in a thread of its own) and
+/// `b`, each checked byte for byte; then every frame counted on both ports, nothing
+/// dropped. Gives both sides back.
+pub fn both_ways(mut a: Side, mut b: Side, n: u32, max: usize) -> (Side, Side) {
+    let f = move |d, s, dir, seq| frame_upto(d, s, dir, seq, max);
+    let ta = std::thread::spawn(move || {
+        exchange(
+            &mut a,
+            n,
+            n,
+            1,
+            2,
+            |s| f(MAC_A, MAC_B, 2, s),
+            |s| f(MAC_B, MAC_A, 1, s),
+            60,
+        );
+        a
+    });
+    exchange(
+        &mut b,
+        n,
+        n,
+        2,
+        1,
+        |s| f(MAC_B, MAC_A, 1, s),
+        |s| f(MAC_A, MAC_B, 2, s),
+        60,
+    );
+    let a = ta.join().expect("thread A");
+    for s in [&a, &b] {
+        let st = s.port.stats();
+        assert_eq!((st.ipackets, st.opackets), (n as u64, n as u64), "{st:?}");
+        assert_eq!((st.ierrors, st.oerrors, st.rx_nombuf), (0, 0, 0), "{st:?}");
+    }
+    (a, b)
+}
