@@ -123,25 +123,32 @@ fn our_client_dpdk_server_path_socket() {
     drop(tp);
 }
 
+/// DPDK's testpmd as a memif server on an abstract socket named by `tag`, and our
+/// client on it with `args`, linked up.
+fn dpdk_server_our_client(tag: &str, args: &str) -> (Side, Testpmd) {
+    let pid = std::process::id();
+    let name = format!("/tmp/pmd-memif-interop-{tag}-{pid}.sock");
+    let tp = Testpmd::start(
+        &format!("net_memif0,role=server,socket={name}"),
+        &format!("pmdmemif{tag}{pid}"),
+        None,
+    );
+    let s = side(
+        0,
+        &format!("net_memif0,role=client,socket={name},{args}"),
+        1,
+    );
+    wait_for(30, "link up with DPDK's server", || s.port.link().up);
+    (s, tp)
+}
+
 #[test]
 fn our_client_small_buffers_dpdk_server_chains() {
     if !pmd_testkit::require("our_client_small_buffers_dpdk_server_chains", skip_reason()) {
         return;
     }
-    let pid = std::process::id();
-    let name = format!("/tmp/pmd-memif-interop-z-{pid}.sock");
-    let mut tp = Testpmd::start(
-        &format!("net_memif0,role=server,socket={name}"),
-        &format!("pmdmemifz{pid}"),
-        None,
-    );
     // 512-byte buffers: frames longer than that travel as descriptor chains both ways.
-    let mut s = side(
-        0,
-        &format!("net_memif0,role=client,socket={name},bsize=512"),
-        1,
-    );
-    wait_for(30, "link up with DPDK's server", || s.port.link().up);
+    let (mut s, mut tp) = dpdk_server_our_client("z", "bsize=512");
     round_trip(&mut s, &mut tp);
     s.finish();
     drop(tp);
@@ -152,21 +159,9 @@ fn our_zero_copy_client_dpdk_server() {
     if !pmd_testkit::require("our_zero_copy_client_dpdk_server", skip_reason()) {
         return;
     }
-    let pid = std::process::id();
-    let name = format!("/tmp/pmd-memif-interop-zc-{pid}.sock");
-    let mut tp = Testpmd::start(
-        &format!("net_memif0,role=server,socket={name}"),
-        &format!("pmdmemifzc{pid}"),
-        None,
-    );
     // Zero-copy: DPDK's server maps our pool's data segment (region 1) and reads and
     // writes the frames in our mbufs.
-    let mut s = side(
-        0,
-        &format!("net_memif0,role=client,socket={name},zero-copy=yes"),
-        1,
-    );
-    wait_for(30, "link up with DPDK's server", || s.port.link().up);
+    let (mut s, mut tp) = dpdk_server_our_client("zc", "zero-copy=yes");
     assert!(s.pool.data_segment().is_some());
     assert!(s.xstat("regions") >= 2, "{:?}", s.port.xstats());
     round_trip(&mut s, &mut tp);
